@@ -1,0 +1,184 @@
+import type { AffinityMap } from "../admission/affinity.js";
+import { RouterError } from "../errors.js";
+import type { HealthChecker } from "../health/health-checker.js";
+import { describeNetworkError, probeCapabilities } from "../health/probe.js";
+import type { Logger } from "../log.js";
+import type { Upstream } from "../proxy/upstream.js";
+import type { Registry } from "../registry/registry.js";
+import type { Worker } from "../registry/worker.js";
+import { normalizeWorkerUrl } from "../registry/worker-url.js";
+
+/** One worker's answer to a broadcast, in the original router's shape. */
+export interface BroadcastResult {
+  worker_url: string;
+  status_code: number;
+  body: unknown;
+}
+
+export interface WorkerPatch {
+  /** Quarantine (true) or recover (false). */
+  isDead?: boolean;
+  /** Re-read `/v1/models` (task type, video support). */
+  refreshVideoSupport?: boolean;
+  /** Stop sending new requests, keep the worker registered. */
+  draining?: boolean;
+}
+
+export interface ControlOptions {
+  registry: Registry;
+  upstream: Upstream;
+  health: HealthChecker;
+  logger: Logger;
+  probeTimeoutMs: number;
+  /** Id-affinity maps to clean when a worker leaves. */
+  affinities: readonly AffinityMap[];
+}
+
+/**
+ * The admin operations, written once. REST handlers and RPC handlers are thin
+ * adapters that parse their input, call these and shape the output.
+ */
+export interface Control {
+  addWorker(rawUrl: unknown, options?: { managed?: boolean }): Promise<{ worker: Worker; created: boolean }>;
+  removeWorker(rawUrl: string): Worker;
+  getWorker(rawUrl: string): Worker;
+  listWorkers(): Worker[];
+  updateWorker(rawUrl: string, patch: WorkerPatch): Promise<Worker>;
+  /** Posts one body to each target at once; never throws for a worker's failure. */
+  broadcast(path: string, body: Buffer | string, targets: readonly Worker[]): Promise<BroadcastResult[]>;
+  updateWeightsFromDisk(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
+  releaseMemoryOccupation(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
+  resumeMemoryOccupation(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
+}
+
+export function createControl(options: ControlOptions): Control {
+  const { registry, upstream, logger } = options;
+
+  async function refreshCapabilities(worker: Worker): Promise<void> {
+    try {
+      const caps = await probeCapabilities(upstream, worker.url, options.probeTimeoutMs);
+      registry.update(worker.url, "capabilities", (w) => {
+        w.capabilities = caps;
+      });
+    } catch (err) {
+      registry.update(worker.url, "capabilities_unknown", (w) => {
+        w.lastError = `GET /v1/models failed: ${describeNetworkError(err)}`;
+      });
+      throw err;
+    }
+  }
+
+  const control: Control = {
+    async addWorker(rawUrl, opts = {}) {
+      const url = normalizeWorkerUrl(rawUrl);
+      const { worker, created } = registry.add(url, { managed: opts.managed ?? false });
+      if (!created) return { worker, created };
+      logger.info({ worker: url }, "worker registered");
+      // Probe at once: capabilities decide where video goes, and a worker
+      // that cannot be reached must not take traffic before a probe says so.
+      try {
+        await refreshCapabilities(worker);
+      } catch (err) {
+        registry.update(url, "unreachable_at_registration", (w) => {
+          w.dead = true;
+          w.deadReason = "unreachable";
+        });
+        logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
+      }
+      return { worker, created };
+    },
+
+    removeWorker(rawUrl) {
+      const url = normalizeWorkerUrl(rawUrl);
+      const worker = registry.remove(url);
+      if (!worker) throw new RouterError("worker_not_found", `worker not found: ${url}`, { details: { param: "worker_id" } });
+      for (const a of options.affinities) a.forgetWorker(url);
+      logger.info({ worker: url }, "worker removed");
+      return worker;
+    },
+
+    getWorker(rawUrl) {
+      return registry.require(normalizeWorkerUrl(rawUrl));
+    },
+
+    listWorkers() {
+      return registry.all();
+    },
+
+    async updateWorker(rawUrl, patch) {
+      const worker = registry.require(normalizeWorkerUrl(rawUrl));
+      if (patch.isDead !== undefined) {
+        registry.update(worker.url, patch.isDead ? "quarantined" : "recovered", (w) => {
+          w.dead = patch.isDead!;
+          w.deadReason = patch.isDead ? "manual" : null;
+          if (!patch.isDead) {
+            w.consecutiveFailures = 0;
+            w.consecutiveSuccesses = 0;
+          }
+        });
+      }
+      if (patch.draining !== undefined) {
+        registry.update(worker.url, patch.draining ? "draining" : "undrained", (w) => {
+          w.draining = patch.draining!;
+        });
+      }
+      if (patch.refreshVideoSupport) {
+        // The original answers with video_support null when the probe fails, not an error.
+        await refreshCapabilities(worker).catch(() => undefined);
+      }
+      return worker;
+    },
+
+    async broadcast(path, body, targets) {
+      return Promise.all(
+        targets.map(async (w): Promise<BroadcastResult> => {
+          try {
+            const answer = await upstream.requestJson(w.url, "POST", path, { body });
+            return { worker_url: w.url, status_code: answer.status, body: answer.body };
+          } catch (err) {
+            return { worker_url: w.url, status_code: 502, body: { error: `worker request failed: ${describeNetworkError(err)}` } };
+          }
+        }),
+      );
+    },
+
+    async updateWeightsFromDisk(body) {
+      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
+      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
+      const results = await control.broadcast("/update_weights_from_disk", body, targets);
+      return { status: 200, results };
+    },
+
+    async releaseMemoryOccupation(body) {
+      if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
+      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
+      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool");
+      const results = await control.broadcast("/release_memory_occupation", body, targets);
+      for (const r of results) {
+        if (r.status_code === 200) registry.update(r.worker_url, "sleeping", (w) => void (w.sleeping = true));
+      }
+      return { status: 200, results };
+    },
+
+    async resumeMemoryOccupation(body) {
+      if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
+      // Wake targets the sleeping workers, even those marked dead while asleep.
+      const targets = registry.all().filter((w) => w.sleeping);
+      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool (none is sleeping)");
+      const results = await control.broadcast("/resume_memory_occupation", body, targets);
+      for (const r of results) {
+        if (r.status_code !== 200) continue;
+        registry.update(r.worker_url, "awake", (w) => {
+          w.sleeping = false;
+          w.consecutiveFailures = 0;
+          if (w.dead && w.deadReason !== "manual" && w.deadReason !== "refit_failed") {
+            w.dead = false;
+            w.deadReason = null;
+          }
+        });
+      }
+      return { status: 200, results };
+    },
+  };
+  return control;
+}

@@ -1,0 +1,27 @@
+import { workerState, type Worker } from "../registry/worker.js";
+
+/**
+ * The REST payload of a worker: the original router's fields first (worker_id,
+ * display_id, url, active_requests, is_dead, is_sleeping,
+ * consecutive_failures, video_support), then what this router adds.
+ */
+export function workerJson(w: Worker): Record<string, unknown> {
+  return {
+    worker_id: w.id,
+    display_id: w.displayId,
+    url: w.url,
+    active_requests: w.activeRequests,
+    is_dead: w.dead,
+    is_sleeping: w.sleeping,
+    consecutive_failures: w.consecutiveFailures,
+    video_support: w.capabilities.videoSupport,
+    state: workerState(w),
+    dead_reason: w.deadReason,
+    last_error: w.lastError,
+    task_type: w.capabilities.taskType,
+    models: w.capabilities.models,
+    weight_version: w.weightVersion,
+    draining: w.draining,
+    managed: w.managed,
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * Remembers which worker owns an id (a video job, an image file): those live
+ * only in that worker's memory or disk, so every later request about the id
+ * must reach the same worker. Bounded: the oldest entries go first, so a
+ * router that runs for weeks does not grow without end.
+ */
+export class AffinityMap {
+  readonly #owners = new Map<string, string>();
+
+  constructor(readonly maxEntries = 100_000) {}
+
+  remember(id: string, workerUrl: string): void {
+    this.#owners.delete(id);
+    this.#owners.set(id, workerUrl);
+    if (this.#owners.size > this.maxEntries) {
+      const oldest = this.#owners.keys().next().value;
+      if (oldest !== undefined) this.#owners.delete(oldest);
+    }
+  }
+
+  lookup(id: string): string | undefined {
+    return this.#owners.get(id);
+  }
+
+  forget(id: string): void {
+    this.#owners.delete(id);
+  }
+
+  /** Drops every id owned by a worker that left the pool. */
+  forgetWorker(workerUrl: string): void {
+    for (const [id, url] of this.#owners) if (url === workerUrl) this.#owners.delete(id);
+  }
+
+  get size(): number {
+    return this.#owners.size;
+  }
+}
+
+const imageContentPath = /\/v1\/images\/([A-Za-z0-9_.~-]+)\/content/g;
+
+/**
+ * Image ids named in an images answer (`url: /v1/images/{id}/content`). Only
+ * the first bytes of the answer are searched: `url` answers are small, and a
+ * `b64_json` answer names no content path.
+ */
+export function imageIdsIn(prefix: Buffer): string[] {
+  const text = prefix.toString("latin1");
+  const ids: string[] = [];
+  for (const m of text.matchAll(imageContentPath)) ids.push(m[1]!);
+  return ids;
+}
+
+/** The job id of a video-create answer (`id`, or older `video_id`/`job_id`). */
+export function videoIdIn(body: Buffer): string | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch {
+    return null;
+  }
+  const find = (v: unknown): string | null => {
+    if (Array.isArray(v)) return v.length ? find(v[0]) : null;
+    if (v && typeof v === "object") {
+      const o = v as Record<string, unknown>;
+      for (const k of ["id", "video_id", "job_id"]) {
+        const id = o[k];
+        if (typeof id === "string" && id.trim()) return id.trim();
+      }
+      return "data" in o ? find(o.data) : null;
+    }
+    return null;
+  };
+  return find(parsed);
+}

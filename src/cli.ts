@@ -1,0 +1,111 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from "commander";
+import { policyNames, type PolicyName } from "./balancer/index.js";
+import { resolveRouterOptions, type RouterOptions } from "./config/options.js";
+import { RouterError } from "./errors.js";
+import { createLogger } from "./log.js";
+import { startRouter } from "./router.js";
+import { VERSION } from "./version.js";
+
+function num(name: string, integer = false) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);
+    return n;
+  };
+}
+
+/**
+ * The flags of the original `sglang-d-router` (same names, same defaults),
+ * plus this router's own. Kept in one table so `--help` and the README agree.
+ */
+export function buildCommand(): Command {
+  return new Command("sglang-d-router")
+    .description("Router for SGLang diffusion workers: load balancing, health checks, refit and sleep/wake, streaming proxy.")
+    .version(VERSION)
+    .option("--host <host>", "bind address", "0.0.0.0")
+    .option("--port <port>", "port for REST, Connect and gRPC", num("--port", true), 30080)
+    .option("--worker-urls <url...>", "worker URLs to register at start (http://host:port)", [])
+    .option("--max-connections <n>", "keep-alive connections per worker", num("--max-connections", true), 100)
+    .option("--timeout <seconds>", "idle limit on a proxied request: seconds without a byte from the worker (0 = none; generation can take minutes)", num("--timeout"), 0)
+    .option("--health-check-interval <seconds>", "seconds between active health probes", num("--health-check-interval"), 10)
+    .option("--health-check-failure-threshold <n>", "consecutive failed probes before a worker is dead", num("--health-check-failure-threshold", true), 3)
+    .option("--health-check-success-threshold <n>", "consecutive good probes before a dead worker takes traffic again", num("--health-check-success-threshold", true), 2)
+    .option("--health-check-timeout <seconds>", "time limit of one health probe", num("--health-check-timeout"), 5)
+    .addOption(new Option("--routing-algorithm <name>", "load-balancing policy").choices(policyNames as string[]).default("least-request"))
+    .option("--verbose", "log at debug level (same as --log-level debug)", false)
+    .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent", "info")
+    .option("--launcher-config <file>", "YAML file with a launcher: section; the router starts and stops those workers")
+    .option("--access-log-exclude-prefixes <prefix...>", "path prefixes left out of the access log (e.g. /health /metrics)", [])
+    .addOption(new Option("--uvicorn-access-log-exclude-prefixes <prefix...>", "alias of --access-log-exclude-prefixes (the original's name)").hideHelp())
+    .option("--max-admin-body-bytes <n>", "size limit of admin request bodies (413 above)", num("--max-admin-body-bytes", true), 1 << 20);
+}
+
+export function optionsFromArgv(argv: string[]): RouterOptions {
+  const cmd = buildCommand();
+  cmd.exitOverride();
+  cmd.parse(argv, { from: "user" });
+  const o = cmd.opts();
+  return resolveRouterOptions({
+    host: o.host,
+    port: o.port,
+    workerUrls: o.workerUrls,
+    maxConnections: o.maxConnections,
+    timeoutMs: o.timeout * 1000,
+    healthCheckIntervalMs: o.healthCheckInterval * 1000,
+    healthCheckFailureThreshold: o.healthCheckFailureThreshold,
+    healthCheckSuccessThreshold: o.healthCheckSuccessThreshold,
+    healthCheckTimeoutMs: o.healthCheckTimeout * 1000,
+    routingAlgorithm: o.routingAlgorithm as PolicyName,
+    logLevel: o.verbose ? "debug" : o.logLevel,
+    launcherConfig: o.launcherConfig ?? null,
+    accessLogExcludePrefixes: [...o.accessLogExcludePrefixes, ...(o.uvicornAccessLogExcludePrefixes ?? [])],
+    maxAdminBodyBytes: o.maxAdminBodyBytes,
+  });
+}
+
+async function main(): Promise<void> {
+  let options: RouterOptions;
+  try {
+    options = optionsFromArgv(process.argv.slice(2));
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === "commander.helpDisplayed" || code === "commander.version") process.exit(0);
+    if (typeof code === "string" && code.startsWith("commander.")) process.exit(2);
+    process.stderr.write(`sglang-d-router: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const logger = createLogger({ level: options.logLevel });
+  let router;
+  try {
+    router = await startRouter(options, logger);
+  } catch (err) {
+    const e = RouterError.from(err);
+    logger.fatal({ code: e.code }, e.message);
+    process.stderr.write(`sglang-d-router: ${e.message}\n`);
+    process.exit(1);
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "shutting down");
+    router.close().then(
+      () => {
+        logger.info("router stopped");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGTERM", () => stop("SIGTERM"));
+}
+
+void main();

@@ -1,0 +1,83 @@
+import type { LevelWithSilent } from "pino";
+import { policyNames, type PolicyName } from "../balancer/index.js";
+import { RouterError } from "../errors.js";
+
+/** Everything the router process is configured with; see {@link resolveRouterOptions}. */
+export interface RouterOptions {
+  /** Bind address; default "0.0.0.0" (as the original). */
+  readonly host: string;
+  /** Port for REST, Connect and gRPC; default 30080. 0 picks a free port. */
+  readonly port: number;
+  /** Workers registered at start. */
+  readonly workerUrls: readonly string[];
+  /** Keep-alive connections per worker; default 100. */
+  readonly maxConnections: number;
+  /** Idle limit (no bytes from the worker) on a proxied request; 0 = none. Default 0. */
+  readonly timeoutMs: number;
+  /** Active health probe period; default 10 s. */
+  readonly healthCheckIntervalMs: number;
+  /** Consecutive failed probes before a worker is dead; default 3. */
+  readonly healthCheckFailureThreshold: number;
+  /** Consecutive good probes before a dead worker takes traffic again; default 2. */
+  readonly healthCheckSuccessThreshold: number;
+  /** Time limit of one probe; default 5 s. */
+  readonly healthCheckTimeoutMs: number;
+  readonly routingAlgorithm: PolicyName;
+  readonly logLevel: LevelWithSilent;
+  /** Path prefixes left out of the access log. */
+  readonly accessLogExcludePrefixes: readonly string[];
+  /** YAML launcher config, or null. */
+  readonly launcherConfig: string | null;
+  /** Limit of admin request bodies (REST JSON); default 1 MiB. */
+  readonly maxAdminBodyBytes: number;
+}
+
+export const defaultRouterOptions: RouterOptions = Object.freeze({
+  host: "0.0.0.0",
+  port: 30080,
+  workerUrls: [],
+  maxConnections: 100,
+  timeoutMs: 0,
+  healthCheckIntervalMs: 10_000,
+  healthCheckFailureThreshold: 3,
+  healthCheckSuccessThreshold: 2,
+  healthCheckTimeoutMs: 5_000,
+  routingAlgorithm: "least-request",
+  logLevel: "info",
+  accessLogExcludePrefixes: [],
+  launcherConfig: null,
+  maxAdminBodyBytes: 1 << 20,
+});
+
+const logLevels = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+
+function check(ok: boolean, key: string, message: string): void {
+  if (!ok) throw new RouterError("invalid_request", `option ${key} ${message}`, { details: { param: key } });
+}
+
+/**
+ * Fills defaults, checks every value once and freezes the result, so the rest
+ * of the router never re-validates or guesses a default.
+ */
+export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptions {
+  const known = new Set(Object.keys(defaultRouterOptions));
+  for (const key of Object.keys(input)) check(known.has(key), key, "is unknown");
+  const o: RouterOptions = { ...defaultRouterOptions, ...stripUndefined(input) };
+  check(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, "port", `must be an integer 0-65535, got ${o.port}`);
+  check(Number.isInteger(o.maxConnections) && o.maxConnections >= 1, "max-connections", `must be an integer >= 1, got ${o.maxConnections}`);
+  check(Number.isFinite(o.timeoutMs) && o.timeoutMs >= 0, "timeout", `must be >= 0 seconds, got ${o.timeoutMs / 1000}`);
+  check(Number.isFinite(o.healthCheckIntervalMs) && o.healthCheckIntervalMs > 0, "health-check-interval", "must be > 0 seconds");
+  check(Number.isInteger(o.healthCheckFailureThreshold) && o.healthCheckFailureThreshold >= 1, "health-check-failure-threshold", "must be an integer >= 1");
+  check(Number.isInteger(o.healthCheckSuccessThreshold) && o.healthCheckSuccessThreshold >= 1, "health-check-success-threshold", "must be an integer >= 1");
+  check(Number.isFinite(o.healthCheckTimeoutMs) && o.healthCheckTimeoutMs > 0, "health-check-timeout", "must be > 0 seconds");
+  check(policyNames.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${policyNames.join(", ")}, got ${JSON.stringify(o.routingAlgorithm)}`);
+  check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
+  check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
+  return Object.freeze({ ...o, workerUrls: Object.freeze([...o.workerUrls]), accessLogExcludePrefixes: Object.freeze([...o.accessLogExcludePrefixes]) });
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

@@ -1,0 +1,149 @@
+import { performance } from "node:perf_hooks";
+import { RouterError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { AdminRoutes } from "./admin-routes.js";
+import type { Req } from "./body.js";
+import type { DataPlane } from "./data-plane.js";
+import { sendError, type Res } from "./respond.js";
+
+export interface RestHandlerOptions {
+  admin: AdminRoutes;
+  data: DataPlane;
+  logger: Logger;
+  accessLogExcludePrefixes: readonly string[];
+}
+
+/**
+ * Paths that belong to the router. A request under one of them that no route
+ * matches is a 404 from the router, never forwarded to a worker (the original
+ * sent unknown admin paths to a random worker through its catch-all).
+ */
+const reservedPrefixes = ["/workers", "/refit", "/router", "/admin", "/metrics", "/sgl.diffusion.router.", "/grpc.reflection."];
+
+function methodNotAllowed(method: string | undefined, path: string, allowed: string): RouterError {
+  return new RouterError("method_not_allowed", `${method} is not allowed on ${path} (allowed: ${allowed})`, { details: { allow: allowed } });
+}
+
+/**
+ * The REST front door: the route table, the access log, and the one place
+ * where a thrown error becomes an answer.
+ */
+export function createRestHandler(options: RestHandlerOptions) {
+  const { admin, data, logger } = options;
+  const excluded = options.accessLogExcludePrefixes;
+
+  async function route(req: Req, res: Res, method: string, path: string, rawUrl: string, queryString: string): Promise<void> {
+    const query = () => new URLSearchParams(queryString);
+    switch (path) {
+      case "/health":
+        if (method === "GET" || method === "HEAD") return admin.health(res);
+        throw methodNotAllowed(method, path, "GET");
+      case "/workers":
+        if (method === "GET") return admin.listWorkers(res);
+        if (method === "POST") return admin.createWorker(req, res, query());
+        throw methodNotAllowed(method, path, "GET, POST");
+      case "/add_worker":
+        if (method === "POST") return admin.addWorkerAlias(req, res, query());
+        throw methodNotAllowed(method, path, "POST");
+      case "/remove_worker":
+        if (method === "POST" || method === "DELETE") return admin.removeWorkerAlias(req, res, query());
+        throw methodNotAllowed(method, path, "POST");
+      case "/list_workers":
+        if (method === "GET") return admin.listWorkersAlias(res);
+        throw methodNotAllowed(method, path, "GET");
+      case "/update_weights_from_disk":
+        if (method === "POST") return admin.updateWeightsFromDisk(req, res);
+        throw methodNotAllowed(method, path, "POST");
+      case "/release_memory_occupation":
+        if (method === "POST") return admin.releaseMemory(req, res);
+        throw methodNotAllowed(method, path, "POST");
+      case "/resume_memory_occupation":
+        if (method === "POST") return admin.resumeMemory(req, res);
+        throw methodNotAllowed(method, path, "POST");
+      case "/get_weights_checksum":
+        if (method === "POST") return admin.weightsChecksum(req, res);
+        throw methodNotAllowed(method, path, "POST");
+      case "/update_weights_from_tensor":
+        // Each worker gets its own CUDA-IPC payload: sending it to a random worker would be wrong.
+        throw new RouterError("invalid_request", "update_weights_from_tensor carries a per-worker payload: POST it to /workers/{worker_id}/update_weights_from_tensor");
+      case "/v1/images/generations":
+      case "/v1/images/edits":
+        if (method === "POST") return data.imageGeneration(req, res, rawUrl);
+        return data.balanced(req, res, rawUrl);
+      case "/v1/videos":
+        if (method === "POST") return data.createVideo(req, res, rawUrl);
+        if (method === "GET") return data.listVideos(req, res, query());
+        throw methodNotAllowed(method, path, "GET, POST");
+      case "/v1/models":
+        if (method === "GET") return data.listModels(res);
+        throw methodNotAllowed(method, path, "GET");
+    }
+
+    if (path.startsWith("/workers/")) {
+      const id = path.slice("/workers/".length);
+      if (method === "GET") return admin.getWorker(res, id);
+      if (method === "PUT") return admin.updateWorker(req, res, id);
+      if (method === "DELETE") return admin.deleteWorker(res, id);
+      throw methodNotAllowed(method, path, "GET, PUT, DELETE");
+    }
+    if (path.startsWith("/v1/videos/")) {
+      const rest = path.slice("/v1/videos/".length);
+      const slash = rest.indexOf("/");
+      const id = decodeSegment(slash < 0 ? rest : rest.slice(0, slash));
+      const sub = slash < 0 ? "" : rest.slice(slash);
+      if (sub === "" && (method === "GET" || method === "DELETE")) return data.videoById(req, res, rawUrl, id);
+      if (sub === "/content" && method === "GET") return data.videoById(req, res, rawUrl, id);
+      throw new RouterError("not_found", `no route ${method} ${path}`);
+    }
+    if (path.startsWith("/v1/images/") && path.endsWith("/content") && method === "GET") {
+      const id = decodeSegment(path.slice("/v1/images/".length, -"/content".length));
+      return data.imageContent(req, res, rawUrl, id);
+    }
+    if (path.startsWith("/v1/models/") && method === "GET") {
+      return data.getModel(req, res, rawUrl, decodeSegment(path.slice("/v1/models/".length)));
+    }
+    for (const prefix of reservedPrefixes) {
+      if (path.startsWith(prefix)) throw new RouterError("not_found", `no route ${method} ${path}`);
+    }
+    // Every other path (LoRA routes, meshes, newer worker routes) goes to a worker unchanged.
+    return data.balanced(req, res, rawUrl);
+  }
+
+  function accessLog(req: Req, res: Res, path: string, startedMs: number): void {
+    for (const p of excluded) if (path.startsWith(p)) return;
+    logger.info(
+      { method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - startedMs), worker: (res as { workerUrl?: string }).workerUrl },
+      "request",
+    );
+  }
+
+  return function handle(req: Req, res: Res): void {
+    const startedMs = performance.now();
+    const rawUrl = req.url ?? "/";
+    const q = rawUrl.indexOf("?");
+    const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const method = req.method ?? "GET";
+    if (logger.isLevelEnabled("info")) res.once("finish", () => accessLog(req, res, path, startedMs));
+    if (path.charCodeAt(0) !== 47 /* '/' */) {
+      sendError(res, new RouterError("invalid_request", `request target must be a path, got ${JSON.stringify(rawUrl.slice(0, 100))}`));
+      return;
+    }
+    route(req, res, method, path, rawUrl, q < 0 ? "" : rawUrl.slice(q + 1)).catch((err: unknown) => {
+      const e = RouterError.from(err);
+      if (e.status >= 500 && e.code === "internal") logger.error({ err, path }, "request failed");
+      if (e.code === "method_not_allowed" && !res.headersSent) res.setHeader("allow", String(e.details.allow));
+      sendError(res, e);
+      // A body the router did not read (an error before reading it) must not
+      // stay in the socket: drain it so keep-alive stays usable.
+      if (!req.readableEnded) req.resume();
+    });
+  };
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new RouterError("invalid_request", `path segment is not valid percent-encoding: ${JSON.stringify(s)}`);
+  }
+}

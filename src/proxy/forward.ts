@@ -1,0 +1,155 @@
+import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { Http2ServerResponse } from "node:http2";
+import type { Readable } from "node:stream";
+import type { Dispatcher } from "undici";
+import { clientResponseHeaders } from "./headers.js";
+
+export type ClientResponse = ServerResponse | Http2ServerResponse;
+
+/** What happened to one proxied exchange; the caller decides what follows. */
+export type ForwardOutcome =
+  | { kind: "completed"; status: number; bytes: number }
+  /** Nothing reached the client: the caller may retry elsewhere or answer an error. */
+  | { kind: "failed_before_response"; error: Error }
+  /** The client got headers and part of the body; its connection was closed. */
+  | { kind: "failed_mid_response"; status: number; error: Error }
+  | { kind: "client_aborted" };
+
+export interface ForwardRequest {
+  origin: string;
+  /** Path and query on the worker. */
+  path: string;
+  method: string;
+  headers: Record<string, string | string[]>;
+  /** The client's body stream, a buffered body, or null. */
+  body: Readable | Buffer | null;
+  /** Headers the router adds to the answer (x-request-id, x-weight-version). */
+  extraHeaders?: OutgoingHttpHeaders;
+  /** Keep up to this many leading answer bytes for {@link beforeEnd}. */
+  captureBytes?: number;
+  /**
+   * Runs after the last byte arrived and before the client sees the end, so
+   * that state derived from the answer (a video id's owner) exists before the
+   * client can ask about it.
+   */
+  beforeEnd?: (status: number, captured: Buffer) => void;
+}
+
+class ClientAbort extends Error {
+  constructor() {
+    super("client closed the connection");
+  }
+}
+
+/**
+ * One request/answer exchange, driven by undici's dispatch handler API. It
+ * writes worker bytes straight into the client response and pauses the worker
+ * when the client is slow, so memory stays flat whatever the size. Methods are
+ * on the prototype: no closure per chunk.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | null = null;
+  status = 0;
+  bytes = 0;
+  settled = false;
+  clientGone = false;
+  chunks: Buffer[] | null;
+  captureLeft: number;
+  readonly resume: () => void;
+  readonly onClientClose: () => void;
+
+  constructor(
+    readonly res: ClientResponse,
+    readonly req: ForwardRequest,
+    readonly settle: (o: ForwardOutcome) => void,
+  ) {
+    this.captureLeft = req.captureBytes ?? 0;
+    this.chunks = this.captureLeft > 0 ? [] : null;
+    this.resume = () => this.controller?.resume();
+    this.onClientClose = () => {
+      if (this.settled) return;
+      this.clientGone = true;
+      this.controller?.abort(new ClientAbort());
+    };
+    res.once("close", this.onClientClose);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new ClientAbort());
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return;
+    this.status = statusCode;
+    const out = clientResponseHeaders(headers);
+    const extra = this.req.extraHeaders;
+    if (extra) for (const k in extra) out[k] = extra[k];
+    try {
+      this.res.writeHead(statusCode, out);
+    } catch (err) {
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.chunks !== null && this.captureLeft > 0) {
+      const part = chunk.length <= this.captureLeft ? chunk : chunk.subarray(0, this.captureLeft);
+      this.chunks.push(part);
+      this.captureLeft -= part.length;
+    }
+    if (!(this.res as ServerResponse).write(chunk)) {
+      controller.pause();
+      this.res.once("drain", this.resume);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.req.beforeEnd) {
+      try {
+        this.req.beforeEnd(this.status, this.chunks ? Buffer.concat(this.chunks) : Buffer.alloc(0));
+      } catch {
+        // Bookkeeping must never break an answer that already arrived.
+      }
+    }
+    this.finish({ kind: "completed", status: this.status, bytes: this.bytes });
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.clientGone || error instanceof ClientAbort) {
+      this.finish({ kind: "client_aborted" });
+      return;
+    }
+    if (this.status === 0 && !this.res.headersSent) {
+      this.finish({ kind: "failed_before_response", error });
+      return;
+    }
+    this.finish({ kind: "failed_mid_response", status: this.status, error });
+    // Half an answer must not look like a whole one: cut the connection.
+    this.res.destroy(error);
+  }
+
+  finish(outcome: ForwardOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.res.removeListener("close", this.onClientClose);
+    this.settle(outcome);
+  }
+}
+
+/** Streams one request to a worker and its answer back to the client. */
+export function forward(dispatcher: Dispatcher, res: ClientResponse, req: ForwardRequest): Promise<ForwardOutcome> {
+  return new Promise<ForwardOutcome>((resolve) => {
+    const exchange = new Exchange(res, req, resolve);
+    try {
+      dispatcher.dispatch(
+        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body },
+        exchange,
+      );
+    } catch (err) {
+      exchange.finish({ kind: "failed_before_response", error: err as Error });
+    }
+  });
+}

@@ -1,0 +1,75 @@
+/**
+ * Why a worker is out of rotation. `manual` is an operator's quarantine
+ * (PUT is_dead=true) and only an operator lifts it; the others are lifted by
+ * health probes.
+ */
+export type DeadReason = "health_check" | "unreachable" | "manual" | "ejected" | "refit_failed" | "stale_weights" | "process_changed";
+
+/** One display state, derived from the facts below, most important first. */
+export type WorkerState = "healthy" | "suspect" | "dead" | "sleeping" | "syncing" | "draining" | "stale";
+
+export interface WorkerCapabilities {
+  /** `task_type` of the worker's `/v1/models` card (T2I, T2V, ...), null until probed. */
+  taskType: string | null;
+  /** true for T2V/I2V/TI2V, false for image models, null while unknown. */
+  videoSupport: boolean | null;
+  /** Model ids served, from `/v1/models`. */
+  models: string[];
+  /** `created` of the model card: changes when the process behind the URL restarts. */
+  instanceFingerprint: string | null;
+}
+
+/**
+ * The registry's record of a worker. Mutated only by the registry (and the
+ * load counters, which the dispatch path owns); everything else reads it.
+ */
+export interface Worker {
+  readonly url: string;
+  readonly id: string;
+  readonly displayId: string;
+  readonly registeredAtMs: number;
+  /** Requests dispatched to this worker and not yet finished. */
+  activeRequests: number;
+  /** Consecutive failed health probes (or passive failures). */
+  consecutiveFailures: number;
+  /** Consecutive successful probes while dead, to decide when it comes back. */
+  consecutiveSuccesses: number;
+  dead: boolean;
+  deadReason: DeadReason | null;
+  /** Human-readable detail of the last failure. */
+  lastError: string | null;
+  sleeping: boolean;
+  draining: boolean;
+  /** "in_sync" takes traffic; "syncing" is being brought to the current weights; "stale" waits for a trainer. */
+  sync: "in_sync" | "syncing" | "stale";
+  weightVersion: string | null;
+  capabilities: WorkerCapabilities;
+  /** Launcher-managed workers are stopped with the router. */
+  managed: boolean;
+  /** Passive ejection backoff: no traffic before this time. */
+  ejectedUntilMs: number;
+  ejectionCount: number;
+  lastProbeAtMs: number;
+}
+
+export function workerState(w: Worker): WorkerState {
+  if (w.dead) return "dead";
+  if (w.sleeping) return "sleeping";
+  if (w.sync === "syncing") return "syncing";
+  if (w.sync === "stale") return "stale";
+  if (w.draining) return "draining";
+  if (w.consecutiveFailures > 0) return "suspect";
+  return "healthy";
+}
+
+/** Whether the balancer may pick this worker for a new request. */
+export function isRoutable(w: Worker): boolean {
+  return !w.dead && !w.sleeping && !w.draining && w.sync === "in_sync";
+}
+
+const videoTaskTypes = new Set(["T2V", "I2V", "TI2V"]);
+
+export function taskTypeSupportsVideo(taskType: string | null): boolean | null {
+  if (taskType === null) return null;
+  return videoTaskTypes.has(taskType.toUpperCase());
+}

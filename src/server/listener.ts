@@ -1,0 +1,110 @@
+import * as http from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import * as http2 from "node:http2";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import * as net from "node:net";
+
+export type RequestHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+
+/** Options of {@link createListener}. */
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  handler: RequestHandler;
+  /** Time a new connection may take to send its first bytes; default 10 s. */
+  firstBytesTimeoutMs?: number;
+  /** Time a client may take to send request headers (slowloris guard); default 30 s. */
+  headersTimeoutMs?: number;
+  /** Idle keep-alive connections are closed after this; default 65 s. */
+  keepAliveTimeoutMs?: number;
+}
+
+export interface Listener {
+  readonly url: string;
+  readonly port: number;
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  /** Stops accepting; existing connections keep going. */
+  stopAccepting(): Promise<void>;
+  /** Closes idle keep-alive connections now and every connection after `graceMs`. */
+  closeConnections(): void;
+  connectionCount(): number;
+}
+
+const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * One port for REST (HTTP/1.1), Connect (HTTP/1.1 and h2c), gRPC (h2c with
+ * prior knowledge) and gRPC-Web. `http2.createServer({allowHTTP1})` cannot
+ * serve cleartext HTTP/1.1, so a net server reads the first bytes of each
+ * connection: the HTTP/2 client preface goes to the http2 server, anything
+ * else to the http server. The bytes read are put back with `unshift`.
+ */
+export async function createListener(options: ListenerOptions): Promise<Listener> {
+  const h1 = http.createServer({
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
+    headersTimeout: options.headersTimeoutMs ?? 30_000,
+    // Uploads of large multipart bodies and minutes-long generations are normal:
+    // no limit on the whole request, only on headers and idle sockets.
+    requestTimeout: 0,
+  });
+  h1.on("request", options.handler);
+  const h2 = http2.createServer({ settings: { initialWindowSize: 1 << 20 } });
+  h2.on("request", options.handler);
+  h2.on("sessionError", () => undefined);
+
+  const sockets = new Set<net.Socket>();
+  const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? 10_000;
+
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => undefined);
+    socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, preface.length);
+      const isH2 = head.subarray(0, n).equals(preface.subarray(0, n));
+      if (isH2 && head.length < preface.length) return; // the preface can arrive in pieces
+      socket.removeListener("data", onData);
+      socket.setTimeout(0);
+      socket.pause();
+      socket.unshift(head);
+      if (isH2) h2.emit("connection", socket);
+      else {
+        h1.emit("connection", socket);
+        // The http server reads from the socket itself once resumed.
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.removeListener("error", reject);
+      resolve();
+    });
+  });
+  // Servers that never called listen() do not run their timeout checks
+  // (headersTimeout, closeAllConnections) until they see 'listening'.
+  h1.emit("listening");
+  h2.emit("listening");
+
+  const address = server.address() as net.AddressInfo;
+  const shownHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host.includes(":") ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${shownHost}:${address.port}`,
+    port: address.port,
+    http1: h1,
+    http2: h2,
+    stopAccepting: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    closeConnections() {
+      h1.closeIdleConnections();
+      for (const s of sockets) s.destroy();
+    },
+    connectionCount: () => sockets.size,
+  };
+}
