@@ -38,7 +38,9 @@ export function buildCommand(): Command {
     .option("--launcher-config <file>", "YAML file with a launcher: section; the router starts and stops those workers")
     .option("--access-log-exclude-prefixes <prefix...>", "path prefixes left out of the access log (e.g. /health /metrics)", [])
     .addOption(new Option("--uvicorn-access-log-exclude-prefixes <prefix...>", "alias of --access-log-exclude-prefixes (the original's name)").hideHelp())
-    .option("--max-admin-body-bytes <n>", "size limit of admin request bodies (413 above)", num("--max-admin-body-bytes", true), 1 << 20);
+    .option("--max-admin-body-bytes <n>", "size limit of admin request bodies (413 above)", num("--max-admin-body-bytes", true), 1 << 20)
+    .addOption(new Option("--admin-api-key <key>", "require Authorization: Bearer <key> on admin REST routes and every RPC").env("SGLANG_D_ROUTER_ADMIN_API_KEY"))
+    .addOption(new Option("--api-key <key>", "require Authorization: Bearer <key> on the data plane (/v1/..., /rollout/..., forwarded paths)").env("SGLANG_D_ROUTER_API_KEY"));
 }
 
 export function optionsFromArgv(argv: string[]): RouterOptions {
@@ -61,6 +63,8 @@ export function optionsFromArgv(argv: string[]): RouterOptions {
     launcherConfig: o.launcherConfig ?? null,
     accessLogExcludePrefixes: [...o.accessLogExcludePrefixes, ...(o.uvicornAccessLogExcludePrefixes ?? [])],
     maxAdminBodyBytes: o.maxAdminBodyBytes,
+    adminApiKey: o.adminApiKey ?? null,
+    apiKey: o.apiKey ?? null,
   });
 }
 
@@ -104,6 +108,9 @@ async function main(): Promise<void> {
       },
     );
   };
+  // Launched workers run in their own process groups: if the router dies
+  // without a clean shutdown, they would keep their GPUs.
+  process.on("exit", () => router.launcher.killAllSync());
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 }

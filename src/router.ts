@@ -1,3 +1,5 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createControl, type Control } from "./admin/control.js";
 import { createAdmission } from "./admission/admission.js";
 import { AffinityMap } from "./admission/affinity.js";
@@ -11,7 +13,11 @@ import { createLauncher, loadLauncherConfig, type Launcher } from "./launcher/in
 import type { Logger } from "./log.js";
 import { createUpstream, type Upstream } from "./proxy/upstream.js";
 import { Registry } from "./registry/registry.js";
-import { createListener, type Listener } from "./server/listener.js";
+import { normalizeWorkerUrl } from "./registry/worker-url.js";
+import { createListener, type Listener, type RequestHandler } from "./server/listener.js";
+import { createAuth } from "./auth/api-keys.js";
+import { AdminService } from "./gen/sgl/diffusion/router/v1/admin_pb.js";
+import { createAdminServiceImpl } from "./rpc/admin-service.js";
 
 /** A started router: its address and the parts tests and embedders need. */
 export interface RunningRouter {
@@ -49,7 +55,8 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   const admission = createAdmission(registry, policy);
   const data = createDataPlane({ registry, admission, upstream, logger, images, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
   const admin = createAdminRoutes({ control, registry, maxBodyBytes: options.maxAdminBodyBytes });
-  const handler = createRestHandler({ admin, data, logger, accessLogExcludePrefixes: options.accessLogExcludePrefixes });
+  const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
+  const rest = createRestHandler({ admin, data, logger, auth, accessLogExcludePrefixes: options.accessLogExcludePrefixes });
 
   const launcher = createLauncher({
     logger,
@@ -61,11 +68,33 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     },
   });
 
+  const requireAdmin: Interceptor = (next) => async (req) => {
+    if (!auth.admin(req.header.get("authorization"))) throw new ConnectError("admin API key required: send Authorization: Bearer <admin key>", Code.Unauthenticated);
+    return next(req);
+  };
+  const startedAtMs = Date.now();
+  // RPC paths (/sgl.diffusion.router.v1.AdminService/...) are served by
+  // Connect; everything else falls through to the REST handler.
+  const handler = connectNodeAdapter({
+    routes(router) {
+      router.service(AdminService, createAdminServiceImpl({ control, registry, launcher, routingAlgorithm: policy.name, startedAtMs }), { interceptors: [requireAdmin] });
+    },
+    fallback: rest as Parameters<typeof connectNodeAdapter>[0]["fallback"],
+  }) as RequestHandler;
+
   // Bad worker URLs and launcher configs fail the start, before the port opens.
+  for (const u of options.workerUrls) normalizeWorkerUrl(u);
   const launcherConfig = options.launcherConfig === null ? null : loadLauncherConfig(options.launcherConfig);
 
   const listener: Listener = await createListener({ host: options.host, port: options.port, handler });
   logger.info({ url: listener.url, host: options.host, port: listener.port, policy: policy.name }, "router listening");
+  const loopback = options.host === "127.0.0.1" || options.host === "localhost" || options.host === "::1";
+  if (!loopback && (!auth.adminRequired || !auth.dataRequired)) {
+    logger.warn(
+      { host: options.host, adminGuarded: auth.adminRequired, dataGuarded: auth.dataRequired },
+      "listening on a non-loopback address without --admin-api-key/--api-key: anyone who reaches this port can register workers, reload weights or generate",
+    );
+  }
 
   await Promise.all(options.workerUrls.map((u) => control.addWorker(u)));
   health.start();

@@ -15,6 +15,18 @@ export interface BroadcastResult {
   body: unknown;
 }
 
+/** Counts over the pool, for /health and GetRouterStatus. */
+export interface PoolStatus {
+  total: number;
+  /** Neither dead nor sleeping (the original's healthy_workers). */
+  healthy: number;
+  dead: number;
+  sleeping: number;
+  /** May take new requests now. */
+  routable: number;
+  inFlight: number;
+}
+
 export interface WorkerPatch {
   /** Quarantine (true) or recover (false). */
   isDead?: boolean;
@@ -43,6 +55,7 @@ export interface Control {
   removeWorker(rawUrl: string): Worker;
   getWorker(rawUrl: string): Worker;
   listWorkers(): Worker[];
+  status(): PoolStatus;
   updateWorker(rawUrl: string, patch: WorkerPatch): Promise<Worker>;
   /** Posts one body to each target at once; never throws for a worker's failure. */
   broadcast(path: string, body: Buffer | string, targets: readonly Worker[]): Promise<BroadcastResult[]>;
@@ -103,6 +116,18 @@ export function createControl(options: ControlOptions): Control {
 
     listWorkers() {
       return registry.all();
+    },
+
+    status() {
+      const s: PoolStatus = { total: 0, healthy: 0, dead: 0, sleeping: 0, routable: registry.routable().length, inFlight: 0 };
+      for (const w of registry.all()) {
+        s.total++;
+        s.inFlight += w.activeRequests;
+        if (w.dead) s.dead++;
+        else if (w.sleeping) s.sleeping++;
+        else s.healthy++;
+      }
+      return s;
     },
 
     async updateWorker(rawUrl, patch) {

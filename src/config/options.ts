@@ -30,6 +30,10 @@ export interface RouterOptions {
   readonly launcherConfig: string | null;
   /** Limit of admin request bodies (REST JSON); default 1 MiB. */
   readonly maxAdminBodyBytes: number;
+  /** Bearer key for admin REST routes and every RPC; null = open. */
+  readonly adminApiKey: string | null;
+  /** Bearer key for the data plane; null = open. */
+  readonly apiKey: string | null;
 }
 
 export const defaultRouterOptions: RouterOptions = Object.freeze({
@@ -47,6 +51,8 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   accessLogExcludePrefixes: [],
   launcherConfig: null,
   maxAdminBodyBytes: 1 << 20,
+  adminApiKey: null,
+  apiKey: null,
 });
 
 const logLevels = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
@@ -73,6 +79,8 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(policyNames.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${policyNames.join(", ")}, got ${JSON.stringify(o.routingAlgorithm)}`);
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
   check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
+  check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");
+  check(o.apiKey === null || (typeof o.apiKey === "string" && o.apiKey.length > 0), "api-key", "must not be empty");
   return Object.freeze({ ...o, workerUrls: Object.freeze([...o.workerUrls]), accessLogExcludePrefixes: Object.freeze([...o.accessLogExcludePrefixes]) });
 }
 

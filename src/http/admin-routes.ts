@@ -58,21 +58,14 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
 
   return {
     health(res: Res): void {
-      const all = registry.all();
-      let dead = 0;
-      let sleeping = 0;
-      for (const w of all) {
-        if (w.dead) dead++;
-        else if (w.sleeping) sleeping++;
-      }
-      const healthy = all.length - dead - sleeping;
-      sendJson(res, healthy > 0 ? 200 : 503, {
-        status: healthy > 0 ? "healthy" : "unhealthy",
-        healthy_workers: healthy,
-        total_workers: all.length,
-        dead_workers: dead,
-        sleeping_workers: sleeping,
-        routable_workers: registry.routable().length,
+      const s = control.status();
+      sendJson(res, s.healthy > 0 ? 200 : 503, {
+        status: s.healthy > 0 ? "healthy" : "unhealthy",
+        healthy_workers: s.healthy,
+        total_workers: s.total,
+        dead_workers: s.dead,
+        sleeping_workers: s.sleeping,
+        routable_workers: s.routable,
       });
     },
 

@@ -1,16 +1,38 @@
 import { performance } from "node:perf_hooks";
+import type { Auth } from "../auth/api-keys.js";
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { AdminRoutes } from "./admin-routes.js";
 import type { Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
-import { sendError, type Res } from "./respond.js";
+import { errorBody, sendError, sendJson, type Res } from "./respond.js";
 
 export interface RestHandlerOptions {
   admin: AdminRoutes;
   data: DataPlane;
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
+  auth: Auth;
+}
+
+/** Exact admin paths of the original API and its aliases. */
+const adminPaths = new Set([
+  "/workers",
+  "/add_worker",
+  "/remove_worker",
+  "/list_workers",
+  "/update_weights_from_disk",
+  "/release_memory_occupation",
+  "/resume_memory_occupation",
+  "/get_weights_checksum",
+  "/update_weights_from_tensor",
+]);
+
+/** Paths anyone may read: probes from load balancers and orchestrators. */
+const openPaths = new Set(["/health", "/metrics"]);
+
+function isAdminPath(path: string): boolean {
+  return adminPaths.has(path) || path.startsWith("/workers/") || path.startsWith("/refit/") || path === "/refit";
 }
 
 /**
@@ -29,7 +51,7 @@ function methodNotAllowed(method: string | undefined, path: string, allowed: str
  * where a thrown error becomes an answer.
  */
 export function createRestHandler(options: RestHandlerOptions) {
-  const { admin, data, logger } = options;
+  const { admin, data, logger, auth } = options;
   const excluded = options.accessLogExcludePrefixes;
 
   async function route(req: Req, res: Res, method: string, path: string, rawUrl: string, queryString: string): Promise<void> {
@@ -127,6 +149,14 @@ export function createRestHandler(options: RestHandlerOptions) {
     if (path.charCodeAt(0) !== 47 /* '/' */) {
       sendError(res, new RouterError("invalid_request", `request target must be a path, got ${JSON.stringify(rawUrl.slice(0, 100))}`));
       return;
+    }
+    if (!openPaths.has(path)) {
+      const admin = isAdminPath(path);
+      if (admin ? !auth.admin(req.headers.authorization) : !auth.data(req.headers.authorization)) {
+        req.resume();
+        sendJson(res, 401, errorBody(new RouterError("unauthenticated", admin ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>")), { "www-authenticate": "Bearer" });
+        return;
+      }
     }
     route(req, res, method, path, rawUrl, q < 0 ? "" : rawUrl.slice(q + 1)).catch((err: unknown) => {
       const e = RouterError.from(err);

@@ -1,0 +1,124 @@
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, isAbsolute, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { splitShellArgs } from "./args.js";
+import type { LauncherBackend, LauncherConfig } from "./config.js";
+import { LauncherError } from "./errors.js";
+
+/** The program a backend runs, before per-worker flags. */
+export interface BackendProgram {
+  /** Absolute path of the executable. */
+  command: string;
+  /** Arguments before the worker flags (`serve`, or the sim script path). */
+  leadingArgs: readonly string[];
+}
+
+/** Ports chosen for one worker. */
+export interface WorkerPorts {
+  /** HTTP port (`--port`); port+1 is kept free too. */
+  port: number;
+  masterPort: number;
+  schedulerPort: number;
+}
+
+/** A full command line for one worker. */
+export interface WorkerCommand {
+  command: string;
+  args: string[];
+}
+
+/**
+ * Path of the simulated worker's CLI. Resolved relative to this module, so
+ * from `dist/src/launcher/` it is `dist/src/sim/cli.js`.
+ */
+export function simCliPath(): string {
+  return fileURLToPath(new URL("../sim/cli.js", import.meta.url));
+}
+
+/**
+ * Finds what `backend` will run, so a missing binary fails the launch before
+ * any port is reserved or process started.
+ *
+ * @throws LauncherError if `sglang` is not on `env.PATH` (local) or the
+ *   simulator is not built (sim).
+ */
+export function resolveBackendProgram(backend: LauncherBackend, env: NodeJS.ProcessEnv): BackendProgram {
+  switch (backend) {
+    case "local": {
+      const sglang = findExecutable("sglang", env);
+      if (sglang === null) {
+        throw new LauncherError(
+          `launcher backend "local" runs \`sglang serve\`, but no executable \`sglang\` was found on PATH ` +
+            `(${env["PATH"] ?? "PATH unset"}); install it with \`pip install "sglang[diffusion]"\`, or use backend "sim" for simulated workers`,
+        );
+      }
+      return { command: sglang, leadingArgs: ["serve"] };
+    }
+    case "sim": {
+      const cli = simCliPath();
+      if (!isExecutableFile(cli, constants.R_OK)) {
+        throw new LauncherError(`launcher backend "sim" needs the simulated worker at ${cli}; run \`npm run build\` first`);
+      }
+      // The running Node binary, not whatever `node` PATH finds: same version as the router.
+      return { command: process.execPath, leadingArgs: [cli] };
+    }
+  }
+}
+
+/**
+ * The worker command line, identical for both backends apart from the
+ * program: `<program> --model-path M --num-gpus N --host H --port P
+ * --master-port MP --scheduler-port SP <worker_extra_args split>`.
+ */
+export function buildWorkerCommand(program: BackendProgram, config: LauncherConfig, ports: WorkerPorts): WorkerCommand {
+  return {
+    command: program.command,
+    args: [
+      ...program.leadingArgs,
+      "--model-path",
+      config.model,
+      "--num-gpus",
+      String(config.num_gpus_per_worker),
+      "--host",
+      config.worker_host,
+      "--port",
+      String(ports.port),
+      "--master-port",
+      String(ports.masterPort),
+      "--scheduler-port",
+      String(ports.schedulerPort),
+      ...splitShellArgs(config.worker_extra_args),
+    ],
+  };
+}
+
+/**
+ * URL clients use to reach a worker bound on `host`: wildcard and
+ * `localhost` become 127.0.0.1 (as in the Python launcher), IPv6 literals get
+ * brackets.
+ */
+export function workerUrl(host: string, port: number): string {
+  const connectHost = host === "0.0.0.0" || host === "::" || host === "localhost" ? "127.0.0.1" : host;
+  return `http://${connectHost.includes(":") ? `[${connectHost}]` : connectHost}:${port}`;
+}
+
+/** Like `which`: the first executable `name` on `env.PATH`, or null. */
+export function findExecutable(name: string, env: NodeJS.ProcessEnv): string | null {
+  if (isAbsolute(name)) return isExecutableFile(name, constants.X_OK) ? name : null;
+  for (const dir of (env["PATH"] ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const candidate = join(dir, name);
+    if (isExecutableFile(candidate, constants.X_OK)) return candidate;
+  }
+  return null;
+}
+
+function isExecutableFile(path: string, mode: number): boolean {
+  try {
+    accessSync(path, mode);
+    // Directories are "executable" too; PATH lookup wants files.
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}

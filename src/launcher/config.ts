@@ -1,0 +1,316 @@
+import { readFileSync } from "node:fs";
+import { load, YAMLException } from "js-yaml";
+import { splitShellArgs } from "./args.js";
+import { LauncherConfigError } from "./errors.js";
+
+/** Worker backends: `local` runs `sglang serve`, `sim` runs the simulated worker of this repo. */
+export const launcherBackends = ["local", "sim"] as const;
+export type LauncherBackend = (typeof launcherBackends)[number];
+
+/**
+ * The `launcher:` section of the YAML file, every default filled in. Key names
+ * stay snake_case because they are the compatibility contract with the Python
+ * router's YAML files.
+ */
+export interface LauncherConfig {
+  /** Which program to run per worker. Default "local". */
+  readonly backend: LauncherBackend;
+  /** Model path or hub id passed as `--model-path`. Required, non-empty. */
+  readonly model: string;
+  /** Workers to start. Default 1, >= 1. */
+  readonly num_workers: number;
+  /** GPUs per worker (`--num-gpus` and the CUDA_VISIBLE_DEVICES slice size). Default 1, >= 1. */
+  readonly num_gpus_per_worker: number;
+  /** Address workers bind to (`--host`). Default "127.0.0.1". */
+  readonly worker_host: string;
+  /** Worker i prefers HTTP port `worker_base_port + 2*i`. Default 10090. */
+  readonly worker_base_port: number;
+  /** CUDA_VISIBLE_DEVICES per worker, e.g. ["0,1","2,3"]; null = derive from env / nvidia-smi. Default null. */
+  readonly worker_gpu_ids: readonly string[] | null;
+  /** Shell-split and appended to every worker's command line. Default "". */
+  readonly worker_extra_args: string;
+  /** Seconds to wait for each worker's `/health` to answer 200. Default 600. */
+  readonly wait_timeout: number;
+  /** Worker i prefers `--master-port` `master_port_base + i*internal_port_stride`. Default 30005. */
+  readonly master_port_base: number;
+  /** Worker i prefers `--scheduler-port` `scheduler_port_base + i*internal_port_stride`. Default 5555. */
+  readonly scheduler_port_base: number;
+  /** Distance between consecutive workers' preferred internal ports. Default 1000. */
+  readonly internal_port_stride: number;
+  /** Accepted for compatibility with the Python launcher; output is tagged through the logger instead. Default "[local-launcher]". */
+  readonly log_prefix: string;
+}
+
+/** Defaults of every optional key (everything but `model`). */
+export const launcherConfigDefaults: Readonly<Omit<LauncherConfig, "model">> = Object.freeze({
+  backend: "local",
+  num_workers: 1,
+  num_gpus_per_worker: 1,
+  worker_host: "127.0.0.1",
+  worker_base_port: 10090,
+  worker_gpu_ids: null,
+  worker_extra_args: "",
+  wait_timeout: 600,
+  master_port_base: 30005,
+  scheduler_port_base: 5555,
+  internal_port_stride: 1000,
+  log_prefix: "[local-launcher]",
+});
+
+const knownKeys: readonly (keyof LauncherConfig)[] = [
+  "backend",
+  "model",
+  "num_workers",
+  "num_gpus_per_worker",
+  "worker_host",
+  "worker_base_port",
+  "worker_gpu_ids",
+  "worker_extra_args",
+  "wait_timeout",
+  "master_port_base",
+  "scheduler_port_base",
+  "internal_port_stride",
+  "log_prefix",
+];
+
+/**
+ * Validates a whole parsed YAML document (which must have a top-level
+ * `launcher:` mapping; other top-level sections are left to their owners)
+ * and returns the frozen launcher config with defaults filled.
+ *
+ * @param source file path or label used in error messages.
+ * @throws LauncherConfigError naming the file and the offending key.
+ */
+export function parseLauncherConfig(doc: unknown, source: string): LauncherConfig {
+  if (!isMapping(doc) || !Object.hasOwn(doc, "launcher")) {
+    throw new LauncherConfigError(`${source} must contain a top-level "launcher:" mapping`, { source, key: "launcher" });
+  }
+  return parseLauncherSection(doc["launcher"], source);
+}
+
+/**
+ * Validates the contents of a `launcher:` section given inline (the
+ * LaunchWorkers RPC passes an object, not a file): same keys, defaults and
+ * checks as {@link parseLauncherConfig}.
+ *
+ * @param source label used in error messages. Default "launcher config".
+ */
+export function parseLauncherSection(section: unknown, source = "launcher config"): LauncherConfig {
+  if (!isMapping(section)) {
+    throw new LauncherConfigError(`launcher in ${source} must be a mapping of launcher options, got ${describe(section)}`, {
+      source,
+      key: "launcher",
+    });
+  }
+  for (const key of Object.keys(section)) {
+    if (!(knownKeys as readonly string[]).includes(key)) {
+      const guess = closestKey(key);
+      throw new LauncherConfigError(
+        `unknown key launcher.${key} in ${source}` +
+          (guess === undefined ? "" : ` (did you mean ${guess}?)`) +
+          `; valid keys: ${knownKeys.join(", ")}`,
+        { source, key: `launcher.${key}` },
+      );
+    }
+  }
+
+  const v = new Validator(section, source);
+  const backend = v.oneOf("backend", launcherBackends);
+  const model = v.model();
+  const num_workers = v.integer("num_workers", 1);
+  const num_gpus_per_worker = v.integer("num_gpus_per_worker", 1);
+  const worker_host = v.nonEmptyString("worker_host");
+  // The worker also needs port+1, hence 65534.
+  const worker_base_port = v.integer("worker_base_port", 1, 65534);
+  const worker_gpu_ids = v.gpuIds(num_workers);
+  const worker_extra_args = v.string("worker_extra_args");
+  // Validate the split now, so a bad quote fails at load time, not at launch.
+  splitShellArgs(worker_extra_args, { key: "launcher.worker_extra_args", source });
+  const wait_timeout = v.positiveNumber("wait_timeout");
+  const master_port_base = v.integer("master_port_base", 1, 65535);
+  const scheduler_port_base = v.integer("scheduler_port_base", 1, 65535);
+  const internal_port_stride = v.integer("internal_port_stride", 0);
+  const log_prefix = v.string("log_prefix");
+
+  return Object.freeze({
+    backend,
+    model,
+    num_workers,
+    num_gpus_per_worker,
+    worker_host,
+    worker_base_port,
+    worker_gpu_ids,
+    worker_extra_args,
+    wait_timeout,
+    master_port_base,
+    scheduler_port_base,
+    internal_port_stride,
+    log_prefix,
+  });
+}
+
+/**
+ * Reads and validates a launcher YAML file (js-yaml `load`, which only builds
+ * plain data: no custom tags that could run code).
+ *
+ * @throws LauncherConfigError if the file is missing or unreadable, is not
+ *   valid YAML (message gives line and column), or fails validation.
+ */
+export function loadLauncherConfig(path: string): LauncherConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === "ENOENT" ? "not found" : `cannot be read (${code ?? String(error)})`;
+    throw new LauncherConfigError(`launcher config file ${path} ${why}`, { source: path, cause: error });
+  }
+  // js-yaml refuses an empty stream; report it as the missing section it is.
+  if (text.trim() === "") return parseLauncherConfig(undefined, path);
+  let doc: unknown;
+  try {
+    doc = load(text, { filename: path });
+  } catch (error) {
+    if (error instanceof YAMLException) {
+      const where = error.mark === undefined ? "" : ` at line ${error.mark.line + 1}, column ${error.mark.column + 1}`;
+      throw new LauncherConfigError(`YAML syntax error in ${path}${where}: ${error.reason}`, { source: path, cause: error });
+    }
+    throw error;
+  }
+  return parseLauncherConfig(doc, path);
+}
+
+type Mapping = Record<string, unknown>;
+
+function isMapping(value: unknown): value is Mapping {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Renders a bad value for an error message, short and unambiguous. */
+function describe(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (Array.isArray(value)) return `a list ${truncate(JSON.stringify(value))}`;
+  if (isMapping(value)) return `a mapping ${truncate(JSON.stringify(value))}`;
+  return truncate(JSON.stringify(value) ?? String(value));
+}
+
+function truncate(text: string): string {
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+/** Per-key checks; a missing key takes its default, `null` is a type error (as in the Python launcher's schema). */
+class Validator {
+  constructor(
+    private readonly section: Mapping,
+    private readonly source: string,
+  ) {}
+
+  private fail(key: string, expectation: string, value: unknown): never {
+    throw new LauncherConfigError(`launcher.${key} in ${this.source} must be ${expectation}, got ${describe(value)}`, {
+      source: this.source,
+      key: `launcher.${key}`,
+    });
+  }
+
+  private has(key: keyof LauncherConfig): boolean {
+    return Object.hasOwn(this.section, key);
+  }
+
+  oneOf<T extends string>(key: "backend", allowed: readonly T[]): T {
+    if (!this.has(key)) return launcherConfigDefaults[key] as T;
+    const value = this.section[key];
+    if (typeof value === "string" && (allowed as readonly string[]).includes(value)) return value as T;
+    return this.fail(key, `one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`, value);
+  }
+
+  model(): string {
+    const value = this.section["model"];
+    if (!this.has("model") || value === null) {
+      throw new LauncherConfigError(`launcher.model in ${this.source} is required (a model path or hub id, e.g. Qwen/Qwen-Image)`, {
+        source: this.source,
+        key: "launcher.model",
+      });
+    }
+    if (typeof value !== "string" || value.trim() === "") return this.fail("model", "a non-empty string", value);
+    return value.trim();
+  }
+
+  integer(key: keyof typeof launcherConfigDefaults, min: number, max?: number): number {
+    if (!this.has(key)) return launcherConfigDefaults[key] as number;
+    const value = this.section[key];
+    if (typeof value === "number" && Number.isInteger(value) && value >= min && (max === undefined || value <= max)) return value;
+    return this.fail(key, max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, value);
+  }
+
+  positiveNumber(key: "wait_timeout"): number {
+    if (!this.has(key)) return launcherConfigDefaults[key];
+    const value = this.section[key];
+    if (typeof value === "number" && Number.isFinite(value) && value > 0) return value;
+    return this.fail(key, "a number of seconds > 0", value);
+  }
+
+  string(key: "worker_extra_args" | "log_prefix"): string {
+    if (!this.has(key)) return launcherConfigDefaults[key];
+    const value = this.section[key];
+    if (typeof value === "string") return value;
+    return this.fail(key, "a string", value);
+  }
+
+  nonEmptyString(key: "worker_host"): string {
+    if (!this.has(key)) return launcherConfigDefaults[key];
+    const value = this.section[key];
+    if (typeof value === "string" && value.trim() !== "") return value.trim();
+    return this.fail(key, "a non-empty string", value);
+  }
+
+  gpuIds(numWorkers: number): readonly string[] | null {
+    const key = "worker_gpu_ids";
+    const value = this.section[key];
+    // An empty list means "not given", as in the Python launcher (`if worker_gpu_ids:`).
+    if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) return null;
+    const expectation = 'null or a list of CUDA_VISIBLE_DEVICES strings, one per worker (e.g. ["0,1", "2,3"])';
+    if (!Array.isArray(value)) return this.fail(key, expectation, value);
+    const ids = value.map((item: unknown) => {
+      // YAML `[0, 1]` yields numbers; the Python launcher str()-ed them.
+      if (typeof item === "number" && Number.isInteger(item) && item >= 0) return String(item);
+      if (typeof item === "string" && item.trim() !== "") return item.trim();
+      return this.fail(key, expectation, value);
+    });
+    if (ids.length !== numWorkers) {
+      throw new LauncherConfigError(
+        `launcher.worker_gpu_ids in ${this.source} has ${ids.length} entries but launcher.num_workers is ${numWorkers}; they must match`,
+        { source: this.source, key: "launcher.worker_gpu_ids" },
+      );
+    }
+    return Object.freeze(ids);
+  }
+}
+
+/** The known key within edit distance 2 of `key` (or sharing its first 6+ characters), if any. */
+function closestKey(key: string): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of knownKeys) {
+    const distance = editDistance(key.toLowerCase(), candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  if (bestDistance <= 2) return best;
+  const prefixMatch = knownKeys.find((k) => key.length >= 6 && (k.startsWith(key) || key.startsWith(k)));
+  return prefixMatch;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current.push(Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

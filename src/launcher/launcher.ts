@@ -1,0 +1,390 @@
+import { RouterError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { buildWorkerCommand, resolveBackendProgram, workerUrl } from "./backends.js";
+import type { LauncherBackend, LauncherConfig } from "./config.js";
+import { LauncherError, WorkerExitedError } from "./errors.js";
+import { assignGpus, detectGpuCountWithNvidiaSmi, splitDevices } from "./gpus.js";
+import { findFreePort } from "./ports.js";
+import { groupExists, signalGroup, spawnWorker, stopProcessGroup, waitForHealth, type WorkerProcess } from "./process.js";
+
+/** Lifecycle of a managed worker. */
+export type WorkerState = "starting" | "ready" | "failed" | "stopping" | "exited";
+
+/** A snapshot of one worker process the launcher started. */
+export interface ManagedWorker {
+  readonly url: string;
+  readonly pid: number;
+  readonly backend: LauncherBackend;
+  readonly model: string;
+  /** HTTP port; port+1 is reserved for the worker too. */
+  readonly port: number;
+  /** `--master-port` it was given. */
+  readonly masterPort: number;
+  /** `--scheduler-port` it was given. */
+  readonly schedulerPort: number;
+  /** Its CUDA_VISIBLE_DEVICES, or null when it runs without GPUs. */
+  readonly gpus: string | null;
+  readonly state: WorkerState;
+  readonly startedAtMs: number;
+  /** Set once the process has exited: its code, or null if a signal ended it. */
+  readonly exitCode?: number | null;
+  /** Why it failed (health timeout, early exit, registration error) or was stopped while starting. */
+  readonly error?: string;
+}
+
+/** Outcome of {@link Launcher.launch}: one settled snapshot per started worker, in start order. */
+export interface LaunchResult {
+  readonly workers: readonly ManagedWorker[];
+}
+
+/** Outcome of {@link Launcher.scale}. */
+export interface ScaleResult {
+  /** Workers started to reach the count, settled (ready or failed). */
+  readonly started: readonly ManagedWorker[];
+  /** URLs of the workers stopped to reach the count (newest first). */
+  readonly stopped: readonly string[];
+}
+
+/** Options of {@link createLauncher}. */
+export interface LauncherOptions {
+  logger: Logger;
+  /** Called once per worker when its /health first answers 200 (adds it to the router). */
+  register(url: string): Promise<void>;
+  /** Called when a registered worker is stopped through the launcher. Default: nothing. */
+  deregister?(url: string): Promise<void>;
+  /** Time between SIGTERM and SIGKILL of a worker's process group. Default 10000. */
+  stopGraceMs?: number;
+  /** Environment for GPU discovery, PATH lookup and the workers. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Pause between /health polls while a worker starts. Default 500. */
+  healthPollMs?: number;
+  /** GPU count when neither worker_gpu_ids nor CUDA_VISIBLE_DEVICES is set. Default: ask `nvidia-smi` (0 if absent). */
+  detectGpuCount?: () => number;
+}
+
+/** Starts, tracks and stops worker processes. */
+export interface Launcher {
+  /**
+   * Starts `config.num_workers` workers on free ports and free GPUs (never
+   * those of workers this launcher still runs), waits for all of them in
+   * parallel and registers each as soon as it is healthy. Resolves when
+   * every worker is ready or failed; a failed one is in the result, not
+   * thrown, and its process group is gone.
+   *
+   * @throws LauncherConfigError / LauncherError before anything starts if
+   *   GPUs or ports are short or the backend's program is missing.
+   */
+  launch(config: LauncherConfig): Promise<LaunchResult>;
+  /** Snapshots of every managed worker, oldest first (stopped ones are dropped once gone). */
+  list(): ManagedWorker[];
+  /**
+   * Stops the given workers (default: all): deregisters the registered ones,
+   * then SIGTERM → grace → SIGKILL to each process group. Resolves when every
+   * one has exited; they are then removed from {@link list}.
+   *
+   * @throws RouterError `worker_not_found` (stopping nothing) for a URL the launcher does not manage.
+   */
+  stop(urls?: readonly string[]): Promise<void>;
+  /**
+   * Brings the number of live (starting or ready) workers started from
+   * `config` (compared without `num_workers`) to `count`: starts the missing
+   * ones, or stops the newest.
+   */
+  scale(config: LauncherConfig, count: number): Promise<ScaleResult>;
+  /**
+   * SIGKILLs every process group right now, synchronously. Only for a
+   * `process.on("exit")` hook, where nothing async can run: detached workers
+   * would otherwise outlive the router and keep their GPUs.
+   */
+  killAllSync(): void;
+}
+
+interface Entry {
+  info: { -readonly [K in keyof ManagedWorker]: ManagedWorker[K] };
+  proc: WorkerProcess;
+  /** Identifies the config it came from, for scale(). */
+  configKey: string;
+  /** Start order, for "stop the newest". */
+  seq: number;
+  registered: boolean;
+  /** Until the process group is gone, its ports and GPUs are not handed out again. */
+  holdsResources: boolean;
+  /** Memoized termination of the process group. */
+  terminating?: Promise<void>;
+}
+
+/** Creates a launcher; it starts nothing until {@link Launcher.launch} or {@link Launcher.scale}. */
+export function createLauncher(options: LauncherOptions): Launcher {
+  const logger = options.logger;
+  const env = options.env ?? process.env;
+  const graceMs = options.stopGraceMs ?? 10_000;
+  const healthPollMs = options.healthPollMs ?? 500;
+  const detectGpuCount = options.detectGpuCount ?? (() => detectGpuCountWithNvidiaSmi(env));
+  const entries = new Map<string, Entry>();
+  let nextSeq = 0;
+
+  // Allocation (ports, GPUs, spawn) runs one batch at a time, so two launches
+  // cannot both see the same port as free before either has bound it.
+  let lockTail: Promise<unknown> = Promise.resolve();
+  const withLock = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = lockTail.then(fn, fn);
+    lockTail = run.catch(() => undefined);
+    return run;
+  };
+
+  const snapshot = (entry: Entry): ManagedWorker => Object.freeze({ ...entry.info });
+  const isLive = (entry: Entry): boolean => entry.info.state === "starting" || entry.info.state === "ready";
+
+  /** Kills the entry's process group once (SIGTERM → grace → SIGKILL) and frees its ports and GPUs. */
+  const terminate = (entry: Entry): Promise<void> => {
+    entry.terminating ??= (async () => {
+      try {
+        await stopProcessGroup(entry.proc, { graceMs, logger: logger.child({ worker: entry.info.url, pid: entry.proc.pid }) });
+      } finally {
+        entry.holdsResources = false;
+        entry.info.exitCode = entry.proc.exitInfo()?.code ?? null;
+      }
+    })();
+    return entry.terminating;
+  };
+
+  const onExit = (entry: Entry): void => {
+    const exit = entry.proc.exitInfo()!;
+    entry.info.exitCode = exit.code;
+    if (entry.info.state === "ready") {
+      // Traffic is the router's health checker's business; here we only record it
+      // and make sure nothing the worker spawned keeps running (and holding GPUs).
+      entry.info.state = "exited";
+      logger.warn(
+        { worker: entry.info.url, pid: entry.proc.pid, exitCode: exit.code, signal: exit.signal },
+        "managed worker exited unexpectedly",
+      );
+    }
+    if (entry.info.state !== "stopping") void terminate(entry);
+  };
+
+  /** Reserves ports and GPUs and spawns `count` workers. Call under the lock only. */
+  const spawnBatch = async (config: LauncherConfig, count: number): Promise<Entry[]> => {
+    if (count <= 0) return [];
+    const program = resolveBackendProgram(config.backend, env);
+    const holders = [...entries.values()].filter((e) => e.holdsResources);
+    const inUseGpus = new Set(holders.flatMap((e) => (e.info.gpus === null ? [] : splitDevices(e.info.gpus))));
+    const gpus = assignGpus(config, env, detectGpuCount, { count, inUse: inUseGpus });
+    const reserved = new Set(holders.flatMap((e) => [e.info.port, e.info.port + 1, e.info.masterPort, e.info.schedulerPort]));
+
+    const plans: { port: number; masterPort: number; schedulerPort: number; gpus: string | null }[] = [];
+    for (let i = 0; i < count; i += 1) {
+      const port = await findFreePort({ host: config.worker_host, preferred: config.worker_base_port + 2 * i, reserved, span: 2 });
+      reserved.add(port).add(port + 1);
+      // Internal ports are bound on loopback, as in the Python launcher.
+      const masterPort = await findFreePort({
+        host: "127.0.0.1",
+        preferred: config.master_port_base + i * config.internal_port_stride,
+        reserved,
+      });
+      reserved.add(masterPort);
+      const schedulerPort = await findFreePort({
+        host: "127.0.0.1",
+        preferred: config.scheduler_port_base + i * config.internal_port_stride,
+        reserved,
+      });
+      reserved.add(schedulerPort);
+      plans.push({ port, masterPort, schedulerPort, gpus: gpus[i]! });
+    }
+
+    const batch: Entry[] = [];
+    const key = configKey(config);
+    for (const plan of plans) {
+      const url = workerUrl(config.worker_host, plan.port);
+      const { command, args } = buildWorkerCommand(program, config, plan);
+      const childEnv: NodeJS.ProcessEnv = { ...env };
+      if (plan.gpus !== null) childEnv["CUDA_VISIBLE_DEVICES"] = plan.gpus;
+      // Python block-buffers stdout into a pipe; unbuffered, sglang's log reaches ours as it happens.
+      childEnv["PYTHONUNBUFFERED"] ??= "1";
+      let proc: WorkerProcess;
+      try {
+        proc = await spawnWorker({ command, args, env: childEnv, logger: logger.child({ worker: url }) });
+      } catch (error) {
+        // Same program for the whole batch: the rest would fail too. Leave nothing half-started.
+        await Promise.all(batch.map((e) => terminate(e)));
+        for (const e of batch) entries.delete(e.info.url);
+        throw error;
+      }
+      logger.info(
+        { worker: url, pid: proc.pid, cudaVisibleDevices: plan.gpus, command: [command, ...args].map(shellQuote).join(" ") },
+        "launched worker",
+      );
+      const entry: Entry = {
+        info: {
+          url,
+          pid: proc.pid,
+          backend: config.backend,
+          model: config.model,
+          port: plan.port,
+          masterPort: plan.masterPort,
+          schedulerPort: plan.schedulerPort,
+          gpus: plan.gpus,
+          state: "starting",
+          startedAtMs: Date.now(),
+        },
+        proc,
+        configKey: key,
+        seq: nextSeq++,
+        registered: false,
+        holdsResources: true,
+      };
+      // A dead worker that had this URL before is superseded.
+      entries.delete(url);
+      entries.set(url, entry);
+      void proc.exited.then(() => onExit(entry));
+      batch.push(entry);
+    }
+    return batch;
+  };
+
+  /** Waits for one worker's health, then registers it. Never throws: the outcome is in the entry. */
+  const settle = async (entry: Entry, timeoutMs: number): Promise<ManagedWorker> => {
+    const { url } = entry.info;
+    try {
+      await waitForHealth({
+        url,
+        timeoutMs,
+        pollIntervalMs: healthPollMs,
+        process: entry.proc,
+        logger: logger.child({ worker: url, pid: entry.proc.pid }),
+      });
+    } catch (error) {
+      if (entry.info.state === "stopping" || entry.info.state === "exited") {
+        entry.info.error = "stopped before it became healthy";
+      } else {
+        entry.info.state = "failed";
+        entry.info.error = error instanceof Error ? error.message : String(error);
+        if (error instanceof WorkerExitedError) entry.info.exitCode = error.exitCode;
+        logger.error({ worker: url, pid: entry.proc.pid, err: error }, "worker failed to start");
+        // On timeout the process may be alive but stuck: it must not linger.
+        await terminate(entry);
+      }
+      return snapshot(entry);
+    }
+    if (entry.info.state !== "starting") {
+      entry.info.error = "stopped before it became healthy";
+      return snapshot(entry);
+    }
+
+    try {
+      await options.register(url);
+    } catch (error) {
+      entry.info.state = "failed";
+      entry.info.error = `registration failed: ${error instanceof Error ? error.message : String(error)}`;
+      logger.error({ worker: url, err: error }, "worker is healthy but could not be registered; stopping it");
+      await terminate(entry);
+      return snapshot(entry);
+    }
+    if (entry.info.state !== "starting") {
+      // stop() ran while register() was in flight and saw nothing to deregister.
+      await deregisterQuietly(url);
+      entry.info.error ??= "stopped before it became ready";
+      return snapshot(entry);
+    }
+    entry.registered = true;
+    if (entry.proc.exitInfo() !== undefined) {
+      entry.info.state = "exited";
+      entry.info.exitCode = entry.proc.exitInfo()!.code;
+      logger.warn({ worker: url, pid: entry.proc.pid, exitCode: entry.info.exitCode }, "managed worker exited right after registration");
+      return snapshot(entry);
+    }
+    entry.info.state = "ready";
+    logger.info({ worker: url, pid: entry.proc.pid, startupMs: Date.now() - entry.info.startedAtMs }, "worker ready and registered");
+    return snapshot(entry);
+  };
+
+  const deregisterQuietly = async (url: string): Promise<void> => {
+    if (options.deregister === undefined) return;
+    try {
+      await options.deregister(url);
+    } catch (error) {
+      logger.warn({ worker: url, err: error }, "deregistering a stopped worker failed");
+    }
+  };
+
+  /** Marks the entry stopping (synchronously, so counts are right at once), then stops it. */
+  const beginStop = (entry: Entry): Promise<void> => {
+    if (isLive(entry)) entry.info.state = "stopping";
+    return (async () => {
+      if (entry.registered) {
+        entry.registered = false;
+        // Deregister first so the router stops sending requests before SIGTERM.
+        await deregisterQuietly(entry.info.url);
+      }
+      await terminate(entry);
+      if (entry.info.state === "stopping") entry.info.state = "exited";
+      if (entries.get(entry.info.url) === entry) entries.delete(entry.info.url);
+    })();
+  };
+
+  const settleBatch = async (batch: Entry[], config: LauncherConfig): Promise<ManagedWorker[]> =>
+    Promise.all(batch.map((entry) => settle(entry, config.wait_timeout * 1000)));
+
+  return {
+    async launch(config) {
+      const batch = await withLock(() => spawnBatch(config, config.num_workers));
+      return { workers: await settleBatch(batch, config) };
+    },
+
+    list() {
+      return [...entries.values()].sort((a, b) => a.seq - b.seq).map(snapshot);
+    },
+
+    async stop(urls) {
+      // Let an allocation in progress finish, so its workers are seen (and stopped) too.
+      await withLock(async () => undefined);
+      let targets: Entry[];
+      if (urls === undefined) {
+        targets = [...entries.values()];
+      } else {
+        targets = urls.map((url) => {
+          const entry = entries.get(url);
+          if (entry === undefined) {
+            throw new RouterError("worker_not_found", `the launcher manages no worker ${url}`, { details: { url } });
+          }
+          return entry;
+        });
+      }
+      await Promise.all(targets.map(beginStop));
+    },
+
+    async scale(config, count) {
+      if (!Number.isInteger(count) || count < 0) {
+        throw new LauncherError(`scale count must be an integer >= 0, got ${count}`);
+      }
+      const key = configKey(config);
+      const { batch, stopping } = await withLock(async (): Promise<{ batch: Entry[]; stopping: { entry: Entry; done: Promise<void> }[] }> => {
+        const live = [...entries.values()].filter((e) => e.configKey === key && isLive(e)).sort((a, b) => a.seq - b.seq);
+        if (count >= live.length) return { batch: await spawnBatch(config, count - live.length), stopping: [] };
+        // Newest first. beginStop marks them "stopping" synchronously, inside the
+        // lock, so a concurrent scale() already counts them as gone.
+        const victims = live.slice(count).reverse();
+        return { batch: [], stopping: victims.map((entry) => ({ entry, done: beginStop(entry) })) };
+      });
+      await Promise.all(stopping.map((s) => s.done));
+      return { started: await settleBatch(batch, config), stopped: stopping.map((s) => s.entry.info.url) };
+    },
+
+    killAllSync() {
+      for (const entry of entries.values()) {
+        if (entry.proc.exitInfo() === undefined || groupExists(entry.proc.pid)) signalGroup(entry.proc.pid, "SIGKILL");
+      }
+    },
+  };
+}
+
+/** Configs that differ only in num_workers describe the same kind of worker. */
+function configKey(config: LauncherConfig): string {
+  const { num_workers: _ignored, ...rest } = config;
+  return JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** For the log line only: the command as an operator would paste it into a shell. */
+function shellQuote(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,0 +1,152 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { load as loadYaml } from "js-yaml";
+import type { Control } from "../admin/control.js";
+import { RouterError } from "../errors.js";
+import {
+  AdminService,
+  GetRouterStatusResponseSchema,
+  type LauncherConfig as PbLauncherConfig,
+} from "../gen/sgl/diffusion/router/v1/admin_pb.js";
+import { parseLauncherConfig, parseLauncherSection, type Launcher, type LauncherConfig } from "../launcher/index.js";
+import type { Registry } from "../registry/registry.js";
+import { decodeWorkerId } from "../registry/worker-url.js";
+import { VERSION } from "../version.js";
+import { launcherSectionFromPb, managedToPb, resultsToPb, workerToPb } from "./convert.js";
+import { toConnectError } from "./errors.js";
+import { watchWorkers } from "./watch.js";
+
+export interface AdminServiceOptions {
+  control: Control;
+  registry: Registry;
+  launcher: Launcher;
+  routingAlgorithm: string;
+  startedAtMs: number;
+}
+
+/** A worker named by URL (any accepted spelling) or by its REST worker_id. */
+function workerUrlOf(raw: string): string {
+  return decodeWorkerId(raw);
+}
+
+function launcherConfigOf(source: { case: "config"; value: PbLauncherConfig } | { case: "yaml"; value: string } | { case: undefined; value?: undefined }, rpc: string): LauncherConfig {
+  if (source.case === "config") return parseLauncherSection(launcherSectionFromPb(source.value), `${rpc} request`);
+  if (source.case === "yaml") {
+    let doc: unknown;
+    try {
+      doc = loadYaml(source.value);
+    } catch (err) {
+      throw new RouterError("invalid_request", `${rpc}: yaml is not valid YAML: ${(err as Error).message}`, { details: { param: "yaml" } });
+    }
+    return parseLauncherConfig(doc, `${rpc} request yaml`);
+  }
+  throw new RouterError("invalid_request", `${rpc} needs a launcher config: set config or yaml`, { details: { param: "source" } });
+}
+
+/**
+ * wraps each handler so that a RouterError becomes the matching Connect code
+ * (one mapping, in rpc/errors.ts) instead of an opaque internal error.
+ */
+function mapErrors<T extends Record<string, (...args: never[]) => unknown>>(impl: T): T {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(impl)) {
+    out[name] = async function (this: unknown, ...args: never[]) {
+      try {
+        return await fn.apply(this, args);
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    };
+  }
+  return out as T;
+}
+
+/**
+ * The AdminService: thin adapters over the same Control, Registry and
+ * Launcher as the REST admin API.
+ */
+export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImpl<typeof AdminService> {
+  const { control, registry, launcher } = options;
+  const unary = mapErrors({
+    async listWorkers() {
+      return { workers: control.listWorkers().map(workerToPb) };
+    },
+    async getWorker(req: { url: string }) {
+      return { worker: workerToPb(control.getWorker(workerUrlOf(req.url))) };
+    },
+    async addWorker(req: { url: string }) {
+      const { worker, created } = await control.addWorker(req.url);
+      return { worker: workerToPb(worker), created };
+    },
+    async updateWorker(req: { url: string; isDead?: boolean; refreshCapabilities: boolean; draining?: boolean }) {
+      const worker = await control.updateWorker(workerUrlOf(req.url), { isDead: req.isDead, draining: req.draining, refreshVideoSupport: req.refreshCapabilities });
+      return { worker: workerToPb(worker) };
+    },
+    async removeWorker(req: { url: string }) {
+      return { worker: workerToPb(control.removeWorker(workerUrlOf(req.url))) };
+    },
+    async updateWeightsFromDisk(req: { modelPath: string; flushCache?: boolean; targetModules: string[]; extra?: Record<string, unknown> }) {
+      if (!req.modelPath) throw new RouterError("invalid_request", "model_path is required", { details: { param: "model_path" } });
+      const body: Record<string, unknown> = { ...req.extra, model_path: req.modelPath };
+      if (req.flushCache !== undefined) body.flush_cache = req.flushCache;
+      if (req.targetModules.length) body.target_modules = req.targetModules;
+      const { results } = await control.updateWeightsFromDisk(Buffer.from(JSON.stringify(body)));
+      return { results: resultsToPb(results) };
+    },
+    async releaseMemoryOccupation() {
+      const { results } = await control.releaseMemoryOccupation(Buffer.from("{}"));
+      return { results: resultsToPb(results) };
+    },
+    async resumeMemoryOccupation() {
+      const { results } = await control.resumeMemoryOccupation(Buffer.from("{}"));
+      return { results: resultsToPb(results) };
+    },
+    async launchWorkers(req: { source: Parameters<typeof launcherConfigOf>[0] }) {
+      const result = await launcher.launch(launcherConfigOf(req.source, "LaunchWorkers"));
+      return { workers: result.workers.map(managedToPb) };
+    },
+    async listManagedWorkers() {
+      return { workers: launcher.list().map(managedToPb) };
+    },
+    async stopManagedWorkers(req: { urls: string[] }) {
+      const urls = req.urls.map(workerUrlOf);
+      const before = launcher.list().filter((m) => urls.length === 0 || urls.includes(m.url));
+      await launcher.stop(urls.length ? urls : undefined);
+      return { workers: before.map((m) => managedToPb({ ...m, state: "exited" })) };
+    },
+    async scaleManagedWorkers(req: { source: Parameters<typeof launcherConfigOf>[0]; count: number }) {
+      const before = new Map(launcher.list().map((m) => [m.url, m]));
+      const result = await launcher.scale(launcherConfigOf(req.source, "ScaleManagedWorkers"), req.count);
+      return {
+        started: result.started.map(managedToPb),
+        stopped: result.stopped.flatMap((u) => {
+          const m = before.get(u);
+          return m ? [managedToPb({ ...m, state: "exited" })] : [];
+        }),
+        workers: launcher.list().map(managedToPb),
+      };
+    },
+    async getRouterStatus() {
+      const s = control.status();
+      return create(GetRouterStatusResponseSchema, {
+        version: VERSION,
+        uptimeMs: BigInt(Date.now() - options.startedAtMs),
+        routingAlgorithm: options.routingAlgorithm,
+        totalWorkers: s.total,
+        healthyWorkers: s.healthy,
+        deadWorkers: s.dead,
+        sleepingWorkers: s.sleeping,
+        routableWorkers: s.routable,
+        inFlightRequests: s.inFlight,
+        managedWorkers: launcher.list().length,
+        weightVersion: "",
+      });
+    },
+  });
+  return {
+    ...unary,
+    watchWorkers(req, context) {
+      return watchWorkers(registry, { excludeLoad: req.excludeLoad, signal: context.signal });
+    },
+  } as ServiceImpl<typeof AdminService>;
+}

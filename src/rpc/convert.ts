@@ -1,0 +1,97 @@
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import type { BroadcastResult } from "../admin/control.js";
+import {
+  ManagedWorkerSchema,
+  WorkerCapabilitiesSchema,
+  WorkerResultSchema,
+  WorkerSchema,
+  WorkerState as PbWorkerState,
+  type LauncherConfig as PbLauncherConfig,
+  type ManagedWorker as PbManagedWorker,
+  type Worker as PbWorker,
+  type WorkerResult,
+} from "../gen/sgl/diffusion/router/v1/admin_pb.js";
+import type { ManagedWorker } from "../launcher/index.js";
+import { workerState, type Worker, type WorkerState } from "../registry/worker.js";
+
+const stateToPb: Record<WorkerState, PbWorkerState> = {
+  healthy: PbWorkerState.HEALTHY,
+  suspect: PbWorkerState.SUSPECT,
+  dead: PbWorkerState.DEAD,
+  sleeping: PbWorkerState.SLEEPING,
+  syncing: PbWorkerState.SYNCING,
+  draining: PbWorkerState.DRAINING,
+  stale: PbWorkerState.STALE,
+};
+
+/** The RPC form of a worker: the same facts as the REST payload. */
+export function workerToPb(w: Worker): PbWorker {
+  return create(WorkerSchema, {
+    url: w.url,
+    workerId: w.id,
+    displayId: w.displayId,
+    state: stateToPb[workerState(w)],
+    activeRequests: w.activeRequests,
+    consecutiveFailures: w.consecutiveFailures,
+    isDead: w.dead,
+    isSleeping: w.sleeping,
+    draining: w.draining,
+    deadReason: w.deadReason ?? "",
+    lastError: w.lastError ?? "",
+    capabilities: create(WorkerCapabilitiesSchema, {
+      taskType: w.capabilities.taskType ?? "",
+      videoSupport: w.capabilities.videoSupport ?? undefined,
+      models: w.capabilities.models,
+    }),
+    weightVersion: w.weightVersion ?? "",
+    managed: w.managed,
+    registeredAtUnixMs: BigInt(w.registeredAtMs),
+  });
+}
+
+export function resultsToPb(results: readonly BroadcastResult[]): WorkerResult[] {
+  return results.map((r) =>
+    create(WorkerResultSchema, {
+      workerUrl: r.worker_url,
+      statusCode: r.status_code,
+      body: fromJson(ValueSchema, (r.body ?? null) as JsonValue),
+    }),
+  );
+}
+
+export function managedToPb(m: ManagedWorker): PbManagedWorker {
+  return create(ManagedWorkerSchema, {
+    url: m.url,
+    pid: m.pid,
+    backend: m.backend,
+    model: m.model,
+    port: m.port,
+    gpus: m.gpus ?? "",
+    state: m.state,
+    startedAtUnixMs: BigInt(m.startedAtMs),
+    exitCode: m.exitCode ?? undefined,
+    error: m.error ?? "",
+  });
+}
+
+/**
+ * An RPC launcher config as the YAML `launcher:` section: only the fields the
+ * caller set, so the launcher's own defaults and checks apply unchanged.
+ */
+export function launcherSectionFromPb(c: PbLauncherConfig): Record<string, unknown> {
+  const s: Record<string, unknown> = {};
+  if (c.backend) s.backend = c.backend;
+  if (c.model) s.model = c.model;
+  if (c.numWorkers !== undefined) s.num_workers = c.numWorkers;
+  if (c.numGpusPerWorker !== undefined) s.num_gpus_per_worker = c.numGpusPerWorker;
+  if (c.workerHost) s.worker_host = c.workerHost;
+  if (c.workerBasePort !== undefined) s.worker_base_port = c.workerBasePort;
+  if (c.workerGpuIds.length) s.worker_gpu_ids = c.workerGpuIds;
+  if (c.workerExtraArgs) s.worker_extra_args = c.workerExtraArgs;
+  if (c.waitTimeout !== undefined) s.wait_timeout = c.waitTimeout;
+  if (c.masterPortBase !== undefined) s.master_port_base = c.masterPortBase;
+  if (c.schedulerPortBase !== undefined) s.scheduler_port_base = c.schedulerPortBase;
+  if (c.internalPortStride !== undefined) s.internal_port_stride = c.internalPortStride;
+  return s;
+}

@@ -1,0 +1,62 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  WatchWorkersResponseSchema,
+  WorkerEventType,
+  type WatchWorkersResponse,
+} from "../gen/sgl/diffusion/router/v1/admin_pb.js";
+import type { Registry, RegistryEvent } from "../registry/registry.js";
+import { workerToPb } from "./convert.js";
+
+/**
+ * The WatchWorkers stream: subscribes first (so nothing between the snapshot
+ * and the first change is lost), sends every current worker, a SYNCED
+ * marker, then each change. Load-only changes of a worker already waiting in
+ * the queue replace that entry instead of piling up, so a slow watcher under
+ * heavy traffic holds at most one pending load event per worker.
+ */
+export async function* watchWorkers(registry: Registry, options: { excludeLoad: boolean; signal: AbortSignal }): AsyncGenerator<WatchWorkersResponse> {
+  const queue: WatchWorkersResponse[] = [];
+  const pendingLoad = new Map<string, number>();
+  let wake: (() => void) | null = null;
+
+  const onChange = (e: RegistryEvent) => {
+    const isLoad = e.type === "updated" && e.reason === "load";
+    if (isLoad && options.excludeLoad) return;
+    const msg = create(WatchWorkersResponseSchema, {
+      type: e.type === "added" ? WorkerEventType.ADDED : e.type === "removed" ? WorkerEventType.REMOVED : WorkerEventType.UPDATED,
+      worker: workerToPb(e.worker),
+      reason: e.type === "updated" ? e.reason : e.type,
+      atUnixMs: BigInt(Date.now()),
+    });
+    const at = isLoad ? pendingLoad.get(e.worker.url) : undefined;
+    if (at !== undefined && queue[at]?.worker?.url === e.worker.url) {
+      queue[at] = msg;
+    } else {
+      queue.push(msg);
+      if (isLoad) pendingLoad.set(e.worker.url, queue.length - 1);
+    }
+    wake?.();
+  };
+  registry.on("change", onChange);
+  const onAbort = () => wake?.();
+  options.signal.addEventListener("abort", onAbort);
+  try {
+    for (const w of registry.all()) {
+      yield create(WatchWorkersResponseSchema, { type: WorkerEventType.EXISTING, worker: workerToPb(w), reason: "existing", atUnixMs: BigInt(Date.now()) });
+    }
+    yield create(WatchWorkersResponseSchema, { type: WorkerEventType.SYNCED, reason: "synced", atUnixMs: BigInt(Date.now()) });
+    while (!options.signal.aborted) {
+      if (queue.length === 0) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = null;
+        continue;
+      }
+      const batch = queue.splice(0);
+      pendingLoad.clear();
+      for (const msg of batch) yield msg;
+    }
+  } finally {
+    registry.off("change", onChange);
+    options.signal.removeEventListener("abort", onAbort);
+  }
+}
