@@ -1,0 +1,12 @@
+/**
+ * The simulated SGLang diffusion worker: a stand-in for `sglang serve` (no
+ * GPU) speaking the real worker's HTTP API, for tests, the quick start and
+ * launcher tests. See worker-api.md for the contract it copies.
+ */
+export { startSimWorker } from "./server.js";
+export type { SimWorker } from "./server.js";
+export { TASK_TYPES, deriveTaskType, isVideoTask, resolveOptions } from "./options.js";
+export type { ResolvedSimOptions, SimWorkerOptions, TaskType } from "./options.js";
+export { MS_PER_PIXEL_STEP, OVERHEAD_MS, generationMs, latentFrames } from "./latency.js";
+export type { Work } from "./latency.js";
+export { SLEEPING_DETAIL } from "./generation.js";

@@ -1,0 +1,98 @@
+import type { LevelWithSilent } from "pino";
+
+/** The task types a real worker reports in `/v1/models` (`task_type`). */
+export const TASK_TYPES = ["T2I", "I2I", "TI2I", "T2V", "I2V", "TI2V", "I2M"] as const;
+export type TaskType = (typeof TASK_TYPES)[number];
+
+/** Options of the simulated worker. Every field is optional. */
+export interface SimWorkerOptions {
+  /** Interface to listen on. Default "127.0.0.1". */
+  host?: string;
+  /** TCP port; 0 picks any free port. Default 0. */
+  port?: number;
+  /** Model the worker serves (its `/v1/models` id and initial weights). Default "Qwen/Qwen-Image". */
+  modelPath?: string;
+  /**
+   * Task type reported by the worker. Default: derived from `modelPath`
+   * ("T2V" when the name contains "Wan", "video" or "T2V", else "T2I").
+   */
+  taskType?: TaskType;
+  /** GPUs reported in the model card. Default 1. */
+  numGpus?: number;
+  /** Latency divider: 2 makes every generation twice as fast. Default 1.0. */
+  speed?: number;
+  /** Fraction (0..1) of generation requests that fail with the plain-text 500. Default 0. */
+  failureRate?: number;
+  /** Non-health routes are held until this many ms after start (a newer worker's warm-up). Default 0. */
+  warmupMs?: number;
+  /** Time `update_weights_from_disk` / `update_weights_from_tensor` take. Default 200. */
+  weightLoadMs?: number;
+  /** How many generations run at once; the rest wait FIFO (the real scheduler queue). Default 1. */
+  schedulerConcurrency?: number;
+  /** Raw tensor bytes per sample in `/rollout/generate` answers (before base64). Default 65536. */
+  rolloutBytesPerSample?: number;
+  /** Make every weight update fail with 400 `success:false`. Default false. */
+  failUpdates?: boolean;
+  /** pino level of the sim's own log (stdout). Default "silent". */
+  logLevel?: LevelWithSilent;
+}
+
+/** Options with every default filled in. */
+export type ResolvedSimOptions = Required<SimWorkerOptions>;
+
+/**
+ * Video models in SGLang's registry are Wan* and *T2V* checkpoints; the
+ * launcher and the quick start rely on the name alone to get video workers.
+ */
+export function deriveTaskType(modelPath: string): TaskType {
+  return /wan|video|t2v/i.test(modelPath) ? "T2V" : "T2I";
+}
+
+export function isVideoTask(taskType: TaskType): boolean {
+  return taskType === "T2V" || taskType === "I2V" || taskType === "TI2V";
+}
+
+export function isTaskType(value: string): value is TaskType {
+  return (TASK_TYPES as readonly string[]).includes(value);
+}
+
+function check(ok: boolean, message: string): void {
+  if (!ok) throw new RangeError(message);
+}
+
+/** Fills defaults and rejects nonsense early, so a bad flag fails at start, not mid-test. */
+export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptions {
+  const modelPath = options.modelPath ?? "Qwen/Qwen-Image";
+  const resolved: ResolvedSimOptions = {
+    host: options.host ?? "127.0.0.1",
+    port: options.port ?? 0,
+    modelPath,
+    taskType: options.taskType ?? deriveTaskType(modelPath),
+    numGpus: options.numGpus ?? 1,
+    speed: options.speed ?? 1,
+    failureRate: options.failureRate ?? 0,
+    warmupMs: options.warmupMs ?? 0,
+    weightLoadMs: options.weightLoadMs ?? 200,
+    schedulerConcurrency: options.schedulerConcurrency ?? 1,
+    rolloutBytesPerSample: options.rolloutBytesPerSample ?? 64 * 1024,
+    failUpdates: options.failUpdates ?? false,
+    logLevel: options.logLevel ?? "silent",
+  };
+  check(Number.isInteger(resolved.port) && resolved.port >= 0 && resolved.port <= 65535, `port must be 0..65535, got ${resolved.port}`);
+  check(modelPath.length > 0, "modelPath must not be empty");
+  check(isTaskType(resolved.taskType), `taskType must be one of ${TASK_TYPES.join(" ")}, got ${resolved.taskType}`);
+  check(Number.isInteger(resolved.numGpus) && resolved.numGpus >= 1, `numGpus must be an integer >= 1, got ${resolved.numGpus}`);
+  check(Number.isFinite(resolved.speed) && resolved.speed > 0, `speed must be > 0, got ${resolved.speed}`);
+  check(resolved.failureRate >= 0 && resolved.failureRate <= 1, `failureRate must be 0..1, got ${resolved.failureRate}`);
+  check(Number.isFinite(resolved.warmupMs) && resolved.warmupMs >= 0, `warmupMs must be >= 0, got ${resolved.warmupMs}`);
+  check(Number.isFinite(resolved.weightLoadMs) && resolved.weightLoadMs >= 0, `weightLoadMs must be >= 0, got ${resolved.weightLoadMs}`);
+  check(
+    Number.isInteger(resolved.schedulerConcurrency) && resolved.schedulerConcurrency >= 1,
+    `schedulerConcurrency must be an integer >= 1, got ${resolved.schedulerConcurrency}`,
+  );
+  check(
+    Number.isInteger(resolved.rolloutBytesPerSample) && resolved.rolloutBytesPerSample >= 0,
+    `rolloutBytesPerSample must be an integer >= 0, got ${resolved.rolloutBytesPerSample}`,
+  );
+  return resolved;
+}

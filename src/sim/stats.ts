@@ -1,0 +1,37 @@
+/**
+ * Counters behind `GET /sim/stats`. Tests use them to prove what a router did
+ * to this worker: how many requests of each route arrived, how many were open
+ * at once (a per-worker concurrency cap), and how many body bytes came in.
+ */
+export class SimStats {
+  inFlight = 0;
+  peakInFlight = 0;
+  requestsTotal = 0;
+  requestsByRoute: Record<string, number> = {};
+  bytesReceived = 0;
+
+  countRequest(route: string): void {
+    this.requestsTotal++;
+    this.requestsByRoute[route] = (this.requestsByRoute[route] ?? 0) + 1;
+  }
+
+  /** Marks a request open; the returned function closes it (idempotent). */
+  enter(): () => void {
+    this.inFlight++;
+    if (this.inFlight > this.peakInFlight) this.peakInFlight = this.inFlight;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.inFlight--;
+    };
+  }
+
+  reset(): void {
+    // in_flight is live state, not a statistic: keep it, restart the peak from it.
+    this.peakInFlight = this.inFlight;
+    this.requestsTotal = 0;
+    this.requestsByRoute = {};
+    this.bytesReceived = 0;
+  }
+}

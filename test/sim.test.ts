@@ -1,0 +1,695 @@
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { decode as decodeMsgpack } from "@msgpack/msgpack";
+import pngjs from "pngjs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { generationMs, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
+import { Scheduler } from "../src/sim/scheduler.js";
+import { startSimProcess, simCliPath } from "./helpers/sim.js";
+
+// ---------------------------------------------------------------- helpers
+
+const workers: SimWorker[] = [];
+async function worker(options: SimWorkerOptions = {}): Promise<SimWorker> {
+  const w = await startSimWorker(options);
+  workers.push(w);
+  return w;
+}
+afterAll(async () => {
+  await Promise.all(workers.map((w) => w.close()));
+});
+
+function postJson(base: string, path: string, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  return fetch(base + path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+    signal,
+  });
+}
+
+async function stats(base: string): Promise<Record<string, any>> {
+  return (await fetch(`${base}/sim/stats`)).json() as Promise<Record<string, any>>;
+}
+
+async function waitFor<T>(fn: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A tiny image request (~2 ms of simulated work). */
+const tiny = { size: "64x64", num_inference_steps: 2 };
+
+interface Box {
+  type: string;
+  start: number;
+  size: number;
+  body: Buffer;
+}
+
+/** Independent ISO BMFF walker (32-bit and 64-bit sizes). */
+function parseBoxes(buf: Buffer, offset = 0): Box[] {
+  const out: Box[] = [];
+  let pos = 0;
+  while (pos + 8 <= buf.length) {
+    let size = buf.readUInt32BE(pos);
+    const type = buf.toString("latin1", pos + 4, pos + 8);
+    let header = 8;
+    if (size === 1) {
+      size = Number(buf.readBigUInt64BE(pos + 8));
+      header = 16;
+    } else if (size === 0) {
+      size = buf.length - pos;
+    }
+    if (size < header || pos + size > buf.length) throw new Error(`bad box ${type} at ${offset + pos}`);
+    out.push({ type, start: offset + pos, size, body: buf.subarray(pos + header, pos + size) });
+    pos += size;
+  }
+  if (pos !== buf.length) throw new Error("trailing bytes after last box");
+  return out;
+}
+
+function child(boxes: Box[], type: string): Box {
+  const found = boxes.find((b) => b.type === type);
+  if (!found) throw new Error(`missing box ${type} (have ${boxes.map((b) => b.type).join(",")})`);
+  return found;
+}
+
+function path(root: Box[], ...types: string[]): Box {
+  let boxes = root;
+  let box: Box | undefined;
+  for (const type of types) {
+    box = child(boxes, type);
+    boxes = ["moov", "trak", "mdia", "minf", "dinf", "stbl"].includes(type) ? parseBoxes(box.body, box.start + 8) : [];
+  }
+  return box!;
+}
+
+/** Decodes a `{"__tensor__"}` dict: base64 safetensors with one tensor "t". */
+function decodeTensor(t: { __tensor__: boolean; data: string; shape: number[]; dtype: string }): Float32Array {
+  expect(t.__tensor__).toBe(true);
+  const raw = Buffer.from(t.data, "base64");
+  const headerLen = Number(raw.readBigUInt64LE(0));
+  const header = JSON.parse(raw.toString("utf8", 8, 8 + headerLen)) as { t: { dtype: string; shape: number[]; data_offsets: [number, number] } };
+  expect(header.t.dtype).toBe("F32");
+  expect(header.t.shape).toEqual(t.shape);
+  const data = raw.subarray(8 + headerLen);
+  expect(data.length).toBe(header.t.data_offsets[1] - header.t.data_offsets[0]);
+  return new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length));
+}
+
+function peakRssKb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmHWM:\s+(\d+)/.exec(status)![1]);
+  } catch {
+    return Number(spawnSync("ps", ["-o", "rss=", "-p", String(pid)]).stdout.toString().trim());
+  }
+}
+
+// ---------------------------------------------------------------- discovery
+
+describe("health and discovery", () => {
+  let w: SimWorker;
+  beforeAll(async () => {
+    w = await worker({ modelPath: "Qwen/Qwen-Image", numGpus: 2 });
+  });
+
+  it("answers health probes", async () => {
+    for (const p of ["/health", "/health_generate"]) {
+      const res = await fetch(w.url + p);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ status: "ok" });
+    }
+  });
+
+  it("lists exactly one model card", async () => {
+    const body = (await (await fetch(`${w.url}/v1/models`)).json()) as { object: string; data: Record<string, unknown>[] };
+    expect(body.object).toBe("list");
+    expect(body.data).toHaveLength(1);
+    const card = body.data[0]!;
+    expect(card).toMatchObject({ id: "Qwen/Qwen-Image", object: "model", owned_by: "sglang", root: "Qwen/Qwen-Image", parent: null, max_model_len: null, num_gpus: 2, task_type: "T2I" });
+    expect(card["created"]).toBeTypeOf("number");
+    for (const k of ["dit_precision", "vae_precision", "pipeline_name", "pipeline_class"]) expect(card).toHaveProperty(k);
+  });
+
+  it("answers one card by id (with slashes) and the OpenAI 404 otherwise", async () => {
+    const res = await fetch(`${w.url}/v1/models/Qwen/Qwen-Image`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { id: string }).id).toBe("Qwen/Qwen-Image");
+    const missing = await fetch(`${w.url}/v1/models/nope`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { error: unknown }).error).toMatchObject({ type: "invalid_request_error", param: "model", code: "model_not_found" });
+  });
+
+  it("answers server_info and model_info", async () => {
+    expect(await (await fetch(`${w.url}/server_info`)).json()).toMatchObject({ model_path: "Qwen/Qwen-Image", served_model_name: "Qwen/Qwen-Image", tp_size: 2, dp_size: 1 });
+    expect(await (await fetch(`${w.url}/model_info`)).json()).toMatchObject({ model_path: "Qwen/Qwen-Image", is_generation: true, model_type: "diffusion", task_type: "T2I", is_image_gen: true });
+  });
+
+  it("answers FastAPI's 404/405 for unknown routes", async () => {
+    const res = await fetch(`${w.url}/nope`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ detail: "Not Found" });
+    const wrongMethod = await fetch(`${w.url}/v1/images/generations`);
+    expect(wrongMethod.status).toBe(405);
+    expect(await wrongMethod.json()).toEqual({ detail: "Method Not Allowed" });
+  });
+
+  it("derives the task type from the model name", async () => {
+    const wan = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" });
+    const card = ((await (await fetch(`${wan.url}/v1/models`)).json()) as { data: { task_type: string }[] }).data[0]!;
+    expect(card.task_type).toBe("T2V");
+    const explicit = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", taskType: "I2V" });
+    expect(((await (await fetch(`${explicit.url}/model_info`)).json()) as { task_type: string }).task_type).toBe("I2V");
+  });
+});
+
+// ---------------------------------------------------------------- images
+
+describe("images", () => {
+  let w: SimWorker;
+  beforeAll(async () => {
+    w = await worker();
+  });
+
+  it("answers b64_json with one valid, deterministic PNG per output", async () => {
+    const ask = (seed: number) => postJson(w.url, "/v1/images/generations", { prompt: "a cat", n: 2, seed, response_format: "b64_json", ...tiny });
+    const res = await ask(7);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+    expect(res.headers.get("x-sim-worker")).toBe(w.url);
+    const body = (await res.json()) as { id: string; created: number; data: { b64_json: string; url: null; revised_prompt: null; file_path: null }[]; peak_memory_mb: number; inference_time_s: number };
+    expect(body.data).toHaveLength(2);
+    expect(body.data[0]).toMatchObject({ url: null, revised_prompt: null });
+    expect(body.inference_time_s).toBeTypeOf("number");
+    const png = pngjs.PNG.sync.read(Buffer.from(body.data[0]!.b64_json, "base64"));
+    expect([png.width, png.height]).toEqual([64, 64]);
+    // Outputs use seeds 7 and 8: they differ.
+    expect(body.data[0]!.b64_json).not.toBe(body.data[1]!.b64_json);
+
+    const again = (await (await ask(7)).json()) as typeof body;
+    expect(again.data[0]!.b64_json).toBe(body.data[0]!.b64_json);
+    const other = (await (await ask(99)).json()) as typeof body;
+    expect(other.data[0]!.b64_json).not.toBe(body.data[0]!.b64_json);
+  });
+
+  it("caps the drawn size but keeps the aspect ratio", async () => {
+    const res = await postJson(w.url, "/v1/images/generations", { prompt: "wide", width: 1024, height: 512, num_inference_steps: 1, response_format: "b64_json" });
+    const body = (await res.json()) as { data: { b64_json: string }[] };
+    const png = pngjs.PNG.sync.read(Buffer.from(body.data[0]!.b64_json, "base64"));
+    expect([png.width, png.height]).toEqual([256, 128]);
+  });
+
+  it("answers url mode with a worker-relative path whose content is the PNG", async () => {
+    const res = await postJson(w.url, "/v1/images/generations", { prompt: "a dog", n: 3, ...tiny });
+    const body = (await res.json()) as { id: string; data: { url: string; b64_json: null }[] };
+    expect(body.data).toHaveLength(1);
+    expect(body.data[0]!.b64_json).toBeNull();
+    expect(body.data[0]!.url).toBe(`/v1/images/${body.id}/content`);
+    const content = await fetch(w.url + body.data[0]!.url);
+    expect(content.status).toBe(200);
+    expect(content.headers.get("content-type")).toBe("image/png");
+    const png = pngjs.PNG.sync.read(Buffer.from(await content.arrayBuffer()));
+    expect(png.width).toBe(64);
+    const missing = await fetch(`${w.url}/v1/images/unknown/content`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({ detail: "Image not found" });
+  });
+
+  it("answers FastAPI 422s for a missing prompt, bad JSON and out-of-range n", async () => {
+    const missing = await postJson(w.url, "/v1/images/generations", { n: 1 });
+    expect(missing.status).toBe(422);
+    expect(await missing.json()).toEqual({ detail: [{ type: "missing", loc: ["body", "prompt"], msg: "Field required", input: null }] });
+
+    const bad = await postJson(w.url, "/v1/images/generations", '{"prompt": ');
+    expect(bad.status).toBe(422);
+    const badBody = (await bad.json()) as { detail: { type: string; loc: unknown[] }[] };
+    expect(badBody.detail[0]!.type).toBe("json_invalid");
+    expect(badBody.detail[0]!.loc[0]).toBe("body");
+
+    const bigN = await postJson(w.url, "/v1/images/generations", { prompt: "x", n: 11 });
+    expect(bigN.status).toBe(422);
+    expect(((await bigN.json()) as { detail: unknown[] }).detail[0]).toMatchObject({ type: "less_than_equal", loc: ["body", "n"] });
+  });
+
+  it("answers the plain-text 500 when failure_rate is 1", async () => {
+    const f = await worker({ failureRate: 1 });
+    const res = await postJson(f.url, "/v1/images/generations", { prompt: "x", ...tiny });
+    expect(res.status).toBe(500);
+    expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
+    expect(await res.text()).toBe("Internal Server Error");
+    // and /sim/config turns it off at run time
+    const cfg = await postJson(f.url, "/sim/config", { failure_rate: 0 });
+    expect(await cfg.json()).toMatchObject({ failure_rate: 0, speed: 1 });
+    expect((await postJson(f.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
+  });
+
+  it("streams a multipart edit, reporting the uploaded bytes and sha256", async () => {
+    const file = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < file.length; i++) file[i] = (i * 31) & 0xff;
+    const form = new FormData();
+    form.append("prompt", "make it blue");
+    form.append("response_format", "b64_json");
+    form.append("size", "64x64");
+    form.append("num_inference_steps", "2");
+    form.append("image", new Blob([file], { type: "image/png" }), "in.png");
+    const before = (await stats(w.url))["bytes_received"] as number;
+    const res = await fetch(`${w.url}/v1/images/edits`, { method: "POST", body: form });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+    const body = (await res.json()) as { data: unknown[]; input_bytes: number; input_sha256: string };
+    expect(body.data).toHaveLength(1);
+    expect(body.input_bytes).toBe(file.length);
+    expect(body.input_sha256).toBe(createHash("sha256").update(file).digest("hex"));
+    expect(((await stats(w.url))["bytes_received"] as number) - before).toBeGreaterThan(file.length);
+
+    const noPrompt = new FormData();
+    noPrompt.append("image", new Blob([Buffer.from("x")]), "a.png");
+    const bad = await fetch(`${w.url}/v1/images/edits`, { method: "POST", body: noPrompt });
+    expect(bad.status).toBe(422);
+    expect(await bad.json()).toEqual({ detail: [{ type: "missing", loc: ["body", "prompt"], msg: "Field required", input: null }] });
+  });
+
+  it("answers the older /v1/diffusion/generate shape", async () => {
+    const res = await postJson(w.url, "/v1/diffusion/generate", { prompt: "old", ...tiny, get_log_probs: true });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-sim-worker")).toBe(w.url);
+    const body = (await res.json()) as Record<string, any>;
+    expect(body["output_format"]).toBe("png");
+    expect(pngjs.PNG.sync.read(Buffer.from(body["output_b64"] as string, "base64")).width).toBe(64);
+    expect(body["trajectory"]).toMatchObject({ latents: null, log_probs_shape: [1, 2] });
+    for (const k of ["id", "created", "file_path", "peak_memory_mb", "inference_time_s"]) expect(body).toHaveProperty(k);
+  });
+});
+
+// ---------------------------------------------------------------- videos
+
+describe("videos", () => {
+  let v: SimWorker;
+  beforeAll(async () => {
+    v = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" });
+  });
+
+  type Job = Record<string, any>;
+  const getJob = async (base: string, id: string) => (await (await fetch(`${base}/v1/videos/${id}`)).json()) as Job;
+  const settle = (base: string, id: string) =>
+    waitFor(async () => {
+      const job = await getJob(base, id);
+      return job["status"] === "queued" ? undefined : job;
+    });
+
+  it("runs a job from queued to completed with a real MP4", async () => {
+    const res = await postJson(v.url, "/v1/videos", { prompt: "a wave", size: "320x192", seconds: 1, fps: 8, num_inference_steps: 2, seed: 5 });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-sim-weights")).toBe("Wan-AI/Wan2.1-T2V-1.3B-Diffusers");
+    const job = (await res.json()) as Job;
+    expect(job).toMatchObject({ object: "video", status: "queued", progress: 0, size: "320x192", seconds: "1", url: null, completed_at: null, error: null });
+
+    const done = await settle(v.url, job["id"] as string);
+    expect(done).toMatchObject({ status: "completed", progress: 100 });
+    expect(done["completed_at"]).toBeTypeOf("number");
+
+    const content = await fetch(`${v.url}/v1/videos/${job["id"]}/content`);
+    expect(content.status).toBe(200);
+    expect(content.headers.get("content-type")).toBe("video/mp4");
+    expect(content.headers.get("x-sim-weights")).toBe("Wan-AI/Wan2.1-T2V-1.3B-Diffusers");
+    const mp4 = Buffer.from(await content.arrayBuffer());
+
+    const top = parseBoxes(mp4);
+    expect(top[0]!.type).toBe("ftyp");
+    expect(top[0]!.body.toString("latin1", 0, 4)).toBe("isom");
+    const mdat = child(top, "mdat");
+    const mvhd = path(top, "moov", "mvhd");
+    const timescale = mvhd.body.readUInt32BE(12);
+    expect(mvhd.body.readUInt32BE(16) / timescale).toBeCloseTo(1, 1); // 8 frames at 8 fps
+    const tkhd = path(top, "moov", "trak", "tkhd");
+    const width = tkhd.body.readUInt32BE(76) >>> 16;
+    const height = tkhd.body.readUInt32BE(80) >>> 16;
+    expect(width / height).toBeCloseTo(320 / 192, 0);
+    expect(path(top, "moov", "trak", "mdia", "hdlr").body.toString("latin1", 8, 12)).toBe("vide");
+    path(top, "moov", "trak", "mdia", "minf", "vmhd");
+    path(top, "moov", "trak", "mdia", "minf", "dinf", "dref");
+    const stsd = path(top, "moov", "trak", "mdia", "minf", "stbl", "stsd");
+    expect(stsd.body.readUInt32BE(4)).toBe(1);
+    const stsz = path(top, "moov", "trak", "mdia", "minf", "stbl", "stsz");
+    const sampleSize = stsz.body.readUInt32BE(4);
+    const samples = stsz.body.readUInt32BE(8);
+    expect(samples).toBeGreaterThan(1);
+    expect(sampleSize * samples).toBe(mdat.size - 8);
+    const stts = path(top, "moov", "trak", "mdia", "minf", "stbl", "stts");
+    expect(stts.body.readUInt32BE(8)).toBe(samples);
+    path(top, "moov", "trak", "mdia", "minf", "stbl", "stsc");
+    const stco = path(top, "moov", "trak", "mdia", "minf", "stbl", "stco");
+    expect(stco.body.readUInt32BE(8)).toBe(mdat.start + 8);
+    // frames differ (motion)
+    expect(mp4.subarray(mdat.start + 8, mdat.start + 8 + sampleSize).equals(mp4.subarray(mdat.start + 8 + sampleSize, mdat.start + 8 + 2 * sampleSize))).toBe(false);
+
+    // If a system ffprobe exists, it must read the file too (never required).
+    const probe = spawnSync("ffprobe", ["-v", "error", "-version"]);
+    if (probe.status === 0) {
+      const dir = mkdtempSync(join(tmpdir(), "sim-mp4-"));
+      try {
+        writeFileSync(join(dir, "v.mp4"), mp4);
+        const out = spawnSync("ffprobe", ["-v", "error", "-count_frames", "-show_streams", "-of", "json", join(dir, "v.mp4")]);
+        expect(out.status).toBe(0);
+        const stream = (JSON.parse(out.stdout.toString()) as { streams: Record<string, unknown>[] }).streams[0]!;
+        expect(stream["codec_type"]).toBe("video");
+        expect(Number(stream["nb_read_frames"])).toBe(samples);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    const list = (await (await fetch(`${v.url}/v1/videos?limit=100&order=asc`)).json()) as { object: string; data: Job[] };
+    expect(list.object).toBe("list");
+    expect(list.data.map((j) => j["id"])).toContain(job["id"]);
+
+    const deleted = await fetch(`${v.url}/v1/videos/${job["id"]}`, { method: "DELETE" });
+    expect(((await deleted.json()) as Job)["status"]).toBe("deleted");
+    for (const p of ["", "/content"]) {
+      const gone = await fetch(`${v.url}/v1/videos/${job["id"]}${p}`);
+      expect(gone.status).toBe(404);
+      expect(await gone.json()).toEqual({ detail: "Video not found" });
+    }
+  });
+
+  it("answers 404 'still in-progress' before completion, and accepts multipart", async () => {
+    const form = new FormData();
+    form.append("prompt", "slow");
+    form.append("size", "640x384");
+    form.append("seconds", "1");
+    form.append("fps", "8");
+    form.append("num_inference_steps", "150");
+    form.append("input_reference", new Blob([Buffer.alloc(1000, 1)]), "ref.png");
+    const job = (await (await fetch(`${v.url}/v1/videos`, { method: "POST", body: form })).json()) as Job;
+    expect(job["status"]).toBe("queued");
+    const early = await fetch(`${v.url}/v1/videos/${job["id"]}/content`);
+    expect(early.status).toBe(404);
+    expect(await early.json()).toEqual({ detail: "Generation is still in-progress" });
+    expect((await settle(v.url, job["id"] as string))["status"]).toBe("completed");
+  });
+
+  it("pages the list with after/limit and checks limit like FastAPI", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push(((await (await postJson(v.url, "/v1/videos", { prompt: `p${i}`, size: "64x64", seconds: 1, fps: 2, num_inference_steps: 1 })).json()) as Job)["id"] as string);
+    }
+    const asc = ((await (await fetch(`${v.url}/v1/videos?order=asc`)).json()) as { data: Job[] }).data.map((j) => j["id"] as string);
+    const start = asc.indexOf(ids[0]!);
+    const page = ((await (await fetch(`${v.url}/v1/videos?order=asc&after=${ids[0]}&limit=1`)).json()) as { data: Job[] }).data;
+    expect(page.map((j) => j["id"])).toEqual([asc[start + 1]]);
+    const bad = await fetch(`${v.url}/v1/videos?limit=0`);
+    expect(bad.status).toBe(422);
+    expect(((await bad.json()) as { detail: unknown[] }).detail[0]).toMatchObject({ loc: ["query", "limit"] });
+    expect(await (await fetch(`${v.url}/v1/videos/nope`)).json()).toEqual({ detail: "Video not found" });
+  });
+
+  it("an image-only worker accepts the job, which then fails", async () => {
+    const img = await worker({ modelPath: "Qwen/Qwen-Image" });
+    const res = await postJson(img.url, "/v1/videos", { prompt: "nope", size: "64x64", seconds: 1 });
+    expect(res.status).toBe(200);
+    const done = await settle(img.url, ((await res.json()) as Job)["id"] as string);
+    expect(done["status"]).toBe("failed");
+    expect(done["error"]["message"]).toMatch(/T2I/);
+    const content = await fetch(`${img.url}/v1/videos/${done["id"]}/content`);
+    expect(content.status).toBe(404);
+  });
+});
+
+// ---------------------------------------------------------------- rollout
+
+describe("rollout", () => {
+  let w: SimWorker;
+  beforeAll(async () => {
+    w = await worker();
+  });
+
+  it("answers a JSON list, one entry per sample, seeds expanded", async () => {
+    const res = await postJson(w.url, "/rollout/generate", { prompt: "rl", seed: 7, num_outputs_per_prompt: 3, width: 64, height: 64, num_inference_steps: 4, sim_bytes_per_sample: 1000 });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/json");
+    expect(res.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+    const text = await res.text();
+    expect(Number(res.headers.get("content-length"))).toBe(Buffer.byteLength(text));
+    const list = JSON.parse(text) as Record<string, any>[];
+    expect(list.map((s) => s["seed"])).toEqual([7, 8, 9]);
+    for (const s of list) {
+      for (const k of ["request_id", "prompt", "seed", "generated_output", "rollout_log_probs", "denoising_env", "dit_trajectory", "inference_time_s", "peak_memory_mb"]) expect(s).toHaveProperty(k);
+      expect(decodeTensor(s["generated_output"]).length).toBe(250);
+      expect(decodeTensor(s["rollout_log_probs"]).length).toBe(4);
+    }
+    expect(list[0]!["generated_output"]["data"]).not.toBe(list[1]!["generated_output"]["data"]);
+  });
+
+  it("answers MessagePack when asked", async () => {
+    const res = await postJson(w.url, "/rollout/generate", { prompt: "rl", seed: 1, num_outputs_per_prompt: 2, width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 4000, rollout_return_dit_trajectory: true }, { accept: "application/msgpack" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/msgpack");
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    expect(Number(res.headers.get("content-length"))).toBe(bytes.length);
+    const list = decodeMsgpack(bytes) as Record<string, any>[];
+    expect(list.map((s) => s["seed"])).toEqual([1, 2]);
+    expect(decodeTensor(list[0]!["generated_output"]).length).toBe(1000);
+    expect(list[0]!["dit_trajectory"]).toHaveProperty("latents");
+  });
+
+  it("streams a 64 MB answer without holding it (process RSS stays low)", async () => {
+    const sim = await startSimProcess();
+    try {
+      // Warm up the code paths first so the baseline includes them.
+      await (await postJson(sim.url, "/rollout/generate", { prompt: "warm", width: 64, height: 64, num_inference_steps: 1, sim_bytes_per_sample: 1_000_000 })).arrayBuffer();
+      const before = peakRssKb(sim.pid);
+      const res = await postJson(sim.url, "/rollout/generate", { prompt: "big", width: 64, height: 64, num_inference_steps: 1, num_outputs_per_prompt: 2, sim_bytes_per_sample: 32 * 1024 * 1024 });
+      expect(res.status).toBe(200);
+      const length = Number(res.headers.get("content-length"));
+      expect(length).toBeGreaterThan(64 * 1024 * 1024);
+      let received = 0;
+      const reader = res.body!.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        received += value.length;
+      }
+      expect(received).toBe(length);
+      const growthMb = (peakRssKb(sim.pid) - before) / 1024;
+      // The base64 answer is ~85 MB; buffering it would grow RSS by at least that.
+      expect(growthMb).toBeLessThan(40);
+    } finally {
+      await sim.stop();
+    }
+  });
+});
+
+// ---------------------------------------------------------------- weights and memory
+
+describe("weights and memory", () => {
+  it("updates weights from disk; generations then carry the new weights", async () => {
+    const w = await worker({ weightLoadMs: 20 });
+    const sumsBefore = await (await postJson(w.url, "/get_weights_checksum", { module_names: ["transformer", "vae"] })).json();
+    const res = await postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/step-1" });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ success: true, message: "Updated 3 modules (transformer, vae, text_encoder)." });
+    expect((await stats(w.url))["weights"]).toBe("ckpt/step-1");
+    const gen = await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny });
+    expect(gen.headers.get("x-sim-weights")).toBe("ckpt/step-1");
+    const sumsAfter = (await (await postJson(w.url, "/get_weights_checksum", { module_names: ["transformer", "vae"] })).json()) as Record<string, string>;
+    expect(Object.keys(sumsAfter)).toEqual(["transformer", "vae"]);
+    expect(sumsAfter).not.toEqual(sumsBefore);
+    expect(sumsAfter["transformer"]).toMatch(/^[0-9a-f]{64}$/);
+
+    const tensor = await postJson(w.url, "/update_weights_from_tensor", { serialized_named_tensors: ["abc"], load_format: "direct", target_modules: ["transformer"], weight_version: "v7" });
+    expect(await tensor.json()).toMatchObject({ success: true });
+    expect((await stats(w.url))["weights"]).toBe("tensor:v7");
+  });
+
+  it("refuses a missing model_path and keeps weights when updates fail", async () => {
+    const w = await worker({ weightLoadMs: 10, failUpdates: true });
+    const missing = await postJson(w.url, "/update_weights_from_disk", {});
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toEqual({ success: false, message: "model_path is required" });
+    const failed = await postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/bad" });
+    expect(failed.status).toBe(400);
+    expect(await failed.json()).toMatchObject({ success: false });
+    expect((await stats(w.url))["weights"]).toBe("Qwen/Qwen-Image");
+    await postJson(w.url, "/sim/config", { fail_updates: false });
+    expect((await postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/good" })).status).toBe(200);
+    // bad JSON on these raw-JSON routes is an unhandled exception upstream: plain 500
+    const bad = await postJson(w.url, "/update_weights_from_disk", "{");
+    expect(bad.status).toBe(500);
+    expect(await bad.text()).toBe("Internal Server Error");
+  });
+
+  it("sleeps and wakes with the real messages, refusing work while asleep", async () => {
+    const w = await worker({ weightLoadMs: 10 });
+    const release = await postJson(w.url, "/release_memory_occupation", {});
+    expect(release.status).toBe(200);
+    expect(await release.json()).toMatchObject({ success: true, sleeping: true });
+    const again = (await (await postJson(w.url, "/release_memory_occupation", {})).json()) as { message: string; sleeping: boolean };
+    expect(again.sleeping).toBe(true);
+    expect(again.message).toMatch(/already sleeping/);
+    expect((await stats(w.url))["sleeping"]).toBe(true);
+
+    for (const [p, body] of [
+      ["/v1/images/generations", { prompt: "x", ...tiny }],
+      ["/rollout/generate", { prompt: "x", width: 64, height: 64 }],
+      ["/v1/diffusion/generate", { prompt: "x", ...tiny }],
+    ] as const) {
+      const res = await postJson(w.url, p, body);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ detail: { message: "[SLEEPING] Server is sleeping. Call resume_memory_occupation first." } });
+    }
+    const update = await postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/x" });
+    expect(update.status).toBe(400);
+    const updateBody = (await update.json()) as { success: boolean; message: string };
+    expect(updateBody.success).toBe(false);
+    expect(updateBody.message).toMatch(/sleeping/);
+
+    const resume = (await (await postJson(w.url, "/resume_memory_occupation", {})).json()) as { success: boolean; sleeping: boolean };
+    expect(resume).toMatchObject({ success: true, sleeping: false });
+    const resumeAgain = (await (await postJson(w.url, "/resume_memory_occupation", {})).json()) as { message: string };
+    expect(resumeAgain.message).toMatch(/already awake/);
+    expect((await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
+  });
+});
+
+// ---------------------------------------------------------------- scheduler and stats
+
+describe("scheduler queue and stats", () => {
+  it("follows the documented latency formula", () => {
+    expect(generationMs({ width: 1024, height: 1024, steps: 50, frames: 1, outputs: 1 }, 1)).toBeCloseTo(402, 0);
+    expect(generationMs({ width: 512, height: 512, steps: 4, frames: 1, outputs: 1 }, 1)).toBeCloseTo(10, 0);
+    expect(generationMs({ width: 512, height: 512, steps: 4, frames: 1, outputs: 1 }, 2)).toBeCloseTo(5, 0);
+    const video = generationMs({ width: 1280, height: 720, steps: 50, frames: 96, outputs: 1 }, 1);
+    expect(video).toBeGreaterThan(2000);
+    expect(video).toBeLessThan(30000);
+  });
+
+  it("queues FIFO with a concurrency limit; exclusive tasks act as barriers", async () => {
+    const scheduler = new Scheduler(2);
+    const events: string[] = [];
+    const gates = new Map<string, () => void>();
+    const task = (name: string, exclusive = false) =>
+      scheduler.run(
+        () =>
+          new Promise<void>((resolve) => {
+            events.push(`start ${name}`);
+            gates.set(name, () => {
+              events.push(`end ${name}`);
+              resolve();
+            });
+          }),
+        { exclusive },
+      );
+    const all = [task("a"), task("b"), task("c"), task("update", true), task("d")];
+    await Promise.resolve();
+    expect(events).toEqual(["start a", "start b"]);
+    const release = async (name: string) => {
+      gates.get(name)!();
+      await new Promise((r) => setTimeout(r, 0));
+    };
+    await release("a");
+    expect(events.at(-1)).toBe("start c");
+    await release("b");
+    expect(scheduler.active).toBe(1); // update waits for c although a slot is free
+    await release("c");
+    expect(events.at(-1)).toBe("start update");
+    expect(scheduler.waiting).toBe(1); // d waits for the update
+    await release("update");
+    expect(events.at(-1)).toBe("start d");
+    await release("d");
+    await Promise.all(all);
+  });
+
+  it("runs an update after the generation queued before it, and before the one after", async () => {
+    const w = await worker({ weightLoadMs: 50 });
+    const order: string[] = [];
+    // ~250 ms of simulated work
+    const gen1 = postJson(w.url, "/v1/images/generations", { prompt: "first", size: "1024x1024", num_inference_steps: 31 }).then((r) => {
+      order.push("gen1");
+      return r;
+    });
+    await waitFor(async () => ((await stats(w.url))["scheduler_running"] === 1 ? true : undefined));
+    const update = postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/next" }).then((r) => {
+      order.push("update");
+      return r;
+    });
+    await waitFor(async () => ((await stats(w.url))["scheduler_waiting"] === 1 ? true : undefined));
+    const gen2 = postJson(w.url, "/v1/images/generations", { prompt: "second", ...tiny }).then((r) => {
+      order.push("gen2");
+      return r;
+    });
+    const [r1, ru, r2] = await Promise.all([gen1, update, gen2]);
+    expect(order).toEqual(["gen1", "update", "gen2"]);
+    expect(r1.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+    expect(ru.status).toBe(200);
+    expect(r2.headers.get("x-sim-weights")).toBe("ckpt/next");
+  });
+
+  it("counts in_flight / peak_in_flight and per-route requests", async () => {
+    const w = await worker();
+    await postJson(w.url, "/sim/reset_stats", {});
+    const started = Date.now();
+    await Promise.all(Array.from({ length: 4 }, (_, i) => postJson(w.url, "/v1/images/generations", { prompt: `p${i}`, size: "512x512", num_inference_steps: 20 }).then((r) => r.json())));
+    // concurrency 1: four ~42 ms generations run one after another
+    expect(Date.now() - started).toBeGreaterThanOrEqual(4 * 40);
+    await fetch(`${w.url}/health`);
+    const s = await stats(w.url);
+    expect(s["peak_in_flight"]).toBe(4);
+    expect(s["in_flight"]).toBe(0);
+    expect(s["requests_by_route"]["POST /v1/images/generations"]).toBe(4);
+    expect(s["requests_by_route"]["GET /health"]).toBe(1);
+    expect(s["requests_total"]).toBe(5);
+  });
+
+  it("survives a client that disconnects mid-request without leaking in_flight", async () => {
+    const w = await worker();
+    const abort = new AbortController();
+    const pending = postJson(w.url, "/v1/images/generations", { prompt: "slow", size: "1024x1024", num_inference_steps: 50 }, {}, abort.signal).catch((e: unknown) => e);
+    await waitFor(async () => ((await stats(w.url))["in_flight"] === 1 ? true : undefined));
+    abort.abort();
+    await pending;
+    await waitFor(async () => ((await stats(w.url))["in_flight"] === 0 ? true : undefined));
+    expect((await postJson(w.url, "/v1/images/generations", { prompt: "after", ...tiny })).status).toBe(200);
+  });
+
+  it("holds generation routes, not health, during warm-up", async () => {
+    const started = Date.now();
+    const w = await worker({ warmupMs: 300 });
+    expect((await fetch(`${w.url}/health`)).status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(250);
+    expect((await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+  });
+});
+
+// ---------------------------------------------------------------- CLI
+
+describe("CLI", () => {
+  it("prints SIM_LISTENING, serves the flags' model, and exits 0 on SIGTERM", async () => {
+    const sim = await startSimProcess(["--model-path", "Wan-AI/Wan2.2-T2V-A14B", "--num-gpus", "4", "--master-port", "30005", "--scheduler-port", "30006", "--speed", "2"]);
+    expect(sim.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const card = ((await (await fetch(`${sim.url}/v1/models`)).json()) as { data: Record<string, unknown>[] }).data[0]!;
+    expect(card).toMatchObject({ id: "Wan-AI/Wan2.2-T2V-A14B", num_gpus: 4, task_type: "T2V" });
+    expect(await (await fetch(`${sim.url}/sim/config`)).json()).toMatchObject({ speed: 2 });
+    sim.kill("SIGTERM");
+    expect(await sim.exited).toEqual({ code: 0, signal: null });
+  });
+
+  it("rejects an unknown flag with exit 2, naming it", () => {
+    const out = spawnSync(process.execPath, [simCliPath, "--no-such-flag"], { encoding: "utf8" });
+    expect(out.status).toBe(2);
+    expect(out.stderr).toContain("--no-such-flag");
+    const help = spawnSync(process.execPath, [simCliPath, "--help"], { encoding: "utf8" });
+    expect(help.status).toBe(0);
+    for (const flag of ["--model-path", "--scheduler-concurrency", "--rollout-bytes-per-sample", "--fail-updates"]) expect(help.stdout).toContain(flag);
+  });
+});
