@@ -40,7 +40,17 @@ export function buildCommand(): Command {
     .addOption(new Option("--uvicorn-access-log-exclude-prefixes <prefix...>", "alias of --access-log-exclude-prefixes (the original's name)").hideHelp())
     .option("--max-admin-body-bytes <n>", "size limit of admin request bodies (413 above)", num("--max-admin-body-bytes", true), 1 << 20)
     .addOption(new Option("--admin-api-key <key>", "require Authorization: Bearer <key> on admin REST routes and every RPC").env("SGLANG_D_ROUTER_ADMIN_API_KEY"))
-    .addOption(new Option("--api-key <key>", "require Authorization: Bearer <key> on the data plane (/v1/..., /rollout/..., forwarded paths)").env("SGLANG_D_ROUTER_API_KEY"));
+    .addOption(new Option("--api-key <key>", "require Authorization: Bearer <key> on the data plane (/v1/..., /rollout/..., forwarded paths)").env("SGLANG_D_ROUTER_API_KEY"))
+    .option("--max-concurrency-per-worker <n>", "most generation requests in flight on one worker; the rest wait in the router queue (0 = unlimited)", num("--max-concurrency-per-worker", true), 0)
+    .option("--queue-size <n>", "most requests waiting in the router queue (503 queue_full beyond)", num("--queue-size", true), 10_000)
+    .option("--queue-timeout <seconds>", "longest wait in the router queue (then 503 queue_timeout with Retry-After)", num("--queue-timeout"), 300)
+    .option("--max-retries <n>", "further workers tried when one fails before sending any answer byte", num("--max-retries", true), 2)
+    .option("--retry-budget <seconds>", "no retry starts later than this after the request arrived", num("--retry-budget"), 300)
+    .option("--eject-after-failures <n>", "consecutive failed requests (5xx, reset, timeout) that take a worker out of rotation; a refused connection does at once", num("--eject-after-failures", true), 3)
+    .option("--shutdown-timeout <seconds>", "on SIGTERM/SIGINT, time in-flight requests get to finish", num("--shutdown-timeout"), 30)
+    .option("--drain-timeout <seconds>", "time a refit or sleep waits for in-flight generation to finish", num("--drain-timeout"), 300)
+    .option("--refit-timeout <seconds>", "time a two-phase refit (POST /refit/begin) may stay open before it aborts", num("--refit-timeout"), 600)
+    .option("--state-file <path>", "keep the weight version and refit state in this file across restarts");
 }
 
 export function optionsFromArgv(argv: string[]): RouterOptions {
@@ -65,6 +75,16 @@ export function optionsFromArgv(argv: string[]): RouterOptions {
     maxAdminBodyBytes: o.maxAdminBodyBytes,
     adminApiKey: o.adminApiKey ?? null,
     apiKey: o.apiKey ?? null,
+    maxConcurrencyPerWorker: o.maxConcurrencyPerWorker,
+    queueSize: o.queueSize,
+    queueTimeoutMs: o.queueTimeout * 1000,
+    maxRetries: o.maxRetries,
+    retryBudgetMs: o.retryBudget * 1000,
+    ejectAfterFailures: o.ejectAfterFailures,
+    shutdownTimeoutMs: o.shutdownTimeout * 1000,
+    drainTimeoutMs: o.drainTimeout * 1000,
+    refitTimeoutMs: o.refitTimeout * 1000,
+    stateFile: o.stateFile ?? null,
   });
 }
 

@@ -6,18 +6,24 @@ import { AffinityMap } from "./admission/affinity.js";
 import { createPolicy } from "./balancer/index.js";
 import type { RouterOptions } from "./config/options.js";
 import { createHealthChecker, type HealthChecker } from "./health/health-checker.js";
+import { createOutlierDetector } from "./health/outlier-detector.js";
+import { createMetrics } from "./metrics/metrics.js";
+import { createRefitCoordinator } from "./refit/coordinator.js";
+import { createStateStore } from "./refit/state-store.js";
 import { createAdminRoutes } from "./http/admin-routes.js";
 import { createDataPlane } from "./http/data-plane.js";
 import { createRestHandler } from "./http/rest-handler.js";
 import { createLauncher, loadLauncherConfig, type Launcher } from "./launcher/index.js";
 import type { Logger } from "./log.js";
 import { createUpstream, type Upstream } from "./proxy/upstream.js";
+import { RouterError } from "./errors.js";
 import { Registry } from "./registry/registry.js";
 import { normalizeWorkerUrl } from "./registry/worker-url.js";
 import { createListener, type Listener, type RequestHandler } from "./server/listener.js";
 import { createAuth } from "./auth/api-keys.js";
 import { AdminService } from "./gen/sgl/diffusion/router/v1/admin_pb.js";
 import { createAdminServiceImpl } from "./rpc/admin-service.js";
+import { registerReflection } from "./rpc/reflection.js";
 
 /** A started router: its address and the parts tests and embedders need. */
 export interface RunningRouter {
@@ -50,13 +56,59 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     timeoutMs: options.healthCheckTimeoutMs,
     failureThreshold: options.healthCheckFailureThreshold,
     successThreshold: options.healthCheckSuccessThreshold,
+    // Another process answers behind the URL: it holds its base weights and
+    // is awake, whatever the router knew of the old one.
+    onProcessChanged: (w, previous, current) => {
+      logger.warn({ worker: w.url, previous, current }, "the process behind a worker URL changed: treated as a new worker");
+      registry.update(w.url, "process_changed", (x) => {
+        x.weightVersion = null;
+        x.sleeping = false;
+      });
+    },
   });
   const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, affinities: [images, videos] });
-  const admission = createAdmission(registry, policy);
-  const data = createDataPlane({ registry, admission, upstream, logger, images, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
-  const admin = createAdminRoutes({ control, registry, maxBodyBytes: options.maxAdminBodyBytes });
+  const admission = createAdmission({
+    registry,
+    policy,
+    maxConcurrencyPerWorker: options.maxConcurrencyPerWorker,
+    queueSize: options.queueSize,
+    queueTimeoutMs: options.queueTimeoutMs,
+  });
+  const refit = createRefitCoordinator({
+    registry,
+    admission,
+    control,
+    logger,
+    drainTimeoutMs: options.drainTimeoutMs,
+    refitTimeoutMs: options.refitTimeoutMs,
+    store: options.stateFile === null ? null : createStateStore(options.stateFile),
+  });
+  const metrics = createMetrics({ registry, admission, weightVersion: () => refit.version });
+  const outliers = createOutlierDetector({
+    registry,
+    logger,
+    consecutiveFailures: options.ejectAfterFailures,
+    baseEjectionMs: 1_000,
+    maxEjectionMs: 60_000,
+    probe: (w) => void health.checkOne(w).catch(() => undefined),
+    onEject: (w) => metrics.ejected(w.displayId),
+  });
+  const data = createDataPlane({
+    registry,
+    admission,
+    upstream,
+    outliers,
+    logger,
+    images,
+    videos,
+    fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000),
+    maxRetries: options.maxRetries,
+    retryBudgetMs: options.retryBudgetMs,
+    maxRetryBodyBytes: 1 << 20,
+  });
+  const admin = createAdminRoutes({ control, registry, refit, data, maxBodyBytes: options.maxAdminBodyBytes });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  const rest = createRestHandler({ admin, data, logger, auth, accessLogExcludePrefixes: options.accessLogExcludePrefixes });
+  const rest = createRestHandler({ admin, data, logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes });
 
   const launcher = createLauncher({
     logger,
@@ -77,9 +129,11 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   // Connect; everything else falls through to the REST handler.
   const handler = connectNodeAdapter({
     routes(router) {
-      router.service(AdminService, createAdminServiceImpl({ control, registry, launcher, routingAlgorithm: policy.name, startedAtMs }), { interceptors: [requireAdmin] });
+      router.service(AdminService, createAdminServiceImpl({ control, refit, registry, launcher, routingAlgorithm: policy.name, startedAtMs }), { interceptors: [requireAdmin] });
+      // Schema only (no data), so no admin key: buf curl/grpcurl work without --schema.
+      registerReflection(router, [AdminService]);
     },
-    fallback: rest as Parameters<typeof connectNodeAdapter>[0]["fallback"],
+    fallback: rest.handle as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   }) as RequestHandler;
 
   // Bad worker URLs and launcher configs fail the start, before the port opens.
@@ -114,8 +168,15 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     launcher,
     close() {
       closing ??= (async () => {
+        // Graceful: refuse new work, let what is in flight finish (bounded),
+        // answer what waits in the queue, then stop launched workers.
         health.stop();
+        rest.startShutdown();
         const stopped = listener.stopAccepting();
+        listener.http1.closeIdleConnections();
+        admission.rejectAll(new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
+        const idle = await rest.whenIdle(options.shutdownTimeoutMs);
+        if (!idle) logger.warn({ open: rest.open }, "shutdown timeout: closing requests still in flight");
         listener.closeConnections();
         await launcher.stop();
         await stopped;

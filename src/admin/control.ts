@@ -59,7 +59,6 @@ export interface Control {
   updateWorker(rawUrl: string, patch: WorkerPatch): Promise<Worker>;
   /** Posts one body to each target at once; never throws for a worker's failure. */
   broadcast(path: string, body: Buffer | string, targets: readonly Worker[]): Promise<BroadcastResult[]>;
-  updateWeightsFromDisk(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
   releaseMemoryOccupation(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
   resumeMemoryOccupation(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
 }
@@ -165,13 +164,6 @@ export function createControl(options: ControlOptions): Control {
           }
         }),
       );
-    },
-
-    async updateWeightsFromDisk(body) {
-      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
-      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
-      const results = await control.broadcast("/update_weights_from_disk", body, targets);
-      return { status: 200, results };
     },
 
     async releaseMemoryOccupation(body) {

@@ -34,6 +34,26 @@ export interface RouterOptions {
   readonly adminApiKey: string | null;
   /** Bearer key for the data plane; null = open. */
   readonly apiKey: string | null;
+  /** Most generation requests in flight per worker; 0 = unlimited (default). */
+  readonly maxConcurrencyPerWorker: number;
+  /** Most requests waiting in the router queue; default 10000. */
+  readonly queueSize: number;
+  /** Longest wait in the router queue; default 300 s. */
+  readonly queueTimeoutMs: number;
+  /** Further workers tried when one fails before answering; default 2. */
+  readonly maxRetries: number;
+  /** No retry starts later than this after the request arrived; default 300 s. */
+  readonly retryBudgetMs: number;
+  /** Consecutive failed requests (5xx, reset, timeout) that eject a worker; refused connections eject at once. Default 3. */
+  readonly ejectAfterFailures: number;
+  /** On SIGTERM/SIGINT, time in-flight requests get to finish; default 30 s. */
+  readonly shutdownTimeoutMs: number;
+  /** Time a refit or sleep waits for in-flight generation to finish; default 300 s. */
+  readonly drainTimeoutMs: number;
+  /** Time a two-phase refit may stay open before it aborts itself; default 600 s. */
+  readonly refitTimeoutMs: number;
+  /** File that keeps the weight version and refit state across restarts; null = none. */
+  readonly stateFile: string | null;
 }
 
 export const defaultRouterOptions: RouterOptions = Object.freeze({
@@ -53,6 +73,16 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   maxAdminBodyBytes: 1 << 20,
   adminApiKey: null,
   apiKey: null,
+  maxConcurrencyPerWorker: 0,
+  queueSize: 10_000,
+  queueTimeoutMs: 300_000,
+  maxRetries: 2,
+  retryBudgetMs: 300_000,
+  ejectAfterFailures: 3,
+  shutdownTimeoutMs: 30_000,
+  drainTimeoutMs: 300_000,
+  refitTimeoutMs: 600_000,
+  stateFile: null,
 });
 
 const logLevels = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
@@ -81,6 +111,15 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
   check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");
   check(o.apiKey === null || (typeof o.apiKey === "string" && o.apiKey.length > 0), "api-key", "must not be empty");
+  check(Number.isInteger(o.maxConcurrencyPerWorker) && o.maxConcurrencyPerWorker >= 0, "max-concurrency-per-worker", "must be an integer >= 0 (0 = unlimited)");
+  check(Number.isInteger(o.queueSize) && o.queueSize >= 0, "queue-size", "must be an integer >= 0");
+  check(Number.isFinite(o.queueTimeoutMs) && o.queueTimeoutMs > 0, "queue-timeout", "must be > 0 seconds");
+  check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, "max-retries", "must be an integer >= 0");
+  check(Number.isFinite(o.retryBudgetMs) && o.retryBudgetMs >= 0, "retry-budget", "must be >= 0 seconds");
+  check(Number.isInteger(o.ejectAfterFailures) && o.ejectAfterFailures >= 1, "eject-after-failures", "must be an integer >= 1");
+  check(Number.isFinite(o.shutdownTimeoutMs) && o.shutdownTimeoutMs >= 0, "shutdown-timeout", "must be >= 0 seconds");
+  check(Number.isFinite(o.drainTimeoutMs) && o.drainTimeoutMs > 0, "drain-timeout", "must be > 0 seconds");
+  check(Number.isFinite(o.refitTimeoutMs) && o.refitTimeoutMs > 0, "refit-timeout", "must be > 0 seconds");
   return Object.freeze({ ...o, workerUrls: Object.freeze([...o.workerUrls]), accessLogExcludePrefixes: Object.freeze([...o.accessLogExcludePrefixes]) });
 }
 

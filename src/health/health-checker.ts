@@ -40,6 +40,8 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
 
   async function checkOne(worker: Worker): Promise<void> {
     if (inFlight.has(worker.url)) return;
+    // An ejected worker is left alone until its ejection ends.
+    if (worker.dead && worker.deadReason === "ejected" && Date.now() < worker.ejectedUntilMs) return;
     inFlight.add(worker.url);
     try {
       const problem = await probeHealth(upstream, worker.url, options.timeoutMs);
@@ -66,21 +68,20 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
   }
 
   async function onSuccess(worker: Worker): Promise<void> {
-    // Capabilities are unknown when the worker was unreachable at registration.
-    const needCaps = worker.capabilities.taskType === null;
-    let fingerprint: string | null = null;
-    if (needCaps || worker.dead) {
-      try {
-        const caps = await probeCapabilities(upstream, worker.url, options.timeoutMs);
-        fingerprint = caps.instanceFingerprint;
-        const previous = worker.capabilities.instanceFingerprint;
+    // The model card also tells whether the process behind the URL changed
+    // (its `created` time): a restarted worker holds its base weights again.
+    try {
+      const caps = await probeCapabilities(upstream, worker.url, options.timeoutMs);
+      const previous = worker.capabilities.instanceFingerprint;
+      const changed = previous !== null && caps.instanceFingerprint !== null && previous !== caps.instanceFingerprint;
+      if (changed || worker.capabilities.taskType === null) {
         registry.update(worker.url, "capabilities", (w) => {
           w.capabilities = caps;
         });
-        if (previous !== null && fingerprint !== null && previous !== fingerprint) options.onProcessChanged?.(worker, previous, fingerprint);
-      } catch (err) {
-        logger.debug({ worker: worker.url, err }, "capability probe failed");
       }
+      if (changed) options.onProcessChanged?.(worker, previous, caps.instanceFingerprint!);
+    } catch (err) {
+      logger.debug({ worker: worker.url, err }, "capability probe failed");
     }
     registry.update(worker.url, "health_probe_ok", (w) => {
       w.lastError = null;
@@ -90,8 +91,8 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       }
       if (w.deadReason === "manual" || w.deadReason === "refit_failed" || w.deadReason === "stale_weights") return;
       w.consecutiveSuccesses++;
-      // A worker never seen healthy (unreachable at registration) needs one good probe.
-      const needed = w.deadReason === "unreachable" ? 1 : options.successThreshold;
+      // A worker never seen healthy, or one whose ejection ran out, needs one good probe.
+      const needed = w.deadReason === "unreachable" || w.deadReason === "ejected" ? 1 : options.successThreshold;
       if (w.consecutiveSuccesses >= needed) {
         w.dead = false;
         w.deadReason = null;

@@ -3,13 +3,25 @@ import { workerJson } from "../admin/worker-json.js";
 import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
+import type { RefitCoordinator } from "../refit/coordinator.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
+import type { DataPlane } from "./data-plane.js";
 import { sendJson, type Res } from "./respond.js";
 
 export interface AdminRoutesOptions {
   control: Control;
   registry: Registry;
+  refit: RefitCoordinator;
+  data: DataPlane;
   maxBodyBytes: number;
+}
+
+/** `?drain_timeout_s=` (or the same JSON field of /refit/begin) in ms, or undefined for the flag's value. */
+function secondsParam(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === null || value === "") return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new RouterError("invalid_request", `${name} must be a positive number of seconds, got ${JSON.stringify(value)}`, { details: { param: name } });
+  return n * 1000;
 }
 
 const patchFields: Record<string, keyof WorkerPatch> = {
@@ -24,7 +36,7 @@ const patchFields: Record<string, keyof WorkerPatch> = {
  * fields this router adds come after.
  */
 export function createAdminRoutes(options: AdminRoutesOptions) {
-  const { control, registry, maxBodyBytes } = options;
+  const { control, registry, refit, data, maxBodyBytes } = options;
 
   /** `?url=` / `?worker_url=`, else JSON `url` / `worker_url`, as the original. */
   async function workerUrlFrom(req: Req, query: URLSearchParams): Promise<unknown> {
@@ -66,6 +78,8 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
         dead_workers: s.dead,
         sleeping_workers: s.sleeping,
         routable_workers: s.routable,
+        weight_version: refit.version,
+        refit_phase: refit.status().phase,
       });
     },
 
@@ -112,25 +126,62 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
       sendJson(res, 200, { urls: control.listWorkers().map((w) => w.url) });
     },
 
-    async updateWeightsFromDisk(req: Req, res: Res): Promise<void> {
+    /** `POST /update_weights_from_disk`: the coordinated refit (hold, drain, broadcast, version). */
+    async updateWeightsFromDisk(req: Req, res: Res, query: URLSearchParams): Promise<void> {
+      const drainMs = secondsParam(query.get("drain_timeout_s"), "drain_timeout_s");
       const { raw, json } = await readJsonObject(req, maxBodyBytes);
       if (typeof json.model_path !== "string" || json.model_path === "") {
         throw new RouterError("invalid_request", "model_path is required and must be a non-empty string", { details: { param: "model_path" } });
       }
-      const { status, results } = await control.updateWeightsFromDisk(raw);
-      sendJson(res, status, { results });
+      const answer = await refit.updateWeightsFromDisk(raw, json, drainMs);
+      sendJson(res, answer.status, answer.body);
     },
 
-    async releaseMemory(req: Req, res: Res): Promise<void> {
+    async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
+      const drainMs = secondsParam(query.get("drain_timeout_s"), "drain_timeout_s");
       const raw = await readBody(req, maxBodyBytes);
-      const { status, results } = await control.releaseMemoryOccupation(raw);
-      sendJson(res, status, { results });
+      const answer = await refit.releaseMemory(raw, drainMs);
+      sendJson(res, answer.status, answer.body);
     },
 
     async resumeMemory(req: Req, res: Res): Promise<void> {
       const raw = await readBody(req, maxBodyBytes);
-      const { status, results } = await control.resumeMemoryOccupation(raw);
-      sendJson(res, status, { results });
+      const answer = await refit.resumeMemory(raw);
+      sendJson(res, answer.status, answer.body);
+    },
+
+    /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */
+    async refitBegin(req: Req, res: Res): Promise<void> {
+      const { json } = await readJsonObject(req, maxBodyBytes);
+      const unknown = Object.keys(json).filter((k) => k !== "drain_timeout_s" && k !== "timeout_s");
+      if (unknown.length) throw new RouterError("unknown_field", `Unsupported fields: ${unknown.join(", ")} (supported: drain_timeout_s, timeout_s)`, { details: { param: unknown[0] } });
+      sendJson(res, 200, await refit.begin(secondsParam(json.drain_timeout_s, "drain_timeout_s"), secondsParam(json.timeout_s, "timeout_s")));
+    },
+
+    /** `POST /refit/commit {weight_version}`. */
+    async refitCommit(req: Req, res: Res): Promise<void> {
+      const { json } = await readJsonObject(req, maxBodyBytes);
+      const v = json.weight_version;
+      if (v !== undefined && v !== null && typeof v !== "string" && typeof v !== "number") {
+        throw new RouterError("invalid_request", "weight_version must be a string or a number", { details: { param: "weight_version" } });
+      }
+      sendJson(res, 200, refit.commit(v));
+    },
+
+    async refitAbort(req: Req, res: Res): Promise<void> {
+      await readBody(req, maxBodyBytes);
+      sendJson(res, 200, refit.abort());
+    },
+
+    refitStatus(res: Res): void {
+      sendJson(res, 200, refit.status());
+    },
+
+    /** `POST /workers/{id}/update_weights_from_tensor`: this worker's own payload, inside an open refit. */
+    async tensorUpdate(req: Req, res: Res, id: string, path: string): Promise<void> {
+      const worker = control.getWorker(decodeWorkerId(id));
+      refit.requireOpenRefit();
+      await data.toWorker(req, res, worker, path, (status, captured) => refit.tensorUpdated(worker.url, status, captured));
     },
 
     /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */

@@ -4,23 +4,33 @@ import { imageIdsIn, videoIdIn, type AffinityMap } from "../admission/affinity.j
 import { RouterError } from "../errors.js";
 import { describeNetworkError } from "../health/probe.js";
 import type { Logger } from "../log.js";
-import { forward, type ForwardRequest } from "../proxy/forward.js";
+import type { OutlierDetector } from "../health/outlier-detector.js";
+import { forward, type ForwardOutcome } from "../proxy/forward.js";
+import { classifyFailure } from "../proxy/network-errors.js";
 import { upstreamRequestHeaders } from "../proxy/headers.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
-import type { Req } from "./body.js";
+import { readBody, type Req } from "./body.js";
+import { notes } from "./notes.js";
 import { sendError, sendJson, type Res } from "./respond.js";
 
 export interface DataPlaneOptions {
   registry: Registry;
   admission: Admission;
   upstream: Upstream;
+  outliers: OutlierDetector;
   logger: Logger;
   images: AffinityMap;
   videos: AffinityMap;
   /** Time limit of the fan-out requests (model and video lists). */
   fanoutTimeoutMs: number;
+  /** Further workers tried after a failure before any answer byte; default 2. */
+  maxRetries: number;
+  /** No retry starts later than this after the request arrived; default 300 s. */
+  retryBudgetMs: number;
+  /** Generation bodies up to this size are kept in memory so they can be retried; default 1 MiB. */
+  maxRetryBodyBytes: number;
 }
 
 /** Bytes of an images answer searched for content ids; `url` answers are small. */
@@ -28,14 +38,38 @@ const imageCaptureBytes = 64 * 1024;
 /** A video-create answer is one small job object. */
 const videoCaptureBytes = 256 * 1024;
 
-type BeforeEnd = ForwardRequest["beforeEnd"];
+/**
+ * How a balanced route may be retried on another worker.
+ * - `generation`: images, rollout, diffusion generate: after any failure before
+ *   the first answer byte (a repeated generation costs GPU time, not correctness).
+ * - `create_once`: a video create: only if no byte reached the first worker.
+ * - `none`: everything else (forwarded unknown paths).
+ */
+type RetryClass = "generation" | "create_once" | "none";
+
+/** What a route does with a worker's answer before the client sees its end. */
+type OnAnswer = (worker: Worker, status: number, captured: Buffer) => void;
+
+interface RouteSpec {
+  pool: Pool;
+  retry: RetryClass;
+  capture: number;
+  onAnswer?: OnAnswer;
+}
+
+class ClientGone extends Error {
+  constructor() {
+    super("client went away while its request was queued");
+  }
+}
 
 /**
- * The OpenAI-style and native generation routes: pick a worker (or the one
- * that owns an id), stream the request there and the answer back.
+ * The OpenAI-style and native generation routes: admission picks a worker
+ * (or the request waits), the exchange streams there and back, and a
+ * failure before any answer byte moves the request to another worker.
  */
 export function createDataPlane(options: DataPlaneOptions) {
-  const { registry, admission, upstream, logger, images, videos } = options;
+  const { registry, admission, upstream, logger, images, videos, outliers } = options;
   const agent = upstream.agent;
 
   function requestIdOf(req: Req): string {
@@ -49,89 +83,197 @@ export function createDataPlane(options: DataPlaneOptions) {
     return len !== undefined && len !== "0";
   }
 
-  /** Streams the exchange to `worker`, whose load was already counted. */
-  async function proxyTo(req: Req, res: Res, worker: Worker, path: string, capture = 0, beforeEnd?: BeforeEnd): Promise<void> {
+  /** An AbortSignal that fires when the client goes away; made only when a request must wait. */
+  function clientSignal(res: Res): AbortSignal {
+    const ac = new AbortController();
+    if (res.destroyed || res.writableEnded) ac.abort(new ClientGone());
+    else res.once("close", () => ac.abort(new ClientGone()));
+    return ac.signal;
+  }
+
+  /**
+   * Small bodies of retryable routes are read whole so that a second worker
+   * can get the same bytes; large or unknown-length bodies stream through and
+   * are not retried.
+   */
+  async function retryableBody(req: Req, spec: RouteSpec): Promise<Buffer | null> {
+    if (spec.retry === "none" || !hasBody(req)) return null;
+    const len = Number(req.headers["content-length"]);
+    if (!(len <= options.maxRetryBodyBytes)) return null;
+    return readBody(req, options.maxRetryBodyBytes);
+  }
+
+  async function dispatch(req: Req, res: Res, path: string, spec: RouteSpec): Promise<void> {
+    const arrivedMs = Date.now();
     const requestId = requestIdOf(req);
-    const extraHeaders: Record<string, string> = { "x-request-id": requestId };
-    if (worker.weightVersion !== null) extraHeaders["x-weight-version"] = worker.weightVersion;
-    let outcome;
-    try {
-      outcome = await forward(agent, res, {
-        origin: worker.url,
-        path,
-        method: req.method ?? "GET",
-        headers: upstreamRequestHeaders(req.headers, requestId),
-        body: hasBody(req) ? req : null,
-        extraHeaders,
-        captureBytes: capture,
-        beforeEnd,
-      });
-    } finally {
-      admission.release(worker);
-    }
-    (res as { workerUrl?: string }).workerUrl = worker.url;
-    switch (outcome.kind) {
-      case "completed":
-      case "client_aborted":
-        return;
-      case "failed_before_response":
-        logger.warn({ worker: worker.url, requestId, err: describeNetworkError(outcome.error) }, "worker unreachable");
-        sendError(res, new RouterError("upstream_unreachable", `worker ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error }));
-        return;
-      case "failed_mid_response":
-        logger.warn({ worker: worker.url, requestId, err: describeNetworkError(outcome.error) }, "worker answer cut off");
-        return;
+    const buffered = await retryableBody(req, spec);
+    const headers = upstreamRequestHeaders(req.headers, requestId);
+    let exclude: Set<string> | null = null;
+    let signal: AbortSignal | null = null;
+    for (let attempt = 0; ; attempt++) {
+      let worker = admission.tryAcquire(spec.pool, exclude);
+      if (worker === null) {
+        signal ??= clientSignal(res);
+        try {
+          worker = await admission.wait(spec.pool, signal, exclude);
+        } catch (err) {
+          if (err instanceof ClientGone) return;
+          throw err;
+        }
+      }
+      const mayRetry =
+        buffered !== null &&
+        attempt < options.maxRetries &&
+        Date.now() - arrivedMs < options.retryBudgetMs &&
+        hasOtherWorker(spec.pool, exclude, worker.url);
+      const extraHeaders: Record<string, string> = { "x-request-id": requestId };
+      if (worker.weightVersion !== null) extraHeaders["x-weight-version"] = worker.weightVersion;
+      const w = worker;
+      const n = notes(res);
+      n.workerUrl = w.url;
+      let outcome: ForwardOutcome;
+      try {
+        outcome = await forward(agent, res, {
+          origin: w.url,
+          path,
+          method: req.method ?? "GET",
+          headers,
+          body: buffered ?? (hasBody(req) ? req : null),
+          extraHeaders,
+          captureBytes: spec.capture,
+          beforeEnd: spec.onAnswer ? (status, captured) => spec.onAnswer!(w, status, captured) : undefined,
+          holdBack5xx: mayRetry && spec.retry === "generation",
+          stats: n,
+        });
+      } finally {
+        admission.release(w, true);
+      }
+      switch (outcome.kind) {
+        case "completed":
+          if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
+          else outliers.onSuccess(w);
+          return;
+        case "client_aborted":
+          return;
+        case "failed_mid_response":
+          outliers.onFailure(w, classifyFailure(outcome.error), describeNetworkError(outcome.error));
+          logger.warn({ worker: w.url, requestId, err: describeNetworkError(outcome.error) }, "worker answer cut off");
+          return;
+        case "failed_before_response": {
+          const kind = classifyFailure(outcome.error);
+          const detail = describeNetworkError(outcome.error);
+          outliers.onFailure(w, kind, detail);
+          const retry = mayRetry && (spec.retry === "generation" || (spec.retry === "create_once" && kind === "not_sent"));
+          logger.warn({ worker: w.url, requestId, kind, err: detail, attempt, retry }, "worker failed before answering");
+          if (retry && !res.destroyed) {
+            (exclude ??= new Set()).add(w.url);
+            notes(res).retries = attempt + 1;
+            continue;
+          }
+          if (kind === "timeout") throw new RouterError("upstream_timeout", `worker ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error });
+          throw new RouterError("upstream_unreachable", `worker ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
+        }
+      }
     }
   }
 
-  async function balanced(req: Req, res: Res, path: string, pool: Pool = "any", capture = 0, beforeEnd?: BeforeEnd): Promise<void> {
-    const worker = admission.acquire(pool);
-    await proxyTo(req, res, worker, path, capture, beforeEnd);
+  /** Whether a retry has somewhere to go: a routable worker of the pool not tried yet. */
+  function hasOtherWorker(pool: Pool, exclude: ReadonlySet<string> | null, current: string): boolean {
+    for (const w of pool === "video" ? registry.routableVideo() : registry.routable()) {
+      if (w.url !== current && !exclude?.has(w.url)) return true;
+    }
+    return false;
   }
 
-  /** Sends a request about an id to the worker that owns it. */
-  async function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string, beforeEnd?: BeforeEnd): Promise<void> {
+  /** Streams an exchange to the worker that owns an id; never retried elsewhere. */
+  async function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string, onAnswer?: (status: number) => void): Promise<void> {
     const owner = ownerUrl === undefined ? undefined : registry.get(ownerUrl);
     if (!owner) {
       throw new RouterError(what === "video" ? "video_not_found" : "image_not_found", `Unknown ${what} id: ${id} (not created through this router, or its worker left the pool)`, { details: { param: `${what}_id` } });
     }
     if (owner.dead) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is unavailable`, { details: { retryAfterS: 5 } });
     if (owner.sleeping) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is sleeping`, { details: { retryAfterS: 5 } });
-    await proxyTo(req, res, admission.acquireSpecific(owner), path, 0, beforeEnd);
+    const requestId = requestIdOf(req);
+    notes(res).workerUrl = owner.url;
+    admission.acquireSpecific(owner);
+    let outcome: ForwardOutcome;
+    try {
+      outcome = await forward(agent, res, {
+        origin: owner.url,
+        path,
+        method: req.method ?? "GET",
+        headers: upstreamRequestHeaders(req.headers, requestId),
+        body: hasBody(req) ? req : null,
+        extraHeaders: { "x-request-id": requestId },
+        beforeEnd: onAnswer,
+        stats: notes(res),
+      });
+    } finally {
+      admission.release(owner, false);
+    }
+    if (outcome.kind === "failed_before_response") {
+      throw new RouterError("upstream_unreachable", `worker ${owner.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
+    }
   }
 
-  function rememberImages(worker: Worker) {
-    return (status: number, captured: Buffer) => {
-      if (status !== 200) return;
-      for (const id of imageIdsIn(captured)) images.remember(id, worker.url);
-    };
+  /** Streams an exchange to one given worker (admin passthroughs); never held or retried. */
+  async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer: (status: number, captured: Buffer) => void): Promise<void> {
+    const requestId = requestIdOf(req);
+    notes(res).workerUrl = worker.url;
+    admission.acquireSpecific(worker);
+    let outcome: ForwardOutcome;
+    try {
+      outcome = await forward(agent, res, {
+        origin: worker.url,
+        path,
+        method: req.method ?? "POST",
+        headers: upstreamRequestHeaders(req.headers, requestId),
+        body: hasBody(req) ? req : null,
+        extraHeaders: { "x-request-id": requestId },
+        captureBytes: 64 * 1024,
+        beforeEnd: onAnswer,
+      });
+    } finally {
+      admission.release(worker, false);
+    }
+    if (outcome.kind === "failed_before_response") {
+      throw new RouterError("upstream_unreachable", `worker ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
+    }
   }
+
+  const rememberImages: OnAnswer = (worker, status, captured) => {
+    if (status !== 200) return;
+    for (const id of imageIdsIn(captured)) images.remember(id, worker.url);
+  };
+  const rememberVideo: OnAnswer = (worker, status, captured) => {
+    if (status >= 400) return;
+    const id = videoIdIn(captured);
+    if (id) videos.remember(id, worker.url);
+  };
+
+  // Route specs are built once; the hot path only reads them.
+  const imageSpec: RouteSpec = { pool: "any", retry: "generation", capture: imageCaptureBytes, onAnswer: rememberImages };
+  const generationSpec: RouteSpec = { pool: "any", retry: "generation", capture: 0 };
+  const videoCreateSpec: RouteSpec = { pool: "video", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberVideo };
+  const passthroughSpec: RouteSpec = { pool: "any", retry: "none", capture: 0 };
 
   return {
-    proxyTo,
-    balanced,
-
-    async imageGeneration(req: Req, res: Res, path: string): Promise<void> {
-      const worker = admission.acquire("any");
-      await proxyTo(req, res, worker, path, imageCaptureBytes, rememberImages(worker));
-    },
+    toWorker,
+    /** Images generations and edits: remembers which worker holds each `url` image. */
+    imageGeneration: (req: Req, res: Res, path: string) => dispatch(req, res, path, imageSpec),
+    /** `/rollout/generate`, `/v1/diffusion/generate`: the whole request to one worker. */
+    generation: (req: Req, res: Res, path: string) => dispatch(req, res, path, generationSpec),
+    /** Any other path: forwarded to a worker unchanged. */
+    passthrough: (req: Req, res: Res, path: string) => dispatch(req, res, path, passthroughSpec),
+    createVideo: (req: Req, res: Res, path: string) => dispatch(req, res, path, videoCreateSpec),
 
     async imageContent(req: Req, res: Res, path: string, id: string): Promise<void> {
       await toOwner(req, res, path, images.lookup(id), "image", id);
     },
 
-    async createVideo(req: Req, res: Res, path: string): Promise<void> {
-      const worker = admission.acquire("video");
-      await proxyTo(req, res, worker, path, videoCaptureBytes, (status, captured) => {
-        if (status >= 400) return;
-        const id = videoIdIn(captured);
-        if (id) videos.remember(id, worker.url);
-      });
-    },
-
     async videoById(req: Req, res: Res, path: string, id: string): Promise<void> {
       const isDelete = req.method === "DELETE";
-      await toOwner(req, res, path, videos.lookup(id), "video", id, isDelete ? (status) => status === 200 && videos.forget(id) : undefined);
+      await toOwner(req, res, path, videos.lookup(id), "video", id, isDelete ? (status) => void (status === 200 && videos.forget(id)) : undefined);
     },
 
     /**
@@ -222,7 +364,7 @@ export function createDataPlane(options: DataPlaneOptions) {
         sendJson(res, 404, { error: { message: `The model '${model}' does not exist`, type: "invalid_request_error", param: "model", code: "model_not_found" } });
         return;
       }
-      await proxyTo(req, res, admission.acquireSpecific(owner), path);
+      await toOwner(req, res, path, owner.url, "image", model);
     },
 
     sendError,

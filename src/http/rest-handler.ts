@@ -5,6 +5,9 @@ import type { Logger } from "../log.js";
 import type { AdminRoutes } from "./admin-routes.js";
 import type { Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
+import { routeLabel, type Metrics } from "../metrics/metrics.js";
+import { displayIdOf } from "../registry/worker-url.js";
+import { notes } from "./notes.js";
 import { errorBody, sendError, sendJson, type Res } from "./respond.js";
 
 export interface RestHandlerOptions {
@@ -13,6 +16,7 @@ export interface RestHandlerOptions {
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
+  metrics: Metrics;
 }
 
 /** Exact admin paths of the original API and its aliases. */
@@ -51,7 +55,10 @@ function methodNotAllowed(method: string | undefined, path: string, allowed: str
  * where a thrown error becomes an answer.
  */
 export function createRestHandler(options: RestHandlerOptions) {
-  const { admin, data, logger, auth } = options;
+  const { admin, data, logger, auth, metrics } = options;
+  let open = 0;
+  let shuttingDown = false;
+  let onIdle: (() => void) | null = null;
   const excluded = options.accessLogExcludePrefixes;
 
   async function route(req: Req, res: Res, method: string, path: string, rawUrl: string, queryString: string): Promise<void> {
@@ -74,10 +81,10 @@ export function createRestHandler(options: RestHandlerOptions) {
         if (method === "GET") return admin.listWorkersAlias(res);
         throw methodNotAllowed(method, path, "GET");
       case "/update_weights_from_disk":
-        if (method === "POST") return admin.updateWeightsFromDisk(req, res);
+        if (method === "POST") return admin.updateWeightsFromDisk(req, res, query());
         throw methodNotAllowed(method, path, "POST");
       case "/release_memory_occupation":
-        if (method === "POST") return admin.releaseMemory(req, res);
+        if (method === "POST") return admin.releaseMemory(req, res, query());
         throw methodNotAllowed(method, path, "POST");
       case "/resume_memory_occupation":
         if (method === "POST") return admin.resumeMemory(req, res);
@@ -91,7 +98,11 @@ export function createRestHandler(options: RestHandlerOptions) {
       case "/v1/images/generations":
       case "/v1/images/edits":
         if (method === "POST") return data.imageGeneration(req, res, rawUrl);
-        return data.balanced(req, res, rawUrl);
+        return data.passthrough(req, res, rawUrl);
+      case "/rollout/generate":
+      case "/v1/diffusion/generate":
+        if (method === "POST") return data.generation(req, res, rawUrl);
+        return data.passthrough(req, res, rawUrl);
       case "/v1/videos":
         if (method === "POST") return data.createVideo(req, res, rawUrl);
         if (method === "GET") return data.listVideos(req, res, query());
@@ -99,10 +110,27 @@ export function createRestHandler(options: RestHandlerOptions) {
       case "/v1/models":
         if (method === "GET") return data.listModels(res);
         throw methodNotAllowed(method, path, "GET");
+      case "/refit":
+        if (method === "GET") return admin.refitStatus(res);
+        throw methodNotAllowed(method, path, "GET");
+      case "/refit/begin":
+        if (method === "POST") return admin.refitBegin(req, res);
+        throw methodNotAllowed(method, path, "POST");
+      case "/refit/commit":
+        if (method === "POST") return admin.refitCommit(req, res);
+        throw methodNotAllowed(method, path, "POST");
+      case "/refit/abort":
+        if (method === "POST") return admin.refitAbort(req, res);
+        throw methodNotAllowed(method, path, "POST");
     }
 
     if (path.startsWith("/workers/")) {
-      const id = path.slice("/workers/".length);
+      let id = path.slice("/workers/".length);
+      if (id.endsWith("/update_weights_from_tensor")) {
+        id = id.slice(0, -"/update_weights_from_tensor".length);
+        if (method === "POST") return admin.tensorUpdate(req, res, id, "/update_weights_from_tensor");
+        throw methodNotAllowed(method, path, "POST");
+      }
       if (method === "GET") return admin.getWorker(res, id);
       if (method === "PUT") return admin.updateWorker(req, res, id);
       if (method === "DELETE") return admin.deleteWorker(res, id);
@@ -128,26 +156,47 @@ export function createRestHandler(options: RestHandlerOptions) {
       if (path.startsWith(prefix)) throw new RouterError("not_found", `no route ${method} ${path}`);
     }
     // Every other path (LoRA routes, meshes, newer worker routes) goes to a worker unchanged.
-    return data.balanced(req, res, rawUrl);
+    return data.passthrough(req, res, rawUrl);
   }
 
-  function accessLog(req: Req, res: Res, path: string, startedMs: number): void {
+  function finished(req: Req, res: Res, path: string, startedMs: number): void {
+    open--;
+    if (open === 0 && onIdle) onIdle();
+    const n = notes(res);
+    const seconds = (performance.now() - startedMs) / 1000;
+    const status = res.headersSent ? res.statusCode : 499;
+    metrics.observe(routeLabel(path), req.method ?? "GET", status, n.workerUrl ? displayIdOf(n.workerUrl) : "", seconds, n.answerBytes ?? 0, n.retries ?? 0);
+    if (!logger.isLevelEnabled("info")) return;
     for (const p of excluded) if (path.startsWith(p)) return;
-    logger.info(
-      { method: req.method, path, status: res.statusCode, ms: Math.round(performance.now() - startedMs), worker: (res as { workerUrl?: string }).workerUrl },
-      "request",
-    );
+    logger.info({ method: req.method, path, status, ms: Math.round(seconds * 1000), worker: n.workerUrl, retries: n.retries }, "request");
   }
 
-  return function handle(req: Req, res: Res): void {
+  function handle(req: Req, res: Res): void {
     const startedMs = performance.now();
     const rawUrl = req.url ?? "/";
     const q = rawUrl.indexOf("?");
     const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const method = req.method ?? "GET";
-    if (logger.isLevelEnabled("info")) res.once("finish", () => accessLog(req, res, path, startedMs));
+    open++;
+    res.once("close", () => finished(req, res, path, startedMs));
+    if (shuttingDown) {
+      req.resume();
+      if (!res.headersSent && "shouldKeepAlive" in res) res.setHeader("connection", "close");
+      sendError(res, new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
+      return;
+    }
     if (path.charCodeAt(0) !== 47 /* '/' */) {
       sendError(res, new RouterError("invalid_request", `request target must be a path, got ${JSON.stringify(rawUrl.slice(0, 100))}`));
+      return;
+    }
+    if (path === "/metrics" && method === "GET") {
+      metrics.text().then(
+        (text) => {
+          res.writeHead(200, { "content-type": metrics.contentType, "content-length": Buffer.byteLength(text) });
+          res.end(text);
+        },
+        (err: unknown) => sendError(res, err),
+      );
       return;
     }
     if (!openPaths.has(path)) {
@@ -167,6 +216,33 @@ export function createRestHandler(options: RestHandlerOptions) {
       // stay in the socket: drain it so keep-alive stays usable.
       if (!req.readableEnded) req.resume();
     });
+  }
+
+  return {
+    handle,
+    /** Requests whose answer has not ended. */
+    get open() {
+      return open;
+    },
+    /** From now on, new requests get 503 shutting_down. */
+    startShutdown() {
+      shuttingDown = true;
+    },
+    /** Resolves true when every open request ended, false after `timeoutMs`. */
+    whenIdle(timeoutMs: number): Promise<boolean> {
+      if (open === 0) return Promise.resolve(true);
+      return new Promise((resolve) => {
+        const t = setTimeout(() => {
+          onIdle = null;
+          resolve(false);
+        }, timeoutMs);
+        onIdle = () => {
+          clearTimeout(t);
+          onIdle = null;
+          resolve(true);
+        };
+      });
+    },
   };
 }
 

@@ -3,6 +3,7 @@ import type { Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
 import type { Dispatcher } from "undici";
 import { clientResponseHeaders } from "./headers.js";
+import { WorkerStatusError } from "./network-errors.js";
 
 export type ClientResponse = ServerResponse | Http2ServerResponse;
 
@@ -33,6 +34,19 @@ export interface ForwardRequest {
    * client can ask about it.
    */
   beforeEnd?: (status: number, captured: Buffer) => void;
+  /**
+   * Hold back a 5xx answer (nothing reaches the client) and report
+   * `failed_before_response` with a WorkerStatusError, so the caller can try
+   * another worker. Off on the last attempt: then the worker's answer passes
+   * through unchanged.
+   */
+  holdBack5xx?: boolean;
+  /**
+   * Filled with the answer size before the client sees the end, for the
+   * access log and metrics (whose 'close' listeners run before the caller's
+   * await continues).
+   */
+  stats?: { answerBytes?: number };
 }
 
 class ClientAbort extends Error {
@@ -81,6 +95,10 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return;
+    if (statusCode >= 500 && this.req.holdBack5xx) {
+      controller.abort(new WorkerStatusError(statusCode));
+      return;
+    }
     this.status = statusCode;
     const out = clientResponseHeaders(headers);
     const extra = this.req.extraHeaders;
@@ -106,6 +124,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    if (this.req.stats) this.req.stats.answerBytes = this.bytes;
     if (this.req.beforeEnd) {
       try {
         this.req.beforeEnd(this.status, this.chunks ? Buffer.concat(this.chunks) : Buffer.alloc(0));
@@ -145,7 +164,7 @@ export function forward(dispatcher: Dispatcher, res: ClientResponse, req: Forwar
     const exchange = new Exchange(res, req, resolve);
     try {
       dispatcher.dispatch(
-        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body },
+        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body, idempotent: false },
         exchange,
       );
     } catch (err) {

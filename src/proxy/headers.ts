@@ -41,13 +41,20 @@ export function upstreamRequestHeaders(src: IncomingHttpHeaders, requestId: stri
   return out;
 }
 
-/** Copies a worker's answer headers for the client, without hop-by-hop ones. */
+/**
+ * Copies a worker's answer headers for the client, without hop-by-hop ones
+ * (the fixed set and whatever the worker's `Connection:` names).
+ */
 export function clientResponseHeaders(src: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (const key in src) {
     if (hopByHop.has(key)) continue;
     const v = src[key];
     if (v !== undefined) out[key] = v;
+  }
+  const named = src.connection;
+  if (named !== undefined) {
+    for (const n of (Array.isArray(named) ? named.join(",") : named).split(",")) delete out[n.trim().toLowerCase()];
   }
   return out;
 }

@@ -1,11 +1,13 @@
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { load as loadYaml } from "js-yaml";
-import type { Control } from "../admin/control.js";
+import type { BroadcastResult, Control } from "../admin/control.js";
+import type { RefitCoordinator } from "../refit/coordinator.js";
 import { RouterError } from "../errors.js";
 import {
   AdminService,
   GetRouterStatusResponseSchema,
+  UpdateWeightsFromDiskResponseSchema,
   type LauncherConfig as PbLauncherConfig,
 } from "../gen/sgl/diffusion/router/v1/admin_pb.js";
 import { parseLauncherConfig, parseLauncherSection, type Launcher, type LauncherConfig } from "../launcher/index.js";
@@ -18,10 +20,24 @@ import { watchWorkers } from "./watch.js";
 
 export interface AdminServiceOptions {
   control: Control;
+  refit: RefitCoordinator;
   registry: Registry;
   launcher: Launcher;
   routingAlgorithm: string;
   startedAtMs: number;
+}
+
+interface RefitSummaryJson {
+  targets: number;
+  succeeded: number;
+  failed: number;
+  failed_workers: { worker_url: string; status_code: number; message: string }[];
+}
+
+function secondsToMs(s: number | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  if (!Number.isFinite(s) || s <= 0) throw new RouterError("invalid_request", `timeouts must be positive seconds, got ${s}`);
+  return s * 1000;
 }
 
 /** A worker named by URL (any accepted spelling) or by its REST worker_id. */
@@ -66,7 +82,7 @@ function mapErrors<T extends Record<string, (...args: never[]) => unknown>>(impl
  * Launcher as the REST admin API.
  */
 export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImpl<typeof AdminService> {
-  const { control, registry, launcher } = options;
+  const { control, registry, launcher, refit } = options;
   const unary = mapErrors({
     async listWorkers() {
       return { workers: control.listWorkers().map(workerToPb) };
@@ -85,21 +101,71 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
     async removeWorker(req: { url: string }) {
       return { worker: workerToPb(control.removeWorker(workerUrlOf(req.url))) };
     },
-    async updateWeightsFromDisk(req: { modelPath: string; flushCache?: boolean; targetModules: string[]; extra?: Record<string, unknown> }) {
+    async updateWeightsFromDisk(req: { modelPath: string; flushCache?: boolean; targetModules: string[]; extra?: Record<string, unknown>; drainTimeoutS?: number; weightVersion: string }) {
       if (!req.modelPath) throw new RouterError("invalid_request", "model_path is required", { details: { param: "model_path" } });
-      const body: Record<string, unknown> = { ...req.extra, model_path: req.modelPath };
-      if (req.flushCache !== undefined) body.flush_cache = req.flushCache;
-      if (req.targetModules.length) body.target_modules = req.targetModules;
-      const { results } = await control.updateWeightsFromDisk(Buffer.from(JSON.stringify(body)));
-      return { results: resultsToPb(results) };
+      const json: Record<string, unknown> = { ...req.extra, model_path: req.modelPath };
+      if (req.flushCache !== undefined) json.flush_cache = req.flushCache;
+      if (req.targetModules.length) json.target_modules = req.targetModules;
+      if (req.weightVersion) json.weight_version = req.weightVersion;
+      const answer = await refit.updateWeightsFromDisk(Buffer.from(JSON.stringify(json)), json, secondsToMs(req.drainTimeoutS));
+      const b = answer.body as { results: BroadcastResult[]; weight_version: string; previous_weight_version: string; summary: RefitSummaryJson };
+      const response = create(UpdateWeightsFromDiskResponseSchema, {
+        results: resultsToPb(b.results),
+        weightVersion: b.weight_version,
+        previousWeightVersion: b.previous_weight_version,
+        summary: {
+          targets: b.summary.targets,
+          succeeded: b.summary.succeeded,
+          failed: b.summary.failed,
+          failedWorkers: b.summary.failed_workers.map((f) => ({ workerUrl: f.worker_url, statusCode: f.status_code, message: f.message })),
+        },
+      });
+      if (answer.status !== 200) {
+        const message = String((answer.body.error as { message?: string } | undefined)?.message ?? "update_weights_from_disk failed on some workers");
+        // The per-worker outcome travels as an error detail (rich gRPC error).
+        throw new ConnectError(message, Code.Unavailable, { "x-router-error-code": "upstream_failed" }, [{ desc: UpdateWeightsFromDiskResponseSchema, value: response }]);
+      }
+      return response;
     },
-    async releaseMemoryOccupation() {
-      const { results } = await control.releaseMemoryOccupation(Buffer.from("{}"));
-      return { results: resultsToPb(results) };
+    async releaseMemoryOccupation(req: { drainTimeoutS?: number }) {
+      const answer = await refit.releaseMemory(Buffer.from("{}"), secondsToMs(req.drainTimeoutS));
+      return { results: resultsToPb((answer.body as { results: BroadcastResult[] }).results) };
     },
     async resumeMemoryOccupation() {
-      const { results } = await control.resumeMemoryOccupation(Buffer.from("{}"));
-      return { results: resultsToPb(results) };
+      const answer = await refit.resumeMemory(Buffer.from("{}"));
+      return { results: resultsToPb((answer.body as { results: BroadcastResult[] }).results) };
+    },
+    async beginRefit(req: { drainTimeoutS?: number; timeoutS?: number }) {
+      const r = await refit.begin(secondsToMs(req.drainTimeoutS), secondsToMs(req.timeoutS));
+      return { weightVersion: r.weight_version, workers: r.workers, timeoutS: r.timeout_s };
+    },
+    async updateWeightsFromTensor(req: { url: string; body?: Record<string, unknown> }) {
+      const worker = control.getWorker(workerUrlOf(req.url));
+      refit.requireOpenRefit();
+      const [result] = await control.broadcast("/update_weights_from_tensor", JSON.stringify(req.body ?? {}), [worker]);
+      refit.tensorUpdated(worker.url, result!.status_code, Buffer.from(JSON.stringify(result!.body)));
+      return { result: resultsToPb([result!])[0] };
+    },
+    async commitRefit(req: { weightVersion: string }) {
+      const r = refit.commit(req.weightVersion || undefined);
+      return { weightVersion: r.weight_version, previousWeightVersion: r.previous_weight_version, updatedWorkers: r.updated_workers, staleWorkers: r.stale_workers };
+    },
+    async abortRefit() {
+      const r = refit.abort();
+      return { weightVersion: r.weight_version, staleWorkers: r.stale_workers };
+    },
+    async getRefitStatus() {
+      const s = refit.status();
+      return {
+        weightVersion: s.weight_version,
+        refits: s.refits,
+        phase: s.phase,
+        operation: s.operation ?? "",
+        updatedWorkers: s.updated_workers,
+        replayable: s.replayable,
+        heldRequests: s.held_requests,
+        inFlight: s.in_flight,
+      };
     },
     async launchWorkers(req: { source: Parameters<typeof launcherConfigOf>[0] }) {
       const result = await launcher.launch(launcherConfigOf(req.source, "LaunchWorkers"));
@@ -139,7 +205,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
         routableWorkers: s.routable,
         inFlightRequests: s.inFlight,
         managedWorkers: launcher.list().length,
-        weightVersion: "",
+        weightVersion: refit.version,
       });
     },
   });

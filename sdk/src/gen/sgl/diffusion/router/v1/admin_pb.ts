@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sgl/diffusion/router/v1/admin.proto.
  */
 export const file_sgl_diffusion_router_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("CiNzZ2wvZGlmZnVzaW9uL3JvdXRlci92MS9hZG1pbi5wcm90bxIXc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEiZQoSV29ya2VyQ2FwYWJpbGl0aWVzEhEKCXRhc2tfdHlwZRgBIAEoCRIaCg12aWRlb19zdXBwb3J0GAIgASgISACIAQESDgoGbW9kZWxzGAMgAygJQhAKDl92aWRlb19zdXBwb3J0IpQDCgZXb3JrZXISCwoDdXJsGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRISCgpkaXNwbGF5X2lkGAMgASgJEjMKBXN0YXRlGAQgASgOMiQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyU3RhdGUSFwoPYWN0aXZlX3JlcXVlc3RzGAUgASgNEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAYgASgNEg8KB2lzX2RlYWQYByABKAgSEwoLaXNfc2xlZXBpbmcYCCABKAgSEAoIZHJhaW5pbmcYCSABKAgSEwoLZGVhZF9yZWFzb24YCiABKAkSEgoKbGFzdF9lcnJvchgLIAEoCRJBCgxjYXBhYmlsaXRpZXMYDCABKAsyKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJDYXBhYmlsaXRpZXMSFgoOd2VpZ2h0X3ZlcnNpb24YDSABKAkSDwoHbWFuYWdlZBgOIAEoCBIdChVyZWdpc3RlcmVkX2F0X3VuaXhfbXMYDyABKAMiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IkcKE0xpc3RXb3JrZXJzUmVzcG9uc2USMAoHd29ya2VycxgBIAMoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlciIfChBHZXRXb3JrZXJSZXF1ZXN0EgsKA3VybBgBIAEoCSJEChFHZXRXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiHwoQQWRkV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiVQoRQWRkV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyEg8KB2NyZWF0ZWQYAiABKAgihgEKE1VwZGF0ZVdvcmtlclJlcXVlc3QSCwoDdXJsGAEgASgJEhQKB2lzX2RlYWQYAiABKAhIAIgBARIcChRyZWZyZXNoX2NhcGFiaWxpdGllcxgDIAEoCBIVCghkcmFpbmluZxgEIAEoCEgBiAEBQgoKCF9pc19kZWFkQgsKCV9kcmFpbmluZyJHChRVcGRhdGVXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiIgoTUmVtb3ZlV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiRwoUUmVtb3ZlV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyIisKE1dhdGNoV29ya2Vyc1JlcXVlc3QSFAoMZXhjbHVkZV9sb2FkGAEgASgIIqMBChRXYXRjaFdvcmtlcnNSZXNwb25zZRI2CgR0eXBlGAEgASgOMiguc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyRXZlbnRUeXBlEi8KBndvcmtlchgCIAEoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlchIOCgZyZWFzb24YAyABKAkSEgoKYXRfdW5peF9tcxgEIAEoAyJdCgxXb3JrZXJSZXN1bHQSEgoKd29ya2VyX3VybBgBIAEoCRITCgtzdGF0dXNfY29kZRgCIAEoBRIkCgRib2R5GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIpwBChxVcGRhdGVXZWlnaHRzRnJvbURpc2tSZXF1ZXN0EhIKCm1vZGVsX3BhdGgYASABKAkSGAoLZmx1c2hfY2FjaGUYAiABKAhIAIgBARIWCg50YXJnZXRfbW9kdWxlcxgDIAMoCRImCgVleHRyYRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3RCDgoMX2ZsdXNoX2NhY2hlIlcKHVVwZGF0ZVdlaWdodHNGcm9tRGlza1Jlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQiIAoeUmVsZWFzZU1lbW9yeU9jY3VwYXRpb25SZXF1ZXN0IlkKH1JlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdCIfCh1SZXN1bWVNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdCJYCh5SZXN1bWVNZW1vcnlPY2N1cGF0aW9uUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdCLmAwoOTGF1bmNoZXJDb25maWcSDwoHYmFja2VuZBgBIAEoCRINCgVtb2RlbBgCIAEoCRIYCgtudW1fd29ya2VycxgDIAEoDUgAiAEBEiAKE251bV9ncHVzX3Blcl93b3JrZXIYBCABKA1IAYgBARITCgt3b3JrZXJfaG9zdBgFIAEoCRIdChB3b3JrZXJfYmFzZV9wb3J0GAYgASgNSAKIAQESFgoOd29ya2VyX2dwdV9pZHMYByADKAkSGQoRd29ya2VyX2V4dHJhX2FyZ3MYCCABKAkSGQoMd2FpdF90aW1lb3V0GAkgASgNSAOIAQESHQoQbWFzdGVyX3BvcnRfYmFzZRgKIAEoDUgEiAEBEiAKE3NjaGVkdWxlcl9wb3J0X2Jhc2UYCyABKA1IBYgBARIhChRpbnRlcm5hbF9wb3J0X3N0cmlkZRgMIAEoDUgGiAEBQg4KDF9udW1fd29ya2Vyc0IWChRfbnVtX2dwdXNfcGVyX3dvcmtlckITChFfd29ya2VyX2Jhc2VfcG9ydEIPCg1fd2FpdF90aW1lb3V0QhMKEV9tYXN0ZXJfcG9ydF9iYXNlQhYKFF9zY2hlZHVsZXJfcG9ydF9iYXNlQhcKFV9pbnRlcm5hbF9wb3J0X3N0cmlkZSLFAQoNTWFuYWdlZFdvcmtlchILCgN1cmwYASABKAkSCwoDcGlkGAIgASgFEg8KB2JhY2tlbmQYAyABKAkSDQoFbW9kZWwYBCABKAkSDAoEcG9ydBgFIAEoDRIMCgRncHVzGAYgASgJEg0KBXN0YXRlGAcgASgJEhoKEnN0YXJ0ZWRfYXRfdW5peF9tcxgIIAEoAxIWCglleGl0X2NvZGUYCSABKAVIAIgBARINCgVlcnJvchgKIAEoCUIMCgpfZXhpdF9jb2RlImsKFExhdW5jaFdvcmtlcnNSZXF1ZXN0EjkKBmNvbmZpZxgBIAEoCzInLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxhdW5jaGVyQ29uZmlnSAASDgoEeWFtbBgCIAEoCUgAQggKBnNvdXJjZSJQChVMYXVuY2hXb3JrZXJzUmVzcG9uc2USNwoHd29ya2VycxgBIAMoCzImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLk1hbmFnZWRXb3JrZXIiGwoZTGlzdE1hbmFnZWRXb3JrZXJzUmVxdWVzdCJVChpMaXN0TWFuYWdlZFdvcmtlcnNSZXNwb25zZRI3Cgd3b3JrZXJzGAEgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlciIpChlTdG9wTWFuYWdlZFdvcmtlcnNSZXF1ZXN0EgwKBHVybHMYASADKAkiVQoaU3RvcE1hbmFnZWRXb3JrZXJzUmVzcG9uc2USNwoHd29ya2VycxgBIAMoCzImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLk1hbmFnZWRXb3JrZXIigAEKGlNjYWxlTWFuYWdlZFdvcmtlcnNSZXF1ZXN0EjkKBmNvbmZpZxgBIAEoCzInLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxhdW5jaGVyQ29uZmlnSAASDgoEeWFtbBgCIAEoCUgAEg0KBWNvdW50GAMgASgNQggKBnNvdXJjZSLIAQobU2NhbGVNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEjcKB3N0YXJ0ZWQYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyEjcKB3N0b3BwZWQYAiADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyEjcKB3dvcmtlcnMYAyADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIhgKFkdldFJvdXRlclN0YXR1c1JlcXVlc3QinwIKF0dldFJvdXRlclN0YXR1c1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAkSEQoJdXB0aW1lX21zGAIgASgDEhkKEXJvdXRpbmdfYWxnb3JpdGhtGAMgASgJEhUKDXRvdGFsX3dvcmtlcnMYBCABKA0SFwoPaGVhbHRoeV93b3JrZXJzGAUgASgNEhQKDGRlYWRfd29ya2VycxgGIAEoDRIYChBzbGVlcGluZ193b3JrZXJzGAcgASgNEhgKEHJvdXRhYmxlX3dvcmtlcnMYCCABKA0SGgoSaW5fZmxpZ2h0X3JlcXVlc3RzGAkgASgNEhcKD21hbmFnZWRfd29ya2VycxgKIAEoDRIWCg53ZWlnaHRfdmVyc2lvbhgLIAEoCSreAQoLV29ya2VyU3RhdGUSHAoYV09SS0VSX1NUQVRFX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRFX0hFQUxUSFkQARIYChRXT1JLRVJfU1RBVEVfU1VTUEVDVBACEhUKEVdPUktFUl9TVEFURV9ERUFEEAMSGQoVV09SS0VSX1NUQVRFX1NMRUVQSU5HEAQSGAoUV09SS0VSX1NUQVRFX1NZTkNJTkcQBRIZChVXT1JLRVJfU1RBVEVfRFJBSU5JTkcQBhIWChJXT1JLRVJfU1RBVEVfU1RBTEUQByrNAQoPV29ya2VyRXZlbnRUeXBlEiEKHVdPUktFUl9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHgoaV09SS0VSX0VWRU5UX1RZUEVfRVhJU1RJTkcQARIcChhXT1JLRVJfRVZFTlRfVFlQRV9TWU5DRUQQAhIbChdXT1JLRVJfRVZFTlRfVFlQRV9BRERFRBADEh0KGVdPUktFUl9FVkVOVF9UWVBFX1JFTU9WRUQQBBIdChlXT1JLRVJfRVZFTlRfVFlQRV9VUERBVEVEEAUylA0KDEFkbWluU2VydmljZRJoCgtMaXN0V29ya2VycxIrLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBosLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USYgoJR2V0V29ya2VyEikuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuR2V0V29ya2VyUmVxdWVzdBoqLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFdvcmtlclJlc3BvbnNlEmIKCUFkZFdvcmtlchIpLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkFkZFdvcmtlclJlcXVlc3QaKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BZGRXb3JrZXJSZXNwb25zZRJrCgxVcGRhdGVXb3JrZXISLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXb3JrZXJSZXF1ZXN0Gi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV29ya2VyUmVzcG9uc2USawoMUmVtb3ZlV29ya2VyEiwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVtb3ZlV29ya2VyUmVxdWVzdBotLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbW92ZVdvcmtlclJlc3BvbnNlEm0KDFdhdGNoV29ya2VycxIsLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaLS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5XYXRjaFdvcmtlcnNSZXNwb25zZTABEoYBChVVcGRhdGVXZWlnaHRzRnJvbURpc2sSNS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbURpc2tSZXF1ZXN0GjYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVzcG9uc2USjAEKF1JlbGVhc2VNZW1vcnlPY2N1cGF0aW9uEjcuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVsZWFzZU1lbW9yeU9jY3VwYXRpb25SZXF1ZXN0Gjguc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVsZWFzZU1lbW9yeU9jY3VwYXRpb25SZXNwb25zZRKJAQoWUmVzdW1lTWVtb3J5T2NjdXBhdGlvbhI2LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlc3VtZU1lbW9yeU9jY3VwYXRpb25SZXF1ZXN0Gjcuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEm4KDUxhdW5jaFdvcmtlcnMSLS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hXb3JrZXJzUmVxdWVzdBouLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxhdW5jaFdvcmtlcnNSZXNwb25zZRJ9ChJMaXN0TWFuYWdlZFdvcmtlcnMSMi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0TWFuYWdlZFdvcmtlcnNSZXF1ZXN0GjMuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGlzdE1hbmFnZWRXb3JrZXJzUmVzcG9uc2USfQoSU3RvcE1hbmFnZWRXb3JrZXJzEjIuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuU3RvcE1hbmFnZWRXb3JrZXJzUmVxdWVzdBozLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlN0b3BNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEoABChNTY2FsZU1hbmFnZWRXb3JrZXJzEjMuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuU2NhbGVNYW5hZ2VkV29ya2Vyc1JlcXVlc3QaNC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5TY2FsZU1hbmFnZWRXb3JrZXJzUmVzcG9uc2USdAoPR2V0Um91dGVyU3RhdHVzEi8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuR2V0Um91dGVyU3RhdHVzUmVxdWVzdBowLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFJvdXRlclN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct]);
+  fileDesc("CiNzZ2wvZGlmZnVzaW9uL3JvdXRlci92MS9hZG1pbi5wcm90bxIXc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEiZQoSV29ya2VyQ2FwYWJpbGl0aWVzEhEKCXRhc2tfdHlwZRgBIAEoCRIaCg12aWRlb19zdXBwb3J0GAIgASgISACIAQESDgoGbW9kZWxzGAMgAygJQhAKDl92aWRlb19zdXBwb3J0IpQDCgZXb3JrZXISCwoDdXJsGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRISCgpkaXNwbGF5X2lkGAMgASgJEjMKBXN0YXRlGAQgASgOMiQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyU3RhdGUSFwoPYWN0aXZlX3JlcXVlc3RzGAUgASgNEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAYgASgNEg8KB2lzX2RlYWQYByABKAgSEwoLaXNfc2xlZXBpbmcYCCABKAgSEAoIZHJhaW5pbmcYCSABKAgSEwoLZGVhZF9yZWFzb24YCiABKAkSEgoKbGFzdF9lcnJvchgLIAEoCRJBCgxjYXBhYmlsaXRpZXMYDCABKAsyKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJDYXBhYmlsaXRpZXMSFgoOd2VpZ2h0X3ZlcnNpb24YDSABKAkSDwoHbWFuYWdlZBgOIAEoCBIdChVyZWdpc3RlcmVkX2F0X3VuaXhfbXMYDyABKAMiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IkcKE0xpc3RXb3JrZXJzUmVzcG9uc2USMAoHd29ya2VycxgBIAMoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlciIfChBHZXRXb3JrZXJSZXF1ZXN0EgsKA3VybBgBIAEoCSJEChFHZXRXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiHwoQQWRkV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiVQoRQWRkV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyEg8KB2NyZWF0ZWQYAiABKAgihgEKE1VwZGF0ZVdvcmtlclJlcXVlc3QSCwoDdXJsGAEgASgJEhQKB2lzX2RlYWQYAiABKAhIAIgBARIcChRyZWZyZXNoX2NhcGFiaWxpdGllcxgDIAEoCBIVCghkcmFpbmluZxgEIAEoCEgBiAEBQgoKCF9pc19kZWFkQgsKCV9kcmFpbmluZyJHChRVcGRhdGVXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiIgoTUmVtb3ZlV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiRwoUUmVtb3ZlV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyIisKE1dhdGNoV29ya2Vyc1JlcXVlc3QSFAoMZXhjbHVkZV9sb2FkGAEgASgIIqMBChRXYXRjaFdvcmtlcnNSZXNwb25zZRI2CgR0eXBlGAEgASgOMiguc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyRXZlbnRUeXBlEi8KBndvcmtlchgCIAEoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlchIOCgZyZWFzb24YAyABKAkSEgoKYXRfdW5peF9tcxgEIAEoAyJdCgxXb3JrZXJSZXN1bHQSEgoKd29ya2VyX3VybBgBIAEoCRITCgtzdGF0dXNfY29kZRgCIAEoBRIkCgRib2R5GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIuYBChxVcGRhdGVXZWlnaHRzRnJvbURpc2tSZXF1ZXN0EhIKCm1vZGVsX3BhdGgYASABKAkSGAoLZmx1c2hfY2FjaGUYAiABKAhIAIgBARIWCg50YXJnZXRfbW9kdWxlcxgDIAMoCRImCgVleHRyYRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHAoPZHJhaW5fdGltZW91dF9zGAUgASgBSAGIAQESFgoOd2VpZ2h0X3ZlcnNpb24YBiABKAlCDgoMX2ZsdXNoX2NhY2hlQhIKEF9kcmFpbl90aW1lb3V0X3MiSAoMUmVmaXRGYWlsdXJlEhIKCndvcmtlcl91cmwYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCSKBAQoMUmVmaXRTdW1tYXJ5Eg8KB3RhcmdldHMYASABKA0SEQoJc3VjY2VlZGVkGAIgASgNEg4KBmZhaWxlZBgDIAEoDRI9Cg5mYWlsZWRfd29ya2VycxgEIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlZml0RmFpbHVyZSLIAQodVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdBIWCg53ZWlnaHRfdmVyc2lvbhgCIAEoCRIfChdwcmV2aW91c193ZWlnaHRfdmVyc2lvbhgDIAEoCRI2CgdzdW1tYXJ5GAQgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVmaXRTdW1tYXJ5ImsKEUJlZ2luUmVmaXRSZXF1ZXN0EhwKD2RyYWluX3RpbWVvdXRfcxgBIAEoAUgAiAEBEhYKCXRpbWVvdXRfcxgCIAEoAUgBiAEBQhIKEF9kcmFpbl90aW1lb3V0X3NCDAoKX3RpbWVvdXRfcyJQChJCZWdpblJlZml0UmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSDwoHd29ya2VycxgCIAMoCRIRCgl0aW1lb3V0X3MYAyABKAEiVAoeVXBkYXRlV2VpZ2h0c0Zyb21UZW5zb3JSZXF1ZXN0EgsKA3VybBgBIAEoCRIlCgRib2R5GAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJYCh9VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlc3BvbnNlEjUKBnJlc3VsdBgBIAEoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdCIsChJDb21taXRSZWZpdFJlcXVlc3QSFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkifgoTQ29tbWl0UmVmaXRSZXNwb25zZRIWCg53ZWlnaHRfdmVyc2lvbhgBIAEoCRIfChdwcmV2aW91c193ZWlnaHRfdmVyc2lvbhgCIAEoCRIXCg91cGRhdGVkX3dvcmtlcnMYAyADKAkSFQoNc3RhbGVfd29ya2VycxgEIAMoCSITChFBYm9ydFJlZml0UmVxdWVzdCJDChJBYm9ydFJlZml0UmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSFQoNc3RhbGVfd29ya2VycxgCIAMoCSIXChVHZXRSZWZpdFN0YXR1c1JlcXVlc3QiuQEKFkdldFJlZml0U3RhdHVzUmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSDgoGcmVmaXRzGAIgASgNEg0KBXBoYXNlGAMgASgJEhEKCW9wZXJhdGlvbhgEIAEoCRIXCg91cGRhdGVkX3dvcmtlcnMYBSADKAkSEgoKcmVwbGF5YWJsZRgGIAEoCBIVCg1oZWxkX3JlcXVlc3RzGAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDSJSCh5SZWxlYXNlTWVtb3J5T2NjdXBhdGlvblJlcXVlc3QSHAoPZHJhaW5fdGltZW91dF9zGAEgASgBSACIAQFCEgoQX2RyYWluX3RpbWVvdXRfcyJZCh9SZWxlYXNlTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQiHwodUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlcXVlc3QiWAoeUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQi5gMKDkxhdW5jaGVyQ29uZmlnEg8KB2JhY2tlbmQYASABKAkSDQoFbW9kZWwYAiABKAkSGAoLbnVtX3dvcmtlcnMYAyABKA1IAIgBARIgChNudW1fZ3B1c19wZXJfd29ya2VyGAQgASgNSAGIAQESEwoLd29ya2VyX2hvc3QYBSABKAkSHQoQd29ya2VyX2Jhc2VfcG9ydBgGIAEoDUgCiAEBEhYKDndvcmtlcl9ncHVfaWRzGAcgAygJEhkKEXdvcmtlcl9leHRyYV9hcmdzGAggASgJEhkKDHdhaXRfdGltZW91dBgJIAEoDUgDiAEBEh0KEG1hc3Rlcl9wb3J0X2Jhc2UYCiABKA1IBIgBARIgChNzY2hlZHVsZXJfcG9ydF9iYXNlGAsgASgNSAWIAQESIQoUaW50ZXJuYWxfcG9ydF9zdHJpZGUYDCABKA1IBogBAUIOCgxfbnVtX3dvcmtlcnNCFgoUX251bV9ncHVzX3Blcl93b3JrZXJCEwoRX3dvcmtlcl9iYXNlX3BvcnRCDwoNX3dhaXRfdGltZW91dEITChFfbWFzdGVyX3BvcnRfYmFzZUIWChRfc2NoZWR1bGVyX3BvcnRfYmFzZUIXChVfaW50ZXJuYWxfcG9ydF9zdHJpZGUixQEKDU1hbmFnZWRXb3JrZXISCwoDdXJsGAEgASgJEgsKA3BpZBgCIAEoBRIPCgdiYWNrZW5kGAMgASgJEg0KBW1vZGVsGAQgASgJEgwKBHBvcnQYBSABKA0SDAoEZ3B1cxgGIAEoCRINCgVzdGF0ZRgHIAEoCRIaChJzdGFydGVkX2F0X3VuaXhfbXMYCCABKAMSFgoJZXhpdF9jb2RlGAkgASgFSACIAQESDQoFZXJyb3IYCiABKAlCDAoKX2V4aXRfY29kZSJrChRMYXVuY2hXb3JrZXJzUmVxdWVzdBI5CgZjb25maWcYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hlckNvbmZpZ0gAEg4KBHlhbWwYAiABKAlIAEIICgZzb3VyY2UiUAoVTGF1bmNoV29ya2Vyc1Jlc3BvbnNlEjcKB3dvcmtlcnMYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIhsKGUxpc3RNYW5hZ2VkV29ya2Vyc1JlcXVlc3QiVQoaTGlzdE1hbmFnZWRXb3JrZXJzUmVzcG9uc2USNwoHd29ya2VycxgBIAMoCzImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLk1hbmFnZWRXb3JrZXIiKQoZU3RvcE1hbmFnZWRXb3JrZXJzUmVxdWVzdBIMCgR1cmxzGAEgAygJIlUKGlN0b3BNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEjcKB3dvcmtlcnMYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIoABChpTY2FsZU1hbmFnZWRXb3JrZXJzUmVxdWVzdBI5CgZjb25maWcYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hlckNvbmZpZ0gAEg4KBHlhbWwYAiABKAlIABINCgVjb3VudBgDIAEoDUIICgZzb3VyY2UiyAEKG1NjYWxlTWFuYWdlZFdvcmtlcnNSZXNwb25zZRI3CgdzdGFydGVkGAEgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlchI3CgdzdG9wcGVkGAIgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlchI3Cgd3b3JrZXJzGAMgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlciIYChZHZXRSb3V0ZXJTdGF0dXNSZXF1ZXN0Ip8CChdHZXRSb3V0ZXJTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhEKCXVwdGltZV9tcxgCIAEoAxIZChFyb3V0aW5nX2FsZ29yaXRobRgDIAEoCRIVCg10b3RhbF93b3JrZXJzGAQgASgNEhcKD2hlYWx0aHlfd29ya2VycxgFIAEoDRIUCgxkZWFkX3dvcmtlcnMYBiABKA0SGAoQc2xlZXBpbmdfd29ya2VycxgHIAEoDRIYChByb3V0YWJsZV93b3JrZXJzGAggASgNEhoKEmluX2ZsaWdodF9yZXF1ZXN0cxgJIAEoDRIXCg9tYW5hZ2VkX3dvcmtlcnMYCiABKA0SFgoOd2VpZ2h0X3ZlcnNpb24YCyABKAkq3gEKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9IRUFMVEhZEAESGAoUV09SS0VSX1NUQVRFX1NVU1BFQ1QQAhIVChFXT1JLRVJfU1RBVEVfREVBRBADEhkKFVdPUktFUl9TVEFURV9TTEVFUElORxAEEhgKFFdPUktFUl9TVEFURV9TWU5DSU5HEAUSGQoVV09SS0VSX1NUQVRFX0RSQUlOSU5HEAYSFgoSV09SS0VSX1NUQVRFX1NUQUxFEAcqzQEKD1dvcmtlckV2ZW50VHlwZRIhCh1XT1JLRVJfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGldPUktFUl9FVkVOVF9UWVBFX0VYSVNUSU5HEAESHAoYV09SS0VSX0VWRU5UX1RZUEVfU1lOQ0VEEAISGwoXV09SS0VSX0VWRU5UX1RZUEVfQURERUQQAxIdChlXT1JLRVJfRVZFTlRfVFlQRV9SRU1PVkVEEAQSHQoZV09SS0VSX0VWRU5UX1RZUEVfVVBEQVRFRBAFMs4RCgxBZG1pblNlcnZpY2USaAoLTGlzdFdvcmtlcnMSKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0V29ya2Vyc1JlcXVlc3QaLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEmIKCUdldFdvcmtlchIpLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFdvcmtlclJlcXVlc3QaKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRXb3JrZXJSZXNwb25zZRJiCglBZGRXb3JrZXISKS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BZGRXb3JrZXJSZXF1ZXN0Giouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQWRkV29ya2VyUmVzcG9uc2USawoMVXBkYXRlV29ya2VyEiwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV29ya2VyUmVxdWVzdBotLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlVwZGF0ZVdvcmtlclJlc3BvbnNlEmsKDFJlbW92ZVdvcmtlchIsLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbW92ZVdvcmtlclJlcXVlc3QaLS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SZW1vdmVXb3JrZXJSZXNwb25zZRJtCgxXYXRjaFdvcmtlcnMSLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Gi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARKGAQoVVXBkYXRlV2VpZ2h0c0Zyb21EaXNrEjUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVxdWVzdBo2LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlVwZGF0ZVdlaWdodHNGcm9tRGlza1Jlc3BvbnNlEmUKCkJlZ2luUmVmaXQSKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5CZWdpblJlZml0UmVxdWVzdBorLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkJlZ2luUmVmaXRSZXNwb25zZRKMAQoXVXBkYXRlV2VpZ2h0c0Zyb21UZW5zb3ISNy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlcXVlc3QaOC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlc3BvbnNlEmgKC0NvbW1pdFJlZml0Eisuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQ29tbWl0UmVmaXRSZXF1ZXN0Giwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQ29tbWl0UmVmaXRSZXNwb25zZRJlCgpBYm9ydFJlZml0Eiouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQWJvcnRSZWZpdFJlcXVlc3QaKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BYm9ydFJlZml0UmVzcG9uc2UScQoOR2V0UmVmaXRTdGF0dXMSLi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSZWZpdFN0YXR1c1JlcXVlc3QaLy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSZWZpdFN0YXR1c1Jlc3BvbnNlEowBChdSZWxlYXNlTWVtb3J5T2NjdXBhdGlvbhI3LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdBo4LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVzcG9uc2USiQEKFlJlc3VtZU1lbW9yeU9jY3VwYXRpb24SNi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SZXN1bWVNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdBo3LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlc3VtZU1lbW9yeU9jY3VwYXRpb25SZXNwb25zZRJuCg1MYXVuY2hXb3JrZXJzEi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGF1bmNoV29ya2Vyc1JlcXVlc3QaLi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hXb3JrZXJzUmVzcG9uc2USfQoSTGlzdE1hbmFnZWRXb3JrZXJzEjIuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGlzdE1hbmFnZWRXb3JrZXJzUmVxdWVzdBozLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxpc3RNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEn0KElN0b3BNYW5hZ2VkV29ya2VycxIyLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlN0b3BNYW5hZ2VkV29ya2Vyc1JlcXVlc3QaMy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5TdG9wTWFuYWdlZFdvcmtlcnNSZXNwb25zZRKAAQoTU2NhbGVNYW5hZ2VkV29ya2VycxIzLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlNjYWxlTWFuYWdlZFdvcmtlcnNSZXF1ZXN0GjQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuU2NhbGVNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEnQKD0dldFJvdXRlclN0YXR1cxIvLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFJvdXRlclN0YXR1c1JlcXVlc3QaMC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSb3V0ZXJTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * @generated from message sgl.diffusion.router.v1.WorkerCapabilities
@@ -456,6 +456,20 @@ export type UpdateWeightsFromDiskRequest = Message<"sgl.diffusion.router.v1.Upda
    * @generated from field: google.protobuf.Struct extra = 4;
    */
   extra?: JsonObject | undefined;
+
+  /**
+   * Longest wait for in-flight generation; unset = the router's --drain-timeout.
+   *
+   * @generated from field: optional double drain_timeout_s = 5;
+   */
+  drainTimeoutS?: number | undefined;
+
+  /**
+   * Version name for the new weights; unset = the next number.
+   *
+   * @generated from field: string weight_version = 6;
+   */
+  weightVersion: string;
 };
 
 /**
@@ -466,6 +480,65 @@ export const UpdateWeightsFromDiskRequestSchema: GenMessage<UpdateWeightsFromDis
   messageDesc(file_sgl_diffusion_router_v1_admin, 15);
 
 /**
+ * @generated from message sgl.diffusion.router.v1.RefitFailure
+ */
+export type RefitFailure = Message<"sgl.diffusion.router.v1.RefitFailure"> & {
+  /**
+   * @generated from field: string worker_url = 1;
+   */
+  workerUrl: string;
+
+  /**
+   * @generated from field: int32 status_code = 2;
+   */
+  statusCode: number;
+
+  /**
+   * @generated from field: string message = 3;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.RefitFailure.
+ * Use `create(RefitFailureSchema)` to create a new message.
+ */
+export const RefitFailureSchema: GenMessage<RefitFailure> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 16);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.RefitSummary
+ */
+export type RefitSummary = Message<"sgl.diffusion.router.v1.RefitSummary"> & {
+  /**
+   * @generated from field: uint32 targets = 1;
+   */
+  targets: number;
+
+  /**
+   * @generated from field: uint32 succeeded = 2;
+   */
+  succeeded: number;
+
+  /**
+   * @generated from field: uint32 failed = 3;
+   */
+  failed: number;
+
+  /**
+   * @generated from field: repeated sgl.diffusion.router.v1.RefitFailure failed_workers = 4;
+   */
+  failedWorkers: RefitFailure[];
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.RefitSummary.
+ * Use `create(RefitSummarySchema)` to create a new message.
+ */
+export const RefitSummarySchema: GenMessage<RefitSummary> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 17);
+
+/**
  * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromDiskResponse
  */
 export type UpdateWeightsFromDiskResponse = Message<"sgl.diffusion.router.v1.UpdateWeightsFromDiskResponse"> & {
@@ -473,6 +546,21 @@ export type UpdateWeightsFromDiskResponse = Message<"sgl.diffusion.router.v1.Upd
    * @generated from field: repeated sgl.diffusion.router.v1.WorkerResult results = 1;
    */
   results: WorkerResult[];
+
+  /**
+   * @generated from field: string weight_version = 2;
+   */
+  weightVersion: string;
+
+  /**
+   * @generated from field: string previous_weight_version = 3;
+   */
+  previousWeightVersion: string;
+
+  /**
+   * @generated from field: sgl.diffusion.router.v1.RefitSummary summary = 4;
+   */
+  summary?: RefitSummary | undefined;
 };
 
 /**
@@ -480,12 +568,274 @@ export type UpdateWeightsFromDiskResponse = Message<"sgl.diffusion.router.v1.Upd
  * Use `create(UpdateWeightsFromDiskResponseSchema)` to create a new message.
  */
 export const UpdateWeightsFromDiskResponseSchema: GenMessage<UpdateWeightsFromDiskResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 16);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 18);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.BeginRefitRequest
+ */
+export type BeginRefitRequest = Message<"sgl.diffusion.router.v1.BeginRefitRequest"> & {
+  /**
+   * @generated from field: optional double drain_timeout_s = 1;
+   */
+  drainTimeoutS?: number | undefined;
+
+  /**
+   * The refit aborts itself (releasing held requests) if not committed by then.
+   *
+   * @generated from field: optional double timeout_s = 2;
+   */
+  timeoutS?: number | undefined;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.BeginRefitRequest.
+ * Use `create(BeginRefitRequestSchema)` to create a new message.
+ */
+export const BeginRefitRequestSchema: GenMessage<BeginRefitRequest> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 19);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.BeginRefitResponse
+ */
+export type BeginRefitResponse = Message<"sgl.diffusion.router.v1.BeginRefitResponse"> & {
+  /**
+   * @generated from field: string weight_version = 1;
+   */
+  weightVersion: string;
+
+  /**
+   * Workers to update before CommitRefit.
+   *
+   * @generated from field: repeated string workers = 2;
+   */
+  workers: string[];
+
+  /**
+   * @generated from field: double timeout_s = 3;
+   */
+  timeoutS: number;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.BeginRefitResponse.
+ * Use `create(BeginRefitResponseSchema)` to create a new message.
+ */
+export const BeginRefitResponseSchema: GenMessage<BeginRefitResponse> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 20);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromTensorRequest
+ */
+export type UpdateWeightsFromTensorRequest = Message<"sgl.diffusion.router.v1.UpdateWeightsFromTensorRequest"> & {
+  /**
+   * Worker URL or worker_id.
+   *
+   * @generated from field: string url = 1;
+   */
+  url: string;
+
+  /**
+   * The worker's update_weights_from_tensor JSON body
+   * (serialized_named_tensors, load_format, target_modules, weight_version).
+   *
+   * @generated from field: google.protobuf.Struct body = 2;
+   */
+  body?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.UpdateWeightsFromTensorRequest.
+ * Use `create(UpdateWeightsFromTensorRequestSchema)` to create a new message.
+ */
+export const UpdateWeightsFromTensorRequestSchema: GenMessage<UpdateWeightsFromTensorRequest> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 21);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromTensorResponse
+ */
+export type UpdateWeightsFromTensorResponse = Message<"sgl.diffusion.router.v1.UpdateWeightsFromTensorResponse"> & {
+  /**
+   * @generated from field: sgl.diffusion.router.v1.WorkerResult result = 1;
+   */
+  result?: WorkerResult | undefined;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.UpdateWeightsFromTensorResponse.
+ * Use `create(UpdateWeightsFromTensorResponseSchema)` to create a new message.
+ */
+export const UpdateWeightsFromTensorResponseSchema: GenMessage<UpdateWeightsFromTensorResponse> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 22);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.CommitRefitRequest
+ */
+export type CommitRefitRequest = Message<"sgl.diffusion.router.v1.CommitRefitRequest"> & {
+  /**
+   * Version name for the new weights; empty = the next number.
+   *
+   * @generated from field: string weight_version = 1;
+   */
+  weightVersion: string;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.CommitRefitRequest.
+ * Use `create(CommitRefitRequestSchema)` to create a new message.
+ */
+export const CommitRefitRequestSchema: GenMessage<CommitRefitRequest> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 23);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.CommitRefitResponse
+ */
+export type CommitRefitResponse = Message<"sgl.diffusion.router.v1.CommitRefitResponse"> & {
+  /**
+   * @generated from field: string weight_version = 1;
+   */
+  weightVersion: string;
+
+  /**
+   * @generated from field: string previous_weight_version = 2;
+   */
+  previousWeightVersion: string;
+
+  /**
+   * @generated from field: repeated string updated_workers = 3;
+   */
+  updatedWorkers: string[];
+
+  /**
+   * Not updated in this refit: out of rotation until they hold weight_version.
+   *
+   * @generated from field: repeated string stale_workers = 4;
+   */
+  staleWorkers: string[];
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.CommitRefitResponse.
+ * Use `create(CommitRefitResponseSchema)` to create a new message.
+ */
+export const CommitRefitResponseSchema: GenMessage<CommitRefitResponse> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 24);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.AbortRefitRequest
+ */
+export type AbortRefitRequest = Message<"sgl.diffusion.router.v1.AbortRefitRequest"> & {
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.AbortRefitRequest.
+ * Use `create(AbortRefitRequestSchema)` to create a new message.
+ */
+export const AbortRefitRequestSchema: GenMessage<AbortRefitRequest> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 25);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.AbortRefitResponse
+ */
+export type AbortRefitResponse = Message<"sgl.diffusion.router.v1.AbortRefitResponse"> & {
+  /**
+   * @generated from field: string weight_version = 1;
+   */
+  weightVersion: string;
+
+  /**
+   * Workers that took uncommitted weights: out of rotation.
+   *
+   * @generated from field: repeated string stale_workers = 2;
+   */
+  staleWorkers: string[];
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.AbortRefitResponse.
+ * Use `create(AbortRefitResponseSchema)` to create a new message.
+ */
+export const AbortRefitResponseSchema: GenMessage<AbortRefitResponse> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 26);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.GetRefitStatusRequest
+ */
+export type GetRefitStatusRequest = Message<"sgl.diffusion.router.v1.GetRefitStatusRequest"> & {
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.GetRefitStatusRequest.
+ * Use `create(GetRefitStatusRequestSchema)` to create a new message.
+ */
+export const GetRefitStatusRequestSchema: GenMessage<GetRefitStatusRequest> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 27);
+
+/**
+ * @generated from message sgl.diffusion.router.v1.GetRefitStatusResponse
+ */
+export type GetRefitStatusResponse = Message<"sgl.diffusion.router.v1.GetRefitStatusResponse"> & {
+  /**
+   * @generated from field: string weight_version = 1;
+   */
+  weightVersion: string;
+
+  /**
+   * @generated from field: uint32 refits = 2;
+   */
+  refits: number;
+
+  /**
+   * idle, draining, updating, open, sleeping.
+   *
+   * @generated from field: string phase = 3;
+   */
+  phase: string;
+
+  /**
+   * disk, tensor, sleep, or empty.
+   *
+   * @generated from field: string operation = 4;
+   */
+  operation: string;
+
+  /**
+   * @generated from field: repeated string updated_workers = 5;
+   */
+  updatedWorkers: string[];
+
+  /**
+   * Whether joining workers can be brought to weight_version by replay.
+   *
+   * @generated from field: bool replayable = 6;
+   */
+  replayable: boolean;
+
+  /**
+   * @generated from field: uint32 held_requests = 7;
+   */
+  heldRequests: number;
+
+  /**
+   * @generated from field: uint32 in_flight = 8;
+   */
+  inFlight: number;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.GetRefitStatusResponse.
+ * Use `create(GetRefitStatusResponseSchema)` to create a new message.
+ */
+export const GetRefitStatusResponseSchema: GenMessage<GetRefitStatusResponse> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 28);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ReleaseMemoryOccupationRequest
  */
 export type ReleaseMemoryOccupationRequest = Message<"sgl.diffusion.router.v1.ReleaseMemoryOccupationRequest"> & {
+  /**
+   * @generated from field: optional double drain_timeout_s = 1;
+   */
+  drainTimeoutS?: number | undefined;
 };
 
 /**
@@ -493,7 +843,7 @@ export type ReleaseMemoryOccupationRequest = Message<"sgl.diffusion.router.v1.Re
  * Use `create(ReleaseMemoryOccupationRequestSchema)` to create a new message.
  */
 export const ReleaseMemoryOccupationRequestSchema: GenMessage<ReleaseMemoryOccupationRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 17);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 29);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ReleaseMemoryOccupationResponse
@@ -510,7 +860,7 @@ export type ReleaseMemoryOccupationResponse = Message<"sgl.diffusion.router.v1.R
  * Use `create(ReleaseMemoryOccupationResponseSchema)` to create a new message.
  */
 export const ReleaseMemoryOccupationResponseSchema: GenMessage<ReleaseMemoryOccupationResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 18);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 30);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ResumeMemoryOccupationRequest
@@ -523,7 +873,7 @@ export type ResumeMemoryOccupationRequest = Message<"sgl.diffusion.router.v1.Res
  * Use `create(ResumeMemoryOccupationRequestSchema)` to create a new message.
  */
 export const ResumeMemoryOccupationRequestSchema: GenMessage<ResumeMemoryOccupationRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 19);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 31);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ResumeMemoryOccupationResponse
@@ -540,7 +890,7 @@ export type ResumeMemoryOccupationResponse = Message<"sgl.diffusion.router.v1.Re
  * Use `create(ResumeMemoryOccupationResponseSchema)` to create a new message.
  */
 export const ResumeMemoryOccupationResponseSchema: GenMessage<ResumeMemoryOccupationResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 20);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 32);
 
 /**
  * The launcher: section of the YAML, same keys. Unset fields take the YAML defaults.
@@ -618,7 +968,7 @@ export type LauncherConfig = Message<"sgl.diffusion.router.v1.LauncherConfig"> &
  * Use `create(LauncherConfigSchema)` to create a new message.
  */
 export const LauncherConfigSchema: GenMessage<LauncherConfig> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 21);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 33);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ManagedWorker
@@ -684,7 +1034,7 @@ export type ManagedWorker = Message<"sgl.diffusion.router.v1.ManagedWorker"> & {
  * Use `create(ManagedWorkerSchema)` to create a new message.
  */
 export const ManagedWorkerSchema: GenMessage<ManagedWorker> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 22);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 34);
 
 /**
  * @generated from message sgl.diffusion.router.v1.LaunchWorkersRequest
@@ -715,7 +1065,7 @@ export type LaunchWorkersRequest = Message<"sgl.diffusion.router.v1.LaunchWorker
  * Use `create(LaunchWorkersRequestSchema)` to create a new message.
  */
 export const LaunchWorkersRequestSchema: GenMessage<LaunchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 23);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 35);
 
 /**
  * @generated from message sgl.diffusion.router.v1.LaunchWorkersResponse
@@ -732,7 +1082,7 @@ export type LaunchWorkersResponse = Message<"sgl.diffusion.router.v1.LaunchWorke
  * Use `create(LaunchWorkersResponseSchema)` to create a new message.
  */
 export const LaunchWorkersResponseSchema: GenMessage<LaunchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 24);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 36);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ListManagedWorkersRequest
@@ -745,7 +1095,7 @@ export type ListManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ListMan
  * Use `create(ListManagedWorkersRequestSchema)` to create a new message.
  */
 export const ListManagedWorkersRequestSchema: GenMessage<ListManagedWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 25);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 37);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ListManagedWorkersResponse
@@ -762,7 +1112,7 @@ export type ListManagedWorkersResponse = Message<"sgl.diffusion.router.v1.ListMa
  * Use `create(ListManagedWorkersResponseSchema)` to create a new message.
  */
 export const ListManagedWorkersResponseSchema: GenMessage<ListManagedWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 26);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 38);
 
 /**
  * @generated from message sgl.diffusion.router.v1.StopManagedWorkersRequest
@@ -781,7 +1131,7 @@ export type StopManagedWorkersRequest = Message<"sgl.diffusion.router.v1.StopMan
  * Use `create(StopManagedWorkersRequestSchema)` to create a new message.
  */
 export const StopManagedWorkersRequestSchema: GenMessage<StopManagedWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 27);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 39);
 
 /**
  * @generated from message sgl.diffusion.router.v1.StopManagedWorkersResponse
@@ -798,7 +1148,7 @@ export type StopManagedWorkersResponse = Message<"sgl.diffusion.router.v1.StopMa
  * Use `create(StopManagedWorkersResponseSchema)` to create a new message.
  */
 export const StopManagedWorkersResponseSchema: GenMessage<StopManagedWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 28);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 40);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ScaleManagedWorkersRequest
@@ -834,7 +1184,7 @@ export type ScaleManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ScaleM
  * Use `create(ScaleManagedWorkersRequestSchema)` to create a new message.
  */
 export const ScaleManagedWorkersRequestSchema: GenMessage<ScaleManagedWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 29);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 41);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ScaleManagedWorkersResponse
@@ -861,7 +1211,7 @@ export type ScaleManagedWorkersResponse = Message<"sgl.diffusion.router.v1.Scale
  * Use `create(ScaleManagedWorkersResponseSchema)` to create a new message.
  */
 export const ScaleManagedWorkersResponseSchema: GenMessage<ScaleManagedWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 30);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 42);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetRouterStatusRequest
@@ -874,7 +1224,7 @@ export type GetRouterStatusRequest = Message<"sgl.diffusion.router.v1.GetRouterS
  * Use `create(GetRouterStatusRequestSchema)` to create a new message.
  */
 export const GetRouterStatusRequestSchema: GenMessage<GetRouterStatusRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 31);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 43);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetRouterStatusResponse
@@ -941,7 +1291,7 @@ export type GetRouterStatusResponse = Message<"sgl.diffusion.router.v1.GetRouter
  * Use `create(GetRouterStatusResponseSchema)` to create a new message.
  */
 export const GetRouterStatusResponseSchema: GenMessage<GetRouterStatusResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 32);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 44);
 
 /**
  * @generated from enum sgl.diffusion.router.v1.WorkerState
@@ -1114,7 +1464,11 @@ export const AdminService: GenService<{
     output: typeof WatchWorkersResponseSchema;
   },
   /**
-   * Broadcasts update_weights_from_disk to every eligible worker.
+   * The coordinated refit: holds new generation requests, drains those in
+   * flight, sends the body to every worker, bumps the weight version if any
+   * worker loaded it. Workers that failed leave rotation. When any worker
+   * failed the call fails with UNAVAILABLE and carries this response as an
+   * error detail. A second refit while one runs: FAILED_PRECONDITION.
    *
    * @generated from rpc sgl.diffusion.router.v1.AdminService.UpdateWeightsFromDisk
    */
@@ -1122,6 +1476,53 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof UpdateWeightsFromDiskRequestSchema;
     output: typeof UpdateWeightsFromDiskResponseSchema;
+  },
+  /**
+   * Two-phase refit for per-worker tensor payloads: hold and drain, then
+   * UpdateWeightsFromTensor per worker, then CommitRefit (or AbortRefit).
+   *
+   * @generated from rpc sgl.diffusion.router.v1.AdminService.BeginRefit
+   */
+  beginRefit: {
+    methodKind: "unary";
+    input: typeof BeginRefitRequestSchema;
+    output: typeof BeginRefitResponseSchema;
+  },
+  /**
+   * Sends one worker its own update_weights_from_tensor payload (needs an open refit).
+   *
+   * @generated from rpc sgl.diffusion.router.v1.AdminService.UpdateWeightsFromTensor
+   */
+  updateWeightsFromTensor: {
+    methodKind: "unary";
+    input: typeof UpdateWeightsFromTensorRequestSchema;
+    output: typeof UpdateWeightsFromTensorResponseSchema;
+  },
+  /**
+   * Updated workers take the new version; the others leave rotation until updated.
+   *
+   * @generated from rpc sgl.diffusion.router.v1.AdminService.CommitRefit
+   */
+  commitRefit: {
+    methodKind: "unary";
+    input: typeof CommitRefitRequestSchema;
+    output: typeof CommitRefitResponseSchema;
+  },
+  /**
+   * @generated from rpc sgl.diffusion.router.v1.AdminService.AbortRefit
+   */
+  abortRefit: {
+    methodKind: "unary";
+    input: typeof AbortRefitRequestSchema;
+    output: typeof AbortRefitResponseSchema;
+  },
+  /**
+   * @generated from rpc sgl.diffusion.router.v1.AdminService.GetRefitStatus
+   */
+  getRefitStatus: {
+    methodKind: "unary";
+    input: typeof GetRefitStatusRequestSchema;
+    output: typeof GetRefitStatusResponseSchema;
   },
   /**
    * Puts workers to sleep (frees GPU memory for training).

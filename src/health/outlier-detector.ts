@@ -1,0 +1,67 @@
+import type { Logger } from "../log.js";
+import type { FailureKind } from "../proxy/network-errors.js";
+import type { Registry } from "../registry/registry.js";
+import type { Worker } from "../registry/worker.js";
+
+/** Options of {@link createOutlierDetector}. */
+export interface OutlierDetectorOptions {
+  registry: Registry;
+  logger: Logger;
+  /** Consecutive failed requests (connection errors, 5xx, timeouts) before ejection; default 3. */
+  consecutiveFailures: number;
+  /** First ejection lasts this long; each further one doubles it. Default 1 s. */
+  baseEjectionMs: number;
+  /** Longest ejection; default 60 s. */
+  maxEjectionMs: number;
+  /** Probes the worker when its ejection ends. */
+  probe: (worker: Worker) => void;
+  /** Told of each ejection (metrics). */
+  onEject?: (worker: Worker) => void;
+}
+
+export interface OutlierDetector {
+  /** A request finished well: clears the failure streak (cheap when there is none). */
+  onSuccess(worker: Worker): void;
+  onFailure(worker: Worker, kind: FailureKind, detail: string): void;
+}
+
+/**
+ * Passive health: real traffic tells about a worker long before the next
+ * active probe. A worker that fails fast has the fewest active requests and
+ * would attract least-request traffic, so failures take it out of rotation
+ * at once; it comes back only after a probe at the end of an exponentially
+ * growing ejection.
+ */
+export function createOutlierDetector(options: OutlierDetectorOptions): OutlierDetector {
+  const { registry, logger } = options;
+  return {
+    onSuccess(worker) {
+      if (worker.consecutiveFailures === 0 || worker.dead) return;
+      registry.update(worker.url, "request_ok", (w) => {
+        w.consecutiveFailures = 0;
+      });
+    },
+    onFailure(worker, kind, detail) {
+      if (registry.get(worker.url) !== worker) return;
+      let ejectedForMs = 0;
+      registry.update(worker.url, "request_failed", (w) => {
+        w.consecutiveFailures++;
+        w.lastError = `${kind}: ${detail}`;
+        // A refused connection is certain: the process is not there.
+        const threshold = kind === "not_sent" ? 1 : options.consecutiveFailures;
+        if (w.dead || w.consecutiveFailures < threshold) return;
+        w.ejectionCount++;
+        ejectedForMs = Math.min(options.maxEjectionMs, options.baseEjectionMs * 2 ** (w.ejectionCount - 1));
+        w.dead = true;
+        w.deadReason = "ejected";
+        w.consecutiveSuccesses = 0;
+        w.ejectedUntilMs = Date.now() + ejectedForMs;
+      });
+      if (ejectedForMs > 0) {
+        logger.warn({ worker: worker.url, kind, detail, ejectedForMs, ejections: worker.ejectionCount }, "worker ejected after failed requests");
+        options.onEject?.(worker);
+        setTimeout(() => options.probe(worker), ejectedForMs).unref();
+      }
+    },
+  };
+}

@@ -1,0 +1,422 @@
+import type { BroadcastResult, Control } from "../admin/control.js";
+import type { Admission } from "../admission/admission.js";
+import { RouterError } from "../errors.js";
+import type { Logger } from "../log.js";
+import type { Registry, RegistryEvent } from "../registry/registry.js";
+import type { Worker } from "../registry/worker.js";
+import type { PersistedState, StateStore } from "./state-store.js";
+
+/** Options of {@link createRefitCoordinator}. */
+export interface RefitCoordinatorOptions {
+  registry: Registry;
+  admission: Admission;
+  control: Control;
+  logger: Logger;
+  /** Default time to wait for in-flight generation before a refit or sleep. */
+  drainTimeoutMs: number;
+  /** Default time a two-phase refit may stay open. */
+  refitTimeoutMs: number;
+  store: StateStore | null;
+}
+
+export type RefitPhase = "idle" | "draining" | "updating" | "open" | "sleeping";
+
+/** The answer of a coordinated operation: HTTP status plus the JSON body. */
+export interface RefitAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+interface Operation {
+  kind: "disk" | "tensor" | "sleep";
+  phase: RefitPhase;
+  startedAtMs: number;
+  unhold: () => void;
+  /** Tensor refit: workers whose update_weights_from_tensor succeeded. */
+  updated: Set<string>;
+  timer: NodeJS.Timeout | null;
+}
+
+/** A worker's update succeeded when it answered 200 and did not say success:false. */
+function succeeded(r: BroadcastResult): boolean {
+  return r.status_code === 200 && !(r.body && typeof r.body === "object" && (r.body as { success?: unknown }).success === false);
+}
+
+function messageOf(r: BroadcastResult): string {
+  const b = r.body as Record<string, unknown> | null;
+  const m = b?.message ?? b?.detail ?? b?.error ?? b?.raw;
+  return typeof m === "string" ? m : JSON.stringify(m ?? b);
+}
+
+/**
+ * The state machine of refits and sleep/wake. It is what makes "no answer
+ * mixes old and new weights" true:
+ * - new generation requests are held (admission.hold) from the moment a
+ *   refit starts, the ones in flight finish (drain), and only then do the
+ *   workers load new weights;
+ * - a worker that failed to load, joined later, came back from the dead or
+ *   restarted behind its URL is out of rotation (`syncing`/`stale`) until it
+ *   holds the current version: the last disk refit is replayed to it, and a
+ *   tensor refit (which the router cannot replay) leaves it for the trainer;
+ * - one operation at a time: a second one gets 409.
+ */
+export function createRefitCoordinator(options: RefitCoordinatorOptions) {
+  const { registry, admission, control, logger, store } = options;
+  let version = "0";
+  let refits = 0;
+  let last: PersistedState["last"] = null;
+  let op: Operation | null = null;
+  /** Workers the persisted state says held `version` in a given process. */
+  let remembered: PersistedState["workers"] = {};
+  const syncing = new Set<string>();
+  const nextSyncAtMs = new Map<string, number>();
+  const syncFailures = new Map<string, number>();
+
+  // Restore: a router restarted mid-refit cannot know which workers loaded
+  // what, so it trusts none of them and converges them to the target.
+  const saved = store?.load() ?? null;
+  if (saved) {
+    version = saved.version;
+    refits = saved.refits;
+    last = saved.last;
+    remembered = saved.workers ?? {};
+    if (saved.inProgress?.kind === "disk") {
+      version = saved.inProgress.targetVersion;
+      last = { kind: "disk", body: saved.inProgress.body };
+      remembered = {};
+      logger.warn({ version }, "state file: the router stopped during a disk refit; every worker is re-synced to the refit's weights before it takes traffic");
+    } else if (saved.inProgress?.kind === "tensor") {
+      last = { kind: "tensor" };
+      remembered = {};
+      logger.warn("state file: the router stopped during a tensor refit; every worker stays out of rotation until a trainer updates it");
+    }
+  }
+
+  function persist(inProgress: PersistedState["inProgress"] = null): void {
+    if (!store) return;
+    const workers: PersistedState["workers"] = {};
+    for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint };
+    store.save({ version, refits, last, inProgress, workers });
+  }
+
+  function setSync(w: Worker, sync: Worker["sync"], reason: string, lastError?: string | null): void {
+    registry.update(w.url, reason, (x) => {
+      x.sync = sync;
+      if (lastError !== undefined) x.lastError = lastError;
+    });
+  }
+
+  /**
+   * Brings a worker to the current weights, or keeps it out of rotation.
+   * Called when it joins, comes back, wakes, restarts, and after each refit.
+   */
+  function reconcile(w: Worker): void {
+    if (registry.get(w.url) !== w || w.dead || op?.kind === "disk" || op?.kind === "tensor") return;
+    if (w.weightVersion === version) {
+      if (w.sync !== "in_sync") setSync(w, "in_sync", "weights_current");
+      return;
+    }
+    if (last === null) {
+      // No refit ever happened: every worker holds the base weights.
+      registry.update(w.url, "weights", (x) => {
+        x.weightVersion = version;
+        x.sync = "in_sync";
+      });
+      return;
+    }
+    const mem = remembered[w.url];
+    if (mem && mem.version === version && mem.fingerprint !== null && mem.fingerprint === w.capabilities.instanceFingerprint) {
+      // Same process that held the current version before the router restarted.
+      registry.update(w.url, "weights_restored", (x) => {
+        x.weightVersion = version;
+        x.sync = "in_sync";
+      });
+      return;
+    }
+    if (last.kind === "tensor") {
+      if (w.sync !== "stale") setSync(w, "stale", "stale_weights", `holds weights ${w.weightVersion ?? "unknown"}, pool is on ${version} from a tensor refit the router cannot replay: update it through /refit/begin, /workers/{id}/update_weights_from_tensor, /refit/commit`);
+      return;
+    }
+    if (w.sleeping) {
+      // A sleeping worker cannot load weights; it is re-synced when it wakes.
+      if (w.sync === "in_sync") setSync(w, "stale", "stale_weights", `asleep while the pool moved to ${version}`);
+      return;
+    }
+    void replay(w, last.body);
+  }
+
+  async function replay(w: Worker, body: string): Promise<void> {
+    if (syncing.has(w.url)) return;
+    const waitUntil = nextSyncAtMs.get(w.url) ?? 0;
+    if (Date.now() < waitUntil) {
+      if (w.sync === "in_sync") setSync(w, "stale", "stale_weights");
+      return;
+    }
+    syncing.add(w.url);
+    const target = version;
+    setSync(w, "syncing", "syncing", null);
+    logger.info({ worker: w.url, version: target }, "re-syncing worker: replaying the last update_weights_from_disk");
+    try {
+      const [result] = await control.broadcast("/update_weights_from_disk", body, [w]);
+      if (registry.get(w.url) !== w) return;
+      if (result && succeeded(result) && target === version) {
+        syncFailures.delete(w.url);
+        nextSyncAtMs.delete(w.url);
+        registry.update(w.url, "weights", (x) => {
+          x.weightVersion = target;
+          x.sync = "in_sync";
+          x.lastError = null;
+        });
+        persist();
+        logger.info({ worker: w.url, version: target }, "worker re-synced: back in rotation");
+      } else {
+        const n = (syncFailures.get(w.url) ?? 0) + 1;
+        syncFailures.set(w.url, n);
+        nextSyncAtMs.set(w.url, Date.now() + Math.min(300_000, 5_000 * 2 ** (n - 1)));
+        setSync(w, "stale", "sync_failed", `replaying weights ${target} failed: ${result ? messageOf(result) : "no answer"}`);
+        logger.warn({ worker: w.url, version: target, attempt: n }, "re-sync failed: worker stays out of rotation");
+      }
+    } finally {
+      syncing.delete(w.url);
+    }
+  }
+
+  /** Re-checks every worker (after a refit, and on each health round for backoff retries). */
+  function sweep(): void {
+    for (const w of registry.all()) reconcile(w);
+  }
+
+  // "added" is not here: a new worker's process fingerprint (needed to trust a
+  // restored state) is known only after the capability probe ("capabilities").
+  const reconcileOn = new Set(["capabilities", "health_probe_ok", "recovered", "awake", "process_changed", "request_ok"]);
+  registry.on("change", (e: RegistryEvent) => {
+    if (e.type === "removed") {
+      syncFailures.delete(e.worker.url);
+      nextSyncAtMs.delete(e.worker.url);
+      return;
+    }
+    const w = e.worker;
+    if (e.type === "added") {
+      if (last === null) reconcile(w);
+      else setSync(w, "syncing", "syncing");
+      return;
+    }
+    if (!reconcileOn.has(e.reason)) return;
+    if (w.dead) return;
+    if (w.weightVersion !== version || w.sync !== "in_sync") {
+      // Out of rotation at once (synchronously, before any request can pick
+      // it), then brought up to date.
+      if (w.sync === "in_sync" && last !== null) setSync(w, "syncing", "syncing");
+      queueMicrotask(() => reconcile(w));
+    }
+  });
+
+  function begin(kind: Operation["kind"], reason: string): Operation {
+    if (op) {
+      throw new RouterError("refit_in_progress", `a ${op.kind === "sleep" ? "memory release" : `${op.kind} refit`} is in progress (phase ${op.phase}, started ${Math.round((Date.now() - op.startedAtMs) / 1000)} s ago); retry when it ends`);
+    }
+    op = { kind, phase: "draining", startedAtMs: Date.now(), unhold: admission.hold(reason), updated: new Set(), timer: null };
+    return op;
+  }
+
+  function end(): void {
+    if (!op) return;
+    if (op.timer) clearTimeout(op.timer);
+    const unhold = op.unhold;
+    op = null;
+    unhold();
+  }
+
+  async function drain(timeoutMs: number): Promise<void> {
+    const ok = await admission.whenIdle(timeoutMs);
+    if (!ok) {
+      throw new RouterError("drain_timeout", `${admission.inFlight} generation request(s) still in flight after ${Math.round(timeoutMs / 1000)} s: nothing was changed (raise drain_timeout_s or --drain-timeout)`, { details: { in_flight: admission.inFlight } });
+    }
+  }
+
+  function summaryOf(results: BroadcastResult[]) {
+    const ok = results.filter(succeeded).map((r) => r.worker_url);
+    const failed = results.filter((r) => !succeeded(r)).map((r) => ({ worker_url: r.worker_url, status_code: r.status_code, message: messageOf(r) }));
+    return { targets: results.length, succeeded: ok.length, failed: failed.length, failed_workers: failed };
+  }
+
+  return {
+    get version() {
+      return version;
+    },
+
+    status() {
+      return {
+        weight_version: version,
+        refits,
+        phase: op?.phase ?? "idle",
+        operation: op?.kind ?? null,
+        started_at_ms: op?.startedAtMs ?? null,
+        updated_workers: op ? [...op.updated] : [],
+        replayable: last?.kind === "disk",
+        held_requests: admission.queued,
+        in_flight: admission.inFlight,
+      };
+    },
+
+    /**
+     * `POST /update_weights_from_disk`: hold, drain, broadcast, then bump the
+     * version if any worker loaded the weights. Workers that failed leave
+     * rotation (`stale`) rather than serve the old weights.
+     */
+    async updateWeightsFromDisk(raw: Buffer, json: Record<string, unknown>, drainTimeoutMs = options.drainTimeoutMs): Promise<RefitAnswer> {
+      const current = begin("disk", "refit");
+      try {
+        const targetVersion = json.weight_version !== undefined && json.weight_version !== null ? String(json.weight_version) : String(refits + 1);
+        persist({ kind: "disk", body: raw.toString("utf8"), targetVersion, startedAtMs: current.startedAtMs });
+        await drain(drainTimeoutMs);
+        current.phase = "updating";
+        const targets = registry.all().filter((w) => !w.dead);
+        if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
+        const results = await control.broadcast("/update_weights_from_disk", raw, targets);
+        const summary = summaryOf(results);
+        const previous = version;
+        if (summary.succeeded > 0) {
+          version = targetVersion;
+          refits++;
+          last = { kind: "disk", body: raw.toString("utf8") };
+          for (const r of results) {
+            const ok = succeeded(r);
+            registry.update(r.worker_url, ok ? "weights" : "refit_failed", (w) => {
+              if (ok) {
+                w.weightVersion = version;
+                w.sync = "in_sync";
+              } else {
+                // It rolled back to the old weights: keep it away from traffic.
+                w.sync = "stale";
+                w.lastError = `update_weights_from_disk to ${version} failed: ${messageOf(r)}`;
+              }
+            });
+          }
+        }
+        persist();
+        const body = { results, weight_version: version, previous_weight_version: previous, summary };
+        if (summary.failed === 0) return { status: 200, body };
+        const what = summary.succeeded === 0 ? `no worker loaded the weights; the pool stays on ${version}` : `${summary.failed} of ${summary.targets} worker(s) failed and left rotation until they hold ${version}`;
+        return { status: 502, body: { ...body, error: { message: `update_weights_from_disk: ${what}`, type: "server_error", code: "upstream_failed", param: null } } };
+      } catch (err) {
+        persist();
+        throw err;
+      } finally {
+        end();
+        sweep();
+      }
+    },
+
+    /** `POST /refit/begin`: hold and drain, then leave the refit open for per-worker tensor updates. */
+    async begin(drainTimeoutMs = options.drainTimeoutMs, timeoutMs = options.refitTimeoutMs) {
+      const current = begin("tensor", "refit");
+      try {
+        persist({ kind: "tensor", startedAtMs: current.startedAtMs });
+        await drain(drainTimeoutMs);
+      } catch (err) {
+        end();
+        persist();
+        throw err;
+      }
+      current.phase = "open";
+      current.timer = setTimeout(() => {
+        if (op !== current) return;
+        logger.warn({ timeoutMs }, "two-phase refit left open past its timeout: aborting and releasing held requests");
+        abort("timed out");
+      }, timeoutMs);
+      current.timer.unref();
+      return { weight_version: version, phase: "open", timeout_s: timeoutMs / 1000, workers: registry.all().filter((w) => !w.dead).map((w) => w.url) };
+    },
+
+    /** Whether a per-worker tensor update may go through now; throws 409 if not. */
+    requireOpenRefit(): void {
+      if (op?.kind !== "tensor" || op.phase !== "open") {
+        throw new RouterError("no_refit_in_progress", "update_weights_from_tensor needs an open refit: POST /refit/begin first (it holds and drains traffic so no answer mixes weights), then /refit/commit");
+      }
+    },
+
+    /** Records a worker's tensor update answer (from the passthrough). */
+    tensorUpdated(workerUrl: string, status: number, answer: Buffer): void {
+      if (op?.kind !== "tensor") return;
+      let ok = status === 200;
+      try {
+        if (ok && (JSON.parse(answer.toString("utf8")) as { success?: unknown }).success === false) ok = false;
+      } catch {
+        // Not JSON: status decides.
+      }
+      if (ok) op.updated.add(workerUrl);
+      else op.updated.delete(workerUrl);
+    },
+
+    /** `POST /refit/commit`: the updated workers take the new version; the others leave rotation. */
+    commit(weightVersion: unknown) {
+      if (op?.kind !== "tensor" || op.phase !== "open") throw new RouterError("no_refit_in_progress", "no open refit to commit: POST /refit/begin first");
+      if (op.updated.size === 0) throw new RouterError("invalid_request", "no worker was updated in this refit: POST /workers/{worker_id}/update_weights_from_tensor to each worker before committing (or /refit/abort)");
+      const updated = op.updated;
+      const previous = version;
+      version = weightVersion !== undefined && weightVersion !== null && weightVersion !== "" ? String(weightVersion) : String(refits + 1);
+      refits++;
+      last = { kind: "tensor" };
+      const stale: string[] = [];
+      for (const w of registry.all()) {
+        if (updated.has(w.url)) {
+          registry.update(w.url, "weights", (x) => {
+            x.weightVersion = version;
+            x.sync = "in_sync";
+            x.lastError = null;
+          });
+        } else if (!w.dead) {
+          stale.push(w.url);
+          setSync(w, "stale", "stale_weights", `not updated in tensor refit ${version}`);
+        }
+      }
+      end();
+      persist();
+      sweep();
+      return { weight_version: version, previous_weight_version: previous, updated_workers: [...updated], stale_workers: stale };
+    },
+
+    abort,
+
+    /** `POST /release_memory_occupation`: drain, then put every awake worker to sleep. */
+    async releaseMemory(raw: Buffer, drainTimeoutMs = options.drainTimeoutMs): Promise<RefitAnswer> {
+      const current = begin("sleep", "sleep");
+      try {
+        await drain(drainTimeoutMs);
+        current.phase = "sleeping";
+        const { status, results } = await control.releaseMemoryOccupation(raw);
+        return { status, body: { results } };
+      } finally {
+        end();
+      }
+    },
+
+    /** `POST /resume_memory_occupation`: wake the sleeping workers; held requests then flow. */
+    async resumeMemory(raw: Buffer): Promise<RefitAnswer> {
+      if (op) throw new RouterError("refit_in_progress", `a ${op.kind} operation is in progress (phase ${op.phase}); retry when it ends`);
+      const { status, results } = await control.resumeMemoryOccupation(raw);
+      sweep();
+      return { status, body: { results } };
+    },
+
+    sweep,
+  };
+
+  function abort(why = "aborted by request") {
+    if (!op || op.kind === "sleep") throw new RouterError("no_refit_in_progress", "no refit in progress to abort");
+    const current = op;
+    // Workers that already took new tensors hold weights nobody committed.
+    const stale = [...current.updated];
+    end();
+    for (const url of stale) {
+      const w = registry.get(url);
+      if (w) setSync(w, "stale", "stale_weights", `holds uncommitted weights from an aborted refit (${why})`);
+    }
+    persist();
+    sweep();
+    return { weight_version: version, aborted: true, reason: why, stale_workers: stale };
+  }
+}
+
+export type RefitCoordinator = ReturnType<typeof createRefitCoordinator>;
