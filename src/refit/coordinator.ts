@@ -287,9 +287,12 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
                 w.weightVersion = version;
                 w.sync = "in_sync";
               } else {
-                // It rolled back to the old weights: keep it away from traffic.
+                // It rolled back to the old weights: keep it away from traffic,
+                // and give it time before the first replay (the same load just failed).
                 w.sync = "stale";
                 w.lastError = `update_weights_from_disk to ${version} failed: ${messageOf(r)}`;
+                syncFailures.set(w.url, 1);
+                nextSyncAtMs.set(w.url, Date.now() + 5_000);
               }
             });
           }

@@ -158,7 +158,7 @@ function respond<R extends { host: string; messageRequest: MessageRequest }>(ind
 /**
  * Serves gRPC server reflection (grpc.reflection.v1 and v1alpha) for
  * `services` and for itself, so `buf curl --list-services` and calls
- * without `--schema` (and grpcurl) work. Reflection exposes only the schema,
+ * without `--schema` work. Reflection exposes only the schema,
  * never data, so it takes no auth interceptor.
  */
 export function registerReflection(router: ConnectRouter, services: readonly DescService[]): ReflectionIndex {

@@ -69,8 +69,16 @@ export async function startRouterProcess(args: string[] = [], opts: { env?: Node
   const early = exited.then(([code]) => {
     throw new Error(`router exited with ${code} before listening: ${stderr}`);
   });
-  const line = (await Promise.race([listening, early])) as Record<string, unknown>;
-  early.catch(() => undefined);
+  let line: Record<string, unknown>;
+  try {
+    line = (await Promise.race([listening, early])) as Record<string, unknown>;
+  } catch (err) {
+    // Never leave a router behind when start-up did not go as expected.
+    proc.kill("SIGKILL");
+    throw err;
+  } finally {
+    early.catch(() => undefined);
+  }
   const url = String(line.url);
   return {
     url,

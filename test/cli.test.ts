@@ -1,0 +1,193 @@
+// The router's command line, run as a user runs it: flags, --help, the
+// launcher (sim backend) and Ctrl-C.
+import { execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { isAlive, jsonRequest, routerCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+const run = promisify(execFile);
+
+/** Runs the CLI to completion (it must exit by itself). */
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [routerCli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    p.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
+    p.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Pids of processes whose command line mentions the sim CLI and `--port <port>`. */
+async function simPidsOnPort(port: number): Promise<number[]> {
+  try {
+    const { stdout } = await run("pgrep", ["-f", `sim/cli\\.js.*--port ${port}( |$)`]);
+    return stdout.split("\n").filter(Boolean).map(Number);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+let tmp: string;
+const routers: RouterProcess[] = [];
+const sims: SimProcess[] = [];
+
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), "router-cli-test-"));
+});
+
+afterEach(async () => {
+  // A failed assertion must not leave processes running (SIGTERM also stops managed workers).
+  await Promise.all(routers.splice(0).map((r) => r.stop()));
+});
+
+afterAll(async () => {
+  await Promise.all(sims.map((s) => s.stop()));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function launcherYaml(name: string, numWorkers: number): { path: string; basePort: number } {
+  // Even base in a range away from the defaults; each worker uses base+2i (and +1).
+  const basePort = 20000 + 2 * Math.floor(Math.random() * 4000);
+  const path = join(tmp, name);
+  writeFileSync(
+    path,
+    [
+      "launcher:",
+      "  backend: sim",
+      "  model: Qwen/Qwen-Image",
+      `  num_workers: ${numWorkers}`,
+      "  worker_host: 127.0.0.1",
+      `  worker_base_port: ${basePort}`,
+      "  wait_timeout: 30",
+      "",
+    ].join("\n"),
+  );
+  return { path, basePort };
+}
+
+/** The launched workers' pids, from the router's "launched worker" log lines. */
+function launchedPids(router: RouterProcess): { url: string; pid: number }[] {
+  return router.logs.filter((l) => l.msg === "launched worker").map((l) => ({ url: String(l.worker), pid: Number(l.pid) }));
+}
+
+async function sigint(router: RouterProcess): Promise<number | null> {
+  const exited = once(router.proc, "exit") as Promise<[number | null, string | null]>;
+  router.proc.kill("SIGINT");
+  const [code] = await exited;
+  return code;
+}
+
+describe("flags", () => {
+  it("--help lists every flag of the original and exits 0", async () => {
+    const r = await runCli(["--help"]);
+    expect(r.code).toBe(0);
+    for (const flag of [
+      "--host",
+      "--port",
+      "--worker-urls",
+      "--max-connections",
+      "--timeout",
+      "--health-check-interval",
+      "--health-check-failure-threshold",
+      "--routing-algorithm",
+      "--verbose",
+      "--log-level",
+      "--launcher-config",
+      "--access-log-exclude-prefixes",
+    ]) {
+      expect(r.stdout, flag).toMatch(new RegExp(`(^|\\s)${flag}[ ,<]`, "m"));
+    }
+  });
+
+  it("a bad --routing-algorithm exits non-zero naming the choices", async () => {
+    const r = await runCli(["--port", "0", "--routing-algorithm", "fastest"]);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBeNull();
+    for (const choice of ["least-request", "round-robin", "random"]) expect(r.stderr).toContain(choice);
+    expect(r.stdout).not.toContain("router listening");
+  });
+
+  it.each([["--uvicorn-access-log-exclude-prefixes"], ["--access-log-exclude-prefixes"]])("%s /health keeps /health out of the access log", async (flag) => {
+    const router = await startRouterProcess([flag, "/health"]);
+    routers.push(router);
+    for (let i = 0; i < 3; i++) expect((await jsonRequest(`${router.url}/health`)).status).toBe(503);
+    expect((await jsonRequest(`${router.url}/workers`)).status).toBe(200);
+    await router.waitForLog((l) => l.msg === "request" && l.path === "/workers");
+    const logged = router.logs.filter((l) => l.msg === "request").map((l) => l.path);
+    expect(logged).not.toContain("/health");
+  });
+});
+
+describe("--launcher-config with the sim backend", () => {
+  it("starts the workers, registers them (managed), serves, and leaves nothing behind on Ctrl-C", async () => {
+    const { path } = launcherYaml("two.yaml", 2);
+    const router = await startRouterProcess(["--launcher-config", path]);
+    routers.push(router);
+    const workers = await waitFor(async () => {
+      const ws = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
+      return ws.length === 2 && ws.every((w) => !w.is_dead && w.video_support === false) ? ws : undefined;
+    }, 20_000, "2 launched workers registered");
+    for (const w of workers) expect(w.managed).toBe(true);
+
+    const gen = await jsonRequest(`${router.url}/v1/images/generations`, {
+      method: "POST",
+      json: { prompt: "launched", size: "64x64", num_inference_steps: 2, response_format: "b64_json" },
+    });
+    expect(gen.status).toBe(200);
+    expect(workers.map((w) => w.url)).toContain(gen.headers.get("x-sim-worker"));
+
+    const launched = launchedPids(router);
+    expect(launched.map((l) => l.url).sort()).toEqual(workers.map((w) => w.url).sort());
+    const ports = launched.map((l) => Number(new URL(l.url).port));
+    const byPgrep = (await Promise.all(ports.map(simPidsOnPort))).flat();
+    for (const { pid } of launched) {
+      expect(isAlive(pid)).toBe(true);
+      expect(byPgrep).toContain(pid);
+    }
+
+    expect(await sigint(router)).toBe(0);
+    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
+    expect((await Promise.all(ports.map(simPidsOnPort))).flat()).toEqual([]);
+  }, 30_000);
+
+  it("mixes --worker-urls with a launcher config (3 workers); Ctrl-C stops only the managed ones", async () => {
+    const external = await startSimProcess([]);
+    sims.push(external);
+    const { path } = launcherYaml("mixed.yaml", 2);
+    const router = await startRouterProcess(["--worker-urls", external.url, "--launcher-config", path]);
+    routers.push(router);
+    const workers = await waitFor(async () => {
+      const ws = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
+      return ws.length === 3 && ws.every((w) => !w.is_dead) ? ws : undefined;
+    }, 20_000, "3 workers registered");
+    expect(workers.filter((w) => w.managed).length).toBe(2);
+    expect(workers.find((w) => w.url === external.url)?.managed).toBe(false);
+
+    const makers = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const r = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: { prompt: `mix ${i}`, size: "64x64", num_inference_steps: 2 } });
+      expect(r.status).toBe(200);
+      makers.add(r.headers.get("x-sim-worker")!);
+    }
+    expect(makers.size).toBe(3);
+
+    const launched = launchedPids(router);
+    expect(launched).toHaveLength(2);
+    expect(await sigint(router)).toBe(0);
+    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
+    // The external worker is not the router's to stop.
+    expect(isAlive(external.pid)).toBe(true);
+    expect((await jsonRequest(`${external.url}/health`)).status).toBe(200);
+  }, 30_000);
+});
