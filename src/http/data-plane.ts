@@ -271,9 +271,14 @@ export function createDataPlane(options: DataPlaneOptions) {
       await toOwner(req, res, path, images.lookup(id), "image", id);
     },
 
+    /**
+     * Get, delete or download a job on the worker that owns it. The owner is
+     * kept after a DELETE: a queued job only becomes `cancelling` there, and
+     * later questions about it must still reach that worker (it answers 404
+     * once the job is really gone).
+     */
     async videoById(req: Req, res: Res, path: string, id: string): Promise<void> {
-      const isDelete = req.method === "DELETE";
-      await toOwner(req, res, path, videos.lookup(id), "video", id, isDelete ? (status) => void (status === 200 && videos.forget(id)) : undefined);
+      await toOwner(req, res, path, videos.lookup(id), "video", id);
     },
 
     /**

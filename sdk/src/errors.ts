@@ -1,0 +1,119 @@
+import { ConnectError } from "@connectrpc/connect";
+
+/**
+ * Codes the SDK itself assigns. Router answers carry their own stable
+ * `error.code` (e.g. `no_healthy_workers`, `no_video_workers`,
+ * `unauthenticated`), which is used as is; worker answers without one get
+ * `http_<status>`.
+ */
+export type RouterClientErrorCode =
+  | "network_error"
+  | "timeout"
+  | "aborted"
+  | "video_failed"
+  | "invalid_response"
+  | `http_${number}`
+  // The router's codes (see the router's src/errors.ts) and any a newer one adds.
+  | (string & {});
+
+export interface RouterClientErrorInit {
+  status: number;
+  code: RouterClientErrorCode;
+  message: string;
+  body?: unknown;
+  cause?: unknown;
+}
+
+/**
+ * The one error type of the data-plane methods.
+ *
+ * - `status`: the HTTP status of the answer, 0 when there was none (network
+ *   error, timeout, abort); 200 for `video_failed` (the poll answer was fine,
+ *   the job failed).
+ * - `code`: the router's `error.code` when the router answered with its error
+ *   shape, else `http_<status>`, or one of `network_error`, `timeout`,
+ *   `aborted`, `video_failed`, `invalid_response`.
+ * - `message`: the router's `error.message`, the worker's FastAPI `detail`
+ *   (validation lists joined), or the plain-text body.
+ * - `body`: the parsed JSON body (or the text, or the failed video job).
+ *
+ * Admin RPCs (`client.admin.*`) throw `ConnectError` instead; see
+ * {@link routerErrorCode}.
+ */
+export class RouterClientError extends Error {
+  override readonly name = "RouterClientError";
+  readonly status: number;
+  readonly code: RouterClientErrorCode;
+  readonly body: unknown;
+
+  constructor(init: RouterClientErrorInit) {
+    super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.status = init.status;
+    this.code = init.code;
+    this.body = init.body;
+  }
+}
+
+/**
+ * The router's stable error code of an admin RPC failure (sent in the
+ * `x-router-error-code` response metadata), e.g. `worker_not_found`, or
+ * undefined when the error did not come from the router's own checks.
+ */
+export function routerErrorCode(err: unknown): string | undefined {
+  if (!(err instanceof ConnectError)) return undefined;
+  return err.metadata.get("x-router-error-code") ?? undefined;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** FastAPI's `detail`: a string, `{message}`, or pydantic's list of `{loc, msg}`. */
+function detailMessage(detail: unknown): string {
+  if (typeof detail === "string") return detail;
+  if (Array.isArray(detail)) {
+    const parts = detail.map((item) => {
+      if (!isRecord(item)) return JSON.stringify(item);
+      const loc = Array.isArray(item.loc) ? item.loc.join(".") : "";
+      const msg = typeof item.msg === "string" ? item.msg : JSON.stringify(item);
+      return loc ? `${loc}: ${msg}` : msg;
+    });
+    return parts.join("; ");
+  }
+  if (isRecord(detail) && typeof detail.message === "string") return detail.message;
+  return JSON.stringify(detail);
+}
+
+/**
+ * Builds the error for a non-2xx answer from its (possibly cut) body text:
+ * the router's `{"error": {message, code}}`, FastAPI's `{"detail": ...}`,
+ * a `{"message": ...}` (weight and memory routes), or plain text.
+ */
+export function errorFromAnswer(status: number, contentType: string, text: string): RouterClientError {
+  let body: unknown = text;
+  const trimmed = text.trim();
+  if (/json/i.test(contentType) || trimmed.startsWith("{") || trimmed.startsWith("[")) {
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = text;
+    }
+  }
+  let code: string = `http_${status}`;
+  let message: string | undefined;
+  if (isRecord(body)) {
+    const err = body.error;
+    if (isRecord(err) && typeof err.message === "string") {
+      message = err.message;
+      if (typeof err.code === "string" && err.code !== "") code = err.code;
+    } else if ("detail" in body) {
+      message = detailMessage(body.detail);
+    } else if (typeof body.message === "string") {
+      message = body.message;
+    } else if (typeof err === "string") {
+      message = err;
+    }
+  }
+  if (message === undefined) message = trimmed !== "" ? trimmed.slice(0, 2000) : `HTTP ${status}`;
+  return new RouterClientError({ status, code, message, body });
+}

@@ -1,0 +1,411 @@
+// The SDK (sdk/src) end to end: routers and simulated workers run as child
+// processes; every call goes over real sockets.
+import { decode as msgpackDecode } from "@msgpack/msgpack";
+import { createServer, type Server } from "node:http";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
+import { performance } from "node:perf_hooks";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Code, ConnectError, RouterClientError, createRouterClient, routerErrorCode, valueToJson, type ImagesRequest, type RouterClient } from "../sdk/src/index.js";
+import { startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+const IMAGE_MODEL = "Qwen/Qwen-Image";
+const VIDEO_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
+const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const small = { size: "64x64", num_inference_steps: 2 } as const;
+const smallVideo = { ...small, seconds: 1, fps: 8 };
+/** About 800 ms of simulated work: long enough to time out or abort. */
+const slowImage: ImagesRequest = { prompt: "slow", size: "1024x1024", num_inference_steps: 100 };
+
+const clients: RouterClient[] = [];
+function client(options: Parameters<typeof createRouterClient>[0]): RouterClient {
+  const c = createRouterClient(options);
+  clients.push(c);
+  return c;
+}
+
+async function caught(p: Promise<unknown>): Promise<RouterClientError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(RouterClientError);
+    return err as RouterClientError;
+  }
+  throw new Error("expected the call to fail");
+}
+
+async function caughtConnect(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConnectError);
+    return err as ConnectError;
+  }
+  throw new Error("expected the RPC to fail");
+}
+
+function accessLogCount(router: RouterProcess, path: string): number {
+  return router.logs.filter((l) => l.msg === "request" && l.path === path).length;
+}
+
+// Every router and worker starts at once (a router takes ~1 s to start):
+// the main router has one image worker and one video worker; `guarded`
+// requires keys and has only the image worker; `failRouter` has a video
+// worker that fails every generation; `r3` has one worker that the retry
+// tests kill.
+let imageSim: SimProcess;
+let videoSim: SimProcess;
+let failing: SimProcess;
+let doomed: SimProcess;
+let router: RouterProcess;
+let guarded: RouterProcess;
+let failRouter: RouterProcess;
+let r3: RouterProcess;
+let sdk: RouterClient;
+
+beforeAll(async () => {
+  [imageSim, videoSim, failing, doomed] = await Promise.all([
+    startSimProcess(["--scheduler-concurrency", "4"]),
+    startSimProcess(["--scheduler-concurrency", "4", "--model-path", VIDEO_MODEL, "--task-type", "T2V"]),
+    startSimProcess(["--model-path", VIDEO_MODEL, "--failure-rate", "1"]),
+    startSimProcess([]),
+  ]);
+  [router, guarded, failRouter, r3] = await Promise.all([
+    startRouterProcess(["--worker-urls", imageSim.url, videoSim.url]),
+    startRouterProcess(["--worker-urls", imageSim.url, "--admin-api-key", "K", "--api-key", "K2"]),
+    startRouterProcess(["--worker-urls", failing.url]),
+    // Fast health checks; the access log (info) counts attempts.
+    startRouterProcess(["--worker-urls", doomed.url, "--health-check-interval", "0.2", "--health-check-failure-threshold", "1", "--health-check-timeout", "0.5"]),
+  ]);
+  sdk = client({ baseUrl: router.url });
+}, 30_000);
+
+afterAll(async () => {
+  await Promise.all(clients.map((c) => c.close()));
+  await Promise.all([router, guarded, failRouter, r3].map((r) => r?.stop()));
+  await Promise.all([imageSim, videoSim, failing, doomed].map((s) => s?.stop()));
+}, 30_000);
+
+describe("data plane", () => {
+  it("generateImages returns b64 PNGs", async () => {
+    const r = await sdk.generateImages({ prompt: "a cat", ...small, n: 2, response_format: "b64_json" });
+    expect(typeof r.id).toBe("string");
+    expect(r.data).toHaveLength(2);
+    for (const item of r.data) {
+      const png = Buffer.from(item.b64_json!, "base64");
+      expect(png.subarray(0, 8).equals(PNG)).toBe(true);
+    }
+  });
+
+  it("listModels merges the workers' cards", async () => {
+    const models = await sdk.listModels();
+    expect(models.object).toBe("list");
+    const byId = Object.fromEntries(models.data.map((m) => [m.id, m.task_type]));
+    expect(byId).toEqual({ [IMAGE_MODEL]: "T2I", [VIDEO_MODEL]: "T2V" });
+  });
+
+  it("health", async () => {
+    const h = await sdk.health();
+    expect(h).toMatchObject({ status: "healthy", healthy_workers: 2, total_workers: 2 });
+  });
+
+  it("video: create, wait, list, download as a stream, delete", async () => {
+    const job = await sdk.createVideo({ prompt: "a dog running", ...smallVideo });
+    expect(job).toMatchObject({ object: "video", status: "queued" });
+    const done = await sdk.waitForVideo(job.id, { pollIntervalMs: 50, timeoutMs: 15_000 });
+    expect(done).toMatchObject({ id: job.id, status: "completed", progress: 100 });
+
+    const list = await sdk.listVideos({ limit: 100 });
+    expect(list.data.map((j) => j.id)).toContain(job.id);
+
+    const content = await sdk.downloadVideoContent(job.id);
+    expect(content.status).toBe(200);
+    expect(content.contentType).toBe("video/mp4");
+    let head = Buffer.alloc(0);
+    let total = 0;
+    for await (const chunk of content.body as AsyncIterable<Buffer>) {
+      if (head.length < 16) head = Buffer.concat([head, chunk.subarray(0, 16)]);
+      total += chunk.length;
+    }
+    // An ISO BMFF file starts with a box: 4-byte size, then "ftyp".
+    expect(head.subarray(4, 8).toString("latin1")).toBe("ftyp");
+    expect(total).toBe(content.contentLength);
+
+    const deleted = await sdk.deleteVideo(job.id);
+    expect(deleted).toMatchObject({ id: job.id, status: "deleted" });
+    const gone = await caught(sdk.getVideo(job.id));
+    // The router's own 404 (code video_not_found) or the worker's FastAPI one (http_404).
+    expect(gone.status).toBe(404);
+    expect(["video_not_found", "http_404"]).toContain(gone.code);
+    expect(gone.message).toMatch(/not found/i);
+  }, 20_000);
+
+  it("waitForVideo stops at its own timeoutMs with code timeout", async () => {
+    const job = await sdk.createVideo({ prompt: "a long video", size: "1280x720", seconds: 4, num_inference_steps: 50 });
+    const started = performance.now();
+    const err = await caught(sdk.waitForVideo(job.id, { pollIntervalMs: 50, timeoutMs: 300 }));
+    expect(err).toMatchObject({ status: 0, code: "timeout" });
+    expect(performance.now() - started).toBeLessThan(2000);
+    await sdk.deleteVideo(job.id); // cancels it
+  });
+
+  it("rolloutGenerate streams a ~200 MB answer without growing the heap", async () => {
+    const heapBefore = process.memoryUsage().heapUsed;
+    let heapPeak = heapBefore;
+    const started = performance.now();
+    const answer = await sdk.rolloutGenerate(
+      { prompt: "big", seed: 7, num_outputs_per_prompt: 4, width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 37_500_000 },
+      { as: "stream" },
+    );
+    expect(answer.contentType).toBe("application/json");
+    let bytes = 0;
+    let chunks = 0;
+    let head = "";
+    for await (const chunk of answer.body as AsyncIterable<Buffer>) {
+      if (head.length < 64) head += chunk.subarray(0, 64).toString("latin1");
+      bytes += chunk.length;
+      if (++chunks % 32 === 0) heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
+    }
+    heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed);
+    const mb = (n: number) => Math.round(n / 1e6);
+    console.log(`rollout stream: ${mb(bytes)} MB in ${Math.round(performance.now() - started)} ms, ${chunks} chunks, heap growth ${mb(heapPeak - heapBefore)} MB`);
+    expect(head.startsWith('[{"request_id":')).toBe(true);
+    expect(bytes).toBe(answer.contentLength);
+    // 4 x 37.5 MB of float32 data, base64 (x4/3) plus a little JSON: ~200 MB.
+    expect(bytes).toBeGreaterThan(195e6);
+    expect(bytes).toBeLessThan(215e6);
+    expect(heapPeak - heapBefore).toBeLessThan(100e6);
+  }, 60_000);
+
+  it("rolloutGenerate passes the msgpack content type through, bytes untouched", async () => {
+    const answer = await sdk.rolloutGenerate({ prompt: "group", seed: 100, num_outputs_per_prompt: 4, width: 64, height: 64, num_inference_steps: 2 }, { accept: "application/msgpack" });
+    expect(answer.contentType).toBe("application/msgpack");
+    expect(Buffer.isBuffer(answer.bytes)).toBe(true);
+    const samples = msgpackDecode(answer.bytes) as { seed: number; generated_output: { __tensor__: boolean } }[];
+    expect(samples.map((s) => s.seed)).toEqual([100, 101, 102, 103]);
+    expect(samples[0]!.generated_output.__tensor__).toBe(true);
+  });
+
+  it("an abort mid-stream ends the body with code aborted", async () => {
+    const ac = new AbortController();
+    const answer = await sdk.rolloutGenerate(
+      { prompt: "cut", num_outputs_per_prompt: 2, width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 50_000_000 },
+      { as: "stream", signal: ac.signal },
+    );
+    const err = await caught(
+      (async () => {
+        for await (const _ of answer.body) ac.abort(new Error("enough"));
+      })(),
+    );
+    expect(err).toMatchObject({ status: 0, code: "aborted" });
+    expect((err.cause as Error).message).toBe("enough");
+  });
+});
+
+describe("typed errors", () => {
+  it("a worker's 422 (missing prompt) keeps its status, FastAPI detail and body", async () => {
+    const err = await caught(sdk.generateImages({ size: "64x64" } as unknown as ImagesRequest));
+    expect(err.status).toBe(422);
+    expect(err.code).toBe("http_422");
+    expect(err.message).toContain("prompt");
+    expect(err.body).toMatchObject({ detail: [{ loc: ["body", "prompt"] }] });
+  });
+
+  it("timeoutMs aborts a slow call with code timeout", async () => {
+    const started = performance.now();
+    const err = await caught(sdk.generateImages(slowImage, { timeoutMs: 100 }));
+    expect(err).toMatchObject({ status: 0, code: "timeout" });
+    expect(performance.now() - started).toBeLessThan(1500);
+    // The client-wide default applies as well.
+    const impatient = client({ baseUrl: router.url, timeoutMs: 100 });
+    expect(await caught(impatient.generateImages(slowImage))).toMatchObject({ code: "timeout" });
+  });
+
+  it("an AbortSignal aborts with code aborted", async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const started = performance.now();
+    const err = await caught(sdk.generateImages(slowImage, { signal: ac.signal }));
+    expect(err).toMatchObject({ status: 0, code: "aborted" });
+    expect(performance.now() - started).toBeLessThan(1500);
+    // Already aborted: fails at once.
+    expect(await caught(sdk.health({ signal: AbortSignal.abort() }))).toMatchObject({ code: "aborted" });
+  });
+
+  it("no router at the address: status 0, code network_error", async () => {
+    const srv = createNetServer();
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as AddressInfo).port;
+    await new Promise<void>((r) => srv.close(() => r()));
+    const err = await caught(client({ baseUrl: `http://127.0.0.1:${port}` }).listModels());
+    expect(err).toMatchObject({ status: 0, code: "network_error" });
+    expect(err.cause).toBeDefined();
+  });
+});
+
+describe("admin service", () => {
+  for (const transport of ["connect", "grpc", "grpc-web"] as const) {
+    it(`listWorkers and getRouterStatus over ${transport}`, async () => {
+      const c = client({ baseUrl: router.url, transport });
+      const { workers } = await c.admin.listWorkers({});
+      expect(workers.map((w) => w.url).sort()).toEqual([imageSim.url, videoSim.url].sort());
+      expect(workers.find((w) => w.url === videoSim.url)!.capabilities!.taskType).toBe("T2V");
+      const status = await c.admin.getRouterStatus({});
+      expect(status).toMatchObject({ totalWorkers: 2, healthyWorkers: 2 });
+    });
+  }
+
+  it("Connect with JSON, and a worker's reply body as JSON", async () => {
+    const c = client({ baseUrl: router.url, transport: "connect", useBinaryFormat: false });
+    const { workers } = await c.admin.listWorkers({});
+    expect(workers).toHaveLength(2);
+    const err = await caughtConnect(c.admin.getWorker({ url: "http://127.0.0.1:1" }));
+    expect(err.code).toBe(Code.NotFound);
+    expect(routerErrorCode(err)).toBe("worker_not_found");
+    expect(valueToJson(undefined)).toBeNull();
+  });
+});
+
+describe("api keys", () => {
+
+  for (const transport of ["connect", "grpc"] as const) {
+    it(`adminApiKey over ${transport}: Unauthenticated without it, works with it`, async () => {
+      const without = client({ baseUrl: guarded.url, transport });
+      expect((await caughtConnect(without.admin.listWorkers({}))).code).toBe(Code.Unauthenticated);
+      const wrong = client({ baseUrl: guarded.url, transport, adminApiKey: "K2" });
+      expect((await caughtConnect(wrong.admin.getRouterStatus({}))).code).toBe(Code.Unauthenticated);
+      const withKey = client({ baseUrl: guarded.url, transport, adminApiKey: "K" });
+      expect((await withKey.admin.listWorkers({})).workers.map((w) => w.url)).toEqual([imageSim.url]);
+    });
+  }
+
+  it("apiKey on the data plane: 401 unauthenticated without it, works with it", async () => {
+    const adminOnly = client({ baseUrl: guarded.url, adminApiKey: "K" });
+    const err = await caught(adminOnly.generateImages({ prompt: "x", ...small, response_format: "b64_json" }));
+    expect(err).toMatchObject({ status: 401, code: "unauthenticated" });
+    const withKey = client({ baseUrl: guarded.url, apiKey: "K2" });
+    const r = await withKey.generateImages({ prompt: "x", ...small, response_format: "b64_json" });
+    expect(Buffer.from(r.data[0]!.b64_json!, "base64").subarray(0, 8).equals(PNG)).toBe(true);
+  });
+
+  it("no video workers: status 400, code no_video_workers", async () => {
+    const c = client({ baseUrl: guarded.url, apiKey: "K2" });
+    const err = await caught(c.createVideo({ prompt: "a video", ...smallVideo }));
+    expect(err).toMatchObject({ status: 400, code: "no_video_workers" });
+    expect(err.message).toMatch(/video/i);
+    expect(err.body).toMatchObject({ error: { code: "no_video_workers" } });
+  });
+});
+
+describe("failing worker", () => {
+  beforeAll(async () => {
+    // Video requests go only to workers whose /v1/models card says T2V.
+    const admin = client({ baseUrl: failRouter.url }).admin;
+    await waitFor(async () => (await admin.listWorkers({})).workers[0]?.capabilities?.videoSupport === true, 10_000, "the worker's capabilities");
+  }, 20_000);
+
+  it("a failed video job throws code video_failed with the job's error", async () => {
+    const c = client({ baseUrl: failRouter.url });
+    const job = await c.createVideo({ prompt: "doomed", ...smallVideo });
+    const err = await caught(c.waitForVideo(job.id, { pollIntervalMs: 50, timeoutMs: 10_000 }));
+    expect(err.code).toBe("video_failed");
+    expect(err.status).toBe(200);
+    expect(err.message).not.toBe("");
+    expect(err.body).toMatchObject({ id: job.id, status: "failed" });
+  });
+
+  it("a plain-text 500 becomes status 500, code http_500, the text as message", async () => {
+    const c = client({ baseUrl: failRouter.url });
+    const err = await caught(c.generateImages({ prompt: "x", ...small }));
+    expect(err).toMatchObject({ status: 500, code: "http_500", message: "Internal Server Error", body: "Internal Server Error" });
+  });
+});
+
+describe("retry", () => {
+  let spare: SimProcess | undefined;
+  const path = "/v1/images/generations";
+
+  beforeAll(async () => {
+    // Dead, not shut down: SIGKILL (a graceful stop would wait for the router's keep-alive connections).
+    doomed.kill("SIGKILL");
+    await doomed.exited;
+    const probe = client({ baseUrl: r3.url });
+    await waitFor(async () => (await probe.health()).status === "unhealthy", 10_000, "the only worker to be dead");
+  }, 30_000);
+  afterAll(async () => {
+    await spare?.stop();
+  });
+
+  it("without retry: one attempt, 503 no_healthy_workers", async () => {
+    const before = accessLogCount(r3, path);
+    const err = await caught(client({ baseUrl: r3.url }).generateImages({ prompt: "x", ...small }));
+    expect(err).toMatchObject({ status: 503, code: "no_healthy_workers" });
+    await waitFor(() => accessLogCount(r3, path) === before + 1, 2000, "the access log line");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(accessLogCount(r3, path)).toBe(before + 1);
+  });
+
+  it("retries a 503 the configured number of times (honouring Retry-After), then throws", async () => {
+    const c = client({ baseUrl: r3.url, retry: { attempts: 3, baseDelayMs: 20, maxDelayMs: 50 } });
+    const before = accessLogCount(r3, path);
+    const started = performance.now();
+    const err = await caught(c.generateImages({ prompt: "x", ...small }));
+    const elapsed = performance.now() - started;
+    expect(err).toMatchObject({ status: 503, code: "no_healthy_workers" });
+    await waitFor(() => accessLogCount(r3, path) === before + 3, 2000, "3 access log lines");
+    await new Promise((r) => setTimeout(r, 100));
+    expect(accessLogCount(r3, path)).toBe(before + 3);
+    // The router says Retry-After: 1, which wins over the 20-50 ms backoff: 2 waits.
+    expect(elapsed).toBeGreaterThan(1900);
+    expect(elapsed).toBeLessThan(6000);
+  }, 10_000);
+
+  it("succeeds when a worker comes back between attempts", async () => {
+    const c = client({ baseUrl: r3.url, retry: { attempts: 10, baseDelayMs: 100, maxDelayMs: 200 } });
+    const before = accessLogCount(r3, path);
+    const call = c.generateImages({ prompt: "back", ...small, response_format: "b64_json" });
+    await waitFor(() => accessLogCount(r3, path) > before, 5000, "the first failed attempt");
+    spare = await startSimProcess([]);
+    await client({ baseUrl: r3.url }).admin.addWorker({ url: spare.url });
+    const r = await call;
+    expect(Buffer.from(r.data[0]!.b64_json!, "base64").subarray(0, 8).equals(PNG)).toBe(true);
+    // The success is logged when the router's answer finishes, maybe after we got it.
+    await waitFor(() => r3.logs.some((l) => l.msg === "request" && l.path === path && l.status === 200), 2000, "the successful attempt's log line");
+    const attempts = accessLogCount(r3, path) - before;
+    expect(attempts).toBeGreaterThanOrEqual(2);
+    expect(attempts).toBeLessThanOrEqual(10);
+  }, 20_000);
+
+  it("retries connection errors, never other 4xx/5xx", async () => {
+    // A server that accepts and hangs up at once: a connection error per try.
+    let connections = 0;
+    const rude = createNetServer((s) => {
+      connections++;
+      s.destroy();
+    });
+    await new Promise<void>((r) => rude.listen(0, "127.0.0.1", r));
+    try {
+      const c = client({ baseUrl: `http://127.0.0.1:${(rude.address() as AddressInfo).port}`, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } });
+      const err = await caught(c.listModels());
+      expect(err).toMatchObject({ status: 0, code: "network_error" });
+      expect(connections).toBe(3);
+    } finally {
+      rude.close();
+    }
+
+    let requests = 0;
+    const failing: Server = createServer((req, res) => {
+      requests++;
+      req.resume();
+      res.writeHead(500, { "content-type": "text/plain" }).end("Internal Server Error");
+    });
+    await new Promise<void>((r) => failing.listen(0, "127.0.0.1", r));
+    try {
+      const c = client({ baseUrl: `http://127.0.0.1:${(failing.address() as AddressInfo).port}`, retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 20 } });
+      expect(await caught(c.generateImages({ prompt: "x" }))).toMatchObject({ status: 500, code: "http_500" });
+      expect(requests).toBe(1);
+    } finally {
+      failing.close();
+    }
+  });
+});
