@@ -186,52 +186,37 @@ export function createDataPlane(options: DataPlaneOptions) {
   }
 
   /** Streams an exchange to the worker that owns an id; never retried elsewhere. */
-  async function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string, onAnswer?: (status: number) => void): Promise<void> {
+  function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string): Promise<void> {
     const owner = ownerUrl === undefined ? undefined : registry.get(ownerUrl);
     if (!owner) {
       throw new RouterError(what === "video" ? "video_not_found" : "image_not_found", `Unknown ${what} id: ${id} (not created through this router, or its worker left the pool)`, { details: { param: `${what}_id` } });
     }
     if (owner.dead) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is unavailable`, { details: { retryAfterS: 5 } });
     if (owner.sleeping) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is sleeping`, { details: { retryAfterS: 5 } });
-    const requestId = requestIdOf(req);
-    notes(res).workerUrl = owner.url;
-    admission.acquireSpecific(owner);
-    let outcome: ForwardOutcome;
-    try {
-      outcome = await forward(agent, res, {
-        origin: owner.url,
-        path,
-        method: req.method ?? "GET",
-        headers: upstreamRequestHeaders(req.headers, requestId),
-        body: hasBody(req) ? req : null,
-        extraHeaders: { "x-request-id": requestId },
-        beforeEnd: onAnswer,
-        stats: notes(res),
-      });
-    } finally {
-      admission.release(owner, false);
-    }
-    if (outcome.kind === "failed_before_response") {
-      throw new RouterError("upstream_unreachable", `worker ${owner.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
-    }
+    return toWorker(req, res, owner, path);
   }
 
-  /** Streams an exchange to one given worker (admin passthroughs); never held or retried. */
-  async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer: (status: number, captured: Buffer) => void): Promise<void> {
+  /**
+   * Streams an exchange to one given worker (id affinity, admin
+   * passthroughs): never held, capped or retried elsewhere.
+   */
+  async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer?: (status: number, captured: Buffer) => void): Promise<void> {
     const requestId = requestIdOf(req);
-    notes(res).workerUrl = worker.url;
+    const n = notes(res);
+    n.workerUrl = worker.url;
     admission.acquireSpecific(worker);
     let outcome: ForwardOutcome;
     try {
       outcome = await forward(agent, res, {
         origin: worker.url,
         path,
-        method: req.method ?? "POST",
+        method: req.method ?? "GET",
         headers: upstreamRequestHeaders(req.headers, requestId),
         body: hasBody(req) ? req : null,
         extraHeaders: { "x-request-id": requestId },
-        captureBytes: 64 * 1024,
+        captureBytes: onAnswer ? 64 * 1024 : 0,
         beforeEnd: onAnswer,
+        stats: n,
       });
     } finally {
       admission.release(worker, false);
@@ -369,7 +354,7 @@ export function createDataPlane(options: DataPlaneOptions) {
         sendJson(res, 404, { error: { message: `The model '${model}' does not exist`, type: "invalid_request_error", param: "model", code: "model_not_found" } });
         return;
       }
-      await toOwner(req, res, path, owner.url, "image", model);
+      await toWorker(req, res, owner, path);
     },
 
     sendError,

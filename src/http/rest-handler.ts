@@ -8,6 +8,7 @@ import type { DataPlane } from "./data-plane.js";
 import { routeLabel, type Metrics } from "../metrics/metrics.js";
 import { displayIdOf } from "../registry/worker-url.js";
 import { notes } from "./notes.js";
+import { isAdminPath, openPaths } from "./paths.js";
 import { errorBody, sendError, sendJson, type Res } from "./respond.js";
 
 export interface RestHandlerOptions {
@@ -19,25 +20,6 @@ export interface RestHandlerOptions {
   metrics: Metrics;
 }
 
-/** Exact admin paths of the original API and its aliases. */
-const adminPaths = new Set([
-  "/workers",
-  "/add_worker",
-  "/remove_worker",
-  "/list_workers",
-  "/update_weights_from_disk",
-  "/release_memory_occupation",
-  "/resume_memory_occupation",
-  "/get_weights_checksum",
-  "/update_weights_from_tensor",
-]);
-
-/** Paths anyone may read: probes from load balancers and orchestrators. */
-const openPaths = new Set(["/health", "/metrics"]);
-
-function isAdminPath(path: string): boolean {
-  return adminPaths.has(path) || path.startsWith("/workers/") || path.startsWith("/refit/") || path === "/refit";
-}
 
 /**
  * Paths that belong to the router. A request under one of them that no route

@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, Registry as PromRegistry } from "prom-client";
 import type { Admission } from "../admission/admission.js";
+import { adminPaths, dataPlanePaths, openPaths } from "../http/paths.js";
 import type { Registry } from "../registry/registry.js";
 import { workerState, type WorkerState } from "../registry/worker.js";
 import { VERSION } from "../version.js";
@@ -118,25 +119,4 @@ export function routeLabel(path: string): string {
   return knownRoutes.has(path) ? path : "other";
 }
 
-const knownRoutes = new Set([
-  "/health",
-  "/metrics",
-  "/workers",
-  "/add_worker",
-  "/remove_worker",
-  "/list_workers",
-  "/update_weights_from_disk",
-  "/release_memory_occupation",
-  "/resume_memory_occupation",
-  "/get_weights_checksum",
-  "/refit",
-  "/refit/begin",
-  "/refit/commit",
-  "/refit/abort",
-  "/v1/images/generations",
-  "/v1/images/edits",
-  "/v1/videos",
-  "/v1/models",
-  "/rollout/generate",
-  "/v1/diffusion/generate",
-]);
+const knownRoutes: ReadonlySet<string> = new Set([...adminPaths, ...openPaths, ...dataPlanePaths]);
