@@ -50,7 +50,9 @@ export function buildCommand(): Command {
     .option("--shutdown-timeout <seconds>", "on SIGTERM/SIGINT, time in-flight requests get to finish", num("--shutdown-timeout"), 30)
     .option("--drain-timeout <seconds>", "time a refit or sleep waits for in-flight generation to finish", num("--drain-timeout"), 300)
     .option("--refit-timeout <seconds>", "time a two-phase refit (POST /refit/begin) may stay open before it aborts", num("--refit-timeout"), 600)
-    .option("--state-file <path>", "keep the weight version and refit state in this file across restarts");
+    .option("--state-file <path>", "keep the weight version and refit state in this file across restarts")
+    .option("--client-header-timeout <seconds>", "time a client may take to send its request headers (slow clients are disconnected)", num("--client-header-timeout"), 30)
+    .option("--client-body-timeout <seconds>", "a client that sends no request-body byte for this long is disconnected (0 = never)", num("--client-body-timeout"), 60);
 }
 
 export function optionsFromArgv(argv: string[]): RouterOptions {
@@ -85,6 +87,8 @@ export function optionsFromArgv(argv: string[]): RouterOptions {
     drainTimeoutMs: o.drainTimeout * 1000,
     refitTimeoutMs: o.refitTimeout * 1000,
     stateFile: o.stateFile ?? null,
+    clientHeaderTimeoutMs: o.clientHeaderTimeout * 1000,
+    clientBodyTimeoutMs: o.clientBodyTimeout * 1000,
   });
 }
 

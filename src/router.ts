@@ -108,7 +108,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   });
   const admin = createAdminRoutes({ control, registry, refit, data, maxBodyBytes: options.maxAdminBodyBytes });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  const rest = createRestHandler({ admin, data, logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes });
+  const rest = createRestHandler({ admin, data, logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
 
   const launcher = createLauncher({
     logger,
@@ -140,7 +140,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   for (const u of options.workerUrls) normalizeWorkerUrl(u);
   const launcherConfig = options.launcherConfig === null ? null : loadLauncherConfig(options.launcherConfig);
 
-  const listener: Listener = await createListener({ host: options.host, port: options.port, handler });
+  const listener: Listener = await createListener({ host: options.host, port: options.port, handler, headersTimeoutMs: options.clientHeaderTimeoutMs });
   logger.info({ url: listener.url, host: options.host, port: listener.port, policy: policy.name }, "router listening");
   const loopback = options.host === "127.0.0.1" || options.host === "localhost" || options.host === "::1";
   if (!loopback && (!auth.adminRequired || !auth.dataRequired)) {

@@ -54,6 +54,10 @@ export interface RouterOptions {
   readonly refitTimeoutMs: number;
   /** File that keeps the weight version and refit state across restarts; null = none. */
   readonly stateFile: string | null;
+  /** A client that sends no request-body byte for this long is disconnected; default 60 s, 0 = never. */
+  readonly clientBodyTimeoutMs: number;
+  /** Time a client may take to send its request headers; default 30 s. */
+  readonly clientHeaderTimeoutMs: number;
 }
 
 export const defaultRouterOptions: RouterOptions = Object.freeze({
@@ -83,6 +87,8 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   drainTimeoutMs: 300_000,
   refitTimeoutMs: 600_000,
   stateFile: null,
+  clientBodyTimeoutMs: 60_000,
+  clientHeaderTimeoutMs: 30_000,
 });
 
 const logLevels = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
@@ -120,6 +126,8 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(Number.isFinite(o.shutdownTimeoutMs) && o.shutdownTimeoutMs >= 0, "shutdown-timeout", "must be >= 0 seconds");
   check(Number.isFinite(o.drainTimeoutMs) && o.drainTimeoutMs > 0, "drain-timeout", "must be > 0 seconds");
   check(Number.isFinite(o.refitTimeoutMs) && o.refitTimeoutMs > 0, "refit-timeout", "must be > 0 seconds");
+  check(Number.isFinite(o.clientBodyTimeoutMs) && o.clientBodyTimeoutMs >= 0, "client-body-timeout", "must be >= 0 seconds");
+  check(Number.isFinite(o.clientHeaderTimeoutMs) && o.clientHeaderTimeoutMs > 0, "client-header-timeout", "must be > 0 seconds");
   return Object.freeze({ ...o, workerUrls: Object.freeze([...o.workerUrls]), accessLogExcludePrefixes: Object.freeze([...o.accessLogExcludePrefixes]) });
 }
 

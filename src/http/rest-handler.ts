@@ -18,6 +18,8 @@ export interface RestHandlerOptions {
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
   metrics: Metrics;
+  /** A client that stops sending its request body for this long is disconnected; 0 = never. */
+  clientBodyTimeoutMs: number;
 }
 
 
@@ -38,6 +40,7 @@ function methodNotAllowed(method: string | undefined, path: string, allowed: str
  */
 export function createRestHandler(options: RestHandlerOptions) {
   const { admin, data, logger, auth, metrics } = options;
+  const bodyTimeoutMs = options.clientBodyTimeoutMs;
   let open = 0;
   let shuttingDown = false;
   let onIdle: (() => void) | null = null;
@@ -188,6 +191,14 @@ export function createRestHandler(options: RestHandlerOptions) {
         sendJson(res, 401, errorBody(new RouterError("unauthenticated", admin ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>")), { "www-authenticate": "Bearer" });
         return;
       }
+    }
+    if (bodyTimeoutMs > 0 && "socket" in req && req.socket && !req.complete && (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined)) {
+      // A client that stalls mid-body would hold a worker slot (its request is
+      // already dispatched) forever. The socket timeout covers only the body:
+      // once it is in, waiting minutes for a video is normal.
+      const socket = req.socket;
+      socket.setTimeout(bodyTimeoutMs);
+      req.once("end", () => socket.setTimeout(0));
     }
     route(req, res, method, path, rawUrl, q < 0 ? "" : rawUrl.slice(q + 1)).catch((err: unknown) => {
       const e = RouterError.from(err);
