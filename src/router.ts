@@ -56,6 +56,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     timeoutMs: options.healthCheckTimeoutMs,
     failureThreshold: options.healthCheckFailureThreshold,
     successThreshold: options.healthCheckSuccessThreshold,
+    onEjectedProbeFailed: (w) => outliers.probeFailed(w),
     // Another process answers behind the URL: it holds its base weights and
     // is awake, whatever the router knew of the old one.
     onProcessChanged: (w, previous, current) => {

@@ -89,14 +89,16 @@ export function createAdmission(options: AdmissionOptions): Admission {
 
   /**
    * Whether waiting can help: some worker of the pool exists that is only
-   * temporarily unable to serve (busy, asleep, syncing, draining, or held).
+   * temporarily unable to serve (busy, asleep, syncing, draining, ejected,
+   * or held).
    * An empty pool, or one where every worker is dead, fails at once so that
    * clients' own retries take over.
    */
   function mayWait(pool: Pool): boolean {
     for (const w of registry.all()) {
       if (pool === "video" && w.capabilities.videoSupport !== true) continue;
-      if (!w.dead || holds.size > 0) return true;
+      // An ejection ends with a probe within a minute: waiting for it beats failing.
+      if (!w.dead || holds.size > 0 || w.deadReason === "ejected") return true;
     }
     return false;
   }

@@ -1,6 +1,7 @@
 import type { LevelWithSilent } from "pino";
 import { policyNames, type PolicyName } from "../balancer/index.js";
 import { RouterError } from "../errors.js";
+import { maxTimerMs } from "./durations.js";
 
 /** Everything the router process is configured with; see {@link resolveRouterOptions}. */
 export interface RouterOptions {
@@ -91,6 +92,16 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   clientHeaderTimeoutMs: 30_000,
 });
 
+
+/** A value for an error message; never throws (a Symbol or an odd object may be passed in from code). */
+function show(v: unknown): string {
+  try {
+    return typeof v === "string" ? JSON.stringify(v) : String(v);
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
 const logLevels = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
 
 function check(ok: boolean, key: string, message: string): void {
@@ -105,14 +116,14 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   const known = new Set(Object.keys(defaultRouterOptions));
   for (const key of Object.keys(input)) check(known.has(key), key, "is unknown");
   const o: RouterOptions = { ...defaultRouterOptions, ...stripUndefined(input) };
-  check(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, "port", `must be an integer 0-65535, got ${o.port}`);
-  check(Number.isInteger(o.maxConnections) && o.maxConnections >= 1, "max-connections", `must be an integer >= 1, got ${o.maxConnections}`);
-  check(Number.isFinite(o.timeoutMs) && o.timeoutMs >= 0, "timeout", `must be >= 0 seconds, got ${o.timeoutMs / 1000}`);
+  check(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, "port", `must be an integer 0-65535, got ${show(o.port)}`);
+  check(Number.isInteger(o.maxConnections) && o.maxConnections >= 1, "max-connections", `must be an integer >= 1, got ${show(o.maxConnections)}`);
+  check(Number.isFinite(o.timeoutMs) && o.timeoutMs >= 0, "timeout", `must be >= 0 seconds, got ${show(o.timeoutMs)} ms`);
   check(Number.isFinite(o.healthCheckIntervalMs) && o.healthCheckIntervalMs > 0, "health-check-interval", "must be > 0 seconds");
   check(Number.isInteger(o.healthCheckFailureThreshold) && o.healthCheckFailureThreshold >= 1, "health-check-failure-threshold", "must be an integer >= 1");
   check(Number.isInteger(o.healthCheckSuccessThreshold) && o.healthCheckSuccessThreshold >= 1, "health-check-success-threshold", "must be an integer >= 1");
   check(Number.isFinite(o.healthCheckTimeoutMs) && o.healthCheckTimeoutMs > 0, "health-check-timeout", "must be > 0 seconds");
-  check(policyNames.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${policyNames.join(", ")}, got ${JSON.stringify(o.routingAlgorithm)}`);
+  check(policyNames.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${policyNames.join(", ")}, got ${show(o.routingAlgorithm)}`);
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
   check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
   check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");
@@ -128,6 +139,21 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(Number.isFinite(o.refitTimeoutMs) && o.refitTimeoutMs > 0, "refit-timeout", "must be > 0 seconds");
   check(Number.isFinite(o.clientBodyTimeoutMs) && o.clientBodyTimeoutMs >= 0, "client-body-timeout", "must be >= 0 seconds");
   check(Number.isFinite(o.clientHeaderTimeoutMs) && o.clientHeaderTimeoutMs > 0, "client-header-timeout", "must be > 0 seconds");
+  const timers: [keyof RouterOptions, string][] = [
+    ["timeoutMs", "timeout"],
+    ["healthCheckIntervalMs", "health-check-interval"],
+    ["healthCheckTimeoutMs", "health-check-timeout"],
+    ["queueTimeoutMs", "queue-timeout"],
+    ["retryBudgetMs", "retry-budget"],
+    ["shutdownTimeoutMs", "shutdown-timeout"],
+    ["drainTimeoutMs", "drain-timeout"],
+    ["refitTimeoutMs", "refit-timeout"],
+    ["clientBodyTimeoutMs", "client-body-timeout"],
+    ["clientHeaderTimeoutMs", "client-header-timeout"],
+  ];
+  for (const [key, flag] of timers) {
+    check((o[key] as number) <= maxTimerMs, flag, `must be at most ${Math.floor(maxTimerMs / 1000)} seconds (about 24.8 days, the longest Node timer), got ${show((o[key] as number) / 1000)}`);
+  }
   return Object.freeze({ ...o, workerUrls: Object.freeze([...o.workerUrls]), accessLogExcludePrefixes: Object.freeze([...o.accessLogExcludePrefixes]) });
 }
 

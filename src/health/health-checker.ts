@@ -15,6 +15,8 @@ export interface HealthCheckerOptions {
   failureThreshold: number;
   /** Good probes in a row before a dead worker is back. */
   successThreshold: number;
+  /** Called when the probe that ends an ejection fails (the outlier detector extends it). */
+  onEjectedProbeFailed?: (worker: Worker) => void;
   /** Called when a probe finds another process behind a worker URL (issue: refit re-sync). */
   onProcessChanged?: (worker: Worker, previous: string, current: string) => void;
 }
@@ -41,7 +43,8 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
   async function checkOne(worker: Worker): Promise<void> {
     if (inFlight.has(worker.url)) return;
     // An ejected worker is left alone until its ejection ends.
-    if (worker.dead && worker.deadReason === "ejected" && Date.now() < worker.ejectedUntilMs) return;
+    // (A timer may fire a few ms early: allow for it.)
+    if (worker.dead && worker.deadReason === "ejected" && Date.now() + 50 < worker.ejectedUntilMs) return;
     inFlight.add(worker.url);
     try {
       const problem = await probeHealth(upstream, worker.url, options.timeoutMs);
@@ -65,6 +68,7 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
         logger.warn({ worker: w.url, failures: w.consecutiveFailures, problem }, "worker failed consecutive health checks: marked dead");
       }
     });
+    if (worker.dead && worker.deadReason === "ejected") options.onEjectedProbeFailed?.(worker);
   }
 
   async function onSuccess(worker: Worker): Promise<void> {
@@ -87,6 +91,8 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       w.lastError = null;
       if (!w.dead) {
         w.consecutiveFailures = 0;
+        // Ejections grow while a worker keeps failing; five quiet minutes reset them.
+        if (w.ejectionCount > 0 && Date.now() > w.ejectedUntilMs + 300_000) w.ejectionCount = 0;
         return;
       }
       if (w.deadReason === "manual" || w.deadReason === "refit_failed" || w.deadReason === "stale_weights") return;

@@ -23,6 +23,8 @@ export interface OutlierDetector {
   /** A request finished well: clears the failure streak (cheap when there is none). */
   onSuccess(worker: Worker): void;
   onFailure(worker: Worker, kind: FailureKind, detail: string): void;
+  /** The probe at the end of an ejection failed: eject again, twice as long, and probe again then. */
+  probeFailed(worker: Worker): void;
 }
 
 /**
@@ -51,7 +53,7 @@ export function createOutlierDetector(options: OutlierDetectorOptions): OutlierD
         const threshold = kind === "not_sent" ? 1 : options.consecutiveFailures;
         if (w.dead || w.consecutiveFailures < threshold) return;
         w.ejectionCount++;
-        ejectedForMs = Math.min(options.maxEjectionMs, options.baseEjectionMs * 2 ** (w.ejectionCount - 1));
+        ejectedForMs = ejectionMs(w.ejectionCount);
         w.dead = true;
         w.deadReason = "ejected";
         w.consecutiveSuccesses = 0;
@@ -60,8 +62,29 @@ export function createOutlierDetector(options: OutlierDetectorOptions): OutlierD
       if (ejectedForMs > 0) {
         logger.warn({ worker: worker.url, kind, detail, ejectedForMs, ejections: worker.ejectionCount }, "worker ejected after failed requests");
         options.onEject?.(worker);
-        setTimeout(() => options.probe(worker), ejectedForMs).unref();
+        schedule(worker, ejectedForMs);
       }
     },
+    probeFailed(worker) {
+      if (registry.get(worker.url) !== worker || !worker.dead || worker.deadReason !== "ejected") return;
+      let ms = 0;
+      registry.update(worker.url, "ejection_extended", (w) => {
+        w.ejectionCount++;
+        ms = ejectionMs(w.ejectionCount);
+        w.ejectedUntilMs = Date.now() + ms;
+      });
+      logger.info({ worker: worker.url, ejectedForMs: ms, ejections: worker.ejectionCount }, "ejected worker still failing: ejection extended");
+      schedule(worker, ms);
+    },
   };
+
+  function ejectionMs(count: number): number {
+    return Math.min(options.maxEjectionMs, options.baseEjectionMs * 2 ** (count - 1));
+  }
+
+  function schedule(worker: Worker, ms: number): void {
+    setTimeout(() => {
+      if (registry.get(worker.url) === worker) options.probe(worker);
+    }, ms).unref();
+  }
 }

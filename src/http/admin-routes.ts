@@ -1,5 +1,6 @@
 import type { Control, WorkerPatch } from "../admin/control.js";
 import { workerJson } from "../admin/worker-json.js";
+import { secondsToMs } from "../config/durations.js";
 import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
@@ -16,13 +17,6 @@ export interface AdminRoutesOptions {
   maxBodyBytes: number;
 }
 
-/** `?drain_timeout_s=` (or the same JSON field of /refit/begin) in ms, or undefined for the flag's value. */
-function secondsParam(value: unknown, name: string): number | undefined {
-  if (value === undefined || value === null || value === "") return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new RouterError("invalid_request", `${name} must be a positive number of seconds, got ${JSON.stringify(value)}`, { details: { param: name } });
-  return n * 1000;
-}
 
 const patchFields: Record<string, keyof WorkerPatch> = {
   is_dead: "isDead",
@@ -128,7 +122,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
 
     /** `POST /update_weights_from_disk`: the coordinated refit (hold, drain, broadcast, version). */
     async updateWeightsFromDisk(req: Req, res: Res, query: URLSearchParams): Promise<void> {
-      const drainMs = secondsParam(query.get("drain_timeout_s"), "drain_timeout_s");
+      const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const { raw, json } = await readJsonObject(req, maxBodyBytes);
       if (typeof json.model_path !== "string" || json.model_path === "") {
         throw new RouterError("invalid_request", "model_path is required and must be a non-empty string", { details: { param: "model_path" } });
@@ -138,7 +132,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     },
 
     async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
-      const drainMs = secondsParam(query.get("drain_timeout_s"), "drain_timeout_s");
+      const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const raw = await readBody(req, maxBodyBytes);
       const answer = await refit.releaseMemory(raw, drainMs);
       sendJson(res, answer.status, answer.body);
@@ -155,7 +149,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
       const { json } = await readJsonObject(req, maxBodyBytes);
       const unknown = Object.keys(json).filter((k) => k !== "drain_timeout_s" && k !== "timeout_s");
       if (unknown.length) throw new RouterError("unknown_field", `Unsupported fields: ${unknown.join(", ")} (supported: drain_timeout_s, timeout_s)`, { details: { param: unknown[0] } });
-      sendJson(res, 200, await refit.begin(secondsParam(json.drain_timeout_s, "drain_timeout_s"), secondsParam(json.timeout_s, "timeout_s")));
+      sendJson(res, 200, await refit.begin(secondsToMs(json.drain_timeout_s, "drain_timeout_s"), secondsToMs(json.timeout_s, "timeout_s")));
     },
 
     /** `POST /refit/commit {weight_version}`. */

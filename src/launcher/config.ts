@@ -189,9 +189,27 @@ function isMapping(value: unknown): value is Mapping {
 /** Renders a bad value for an error message, short and unambiguous. */
 function describe(value: unknown): string {
   if (value === undefined) return "nothing";
-  if (Array.isArray(value)) return `a list ${truncate(JSON.stringify(value))}`;
-  if (isMapping(value)) return `a mapping ${truncate(JSON.stringify(value))}`;
-  return truncate(JSON.stringify(value) ?? String(value));
+  if (Array.isArray(value)) return `a list ${truncate(safeJson(value))}`;
+  if (isMapping(value)) return `a mapping ${truncate(safeJson(value))}`;
+  return truncate(safeJson(value));
+}
+
+/** JSON for messages; YAML aliases can make a value refer to itself. */
+function safeJson(value: unknown): string {
+  const seen = new WeakSet<object>();
+  try {
+    return (
+      JSON.stringify(value, (_k, v: unknown) => {
+        if (typeof v === "object" && v !== null) {
+          if (seen.has(v)) return "[circular]";
+          seen.add(v);
+        }
+        return typeof v === "bigint" || typeof v === "symbol" ? String(v) : v;
+      }) ?? String(value)
+    );
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
 }
 
 function truncate(text: string): string {

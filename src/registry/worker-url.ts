@@ -100,7 +100,7 @@ export function normalizeWorkerUrl(input: unknown): string {
   if (authority.includes("@")) throw invalid("worker url must not include user credentials", raw);
   if (rest.includes("?") || rest.includes("#")) throw invalid("worker url must not include a query or fragment", raw);
   if (rest !== "" && rest !== "/") throw invalid("worker url must not include a path", raw);
-  const portMatch = /:(\d{1,5})$/.exec(authority);
+  const portMatch = /:(\d+)$/.exec(authority);
   if (!portMatch || authority.endsWith("]")) throw invalid("worker url must include a port", raw);
   let url: URL;
   try {

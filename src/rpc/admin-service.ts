@@ -3,6 +3,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { load as loadYaml } from "js-yaml";
 import type { BroadcastResult, Control } from "../admin/control.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
+import { secondsToMs } from "../config/durations.js";
 import { RouterError } from "../errors.js";
 import {
   AdminService,
@@ -34,11 +35,6 @@ interface RefitSummaryJson {
   failed_workers: { worker_url: string; status_code: number; message: string }[];
 }
 
-function secondsToMs(s: number | undefined): number | undefined {
-  if (s === undefined) return undefined;
-  if (!Number.isFinite(s) || s <= 0) throw new RouterError("invalid_request", `timeouts must be positive seconds, got ${s}`);
-  return s * 1000;
-}
 
 /** A worker named by URL (any accepted spelling) or by its REST worker_id. */
 function workerUrlOf(raw: string): string {
@@ -107,7 +103,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       if (req.flushCache !== undefined) json.flush_cache = req.flushCache;
       if (req.targetModules.length) json.target_modules = req.targetModules;
       if (req.weightVersion) json.weight_version = req.weightVersion;
-      const answer = await refit.updateWeightsFromDisk(Buffer.from(JSON.stringify(json)), json, secondsToMs(req.drainTimeoutS));
+      const answer = await refit.updateWeightsFromDisk(Buffer.from(JSON.stringify(json)), json, secondsToMs(req.drainTimeoutS, "drain_timeout_s"));
       const b = answer.body as { results: BroadcastResult[]; weight_version: string; previous_weight_version: string; summary: RefitSummaryJson };
       const response = create(UpdateWeightsFromDiskResponseSchema, {
         results: resultsToPb(b.results),
@@ -128,7 +124,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       return response;
     },
     async releaseMemoryOccupation(req: { drainTimeoutS?: number }) {
-      const answer = await refit.releaseMemory(Buffer.from("{}"), secondsToMs(req.drainTimeoutS));
+      const answer = await refit.releaseMemory(Buffer.from("{}"), secondsToMs(req.drainTimeoutS, "drain_timeout_s"));
       return { results: resultsToPb((answer.body as { results: BroadcastResult[] }).results) };
     },
     async resumeMemoryOccupation() {
@@ -136,7 +132,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       return { results: resultsToPb((answer.body as { results: BroadcastResult[] }).results) };
     },
     async beginRefit(req: { drainTimeoutS?: number; timeoutS?: number }) {
-      const r = await refit.begin(secondsToMs(req.drainTimeoutS), secondsToMs(req.timeoutS));
+      const r = await refit.begin(secondsToMs(req.drainTimeoutS, "drain_timeout_s"), secondsToMs(req.timeoutS, "timeout_s"));
       return { weightVersion: r.weight_version, workers: r.workers, timeoutS: r.timeout_s };
     },
     async updateWeightsFromTensor(req: { url: string; body?: Record<string, unknown> }) {

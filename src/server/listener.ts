@@ -41,9 +41,13 @@ const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * else to the http server. The bytes read are put back with `unshift`.
  */
 export async function createListener(options: ListenerOptions): Promise<Listener> {
+  const headersTimeout = options.headersTimeoutMs ?? 30_000;
   const h1 = http.createServer({
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
-    headersTimeout: options.headersTimeoutMs ?? 30_000,
+    headersTimeout,
+    // Node checks header timeouts only every 30 s by default: check often
+    // enough that --client-header-timeout means what it says.
+    connectionsCheckingInterval: Math.min(1000, headersTimeout),
     // Uploads of large multipart bodies and minutes-long generations are normal:
     // no limit on the whole request, only on headers and idle sockets.
     requestTimeout: 0,

@@ -1,0 +1,416 @@
+// Failover as a client sees it: workers that are down at registration, die
+// under load (SIGKILL), answer 500 or 4xx, and come back. Active health probes
+// are off (--health-check-interval 3600) unless a test says otherwise, so
+// everything here is the data plane's own doing: retries before the first
+// answer byte and passive ejection.
+import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+const IMAGE = "/v1/images/generations";
+const ROLLOUT = "/rollout/generate";
+const smallImage = { prompt: "failover", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
+const smallRollout = { prompt: "failover", width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 2048 };
+/** No active probes during a test: only traffic can take a worker out or bring it back (through its ejection probe). */
+const NO_PROBES = ["--health-check-interval", "3600"];
+
+// Everything a test starts, stopped after it whatever happened.
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((c) => c().catch(() => undefined)));
+});
+
+// Workers shared by the tests (a process start costs ~1 s here); each test
+// gets them back healthy, at full speed and with zeroed stats.
+let pool: SimProcess[] = [];
+beforeAll(async () => {
+  pool = await Promise.all(Array.from({ length: 3 }, () => startSimProcess([])));
+}, 20_000);
+afterAll(async () => {
+  await Promise.all(pool.map((s) => s.stop()));
+});
+beforeEach(async () => {
+  await Promise.all(
+    pool.map(async (s) => {
+      await setConfig(s, { failure_rate: 0, speed: 1 });
+      expect((await jsonRequest(`${s.url}/sim/reset_stats`, { method: "POST" })).status).toBe(200);
+    }),
+  );
+});
+
+async function sims(n: number, args: string[] = []): Promise<SimProcess[]> {
+  const started = await Promise.all(Array.from({ length: n }, () => startSimProcess(args)));
+  for (const s of started) cleanups.push(() => s.stop());
+  return started;
+}
+
+async function router(args: string[]): Promise<RouterProcess> {
+  const r = await startRouterProcess(args);
+  cleanups.push(() => r.stop());
+  return r;
+}
+
+/** Registers a worker the way a worker on another node does. */
+async function register(r: RouterProcess, url: string): Promise<void> {
+  const res = await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url } });
+  expect(res.status).toBe(200);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createNetServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function workers(r: RouterProcess): Promise<any[]> {
+  const res = await jsonRequest(`${r.url}/workers`);
+  expect(res.status).toBe(200);
+  return res.body.workers;
+}
+
+async function workerOf(r: RouterProcess, url: string): Promise<any> {
+  const w = (await workers(r)).find((x) => x.url === url);
+  expect(w, `worker ${url} registered`).toBeDefined();
+  return w;
+}
+
+async function waitReady(r: RouterProcess, urls: string[]): Promise<void> {
+  await waitFor(async () => {
+    const ws = await workers(r);
+    return urls.every((u) => ws.some((w) => w.url === u && !w.is_dead && w.state === "healthy"));
+  }, 10_000, `workers ${urls.join(", ")} healthy`);
+}
+
+async function stats(sim: SimProcess): Promise<any> {
+  return (await jsonRequest(`${sim.url}/sim/stats`)).body;
+}
+
+async function routeCount(sim: SimProcess, route: string): Promise<number> {
+  return (await stats(sim)).requests_by_route[route] ?? 0;
+}
+
+async function setConfig(sim: SimProcess, config: Record<string, unknown>): Promise<void> {
+  const r = await jsonRequest(`${sim.url}/sim/config`, { method: "POST", json: config });
+  expect(r.status).toBe(200);
+}
+
+interface Answer {
+  route: string;
+  status: number;
+  worker: string | null;
+  contentType: string | null;
+  text: string;
+  atMs: number;
+  error?: string;
+}
+
+/** One request through the router; a network error is an answer with status 0. */
+async function call(r: RouterProcess, route: string, body: unknown): Promise<Answer> {
+  try {
+    const res = await fetch(`${r.url}${route}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const text = await res.text();
+    return { route, status: res.status, worker: res.headers.get("x-sim-worker"), contentType: res.headers.get("content-type"), text, atMs: Date.now() };
+  } catch (err) {
+    return { route, status: 0, worker: null, contentType: null, text: "", atMs: Date.now(), error: String((err as Error).cause ?? err) };
+  }
+}
+
+/**
+ * `clients` loops, each sending generation requests back to back until
+ * `durationMs` passed: images, and every third request a rollout.
+ */
+async function steadyLoad(r: RouterProcess, clients: number, durationMs: number): Promise<Answer[]> {
+  const end = Date.now() + durationMs;
+  const answers: Answer[] = [];
+  await Promise.all(
+    Array.from({ length: clients }, async (_, c) => {
+      for (let i = 0; Date.now() < end; i++) {
+        const rollout = (i + c) % 3 === 0;
+        answers.push(await call(r, rollout ? ROLLOUT : IMAGE, rollout ? { ...smallRollout, seed: i } : { ...smallImage, seed: i }));
+      }
+    }),
+  );
+  return answers;
+}
+
+function failures(answers: Answer[]): Answer[] {
+  return answers.filter((a) => a.status !== 200);
+}
+
+function describeFailures(answers: Answer[]): string {
+  return JSON.stringify(failures(answers).slice(0, 5).map((a) => ({ route: a.route, status: a.status, error: a.error, text: a.text.slice(0, 200) })));
+}
+
+/**
+ * A TCP listener on a dead worker's port that records the request line of
+ * every connection and then drops it (so a health probe fails): proof of what
+ * the router still sends to a worker it should have given up on.
+ */
+async function tattletale(port: number): Promise<{ lines: string[]; close: () => Promise<void> }> {
+  const lines: string[] = [];
+  const sockets = new Set<Socket>();
+  const srv: NetServer = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    let head = "";
+    socket.on("data", (d) => {
+      head += d.toString("latin1");
+      const nl = head.indexOf("\r\n");
+      if (nl >= 0) {
+        lines.push(head.slice(0, nl));
+        socket.destroy();
+      }
+    });
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once("error", reject);
+    srv.listen(port, "127.0.0.1", () => resolve());
+  });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      for (const s of sockets) s.destroy();
+      srv.close(() => resolve());
+    });
+  cleanups.push(close);
+  return { lines, close };
+}
+
+describe("a worker down at registration", () => {
+  it("costs no failed request, and is out of rotation without any active probe", async () => {
+    const [s1, s2] = pool;
+    await Promise.all([setConfig(s1!, { speed: 0.1 }), setConfig(s2!, { speed: 0.1 })]);
+    const deadUrl = `http://127.0.0.1:${await freePort()}`;
+    const r = await router([...NO_PROBES, "--worker-urls", s1!.url, s2!.url, deadUrl]);
+    await waitReady(r, [s1!.url, s2!.url]);
+
+    const dead = await workerOf(r, deadUrl);
+    expect(dead.is_dead).toBe(true);
+    expect(["unreachable", "ejected"]).toContain(dead.dead_reason);
+    expect(typeof dead.last_error).toBe("string");
+    expect(dead.last_error.length).toBeGreaterThan(0);
+
+    const answers = await steadyLoad(r, 12, 1500);
+    expect(answers.length).toBeGreaterThan(50);
+    expect(failures(answers), describeFailures(answers)).toEqual([]);
+    const makers = new Set(answers.map((a) => a.worker));
+    expect([...makers].sort()).toEqual([s1!.url, s2!.url].sort());
+    expect((await workerOf(r, deadUrl)).is_dead).toBe(true);
+  });
+});
+
+describe("a worker killed with SIGKILL under steady load", () => {
+  it("costs zero failed requests, is ejected without probes, and gets no traffic after ejection", async () => {
+    // ~50 ms per request: each worker has a few requests queued when it dies.
+    const [k1, k2] = pool;
+    const [r, [victim]] = await Promise.all([router([...NO_PROBES, "--worker-urls", k1!.url, k2!.url]), sims(1, ["--speed", "0.04"])]);
+    await Promise.all([setConfig(k1!, { speed: 0.04 }), setConfig(k2!, { speed: 0.04 }), register(r, victim!.url)]);
+    await waitReady(r, [k1!.url, k2!.url, victim!.url]);
+
+    const loadStarted = Date.now();
+    const loading = steadyLoad(r, 12, 6000);
+    await new Promise((res) => setTimeout(res, 2000));
+    const servedBeforeKill = (await stats(victim!)).requests_total;
+    const killedAtMs = Date.now();
+    victim!.kill("SIGKILL");
+    await victim!.exited;
+
+    // Ejected by traffic alone (no probe runs for an hour).
+    const ejected = await waitFor(async () => {
+      const w = await workerOf(r, victim!.url);
+      return w.is_dead ? w : undefined;
+    }, 3000, "killed worker out of rotation");
+    expect(["ejected", "unreachable"]).toContain(ejected.dead_reason);
+    expect(typeof ejected.last_error).toBe("string");
+    expect(ejected.last_error.length).toBeGreaterThan(0);
+
+    // From now on anything the router sends to that port is recorded.
+    const spy = await tattletale(victim!.port);
+    const answers = await loading;
+    expect(Date.now() - loadStarted).toBeLessThan(15_000);
+
+    expect(servedBeforeKill).toBeGreaterThan(0);
+    expect(answers.length).toBeGreaterThan(100);
+    expect(failures(answers), describeFailures(answers)).toEqual([]);
+    expect(answers.filter((a) => a.route === ROLLOUT).length).toBeGreaterThan(10);
+    // The victim answered before it died, never after.
+    expect(answers.some((a) => a.worker === victim!.url && a.atMs < killedAtMs)).toBe(true);
+    expect(answers.filter((a) => a.worker === victim!.url && a.atMs > killedAtMs + 50)).toEqual([]);
+    const after = answers.filter((a) => a.atMs > killedAtMs + 500);
+    expect(after.length).toBeGreaterThan(20);
+    expect(new Set(after.map((a) => a.worker))).toEqual(new Set([k1!.url, k2!.url]));
+    // No generation request reached the dead worker's port after ejection
+    // (a health probe at the end of the ejection would be a GET /health).
+    expect(spy.lines.filter((l) => !l.startsWith("GET /health"))).toEqual([]);
+
+    const final = await workerOf(r, victim!.url);
+    expect(final.is_dead).toBe(true);
+    expect(["ejected", "unreachable"]).toContain(final.dead_reason);
+  });
+});
+
+describe("a worker that answers plain-text 500", () => {
+  it("costs no failed generation (retried elsewhere) and is ejected after --eject-after-failures consecutive 5xx", async () => {
+    const [g1, g2, bad] = pool;
+    await setConfig(bad!, { failure_rate: 1 });
+    const r = await router([...NO_PROBES, "--eject-after-failures", "3", "--worker-urls", g1!.url, g2!.url, bad!.url]);
+    await waitReady(r, [g1!.url, g2!.url, bad!.url]);
+
+    const answers: Answer[] = [];
+    for (let i = 0; i < 12; i++) answers.push(await call(r, i % 2 ? ROLLOUT : IMAGE, i % 2 ? smallRollout : smallImage));
+    const w = await workerOf(r, bad!.url);
+    expect(failures(answers), describeFailures(answers)).toEqual([]);
+    expect(answers.every((a) => a.worker === g1!.url || a.worker === g2!.url)).toBe(true);
+
+    expect(w.is_dead).toBe(true);
+    expect(w.dead_reason).toBe("ejected");
+    expect(w.last_error).toMatch(/500/);
+    // Exactly the threshold reached the bad worker before it left rotation.
+    const s = await stats(bad!);
+    expect((s.requests_by_route[`POST ${IMAGE}`] ?? 0) + (s.requests_by_route[`POST ${ROLLOUT}`] ?? 0)).toBe(3);
+    await r.waitForLog((l) => l.msg === "worker ejected after failed requests" && l.worker === bad!.url, 2000);
+  });
+
+  it("with --max-retries 0 the worker's 500 reaches the client unchanged", async () => {
+    const [good, , bad] = pool;
+    await setConfig(bad!, { failure_rate: 1 });
+    const r = await router([...NO_PROBES, "--max-retries", "0", "--eject-after-failures", "100", "--worker-urls", good!.url, bad!.url]);
+    await waitReady(r, [good!.url, bad!.url]);
+
+    const answers: Answer[] = [];
+    for (let i = 0; i < 6; i++) answers.push(await call(r, IMAGE, smallImage));
+    const fromBad = answers.filter((a) => a.worker === bad!.url);
+    expect(fromBad.length).toBeGreaterThan(0);
+    for (const a of fromBad) {
+      expect(a.status).toBe(500);
+      expect(a.contentType).toMatch(/^text\/plain/);
+      expect(a.text).toBe("Internal Server Error");
+    }
+    for (const a of answers.filter((x) => x.worker === good!.url)) expect(a.status).toBe(200);
+    // Each 500 was the only attempt.
+    expect(await routeCount(good!, `POST ${IMAGE}`)).toBe(answers.length - fromBad.length);
+  });
+});
+
+describe("a worker that stops answering", () => {
+  it("with --timeout 1, each request costs at most about the timeout, none fails, and the worker is ejected", async () => {
+    const [g1, g2] = pool;
+    // ~200 s per image: it takes requests and never answers in time.
+    const [r, [stuck]] = await Promise.all([router([...NO_PROBES, "--timeout", "1", "--eject-after-failures", "2", "--worker-urls", g1!.url, g2!.url]), sims(1, ["--speed", "0.00001", "--scheduler-concurrency", "8"])]);
+    await register(r, stuck!.url);
+    await waitReady(r, [g1!.url, g2!.url, stuck!.url]);
+
+    const answers: { a: Answer; ms: number }[] = [];
+    for (let i = 0; i < 6; i++) {
+      const t = Date.now();
+      answers.push({ a: await call(r, i % 2 ? ROLLOUT : IMAGE, i % 2 ? smallRollout : smallImage), ms: Date.now() - t });
+    }
+    expect(failures(answers.map((x) => x.a)), describeFailures(answers.map((x) => x.a))).toEqual([]);
+    for (const { ms } of answers) expect(ms).toBeLessThan(2500);
+    const w = await workerOf(r, stuck!.url);
+    expect(w.is_dead).toBe(true);
+    expect(w.dead_reason).toBe("ejected");
+    expect(w.last_error).toMatch(/timeout/i);
+  });
+});
+
+describe("a fault on every worker at once", () => {
+  it("does not leave the pool empty: once the workers answer well again, requests succeed at once", async () => {
+    const [a, b, c] = pool;
+    const r = await router([...NO_PROBES, "--eject-after-failures", "2", "--worker-urls", a!.url, b!.url, c!.url]);
+    await waitReady(r, [a!.url, b!.url, c!.url]);
+
+    // A short incident on all workers (shared storage, driver hiccup): clients see the workers' 500s.
+    await Promise.all(pool.map((s) => setConfig(s, { failure_rate: 1 })));
+    for (let i = 0; i < 3; i++) expect([500, 503]).toContain((await call(r, IMAGE, smallImage)).status);
+    await Promise.all(pool.map((s) => setConfig(s, { failure_rate: 0 })));
+
+    // The workers are fine again: a router that ejected all of them turns this into 503s.
+    const after: Answer[] = [];
+    for (let i = 0; i < 5; i++) after.push(await call(r, IMAGE, smallImage));
+    expect(after.map((x) => x.status), describeFailures(after)).toEqual([200, 200, 200, 200, 200]);
+  });
+});
+
+describe("a 4xx from a worker", () => {
+  it("is never retried: the client gets it as is and no other worker sees the request", async () => {
+    const [a, b] = pool;
+    const r = await router([...NO_PROBES, "--worker-urls", a!.url, b!.url]);
+    await waitReady(r, [a!.url, b!.url]);
+
+    for (const route of [IMAGE, ROLLOUT]) {
+      for (let i = 0; i < 4; i++) {
+        const before = (await stats(a!)).requests_total + (await stats(b!)).requests_total;
+        const res = await call(r, route, { size: "64x64", num_inference_steps: 2 }); // no prompt
+        expect(res.status, res.text).toBe(422);
+        const detail = JSON.parse(res.text).detail;
+        expect(detail).toEqual(expect.arrayContaining([expect.objectContaining({ type: "missing", loc: ["body", "prompt"] })]));
+        const after = (await stats(a!)).requests_total + (await stats(b!)).requests_total;
+        expect(after - before, `${route}: requests that reached workers`).toBe(1);
+      }
+    }
+    // A client's mistake says nothing about the worker's health.
+    for (const w of await workers(r)) {
+      expect(w.is_dead).toBe(false);
+      expect(w.consecutive_failures).toBe(0);
+    }
+  });
+});
+
+describe("an ejected worker", () => {
+  it("comes back after its backoff once it answers well again", async () => {
+    const [good, , flaky] = pool;
+    await setConfig(flaky!, { failure_rate: 1 });
+    const r = await router([...NO_PROBES, "--eject-after-failures", "2", "--worker-urls", good!.url, flaky!.url]);
+    await waitReady(r, [good!.url, flaky!.url]);
+
+    for (let i = 0; i < 8; i++) expect((await call(r, IMAGE, smallImage)).status).toBe(200);
+    expect((await workerOf(r, flaky!.url)).dead_reason).toBe("ejected");
+    await setConfig(flaky!, { failure_rate: 0 });
+    const ejection = await r.waitForLog((l) => l.msg === "worker ejected after failed requests" && l.worker === flaky!.url, 1000);
+    expect(ejection.ejectedForMs).toBe(1000); // the first ejection
+
+    await waitFor(async () => !(await workerOf(r, flaky!.url)).is_dead, 5000, "flaky worker back in rotation");
+    const back = await r.waitForLog((l) => l.msg === "worker passed health checks: back in rotation" && l.worker === flaky!.url, 1000);
+    expect(Number(back.time) - Number(ejection.time)).toBeGreaterThanOrEqual(950); // not before its backoff ran out
+    const makers = new Set<string>();
+    for (let i = 0; i < 8; i++) {
+      const a = await call(r, IMAGE, smallImage);
+      expect(a.status).toBe(200);
+      makers.add(a.worker!);
+    }
+    expect(makers).toContain(flaky!.url);
+  });
+
+  it("killed, then restarted on its port after its first backoff ran out, comes back without active probes", async () => {
+    const [good] = pool;
+    const [r, [victim]] = await Promise.all([router([...NO_PROBES, "--worker-urls", good!.url]), sims(1)]);
+    await register(r, victim!.url);
+    await waitReady(r, [good!.url, victim!.url]);
+
+    victim!.kill("SIGKILL");
+    await victim!.exited;
+    for (let i = 0; i < 6; i++) expect((await call(r, IMAGE, smallImage)).status).toBe(200);
+    const w = await workerOf(r, victim!.url);
+    expect(w.is_dead).toBe(true);
+    expect(w.dead_reason).toBe("ejected");
+
+    // The probe at the end of the first ejection (1 s) finds the worker still down.
+    await waitFor(async () => /GET \/health/.test((await workerOf(r, victim!.url)).last_error ?? ""), 3000, "end-of-ejection probe failed");
+    const revived = await startSimProcess(["--port", String(victim!.port)]);
+    cleanups.push(() => revived.stop());
+    expect(revived.url).toBe(victim!.url);
+
+    // Backoff doubles (2 s, 4 s, ...): the worker is probed again and comes back.
+    await waitFor(async () => !(await workerOf(r, victim!.url)).is_dead, 6000, "restarted worker back in rotation");
+    const makers = new Set<string>();
+    for (let i = 0; i < 8; i++) makers.add((await call(r, IMAGE, smallImage)).worker!);
+    expect(makers).toContain(victim!.url);
+  }, 20_000);
+});
