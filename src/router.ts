@@ -128,7 +128,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   const startedAtMs = Date.now();
   // RPC paths (/sgl.diffusion.router.v1.AdminService/...) are served by
   // Connect; everything else falls through to the REST handler.
-  const handler = connectNodeAdapter({
+  const rpc = connectNodeAdapter({
     routes(router) {
       router.service(AdminService, createAdminServiceImpl({ control, refit, registry, launcher, routingAlgorithm: policy.name, startedAtMs }), { interceptors: [requireAdmin] });
       // Schema only (no data), so no admin key: buf curl/grpcurl work without --schema.
@@ -136,6 +136,12 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     },
     fallback: rest.handle as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   }) as RequestHandler;
+  // Only RPC paths go through the Connect adapter; REST goes straight to its handler.
+  const handler: RequestHandler = (req, res) => {
+    const url = req.url;
+    if (url !== undefined && (url.startsWith("/sgl.") || url.startsWith("/grpc."))) rpc(req, res);
+    else rest.handle(req, res);
+  };
 
   // Bad worker URLs and launcher configs fail the start, before the port opens.
   for (const u of options.workerUrls) normalizeWorkerUrl(u);

@@ -36,17 +36,28 @@ export class AffinityMap {
   }
 }
 
-const imageContentPath = /\/v1\/images\/([A-Za-z0-9_.~-]+)\/content/g;
+const imagesPrefix = Buffer.from("/v1/images/");
+const contentSuffix = "/content";
+/** Bytes an id may hold (URL-unreserved characters), as a lookup table. */
+const idByte = new Uint8Array(256);
+for (const c of "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.~-") idByte[c.charCodeAt(0)] = 1;
 
 /**
  * Image ids named in an images answer (`url: /v1/images/{id}/content`). Only
  * the first bytes of the answer are searched: `url` answers are small, and a
- * `b64_json` answer names no content path.
+ * `b64_json` answer names no content path. A byte scan: no string of the
+ * whole prefix, no regex over it.
  */
 export function imageIdsIn(prefix: Buffer): string[] {
-  const text = prefix.toString("latin1");
   const ids: string[] = [];
-  for (const m of text.matchAll(imageContentPath)) ids.push(m[1]!);
+  let at = prefix.indexOf(imagesPrefix);
+  while (at >= 0) {
+    const start = at + imagesPrefix.length;
+    let end = start;
+    while (end < prefix.length && end - start < 200 && idByte[prefix[end]!] === 1) end++;
+    if (end > start && prefix.toString("latin1", end, end + contentSuffix.length) === contentSuffix) ids.push(prefix.toString("latin1", start, end));
+    at = prefix.indexOf(imagesPrefix, end);
+  }
   return ids;
 }
 

@@ -33,8 +33,12 @@ export interface DataPlaneOptions {
   maxRetryBodyBytes: number;
 }
 
-/** Bytes of an images answer searched for content ids; `url` answers are small. */
-const imageCaptureBytes = 64 * 1024;
+/**
+ * Bytes of an images answer searched for content ids. A `url` answer is one
+ * small item (`{"id","created","data":[{"b64_json":null,"url":...}]}`), so
+ * its url is in the first hundreds of bytes; a `b64_json` answer has none.
+ */
+const imageCaptureBytes = 8 * 1024;
 /** A video-create answer is one small job object. */
 const videoCaptureBytes = 256 * 1024;
 
@@ -72,9 +76,13 @@ export function createDataPlane(options: DataPlaneOptions) {
   const { registry, admission, upstream, logger, images, videos, outliers } = options;
   const agent = upstream.agent;
 
+  // Request ids the router makes: a random per-process prefix and a counter
+  // (unique, cheap; a UUID per request showed in profiles).
+  const idPrefix = randomUUID().slice(0, 13);
+  let idCounter = 0;
   function requestIdOf(req: Req): string {
     const given = req.headers["x-request-id"];
-    return typeof given === "string" && given !== "" && given.length <= 200 ? given : randomUUID();
+    return typeof given === "string" && given !== "" && given.length <= 200 ? given : `${idPrefix}-${(idCounter++).toString(36)}`;
   }
 
   function hasBody(req: Req): boolean {

@@ -87,12 +87,27 @@ export function createMetrics(options: MetricsOptions) {
   });
   new Gauge({ name: "sgl_router_info", help: "Router build.", labelNames: ["version"] as const, registers: [prom] }).set({ version: VERSION }, 1);
 
+  // Label children are looked up once per label set, not hashed per request.
+  const requestChildren = new Map<string, { inc(): void }>();
+  const durationChildren = new Map<string, { observe(v: number): void }>();
+
   return {
     contentType: prom.contentType,
     /** One finished request. */
     observe(route: string, method: string, status: number, worker: string, seconds: number, answerBytes: number, retried: number): void {
-      requests.inc({ route, method, status: String(status), worker });
-      duration.observe({ route }, seconds);
+      const key = `${route} ${method} ${status} ${worker}`;
+      let counter = requestChildren.get(key);
+      if (counter === undefined) {
+        counter = requests.labels({ route, method, status: String(status), worker });
+        requestChildren.set(key, counter);
+      }
+      counter.inc();
+      let histogram = durationChildren.get(route);
+      if (histogram === undefined) {
+        histogram = duration.labels({ route });
+        durationChildren.set(route, histogram);
+      }
+      histogram.observe(seconds);
       if (answerBytes > 0) bytes.inc(answerBytes);
       if (retried > 0) retries.inc({ route }, retried);
     },

@@ -49,6 +49,8 @@ export interface ForwardRequest {
   stats?: { answerBytes?: number };
 }
 
+const empty = Buffer.alloc(0);
+
 class ClientAbort extends Error {
   constructor() {
     super("client closed the connection");
@@ -127,7 +129,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.req.stats) this.req.stats.answerBytes = this.bytes;
     if (this.req.beforeEnd) {
       try {
-        this.req.beforeEnd(this.status, this.chunks ? Buffer.concat(this.chunks) : Buffer.alloc(0));
+        const c = this.chunks;
+        this.req.beforeEnd(this.status, c === null || c.length === 0 ? empty : c.length === 1 ? c[0]! : Buffer.concat(c));
       } catch {
         // Bookkeeping must never break an answer that already arrived.
       }

@@ -60,7 +60,10 @@ export async function createListener(options: ListenerOptions): Promise<Listener
   const sockets = new Set<net.Socket>();
   const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? 10_000;
 
-  const server = net.createServer((socket) => {
+  // noDelay: answers go out as head + body writes; with Nagle on, the second
+  // small write waits for the client's delayed ACK (~40 ms). http.Server sets
+  // this for its own sockets, but these sockets are accepted here.
+  const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => undefined);
