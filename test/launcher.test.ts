@@ -369,6 +369,12 @@ describe("launcher", () => {
       ["ready", "6,7"],
     ]);
     result.workers.forEach((w, i) => {
+      // Each port is the preferred one or the next free one above it (another
+      // process on this machine may hold the preferred one).
+      expect(w.port).toBeGreaterThanOrEqual(cfg.worker_base_port + 2 * i);
+      expect(w.masterPort).toBeGreaterThanOrEqual(cfg.master_port_base + 10 * i);
+      expect(w.schedulerPort).toBeGreaterThanOrEqual(cfg.scheduler_port_base + 10 * i);
+      expect(w.masterPort - (cfg.master_port_base + 10 * i)).toBeLessThan(10);
       expect(recorded(w.pid)).toEqual({
         cuda: `CUDA_VISIBLE_DEVICES=${i === 0 ? "4,5" : "6,7"}`,
         argv: [
@@ -380,11 +386,11 @@ describe("launcher", () => {
           "--host",
           "127.0.0.1",
           "--port",
-          String(cfg.worker_base_port + 2 * i),
+          String(w.port),
           "--master-port",
-          String(cfg.master_port_base + 10 * i),
+          String(w.masterPort),
           "--scheduler-port",
-          String(cfg.scheduler_port_base + 10 * i),
+          String(w.schedulerPort),
           "--task-type",
           "T2I",
           "--speed",
