@@ -1,0 +1,86 @@
+/**
+ * The README's examples, run as a newcomer would type them: the curl block
+ * and the Python block of "Using it from curl and Python", against a router
+ * with simulated workers. The router address in the README
+ * (http://localhost:30081) is replaced by the test router's.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { repoRoot, startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+
+/** The fenced code blocks of one README section, by language. */
+function blocks(section: string, lang: string): string[] {
+  const start = readme.indexOf(`## ${section}`);
+  expect(start, `README section ${section}`).toBeGreaterThanOrEqual(0);
+  const end = readme.indexOf("\n## ", start + 3);
+  const text = readme.slice(start, end < 0 ? undefined : end);
+  return [...text.matchAll(new RegExp("```" + lang + "\\n([\\s\\S]*?)```", "g"))].map((m) => m[1]!);
+}
+
+/** Shell commands of a bash block: comments dropped, `\` continuations joined. */
+function commands(block: string): string[] {
+  return block
+    .replace(/\\\n\s*/g, " ")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+}
+
+let router: RouterProcess;
+let sims: SimProcess[] = [];
+let dir: string;
+
+beforeAll(async () => {
+  sims = await Promise.all([startSimProcess(), startSimProcess()]);
+  router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url)]);
+  dir = mkdtempSync(join(tmpdir(), "readme-"));
+});
+
+afterAll(async () => {
+  await router?.stop();
+  await Promise.all(sims.map((s) => s.stop()));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("README examples", () => {
+  it("the curl commands work and answer what the README says", () => {
+    const [block] = blocks("Using it from curl and Python", "bash");
+    const cmds = commands(block!).map((c) => c.replaceAll("http://localhost:30081", router.url));
+    expect(cmds.length).toBeGreaterThanOrEqual(8);
+    const out: string[] = [];
+    for (const cmd of cmds) {
+      const r = spawnSync("bash", ["-c", cmd], { cwd: dir, encoding: "utf8", timeout: 30_000 });
+      expect(r.status, `${cmd}\n${r.stderr}`).toBe(0);
+      out.push(r.stdout);
+    }
+    expect(JSON.parse(out[0]!)).toMatchObject({ status: "healthy", healthy_workers: 2 });
+    expect(JSON.parse(out[1]!)).toMatchObject({ status: "success", worker: { url: "http://localhost:30000" } });
+    expect(JSON.parse(out[2]!).workers).toHaveLength(3);
+    // The image was decoded and saved.
+    const png = readFileSync(join(dir, "output.png"));
+    expect(png.subarray(0, 8).toString("hex")).toBe("89504e470d0a1a0a");
+    // Image-only workers: the video request gets the router's clear 400.
+    const video = JSON.parse(out.find((o) => o.includes("no_video_workers"))!);
+    expect(video.error.code).toBe("no_video_workers");
+    // The refit reached the live workers and bumped the version.
+    const refit = JSON.parse(out.at(-1)!);
+    expect(refit.weight_version).toBe("1");
+    expect(refit.results.map((r: { worker_url: string }) => r.worker_url).sort()).toEqual(sims.map((s) => s.url).sort());
+  });
+
+  it("the Python example works with Debian's python3-requests", () => {
+    const [block] = blocks("Using it from curl and Python", "python");
+    const script = block!.replaceAll("http://localhost:30081", router.url);
+    const stdout = execFileSync("/usr/bin/python3", ["-c", script], { cwd: dir, encoding: "utf8", timeout: 60_000 });
+    expect(stdout).toContain("'status': 'healthy'");
+    expect(stdout).toContain("'status': 'success'");
+    expect(stdout).toMatch(/'weight_version': '\d+'/);
+    expect(existsSync(join(dir, "output.png"))).toBe(true);
+  });
+});
