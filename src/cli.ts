@@ -52,7 +52,8 @@ export function buildCommand(): Command {
     .option("--refit-timeout <seconds>", "time a two-phase refit (POST /refit/begin) may stay open before it aborts", num("--refit-timeout"), 600)
     .option("--state-file <path>", "keep the weight version and refit state in this file across restarts")
     .option("--client-header-timeout <seconds>", "time a client may take to send its request headers (slow clients are disconnected)", num("--client-header-timeout"), 30)
-    .option("--client-body-timeout <seconds>", "a client that sends no request-body byte for this long is disconnected (0 = never)", num("--client-body-timeout"), 60);
+    .option("--client-body-timeout <seconds>", "a client that sends no request-body byte for this long is disconnected (0 = never)", num("--client-body-timeout"), 60)
+    .option("--weight-call-timeout <seconds>", "limit of one weight load, sleep or wake call to a worker (a worker that never answers fails the call)", num("--weight-call-timeout"), 600);
 }
 
 export function optionsFromArgv(argv: string[]): RouterOptions {
@@ -89,6 +90,7 @@ export function optionsFromArgv(argv: string[]): RouterOptions {
     stateFile: o.stateFile ?? null,
     clientHeaderTimeoutMs: o.clientHeaderTimeout * 1000,
     clientBodyTimeoutMs: o.clientBodyTimeout * 1000,
+    weightCallTimeoutMs: o.weightCallTimeout * 1000,
   });
 }
 

@@ -67,7 +67,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
       });
     },
   });
-  const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, affinities: [images, videos] });
+  const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos] });
   const admission = createAdmission({
     registry,
     policy,

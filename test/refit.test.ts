@@ -216,7 +216,49 @@ describe("joining and returning workers", () => {
   });
 });
 
+describe("real workers' model cards", () => {
+  it("a `created` that changes on every probe (SGLang answers the request time) never looks like a restarted process", async () => {
+    const a = await sim();
+    const r = await router(["--worker-urls", a.url, "--health-check-interval", "0.2"]);
+    expect((await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-1" } })).status).toBe(200);
+    const c1 = (await jsonRequest(`${a.url}/v1/models`)).body.data[0].created;
+    await new Promise((res) => setTimeout(res, 2300)); // > 2 s: `created` moved on, ~10 probes ran
+    expect((await jsonRequest(`${a.url}/v1/models`)).body.data[0].created).not.toBe(c1);
+    const [w] = await workers(r);
+    expect(w).toMatchObject({ state: "healthy", weight_version: "1" });
+    // No replay happened: the worker loaded the weights once.
+    expect((await simStats(a)).requests_by_route["POST /update_weights_from_disk"]).toBe(1);
+    expect((await generate(r.url)).weights).toBe("ckpt/step-1");
+  });
+});
+
 describe("two-phase refit for tensor updates", () => {
+  it("an abort keeps workers that took uncommitted tensors out of rotation", async () => {
+    const a = await sim();
+    const b = await sim();
+    const r = await router(["--worker-urls", a.url, b.url]);
+    expect((await jsonRequest(`${r.url}/refit/begin`, { method: "POST", json: {} })).status).toBe(200);
+    const held = Array.from({ length: 4 }, () => generate(r.url));
+    await jsonRequest(`${r.url}/workers/${encodeURIComponent(a.url)}/update_weights_from_tensor`, { method: "POST", json: { serialized_named_tensors: ["h"], weight_version: "t3" } });
+    const abort = await jsonRequest(`${r.url}/refit/abort`, { method: "POST", json: {} });
+    expect(abort.body.stale_workers).toEqual([a.url]);
+    const answers = [...(await Promise.all(held)), ...(await Promise.all(Array.from({ length: 4 }, () => generate(r.url))))];
+    // Neither the released held requests nor later ones reach the worker with uncommitted weights.
+    expect(answers.map((x) => [x.status, x.worker, x.weights])).toEqual(Array(8).fill([200, b.url, BASE]));
+    expect((await workers(r)).find((w) => w.url === a.url)).toMatchObject({ state: "stale", weight_version: null });
+  });
+
+  it("a disk refit cannot be aborted (it ends by itself)", async () => {
+    const a = await sim(["--weight-load-ms", "1000"]);
+    const r = await router(["--worker-urls", a.url]);
+    const refit = jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/a" } });
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.phase !== "idle", 5000, "refit started");
+    const abort = await jsonRequest(`${r.url}/refit/abort`, { method: "POST", json: {} });
+    expect(abort.status).toBe(409);
+    expect((await refit).status).toBe(200);
+    expect((await generate(r.url)).weights).toBe("ckpt/a");
+  });
+
   it("begin holds and drains, per-worker tensor updates pass through, commit releases held requests onto the new weights", async () => {
     const a = await sim();
     const b = await sim();

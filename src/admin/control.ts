@@ -42,6 +42,11 @@ export interface ControlOptions {
   health: HealthChecker;
   logger: Logger;
   probeTimeoutMs: number;
+  /**
+   * Limit of one broadcast call (a weight load, sleep, wake): a worker that
+   * never answers must not keep a refit, and the requests it holds, open.
+   */
+  broadcastTimeoutMs: number;
   /** Id-affinity maps to clean when a worker leaves. */
   affinities: readonly AffinityMap[];
 }
@@ -70,7 +75,8 @@ export function createControl(options: ControlOptions): Control {
     try {
       const caps = await probeCapabilities(upstream, worker.url, options.probeTimeoutMs);
       registry.update(worker.url, "capabilities", (w) => {
-        w.capabilities = caps;
+        // A fingerprint is trusted only once health probes saw it stable.
+        w.capabilities = { ...caps, instanceFingerprint: w.capabilities.instanceFingerprint };
       });
     } catch (err) {
       registry.update(worker.url, "capabilities_unknown", (w) => {
@@ -157,7 +163,7 @@ export function createControl(options: ControlOptions): Control {
       return Promise.all(
         targets.map(async (w): Promise<BroadcastResult> => {
           try {
-            const answer = await upstream.requestJson(w.url, "POST", path, { body });
+            const answer = await upstream.requestJson(w.url, "POST", path, { body, timeoutMs: options.broadcastTimeoutMs });
             return { worker_url: w.url, status_code: answer.status, body: answer.body };
           } catch (err) {
             return { worker_url: w.url, status_code: 502, body: { error: `worker request failed: ${describeNetworkError(err)}` } };

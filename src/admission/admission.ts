@@ -53,7 +53,7 @@ export interface Admission {
   readonly queued: number;
   /** Resolves true once no generation request is in flight, false after `timeoutMs`. */
   whenIdle(timeoutMs: number): Promise<boolean>;
-  /** Answers every waiter with `err` (shutdown). */
+  /** Answers every waiter with `err`, and every later one (shutdown). */
   rejectAll(err: Error): void;
 }
 
@@ -66,6 +66,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
   let queued = 0;
   let inFlight = 0;
   let idleWaiters: (() => void)[] = [];
+  /** Set by rejectAll (shutdown): every later wait() fails with it. */
+  let closed: Error | null = null;
 
   function candidates(pool: Pool): readonly Worker[] {
     return pool === "video" ? registry.routableVideo() : registry.routable();
@@ -104,6 +106,9 @@ export function createAdmission(options: AdmissionOptions): Admission {
   }
 
   function pump(): void {
+    // Waiters that timed out or left are dropped lazily; under a long hold
+    // nothing is served, so compact here to keep the array bounded.
+    if (queue.length > 2 * queued + 64) queue = queue.filter((w) => !w.settled);
     if (holds.size > 0 || queued === 0) return;
     const exhausted = new Set<Pool>();
     let live = 0;
@@ -132,9 +137,18 @@ export function createAdmission(options: AdmissionOptions): Admission {
     if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener("abort", waiter.onAbort);
   }
 
-  // Any change of worker state can free capacity (a worker woke, was added, recovered).
+  // Any change of worker state can free capacity (a worker woke, was added,
+  // recovered). Deferred to a microtask: other listeners of the same change
+  // (the refit coordinator marking a returning worker `syncing`) must run
+  // first, or a waiter could be handed a worker on old weights.
+  let pumpQueued = false;
   registry.on("change", (e) => {
-    if (queued > 0 && !(e.type === "updated" && e.reason === "load")) pump();
+    if (queued === 0 || pumpQueued || (e.type === "updated" && e.reason === "load")) return;
+    pumpQueued = true;
+    queueMicrotask(() => {
+      pumpQueued = false;
+      pump();
+    });
   });
 
   const admission: Admission = {
@@ -148,6 +162,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
     },
 
     wait(pool, signal, exclude = null) {
+      if (closed !== null) return Promise.reject(closed);
       if (queued >= options.queueSize) {
         return Promise.reject(new RouterError("queue_full", `router queue is full (${options.queueSize} requests waiting)`, { details: { retryAfterS: 1 } }));
       }
@@ -177,7 +192,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
         if (signal) {
           if (signal.aborted) {
             clearTimeout(waiter.timer);
-            reject(new Error("client went away"));
+            reject(signal.reason instanceof Error ? signal.reason : new Error("client went away"));
             return;
           }
           signal.addEventListener("abort", waiter.onAbort!, { once: true });
@@ -242,6 +257,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
     },
 
     rejectAll(err) {
+      // Requests still reading their body or retrying must not queue after this.
+      closed = err;
       for (const waiter of queue) {
         if (waiter.settled) continue;
         settle(waiter);

@@ -59,6 +59,8 @@ export interface RouterOptions {
   readonly clientBodyTimeoutMs: number;
   /** Time a client may take to send its request headers; default 30 s. */
   readonly clientHeaderTimeoutMs: number;
+  /** Limit of one weight load, sleep or wake call to a worker; default 600 s. */
+  readonly weightCallTimeoutMs: number;
 }
 
 export const defaultRouterOptions: RouterOptions = Object.freeze({
@@ -90,6 +92,7 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   stateFile: null,
   clientBodyTimeoutMs: 60_000,
   clientHeaderTimeoutMs: 30_000,
+  weightCallTimeoutMs: 600_000,
 });
 
 
@@ -139,6 +142,7 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(Number.isFinite(o.refitTimeoutMs) && o.refitTimeoutMs > 0, "refit-timeout", "must be > 0 seconds");
   check(Number.isFinite(o.clientBodyTimeoutMs) && o.clientBodyTimeoutMs >= 0, "client-body-timeout", "must be >= 0 seconds");
   check(Number.isFinite(o.clientHeaderTimeoutMs) && o.clientHeaderTimeoutMs > 0, "client-header-timeout", "must be > 0 seconds");
+  check(Number.isFinite(o.weightCallTimeoutMs) && o.weightCallTimeoutMs > 0, "weight-call-timeout", "must be > 0 seconds");
   const timers: [keyof RouterOptions, string][] = [
     ["timeoutMs", "timeout"],
     ["healthCheckIntervalMs", "health-check-interval"],
@@ -150,6 +154,7 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
     ["refitTimeoutMs", "refit-timeout"],
     ["clientBodyTimeoutMs", "client-body-timeout"],
     ["clientHeaderTimeoutMs", "client-header-timeout"],
+    ["weightCallTimeoutMs", "weight-call-timeout"],
   ];
   for (const [key, flag] of timers) {
     check((o[key] as number) <= maxTimerMs, flag, `must be at most ${Math.floor(maxTimerMs / 1000)} seconds (about 24.8 days, the longest Node timer), got ${show((o[key] as number) / 1000)}`);

@@ -2,7 +2,7 @@ import type { Logger } from "../log.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
-import { probeCapabilities, probeHealth } from "./probe.js";
+import { probeCapabilities, probeHealth, type ProbeProblem } from "./probe.js";
 
 /** Options of {@link createHealthChecker}. */
 export interface HealthCheckerOptions {
@@ -38,6 +38,13 @@ export interface HealthChecker {
 export function createHealthChecker(options: HealthCheckerOptions): HealthChecker {
   const { registry, upstream, logger } = options;
   const inFlight = new Set<string>();
+  /** Each worker's last model-card `created` and since when it has not changed. */
+  const lastSeen = new Map<string, { value: string | null; sinceMs: number }>();
+  /** A `created` unchanged this long is a process start time, not a clock. */
+  const fingerprintStableMs = 3_000;
+  registry.on("change", (e) => {
+    if (e.type === "removed") lastSeen.delete(e.worker.url);
+  });
   let timer: NodeJS.Timeout | null = null;
 
   async function checkOne(worker: Worker): Promise<void> {
@@ -57,33 +64,50 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
     }
   }
 
-  function onFailure(worker: Worker, problem: string): void {
+  function onFailure(worker: Worker, problem: ProbeProblem): void {
     registry.update(worker.url, "health_probe_failed", (w) => {
       w.consecutiveFailures++;
       w.consecutiveSuccesses = 0;
-      w.lastError = problem;
+      w.lastError = problem.message;
+      // Nothing listens at the URL: whatever comes back there later is a new
+      // process with its base weights, not the one the router knew.
+      if (problem.refused) w.weightVersion = null;
       if (!w.dead && w.consecutiveFailures >= options.failureThreshold) {
         w.dead = true;
         w.deadReason = "health_check";
-        logger.warn({ worker: w.url, failures: w.consecutiveFailures, problem }, "worker failed consecutive health checks: marked dead");
+        logger.warn({ worker: w.url, failures: w.consecutiveFailures, problem: problem.message }, "worker failed consecutive health checks: marked dead");
       }
     });
     if (worker.dead && worker.deadReason === "ejected") options.onEjectedProbeFailed?.(worker);
   }
 
   async function onSuccess(worker: Worker): Promise<void> {
-    // The model card also tells whether the process behind the URL changed
-    // (its `created` time): a restarted worker holds its base weights again.
+    // The model card gives capabilities, and maybe a process fingerprint: a
+    // `created` that stays the same for `fingerprintStableMs` is the process
+    // start time, and a new one means a restarted process. A value that keeps
+    // moving (SGLang answers the request time, in seconds) never qualifies,
+    // so it cannot raise a false alarm.
+    let capsOk = false;
     try {
       const caps = await probeCapabilities(upstream, worker.url, options.timeoutMs);
-      const previous = worker.capabilities.instanceFingerprint;
-      const changed = previous !== null && caps.instanceFingerprint !== null && previous !== caps.instanceFingerprint;
-      if (changed || worker.capabilities.taskType === null) {
+      capsOk = true;
+      const raw = caps.instanceFingerprint;
+      const now = Date.now();
+      let seen = lastSeen.get(worker.url);
+      if (seen === undefined || seen.value !== raw) {
+        seen = { value: raw, sinceMs: now };
+        lastSeen.set(worker.url, seen);
+      }
+      const qualified = raw !== null && now - seen.sinceMs >= fingerprintStableMs;
+      const stored = worker.capabilities.instanceFingerprint;
+      const changed = qualified && stored !== null && stored !== raw;
+      caps.instanceFingerprint = qualified ? raw : stored;
+      if (changed || stored !== caps.instanceFingerprint || worker.capabilities.taskType !== caps.taskType) {
         registry.update(worker.url, "capabilities", (w) => {
           w.capabilities = caps;
         });
       }
-      if (changed) options.onProcessChanged?.(worker, previous, caps.instanceFingerprint!);
+      if (changed) options.onProcessChanged?.(worker, stored, raw);
     } catch (err) {
       logger.debug({ worker: worker.url, err }, "capability probe failed");
     }
@@ -96,6 +120,9 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
         return;
       }
       if (w.deadReason === "manual" || w.deadReason === "refit_failed" || w.deadReason === "stale_weights") return;
+      // Back only when the whole worker answers (health and model card), in
+      // the same round: a process still starting can answer one and not the other.
+      if (!capsOk) return;
       w.consecutiveSuccesses++;
       // A worker never seen healthy, or one whose ejection ran out, needs one good probe.
       const needed = w.deadReason === "unreachable" || w.deadReason === "ejected" ? 1 : options.successThreshold;

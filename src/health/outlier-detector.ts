@@ -49,7 +49,9 @@ export function createOutlierDetector(options: OutlierDetectorOptions): OutlierD
       registry.update(worker.url, "request_failed", (w) => {
         w.consecutiveFailures++;
         w.lastError = `${kind}: ${detail}`;
-        // A refused connection is certain: the process is not there.
+        // A refused connection is certain: the process is not there, and
+        // whatever answers at the URL later holds its base weights.
+        if (kind === "not_sent") w.weightVersion = null;
         const threshold = kind === "not_sent" ? 1 : options.consecutiveFailures;
         if (w.dead || w.consecutiveFailures < threshold) return;
         w.ejectionCount++;

@@ -1,13 +1,20 @@
+import { classifyFailure } from "../proxy/network-errors.js";
 import type { Upstream } from "../proxy/upstream.js";
 import { taskTypeSupportsVideo, type WorkerCapabilities } from "../registry/worker.js";
 
+/** Why a `GET /health` failed; `refused` when nothing listens at the URL (the process is gone). */
+export interface ProbeProblem {
+  message: string;
+  refused: boolean;
+}
+
 /** Result of one `GET /health`: null when healthy, else why not. */
-export async function probeHealth(upstream: Upstream, url: string, timeoutMs: number): Promise<string | null> {
+export async function probeHealth(upstream: Upstream, url: string, timeoutMs: number): Promise<ProbeProblem | null> {
   try {
     const answer = await upstream.requestJson(url, "GET", "/health", { timeoutMs });
-    return answer.status === 200 ? null : `GET /health answered ${answer.status}`;
+    return answer.status === 200 ? null : { message: `GET /health answered ${answer.status}`, refused: false };
   } catch (err) {
-    return `GET /health failed: ${describeNetworkError(err)}`;
+    return { message: `GET /health failed: ${describeNetworkError(err)}`, refused: classifyFailure(err) === "not_sent" };
   }
 }
 
@@ -28,6 +35,9 @@ export async function probeCapabilities(upstream: Upstream, url: string, timeout
     taskType,
     videoSupport: taskTypeSupportsVideo(taskType),
     models: cards.map((c) => c.id).filter((id): id is string => typeof id === "string"),
+    // Raw: only a value seen twice in a row is trusted as a process
+    // fingerprint (the health checker decides; SGLang's `created` is the
+    // request time and never is).
     instanceFingerprint: typeof created === "number" || typeof created === "string" ? String(created) : null,
   };
 }

@@ -174,8 +174,8 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     /** `POST /workers/{id}/update_weights_from_tensor`: this worker's own payload, inside an open refit. */
     async tensorUpdate(req: Req, res: Res, id: string, path: string): Promise<void> {
       const worker = control.getWorker(decodeWorkerId(id));
-      refit.requireOpenRefit();
-      await data.toWorker(req, res, worker, path, (status, captured) => refit.tensorUpdated(worker.url, status, captured));
+      const token = refit.tensorStarted(worker.url);
+      await data.toWorker(req, res, worker, path, (status, captured) => refit.tensorUpdated(token, worker.url, status, captured));
     },
 
     /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */

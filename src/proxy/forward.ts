@@ -71,6 +71,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   clientGone = false;
   chunks: Buffer[] | null;
   captureLeft: number;
+  /** content-length of the worker's answer, -1 when it streams without one. */
+  expectedBytes = -1;
+  /** The whole answer, when it arrived in one chunk; sent with res.end(). */
+  whole: Buffer | null = null;
   readonly resume: () => void;
   readonly onClientClose: () => void;
 
@@ -102,6 +106,8 @@ class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     this.status = statusCode;
+    const length = headers["content-length"];
+    this.expectedBytes = typeof length === "string" ? Number(length) : -1;
     const out = clientResponseHeaders(headers);
     const extra = this.req.extraHeaders;
     if (extra) for (const k in extra) out[k] = extra[k];
@@ -113,15 +119,27 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // A whole answer in its first chunk (the common small JSON answer) is
+    // kept for res.end(chunk): head and body leave in one socket write.
+    if (this.bytes === 0 && chunk.length === this.expectedBytes) {
+      this.bytes = chunk.length;
+      this.capture(chunk);
+      this.whole = chunk;
+      return;
+    }
     this.bytes += chunk.length;
+    this.capture(chunk);
+    if (!(this.res as ServerResponse).write(chunk)) {
+      controller.pause();
+      this.res.once("drain", this.resume);
+    }
+  }
+
+  capture(chunk: Buffer): void {
     if (this.chunks !== null && this.captureLeft > 0) {
       const part = chunk.length <= this.captureLeft ? chunk : chunk.subarray(0, this.captureLeft);
       this.chunks.push(part);
       this.captureLeft -= part.length;
-    }
-    if (!(this.res as ServerResponse).write(chunk)) {
-      controller.pause();
-      this.res.once("drain", this.resume);
     }
   }
 
@@ -136,7 +154,8 @@ class Exchange implements Dispatcher.DispatchHandler {
       }
     }
     this.finish({ kind: "completed", status: this.status, bytes: this.bytes });
-    this.res.end();
+    if (this.whole !== null) (this.res as ServerResponse).end(this.whole);
+    else this.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

@@ -34,6 +34,8 @@ interface Operation {
   unhold: () => void;
   /** Tensor refit: workers whose update_weights_from_tensor succeeded. */
   updated: Set<string>;
+  /** Tensor refit: workers whose update is still loading. */
+  pending: Set<string>;
   timer: NodeJS.Timeout | null;
 }
 
@@ -82,6 +84,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     remembered = saved.workers ?? {};
     if (saved.inProgress?.kind === "disk") {
       version = saved.inProgress.targetVersion;
+      refits++; // the next default version must not repeat this label
       last = { kind: "disk", body: saved.inProgress.body };
       remembered = {};
       logger.warn({ version }, "state file: the router stopped during a disk refit; every worker is re-synced to the refit's weights before it takes traffic");
@@ -96,7 +99,12 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     if (!store) return;
     const workers: PersistedState["workers"] = {};
     for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint };
-    store.save({ version, refits, last, inProgress, workers });
+    try {
+      store.save({ version, refits, last, inProgress, workers });
+    } catch (err) {
+      // A full disk must not take the router down; the state is one write behind.
+      logger.error({ err, path: store.path }, "could not write the state file");
+    }
   }
 
   function setSync(w: Worker, sync: Worker["sync"], reason: string, lastError?: string | null): void {
@@ -117,7 +125,9 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
       return;
     }
     if (last === null) {
-      // No refit ever happened: every worker holds the base weights.
+      // No refit ever happened: every worker holds the base weights, except
+      // one marked stale (it took tensors of a refit that was not committed).
+      if (w.sync === "stale") return;
       registry.update(w.url, "weights", (x) => {
         x.weightVersion = version;
         x.sync = "in_sync";
@@ -142,7 +152,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
       if (w.sync === "in_sync") setSync(w, "stale", "stale_weights", `asleep while the pool moved to ${version}`);
       return;
     }
-    void replay(w, last.body);
+    replay(w, last.body).catch((err: unknown) => logger.error({ err, worker: w.url }, "re-sync failed unexpectedly"));
   }
 
   async function replay(w: Worker, body: string): Promise<void> {
@@ -188,8 +198,15 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
 
   // "added" is not here: a new worker's process fingerprint (needed to trust a
   // restored state) is known only after the capability probe ("capabilities").
-  const reconcileOn = new Set(["capabilities", "health_probe_ok", "recovered", "awake", "process_changed", "request_ok"]);
+  // health_probe_failed / request_failed: a refused connection makes the
+  // worker's weights unknown (a restart would bring base weights back).
+  const reconcileOn = new Set(["capabilities", "health_probe_ok", "health_probe_failed", "request_failed", "recovered", "awake", "process_changed", "request_ok"]);
   registry.on("change", (e: RegistryEvent) => {
+    if (e.type === "removed" || (e.type === "updated" && e.reason === "process_changed")) {
+      // A fresh process (or none) at this URL holds none of the refit's tensors.
+      op?.updated.delete(e.worker.url);
+      op?.pending.delete(e.worker.url);
+    }
     if (e.type === "removed") {
       syncFailures.delete(e.worker.url);
       nextSyncAtMs.delete(e.worker.url);
@@ -215,16 +232,30 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     if (op) {
       throw new RouterError("refit_in_progress", `a ${op.kind === "sleep" ? "memory release" : `${op.kind} refit`} is in progress (phase ${op.phase}, started ${Math.round((Date.now() - op.startedAtMs) / 1000)} s ago); retry when it ends`);
     }
-    op = { kind, phase: "draining", startedAtMs: Date.now(), unhold: admission.hold(reason), updated: new Set(), timer: null };
+    op = { kind, phase: "draining", startedAtMs: Date.now(), unhold: admission.hold(reason), updated: new Set(), pending: new Set(), timer: null };
     return op;
   }
 
-  function end(): void {
-    if (!op) return;
-    if (op.timer) clearTimeout(op.timer);
-    const unhold = op.unhold;
+  /**
+   * Ends `current` (only if it is still the running operation): workers are
+   * reconciled first, so that nothing out of date is routable when the held
+   * requests are released.
+   */
+  function end(current: Operation): void {
+    if (op !== current) return;
+    if (current.timer) clearTimeout(current.timer);
     op = null;
-    unhold();
+    sweep();
+    current.unhold();
+  }
+
+  /** Out of rotation, weights unknown: only a replay or a trainer's update brings it back. */
+  function markUnknown(url: string, reason: string, lastError: string): void {
+    registry.update(url, reason, (x) => {
+      x.weightVersion = null;
+      x.sync = "stale";
+      x.lastError = lastError;
+    });
   }
 
   async function drain(timeoutMs: number): Promise<void> {
@@ -290,6 +321,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
                 // It rolled back to the old weights: keep it away from traffic,
                 // and give it time before the first replay (the same load just failed).
                 w.sync = "stale";
+                w.weightVersion = null; // rolled back, or half loaded: never trusted again without a replay
                 w.lastError = `update_weights_from_disk to ${version} failed: ${messageOf(r)}`;
                 syncFailures.set(w.url, 1);
                 nextSyncAtMs.set(w.url, Date.now() + 5_000);
@@ -306,8 +338,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
         persist();
         throw err;
       } finally {
-        end();
-        sweep();
+        end(current);
       }
     },
 
@@ -318,7 +349,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
         persist({ kind: "tensor", startedAtMs: current.startedAtMs });
         await drain(drainTimeoutMs);
       } catch (err) {
-        end();
+        end(current);
         persist();
         throw err;
       }
@@ -332,31 +363,46 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
       return { weight_version: version, phase: "open", timeout_s: timeoutMs / 1000, workers: registry.all().filter((w) => !w.dead).map((w) => w.url) };
     },
 
-    /** Whether a per-worker tensor update may go through now; throws 409 if not. */
-    requireOpenRefit(): void {
+    /**
+     * Starts a per-worker tensor update: throws 409 without an open refit,
+     * else returns the refit it belongs to (pass it to {@link tensorUpdated}).
+     */
+    tensorStarted(workerUrl: string): object {
       if (op?.kind !== "tensor" || op.phase !== "open") {
         throw new RouterError("no_refit_in_progress", "update_weights_from_tensor needs an open refit: POST /refit/begin first (it holds and drains traffic so no answer mixes weights), then /refit/commit");
       }
+      op.pending.add(workerUrl);
+      return op;
     },
 
-    /** Records a worker's tensor update answer (from the passthrough). */
-    tensorUpdated(workerUrl: string, status: number, answer: Buffer): void {
-      if (op?.kind !== "tensor") return;
+    /**
+     * Records a worker's tensor update answer. An answer that arrives after
+     * its refit ended (aborted, timed out, committed) leaves the worker with
+     * weights nobody committed: out of rotation.
+     */
+    tensorUpdated(token: object, workerUrl: string, status: number, answer: Buffer): void {
       let ok = status === 200;
       try {
         if (ok && (JSON.parse(answer.toString("utf8")) as { success?: unknown }).success === false) ok = false;
       } catch {
         // Not JSON: status decides.
       }
-      if (ok) op.updated.add(workerUrl);
-      else op.updated.delete(workerUrl);
+      if (token !== op) {
+        if (ok && registry.get(workerUrl)) markUnknown(workerUrl, "stale_weights", "a tensor update finished after its refit ended: holds uncommitted weights");
+        return;
+      }
+      const current = token as Operation;
+      current.pending.delete(workerUrl);
+      if (ok) current.updated.add(workerUrl);
+      else current.updated.delete(workerUrl);
     },
 
     /** `POST /refit/commit`: the updated workers take the new version; the others leave rotation. */
     commit(weightVersion: unknown) {
       if (op?.kind !== "tensor" || op.phase !== "open") throw new RouterError("no_refit_in_progress", "no open refit to commit: POST /refit/begin first");
       if (op.updated.size === 0) throw new RouterError("invalid_request", "no worker was updated in this refit: POST /workers/{worker_id}/update_weights_from_tensor to each worker before committing (or /refit/abort)");
-      const updated = op.updated;
+      const current = op;
+      const updated = current.updated;
       const previous = version;
       version = weightVersion !== undefined && weightVersion !== null && weightVersion !== "" ? String(weightVersion) : String(refits + 1);
       refits++;
@@ -369,14 +415,14 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
             x.sync = "in_sync";
             x.lastError = null;
           });
-        } else if (!w.dead) {
-          stale.push(w.url);
-          setSync(w, "stale", "stale_weights", `not updated in tensor refit ${version}`);
+        } else {
+          // Not updated (or still loading, or dead): its weights are not these.
+          if (!w.dead) stale.push(w.url);
+          markUnknown(w.url, "stale_weights", current.pending.has(w.url) ? `its tensor update was still loading when refit ${version} was committed` : `not updated in tensor refit ${version}`);
         }
       }
-      end();
       persist();
-      sweep();
+      end(current);
       return { weight_version: version, previous_weight_version: previous, updated_workers: [...updated], stale_workers: stale };
     },
 
@@ -391,7 +437,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
         const { status, results } = await control.releaseMemoryOccupation(raw);
         return { status, body: { results } };
       } finally {
-        end();
+        end(current);
       }
     },
 
@@ -407,17 +453,16 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
   };
 
   function abort(why = "aborted by request") {
-    if (!op || op.kind === "sleep") throw new RouterError("no_refit_in_progress", "no refit in progress to abort");
-    const current = op;
-    // Workers that already took new tensors hold weights nobody committed.
-    const stale = [...current.updated];
-    end();
-    for (const url of stale) {
-      const w = registry.get(url);
-      if (w) setSync(w, "stale", "stale_weights", `holds uncommitted weights from an aborted refit (${why})`);
+    if (op?.kind !== "tensor") {
+      throw new RouterError("no_refit_in_progress", op ? `a ${op.kind === "sleep" ? "memory release" : "disk refit"} cannot be aborted; it ends by itself` : "no refit in progress to abort");
     }
+    const current = op;
+    // Workers that took (or are taking) new tensors hold weights nobody
+    // committed: out of rotation before the held requests are released.
+    const stale = [...new Set([...current.updated, ...current.pending])];
+    for (const url of stale) if (registry.get(url)) markUnknown(url, "stale_weights", `holds uncommitted weights from an aborted refit (${why})`);
     persist();
-    sweep();
+    end(current);
     return { weight_version: version, aborted: true, reason: why, stale_workers: stale };
   }
 }

@@ -137,9 +137,9 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
     },
     async updateWeightsFromTensor(req: { url: string; body?: Record<string, unknown> }) {
       const worker = control.getWorker(workerUrlOf(req.url));
-      refit.requireOpenRefit();
+      const token = refit.tensorStarted(worker.url);
       const [result] = await control.broadcast("/update_weights_from_tensor", JSON.stringify(req.body ?? {}), [worker]);
-      refit.tensorUpdated(worker.url, result!.status_code, Buffer.from(JSON.stringify(result!.body)));
+      refit.tensorUpdated(token, worker.url, result!.status_code, Buffer.from(JSON.stringify(result!.body)));
       return { result: resultsToPb([result!])[0] };
     },
     async commitRefit(req: { weightVersion: string }) {

@@ -4,6 +4,7 @@ import {
   WorkerEventType,
   type WatchWorkersResponse,
 } from "../gen/sgl/diffusion/router/v1/admin_pb.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Registry, RegistryEvent } from "../registry/registry.js";
 import { workerToPb } from "./convert.js";
 
@@ -14,10 +15,14 @@ import { workerToPb } from "./convert.js";
  * the queue replace that entry instead of piling up, so a slow watcher under
  * heavy traffic holds at most one pending load event per worker.
  */
+/** Events one watcher may have waiting before its stream is ended. */
+const maxQueued = 10_000;
+
 export async function* watchWorkers(registry: Registry, options: { excludeLoad: boolean; signal: AbortSignal }): AsyncGenerator<WatchWorkersResponse> {
   const queue: WatchWorkersResponse[] = [];
   const pendingLoad = new Map<string, number>();
   let wake: (() => void) | null = null;
+  let overflowed = false;
 
   const onChange = (e: RegistryEvent) => {
     const isLoad = e.type === "updated" && e.reason === "load";
@@ -28,6 +33,13 @@ export async function* watchWorkers(registry: Registry, options: { excludeLoad: 
       reason: e.type === "updated" ? e.reason : e.type,
       atUnixMs: BigInt(Date.now()),
     });
+    if (queue.length >= maxQueued) {
+      // A watcher that stopped reading: end its stream rather than grow
+      // without bound; it re-subscribes and gets a fresh snapshot.
+      overflowed = true;
+      wake?.();
+      return;
+    }
     const at = isLoad ? pendingLoad.get(e.worker.url) : undefined;
     if (at !== undefined && queue[at]?.worker?.url === e.worker.url) {
       queue[at] = msg;
@@ -46,6 +58,7 @@ export async function* watchWorkers(registry: Registry, options: { excludeLoad: 
     }
     yield create(WatchWorkersResponseSchema, { type: WorkerEventType.SYNCED, reason: "synced", atUnixMs: BigInt(Date.now()) });
     while (!options.signal.aborted) {
+      if (overflowed) throw new ConnectError(`WatchWorkers: more than ${maxQueued} events waited for this client; watch again`, Code.ResourceExhausted);
       if (queue.length === 0) {
         await new Promise<void>((resolve) => (wake = resolve));
         wake = null;

@@ -19,8 +19,9 @@ export function modelCard(state: SimState): Record<string, unknown> {
   return {
     id: modelPath,
     object: "model",
-    // Process start time: a restarted worker shows a new `created`.
-    created: state.startedAtS,
+    // As SGLang's ModelCard: the time of the request, not of the process
+    // start (so a router cannot tell a restarted worker by it).
+    created: Math.floor(Date.now() / 1000),
     owned_by: "sglang",
     root: modelPath,
     parent: null,
