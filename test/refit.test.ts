@@ -343,6 +343,19 @@ describe("sleep and wake", () => {
     expect(traffic.answers.length).toBeGreaterThan(10);
   });
 
+  it("a refit while the workers sleep fails clearly (the worker refuses) and changes nothing", async () => {
+    const a = await sim();
+    const r = await router(["--worker-urls", a.url]);
+    await jsonRequest(`${r.url}/release_memory_occupation`, { method: "POST", json: {} });
+    const refit = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/asleep" } });
+    expect(refit.status).toBe(502);
+    expect(refit.body.weight_version).toBe("0");
+    expect(refit.body.summary.failed_workers[0].message).toMatch(/worker is sleeping \(call \/resume_memory_occupation first\)/);
+    expect((await jsonRequest(`${r.url}/resume_memory_occupation`, { method: "POST", json: {} })).status).toBe(200);
+    const answer = await generate(r.url);
+    expect([answer.status, answer.version, answer.weights]).toEqual([200, "0", BASE]);
+  });
+
   it("requests held while every worker sleeps get 503 with Retry-After after the queue timeout", async () => {
     const a = await sim();
     const r = await router(["--worker-urls", a.url, "--queue-timeout", "0.5"]);

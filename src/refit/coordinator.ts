@@ -267,7 +267,13 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
 
   function summaryOf(results: BroadcastResult[]) {
     const ok = results.filter(succeeded).map((r) => r.worker_url);
-    const failed = results.filter((r) => !succeeded(r)).map((r) => ({ worker_url: r.worker_url, status_code: r.status_code, message: messageOf(r) }));
+    const failed = results
+      .filter((r) => !succeeded(r))
+      .map((r) => {
+        // A sleeping worker refuses to load weights: say so, with the way out.
+        const asleep = registry.get(r.worker_url)?.sleeping === true;
+        return { worker_url: r.worker_url, status_code: r.status_code, message: asleep ? `worker is sleeping (call /resume_memory_occupation first): ${messageOf(r)}` : messageOf(r) };
+      });
     return { targets: results.length, succeeded: ok.length, failed: failed.length, failed_workers: failed };
   }
 
