@@ -1,32 +1,17 @@
 // The router's command line, run as a user runs it: flags, --help, the
 // launcher (sim backend) and Ctrl-C.
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { isAlive, jsonRequest, routerCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { isAlive, jsonRequest, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const run = promisify(execFile);
 
-/** Runs the CLI to completion (it must exit by itself). */
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [routerCli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    p.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-    p.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-    const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
-    p.on("exit", (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** Pids of processes whose command line mentions the sim CLI and `--port <port>`. */
 async function simPidsOnPort(port: number): Promise<number[]> {
@@ -90,7 +75,7 @@ async function sigint(router: RouterProcess): Promise<number | null> {
 
 describe("flags", () => {
   it("--help lists every flag of the original and exits 0", async () => {
-    const r = await runCli(["--help"]);
+    const r = await runRouterCli(["--help"]);
     expect(r.code).toBe(0);
     for (const flag of [
       "--host",
@@ -111,7 +96,7 @@ describe("flags", () => {
   });
 
   it("a bad --routing-algorithm exits non-zero naming the choices", async () => {
-    const r = await runCli(["--port", "0", "--routing-algorithm", "fastest"]);
+    const r = await runRouterCli(["--port", "0", "--routing-algorithm", "fastest"]);
     expect(r.code).not.toBe(0);
     expect(r.code).not.toBeNull();
     for (const choice of ["least-request", "round-robin", "random"]) expect(r.stderr).toContain(choice);

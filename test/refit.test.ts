@@ -363,7 +363,7 @@ describe("sleep and wake", () => {
     const res = await fetch(`${r.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
     expect(res.status).toBe(503);
     expect(res.headers.get("retry-after")).toBeTruthy();
-    expect((await res.json()).error.code).toBe("queue_timeout");
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("queue_timeout");
   });
 });
 

@@ -1,10 +1,9 @@
 // REST admin API end to end: the router and simulated workers run as child
 // processes; everything goes over real sockets. Shapes follow the original
 // Python router's README (our compatibility contract).
-import { spawn } from "node:child_process";
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jsonRequest, routerCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const ADMIN_LIMIT = 4096;
@@ -349,19 +348,7 @@ describe("refused worker URLs", () => {
   });
 
   it("--worker-urls with any of them: the router refuses to start, names the URL, never listens", async () => {
-    const run = (url: string) =>
-      new Promise<{ url: string; code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const p = spawn(process.execPath, [routerCli, "--host", "127.0.0.1", "--port", "0", "--worker-urls", a.url, url], { stdio: ["ignore", "pipe", "pipe"] });
-        let stdout = "";
-        let stderr = "";
-        p.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
-        p.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
-        const t = setTimeout(() => p.kill("SIGKILL"), 10_000);
-        p.on("exit", (code) => {
-          clearTimeout(t);
-          resolve({ url, code, stdout, stderr });
-        });
-      });
+    const run = async (url: string) => ({ url, ...(await runRouterCli(["--host", "127.0.0.1", "--port", "0", "--worker-urls", a.url, url])) });
     // One spelling per kind of refusal (each start loads the whole router: ~1 s of CPU).
     const atStartup = refused.filter((u) => !["http://0xA9.0xFE.0xA9.0xFE:80", "http://[::ffff:a9fe:a9fe]:80", "http://metadata.google.internal:80", "http://169.254.169.254.:80"].includes(u));
     const results: Awaited<ReturnType<typeof run>>[] = [];

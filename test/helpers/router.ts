@@ -98,6 +98,22 @@ export async function startRouterProcess(args: string[] = [], opts: { env?: Node
   };
 }
 
+/** Runs the router CLI to completion (it must exit by itself, e.g. --help or a refused flag). */
+export function runRouterCli(args: string[], timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [routerCli, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout!.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+    p.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const t = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+    p.on("exit", (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 /** fetch + JSON, returning status, headers and parsed body. */
 export async function jsonRequest(url: string, init: RequestInit & { json?: unknown } = {}): Promise<{ status: number; headers: Headers; body: any }> {
   const { json, ...rest } = init;
