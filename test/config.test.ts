@@ -260,7 +260,7 @@ const numericOptions = Object.entries(defaultRouterOptions)
  * 1 ms when given more than 2^31-1 ms. (clientBodyTimeoutMs is a socket timeout, which Node clamps to
  * 2^31-1 instead, and clientHeaderTimeoutMs a comparison: neither is listed.)
  */
-const timerOptions = ["healthCheckIntervalMs", "healthCheckTimeoutMs", "queueTimeoutMs", "shutdownTimeoutMs", "drainTimeoutMs", "refitTimeoutMs"];
+const timerOptions = ["healthCheckIntervalMs", "healthCheckTimeoutMs", "queueTimeoutMs", "shutdownTimeoutMs", "drainTimeoutMs", "refitTimeoutMs", "weightCallTimeoutMs"];
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const anyNumber = fc.oneof(
@@ -301,6 +301,7 @@ describe("router options (resolveRouterOptions)", () => {
         "refitTimeoutMs",
         "clientBodyTimeoutMs",
         "clientHeaderTimeoutMs",
+        "weightCallTimeoutMs",
       ].sort(),
     );
   });
