@@ -10,8 +10,7 @@ import { defaultRouterOptions, resolveRouterOptions } from "../dist/src/config/o
 import { RouterError } from "../dist/src/errors.js";
 import { launcherConfigDefaults, LauncherConfigError, loadLauncherConfig, parseLauncherConfig } from "../dist/src/launcher/index.js";
 import { decodeWorkerId, normalizeWorkerUrl, workerIdOf } from "../dist/src/registry/worker-url.js";
-import { jsonRequest, startRouterProcess, waitFor } from "./helpers/router.js";
-import { startSimProcess } from "./helpers/sim.js";
+import { startRouterProcess } from "./helpers/router.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "sgl-config-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
