@@ -1,3 +1,4 @@
+import type { Req } from "./body.js";
 import type { Res } from "./respond.js";
 
 /**
@@ -12,6 +13,13 @@ export interface ResponseNotes {
   retries?: number;
   /** Answer bytes streamed from the worker. */
   answerBytes?: number;
+  /**
+   * The REST handler's end-of-request accounting (access log, metrics): the
+   * request, its path and arrival time; the request is null once accounted.
+   */
+  restReq?: Req | null;
+  restPath?: string;
+  restStartedMs?: number;
 }
 
 export function notes(res: Res): ResponseNotes {

@@ -144,6 +144,18 @@ export function createRestHandler(options: RestHandlerOptions) {
     return data.passthrough(req, res, rawUrl);
   }
 
+  /**
+   * The response's 'close' listener (`this` is the response): one function
+   * shared by every request instead of a closure plus a `once` wrapper each.
+   */
+  function onResponseClose(this: Res): void {
+    const n = notes(this);
+    const req = n.restReq;
+    if (!req) return; // accounted already ('close' is expected once; this keeps `once` semantics)
+    n.restReq = null;
+    finished(req, this, n.restPath!, n.restStartedMs!);
+  }
+
   function finished(req: Req, res: Res, path: string, startedMs: number): void {
     open--;
     if (open === 0 && onIdle) onIdle();
@@ -163,7 +175,11 @@ export function createRestHandler(options: RestHandlerOptions) {
     const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
     const method = req.method ?? "GET";
     open++;
-    res.once("close", () => finished(req, res, path, startedMs));
+    const n = notes(res);
+    n.restReq = req;
+    n.restPath = path;
+    n.restStartedMs = startedMs;
+    res.on("close", onResponseClose);
     if (shuttingDown) {
       req.resume();
       if (!res.headersSent && "shouldKeepAlive" in res) res.setHeader("connection", "close");

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry as PromRegistry } from "prom-client";
+import { Counter, Gauge, Registry as PromRegistry, type MetricValue } from "prom-client";
 import type { Admission } from "../admission/admission.js";
 import { adminPaths, dataPlanePaths, openPaths } from "../http/paths.js";
 import type { Registry } from "../registry/registry.js";
@@ -22,19 +22,24 @@ export interface MetricsOptions {
  */
 export function createMetrics(options: MetricsOptions) {
   const prom = new PromRegistry();
-  const requests = new Counter({
-    name: "sgl_router_requests_total",
-    help: "Requests answered, by route, method, status and worker (empty worker: answered by the router itself).",
-    labelNames: ["route", "method", "status", "worker"] as const,
-    registers: [prom],
-  });
-  const duration = new Histogram({
-    name: "sgl_router_request_duration_seconds",
-    help: "Time from request arrival to the end of the answer, by route.",
-    labelNames: ["route"] as const,
-    buckets: [0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600],
-    registers: [prom],
-  });
+  // The two per-request series are counted in plain objects and handed to
+  // prom-client only when /metrics is scraped (it still writes the text and
+  // escapes the labels): its label children hash their labels on every
+  // inc/observe, which showed in profiles of small requests.
+  const requestCounts = new Map<string, { labels: { route: string; method: string; status: string; worker: string }; value: number }>();
+  prom.registerMetric(
+    scrapedMetric("sgl_router_requests_total", "Requests answered, by route, method, status and worker (empty worker: answered by the router itself).", "counter", () =>
+      Array.from(requestCounts.values(), (c) => ({ labels: { ...c.labels }, value: c.value })),
+    ),
+  );
+  const durations = new Map<string, DurationSeries>();
+  prom.registerMetric(
+    scrapedMetric("sgl_router_request_duration_seconds", "Time from request arrival to the end of the answer, by route.", "histogram", () => {
+      const values: HistogramValue[] = [];
+      for (const s of durations.values()) s.export(values);
+      return values;
+    }),
+  );
   const retries = new Counter({ name: "sgl_router_retries_total", help: "Requests moved to another worker after a failure before any answer byte.", labelNames: ["route"] as const, registers: [prom] });
   const ejections = new Counter({ name: "sgl_router_worker_ejections_total", help: "Workers taken out of rotation by failed requests (passive health).", labelNames: ["worker"] as const, registers: [prom] });
   const bytes = new Counter({ name: "sgl_router_proxied_bytes_total", help: "Answer bytes streamed from workers to clients.", registers: [prom] });
@@ -87,25 +92,21 @@ export function createMetrics(options: MetricsOptions) {
   });
   new Gauge({ name: "sgl_router_info", help: "Router build.", labelNames: ["version"] as const, registers: [prom] }).set({ version: VERSION }, 1);
 
-  // Label children are looked up once per label set, not hashed per request.
-  const requestChildren = new Map<string, { inc(): void }>();
-  const durationChildren = new Map<string, { observe(v: number): void }>();
-
   return {
     contentType: prom.contentType,
     /** One finished request. */
     observe(route: string, method: string, status: number, worker: string, seconds: number, answerBytes: number, retried: number): void {
       const key = `${route} ${method} ${status} ${worker}`;
-      let counter = requestChildren.get(key);
+      let counter = requestCounts.get(key);
       if (counter === undefined) {
-        counter = requests.labels({ route, method, status: String(status), worker });
-        requestChildren.set(key, counter);
+        counter = { labels: { route, method, status: String(status), worker }, value: 0 };
+        requestCounts.set(key, counter);
       }
-      counter.inc();
-      let histogram = durationChildren.get(route);
+      counter.value++;
+      let histogram = durations.get(route);
       if (histogram === undefined) {
-        histogram = duration.labels({ route });
-        durationChildren.set(route, histogram);
+        histogram = new DurationSeries(route);
+        durations.set(route, histogram);
       }
       histogram.observe(seconds);
       if (answerBytes > 0) bytes.inc(answerBytes);
@@ -120,6 +121,72 @@ export function createMetrics(options: MetricsOptions) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Upper bounds of `sgl_router_request_duration_seconds` (seconds). */
+const durationBuckets = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+const durationName = "sgl_router_request_duration_seconds";
+
+type HistogramValue = MetricValue<string> & { metricName: string; sharedLabels: Record<string, string> };
+
+/** One route's duration histogram: a count per bucket, the sum and the count. */
+class DurationSeries {
+  readonly counts = new Array<number>(durationBuckets.length).fill(0);
+  sum = 0;
+  count = 0;
+  /** Shared by every sample line of the series, as prom-client does. */
+  readonly shared: Record<string, string>;
+
+  constructor(route: string) {
+    this.shared = { route };
+  }
+
+  observe(seconds: number): void {
+    if (!Number.isFinite(seconds)) return;
+    this.sum += seconds;
+    this.count++;
+    for (let i = 0; i < durationBuckets.length; i++) {
+      if (seconds <= durationBuckets[i]!) {
+        this.counts[i]!++;
+        return;
+      }
+    }
+  }
+
+  /** The sample lines prom-client's Histogram writes: cumulative buckets, +Inf, _sum, _count. */
+  export(out: HistogramValue[]): void {
+    let acc = 0;
+    for (let i = 0; i < durationBuckets.length; i++) {
+      acc += this.counts[i]!;
+      out.push({ labels: { le: durationBuckets[i]! }, value: acc, metricName: `${durationName}_bucket`, sharedLabels: this.shared });
+    }
+    out.push({ labels: { le: "+Inf" }, value: this.count, metricName: `${durationName}_bucket`, sharedLabels: this.shared });
+    out.push({ labels: {}, value: this.sum, metricName: `${durationName}_sum`, sharedLabels: this.shared });
+    out.push({ labels: {}, value: this.count, metricName: `${durationName}_count`, sharedLabels: this.shared });
+  }
+}
+
+/**
+ * A metric whose samples are computed when the registry is read (the shape
+ * prom-client's registry reads from its own metric classes).
+ */
+function scrapedMetric(name: string, help: string, type: "counter" | "histogram", values: () => MetricValue<string>[]) {
+  const metric = {
+    name,
+    help,
+    type,
+    aggregator: "sum" as const,
+    get: async () => ({ name, help, type, aggregator: "sum", values: values().map(splay) }),
+    getForPromString: async () => ({ name, help, type, aggregator: "sum", values: values() }),
+    reset() {},
+  };
+  return metric as unknown as Parameters<PromRegistry["registerMetric"]>[0];
+}
+
+/** JSON form of a sample: the shared labels merged into its labels. */
+function splay(v: MetricValue<string>): MetricValue<string> {
+  const { sharedLabels, ...rest } = v as HistogramValue;
+  return sharedLabels ? { ...rest, labels: { ...rest.labels, ...sharedLabels } } : v;
+}
 
 /**
  * A bounded route label: ids in paths (workers, videos, images, models)

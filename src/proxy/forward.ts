@@ -75,7 +75,8 @@ class Exchange implements Dispatcher.DispatchHandler {
   expectedBytes = -1;
   /** The whole answer, when it arrived in one chunk; sent with res.end(). */
   whole: Buffer | null = null;
-  readonly resume: () => void;
+  /** Made on the first backpressure pause only: most answers never need it. */
+  resume: (() => void) | null = null;
   readonly onClientClose: () => void;
 
   constructor(
@@ -85,7 +86,6 @@ class Exchange implements Dispatcher.DispatchHandler {
   ) {
     this.captureLeft = req.captureBytes ?? 0;
     this.chunks = this.captureLeft > 0 ? [] : null;
-    this.resume = () => this.controller?.resume();
     this.onClientClose = () => {
       if (this.settled) return;
       this.clientGone = true;
@@ -131,7 +131,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.capture(chunk);
     if (!(this.res as ServerResponse).write(chunk)) {
       controller.pause();
-      this.res.once("drain", this.resume);
+      this.res.once("drain", (this.resume ??= () => this.controller?.resume()));
     }
   }
 
