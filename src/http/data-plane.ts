@@ -74,7 +74,7 @@ class ClientGone extends Error {
  */
 export function createDataPlane(options: DataPlaneOptions) {
   const { registry, admission, upstream, logger, images, videos, outliers } = options;
-  const agent = upstream.agent;
+  const proxy = upstream.proxy;
 
   // Request ids the router makes: a random per-process prefix and a counter
   // (unique, cheap; a UUID per request showed in profiles).
@@ -141,7 +141,7 @@ export function createDataPlane(options: DataPlaneOptions) {
       n.workerUrl = w.url;
       let outcome: ForwardOutcome;
       try {
-        outcome = await forward(agent, res, {
+        outcome = await forward(proxy, res, {
           origin: w.url,
           path,
           method: req.method ?? "GET",
@@ -215,7 +215,7 @@ export function createDataPlane(options: DataPlaneOptions) {
     admission.acquireSpecific(worker);
     let outcome: ForwardOutcome;
     try {
-      outcome = await forward(agent, res, {
+      outcome = await forward(proxy, res, {
         origin: worker.url,
         path,
         method: req.method ?? "GET",

@@ -1,7 +1,8 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
-import type { Dispatcher } from "undici";
+import type { AnswerHeaders, Call, H1Handler } from "./h1-connection.js";
+import type { H1Client } from "./h1-pool.js";
 import { clientResponseHeaders } from "./headers.js";
 import { WorkerStatusError } from "./network-errors.js";
 
@@ -58,13 +59,13 @@ class ClientAbort extends Error {
 }
 
 /**
- * One request/answer exchange, driven by undici's dispatch handler API. It
+ * One request/answer exchange on the data plane's HTTP/1.1 client. It
  * writes worker bytes straight into the client response and pauses the worker
  * when the client is slow, so memory stays flat whatever the size. Methods are
  * on the prototype: no closure per chunk.
  */
-class Exchange implements Dispatcher.DispatchHandler {
-  controller: Dispatcher.DispatchController | null = null;
+class Exchange implements H1Handler {
+  call: Call | null = null;
   status = 0;
   bytes = 0;
   settled = false;
@@ -89,61 +90,53 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.onClientClose = () => {
       if (this.settled) return;
       this.clientGone = true;
-      this.controller?.abort(new ClientAbort());
+      this.call?.abort(new ClientAbort());
     };
     res.once("close", this.onClientClose);
   }
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller;
-    if (this.clientGone) controller.abort(new ClientAbort());
-  }
-
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
-    if (statusCode < 200) return;
-    if (statusCode >= 500 && this.req.holdBack5xx) {
-      controller.abort(new WorkerStatusError(statusCode));
-      return;
-    }
-    this.status = statusCode;
-    const length = headers["content-length"];
-    this.expectedBytes = typeof length === "string" ? Number(length) : -1;
+  onHead(statusCode: number, headers: AnswerHeaders, contentLength: number): void {
+    if (statusCode >= 500 && this.req.holdBack5xx) throw new WorkerStatusError(statusCode);
+    this.expectedBytes = contentLength;
     const out = clientResponseHeaders(headers);
     const extra = this.req.extraHeaders;
     if (extra) for (const k in extra) out[k] = extra[k];
-    try {
-      this.res.writeHead(statusCode, out);
-    } catch (err) {
-      controller.abort(err as Error);
-    }
+    // A header node refuses to write (a worker's bad header) throws here:
+    // nothing reached the client yet, so it counts as a failure before the answer.
+    this.res.writeHead(statusCode, out);
+    this.status = statusCode;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onData(chunk: Buffer): boolean {
     // A whole answer in its first chunk (the common small JSON answer) is
     // kept for res.end(chunk): head and body leave in one socket write.
     if (this.bytes === 0 && chunk.length === this.expectedBytes) {
       this.bytes = chunk.length;
       this.capture(chunk);
       this.whole = chunk;
-      return;
+      return true;
     }
     this.bytes += chunk.length;
     this.capture(chunk);
-    if (!(this.res as ServerResponse).write(chunk)) {
-      controller.pause();
-      this.res.once("drain", (this.resume ??= () => this.controller?.resume()));
-    }
+    if ((this.res as ServerResponse).write(chunk)) return true;
+    this.res.once("drain", (this.resume ??= () => this.call?.resume()));
+    return false;
   }
 
   capture(chunk: Buffer): void {
     if (this.chunks !== null && this.captureLeft > 0) {
-      const part = chunk.length <= this.captureLeft ? chunk : chunk.subarray(0, this.captureLeft);
+      // A few KB of a large read are copied: a view would keep the whole
+      // 64 KB socket buffer alive for the length of the answer, long enough
+      // to be promoted to V8's old space, whose external-memory pressure then
+      // asks for full mark-compact collections (measured: one every 60 ms
+      // under 2 MB answers).
+      const part = chunk.length <= this.captureLeft ? chunk : Buffer.from(chunk.subarray(0, this.captureLeft));
       this.chunks.push(part);
       this.captureLeft -= part.length;
     }
   }
 
-  onResponseEnd(): void {
+  onEnd(): void {
     if (this.req.stats) this.req.stats.answerBytes = this.bytes;
     if (this.req.beforeEnd) {
       try {
@@ -158,7 +151,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     else this.res.end();
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+  onError(error: Error): void {
     if (this.clientGone || error instanceof ClientAbort) {
       this.finish({ kind: "client_aborted" });
       return;
@@ -181,16 +174,12 @@ class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** Streams one request to a worker and its answer back to the client. */
-export function forward(dispatcher: Dispatcher, res: ClientResponse, req: ForwardRequest): Promise<ForwardOutcome> {
+export function forward(client: H1Client, res: ClientResponse, req: ForwardRequest): Promise<ForwardOutcome> {
   return new Promise<ForwardOutcome>((resolve) => {
     const exchange = new Exchange(res, req, resolve);
-    try {
-      dispatcher.dispatch(
-        { origin: req.origin, path: req.path, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body, idempotent: false },
-        exchange,
-      );
-    } catch (err) {
-      exchange.finish({ kind: "failed_before_response", error: err as Error });
-    }
+    const call = client.request(req.origin, req, exchange);
+    exchange.call = call;
+    // The client left before the request went out.
+    if (exchange.clientGone || res.destroyed) call.abort(new ClientAbort());
   });
 }

@@ -1,4 +1,5 @@
 import { Agent } from "undici";
+import { H1Client } from "./h1-pool.js";
 
 /** Options of {@link createUpstream}. */
 export interface UpstreamOptions {
@@ -16,10 +17,13 @@ export interface JsonAnswer {
 }
 
 /**
- * The router's one connection pool to workers (undici Agent: a keep-alive pool
- * per origin). Generation traffic, probes and broadcasts share it.
+ * The router's connections to workers: the data plane's own HTTP/1.1 client
+ * (proxied requests: streamed, zero-copy, its per-worker cap is
+ * --max-connections) and an undici Agent for the router's own small requests
+ * (probes, broadcasts, merged lists), whose answers are read whole.
  */
 export interface Upstream {
+  readonly proxy: H1Client;
   readonly agent: Agent;
   /** A small request whose answer is read whole (probes, broadcasts, merges). */
   requestJson(origin: string, method: string, path: string, options?: { body?: string | Buffer; headers?: Record<string, string>; timeoutMs?: number; signal?: AbortSignal }): Promise<JsonAnswer>;
@@ -38,7 +42,9 @@ export function createUpstream(options: UpstreamOptions = {}): Upstream {
     bodyTimeout: timeoutMs,
     connect: { timeout: 10_000 },
   });
+  const proxy = new H1Client({ maxConnections: options.maxConnections ?? 100, timeoutMs });
   return {
+    proxy,
     agent,
     async requestJson(origin, method, path, opts = {}) {
       const signals: AbortSignal[] = [];
@@ -64,6 +70,8 @@ export function createUpstream(options: UpstreamOptions = {}): Upstream {
       }
       return { status: res.statusCode, body, contentType: ct };
     },
-    close: () => agent.close(),
+    close: async () => {
+      await Promise.all([proxy.close(), agent.close()]);
+    },
   };
 }

@@ -1,0 +1,522 @@
+import * as net from "node:net";
+import * as tls from "node:tls";
+import type { Readable } from "node:stream";
+
+/**
+ * One keep-alive HTTP/1.1 connection to a worker, with the request writer and
+ * the answer parser of the data plane's proxy client.
+ *
+ * Why not undici here: on the proxy path undici cost 15-25 µs more CPU per
+ * small request than this client, and for large answers it copies every body
+ * chunk into llhttp's wasm memory; this parser hands body bytes on as
+ * subarrays of what the socket read (no copy) and keeps all per-request state
+ * in fields of long-lived objects. Measured in docs/benchmarks.md. undici
+ * still serves the router's control traffic (probes, broadcasts, merges).
+ */
+
+/** An upstream failure with a stable code (see network-errors.ts). */
+export class UpstreamError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export type AnswerHeaders = Record<string, string | string[]>;
+
+/** The request as the proxy sends it. Header names are lower case; hop-by-hop ones already removed. */
+export interface H1Request {
+  method: string;
+  /** Path and query. */
+  path: string;
+  headers: Record<string, string | string[]>;
+  /** A buffered body, the client's body stream, or none. */
+  body: Readable | Buffer | null;
+}
+
+/** What one exchange reports, in this order: onHead, onData*, onEnd; or onError at any point, once. */
+export interface H1Handler {
+  /** The final answer's head (1xx answers are skipped). `contentLength` is -1 when unknown. */
+  onHead(status: number, headers: AnswerHeaders, contentLength: number): void;
+  /** A body chunk (a view of the socket's read buffer); returning false pauses reading until {@link Call.resume}. */
+  onData(chunk: Buffer): boolean;
+  onEnd(): void;
+  onError(err: Error): void;
+}
+
+/** One request's handle: created by the pool, bound to a connection when one is free. */
+export class Call {
+  conn: Connection | null = null;
+  done = false;
+  constructor(
+    readonly req: H1Request,
+    readonly handler: H1Handler,
+  ) {}
+
+  /** Ends the exchange now: the connection (if any) is closed, the handler gets `onError(err)`. */
+  abort(err: Error): void {
+    if (this.done) return;
+    if (this.conn !== null) this.conn.fail(err);
+    else {
+      this.done = true;
+      this.handler.onError(err);
+    }
+  }
+
+  /** Reading resumes after a backpressure pause. */
+  resume(): void {
+    this.conn?.resumeReading();
+  }
+}
+
+/** What a connection needs from its pool. */
+export interface ConnectionOwner {
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean;
+  /** The `host:` header value. */
+  readonly hostHeader: string;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  /** The connection finished an exchange and may serve another. */
+  released(conn: Connection): void;
+  /** The connection is closed for good. */
+  gone(conn: Connection): void;
+}
+
+const enum State {
+  Idle,
+  Head,
+  Length,
+  ChunkSize,
+  ChunkData,
+  ChunkEnd,
+  Trailers,
+  UntilClose,
+}
+
+const crlfcrlf = Buffer.from("\r\n\r\n");
+/** Longest answer head accepted (status line and headers). */
+const maxHeadBytes = 64 * 1024;
+/** Longest chunk-size or trailer line accepted. */
+const maxLineBytes = 8 * 1024;
+/** Buffered bodies up to this size leave in the same write as the head. */
+const joinBodyBytes = 64 * 1024;
+const bodylessMethods = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"]);
+
+export class Connection {
+  readonly socket: net.Socket;
+  call: Call | null = null;
+  /** When it went back to the pool (ms since epoch). */
+  idleSince = 0;
+  connected = false;
+  private state = State.Idle;
+  /** Bytes left in a Content-Length body or in the current chunk. */
+  private left = 0;
+  /** A head or chunk line split across reads. */
+  private partial: Buffer | null = null;
+  private reusable = true;
+  private paused = false;
+  private headMethod = false;
+  private gotAnswerBytes = false;
+  /** The client's body is still being sent (streamed bodies only). */
+  private uploading: Readable | null = null;
+  private closed = false;
+  private connectTimer: NodeJS.Timeout | null = null;
+  private lastError: Error | null = null;
+
+  constructor(readonly owner: ConnectionOwner) {
+    const socket = owner.tls
+      ? tls.connect({ host: owner.host, port: owner.port, servername: net.isIP(owner.host) ? undefined : owner.host, ALPNProtocols: ["http/1.1"] })
+      : net.connect({ host: owner.host, port: owner.port });
+    this.socket = socket;
+    socket.setNoDelay(true);
+    this.connectTimer = setTimeout(() => {
+      this.fail(new UpstreamError("UPSTREAM_CONNECT_TIMEOUT", `connect to ${owner.hostHeader} timed out after ${owner.connectTimeoutMs} ms`));
+    }, owner.connectTimeoutMs);
+    socket.once(owner.tls ? "secureConnect" : "connect", () => {
+      this.connected = true;
+      if (this.connectTimer) clearTimeout(this.connectTimer);
+      this.connectTimer = null;
+    });
+    socket.on("data", (d: Buffer) => this.onBytes(d));
+    socket.on("end", () => this.onEnd());
+    socket.on("error", (err: Error) => {
+      this.lastError = err;
+    });
+    socket.on("close", () => this.onClose());
+    if (owner.timeoutMs > 0) {
+      socket.setTimeout(owner.timeoutMs, () => {
+        // Idle connections are the pool's business; a paused one waits for our client.
+        if (this.call === null || this.paused) return;
+        const code = this.state === State.Head ? "UPSTREAM_HEADERS_TIMEOUT" : "UPSTREAM_BODY_TIMEOUT";
+        this.fail(new UpstreamError(code, `worker ${owner.hostHeader} sent nothing for ${owner.timeoutMs} ms`));
+      });
+    }
+  }
+
+  /** Sends `call`'s request on this connection. */
+  start(call: Call): void {
+    call.conn = this;
+    this.call = call;
+    this.state = State.Head;
+    this.gotAnswerBytes = false;
+    this.paused = false;
+    const { method, path, headers, body } = call.req;
+    this.headMethod = method === "HEAD";
+    // Header values come from node's HTTP parser (which refuses CR/LF in
+    // them) or from the router itself, so they are written as they are.
+    let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.owner.hostHeader}\r\n`;
+    for (const name in headers) {
+      if (name === "content-length") continue;
+      const v = headers[name]!;
+      if (typeof v === "string") head += `${name}: ${v}\r\n`;
+      else for (const one of v) head += `${name}: ${one}\r\n`;
+    }
+    const socket = this.socket;
+    if (body === null) {
+      if (!bodylessMethods.has(method)) head += "content-length: 0\r\n";
+      socket.write(`${head}\r\n`, "latin1");
+    } else if (Buffer.isBuffer(body)) {
+      head += `content-length: ${body.length}\r\n\r\n`;
+      if (body.length <= joinBodyBytes) {
+        // One buffer, one write syscall, for the common small JSON request.
+        const headBytes = Buffer.byteLength(head, "latin1");
+        const out = Buffer.allocUnsafe(headBytes + body.length);
+        out.write(head, 0, "latin1");
+        body.copy(out, headBytes);
+        socket.write(out);
+      } else {
+        socket.cork();
+        socket.write(head, "latin1");
+        socket.write(body);
+        socket.uncork();
+      }
+    } else {
+      const declared = headers["content-length"];
+      const chunked = typeof declared !== "string";
+      head += chunked ? "transfer-encoding: chunked\r\n\r\n" : `content-length: ${declared}\r\n\r\n`;
+      socket.write(head, "latin1");
+      this.upload(body, chunked);
+    }
+  }
+
+  /** Streams the client's body to the worker, pausing the client while the worker's socket is full. */
+  private upload(body: Readable, chunked: boolean): void {
+    const socket = this.socket;
+    this.uploading = body;
+    const onDrain = () => body.resume();
+    const onData = (chunk: Buffer) => {
+      if (chunk.length === 0) return;
+      if (chunked) {
+        socket.write(`${chunk.length.toString(16)}\r\n`, "latin1");
+        socket.write(chunk);
+        if (!socket.write("\r\n", "latin1")) body.pause();
+      } else if (!socket.write(chunk)) body.pause();
+    };
+    const onEnd = () => {
+      cleanup();
+      if (chunked && !this.closed) socket.write("0\r\n\r\n");
+    };
+    const cleanup = () => {
+      if (this.uploading === body) this.uploading = null;
+      body.removeListener("data", onData);
+      body.removeListener("end", onEnd);
+      socket.removeListener("drain", onDrain);
+      socket.removeListener("close", cleanup);
+    };
+    body.on("data", onData);
+    body.once("end", onEnd);
+    socket.on("drain", onDrain);
+    socket.once("close", cleanup);
+  }
+
+  resumeReading(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.socket.resume();
+  }
+
+  /** Ends the current exchange with `err` and closes the connection. */
+  fail(err: Error): void {
+    const call = this.call;
+    this.call = null;
+    this.reusable = false;
+    this.close();
+    if (call !== null && !call.done) {
+      call.done = true;
+      call.handler.onError(err);
+    }
+  }
+
+  /** Closes the connection for good (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.socket.destroy();
+    this.owner.gone(this);
+  }
+
+  private onClose(): void {
+    const call = this.call;
+    if (call !== null) {
+      const err = this.lastError;
+      const e =
+        err !== null && (err as NodeJS.ErrnoException).code !== undefined
+          ? err
+          : new UpstreamError("UPSTREAM_CLOSED", `worker ${this.owner.hostHeader} closed the connection ${this.gotAnswerBytes ? "in the middle of its answer" : "before answering"}`, { cause: err ?? undefined });
+      this.fail(e);
+    } else this.close();
+  }
+
+  private onEnd(): void {
+    if (this.call !== null && this.state === State.UntilClose) {
+      this.complete();
+      return;
+    }
+    // FIN on an idle connection: the worker dropped it (its keep-alive
+    // timeout); with a request on it: the answer is cut (reported on close).
+    if (this.call === null) this.close();
+  }
+
+  /**
+   * The answer ended: the connection goes back to the pool (or closes), then
+   * the handler hears of it. `extraBytes`: the worker sent more than the
+   * answer, so the connection is out of step and closes.
+   */
+  private complete(extraBytes = false): void {
+    const call = this.call!;
+    this.call = null;
+    this.state = State.Idle;
+    call.done = true;
+    // The worker answered before the whole body was sent: the rest of the
+    // body has nowhere to go, and the connection closes (which stops the upload).
+    if (extraBytes || this.uploading !== null) this.reusable = false;
+    if (this.reusable && !this.closed) {
+      if (this.paused) this.resumeReading();
+      this.owner.released(this);
+    } else this.close();
+    call.handler.onEnd();
+  }
+
+  private protocolError(message: string): void {
+    this.fail(new UpstreamError("UPSTREAM_PROTOCOL", `worker ${this.owner.hostHeader}: ${message}`));
+  }
+
+  private onBytes(data: Buffer): void {
+    const call = this.call;
+    if (call === null) {
+      // Bytes nobody asked for: the connection cannot be trusted any more.
+      this.close();
+      return;
+    }
+    this.gotAnswerBytes = true;
+    let buf = data;
+    let off = 0;
+    if (this.partial !== null) {
+      buf = Buffer.concat([this.partial, data]);
+      this.partial = null;
+    }
+    const handler = call.handler;
+    while (off < buf.length) {
+      // A handler callback failed or aborted the exchange: the rest is dropped.
+      if (this.call !== call) return;
+      switch (this.state) {
+        case State.Head: {
+          const end = buf.indexOf(crlfcrlf, off);
+          if (end < 0) {
+            if (buf.length - off > maxHeadBytes) return this.protocolError(`answer head larger than ${maxHeadBytes} bytes`);
+            this.partial = off === 0 ? buf : buf.subarray(off);
+            return;
+          }
+          if (end - off > maxHeadBytes) return this.protocolError(`answer head larger than ${maxHeadBytes} bytes`);
+          const parsed = this.parseHead(buf.toString("latin1", off, end));
+          off = end + 4;
+          if (parsed === null) return;
+          if (parsed.status < 200) continue; // 100 Continue, 103 Early Hints: the real answer follows
+          try {
+            handler.onHead(parsed.status, parsed.headers, parsed.length);
+          } catch (err) {
+            return this.fail(err as Error);
+          }
+          if (this.call !== call) break;
+          if ((this.state as State) === State.Idle) {
+            this.complete(off < buf.length);
+            return;
+          }
+          continue;
+        }
+        case State.Length: {
+          const n = Math.min(this.left, buf.length - off);
+          const chunk = off === 0 && n === buf.length ? buf : buf.subarray(off, off + n);
+          off += n;
+          this.left -= n;
+          if (!handler.onData(chunk)) this.pause();
+          if (this.left === 0 && this.call === call) {
+            this.complete(off < buf.length);
+            return;
+          }
+          continue;
+        }
+        case State.UntilClose: {
+          const chunk = off === 0 ? buf : buf.subarray(off);
+          off = buf.length;
+          if (!handler.onData(chunk)) this.pause();
+          continue;
+        }
+        case State.ChunkSize: {
+          const nl = buf.indexOf(10, off);
+          if (nl < 0) {
+            if (buf.length - off > maxLineBytes) return this.protocolError("chunk-size line too long");
+            this.partial = buf.subarray(off);
+            return;
+          }
+          const line = buf.toString("latin1", off, nl);
+          off = nl + 1;
+          const semi = line.indexOf(";");
+          const hex = (semi >= 0 ? line.slice(0, semi) : line).trim();
+          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) return this.protocolError(`bad chunk size ${JSON.stringify(hex.slice(0, 20))}`);
+          const size = parseInt(hex, 16);
+          if (size === 0) this.state = State.Trailers;
+          else {
+            this.left = size;
+            this.state = State.ChunkData;
+          }
+          continue;
+        }
+        case State.ChunkData: {
+          const n = Math.min(this.left, buf.length - off);
+          const chunk = buf.subarray(off, off + n);
+          off += n;
+          this.left -= n;
+          if (this.left === 0) this.state = State.ChunkEnd;
+          if (!handler.onData(chunk)) this.pause();
+          continue;
+        }
+        case State.ChunkEnd: {
+          // The CRLF after a chunk's data (it may arrive split).
+          const nl = buf.indexOf(10, off);
+          if (nl < 0) {
+            if (buf.length - off > 2) return this.protocolError("missing CRLF after chunk data");
+            off = buf.length;
+            continue;
+          }
+          if (nl - off > 1) return this.protocolError("missing CRLF after chunk data");
+          off = nl + 1;
+          this.state = State.ChunkSize;
+          continue;
+        }
+        case State.Trailers: {
+          // Trailer fields are dropped (the client's answer has none); an empty line ends the body.
+          const nl = buf.indexOf(10, off);
+          if (nl < 0) {
+            if (buf.length - off > maxLineBytes) return this.protocolError("trailer line too long");
+            this.partial = buf.subarray(off);
+            return;
+          }
+          const empty = nl === off || (nl === off + 1 && buf[off] === 13);
+          off = nl + 1;
+          if (empty) {
+            this.complete(off < buf.length);
+            return;
+          }
+          continue;
+        }
+        case State.Idle:
+          return;
+      }
+    }
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  /** Parses a status line and headers; sets the body state. Returns null after a protocol error. */
+  private parseHead(text: string): { status: number; headers: AnswerHeaders; length: number } | null {
+    const lineEnd = text.indexOf("\r\n");
+    const statusLine = lineEnd < 0 ? text : text.slice(0, lineEnd);
+    // "HTTP/1.1 200 OK"
+    if (!statusLine.startsWith("HTTP/1.") || statusLine.charCodeAt(8) !== 32) {
+      this.protocolError(`not an HTTP/1.x answer: ${JSON.stringify(statusLine.slice(0, 40))}`);
+      return null;
+    }
+    const status = Number(statusLine.slice(9, 12));
+    if (!Number.isInteger(status) || status < 100 || status > 999 || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
+      this.protocolError(`bad status line ${JSON.stringify(statusLine.slice(0, 40))}`);
+      return null;
+    }
+    if (status === 101) {
+      this.protocolError("unexpected 101 Switching Protocols");
+      return null;
+    }
+    const headers: AnswerHeaders = {};
+    let contentLength = -1;
+    let chunked = false;
+    let hasTransferEncoding = false;
+    let close = statusLine.charCodeAt(7) === 48; // HTTP/1.0: close unless told otherwise
+    let pos = lineEnd < 0 ? text.length : lineEnd + 2;
+    while (pos < text.length) {
+      let eol = text.indexOf("\r\n", pos);
+      if (eol < 0) eol = text.length;
+      const colon = text.indexOf(":", pos);
+      if (colon < 0 || colon > eol || colon === pos || text.charCodeAt(pos) === 32 || text.charCodeAt(pos) === 9) {
+        this.protocolError(`bad header line ${JSON.stringify(text.slice(pos, Math.min(eol, pos + 60)))}`);
+        return null;
+      }
+      const name = text.slice(pos, colon).toLowerCase();
+      const value = text.slice(colon + 1, eol).trim();
+      pos = eol + 2;
+      const prev = headers[name];
+      if (prev === undefined) headers[name] = value;
+      else if (typeof prev === "string") headers[name] = [prev, value];
+      else prev.push(value);
+      switch (name) {
+        case "content-length": {
+          if (!/^\d{1,15}$/.test(value) || (contentLength >= 0 && Number(value) !== contentLength)) {
+            this.protocolError(`bad content-length ${JSON.stringify(value.slice(0, 40))}`);
+            return null;
+          }
+          contentLength = Number(value);
+          break;
+        }
+        case "transfer-encoding":
+          hasTransferEncoding = true;
+          chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+          break;
+        case "connection": {
+          const v = value.toLowerCase();
+          if (v.includes("close")) close = true;
+          else if (v.includes("keep-alive")) close = false;
+          break;
+        }
+      }
+    }
+    if (status < 200) return { status, headers, length: -1 };
+    if (close) this.reusable = false;
+    if (this.headMethod || status === 204 || status === 304) {
+      this.state = State.Idle;
+    } else if (hasTransferEncoding) {
+      // Transfer-Encoding wins over Content-Length (RFC 9112 6.3).
+      contentLength = -1;
+      if (chunked) this.state = State.ChunkSize;
+      else {
+        this.state = State.UntilClose;
+        this.reusable = false;
+      }
+    } else if (contentLength >= 0) {
+      this.left = contentLength;
+      this.state = contentLength === 0 ? State.Idle : State.Length;
+    } else {
+      this.state = State.UntilClose;
+      this.reusable = false;
+    }
+    return { status, headers, length: this.headMethod ? -1 : contentLength };
+  }
+}

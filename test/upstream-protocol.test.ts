@@ -1,0 +1,292 @@
+/**
+ * The data plane's own HTTP/1.1 client against a worker that speaks HTTP
+ * byte by byte: answers split at awkward places, chunked bodies, 1xx
+ * answers, bodies that end at connection close, keep-alive connections the
+ * worker drops, and answers that are not HTTP. What a client of the router
+ * sees must be the worker's answer, byte for byte, or a clean error.
+ */
+import { createServer, type Server, type Socket } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+
+const modelsAnswer = JSON.stringify({ object: "list", data: [{ id: "wire/model", object: "model", created: 1700000000, owned_by: "sglang", root: "wire/model", task_type: "T2I" }] });
+
+interface Seen {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer;
+  socketId: number;
+}
+
+/** A worker written against the socket: each route sends its answer as a list of byte pieces, with pauses. */
+class WireWorker {
+  readonly server: Server;
+  readonly seen: Seen[] = [];
+  sockets = 0;
+  /** Connections the worker closes right after answering on them (keep-alive drops). */
+  closeAfterAnswer = false;
+  port = 0;
+
+  constructor(readonly routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void>) {
+    this.server = createServer((socket) => this.serve(socket, ++this.sockets));
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((r) => this.server.listen(0, "127.0.0.1", r));
+    this.port = (this.server.address() as { port: number }).port;
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  private serve(socket: Socket, socketId: number): void {
+    let buf = Buffer.alloc(0);
+    let busy = false;
+    socket.on("error", () => undefined);
+    const next = async () => {
+      if (busy) return;
+      const end = buf.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const lines = buf.toString("latin1", 0, end).split("\r\n");
+      const [method, path] = lines[0]!.split(" ");
+      const headers: Record<string, string> = {};
+      for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(":")).toLowerCase()] = l.slice(l.indexOf(":") + 1).trim();
+      let bodyEnd = end + 4;
+      let body: Buffer;
+      if (headers["transfer-encoding"] === "chunked") {
+        const parts: Buffer[] = [];
+        let at = end + 4;
+        for (;;) {
+          const nl = buf.indexOf("\r\n", at);
+          if (nl < 0) return;
+          const size = parseInt(buf.toString("latin1", at, nl), 16);
+          if (buf.length < nl + 2 + size + 2) return;
+          if (size === 0) {
+            bodyEnd = nl + 4;
+            break;
+          }
+          parts.push(buf.subarray(nl + 2, nl + 2 + size));
+          at = nl + 2 + size + 2;
+        }
+        body = Buffer.concat(parts);
+      } else {
+        const len = Number(headers["content-length"] ?? 0);
+        if (buf.length < end + 4 + len) return;
+        body = buf.subarray(end + 4, end + 4 + len);
+        bodyEnd = end + 4 + len;
+      }
+      buf = buf.subarray(bodyEnd);
+      const req: Seen = { method: method!, path: path!, headers, body: Buffer.from(body), socketId };
+      if (!path!.startsWith("/health") && path !== "/v1/models") this.seen.push(req);
+      busy = true;
+      const route = this.routes[path!] ?? ((_r, s) => void s.write(answer(200, path === "/v1/models" ? modelsAnswer : '{"status":"ok"}')));
+      await route(req, socket);
+      busy = false;
+      if (this.closeAfterAnswer && !path!.startsWith("/health") && path !== "/v1/models") socket.end();
+      else void next();
+    };
+    socket.on("data", (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      void next();
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+function answer(status: number, body: string, extra = ""): string {
+  return `HTTP/1.1 ${status} X\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+}
+
+/** Writes the pieces one by one, with a pause between them, so they reach the router as separate reads. */
+async function dribble(socket: Socket, pieces: (string | Buffer)[], pauseMs = 15): Promise<void> {
+  for (const p of pieces) {
+    socket.write(p);
+    await sleep(pauseMs);
+  }
+}
+
+const big = Buffer.alloc(300_000, "abcdefghij");
+
+const routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void> = {
+  // The head split inside the status line, inside a header name, and between CR and LF.
+  "/split-head": (_r, s) => dribble(s, ["HTT", "P/1.1 200 OK\r\ncontent-ty", "pe: application/json\r\nx-worker: a\r", "\ncontent-length: 11\r\n\r", '\n{"ok":true}']),
+  // Chunked, with extensions, split chunk-size lines, a split CRLF and trailers.
+  "/chunked": (_r, s) =>
+    dribble(s, ["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n", "5;ext=1\r\nhello\r", "\n", "1", "\r\n \r\n0\r\nx-trailer: t\r\n", "\r\n"]),
+  // A big chunked answer in one write (many chunks per read).
+  "/chunked-big": (_r, s) => {
+    const parts: (string | Buffer)[] = ["HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"];
+    for (let at = 0; at < big.length; at += 1000) {
+      const piece = big.subarray(at, at + 1000);
+      parts.push(`${piece.length.toString(16)}\r\n`, piece, "\r\n");
+    }
+    parts.push("0\r\n\r\n");
+    s.write(Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p) : p))));
+  },
+  // 100 Continue and 103 Early Hints before the real answer.
+  "/informational": (_r, s) => dribble(s, ["HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n", answer(201, '{"created":1}')]),
+  // No length: the body ends when the worker closes the connection.
+  "/until-close": (_r, s) =>
+    dribble(s, ["HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", "part one, ", "part two"]).then(() => {
+      s.end();
+    }),
+  // HTTP/1.0 without keep-alive, with a length.
+  "/http10": (_r, s) => {
+    s.end("HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\nold!");
+  },
+  "/no-content": (_r, s) => void s.write("HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n"),
+  "/repeated-headers": (_r, s) => void s.write("HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-many: 1\r\nx-many: 2\r\ncontent-length: 2\r\n\r\nok"),
+  "/hop-by-hop": (_r, s) => void s.write("HTTP/1.1 200 OK\r\nconnection: keep-alive, x-private\r\nx-private: secret\r\nkeep-alive: timeout=5\r\nx-kept: yes\r\ncontent-length: 2\r\n\r\nok"),
+  "/garbage": (_r, s) => {
+    s.end("SMTP ready\r\n\r\n");
+  },
+  "/bad-length": (_r, s) => {
+    s.end("HTTP/1.1 200 OK\r\ncontent-length: 12abc\r\n\r\nhello");
+  },
+  "/huge-head": (_r, s) => {
+    s.end(`HTTP/1.1 200 OK\r\nx-big: ${"a".repeat(100_000)}\r\ncontent-length: 2\r\n\r\nok`);
+  },
+  // The answer stops half way: the client must not get a complete-looking answer.
+  "/cut": (_r, s) => {
+    s.write("HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + "x".repeat(400));
+    setTimeout(() => s.destroy(), 30);
+  },
+  "/echo": (r, s) => void s.write(answer(200, JSON.stringify({ method: r.method, bytes: r.body.length, te: r.headers["transfer-encoding"] ?? null, cl: r.headers["content-length"] ?? null, sha: r.body.toString("latin1").slice(0, 20) }))),
+};
+
+let worker: WireWorker;
+let router: RouterProcess;
+
+beforeAll(async () => {
+  worker = new WireWorker(routes);
+  const url = await worker.listen();
+  router = await startRouterProcess(["--worker-urls", url, "--access-log-exclude-prefixes", "/", "--max-retries", "0"]);
+});
+
+afterAll(async () => {
+  await router?.stop();
+  await worker?.close();
+});
+
+describe("answers the router passes through unchanged", () => {
+  it("a head split across reads (inside the status line, a header name, and CR|LF)", async () => {
+    const r = await fetch(`${router.url}/split-head`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get("x-worker")).toBe("a");
+    expect(await r.json()).toEqual({ ok: true });
+  });
+
+  it("a chunked answer with extensions, split size lines, split CRLFs and trailers", async () => {
+    const r = await fetch(`${router.url}/chunked`);
+    expect(r.status).toBe(200);
+    expect(await r.text()).toBe("hello ");
+  });
+
+  it("a 300 KB chunked answer of 1,000-byte chunks, byte for byte", async () => {
+    const r = await fetch(`${router.url}/chunked-big`);
+    expect(Buffer.from(await r.arrayBuffer()).equals(big)).toBe(true);
+  });
+
+  it("skips 100 and 103 answers and passes on the final one", async () => {
+    const r = await fetch(`${router.url}/informational`);
+    expect(r.status).toBe(201);
+    expect(await r.json()).toEqual({ created: 1 });
+  });
+
+  it("a body that ends when the worker closes the connection", async () => {
+    const r = await fetch(`${router.url}/until-close`);
+    expect(await r.text()).toBe("part one, part two");
+  });
+
+  it("an HTTP/1.0 answer, and a 204 without a body", async () => {
+    expect(await (await fetch(`${router.url}/http10`)).text()).toBe("old!");
+    const r = await fetch(`${router.url}/no-content`);
+    expect(r.status).toBe(204);
+    expect(r.headers.get("x-a")).toBe("1");
+  });
+
+  it("repeated headers stay repeated; hop-by-hop headers and the ones Connection names are dropped", async () => {
+    const r = await fetch(`${router.url}/repeated-headers`);
+    expect(r.headers.getSetCookie()).toEqual(["a=1", "b=2"]);
+    expect(r.headers.get("x-many")).toBe("1, 2");
+    const h = await fetch(`${router.url}/hop-by-hop`);
+    expect(h.headers.get("x-kept")).toBe("yes");
+    expect(h.headers.get("x-private")).toBeNull();
+    // The router's own keep-alive header (node's server adds it), not the worker's.
+    expect(h.headers.get("keep-alive")).not.toBe("timeout=5");
+  });
+});
+
+describe("requests the router sends", () => {
+  it("a buffered JSON body, a streamed body of known length, and a chunked body of unknown length", async () => {
+    const small = await jsonRequest(`${router.url}/echo`, { method: "POST", json: { prompt: "x" } });
+    expect(small.body).toMatchObject({ method: "POST", bytes: 14, cl: "14", te: null });
+    // Above the 1 MiB retry buffer: streamed with its length.
+    const large = Buffer.alloc(3 << 20, "z");
+    const streamed = await jsonRequest(`${router.url}/echo`, { method: "PUT", body: large, headers: { "content-type": "application/octet-stream" } });
+    expect(streamed.body).toMatchObject({ method: "PUT", bytes: 3 << 20, cl: String(3 << 20), te: null });
+    // A client that streams without a length: the worker gets it chunked.
+    const stream = new ReadableStream({
+      start(c) {
+        c.enqueue(new TextEncoder().encode("abc"));
+        c.enqueue(new TextEncoder().encode("defgh"));
+        c.close();
+      },
+    });
+    const chunked = await fetch(`${router.url}/echo`, { method: "POST", body: stream, duplex: "half" } as RequestInit);
+    expect(await chunked.json()).toMatchObject({ bytes: 8, te: "chunked", cl: null, sha: "abcdefgh" });
+  });
+
+  it("a POST with an empty body carries content-length: 0", async () => {
+    const r = await jsonRequest(`${router.url}/echo`, { method: "POST" });
+    expect(r.body).toMatchObject({ bytes: 0, cl: "0" });
+  });
+
+  it("reuses its connection to the worker for sequential requests", async () => {
+    const before = worker.seen.length;
+    for (let i = 0; i < 5; i++) await jsonRequest(`${router.url}/echo`, { method: "POST", json: { i } });
+    const ids = new Set(worker.seen.slice(before).map((s) => s.socketId));
+    expect(ids.size).toBe(1);
+  });
+
+  it("a worker that drops every keep-alive connection after answering costs no request", async () => {
+    worker.closeAfterAnswer = true;
+    try {
+      for (let i = 0; i < 10; i++) {
+        const r = await jsonRequest(`${router.url}/echo`, { method: "POST", json: { i } });
+        expect(r.status).toBe(200);
+        await sleep(5);
+      }
+    } finally {
+      worker.closeAfterAnswer = false;
+    }
+  });
+});
+
+describe("worker answers that are not HTTP, or are cut", () => {
+  it.each([
+    ["/garbage", /not an HTTP\/1.x answer/],
+    ["/bad-length", /bad content-length/],
+    ["/huge-head", /answer head larger than/],
+  ])("%s is a 502 naming the problem, and the router keeps serving", async (path, message) => {
+    const r = await jsonRequest(`${router.url}${path}`);
+    expect(r.status).toBe(502);
+    expect(r.body.error.code).toBe("upstream_unreachable");
+    expect(r.body.error.message).toMatch(message);
+    const ok = await fetch(`${router.url}/split-head`);
+    expect(ok.status).toBe(200);
+  });
+
+  it("an answer cut in the middle reaches the client as a cut connection, not a short body", async () => {
+    let got: Buffer | Error;
+    try {
+      got = Buffer.from(await (await fetch(`${router.url}/cut`)).arrayBuffer());
+    } catch (err) {
+      got = err as Error;
+    }
+    expect(got).toBeInstanceOf(Error);
+  });
+});
