@@ -5,47 +5,72 @@ import { RouterError } from "../errors.js";
 export type Req = IncomingMessage | Http2ServerRequest;
 
 /** Reads a whole (small) request body, refusing more than `limit` bytes with 413. */
-export async function readBody(req: Req, limit: number): Promise<Buffer> {
+export function readBody(req: Req, limit: number): Promise<Buffer> {
   const declared = Number(req.headers["content-length"]);
   if (declared > limit) {
     req.resume();
-    throw new RouterError("body_too_large", `request body of ${declared} bytes exceeds the limit of ${limit} bytes`);
+    return Promise.reject(new RouterError("body_too_large", `request body of ${declared} bytes exceeds the limit of ${limit} bytes`));
   }
-  // Plain 'data'/'end' listeners: an async iterator over the stream costs
-  // several promises per chunk, on the path of every generation request.
   return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        req.resume();
-        reject(new RouterError("body_too_large", `request body exceeds the limit of ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    const onError = (err: Error) => {
-      cleanup();
-      reject(err);
-    };
-    const onAborted = () => onError(new Error("client closed the connection while sending its body"));
-    const cleanup = () => {
-      req.removeListener("data", onData);
-      req.removeListener("end", onEnd);
-      req.removeListener("error", onError);
-      req.removeListener("aborted", onAborted);
-    };
+    const r = req as ReadingReq;
+    r[reading] = { chunks: [], size: 0, limit, resolve, reject };
+    // `on`, not `once`: stop() removes them all, and `once` wraps each in a closure.
     req.on("data", onData);
-    req.once("end", onEnd);
-    req.once("error", onError);
-    req.once("aborted", onAborted);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("aborted", onAborted);
   });
+}
+
+/**
+ * The read in progress, kept on the request itself: the listeners below are
+ * shared module-level functions (`this` is the request), so reading a body
+ * makes no closures. This is on the path of every generation request.
+ */
+const reading = Symbol("reading");
+interface Reading {
+  chunks: Buffer[];
+  size: number;
+  limit: number;
+  resolve: (b: Buffer) => void;
+  reject: (e: Error) => void;
+}
+type ReadingReq = Req & { [reading]?: Reading | null };
+
+function stop(req: ReadingReq): Reading | null {
+  const r = req[reading] ?? null;
+  req[reading] = null;
+  req.removeListener("data", onData);
+  req.removeListener("end", onEnd);
+  req.removeListener("error", onError);
+  req.removeListener("aborted", onAborted);
+  return r;
+}
+
+function onData(this: ReadingReq, chunk: Buffer): void {
+  const r = this[reading];
+  if (!r) return;
+  r.size += chunk.length;
+  if (r.size > r.limit) {
+    stop(this);
+    this.resume();
+    r.reject(new RouterError("body_too_large", `request body exceeds the limit of ${r.limit} bytes`));
+    return;
+  }
+  r.chunks.push(chunk);
+}
+
+function onEnd(this: ReadingReq): void {
+  const r = stop(this);
+  if (r) r.resolve(r.chunks.length === 1 ? r.chunks[0]! : Buffer.concat(r.chunks, r.size));
+}
+
+function onError(this: ReadingReq, err: Error): void {
+  stop(this)?.reject(err);
+}
+
+function onAborted(this: ReadingReq): void {
+  stop(this)?.reject(new Error("client closed the connection while sending its body"));
 }
 
 /**

@@ -134,8 +134,6 @@ export function createDataPlane(options: DataPlaneOptions) {
         attempt < options.maxRetries &&
         Date.now() - arrivedMs < options.retryBudgetMs &&
         hasOtherWorker(spec.pool, exclude, worker.url);
-      const extraHeaders: Record<string, string> = { "x-request-id": requestId };
-      if (worker.weightVersion !== null) extraHeaders["x-weight-version"] = worker.weightVersion;
       const w = worker;
       const n = notes(res);
       n.workerUrl = w.url;
@@ -147,7 +145,8 @@ export function createDataPlane(options: DataPlaneOptions) {
           method: req.method ?? "GET",
           headers,
           body: buffered ?? (hasBody(req) ? req : null),
-          extraHeaders,
+          requestId,
+          weightVersion: worker.weightVersion,
           captureBytes: spec.capture,
           beforeEnd: spec.onAnswer ? (status, captured) => spec.onAnswer!(w, status, captured) : undefined,
           holdBack5xx: mayRetry && spec.retry === "generation",
@@ -221,7 +220,7 @@ export function createDataPlane(options: DataPlaneOptions) {
         method: req.method ?? "GET",
         headers: upstreamRequestHeaders(req.headers, requestId),
         body: hasBody(req) ? req : null,
-        extraHeaders: { "x-request-id": requestId },
+        requestId,
         captureBytes: onAnswer ? 64 * 1024 : 0,
         beforeEnd: onAnswer,
         stats: n,

@@ -1,9 +1,8 @@
-import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
 import type { AnswerHeaders, Call, H1Handler } from "./h1-connection.js";
 import type { H1Client } from "./h1-pool.js";
-import { clientResponseHeaders } from "./headers.js";
 import { WorkerStatusError } from "./network-errors.js";
 
 export type ClientResponse = ServerResponse | Http2ServerResponse;
@@ -25,8 +24,10 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>;
   /** The client's body stream, a buffered body, or null. */
   body: Readable | Buffer | null;
-  /** Headers the router adds to the answer (x-request-id, x-weight-version). */
-  extraHeaders?: OutgoingHttpHeaders;
+  /** Added to the answer as `x-request-id`. */
+  requestId: string;
+  /** Added to the answer as `x-weight-version` when not null. */
+  weightVersion?: string | null;
   /** Keep up to this many leading answer bytes for {@link beforeEnd}. */
   captureBytes?: number;
   /**
@@ -98,12 +99,13 @@ class Exchange implements H1Handler {
   onHead(statusCode: number, headers: AnswerHeaders, contentLength: number): void {
     if (statusCode >= 500 && this.req.holdBack5xx) throw new WorkerStatusError(statusCode);
     this.expectedBytes = contentLength;
-    const out = clientResponseHeaders(headers);
-    const extra = this.req.extraHeaders;
-    if (extra) for (const k in extra) out[k] = extra[k];
+    // The parsed headers are already the client's (hop-by-hop ones removed).
+    headers["x-request-id"] = this.req.requestId;
+    const version = this.req.weightVersion;
+    if (version != null) headers["x-weight-version"] = version;
     // A header node refuses to write (a worker's bad header) throws here:
     // nothing reached the client yet, so it counts as a failure before the answer.
-    this.res.writeHead(statusCode, out);
+    this.res.writeHead(statusCode, headers);
     this.status = statusCode;
   }
 

@@ -1,6 +1,7 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { Readable } from "node:stream";
+import { hopByHop } from "./headers.js";
 
 /**
  * One keep-alive HTTP/1.1 connection to a worker, with the request writer and
@@ -25,6 +26,7 @@ export class UpstreamError extends Error {
   }
 }
 
+/** An answer's end-to-end headers: lower-case names, repeated ones as arrays, hop-by-hop ones removed. */
 export type AnswerHeaders = Record<string, string | string[]>;
 
 /** The request as the proxy sends it. Header names are lower case; hop-by-hop ones already removed. */
@@ -106,6 +108,29 @@ const maxLineBytes = 8 * 1024;
 /** Buffered bodies up to this size leave in the same write as the head. */
 const joinBodyBytes = 64 * 1024;
 const bodylessMethods = new Set(["GET", "HEAD", "DELETE", "OPTIONS", "TRACE"]);
+
+/** Lower-cased header names, remembered: a worker sends the same few names on every answer. */
+const lowerNames = new Map<string, string>();
+function lowerName(raw: string): string {
+  let lower = lowerNames.get(raw);
+  if (lower === undefined) {
+    lower = raw.toLowerCase();
+    if (lowerNames.size < 1000) lowerNames.set(raw, lower);
+  }
+  return lower;
+}
+
+/** A decimal Content-Length value, or -1 when it is not 1-15 digits. */
+function digits(s: string): number {
+  if (s.length === 0 || s.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    n = n * 10 + c;
+  }
+  return n;
+}
 
 export class Connection {
   readonly socket: net.Socket;
@@ -461,6 +486,7 @@ export class Connection {
     let chunked = false;
     let hasTransferEncoding = false;
     let close = statusLine.charCodeAt(7) === 48; // HTTP/1.0: close unless told otherwise
+    let connectionNames: string | null = null;
     let pos = lineEnd < 0 ? text.length : lineEnd + 2;
     while (pos < text.length) {
       let eol = text.indexOf("\r\n", pos);
@@ -470,34 +496,40 @@ export class Connection {
         this.protocolError(`bad header line ${JSON.stringify(text.slice(pos, Math.min(eol, pos + 60)))}`);
         return null;
       }
-      const name = text.slice(pos, colon).toLowerCase();
+      const name = lowerName(text.slice(pos, colon));
       const value = text.slice(colon + 1, eol).trim();
       pos = eol + 2;
-      const prev = headers[name];
-      if (prev === undefined) headers[name] = value;
-      else if (typeof prev === "string") headers[name] = [prev, value];
-      else prev.push(value);
       switch (name) {
         case "content-length": {
-          if (!/^\d{1,15}$/.test(value) || (contentLength >= 0 && Number(value) !== contentLength)) {
+          const n = digits(value);
+          if (n < 0 || (contentLength >= 0 && n !== contentLength)) {
             this.protocolError(`bad content-length ${JSON.stringify(value.slice(0, 40))}`);
             return null;
           }
-          contentLength = Number(value);
+          contentLength = n;
           break;
         }
         case "transfer-encoding":
           hasTransferEncoding = true;
           chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
-          break;
+          continue;
         case "connection": {
           const v = value.toLowerCase();
           if (v.includes("close")) close = true;
           else if (v.includes("keep-alive")) close = false;
-          break;
+          if (v !== "close" && v !== "keep-alive") connectionNames = connectionNames === null ? v : `${connectionNames},${v}`;
+          continue;
         }
       }
+      // The headers are for the router's client: one-hop headers stay here.
+      if (hopByHop.has(name)) continue;
+      const prev = headers[name];
+      if (prev === undefined) headers[name] = value;
+      else if (typeof prev === "string") headers[name] = [prev, value];
+      else prev.push(value);
     }
+    // Headers the worker's Connection header names are one-hop too (RFC 9110 7.6.1).
+    if (connectionNames !== null) for (const n of connectionNames.split(",")) delete headers[n.trim()];
     if (status < 200) return { status, headers, length: -1 };
     if (close) this.reusable = false;
     if (this.headMethod || status === 204 || status === 304) {

@@ -1,10 +1,10 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders } from "node:http";
 
 /**
  * Headers that describe one hop, not the message (RFC 9110 7.6.1), plus the
  * ones HTTP/2 forbids. They never cross the proxy in either direction.
  */
-const hopByHop = new Set([
+export const hopByHop: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",
   "proxy-connection",
@@ -38,23 +38,5 @@ export function upstreamRequestHeaders(src: IncomingHttpHeaders, requestId: stri
     for (const n of named.split(",")) delete out[n.trim().toLowerCase()];
   }
   out["x-request-id"] = requestId;
-  return out;
-}
-
-/**
- * Copies a worker's answer headers for the client, without hop-by-hop ones
- * (the fixed set and whatever the worker's `Connection:` names).
- */
-export function clientResponseHeaders(src: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
-  for (const key in src) {
-    if (hopByHop.has(key)) continue;
-    const v = src[key];
-    if (v !== undefined) out[key] = v;
-  }
-  const named = src.connection;
-  if (named !== undefined) {
-    for (const n of (Array.isArray(named) ? named.join(",") : named).split(",")) delete out[n.trim().toLowerCase()];
-  }
   return out;
 }
