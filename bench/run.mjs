@@ -17,6 +17,7 @@ import { cpuDelta, cpuSnapshot, waitQuiet } from "./lib/cpu.mjs";
 import { cpuPlan, machineInfo, pin, preflight, repoRoot } from "./lib/env.mjs";
 import { BIG_BYTES, HUGE_BYTES, SMALL_BYTES, freePort, prepareUpstream, startNginx, stopNginx } from "./lib/nginx.mjs";
 import { memoryMiB, sampleRss, startRouter, stopRouter } from "./lib/router.mjs";
+const undiciProxyCli = path.join(repoRoot, "bench", "lib", "undici-proxy.mjs");
 import { round, running as wrkRunning, wrk } from "./lib/wrk.mjs";
 
 // ---- options -----------------------------------------------------------------
@@ -172,7 +173,15 @@ async function small() {
     S.smallInfo.logBytes = statSync(logFile).size - before;
   });
   S.smallInfo.rpsRatio = round(S.smallInfo.router.rps / S.small.direct.rps, 3);
+
+  await withRouter("small-undici", [`http://127.0.0.1:${up.small}`], { cli: undiciProxyCli }, async (proxy) => {
+    await check(`${proxy.url}${smallPath}`, imageRequest, SMALL_BYTES, true);
+    S.small.reference = await run({ url: `${proxy.url}${smallPath}`, ...smallLoad, routerPid: proxy.pid });
+  });
+  S.small.referenceRatio = round(S.small.reference.rps / S.small.direct.rps, 3);
+  S.small.routerVsReference = round(S.small.router.rps / S.small.reference.rps, 3);
   S.smallInfo.vsWarn = round(S.smallInfo.router.rps / S.small.router.rps, 3);
+  log(`   bare undici proxy   ${S.small.reference.rps} req/s, p50 ${S.small.reference.latencyMs.p50} ms, errors ${errorsOf(S.small.reference)}, ${busy(S.small.reference)}  => ratio ${S.small.referenceRatio}; router ÷ it ${S.small.routerVsReference}`);
   log(`   router (log info)   ${S.smallInfo.router.rps} req/s (${round((1 - S.smallInfo.vsWarn) * 100, 1)}% fewer than warn), access log ${mib(S.smallInfo.logBytes / 2 ** 20)} MiB written to a file`);
 }
 
@@ -189,8 +198,15 @@ async function big() {
     S.big.routerWarnings = warnings(logFile);
     S.big.routerRssMiB = mib(memoryMiB(router.pid).hwm);
   });
+  await withRouter("big-undici", [`http://127.0.0.1:${up.big}`], { cli: undiciProxyCli }, async (proxy) => {
+    await check(`${proxy.url}${smallPath}`, b64Request, BIG_BYTES, true);
+    S.big.reference = await run({ url: `${proxy.url}${smallPath}`, ...load, routerPid: proxy.pid });
+  });
   S.big.MBpsRatio = round(S.big.router.answerMBps / S.big.direct.answerMBps, 3);
+  S.big.referenceRatio = round(S.big.reference.answerMBps / S.big.direct.answerMBps, 3);
+  S.big.routerVsReference = round(S.big.router.answerMBps / S.big.reference.answerMBps, 3);
   log(`   router              ${S.big.router.answerMBps} MB/s (${S.big.router.rps} req/s), errors ${errorsOf(S.big.router)}, ${busy(S.big.router)}  => ratio ${S.big.MBpsRatio}`);
+  log(`   bare undici proxy   ${S.big.reference.answerMBps} MB/s, errors ${errorsOf(S.big.reference)}, ${busy(S.big.reference)}  => ratio ${S.big.referenceRatio}; router ÷ it ${S.big.routerVsReference}`);
 }
 
 // ---- 3. 256 MB answers, memory ---------------------------------------------------
@@ -290,6 +306,9 @@ if (S.small) {
   row(name, "p50 latency ms", fmt(sm.direct.latencyMs.p50, 2), fmt(sm.router.latencyMs.p50, 2), added(sm, "p50", 2), "", undefined);
   row(name, "p99 latency ms", fmt(sm.direct.latencyMs.p99, 2), fmt(sm.router.latencyMs.p99, 2), added(sm, "p99", 2), "", undefined);
   row(name, "router CPU µs per request", "", fmt(sm.router.routerCpuUsPerRequest, 1), "", "", undefined);
+  const ref = `${name}, bare undici proxy in the router's place`;
+  row(ref, "requests/s", fmt(sm.direct.rps), fmt(sm.reference.rps), fmt(sm.referenceRatio, 3), `router's ≥ this`, sm.routerVsReference >= 1);
+  row(ref, "proxy CPU µs per request", "", fmt(sm.reference.routerCpuUsPerRequest, 1), "", "", undefined);
   row(name, "errors (socket + status ≥ 400)", fmt(errorsOf(sm.direct)), fmt(errorsOf(sm.router)), "", "0", errorsOf(sm.direct) + errorsOf(sm.router) + sm.routerWarnings === 0);
   row("small 2 KB, 1 conn", "p50 latency ms", fmt(l1.direct.latencyMs.p50, 3), fmt(l1.router.latencyMs.p50, 3), added(l1, "p50", 3), "", undefined);
   row("small 2 KB, 1 conn", "p99 latency ms", fmt(l1.direct.latencyMs.p99, 3), fmt(l1.router.latencyMs.p99, 3), added(l1, "p99", 3), "", undefined);
@@ -304,6 +323,9 @@ if (S.big) {
   row(name, "answer MB/s", fmt(bg.direct.answerMBps), fmt(bg.router.answerMBps), fmt(bg.MBpsRatio, 3), `≥ ${targets.bigMBpsRatio}`, bg.MBpsRatio >= targets.bigMBpsRatio);
   row(name, "p50 latency ms", fmt(bg.direct.latencyMs.p50, 2), fmt(bg.router.latencyMs.p50, 2), added(bg, "p50", 2), "", undefined);
   row(name, "router CPU µs per request", "", fmt(bg.router.routerCpuUsPerRequest, 0), "", "", undefined);
+  const ref = `${name}, bare undici proxy in the router's place`;
+  row(ref, "answer MB/s", fmt(bg.direct.answerMBps), fmt(bg.reference.answerMBps), fmt(bg.referenceRatio, 3), `router's ≥ this`, bg.routerVsReference >= 1);
+  row(ref, "proxy CPU µs per request", "", fmt(bg.reference.routerCpuUsPerRequest, 0), "", "", undefined);
   row(name, "errors", fmt(errorsOf(bg.direct)), fmt(errorsOf(bg.router)), "", "0", errorsOf(bg.direct) + errorsOf(bg.router) + bg.routerWarnings === 0);
 }
 if (S.huge) {
@@ -328,7 +350,7 @@ if (S.pick) {
   row("pick(), in process (direct = 1 candidate)", "round-robin ns/call, 1,000", fmt(pk.pick["round-robin"][1], 1), fmt(pk.pick["round-robin"][1000], 1), "", "", undefined);
   row("admission decision, in process (direct = 1 worker)", "tryAcquire+release ns, 1,000", fmt(pk.admission[1], 1), fmt(pk.admission[1000], 1), "", "", undefined);
 }
-const foreign = [S.small?.direct, S.small?.router, S.smallInfo?.router, S.latency1?.direct, S.latency1?.router, S.big?.direct, S.big?.router, S.huge?.direct, S.huge?.router, S.many?.router]
+const foreign = [S.small?.direct, S.small?.router, S.small?.reference, S.big?.reference, S.smallInfo?.router, S.latency1?.direct, S.latency1?.router, S.big?.direct, S.big?.router, S.huge?.direct, S.huge?.router, S.many?.router]
   .filter(Boolean);
 results.maxForeignCpuPct = Math.max(0, ...foreign.map((r) => r.foreignCpuPct));
 results.maxStealPct = Math.max(0, ...foreign.map((r) => r.stealPct));
