@@ -125,14 +125,18 @@ class Exchange implements H1Handler {
     return false;
   }
 
+  holdsBytes(): boolean {
+    // Bytes written to a response stay referenced while they wait for the
+    // client (HTTP/1.1: counted in writableLength; HTTP/2 answers: assumed).
+    const queued = (this.res as ServerResponse).writableLength;
+    return typeof queued !== "number" || queued > 0;
+  }
+
   capture(chunk: Buffer): void {
     if (this.chunks !== null && this.captureLeft > 0) {
-      // A few KB of a large read are copied: a view would keep the whole
-      // 64 KB socket buffer alive for the length of the answer, long enough
-      // to be promoted to V8's old space, whose external-memory pressure then
-      // asks for full mark-compact collections (measured: one every 60 ms
-      // under 2 MB answers).
-      const part = chunk.length <= this.captureLeft ? chunk : Buffer.from(chunk.subarray(0, this.captureLeft));
+      // Copied: the bytes are a view of a read buffer the connection reuses
+      // (and a view would keep a whole large read alive for the length of the answer).
+      const part = Buffer.from(chunk.subarray(0, Math.min(chunk.length, this.captureLeft)));
       this.chunks.push(part);
       this.captureLeft -= part.length;
     }
