@@ -154,6 +154,14 @@ const routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void
     s.write("HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n" + "x".repeat(400));
     setTimeout(() => s.destroy(), 30);
   },
+  // An images answer whose image url arrives split over three reads, with
+  // more reads before it ends: the router must still learn which worker holds the image.
+  "/v1/images/generations": (_r, s) => {
+    const body = `{"id":"wire-img","created":1,"data":[{"b64_json":null,"url":"/v1/images/wire-img-7/content","revised_prompt":"${"p".repeat(3000)}"}]}`;
+    const at = body.indexOf("wire-img-7");
+    return dribble(s, [`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, at + 3)}`, body.slice(at + 3, at + 8), body.slice(at + 8, 2000), body.slice(2000)]);
+  },
+  "/v1/images/wire-img-7/content": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 7\r\n\r\nPNGDATA"),
   "/echo": (r, s) => void s.write(answer(200, JSON.stringify({ method: r.method, bytes: r.body.length, te: r.headers["transfer-encoding"] ?? null, cl: r.headers["content-length"] ?? null, sha: r.body.toString("latin1").slice(0, 20) }))),
 };
 
@@ -217,6 +225,18 @@ describe("answers the router passes through unchanged", () => {
     expect(h.headers.get("x-private")).toBeNull();
     // The router's own keep-alive header (node's server adds it), not the worker's.
     expect(h.headers.get("keep-alive")).not.toBe("timeout=5");
+  });
+});
+
+describe("answers read in pieces", () => {
+  it("an image url split across reads is still remembered: its content is fetched from that worker", async () => {
+    const gen = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: { prompt: "x", response_format: "url" } });
+    expect(gen.status).toBe(200);
+    expect(gen.body.data[0].url).toBe("/v1/images/wire-img-7/content");
+    expect(gen.body.data[0].revised_prompt).toHaveLength(3000);
+    const img = await fetch(`${router.url}/v1/images/wire-img-7/content`);
+    expect(img.status).toBe(200);
+    expect(await img.text()).toBe("PNGDATA");
   });
 });
 
