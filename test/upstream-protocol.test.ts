@@ -5,10 +5,13 @@
  * worker drops, and answers that are not HTTP. What a client of the router
  * sees must be the worker's answer, byte for byte, or a clean error.
  */
+import { readFileSync } from "node:fs";
+import { createServer as createHttpsServer } from "node:https";
 import { createServer, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { repoRoot } from "./helpers/sim.js";
 
 const modelsAnswer = JSON.stringify({ object: "list", data: [{ id: "wire/model", object: "model", created: 1700000000, owned_by: "sglang", root: "wire/model", task_type: "T2I" }] });
 
@@ -308,5 +311,56 @@ describe("worker answers that are not HTTP, or are cut", () => {
       got = err as Error;
     }
     expect(got).toBeInstanceOf(Error);
+  });
+});
+
+describe("an https worker", () => {
+  // A self-signed certificate for 127.0.0.1 made for this test only
+  // (test/fixtures/tls, valid until 2126); the router trusts it through
+  // NODE_EXTRA_CA_CERTS, as a user would trust a private CA.
+  const certPath = `${repoRoot}/test/fixtures/tls/cert.pem`;
+  const payload = Buffer.alloc(5 << 20, "0123456789abcdef");
+
+  it("proxies over TLS: a JSON generation, and a 5 MB answer byte for byte", async () => {
+    const server = createHttpsServer({ key: readFileSync(`${repoRoot}/test/fixtures/tls/key.pem`), cert: readFileSync(certPath) }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        if (req.url === "/v1/models") return void res.end(modelsAnswer);
+        if (req.url === "/v1/images/generations") {
+          res.setHeader("content-type", "application/json");
+          return void res.end(JSON.stringify({ data: [{ b64_json: null, url: null }], echoed: JSON.parse(Buffer.concat(chunks).toString()) }));
+        }
+        if (req.url === "/big") {
+          // Streamed without a length: chunked over TLS.
+          let at = 0;
+          const next = () => {
+            while (at < payload.length) {
+              const piece = payload.subarray(at, at + 100_000);
+              at += piece.length;
+              if (!res.write(piece)) return void res.once("drain", next);
+            }
+            res.end();
+          };
+          return next();
+        }
+        res.end('{"status":"ok"}');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const url = `https://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const tlsRouter = await startRouterProcess(["--worker-urls", url, "--access-log-exclude-prefixes", "/"], { env: { NODE_EXTRA_CA_CERTS: certPath } });
+    try {
+      const gen = await jsonRequest(`${tlsRouter.url}/v1/images/generations`, { method: "POST", json: { prompt: "over tls" } });
+      expect(gen.status).toBe(200);
+      expect(gen.body.echoed).toEqual({ prompt: "over tls" });
+      const big = Buffer.from(await (await fetch(`${tlsRouter.url}/big`)).arrayBuffer());
+      expect(big.length).toBe(payload.length);
+      expect(big.equals(payload)).toBe(true);
+    } finally {
+      await tlsRouter.stop();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
