@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
-import { AfterRead, type AnswerHeaders, type Call, type H1Handler } from "./h1-connection.js";
+import type { AnswerHeaders, Call, H1Handler } from "./h1-connection.js";
 import type { H1Client } from "./h1-pool.js";
 import { WorkerStatusError } from "./network-errors.js";
 
@@ -80,8 +80,6 @@ class Exchange implements H1Handler {
   /** Made on the first backpressure pause only: most answers never need it. */
   resume: (() => void) | null = null;
   readonly onClientClose: () => void;
-  /** The last write() found the response full (reading pauses unless the kernel took it all). */
-  full = false;
   /** An HTTP/1.1 response (whose socket node corks on each write). */
   readonly h1: boolean;
 
@@ -125,31 +123,27 @@ class Exchange implements H1Handler {
     }
     this.bytes += chunk.length;
     this.capture(chunk);
-    if ((this.res as ServerResponse).write(chunk)) return true;
-    this.full = true;
+    const res = this.res as ServerResponse;
+    const ok = res.write(chunk);
+    // node corks the socket on each write until the next tick; uncorked
+    // now, the chunk leaves at once, and when the kernel took all of it the
+    // connection may reuse its read buffer for the next read (holdsBytes).
+    if (this.h1) {
+      const socket = res.socket;
+      if (socket !== null && socket.writableCorked > 0) socket.uncork();
+    }
+    if (ok) return true;
     this.res.once("drain", (this.resume ??= () => this.call?.resume()));
     return false;
   }
 
-  afterRead(): number {
-    const res = this.res as ServerResponse;
-    if (this.h1) {
-      // node corks a response's socket on write() until the next tick; the
-      // bytes of this read leave now (one writev however many chunks it
-      // held), so the kernel may take them before the connection decides
-      // whether to reuse its read buffer and whether to pause.
-      const socket = res.socket;
-      if (socket !== null && socket.writableCorked > 0) socket.uncork();
-    }
-    const queued = res.writableLength;
-    const stillQueued = typeof queued !== "number" || queued > 0;
-    // write() said "full" while corked; pause only if the kernel did not
-    // take it all (else the 'drain' listener's resume finds nothing paused).
-    const pause = this.full && stillQueued;
-    this.full = false;
-    // Captured bytes are views of the read: held until the answer ends.
-    const held = stillQueued || (this.chunks !== null && this.chunks.length > 0);
-    return (held ? AfterRead.Held : 0) | (pause ? AfterRead.Pause : 0);
+  holdsBytes(): boolean {
+    // Bytes written to a response stay referenced while they wait for the
+    // client (HTTP/1.1: counted in writableLength; HTTP/2 answers: assumed);
+    // captured bytes until the answer ends.
+    if (this.chunks !== null && this.chunks.length > 0) return true;
+    const queued = (this.res as ServerResponse).writableLength;
+    return typeof queued !== "number" || queued > 0;
   }
 
   capture(chunk: Buffer): void {

@@ -46,19 +46,14 @@ export interface H1Handler {
   /** A body chunk (a view of the socket's read buffer); returning false pauses reading until {@link Call.resume}. */
   onData(chunk: Buffer): boolean;
   /**
-   * Called after each read's bytes were handed over (plain TCP only; then
-   * onData's `false` does not pause by itself): the handler may flush them,
-   * and answers with {@link AfterRead} flags whether any are still
-   * referenced (queued for a slow client, captured: the read buffer is then
-   * not reused) and whether reading should pause until {@link Call.resume}.
+   * Whether bytes handed to onData/onEnd are still referenced (queued for a
+   * slow client). Asked after each read: the read buffer is reused only when
+   * the answer is false.
    */
-  afterRead(): number;
+  holdsBytes(): boolean;
   onEnd(): void;
   onError(err: Error): void;
 }
-
-/** Flags of {@link H1Handler.afterRead}. */
-export const AfterRead = { Held: 1, Pause: 2 } as const;
 
 /** One request's handle: created by the pool, bound to a connection when one is free. */
 export class Call {
@@ -176,8 +171,6 @@ export class Connection {
   private largeBuf: Buffer | null = null;
   /** The buffer the next (or current) read goes into. */
   private armed: Buffer | null = null;
-  /** Inside an onread callback: onData's backpressure is decided by afterRead. */
-  private inRead = false;
   /** The handler that got bytes of the current read. */
   private fedHandler: H1Handler | null = null;
 
@@ -298,18 +291,12 @@ export class Connection {
    * holder and replaced.
    */
   private onRead(n: number, buf: Buffer): boolean {
-    this.inRead = true;
     this.onBytes(n === buf.length ? buf : buf.subarray(0, n));
-    this.inRead = false;
     const fed = this.fedHandler;
     this.fedHandler = null;
-    if (fed !== null) {
-      const flags = fed.afterRead();
-      if (flags & AfterRead.Held) {
-        if (this.armed === this.smallBuf) this.smallBuf = null;
-        else if (this.armed === this.largeBuf) this.largeBuf = null;
-      }
-      if (flags & AfterRead.Pause && this.call !== null && this.call.handler === fed) this.pause();
+    if (fed !== null && fed.holdsBytes()) {
+      if (this.armed === this.smallBuf) this.smallBuf = null;
+      else if (this.armed === this.largeBuf) this.largeBuf = null;
     }
     // Backpressure pauses through socket.pause(), which onread sockets honour.
     return true;
@@ -453,7 +440,7 @@ export class Connection {
           const chunk = off === 0 && n === buf.length ? buf : buf.subarray(off, off + n);
           off += n;
           this.left -= n;
-          if (!handler.onData(chunk) && !this.inRead) this.pause();
+          if (!handler.onData(chunk)) this.pause();
           if (this.left === 0 && this.call === call) {
             this.complete(off < buf.length);
             return;
@@ -463,7 +450,7 @@ export class Connection {
         case State.UntilClose: {
           const chunk = off === 0 ? buf : buf.subarray(off);
           off = buf.length;
-          if (!handler.onData(chunk) && !this.inRead) this.pause();
+          if (!handler.onData(chunk)) this.pause();
           continue;
         }
         case State.ChunkSize: {
@@ -492,7 +479,7 @@ export class Connection {
           off += n;
           this.left -= n;
           if (this.left === 0) this.state = State.ChunkEnd;
-          if (!handler.onData(chunk) && !this.inRead) this.pause();
+          if (!handler.onData(chunk)) this.pause();
           continue;
         }
         case State.ChunkEnd: {
