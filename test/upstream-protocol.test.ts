@@ -6,8 +6,9 @@
  * sees must be the worker's answer, byte for byte, or a clean error.
  */
 import { readFileSync } from "node:fs";
+import { connect as http2Connect } from "node:http2";
 import { createServer as createHttpsServer } from "node:https";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect as connectSocket, createServer, type Server, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
@@ -28,12 +29,17 @@ class WireWorker {
   readonly server: Server;
   readonly seen: Seen[] = [];
   sockets = 0;
+  readonly open = new Set<Socket>();
   /** Connections the worker closes right after answering on them (keep-alive drops). */
   closeAfterAnswer = false;
   port = 0;
 
   constructor(readonly routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void>) {
-    this.server = createServer((socket) => this.serve(socket, ++this.sockets));
+    this.server = createServer((socket) => {
+      this.open.add(socket);
+      socket.once("close", () => this.open.delete(socket));
+      this.serve(socket, ++this.sockets);
+    });
   }
 
   async listen(): Promise<string> {
@@ -54,6 +60,15 @@ class WireWorker {
       const [method, path] = lines[0]!.split(" ");
       const headers: Record<string, string> = {};
       for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(":")).toLowerCase()] = l.slice(l.indexOf(":") + 1).trim();
+      if (path === "/early-413") {
+        // Answers before reading the body, keeps the connection, and never
+        // reads from it again (as a server refusing an upload may).
+        busy = true;
+        socket.pause();
+        // Late enough that the router's upload to it is already held back.
+        setTimeout(() => socket.write(answer(413, '{"detail":"too large"}')), 300);
+        return;
+      }
       let bodyEnd = end + 4;
       let body: Buffer;
       if (headers["transfer-encoding"] === "chunked") {
@@ -94,8 +109,18 @@ class WireWorker {
     });
   }
 
+  /** Closes the server and every connection (some routes never answer). */
   close(): Promise<void> {
+    for (const s of this.open) s.destroy();
     return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await sleep(20);
   }
 }
 
@@ -165,6 +190,10 @@ const routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void
     return dribble(s, [`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, at + 3)}`, body.slice(at + 3, at + 8), body.slice(at + 8, 2000), body.slice(2000)]);
   },
   "/v1/images/wire-img-7/content": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 7\r\n\r\nPNGDATA"),
+  // Content-Length and Transfer-Encoding both: the chunked framing wins.
+  "/te-and-cl": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n"),
+  // Never answers.
+  "/silent": () => new Promise<void>(() => undefined),
   "/echo": (r, s) => void s.write(answer(200, JSON.stringify({ method: r.method, bytes: r.body.length, te: r.headers["transfer-encoding"] ?? null, cl: r.headers["content-length"] ?? null, sha: r.body.toString("latin1").slice(0, 20) }))),
 };
 
@@ -289,6 +318,52 @@ describe("requests the router sends", () => {
   });
 });
 
+describe("answers with both framings, early answers, HTTP/2 clients", () => {
+  it("Content-Length next to Transfer-Encoding: chunked is dropped, the client gets the decoded body", async () => {
+    const r = await fetch(`${router.url}/te-and-cl`);
+    expect(r.headers.get("content-length")).not.toBe("5");
+    expect(await r.text()).toBe("hello world");
+  });
+
+  it("a worker that answers 413 before reading a 64 MB upload: the client can finish sending and gets the 413", async () => {
+    const u = new URL(router.url);
+    const sock = connectSocket(Number(u.port), u.hostname);
+    sock.on("error", () => undefined);
+    let got = "";
+    sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    const total = 64 << 20;
+    sock.write(`POST /early-413 HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: ${total}\r\n\r\n`);
+    const piece = Buffer.alloc(1 << 20, "u");
+    const started = Date.now();
+    for (let sent = 0; sent < total; sent += piece.length) {
+      if (!sock.write(piece)) {
+        const drained = await Promise.race([new Promise((r) => sock.once("drain", () => r(true))), sleep(20_000).then(() => false)]);
+        // A stuck upload: the router stopped reading the client's body.
+        expect(drained, `upload stuck after ${sent >> 20} MB`).toBe(true);
+      }
+    }
+    // Every byte left this client (the router read and dropped the rest).
+    expect(Date.now() - started).toBeLessThan(20_000);
+    await waitUntil(() => got.includes("\r\n\r\n"), 5000);
+    expect(got.startsWith("HTTP/1.1 413")).toBe(true);
+    sock.destroy();
+  });
+
+  it("an HTTP/2 client's POST without content-length reaches the worker with its body", async () => {
+    const session = http2Connect(router.url);
+    try {
+      const stream = session.request({ ":method": "POST", ":path": "/echo", "content-type": "application/json" });
+      stream.end(JSON.stringify({ prompt: "h2" }));
+      let text = "";
+      stream.setEncoding("utf8").on("data", (d: string) => (text += d));
+      await new Promise((r) => stream.on("end", r));
+      expect(JSON.parse(text)).toMatchObject({ method: "POST", bytes: 15 });
+    } finally {
+      session.close();
+    }
+  });
+});
+
 describe("worker answers that are not HTTP, or are cut", () => {
   it.each([
     ["/garbage", /not an HTTP\/1.x answer/],
@@ -362,5 +437,40 @@ describe("an https worker", () => {
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     }
+  });
+});
+
+describe("--timeout", () => {
+  let timed: RouterProcess;
+  beforeAll(async () => {
+    timed = await startRouterProcess(["--worker-urls", `http://127.0.0.1:${worker.port}`, "--access-log-exclude-prefixes", "/", "--timeout", "1", "--max-retries", "0"]);
+  });
+  afterAll(async () => {
+    await timed?.stop();
+  });
+
+  it("a worker that sends nothing is a 504 upstream_timeout after about --timeout", async () => {
+    const started = Date.now();
+    const r = await jsonRequest(`${timed.url}/silent`);
+    expect(r.status).toBe(504);
+    expect(r.body.error.code).toBe("upstream_timeout");
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("a client that pauses mid-upload longer than --timeout is not the worker's timeout", async () => {
+    const u = new URL(timed.url);
+    const sock = connectSocket(Number(u.port), u.hostname);
+    sock.on("error", () => undefined);
+    let got = "";
+    sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    const body = Buffer.alloc(2 << 20, "s"); // above the 1 MiB retry buffer: streamed to the worker
+    sock.write(`POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.length}\r\n\r\n`);
+    sock.write(body.subarray(0, 1000));
+    await sleep(2000);
+    sock.write(body.subarray(1000));
+    await waitUntil(() => got.includes("}"), 10_000);
+    expect(got.startsWith("HTTP/1.1 200")).toBe(true);
+    expect(got).toContain(`"bytes":${body.length}`);
+    sock.destroy();
   });
 });

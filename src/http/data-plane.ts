@@ -88,7 +88,9 @@ export function createDataPlane(options: DataPlaneOptions) {
   function hasBody(req: Req): boolean {
     if (req.headers["transfer-encoding"] !== undefined) return true;
     const len = req.headers["content-length"];
-    return len !== undefined && len !== "0";
+    if (len !== undefined) return len !== "0";
+    // HTTP/2 needs neither header: a body follows unless the stream ended with its headers.
+    return "stream" in req && !req.stream.endAfterHeaders;
   }
 
   /** An AbortSignal that fires when the client goes away; made only when a request must wait. */

@@ -80,6 +80,7 @@ class Exchange implements H1Handler {
   /** Made on the first backpressure pause only: most answers never need it. */
   resume: (() => void) | null = null;
   readonly onClientClose: () => void;
+  awaitingDrain = false;
   /** An HTTP/1.1 response (whose socket node corks on each write). */
   readonly h1: boolean;
 
@@ -133,14 +134,25 @@ class Exchange implements H1Handler {
       if (socket !== null && socket.writableCorked > 0) socket.uncork();
     }
     if (ok) return true;
-    this.res.once("drain", (this.resume ??= () => this.call?.resume()));
+    // One 'drain' listener at a time, however many chunks one read held.
+    if (!this.awaitingDrain) {
+      this.awaitingDrain = true;
+      this.res.once(
+        "drain",
+        (this.resume ??= () => {
+          this.awaitingDrain = false;
+          this.call?.resume();
+        }),
+      );
+    }
     return false;
   }
 
   holdsBytes(): boolean {
     // Bytes written to a response stay referenced while they wait for the
-    // client (HTTP/1.1: counted in writableLength; HTTP/2 answers: assumed);
-    // captured bytes until the answer ends.
+    // client (counted in writableLength, HTTP/1.1 and HTTP/2 alike; a
+    // response without it is assumed to hold them); captured bytes until the
+    // answer ends.
     if (this.chunks !== null && this.chunks.length > 0) return true;
     const queued = (this.res as ServerResponse).writableLength;
     return typeof queued !== "number" || queued > 0;

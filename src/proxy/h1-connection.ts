@@ -198,9 +198,16 @@ export class Connection {
     socket.on("close", () => this.onClose());
     if (owner.timeoutMs > 0) {
       socket.setTimeout(owner.timeoutMs, () => {
-        // Idle connections are the pool's business; a paused one waits for our client.
+        // Idle connections are the pool's business. A paused one waits for
+        // our client (resumeReading re-arms the timer); one still receiving
+        // the client's body waits for the client (--client-body-timeout
+        // covers that): neither is the worker's silence.
         if (this.call === null || this.paused) return;
-        const code = this.state === State.Head ? "UPSTREAM_HEADERS_TIMEOUT" : "UPSTREAM_BODY_TIMEOUT";
+        if (this.uploading !== null) {
+          socket.setTimeout(owner.timeoutMs);
+          return;
+        }
+        const code = !this.connected ? "UPSTREAM_CONNECT_TIMEOUT" : this.state === State.Head ? "UPSTREAM_HEADERS_TIMEOUT" : "UPSTREAM_BODY_TIMEOUT";
         this.fail(new UpstreamError(code, `worker ${owner.hostHeader} sent nothing for ${owner.timeoutMs} ms`));
       });
     }
@@ -258,7 +265,9 @@ export class Connection {
     this.uploading = body;
     const onDrain = () => body.resume();
     const onData = (chunk: Buffer) => {
-      if (chunk.length === 0) return;
+      // A closed connection's write() says "full" too: pausing the client
+      // then would stall its connection for good.
+      if (chunk.length === 0 || this.closed) return;
       if (chunked) {
         socket.write(`${chunk.length.toString(16)}\r\n`, "latin1");
         socket.write(chunk);
@@ -275,6 +284,10 @@ export class Connection {
       body.removeListener("end", onEnd);
       socket.removeListener("drain", onDrain);
       socket.removeListener("close", cleanup);
+      // The worker answered (or failed) before the whole body was sent: the
+      // rest is read and dropped, so the client finishes sending, gets its
+      // answer and keeps its connection.
+      if (!body.readableEnded) body.resume();
     };
     body.on("data", onData);
     body.once("end", onEnd);
@@ -322,6 +335,8 @@ export class Connection {
     if (!this.paused) return;
     this.paused = false;
     this.socket.resume();
+    // The idle timer may have fired (and been ignored) during the pause.
+    if (this.owner.timeoutMs > 0) this.socket.setTimeout(this.owner.timeoutMs);
   }
 
   /** Ends the current exchange with `err` and closes the connection. */
@@ -406,7 +421,7 @@ export class Connection {
       this.partial = null;
     }
     const handler = call.handler;
-    this.fedHandler = handler;
+    if (!this.owner.tls) this.fedHandler = handler; // asked in onRead (plain TCP only)
     while (off < buf.length) {
       // A handler callback failed or aborted the exchange: the rest is dropped.
       if (this.call !== call) return;
@@ -583,11 +598,18 @@ export class Connection {
       }
       // The headers are for the router's client: one-hop headers stay here.
       if (hopByHop.has(name)) continue;
+      if (name === "content-length") {
+        headers[name] = value; // equal repeats (checked above) are one header
+        continue;
+      }
       const prev = headers[name];
       if (prev === undefined) headers[name] = value;
       else if (typeof prev === "string") headers[name] = [prev, value];
       else prev.push(value);
     }
+    // Transfer-Encoding wins over Content-Length, which must then not be
+    // passed on (RFC 9112 6.3): the client gets the decoded body.
+    if (hasTransferEncoding) delete headers["content-length"];
     // Headers the worker's Connection header names are one-hop too (RFC 9110 7.6.1).
     if (connectionNames !== null) for (const n of connectionNames.split(",")) delete headers[n.trim()];
     if (status < 200) return { status, headers, length: -1 };

@@ -11,8 +11,10 @@
  */
 export type FailureKind = "not_sent" | "maybe_sent" | "timeout" | "status_5xx";
 
-const notSentCodes = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT", "EADDRNOTAVAIL"]);
-const timeoutCodes = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "ETIMEDOUT"]);
+// UPSTREAM_* come from the proxy's own client (h1-connection.ts), UND_ERR_*
+// from undici (the router's control requests).
+const notSentCodes = new Set(["ECONNREFUSED", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT", "UPSTREAM_CONNECT_TIMEOUT", "EADDRNOTAVAIL"]);
+const timeoutCodes = new Set(["UND_ERR_HEADERS_TIMEOUT", "UND_ERR_BODY_TIMEOUT", "UPSTREAM_HEADERS_TIMEOUT", "UPSTREAM_BODY_TIMEOUT", "ETIMEDOUT"]);
 
 /** Raised inside the proxy when a 5xx answer is held back for a retry. */
 export class WorkerStatusError extends Error {
