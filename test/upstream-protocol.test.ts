@@ -194,6 +194,20 @@ const routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void
   "/te-and-cl": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n"),
   // Never answers.
   "/silent": () => new Promise<void>(() => undefined),
+  // Starts a 1 GB answer, sends 64 MB of it, then goes silent for good.
+  "/stall-big": (_r, s) => {
+    s.write("HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 1073741824\r\n\r\n");
+    const piece = Buffer.alloc(1 << 20, "b");
+    let sent = 0;
+    const more = () => {
+      while (sent < 64) {
+        sent++;
+        if (!s.write(piece)) return void s.once("drain", more);
+      }
+    };
+    more();
+    return new Promise<void>(() => undefined);
+  },
   "/echo": (r, s) => void s.write(answer(200, JSON.stringify({ method: r.method, bytes: r.body.length, te: r.headers["transfer-encoding"] ?? null, cl: r.headers["content-length"] ?? null, sha: r.body.toString("latin1").slice(0, 20) }))),
 };
 
@@ -455,6 +469,34 @@ describe("--timeout", () => {
     expect(r.status).toBe(504);
     expect(r.body.error.code).toBe("upstream_timeout");
     expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("a connection that sat idle longer than --timeout still times out its next request", async () => {
+    expect((await jsonRequest(`${timed.url}/echo`, { method: "POST", json: { warm: 1 } })).status).toBe(200);
+    await sleep(1500); // idle, pooled: its timer fires with nobody waiting
+    const started = Date.now();
+    const r = await jsonRequest(`${timed.url}/silent`);
+    expect(r.status).toBe(504);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it("a worker that goes silent after the client paused longer than --timeout is still cut off", async () => {
+    const u = new URL(timed.url);
+    const sock = connectSocket(Number(u.port), u.hostname);
+    sock.on("error", () => undefined);
+    let bytes = 0;
+    sock.on("data", (d: Buffer) => (bytes += d.length));
+    const closed = new Promise<number>((r) => sock.once("close", () => r(Date.now())));
+    sock.write("GET /stall-big HTTP/1.1\r\nhost: x\r\n\r\n");
+    // The client reads nothing for 3 s (the router pauses the worker), then drains.
+    sock.pause();
+    await sleep(3000);
+    const resumed = Date.now();
+    sock.resume();
+    const closedAt = await Promise.race([closed, sleep(10_000).then(() => -1)]);
+    expect(closedAt, "the router never cut the stalled answer").toBeGreaterThan(0);
+    expect(closedAt - resumed).toBeLessThan(8000);
+    expect(bytes).toBeLessThan(1 << 30);
   });
 
   it("a client that pauses mid-upload longer than --timeout is not the worker's timeout", async () => {

@@ -197,7 +197,10 @@ export class Connection {
     });
     socket.on("close", () => this.onClose());
     if (owner.timeoutMs > 0) {
-      socket.setTimeout(owner.timeoutMs, () => {
+      // `on`, not setTimeout's callback (a `once` listener): the timer fires
+      // while idle or paused too, and later timeouts must still be heard.
+      socket.setTimeout(owner.timeoutMs);
+      socket.on("timeout", () => {
         // Idle connections are the pool's business. A paused one waits for
         // our client (resumeReading re-arms the timer); one still receiving
         // the client's body waits for the client (--client-body-timeout
