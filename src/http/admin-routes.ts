@@ -175,7 +175,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     async tensorUpdate(req: Req, res: Res, id: string, path: string): Promise<void> {
       const worker = control.getWorker(decodeWorkerId(id));
       const token = refit.tensorStarted(worker.url);
-      await data.toWorker(req, res, worker, path, (status, captured) => refit.tensorUpdated(token, worker.url, status, captured));
+      await data.toWorker(req, res, worker, path, (origin, status, captured) => refit.tensorUpdated(token, origin, status, captured));
     },
 
     /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */

@@ -5,7 +5,7 @@ import { RouterError } from "../errors.js";
 import { describeNetworkError } from "../health/probe.js";
 import type { Logger } from "../log.js";
 import type { OutlierDetector } from "../health/outlier-detector.js";
-import { forward, type ForwardOutcome } from "../proxy/forward.js";
+import { forward, type AnswerHook, type ForwardOutcome } from "../proxy/forward.js";
 import { classifyFailure } from "../proxy/network-errors.js";
 import { upstreamRequestHeaders } from "../proxy/headers.js";
 import type { Upstream } from "../proxy/upstream.js";
@@ -51,14 +51,12 @@ const videoCaptureBytes = 256 * 1024;
  */
 type RetryClass = "generation" | "create_once" | "none";
 
-/** What a route does with a worker's answer before the client sees its end. */
-type OnAnswer = (worker: Worker, status: number, captured: Buffer) => void;
-
 interface RouteSpec {
   pool: Pool;
   retry: RetryClass;
   capture: number;
-  onAnswer?: OnAnswer;
+  /** What the route does with a worker's answer before the client sees its end. */
+  onAnswer?: AnswerHook;
 }
 
 class ClientGone extends Error {
@@ -150,7 +148,7 @@ export function createDataPlane(options: DataPlaneOptions) {
           requestId,
           weightVersion: worker.weightVersion,
           captureBytes: spec.capture,
-          beforeEnd: spec.onAnswer ? (status, captured) => spec.onAnswer!(w, status, captured) : undefined,
+          beforeEnd: spec.onAnswer,
           holdBack5xx: mayRetry && spec.retry === "generation",
           stats: n,
         });
@@ -209,7 +207,7 @@ export function createDataPlane(options: DataPlaneOptions) {
    * Streams an exchange to one given worker (id affinity, admin
    * passthroughs): never held, capped or retried elsewhere.
    */
-  async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer?: (status: number, captured: Buffer) => void): Promise<void> {
+  async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer?: AnswerHook): Promise<void> {
     const requestId = requestIdOf(req);
     const n = notes(res);
     n.workerUrl = worker.url;
@@ -235,14 +233,14 @@ export function createDataPlane(options: DataPlaneOptions) {
     }
   }
 
-  const rememberImages: OnAnswer = (worker, status, captured) => {
+  const rememberImages: AnswerHook = (workerUrl, status, captured) => {
     if (status !== 200) return;
-    for (const id of imageIdsIn(captured)) images.remember(id, worker.url);
+    for (const id of imageIdsIn(captured)) images.remember(id, workerUrl);
   };
-  const rememberVideo: OnAnswer = (worker, status, captured) => {
+  const rememberVideo: AnswerHook = (workerUrl, status, captured) => {
     if (status >= 400) return;
     const id = videoIdIn(captured);
-    if (id) videos.remember(id, worker.url);
+    if (id) videos.remember(id, workerUrl);
   };
 
   // Route specs are built once; the hot path only reads them.

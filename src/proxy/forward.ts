@@ -7,6 +7,13 @@ import { WorkerStatusError } from "./network-errors.js";
 
 export type ClientResponse = ServerResponse | Http2ServerResponse;
 
+/**
+ * Sees a worker's answer (status, leading bytes) before the client sees its
+ * end. It gets the worker's origin, so a route's hook is one function made
+ * once, not a closure per request.
+ */
+export type AnswerHook = (origin: string, status: number, captured: Buffer) => void;
+
 /** What happened to one proxied exchange; the caller decides what follows. */
 export type ForwardOutcome =
   | { kind: "completed"; status: number; bytes: number }
@@ -35,7 +42,7 @@ export interface ForwardRequest {
    * that state derived from the answer (a video id's owner) exists before the
    * client can ask about it.
    */
-  beforeEnd?: (status: number, captured: Buffer) => void;
+  beforeEnd?: AnswerHook;
   /**
    * Hold back a 5xx answer (nothing reaches the client) and report
    * `failed_before_response` with a WorkerStatusError, so the caller can try
@@ -177,7 +184,7 @@ class Exchange implements H1Handler {
     if (this.req.beforeEnd) {
       try {
         const c = this.chunks;
-        this.req.beforeEnd(this.status, c === null || c.length === 0 ? empty : c.length === 1 ? c[0]! : Buffer.concat(c));
+        this.req.beforeEnd(this.req.origin, this.status, c === null || c.length === 0 ? empty : c.length === 1 ? c[0]! : Buffer.concat(c));
       } catch {
         // Bookkeeping must never break an answer that already arrived.
       }
