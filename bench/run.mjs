@@ -148,6 +148,14 @@ const run = async (o) => {
 };
 const smallLoad = { connections: cfg.smallConnections, body: imageRequest, bodyBytes: SMALL_BYTES };
 
+/** The bare undici proxy (bench/lib/undici-proxy.mjs) in the router's place, same load, same core. */
+async function reference(name, workerPort, body, bytes, load) {
+  return withRouter(name, [`http://127.0.0.1:${workerPort}`], { cli: undiciProxyCli }, async (proxy) => {
+    await check(`${proxy.url}${smallPath}`, body, bytes, true);
+    return run({ url: `${proxy.url}${smallPath}`, ...load, routerPid: proxy.pid });
+  });
+}
+
 // ---- 1. small answers ------------------------------------------------------------
 async function small() {
   log(`1. small answers (${SMALL_BYTES} B JSON, POST ${smallPath}, ${cfg.smallConnections} connections)`);
@@ -174,10 +182,7 @@ async function small() {
   });
   S.smallInfo.rpsRatio = round(S.smallInfo.router.rps / S.small.direct.rps, 3);
 
-  await withRouter("small-undici", [`http://127.0.0.1:${up.small}`], { cli: undiciProxyCli }, async (proxy) => {
-    await check(`${proxy.url}${smallPath}`, imageRequest, SMALL_BYTES, true);
-    S.small.reference = await run({ url: `${proxy.url}${smallPath}`, ...smallLoad, routerPid: proxy.pid });
-  });
+  S.small.reference = await reference("small-undici", up.small, imageRequest, SMALL_BYTES, smallLoad);
   S.small.referenceRatio = round(S.small.reference.rps / S.small.direct.rps, 3);
   S.small.routerVsReference = round(S.small.router.rps / S.small.reference.rps, 3);
   S.smallInfo.vsWarn = round(S.smallInfo.router.rps / S.small.router.rps, 3);
@@ -198,10 +203,7 @@ async function big() {
     S.big.routerWarnings = warnings(logFile);
     S.big.routerRssMiB = mib(memoryMiB(router.pid).hwm);
   });
-  await withRouter("big-undici", [`http://127.0.0.1:${up.big}`], { cli: undiciProxyCli }, async (proxy) => {
-    await check(`${proxy.url}${smallPath}`, b64Request, BIG_BYTES, true);
-    S.big.reference = await run({ url: `${proxy.url}${smallPath}`, ...load, routerPid: proxy.pid });
-  });
+  S.big.reference = await reference("big-undici", up.big, b64Request, BIG_BYTES, load);
   S.big.MBpsRatio = round(S.big.router.answerMBps / S.big.direct.answerMBps, 3);
   S.big.referenceRatio = round(S.big.reference.answerMBps / S.big.direct.answerMBps, 3);
   S.big.routerVsReference = round(S.big.router.answerMBps / S.big.reference.answerMBps, 3);

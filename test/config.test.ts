@@ -277,6 +277,16 @@ function expectOptionError(err: unknown, flag: string): void {
   expect(e.message).toContain(`option ${flag}`);
 }
 
+/** The options with `key` = `value`, or null when they are refused with an error naming `flag`. */
+function resolvedOrRefused(key: string, value: unknown, flag: string): ReturnType<typeof resolveRouterOptions> | null {
+  try {
+    return resolveRouterOptions({ [key]: value });
+  } catch (err) {
+    expectOptionError(err, flag);
+    return null;
+  }
+}
+
 describe("router options (resolveRouterOptions)", () => {
   it("numeric options are the ones this file knows (a new one gets the properties below automatically)", () => {
     expect(numericOptions.sort()).toEqual(
@@ -327,13 +337,8 @@ describe("router options (resolveRouterOptions)", () => {
     fc.assert(
       // Numbers, and the other values a JSON or YAML config could carry.
       fc.property(fc.oneof(anyNumber, fc.jsonValue(), fc.constant(undefined)), (value) => {
-        let resolved: ReturnType<typeof resolveRouterOptions>;
-        try {
-          resolved = resolveRouterOptions({ [key]: value });
-        } catch (err) {
-          expectOptionError(err, flag);
-          return;
-        }
+        const resolved = resolvedOrRefused(key, value, flag);
+        if (resolved === null) return;
         if (value === undefined) return; // means "default"
         expect(typeof value).toBe("number");
         expect(Number.isFinite(value)).toBe(true);
@@ -348,13 +353,8 @@ describe("router options (resolveRouterOptions)", () => {
     const flag = flagOf(key);
     fc.assert(
       fc.property(fc.oneof(fc.double({ min: 1, max: 1e12, noNaN: true }), fc.constantFrom(MAX_TIMER_MS, MAX_TIMER_MS + 1, 2_200_000_000, 1e15)), (value) => {
-        let resolved: ReturnType<typeof resolveRouterOptions>;
-        try {
-          resolved = resolveRouterOptions({ [key]: value });
-        } catch (err) {
-          expectOptionError(err, flag);
-          return;
-        }
+        const resolved = resolvedOrRefused(key, value, flag);
+        if (resolved === null) return;
         expect((resolved as unknown as Record<string, number>)[key], `${flag} = ${value / 1000} s accepted`).toBeLessThanOrEqual(MAX_TIMER_MS);
       }),
       { numRuns: 200 },

@@ -116,6 +116,16 @@ class WireWorker {
   }
 }
 
+/** A raw client connection to the router; `text()` is everything it has received so far. */
+function rawClient(base: string): { sock: Socket; text: () => string } {
+  const u = new URL(base);
+  const sock = connectSocket(Number(u.port), u.hostname);
+  sock.on("error", () => undefined);
+  let got = "";
+  sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+  return { sock, text: () => got };
+}
+
 async function waitUntil(check: () => boolean, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
@@ -340,11 +350,7 @@ describe("answers with both framings, early answers, HTTP/2 clients", () => {
   });
 
   it("a worker that answers 413 before reading a 64 MB upload: the client can finish sending and gets the 413", async () => {
-    const u = new URL(router.url);
-    const sock = connectSocket(Number(u.port), u.hostname);
-    sock.on("error", () => undefined);
-    let got = "";
-    sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    const { sock, text } = rawClient(router.url);
     const total = 64 << 20;
     sock.write(`POST /early-413 HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: ${total}\r\n\r\n`);
     const piece = Buffer.alloc(1 << 20, "u");
@@ -358,8 +364,8 @@ describe("answers with both framings, early answers, HTTP/2 clients", () => {
     }
     // Every byte left this client (the router read and dropped the rest).
     expect(Date.now() - started).toBeLessThan(20_000);
-    await waitUntil(() => got.includes("\r\n\r\n"), 5000);
-    expect(got.startsWith("HTTP/1.1 413")).toBe(true);
+    await waitUntil(() => text().includes("\r\n\r\n"), 5000);
+    expect(text().startsWith("HTTP/1.1 413")).toBe(true);
     sock.destroy();
   });
 
@@ -500,19 +506,15 @@ describe("--timeout", () => {
   });
 
   it("a client that pauses mid-upload longer than --timeout is not the worker's timeout", async () => {
-    const u = new URL(timed.url);
-    const sock = connectSocket(Number(u.port), u.hostname);
-    sock.on("error", () => undefined);
-    let got = "";
-    sock.on("data", (d: Buffer) => (got += d.toString("latin1")));
+    const { sock, text } = rawClient(timed.url);
     const body = Buffer.alloc(2 << 20, "s"); // above the 1 MiB retry buffer: streamed to the worker
     sock.write(`POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.length}\r\n\r\n`);
     sock.write(body.subarray(0, 1000));
     await sleep(2000);
     sock.write(body.subarray(1000));
-    await waitUntil(() => got.includes("}"), 10_000);
-    expect(got.startsWith("HTTP/1.1 200")).toBe(true);
-    expect(got).toContain(`"bytes":${body.length}`);
+    await waitUntil(() => text().includes("}"), 10_000);
+    expect(text().startsWith("HTTP/1.1 200")).toBe(true);
+    expect(text()).toContain(`"bytes":${body.length}`);
     sock.destroy();
   });
 });

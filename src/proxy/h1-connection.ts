@@ -472,12 +472,8 @@ export class Connection {
           continue;
         }
         case State.ChunkSize: {
-          const nl = buf.indexOf(10, off);
-          if (nl < 0) {
-            if (buf.length - off > maxLineBytes) return this.protocolError("chunk-size line too long");
-            this.partial = Buffer.from(buf.subarray(off)); // the read buffer is reused
-            return;
-          }
+          const nl = this.lineEnd(buf, off, "chunk-size line");
+          if (nl < 0) return;
           const line = buf.toString("latin1", off, nl);
           off = nl + 1;
           const semi = line.indexOf(";");
@@ -515,12 +511,8 @@ export class Connection {
         }
         case State.Trailers: {
           // Trailer fields are dropped (the client's answer has none); an empty line ends the body.
-          const nl = buf.indexOf(10, off);
-          if (nl < 0) {
-            if (buf.length - off > maxLineBytes) return this.protocolError("trailer line too long");
-            this.partial = Buffer.from(buf.subarray(off)); // the read buffer is reused
-            return;
-          }
+          const nl = this.lineEnd(buf, off, "trailer line");
+          if (nl < 0) return;
           const empty = nl === off || (nl === off + 1 && buf[off] === 13);
           off = nl + 1;
           if (empty) {
@@ -533,6 +525,19 @@ export class Connection {
           return;
       }
     }
+  }
+
+  /**
+   * The end (LF) of the line starting at `off`, or -1 when it is not all
+   * here: then the start is kept for the next read (copied: the read buffer
+   * is reused), or the exchange failed because the line is too long.
+   */
+  private lineEnd(buf: Buffer, off: number, what: string): number {
+    const nl = buf.indexOf(10, off);
+    if (nl >= 0) return nl;
+    if (buf.length - off > maxLineBytes) this.protocolError(`${what} too long`);
+    else this.partial = Buffer.from(buf.subarray(off));
+    return -1;
   }
 
   private pause(): void {
