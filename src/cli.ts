@@ -3,16 +3,34 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { policyNames, type PolicyName } from "./balancer/index.js";
 import { resolveRouterOptions, type RouterOptions } from "./config/options.js";
 import { RouterError } from "./errors.js";
-import { createLogger } from "./log.js";
+import type { LevelWithSilent } from "pino";
+import { expandAbbreviations, logLevelSpellings, normalizeLogLevel, parsePythonFloat, parsePythonInt } from "./config/argparse-compat.js";
+import { createLogger, type LogFormat } from "./log.js";
 import { startRouter } from "./router.js";
 import { VERSION } from "./version.js";
 
+/**
+ * A numeric flag, read as the original's argparse read it (Python's `int()` /
+ * `float()`: `1_000`, ` 5 `, `1e3`, `inf`). Infinity is kept for the caller
+ * to judge (`--timeout inf` means no limit); NaN is refused.
+ */
 function num(name: string, integer = false) {
   return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new InvalidArgumentError(`${name} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);
+    const n = integer ? parsePythonInt(v) : parsePythonFloat(v);
+    if (n === null || Number.isNaN(n)) throw new InvalidArgumentError(`${name} must be ${integer ? "an integer" : "a number"}, got ${JSON.stringify(v)}`);
     return n;
   };
+}
+
+function logLevel(v: string): LevelWithSilent {
+  const level = normalizeLogLevel(v);
+  if (level === null) throw new InvalidArgumentError(`--log-level must be one of ${logLevelSpellings.join(", ")} (any case), got ${JSON.stringify(v)}`);
+  return level;
+}
+
+/** Seconds to ms, where an infinite limit (`inf`) means none (0). */
+function secondsOrNone(s: number): number {
+  return s === Infinity ? 0 : s * 1000;
 }
 
 /**
@@ -25,16 +43,18 @@ export function buildCommand(): Command {
     .version(VERSION)
     .option("--host <host>", "bind address", "0.0.0.0")
     .option("--port <port>", "port for REST, Connect and gRPC", num("--port", true), 30080)
-    .option("--worker-urls <url...>", "worker URLs to register at start (http://host:port)", [])
+    // nargs="*" in the original: the flag may come with no URL at all.
+    .option("--worker-urls [url...]", "worker URLs to register at start (http://host:port)", [])
     .option("--max-connections <n>", "keep-alive connections per worker", num("--max-connections", true), 100)
-    .option("--timeout <seconds>", "idle limit on a proxied request: seconds without a byte from the worker (0 = none; generation can take minutes)", num("--timeout"), 0)
+    .option("--timeout <seconds>", "idle limit on a proxied request: seconds without a byte from the worker (0 or inf = none; generation can take minutes)", num("--timeout"), 0)
     .option("--health-check-interval <seconds>", "seconds between active health probes", num("--health-check-interval"), 10)
     .option("--health-check-failure-threshold <n>", "consecutive failed probes before a worker is dead", num("--health-check-failure-threshold", true), 3)
     .option("--health-check-success-threshold <n>", "consecutive good probes before a dead worker takes traffic again", num("--health-check-success-threshold", true), 2)
     .option("--health-check-timeout <seconds>", "time limit of one health probe", num("--health-check-timeout"), 5)
     .addOption(new Option("--routing-algorithm <name>", "load-balancing policy").choices(policyNames as string[]).default("least-request"))
     .option("--verbose", "log at debug level (same as --log-level debug)", false)
-    .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent", "info")
+    .option("--log-level <level>", "critical, error, warning, info, debug, trace (uvicorn's names, as the original) or fatal, warn, silent; any case", logLevel, "info")
+    .addOption(new Option("--log-format <format>", "log lines as JSON, or pretty (coloured on a terminal); default: pretty when stdout is a terminal, else json").choices(["json", "pretty"]))
     .option("--launcher-config <file>", "YAML file with a launcher: section; the router starts and stops those workers")
     .option("--access-log-exclude-prefixes <prefix...>", "path prefixes left out of the access log (e.g. /health /metrics)", [])
     .addOption(new Option("--uvicorn-access-log-exclude-prefixes <prefix...>", "alias of --access-log-exclude-prefixes (the original's name)").hideHelp())
@@ -56,17 +76,33 @@ export function buildCommand(): Command {
     .option("--weight-call-timeout <seconds>", "limit of one weight load, sleep or wake call to a worker (a worker that never answers fails the call)", num("--weight-call-timeout"), 600);
 }
 
-export function optionsFromArgv(argv: string[]): RouterOptions {
+/** What the command line gives beside the router's options: how to write logs. */
+export interface CliSettings {
+  options: RouterOptions;
+  /** null: pretty on a terminal, JSON otherwise. */
+  logFormat: LogFormat | null;
+}
+
+export function settingsFromArgv(argv: string[]): CliSettings {
   const cmd = buildCommand();
   cmd.exitOverride();
-  cmd.parse(argv, { from: "user" });
+  const longFlags = cmd.options.map((o) => o.long).filter((f): f is string => f !== undefined);
+  cmd.parse(expandAbbreviations(argv, [...longFlags, "--help"]), { from: "user" });
   const o = cmd.opts();
+  return { options: optionsFrom(o), logFormat: (o.logFormat as LogFormat | undefined) ?? null };
+}
+
+export function optionsFromArgv(argv: string[]): RouterOptions {
+  return settingsFromArgv(argv).options;
+}
+
+function optionsFrom(o: Record<string, any>): RouterOptions {
   return resolveRouterOptions({
     host: o.host,
     port: o.port,
-    workerUrls: o.workerUrls,
+    workerUrls: o.workerUrls === true ? [] : o.workerUrls,
     maxConnections: o.maxConnections,
-    timeoutMs: o.timeout * 1000,
+    timeoutMs: secondsOrNone(o.timeout),
     healthCheckIntervalMs: o.healthCheckInterval * 1000,
     healthCheckFailureThreshold: o.healthCheckFailureThreshold,
     healthCheckSuccessThreshold: o.healthCheckSuccessThreshold,
@@ -96,8 +132,9 @@ export function optionsFromArgv(argv: string[]): RouterOptions {
 
 async function main(): Promise<void> {
   let options: RouterOptions;
+  let logFormat: LogFormat | null;
   try {
-    options = optionsFromArgv(process.argv.slice(2));
+    ({ options, logFormat } = settingsFromArgv(process.argv.slice(2)));
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === "commander.helpDisplayed" || code === "commander.version") process.exit(0);
@@ -105,7 +142,7 @@ async function main(): Promise<void> {
     process.stderr.write(`sglang-d-router: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  const logger = createLogger({ level: options.logLevel });
+  const logger = createLogger({ level: options.logLevel, format: logFormat ?? (process.stdout.isTTY ? "pretty" : "json") });
   let router;
   try {
     router = await startRouter(options, logger);

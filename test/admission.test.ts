@@ -128,13 +128,13 @@ describe("the router queue", () => {
     const answers = await Promise.all(Array.from({ length: 10 }, (_, i) => generate(r, i)));
 
     const ok = answers.filter((a) => a.status === 200);
-    const full = answers.filter((a) => a.status === 503 && a.body?.error?.code === "queue_full");
-    const timedOut = answers.filter((a) => a.status === 503 && a.body?.error?.code === "queue_timeout");
+    const full = answers.filter((a) => a.status === 503 && a.body?.code === "queue_full");
+    const timedOut = answers.filter((a) => a.status === 503 && a.body?.code === "queue_timeout");
     expect({ ok: ok.length, full: full.length, timedOut: timedOut.length }).toEqual({ ok: 2, full: 5, timedOut: 3 });
     for (const a of [...full, ...timedOut]) {
       expect(a.retryAfter, JSON.stringify(a.body)).toMatch(/^\d+$/);
       expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
-      expect(a.body.error.type).toBe("service_unavailable_error");
+      expect(typeof a.body.error, "the original's shape: error is a string").toBe("string");
     }
     // queue_full is immediate; queue_timeout after the 1 s wait, before the running ones end.
     for (const a of full) expect(a.endedMs - a.startedMs).toBeLessThan(800);

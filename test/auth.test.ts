@@ -127,7 +127,7 @@ describe("--admin-api-key K1 --api-key K2", () => {
       for (const headers of [{}, bearer("wrong"), bearer(K2), { authorization: K1 }]) {
         const r = await jsonRequest(`${router.url}${path}`, { method, json, headers });
         expect(r.status, `${method} ${path} ${JSON.stringify(headers)}`).toBe(401);
-        expect(r.body.error.code).toBe("unauthenticated");
+        expect(r.body.code).toBe("unauthenticated");
         expect(r.headers.get("content-type")).toContain("application/json");
       }
       const ok = await jsonRequest(`${router.url}${path}`, { method, json, headers: bearer(K1) });
@@ -141,7 +141,7 @@ describe("--admin-api-key K1 --api-key K2", () => {
     for (const headers of [{}, bearer("wrong")]) {
       const r = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: imageBody, headers });
       expect(r.status).toBe(401);
-      expect(r.body.error.code).toBe("unauthenticated");
+      expect(r.body.code).toBe("unauthenticated");
     }
     const ok = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: imageBody, headers: bearer(K2) });
     expect(ok.status).toBe(200);
@@ -204,7 +204,7 @@ describe("SGLANG_D_ROUTER_ADMIN_API_KEY", () => {
   it("guards REST admin routes and RPCs like --admin-api-key; the data plane stays open", async () => {
     const denied = await jsonRequest(`${router.url}/workers`, { method: "POST", json: { url: sim.url } });
     expect(denied.status).toBe(401);
-    expect(denied.body.error.code).toBe("unauthenticated");
+    expect(denied.body.code).toBe("unauthenticated");
     expect((await jsonRequest(`${router.url}/workers`, { headers: bearer("wrong") })).status).toBe(401);
     expect((await jsonRequest(`${router.url}/workers`, { method: "POST", json: { url: sim.url }, headers: bearer(K) })).status).toBe(200);
     expect((await jsonRequest(`${router.url}/workers`, { headers: bearer(K) })).status).toBe(200);

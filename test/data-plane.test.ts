@@ -123,7 +123,7 @@ describe("images", () => {
   it("an unknown image id is a 404", async () => {
     const r = await jsonRequest(`${router.url}/v1/images/does-not-exist/content`);
     expect(r.status).toBe(404);
-    expect(r.body.error.code).toBe("image_not_found");
+    expect(r.body.code).toBe("image_not_found");
   });
 });
 
@@ -150,7 +150,7 @@ describe("videos", () => {
       const before = await routeCounts(images, "POST /v1/videos");
       const r = await jsonRequest(`${imageOnly.url}/v1/videos`, { method: "POST", json: { model: IMAGE_MODEL, prompt: "a flowing river" } });
       expect(r.status).toBe(400);
-      expect(r.body.error.code).toBe("no_video_workers");
+      expect(r.body.code).toBe("no_video_workers");
       expect(await routeCounts(images, "POST /v1/videos")).toEqual(before);
     } finally {
       await imageOnly.stop();
@@ -231,7 +231,7 @@ describe("videos", () => {
     ] as const) {
       const r = await jsonRequest(`${router.url}${path}`, { method });
       expect(r.status, `${method} ${path}`).toBe(404);
-      expect(r.body.error.code).toBe("video_not_found");
+      expect(r.body.code).toBe("video_not_found");
     }
   });
 });

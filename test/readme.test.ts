@@ -67,7 +67,7 @@ describe("README examples", () => {
     expect(png.subarray(0, 8).toString("hex")).toBe("89504e470d0a1a0a");
     // Image-only workers: the video request gets the router's clear 400.
     const video = JSON.parse(out.find((o) => o.includes("no_video_workers"))!);
-    expect(video.error.code).toBe("no_video_workers");
+    expect(video.code).toBe("no_video_workers");
     // The refit reached the live workers and bumped the version.
     const refit = JSON.parse(out.at(-1)!);
     expect(refit.weight_version).toBe("1");

@@ -3,7 +3,7 @@
 // Python router's README (our compatibility contract).
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jsonRequest, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, routerErrorCode, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const ADMIN_LIMIT = 4096;
@@ -122,7 +122,7 @@ describe("worker registration", () => {
   it("refuses a body without a worker url", async () => {
     const r = await jsonRequest(`${router.url}/workers`, { method: "POST", json: {} });
     expect(r.status).toBe(400);
-    expect(r.body.error.message).toMatch(/url/);
+    expect(r.body.error).toMatch(/url/);
     expect(await workers()).toHaveLength(3);
   });
 });
@@ -165,19 +165,19 @@ describe("GET/PUT/DELETE /workers/{worker_id}", () => {
   it("PUT refuses an unknown field (named), a non-boolean, an empty body and bad JSON", async () => {
     const unknown = await jsonRequest(`${router.url}/workers/${id(a.url)}`, { method: "PUT", json: { is_dead: true, weight: 3 } });
     expect(unknown.status).toBe(400);
-    expect(unknown.body.error.message).toContain("weight");
-    expect(unknown.body.error.code).toBe("unknown_field");
+    expect(unknown.body.error).toContain("weight");
+    expect(unknown.body.code).toBe("unknown_field");
 
     const notBool = await jsonRequest(`${router.url}/workers/${id(a.url)}`, { method: "PUT", json: { is_dead: "yes" } });
     expect(notBool.status).toBe(400);
-    expect(notBool.body.error.message).toContain("is_dead");
+    expect(notBool.body.error).toContain("is_dead");
 
     const empty = await jsonRequest(`${router.url}/workers/${id(a.url)}`, { method: "PUT", json: {} });
     expect(empty.status).toBe(400);
 
     const bad = await jsonRequest(`${router.url}/workers/${id(a.url)}`, { method: "PUT", body: "{is_dead: true", headers: { "content-type": "application/json" } });
     expect(bad.status).toBe(400);
-    expect(bad.body.error.code).toBe("invalid_json");
+    expect(bad.body.code).toBe("invalid_json");
 
     // None of them changed the worker.
     expect((await workers()).find((w) => w.url === a.url).is_dead).toBe(false);
@@ -188,7 +188,7 @@ describe("GET/PUT/DELETE /workers/{worker_id}", () => {
     for (const [method, json] of [["GET", undefined], ["PUT", { is_dead: true }], ["DELETE", undefined]] as const) {
       const r = await jsonRequest(`${router.url}/workers/${ghost}`, { method, json });
       expect(r.status, method).toBe(404);
-      expect(r.body.error.code).toBe("worker_not_found");
+      expect(r.body.code).toBe("worker_not_found");
     }
     expect(await workers()).toHaveLength(3);
   });
@@ -270,7 +270,7 @@ describe("weights and memory broadcasts", () => {
     const before = await Promise.all([a, b, v].map(async (s) => (await simStats(s)).requests_by_route["POST /update_weights_from_disk"] ?? 0));
     const r = await jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { flush_cache: true } });
     expect(r.status).toBe(400);
-    expect(r.body.error.message).toContain("model_path");
+    expect(r.body.error).toContain("model_path");
     const after = await Promise.all([a, b, v].map(async (s) => (await simStats(s)).requests_by_route["POST /update_weights_from_disk"] ?? 0));
     expect(after).toEqual(before);
   });
@@ -301,7 +301,7 @@ describe("weights and memory broadcasts", () => {
     for (const sim of [a, b, v]) expect((await simStats(sim)).sleeping).toBe(false);
     const held = await during;
     expect([200, 503]).toContain(held.status);
-    if (held.status === 503) expect(held.body.error.code).toBe("no_healthy_workers");
+    if (held.status === 503) expect(held.body.code).toBe("no_healthy_workers");
     expect((await generate()).status).toBe(200);
   });
 });
@@ -334,13 +334,13 @@ describe("refused worker URLs", () => {
   it.each(refused)("%s: 400 invalid_worker_url on POST /workers (JSON and ?url=) and /add_worker", async (url) => {
     const viaJson = await jsonRequest(`${router.url}/workers`, { method: "POST", json: { url } });
     expect(viaJson.status).toBe(400);
-    expect(viaJson.body.error.code).toBe("invalid_worker_url");
+    expect(viaJson.body.code).toBe("invalid_worker_url");
     const viaQuery = await jsonRequest(`${router.url}/workers?url=${encodeURIComponent(url)}`, { method: "POST" });
     expect(viaQuery.status).toBe(400);
-    expect(viaQuery.body.error.code).toBe("invalid_worker_url");
+    expect(viaQuery.body.code).toBe("invalid_worker_url");
     const alias = await jsonRequest(`${router.url}/add_worker?url=${encodeURIComponent(url)}`, { method: "POST" });
     expect(alias.status).toBe(400);
-    expect(alias.body.error.code).toBe("invalid_worker_url");
+    expect(alias.body.code).toBe("invalid_worker_url");
   });
 
   it("none of them was registered", async () => {
@@ -367,17 +367,17 @@ describe("bad admin requests", () => {
   it("malformed JSON is a 400 invalid_json", async () => {
     const r = await jsonRequest(`${router.url}/workers`, { method: "POST", body: '{"url": ', headers: { "content-type": "application/json" } });
     expect(r.status).toBe(400);
-    expect(r.body.error.code).toBe("invalid_json");
+    expect(r.body.code).toBe("invalid_json");
     const arr = await jsonRequest(`${router.url}/workers`, { method: "POST", json: [a.url] });
     expect(arr.status).toBe(400);
-    expect(arr.body.error.code).toBe("invalid_json");
+    expect(arr.body.code).toBe("invalid_json");
   });
 
   it("a body over --max-admin-body-bytes is a 413 (declared or chunked), and the router keeps serving", async () => {
     const big = JSON.stringify({ url: a.url, pad: "x".repeat(ADMIN_LIMIT) });
     const declared = await jsonRequest(`${router.url}/workers`, { method: "POST", body: big, headers: { "content-type": "application/json" } });
     expect(declared.status).toBe(413);
-    expect(declared.body.error.code).toBe("body_too_large");
+    expect(declared.body.code).toBe("body_too_large");
 
     const chunks = Array.from({ length: 8 }, () => Buffer.alloc(1024, 0x20));
     const chunked = await chunkedPost(`${router.url}/update_weights_from_disk`, chunks);
@@ -404,7 +404,8 @@ describe("bad admin requests", () => {
       const r = await jsonRequest(`${router.url}${path}`, { method, ...(method === "POST" ? { json: {} } : {}) });
       expect(statuses, `${method} ${path} -> ${r.status}`).toContain(r.status);
       expect(r.headers.get("content-type"), path).toMatch(/application\/json/);
-      expect(typeof r.body.error.message).toBe("string");
+      expect(routerErrorCode(path, r.body), `${method} ${path}`).toMatch(/^(not_found|method_not_allowed)$/);
+      expect(r.headers.get("x-router-error-code"), path).toBe(r.body.code ?? r.body.error.code);
       expect(r.headers.get("x-sim-worker"), path).toBeNull();
     }
     const after = await Promise.all([a, b, v].map(trafficOf));

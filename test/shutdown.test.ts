@@ -136,7 +136,7 @@ describe("SIGTERM under load", () => {
       if (a.status === 0) expect(["ECONNREFUSED", "ECONNRESET"], JSON.stringify(late)).toContain(a.error);
       else {
         expect(a.status).toBe(503);
-        expect(a.body.error.code).toBe("shutting_down");
+        expect(a.body.code).toBe("shutting_down");
       }
     }
 
@@ -186,7 +186,7 @@ describe("SIGTERM under load", () => {
     const answers = await Promise.all(queued);
     for (const a of answers) {
       expect(a.status, a.error).toBe(503);
-      expect(a.body.error.code).toBe("shutting_down");
+      expect(a.body.code).toBe("shutting_down");
       expect(a.endedMs - sentAt).toBeLessThan(1000);
     }
     expect((await running).status).toBe(200);

@@ -392,8 +392,8 @@ describe("worker answers that are not HTTP, or are cut", () => {
   ])("%s is a 502 naming the problem, and the router keeps serving", async (path, message) => {
     const r = await jsonRequest(`${router.url}${path}`);
     expect(r.status).toBe(502);
-    expect(r.body.error.code).toBe("upstream_unreachable");
-    expect(r.body.error.message).toMatch(message);
+    expect(r.body.code).toBe("upstream_unreachable");
+    expect(r.body.error).toMatch(message);
     const ok = await fetch(`${router.url}/split-head`);
     expect(ok.status).toBe(200);
   });
@@ -473,7 +473,7 @@ describe("--timeout", () => {
     const started = Date.now();
     const r = await jsonRequest(`${timed.url}/silent`);
     expect(r.status).toBe(504);
-    expect(r.body.error.code).toBe("upstream_timeout");
+    expect(r.body.code).toBe("upstream_timeout");
     expect(Date.now() - started).toBeLessThan(5000);
   });
 

@@ -7,6 +7,7 @@ import {
   contentLengthOf,
   contentTypeOf,
   exchange,
+  headerValue,
   readAll,
   readJson,
   resolveRetry,
@@ -258,7 +259,7 @@ class RouterClientImpl implements RouterClient {
       const body = await readJson<Health>(answer, scope, what);
       // 503 with a health report is an answer ("unhealthy"); any other 503 (e.g. shutting down) is an error.
       if (answer.status !== 200 && typeof (body as { status?: unknown } | null)?.status !== "string") {
-        throw errorFromAnswer(answer.status, contentTypeOf(answer.headers), JSON.stringify(body));
+        throw errorFromAnswer(answer.status, contentTypeOf(answer.headers), JSON.stringify(body), headerValue(answer.headers["x-router-error-code"]));
       }
       return body;
     } finally {

@@ -86,10 +86,13 @@ function detailMessage(detail: unknown): string {
 
 /**
  * Builds the error for a non-2xx answer from its (possibly cut) body text:
- * the router's `{"error": {message, code}}`, FastAPI's `{"detail": ...}`,
- * a `{"message": ...}` (weight and memory routes), or plain text.
+ * the router's two shapes (`{"error": "<message>", "code"}` on the original
+ * router's routes, `{"error": {message, code}}` on its own), FastAPI's
+ * `{"detail": ...}`, a `{"message": ...}` (weight and memory routes), or plain
+ * text. `headerCode` is the router's `X-Router-Error-Code`, which wins when the
+ * body was cut before its code.
  */
-export function errorFromAnswer(status: number, contentType: string, text: string): RouterClientError {
+export function errorFromAnswer(status: number, contentType: string, text: string, headerCode?: string): RouterClientError {
   let body: unknown = text;
   const trimmed = text.trim();
   if (/json/i.test(contentType) || trimmed.startsWith("{") || trimmed.startsWith("[")) {
@@ -112,8 +115,10 @@ export function errorFromAnswer(status: number, contentType: string, text: strin
       message = body.message;
     } else if (typeof err === "string") {
       message = err;
+      if (typeof body.code === "string" && body.code !== "") code = body.code;
     }
   }
+  if (headerCode !== undefined && headerCode !== "") code = headerCode;
   if (message === undefined) message = trimmed !== "" ? trimmed.slice(0, 2000) : `HTTP ${status}`;
   return new RouterClientError({ status, code, message, body });
 }

@@ -94,7 +94,7 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-function headerValue(h: string | string[] | undefined): string | undefined {
+export function headerValue(h: string | string[] | undefined): string | undefined {
   return Array.isArray(h) ? h[0] : h;
 }
 
@@ -219,7 +219,7 @@ async function errorOf(res: Dispatcher.ResponseData, scope: CallScope): Promise<
     if (!res.body.destroyed) res.body.destroy();
   }
   const text = Buffer.concat(chunks).subarray(0, ERROR_BODY_LIMIT).toString("utf8");
-  return errorFromAnswer(res.statusCode, headerValue(res.headers["content-type"]) ?? "", text);
+  return errorFromAnswer(res.statusCode, headerValue(res.headers["content-type"]) ?? "", text, headerValue(res.headers["x-router-error-code"]));
 }
 
 /** Reads a whole body; errors become RouterClientErrors. */

@@ -109,7 +109,7 @@ export function createControl(options: ControlOptions): Control {
     removeWorker(rawUrl) {
       const url = normalizeWorkerUrl(rawUrl);
       const worker = registry.remove(url);
-      if (!worker) throw new RouterError("worker_not_found", `worker not found: ${url}`, { details: { param: "worker_id" } });
+      if (!worker) throw new RouterError("worker_not_found", `Worker not found: ${url}`, { details: { param: "worker_id" } });
       for (const a of options.affinities) a.forgetWorker(url);
       logger.info({ worker: url }, "worker removed");
       return worker;

@@ -272,7 +272,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
 
 /** The precise reason nothing can take a request, for the client's error. */
 export function noWorkerError(registry: Registry, pool: Pool): RouterError {
-  if (registry.size === 0) return new RouterError("no_healthy_workers", "No workers registered in the pool", { details: { retryAfterS: 1 } });
+  // A video request that no registered worker could ever serve is the
+  // client's mistake (400, as the original), even in an empty pool.
   if (pool === "video") {
     const video = registry.all().filter((w) => w.capabilities.videoSupport === true);
     if (video.length === 0) {
@@ -280,5 +281,6 @@ export function noWorkerError(registry: Registry, pool: Pool): RouterError {
     }
     return new RouterError("no_healthy_workers", `No healthy video-capable workers available (${video.length} registered, none routable)`, { details: { retryAfterS: 1 } });
   }
+  if (registry.size === 0) return new RouterError("no_healthy_workers", "No workers registered in the pool", { details: { retryAfterS: 1 } });
   return new RouterError("no_healthy_workers", "No healthy workers available in the pool", { details: { retryAfterS: 1 } });
 }

@@ -9,6 +9,15 @@ import { readBody, readJsonObject, type Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
 import { sendJson, type Res } from "./respond.js";
 
+/**
+ * A broadcast's answer (results per worker), which carries the router's
+ * error code in its body when some worker failed: the header says it too.
+ */
+function sendBroadcastAnswer(res: Res, answer: { status: number; body: unknown }): void {
+  const code = (answer.body as { code?: unknown } | null)?.code;
+  sendJson(res, answer.status, answer.body, typeof code === "string" ? { "x-router-error-code": code } : undefined);
+}
+
 export interface AdminRoutesOptions {
   control: Control;
   registry: Registry;
@@ -39,7 +48,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     const { json } = await readJsonObject(req, maxBodyBytes);
     const url = json.url ?? json.worker_url;
     if (url === undefined || url === null || url === "") {
-      throw new RouterError("invalid_request", "worker url is required (use query ?url=... or JSON body {\"url\": ...})", { details: { param: "url" } });
+      throw new RouterError("invalid_request", "worker_url is required (use query ?url=... or JSON body {\"url\": ...})", { details: { param: "url" } });
     }
     return url;
   }
@@ -111,7 +120,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
 
     async removeWorkerAlias(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const url = await workerUrlFrom(req, query);
-      if (typeof url !== "string") throw new RouterError("invalid_worker_url", "worker url must be a string", { details: { param: "url" } });
+      if (typeof url !== "string") throw new RouterError("invalid_worker_url", "worker_url must be a string", { details: { param: "url" } });
       const removed = control.removeWorker(url);
       sendJson(res, 200, { status: "success", removed: removed.url, worker_urls: control.listWorkers().map((w) => w.url) });
     },
@@ -128,20 +137,20 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
         throw new RouterError("invalid_request", "model_path is required and must be a non-empty string", { details: { param: "model_path" } });
       }
       const answer = await refit.updateWeightsFromDisk(raw, json, drainMs);
-      sendJson(res, answer.status, answer.body);
+      sendBroadcastAnswer(res, answer);
     },
 
     async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const raw = await readBody(req, maxBodyBytes);
       const answer = await refit.releaseMemory(raw, drainMs);
-      sendJson(res, answer.status, answer.body);
+      sendBroadcastAnswer(res, answer);
     },
 
     async resumeMemory(req: Req, res: Res): Promise<void> {
       const raw = await readBody(req, maxBodyBytes);
       const answer = await refit.resumeMemory(raw);
-      sendJson(res, answer.status, answer.body);
+      sendBroadcastAnswer(res, answer);
     },
 
     /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */

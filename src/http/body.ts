@@ -84,10 +84,10 @@ export async function readJsonObject(req: Req, limit: number): Promise<{ raw: Bu
   try {
     parsed = JSON.parse(raw.toString("utf8"));
   } catch (err) {
-    throw new RouterError("invalid_json", `request body is not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw new RouterError("invalid_json", `Invalid JSON body: ${(err as Error).message}`, { cause: err });
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new RouterError("invalid_json", "request body must be a JSON object");
+    throw new RouterError("invalid_json", "Request body must be a JSON object");
   }
   return { raw, json: parsed as Record<string, unknown> };
 }

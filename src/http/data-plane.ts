@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { Admission, Pool } from "../admission/admission.js";
 import { imageIdsIn, videoIdIn, type AffinityMap } from "../admission/affinity.js";
 import { RouterError } from "../errors.js";
@@ -74,13 +73,9 @@ export function createDataPlane(options: DataPlaneOptions) {
   const { registry, admission, upstream, logger, images, videos, outliers } = options;
   const proxy = upstream.proxy;
 
-  // Request ids the router makes: a random per-process prefix and a counter
-  // (unique, cheap; a UUID per request showed in profiles).
-  const idPrefix = randomUUID().slice(0, 13);
-  let idCounter = 0;
-  function requestIdOf(req: Req): string {
-    const given = req.headers["x-request-id"];
-    return typeof given === "string" && given !== "" && given.length <= 200 ? given : `${idPrefix}-${(idCounter++).toString(36)}`;
+  /** Set by the REST handler for every request. */
+  function requestIdOf(res: Res): string {
+    return notes(res).requestId!;
   }
 
   function hasBody(req: Req): boolean {
@@ -113,20 +108,29 @@ export function createDataPlane(options: DataPlaneOptions) {
 
   async function dispatch(req: Req, res: Res, path: string, spec: RouteSpec): Promise<void> {
     const arrivedMs = Date.now();
-    const requestId = requestIdOf(req);
+    const requestId = requestIdOf(res);
     const buffered = await retryableBody(req, spec);
     const headers = upstreamRequestHeaders(req.headers, requestId);
     let exclude: Set<string> | null = null;
     let signal: AbortSignal | null = null;
+    // What happened on the last worker tried: a request that reached workers
+    // and found none left to try is answered with that (502), not with the
+    // "no worker" 503 meant for requests that never found one.
+    let lastFailure: RouterError | null = null;
     for (let attempt = 0; ; attempt++) {
-      let worker = admission.tryAcquire(spec.pool, exclude);
+      let worker: Worker | null;
+      try {
+        worker = admission.tryAcquire(spec.pool, exclude);
+      } catch (err) {
+        throw lastFailure ?? err;
+      }
       if (worker === null) {
         signal ??= clientSignal(res);
         try {
           worker = await admission.wait(spec.pool, signal, exclude);
         } catch (err) {
           if (err instanceof ClientGone) return;
-          throw err;
+          throw lastFailure ?? err;
         }
       }
       const mayRetry =
@@ -172,13 +176,16 @@ export function createDataPlane(options: DataPlaneOptions) {
           outliers.onFailure(w, kind, detail);
           const retry = mayRetry && (spec.retry === "generation" || (spec.retry === "create_once" && kind === "not_sent"));
           logger.warn({ worker: w.url, requestId, kind, err: detail, attempt, retry }, "worker failed before answering");
+          lastFailure =
+            kind === "timeout"
+              ? new RouterError("upstream_timeout", `Worker request failed: ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error })
+              : new RouterError("upstream_unreachable", `Worker request failed: ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
           if (retry && !res.destroyed) {
             (exclude ??= new Set()).add(w.url);
             notes(res).retries = attempt + 1;
             continue;
           }
-          if (kind === "timeout") throw new RouterError("upstream_timeout", `worker ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error });
-          throw new RouterError("upstream_unreachable", `worker ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
+          throw lastFailure;
         }
       }
     }
@@ -196,7 +203,7 @@ export function createDataPlane(options: DataPlaneOptions) {
   function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string): Promise<void> {
     const owner = ownerUrl === undefined ? undefined : registry.get(ownerUrl);
     if (!owner) {
-      throw new RouterError(what === "video" ? "video_not_found" : "image_not_found", `Unknown ${what} id: ${id} (not created through this router, or its worker left the pool)`, { details: { param: `${what}_id` } });
+      throw new RouterError(what === "video" ? "video_not_found" : "image_not_found", `Unknown ${what}_id: ${id} (not created through this router, or its worker left the pool)`, { details: { param: `${what}_id` } });
     }
     if (owner.dead) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is unavailable`, { details: { retryAfterS: 5 } });
     if (owner.sleeping) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is sleeping`, { details: { retryAfterS: 5 } });
@@ -208,7 +215,7 @@ export function createDataPlane(options: DataPlaneOptions) {
    * passthroughs): never held, capped or retried elsewhere.
    */
   async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer?: AnswerHook): Promise<void> {
-    const requestId = requestIdOf(req);
+    const requestId = requestIdOf(res);
     const n = notes(res);
     n.workerUrl = worker.url;
     admission.acquireSpecific(worker);
@@ -229,7 +236,7 @@ export function createDataPlane(options: DataPlaneOptions) {
       admission.release(worker, false);
     }
     if (outcome.kind === "failed_before_response") {
-      throw new RouterError("upstream_unreachable", `worker ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
+      throw new RouterError("upstream_unreachable", `Worker request failed: ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
     }
   }
 

@@ -1,5 +1,5 @@
 import type { Req } from "./body.js";
-import type { Res } from "./respond.js";
+import type { ErrorShape, Res } from "./respond.js";
 
 /**
  * Facts about an exchange that the data plane learns and the access log and
@@ -20,6 +20,12 @@ export interface ResponseNotes {
   restReq?: Req | null;
   restPath?: string;
   restStartedMs?: number;
+  /** The request's id (the client's `x-request-id`, or one the router made). */
+  requestId?: string;
+  /** The router error the exchange was answered with, for the access log. */
+  errorCode?: string;
+  /** Which error body this route answers with (set once per request by the REST handler). */
+  errorShape?: ErrorShape;
 }
 
 export function notes(res: Res): ResponseNotes {

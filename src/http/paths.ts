@@ -36,3 +36,19 @@ export const dataPlanePaths: ReadonlySet<string> = new Set([
 export function isAdminPath(path: string): boolean {
   return adminPaths.has(path) || path.startsWith("/workers/") || path.startsWith("/refit/");
 }
+
+/**
+ * Routes that are ours alone (the original router had no such route, or
+ * forwarded the path to a random worker): their errors use OpenAI's error
+ * object. Every other route keeps the original's `{"error": "<message>"}`.
+ */
+export function hasOwnErrorShape(path: string): boolean {
+  return (
+    path === "/refit" ||
+    path.startsWith("/refit/") ||
+    path === "/update_weights_from_tensor" ||
+    path === "/get_weights_checksum" ||
+    path === "/metrics" ||
+    (path.startsWith("/workers/") && path.endsWith("/update_weights_from_tensor"))
+  );
+}

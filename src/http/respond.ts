@@ -1,6 +1,7 @@
 import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
 import { RouterError, type ErrorCode } from "../errors.js";
+import { notes } from "./notes.js";
 
 export type Res = ServerResponse | Http2ServerResponse;
 
@@ -26,19 +27,33 @@ function errorType(status: number): string {
 }
 
 /**
- * The router's own errors, in one shape everywhere (OpenAI's error object):
- * `{"error": {"message", "type", "code", "param"}}`. Worker answers never
- * pass through here; they reach the client unchanged.
+ * The router's own errors. Worker answers never pass through here; they
+ * reach the client unchanged. Two shapes, chosen by route:
+ * - the original router's routes keep its shape, `{"error": "<message>"}`
+ *   with a string (its clients test `"blocked" in resp.json()["error"]`), and
+ *   our stable code beside it: `{"error": "...", "code": "no_healthy_workers"}`;
+ * - routes that are ours alone (refit, per-worker tensor updates, rollouts)
+ *   use OpenAI's error object: `{"error": {"message", "type", "code", "param"}}`.
+ * Both carry the code in the `X-Router-Error-Code` header too.
  */
-export function errorBody(err: RouterError): { error: Record<string, unknown> } {
+export function errorBody(err: RouterError, shape: ErrorShape = "original"): Record<string, unknown> {
   const { param, retryAfterS, ...rest } = err.details as { param?: string; retryAfterS?: number };
+  if (shape === "original") return param === undefined ? { error: err.message, code: err.code, ...rest } : { error: err.message, code: err.code, param, ...rest };
   return { error: { message: err.message, type: errorType(err.status), code: err.code, param: param ?? null, ...rest } };
 }
 
-export function sendError(res: Res, reason: unknown): void {
+/** Which error body a route answers with; see {@link errorBody}. */
+export type ErrorShape = "original" | "openai";
+
+export function sendError(res: Res, reason: unknown, extraHeaders?: Record<string, string>): void {
   const err = RouterError.from(reason);
+  const n = notes(res);
+  n.errorCode = err.code;
+  const headers: Record<string, string> = { "x-router-error-code": err.code, ...extraHeaders };
   const retryAfter = err.details.retryAfterS;
-  sendJson(res, err.status, errorBody(err), retryAfter !== undefined ? { "retry-after": String(retryAfter) } : undefined);
+  if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
+  if (n.requestId !== undefined) headers["x-request-id"] = n.requestId;
+  sendJson(res, err.status, errorBody(err, n.errorShape), headers);
 }
 
 export function fail(code: ErrorCode, message: string, details?: Record<string, unknown>): never {

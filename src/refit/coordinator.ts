@@ -339,7 +339,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
         const body = { results, weight_version: version, previous_weight_version: previous, summary };
         if (summary.failed === 0) return { status: 200, body };
         const what = summary.succeeded === 0 ? `no worker loaded the weights; the pool stays on ${version}` : `${summary.failed} of ${summary.targets} worker(s) failed and left rotation until they hold ${version}`;
-        return { status: 502, body: { ...body, error: { message: `update_weights_from_disk: ${what}`, type: "server_error", code: "upstream_failed", param: null } } };
+        return { status: 502, body: { ...body, error: `update_weights_from_disk: ${what}`, code: "upstream_failed" } };
       } catch (err) {
         persist();
         throw err;

@@ -69,7 +69,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
   /** Like {@link get} but throws the router's 404. */
   require(url: string): Worker {
     const w = this.#workers.get(url);
-    if (!w) throw new RouterError("worker_not_found", `worker not found: ${url}`, { details: { param: "worker_id" } });
+    if (!w) throw new RouterError("worker_not_found", `Worker not found: ${url}`, { details: { param: "worker_id" } });
     return w;
   }
 

@@ -88,40 +88,40 @@ function invalid(message: string, raw: string): RouterError {
  * dotted quads and lower-cases names, so the checks below see one spelling.
  */
 export function normalizeWorkerUrl(input: unknown): string {
-  if (typeof input !== "string") throw new RouterError("invalid_worker_url", "worker url must be a string", { details: { param: "url" } });
+  if (typeof input !== "string") throw new RouterError("invalid_worker_url", "worker_url must be a string", { details: { param: "url" } });
   const raw = input.trim();
-  if (raw === "") throw new RouterError("invalid_worker_url", "worker url cannot be empty", { details: { param: "url" } });
+  if (raw === "") throw new RouterError("invalid_worker_url", "worker_url cannot be empty", { details: { param: "url" } });
   const m = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/([^/?#]*)(.*)$/s.exec(raw);
-  if (!m) throw invalid("worker url must look like http://host:port", raw);
+  if (!m) throw invalid("worker_url must look like http://host:port", raw);
   const scheme = m[1]!.toLowerCase();
   const authority = m[2]!;
   const rest = m[3]!;
-  if (scheme !== "http" && scheme !== "https") throw invalid("worker url must start with http:// or https://", raw);
-  if (authority.includes("@")) throw invalid("worker url must not include user credentials", raw);
-  if (rest.includes("?") || rest.includes("#")) throw invalid("worker url must not include a query or fragment", raw);
-  if (rest !== "" && rest !== "/") throw invalid("worker url must not include a path", raw);
+  if (scheme !== "http" && scheme !== "https") throw invalid("worker_url must start with http:// or https://", raw);
+  if (authority.includes("@")) throw invalid("worker_url must not include user credentials", raw);
+  if (rest.includes("?") || rest.includes("#")) throw invalid("worker_url must not include a query or fragment", raw);
+  if (rest !== "" && rest !== "/") throw invalid("worker_url must not include a path", raw);
   const portMatch = /:(\d+)$/.exec(authority);
-  if (!portMatch || authority.endsWith("]")) throw invalid("worker url must include a port", raw);
+  if (!portMatch || authority.endsWith("]")) throw invalid("worker_url must include a port", raw);
   let url: URL;
   try {
     url = new URL(`${scheme}://${authority}/`);
   } catch {
-    throw invalid("worker url is not a valid URL", raw);
+    throw invalid("worker_url is not a valid URL", raw);
   }
   const port = Number(portMatch[1]);
-  if (port < 1 || port > 65535) throw invalid("worker url port must be 1-65535", raw);
+  if (port < 1 || port > 65535) throw invalid("worker_url port must be 1-65535", raw);
   let host = url.hostname;
-  if (host === "") throw invalid("worker url must include a host", raw);
+  if (host === "") throw invalid("worker_url must include a host", raw);
   const bare = host.startsWith("[") ? host.slice(1, -1) : host;
   let reason: string | undefined;
   if (isIPv4(bare)) reason = isBlockedIPv4(bare);
   else if (isIPv6(bare)) reason = isBlockedIPv6(bare);
   else {
     host = host.replace(/\.+$/, "");
-    if (host === "") throw invalid("worker url must include a host", raw);
+    if (host === "") throw invalid("worker_url must include a host", raw);
     if (blockedHostnames.has(host)) reason = "cloud metadata hosts are blocked";
   }
-  if (reason) throw invalid(`worker url host is blocked: ${reason}`, raw);
+  if (reason) throw invalid(`worker_url host is blocked: ${reason}`, raw);
   return `${scheme}://${host}:${port}`;
 }
 

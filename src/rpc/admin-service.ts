@@ -117,7 +117,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
         },
       });
       if (answer.status !== 200) {
-        const message = String((answer.body.error as { message?: string } | undefined)?.message ?? "update_weights_from_disk failed on some workers");
+        const message = typeof answer.body.error === "string" ? answer.body.error : "update_weights_from_disk failed on some workers";
         // The per-worker outcome travels as an error detail (rich gRPC error).
         throw new ConnectError(message, Code.Unavailable, { "x-router-error-code": "upstream_failed" }, [{ desc: UpdateWeightsFromDiskResponseSchema, value: response }]);
       }

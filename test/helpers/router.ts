@@ -150,3 +150,22 @@ export function isAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Routes that are the router's own (no such route in the original): their errors are OpenAI's error object. */
+const ownErrorShapePaths = [/^\/refit(\/|$)/, /^\/get_weights_checksum$/, /^\/update_weights_from_tensor$/, /^\/workers\/[^/]+\/update_weights_from_tensor$/];
+
+/**
+ * The router's error code in an error body, after checking the body has the
+ * shape its route promises: on the original router's routes
+ * `{"error": "<message>", "code"}` (a string, as the original's clients read
+ * it), on the router's own routes `{"error": {"message", "type", "code"}}`.
+ */
+export function routerErrorCode(path: string, body: any): string {
+  const route = path.split("?")[0]!;
+  if (ownErrorShapePaths.some((re) => re.test(route))) {
+    if (typeof body?.error?.message !== "string") throw new Error(`${path}: expected OpenAI's error object, got ${JSON.stringify(body)}`);
+    return body.error.code;
+  }
+  if (typeof body?.error !== "string" || typeof body?.code !== "string") throw new Error(`${path}: expected {"error": "<message>", "code"}, got ${JSON.stringify(body)}`);
+  return body.code;
+}
