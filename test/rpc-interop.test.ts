@@ -15,11 +15,14 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
 import { repoRoot, startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { binaryTool, needTools, pythonTool } from "./helpers/tools.js";
 
 const run = promisify(execFile);
 const ADMIN = "sgl.diffusion.router.v1.AdminService";
-/** Debian's interpreter: the python3 first on PATH may be another one, without grpc. */
-const PYTHON = "/usr/bin/python3";
+/** Optional tools of the Python client (Debian packages; .ci/run installs them). */
+const pythonGrpc = pythonTool(["grpc", "grpc_tools", "google.protobuf"], "python3-grpcio python3-grpc-tools");
+const protoc = binaryTool("protoc", "protobuf-compiler");
+const grpcPythonPlugin = binaryTool("grpc_python_plugin", "protobuf-compiler-grpc");
 /** The binary `npx buf` runs (the @bufbuild/buf devDependency), without npx's ~1 s start-up. */
 const BUF = join(repoRoot, "node_modules", ".bin", "buf");
 
@@ -188,19 +191,19 @@ describe("Python grpcio with generated stubs", () => {
   const stubs = mkdtempSync(join(tmpdir(), "sglang-d-router-pystubs-"));
   afterAll(() => rmSync(stubs, { recursive: true, force: true }));
 
-  it("generates stubs from admin.proto", async () => {
-    const check = await exec(PYTHON, ["-c", "import grpc, grpc_tools, google.protobuf"]);
-    expect(check.code, `${PYTHON} cannot import grpc/grpc_tools (apt-get install python3-grpcio python3-grpc-tools): ${check.stderr}`).toBe(0);
+  it("generates stubs from admin.proto", async (ctx) => {
+    needTools(ctx, pythonGrpc, protoc, grpcPythonPlugin);
+    const PYTHON = pythonGrpc.path!;
     // google/protobuf/struct.proto comes with grpc_tools.
     const wkt = (await exec(PYTHON, ["-c", "import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), '_proto'))"])).stdout.trim();
     // Debian's grpc_tools.protoc is protoc 3.5, older than proto3 `optional`
     // (admin.proto uses it), so Debian's protoc 3.21 runs with its grpc Python plugin.
-    const gen = await exec("/usr/bin/protoc", [
+    const gen = await exec(protoc.path!, [
       "-I",
       "proto",
       "-I",
       wkt,
-      "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin",
+      `--plugin=protoc-gen-grpc_python=${grpcPythonPlugin.path!}`,
       `--python_out=${stubs}`,
       `--grpc_python_out=${stubs}`,
       "sgl/diffusion/router/v1/admin.proto",
@@ -208,7 +211,9 @@ describe("Python grpcio with generated stubs", () => {
     expect(gen.code, `protoc failed (apt-get install protobuf-compiler protobuf-compiler-grpc): ${gen.stderr}`).toBe(0);
   });
 
-  it("ListWorkers from Python, without and with an admin key", async () => {
+  it("ListWorkers from Python, without and with an admin key", async (ctx) => {
+    needTools(ctx, pythonGrpc, protoc, grpcPythonPlugin);
+    const PYTHON = pythonGrpc.path!;
     await jsonRequest(`${router.url}/workers`, { method: "POST", json: { url: a.url } });
     await jsonRequest(`${router.url}/workers`, { method: "POST", json: { url: b.url } });
     try {

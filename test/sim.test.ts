@@ -9,6 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generationMs, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
 import { Scheduler } from "../src/sim/scheduler.js";
 import { startSimProcess, simCliPath } from "./helpers/sim.js";
+import { binaryTool, needTools } from "./helpers/tools.js";
+
+/** Optional: decodes the simulated MP4s (Debian's ffmpeg; .ci/run installs it). */
+const ffprobe = binaryTool("ffprobe", "ffmpeg");
 
 // ---------------------------------------------------------------- helpers
 
@@ -353,20 +357,6 @@ describe("videos", () => {
     // frames differ (motion)
     expect(mp4.subarray(mdat.start + 8, mdat.start + 8 + sampleSize).equals(mp4.subarray(mdat.start + 8 + sampleSize, mdat.start + 8 + 2 * sampleSize))).toBe(false);
 
-    // A real decoder must read it: Debian's ffprobe (installed by .ci/run).
-    const dir = mkdtempSync(join(tmpdir(), "sim-mp4-"));
-    try {
-      writeFileSync(join(dir, "v.mp4"), mp4);
-      const out = spawnSync("ffprobe", ["-v", "error", "-count_frames", "-show_streams", "-of", "json", join(dir, "v.mp4")]);
-      expect(out.error, "ffprobe must be installed (apt-get install ffmpeg)").toBeUndefined();
-      expect(out.status).toBe(0);
-      const stream = (JSON.parse(out.stdout.toString()) as { streams: Record<string, unknown>[] }).streams[0]!;
-      expect(stream["codec_type"]).toBe("video");
-      expect(Number(stream["nb_read_frames"])).toBe(samples);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-
     const list = (await (await fetch(`${v.url}/v1/videos?limit=100&order=asc`)).json()) as { object: string; data: Job[] };
     expect(list.object).toBe("list");
     expect(list.data.map((j) => j["id"])).toContain(job["id"]);
@@ -377,6 +367,27 @@ describe("videos", () => {
       const gone = await fetch(`${v.url}/v1/videos/${job["id"]}${p}`);
       expect(gone.status).toBe(404);
       expect(await gone.json()).toEqual({ detail: "Video not found" });
+    }
+  });
+
+  it("writes MP4s that ffprobe decodes, every frame", async (ctx) => {
+    // A real decoder must read them, not only our box parser above.
+    needTools(ctx, ffprobe);
+    const res = await postJson(v.url, "/v1/videos", { prompt: "a wave", size: "320x192", seconds: 1, fps: 8, num_inference_steps: 2, seed: 6 });
+    const job = (await res.json()) as Job;
+    expect(await settle(v.url, job["id"] as string)).toMatchObject({ status: "completed" });
+    const mp4 = Buffer.from(await (await fetch(`${v.url}/v1/videos/${job["id"]}/content`)).arrayBuffer());
+    const samples = path(parseBoxes(mp4), "moov", "trak", "mdia", "minf", "stbl", "stsz").body.readUInt32BE(8);
+    const dir = mkdtempSync(join(tmpdir(), "sim-mp4-"));
+    try {
+      writeFileSync(join(dir, "v.mp4"), mp4);
+      const out = spawnSync(ffprobe.path!, ["-v", "error", "-count_frames", "-show_streams", "-of", "json", join(dir, "v.mp4")]);
+      expect(out.status, out.stderr?.toString()).toBe(0);
+      const stream = (JSON.parse(out.stdout.toString()) as { streams: Record<string, unknown>[] }).streams[0]!;
+      expect(stream["codec_type"]).toBe("video");
+      expect(Number(stream["nb_read_frames"])).toBe(samples);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// The fresh-machine check: runs the test files that use optional tools
+// (ffprobe, protoc, grpc_python_plugin, python3 with grpc or requests) with
+// those tools hidden from PATH and SGLANG_D_ROUTER_REQUIRE_TOOLS unset, as on
+// a machine with only Node and npm. Passes when vitest passes and reports
+// exactly the tests below as skipped, each with a reason that names the
+// missing tool and its Debian package. Run after `npm run build` (the tests
+// use dist/); .ci/run runs it after `npm test`.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
+const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts"];
+const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*)$/;
+const pythonGrpc = [
+  "python3 with the grpc, grpc_tools, google.protobuf modules",
+  "python3-grpcio python3-grpc-tools",
+  "protoc",
+  "protobuf-compiler",
+  "grpc_python_plugin",
+  "protobuf-compiler-grpc",
+];
+/** file > full test name -> what its skip reason must mention. */
+const expectedSkips = new Map([
+  ["test/sim.test.ts > videos writes MP4s that ffprobe decodes, every frame", ["ffprobe", "apt-get install ffmpeg"]],
+  ["test/rpc-interop.test.ts > Python grpcio with generated stubs generates stubs from admin.proto", pythonGrpc],
+  ["test/rpc-interop.test.ts > Python grpcio with generated stubs ListWorkers from Python, without and with an admin key", pythonGrpc],
+  ["test/readme.test.ts > README examples the curl command that saves output.png works (python3)", ["python3", "apt-get install python3"]],
+  ["test/readme.test.ts > README examples the Python example works (python3 with requests)", ["python3 with the requests module", "python3-requests"]],
+]);
+
+const dir = mkdtempSync(join(tmpdir(), "sglang-d-router-no-tools-"));
+const problems = [];
+try {
+  // PATH = one folder of links to /usr/local/bin and /usr/bin (in PATH order), minus the tools.
+  const bin = join(dir, "bin");
+  const linked = new Set();
+  mkdirSync(bin);
+  for (const source of ["/usr/local/bin", "/usr/bin"]) {
+    for (const name of readdirSync(source)) {
+      if (hidden.test(name) || linked.has(name)) continue;
+      symlinkSync(join(source, name), join(bin, name));
+      linked.add(name);
+    }
+  }
+  const env = { ...process.env, PATH: bin };
+  delete env.SGLANG_D_ROUTER_REQUIRE_TOOLS;
+
+  const report = join(dir, "report.json");
+  console.log(`check-optional-tools: vitest run ${files.join(" ")} with PATH=${bin} (no ffprobe, protoc, grpc_python_plugin, python3)`);
+  const run = spawnSync(
+    process.execPath,
+    [join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...files, "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],
+    { cwd: root, env, stdio: "inherit" },
+  );
+  if (run.status !== 0) problems.push(`vitest exited with ${run.status ?? run.signal}`);
+
+  const results = JSON.parse(readFileSync(report, "utf8"));
+  const seen = new Set();
+  for (const file of results.testResults) {
+    const rel = file.name.slice(root.length + 1);
+    for (const t of file.assertionResults) {
+      const id = `${rel} > ${t.fullName}`;
+      const expected = expectedSkips.get(id);
+      if (expected === undefined) {
+        if (t.status !== "passed") problems.push(`${id}: ${t.status}, expected passed`);
+        continue;
+      }
+      seen.add(id);
+      const reason = t.meta?.missingTools;
+      if (t.status !== "skipped") problems.push(`${id}: ${t.status}, expected skipped`);
+      else if (typeof reason !== "string") problems.push(`${id}: skipped without a missing-tools reason`);
+      else for (const word of expected) if (!reason.includes(word)) problems.push(`${id}: reason "${reason}" does not mention ${word}`);
+      if (typeof reason === "string") console.log(`check-optional-tools: skipped as expected: ${id}: ${reason}`);
+    }
+  }
+  for (const id of expectedSkips.keys()) if (!seen.has(id)) problems.push(`${id}: not in the report`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+if (problems.length > 0) {
+  console.error(`check-optional-tools: FAILED\n  ${problems.join("\n  ")}`);
+  process.exit(1);
+}
+console.log(`check-optional-tools: ok (${expectedSkips.size} tests skipped with reasons, the rest passed)`);
