@@ -138,26 +138,30 @@ const launcherSection = fc.dictionary(fc.oneof({ weight: 4, arbitrary: fc.consta
 function expectConfigError(err: unknown, what: string): void {
   expect(err, what).toBeInstanceOf(LauncherConfigError);
   const e = err as LauncherConfigError;
-  expect(e.key, `${what}: ${e.message}`).toMatch(/^launcher(\.|$)/);
+  expect(e.key, `${what}: ${e.message}`).toMatch(/^launcher(\[\d+\])?(\.|$)/);
   expect(e.message).toContain(e.key === "launcher" ? "launcher" : e.key!);
   expect(e.source).toBe("cfg.yaml");
   expect(e.status).toBe(400);
 }
 
 describe("launcher config (parseLauncherConfig)", () => {
-  it("property: arbitrary values under launcher: either load or fail with a LauncherConfigError naming the key", () => {
+  it("property: arbitrary values under launcher: (a section, a list of them, anything) either load or fail with a LauncherConfigError naming the key", () => {
     fc.assert(
-      fc.property(fc.oneof(launcherSection, yamlValue), (section) => {
+      fc.property(fc.oneof(launcherSection, fc.array(launcherSection, { maxLength: 3 }), yamlValue), (section) => {
         const doc = { launcher: section };
-        let config: ReturnType<typeof parseLauncherConfig>;
+        let groups: ReturnType<typeof parseLauncherConfig>;
         try {
-          config = parseLauncherConfig(doc, "cfg.yaml");
+          groups = parseLauncherConfig(doc, "cfg.yaml");
         } catch (err) {
           expectConfigError(err, JSON.stringify(section));
           return;
         }
-        expect(Object.isFrozen(config)).toBe(true);
-        expect(Object.keys(config).sort()).toEqual([...launcherKeys].sort());
+        expect(Object.isFrozen(groups)).toBe(true);
+        expect(groups.length).toBe(Array.isArray(section) ? section.length : 1);
+        for (const config of groups) {
+          expect(Object.isFrozen(config)).toBe(true);
+          expect(Object.keys(config).sort()).toEqual([...launcherKeys].sort());
+        }
       }),
       { numRuns: 3000 },
     );
@@ -210,7 +214,9 @@ describe("launcher config (parseLauncherConfig)", () => {
   it("property: valid sections come back frozen, with every default filled and values normalized", () => {
     fc.assert(
       fc.property(validSection, (section) => {
-        const config = parseLauncherConfig({ launcher: section, router: { ignored: true } }, "cfg.yaml");
+        const groups = parseLauncherConfig({ launcher: section, router: { ignored: true } }, "cfg.yaml");
+        expect(groups).toHaveLength(1);
+        const config = groups[0]!;
         const ids = section.worker_gpu_ids as (string | number)[] | null | undefined;
         const expected = {
           ...launcherConfigDefaults,
@@ -224,6 +230,25 @@ describe("launcher config (parseLauncherConfig)", () => {
         if (config.worker_gpu_ids !== null) expect(Object.isFrozen(config.worker_gpu_ids)).toBe(true);
         // The input was not changed.
         expect(section.model).not.toBeUndefined();
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("property: a list of valid sections gives each one's config in order, unless its worker ports overlap an earlier group's", () => {
+    fc.assert(
+      fc.property(fc.array(validSection, { minLength: 1, maxLength: 4 }), (sections) => {
+        const alone = sections.map((section) => parseLauncherConfig({ launcher: section }, "cfg.yaml")[0]!);
+        // Worker i of a group takes worker_base_port + 2i and the port after it.
+        const ports = alone.map((c) => [c.worker_base_port, c.worker_base_port + 2 * c.num_workers - 1] as const);
+        const clash = ports.findIndex(([first, last], j) => ports.slice(0, j).some(([f, l]) => first <= l && f <= last));
+        if (clash < 0) {
+          expect(parseLauncherConfig({ launcher: sections }, "cfg.yaml")).toEqual(alone);
+          return;
+        }
+        const err = thrown(() => parseLauncherConfig({ launcher: sections }, "cfg.yaml"));
+        expectConfigError(err, JSON.stringify(sections));
+        expect((err as LauncherConfigError).key).toBe(`launcher[${clash}].worker_base_port`);
       }),
       { numRuns: 1000 },
     );

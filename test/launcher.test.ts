@@ -1,7 +1,7 @@
 // Launcher tests: real processes, real sockets. They import the built launcher
 // from dist/ (run after `npm run build`) so that the "sim" backend finds the
 // built simulated worker at dist/src/sim/cli.js, exactly as in production.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
@@ -19,6 +19,7 @@ import {
   type Launcher,
   type LauncherConfig,
   type LauncherOptions,
+  type ManagedWorker,
 } from "../dist/src/launcher/index.js";
 
 const fixtures = fileURLToPath(new URL("./fixtures/launcher/", import.meta.url));
@@ -140,7 +141,8 @@ const closeServer = (server: Server): Promise<void> => new Promise((resolve) => 
 
 describe("config", () => {
   it("fills every default for a minimal file and freezes the result", () => {
-    const c = loadLauncherConfig(join(fixtures, "good.yaml"));
+    const [c, ...rest] = loadLauncherConfig(join(fixtures, "good.yaml"));
+    expect(rest).toEqual([]);
     expect(c).toEqual({
       backend: "sim",
       model: "Qwen/Qwen-Image",
@@ -160,7 +162,7 @@ describe("config", () => {
   });
 
   it("keeps every explicit value (numbers in worker_gpu_ids become strings, model is trimmed)", () => {
-    const c = loadLauncherConfig(join(fixtures, "full.yaml"));
+    const [c] = loadLauncherConfig(join(fixtures, "full.yaml"));
     expect(c).toEqual({
       backend: "local",
       model: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
@@ -176,7 +178,17 @@ describe("config", () => {
       internal_port_stride: 0,
       log_prefix: "[mine]",
     });
-    expect(Object.isFrozen(c.worker_gpu_ids)).toBe(true);
+    expect(Object.isFrozen(c!.worker_gpu_ids)).toBe(true);
+  });
+
+  it("a list under launcher: is one group per item, each with its own defaults", () => {
+    const groups = loadLauncherConfig(join(fixtures, "groups.yaml"));
+    expect(Object.isFrozen(groups)).toBe(true);
+    expect(groups.map((g) => [g.backend, g.model, g.num_workers, g.worker_base_port, g.wait_timeout])).toEqual([
+      ["sim", "Qwen/Qwen-Image", 2, 10090, 600],
+      ["sim", "Wan-AI/Wan2.2-T2V-A14B-Diffusers", 1, 10098, 60],
+    ]);
+    expect(groups.every((g) => Object.isFrozen(g))).toBe(true);
   });
 
   it.each([
@@ -192,6 +204,13 @@ describe("config", () => {
     ["bad-port.yaml", /launcher\.worker_base_port in .*bad-port\.yaml must be an integer from 1 to 65534, got 70000/],
     ["bad-timeout.yaml", /launcher\.wait_timeout in .*bad-timeout\.yaml must be a number of seconds > 0, got -1/],
     ["does-not-exist.yaml", /launcher config file .*does-not-exist\.yaml not found/],
+    [
+      "bad-overlap.yaml",
+      /launcher\[1\]\.worker_base_port in .*bad-overlap\.yaml: the ports of its workers, 10096-10097 \(Wan-AI\/Wan2\.2-T2V-A14B-Diffusers\), overlap 10090-10097 of launcher\[0\] \(Qwen\/Qwen-Image\); .* must be >= 10098 or <= 10088/,
+    ],
+    ["bad-empty-list.yaml", /launcher in .*bad-empty-list\.yaml must be a mapping of launcher options or a non-empty list of them, got an empty list/],
+    ["bad-group-typo.yaml", /unknown key launcher\[1\]\.num_worker in .*bad-group-typo\.yaml \(did you mean num_workers\?\)/],
+    ["bad-group-item.yaml", /launcher\[1\] in .*bad-group-item\.yaml must be a mapping of launcher options, got "Wan-AI/],
   ])("%s is rejected with a message naming the file and key", (file, message) => {
     expect(() => loadLauncherConfig(join(fixtures, file))).toThrow(message);
     try {
@@ -353,6 +372,84 @@ describe("launcher", () => {
     expect(launcher.list().map((w) => w.url)).toEqual([first.workers[0]!.url]);
     expect(calls.deregistered.sort()).toEqual([...down.stopped].sort());
     expect(await launcher.scale(cfg, 1)).toEqual({ started: [], stopped: [] });
+  });
+
+  it("two groups from one file: image and video workers on their own ports, all registered; scale acts on the group it is given", async () => {
+    const { launcher, calls } = makeLauncher();
+    const base = nextPortBlock;
+    nextPortBlock += 100;
+    const file = join(recordDir, "groups.yaml");
+    const wan = "Wan-AI/Wan2.2-T2V-A14B-Diffusers";
+    writeFileSync(
+      file,
+      [
+        "launcher:",
+        "  - backend: sim",
+        "    model: Qwen/Qwen-Image",
+        "    num_workers: 2",
+        `    worker_base_port: ${base}`,
+        "    wait_timeout: 15",
+        "  - backend: sim",
+        `    model: ${wan}`,
+        `    worker_base_port: ${base + 50}`,
+        "    wait_timeout: 15",
+        "",
+      ].join("\n"),
+    );
+    const groups = loadLauncherConfig(file);
+    const result = await launcher.launch(groups);
+    expect(result.workers.map((w) => [w.state, w.model])).toEqual([
+      ["ready", "Qwen/Qwen-Image"],
+      ["ready", "Qwen/Qwen-Image"],
+      ["ready", wan],
+    ]);
+    const [image1, image2, video] = result.workers as [ManagedWorker, ManagedWorker, ManagedWorker];
+    for (const w of [image1, image2]) {
+      expect(w.port).toBeGreaterThanOrEqual(base);
+      expect(w.port).toBeLessThan(base + 50);
+    }
+    expect(video.port).toBeGreaterThanOrEqual(base + 50);
+    expect([...calls.registered].sort()).toEqual(result.workers.map((w) => w.url).sort());
+    // Each worker serves its group's model, with the task type the router routes videos by.
+    const cards = await Promise.all(
+      result.workers.map(async (w) => ((await (await fetch(`${w.url}/v1/models`)).json()) as { data: { id: string; task_type: string }[] }).data[0]),
+    );
+    expect(cards.map((c) => [c!.id, c!.task_type])).toEqual([
+      ["Qwen/Qwen-Image", "T2I"],
+      ["Qwen/Qwen-Image", "T2I"],
+      [wan, "T2V"],
+    ]);
+
+    const up = await launcher.scale(groups[1]!, 2);
+    expect(up.started.map((w) => [w.state, w.model])).toEqual([["ready", wan]]);
+    const down = await launcher.scale(groups[0]!, 1);
+    expect(down.stopped).toEqual([image2.url]);
+    expect(launcher.list().map((w) => w.model)).toEqual(["Qwen/Qwen-Image", wan, wan]);
+
+    const pids = launcher.list().map((w) => w.pid);
+    await launcher.stop();
+    expect(pids.map(isAlive)).toEqual([false, false, false]);
+    expect(isAlive(image2.pid)).toBe(false);
+  });
+
+  it("groups start all or nothing: a later group short of GPUs stops the earlier ones, a missing program starts none", async () => {
+    const launchedSince = (from: number) => logLines.slice(from).filter((l) => l["msg"] === "launched worker").map((l) => Number(l["pid"]));
+    // One GPU: the first group takes it, the second finds none.
+    const { launcher } = makeLauncher({ env: testEnv({ CUDA_VISIBLE_DEVICES: "0" }) });
+    let from = logLines.length;
+    await expect(launcher.launch([config({ backend: "local" }), config({ backend: "local", model: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" })])).rejects.toThrow(
+      /not enough GPUs: need 1 .*found 0 free/,
+    );
+    const started = launchedSince(from);
+    expect(started).toHaveLength(1);
+    expect(isAlive(started[0]!)).toBe(false);
+    expect(launcher.list()).toEqual([]);
+
+    const { launcher: bare } = makeLauncher({ env: { PATH: "/nonexistent" } });
+    from = logLines.length;
+    await expect(bare.launch([config(), config({ backend: "local" })])).rejects.toThrow(/no executable `sglang` was found on PATH/);
+    expect(launchedSince(from)).toEqual([]);
+    expect(bare.list()).toEqual([]);
   });
 
   it("local backend runs `sglang serve` with the exact flags and a GPU slice per worker", async () => {

@@ -322,6 +322,39 @@ describe.each(transports)("AdminService over %s", (_name, makeTransport) => {
     expect(await codeOf(client.launchWorkers({ source: { case: "yaml", value: "launcher: [" } }))).toBe(Code.InvalidArgument);
   }, 30_000);
 
+  it("LaunchWorkers with a yaml of two groups (image and video); ScaleManagedWorkers takes one group, not a list", async () => {
+    const base = randomBasePort();
+    const wan = "Wan-AI/Wan2.2-T2V-A14B-Diffusers";
+    const image = `  - backend: sim\n    model: Qwen/Qwen-Image\n    num_workers: 1\n    worker_base_port: ${base}\n    wait_timeout: 20\n`;
+    const video = `  - backend: sim\n    model: ${wan}\n    num_workers: 1\n    worker_base_port: ${base + 100}\n    wait_timeout: 20\n`;
+    const launched = await client.launchWorkers({ source: { case: "yaml", value: `launcher:\n${image}${video}` } });
+    expect(launched.workers.map((w) => [w.state, w.model])).toEqual([
+      ["ready", "Qwen/Qwen-Image"],
+      ["ready", wan],
+    ]);
+    expect((await client.listManagedWorkers({})).workers.map((w) => w.model)).toEqual(["Qwen/Qwen-Image", wan]);
+    // The router sees the video worker's task type, so it takes video jobs.
+    const videoUrl = launched.workers[1]!.url;
+    await waitFor(async () => (await client.getWorker({ url: videoUrl })).worker?.capabilities?.videoSupport === true || undefined, 10_000, "video support");
+
+    // Which group a list means is ambiguous: refused, naming the reason.
+    const both = await client.scaleManagedWorkers({ source: { case: "yaml", value: `launcher:\n${image}${video}` }, count: 2 }).then(
+      () => undefined,
+      (err: unknown) => ConnectError.from(err),
+    );
+    expect(both?.code).toBe(Code.InvalidArgument);
+    expect(both?.rawMessage).toMatch(/ScaleManagedWorkers scales one group of workers, but the yaml lists 2 launcher groups/);
+    // One group, as a one-item list: only the video workers change.
+    const up = await client.scaleManagedWorkers({ source: { case: "yaml", value: `launcher:\n${video}` }, count: 2 });
+    expect(up.started.map((w) => [w.state, w.model])).toEqual([["ready", wan]]);
+    expect(up.workers.map((w) => w.model)).toEqual(["Qwen/Qwen-Image", wan, wan]);
+
+    const stopped = await client.stopManagedWorkers({});
+    expect(stopped.workers).toHaveLength(3);
+    for (const w of stopped.workers) expect(isAlive(w.pid)).toBe(false);
+    expect((await client.listWorkers({})).workers).toEqual([]);
+  }, 30_000);
+
   it("WatchWorkers: EXISTING then SYNCED, then each REST change within 1 s", async () => {
     const [a, b, c] = sims as [SimProcess, SimProcess, SimProcess];
     await client.addWorker({ url: a.url });

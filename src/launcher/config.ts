@@ -41,6 +41,13 @@ export interface LauncherConfig {
   readonly log_prefix: string;
 }
 
+/**
+ * The groups of a `launcher:` section, in file order: `launcher:` is one
+ * mapping (the Python router's format: one group) or a list of mappings, one
+ * per kind of worker (e.g. image workers and a video worker). Frozen.
+ */
+export type LauncherGroups = readonly LauncherConfig[];
+
 /** Defaults of every optional key (everything but `model`). */
 export const launcherConfigDefaults: Readonly<Omit<LauncherConfig, "model">> = Object.freeze({
   backend: "local",
@@ -75,46 +82,61 @@ const knownKeys: readonly (keyof LauncherConfig)[] = [
 
 /**
  * Validates a whole parsed YAML document (which must have a top-level
- * `launcher:` mapping; other top-level sections are left to their owners)
- * and returns the frozen launcher config with defaults filled.
+ * `launcher:` section; other top-level sections are left to their owners)
+ * and returns its groups, each frozen with defaults filled. `launcher:` is a
+ * mapping (one group) or a non-empty list of mappings; keys of list items are
+ * named `launcher[i].key` in errors. Groups' worker port ranges (worker i of
+ * a group prefers `worker_base_port + 2i` and the port after it) must not
+ * overlap.
  *
  * @param source file path or label used in error messages.
  * @throws LauncherConfigError naming the file and the offending key.
  */
-export function parseLauncherConfig(doc: unknown, source: string): LauncherConfig {
+export function parseLauncherConfig(doc: unknown, source: string): LauncherGroups {
   if (!isMapping(doc) || !Object.hasOwn(doc, "launcher")) {
     throw new LauncherConfigError(`${source} must contain a top-level "launcher:" mapping`, { source, key: "launcher" });
   }
-  return parseLauncherSection(doc["launcher"], source);
+  const section = doc["launcher"];
+  if (!Array.isArray(section)) return Object.freeze([parseLauncherSection(section, source)]);
+  if (section.length === 0) {
+    throw new LauncherConfigError(`launcher in ${source} must be a mapping of launcher options or a non-empty list of them, got an empty list`, {
+      source,
+      key: "launcher",
+    });
+  }
+  const groups = section.map((group: unknown, i) => parseLauncherSection(group, source, `launcher[${i}]`));
+  checkPortRanges(groups, source);
+  return Object.freeze(groups);
 }
 
 /**
- * Validates the contents of a `launcher:` section given inline (the
- * LaunchWorkers RPC passes an object, not a file): same keys, defaults and
- * checks as {@link parseLauncherConfig}.
+ * Validates one group of launcher options given inline (the LaunchWorkers
+ * RPC passes an object, not a file): same keys, defaults and checks as each
+ * group of {@link parseLauncherConfig}.
  *
  * @param source label used in error messages. Default "launcher config".
+ * @param path how errors name the section. Default "launcher".
  */
-export function parseLauncherSection(section: unknown, source = "launcher config"): LauncherConfig {
+export function parseLauncherSection(section: unknown, source = "launcher config", path = "launcher"): LauncherConfig {
   if (!isMapping(section)) {
-    throw new LauncherConfigError(`launcher in ${source} must be a mapping of launcher options, got ${describe(section)}`, {
+    throw new LauncherConfigError(`${path} in ${source} must be a mapping of launcher options, got ${describe(section)}`, {
       source,
-      key: "launcher",
+      key: path,
     });
   }
   for (const key of Object.keys(section)) {
     if (!(knownKeys as readonly string[]).includes(key)) {
       const guess = closestKey(key);
       throw new LauncherConfigError(
-        `unknown key launcher.${key} in ${source}` +
+        `unknown key ${path}.${key} in ${source}` +
           (guess === undefined ? "" : ` (did you mean ${guess}?)`) +
           `; valid keys: ${knownKeys.join(", ")}`,
-        { source, key: `launcher.${key}` },
+        { source, key: `${path}.${key}` },
       );
     }
   }
 
-  const v = new Validator(section, source);
+  const v = new Validator(section, source, path);
   const backend = v.oneOf("backend", launcherBackends);
   const model = v.model();
   const num_workers = v.integer("num_workers", 1);
@@ -125,7 +147,7 @@ export function parseLauncherSection(section: unknown, source = "launcher config
   const worker_gpu_ids = v.gpuIds(num_workers);
   const worker_extra_args = v.string("worker_extra_args");
   // Validate the split now, so a bad quote fails at load time, not at launch.
-  splitShellArgs(worker_extra_args, { key: "launcher.worker_extra_args", source });
+  splitShellArgs(worker_extra_args, { key: `${path}.worker_extra_args`, source });
   const wait_timeout = v.positiveNumber("wait_timeout");
   const master_port_base = v.integer("master_port_base", 1, 65535);
   const scheduler_port_base = v.integer("scheduler_port_base", 1, 65535);
@@ -151,12 +173,13 @@ export function parseLauncherSection(section: unknown, source = "launcher config
 
 /**
  * Reads and validates a launcher YAML file (js-yaml `load`, which only builds
- * plain data: no custom tags that could run code).
+ * plain data: no custom tags that could run code) into its groups, as
+ * {@link parseLauncherConfig}.
  *
  * @throws LauncherConfigError if the file is missing or unreadable, is not
  *   valid YAML (message gives line and column), or fails validation.
  */
-export function loadLauncherConfig(path: string): LauncherConfig {
+export function loadLauncherConfig(path: string): LauncherGroups {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -178,6 +201,30 @@ export function loadLauncherConfig(path: string): LauncherConfig {
     throw error;
   }
   return parseLauncherConfig(doc, path);
+}
+
+/**
+ * Groups whose preferred worker ports overlap would push each other's
+ * workers to other ports than the file says; refuse that at load time.
+ * Internal ports (master/scheduler) are not checked: they have the same
+ * defaults in every group and the launcher moves later groups' ones up.
+ */
+function checkPortRanges(groups: LauncherGroups, source: string): void {
+  // Worker i of a group binds base + 2i and the port after it.
+  const ranges = groups.map((g) => ({ first: g.worker_base_port, last: g.worker_base_port + 2 * g.num_workers - 1, model: g.model }));
+  ranges.forEach((r, j) => {
+    for (let i = 0; i < j; i += 1) {
+      const other = ranges[i]!;
+      if (r.first > other.last || other.first > r.last) continue;
+      const below = other.first - (r.last - r.first + 1);
+      throw new LauncherConfigError(
+        `launcher[${j}].worker_base_port in ${source}: the ports of its workers, ${r.first}-${r.last} (${r.model}), overlap ` +
+          `${other.first}-${other.last} of launcher[${i}] (${other.model}); worker i of a group takes worker_base_port + 2i and the ` +
+          `port after it, so launcher[${j}].worker_base_port must be >= ${other.last + 1}${below >= 1 ? ` or <= ${below}` : ""}`,
+        { source, key: `launcher[${j}].worker_base_port` },
+      );
+    }
+  });
 }
 
 type Mapping = Record<string, unknown>;
@@ -221,12 +268,14 @@ class Validator {
   constructor(
     private readonly section: Mapping,
     private readonly source: string,
+    /** How errors name the section: `launcher`, or `launcher[i]` in a list. */
+    private readonly path: string,
   ) {}
 
   private fail(key: string, expectation: string, value: unknown): never {
-    throw new LauncherConfigError(`launcher.${key} in ${this.source} must be ${expectation}, got ${describe(value)}`, {
+    throw new LauncherConfigError(`${this.path}.${key} in ${this.source} must be ${expectation}, got ${describe(value)}`, {
       source: this.source,
-      key: `launcher.${key}`,
+      key: `${this.path}.${key}`,
     });
   }
 
@@ -244,9 +293,9 @@ class Validator {
   model(): string {
     const value = this.section["model"];
     if (!this.has("model") || value === null) {
-      throw new LauncherConfigError(`launcher.model in ${this.source} is required (a model path or hub id, e.g. Qwen/Qwen-Image)`, {
+      throw new LauncherConfigError(`${this.path}.model in ${this.source} is required (a model path or hub id, e.g. Qwen/Qwen-Image)`, {
         source: this.source,
-        key: "launcher.model",
+        key: `${this.path}.model`,
       });
     }
     if (typeof value !== "string" || value.trim() === "") return this.fail("model", "a non-empty string", value);
@@ -296,8 +345,8 @@ class Validator {
     });
     if (ids.length !== numWorkers) {
       throw new LauncherConfigError(
-        `launcher.worker_gpu_ids in ${this.source} has ${ids.length} entries but launcher.num_workers is ${numWorkers}; they must match`,
-        { source: this.source, key: "launcher.worker_gpu_ids" },
+        `${this.path}.worker_gpu_ids in ${this.source} has ${ids.length} entries but ${this.path}.num_workers is ${numWorkers}; they must match`,
+        { source: this.source, key: `${this.path}.worker_gpu_ids` },
       );
     }
     return Object.freeze(ids);

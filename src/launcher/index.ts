@@ -17,6 +17,7 @@ export {
   parseLauncherSection,
   type LauncherBackend,
   type LauncherConfig,
+  type LauncherGroups,
 } from "./config.js";
 export { LauncherConfigError, LauncherError, WorkerExitedError } from "./errors.js";
 export { assignGpus, detectGpuCountWithNvidiaSmi, splitDevices, type GpuAssignmentOptions } from "./gpus.js";

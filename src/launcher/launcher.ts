@@ -1,7 +1,7 @@
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { buildWorkerCommand, resolveBackendProgram, workerUrl } from "./backends.js";
-import type { LauncherBackend, LauncherConfig } from "./config.js";
+import type { LauncherBackend, LauncherConfig, LauncherGroups } from "./config.js";
 import { LauncherError, WorkerExitedError } from "./errors.js";
 import { assignGpus, detectGpuCountWithNvidiaSmi, splitDevices } from "./gpus.js";
 import { findFreePort } from "./ports.js";
@@ -65,16 +65,17 @@ export interface LauncherOptions {
 /** Starts, tracks and stops worker processes. */
 export interface Launcher {
   /**
-   * Starts `config.num_workers` workers on free ports and free GPUs (never
-   * those of workers this launcher still runs), waits for all of them in
-   * parallel and registers each as soon as it is healthy. Resolves when
-   * every worker is ready or failed; a failed one is in the result, not
-   * thrown, and its process group is gone.
+   * Starts `num_workers` workers of each group (one config, or the groups of
+   * a launcher file in order) on free ports and free GPUs (never those of
+   * workers this launcher still runs or has just started for an earlier
+   * group), waits for all of them in parallel and registers each as soon as
+   * it is healthy. Resolves when every worker is ready or failed; a failed
+   * one is in the result, not thrown, and its process group is gone.
    *
-   * @throws LauncherConfigError / LauncherError before anything starts if
-   *   GPUs or ports are short or the backend's program is missing.
+   * @throws LauncherConfigError / LauncherError, leaving nothing running, if
+   *   GPUs or ports are short or a backend's program is missing.
    */
-  launch(config: LauncherConfig): Promise<LaunchResult>;
+  launch(config: LauncherConfig | LauncherGroups): Promise<LaunchResult>;
   /** Snapshots of every managed worker, oldest first (stopped ones are dropped once gone). */
   list(): ManagedWorker[];
   /**
@@ -327,8 +328,24 @@ export function createLauncher(options: LauncherOptions): Launcher {
 
   return {
     async launch(config) {
-      const batch = await withLock(() => spawnBatch(config, config.num_workers));
-      return { workers: await settleBatch(batch, config) };
+      const groups: LauncherGroups = isGroups(config) ? config : [config];
+      const batches = await withLock(async () => {
+        // A missing program fails the launch before any group starts.
+        for (const group of groups) resolveBackendProgram(group.backend, env);
+        const started: Entry[][] = [];
+        try {
+          for (const group of groups) started.push(await spawnBatch(group, group.num_workers));
+        } catch (error) {
+          // A later group is short of GPUs or ports: the earlier ones do not stay half-launched.
+          const spawned = started.flat();
+          await Promise.all(spawned.map((e) => terminate(e)));
+          for (const e of spawned) entries.delete(e.info.url);
+          throw error;
+        }
+        return started;
+      });
+      const settled = await Promise.all(batches.map((batch, i) => settleBatch(batch, groups[i]!)));
+      return { workers: settled.flat() };
     },
 
     list() {
@@ -376,6 +393,10 @@ export function createLauncher(options: LauncherOptions): Launcher {
       }
     },
   };
+}
+
+function isGroups(config: LauncherConfig | LauncherGroups): config is LauncherGroups {
+  return Array.isArray(config);
 }
 
 /** Configs that differ only in num_workers describe the same kind of worker. */

@@ -11,7 +11,7 @@ import {
   UpdateWeightsFromDiskResponseSchema,
   type LauncherConfig as PbLauncherConfig,
 } from "../gen/sgl/diffusion/router/v1/admin_pb.js";
-import { parseLauncherConfig, parseLauncherSection, type Launcher, type LauncherConfig } from "../launcher/index.js";
+import { parseLauncherConfig, parseLauncherSection, type Launcher, type LauncherConfig, type LauncherGroups } from "../launcher/index.js";
 import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
 import { VERSION } from "../version.js";
@@ -41,8 +41,11 @@ function workerUrlOf(raw: string): string {
   return decodeWorkerId(raw);
 }
 
-function launcherConfigOf(source: { case: "config"; value: PbLauncherConfig } | { case: "yaml"; value: string } | { case: undefined; value?: undefined }, rpc: string): LauncherConfig {
-  if (source.case === "config") return parseLauncherSection(launcherSectionFromPb(source.value), `${rpc} request`);
+type LauncherSource = { case: "config"; value: PbLauncherConfig } | { case: "yaml"; value: string } | { case: undefined; value?: undefined };
+
+/** The groups a request's config (one) or yaml (a launcher: mapping or list) describes. */
+function launcherConfigOf(source: LauncherSource, rpc: string): LauncherGroups {
+  if (source.case === "config") return [parseLauncherSection(launcherSectionFromPb(source.value), `${rpc} request`)];
   if (source.case === "yaml") {
     let doc: unknown;
     try {
@@ -53,6 +56,23 @@ function launcherConfigOf(source: { case: "config"; value: PbLauncherConfig } | 
     return parseLauncherConfig(doc, `${rpc} request yaml`);
   }
   throw new RouterError("invalid_request", `${rpc} needs a launcher config: set config or yaml`, { details: { param: "source" } });
+}
+
+/**
+ * Scaling acts on one group (its workers are those launched from a config
+ * equal to it but for num_workers); a yaml listing several groups is refused
+ * rather than guessing which one is meant.
+ */
+function scaleGroupOf(source: LauncherSource): LauncherConfig {
+  const groups = launcherConfigOf(source, "ScaleManagedWorkers");
+  if (groups.length !== 1) {
+    throw new RouterError(
+      "invalid_request",
+      `ScaleManagedWorkers scales one group of workers, but the yaml lists ${groups.length} launcher groups; send the group to scale alone (a launcher: mapping, or config)`,
+      { details: { param: "yaml" } },
+    );
+  }
+  return groups[0]!;
 }
 
 /**
@@ -163,7 +183,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
         inFlight: s.in_flight,
       };
     },
-    async launchWorkers(req: { source: Parameters<typeof launcherConfigOf>[0] }) {
+    async launchWorkers(req: { source: LauncherSource }) {
       const result = await launcher.launch(launcherConfigOf(req.source, "LaunchWorkers"));
       return { workers: result.workers.map(managedToPb) };
     },
@@ -176,9 +196,9 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       await launcher.stop(urls.length ? urls : undefined);
       return { workers: before.map((m) => managedToPb({ ...m, state: "exited" })) };
     },
-    async scaleManagedWorkers(req: { source: Parameters<typeof launcherConfigOf>[0]; count: number }) {
+    async scaleManagedWorkers(req: { source: LauncherSource; count: number }) {
       const before = new Map(launcher.list().map((m) => [m.url, m]));
-      const result = await launcher.scale(launcherConfigOf(req.source, "ScaleManagedWorkers"), req.count);
+      const result = await launcher.scale(scaleGroupOf(req.source), req.count);
       return {
         started: result.started.map(managedToPb),
         stopped: result.stopped.flatMap((u) => {

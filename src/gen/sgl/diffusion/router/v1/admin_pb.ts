@@ -1051,7 +1051,8 @@ export type LaunchWorkersRequest = Message<"sgl.diffusion.router.v1.LaunchWorker
     case: "config";
   } | {
     /**
-     * A YAML document with a launcher: section, as in --launcher-config.
+     * A YAML document with a launcher: section, as in --launcher-config: one
+     * group of workers, or a list of groups.
      *
      * @generated from field: string yaml = 2;
      */
@@ -1155,6 +1156,8 @@ export const StopManagedWorkersResponseSchema: GenMessage<StopManagedWorkersResp
  */
 export type ScaleManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ScaleManagedWorkersRequest"> & {
   /**
+   * The group to scale: workers launched with the same settings (num_workers aside).
+   *
    * @generated from oneof sgl.diffusion.router.v1.ScaleManagedWorkersRequest.source
    */
   source: {
@@ -1165,6 +1168,8 @@ export type ScaleManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ScaleM
     case: "config";
   } | {
     /**
+     * A YAML document whose launcher: section is one group (a list of several is refused).
+     *
      * @generated from field: string yaml = 2;
      */
     value: string;
@@ -1172,7 +1177,7 @@ export type ScaleManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ScaleM
   } | { case: undefined; value?: undefined };
 
   /**
-   * Wanted number of running workers of this backend and model.
+   * Wanted number of running workers of this group.
    *
    * @generated from field: uint32 count = 3;
    */
@@ -1545,7 +1550,8 @@ export const AdminService: GenService<{
     output: typeof ResumeMemoryOccupationResponseSchema;
   },
   /**
-   * Starts workers from a launcher config given inline (same keys as the YAML).
+   * Starts workers from a launcher config given inline (same keys as the YAML;
+   * the yaml may list several groups).
    *
    * @generated from rpc sgl.diffusion.router.v1.AdminService.LaunchWorkers
    */
@@ -1573,7 +1579,7 @@ export const AdminService: GenService<{
     output: typeof StopManagedWorkersResponseSchema;
   },
   /**
-   * Brings the number of running managed workers of a config up or down.
+   * Brings the number of running managed workers of one launcher group up or down.
    *
    * @generated from rpc sgl.diffusion.router.v1.AdminService.ScaleManagedWorkers
    */
