@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { isAlive, jsonRequest, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
-import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { repoRoot, startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const run = promisify(execFile);
 
@@ -145,6 +145,53 @@ describe("--launcher-config with the sim backend", () => {
     await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
     expect((await Promise.all(ports.map(simPidsOnPort))).flat()).toEqual([]);
   }, 30_000);
+
+  it("examples/sim_launcher.yaml (npm start): four image workers and a video worker; the README's video example works; Ctrl-C leaves nothing", async () => {
+    const router = await startRouterProcess(["--launcher-config", join(repoRoot, "examples", "sim_launcher.yaml")]);
+    routers.push(router);
+    const workers = await waitFor(async () => {
+      const ws = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
+      return ws.length === 5 && ws.every((w) => !w.is_dead && w.video_support !== null) ? ws : undefined;
+    }, 30_000, "5 launched workers registered and probed");
+    expect(workers.map((w) => [w.task_type, w.video_support, w.models]).sort()).toEqual([
+      ...Array.from({ length: 4 }, () => ["T2I", false, ["Qwen/Qwen-Image"]]),
+      ["T2V", true, ["Wan-AI/Wan2.2-T2V-A14B-Diffusers"]],
+    ]);
+
+    // The README's video example, as written: create, poll until completed, download.
+    const created = await jsonRequest(`${router.url}/v1/videos`, {
+      method: "POST",
+      json: { model: "Wan-AI/Wan2.2-T2V-A14B-Diffusers", prompt: "a flowing river" },
+    });
+    expect(created.status).toBe(200);
+    const id = created.body.id as string;
+    await waitFor(async () => (await jsonRequest(`${router.url}/v1/videos/${id}`)).body.status === "completed" || undefined, 30_000, "video completed");
+    const content = await fetch(`${router.url}/v1/videos/${id}/content`);
+    expect(content.status).toBe(200);
+    expect(content.headers.get("content-type")).toBe("video/mp4");
+    expect(Buffer.from(await content.arrayBuffer()).toString("latin1", 4, 8)).toBe("ftyp");
+
+    const launched = launchedPids(router);
+    expect(launched).toHaveLength(5);
+    const ports = launched.map((l) => Number(new URL(l.url).port));
+    expect(await sigint(router)).toBe(0);
+    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
+    expect((await Promise.all(ports.map(simPidsOnPort))).flat()).toEqual([]);
+  }, 60_000);
+
+  it("a launcher file whose groups' worker ports overlap stops the start, naming the file and key", async () => {
+    const path = join(tmp, "overlap.yaml");
+    writeFileSync(
+      path,
+      ["launcher:", "  - {backend: sim, model: Qwen/Qwen-Image, num_workers: 4, worker_base_port: 20000}", "  - {backend: sim, model: Wan-AI/Wan2.2-T2V-A14B-Diffusers, worker_base_port: 20006}", ""].join("\n"),
+    );
+    const r = await runRouterCli(["--port", "0", "--launcher-config", path]);
+    expect(r.code).not.toBe(0);
+    expect(r.code).not.toBeNull();
+    expect(r.stderr).toContain(`launcher[1].worker_base_port in ${path}: the ports of its workers, 20006-20007`);
+    expect(r.stdout).not.toContain("router listening");
+    expect(r.stdout).not.toContain("launched worker");
+  });
 
   it("mixes --worker-urls with a launcher config (3 workers); Ctrl-C stops only the managed ones", async () => {
     const external = await startSimProcess([]);
