@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError, Option } from "commander";
-import { policyNames, type PolicyName } from "./balancer/index.js";
+import { routingAlgorithms, type RoutingAlgorithm } from "./balancer/index.js";
 import { resolveRouterOptions, type RouterOptions } from "./config/options.js";
 import { RouterError } from "./errors.js";
 import type { LevelWithSilent } from "pino";
@@ -51,7 +51,8 @@ export function buildCommand(): Command {
     .option("--health-check-failure-threshold <n>", "consecutive failed probes before a worker is dead", num("--health-check-failure-threshold", true), 3)
     .option("--health-check-success-threshold <n>", "consecutive good probes before a dead worker takes traffic again", num("--health-check-success-threshold", true), 2)
     .option("--health-check-timeout <seconds>", "time limit of one health probe", num("--health-check-timeout"), 5)
-    .addOption(new Option("--routing-algorithm <name>", "load-balancing policy").choices(policyNames as string[]).default("least-request"))
+    .addOption(new Option("--routing-algorithm <name>", "earliest-finish (router queue, largest first onto the worker that finishes earliest, learned speeds) or the original's least-request, round-robin, random").choices(routingAlgorithms as string[]).default("earliest-finish"))
+    .option("--worker-batch-size <n>", "compatible requests earliest-finish sends together to one worker: the --batching-max-size the workers run with", num("--worker-batch-size", true), 1)
     .option("--verbose", "log at debug level (same as --log-level debug)", false)
     .option("--log-level <level>", "critical, error, warning, info, debug, trace (uvicorn's names, as the original) or fatal, warn, silent; any case", logLevel, "info")
     .addOption(new Option("--log-format <format>", "log lines as JSON, or pretty (coloured on a terminal); default: pretty when stdout is a terminal, else json").choices(["json", "pretty"]))
@@ -107,7 +108,8 @@ function optionsFrom(o: Record<string, any>): RouterOptions {
     healthCheckFailureThreshold: o.healthCheckFailureThreshold,
     healthCheckSuccessThreshold: o.healthCheckSuccessThreshold,
     healthCheckTimeoutMs: o.healthCheckTimeout * 1000,
-    routingAlgorithm: o.routingAlgorithm as PolicyName,
+    routingAlgorithm: o.routingAlgorithm as RoutingAlgorithm,
+    workerBatchSize: o.workerBatchSize,
     logLevel: o.verbose ? "debug" : o.logLevel,
     launcherConfig: o.launcherConfig ?? null,
     accessLogExcludePrefixes: [...o.accessLogExcludePrefixes, ...(o.uvicornAccessLogExcludePrefixes ?? [])],

@@ -44,7 +44,9 @@ export interface RunningRouter {
  */
 export async function startRouter(options: RouterOptions, logger: Logger): Promise<RunningRouter> {
   const registry = new Registry();
-  const policy = createPolicy(options.routingAlgorithm);
+  // earliest-finish plans in admission; the policy then only breaks ties nowhere: least-request is kept for completeness.
+  const planned = options.routingAlgorithm === "earliest-finish";
+  const policy = createPolicy(planned ? "least-request" : options.routingAlgorithm);
   const upstream: Upstream = createUpstream({ maxConnections: options.maxConnections, timeoutMs: options.timeoutMs });
   const images = new AffinityMap();
   const videos = new AffinityMap();
@@ -71,6 +73,8 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   const admission = createAdmission({
     registry,
     policy,
+    mode: planned ? "earliest-finish" : "policy",
+    workerBatchSize: options.workerBatchSize,
     maxConcurrencyPerWorker: options.maxConcurrencyPerWorker,
     queueSize: options.queueSize,
     queueTimeoutMs: options.queueTimeoutMs,
@@ -107,7 +111,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     retryBudgetMs: options.retryBudgetMs,
     maxRetryBodyBytes: 1 << 20,
   });
-  const admin = createAdminRoutes({ control, registry, refit, data, maxBodyBytes: options.maxAdminBodyBytes });
+  const admin = createAdminRoutes({ control, registry, refit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   const rest = createRestHandler({ admin, data, logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
 
@@ -130,7 +134,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   // Connect; everything else falls through to the REST handler.
   const rpc = connectNodeAdapter({
     routes(router) {
-      router.service(AdminService, createAdminServiceImpl({ control, refit, registry, launcher, routingAlgorithm: policy.name, startedAtMs }), { interceptors: [requireAdmin] });
+      router.service(AdminService, createAdminServiceImpl({ control, refit, registry, launcher, routingAlgorithm: options.routingAlgorithm, startedAtMs, scheduling: () => admission.scheduling() }), { interceptors: [requireAdmin] });
       // Schema only (no data), so no admin key: buf curl/grpcurl work without --schema.
       registerReflection(router, [AdminService]);
     },
@@ -148,7 +152,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   const launcherConfig = options.launcherConfig === null ? null : loadLauncherConfig(options.launcherConfig);
 
   const listener: Listener = await createListener({ host: options.host, port: options.port, handler, headersTimeoutMs: options.clientHeaderTimeoutMs });
-  logger.info({ url: listener.url, host: options.host, port: listener.port, policy: policy.name }, "router listening");
+  logger.info({ url: listener.url, host: options.host, port: listener.port, policy: options.routingAlgorithm }, "router listening");
   const loopback = options.host === "127.0.0.1" || options.host === "localhost" || options.host === "::1";
   if (!loopback && (!auth.adminRequired || !auth.dataRequired)) {
     logger.warn(

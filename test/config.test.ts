@@ -325,6 +325,7 @@ describe("router options (resolveRouterOptions)", () => {
         "healthCheckTimeoutMs",
         "maxAdminBodyBytes",
         "maxConcurrencyPerWorker",
+        "workerBatchSize",
         "queueSize",
         "queueTimeoutMs",
         "maxRetries",

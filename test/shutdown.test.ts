@@ -120,7 +120,8 @@ function childrenOf(ppid: number, needle: string): number[] {
 describe("SIGTERM under load", () => {
   it("lets in-flight requests finish with 200, refuses new ones, and exits 0 within --shutdown-timeout", async () => {
     await setSpeed(pool, 1000);
-    const r = await router(["--shutdown-timeout", "5", "--worker-urls", ...pool.map((s) => s.url)]);
+    // least-request sends all six to the workers at once (earliest-finish would queue four in the router: see below).
+    const r = await router(["--routing-algorithm", "least-request", "--shutdown-timeout", "5", "--worker-urls", ...pool.map((s) => s.url)]);
     await waitHealthy(r, 2);
 
     const inFlight = Array.from({ length: 6 }, (_, i) => freshRequest(r.url, IMAGE, { ...small, seed: i }));
@@ -171,10 +172,13 @@ describe("SIGTERM under load", () => {
     expect(a.status).not.toBe(200);
   });
 
-  it("answers queued requests 503 shutting_down at once, finishes the running one, and exits 0", async () => {
+  it.each([
+    ["least-request with --max-concurrency-per-worker 1", ["--routing-algorithm", "least-request", "--max-concurrency-per-worker", "1"]],
+    ["earliest-finish (the default: one request per worker, the rest in the router)", []],
+  ])("%s: answers queued requests 503 shutting_down at once, finishes the running one, and exits 0", async (_name, flags) => {
     const [sim] = pool;
     await setSpeed([sim!], 1500);
-    const r = await router(["--max-concurrency-per-worker", "1", "--shutdown-timeout", "10", "--worker-urls", sim!.url]);
+    const r = await router([...flags, "--shutdown-timeout", "10", "--worker-urls", sim!.url]);
     await waitHealthy(r, 1);
     const running = freshRequest(r.url, IMAGE, { ...small, seed: 1 });
     await waitFor(async () => (await stats(sim!)).in_flight === 1, 3000, "first request on the worker");

@@ -1,3 +1,4 @@
+import type { WorkerScheduling } from "../admission/admission.js";
 import { workerState, type Worker } from "../registry/worker.js";
 
 /**
@@ -5,8 +6,8 @@ import { workerState, type Worker } from "../registry/worker.js";
  * display_id, url, active_requests, is_dead, is_sleeping,
  * consecutive_failures, video_support), then what this router adds.
  */
-export function workerJson(w: Worker): Record<string, unknown> {
-  return {
+export function workerJson(w: Worker, scheduling?: WorkerScheduling): Record<string, unknown> {
+  const json: Record<string, unknown> = {
     worker_id: w.id,
     display_id: w.displayId,
     url: w.url,
@@ -24,4 +25,11 @@ export function workerJson(w: Worker): Record<string, unknown> {
     draining: w.draining,
     managed: w.managed,
   };
+  if (scheduling !== undefined) {
+    json.speed = Math.round(scheduling.speed * 1000) / 1000;
+    json.speed_observations = scheduling.observations;
+    json.in_flight_work_ms = scheduling.inFlightWorkMs;
+    json.queued_work_ms = scheduling.queuedWorkMs;
+  }
+  return json;
 }

@@ -83,3 +83,24 @@ export function videoIdIn(body: Buffer): string | null {
   };
   return find(parsed);
 }
+
+/**
+ * A polled video job that has ended: its id, whether it succeeded, and its
+ * creation and completion times (the worker's clock, seconds in the answer)
+ * when the job gives both. null while it is queued or running.
+ */
+export function videoJobEnd(body: Buffer): { id: string; ok: boolean; times?: { createdMs: number; completedMs: number } } | null {
+  let job: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(body.toString("utf8"));
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return null;
+    job = parsed as Record<string, unknown>;
+  } catch {
+    return null;
+  }
+  if (typeof job.id !== "string" || (job.status !== "completed" && job.status !== "failed")) return null;
+  const created = Number(job.created_at);
+  const completed = Number(job.completed_at);
+  const times = Number.isFinite(created) && Number.isFinite(completed) && completed >= created && created > 0 ? { createdMs: created * 1000, completedMs: completed * 1000 } : undefined;
+  return times ? { id: job.id, ok: job.status === "completed", times } : { id: job.id, ok: job.status === "completed" };
+}

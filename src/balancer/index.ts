@@ -3,8 +3,8 @@ import type { Policy, PolicyName } from "./policy.js";
 import { createRandomPolicy } from "./random.js";
 import { createRoundRobinPolicy } from "./round-robin.js";
 
-export type { Candidate, Policy, PolicyName } from "./policy.js";
-export { policyNames } from "./policy.js";
+export type { Candidate, Policy, PolicyName, RoutingAlgorithm } from "./policy.js";
+export { policyNames, routingAlgorithms } from "./policy.js";
 export { createLeastRequestPolicy } from "./least-request.js";
 export { createRoundRobinPolicy } from "./round-robin.js";
 export { createRandomPolicy } from "./random.js";

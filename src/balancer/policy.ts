@@ -17,3 +17,12 @@ export interface Policy {
 export type PolicyName = "least-request" | "round-robin" | "random";
 
 export const policyNames: readonly PolicyName[] = ["least-request", "round-robin", "random"];
+
+/**
+ * What `--routing-algorithm` accepts: the new default, `earliest-finish`
+ * (the router's own queue, planned largest-first onto the worker that
+ * finishes each request earliest; see src/scheduler), and the policies.
+ */
+export type RoutingAlgorithm = "earliest-finish" | PolicyName;
+
+export const routingAlgorithms: readonly RoutingAlgorithm[] = ["earliest-finish", ...policyNames];

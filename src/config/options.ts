@@ -1,5 +1,5 @@
 import type { LevelWithSilent } from "pino";
-import { policyNames, type PolicyName } from "../balancer/index.js";
+import { routingAlgorithms, type RoutingAlgorithm } from "../balancer/index.js";
 import { RouterError } from "../errors.js";
 import { maxTimerMs } from "./durations.js";
 
@@ -23,7 +23,10 @@ export interface RouterOptions {
   readonly healthCheckSuccessThreshold: number;
   /** Time limit of one probe; default 5 s. */
   readonly healthCheckTimeoutMs: number;
-  readonly routingAlgorithm: PolicyName;
+  /** Default "earliest-finish"; "least-request", "round-robin", "random" as the original. */
+  readonly routingAlgorithm: RoutingAlgorithm;
+  /** Compatible requests earliest-finish sends together to one worker (the workers' --batching-max-size); default 1. */
+  readonly workerBatchSize: number;
   readonly logLevel: LevelWithSilent;
   /** Path prefixes left out of the access log. */
   readonly accessLogExcludePrefixes: readonly string[];
@@ -73,7 +76,8 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   healthCheckFailureThreshold: 3,
   healthCheckSuccessThreshold: 2,
   healthCheckTimeoutMs: 5_000,
-  routingAlgorithm: "least-request",
+  routingAlgorithm: "earliest-finish",
+  workerBatchSize: 1,
   logLevel: "info",
   accessLogExcludePrefixes: [],
   launcherConfig: null,
@@ -126,7 +130,8 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(Number.isInteger(o.healthCheckFailureThreshold) && o.healthCheckFailureThreshold >= 1, "health-check-failure-threshold", "must be an integer >= 1");
   check(Number.isInteger(o.healthCheckSuccessThreshold) && o.healthCheckSuccessThreshold >= 1, "health-check-success-threshold", "must be an integer >= 1");
   check(Number.isFinite(o.healthCheckTimeoutMs) && o.healthCheckTimeoutMs > 0, "health-check-timeout", "must be > 0 seconds");
-  check(policyNames.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${policyNames.join(", ")}, got ${show(o.routingAlgorithm)}`);
+  check(routingAlgorithms.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${routingAlgorithms.join(", ")}, got ${show(o.routingAlgorithm)}`);
+  check(Number.isInteger(o.workerBatchSize) && o.workerBatchSize >= 1 && o.workerBatchSize <= 64, "worker-batch-size", `must be an integer 1-64, got ${show(o.workerBatchSize)}`);
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
   check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
   check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");

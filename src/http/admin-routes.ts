@@ -1,3 +1,5 @@
+import type { Worker } from "../registry/worker.js";
+import type { WorkerScheduling } from "../admission/admission.js";
 import type { Control, WorkerPatch } from "../admin/control.js";
 import { workerJson } from "../admin/worker-json.js";
 import { secondsToMs } from "../config/durations.js";
@@ -24,6 +26,8 @@ export interface AdminRoutesOptions {
   refit: RefitCoordinator;
   data: DataPlane;
   maxBodyBytes: number;
+  /** The scheduler's view of every worker, shown in worker payloads. */
+  scheduling: () => Map<Worker, WorkerScheduling>;
 }
 
 
@@ -39,7 +43,7 @@ const patchFields: Record<string, keyof WorkerPatch> = {
  * fields this router adds come after.
  */
 export function createAdminRoutes(options: AdminRoutesOptions) {
-  const { control, registry, refit, data, maxBodyBytes } = options;
+  const { control, registry, refit, data, maxBodyBytes, scheduling } = options;
 
   /** `?url=` / `?worker_url=`, else JSON `url` / `worker_url`, as the original. */
   async function workerUrlFrom(req: Req, query: URLSearchParams): Promise<unknown> {
@@ -92,11 +96,13 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     },
 
     listWorkers(res: Res): void {
-      sendJson(res, 200, { workers: control.listWorkers().map(workerJson) });
+      const view = scheduling();
+      sendJson(res, 200, { workers: control.listWorkers().map((w) => workerJson(w, view.get(w))) });
     },
 
     getWorker(res: Res, id: string): void {
-      sendJson(res, 200, { worker: workerJson(control.getWorker(decodeWorkerId(id))) });
+      const worker = control.getWorker(decodeWorkerId(id));
+      sendJson(res, 200, { worker: workerJson(worker, scheduling().get(worker)) });
     },
 
     async updateWorker(req: Req, res: Res, id: string): Promise<void> {

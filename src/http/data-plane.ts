@@ -1,5 +1,6 @@
-import type { Admission, Pool } from "../admission/admission.js";
-import { imageIdsIn, videoIdIn, type AffinityMap } from "../admission/affinity.js";
+import { performance } from "node:perf_hooks";
+import type { Admission, Ticket } from "../admission/admission.js";
+import { imageIdsIn, videoIdIn, videoJobEnd, type AffinityMap } from "../admission/affinity.js";
 import { RouterError } from "../errors.js";
 import { describeNetworkError } from "../health/probe.js";
 import type { Logger } from "../log.js";
@@ -10,6 +11,7 @@ import { upstreamRequestHeaders } from "../proxy/headers.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
+import { factsWithoutBody, readRequestFacts, type RequestFacts, type RouteKind } from "../scheduler/request-facts.js";
 import { readBody, type Req } from "./body.js";
 import { notes } from "./notes.js";
 import { sendError, sendJson, type Res } from "./respond.js";
@@ -51,7 +53,8 @@ const videoCaptureBytes = 256 * 1024;
 type RetryClass = "generation" | "create_once" | "none";
 
 interface RouteSpec {
-  pool: Pool;
+  /** Which workers may serve it (image, video, any generation, anything). */
+  kind: RouteKind;
   retry: RetryClass;
   capture: number;
   /** What the route does with a worker's answer before the client sees its end. */
@@ -106,28 +109,52 @@ export function createDataPlane(options: DataPlaneOptions) {
     return readBody(req, options.maxRetryBodyBytes);
   }
 
+  /**
+   * What the scheduler needs of a request, read from the body the router
+   * holds anyway (a retryable JSON body); bodies it streams (multipart,
+   * large) are estimated without it.
+   */
+  function ticketOf(req: Req, spec: RouteSpec, buffered: Buffer | null): Ticket {
+    const header = req.headers["x-routing-key"];
+    const routingKey = typeof header === "string" && header !== "" ? header : null;
+    let facts: RequestFacts;
+    if (buffered === null || spec.kind === "other" || buffered.length === 0 || !/json/i.test(String(req.headers["content-type"] ?? "application/json"))) {
+      facts = factsWithoutBody(spec.kind, routingKey);
+    } else {
+      let body: unknown = null;
+      try {
+        body = JSON.parse(buffered.toString("utf8"));
+      } catch {
+        // Not JSON: the worker answers the client's mistake; the router estimates without it.
+      }
+      facts = readRequestFacts(spec.kind, body, routingKey);
+    }
+    return { demand: { kind: spec.kind, model: facts.model }, facts, exclude: null, run: null };
+  }
+
   async function dispatch(req: Req, res: Res, path: string, spec: RouteSpec): Promise<void> {
     const arrivedMs = Date.now();
     const requestId = requestIdOf(res);
     const buffered = await retryableBody(req, spec);
     const headers = upstreamRequestHeaders(req.headers, requestId);
-    let exclude: Set<string> | null = null;
+    const ticket = ticketOf(req, spec, buffered);
     let signal: AbortSignal | null = null;
     // What happened on the last worker tried: a request that reached workers
     // and found none left to try is answered with that (502), not with the
     // "no worker" 503 meant for requests that never found one.
     let lastFailure: RouterError | null = null;
     for (let attempt = 0; ; attempt++) {
+      const waitFromMs = performance.now();
       let worker: Worker | null;
       try {
-        worker = admission.tryAcquire(spec.pool, exclude);
+        worker = admission.tryAcquire(ticket);
       } catch (err) {
         throw lastFailure ?? err;
       }
       if (worker === null) {
         signal ??= clientSignal(res);
         try {
-          worker = await admission.wait(spec.pool, signal, exclude);
+          worker = await admission.wait(ticket, signal);
         } catch (err) {
           if (err instanceof ClientGone) return;
           throw lastFailure ?? err;
@@ -137,11 +164,12 @@ export function createDataPlane(options: DataPlaneOptions) {
         buffered !== null &&
         attempt < options.maxRetries &&
         Date.now() - arrivedMs < options.retryBudgetMs &&
-        hasOtherWorker(spec.pool, exclude, worker.url);
+        admission.hasOtherWorker(ticket, worker.url);
       const w = worker;
       const n = notes(res);
       n.workerUrl = w.url;
-      let outcome: ForwardOutcome;
+      n.queueMs = Math.round(performance.now() - waitFromMs);
+      let outcome: ForwardOutcome | null = null;
       try {
         outcome = await forward(proxy, res, {
           origin: w.url,
@@ -157,12 +185,16 @@ export function createDataPlane(options: DataPlaneOptions) {
           stats: n,
         });
       } finally {
-        admission.release(w, true);
+        // Only a 2xx answer is a service time worth learning from.
+        const ok = outcome?.kind === "completed" && outcome.status < 300;
+        admission.release(w, ticket, ok ? { ok, doneMs: (outcome as { headAtMs: number }).headAtMs } : { ok: false });
       }
       switch (outcome.kind) {
         case "completed":
           if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
           else outliers.onSuccess(w);
+          // A video create answers at once; the job runs on the worker after it.
+          if (spec.kind === "video" && outcome.status < 300 && outcome.learned !== undefined) admission.jobStarted(w, outcome.learned, ticket);
           return;
         case "client_aborted":
           return;
@@ -181,7 +213,7 @@ export function createDataPlane(options: DataPlaneOptions) {
               ? new RouterError("upstream_timeout", `Worker request failed: ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error })
               : new RouterError("upstream_unreachable", `Worker request failed: ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
           if (retry && !res.destroyed) {
-            (exclude ??= new Set()).add(w.url);
+            (ticket.exclude ??= new Set()).add(w.url);
             notes(res).retries = attempt + 1;
             continue;
           }
@@ -191,23 +223,15 @@ export function createDataPlane(options: DataPlaneOptions) {
     }
   }
 
-  /** Whether a retry has somewhere to go: a routable worker of the pool not tried yet. */
-  function hasOtherWorker(pool: Pool, exclude: ReadonlySet<string> | null, current: string): boolean {
-    for (const w of pool === "video" ? registry.routableVideo() : registry.routable()) {
-      if (w.url !== current && !exclude?.has(w.url)) return true;
-    }
-    return false;
-  }
-
   /** Streams an exchange to the worker that owns an id; never retried elsewhere. */
-  function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string): Promise<void> {
+  function toOwner(req: Req, res: Res, path: string, ownerUrl: string | undefined, what: "video" | "image", id: string, onAnswer?: AnswerHook): Promise<void> {
     const owner = ownerUrl === undefined ? undefined : registry.get(ownerUrl);
     if (!owner) {
       throw new RouterError(what === "video" ? "video_not_found" : "image_not_found", `Unknown ${what}_id: ${id} (not created through this router, or its worker left the pool)`, { details: { param: `${what}_id` } });
     }
     if (owner.dead) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is unavailable`, { details: { retryAfterS: 5 } });
     if (owner.sleeping) throw new RouterError("no_healthy_workers", `The worker that owns ${what} ${id} (${owner.displayId}) is sleeping`, { details: { retryAfterS: 5 } });
-    return toWorker(req, res, owner, path);
+    return toWorker(req, res, owner, path, onAnswer);
   }
 
   /**
@@ -233,7 +257,7 @@ export function createDataPlane(options: DataPlaneOptions) {
         stats: n,
       });
     } finally {
-      admission.release(worker, false);
+      admission.release(worker, null);
     }
     if (outcome.kind === "failed_before_response") {
       throw new RouterError("upstream_unreachable", `Worker request failed: ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
@@ -248,13 +272,20 @@ export function createDataPlane(options: DataPlaneOptions) {
     if (status >= 400) return;
     const id = videoIdIn(captured);
     if (id) videos.remember(id, workerUrl);
+    return id ?? undefined;
+  };
+  /** A poll that shows a job ended tells the scheduler the worker is done with it. */
+  const watchVideoJob: AnswerHook = (_workerUrl, status, captured) => {
+    if (status !== 200) return;
+    const end = videoJobEnd(captured);
+    if (end) admission.jobEnded(end.id, end.ok, end.times);
   };
 
   // Route specs are built once; the hot path only reads them.
-  const imageSpec: RouteSpec = { pool: "any", retry: "generation", capture: imageCaptureBytes, onAnswer: rememberImages };
-  const generationSpec: RouteSpec = { pool: "any", retry: "generation", capture: 0 };
-  const videoCreateSpec: RouteSpec = { pool: "video", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberVideo };
-  const passthroughSpec: RouteSpec = { pool: "any", retry: "none", capture: 0 };
+  const imageSpec: RouteSpec = { kind: "image", retry: "generation", capture: imageCaptureBytes, onAnswer: rememberImages };
+  const generationSpec: RouteSpec = { kind: "generation", retry: "generation", capture: 0 };
+  const videoCreateSpec: RouteSpec = { kind: "video", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberVideo };
+  const passthroughSpec: RouteSpec = { kind: "other", retry: "none", capture: 0 };
 
   return {
     toWorker,
@@ -277,7 +308,9 @@ export function createDataPlane(options: DataPlaneOptions) {
      * once the job is really gone).
      */
     async videoById(req: Req, res: Res, path: string, id: string): Promise<void> {
-      await toOwner(req, res, path, videos.lookup(id), "video", id);
+      // A poll of the job (not its content) may show that it ended.
+      const poll = req.method === "GET" && !path.split("?", 1)[0]!.endsWith("/content");
+      await toOwner(req, res, path, videos.lookup(id), "video", id, poll ? watchVideoJob : undefined);
     },
 
     /**
@@ -289,7 +322,7 @@ export function createDataPlane(options: DataPlaneOptions) {
     async listVideos(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const pollId = query.get("video_id") ?? query.get("id") ?? query.get("job_id");
       if (pollId) {
-        await toOwner(req, res, `/v1/videos/${encodeURIComponent(pollId)}`, videos.lookup(pollId), "video", pollId);
+        await toOwner(req, res, `/v1/videos/${encodeURIComponent(pollId)}`, videos.lookup(pollId), "video", pollId, watchVideoJob);
         return;
       }
       const limitRaw = query.get("limit");

@@ -11,6 +11,8 @@ export interface ResponseNotes {
   workerUrl?: string;
   /** Workers tried after the first. */
   retries?: number;
+  /** Milliseconds the request waited in the router's queue before its (last) worker took it. */
+  queueMs?: number;
   /** Answer bytes streamed from the worker. */
   answerBytes?: number;
   /**

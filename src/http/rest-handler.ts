@@ -175,7 +175,7 @@ export function createRestHandler(options: RestHandlerOptions) {
     metrics.observe(routeLabel(path), req.method ?? "GET", status, n.workerUrl ? displayIdOf(n.workerUrl) : "", seconds, n.answerBytes ?? 0, n.retries ?? 0);
     if (!logger.isLevelEnabled("info")) return;
     for (const p of excluded) if (path.startsWith(p)) return;
-    logger.info({ requestId: n.requestId, method: req.method, path, status, code: n.errorCode, ms: Math.round(seconds * 1000), worker: n.workerUrl, retries: n.retries }, "request");
+    logger.info({ requestId: n.requestId, method: req.method, path, status, code: n.errorCode, ms: Math.round(seconds * 1000), queueMs: n.queueMs, worker: n.workerUrl, retries: n.retries }, "request");
   }
 
   function handle(req: Req, res: Res): void {

@@ -2,7 +2,8 @@ import { Counter, Gauge, Registry as PromRegistry, type MetricValue } from "prom
 import type { Admission } from "../admission/admission.js";
 import { adminPaths, dataPlanePaths, openPaths } from "../http/paths.js";
 import type { Registry } from "../registry/registry.js";
-import { workerState, type WorkerState } from "../registry/worker.js";
+import { workerState, type Worker, type WorkerState } from "../registry/worker.js";
+import type { WorkerScheduling } from "../admission/admission.js";
 import { VERSION } from "../version.js";
 
 const states: WorkerState[] = ["healthy", "suspect", "dead", "sleeping", "syncing", "draining", "stale"];
@@ -70,6 +71,27 @@ export function createMetrics(options: MetricsOptions) {
       for (const w of registry.all()) this.set({ worker: w.displayId }, w.activeRequests);
     },
   });
+  // The scheduler's view, computed once per scrape for all three gauges.
+  let scrape: { at: number; view: Map<Worker, WorkerScheduling> } | null = null;
+  const schedulingView = () => {
+    const now = Date.now();
+    if (scrape === null || now - scrape.at > 100) scrape = { at: now, view: admission.scheduling() };
+    return scrape.view;
+  };
+  const schedulingGauge = (name: string, help: string, pick: (s: WorkerScheduling) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["worker"] as const,
+      registers: [prom],
+      collect() {
+        this.reset();
+        for (const [w, s] of schedulingView()) this.set({ worker: w.displayId }, pick(s));
+      },
+    });
+  schedulingGauge("sgl_router_worker_speed", "Learned speed per worker, relative to the fleet average for its model (1 = average).", (s) => s.speed);
+  schedulingGauge("sgl_router_worker_in_flight_work_seconds", "Predicted GPU seconds of work dispatched to the worker and not finished.", (s) => s.inFlightWorkMs / 1000);
+  schedulingGauge("sgl_router_worker_queued_work_seconds", "Predicted GPU seconds of queued requests that may go to the worker (shared among their candidates).", (s) => s.queuedWorkMs / 1000);
   new Gauge({
     name: "sgl_router_worker_weight_version_info",
     help: "1 labelled with the weight version each worker holds.",

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { ServerResponse } from "node:http";
 import type { Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
@@ -12,11 +13,13 @@ export type ClientResponse = ServerResponse | Http2ServerResponse;
  * end. It gets the worker's origin, so a route's hook is one function made
  * once, not a closure per request.
  */
-export type AnswerHook = (origin: string, status: number, captured: Buffer) => void;
+/** What a route learns from a worker's answer before the client sees its end; a string it returns (an id) comes back in the outcome. */
+export type AnswerHook = (origin: string, status: number, captured: Buffer) => string | void;
 
 /** What happened to one proxied exchange; the caller decides what follows. */
 export type ForwardOutcome =
-  | { kind: "completed"; status: number; bytes: number }
+  /** `headAtMs`: when the answer's head arrived (performance.now()); workers send it when the output is done. */
+  | { kind: "completed"; status: number; bytes: number; headAtMs: number; learned: string | undefined }
   /** Nothing reached the client: the caller may retry elsewhere or answer an error. */
   | { kind: "failed_before_response"; error: Error }
   /** The client got headers and part of the body; its connection was closed. */
@@ -88,6 +91,8 @@ class Exchange implements H1Handler {
   resume: (() => void) | null = null;
   readonly onClientClose: () => void;
   awaitingDrain = false;
+  headAtMs = 0;
+  learned: string | undefined = undefined;
   /** An HTTP/1.1 response (whose socket node corks on each write). */
   readonly h1: boolean;
 
@@ -118,6 +123,7 @@ class Exchange implements H1Handler {
     // nothing reached the client yet, so it counts as a failure before the answer.
     this.res.writeHead(statusCode, headers);
     this.status = statusCode;
+    this.headAtMs = performance.now();
   }
 
   onData(chunk: Buffer): boolean {
@@ -184,13 +190,13 @@ class Exchange implements H1Handler {
     if (this.req.beforeEnd) {
       try {
         const c = this.chunks;
-        this.req.beforeEnd(this.req.origin, this.status, c === null || c.length === 0 ? empty : c.length === 1 ? c[0]! : Buffer.concat(c));
+        this.learned = this.req.beforeEnd(this.req.origin, this.status, c === null || c.length === 0 ? empty : c.length === 1 ? c[0]! : Buffer.concat(c)) ?? undefined;
       } catch {
         // Bookkeeping must never break an answer that already arrived.
       }
     }
     this.chunks = null;
-    this.finish({ kind: "completed", status: this.status, bytes: this.bytes });
+    this.finish({ kind: "completed", status: this.status, bytes: this.bytes, headAtMs: this.headAtMs, learned: this.learned });
     if (this.whole !== null) (this.res as ServerResponse).end(this.whole);
     else this.res.end();
   }

@@ -1,3 +1,5 @@
+import type { Worker } from "../registry/worker.js";
+import type { WorkerScheduling } from "../admission/admission.js";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { load as loadYaml } from "js-yaml";
@@ -26,6 +28,8 @@ export interface AdminServiceOptions {
   launcher: Launcher;
   routingAlgorithm: string;
   startedAtMs: number;
+  /** The scheduler's view of every worker (learned speed, estimated work). */
+  scheduling: () => Map<Worker, WorkerScheduling>;
 }
 
 interface RefitSummaryJson {
@@ -101,10 +105,12 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
   const { control, registry, launcher, refit } = options;
   const unary = mapErrors({
     async listWorkers() {
-      return { workers: control.listWorkers().map(workerToPb) };
+      const view = options.scheduling();
+      return { workers: control.listWorkers().map((w) => workerToPb(w, view.get(w))) };
     },
     async getWorker(req: { url: string }) {
-      return { worker: workerToPb(control.getWorker(workerUrlOf(req.url))) };
+      const worker = control.getWorker(workerUrlOf(req.url));
+      return { worker: workerToPb(worker, options.scheduling().get(worker)) };
     },
     async addWorker(req: { url: string }) {
       const { worker, created } = await control.addWorker(req.url);

@@ -1,3 +1,4 @@
+import type { WorkerScheduling } from "../admission/admission.js";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { BroadcastResult } from "../admin/control.js";
@@ -26,7 +27,7 @@ const stateToPb: Record<WorkerState, PbWorkerState> = {
 };
 
 /** The RPC form of a worker: the same facts as the REST payload. */
-export function workerToPb(w: Worker): PbWorker {
+export function workerToPb(w: Worker, scheduling?: WorkerScheduling): PbWorker {
   return create(WorkerSchema, {
     url: w.url,
     workerId: w.id,
@@ -47,6 +48,7 @@ export function workerToPb(w: Worker): PbWorker {
     weightVersion: w.weightVersion ?? "",
     managed: w.managed,
     registeredAtUnixMs: BigInt(w.registeredAtMs),
+    scheduling: scheduling && { speed: scheduling.speed, observations: scheduling.observations, inFlightWorkMs: scheduling.inFlightWorkMs, queuedWorkMs: scheduling.queuedWorkMs },
   });
 }
 

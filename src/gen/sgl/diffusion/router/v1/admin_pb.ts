@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sgl/diffusion/router/v1/admin.proto.
  */
 export const file_sgl_diffusion_router_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("CiNzZ2wvZGlmZnVzaW9uL3JvdXRlci92MS9hZG1pbi5wcm90bxIXc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEiZQoSV29ya2VyQ2FwYWJpbGl0aWVzEhEKCXRhc2tfdHlwZRgBIAEoCRIaCg12aWRlb19zdXBwb3J0GAIgASgISACIAQESDgoGbW9kZWxzGAMgAygJQhAKDl92aWRlb19zdXBwb3J0IpQDCgZXb3JrZXISCwoDdXJsGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRISCgpkaXNwbGF5X2lkGAMgASgJEjMKBXN0YXRlGAQgASgOMiQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyU3RhdGUSFwoPYWN0aXZlX3JlcXVlc3RzGAUgASgNEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAYgASgNEg8KB2lzX2RlYWQYByABKAgSEwoLaXNfc2xlZXBpbmcYCCABKAgSEAoIZHJhaW5pbmcYCSABKAgSEwoLZGVhZF9yZWFzb24YCiABKAkSEgoKbGFzdF9lcnJvchgLIAEoCRJBCgxjYXBhYmlsaXRpZXMYDCABKAsyKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJDYXBhYmlsaXRpZXMSFgoOd2VpZ2h0X3ZlcnNpb24YDSABKAkSDwoHbWFuYWdlZBgOIAEoCBIdChVyZWdpc3RlcmVkX2F0X3VuaXhfbXMYDyABKAMiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IkcKE0xpc3RXb3JrZXJzUmVzcG9uc2USMAoHd29ya2VycxgBIAMoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlciIfChBHZXRXb3JrZXJSZXF1ZXN0EgsKA3VybBgBIAEoCSJEChFHZXRXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiHwoQQWRkV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiVQoRQWRkV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyEg8KB2NyZWF0ZWQYAiABKAgihgEKE1VwZGF0ZVdvcmtlclJlcXVlc3QSCwoDdXJsGAEgASgJEhQKB2lzX2RlYWQYAiABKAhIAIgBARIcChRyZWZyZXNoX2NhcGFiaWxpdGllcxgDIAEoCBIVCghkcmFpbmluZxgEIAEoCEgBiAEBQgoKCF9pc19kZWFkQgsKCV9kcmFpbmluZyJHChRVcGRhdGVXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiIgoTUmVtb3ZlV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiRwoUUmVtb3ZlV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyIisKE1dhdGNoV29ya2Vyc1JlcXVlc3QSFAoMZXhjbHVkZV9sb2FkGAEgASgIIqMBChRXYXRjaFdvcmtlcnNSZXNwb25zZRI2CgR0eXBlGAEgASgOMiguc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyRXZlbnRUeXBlEi8KBndvcmtlchgCIAEoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlchIOCgZyZWFzb24YAyABKAkSEgoKYXRfdW5peF9tcxgEIAEoAyJdCgxXb3JrZXJSZXN1bHQSEgoKd29ya2VyX3VybBgBIAEoCRITCgtzdGF0dXNfY29kZRgCIAEoBRIkCgRib2R5GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIuYBChxVcGRhdGVXZWlnaHRzRnJvbURpc2tSZXF1ZXN0EhIKCm1vZGVsX3BhdGgYASABKAkSGAoLZmx1c2hfY2FjaGUYAiABKAhIAIgBARIWCg50YXJnZXRfbW9kdWxlcxgDIAMoCRImCgVleHRyYRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHAoPZHJhaW5fdGltZW91dF9zGAUgASgBSAGIAQESFgoOd2VpZ2h0X3ZlcnNpb24YBiABKAlCDgoMX2ZsdXNoX2NhY2hlQhIKEF9kcmFpbl90aW1lb3V0X3MiSAoMUmVmaXRGYWlsdXJlEhIKCndvcmtlcl91cmwYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCSKBAQoMUmVmaXRTdW1tYXJ5Eg8KB3RhcmdldHMYASABKA0SEQoJc3VjY2VlZGVkGAIgASgNEg4KBmZhaWxlZBgDIAEoDRI9Cg5mYWlsZWRfd29ya2VycxgEIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlZml0RmFpbHVyZSLIAQodVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdBIWCg53ZWlnaHRfdmVyc2lvbhgCIAEoCRIfChdwcmV2aW91c193ZWlnaHRfdmVyc2lvbhgDIAEoCRI2CgdzdW1tYXJ5GAQgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVmaXRTdW1tYXJ5ImsKEUJlZ2luUmVmaXRSZXF1ZXN0EhwKD2RyYWluX3RpbWVvdXRfcxgBIAEoAUgAiAEBEhYKCXRpbWVvdXRfcxgCIAEoAUgBiAEBQhIKEF9kcmFpbl90aW1lb3V0X3NCDAoKX3RpbWVvdXRfcyJQChJCZWdpblJlZml0UmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSDwoHd29ya2VycxgCIAMoCRIRCgl0aW1lb3V0X3MYAyABKAEiVAoeVXBkYXRlV2VpZ2h0c0Zyb21UZW5zb3JSZXF1ZXN0EgsKA3VybBgBIAEoCRIlCgRib2R5GAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJYCh9VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlc3BvbnNlEjUKBnJlc3VsdBgBIAEoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdCIsChJDb21taXRSZWZpdFJlcXVlc3QSFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkifgoTQ29tbWl0UmVmaXRSZXNwb25zZRIWCg53ZWlnaHRfdmVyc2lvbhgBIAEoCRIfChdwcmV2aW91c193ZWlnaHRfdmVyc2lvbhgCIAEoCRIXCg91cGRhdGVkX3dvcmtlcnMYAyADKAkSFQoNc3RhbGVfd29ya2VycxgEIAMoCSITChFBYm9ydFJlZml0UmVxdWVzdCJDChJBYm9ydFJlZml0UmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSFQoNc3RhbGVfd29ya2VycxgCIAMoCSIXChVHZXRSZWZpdFN0YXR1c1JlcXVlc3QiuQEKFkdldFJlZml0U3RhdHVzUmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSDgoGcmVmaXRzGAIgASgNEg0KBXBoYXNlGAMgASgJEhEKCW9wZXJhdGlvbhgEIAEoCRIXCg91cGRhdGVkX3dvcmtlcnMYBSADKAkSEgoKcmVwbGF5YWJsZRgGIAEoCBIVCg1oZWxkX3JlcXVlc3RzGAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDSJSCh5SZWxlYXNlTWVtb3J5T2NjdXBhdGlvblJlcXVlc3QSHAoPZHJhaW5fdGltZW91dF9zGAEgASgBSACIAQFCEgoQX2RyYWluX3RpbWVvdXRfcyJZCh9SZWxlYXNlTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQiHwodUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlcXVlc3QiWAoeUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQi5gMKDkxhdW5jaGVyQ29uZmlnEg8KB2JhY2tlbmQYASABKAkSDQoFbW9kZWwYAiABKAkSGAoLbnVtX3dvcmtlcnMYAyABKA1IAIgBARIgChNudW1fZ3B1c19wZXJfd29ya2VyGAQgASgNSAGIAQESEwoLd29ya2VyX2hvc3QYBSABKAkSHQoQd29ya2VyX2Jhc2VfcG9ydBgGIAEoDUgCiAEBEhYKDndvcmtlcl9ncHVfaWRzGAcgAygJEhkKEXdvcmtlcl9leHRyYV9hcmdzGAggASgJEhkKDHdhaXRfdGltZW91dBgJIAEoDUgDiAEBEh0KEG1hc3Rlcl9wb3J0X2Jhc2UYCiABKA1IBIgBARIgChNzY2hlZHVsZXJfcG9ydF9iYXNlGAsgASgNSAWIAQESIQoUaW50ZXJuYWxfcG9ydF9zdHJpZGUYDCABKA1IBogBAUIOCgxfbnVtX3dvcmtlcnNCFgoUX251bV9ncHVzX3Blcl93b3JrZXJCEwoRX3dvcmtlcl9iYXNlX3BvcnRCDwoNX3dhaXRfdGltZW91dEITChFfbWFzdGVyX3BvcnRfYmFzZUIWChRfc2NoZWR1bGVyX3BvcnRfYmFzZUIXChVfaW50ZXJuYWxfcG9ydF9zdHJpZGUixQEKDU1hbmFnZWRXb3JrZXISCwoDdXJsGAEgASgJEgsKA3BpZBgCIAEoBRIPCgdiYWNrZW5kGAMgASgJEg0KBW1vZGVsGAQgASgJEgwKBHBvcnQYBSABKA0SDAoEZ3B1cxgGIAEoCRINCgVzdGF0ZRgHIAEoCRIaChJzdGFydGVkX2F0X3VuaXhfbXMYCCABKAMSFgoJZXhpdF9jb2RlGAkgASgFSACIAQESDQoFZXJyb3IYCiABKAlCDAoKX2V4aXRfY29kZSJrChRMYXVuY2hXb3JrZXJzUmVxdWVzdBI5CgZjb25maWcYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hlckNvbmZpZ0gAEg4KBHlhbWwYAiABKAlIAEIICgZzb3VyY2UiUAoVTGF1bmNoV29ya2Vyc1Jlc3BvbnNlEjcKB3dvcmtlcnMYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIhsKGUxpc3RNYW5hZ2VkV29ya2Vyc1JlcXVlc3QiVQoaTGlzdE1hbmFnZWRXb3JrZXJzUmVzcG9uc2USNwoHd29ya2VycxgBIAMoCzImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLk1hbmFnZWRXb3JrZXIiKQoZU3RvcE1hbmFnZWRXb3JrZXJzUmVxdWVzdBIMCgR1cmxzGAEgAygJIlUKGlN0b3BNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEjcKB3dvcmtlcnMYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIoABChpTY2FsZU1hbmFnZWRXb3JrZXJzUmVxdWVzdBI5CgZjb25maWcYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hlckNvbmZpZ0gAEg4KBHlhbWwYAiABKAlIABINCgVjb3VudBgDIAEoDUIICgZzb3VyY2UiyAEKG1NjYWxlTWFuYWdlZFdvcmtlcnNSZXNwb25zZRI3CgdzdGFydGVkGAEgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlchI3CgdzdG9wcGVkGAIgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlchI3Cgd3b3JrZXJzGAMgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlciIYChZHZXRSb3V0ZXJTdGF0dXNSZXF1ZXN0Ip8CChdHZXRSb3V0ZXJTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhEKCXVwdGltZV9tcxgCIAEoAxIZChFyb3V0aW5nX2FsZ29yaXRobRgDIAEoCRIVCg10b3RhbF93b3JrZXJzGAQgASgNEhcKD2hlYWx0aHlfd29ya2VycxgFIAEoDRIUCgxkZWFkX3dvcmtlcnMYBiABKA0SGAoQc2xlZXBpbmdfd29ya2VycxgHIAEoDRIYChByb3V0YWJsZV93b3JrZXJzGAggASgNEhoKEmluX2ZsaWdodF9yZXF1ZXN0cxgJIAEoDRIXCg9tYW5hZ2VkX3dvcmtlcnMYCiABKA0SFgoOd2VpZ2h0X3ZlcnNpb24YCyABKAkq3gEKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9IRUFMVEhZEAESGAoUV09SS0VSX1NUQVRFX1NVU1BFQ1QQAhIVChFXT1JLRVJfU1RBVEVfREVBRBADEhkKFVdPUktFUl9TVEFURV9TTEVFUElORxAEEhgKFFdPUktFUl9TVEFURV9TWU5DSU5HEAUSGQoVV09SS0VSX1NUQVRFX0RSQUlOSU5HEAYSFgoSV09SS0VSX1NUQVRFX1NUQUxFEAcqzQEKD1dvcmtlckV2ZW50VHlwZRIhCh1XT1JLRVJfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGldPUktFUl9FVkVOVF9UWVBFX0VYSVNUSU5HEAESHAoYV09SS0VSX0VWRU5UX1RZUEVfU1lOQ0VEEAISGwoXV09SS0VSX0VWRU5UX1RZUEVfQURERUQQAxIdChlXT1JLRVJfRVZFTlRfVFlQRV9SRU1PVkVEEAQSHQoZV09SS0VSX0VWRU5UX1RZUEVfVVBEQVRFRBAFMs4RCgxBZG1pblNlcnZpY2USaAoLTGlzdFdvcmtlcnMSKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0V29ya2Vyc1JlcXVlc3QaLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEmIKCUdldFdvcmtlchIpLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFdvcmtlclJlcXVlc3QaKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRXb3JrZXJSZXNwb25zZRJiCglBZGRXb3JrZXISKS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BZGRXb3JrZXJSZXF1ZXN0Giouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQWRkV29ya2VyUmVzcG9uc2USawoMVXBkYXRlV29ya2VyEiwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV29ya2VyUmVxdWVzdBotLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlVwZGF0ZVdvcmtlclJlc3BvbnNlEmsKDFJlbW92ZVdvcmtlchIsLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbW92ZVdvcmtlclJlcXVlc3QaLS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SZW1vdmVXb3JrZXJSZXNwb25zZRJtCgxXYXRjaFdvcmtlcnMSLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Gi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARKGAQoVVXBkYXRlV2VpZ2h0c0Zyb21EaXNrEjUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVxdWVzdBo2LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlVwZGF0ZVdlaWdodHNGcm9tRGlza1Jlc3BvbnNlEmUKCkJlZ2luUmVmaXQSKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5CZWdpblJlZml0UmVxdWVzdBorLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkJlZ2luUmVmaXRSZXNwb25zZRKMAQoXVXBkYXRlV2VpZ2h0c0Zyb21UZW5zb3ISNy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlcXVlc3QaOC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlc3BvbnNlEmgKC0NvbW1pdFJlZml0Eisuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQ29tbWl0UmVmaXRSZXF1ZXN0Giwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQ29tbWl0UmVmaXRSZXNwb25zZRJlCgpBYm9ydFJlZml0Eiouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQWJvcnRSZWZpdFJlcXVlc3QaKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BYm9ydFJlZml0UmVzcG9uc2UScQoOR2V0UmVmaXRTdGF0dXMSLi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSZWZpdFN0YXR1c1JlcXVlc3QaLy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSZWZpdFN0YXR1c1Jlc3BvbnNlEowBChdSZWxlYXNlTWVtb3J5T2NjdXBhdGlvbhI3LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdBo4LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVzcG9uc2USiQEKFlJlc3VtZU1lbW9yeU9jY3VwYXRpb24SNi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SZXN1bWVNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdBo3LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlc3VtZU1lbW9yeU9jY3VwYXRpb25SZXNwb25zZRJuCg1MYXVuY2hXb3JrZXJzEi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGF1bmNoV29ya2Vyc1JlcXVlc3QaLi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hXb3JrZXJzUmVzcG9uc2USfQoSTGlzdE1hbmFnZWRXb3JrZXJzEjIuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGlzdE1hbmFnZWRXb3JrZXJzUmVxdWVzdBozLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxpc3RNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEn0KElN0b3BNYW5hZ2VkV29ya2VycxIyLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlN0b3BNYW5hZ2VkV29ya2Vyc1JlcXVlc3QaMy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5TdG9wTWFuYWdlZFdvcmtlcnNSZXNwb25zZRKAAQoTU2NhbGVNYW5hZ2VkV29ya2VycxIzLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlNjYWxlTWFuYWdlZFdvcmtlcnNSZXF1ZXN0GjQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuU2NhbGVNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEnQKD0dldFJvdXRlclN0YXR1cxIvLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFJvdXRlclN0YXR1c1JlcXVlc3QaMC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSb3V0ZXJTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("CiNzZ2wvZGlmZnVzaW9uL3JvdXRlci92MS9hZG1pbi5wcm90bxIXc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEiZQoSV29ya2VyQ2FwYWJpbGl0aWVzEhEKCXRhc2tfdHlwZRgBIAEoCRIaCg12aWRlb19zdXBwb3J0GAIgASgISACIAQESDgoGbW9kZWxzGAMgAygJQhAKDl92aWRlb19zdXBwb3J0ItMDCgZXb3JrZXISCwoDdXJsGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRISCgpkaXNwbGF5X2lkGAMgASgJEjMKBXN0YXRlGAQgASgOMiQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyU3RhdGUSFwoPYWN0aXZlX3JlcXVlc3RzGAUgASgNEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAYgASgNEg8KB2lzX2RlYWQYByABKAgSEwoLaXNfc2xlZXBpbmcYCCABKAgSEAoIZHJhaW5pbmcYCSABKAgSEwoLZGVhZF9yZWFzb24YCiABKAkSEgoKbGFzdF9lcnJvchgLIAEoCRJBCgxjYXBhYmlsaXRpZXMYDCABKAsyKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJDYXBhYmlsaXRpZXMSFgoOd2VpZ2h0X3ZlcnNpb24YDSABKAkSDwoHbWFuYWdlZBgOIAEoCBIdChVyZWdpc3RlcmVkX2F0X3VuaXhfbXMYDyABKAMSPQoKc2NoZWR1bGluZxgQIAEoCzIpLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclNjaGVkdWxpbmciagoQV29ya2VyU2NoZWR1bGluZxINCgVzcGVlZBgBIAEoARIUCgxvYnNlcnZhdGlvbnMYAiABKA0SGQoRaW5fZmxpZ2h0X3dvcmtfbXMYAyABKAESFgoOcXVldWVkX3dvcmtfbXMYBCABKAEiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IkcKE0xpc3RXb3JrZXJzUmVzcG9uc2USMAoHd29ya2VycxgBIAMoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlciIfChBHZXRXb3JrZXJSZXF1ZXN0EgsKA3VybBgBIAEoCSJEChFHZXRXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiHwoQQWRkV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiVQoRQWRkV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyEg8KB2NyZWF0ZWQYAiABKAgihgEKE1VwZGF0ZVdvcmtlclJlcXVlc3QSCwoDdXJsGAEgASgJEhQKB2lzX2RlYWQYAiABKAhIAIgBARIcChRyZWZyZXNoX2NhcGFiaWxpdGllcxgDIAEoCBIVCghkcmFpbmluZxgEIAEoCEgBiAEBQgoKCF9pc19kZWFkQgsKCV9kcmFpbmluZyJHChRVcGRhdGVXb3JrZXJSZXNwb25zZRIvCgZ3b3JrZXIYASABKAsyHy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXIiIgoTUmVtb3ZlV29ya2VyUmVxdWVzdBILCgN1cmwYASABKAkiRwoUUmVtb3ZlV29ya2VyUmVzcG9uc2USLwoGd29ya2VyGAEgASgLMh8uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyIisKE1dhdGNoV29ya2Vyc1JlcXVlc3QSFAoMZXhjbHVkZV9sb2FkGAEgASgIIqMBChRXYXRjaFdvcmtlcnNSZXNwb25zZRI2CgR0eXBlGAEgASgOMiguc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV29ya2VyRXZlbnRUeXBlEi8KBndvcmtlchgCIAEoCzIfLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlchIOCgZyZWFzb24YAyABKAkSEgoKYXRfdW5peF9tcxgEIAEoAyJdCgxXb3JrZXJSZXN1bHQSEgoKd29ya2VyX3VybBgBIAEoCRITCgtzdGF0dXNfY29kZRgCIAEoBRIkCgRib2R5GAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIuYBChxVcGRhdGVXZWlnaHRzRnJvbURpc2tSZXF1ZXN0EhIKCm1vZGVsX3BhdGgYASABKAkSGAoLZmx1c2hfY2FjaGUYAiABKAhIAIgBARIWCg50YXJnZXRfbW9kdWxlcxgDIAMoCRImCgVleHRyYRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSHAoPZHJhaW5fdGltZW91dF9zGAUgASgBSAGIAQESFgoOd2VpZ2h0X3ZlcnNpb24YBiABKAlCDgoMX2ZsdXNoX2NhY2hlQhIKEF9kcmFpbl90aW1lb3V0X3MiSAoMUmVmaXRGYWlsdXJlEhIKCndvcmtlcl91cmwYASABKAkSEwoLc3RhdHVzX2NvZGUYAiABKAUSDwoHbWVzc2FnZRgDIAEoCSKBAQoMUmVmaXRTdW1tYXJ5Eg8KB3RhcmdldHMYASABKA0SEQoJc3VjY2VlZGVkGAIgASgNEg4KBmZhaWxlZBgDIAEoDRI9Cg5mYWlsZWRfd29ya2VycxgEIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlZml0RmFpbHVyZSLIAQodVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVzcG9uc2USNgoHcmVzdWx0cxgBIAMoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdBIWCg53ZWlnaHRfdmVyc2lvbhgCIAEoCRIfChdwcmV2aW91c193ZWlnaHRfdmVyc2lvbhgDIAEoCRI2CgdzdW1tYXJ5GAQgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUmVmaXRTdW1tYXJ5ImsKEUJlZ2luUmVmaXRSZXF1ZXN0EhwKD2RyYWluX3RpbWVvdXRfcxgBIAEoAUgAiAEBEhYKCXRpbWVvdXRfcxgCIAEoAUgBiAEBQhIKEF9kcmFpbl90aW1lb3V0X3NCDAoKX3RpbWVvdXRfcyJQChJCZWdpblJlZml0UmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSDwoHd29ya2VycxgCIAMoCRIRCgl0aW1lb3V0X3MYAyABKAEiVAoeVXBkYXRlV2VpZ2h0c0Zyb21UZW5zb3JSZXF1ZXN0EgsKA3VybBgBIAEoCRIlCgRib2R5GAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJYCh9VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlc3BvbnNlEjUKBnJlc3VsdBgBIAEoCzIlLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLldvcmtlclJlc3VsdCIsChJDb21taXRSZWZpdFJlcXVlc3QSFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkifgoTQ29tbWl0UmVmaXRSZXNwb25zZRIWCg53ZWlnaHRfdmVyc2lvbhgBIAEoCRIfChdwcmV2aW91c193ZWlnaHRfdmVyc2lvbhgCIAEoCRIXCg91cGRhdGVkX3dvcmtlcnMYAyADKAkSFQoNc3RhbGVfd29ya2VycxgEIAMoCSITChFBYm9ydFJlZml0UmVxdWVzdCJDChJBYm9ydFJlZml0UmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSFQoNc3RhbGVfd29ya2VycxgCIAMoCSIXChVHZXRSZWZpdFN0YXR1c1JlcXVlc3QiuQEKFkdldFJlZml0U3RhdHVzUmVzcG9uc2USFgoOd2VpZ2h0X3ZlcnNpb24YASABKAkSDgoGcmVmaXRzGAIgASgNEg0KBXBoYXNlGAMgASgJEhEKCW9wZXJhdGlvbhgEIAEoCRIXCg91cGRhdGVkX3dvcmtlcnMYBSADKAkSEgoKcmVwbGF5YWJsZRgGIAEoCBIVCg1oZWxkX3JlcXVlc3RzGAcgASgNEhEKCWluX2ZsaWdodBgIIAEoDSJSCh5SZWxlYXNlTWVtb3J5T2NjdXBhdGlvblJlcXVlc3QSHAoPZHJhaW5fdGltZW91dF9zGAEgASgBSACIAQFCEgoQX2RyYWluX3RpbWVvdXRfcyJZCh9SZWxlYXNlTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQiHwodUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlcXVlc3QiWAoeUmVzdW1lTWVtb3J5T2NjdXBhdGlvblJlc3BvbnNlEjYKB3Jlc3VsdHMYASADKAsyJS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Xb3JrZXJSZXN1bHQi5gMKDkxhdW5jaGVyQ29uZmlnEg8KB2JhY2tlbmQYASABKAkSDQoFbW9kZWwYAiABKAkSGAoLbnVtX3dvcmtlcnMYAyABKA1IAIgBARIgChNudW1fZ3B1c19wZXJfd29ya2VyGAQgASgNSAGIAQESEwoLd29ya2VyX2hvc3QYBSABKAkSHQoQd29ya2VyX2Jhc2VfcG9ydBgGIAEoDUgCiAEBEhYKDndvcmtlcl9ncHVfaWRzGAcgAygJEhkKEXdvcmtlcl9leHRyYV9hcmdzGAggASgJEhkKDHdhaXRfdGltZW91dBgJIAEoDUgDiAEBEh0KEG1hc3Rlcl9wb3J0X2Jhc2UYCiABKA1IBIgBARIgChNzY2hlZHVsZXJfcG9ydF9iYXNlGAsgASgNSAWIAQESIQoUaW50ZXJuYWxfcG9ydF9zdHJpZGUYDCABKA1IBogBAUIOCgxfbnVtX3dvcmtlcnNCFgoUX251bV9ncHVzX3Blcl93b3JrZXJCEwoRX3dvcmtlcl9iYXNlX3BvcnRCDwoNX3dhaXRfdGltZW91dEITChFfbWFzdGVyX3BvcnRfYmFzZUIWChRfc2NoZWR1bGVyX3BvcnRfYmFzZUIXChVfaW50ZXJuYWxfcG9ydF9zdHJpZGUixQEKDU1hbmFnZWRXb3JrZXISCwoDdXJsGAEgASgJEgsKA3BpZBgCIAEoBRIPCgdiYWNrZW5kGAMgASgJEg0KBW1vZGVsGAQgASgJEgwKBHBvcnQYBSABKA0SDAoEZ3B1cxgGIAEoCRINCgVzdGF0ZRgHIAEoCRIaChJzdGFydGVkX2F0X3VuaXhfbXMYCCABKAMSFgoJZXhpdF9jb2RlGAkgASgFSACIAQESDQoFZXJyb3IYCiABKAlCDAoKX2V4aXRfY29kZSJrChRMYXVuY2hXb3JrZXJzUmVxdWVzdBI5CgZjb25maWcYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hlckNvbmZpZ0gAEg4KBHlhbWwYAiABKAlIAEIICgZzb3VyY2UiUAoVTGF1bmNoV29ya2Vyc1Jlc3BvbnNlEjcKB3dvcmtlcnMYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIhsKGUxpc3RNYW5hZ2VkV29ya2Vyc1JlcXVlc3QiVQoaTGlzdE1hbmFnZWRXb3JrZXJzUmVzcG9uc2USNwoHd29ya2VycxgBIAMoCzImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLk1hbmFnZWRXb3JrZXIiKQoZU3RvcE1hbmFnZWRXb3JrZXJzUmVxdWVzdBIMCgR1cmxzGAEgAygJIlUKGlN0b3BNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEjcKB3dvcmtlcnMYASADKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5NYW5hZ2VkV29ya2VyIoABChpTY2FsZU1hbmFnZWRXb3JrZXJzUmVxdWVzdBI5CgZjb25maWcYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hlckNvbmZpZ0gAEg4KBHlhbWwYAiABKAlIABINCgVjb3VudBgDIAEoDUIICgZzb3VyY2UiyAEKG1NjYWxlTWFuYWdlZFdvcmtlcnNSZXNwb25zZRI3CgdzdGFydGVkGAEgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlchI3CgdzdG9wcGVkGAIgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlchI3Cgd3b3JrZXJzGAMgAygLMiYuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTWFuYWdlZFdvcmtlciIYChZHZXRSb3V0ZXJTdGF0dXNSZXF1ZXN0Ip8CChdHZXRSb3V0ZXJTdGF0dXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhEKCXVwdGltZV9tcxgCIAEoAxIZChFyb3V0aW5nX2FsZ29yaXRobRgDIAEoCRIVCg10b3RhbF93b3JrZXJzGAQgASgNEhcKD2hlYWx0aHlfd29ya2VycxgFIAEoDRIUCgxkZWFkX3dvcmtlcnMYBiABKA0SGAoQc2xlZXBpbmdfd29ya2VycxgHIAEoDRIYChByb3V0YWJsZV93b3JrZXJzGAggASgNEhoKEmluX2ZsaWdodF9yZXF1ZXN0cxgJIAEoDRIXCg9tYW5hZ2VkX3dvcmtlcnMYCiABKA0SFgoOd2VpZ2h0X3ZlcnNpb24YCyABKAkq3gEKC1dvcmtlclN0YXRlEhwKGFdPUktFUl9TVEFURV9VTlNQRUNJRklFRBAAEhgKFFdPUktFUl9TVEFURV9IRUFMVEhZEAESGAoUV09SS0VSX1NUQVRFX1NVU1BFQ1QQAhIVChFXT1JLRVJfU1RBVEVfREVBRBADEhkKFVdPUktFUl9TVEFURV9TTEVFUElORxAEEhgKFFdPUktFUl9TVEFURV9TWU5DSU5HEAUSGQoVV09SS0VSX1NUQVRFX0RSQUlOSU5HEAYSFgoSV09SS0VSX1NUQVRFX1NUQUxFEAcqzQEKD1dvcmtlckV2ZW50VHlwZRIhCh1XT1JLRVJfRVZFTlRfVFlQRV9VTlNQRUNJRklFRBAAEh4KGldPUktFUl9FVkVOVF9UWVBFX0VYSVNUSU5HEAESHAoYV09SS0VSX0VWRU5UX1RZUEVfU1lOQ0VEEAISGwoXV09SS0VSX0VWRU5UX1RZUEVfQURERUQQAxIdChlXT1JLRVJfRVZFTlRfVFlQRV9SRU1PVkVEEAQSHQoZV09SS0VSX0VWRU5UX1RZUEVfVVBEQVRFRBAFMs4RCgxBZG1pblNlcnZpY2USaAoLTGlzdFdvcmtlcnMSKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0V29ya2Vyc1JlcXVlc3QaLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEmIKCUdldFdvcmtlchIpLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFdvcmtlclJlcXVlc3QaKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRXb3JrZXJSZXNwb25zZRJiCglBZGRXb3JrZXISKS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BZGRXb3JrZXJSZXF1ZXN0Giouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQWRkV29ya2VyUmVzcG9uc2USawoMVXBkYXRlV29ya2VyEiwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV29ya2VyUmVxdWVzdBotLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlVwZGF0ZVdvcmtlclJlc3BvbnNlEmsKDFJlbW92ZVdvcmtlchIsLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbW92ZVdvcmtlclJlcXVlc3QaLS5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SZW1vdmVXb3JrZXJSZXNwb25zZRJtCgxXYXRjaFdvcmtlcnMSLC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0Gi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARKGAQoVVXBkYXRlV2VpZ2h0c0Zyb21EaXNrEjUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuVXBkYXRlV2VpZ2h0c0Zyb21EaXNrUmVxdWVzdBo2LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlVwZGF0ZVdlaWdodHNGcm9tRGlza1Jlc3BvbnNlEmUKCkJlZ2luUmVmaXQSKi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5CZWdpblJlZml0UmVxdWVzdBorLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkJlZ2luUmVmaXRSZXNwb25zZRKMAQoXVXBkYXRlV2VpZ2h0c0Zyb21UZW5zb3ISNy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlcXVlc3QaOC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5VcGRhdGVXZWlnaHRzRnJvbVRlbnNvclJlc3BvbnNlEmgKC0NvbW1pdFJlZml0Eisuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQ29tbWl0UmVmaXRSZXF1ZXN0Giwuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQ29tbWl0UmVmaXRSZXNwb25zZRJlCgpBYm9ydFJlZml0Eiouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuQWJvcnRSZWZpdFJlcXVlc3QaKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5BYm9ydFJlZml0UmVzcG9uc2UScQoOR2V0UmVmaXRTdGF0dXMSLi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSZWZpdFN0YXR1c1JlcXVlc3QaLy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSZWZpdFN0YXR1c1Jlc3BvbnNlEowBChdSZWxlYXNlTWVtb3J5T2NjdXBhdGlvbhI3LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdBo4LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlbGVhc2VNZW1vcnlPY2N1cGF0aW9uUmVzcG9uc2USiQEKFlJlc3VtZU1lbW9yeU9jY3VwYXRpb24SNi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SZXN1bWVNZW1vcnlPY2N1cGF0aW9uUmVxdWVzdBo3LnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJlc3VtZU1lbW9yeU9jY3VwYXRpb25SZXNwb25zZRJuCg1MYXVuY2hXb3JrZXJzEi0uc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGF1bmNoV29ya2Vyc1JlcXVlc3QaLi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5MYXVuY2hXb3JrZXJzUmVzcG9uc2USfQoSTGlzdE1hbmFnZWRXb3JrZXJzEjIuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuTGlzdE1hbmFnZWRXb3JrZXJzUmVxdWVzdBozLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkxpc3RNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEn0KElN0b3BNYW5hZ2VkV29ya2VycxIyLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlN0b3BNYW5hZ2VkV29ya2Vyc1JlcXVlc3QaMy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5TdG9wTWFuYWdlZFdvcmtlcnNSZXNwb25zZRKAAQoTU2NhbGVNYW5hZ2VkV29ya2VycxIzLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlNjYWxlTWFuYWdlZFdvcmtlcnNSZXF1ZXN0GjQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuU2NhbGVNYW5hZ2VkV29ya2Vyc1Jlc3BvbnNlEnQKD0dldFJvdXRlclN0YXR1cxIvLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkdldFJvdXRlclN0YXR1c1JlcXVlc3QaMC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSb3V0ZXJTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
 
 /**
  * @generated from message sgl.diffusion.router.v1.WorkerCapabilities
@@ -138,6 +138,13 @@ export type Worker = Message<"sgl.diffusion.router.v1.Worker"> & {
    * @generated from field: int64 registered_at_unix_ms = 15;
    */
   registeredAtUnixMs: bigint;
+
+  /**
+   * What the scheduler knows of the worker (set by ListWorkers and GetWorker).
+   *
+   * @generated from field: sgl.diffusion.router.v1.WorkerScheduling scheduling = 16;
+   */
+  scheduling?: WorkerScheduling | undefined;
 };
 
 /**
@@ -146,6 +153,50 @@ export type Worker = Message<"sgl.diffusion.router.v1.Worker"> & {
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
   messageDesc(file_sgl_diffusion_router_v1_admin, 1);
+
+/**
+ * The scheduler's view of a worker: learned speed and estimated work.
+ *
+ * @generated from message sgl.diffusion.router.v1.WorkerScheduling
+ */
+export type WorkerScheduling = Message<"sgl.diffusion.router.v1.WorkerScheduling"> & {
+  /**
+   * Speed relative to the fleet's average for the worker's model, learned
+   * from observed service times (1 = average, 0.5 = half as fast).
+   *
+   * @generated from field: double speed = 1;
+   */
+  speed: number;
+
+  /**
+   * Observed service times the speed rests on (the last 64 at most).
+   *
+   * @generated from field: uint32 observations = 2;
+   */
+  observations: number;
+
+  /**
+   * Predicted milliseconds of GPU work dispatched to it and not finished.
+   *
+   * @generated from field: double in_flight_work_ms = 3;
+   */
+  inFlightWorkMs: number;
+
+  /**
+   * Predicted milliseconds of queued requests that may go to it (shared
+   * equally among the workers a request may go to).
+   *
+   * @generated from field: double queued_work_ms = 4;
+   */
+  queuedWorkMs: number;
+};
+
+/**
+ * Describes the message sgl.diffusion.router.v1.WorkerScheduling.
+ * Use `create(WorkerSchedulingSchema)` to create a new message.
+ */
+export const WorkerSchedulingSchema: GenMessage<WorkerScheduling> = /*@__PURE__*/
+  messageDesc(file_sgl_diffusion_router_v1_admin, 2);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ListWorkersRequest
@@ -158,7 +209,7 @@ export type ListWorkersRequest = Message<"sgl.diffusion.router.v1.ListWorkersReq
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 2);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 3);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ListWorkersResponse
@@ -175,7 +226,7 @@ export type ListWorkersResponse = Message<"sgl.diffusion.router.v1.ListWorkersRe
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 3);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 4);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetWorkerRequest
@@ -194,7 +245,7 @@ export type GetWorkerRequest = Message<"sgl.diffusion.router.v1.GetWorkerRequest
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 4);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 5);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetWorkerResponse
@@ -211,7 +262,7 @@ export type GetWorkerResponse = Message<"sgl.diffusion.router.v1.GetWorkerRespon
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 5);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 6);
 
 /**
  * @generated from message sgl.diffusion.router.v1.AddWorkerRequest
@@ -228,7 +279,7 @@ export type AddWorkerRequest = Message<"sgl.diffusion.router.v1.AddWorkerRequest
  * Use `create(AddWorkerRequestSchema)` to create a new message.
  */
 export const AddWorkerRequestSchema: GenMessage<AddWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 6);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 7);
 
 /**
  * @generated from message sgl.diffusion.router.v1.AddWorkerResponse
@@ -252,7 +303,7 @@ export type AddWorkerResponse = Message<"sgl.diffusion.router.v1.AddWorkerRespon
  * Use `create(AddWorkerResponseSchema)` to create a new message.
  */
 export const AddWorkerResponseSchema: GenMessage<AddWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 7);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 8);
 
 /**
  * @generated from message sgl.diffusion.router.v1.UpdateWorkerRequest
@@ -292,7 +343,7 @@ export type UpdateWorkerRequest = Message<"sgl.diffusion.router.v1.UpdateWorkerR
  * Use `create(UpdateWorkerRequestSchema)` to create a new message.
  */
 export const UpdateWorkerRequestSchema: GenMessage<UpdateWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 8);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 9);
 
 /**
  * @generated from message sgl.diffusion.router.v1.UpdateWorkerResponse
@@ -309,7 +360,7 @@ export type UpdateWorkerResponse = Message<"sgl.diffusion.router.v1.UpdateWorker
  * Use `create(UpdateWorkerResponseSchema)` to create a new message.
  */
 export const UpdateWorkerResponseSchema: GenMessage<UpdateWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 9);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 10);
 
 /**
  * @generated from message sgl.diffusion.router.v1.RemoveWorkerRequest
@@ -326,7 +377,7 @@ export type RemoveWorkerRequest = Message<"sgl.diffusion.router.v1.RemoveWorkerR
  * Use `create(RemoveWorkerRequestSchema)` to create a new message.
  */
 export const RemoveWorkerRequestSchema: GenMessage<RemoveWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 10);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 11);
 
 /**
  * @generated from message sgl.diffusion.router.v1.RemoveWorkerResponse
@@ -343,7 +394,7 @@ export type RemoveWorkerResponse = Message<"sgl.diffusion.router.v1.RemoveWorker
  * Use `create(RemoveWorkerResponseSchema)` to create a new message.
  */
 export const RemoveWorkerResponseSchema: GenMessage<RemoveWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 11);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 12);
 
 /**
  * @generated from message sgl.diffusion.router.v1.WatchWorkersRequest
@@ -362,7 +413,7 @@ export type WatchWorkersRequest = Message<"sgl.diffusion.router.v1.WatchWorkersR
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 12);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 13);
 
 /**
  * @generated from message sgl.diffusion.router.v1.WatchWorkersResponse
@@ -396,7 +447,7 @@ export type WatchWorkersResponse = Message<"sgl.diffusion.router.v1.WatchWorkers
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 13);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 14);
 
 /**
  * One worker's answer to a broadcast (the REST "results" items).
@@ -429,7 +480,7 @@ export type WorkerResult = Message<"sgl.diffusion.router.v1.WorkerResult"> & {
  * Use `create(WorkerResultSchema)` to create a new message.
  */
 export const WorkerResultSchema: GenMessage<WorkerResult> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 14);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 15);
 
 /**
  * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromDiskRequest
@@ -477,7 +528,7 @@ export type UpdateWeightsFromDiskRequest = Message<"sgl.diffusion.router.v1.Upda
  * Use `create(UpdateWeightsFromDiskRequestSchema)` to create a new message.
  */
 export const UpdateWeightsFromDiskRequestSchema: GenMessage<UpdateWeightsFromDiskRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 15);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 16);
 
 /**
  * @generated from message sgl.diffusion.router.v1.RefitFailure
@@ -504,7 +555,7 @@ export type RefitFailure = Message<"sgl.diffusion.router.v1.RefitFailure"> & {
  * Use `create(RefitFailureSchema)` to create a new message.
  */
 export const RefitFailureSchema: GenMessage<RefitFailure> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 16);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 17);
 
 /**
  * @generated from message sgl.diffusion.router.v1.RefitSummary
@@ -536,7 +587,7 @@ export type RefitSummary = Message<"sgl.diffusion.router.v1.RefitSummary"> & {
  * Use `create(RefitSummarySchema)` to create a new message.
  */
 export const RefitSummarySchema: GenMessage<RefitSummary> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 17);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 18);
 
 /**
  * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromDiskResponse
@@ -568,7 +619,7 @@ export type UpdateWeightsFromDiskResponse = Message<"sgl.diffusion.router.v1.Upd
  * Use `create(UpdateWeightsFromDiskResponseSchema)` to create a new message.
  */
 export const UpdateWeightsFromDiskResponseSchema: GenMessage<UpdateWeightsFromDiskResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 18);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 19);
 
 /**
  * @generated from message sgl.diffusion.router.v1.BeginRefitRequest
@@ -592,7 +643,7 @@ export type BeginRefitRequest = Message<"sgl.diffusion.router.v1.BeginRefitReque
  * Use `create(BeginRefitRequestSchema)` to create a new message.
  */
 export const BeginRefitRequestSchema: GenMessage<BeginRefitRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 19);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 20);
 
 /**
  * @generated from message sgl.diffusion.router.v1.BeginRefitResponse
@@ -621,7 +672,7 @@ export type BeginRefitResponse = Message<"sgl.diffusion.router.v1.BeginRefitResp
  * Use `create(BeginRefitResponseSchema)` to create a new message.
  */
 export const BeginRefitResponseSchema: GenMessage<BeginRefitResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 20);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 21);
 
 /**
  * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromTensorRequest
@@ -648,7 +699,7 @@ export type UpdateWeightsFromTensorRequest = Message<"sgl.diffusion.router.v1.Up
  * Use `create(UpdateWeightsFromTensorRequestSchema)` to create a new message.
  */
 export const UpdateWeightsFromTensorRequestSchema: GenMessage<UpdateWeightsFromTensorRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 21);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 22);
 
 /**
  * @generated from message sgl.diffusion.router.v1.UpdateWeightsFromTensorResponse
@@ -665,7 +716,7 @@ export type UpdateWeightsFromTensorResponse = Message<"sgl.diffusion.router.v1.U
  * Use `create(UpdateWeightsFromTensorResponseSchema)` to create a new message.
  */
 export const UpdateWeightsFromTensorResponseSchema: GenMessage<UpdateWeightsFromTensorResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 22);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 23);
 
 /**
  * @generated from message sgl.diffusion.router.v1.CommitRefitRequest
@@ -684,7 +735,7 @@ export type CommitRefitRequest = Message<"sgl.diffusion.router.v1.CommitRefitReq
  * Use `create(CommitRefitRequestSchema)` to create a new message.
  */
 export const CommitRefitRequestSchema: GenMessage<CommitRefitRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 23);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 24);
 
 /**
  * @generated from message sgl.diffusion.router.v1.CommitRefitResponse
@@ -718,7 +769,7 @@ export type CommitRefitResponse = Message<"sgl.diffusion.router.v1.CommitRefitRe
  * Use `create(CommitRefitResponseSchema)` to create a new message.
  */
 export const CommitRefitResponseSchema: GenMessage<CommitRefitResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 24);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 25);
 
 /**
  * @generated from message sgl.diffusion.router.v1.AbortRefitRequest
@@ -731,7 +782,7 @@ export type AbortRefitRequest = Message<"sgl.diffusion.router.v1.AbortRefitReque
  * Use `create(AbortRefitRequestSchema)` to create a new message.
  */
 export const AbortRefitRequestSchema: GenMessage<AbortRefitRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 25);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 26);
 
 /**
  * @generated from message sgl.diffusion.router.v1.AbortRefitResponse
@@ -755,7 +806,7 @@ export type AbortRefitResponse = Message<"sgl.diffusion.router.v1.AbortRefitResp
  * Use `create(AbortRefitResponseSchema)` to create a new message.
  */
 export const AbortRefitResponseSchema: GenMessage<AbortRefitResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 26);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 27);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetRefitStatusRequest
@@ -768,7 +819,7 @@ export type GetRefitStatusRequest = Message<"sgl.diffusion.router.v1.GetRefitSta
  * Use `create(GetRefitStatusRequestSchema)` to create a new message.
  */
 export const GetRefitStatusRequestSchema: GenMessage<GetRefitStatusRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 27);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 28);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetRefitStatusResponse
@@ -826,7 +877,7 @@ export type GetRefitStatusResponse = Message<"sgl.diffusion.router.v1.GetRefitSt
  * Use `create(GetRefitStatusResponseSchema)` to create a new message.
  */
 export const GetRefitStatusResponseSchema: GenMessage<GetRefitStatusResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 28);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 29);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ReleaseMemoryOccupationRequest
@@ -843,7 +894,7 @@ export type ReleaseMemoryOccupationRequest = Message<"sgl.diffusion.router.v1.Re
  * Use `create(ReleaseMemoryOccupationRequestSchema)` to create a new message.
  */
 export const ReleaseMemoryOccupationRequestSchema: GenMessage<ReleaseMemoryOccupationRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 29);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 30);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ReleaseMemoryOccupationResponse
@@ -860,7 +911,7 @@ export type ReleaseMemoryOccupationResponse = Message<"sgl.diffusion.router.v1.R
  * Use `create(ReleaseMemoryOccupationResponseSchema)` to create a new message.
  */
 export const ReleaseMemoryOccupationResponseSchema: GenMessage<ReleaseMemoryOccupationResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 30);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 31);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ResumeMemoryOccupationRequest
@@ -873,7 +924,7 @@ export type ResumeMemoryOccupationRequest = Message<"sgl.diffusion.router.v1.Res
  * Use `create(ResumeMemoryOccupationRequestSchema)` to create a new message.
  */
 export const ResumeMemoryOccupationRequestSchema: GenMessage<ResumeMemoryOccupationRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 31);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 32);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ResumeMemoryOccupationResponse
@@ -890,7 +941,7 @@ export type ResumeMemoryOccupationResponse = Message<"sgl.diffusion.router.v1.Re
  * Use `create(ResumeMemoryOccupationResponseSchema)` to create a new message.
  */
 export const ResumeMemoryOccupationResponseSchema: GenMessage<ResumeMemoryOccupationResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 32);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 33);
 
 /**
  * The launcher: section of the YAML, same keys. Unset fields take the YAML defaults.
@@ -968,7 +1019,7 @@ export type LauncherConfig = Message<"sgl.diffusion.router.v1.LauncherConfig"> &
  * Use `create(LauncherConfigSchema)` to create a new message.
  */
 export const LauncherConfigSchema: GenMessage<LauncherConfig> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 33);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 34);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ManagedWorker
@@ -1034,7 +1085,7 @@ export type ManagedWorker = Message<"sgl.diffusion.router.v1.ManagedWorker"> & {
  * Use `create(ManagedWorkerSchema)` to create a new message.
  */
 export const ManagedWorkerSchema: GenMessage<ManagedWorker> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 34);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 35);
 
 /**
  * @generated from message sgl.diffusion.router.v1.LaunchWorkersRequest
@@ -1066,7 +1117,7 @@ export type LaunchWorkersRequest = Message<"sgl.diffusion.router.v1.LaunchWorker
  * Use `create(LaunchWorkersRequestSchema)` to create a new message.
  */
 export const LaunchWorkersRequestSchema: GenMessage<LaunchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 35);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 36);
 
 /**
  * @generated from message sgl.diffusion.router.v1.LaunchWorkersResponse
@@ -1083,7 +1134,7 @@ export type LaunchWorkersResponse = Message<"sgl.diffusion.router.v1.LaunchWorke
  * Use `create(LaunchWorkersResponseSchema)` to create a new message.
  */
 export const LaunchWorkersResponseSchema: GenMessage<LaunchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 36);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 37);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ListManagedWorkersRequest
@@ -1096,7 +1147,7 @@ export type ListManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ListMan
  * Use `create(ListManagedWorkersRequestSchema)` to create a new message.
  */
 export const ListManagedWorkersRequestSchema: GenMessage<ListManagedWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 37);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 38);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ListManagedWorkersResponse
@@ -1113,7 +1164,7 @@ export type ListManagedWorkersResponse = Message<"sgl.diffusion.router.v1.ListMa
  * Use `create(ListManagedWorkersResponseSchema)` to create a new message.
  */
 export const ListManagedWorkersResponseSchema: GenMessage<ListManagedWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 38);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 39);
 
 /**
  * @generated from message sgl.diffusion.router.v1.StopManagedWorkersRequest
@@ -1132,7 +1183,7 @@ export type StopManagedWorkersRequest = Message<"sgl.diffusion.router.v1.StopMan
  * Use `create(StopManagedWorkersRequestSchema)` to create a new message.
  */
 export const StopManagedWorkersRequestSchema: GenMessage<StopManagedWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 39);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 40);
 
 /**
  * @generated from message sgl.diffusion.router.v1.StopManagedWorkersResponse
@@ -1149,7 +1200,7 @@ export type StopManagedWorkersResponse = Message<"sgl.diffusion.router.v1.StopMa
  * Use `create(StopManagedWorkersResponseSchema)` to create a new message.
  */
 export const StopManagedWorkersResponseSchema: GenMessage<StopManagedWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 40);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 41);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ScaleManagedWorkersRequest
@@ -1189,7 +1240,7 @@ export type ScaleManagedWorkersRequest = Message<"sgl.diffusion.router.v1.ScaleM
  * Use `create(ScaleManagedWorkersRequestSchema)` to create a new message.
  */
 export const ScaleManagedWorkersRequestSchema: GenMessage<ScaleManagedWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 41);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 42);
 
 /**
  * @generated from message sgl.diffusion.router.v1.ScaleManagedWorkersResponse
@@ -1216,7 +1267,7 @@ export type ScaleManagedWorkersResponse = Message<"sgl.diffusion.router.v1.Scale
  * Use `create(ScaleManagedWorkersResponseSchema)` to create a new message.
  */
 export const ScaleManagedWorkersResponseSchema: GenMessage<ScaleManagedWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 42);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 43);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetRouterStatusRequest
@@ -1229,7 +1280,7 @@ export type GetRouterStatusRequest = Message<"sgl.diffusion.router.v1.GetRouterS
  * Use `create(GetRouterStatusRequestSchema)` to create a new message.
  */
 export const GetRouterStatusRequestSchema: GenMessage<GetRouterStatusRequest> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 43);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 44);
 
 /**
  * @generated from message sgl.diffusion.router.v1.GetRouterStatusResponse
@@ -1296,7 +1347,7 @@ export type GetRouterStatusResponse = Message<"sgl.diffusion.router.v1.GetRouter
  * Use `create(GetRouterStatusResponseSchema)` to create a new message.
  */
 export const GetRouterStatusResponseSchema: GenMessage<GetRouterStatusResponse> = /*@__PURE__*/
-  messageDesc(file_sgl_diffusion_router_v1_admin, 44);
+  messageDesc(file_sgl_diffusion_router_v1_admin, 45);
 
 /**
  * @generated from enum sgl.diffusion.router.v1.WorkerState

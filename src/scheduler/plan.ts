@@ -1,0 +1,108 @@
+/**
+ * The earliest-finish plan: which queued requests to send now, and where.
+ *
+ * Requests are taken largest first (their queue order; see `priorityKey`),
+ * each assigned to the eligible worker on which it would finish earliest,
+ * counting the work that worker already has and the work planned for it in
+ * this round. A request whose best worker is busy stays in the router's
+ * queue (its place on that worker is reserved for this round, so smaller
+ * requests behind it plan around it); one whose best worker has a free slot
+ * is sent. This is list scheduling by longest processing time on machines
+ * of different speeds (LPT/EFT), re-planned at every arrival and
+ * completion, so estimates that were wrong are corrected as soon as a
+ * worker finishes. Pure: the caller passes times in.
+ */
+
+export interface PlanWorker {
+  /** Time (ms, same clock as `nowMs`) at which the worker is predicted to finish what it has. */
+  busyUntilMs: number;
+  /** Requests it can take now (its batch size, or 1, minus what it runs). */
+  freeSlots: number;
+}
+
+export interface PlanItem<W> {
+  /** Workers that may serve the request (non-empty). */
+  readonly candidates: readonly W[];
+  /** Predicted service time (ms) on a candidate. */
+  predictMs(worker: W): number;
+}
+
+/**
+ * A free worker is preferred over a busy one whose finish is at most this
+ * much earlier (relative): starting now is certain, a predicted finish is not.
+ */
+const PREFER_FREE = 0.03;
+/** Finishes this close count as equal too: measured service times carry a few ms of noise (network, the worker's event loop). */
+const TIE_MS = 10;
+
+
+/**
+ * Returns [item index, worker] pairs to dispatch now, in plan order.
+ * `items` must be in priority order; at most `maxItems` are looked at (the
+ * rest wait for a later round), which bounds the work per round.
+ */
+export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, nowMs: number, maxItems = 2048, rotation = 0): [number, W][] {
+  const out: [number, W][] = [];
+  let free = 0;
+  for (const s of state.values()) free += s.freeSlots;
+  if (free === 0) return out;
+  const n = Math.min(items.length, maxItems);
+  const finishes: number[] = [];
+  const times: number[] = [];
+  for (let i = 0; i < n && free > 0; i++) {
+    const item = items[i]!;
+    const cands = item.candidates;
+    let best = -1;
+    let bestFinish = Infinity;
+    for (let c = 0; c < cands.length; c++) {
+      const s = state.get(cands[c]!);
+      if (s === undefined) {
+        finishes[c] = Infinity;
+        continue;
+      }
+      const ms = item.predictMs(cands[c]!);
+      times[c] = ms;
+      finishes[c] = Math.max(s.busyUntilMs, nowMs) + ms;
+      if (finishes[c]! < bestFinish) {
+        best = c;
+        bestFinish = finishes[c]!;
+      }
+    }
+    if (best < 0) continue;
+    // Among free workers within PREFER_FREE of the best finish, take the
+    // first from a rotating start: equal workers share an idle fleet's
+    // requests (and keep their speed estimates fresh) instead of the first
+    // one taking them all.
+    const limit = nowMs + (bestFinish - nowMs) * (1 + PREFER_FREE) + TIE_MS;
+    const start = cands.length > 0 ? (rotation + i) % cands.length : 0;
+    for (let k = 0; k < cands.length; k++) {
+      const c = (start + k) % cands.length;
+      if (finishes[c]! <= limit && state.get(cands[c]!)!.freeSlots > 0) {
+        best = c;
+        break;
+      }
+    }
+    const w = cands[best]!;
+    const s = state.get(w)!;
+    s.busyUntilMs = Math.max(s.busyUntilMs, nowMs) + times[best]!;
+    if (s.freeSlots > 0) {
+      s.freeSlots--;
+      free--;
+      out.push([i, w]);
+    }
+  }
+  return out;
+}
+
+/**
+ * The queue order: largest predicted work first, with ageing so nothing
+ * starves. A request that has waited `w` ms gains `w × ageing` ms of
+ * priority; since every queued request ages at the same rate, the order
+ * between two requests never changes while they wait, so the key is fixed at
+ * arrival and the queue stays sorted without re-sorting: key = work − ageing ×
+ * arrival time. With ageing 1, a request that arrived 10 s earlier goes before
+ * one that is up to 10 s of GPU time larger.
+ */
+export function priorityKey(referenceMs: number, arrivedMs: number, ageing: number): number {
+  return referenceMs - ageing * arrivedMs;
+}

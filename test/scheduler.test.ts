@@ -1,0 +1,218 @@
+/**
+ * The scheduler's pure parts, table-tested in-process: request facts, worker
+ * eligibility, the cost model, the earliest-finish plan and routing keys.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { CostModel, fitTheta, featureVector } from "../src/scheduler/cost-model.js";
+import { eligibleWorkers, workerKind } from "../src/scheduler/eligibility.js";
+import { planDispatch, priorityKey, type PlanWorker } from "../src/scheduler/plan.js";
+import { readRequestFacts } from "../src/scheduler/request-facts.js";
+import { HashRing } from "../src/scheduler/routing-key.js";
+
+describe("request facts", () => {
+  it.each([
+    ["defaults: 1024x1024, 50 steps, one output", {}, { megapixels: 1, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 }],
+    ["size and n", { size: "512x512", n: 4, num_inference_steps: 20 }, { megapixels: 0.25, steps: 20, outputs: 4 }],
+    ["width/height override size", { size: "512x512", width: 1024, height: 2048 }, { megapixels: 2 }],
+    ["num_outputs_per_prompt (rollout)", { num_outputs_per_prompt: 8 }, { outputs: 8 }],
+    ["num_images is ignored, as the worker ignores it", { num_images: 4 }, { outputs: 1 }],
+    ["strings that are numbers", { n: "2", num_inference_steps: "10" }, { outputs: 2, steps: 10 }],
+    ["nonsense is treated as missing", { n: -3, num_inference_steps: "lots", size: "big" }, { outputs: 1, steps: 50, megapixels: 1 }],
+    ["absurd values are capped", { num_inference_steps: 1e12, n: 1e6 }, { steps: 1000, outputs: 64 }],
+    ["an input image", { image_path: "/x.png" }, { inputImages: 1 }],
+  ])("%s", (_name, body, expected) => {
+    expect(readRequestFacts("image", body, null).work).toMatchObject(expected);
+  });
+
+  it("videos: num_frames, or seconds x fps, in latent frames; 1280x720 by default", () => {
+    expect(readRequestFacts("video", { num_frames: 81 }, null).work).toMatchObject({ latentFrames: 21, megapixels: (1280 * 720) / (1 << 20) });
+    expect(readRequestFacts("video", { seconds: 4, fps: 24 }, null).work).toMatchObject({ latentFrames: 24 });
+    expect(readRequestFacts("video", {}, null).work).toMatchObject({ latentFrames: 24 });
+  });
+
+  it("model, routing key (header first, then body) and batch key", () => {
+    const a = readRequestFacts("image", { model: "Qwen/Qwen-Image", prompt: "a", seed: 1, size: "512x512", routing_key: "g1" }, null);
+    expect(a).toMatchObject({ model: "Qwen/Qwen-Image", routingKey: "g1" });
+    expect(readRequestFacts("image", { routing_key: "g1" }, "hdr").routingKey).toBe("hdr");
+    // Same parameters but prompt and seed: same batch; another size or negative prompt: another batch.
+    const b = readRequestFacts("image", { prompt: "b", seed: 2, size: "512x512", model: "Qwen/Qwen-Image" }, null);
+    expect(b.batchKey).toBe(a.batchKey);
+    expect(readRequestFacts("image", { prompt: "b", size: "1024x1024" }, null).batchKey).not.toBe(a.batchKey);
+    expect(readRequestFacts("image", { prompt: "b", size: "512x512", negative_prompt: "x" }, null).batchKey).not.toBe(a.batchKey);
+    // Input images never batch.
+    expect(readRequestFacts("image", { prompt: "b", image_path: "/x.png" }, null).batchKey).toBeNull();
+  });
+
+  it("property: never throws and always gives positive, finite work", () => {
+    fc.assert(
+      fc.property(fc.jsonValue(), fc.constantFrom("image", "video", "generation", "other" as const), (body, kind) => {
+        const f = readRequestFacts(kind, body, null);
+        if (f.work === null) return true;
+        return [f.work.megapixels, f.work.steps, f.work.latentFrames, f.work.outputs].every((v) => Number.isFinite(v) && v > 0);
+      }),
+    );
+  });
+});
+
+describe("eligibility", () => {
+  const w = (taskType: string | null, models: string[], videoSupport: boolean | null = null) => ({ capabilities: { taskType, videoSupport, models, instanceFingerprint: null } });
+  const qwen1 = w("T2I", ["Qwen/Qwen-Image"], false);
+  const qwen2 = w("T2I", ["Qwen/Qwen-Image"], false);
+  const flux = w("T2I", ["black-forest-labs/FLUX.1-dev"], false);
+  const wan = w("T2V", ["Wan-AI/Wan2.2-T2V-A14B-Diffusers"], true);
+  const fresh = w(null, [], null);
+  const pool = [qwen1, qwen2, flux, wan];
+
+  it.each([
+    ["an image naming a served model goes only to its workers", { kind: "image", model: "Qwen/Qwen-Image" }, [qwen1, qwen2]],
+    ["an image naming another served model", { kind: "image", model: "black-forest-labs/FLUX.1-dev" }, [flux]],
+    ["an image naming a model nobody serves goes to any image worker", { kind: "image", model: "sora-2" }, [qwen1, qwen2, flux]],
+    ["an image naming no model never goes to the video worker", { kind: "image", model: null }, [qwen1, qwen2, flux]],
+    ["an image naming the video model still goes to image workers", { kind: "image", model: "Wan-AI/Wan2.2-T2V-A14B-Diffusers" }, [qwen1, qwen2, flux]],
+    ["a video goes only to video workers", { kind: "video", model: "sora-2" }, [wan]],
+    ["a rollout naming a model", { kind: "generation", model: "black-forest-labs/FLUX.1-dev" }, [flux]],
+    ["a rollout naming nothing may go anywhere", { kind: "generation", model: null }, pool],
+  ] as const)("%s", (_name, demand, expected) => {
+    expect(eligibleWorkers(pool, demand)).toEqual(expected);
+  });
+
+  it("workers not probed yet count as image-capable; a video-only pool still serves images", () => {
+    expect(eligibleWorkers([wan, fresh], { kind: "image", model: null })).toEqual([fresh]);
+    expect(eligibleWorkers([wan], { kind: "image", model: null })).toEqual([wan]);
+  });
+
+  it.each([
+    ["T2I", "image"],
+    ["ti2i", "image"],
+    ["I2V", "video"],
+    ["I2M", "mesh"],
+    ["XYZ", "unknown"],
+    [null, "unknown"],
+  ] as const)("task type %s is a %s worker", (taskType, kind) => {
+    expect(workerKind(taskType)).toBe(kind);
+  });
+});
+
+describe("cost model", () => {
+  const job = (side: number, steps = 50, outputs = 1) => ({ megapixels: (side * side) / (1 << 20), steps, latentFrames: 1, outputs, inputImages: 0 });
+  /** A GPU whose cost is superlinear in pixels: 5 + 6·u·(1 + 0.8·mp). */
+  const truth = (w: ReturnType<typeof job>) => 5 + 6 * w.megapixels * w.steps * w.outputs * (1 + 0.8 * w.megapixels);
+
+  it("learns a superlinear shape, not only a factor, from mixed sizes", () => {
+    const model = new CostModel();
+    const sides = [256, 512, 768, 1024, 1536];
+    for (let i = 0; i < 40; i++) {
+      const w = job(sides[i % sides.length]!, [10, 30, 50][i % 3]);
+      model.observe("http://a:1", "m", w, truth(w));
+    }
+    // Within 10%, or 5% of a default (1024², 50-step) request for small ones, where a few ms do not change a plan.
+    const tolerance = (w: ReturnType<typeof job>) => Math.max(0.1 * truth(w), 0.05 * truth(job(1024)));
+    for (const side of [384, 1280, 2048]) {
+      const w = job(side);
+      expect(Math.abs(model.predictMs("http://a:1", "m", w) - truth(w)), `side ${side}`).toBeLessThan(tolerance(w));
+    }
+  });
+
+  it("stays put under outliers: one stalled request in ten does not move the fit", () => {
+    const model = new CostModel();
+    const sides = [512, 768, 1024];
+    for (let i = 0; i < 60; i++) {
+      const w = job(sides[i % 3]!);
+      model.observe("http://a:1", "m", w, i % 10 === 5 ? truth(w) * 20 : truth(w));
+    }
+    const w = job(1024);
+    expect(Math.abs(model.predictMs("http://a:1", "m", w) / truth(w) - 1)).toBeLessThan(0.1);
+  });
+
+  it("learns relative speed per worker; a new worker starts from the fleet's fit at the speed it shows on its other models", () => {
+    const model = new CostModel();
+    for (let i = 0; i < 30; i++) {
+      const w = job([512, 1024][i % 2]!);
+      model.observe("http://fast:1", "m", w, truth(w));
+      model.observe("http://slow:1", "m", w, truth(w) * 2.5);
+    }
+    expect(Math.abs(model.snapshot("http://fast:1", "m").speed / model.snapshot("http://slow:1", "m").speed - 2.5)).toBeLessThan(0.15);
+    const w = job(1024);
+    expect(Math.abs(model.predictMs("http://slow:1", "m", w) / model.predictMs("http://fast:1", "m", w) - 2.5)).toBeLessThan(0.15);
+    // A worker never seen: the fleet's fit.
+    const fresh = model.predictMs("http://new:1", "m", w);
+    expect(fresh).toBeGreaterThan(model.predictMs("http://fast:1", "m", w) * 0.9);
+    expect(fresh).toBeLessThan(model.predictMs("http://slow:1", "m", w) * 1.1);
+  });
+
+  it("ignores times that are not positive and finite; unknown work gets the typical cost", () => {
+    const model = new CostModel();
+    model.observe("http://a:1", "m", job(1024), Number.NaN);
+    model.observe("http://a:1", "m", job(1024), -5);
+    expect(model.snapshot("http://a:1", "m").observations).toBe(0);
+    model.observe("http://a:1", "m", job(1024), 5000); // the first request: a cold start, not learned from
+    expect(model.snapshot("http://a:1", "m").observations).toBe(0);
+    model.observe("http://a:1", "m", job(1024), 300);
+    expect(model.snapshot("http://a:1", "m").observations).toBe(1);
+    expect(model.predictMs("http://a:1", "m", null)).toBeCloseTo(300, 0);
+  });
+
+  it("fitTheta keeps every term non-negative", () => {
+    // Times that fall with size would need a negative slope.
+    const obs = [1, 2, 3, 4].map((u) => ({ x: featureVector({ megapixels: 1, steps: u * 10, latentFrames: 1, outputs: 1, inputImages: 0 }), t: 100 - u }));
+    for (const v of fitTheta(obs, [20, 8, 0])) expect(v).toBeGreaterThanOrEqual(0);
+  });
+});
+
+describe("earliest-finish plan", () => {
+  type W = "fast" | "slow";
+  const state = (fast: Partial<PlanWorker>, slow: Partial<PlanWorker>) =>
+    new Map<W, PlanWorker>([
+      ["fast", { busyUntilMs: 0, freeSlots: 1, ...fast }],
+      ["slow", { busyUntilMs: 0, freeSlots: 1, ...slow }],
+    ]);
+  const item = (ms: number) => ({ candidates: ["fast", "slow"] as W[], predictMs: (w: W) => (w === "fast" ? ms : ms * 2.5) });
+
+  it.each([
+    ["both free: the largest goes to the fast worker, the next to the slow one", [item(400), item(100)], state({}, {}), [[0, "fast"], [1, "slow"]]],
+    ["a large request waits for a fast worker that frees soon rather than start on a slow free one", [item(400)], state({ busyUntilMs: 100, freeSlots: 0 }, {}), []],
+    ["a small one behind it takes the slow worker meanwhile", [item(400), item(40)], state({ busyUntilMs: 100, freeSlots: 0 }, {}), [[1, "slow"]]],
+    ["a fast worker busy for long: the slow free one is better", [item(100)], state({ busyUntilMs: 1000, freeSlots: 0 }, {}), [[0, "slow"]]],
+    ["no free slot anywhere: nothing is sent", [item(100)], state({ freeSlots: 0 }, { freeSlots: 0 }), []],
+  ] as const)("%s", (_name, items, st, expected) => {
+    expect(planDispatch(items as never, st as Map<W, PlanWorker>, 0)).toEqual(expected);
+  });
+
+  it("priority: larger first; a request that waited long enough goes before a larger newer one", () => {
+    expect(priorityKey(400, 0, 1)).toBeGreaterThan(priorityKey(100, 0, 1));
+    expect(priorityKey(100, 0, 1)).toBeGreaterThan(priorityKey(400, 301, 1));
+    expect(priorityKey(100, 0, 1)).toBeLessThan(priorityKey(400, 299, 1));
+  });
+});
+
+describe("routing keys: consistent hashing with bounded load", () => {
+  const workers = Array.from({ length: 8 }, (_, i) => ({ url: `http://10.0.0.${i}:8000` }));
+
+  it("a key maps to one worker; a removed worker moves only its own keys", () => {
+    const ring = new HashRing(workers);
+    const keys = Array.from({ length: 400 }, (_, i) => `group-${i}`);
+    const before = new Map(keys.map((k) => [k, ring.pick(k, () => 0)!.url]));
+    const smaller = new HashRing(workers.slice(1));
+    let moved = 0;
+    for (const k of keys) {
+      const now = smaller.pick(k, () => 0)!.url;
+      if (now !== before.get(k)) {
+        moved++;
+        expect(before.get(k)).toBe(workers[0]!.url);
+      }
+    }
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThan(keys.length / 4);
+  });
+
+  it("no worker holds more than (1 + ε) × the average of keys, however they hash", () => {
+    const ring = new HashRing(workers);
+    const load = new Map<string, number>();
+    for (let i = 0; i < 800; i++) {
+      const w = ring.pick(`k${i}`, (x) => load.get(x.url) ?? 0, 0.25)!;
+      load.set(w.url, (load.get(w.url) ?? 0) + 1);
+    }
+    expect(Math.max(...load.values())).toBeLessThanOrEqual(Math.ceil((1.25 * 800) / 8));
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * Diffusion-aware scheduling over real sockets: the built router and
+ * simulated workers as processes. Right model and kind of worker, a lone
+ * request started at once, routing keys, what /workers, the RPC and /metrics
+ * show, and the original's least-request still available.
+ */
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+const QWEN = "Qwen/Qwen-Image";
+const FLUX = "black-forest-labs/FLUX.1-dev";
+const WAN = "Wan-AI/Wan2.2-T2V-A14B-Diffusers";
+const small = { size: "64x64", num_inference_steps: 2, response_format: "url" };
+
+async function image(router: RouterProcess, body: Record<string, unknown>, headers: Record<string, string> = {}): Promise<{ status: number; worker: string; requestId: string | null }> {
+  const r = await fetch(`${router.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ prompt: "a cat", ...small, ...body }) });
+  await r.arrayBuffer();
+  return { status: r.status, worker: r.headers.get("x-sim-worker") ?? "", requestId: r.headers.get("x-request-id") };
+}
+
+describe("a mixed pool: two Qwen-Image workers, one FLUX, one Wan video worker", () => {
+  let sims: SimProcess[];
+  let modelOf: Map<string, string>;
+  let router: RouterProcess;
+  beforeAll(async () => {
+    const models = [QWEN, QWEN, FLUX, WAN];
+    sims = await Promise.all(models.map((m) => startSimProcess(["--model-path", m])));
+    modelOf = new Map(sims.map((s, i) => [s.url, models[i]!]));
+    router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url)]);
+    await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.task_type !== null), 10_000, "model cards probed");
+  });
+  afterAll(async () => {
+    await router.stop();
+    await Promise.all(sims.map((s) => s.stop()));
+  });
+
+  it("no image answer ever comes from a worker serving another model, or from the video worker", async () => {
+    const asks = [QWEN, FLUX, "sora-2", null];
+    const answers = await Promise.all(
+      Array.from({ length: 48 }, (_, i) => {
+        const model = asks[i % asks.length];
+        return image(router, model === null ? { seed: i } : { model, seed: i }).then((a) => ({ ...a, model }));
+      }),
+    );
+    const wrong = answers.filter((a) => {
+      const served = modelOf.get(a.worker);
+      if (a.status !== 200 || served === WAN) return true;
+      return (a.model === QWEN || a.model === FLUX) && served !== a.model;
+    });
+    expect(wrong, JSON.stringify(wrong.slice(0, 3))).toEqual([]);
+    // Named models went to their own workers only; the others spread over the image workers.
+    const byModel = (m: string | null) => new Set(answers.filter((a) => a.model === m).map((a) => modelOf.get(a.worker)));
+    expect(byModel(QWEN)).toEqual(new Set([QWEN]));
+    expect(byModel(FLUX)).toEqual(new Set([FLUX]));
+    expect([...byModel("sora-2")].every((m) => m === QWEN || m === FLUX)).toBe(true);
+  });
+
+  it("videos go to the video worker only", async () => {
+    for (let i = 0; i < 3; i++) {
+      const r = await jsonRequest(`${router.url}/v1/videos`, { method: "POST", json: { prompt: "a river", model: "sora-2", size: "64x64", seconds: 1, fps: 4, num_inference_steps: 2 } });
+      expect(r.status).toBe(200);
+      expect(r.headers.get("x-sim-worker")).toBe(sims[3]!.url);
+    }
+  });
+
+  it("/workers, the RPC and /metrics show each worker's learned speed and estimated work", async () => {
+    for (let i = 0; i < 12; i++) await image(router, { model: QWEN, seed: 100 + i });
+    const workers = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
+    const qwen = workers.filter((w) => w.models.includes(QWEN));
+    for (const w of qwen) {
+      expect(w.speed).toBeGreaterThan(0);
+      expect(w.speed_observations).toBeGreaterThan(0);
+      expect(w.in_flight_work_ms).toBe(0);
+      expect(w.queued_work_ms).toBe(0);
+    }
+    const client = createClient(AdminService, createConnectTransport({ baseUrl: router.url, httpVersion: "1.1" }));
+    const listed = await client.listWorkers({});
+    const viaRpc = listed.workers.find((w) => w.url === qwen[0].url)!;
+    expect(viaRpc.scheduling?.speed).toBeCloseTo(qwen[0].speed, 2);
+    expect(viaRpc.scheduling?.observations).toBe(qwen[0].speed_observations);
+    const metrics = await (await fetch(`${router.url}/metrics`)).text();
+    expect(metrics).toMatch(/^sgl_router_worker_speed\{worker="127\.0\.0\.1:\d+"\} [\d.]+$/m);
+    expect(metrics).toMatch(/^sgl_router_worker_in_flight_work_seconds\{worker=/m);
+    expect(metrics).toMatch(/^sgl_router_worker_queued_work_seconds\{worker=/m);
+  });
+});
+
+describe("earliest-finish on a small fleet", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    sims = await Promise.all([0, 1, 2].map(() => startSimProcess()));
+    router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url)]);
+  });
+  afterAll(async () => {
+    await router.stop();
+    await Promise.all(sims.map((s) => s.stop()));
+  });
+
+  it("a lone request on an idle fleet starts at once (queue time in the access log)", async () => {
+    for (let i = 0; i < 5; i++) {
+      const a = await image(router, { seed: i }, { "x-request-id": `lone-${i}` });
+      expect(a.status).toBe(200);
+      const line = await router.waitForLog((l) => l.msg === "request" && l.requestId === `lone-${i}`);
+      // One event-loop turn; anything that waited for another request would show its whole duration.
+      expect(line.queueMs as number).toBeLessThan(50);
+    }
+  });
+
+  it("sequential requests on an idle fleet of equal workers spread over all of them", async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 12; i++) seen.add((await image(router, { seed: 50 + i })).worker);
+    expect(seen.size).toBe(3);
+  });
+
+  it("one request per worker at a time: the rest wait in the router, not in the workers' queues", async () => {
+    await Promise.all(sims.map((s) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: 0.002 } })));
+    try {
+      const burst = Promise.all(Array.from({ length: 9 }, (_, i) => image(router, { seed: 200 + i })));
+      let peak = 0;
+      let queuedSeen = 0;
+      const poll = setInterval(async () => {
+        const stats = await Promise.all(sims.map(async (s) => (await jsonRequest(`${s.url}/sim/stats`)).body));
+        peak = Math.max(peak, ...stats.map((x: any) => x.in_flight));
+        const text = await (await fetch(`${router.url}/metrics`)).text();
+        queuedSeen = Math.max(queuedSeen, Number(/^sgl_router_queued_requests (\d+)/m.exec(text)?.[1] ?? 0));
+      }, 20);
+      const answers = await burst;
+      clearInterval(poll);
+      expect(answers.every((a) => a.status === 200)).toBe(true);
+      expect(peak).toBe(1);
+      expect(queuedSeen).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(sims.map((s) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: 1 } })));
+    }
+  });
+
+  it("a routing key keeps a prompt group on one worker; other keys use the others", async () => {
+    const group = await Promise.all(Array.from({ length: 8 }, (_, i) => image(router, { seed: 300 + i }, { "x-routing-key": "prompt-group-1" })));
+    expect(new Set(group.map((a) => a.worker)).size).toBe(1);
+    const viaBody = await Promise.all(Array.from({ length: 4 }, (_, i) => image(router, { seed: 400 + i, routing_key: "prompt-group-2" })));
+    expect(new Set(viaBody.map((a) => a.worker)).size).toBe(1);
+    const many = await Promise.all(Array.from({ length: 12 }, (_, i) => image(router, { seed: 500 + i }, { "x-routing-key": `g-${i}` })));
+    expect(new Set(many.map((a) => a.worker)).size).toBeGreaterThan(1);
+  });
+});
+
+describe("--routing-algorithm least-request (the original's)", () => {
+  it("still prefers the less loaded worker", async () => {
+    const a = await startSimProcess();
+    const b = await startSimProcess();
+    const router = await startRouterProcess(["--routing-algorithm", "least-request", "--worker-urls", a.url, b.url]);
+    try {
+      await jsonRequest(`${a.url}/sim/config`, { method: "POST", json: { speed: 0.001 } });
+      await jsonRequest(`${b.url}/sim/config`, { method: "POST", json: { speed: 0.001 } });
+      // One long request occupies a worker; every request while it runs goes to the other one.
+      const long = image(router, { seed: 1 });
+      await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.some((w: any) => w.active_requests === 1), 5000, "long request in flight");
+      const busy = (await jsonRequest(`${router.url}/workers`)).body.workers.find((w: any) => w.active_requests === 1).url;
+      await Promise.all([a, b].map((s) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: 1 } })));
+      for (let i = 0; i < 4; i++) expect((await image(router, { seed: 10 + i })).worker).not.toBe(busy);
+      await long;
+    } finally {
+      await router.stop();
+      await a.stop();
+      await b.stop();
+    }
+  });
+});
