@@ -44,7 +44,7 @@ const cfg = {
   newAlgorithm,
   newAlgorithmArgs: option("--new-algorithm-args", "").split(/\s+/).filter(Boolean),
   keepLogs: flag("--keep-logs"),
-  /** A measured burst during which other processes used more than this (% of a CPU) is run again, twice at most; the cleanest counts. */
+  /** A measured burst during which other processes used more than this (% of a CPU) is run once more; the cleaner one counts. */
   maxForeignPct: Number(option("--max-foreign", 30)),
   /** Longest wait for an idle machine before each burst. */
   quietTimeoutMs: Number(option("--quiet-timeout-s", 10)) * 1000,
@@ -121,6 +121,52 @@ async function routerFor(fleetName, algName, urls) {
   }
 }
 
+// ---- table -------------------------------------------------------------------
+/** The Markdown table of what has been measured so far; also written to bench/results/ (after every fleet, so a long run that is stopped keeps its results). */
+function report() {
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const f3 = (x) => x.toFixed(3);
+  const rows = [];
+  for (const [name, fleet] of Object.entries(results.fleets)) {
+    for (const run of Object.values(fleet.runs)) {
+      if (run.unavailable) {
+        rows.push([`${name}: ${fleet.title}`, run.label, "not available in this build", "", "", "", "", ""]);
+        continue;
+      }
+      const warm = run.bursts.find((b) => b.warmup);
+      const measured = run.bursts.filter((b) => !b.warmup).map((b) => b.ratio);
+      run.medianRatio = median(measured);
+      rows.push([
+        `${name}: ${fleet.title}`,
+        run.label,
+        f3(warm.ratio),
+        f3(run.medianRatio),
+        `${f3(Math.min(...measured))}–${f3(Math.max(...measured))}`,
+        String(run.bursts.reduce((s, b) => s + b.wrongModel, 0)),
+        String(run.bursts.reduce((s, b) => s + b.errors, 0)),
+        `${Math.max(...run.bursts.map((b) => b.foreignCpuPct))}% / ${Math.max(...run.bursts.map((b) => b.stealPct))}%`,
+      ]);
+    }
+  }
+  const head = ["fleet", "algorithm", "warm-up ratio", `median ratio (${cfg.measured})`, "min–max", "wrong-model answers", "errors", "other CPU / steal (max)"];
+  const md = [
+    `Machine: ${info.cpuModel}, ${info.cores} cores; Node ${info.node}; ${info.date}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}${cfg.quick ? "; --quick" : ""}.`,
+    "Ratio = makespan / lower bound (1.000 = the bound; lower is better). Wrong-model answers and errors are summed over all bursts, warm-up included.",
+    "",
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+  const outDir = path.join(repoRoot, "bench", "results");
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, "schedule-latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(path.join(outDir, "schedule-latest.md"), `${md}\n`);
+  return md;
+}
+
 // ---- fleets ------------------------------------------------------------------
 const results = { machine: info, config: cfg, fleets: {} };
 
@@ -170,11 +216,12 @@ for (const fleetName of cfg.fleets) {
       const run = runs[alg];
       if (run.unavailable) continue;
       let kept = null;
-      for (let attempt = 0; attempt < (b === 0 ? 1 : 3); attempt++) {
+      const attempts = b === 0 ? 1 : 2; // a warm-up is not repeated: a second one would teach the router more
+      for (let attempt = 1; attempt <= attempts; attempt++) {
         const burst = await measure(b, run, alg);
         if (kept === null || burst.foreignCpuPct < kept.foreignCpuPct) kept = burst;
         if (burst.foreignCpuPct <= cfg.maxForeignPct) break;
-        log("      (other processes took CPU during that burst: running it again)");
+        if (attempt < attempts) log("      (other processes took CPU during that burst: running it again)");
       }
       run.bursts.push(kept);
     }
@@ -185,51 +232,11 @@ for (const fleetName of cfg.fleets) {
   }
   await Promise.all(sims.map(stopSim));
   results.fleets[fleetName] = { title: fleet.title, check: fleet.check ?? false, workers: fleet.workers.length, jobsPerBurst: bursts[0].length, runs };
+  report();
   log("");
 }
 await closeClient();
 
-// ---- table -------------------------------------------------------------------
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
-const f3 = (x) => x.toFixed(3);
-const rows = [];
-for (const [name, fleet] of Object.entries(results.fleets)) {
-  for (const run of Object.values(fleet.runs)) {
-    if (run.unavailable) {
-      rows.push([`${name}: ${fleet.title}`, run.label, "not available in this build", "", "", "", "", ""]);
-      continue;
-    }
-    const warm = run.bursts.find((b) => b.warmup);
-    const measured = run.bursts.filter((b) => !b.warmup).map((b) => b.ratio);
-    run.medianRatio = median(measured);
-    rows.push([
-      `${name}: ${fleet.title}`,
-      run.label,
-      f3(warm.ratio),
-      f3(run.medianRatio),
-      `${f3(Math.min(...measured))}–${f3(Math.max(...measured))}`,
-      String(run.bursts.reduce((s, b) => s + b.wrongModel, 0)),
-      String(run.bursts.reduce((s, b) => s + b.errors, 0)),
-      `${Math.max(...run.bursts.map((b) => b.foreignCpuPct))}% / ${Math.max(...run.bursts.map((b) => b.stealPct))}%`,
-    ]);
-  }
-}
-const head = ["fleet", "algorithm", "warm-up ratio", `median ratio (${cfg.measured})`, "min–max", "wrong-model answers", "errors", "other CPU / steal (max)"];
-const md = [
-  `Machine: ${info.cpuModel}, ${info.cores} cores; Node ${info.node}; ${info.date}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}${cfg.quick ? "; --quick" : ""}.`,
-  "Ratio = makespan / lower bound (1.000 = the bound; lower is better). Wrong-model answers and errors are summed over all bursts, warm-up included.",
-  "",
-  `| ${head.join(" | ")} |`,
-  `|${head.map(() => "---").join("|")}|`,
-  ...rows.map((r) => `| ${r.join(" | ")} |`),
-].join("\n");
-log(md);
-const outDir = path.join(repoRoot, "bench", "results");
-mkdirSync(outDir, { recursive: true });
-writeFileSync(path.join(outDir, "schedule-latest.json"), `${JSON.stringify(results, null, 2)}\n`);
-writeFileSync(path.join(outDir, "schedule-latest.md"), `${md}\n`);
+log(report());
 log("");
 log(`wrote bench/results/schedule-latest.json and schedule-latest.md${cfg.keepLogs ? `; logs in ${dir}` : ""}`);
