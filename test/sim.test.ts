@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { decode as decodeMsgpack } from "@msgpack/msgpack";
 import pngjs from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { generationMs, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
+import { DEFAULT_GAIN_CURVE_SPEC, batchGain, generationMs, parseGainCurve, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
 import { Scheduler } from "../src/sim/scheduler.js";
 import { startSimProcess, simCliPath } from "./helpers/sim.js";
 import { binaryTool, needTools } from "./helpers/tools.js";
@@ -680,6 +680,121 @@ describe("scheduler queue and stats", () => {
   });
 });
 
+// ---------------------------------------------------------------- batching and cost shape
+
+describe("batching and the attention factor", () => {
+  /** ~200 ms of work at speed 1 (512x512 gains x1.59 at batch 2 with the default table). */
+  const shape = { size: "512x512", num_inference_steps: 100, response_format: "url" };
+  const singleMs = generationMs({ width: 512, height: 512, steps: 100, frames: 1, outputs: 1 }, 1);
+
+  /** Sends all bodies at once; resolves with each answer's finish time (ms after sending). */
+  async function together(base: string, bodies: { path?: string; body: unknown }[]): Promise<number[]> {
+    const t0 = performance.now();
+    return Promise.all(
+      bodies.map(async ({ path = "/v1/images/generations", body }) => {
+        const res = body instanceof FormData ? await fetch(base + path, { method: "POST", body }) : await postJson(base, path, body);
+        expect(res.status).toBe(200);
+        await res.arrayBuffer();
+        return performance.now() - t0;
+      }),
+    );
+  }
+
+  function edit(prompt: string): FormData {
+    const form = new FormData();
+    form.append("prompt", prompt);
+    form.append("size", "512x512");
+    form.append("num_inference_steps", "100");
+    form.append("image", new Blob([Buffer.from("not really a png")], { type: "image/png" }), "in.png");
+    return form;
+  }
+
+  it("follows the documented gain table and attention formula", () => {
+    const curve = parseGainCurve(DEFAULT_GAIN_CURVE_SPEC);
+    expect(batchGain(curve, 1, 512 * 512)).toBe(1);
+    expect(batchGain(curve, 4, 512 * 512)).toBeCloseTo(2.77, 5);
+    expect(batchGain(curve, 8, 512 * 512)).toBeCloseTo(3.14, 5);
+    expect(batchGain(curve, 8, 256 * 256)).toBeCloseTo(3.14, 5); // smaller than listed: the smallest size's gains
+    expect(batchGain(curve, 2, 1024 * 1024)).toBeCloseTo(1, 5);
+    const mid = batchGain(curve, 4, 768 * 768);
+    expect(mid).toBeGreaterThan(1);
+    expect(mid).toBeLessThan(2.77);
+    expect(() => parseGainCurve("512x512=4:5")).toThrow(RangeError); // gain above b
+    const work = { width: 1000, height: 1000, steps: 50, frames: 1, outputs: 1 };
+    expect(generationMs(work, 1, 0)).toBe(generationMs(work, 1));
+    expect(generationMs(work, 1, 1) - 2).toBeCloseTo((generationMs(work, 1) - 2) * 2, 5); // 1 MP: x (1 + 1 x 1)
+  });
+
+  it("runs two compatible requests sent together as one batch, in less than twice the single time", async () => {
+    const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 50 });
+    const [alone] = await together(w.url, [{ body: { prompt: "alone", ...shape } }]);
+    expect(alone!).toBeGreaterThanOrEqual(singleMs);
+    const [a, b] = await together(w.url, [
+      { body: { prompt: "first", seed: 1, ...shape } },
+      { body: { prompt: "second", seed: 2, ...shape } },
+    ]);
+    expect(Math.abs(a! - b!)).toBeLessThan(40); // one batch: the answers come out together
+    expect(Math.max(a!, b!)).toBeLessThan(2 * alone!);
+    expect(Math.max(a!, b!)).toBeLessThan(50 + 2 * singleMs); // the gain shows: not two generations in a row
+  });
+
+  it("does not batch incompatible requests", async () => {
+    const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 50 });
+    const times = await together(w.url, [
+      { body: { prompt: "a", ...shape } },
+      { body: { prompt: "b", ...shape, guidance_scale: 7 } }, // another sampling parameter
+    ]);
+    // one after the other: the second ends a whole generation after the first
+    expect(Math.abs(times[0]! - times[1]!)).toBeGreaterThan(0.8 * singleMs);
+    const sizes = await together(w.url, [
+      { body: { prompt: "a", ...shape } },
+      { body: { prompt: "b", ...shape, size: "512x768" } },
+    ]);
+    expect(Math.abs(sizes[0]! - sizes[1]!)).toBeGreaterThan(0.8 * singleMs);
+  });
+
+  it("never batches a request with an input image", async () => {
+    const w = await worker({ batchingMaxSize: 4, batchingDelayMs: 50 });
+    const times = await together(w.url, [
+      { path: "/v1/images/edits", body: edit("one") },
+      { path: "/v1/images/edits", body: edit("two") },
+    ]);
+    expect(Math.abs(times[0]! - times[1]!)).toBeGreaterThan(0.8 * singleMs);
+  });
+
+  it("batches video jobs of a text-to-video worker", async () => {
+    const w = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B", batchingMaxSize: 2, batchingDelayMs: 50 });
+    const body = { size: "512x512", num_frames: 1, num_inference_steps: 100 };
+    const ids = await Promise.all(
+      ["a", "b"].map(async (prompt) => ((await (await postJson(w.url, "/v1/videos", { prompt, ...body })).json()) as { id: string }).id),
+    );
+    const jobs = await waitFor(async () => {
+      const all = await Promise.all(ids.map(async (id) => (await (await fetch(`${w.url}/v1/videos/${id}`)).json()) as { status: string; inference_time_s: number }));
+      return all.every((j) => j.status === "completed") ? all : undefined;
+    });
+    // one batch of 2 at x1.59: each took the batch's time, less than two generations
+    for (const j of jobs) {
+      expect(j.inference_time_s * 1000).toBeGreaterThan(1.1 * singleMs);
+      expect(j.inference_time_s * 1000).toBeLessThan(1.9 * singleMs);
+    }
+  });
+
+  it("makes large pictures superlinearly slower with --attention-factor", async () => {
+    const linear = await worker();
+    const attention = await worker({ attentionFactor: 2 });
+    const time = async (base: string, size: string, steps: number) => {
+      const body = (await (await postJson(base, "/v1/images/generations", { prompt: "x", size, num_inference_steps: steps })).json()) as { inference_time_s: number };
+      return body.inference_time_s * 1000;
+    };
+    // 1000x1000 is 1 MP: x3 with a = 2; 250x250 is 0.0625 MP: x1.125
+    const big = await time(attention.url, "1000x1000", 20);
+    expect(big).toBeGreaterThanOrEqual(generationMs({ width: 1000, height: 1000, steps: 20, frames: 1, outputs: 1 }, 1, 2) - 5);
+    expect(big / (await time(linear.url, "1000x1000", 20))).toBeGreaterThan(2.5);
+    const small = await time(attention.url, "250x250", 320);
+    expect(small / (await time(linear.url, "250x250", 320))).toBeLessThan(1.6);
+  });
+});
+
 // ---------------------------------------------------------------- CLI
 
 describe("CLI", () => {
@@ -700,5 +815,14 @@ describe("CLI", () => {
     const help = spawnSync(process.execPath, [simCliPath, "--help"], { encoding: "utf8" });
     expect(help.status).toBe(0);
     for (const flag of ["--model-path", "--scheduler-concurrency", "--rollout-bytes-per-sample", "--fail-updates"]) expect(help.stdout).toContain(flag);
+  });
+
+  it("accepts sglang serve's batching flags and the cost-shape flags", async () => {
+    const sim = await startSimProcess(["--batching-max-size", "4", "--batching-delay-ms", "5", "--attention-factor", "0.5", "--batching-gain", "512x512=4:3"]);
+    expect((await postJson(sim.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
+    await sim.stop();
+    const bad = spawnSync(process.execPath, [simCliPath, "--batching-gain", "512x512=4:9"], { encoding: "utf8" });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("4:9");
   });
 });

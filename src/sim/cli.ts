@@ -10,6 +10,7 @@
 import { parseArgs } from "node:util";
 import type { LevelWithSilent } from "pino";
 import { startSimWorker } from "./server.js";
+import { DEFAULT_GAIN_CURVE_SPEC } from "./latency.js";
 import { TASK_TYPES, isTaskType, type SimWorkerOptions } from "./options.js";
 
 const NAME = "sglang-d-sim-worker";
@@ -26,6 +27,8 @@ sglang serve flags:
   --port <n>                       listen port, 0 = any free port (default 30000)
   --master-port <n>                accepted and ignored
   --scheduler-port <n>             accepted and ignored
+  --batching-max-size <n>          compatible requests run as one batch, 1 = off (default 1)
+  --batching-delay-ms <ms>         how long the head of the queue waits for partners (default 0)
 
 sim flags:
   --task-type <type>               ${TASK_TYPES.join("|")} (default: from the model name)
@@ -34,6 +37,8 @@ sim flags:
   --warmup-ms <ms>                 hold non-health routes this long after start (default 0)
   --weight-load-ms <ms>            time of a weight update (default 200)
   --scheduler-concurrency <n>      generations run at once, others wait FIFO (default 1)
+  --attention-factor <a>           cost x (1 + a x megapixels per frame) (default 0)
+  --batching-gain <table>          SIZE=b:gain,...;SIZE=... (default ${DEFAULT_GAIN_CURVE_SPEC})
   --rollout-bytes-per-sample <n>   tensor bytes per sample in /rollout/generate (default 65536)
   --fail-updates                   make weight updates fail (400 success:false)
   --log-level <level>              ${LEVELS.join("|")} (default warn)
@@ -65,6 +70,10 @@ function parse(argv: string[]): SimWorkerOptions | "help" {
         port: { type: "string" },
         "master-port": { type: "string" },
         "scheduler-port": { type: "string" },
+        "batching-max-size": { type: "string" },
+        "batching-delay-ms": { type: "string" },
+        "batching-gain": { type: "string" },
+        "attention-factor": { type: "string" },
         "task-type": { type: "string" },
         speed: { type: "string" },
         "failure-rate": { type: "string" },
@@ -100,6 +109,10 @@ function parse(argv: string[]): SimWorkerOptions | "help" {
     warmupMs: num("warmup-ms", v["warmup-ms"]),
     weightLoadMs: num("weight-load-ms", v["weight-load-ms"]),
     schedulerConcurrency: num("scheduler-concurrency", v["scheduler-concurrency"]),
+    batchingMaxSize: num("batching-max-size", v["batching-max-size"]),
+    batchingDelayMs: num("batching-delay-ms", v["batching-delay-ms"]),
+    batchingGain: v["batching-gain"],
+    attentionFactor: num("attention-factor", v["attention-factor"]),
     rolloutBytesPerSample: num("rollout-bytes-per-sample", v["rollout-bytes-per-sample"]),
     failUpdates: v["fail-updates"],
     logLevel: level as LevelWithSilent,

@@ -4,7 +4,7 @@ import { peakMemoryMb, type Work } from "./latency.js";
 import { renderMp4 } from "./mp4.js";
 import { renderPng } from "./png.js";
 import { hashSeed, prng } from "./picture.js";
-import { DEFAULT_SEED, assertAwake, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import { isVideoTask } from "./options.js";
 import type { Route, RouteContext } from "./route.js";
 import type { SimState } from "./state.js";
@@ -48,8 +48,12 @@ export function diffusionRoutes(state: SimState): Route[] {
     assertAwake(state);
 
     const work: Work = { width: w, height: h, steps, frames, outputs };
-    const made = await runGeneration(state, work, () =>
-      video ? renderMp4({ prompt, seed, width: w, height: h, numFrames: frames, fps }) : renderPng(prompt, seed, w, h),
+    const batchKey = batchKeyOf(state, "diffusion", work, body, body["image_path"] != null || body["input_reference"] != null);
+    const made = await runGeneration(
+      state,
+      work,
+      () => (video ? renderMp4({ prompt, seed, width: w, height: h, numFrames: frames, fps }) : renderPng(prompt, seed, w, h)),
+      batchKey,
     );
     const id = randomUUID();
     const key = `${prompt}\u0000${seed}\u0000${made.weights}`;

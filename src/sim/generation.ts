@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import { performance } from "node:perf_hooks";
 import { detailError, internalError } from "./http.js";
-import { generationMs, type Work } from "./latency.js";
+import { batchMs, generationMs, type Work } from "./latency.js";
 import type { SimState } from "./state.js";
 
 /** The real worker's answer to a generation while its memory is released. */
@@ -22,19 +22,53 @@ export interface Generated<T> {
 }
 
 /**
- * Runs one generation through the scheduler queue: waits its turn, fails like
- * the real worker when asleep or when the dice say so (`failureRate`), then
- * takes the time of the work and finally draws the output with `make`.
+ * Body fields that may differ inside a batch: SGLang batches requests whose
+ * sampling parameters are all equal except prompt, seed, request id and
+ * output names. The shape fields are left out too: the key carries them
+ * resolved (so `size` and `width`/`height` spelling the same size match).
  */
-export function runGeneration<T>(state: SimState, work: Work, make: () => T | Promise<T>): Promise<Generated<T>> {
-  return state.scheduler.run(async () => {
-    assertAwake(state);
-    if (state.shouldFail()) throw internalError();
-    const started = performance.now();
-    await state.delay(generationMs(work, state.config.speed));
-    const result = await make();
-    return { result, weights: state.weights, inferenceTimeS: (performance.now() - started) / 1000 };
-  });
+const NOT_IN_BATCH_KEY = new Set([
+  "prompt", "seed", "request_id", "rid", "output_file_name", "output_path", "response_format", "model", "user",
+  "size", "width", "height", "num_inference_steps", "n", "num_outputs_per_prompt", "num_frames", "seconds", "fps", "num_images",
+]);
+
+/**
+ * The batch key of a request, or null when it may not batch: batching off,
+ * an input image (edits, image-to-video, rollouts with `image_path`), or a
+ * pipeline other than text-to-image / text-to-video.
+ */
+export function batchKeyOf(state: SimState, route: string, work: Work, body: Record<string, unknown>, hasInputImage: boolean): string | null {
+  if (state.options.batchingMaxSize <= 1 || hasInputImage) return null;
+  const task = state.options.taskType;
+  if (task !== "T2I" && task !== "T2V") return null;
+  const rest = Object.keys(body)
+    .filter((k) => !NOT_IN_BATCH_KEY.has(k))
+    .sort()
+    .map((k) => [k, body[k]]);
+  return `${route}|${work.width}x${work.height}|${work.steps}|${work.frames}|${work.outputs}|${JSON.stringify(rest)}`;
+}
+
+/**
+ * Runs one generation through the scheduler queue: waits its turn (alone,
+ * or in a batch of compatible requests when `batchKey` is set), fails like
+ * the real worker when asleep or when the dice say so (`failureRate`), then
+ * takes the time of the work (of the whole batch: see latency.ts) and
+ * finally draws the output with `make`.
+ */
+export function runGeneration<T>(state: SimState, work: Work, make: () => T | Promise<T>, batchKey: string | null = null): Promise<Generated<T>> {
+  return state.scheduler.run(
+    async (batchSize) => {
+      assertAwake(state);
+      if (state.shouldFail()) throw internalError();
+      const started = performance.now();
+      const { speed } = state.config;
+      const a = state.options.attentionFactor;
+      await state.delay(batchSize > 1 ? batchMs(work, batchSize, speed, a, state.gainCurve) : generationMs(work, speed, a));
+      const result = await make();
+      return { result, weights: state.weights, inferenceTimeS: (performance.now() - started) / 1000 };
+    },
+    { batchKey },
+  );
 }
 
 /** Headers that let tests prove which worker and which weights made an answer. */

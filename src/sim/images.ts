@@ -3,7 +3,7 @@ import { detailError, discardBody, isMultipart, parseModelBody, readBody, sendBy
 import { peakMemoryMb, type Work } from "./latency.js";
 import { parseMultipart, type MultipartForm } from "./multipart.js";
 import { renderPng } from "./png.js";
-import { DEFAULT_SEED, assertAwake, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import type { Route, RouteContext } from "./route.js";
 import { Fields, parseSize } from "./validate.js";
 import type { SimState } from "./state.js";
@@ -64,14 +64,17 @@ export function imageRoutes(state: SimState): Route[] {
     while (store.size > MAX_STORED_IMAGES) store.delete(store.keys().next().value!);
   }
 
-  async function generate(ctx: RouteContext, request: ImageRequest, extra: Record<string, unknown>): Promise<void> {
+  /** `body` is null for edits: a request with an input image never batches. */
+  async function generate(ctx: RouteContext, request: ImageRequest, body: Record<string, unknown> | null, extra: Record<string, unknown>): Promise<void> {
     assertAwake(state);
     const work: Work = { width: request.width, height: request.height, steps: request.steps, frames: 1, outputs: request.n };
+    const batchKey = body === null ? null : batchKeyOf(state, "images", work, body, false);
     const id = randomUUID();
     // url mode answers one item; b64_json one per output (seeds seed..seed+n-1).
     const count = request.responseFormat === "url" ? 1 : request.n;
     const made = await runGeneration(state, work, () =>
       Promise.all(Array.from({ length: count }, (_, i) => renderPng(request.prompt, request.seed + i, request.width, request.height))),
+      batchKey,
     );
     let data: Record<string, unknown>[];
     if (request.responseFormat === "url") {
@@ -97,7 +100,7 @@ export function imageRoutes(state: SimState): Route[] {
 
   async function generations(ctx: RouteContext): Promise<void> {
     const body = parseModelBody(await readBody(ctx.req, state.stats));
-    await generate(ctx, readImageRequest(body), {});
+    await generate(ctx, readImageRequest(body), body, {});
   }
 
   async function edits(ctx: RouteContext): Promise<void> {
@@ -113,7 +116,7 @@ export function imageRoutes(state: SimState): Route[] {
       throw validationError(missing);
     }
     const request = readImageRequest(form.fields);
-    await generate(ctx, request, {
+    await generate(ctx, request, null, {
       // Sim-only facts (a real worker has no such fields; clients ignore unknown ones).
       input_bytes: form.bytes,
       input_sha256: form.sha256,

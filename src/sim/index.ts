@@ -7,6 +7,6 @@ export { startSimWorker } from "./server.js";
 export type { SimWorker } from "./server.js";
 export { TASK_TYPES, deriveTaskType, isVideoTask, resolveOptions } from "./options.js";
 export type { ResolvedSimOptions, SimWorkerOptions, TaskType } from "./options.js";
-export { MS_PER_PIXEL_STEP, OVERHEAD_MS, generationMs, latentFrames } from "./latency.js";
-export type { Work } from "./latency.js";
+export { DEFAULT_GAIN_CURVE_SPEC, MS_PER_PIXEL_STEP, OVERHEAD_MS, batchGain, batchMs, generationMs, latentFrames, parseGainCurve } from "./latency.js";
+export type { GainCurve, Work } from "./latency.js";
 export { SLEEPING_DETAIL } from "./generation.js";

@@ -1,4 +1,5 @@
 import type { LevelWithSilent } from "pino";
+import { DEFAULT_GAIN_CURVE_SPEC, parseGainCurve } from "./latency.js";
 
 /** The task types a real worker reports in `/v1/models` (`task_type`). */
 export const TASK_TYPES = ["T2I", "I2I", "TI2I", "T2V", "I2V", "TI2V", "I2M"] as const;
@@ -27,8 +28,16 @@ export interface SimWorkerOptions {
   warmupMs?: number;
   /** Time `update_weights_from_disk` / `update_weights_from_tensor` take. Default 200. */
   weightLoadMs?: number;
-  /** How many generations run at once; the rest wait FIFO (the real scheduler queue). Default 1. */
+  /** How many generations (or batches) run at once; the rest wait FIFO (the real scheduler queue). Default 1. */
   schedulerConcurrency?: number;
+  /** Most compatible requests run as one batch (SGLang's `--batching-max-size`); 1 = off. Default 1. */
+  batchingMaxSize?: number;
+  /** How long the head of the queue waits for batch partners, from its arrival (`--batching-delay-ms`). Default 0. */
+  batchingDelayMs?: number;
+  /** Batching gain table, `SIZE=b:gain,...;SIZE=...` (see latency.ts). Default "512x512=4:2.77,8:3.14;1024x1024=2:1.0". */
+  batchingGain?: string;
+  /** Attention share `a` of the cost: ms grows by (1 + a × megapixels per frame). Default 0 (linear in pixels). */
+  attentionFactor?: number;
   /** Raw tensor bytes per sample in `/rollout/generate` answers (before base64). Default 65536. */
   rolloutBytesPerSample?: number;
   /** Make every weight update fail with 400 `success:false`. Default false. */
@@ -74,6 +83,10 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
     warmupMs: options.warmupMs ?? 0,
     weightLoadMs: options.weightLoadMs ?? 200,
     schedulerConcurrency: options.schedulerConcurrency ?? 1,
+    batchingMaxSize: options.batchingMaxSize ?? 1,
+    batchingDelayMs: options.batchingDelayMs ?? 0,
+    batchingGain: options.batchingGain ?? DEFAULT_GAIN_CURVE_SPEC,
+    attentionFactor: options.attentionFactor ?? 0,
     rolloutBytesPerSample: options.rolloutBytesPerSample ?? 64 * 1024,
     failUpdates: options.failUpdates ?? false,
     logLevel: options.logLevel ?? "silent",
@@ -90,6 +103,13 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
     Number.isInteger(resolved.schedulerConcurrency) && resolved.schedulerConcurrency >= 1,
     `schedulerConcurrency must be an integer >= 1, got ${resolved.schedulerConcurrency}`,
   );
+  check(
+    Number.isInteger(resolved.batchingMaxSize) && resolved.batchingMaxSize >= 1,
+    `batchingMaxSize must be an integer >= 1, got ${resolved.batchingMaxSize}`,
+  );
+  check(Number.isFinite(resolved.batchingDelayMs) && resolved.batchingDelayMs >= 0, `batchingDelayMs must be >= 0, got ${resolved.batchingDelayMs}`);
+  parseGainCurve(resolved.batchingGain); // throws a RangeError naming the bad part
+  check(Number.isFinite(resolved.attentionFactor) && resolved.attentionFactor >= 0, `attentionFactor must be >= 0, got ${resolved.attentionFactor}`);
   check(
     Number.isInteger(resolved.rolloutBytesPerSample) && resolved.rolloutBytesPerSample >= 0,
     `rolloutBytesPerSample must be an integer >= 0, got ${resolved.rolloutBytesPerSample}`,

@@ -3,7 +3,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseModelBody, readBody } from "./http.js";
 import { peakMemoryMb, type Work } from "./latency.js";
-import { DEFAULT_SEED, assertAwake, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import { isVideoTask } from "./options.js";
 import { partChunks, partsLength, planJson, planMsgpack, tensorValue, type Value } from "./payload.js";
 import type { Route, RouteContext } from "./route.js";
@@ -47,7 +47,8 @@ export function rolloutRoutes(state: SimState): Route[] {
     assertAwake(state);
 
     const work: Work = { width, height, steps, frames, outputs };
-    const made = await runGeneration(state, work, () => null);
+    const batchKey = batchKeyOf(state, "rollout", work, body, body["image_path"] != null);
+    const made = await runGeneration(state, work, () => null, batchKey);
     const requestId = randomUUID();
     const elements = Math.max(1, Math.floor(bytesPerSample / 4));
     const samples: Value[] = [];

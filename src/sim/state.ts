@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log.js";
+import { parseGainCurve, type GainCurve } from "./latency.js";
 import type { ResolvedSimOptions } from "./options.js";
 import { Scheduler } from "./scheduler.js";
 import { SimStats } from "./stats.js";
@@ -18,6 +19,8 @@ export class SimState {
   readonly config: RuntimeConfig;
   readonly stats = new SimStats();
   readonly scheduler: Scheduler;
+  /** The parsed `batchingGain` table. */
+  readonly gainCurve: GainCurve;
   readonly log: Logger;
   /** Process start in seconds: `/v1/models` `created`, so a restart shows. */
   readonly startedAtS = Math.floor(Date.now() / 1000);
@@ -39,7 +42,8 @@ export class SimState {
       failUpdates: options.failUpdates,
       weightLoadMs: options.weightLoadMs,
     };
-    this.scheduler = new Scheduler(options.schedulerConcurrency);
+    this.scheduler = new Scheduler(options.schedulerConcurrency, { maxSize: options.batchingMaxSize, delayMs: options.batchingDelayMs });
+    this.gainCurve = parseGainCurve(options.batchingGain);
     this.weights = options.modelPath;
     this.readyAt = Date.now() + options.warmupMs;
   }

@@ -3,7 +3,7 @@ import { HttpError, detailError, isMultipart, readBody, sendBytes, sendJson } fr
 import { peakMemoryMb, type Work } from "./latency.js";
 import { renderMp4 } from "./mp4.js";
 import { parseMultipart } from "./multipart.js";
-import { DEFAULT_SEED, assertAwake, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import { isVideoTask } from "./options.js";
 import type { Route, RouteContext } from "./route.js";
 import type { SimState } from "./state.js";
@@ -61,9 +61,13 @@ interface VideoRequest {
   numFrames: number;
   steps: number;
   seed: number;
+  /** The fields as sent, for the batch key. */
+  body: Record<string, unknown>;
+  /** An input image (image-to-video): never batched. */
+  hasInputImage: boolean;
 }
 
-function readVideoRequest(body: Record<string, unknown>): VideoRequest {
+function readVideoRequest(body: Record<string, unknown>, uploadedImage = false): VideoRequest {
   const f = new Fields(body);
   const prompt = f.requiredString("prompt");
   const model = f.string("model");
@@ -82,7 +86,8 @@ function readVideoRequest(body: Record<string, unknown>): VideoRequest {
   const parsed = parseSize(size);
   if (size !== undefined && !parsed) throw detailError(400, `Invalid size '${size}': expected WIDTHxHEIGHT`);
   const [sw, sh] = parsed ?? [1280, 720];
-  return { prompt, model, width: width ?? sw, height: height ?? sh, fps, numFrames, steps, seed };
+  const hasInputImage = uploadedImage || body["input_reference"] != null || body["reference_url"] != null;
+  return { prompt, model, width: width ?? sw, height: height ?? sh, fps, numFrames, steps, seed, body, hasInputImage };
 }
 
 /** pydantic's text for a failed model, as the JSON branch embeds it in a 400. */
@@ -122,7 +127,7 @@ export function videoRoutes(state: SimState): Route[] {
           // ignored, as by the real worker
         }
       }
-      return readVideoRequest(fields);
+      return readVideoRequest(fields, form.files.length > 0);
     }
     // The JSON branch swallows bad JSON (body = {}) and reports any
     // validation problem as a 400 "Invalid request body: ...".
@@ -156,6 +161,7 @@ export function videoRoutes(state: SimState): Route[] {
     try {
       // Cancelled jobs and image pipelines end at once when their turn comes.
       const quick = entry.cancel || !isVideoTask(state.options.taskType);
+      const batchKey = quick ? null : batchKeyOf(state, "videos", spec, request.body, request.hasInputImage);
       const made = await runGeneration(state, quick ? { ...spec, steps: 0 } : spec, () => {
         if (entry.cancel) return undefined;
         if (!isVideoTask(state.options.taskType)) {
@@ -165,7 +171,7 @@ export function videoRoutes(state: SimState): Route[] {
           );
         }
         return renderMp4({ prompt: request.prompt, seed: request.seed, width: request.width, height: request.height, numFrames: request.numFrames, fps: request.fps });
-      });
+      }, batchKey);
       const cancelled = entry.cancel || made.result === undefined;
       Object.assign(job, {
         status: cancelled ? "cancelled" : "completed",

@@ -1,0 +1,209 @@
+// The fleets of the scheduling bench, the bursts they get (drawn from a
+// seeded RNG, so every algorithm gets the same ones), what each job costs on
+// each worker (the sim's own formula, imported from the build) and the lower
+// bound on a burst's makespan.
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { repoRoot } from "./env.mjs";
+
+const { generationMs } = await import(pathToFileURL(path.join(repoRoot, "dist", "src", "sim", "latency.js")).href);
+
+export const QWEN = "Qwen/Qwen-Image";
+export const FLUX = "black-forest-labs/FLUX.1-dev";
+export const WAN = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
+
+/** A worker of a fleet: the model it serves, its speed and attention factor, more sim flags. */
+function w(model, speed = 1, attention = 0, extra = []) {
+  return { model, speed, attention, video: /wan|video|t2v/i.test(model), extra };
+}
+const times = (n, f) => Array.from({ length: n }, f);
+
+/** sglang serve + sim flags of a fleet worker. */
+export function simArgs(worker) {
+  return ["--model-path", worker.model, "--speed", String(worker.speed), "--attention-factor", String(worker.attention), ...worker.extra];
+}
+
+/** mulberry32 seeded from a string: the same bursts on every run and for every algorithm. */
+export function rng(key) {
+  let a = 0;
+  for (const ch of key) a = (Math.imul(a ^ ch.charCodeAt(0), 2654435761) + 0x9e3779b9) >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const pick = (r, list) => list[Math.floor(r() * list.length)];
+
+/** One image request: `POST /v1/images/generations` (url answers: small, like a worker's default). */
+function image(r, i, model, mix) {
+  const size = pick(r, mix.sizes);
+  const steps = pick(r, mix.steps);
+  const n = pick(r, mix.n);
+  const [width, height] = size.split("x").map(Number);
+  return {
+    kind: "image",
+    model,
+    body: { model, prompt: `bench image ${i}`, size, num_inference_steps: steps, n, seed: i, response_format: "url" },
+    work: { width, height, steps, frames: 1, outputs: n },
+  };
+}
+
+/** One video job: `POST /v1/videos`, then polled until completed. */
+function video(r, i, model, mix) {
+  const size = pick(r, mix.sizes);
+  const steps = pick(r, mix.steps);
+  const frames = pick(r, mix.frames);
+  const [width, height] = size.split("x").map(Number);
+  return {
+    kind: "video",
+    model,
+    body: { model, prompt: `bench video ${i}`, size, num_frames: frames, num_inference_steps: steps, seed: i },
+    work: { width, height, steps, frames, outputs: 1 },
+  };
+}
+
+/** Jobs of 60 ms – 1.3 s at speed 1. */
+const IMAGES = { sizes: ["512x512", "768x768", "1024x1024"], steps: [30, 40], n: [1, 2, 3, 4] };
+/** Mixed resolutions, where the attention factor shows (1536x1024 is 1.57 MP). */
+const RESOLUTIONS = { sizes: ["512x512", "768x768", "1024x1024", "1280x720", "1536x1024", "1024x1536"], steps: [20, 30], n: [1, 2] };
+/** Wan-style clips of 150 ms – 1.3 s. */
+const VIDEOS = { sizes: ["832x480", "1280x720"], steps: [10, 20], frames: [17, 33] };
+/** Two shapes of small pictures (62 and 137 ms alone): batches form, and gain x1.59 (b = 2) to x2.77 (b = 4) at 512x512. */
+const BATCHABLE = { sizes: ["512x512", "512x512", "512x512", "768x768"], steps: [30], n: [1] };
+
+/** Shuffles in place with `r` (the arrival order of a burst). */
+function shuffle(r, list) {
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [list[i], list[j]] = [list[j], list[i]];
+  }
+  return list;
+}
+
+/**
+ * `size` scales a burst (1 = the full bench, 0.5 = --quick). `check` fleets
+ * are about where answers go (wrong-model count), not only time.
+ */
+export const FLEETS = {
+  equal: {
+    title: "8 equal workers",
+    workers: times(8, () => w(QWEN)),
+    burst: (r, size) => times(Math.round(64 * size), (_, i) => image(r, i, QWEN, IMAGES)),
+  },
+  slow: {
+    title: "6 fast + 2 at speed 0.4",
+    workers: [...times(6, () => w(QWEN)), ...times(2, () => w(QWEN, 0.4))],
+    burst: (r, size) => times(Math.round(64 * size), (_, i) => image(r, i, QWEN, IMAGES)),
+  },
+  kinds: {
+    title: "4 + 4 of two GPU kinds (speed 1, attention 0.3 / speed 0.7, attention 1.0), mixed resolutions",
+    workers: [...times(4, () => w(QWEN, 1, 0.3)), ...times(4, () => w(QWEN, 0.7, 1.0))],
+    burst: (r, size) => times(Math.round(48 * size), (_, i) => image(r, i, QWEN, RESOLUTIONS)),
+  },
+  video: {
+    title: "6 image workers + 2 Wan video workers; images + videos",
+    workers: [...times(6, () => w(QWEN)), ...times(2, () => w(WAN))],
+    burst: (r, size) =>
+      shuffle(r, [...times(Math.round(40 * size), (_, i) => image(r, i, QWEN, IMAGES)), ...times(Math.round(10 * size), (_, i) => video(r, i, WAN, VIDEOS))]),
+  },
+  batching: {
+    title: "8 workers with --batching-max-size 4 --batching-delay-ms 20 (bound ignores the gain)",
+    workers: times(8, () => w(QWEN, 1, 0, ["--batching-max-size", "4", "--batching-delay-ms", "20"])),
+    burst: (r, size) => times(Math.round(160 * size), (_, i) => image(r, i, QWEN, BATCHABLE)),
+  },
+  models: {
+    title: "mixed pool: 2 Qwen-Image, 1 FLUX.1-dev, 1 Wan T2V; requests name their model",
+    check: true,
+    workers: [w(QWEN), w(QWEN), w(FLUX), w(WAN)],
+    burst: (r, size) =>
+      shuffle(r, [
+        ...times(Math.round(24 * size), (_, i) => image(r, i, QWEN, IMAGES)),
+        ...times(Math.round(12 * size), (_, i) => image(r, 100 + i, FLUX, IMAGES)),
+        ...times(Math.round(6 * size), (_, i) => video(r, i, WAN, VIDEOS)),
+      ]),
+  },
+};
+
+/** What a job takes on a worker, by the sim's formula (ms). */
+export function cost(job, worker) {
+  return generationMs(job.work, worker.speed, worker.attention);
+}
+
+/** Whether a worker may serve a job: it serves the job's model (and so the right pipeline). */
+export function eligible(job, worker) {
+  return worker.model === job.model;
+}
+
+/**
+ * Lower bound on the makespan of `jobs` on `workers`: per pool of workers
+ * that can serve a job (same model), the best fractional split of the pool's
+ * jobs over its kinds of worker (kind = speed and attention factor; with one
+ * kind that is total work / total speed), and no job faster than on its best
+ * worker. With equal attention factors this is the brief's
+ * max(total work / total speed, largest job / fastest worker), per pool.
+ */
+export function lowerBound(jobs, workers) {
+  let bound = 0;
+  for (const job of jobs) bound = Math.max(bound, Math.min(...workers.filter((x) => eligible(job, x)).map((x) => cost(job, x))));
+  for (const model of new Set(workers.map((x) => x.model))) {
+    const pool = workers.filter((x) => x.model === model);
+    const mine = jobs.filter((j) => j.model === model);
+    if (mine.length === 0) continue;
+    const kinds = [...new Map(pool.map((x) => [`${x.speed}/${x.attention}`, { ...x, count: pool.filter((y) => y.speed === x.speed && y.attention === x.attention).length }])).values()];
+    bound = Math.max(bound, fractionalBound(mine, kinds));
+  }
+  return bound;
+}
+
+/** Exact fractional makespan for one or two kinds; sum of best costs over all workers otherwise (looser, still a bound). */
+function fractionalBound(jobs, kinds) {
+  if (kinds.length === 1) return jobs.reduce((s, j) => s + cost(j, kinds[0]), 0) / kinds[0].count;
+  if (kinds.length > 2) {
+    const n = kinds.reduce((s, k) => s + k.count, 0);
+    return jobs.reduce((s, j) => s + Math.min(...kinds.map((k) => cost(j, k))), 0) / n;
+  }
+  const [A, B] = kinds;
+  // Jobs that are relatively cheapest on A go to A first; the best split is where the loads per worker meet.
+  const sorted = jobs.map((j) => ({ a: cost(j, A), b: cost(j, B) })).sort((x, y) => x.a / x.b - y.a / y.b);
+  let loadA = 0;
+  let loadB = sorted.reduce((s, j) => s + j.b, 0);
+  let best = loadB / B.count;
+  for (const j of sorted) {
+    const before = Math.max(loadA / A.count, loadB / B.count);
+    const nextA = loadA + j.a;
+    const nextB = loadB - j.b;
+    // Part x of this job on A: (loadA + x a)/nA = (loadB - x b)/nB, if 0 <= x <= 1.
+    const x = (loadB / B.count - loadA / A.count) / (j.a / A.count + j.b / B.count);
+    if (x >= 0 && x <= 1) best = Math.min(best, (loadA + x * j.a) / A.count);
+    loadA = nextA;
+    loadB = nextB;
+    best = Math.min(best, before, Math.max(loadA / A.count, loadB / B.count));
+  }
+  return best;
+}
+
+/**
+ * The oracle's plan: largest job first (by its best cost), each to the
+ * eligible worker that would finish it earliest. Returns, per worker index,
+ * its jobs in the order to send them.
+ */
+export function lptPlan(jobs, workers) {
+  const free = workers.map(() => 0);
+  const queues = workers.map(() => []);
+  const order = jobs
+    .map((job) => ({ job, best: Math.min(...workers.filter((x) => eligible(job, x)).map((x) => cost(job, x))) }))
+    .sort((x, y) => y.best - x.best);
+  for (const { job } of order) {
+    let at = -1;
+    for (let i = 0; i < workers.length; i++) {
+      if (!eligible(job, workers[i])) continue;
+      if (at < 0 || free[i] + cost(job, workers[i]) < free[at] + cost(job, workers[at])) at = i;
+    }
+    free[at] += cost(job, workers[at]);
+    queues[at].push(job);
+  }
+  return queues;
+}

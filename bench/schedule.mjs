@@ -1,0 +1,242 @@
+#!/usr/bin/env node
+// `npm run bench:schedule`: how close routing algorithms get to the best
+// makespan a fleet allows, on bursts of diffusion jobs of mixed cost.
+// See docs/benchmarks.md ("Scheduling") for what each number means.
+//
+//   node bench/schedule.mjs [--quick] [--fleets equal,slow,kinds,video,batching,models]
+//        [--algorithms least-request,least-request-cap,new,oracle] [--new-algorithm earliest-finish]
+//        [--new-algorithm-args "--flag value"] [--measured N] [--keep-logs]
+//
+// Starts simulated workers (dist/src/sim/cli.js) and the built router
+// (dist/src/cli.js; BENCH_ROUTER_CLI for another build) as processes. Every
+// algorithm gets the same bursts (seeded), one warm-up burst and N measured
+// ones, interleaved round by round. Ratio = makespan / lower bound (see
+// bench/lib/fleets.mjs). Writes bench/results/schedule-latest.{json,md}.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { closeClient, getJson, oracleBurst, POLL_MS, routedBurst } from "./lib/burst.mjs";
+import { cpuDelta, cpuSnapshot, processCpuUs, waitQuiet } from "./lib/cpu.mjs";
+import { repoRoot, routerCli } from "./lib/env.mjs";
+import { FLEETS, lowerBound, lptPlan, rng, simArgs } from "./lib/fleets.mjs";
+import { freePort } from "./lib/nginx.mjs";
+import { startRouter, stopRouter } from "./lib/router.mjs";
+import { simCli, startSim, stopSim } from "./lib/sims.mjs";
+
+// ---- options -----------------------------------------------------------------
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(name);
+const option = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : dflt;
+};
+const quick = flag("--quick");
+const newAlgorithm = option("--new-algorithm", "earliest-finish");
+const cfg = {
+  quick,
+  /** Burst size factor: the quick run sends half as many jobs. */
+  size: quick ? 0.5 : 1,
+  measured: Number(option("--measured", quick ? 1 : 3)),
+  fleets: option("--fleets", Object.keys(FLEETS).join(",")).split(","),
+  algorithms: option("--algorithms", "least-request,least-request-cap,new,oracle").split(","),
+  newAlgorithm,
+  newAlgorithmArgs: option("--new-algorithm-args", "").split(/\s+/).filter(Boolean),
+  keepLogs: flag("--keep-logs"),
+  /** A measured burst during which other processes used more than this (% of a CPU) is run once more; the cleaner one counts. */
+  maxForeignPct: Number(option("--max-foreign", 30)),
+  /** Longest wait for an idle machine before each burst. */
+  quietTimeoutMs: Number(option("--quiet-timeout-s", 10)) * 1000,
+};
+for (const f of cfg.fleets) if (!FLEETS[f]) throw new Error(`unknown fleet '${f}' (have ${Object.keys(FLEETS).join(", ")})`);
+
+/** name shown, router flags (null = the client-side oracle). */
+const ALGORITHMS = {
+  "least-request": { label: "least-request", args: ["--routing-algorithm", "least-request"] },
+  "least-request-cap": { label: "least-request + --max-concurrency-per-worker 1", args: ["--routing-algorithm", "least-request", "--max-concurrency-per-worker", "1"] },
+  new: { label: `${newAlgorithm} (new default)`, args: ["--routing-algorithm", newAlgorithm, ...cfg.newAlgorithmArgs] },
+  oracle: { label: "oracle (client-side LPT, no router)", args: null },
+};
+for (const a of cfg.algorithms) if (!ALGORITHMS[a]) throw new Error(`unknown algorithm '${a}' (have ${Object.keys(ALGORITHMS).join(", ")})`);
+
+for (const [file, hint] of [[routerCli, "npm run build"], [simCli, "npm run build"]]) {
+  if (!existsSync(file)) {
+    process.stderr.write(`bench:schedule: missing ${path.relative(repoRoot, file)} (run: ${hint})\n`);
+    process.exit(2);
+  }
+}
+
+// ---- set-up ------------------------------------------------------------------
+const dir = mkdtempSync(path.join(os.tmpdir(), "sgl-schedule-bench-"));
+const children = new Set();
+process.on("exit", () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  if (!cfg.keepLogs) rmSync(dir, { recursive: true, force: true });
+});
+for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => process.exit(130));
+const log = (s = "") => process.stdout.write(`${s}\n`);
+const round = (x, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+
+function machine() {
+  const cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  const git = (...a) => spawnSync("git", ["-C", repoRoot, ...a], { encoding: "utf8" }).stdout?.trim() ?? "";
+  return {
+    date: new Date().toISOString(),
+    cpuModel: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? os.cpus()[0]?.model ?? "?",
+    cores: os.availableParallelism(),
+    node: process.version,
+    commit: git("rev-parse", "--short", "HEAD"),
+    uncommittedSrc: git("status", "--porcelain", "--", "src").split("\n").filter(Boolean).length,
+    routerCli: path.relative(repoRoot, routerCli),
+  };
+}
+const info = machine();
+log(`sglang-d-router scheduling bench — ${info.date}`);
+log(`machine: ${info.cores} cores, ${info.cpuModel}; node ${info.node}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}`);
+log(`runs: per fleet and algorithm 1 warm-up + ${cfg.measured} measured burst(s), algorithms interleaved; burst size x${cfg.size}; video polls every ${POLL_MS} ms; router --log-level warn, no pinning`);
+log("");
+
+/** Waits until no sim has a request in flight or queued (the previous burst is over everywhere). */
+async function idle(sims) {
+  for (let i = 0; i < 200; i++) {
+    const s = await Promise.all(sims.map((x) => getJson(`${x.url}/sim/stats`)));
+    if (s.every((x) => x.in_flight === 0 && x.scheduler_running === 0 && x.scheduler_waiting === 0)) return;
+    await sleep(50);
+  }
+  throw new Error("workers still busy 10 s after a burst");
+}
+
+/** Starts the router for one algorithm; null with a reason when this build refuses the algorithm. */
+async function routerFor(fleetName, algName, urls) {
+  const logFile = path.join(dir, `router-${fleetName}-${algName}.log`);
+  try {
+    const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: urls, logLevel: "warn", logFile, extraArgs: ALGORITHMS[algName].args });
+    children.add(router.child);
+    return { router };
+  } catch (error) {
+    const text = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
+    if (algName === "new" && text.includes(cfg.newAlgorithm)) return { unavailable: text.split("\n").find((l) => l.includes(cfg.newAlgorithm))?.trim() ?? "refused" };
+    throw error;
+  }
+}
+
+// ---- table -------------------------------------------------------------------
+/** The Markdown table of what has been measured so far; also written to bench/results/ (after every fleet, so a long run that is stopped keeps its results). */
+function report() {
+  const median = (xs) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const f3 = (x) => x.toFixed(3);
+  const rows = [];
+  for (const [name, fleet] of Object.entries(results.fleets)) {
+    for (const run of Object.values(fleet.runs)) {
+      if (run.unavailable) {
+        rows.push([`${name}: ${fleet.title}`, run.label, "not available in this build", "", "", "", "", ""]);
+        continue;
+      }
+      const warm = run.bursts.find((b) => b.warmup);
+      const measured = run.bursts.filter((b) => !b.warmup).map((b) => b.ratio);
+      run.medianRatio = median(measured);
+      rows.push([
+        `${name}: ${fleet.title}`,
+        run.label,
+        f3(warm.ratio),
+        f3(run.medianRatio),
+        `${f3(Math.min(...measured))}–${f3(Math.max(...measured))}`,
+        String(run.bursts.reduce((s, b) => s + b.wrongModel, 0)),
+        String(run.bursts.reduce((s, b) => s + b.errors, 0)),
+        `${Math.max(...run.bursts.map((b) => b.foreignCpuPct))}% / ${Math.max(...run.bursts.map((b) => b.stealPct))}%`,
+      ]);
+    }
+  }
+  const head = ["fleet", "algorithm", "warm-up ratio", `median ratio (${cfg.measured})`, "min–max", "wrong-model answers", "errors", "other CPU / steal (max)"];
+  const md = [
+    `Machine: ${info.cpuModel}, ${info.cores} cores; Node ${info.node}; ${info.date}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}${cfg.quick ? "; --quick" : ""}.`,
+    "Ratio = makespan / lower bound (1.000 = the bound; lower is better). Wrong-model answers and errors are summed over all bursts, warm-up included.",
+    "",
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
+  const outDir = path.join(repoRoot, "bench", "results");
+  mkdirSync(outDir, { recursive: true });
+  writeFileSync(path.join(outDir, "schedule-latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+  writeFileSync(path.join(outDir, "schedule-latest.md"), `${md}\n`);
+  return md;
+}
+
+// ---- fleets ------------------------------------------------------------------
+const results = { machine: info, config: cfg, fleets: {} };
+
+for (const fleetName of cfg.fleets) {
+  const fleet = FLEETS[fleetName];
+  log(`${fleetName}: ${fleet.title}`);
+  const sims = await Promise.all(fleet.workers.map((w) => startSim(simArgs(w))));
+  for (const s of sims) children.add(s.child);
+  const urls = sims.map((s) => s.url);
+  const modelOf = new Map(sims.map((s, i) => [s.url, fleet.workers[i].model]));
+  const bursts = Array.from({ length: cfg.measured + 1 }, (_, b) => fleet.burst(rng(`${fleetName}/${b}`), cfg.size));
+  const bounds = bursts.map((jobs) => lowerBound(jobs, fleet.workers));
+  log(`   ${fleet.workers.length} workers; bursts of ${bursts[0].length} jobs; lower bounds ${bounds.map((b) => `${round(b / 1000)} s`).join(", ")} (the first is the warm-up)`);
+
+  const runs = {};
+  for (const alg of cfg.algorithms) {
+    runs[alg] = { label: ALGORITHMS[alg].label, bursts: [] };
+    if (ALGORITHMS[alg].args === null) continue;
+    const started = await routerFor(fleetName, alg, urls);
+    if (started.unavailable) {
+      runs[alg].unavailable = started.unavailable;
+      log(`   ${ALGORITHMS[alg].label}: not available in this build (${started.unavailable})`);
+    } else runs[alg].router = started.router;
+  }
+
+  /** One burst for one algorithm; also what else ran on the machine meanwhile. */
+  async function measure(b, run, alg) {
+    await idle(sims);
+    await waitQuiet({ timeoutMs: cfg.quietTimeoutMs });
+    const before = cpuSnapshot();
+    const routerBefore = run.router ? processCpuUs(run.router.pid) : 0;
+    const jobs = bursts[b];
+    const r = ALGORITHMS[alg].args === null ? await oracleBurst(urls, lptPlan(jobs, fleet.workers)) : await routedBurst(run.router.url, jobs);
+    const cpu = cpuDelta(before, cpuSnapshot());
+    const routerCpuMs = run.router ? round((processCpuUs(run.router.pid) - routerBefore) / 1000, 0) : 0;
+    const wrongModel = r.served.filter((s) => s.worker !== null && modelOf.get(s.worker) !== s.model).length;
+    const unknownWorker = r.served.filter((s) => s.worker === null || !modelOf.has(s.worker)).length;
+    const burst = { warmup: b === 0, makespanMs: round(r.makespanMs, 1), boundMs: round(bounds[b], 1), ratio: round(r.makespanMs / bounds[b], 3), errors: r.errors.length, wrongModel, unknownWorker, routerCpuMs, foreignCpuPct: cpu.foreignCpuPct, stealPct: cpu.stealPct };
+    log(`   ${b === 0 ? "warm-up " : `burst ${b}  `} ${run.label.padEnd(48)} ${String(round(r.makespanMs / 1000)).padStart(6)} s  ratio ${burst.ratio.toFixed(3)}  wrong-model ${wrongModel}  errors ${r.errors.length}${r.errors.length ? ` (${r.errors[0]})` : ""}  router CPU ${routerCpuMs} ms  other processes ${cpu.foreignCpuPct}% steal ${cpu.stealPct}%`);
+    return burst;
+  }
+
+  for (let b = 0; b <= cfg.measured; b++) {
+    // Rotate the order each round: no algorithm always runs first after a pause.
+    const order = cfg.algorithms.map((_, i) => cfg.algorithms[(i + b) % cfg.algorithms.length]);
+    for (const alg of order) {
+      const run = runs[alg];
+      if (run.unavailable) continue;
+      let kept = null;
+      const attempts = b === 0 ? 1 : 2; // a warm-up is not repeated: a second one would teach the router more
+      for (let attempt = 1; attempt <= attempts; attempt++) {
+        const burst = await measure(b, run, alg);
+        if (kept === null || burst.foreignCpuPct < kept.foreignCpuPct) kept = burst;
+        if (burst.foreignCpuPct <= cfg.maxForeignPct) break;
+        if (attempt < attempts) log("      (other processes took CPU during that burst: running it again)");
+      }
+      run.bursts.push(kept);
+    }
+  }
+  for (const run of Object.values(runs)) {
+    if (run.router) await stopRouter(run.router);
+    delete run.router;
+  }
+  await Promise.all(sims.map(stopSim));
+  results.fleets[fleetName] = { title: fleet.title, check: fleet.check ?? false, workers: fleet.workers.length, jobsPerBurst: bursts[0].length, runs };
+  report();
+  log("");
+}
+await closeClient();
+
+log(report());
+log("");
+log(`wrote bench/results/schedule-latest.json and schedule-latest.md${cfg.keepLogs ? `; logs in ${dir}` : ""}`);
