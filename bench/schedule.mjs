@@ -48,8 +48,17 @@ const cfg = {
   maxForeignPct: Number(option("--max-foreign", 30)),
   /** Longest wait for an idle machine before each burst. */
   quietTimeoutMs: Number(option("--quiet-timeout-s", 10)) * 1000,
+  /**
+   * Every sim runs this many times slower (its --speed divided by it, the
+   * bound likewise). The rig's own cost per request (HTTP, the sims drawing
+   * pictures, 10 processes on this VM's cores) is some 20 ms, which the
+   * bound does not count; longer jobs, as on real GPUs, make it small.
+   */
+  slowdown: Number(option("--slowdown", quick ? 1 : 3)),
 };
 for (const f of cfg.fleets) if (!FLEETS[f]) throw new Error(`unknown fleet '${f}' (have ${Object.keys(FLEETS).join(", ")})`);
+if (!(cfg.slowdown > 0)) throw new Error(`--slowdown must be > 0, got ${cfg.slowdown}`);
+for (const f of Object.values(FLEETS)) for (const w of f.workers) w.speed /= cfg.slowdown;
 
 /** name shown, router flags (null = the client-side oracle). */
 const ALGORITHMS = {
@@ -94,7 +103,7 @@ function machine() {
 const info = machine();
 log(`sglang-d-router scheduling bench — ${info.date}`);
 log(`machine: ${info.cores} cores, ${info.cpuModel}; node ${info.node}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}`);
-log(`runs: per fleet and algorithm 1 warm-up + ${cfg.measured} measured burst(s), algorithms interleaved; burst size x${cfg.size}; video polls every ${POLL_MS} ms; router --log-level warn, no pinning`);
+log(`runs: per fleet and algorithm 1 warm-up + ${cfg.measured} measured burst(s), algorithms interleaved; burst size x${cfg.size}; video polls every ${POLL_MS} ms; sims ${cfg.slowdown}x slower than their fleet speeds; router --log-level warn, no pinning`);
 log("");
 
 /** Waits until no sim has a request in flight or queued (the previous burst is over everywhere). */
@@ -111,7 +120,9 @@ async function idle(sims) {
 async function routerFor(fleetName, algName, urls) {
   const logFile = path.join(dir, `router-${fleetName}-${algName}.log`);
   try {
-    const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: urls, logLevel: "warn", logFile, extraArgs: ALGORITHMS[algName].args });
+    // A fleet may give the new algorithm flags it needs (the batching fleet: --worker-batch-size).
+    const extraArgs = algName === "new" ? [...ALGORITHMS[algName].args, ...(FLEETS[fleetName].newAlgorithmArgs ?? [])] : ALGORITHMS[algName].args;
+    const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: urls, logLevel: "warn", logFile, extraArgs });
     children.add(router.child);
     return { router };
   } catch (error) {

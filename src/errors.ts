@@ -19,12 +19,14 @@ export const errorCodes = {
   worker_not_found: 404,
   video_not_found: 404,
   image_not_found: 404,
+  rollout_not_found: 404,
   // 405
   method_not_allowed: 405,
   // 409
   worker_exists: 409,
   refit_in_progress: 409,
   no_refit_in_progress: 409,
+  weight_version_mismatch: 409,
   // 413
   body_too_large: 413,
   // 500

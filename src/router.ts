@@ -23,6 +23,10 @@ import { createListener, type Listener, type RequestHandler } from "./server/lis
 import { createAuth } from "./auth/api-keys.js";
 import { AdminService } from "./gen/sgl/diffusion/router/v1/admin_pb.js";
 import { createAdminServiceImpl } from "./rpc/admin-service.js";
+import { createRolloutServiceImpl } from "./rpc/rollout-service.js";
+import { RolloutService } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
+import { createRollouts } from "./rollouts/rollouts.js";
+import { createRolloutRoutes } from "./http/rollout-routes.js";
 import { registerReflection } from "./rpc/reflection.js";
 
 /** A started router: its address and the parts tests and embedders need. */
@@ -111,9 +115,10 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     retryBudgetMs: options.retryBudgetMs,
     maxRetryBodyBytes: 1 << 20,
   });
+  const rollouts = createRollouts({ registry, run: data.runItem, paths: data.rolloutPaths, weightVersion: () => refit.version });
   const admin = createAdminRoutes({ control, registry, refit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  const rest = createRestHandler({ admin, data, logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
+  const rest = createRestHandler({ admin, data, rollouts: createRolloutRoutes(rollouts), logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
 
   const launcher = createLauncher({
     logger,
@@ -129,14 +134,20 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     if (!auth.admin(req.header.get("authorization"))) throw new ConnectError("admin API key required: send Authorization: Bearer <admin key>", Code.Unauthenticated);
     return next(req);
   };
+  const requireData: Interceptor = (next) => async (req) => {
+    if (!auth.data(req.header.get("authorization"))) throw new ConnectError("API key required: send Authorization: Bearer <key>", Code.Unauthenticated);
+    return next(req);
+  };
   const startedAtMs = Date.now();
   // RPC paths (/sgl.diffusion.router.v1.AdminService/...) are served by
   // Connect; everything else falls through to the REST handler.
   const rpc = connectNodeAdapter({
     routes(router) {
       router.service(AdminService, createAdminServiceImpl({ control, refit, registry, launcher, routingAlgorithm: options.routingAlgorithm, startedAtMs, scheduling: () => admission.scheduling() }), { interceptors: [requireAdmin] });
+      // Rollout jobs are the data plane: the data-plane key, like /v1/rollouts.
+      router.service(RolloutService, createRolloutServiceImpl(rollouts), { interceptors: [requireData] });
       // Schema only (no data), so no admin key: buf curl/grpcurl work without --schema.
-      registerReflection(router, [AdminService]);
+      registerReflection(router, [AdminService, RolloutService]);
     },
     fallback: rest.handle as Parameters<typeof connectNodeAdapter>[0]["fallback"],
   }) as RequestHandler;

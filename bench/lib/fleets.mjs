@@ -111,6 +111,7 @@ export const FLEETS = {
   },
   batching: {
     title: "8 workers with --batching-max-size 4 --batching-delay-ms 20 (bound ignores the gain)",
+    newAlgorithmArgs: ["--worker-batch-size", "4"],
     workers: times(8, () => w(QWEN, 1, 0, ["--batching-max-size", "4", "--batching-delay-ms", "20"])),
     burst: (r, size) => times(Math.round(160 * size), (_, i) => image(r, i, QWEN, BATCHABLE)),
   },

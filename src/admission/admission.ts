@@ -44,6 +44,8 @@ export interface Ticket {
   exclude: Set<string> | null;
   /** Set by admission while the request runs. */
   run: Run | null;
+  /** Only workers holding this weight version may serve it (a rollout job pinned to a version); null = any. */
+  weightVersion: string | null;
 }
 
 /** A dispatched request: when it started, what it was predicted to take, and its batch. */
@@ -210,7 +212,9 @@ export function createAdmission(options: AdmissionOptions): Admission {
   });
 
   function candidates(ticket: Ticket): readonly Worker[] {
-    const all = eligibility.routable(ticket.demand);
+    let all = eligibility.routable(ticket.demand);
+    const version = ticket.weightVersion;
+    if (version !== null) all = all.filter((w) => w.weightVersion === version);
     const ex = ticket.exclude;
     const pinned = pinnedWorker(ticket, all);
     if (pinned !== null) return ex?.has(pinned.url) ? [] : [pinned];

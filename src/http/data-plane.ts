@@ -129,15 +129,22 @@ export function createDataPlane(options: DataPlaneOptions) {
       }
       facts = readRequestFacts(spec.kind, body, routingKey);
     }
-    return { demand: { kind: spec.kind, model: facts.model }, facts, exclude: null, run: null };
+    return { demand: { kind: spec.kind, model: facts.model }, facts, exclude: null, run: null, weightVersion: null };
   }
 
-  async function dispatch(req: Req, res: Res, path: string, spec: RouteSpec): Promise<void> {
+  /**
+   * One generation request: a worker from admission (or the queue), the
+   * exchange streamed there and back, failover before the first answer
+   * byte. `preset` is a body the router already holds (a rollout item), and
+   * the weight version the request must run on.
+   */
+  async function dispatch(req: Req, res: Res, path: string, spec: RouteSpec, preset?: { body: Buffer; weightVersion: string | null }): Promise<void> {
     const arrivedMs = Date.now();
     const requestId = requestIdOf(res);
-    const buffered = await retryableBody(req, spec);
+    const buffered = preset ? preset.body : await retryableBody(req, spec);
     const headers = upstreamRequestHeaders(req.headers, requestId);
     const ticket = ticketOf(req, spec, buffered);
+    if (preset) ticket.weightVersion = preset.weightVersion;
     let signal: AbortSignal | null = null;
     // What happened on the last worker tried: a request that reached workers
     // and found none left to try is answered with that (502), not with the
@@ -170,6 +177,7 @@ export function createDataPlane(options: DataPlaneOptions) {
       n.workerUrl = w.url;
       n.queueMs = Math.round(performance.now() - waitFromMs);
       let outcome: ForwardOutcome | null = null;
+      const dispatchedMs = performance.now();
       try {
         outcome = await forward(proxy, res, {
           origin: w.url,
@@ -188,6 +196,7 @@ export function createDataPlane(options: DataPlaneOptions) {
         // Only a 2xx answer is a service time worth learning from.
         const ok = outcome?.kind === "completed" && outcome.status < 300;
         admission.release(w, ticket, ok ? { ok, doneMs: (outcome as { headAtMs: number }).headAtMs } : { ok: false });
+        if (outcome?.kind === "completed") n.serviceMs = Math.round(outcome.headAtMs - dispatchedMs);
       }
       switch (outcome.kind) {
         case "completed":
@@ -287,8 +296,24 @@ export function createDataPlane(options: DataPlaneOptions) {
   const videoCreateSpec: RouteSpec = { kind: "video", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberVideo };
   const passthroughSpec: RouteSpec = { kind: "other", retry: "none", capture: 0 };
 
+  const specOfPath: Record<string, RouteSpec> = { "/v1/images/generations": imageSpec, "/rollout/generate": generationSpec, "/v1/diffusion/generate": generationSpec };
+
   return {
     toWorker,
+    /**
+     * A request the router makes on a client's behalf (a rollout item):
+     * the same admission, scheduling, failover and proxy as a client's own
+     * request, with its answer written into `sink`. Throws the RouterError a
+     * client would have been answered with.
+     */
+    runItem(path: string, body: Buffer, sink: Res, headers: Record<string, string>, weightVersion: string | null): Promise<void> {
+      const spec = specOfPath[path];
+      if (spec === undefined) throw new RouterError("invalid_request", `path must be one of ${Object.keys(specOfPath).join(", ")}, got ${JSON.stringify(path)}`);
+      const req = { headers: { "content-type": "application/json", "content-length": String(body.length), ...headers }, method: "POST" } as unknown as Req;
+      return dispatch(req, sink, path, spec, { body, weightVersion });
+    },
+    /** Paths a rollout item may take. */
+    rolloutPaths: Object.keys(specOfPath),
     /** Images generations and edits: remembers which worker holds each `url` image. */
     imageGeneration: (req: Req, res: Res, path: string) => dispatch(req, res, path, imageSpec),
     /** `/rollout/generate`, `/v1/diffusion/generate`: the whole request to one worker. */

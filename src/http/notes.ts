@@ -13,6 +13,8 @@ export interface ResponseNotes {
   retries?: number;
   /** Milliseconds the request waited in the router's queue before its (last) worker took it. */
   queueMs?: number;
+  /** Milliseconds from dispatch to the worker's answer head (the generation, for a worker that answers when done). */
+  serviceMs?: number;
   /** Answer bytes streamed from the worker. */
   answerBytes?: number;
   /**

@@ -49,6 +49,8 @@ export function hasOwnErrorShape(path: string): boolean {
     path === "/update_weights_from_tensor" ||
     path === "/get_weights_checksum" ||
     path === "/metrics" ||
+    path === "/v1/rollouts" ||
+    path.startsWith("/v1/rollouts/") ||
     (path.startsWith("/workers/") && path.endsWith("/update_weights_from_tensor"))
   );
 }

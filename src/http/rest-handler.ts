@@ -5,6 +5,7 @@ import type { Logger } from "../log.js";
 import type { AdminRoutes } from "./admin-routes.js";
 import type { Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
+import type { RolloutRoutes } from "./rollout-routes.js";
 import { routeLabel, type Metrics } from "../metrics/metrics.js";
 import { displayIdOf } from "../registry/worker-url.js";
 import { notes } from "./notes.js";
@@ -15,6 +16,7 @@ import { sendError, type Res } from "./respond.js";
 export interface RestHandlerOptions {
   admin: AdminRoutes;
   data: DataPlane;
+  rollouts: RolloutRoutes;
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
@@ -29,7 +31,7 @@ export interface RestHandlerOptions {
  * matches is a 404 from the router, never forwarded to a worker (the original
  * sent unknown admin paths to a random worker through its catch-all).
  */
-const reservedPrefixes = ["/workers", "/refit", "/router", "/admin", "/metrics", "/sgl.diffusion.router.", "/grpc.reflection."];
+const reservedPrefixes = ["/workers", "/refit", "/router", "/admin", "/metrics", "/v1/rollouts", "/sgl.diffusion.router.", "/grpc.reflection."];
 
 function methodNotAllowed(method: string | undefined, path: string, allowed: string): RouterError {
   return new RouterError("method_not_allowed", `${method} is not allowed on ${path} (allowed: ${allowed})`, { details: { allow: allowed } });
@@ -40,7 +42,7 @@ function methodNotAllowed(method: string | undefined, path: string, allowed: str
  * where a thrown error becomes an answer.
  */
 export function createRestHandler(options: RestHandlerOptions) {
-  const { admin, data, logger, auth, metrics } = options;
+  const { admin, data, rollouts, logger, auth, metrics } = options;
   const bodyTimeoutMs = options.clientBodyTimeoutMs;
   let open = 0;
   let shuttingDown = false;
@@ -105,6 +107,9 @@ export function createRestHandler(options: RestHandlerOptions) {
       case "/v1/models":
         if (method === "GET") return data.listModels(res);
         throw methodNotAllowed(method, path, "GET");
+      case "/v1/rollouts":
+        if (method === "POST") return rollouts.submit(req, res);
+        throw methodNotAllowed(method, path, "POST");
       case "/refit":
         if (method === "GET") return admin.refitStatus(res);
         throw methodNotAllowed(method, path, "GET");
@@ -138,6 +143,18 @@ export function createRestHandler(options: RestHandlerOptions) {
       const sub = slash < 0 ? "" : rest.slice(slash);
       if (sub === "" && (method === "GET" || method === "DELETE")) return data.videoById(req, res, rawUrl, id);
       if (sub === "/content" && method === "GET") return data.videoById(req, res, rawUrl, id);
+      throw new RouterError("not_found", `no route ${method} ${path}`);
+    }
+    if (path.startsWith("/v1/rollouts/")) {
+      const rest = path.slice("/v1/rollouts/".length);
+      if (rest.endsWith("/cancel")) {
+        if (method === "POST") return rollouts.cancel(res, decodeSegment(rest.slice(0, -"/cancel".length)));
+        throw methodNotAllowed(method, path, "POST");
+      }
+      if (!rest.includes("/")) {
+        if (method === "GET") return rollouts.get(res, decodeSegment(rest));
+        throw methodNotAllowed(method, path, "GET");
+      }
       throw new RouterError("not_found", `no route ${method} ${path}`);
     }
     if (path.startsWith("/v1/images/") && path.endsWith("/content") && method === "GET") {

@@ -7,6 +7,7 @@ function codeFor(err: RouterError): Code {
       return Code.Unauthenticated;
     case "refit_in_progress":
     case "no_refit_in_progress":
+    case "weight_version_mismatch":
       return Code.FailedPrecondition;
     case "worker_exists":
       return Code.AlreadyExists;

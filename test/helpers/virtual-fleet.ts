@@ -115,7 +115,7 @@ export class VirtualFleet {
     for (const job of jobs) {
       const kind = job.kind ?? "image";
       const facts = readRequestFacts(kind, job.body, null);
-      const ticket: Ticket = { demand: { kind, model: facts.model }, facts, exclude: null, run: null };
+      const ticket: Ticket = { demand: { kind, model: facts.model }, facts, exclude: null, run: null, weightVersion: null };
       const onWorker = (w: Worker) => {
         served.set(w, (served.get(w) ?? 0) + 1);
         const gpu = this.gpus.get(w)!;
