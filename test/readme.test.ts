@@ -106,3 +106,27 @@ describe("README examples", () => {
     expect(existsSync(join(dir, "output.png"))).toBe(true);
   });
 });
+
+describe("README: Rollout jobs", () => {
+  const runBlock = (block: string): string => {
+    // npx finds the repo's buf; the block runs whole (its JSON spans lines).
+    const script = block.replaceAll("http://localhost:30081", router.url);
+    const r = spawnSync("bash", ["-c", script], { cwd: repoRoot, encoding: "utf8", timeout: 60_000 });
+    expect(r.status, `${script}\n${r.stderr}`).toBe(0);
+    return r.stdout;
+  };
+
+  it("the curl example streams the id, results and a min_complete summary; the buf curl example streams the RPC's messages", () => {
+    const [curlBlock, bufBlock] = blocks("Rollout jobs", "bash");
+    const lines = runBlock(curlBlock!).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines[0].id).toMatch(/^rollout_/);
+    const results = lines.filter((l) => "index" in l);
+    expect(results.length).toBeGreaterThanOrEqual(1);
+    expect(results[0]).toMatchObject({ status: 200, body_encoding: "json", weight_version: expect.any(String) });
+    expect(lines.at(-1).summary).toMatchObject({ completed: results.length, reason: "min_complete" });
+    const messages = runBlock(bufBlock!).trim().split(/\n(?=\{)/).map((m) => JSON.parse(m));
+    expect(messages[0].started.id).toMatch(/^rollout_/);
+    expect(messages.filter((m) => m.result)).toHaveLength(1);
+    expect(messages.at(-1).summary).toMatchObject({ completed: 1 });
+  });
+});

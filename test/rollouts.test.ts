@@ -7,6 +7,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RolloutService } from "../src/gen/sgl/diffusion/router/v1/rollout_pb.js";
+import { createRouterClient } from "../sdk/src/index.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -301,6 +302,65 @@ describe("RolloutService over Connect and gRPC", () => {
       expect(again.rollout?.summary?.reason).toBe("client_closed");
     } finally {
       await setSpeed(sims, 1);
+    }
+  });
+});
+
+describe("SDK: client.rollouts", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    sims = await Promise.all([0, 1].map(() => startSimProcess()));
+    router = await startRouterProcess(["--api-key", "DATA", "--admin-api-key", "ADMIN", "--worker-urls", ...sims.map((s) => s.url)]);
+  });
+  afterAll(async () => {
+    await router.stop();
+    await Promise.all(sims.map((s) => s.stop()));
+  });
+
+  for (const transport of ["connect", "grpc"] as const) {
+    it(`${transport}: run() yields every result with provenance, then the summary; minComplete stops early`, async () => {
+      const client = createRouterClient({ baseUrl: router.url, apiKey: "DATA", adminApiKey: "ADMIN", transport });
+      try {
+        const job = client.rollouts.run(items(12) as never);
+        const seen: number[] = [];
+        for await (const r of job) {
+          expect(r.ok).toBe(true);
+          expect(r.weightVersion).toBe("0");
+          expect(sims.map((s) => encodeURIComponent(s.url))).toContain(r.workerId);
+          expect(r.json<{ data: { b64_json: string }[] }>().data[0]!.b64_json.length).toBeGreaterThan(100);
+          seen.push(r.index);
+        }
+        expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 12 }, (_, i) => i));
+        expect(await job.summary).toMatchObject({ id: await job.id, completed: 12, failed: 0, cancelled: 0, reason: "" });
+
+        await setSpeed(sims, 0.01);
+        const early = client.rollouts.run(items(20) as never, { minComplete: 2 });
+        let ok = 0;
+        for await (const r of early) if (r.ok) ok++;
+        expect(ok).toBeGreaterThanOrEqual(2);
+        expect(await early.summary).toMatchObject({ reason: "min_complete" });
+        expect((await early.summary).cancelled).toBeGreaterThan(10);
+        expect((await client.rollouts.get(await early.id)).status).toBe("ended");
+      } finally {
+        await setSpeed(sims, 1);
+        await client.close();
+      }
+    });
+  }
+
+  it("cancel() ends a job on the router; the summary says so", async () => {
+    const client = createRouterClient({ baseUrl: router.url, apiKey: "DATA", transport: "grpc" });
+    await setSpeed(sims, 0.01);
+    try {
+      const job = client.rollouts.run(items(20) as never);
+      let n = 0;
+      for await (const _ of job) if (++n === 1) await job.cancel();
+      expect(await job.summary).toMatchObject({ reason: "cancelled" });
+      expect(n).toBeLessThan(8);
+    } finally {
+      await setSpeed(sims, 1);
+      await client.close();
     }
   });
 });

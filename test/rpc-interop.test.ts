@@ -187,6 +187,25 @@ describe("buf curl and curl", () => {
   });
 });
 
+describe("buf curl: RolloutService.Run, as in the README", () => {
+  it("streams started, a result per item (body as base64 bytes in JSON), and the summary; reflection lists the service", async () => {
+    await jsonRequest(`${router.url}/workers`, { method: "POST", json: { url: a.url } });
+    const base = `http://127.0.0.1:${router.port}`;
+    const services = await exec(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-services", base]);
+    expect(services.stdout).toContain("sgl.diffusion.router.v1.RolloutService");
+    const body = { requests: [0, 1, 2].map((i) => ({ path: "/v1/images/generations", body: { prompt: `buf ${i}`, seed: i, size: "64x64", num_inference_steps: 2 } })), minComplete: 3 };
+    const r = await exec(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", JSON.stringify(body), `${base}/sgl.diffusion.router.v1.RolloutService/Run`]);
+    expect(r.code, r.stderr).toBe(0);
+    // One JSON object per streamed message.
+    const messages = r.stdout.trim().split(/\n(?=\{)/).map((m) => JSON.parse(m));
+    expect(messages[0].started.id).toMatch(/^rollout_/);
+    const results = messages.filter((m) => m.result).map((m) => m.result);
+    expect(results).toHaveLength(3);
+    for (const x of results) expect(JSON.parse(Buffer.from(x.body, "base64").toString()).data).toHaveLength(1);
+    expect(messages.at(-1).summary).toMatchObject({ completed: 3 });
+  });
+});
+
 describe("Python grpcio with generated stubs", () => {
   const stubs = mkdtempSync(join(tmpdir(), "sglang-d-router-pystubs-"));
   afterAll(() => rmSync(stubs, { recursive: true, force: true }));

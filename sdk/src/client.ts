@@ -2,6 +2,7 @@ import { Agent, type Dispatcher } from "undici";
 import type { Interceptor } from "@connectrpc/connect";
 import { createAdmin, type AdminClient, type AdminTransport } from "./admin.js";
 import { RouterClientError, errorFromAnswer } from "./errors.js";
+import { createRolloutJobs, type RolloutJobs } from "./rollout-jobs.js";
 import {
   CallScope,
   contentLengthOf,
@@ -63,6 +64,12 @@ export interface RouterClientOptions {
 export interface RouterClient {
   /** The generated AdminService client. Its failures are `ConnectError`s (see `routerErrorCode`). */
   readonly admin: AdminClient;
+  /**
+   * Rollout jobs (the RolloutService, with the data-plane key): a whole burst
+   * submitted at once, results as they finish, `minComplete`, deadlines,
+   * cancel, and the worker and weights of every result.
+   */
+  readonly rollouts: RolloutJobs;
   readonly baseUrl: string;
 
   /** `POST /v1/images/generations`. */
@@ -107,6 +114,7 @@ function checkId(id: string, what: string): string {
 
 class RouterClientImpl implements RouterClient {
   readonly admin: AdminClient;
+  readonly rollouts: RolloutJobs;
   readonly baseUrl: string;
   private readonly http: HttpContext;
   private readonly ownDispatcher: Agent | null;
@@ -137,8 +145,21 @@ class RouterClientImpl implements RouterClient {
       useBinaryFormat: options.useBinaryFormat,
       interceptors: options.interceptors ?? [],
     });
+    // The RolloutService is the data plane: same transport kind, the data-plane key.
+    const data = createAdmin({
+      baseUrl: this.baseUrl,
+      transport: options.transport ?? "connect",
+      adminApiKey: options.apiKey,
+      timeoutMs: this.timeoutMs,
+      useBinaryFormat: options.useBinaryFormat,
+      interceptors: options.interceptors ?? [],
+    });
+    this.rollouts = createRolloutJobs(data.transport);
     this.admin = admin.client;
-    this.closeAdmin = admin.close;
+    this.closeAdmin = () => {
+      admin.close();
+      data.close();
+    };
   }
 
   private scope(what: string, opts: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined } | undefined): CallScope {

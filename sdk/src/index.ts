@@ -4,6 +4,7 @@ export type { RouterClient, RouterClientOptions } from "./client.js";
 export { RouterClientError, routerErrorCode } from "./errors.js";
 export type { RouterClientErrorCode, RouterClientErrorInit } from "./errors.js";
 export { bearerInterceptor, valueToJson } from "./admin.js";
+export type { RolloutJobOptions, RolloutJobRequest, RolloutJobResult, RolloutJobRun, RolloutJobs, RolloutJobSummary } from "./rollout-jobs.js";
 export type { AdminClient, AdminTransport } from "./admin.js";
 export type {
   CallOptions,
@@ -29,6 +30,10 @@ export type {
   VideoStatus,
   WaitForVideoOptions,
 } from "./types.js";
+
+// The RolloutService definition, for callers who want the raw client.
+export { RolloutService } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
+export type { RolloutState, RolloutItemState } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
 
 // Admin errors are Connect's; re-exported so callers need no direct dependency.
 export { Code, ConnectError } from "@connectrpc/connect";
