@@ -150,6 +150,8 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
       registerReflection(router, [AdminService, RolloutService]);
     },
     fallback: rest.handle as Parameters<typeof connectNodeAdapter>[0]["fallback"],
+    // A rollout submission carries every item's body; REST takes up to 64 MiB too.
+    readMaxBytes: 64 * 1024 * 1024,
   }) as RequestHandler;
   // Only RPC paths go through the Connect adapter; REST goes straight to its handler.
   const handler: RequestHandler = (req, res) => {

@@ -67,9 +67,9 @@ describe("generated code", () => {
     }
   }, 30_000);
 
-  it("the router gets the admin and reflection code, the SDK only the admin code", () => {
-    expect(listFiles(join(repoRoot, "src/gen"))).toEqual(["grpc/reflection/v1/reflection_pb.ts", "grpc/reflection/v1alpha/reflection_pb.ts", "sgl/diffusion/router/v1/admin_pb.ts"]);
-    expect(listFiles(join(repoRoot, "sdk/src/gen"))).toEqual(["sgl/diffusion/router/v1/admin_pb.ts"]);
+  it("the router gets the admin, rollout and reflection code, the SDK the admin and rollout code", () => {
+    expect(listFiles(join(repoRoot, "src/gen"))).toEqual(["grpc/reflection/v1/reflection_pb.ts", "grpc/reflection/v1alpha/reflection_pb.ts", "sgl/diffusion/router/v1/admin_pb.ts", "sgl/diffusion/router/v1/rollout_pb.ts"]);
+    expect(listFiles(join(repoRoot, "sdk/src/gen"))).toEqual(["sgl/diffusion/router/v1/admin_pb.ts", "sgl/diffusion/router/v1/rollout_pb.ts"]);
   });
 
   it("buf lint passes", async () => {

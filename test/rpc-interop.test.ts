@@ -144,7 +144,7 @@ describe("buf curl and curl", () => {
   it("--list-services works without --schema (server reflection)", async () => {
     const r = await exec(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-services", base()]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim().split("\n").sort()).toEqual(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", ADMIN]);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", ADMIN, "sgl.diffusion.router.v1.RolloutService"].sort());
     const m = await exec(BUF, ["curl", "--protocol", "grpc", "--http2-prior-knowledge", "--list-methods", base()]);
     expect(m.code, m.stderr).toBe(0);
     expect(m.stdout).toContain(`${ADMIN}/WatchWorkers`);

@@ -464,13 +464,13 @@ describe("gRPC server reflection", () => {
     return files.map((b) => fromBinary(FileDescriptorProtoSchema, b));
   };
 
-  it("list_services names the AdminService and the reflection services", async () => {
+  it("list_services names the AdminService, the RolloutService and the reflection services", async () => {
     const [res] = await ask([{ case: "listServices", value: "*" }]);
     expect(res!.validHost).toBe("h");
     expect(res!.originalRequest?.messageRequest).toEqual({ case: "listServices", value: "*" });
     expect(res!.messageResponse.case).toBe("listServicesResponse");
     const names = (res!.messageResponse.value as reflectionV1.ListServiceResponse).service.map((s) => s.name).sort();
-    expect(names).toEqual(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "sgl.diffusion.router.v1.AdminService"]);
+    expect(names).toEqual(["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection", "sgl.diffusion.router.v1.AdminService", "sgl.diffusion.router.v1.RolloutService"]);
   });
 
   it("file_containing_symbol answers the file and its dependencies for services, methods, messages, enums", async () => {

@@ -294,6 +294,9 @@ describe("api keys", () => {
     expect(err).toMatchObject({ status: 400, code: "no_video_workers" });
     expect(err.message).toMatch(/video/i);
     expect(err.body).toMatchObject({ error: expect.stringContaining("video-capable"), code: "no_video_workers" });
+    // Headers and the request id, as the OpenAI client's APIError has them.
+    expect(err.headers["x-router-error-code"]).toBe("no_video_workers");
+    expect(err.requestId).toMatch(/.+/);
   });
 });
 

@@ -8,7 +8,6 @@ import {
   contentLengthOf,
   contentTypeOf,
   exchange,
-  headerValue,
   readAll,
   readJson,
   resolveRetry,
@@ -280,7 +279,7 @@ class RouterClientImpl implements RouterClient {
       const body = await readJson<Health>(answer, scope, what);
       // 503 with a health report is an answer ("unhealthy"); any other 503 (e.g. shutting down) is an error.
       if (answer.status !== 200 && typeof (body as { status?: unknown } | null)?.status !== "string") {
-        throw errorFromAnswer(answer.status, contentTypeOf(answer.headers), JSON.stringify(body), headerValue(answer.headers["x-router-error-code"]));
+        throw errorFromAnswer(answer.status, contentTypeOf(answer.headers), JSON.stringify(body), answer.headers);
       }
       return body;
     } finally {

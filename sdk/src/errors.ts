@@ -22,6 +22,8 @@ export interface RouterClientErrorInit {
   message: string;
   body?: unknown;
   cause?: unknown;
+  /** The answer's headers, lower-case names (empty when there was no answer). */
+  headers?: Record<string, string>;
 }
 
 /**
@@ -45,12 +47,18 @@ export class RouterClientError extends Error {
   readonly status: number;
   readonly code: RouterClientErrorCode;
   readonly body: unknown;
+  /** The answer's headers (lower-case names); empty when there was no answer. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The request's id (`X-Request-Id` of the answer), to find it in the router's access log; null without an answer. */
+  readonly requestId: string | null;
 
   constructor(init: RouterClientErrorInit) {
     super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
     this.status = init.status;
     this.code = init.code;
     this.body = init.body;
+    this.headers = init.headers ?? {};
+    this.requestId = this.headers["x-request-id"] ?? null;
   }
 }
 
@@ -92,7 +100,10 @@ function detailMessage(detail: unknown): string {
  * text. `headerCode` is the router's `X-Router-Error-Code`, which wins when the
  * body was cut before its code.
  */
-export function errorFromAnswer(status: number, contentType: string, text: string, headerCode?: string): RouterClientError {
+export function errorFromAnswer(status: number, contentType: string, text: string, headers: Record<string, string | string[] | undefined> = {}): RouterClientError {
+  const flat: Record<string, string> = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined) flat[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
+  const headerCode = flat["x-router-error-code"];
   let body: unknown = text;
   const trimmed = text.trim();
   if (/json/i.test(contentType) || trimmed.startsWith("{") || trimmed.startsWith("[")) {
@@ -120,5 +131,5 @@ export function errorFromAnswer(status: number, contentType: string, text: strin
   }
   if (headerCode !== undefined && headerCode !== "") code = headerCode;
   if (message === undefined) message = trimmed !== "" ? trimmed.slice(0, 2000) : `HTTP ${status}`;
-  return new RouterClientError({ status, code, message, body });
+  return new RouterClientError({ status, code, message, body, headers: flat });
 }

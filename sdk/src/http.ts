@@ -219,7 +219,7 @@ async function errorOf(res: Dispatcher.ResponseData, scope: CallScope): Promise<
     if (!res.body.destroyed) res.body.destroy();
   }
   const text = Buffer.concat(chunks).subarray(0, ERROR_BODY_LIMIT).toString("utf8");
-  return errorFromAnswer(res.statusCode, headerValue(res.headers["content-type"]) ?? "", text, headerValue(res.headers["x-router-error-code"]));
+  return errorFromAnswer(res.statusCode, headerValue(res.headers["content-type"]) ?? "", text, res.headers);
 }
 
 /** Reads a whole body; errors become RouterClientErrors. */

@@ -46,6 +46,12 @@ export interface Ticket {
   run: Run | null;
   /** Only workers holding this weight version may serve it (a rollout job pinned to a version); null = any. */
   weightVersion: string | null;
+  /**
+   * Set for the items of a rollout job: they wait as long as their job lets
+   * them (its deadline, or until cancelled), not `--queue-timeout`, and do
+   * not count against `--queue-size` (a job's size is bounded on its own).
+   */
+  fromJob?: boolean;
 }
 
 /** A dispatched request: when it started, what it was predicted to take, and its batch. */
@@ -160,6 +166,9 @@ function modelOf(worker: Worker): string {
   return worker.capabilities.models[0] ?? "";
 }
 
+/** The longest Node timer (about 24.8 days): a rollout item waits until its job ends it. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** Jobs whose end is never seen (nobody polls) stop counting after this multiple of their prediction. */
 const JOB_EXPIRY_FACTOR = 3;
 const JOB_EXPIRY_MIN_MS = 60_000;
@@ -217,7 +226,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
     if (version !== null) all = all.filter((w) => w.weightVersion === version);
     const ex = ticket.exclude;
     const pinned = pinnedWorker(ticket, all);
-    if (pinned !== null) return ex?.has(pinned.url) ? [] : [pinned];
+    // A key's worker that already failed this request is not waited for: the retry goes elsewhere.
+    if (pinned !== null && !ex?.has(pinned.url)) return [pinned];
     return ex === null ? all : all.filter((w) => !ex.has(w.url));
   }
 
@@ -248,19 +258,21 @@ export function createAdmission(options: AdmissionOptions): Admission {
     else stickyKeys.set(key, { worker, count: 1 });
   }
 
-  function unstick(ticket: Ticket): void {
+  /** Ends one request of a key on `worker`; requests of a key that moved to another worker no longer count. */
+  function unstick(ticket: Ticket, worker: Worker): void {
     const key = ticket.facts.routingKey;
     if (key === null) return;
     const s = stickyKeys.get(key);
-    if (s && --s.count <= 0) stickyKeys.delete(key);
+    if (s && s.worker === worker && --s.count <= 0) stickyKeys.delete(key);
   }
 
   function predictMs(ticket: Ticket, w: Worker): number {
     return costs.predictMs(w.url, modelOf(w), ticket.facts.work);
   }
 
+  /** The request's cost on the fleet's average worker, filed under a model a worker serves (never the client's string: it may name nothing). */
   function referenceMs(ticket: Ticket): number {
-    const model = ticket.demand.model ?? eligibility.registered(ticket.demand)[0]?.capabilities.models[0] ?? "";
+    const model = eligibility.registered(ticket.demand)[0]?.capabilities.models[0] ?? "";
     return costs.referenceMs(model, ticket.facts.work);
   }
 
@@ -298,15 +310,24 @@ export function createAdmission(options: AdmissionOptions): Admission {
     return Math.max(t, nowMs);
   }
 
+  /**
+   * Requests the planner may still send a worker now: its slots minus the
+   * generations (and video jobs) it runs. Affinity requests (an image's or
+   * a video's content) do not count: they use no GPU.
+   */
   function freeSlots(w: Worker): number {
     if (cap === 0) return Number.MAX_SAFE_INTEGER;
-    const running = loads.get(w)?.runs.size ?? 0;
-    return Math.max(0, cap - Math.max(running, w.activeRequests));
+    return Math.max(0, cap - (loads.get(w)?.runs.size ?? 0));
   }
 
   function take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker {
     worker.activeRequests++;
     inFlight++;
+    if (ticket.demand.kind === "other") {
+      // A forwarded route the router does not know (LoRA, meshes...): counted, but it holds no GPU slot of the planner.
+      registry.notifyLoad(worker);
+      return worker;
+    }
     const run: Run = { worker, startedMs: clock(), predictedMs: predictMs(ticket, worker), model: modelOf(worker), batch };
     ticket.run = run;
     loadOf(worker).runs.add(run);
@@ -319,7 +340,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
   function pickByPolicy(ticket: Ticket): Worker | null {
     const all = candidates(ticket);
     if (all.length === 0) return null;
-    if (cap === 0) return policy.pick(all);
+    if (cap === 0 || planned) return policy.pick(all);
     const free = all.filter((w) => w.activeRequests < cap);
     return free.length === 0 ? null : policy.pick(free);
   }
@@ -331,7 +352,9 @@ export function createAdmission(options: AdmissionOptions): Admission {
    * fails at once so that clients' own retries take over.
    */
   function mayWait(ticket: Ticket): boolean {
+    const ex = ticket.exclude;
     for (const w of eligibility.registered(ticket.demand)) {
+      if (ex !== null && ex.has(w.url)) continue; // already failed this request
       // An ejection ends with a probe within a minute: waiting for it beats failing.
       if (!w.dead || holds.size > 0 || w.deadReason === "ejected") return true;
     }
@@ -372,6 +395,14 @@ export function createAdmission(options: AdmissionOptions): Admission {
 
   function pumpPlanned(): void {
     const nowMs = clock();
+    // Forwarded routes that were held (a refit) go at once: they use no GPU slot.
+    for (const waiter of queue) {
+      if (waiter.settled || waiter.ticket.demand.kind !== "other") continue;
+      const w = pickByPolicy(waiter.ticket);
+      if (w === null) continue;
+      settle(waiter);
+      waiter.resolve(take(w, waiter.ticket, null));
+    }
     const live = queue.filter((w) => !w.settled);
     const state = new Map<Worker, PlanWorker>();
     const slow = new Map<Worker, number>();
@@ -410,7 +441,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       }
     }
     const rest = probed.size === 0 ? items : items.map((it, i) => (probed.has(i) ? { candidates: [], predictMs: it.predictMs } : it));
-    plan.push(...planDispatch(rest, state, nowMs, 2048, rotation++));
+    plan.push(...planDispatch(rest, state, nowMs, Infinity, rotation++));
     if (rotation > 1e9) rotation = 0;
     if (plan.length === 0) {
       queue = live;
@@ -418,8 +449,10 @@ export function createAdmission(options: AdmissionOptions): Admission {
     }
     const sent = new Set<number>();
     for (const [i, worker] of plan) {
-      if (sent.has(i)) continue;
+      if (sent.has(i)) continue; // taken by a batch
       const first = live[i]!;
+      // The worker filled up with a batch meanwhile (video creates never wait for a slot).
+      if (first.ticket.demand.kind !== "video" && freeSlots(worker) === 0) continue;
       const members = [first];
       sent.add(i);
       // A batching worker gets compatible requests with the first one (the
@@ -493,6 +526,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
 
   /** Feeds an ended run to the cost model: its service time is from the later of its start and the worker's previous answer. */
   function observe(run: Run, ticket: Ticket, end: RunEnd): void {
+    // A video create answers at once: it says nothing of the job's time (learned from polls, see jobEnded).
+    if (ticket.demand.kind === "video") return;
     const l = loads.get(run.worker);
     const doneMs = end.doneMs ?? clock();
     if (run.batch !== null) {
@@ -517,7 +552,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       // and the plan runs after the current I/O turn, so the requests of a
       // burst that arrived together are sorted largest-first before the
       // first is sent (a lone request waits one event-loop turn).
-      if (holds.size === 0 && !planned) {
+      if (holds.size === 0 && (!planned || ticket.demand.kind === "other")) {
         const w = pickByPolicy(ticket);
         if (w !== null) return take(w, ticket, null);
       }
@@ -527,7 +562,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
 
     wait(ticket, signal) {
       if (closed !== null) return Promise.reject(closed);
-      if (queued >= options.queueSize) {
+      if (queued >= options.queueSize && ticket.fromJob !== true) {
         return Promise.reject(new RouterError("queue_full", `router queue is full (${options.queueSize} requests waiting)`, { details: { retryAfterS: 1 } }));
       }
       return new Promise<Worker>((resolve, reject) => {
@@ -543,7 +578,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
             settle(waiter);
             const why = holds.size > 0 ? `held by ${[...new Set(holds.values())].join(", ")}` : "no worker became free";
             reject(new RouterError("queue_timeout", `request waited ${Math.round(options.queueTimeoutMs / 1000)} s in the router queue (${why})`, { details: { retryAfterS: 5 } }));
-          }, options.queueTimeoutMs),
+          }, ticket.fromJob === true ? MAX_TIMER_MS : options.queueTimeoutMs),
           onAbort: signal
             ? () => {
                 if (waiter.settled) return;
@@ -584,7 +619,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
           loads.get(run.worker)?.runs.delete(run);
           observe(run, ticket, end);
         }
-        unstick(ticket);
+        unstick(ticket, worker);
         if (inFlight === 0 && idleWaiters.length) {
           const ws = idleWaiters;
           idleWaiters = [];
@@ -592,7 +627,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
         }
       }
       registry.notifyLoad(worker);
-      if (queued > 0) pump();
+      // An affinity request (ticket null) frees no planner slot: nothing to re-plan.
+      if (queued > 0 && (ticket !== null || !planned)) pump();
     },
 
     jobStarted(worker, jobId, ticket) {

@@ -144,7 +144,10 @@ export function createDataPlane(options: DataPlaneOptions) {
     const buffered = preset ? preset.body : await retryableBody(req, spec);
     const headers = upstreamRequestHeaders(req.headers, requestId);
     const ticket = ticketOf(req, spec, buffered);
-    if (preset) ticket.weightVersion = preset.weightVersion;
+    if (preset) {
+      ticket.weightVersion = preset.weightVersion;
+      ticket.fromJob = true;
+    }
     let signal: AbortSignal | null = null;
     // What happened on the last worker tried: a request that reached workers
     // and found none left to try is answered with that (502), not with the
@@ -193,17 +196,19 @@ export function createDataPlane(options: DataPlaneOptions) {
           stats: n,
         });
       } finally {
+        const completed = outcome?.kind === "completed" ? outcome : null;
+        // A video create answers at once; the job runs on the worker after it. It counts as
+        // that worker's work before the slot is released, so no re-plan sees the worker idle.
+        if (completed !== null && spec.kind === "video" && completed.status < 300 && completed.learned !== undefined) admission.jobStarted(w, completed.learned, ticket);
         // Only a 2xx answer is a service time worth learning from.
-        const ok = outcome?.kind === "completed" && outcome.status < 300;
-        admission.release(w, ticket, ok ? { ok, doneMs: (outcome as { headAtMs: number }).headAtMs } : { ok: false });
-        if (outcome?.kind === "completed") n.serviceMs = Math.round(outcome.headAtMs - dispatchedMs);
+        const ok = completed !== null && completed.status < 300;
+        admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
+        if (completed !== null) n.serviceMs = Math.round(completed.headAtMs - dispatchedMs);
       }
       switch (outcome.kind) {
         case "completed":
           if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
           else outliers.onSuccess(w);
-          // A video create answers at once; the job runs on the worker after it.
-          if (spec.kind === "video" && outcome.status < 300 && outcome.learned !== undefined) admission.jobStarted(w, outcome.learned, ticket);
           return;
         case "client_aborted":
           return;
@@ -283,6 +288,12 @@ export function createDataPlane(options: DataPlaneOptions) {
     if (id) videos.remember(id, workerUrl);
     return id ?? undefined;
   };
+  /** A deleted job is no work of its worker any more (a queued one is cancelled there). */
+  const endVideoJob: AnswerHook = (_workerUrl, status, captured) => {
+    if (status >= 300) return;
+    const id = videoIdIn(captured);
+    if (id) admission.jobEnded(id, false);
+  };
   /** A poll that shows a job ended tells the scheduler the worker is done with it. */
   const watchVideoJob: AnswerHook = (_workerUrl, status, captured) => {
     if (status !== 200) return;
@@ -333,9 +344,10 @@ export function createDataPlane(options: DataPlaneOptions) {
      * once the job is really gone).
      */
     async videoById(req: Req, res: Res, path: string, id: string): Promise<void> {
-      // A poll of the job (not its content) may show that it ended.
-      const poll = req.method === "GET" && !path.split("?", 1)[0]!.endsWith("/content");
-      await toOwner(req, res, path, videos.lookup(id), "video", id, poll ? watchVideoJob : undefined);
+      // A poll of the job (not its content) may show that it ended; a delete ends it.
+      const content = path.split("?", 1)[0]!.endsWith("/content");
+      const hook = req.method === "GET" && !content ? watchVideoJob : req.method === "DELETE" ? endVideoJob : undefined;
+      await toOwner(req, res, path, videos.lookup(id), "video", id, hook);
     },
 
     /**

@@ -110,6 +110,10 @@ export class RolloutJob {
   #wake: (() => void) | null = null;
   #done = false;
   #started = false;
+  /** 2xx answers complete, counted as each ends (before its worker is handed new work). */
+  #okAnswers = 0;
+  /** Nobody reads the events any more (an RPC stream that was closed): results are dropped, not kept. */
+  #detached = false;
 
   constructor(id: string, requests: readonly RolloutRequest[], options: RolloutOptions, run: RunItem) {
     this.id = id;
@@ -165,6 +169,13 @@ export class RolloutJob {
     return i.state;
   }
 
+  /** The reader left for good: results still coming are dropped instead of kept for nobody. */
+  detach(): void {
+    this.#detached = true;
+    this.#pending.length = 0;
+    this.#wake?.();
+  }
+
   /** Results in completion order, then the summary; ends after it. */
   async *events(): AsyncGenerator<RolloutEvent> {
     for (;;) {
@@ -179,6 +190,7 @@ export class RolloutJob {
   }
 
   #emit(e: RolloutEvent): void {
+    if (this.#detached) return;
     this.#pending.push(e);
     const wake = this.#wake;
     this.#wake = null;
@@ -192,6 +204,12 @@ export class RolloutJob {
     n.errorShape = "openai";
     const headers: Record<string, string> = { "x-request-id": n.requestId };
     if (this.#options.routingKey !== null) headers["x-routing-key"] = this.#options.routingKey;
+    // min_complete is judged as each answer ends, before its worker is
+    // released: the re-plan that release triggers must already see the job
+    // cancelled, or the worker would be sent an item only to have it cut.
+    sink.once("finish", () => {
+      if (sink.statusCode >= 200 && sink.statusCode < 300 && ++this.#okAnswers === this.#options.minComplete) this.cancel("min_complete");
+    });
     const startedMs = performance.now();
     let error: RouterError | null = null;
     try {
@@ -203,6 +221,7 @@ export class RolloutJob {
       // Cancelled before its answer was complete: it never reached a worker, or its connection was closed.
       item.state = "cancelled";
       this.#cancelled++;
+      sink.takeBody(); // what arrived of a cut answer is not kept
       return;
     }
     const workerUrl = n.workerUrl ?? null;
@@ -226,8 +245,6 @@ export class RolloutJob {
     if (ok) this.#succeeded++;
     else this.#failed++;
     this.#emit({ type: "result", result });
-    const k = this.#options.minComplete;
-    if (ok && k !== null && this.#succeeded >= k) this.cancel("min_complete");
   }
 
   #result(item: Item, status: number, contentType: string, body: Buffer, n: ReturnType<typeof notes>, startedMs: number): RolloutResult {

@@ -89,7 +89,8 @@ export function createRollouts(options: RolloutsOptions) {
       deadlineMs = d * 1000;
     }
     let routingKey: string | null = null;
-    if (s.routing_key !== undefined && s.routing_key !== null) {
+    // "" means none, as in the RPC (a proto string cannot be absent).
+    if (s.routing_key !== undefined && s.routing_key !== null && s.routing_key !== "") {
       if (typeof s.routing_key !== "string" || s.routing_key === "" || s.routing_key.length > 200) throw invalid("routing_key must be a non-empty string of at most 200 characters", "routing_key");
       routingKey = s.routing_key;
     }

@@ -62,8 +62,9 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
-        // A consumer that stops reading (return/throw) also ends the job.
+        // A consumer that stops reading (return/throw) also ends the job, and nobody keeps its results.
         if (!job.ended) job.cancel("client_closed");
+        job.detach();
       }
     },
 

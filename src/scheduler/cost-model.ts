@@ -225,9 +225,9 @@ export class CostModel {
     return Math.max(1, dot(w.theta, featureVector(work)));
   }
 
-  /** Predicted time on the fleet's average worker: the priority of a request in the queue. */
+  /** Predicted time on the fleet's average worker: the priority of a request in the queue. Creates nothing. */
   referenceMs(model: string, work: WorkFeatures | null): number {
-    const f = this.#fleet(model);
+    const f = this.#fleets.get(model) ?? { theta: COLD_THETA, typicalMs: 0 };
     if (work === null) return f.typicalMs > 0 ? f.typicalMs : dot(f.theta, featureVector(defaultWork));
     return Math.max(1, dot(f.theta, featureVector(work)));
   }
