@@ -78,15 +78,19 @@ async function runSeparate(url, concurrency = 8) {
   const started = performance.now();
   let next = 0;
   let bytes = 0;
+  const statuses = {};
   async function loop() {
     while (next < items) {
       const i = next++;
       const r = await fetch(`${url}/rollout/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body(i)) });
-      bytes += (await r.arrayBuffer()).byteLength;
+      // Read first, then add: `bytes += await ...` would read `bytes` before the await and lose the other loops' additions.
+      const n = (await r.arrayBuffer()).byteLength;
+      bytes += n;
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
     }
   }
   await Promise.all(Array.from({ length: concurrency }, loop));
-  return { bytes, ms: performance.now() - started };
+  return { bytes, ms: performance.now() - started, statuses };
 }
 
 async function sampled(pid, fn) {
@@ -124,7 +128,7 @@ try {
   console.log("| run | streamed | time | router RSS before | peak | after each tenth of the items (MiB) |");
   console.log("|---|---|---|---|---|---|");
   console.log(`| one rollout job (POST /v1/rollouts, NDJSON) | ${mb(job.bytes)} MB in ${job.lines} lines | ${(job.ms / 1000).toFixed(1)} s | ${before} MiB | ${job.peak} MiB | ${job.tenths.join(", ")} (${afterJob} after) |`);
-  console.log(`| reference: ${items} separate /rollout/generate, 8 at a time | ${mb(separate.bytes)} MB | ${(separate.ms / 1000).toFixed(1)} s | ${afterJob} MiB | ${separate.peak} MiB | |`);
+  console.log(`| reference: ${items} separate /rollout/generate, 8 at a time | ${mb(separate.bytes)} MB (statuses ${JSON.stringify(separate.statuses)}) | ${(separate.ms / 1000).toFixed(1)} s | ${afterJob} MiB | ${separate.peak} MiB | |`);
   console.log("");
   console.log(`summary line: ${job.summary}`);
 } finally {

@@ -136,23 +136,19 @@ class RouterClientImpl implements RouterClient {
     const headers: Record<string, string> = { "user-agent": `sgl-diffusion-router-sdk/${SDK_VERSION}` };
     if (options.apiKey !== undefined) headers["authorization"] = `Bearer ${options.apiKey}`;
     this.http = { baseUrl: this.baseUrl, dispatcher: options.dispatcher ?? this.ownDispatcher!, headers };
-    const admin = createAdmin({
-      baseUrl: this.baseUrl,
-      transport: options.transport ?? "connect",
-      adminApiKey: options.adminApiKey,
-      timeoutMs: this.timeoutMs,
-      useBinaryFormat: options.useBinaryFormat,
-      interceptors: options.interceptors ?? [],
-    });
-    // The RolloutService is the data plane: same transport kind, the data-plane key.
-    const data = createAdmin({
-      baseUrl: this.baseUrl,
-      transport: options.transport ?? "connect",
-      adminApiKey: options.apiKey,
-      timeoutMs: this.timeoutMs,
-      useBinaryFormat: options.useBinaryFormat,
-      interceptors: options.interceptors ?? [],
-    });
+    // One transport per key: admin RPCs carry the admin key, the
+    // RolloutService (the data plane) the data-plane key.
+    const rpc = (key: string | undefined) =>
+      createAdmin({
+        baseUrl: this.baseUrl,
+        transport: options.transport ?? "connect",
+        adminApiKey: key,
+        timeoutMs: this.timeoutMs,
+        useBinaryFormat: options.useBinaryFormat,
+        interceptors: options.interceptors ?? [],
+      });
+    const admin = rpc(options.adminApiKey);
+    const data = rpc(options.apiKey);
     this.rollouts = createRolloutJobs(data.transport);
     this.admin = admin.client;
     this.closeAdmin = () => {

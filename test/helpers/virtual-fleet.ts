@@ -12,6 +12,7 @@ import { createLeastRequestPolicy } from "../../src/balancer/index.js";
 import { Registry } from "../../src/registry/registry.js";
 import type { Worker } from "../../src/registry/worker.js";
 import { readRequestFacts, type RouteKind } from "../../src/scheduler/request-facts.js";
+import { prng } from "../../src/sim/picture.js";
 
 export interface VirtualGpu {
   /** Latency divider (2 = twice as fast). */
@@ -158,17 +159,8 @@ async function flush(): Promise<void> {
   for (let i = 0; i < 5; i++) await Promise.resolve();
 }
 
-/** A seeded PRNG (mulberry32), so every algorithm sees the same bursts. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded PRNG (the sim's mulberry32), so every algorithm sees the same bursts. */
+export const rng = prng;
 
 /** `count` image requests of mixed sizes, steps and outputs. */
 export function mixedBurst(random: () => number, count: number, options: { maxN?: number; sizes?: string[] } = {}): Job[] {
