@@ -177,7 +177,11 @@ export function createAdmission(options: AdmissionOptions): Admission {
   const { registry, policy } = options;
   const mode = options.mode ?? "policy";
   const planned = mode === "earliest-finish";
-  const cap = options.maxConcurrencyPerWorker > 0 ? options.maxConcurrencyPerWorker : planned ? Math.max(1, options.workerBatchSize ?? 1) : 0;
+  const batchSize = Math.max(1, options.workerBatchSize ?? 1);
+  // A batching worker gets its next batch while one runs: the batch waits in
+  // its queue and starts the moment the GPU is free (a one-at-a-time worker
+  // gains nothing from that, and would only hold work the router could move).
+  const cap = options.maxConcurrencyPerWorker > 0 ? options.maxConcurrencyPerWorker : planned ? (batchSize > 1 ? 2 * batchSize : 1) : 0;
   const ageing = options.ageing ?? 1;
   const clock = options.clock ?? (() => performance.now());
   const eligibility = new EligibilityCache(registry);
@@ -457,7 +461,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       sent.add(i);
       // A batching worker gets compatible requests with the first one (the
       // planner's slot count already allows them), largest first.
-      const room = freeSlots(worker) - 1;
+      const room = Math.min(freeSlots(worker), batchSize) - 1;
       if (room > 0 && first.ticket.facts.batchKey !== null) {
         for (let j = 0; j < live.length && members.length <= room; j++) {
           const other = live[j]!;
