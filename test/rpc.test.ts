@@ -421,6 +421,37 @@ describe.each(transports)("AdminService over %s", (_name, makeTransport) => {
   });
 });
 
+describe("WatchWorkers sends changes only", () => {
+  it("probes that find a healthy worker healthy send nothing; a new worker's first event is ADDED; its removal REMOVED", async () => {
+    const r = await startRouterProcess(["--health-check-interval", "0.1", "--worker-urls", sims[0]!.url]);
+    const abort = new AbortController();
+    try {
+      const client = createClient(AdminService, createGrpcTransport({ baseUrl: r.url }));
+      // The start-up registration is over (model card read, weights known): from now on, nothing changes.
+      await waitFor(async () => (await jsonRequest(`${r.url}/workers`)).body.workers.every((w: any) => w.task_type === "T2I" && w.state === "healthy" && w.weight_version === "0"), 5000, "worker probed");
+      const events = streamReader(client.watchWorkers({ excludeLoad: true }, { signal: abort.signal }));
+      await events.next((e) => e.type === WorkerEventType.SYNCED);
+      // About ten probes of the first worker happen meanwhile.
+      await new Promise((res) => setTimeout(res, 1200));
+      await client.addWorker({ url: sims[1]!.url });
+      const first = await events.next((e) => e.worker?.url === sims[1]!.url);
+      expect(first.msg.type).toBe(WorkerEventType.ADDED);
+      await client.removeWorker({ url: sims[1]!.url });
+      await events.next((e) => e.type === WorkerEventType.REMOVED && e.worker?.url === sims[1]!.url);
+      const after = events.all().slice(events.all().findIndex((e) => e.type === WorkerEventType.SYNCED) + 1);
+      // Nothing about the unchanged first worker; the second: ADDED, maybe UPDATEs that changed something, REMOVED.
+      expect(after.filter((e) => e.worker?.url === sims[0]!.url).map((e) => [e.reason, e.worker?.state, e.worker?.capabilities?.taskType, e.worker?.weightVersion, e.worker?.lastError])).toEqual([]);
+      const second = after.filter((e) => e.worker?.url === sims[1]!.url);
+      expect(second[0]!.type).toBe(WorkerEventType.ADDED);
+      expect(second.at(-1)!.type).toBe(WorkerEventType.REMOVED);
+      for (let i = 1; i < second.length - 1; i++) expect(second[i]!.type).toBe(WorkerEventType.UPDATED);
+    } finally {
+      abort.abort();
+      await r.stop();
+    }
+  });
+});
+
 describe("other transports", () => {
   it("gRPC-Web: one unary call", async () => {
     const client = createClient(AdminService, createGrpcWebTransport({ baseUrl: router.url, httpVersion: "1.1" }));

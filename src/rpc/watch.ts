@@ -1,8 +1,10 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import {
   WatchWorkersResponseSchema,
   WorkerEventType,
+  WorkerSchema,
   type WatchWorkersResponse,
+  type Worker as PbWorker,
 } from "../gen/sgl/diffusion/router/v1/admin_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Registry, RegistryEvent } from "../registry/registry.js";
@@ -18,18 +20,44 @@ import { workerToPb } from "./convert.js";
 /** Events one watcher may have waiting before its stream is ended. */
 const maxQueued = 10_000;
 
+/**
+ * What a subscriber sees of a worker, as bytes to compare: an event whose
+ * worker looks the same as the last one sent is not sent (a probe that found
+ * a healthy worker healthy changes nothing). Without load events, the load
+ * count is not part of it.
+ */
+function seen(worker: PbWorker, excludeLoad: boolean): string {
+  const w = excludeLoad ? { ...worker, activeRequests: 0 } : worker;
+  return Buffer.from(toBinary(WorkerSchema, w)).toString("latin1");
+}
+
 export async function* watchWorkers(registry: Registry, options: { excludeLoad: boolean; signal: AbortSignal }): AsyncGenerator<WatchWorkersResponse> {
   const queue: WatchWorkersResponse[] = [];
   const pendingLoad = new Map<string, number>();
+  /** The last state sent of each worker this subscriber knows of; a worker not in it was never announced. */
+  const lastSent = new Map<string, string>();
   let wake: (() => void) | null = null;
   let overflowed = false;
 
   const onChange = (e: RegistryEvent) => {
     const isLoad = e.type === "updated" && e.reason === "load";
     if (isLoad && options.excludeLoad) return;
+    const worker = workerToPb(e.worker);
+    let type: WorkerEventType;
+    if (e.type === "removed") {
+      if (!lastSent.delete(e.worker.url)) return; // never announced: nothing to take back
+      type = WorkerEventType.REMOVED;
+    } else {
+      const now = seen(worker, options.excludeLoad);
+      const before = lastSent.get(e.worker.url);
+      if (before === now) return; // nothing this subscriber asked for changed
+      lastSent.set(e.worker.url, now);
+      // A worker's first event is always ADDED, whatever change brought it.
+      type = before === undefined ? WorkerEventType.ADDED : WorkerEventType.UPDATED;
+    }
     const msg = create(WatchWorkersResponseSchema, {
-      type: e.type === "added" ? WorkerEventType.ADDED : e.type === "removed" ? WorkerEventType.REMOVED : WorkerEventType.UPDATED,
-      worker: workerToPb(e.worker),
+      type,
+      worker,
       reason: e.type === "updated" ? e.reason : e.type,
       atUnixMs: BigInt(Date.now()),
     });
@@ -54,7 +82,10 @@ export async function* watchWorkers(registry: Registry, options: { excludeLoad: 
   options.signal.addEventListener("abort", onAbort);
   try {
     for (const w of registry.all()) {
-      yield create(WatchWorkersResponseSchema, { type: WorkerEventType.EXISTING, worker: workerToPb(w), reason: "existing", atUnixMs: BigInt(Date.now()) });
+      const worker = workerToPb(w);
+      // Changes queued while the snapshot is sent compare against it.
+      if (!lastSent.has(w.url)) lastSent.set(w.url, seen(worker, options.excludeLoad));
+      yield create(WatchWorkersResponseSchema, { type: WorkerEventType.EXISTING, worker, reason: "existing", atUnixMs: BigInt(Date.now()) });
     }
     yield create(WatchWorkersResponseSchema, { type: WorkerEventType.SYNCED, reason: "synced", atUnixMs: BigInt(Date.now()) });
     while (!options.signal.aborted) {
