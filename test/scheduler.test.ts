@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { CostModel, fitTheta, featureVector } from "../src/scheduler/cost-model.js";
 import { eligibleWorkers, workerKind } from "../src/scheduler/eligibility.js";
+import { bestPacking, greedyPack, loadsOf, maxOf, type PackProblem } from "../src/scheduler/pack.js";
 import { planDispatch, priorityKey, type PlanWorker } from "../src/scheduler/plan.js";
 import { readRequestFacts } from "../src/scheduler/request-facts.js";
 import { HashRing } from "../src/scheduler/routing-key.js";
@@ -179,6 +180,24 @@ describe("earliest-finish plan", () => {
     expect(planDispatch(items as never, st as Map<W, PlanWorker>, 0)).toEqual(expected);
   });
 
+  // Two GPU kinds: the slow one is 1.5x slower on items 0, 3, 4 but 2.5x on items 1, 2.
+  const kinds = ([fast, slow]: readonly [number, number]) => ({ candidates: ["fast", "slow"] as W[], predictMs: (w: W) => (w === "fast" ? fast : slow) });
+  const twoKinds = ([[90, 135], [80, 200], [80, 200], [60, 90], [60, 90]] as const).map(kinds);
+
+  it("two kinds: the queue is packed whole, so the largest request goes where it costs least relative to the other kind (makespan 225 instead of 290)", () => {
+    expect(planDispatch(twoKinds as never, state({}, {}) as Map<W, PlanWorker>, 0)).toEqual([
+      [0, "slow"],
+      [1, "fast"],
+    ]);
+  });
+
+  it("until every worker's costs are learned, only the first pass decides (largest first, earliest finish)", () => {
+    expect(planDispatch(twoKinds as never, state({}, { learned: false }) as Map<W, PlanWorker>, 0)).toEqual([
+      [0, "fast"],
+      [2, "slow"],
+    ]);
+  });
+
   it("priority: larger first; a request that waited long enough goes before a larger newer one", () => {
     expect(priorityKey(400, 0, 1)).toBeGreaterThan(priorityKey(100, 0, 1));
     expect(priorityKey(100, 0, 1)).toBeGreaterThan(priorityKey(400, 301, 1));
@@ -214,5 +233,86 @@ describe("routing keys: consistent hashing with bounded load", () => {
       load.set(w.url, (load.get(w.url) ?? 0) + 1);
     }
     expect(Math.max(...load.values())).toBeLessThanOrEqual(Math.ceil((1.25 * 800) / 8));
+  });
+});
+
+describe("packing a queue (pack.ts)", () => {
+  /** Random small problems: up to 7 items on up to 3 workers, some pairs not allowed, some work already there. */
+  const problems = fc
+    .record({ n: fc.integer({ min: 1, max: 7 }), w: fc.integer({ min: 1, max: 3 }) })
+    .chain(({ n, w }) =>
+      fc.record({
+        n: fc.constant(n),
+        w: fc.constant(w),
+        base: fc.array(fc.integer({ min: 0, max: 300 }), { minLength: w, maxLength: w }),
+        cost: fc.array(fc.oneof({ weight: 5, arbitrary: fc.integer({ min: 1, max: 500 }) }, { weight: 1, arbitrary: fc.constant(Infinity) }), { minLength: n * w, maxLength: n * w }),
+      }),
+    )
+    .map((r): PackProblem => ({ n: r.n, w: r.w, base: Float64Array.from(r.base), cost: Float64Array.from(r.cost) }));
+
+  /** The optimum by trying every assignment. */
+  function optimum(p: PackProblem): number {
+    let best = Infinity;
+    const assign = new Int32Array(p.n).fill(-1);
+    const go = (i: number): void => {
+      if (i === p.n) {
+        best = Math.min(best, maxOf(loadsOf(p, assign)));
+        return;
+      }
+      let any = false;
+      for (let w = 0; w < p.w; w++) {
+        if (p.cost[i * p.w + w] === Infinity) continue;
+        any = true;
+        assign[i] = w;
+        go(i + 1);
+      }
+      if (!any) {
+        assign[i] = -1;
+        go(i + 1);
+      }
+    };
+    go(0);
+    return best;
+  }
+
+  it("never ends later than the plan it starts from, never uses a worker that may not serve an item, leaves no servable item out, and is never below the optimum", () => {
+    fc.assert(
+      fc.property(problems, (p) => {
+        const order = Array.from({ length: p.n }, (_, i) => i);
+        const start = greedyPack(p, order, 0);
+        const packed = bestPacking(p, start, order, 100_000, 0);
+        const ms = maxOf(loadsOf(p, packed));
+        expect(ms).toBeLessThanOrEqual(maxOf(loadsOf(p, start)) + 1e-9);
+        expect(ms).toBeGreaterThanOrEqual(optimum(p) - 1e-9);
+        for (let i = 0; i < p.n; i++) {
+          const servable = Array.from({ length: p.w }, (_, w) => p.cost[i * p.w + w]!).some((c) => c !== Infinity);
+          if (!servable) expect(packed[i]).toBe(-1);
+          else expect(p.cost[i * p.w + packed[i]!]).not.toBe(Infinity);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("plans sends no worker more requests than its free slots, and only requests it may serve", () => {
+    fc.assert(
+      fc.property(problems, fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 3, maxLength: 3 }), (p, free) => {
+        const workers = Array.from({ length: p.w }, (_, w) => `w${w}`);
+        const items = Array.from({ length: p.n }, (_, i) => ({
+          candidates: workers.filter((_, w) => p.cost[i * p.w + w] !== Infinity),
+          predictMs: (x: string) => p.cost[i * p.w + workers.indexOf(x)]!,
+        }));
+        const st = new Map(workers.map((x, w) => [x, { busyUntilMs: p.base[w]!, freeSlots: free[w]! }]));
+        const sent = planDispatch(items, st, 0);
+        const per = new Map<string, number>();
+        for (const [i, x] of sent) {
+          expect(items[i]!.candidates).toContain(x);
+          per.set(x, (per.get(x) ?? 0) + 1);
+        }
+        for (const [x, k] of per) expect(k).toBeLessThanOrEqual(free[workers.indexOf(x)]!);
+        expect(new Set(sent.map(([i]) => i)).size).toBe(sent.length);
+      }),
+      { numRuns: 300 },
+    );
   });
 });

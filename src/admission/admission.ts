@@ -169,6 +169,9 @@ function modelOf(worker: Worker): string {
 /** The longest Node timer (about 24.8 days): a rollout item waits until its job ends it. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/** Observations of a worker (per model) before the planner packs whole queues on its estimates (see plan.ts). */
+const LEARNED_OBSERVATIONS = 3;
+
 /** Jobs whose end is never seen (nobody polls) stop counting after this multiple of their prediction. */
 const JOB_EXPIRY_FACTOR = 3;
 const JOB_EXPIRY_MIN_MS = 60_000;
@@ -418,7 +421,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
         if (state.has(w)) continue;
         const s = slowdown(w, nowMs);
         slow.set(w, s);
-        state.set(w, { busyUntilMs: busyUntil(w, nowMs, s), freeSlots: freeSlots(w) });
+        state.set(w, { busyUntilMs: busyUntil(w, nowMs, s), freeSlots: freeSlots(w), learned: costs.snapshot(w.url, modelOf(w)).observations >= LEARNED_OBSERVATIONS });
       }
       items.push({
         candidates: cands,

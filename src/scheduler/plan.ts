@@ -13,11 +13,20 @@
  * worker finishes. Pure: the caller passes times in.
  */
 
+import { bestPacking, loadsOf, maxOf } from "./pack.js";
+
 export interface PlanWorker {
   /** Time (ms, same clock as `nowMs`) at which the worker is predicted to finish what it has. */
   busyUntilMs: number;
   /** Requests it can take now (its batch size, or 1, minus what it runs). */
   freeSlots: number;
+  /**
+   * Whether its costs are learned well enough to pack a queue on (default
+   * true). Packing trusts estimates more than the first pass does (it may
+   * leave a free worker idle for a planned better one), so it waits until
+   * every worker has been measured.
+   */
+  learned?: boolean;
 }
 
 export interface PlanItem<W> {
@@ -36,10 +45,23 @@ const PREFER_FREE = 0.03;
 const TIE_MS = 10;
 
 
+/** Up to this many queued requests the whole queue is packed (see pack.ts); beyond, the first pass alone decides. */
+const FULL_PLAN_ITEMS = 512;
+/** Candidate checks the packing may spend per round: about 10 ms at the limit above. */
+const PACK_BUDGET = 400_000;
+/** A packing replaces the first pass only if it ends this much sooner (relative; plus TIE_MS): estimates carry error. */
+const MIN_PACK_GAIN = 0.002;
+
 /**
  * Returns [item index, worker] pairs to dispatch now, in plan order.
  * `items` must be in priority order; at most `maxItems` are looked at (the
  * rest wait for a later round), which bounds the work per round.
+ *
+ * First pass: largest first, each to the worker that finishes it earliest
+ * (a free one within PREFER_FREE of the best, rotating). When the queue is
+ * short enough to plan whole (the end of a burst, where the makespan is
+ * decided), the whole queue is then packed (pack.ts) and, if that ends
+ * sooner, each worker with free slots gets its planned requests instead.
  */
 export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, nowMs: number, maxItems = 2048, rotation = 0): [number, W][] {
   const out: [number, W][] = [];
@@ -47,9 +69,19 @@ export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, Pla
   for (const s of state.values()) free += s.freeSlots;
   if (free === 0) return out;
   const n = Math.min(items.length, maxItems);
+  let learned = true;
+  for (const s of state.values()) if (s.learned === false) learned = false;
+  const full = learned && n > 1 && n <= FULL_PLAN_ITEMS;
+  const workers = full ? [...state.keys()] : [];
+  const index = new Map<W, number>(workers.map((w, i) => [w, i]));
+  const W = workers.length;
+  const cost = full ? new Float64Array(n * W).fill(Infinity) : null;
+  const base = full ? Float64Array.from(workers, (w) => Math.max(state.get(w)!.busyUntilMs, nowMs) - nowMs) : null;
+  const slots = full ? workers.map((w) => state.get(w)!.freeSlots) : null;
+  const first = full ? new Int32Array(n).fill(-1) : null;
   const finishes: number[] = [];
   const times: number[] = [];
-  for (let i = 0; i < n && free > 0; i++) {
+  for (let i = 0; i < n && (full || free > 0); i++) {
     const item = items[i]!;
     const cands = item.candidates;
     let best = -1;
@@ -62,6 +94,7 @@ export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, Pla
       }
       const ms = item.predictMs(cands[c]!);
       times[c] = ms;
+      if (cost !== null) cost[i * W + index.get(cands[c]!)!] = ms;
       finishes[c] = Math.max(s.busyUntilMs, nowMs) + ms;
       if (finishes[c]! < bestFinish) {
         best = c;
@@ -85,13 +118,29 @@ export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, Pla
     const w = cands[best]!;
     const s = state.get(w)!;
     s.busyUntilMs = Math.max(s.busyUntilMs, nowMs) + times[best]!;
+    if (first !== null) first[i] = index.get(w)!;
     if (s.freeSlots > 0) {
       s.freeSlots--;
       free--;
       out.push([i, w]);
     }
   }
-  return out;
+  if (first === null) return out;
+  const problem = { base: base!, cost: cost!, n, w: W };
+  const order = Array.from({ length: n }, (_, i) => i);
+  const startMs = maxOf(loadsOf(problem, first));
+  const packed = bestPacking(problem, first, order, PACK_BUDGET, TIE_MS + MIN_PACK_GAIN * startMs);
+  if (packed === first) return out;
+  // Each worker with free slots gets its planned requests, highest priority first.
+  const packedOut: [number, W][] = [];
+  for (let i = 0; i < n; i++) {
+    const w = packed[i]!;
+    if (w >= 0 && slots![w]! > 0) {
+      slots![w]!--;
+      packedOut.push([i, workers[w]!]);
+    }
+  }
+  return packedOut;
 }
 
 /**
