@@ -17,19 +17,29 @@ import type { WorkFeatures } from "./request-facts.js";
 
 /** Observations kept per (worker, model): old enough ones no longer describe the worker (new weights, a changed GPU clock). */
 const WINDOW = 64;
-/** Ridge strength toward the prior, in units of observations: the worker's own data dominates after a handful. */
-const PRIOR_WEIGHT = 2;
 /**
- * The least ridge per term, in squared units of a default job: requests far
- * smaller than a default one say little about what a large one costs, so
- * they alone must not move its prediction far from the prior.
+ * Weight of the prior (the fleet's shape at the worker's speed), in
+ * observations. Small: a GPU of another kind has another shape, and with
+ * u and u·mp nearly collinear a prior worth two observations held fits
+ * far off (the bench's two GPU kinds, work-weighted prediction error of the
+ * next burst after 1, 2, 3 bursts: kind A 56%, 3.5%, 1.4% and kind B 1.9%,
+ * 8.6%, 5.9% with weight 2 and shape after 6 observations; A 12%, 1.4%,
+ * 1.3% and B 0.5%, 0.2%, 0.3% with 0.05 and shape after 3). Outliers are
+ * Huber's job, not the prior's.
  */
-const RIDGE_FLOOR = 0.25;
+const PRIOR_WEIGHT = 0.05;
+/**
+ * Ridge per term toward the prior, in squared units of the largest observed
+ * value of the term: keeps the system defined when a term is absent from
+ * the data (every request of one size: u and u·mp exactly collinear), and
+ * what was never observed near the prior.
+ */
+const RIDGE_FLOOR = 0.003;
 /** Per-request overhead assumed before anything is observed, and the ms per unit of u (a 1024², 50-step image ≈ 400 ms on an H100-class GPU). */
 const COLD_THETA: Theta = [20, 8, 0];
-/** A worker's own shape is fitted once its observations span this ratio of work sizes; before, it is the fleet's shape at the worker's speed. */
+/** A worker's own shape is fitted once it has MIN_FOR_SHAPE observations spanning this ratio of work sizes; before, it is the fleet's shape at the worker's speed. */
 const SPREAD_FOR_SHAPE = 3;
-const MIN_FOR_SHAPE = 6;
+const MIN_FOR_SHAPE = 3;
 
 type Theta = [number, number, number];
 type Vec = [number, number, number];
@@ -73,9 +83,9 @@ function dot(a: Vec, b: Vec): number {
 export function fitTheta(obs: readonly Observation[], prior: Theta, priorWeight = PRIOR_WEIGHT): Theta {
   if (obs.length === 0) return prior;
   let weights = obs.map(() => 1);
-  let theta = solveNonNegative(obs, weights, prior, priorWeight);
   let meanT = 0;
   for (const o of obs) meanT += o.t / obs.length;
+  let theta = solveNonNegative(obs, weights, prior, priorWeight);
   // Iteratively reweighted: residuals beyond k = 2.5 × MAD count linearly
   // (Huber), so a stalled request does not drag the fit. k has a floor of 5%
   // of the typical time: residuals of a near-perfect fit are rounding noise.
@@ -125,11 +135,27 @@ function solveRidge(obs: readonly Observation[], weights: readonly number[], pri
       for (let b = 0; b < n; b++) A[a]![b]! += w * xa * (o.x[idx[b]!]! / scale[b]!);
     }
   });
-  // The ridge on each term is "priorWeight average observations" of that
-  // term, so with many observations the data decides and with one the prior.
-  // The floor keeps it defined when a term is absent from the data.
+  // The prior counts as `priorWeight` observations spread over the points
+  // observed, each answered with the prior's prediction there: it pulls the
+  // predictions where the worker has been seen, not each term on its own
+  // (per-term pulls, with u and u·mp nearly collinear, moved the split
+  // between the two and put small and large requests 10-20% off in
+  // opposite directions). A small per-term ridge keeps the system defined
+  // and keeps what was never observed (far larger requests) near the prior.
+  if (wsum > 0 && priorWeight > 0) {
+    const pseudo = priorWeight / wsum;
+    obs.forEach((o, k) => {
+      const w = weights[k]! * pseudo;
+      const target = dot(prior, o.x);
+      for (let a = 0; a < n; a++) {
+        const xa = o.x[idx[a]!]! / scale[a]!;
+        rhs[a]! += w * xa * target;
+        for (let b = 0; b < n; b++) A[a]![b]! += w * xa * (o.x[idx[b]!]! / scale[b]!);
+      }
+    });
+  }
   for (let a = 0; a < n; a++) {
-    const lambda = priorWeight * Math.max(A[a]![a]! / Math.max(wsum, 1), RIDGE_FLOOR);
+    const lambda = RIDGE_FLOOR;
     A[a]![a]! += lambda;
     rhs[a]! += lambda * prior[idx[a]!]! * scale[a]!;
   }
