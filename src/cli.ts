@@ -59,7 +59,8 @@ export function buildCommand(): Command {
     .option("--launcher-config <file>", "YAML file with a launcher: section; the router starts and stops those workers")
     .option("--access-log-exclude-prefixes <prefix...>", "path prefixes left out of the access log (e.g. /health /metrics)", [])
     .addOption(new Option("--uvicorn-access-log-exclude-prefixes <prefix...>", "alias of --access-log-exclude-prefixes (the original's name)").hideHelp())
-    .option("--max-admin-body-bytes <n>", "size limit of admin request bodies (413 above)", num("--max-admin-body-bytes", true), 1 << 20)
+    .option("--max-admin-body-bytes <n>", "size limit of admin request bodies, REST and RPC (413 / resource_exhausted above)", num("--max-admin-body-bytes", true), 1 << 20)
+    .option("--max-body-bytes <n>", "size limit of a data-plane request body: generation requests with their input images, tensor updates (413 above)", num("--max-body-bytes", true), 100 * 1024 * 1024)
     .addOption(new Option("--admin-api-key <key>", "require Authorization: Bearer <key> on admin REST routes and every RPC").env("SGLANG_D_ROUTER_ADMIN_API_KEY"))
     .addOption(new Option("--api-key <key>", "require Authorization: Bearer <key> on the data plane (/v1/..., /rollout/..., forwarded paths)").env("SGLANG_D_ROUTER_API_KEY"))
     .option("--max-concurrency-per-worker <n>", "most generation requests in flight on one worker; the rest wait in the router queue (0 = unlimited)", num("--max-concurrency-per-worker", true), 0)
@@ -114,6 +115,7 @@ function optionsFrom(o: Record<string, any>): RouterOptions {
     launcherConfig: o.launcherConfig ?? null,
     accessLogExcludePrefixes: [...o.accessLogExcludePrefixes, ...(o.uvicornAccessLogExcludePrefixes ?? [])],
     maxAdminBodyBytes: o.maxAdminBodyBytes,
+    maxBodyBytes: o.maxBodyBytes,
     adminApiKey: o.adminApiKey ?? null,
     apiKey: o.apiKey ?? null,
     maxConcurrencyPerWorker: o.maxConcurrencyPerWorker,

@@ -26,8 +26,14 @@ import { createAdminServiceImpl } from "./rpc/admin-service.js";
 import { createRolloutServiceImpl } from "./rpc/rollout-service.js";
 import { RolloutService } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
 import { createRollouts } from "./rollouts/rollouts.js";
-import { createRolloutRoutes } from "./http/rollout-routes.js";
+import { createRolloutRoutes, MAX_SUBMISSION_BYTES } from "./http/rollout-routes.js";
 import { registerReflection } from "./rpc/reflection.js";
+import { createAudit, type Audit } from "./audit/audit.js";
+import { auditedControl, auditedLauncher, auditedRefit } from "./audit/audited.js";
+import { callLogInterceptor, rpcContextValues } from "./rpc/call-log.js";
+
+/** How long idle keep-alive connections stay open at shutdown, answering 503 + Connection: close. */
+const SHUTDOWN_LINGER_MS = 1_000;
 
 /** A started router: its address and the parts tests and embedders need. */
 export interface RunningRouter {
@@ -37,6 +43,8 @@ export interface RunningRouter {
   readonly control: Control;
   readonly health: HealthChecker;
   readonly launcher: Launcher;
+  /** The audit trail of control actions. */
+  readonly audit: Audit;
   /** Stops accepting, stops launched workers and closes connections. */
   close(): Promise<void>;
 }
@@ -73,6 +81,10 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
       });
     },
   });
+  // Control actions are audited where REST and RPC meet (the decorators in
+  // audit/audited.ts); the refit coordinator and health checks use the plain
+  // Control, whose broadcasts are parts of an action already audited.
+  const audit = createAudit({ logger, onFinished: (e) => metrics.controlAction(e) });
   const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos] });
   const admission = createAdmission({
     registry,
@@ -114,21 +126,27 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     maxRetries: options.maxRetries,
     retryBudgetMs: options.retryBudgetMs,
     maxRetryBodyBytes: 1 << 20,
+    maxBodyBytes: options.maxBodyBytes,
   });
+  const adminControl = auditedControl(control, audit);
+  const adminRefit = auditedRefit(refit, audit);
   const rollouts = createRollouts({ registry, run: data.runItem, paths: data.rolloutPaths, weightVersion: () => refit.version });
-  const admin = createAdminRoutes({ control, registry, refit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
+  const admin = createAdminRoutes({ control: adminControl, registry, refit: adminRefit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   const rest = createRestHandler({ admin, data, rollouts: createRolloutRoutes(rollouts), logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
 
-  const launcher = createLauncher({
-    logger,
-    register: async (url) => {
-      await control.addWorker(url, { managed: true });
-    },
-    deregister: async (url) => {
-      if (registry.get(url)) control.removeWorker(url);
-    },
-  });
+  const launcher = auditedLauncher(
+    createLauncher({
+      logger,
+      register: async (url) => {
+        await adminControl.addWorker(url, { managed: true });
+      },
+      deregister: async (url) => {
+        if (registry.get(url)) adminControl.removeWorker(url);
+      },
+    }),
+    audit,
+  );
 
   const requireAdmin: Interceptor = (next) => async (req) => {
     if (!auth.admin(req.header.get("authorization"))) throw new ConnectError("admin API key required: send Authorization: Bearer <admin key>", Code.Unauthenticated);
@@ -138,26 +156,47 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     if (!auth.data(req.header.get("authorization"))) throw new ConnectError("API key required: send Authorization: Bearer <key>", Code.Unauthenticated);
     return next(req);
   };
+  const callLog = callLogInterceptor({
+    logger,
+    excluded: (path) => options.accessLogExcludePrefixes.some((p) => path.startsWith(p)),
+    onFinished: (service, method, code, seconds) => metrics.rpc(service, method, code, seconds),
+  });
   const startedAtMs = Date.now();
   // RPC paths (/sgl.diffusion.router.v1.AdminService/...) are served by
-  // Connect; everything else falls through to the REST handler.
-  const rpc = connectNodeAdapter({
+  // Connect; everything else falls through to the REST handler. Two
+  // adapters because Connect's read limit is per adapter: admin RPCs get the
+  // admin body limit (a body over it is refused from its declared length,
+  // before it is read), rollout submissions carry every item's body.
+  type AdapterOptions = Parameters<typeof connectNodeAdapter>[0];
+  const common = {
+    contextValues: rpcContextValues(auth) as AdapterOptions["contextValues"],
+    fallback: rest.handle as AdapterOptions["fallback"],
+  };
+  const adminRpc = connectNodeAdapter({
+    ...common,
     routes(router) {
-      router.service(AdminService, createAdminServiceImpl({ control, refit, registry, launcher, routingAlgorithm: options.routingAlgorithm, startedAtMs, scheduling: () => admission.scheduling() }), { interceptors: [requireAdmin] });
-      // Rollout jobs are the data plane: the data-plane key, like /v1/rollouts.
-      router.service(RolloutService, createRolloutServiceImpl(rollouts), { interceptors: [requireData] });
+      router.service(AdminService, createAdminServiceImpl({ control: adminControl, refit: adminRefit, registry, launcher, routingAlgorithm: options.routingAlgorithm, startedAtMs, scheduling: () => admission.scheduling() }), { interceptors: [callLog, requireAdmin] });
       // Schema only (no data), so no admin key: buf curl/grpcurl work without --schema.
       registerReflection(router, [AdminService, RolloutService]);
     },
-    fallback: rest.handle as Parameters<typeof connectNodeAdapter>[0]["fallback"],
-    // A rollout submission carries every item's body; REST takes up to 64 MiB too.
-    readMaxBytes: 64 * 1024 * 1024,
+    readMaxBytes: options.maxAdminBodyBytes,
   }) as RequestHandler;
-  // Only RPC paths go through the Connect adapter; REST goes straight to its handler.
+  const rolloutRpc = connectNodeAdapter({
+    ...common,
+    routes(router) {
+      // Rollout jobs are the data plane: the data-plane key, like /v1/rollouts.
+      router.service(RolloutService, createRolloutServiceImpl(rollouts), { interceptors: [callLog, requireData] });
+    },
+    // As POST /v1/rollouts: a submission carries every item's body.
+    readMaxBytes: MAX_SUBMISSION_BYTES,
+  }) as RequestHandler;
+  const rolloutPrefix = `/${RolloutService.typeName}/`;
+  // Only RPC paths go through a Connect adapter; REST goes straight to its handler.
   const handler: RequestHandler = (req, res) => {
     const url = req.url;
-    if (url !== undefined && (url.startsWith("/sgl.") || url.startsWith("/grpc."))) rpc(req, res);
-    else rest.handle(req, res);
+    if (url === undefined || !(url.startsWith("/sgl.") || url.startsWith("/grpc."))) rest.handle(req, res);
+    else if (url.startsWith(rolloutPrefix)) rolloutRpc(req, res);
+    else adminRpc(req, res);
   };
 
   // Bad worker URLs and launcher configs fail the start, before the port opens.
@@ -174,7 +213,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     );
   }
 
-  await Promise.all(options.workerUrls.map((u) => control.addWorker(u)));
+  await Promise.all(options.workerUrls.map((u) => adminControl.addWorker(u)));
   health.start();
 
   if (launcherConfig) {
@@ -187,20 +226,28 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     url: listener.url,
     port: listener.port,
     registry,
-    control,
+    control: adminControl,
     health,
     launcher,
+    audit,
     close() {
       closing ??= (async () => {
         // Graceful: refuse new work, let what is in flight finish (bounded),
         // answer what waits in the queue, then stop launched workers.
+        const deadline = Date.now() + options.shutdownTimeoutMs;
         health.stop();
         rest.startShutdown();
         const stopped = listener.stopAccepting();
-        listener.http1.closeIdleConnections();
+        listener.goAway();
         admission.rejectAll(new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
         const idle = await rest.whenIdle(options.shutdownTimeoutMs);
         if (!idle) logger.warn({ open: rest.open }, "shutdown timeout: closing requests still in flight");
+        // Idle keep-alive connections are not closed at once: a client may be
+        // sending on one right then, and would see a reset instead of an
+        // answer. For a short while, whatever arrives on them gets 503
+        // shutting_down with Connection: close (and the client closes);
+        // only then are the remaining ones closed.
+        if (idle) await listener.whenNoConnections(Math.max(0, Math.min(SHUTDOWN_LINGER_MS, deadline - Date.now())));
         listener.closeConnections();
         await launcher.stop();
         await stopped;

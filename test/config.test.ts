@@ -324,6 +324,7 @@ describe("router options (resolveRouterOptions)", () => {
         "healthCheckSuccessThreshold",
         "healthCheckTimeoutMs",
         "maxAdminBodyBytes",
+        "maxBodyBytes",
         "maxConcurrencyPerWorker",
         "workerBatchSize",
         "queueSize",

@@ -239,11 +239,26 @@ describe("examples/grafana-dashboard.json", () => {
   });
 
   it("uses only metric names that exist in /metrics output", async () => {
-    // Runs after the tests above: every family has samples by now.
-    const names = new Set(samples((await scrape()).text).map((s) => s.name));
+    // A labelled counter has no sample until it first counts (no refit or
+    // restart happened here), so the names are read from the # TYPE lines;
+    // histograms answer for their _bucket, _sum and _count series.
+    const text = (await scrape()).text;
+    const names = new Set<string>();
+    for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+      names.add(m[1]!);
+      if (m[2] === "histogram") for (const suffix of ["_bucket", "_sum", "_count"]) names.add(m[1]! + suffix);
+    }
+    for (const s of samples(text)) expect(names.has(s.name), `${s.name} is declared`).toBe(true);
     const used = new Set(exprs.flatMap((e) => e.match(/\bsgl_router_[a-zA-Z0-9_]+/g) ?? []));
     expect(used.size).toBeGreaterThanOrEqual(10);
     const missing = [...used].filter((n) => !names.has(n));
     expect(missing).toEqual([]);
+  });
+
+  it("has panels for the control plane: refits, their duration, sleep/wake, RPC calls, control actions, restarts", () => {
+    const all = exprs.join("\n");
+    for (const name of ["sgl_router_refits_total", "sgl_router_refit_duration_seconds_bucket", "sgl_router_memory_operations_total", "sgl_router_rpc_calls_total", "sgl_router_control_actions_total", "sgl_router_managed_worker_restarts_total", "sgl_router_worker_queued_work_seconds", "sgl_router_worker_in_flight_work_seconds"]) {
+      expect(all, name).toContain(name);
+    }
   });
 });

@@ -2,12 +2,14 @@
 // in flight finish, refuses new work, answers what waits in the queue, stops
 // launched workers and exits 0 within --shutdown-timeout.
 import { once } from "node:events";
+import { spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { isAlive, jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { Agent, request } from "undici";
+import { isAlive, jsonRequest, routerCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const IMAGE = "/v1/images/generations";
@@ -224,4 +226,109 @@ describe("SIGTERM with a launcher config", () => {
       expect(res).toBeInstanceOf(Error);
     }
   });
+});
+
+/**
+ * Zero-drop shutdown: keep-alive clients in tight loops (some pausing between
+ * requests, so their connections sit idle at random moments) while the
+ * router gets SIGTERM, SIGINT, or SIGINT to its whole process group as a
+ * terminal's Ctrl-C sends it. Every request must complete (200) or get 503
+ * shutting_down with Connection: close; a new connection after that may be
+ * refused (nothing was sent). A reset or a cut answer is a dropped request.
+ */
+describe("zero-drop shutdown under keep-alive load", () => {
+  interface Tally {
+    sent: number;
+    ok: number;
+    shuttingDown: number;
+    refused: number;
+    dropped: string[];
+    closeHeaderMissing: number;
+  }
+
+  async function loop(url: string, agent: InstanceType<typeof Agent>, pauseMs: number, tally: Tally): Promise<void> {
+    const body = JSON.stringify({ prompt: "drain", size: "64x64", num_inference_steps: 2, response_format: "b64_json" });
+    for (;;) {
+      tally.sent++;
+      try {
+        const res = await request(`${url}${IMAGE}`, { method: "POST", dispatcher: agent, headers: { "content-type": "application/json" }, body });
+        const text = await res.body.text();
+        if (res.statusCode === 200 && JSON.parse(text).data?.length === 1) tally.ok++;
+        else if (res.statusCode === 503 && JSON.parse(text).code === "shutting_down") {
+          tally.shuttingDown++;
+          if (res.headers["connection"] !== "close") {
+            tally.closeHeaderMissing++;
+            if (tally.closeHeaderMissing === 1) console.log("503 headers", JSON.stringify(res.headers));
+          }
+          return; // a client that honours the answer stops sending here
+        } else tally.dropped.push(`status ${res.statusCode}: ${text.slice(0, 200)}`);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        const cause = ((err as { cause?: NodeJS.ErrnoException }).cause?.code) ?? "";
+        if (code === "ECONNREFUSED" || cause === "ECONNREFUSED") tally.refused++;
+        else tally.dropped.push(`${code} ${cause} ${(err as Error).message}`);
+        return;
+      }
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, Math.random() * pauseMs));
+    }
+  }
+
+  /** The router as a process-group leader (as a shell starts a foreground job), with two launched sim workers. */
+  async function groupLeaderRouter(): Promise<{ url: string; proc: ChildProcess }> {
+    const base = 24000 + 2 * Math.floor(Math.random() * 2000);
+    const file = join(tmp, `zero-drop-${base}.yaml`);
+    writeFileSync(
+      file,
+      ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  num_workers: 2", "  worker_host: 127.0.0.1", `  worker_base_port: ${base}`, '  worker_extra_args: "--speed 0.1"', "  wait_timeout: 30", ""].join("\n"),
+    );
+    const proc = spawn(process.execPath, [routerCli, "--host", "127.0.0.1", "--port", "0", "--access-log-exclude-prefixes", "/", "--health-check-interval", "3600", "--launcher-config", file], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    cleanups.push(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) process.kill(-proc.pid!, "SIGKILL");
+    });
+    // Read (and keep draining) its log: a full pipe would block the router.
+    let out = "";
+    let port: number | undefined;
+    proc.stdout!.setEncoding("utf8").on("data", (c: string) => {
+      if (port !== undefined) return;
+      out += c;
+      const m = /"port":(\d+)[^\n]*"msg":"router listening"/.exec(out);
+      if (m) port = Number(m[1]);
+    });
+    proc.stderr!.resume();
+    await waitFor(() => port, 15_000, "router listening");
+    const url = `http://127.0.0.1:${port}`;
+    await waitFor(async () => {
+      const ws = (await jsonRequest(`${url}/workers`).catch(() => ({ body: { workers: [] } }))).body.workers as any[];
+      return ws.length === 2 && ws.every((w) => w.state === "healthy");
+    }, 30_000, "two launched workers healthy");
+    return { url, proc };
+  }
+
+  for (const signal of ["SIGTERM", "SIGINT", "group SIGINT"] as const) {
+    it(`${signal}: 8 keep-alive loops, repeated 3 times: 0 dropped requests`, async () => {
+      const totals: Tally = { sent: 0, ok: 0, shuttingDown: 0, refused: 0, dropped: [], closeHeaderMissing: 0 };
+      for (let round = 0; round < 3; round++) {
+        const { url, proc } = await groupLeaderRouter();
+        const agent = new Agent({ connections: 8, pipelining: 1, keepAliveTimeout: 60_000 });
+        const tally: Tally = { sent: 0, ok: 0, shuttingDown: 0, refused: 0, dropped: [], closeHeaderMissing: 0 };
+        const loops = Array.from({ length: 8 }, (_, i) => loop(url, agent, i % 2 === 0 ? 0 : 30, tally));
+        await waitFor(() => tally.ok >= 40, 20_000, "load running");
+        const exited = once(proc, "exit") as Promise<[number | null, NodeJS.Signals | null]>;
+        if (signal === "group SIGINT") process.kill(-proc.pid!, "SIGINT");
+        else proc.kill(signal);
+        await Promise.all(loops);
+        const [code] = await exited;
+        await agent.close();
+        expect(code, `exit code after ${signal}`).toBe(0);
+        for (const k of ["sent", "ok", "shuttingDown", "refused", "closeHeaderMissing"] as const) totals[k] += tally[k];
+        totals.dropped.push(...tally.dropped);
+      }
+      // Every request sent has an outcome the client can act on.
+      expect(totals.dropped).toEqual([]);
+      expect(totals.closeHeaderMissing).toBe(0);
+      expect(totals.ok + totals.shuttingDown + totals.refused).toBe(totals.sent);
+      expect(totals.ok).toBeGreaterThanOrEqual(120);
+      console.log(`zero-drop ${signal}: ${JSON.stringify({ ...totals, dropped: totals.dropped.length })}`);
+    }, 120_000);
+  }
 });

@@ -14,6 +14,8 @@ export interface Auth {
   /** Whether an `Authorization` header value carries the admin key. */
   admin(authorization: string | undefined | null): boolean;
   data(authorization: string | undefined | null): boolean;
+  /** Which configured key the header carries (for the audit trail; never the key itself). */
+  keyOf(authorization: string | undefined | null): "admin" | "data" | "none";
 }
 
 /**
@@ -38,5 +40,6 @@ export function createAuth(options: AuthOptions): Auth {
     dataRequired: dataDigest !== null,
     admin: (h) => matches(adminDigest, h),
     data: (h) => matches(dataDigest, h),
+    keyOf: (h) => (adminDigest !== null && matches(adminDigest, h) ? "admin" : dataDigest !== null && matches(dataDigest, h) ? "data" : "none"),
   };
 }

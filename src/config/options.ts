@@ -32,8 +32,10 @@ export interface RouterOptions {
   readonly accessLogExcludePrefixes: readonly string[];
   /** YAML launcher config, or null. */
   readonly launcherConfig: string | null;
-  /** Limit of admin request bodies (REST JSON); default 1 MiB. */
+  /** Limit of admin request bodies (REST JSON and admin RPCs); default 1 MiB. */
   readonly maxAdminBodyBytes: number;
+  /** Limit of a data-plane request body (generation requests, input images, tensor updates); default 100 MiB. */
+  readonly maxBodyBytes: number;
   /** Bearer key for admin REST routes and every RPC; null = open. */
   readonly adminApiKey: string | null;
   /** Bearer key for the data plane; null = open. */
@@ -82,6 +84,9 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   accessLogExcludePrefixes: [],
   launcherConfig: null,
   maxAdminBodyBytes: 1 << 20,
+  // Generous: an edit request with several full-size input images in base64,
+  // or a tensor update's payload, must fit; a runaway client must not.
+  maxBodyBytes: 100 * 1024 * 1024,
   adminApiKey: null,
   apiKey: null,
   maxConcurrencyPerWorker: 0,
@@ -134,6 +139,7 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(Number.isInteger(o.workerBatchSize) && o.workerBatchSize >= 1 && o.workerBatchSize <= 64, "worker-batch-size", `must be an integer 1-64, got ${show(o.workerBatchSize)}`);
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
   check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
+  check(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0, "max-body-bytes", "must be a positive integer");
   check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");
   check(o.apiKey === null || (typeof o.apiKey === "string" && o.apiKey.length > 0), "api-key", "must not be empty");
   check(Number.isInteger(o.maxConcurrencyPerWorker) && o.maxConcurrencyPerWorker >= 0, "max-concurrency-per-worker", "must be an integer >= 0 (0 = unlimited)");

@@ -7,6 +7,7 @@ import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
+import type { Audit } from "../audit/audit.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
 import { sendJson, type Res } from "./respond.js";
@@ -24,6 +25,7 @@ export interface AdminRoutesOptions {
   control: Control;
   registry: Registry;
   refit: RefitCoordinator;
+  audit: Audit;
   data: DataPlane;
   maxBodyBytes: number;
   /** The scheduler's view of every worker, shown in worker payloads. */
@@ -43,7 +45,7 @@ const patchFields: Record<string, keyof WorkerPatch> = {
  * fields this router adds come after.
  */
 export function createAdminRoutes(options: AdminRoutesOptions) {
-  const { control, registry, refit, data, maxBodyBytes, scheduling } = options;
+  const { control, registry, refit, audit, data, maxBodyBytes, scheduling } = options;
 
   /** `?url=` / `?worker_url=`, else JSON `url` / `worker_url`, as the original. */
   async function workerUrlFrom(req: Req, query: URLSearchParams): Promise<unknown> {
@@ -180,6 +182,14 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     async refitAbort(req: Req, res: Res): Promise<void> {
       await readBody(req, maxBodyBytes);
       sendJson(res, 200, refit.abort());
+    },
+
+    /** `GET /audit?limit=N`: the latest control actions, newest first (default 100, at most 500). */
+    auditTrail(res: Res, query: URLSearchParams): void {
+      const raw = query.get("limit");
+      const limit = raw === null ? 100 : Number(raw);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new RouterError("invalid_request", `limit must be an integer 1-500, got ${JSON.stringify(raw)}`, { details: { param: "limit" } });
+      sendJson(res, 200, { events: audit.recent(limit) });
     },
 
     refitStatus(res: Res): void {

@@ -5,7 +5,7 @@ import { RouterError } from "../errors.js";
 import { describeNetworkError } from "../health/probe.js";
 import type { Logger } from "../log.js";
 import type { OutlierDetector } from "../health/outlier-detector.js";
-import { forward, type AnswerHook, type ForwardOutcome } from "../proxy/forward.js";
+import { BodyLimitExceeded, forward, type AnswerHook, type ForwardOutcome } from "../proxy/forward.js";
 import { classifyFailure } from "../proxy/network-errors.js";
 import { upstreamRequestHeaders } from "../proxy/headers.js";
 import type { Upstream } from "../proxy/upstream.js";
@@ -30,6 +30,8 @@ export interface DataPlaneOptions {
   maxRetries: number;
   /** No retry starts later than this after the request arrived; default 300 s. */
   retryBudgetMs: number;
+  /** Most bytes of a request body forwarded to a worker (--max-body-bytes). */
+  maxBodyBytes: number;
   /** Generation bodies up to this size are kept in memory so they can be retried; default 1 MiB. */
   maxRetryBodyBytes: number;
 }
@@ -98,6 +100,20 @@ export function createDataPlane(options: DataPlaneOptions) {
   }
 
   /**
+   * 413 before anything else happens (no queue slot, no worker) for a body
+   * whose declared length is over --max-body-bytes; bodies of unknown length
+   * are counted as they stream ({@link BodyLimitExceeded}).
+   */
+  function checkDeclaredLength(req: Req): void {
+    const declared = Number(req.headers["content-length"]);
+    if (declared > options.maxBodyBytes) throw tooLarge(`request body of ${declared} bytes`);
+  }
+
+  function tooLarge(what: string): RouterError {
+    return new RouterError("body_too_large", `${what} exceeds the limit of ${options.maxBodyBytes} bytes (--max-body-bytes)`, { details: { limit: options.maxBodyBytes } });
+  }
+
+  /**
    * Small bodies of retryable routes are read whole so that a second worker
    * can get the same bytes; large or unknown-length bodies stream through and
    * are not retried.
@@ -141,6 +157,7 @@ export function createDataPlane(options: DataPlaneOptions) {
   async function dispatch(req: Req, res: Res, path: string, spec: RouteSpec, preset?: { body: Buffer; weightVersion: string | null }): Promise<void> {
     const arrivedMs = Date.now();
     const requestId = requestIdOf(res);
+    if (!preset) checkDeclaredLength(req);
     const buffered = preset ? preset.body : await retryableBody(req, spec);
     const headers = upstreamRequestHeaders(req.headers, requestId);
     const ticket = ticketOf(req, spec, buffered);
@@ -189,11 +206,13 @@ export function createDataPlane(options: DataPlaneOptions) {
           headers,
           body: buffered ?? (hasBody(req) ? req : null),
           requestId,
+          workerId: w.id,
           weightVersion: worker.weightVersion,
           captureBytes: spec.capture,
           beforeEnd: spec.onAnswer,
           holdBack5xx: mayRetry && spec.retry === "generation",
           stats: n,
+          maxBodyBytes: options.maxBodyBytes,
         });
       } finally {
         const completed = outcome?.kind === "completed" ? outcome : null;
@@ -217,6 +236,8 @@ export function createDataPlane(options: DataPlaneOptions) {
           logger.warn({ worker: w.url, requestId, err: describeNetworkError(outcome.error) }, "worker answer cut off");
           return;
         case "failed_before_response": {
+          // The client's fault, not the worker's: no outlier count, no retry.
+          if (outcome.error instanceof BodyLimitExceeded) throw tooLarge("request body");
           const kind = classifyFailure(outcome.error);
           const detail = describeNetworkError(outcome.error);
           outliers.onFailure(w, kind, detail);
@@ -255,6 +276,7 @@ export function createDataPlane(options: DataPlaneOptions) {
   async function toWorker(req: Req, res: Res, worker: Worker, path: string, onAnswer?: AnswerHook): Promise<void> {
     const requestId = requestIdOf(res);
     const n = notes(res);
+    checkDeclaredLength(req);
     n.workerUrl = worker.url;
     admission.acquireSpecific(worker);
     let outcome: ForwardOutcome;
@@ -266,14 +288,17 @@ export function createDataPlane(options: DataPlaneOptions) {
         headers: upstreamRequestHeaders(req.headers, requestId),
         body: hasBody(req) ? req : null,
         requestId,
+        workerId: worker.id,
         captureBytes: onAnswer ? 64 * 1024 : 0,
         beforeEnd: onAnswer,
         stats: n,
+        maxBodyBytes: options.maxBodyBytes,
       });
     } finally {
       admission.release(worker, null);
     }
     if (outcome.kind === "failed_before_response") {
+      if (outcome.error instanceof BodyLimitExceeded) throw tooLarge("request body");
       throw new RouterError("upstream_unreachable", `Worker request failed: ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
     }
   }

@@ -18,6 +18,7 @@ export const adminPaths: ReadonlySet<string> = new Set([
   "/refit/begin",
   "/refit/commit",
   "/refit/abort",
+  "/audit",
 ]);
 
 /** Paths anyone may read: probes from load balancers and orchestrators, scrapers. */

@@ -53,6 +53,10 @@ export function sendError(res: Res, reason: unknown, extraHeaders?: Record<strin
   const retryAfter = err.details.retryAfterS;
   if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
   if (n.requestId !== undefined) headers["x-request-id"] = n.requestId;
+  // HTTP/1.1 connections end with these answers: a router that is stopping
+  // must not see the connection reused, and the rest of a body over the
+  // limit is not worth reading.
+  if ((err.code === "shutting_down" || err.code === "body_too_large") && "shouldKeepAlive" in res) headers["connection"] = "close";
   sendJson(res, err.status, errorBody(err, n.errorShape), headers);
 }
 

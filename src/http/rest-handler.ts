@@ -12,6 +12,7 @@ import { notes } from "./notes.js";
 import { randomUUID } from "node:crypto";
 import { hasOwnErrorShape, isAdminPath, openPaths } from "./paths.js";
 import { sendError, type Res } from "./respond.js";
+import { callContext, remoteOf } from "../audit/call-context.js";
 
 export interface RestHandlerOptions {
   admin: AdminRoutes;
@@ -31,7 +32,7 @@ export interface RestHandlerOptions {
  * matches is a 404 from the router, never forwarded to a worker (the original
  * sent unknown admin paths to a random worker through its catch-all).
  */
-const reservedPrefixes = ["/workers", "/refit", "/router", "/admin", "/metrics", "/v1/rollouts", "/sgl.diffusion.router.", "/grpc.reflection."];
+const reservedPrefixes = ["/audit", "/workers", "/refit", "/router", "/admin", "/metrics", "/v1/rollouts", "/sgl.diffusion.router.", "/grpc.reflection."];
 
 function methodNotAllowed(method: string | undefined, path: string, allowed: string): RouterError {
   return new RouterError("method_not_allowed", `${method} is not allowed on ${path} (allowed: ${allowed})`, { details: { allow: allowed } });
@@ -110,6 +111,9 @@ export function createRestHandler(options: RestHandlerOptions) {
       case "/v1/rollouts":
         if (method === "POST") return rollouts.submit(req, res);
         throw methodNotAllowed(method, path, "POST");
+      case "/audit":
+        if (method === "GET") return admin.auditTrail(res, query());
+        throw methodNotAllowed(method, path, "GET");
       case "/refit":
         if (method === "GET") return admin.refitStatus(res);
         throw methodNotAllowed(method, path, "GET");
@@ -211,7 +215,6 @@ export function createRestHandler(options: RestHandlerOptions) {
     res.on("close", onResponseClose);
     if (shuttingDown) {
       req.resume();
-      if (!res.headersSent && "shouldKeepAlive" in res) res.setHeader("connection", "close");
       sendError(res, new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
       return;
     }
@@ -229,8 +232,10 @@ export function createRestHandler(options: RestHandlerOptions) {
       );
       return;
     }
+    let adminCall = false;
     if (!openPaths.has(path)) {
       const admin = isAdminPath(path);
+      adminCall = admin;
       if (admin ? !auth.admin(req.headers.authorization) : !auth.data(req.headers.authorization)) {
         req.resume();
         sendError(res, new RouterError("unauthenticated", admin ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
@@ -245,7 +250,13 @@ export function createRestHandler(options: RestHandlerOptions) {
       socket.setTimeout(bodyTimeoutMs);
       req.once("end", () => socket.setTimeout(0));
     }
-    route(req, res, method, path, rawUrl, q < 0 ? "" : rawUrl.slice(q + 1)).catch((err: unknown) => {
+    const query = q < 0 ? "" : rawUrl.slice(q + 1);
+    // Admin calls run in their caller's context, which the audit trail reads;
+    // the data plane does not pay for it.
+    const routed = adminCall
+      ? callContext.run({ requestId: n.requestId, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } }, () => route(req, res, method, path, rawUrl, query))
+      : route(req, res, method, path, rawUrl, query);
+    routed.catch((err: unknown) => {
       const e = RouterError.from(err);
       if (e.status >= 500 && e.code === "internal") logger.error({ err, path }, "request failed");
       if (e.code === "method_not_allowed" && !res.headersSent) res.setHeader("allow", String(e.details.allow));

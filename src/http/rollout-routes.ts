@@ -6,7 +6,7 @@ import { notes } from "./notes.js";
 import { sendJson, type Res } from "./respond.js";
 
 /** A rollout submission carries every item's body: far above the admin limit. */
-const MAX_SUBMISSION_BYTES = 64 * 1024 * 1024;
+export const MAX_SUBMISSION_BYTES = 64 * 1024 * 1024;
 
 const ndjsonHeaders = { "content-type": "application/x-ndjson", "cache-control": "no-store", "x-accel-buffering": "no" } as const;
 

@@ -36,6 +36,8 @@ export interface ForwardRequest {
   body: Readable | Buffer | null;
   /** Added to the answer as `x-request-id`. */
   requestId: string;
+  /** Added to the answer as `x-worker-id` (the worker's REST id, made once per worker) when set. */
+  workerId?: string;
   /** Added to the answer as `x-weight-version` when not null. */
   weightVersion?: string | null;
   /** Keep up to this many leading answer bytes for {@link beforeEnd}. */
@@ -59,6 +61,19 @@ export interface ForwardRequest {
    * await continues).
    */
   stats?: { answerBytes?: number };
+  /**
+   * Most bytes a streamed body without content-length (chunked, HTTP/2) may
+   * carry: past it the exchange ends with {@link BodyLimitExceeded}. A
+   * declared length is the caller's to check before forwarding.
+   */
+  maxBodyBytes?: number;
+}
+
+/** The client's streamed body went past {@link ForwardRequest.maxBodyBytes}; nothing about the worker. */
+export class BodyLimitExceeded extends Error {
+  constructor(readonly limit: number) {
+    super(`request body exceeds the limit of ${limit} bytes`);
+  }
 }
 
 const empty = Buffer.alloc(0);
@@ -119,6 +134,8 @@ class Exchange implements H1Handler {
     headers["x-request-id"] = this.req.requestId;
     const version = this.req.weightVersion;
     if (version != null) headers["x-weight-version"] = version;
+    const workerId = this.req.workerId;
+    if (workerId !== undefined) headers["x-worker-id"] = workerId;
     // A header node refuses to write (a worker's bad header) throws here:
     // nothing reached the client yet, so it counts as a failure before the answer.
     this.res.writeHead(statusCode, headers);
@@ -229,7 +246,33 @@ export function forward(client: H1Client, res: ClientResponse, req: ForwardReque
     const exchange = new Exchange(res, req, resolve);
     const call = client.request(req.origin, req, exchange);
     exchange.call = call;
+    const body = req.body;
+    if (req.maxBodyBytes !== undefined && body !== null && !Buffer.isBuffer(body) && req.headers["content-length"] === undefined) limitBody(body, req.maxBodyBytes, call);
     // The client left before the request went out.
     if (exchange.clientGone || res.destroyed) call.abort(new ClientAbort());
   });
+}
+
+/**
+ * Counts a streamed body of unknown length as it goes to the worker and ends
+ * the exchange once it passes `limit`: a client cannot push an endless
+ * chunked body through the router. Only bodies without content-length pay
+ * for this listener.
+ */
+function limitBody(body: Readable, limit: number, call: Call): void {
+  let seen = 0;
+  const onData = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen <= limit) return;
+    stop();
+    call.abort(new BodyLimitExceeded(limit));
+  };
+  const stop = () => {
+    body.removeListener("data", onData);
+    body.removeListener("end", stop);
+    body.removeListener("close", stop);
+  };
+  body.on("data", onData);
+  body.once("end", stop);
+  body.once("close", stop);
 }

@@ -26,8 +26,15 @@ export interface Listener {
   readonly http2: http2.Http2Server;
   /** Stops accepting; existing connections keep going. */
   stopAccepting(): Promise<void>;
-  /** Closes idle keep-alive connections now and every connection after `graceMs`. */
+  /** Destroys every connection now. */
   closeConnections(): void;
+  /**
+   * Resolves when every connection has closed (clients that got
+   * `Connection: close` close theirs) or after `lingerMs`, whichever is first.
+   */
+  whenNoConnections(lingerMs: number): Promise<boolean>;
+  /** Sends HTTP/2 GOAWAY on every session: streams in progress finish, new ones go elsewhere. */
+  goAway(): void;
   connectionCount(): number;
 }
 
@@ -56,8 +63,14 @@ export async function createListener(options: ListenerOptions): Promise<Listener
   const h2 = http2.createServer({ settings: { initialWindowSize: 1 << 20 } });
   h2.on("request", options.handler);
   h2.on("sessionError", () => undefined);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session: http2.ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
 
   const sockets = new Set<net.Socket>();
+  let onNoConnections: (() => void) | null = null;
   const firstBytesTimeoutMs = options.firstBytesTimeoutMs ?? 10_000;
 
   // noDelay: answers go out as head + body writes; with Nagle on, the second
@@ -65,7 +78,10 @@ export async function createListener(options: ListenerOptions): Promise<Listener
   // this for its own sockets, but these sockets are accepted here.
   const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, (socket) => {
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      if (sockets.size === 0) onNoConnections?.();
+    });
     socket.on("error", () => undefined);
     socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
@@ -111,6 +127,23 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     closeConnections() {
       h1.closeIdleConnections();
       for (const s of sockets) s.destroy();
+    },
+    whenNoConnections(lingerMs) {
+      if (sockets.size === 0) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => {
+          onNoConnections = null;
+          resolve(false);
+        }, lingerMs);
+        onNoConnections = () => {
+          clearTimeout(t);
+          onNoConnections = null;
+          resolve(true);
+        };
+      });
+    },
+    goAway() {
+      for (const s of sessions) if (!s.closed && !s.destroyed) s.close();
     },
     connectionCount: () => sockets.size,
   };

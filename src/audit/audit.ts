@@ -1,0 +1,184 @@
+import { RouterError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { currentCall, type Caller } from "./call-context.js";
+
+/** What one worker made of a control action (a weight load, a sleep, a commit). */
+export interface AuditWorkerOutcome {
+  worker: string;
+  ok: boolean;
+  /** The worker's HTTP status, when it answered. */
+  status?: number;
+  error?: string;
+}
+
+/** How a control action ended: every worker did it, some did, or it failed (or is still running). */
+export type AuditOutcome = "running" | "ok" | "partial" | "failed";
+
+/** One control action, as logged and as `GET /audit` shows it. */
+export interface AuditEvent {
+  /** Increases by one per action since the router started. */
+  id: number;
+  requestId: string;
+  /** Stable name: `worker.register`, `refit.from_disk`, `memory.release`, `launcher.scale`, ... */
+  action: string;
+  caller: Caller;
+  /** The arguments that matter (never keys or payloads). */
+  args: Record<string, unknown>;
+  startedAt: string;
+  /** Null while running. */
+  durationMs: number | null;
+  outcome: AuditOutcome;
+  /** The error code when it failed or partly failed. */
+  code?: string;
+  message?: string;
+  workers?: AuditWorkerOutcome[];
+}
+
+/** What a finished action's result says, read by the decorator that knows its shape. */
+export interface AuditSummary {
+  workers?: AuditWorkerOutcome[];
+  /** A result may itself say it failed (a refit answer with status 502). */
+  code?: string;
+  message?: string;
+}
+
+/** A started action; `end` or `fail` it once (later calls are ignored). */
+export interface AuditSpan {
+  readonly event: Readonly<AuditEvent>;
+  end(summary?: AuditSummary): void;
+  fail(err: unknown, summary?: AuditSummary): void;
+}
+
+export interface AuditOptions {
+  logger: Logger;
+  /** Events kept for `GET /audit`; default 500. */
+  capacity?: number;
+  /** Runs once per finished action (metrics). */
+  onFinished?: (event: Readonly<AuditEvent>) => void;
+}
+
+export interface Audit {
+  /** Starts an action now: logs its start line and records it. */
+  begin(action: string, args: Record<string, unknown>): AuditSpan;
+  /**
+   * Runs `fn` as one action: start line, then an end line with its duration
+   * and outcome, whether it returns, resolves, throws or rejects. Sync
+   * functions stay sync.
+   */
+  run<T>(action: string, args: Record<string, unknown>, fn: () => T, summarize?: (result: Awaited<T>) => AuditSummary): T;
+  /** The latest events, newest first. */
+  recent(limit?: number): AuditEvent[];
+}
+
+/**
+ * The audit trail of control actions (who changed which workers, weights
+ * and memory, when, and what each worker made of it). Two log lines per
+ * action, at info (warn when it failed), and the last `capacity` events in
+ * memory for `GET /audit` and the dashboard. Only control actions come
+ * here: the data plane never does.
+ */
+export function createAudit(options: AuditOptions): Audit {
+  const logger = options.logger.child({ component: "audit" });
+  const capacity = options.capacity ?? 500;
+  const ring: AuditEvent[] = [];
+  let nextId = 1;
+
+  function outcomeOf(summary: AuditSummary | undefined): AuditOutcome {
+    const workers = summary?.workers ?? [];
+    const failed = workers.filter((w) => !w.ok).length;
+    if (summary?.code !== undefined) return failed < workers.length ? "partial" : "failed";
+    if (failed === 0) return "ok";
+    return failed < workers.length ? "partial" : "failed";
+  }
+
+  function begin(action: string, args: Record<string, unknown>): AuditSpan {
+    const call = currentCall();
+    const startedMs = Date.now();
+    const event: AuditEvent = {
+      id: nextId++,
+      requestId: call.requestId,
+      action,
+      caller: call.caller,
+      args,
+      startedAt: new Date(startedMs).toISOString(),
+      durationMs: null,
+      outcome: "running",
+    };
+    ring.push(event);
+    if (ring.length > capacity) ring.shift();
+    logger.info({ audit: "start", auditId: event.id, requestId: event.requestId, action, caller: event.caller, args }, `${action} started`);
+
+    let done = false;
+    const finish = (outcome: AuditOutcome, summary: AuditSummary | undefined, code?: string, message?: string) => {
+      if (done) return;
+      done = true;
+      event.durationMs = Date.now() - startedMs;
+      event.outcome = outcome;
+      if (code !== undefined) event.code = code;
+      if (message !== undefined) event.message = message;
+      if (summary?.workers) event.workers = summary.workers;
+      const line = { audit: "end", auditId: event.id, requestId: event.requestId, action, caller: event.caller, outcome, code, message, durationMs: event.durationMs, workers: event.workers };
+      if (outcome === "ok") logger.info(line, `${action} ${outcome}`);
+      else logger.warn(line, `${action} ${outcome}`);
+      try {
+        options.onFinished?.(event);
+      } catch (err) {
+        logger.error({ err }, "audit listener failed");
+      }
+    };
+    return {
+      event,
+      end(summary) {
+        finish(outcomeOf(summary), summary, summary?.code, summary?.message);
+      },
+      fail(err, summary) {
+        const e = RouterError.from(err);
+        finish("failed", summary, e.code, e.message);
+      },
+    };
+  }
+
+  function run<T>(action: string, args: Record<string, unknown>, fn: () => T, summarize?: (result: Awaited<T>) => AuditSummary): T {
+    const span = begin(action, args);
+    const summaryOf = (value: Awaited<T>): AuditSummary | undefined => {
+      try {
+        return summarize?.(value);
+      } catch (err) {
+        logger.error({ err, action }, "audit summary failed");
+        return undefined;
+      }
+    };
+    let result: T;
+    try {
+      result = fn();
+    } catch (err) {
+      span.fail(err);
+      throw err;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (value: Awaited<T>) => {
+          span.end(summaryOf(value));
+          return value;
+        },
+        (err: unknown) => {
+          span.fail(err);
+          throw err;
+        },
+      ) as T;
+    }
+    span.end(summaryOf(result as Awaited<T>));
+    return result;
+  }
+
+  return {
+    begin,
+    run,
+    recent(limit = 100) {
+      const n = Math.max(0, Math.min(limit, ring.length));
+      const out: AuditEvent[] = [];
+      for (let i = ring.length - 1; i >= ring.length - n; i--) out.push({ ...ring[i]! });
+      return out;
+    },
+  };
+}
