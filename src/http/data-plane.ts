@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import type { OutlierDetector } from "../health/outlier-detector.js";
 import { BodyLimitExceeded, forward, type AnswerHook, type ForwardOutcome } from "../proxy/forward.js";
 import { classifyFailure } from "../proxy/network-errors.js";
+import { decideRetry, mayTryAgain, type AttemptFacts, type RetryClass } from "../proxy/retry-decision.js";
 import { upstreamRequestHeaders } from "../proxy/headers.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
@@ -45,14 +46,6 @@ const imageCaptureBytes = 8 * 1024;
 /** A video-create answer is one small job object. */
 const videoCaptureBytes = 256 * 1024;
 
-/**
- * How a balanced route may be retried on another worker.
- * - `generation`: images, rollout, diffusion generate: after any failure before
- *   the first answer byte (a repeated generation costs GPU time, not correctness).
- * - `create_once`: a video create: only if no byte reached the first worker.
- * - `none`: everything else (forwarded unknown paths).
- */
-type RetryClass = "generation" | "create_once" | "none";
 
 interface RouteSpec {
   /** Which workers may serve it (image, video, any generation, anything). */
@@ -187,12 +180,19 @@ export function createDataPlane(options: DataPlaneOptions) {
           throw lastFailure ?? err;
         }
       }
-      const mayRetry =
-        buffered !== null &&
-        attempt < options.maxRetries &&
-        Date.now() - arrivedMs < options.retryBudgetMs &&
-        admission.hasOtherWorker(ticket, worker.url);
       const w = worker;
+      const facts: AttemptFacts = {
+        attempt,
+        maxRetries: options.maxRetries,
+        elapsedMs: Date.now() - arrivedMs,
+        retryBudgetMs: options.retryBudgetMs,
+        replayableBody: buffered !== null,
+        // Asked last, and only when everything else allows a retry: it walks the pool.
+        get otherWorker() {
+          return admission.hasOtherWorker(ticket, w.url);
+        },
+      };
+      const mayRetry = mayTryAgain(spec.retry, facts);
       const n = notes(res);
       n.workerUrl = w.url;
       n.queueMs = Math.round(performance.now() - waitFromMs);
@@ -241,7 +241,7 @@ export function createDataPlane(options: DataPlaneOptions) {
           const kind = classifyFailure(outcome.error);
           const detail = describeNetworkError(outcome.error);
           outliers.onFailure(w, kind, detail);
-          const retry = mayRetry && (spec.retry === "generation" || (spec.retry === "create_once" && kind === "not_sent"));
+          const retry = decideRetry(kind, spec.retry, facts) === "retry";
           logger.warn({ worker: w.url, requestId, kind, err: detail, attempt, retry }, "worker failed before answering");
           lastFailure =
             kind === "timeout"
