@@ -64,8 +64,10 @@ export interface Control {
   updateWorker(rawUrl: string, patch: WorkerPatch): Promise<Worker>;
   /** Posts one body to each target at once; never throws for a worker's failure. */
   broadcast(path: string, body: Buffer | string, targets: readonly Worker[]): Promise<BroadcastResult[]>;
-  releaseMemoryOccupation(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
-  resumeMemoryOccupation(body: Buffer): Promise<{ status: number; results: BroadcastResult[] }>;
+  /** Every awake worker's answer to `/release_memory_occupation` (those that answered 200 are asleep now). */
+  releaseMemoryOccupation(body: Buffer): Promise<BroadcastResult[]>;
+  /** Every sleeping worker's answer to `/resume_memory_occupation`. */
+  resumeMemoryOccupation(body: Buffer): Promise<BroadcastResult[]>;
 }
 
 export function createControl(options: ControlOptions): Control {
@@ -180,7 +182,7 @@ export function createControl(options: ControlOptions): Control {
       for (const r of results) {
         if (r.status_code === 200) registry.update(r.worker_url, "sleeping", (w) => void (w.sleeping = true));
       }
-      return { status: 200, results };
+      return results;
     },
 
     async resumeMemoryOccupation(body) {
@@ -200,7 +202,7 @@ export function createControl(options: ControlOptions): Control {
           }
         });
       }
-      return { status: 200, results };
+      return results;
     },
   };
   return control;

@@ -1,7 +1,7 @@
 import type { BroadcastResult, Control } from "../admin/control.js";
 import type { Launcher, LauncherConfig, LauncherGroups, ManagedWorker } from "../launcher/index.js";
-import type { RefitAnswer, RefitCoordinator } from "../refit/coordinator.js";
-import type { Audit, AuditSpan, AuditSummary, AuditWorkerOutcome } from "./audit.js";
+import type { DiskRefitResult, MemoryResult, RefitCoordinator } from "../refit/coordinator.js";
+import type { Audit, AuditSummary, AuditWorkerOutcome } from "./audit.js";
 
 /*
  * Decorators that put every control action on the audit trail. They wrap the
@@ -22,15 +22,16 @@ function fromBroadcast(r: BroadcastResult): AuditWorkerOutcome {
   return out;
 }
 
-function fromAnswer(answer: RefitAnswer): AuditSummary {
-  const results = (answer.body.results ?? []) as BroadcastResult[];
-  const summary: AuditSummary = { workers: results.map(fromBroadcast) };
-  if (answer.status >= 400) {
-    summary.code = typeof answer.body.code === "string" ? answer.body.code : "upstream_failed";
-    if (typeof answer.body.error === "string") summary.message = answer.body.error;
+function fromDiskRefit(r: DiskRefitResult): AuditSummary {
+  const summary: AuditSummary = { workers: r.results.map(fromBroadcast) };
+  if (r.failure !== null) {
+    summary.code = "upstream_failed";
+    summary.message = r.failure;
   }
   return summary;
 }
+
+const fromMemory = (r: MemoryResult): AuditSummary => ({ workers: r.results.map(fromBroadcast) });
 
 /** Scalars of a weight-load body worth a line (model path, version, flags), never tensors or large values. */
 function scalarArgs(json: Record<string, unknown>): Record<string, unknown> {
@@ -65,71 +66,32 @@ export function auditedControl(control: Control, audit: Audit): Control {
 }
 
 export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordinator {
-  // Per-worker tensor updates in progress: ended by tensorUpdated, or by the
-  // end of their refit when the worker never answered.
-  const tensorSpans = new Map<string, AuditSpan>();
-  const closeTensorSpans = (why: string) => {
-    for (const span of tensorSpans.values()) span.end({ workers: [{ worker: String(span.event.args.worker), ok: false, error: why }] });
-    tensorSpans.clear();
-  };
   const wrapped: RefitCoordinator = Object.create(refit) as RefitCoordinator;
   Object.assign(wrapped, {
     updateWeightsFromDisk(raw: Buffer, json: Record<string, unknown>, drainTimeoutMs?: number) {
-      return audit.run("refit.from_disk", { ...scalarArgs(json), drain_timeout_s: seconds(drainTimeoutMs) }, () => refit.updateWeightsFromDisk(raw, json, drainTimeoutMs), fromAnswer);
+      return audit.run("refit.from_disk", { ...scalarArgs(json), drain_timeout_s: seconds(drainTimeoutMs) }, () => refit.updateWeightsFromDisk(raw, json, drainTimeoutMs), fromDiskRefit);
     },
     begin(drainTimeoutMs?: number, timeoutMs?: number) {
       return audit.run("refit.begin", { drain_timeout_s: seconds(drainTimeoutMs), timeout_s: seconds(timeoutMs) }, () => refit.begin(drainTimeoutMs, timeoutMs), (r) => ({ workers: r.workers.map((w) => ({ worker: w, ok: true })) }));
     },
-    tensorStarted(workerUrl: string) {
-      const span = audit.begin("refit.tensor_update", { worker: workerUrl });
-      let token: object;
-      try {
-        token = refit.tensorStarted(workerUrl);
-      } catch (err) {
-        span.fail(err);
-        throw err;
-      }
-      tensorSpans.get(workerUrl)?.end({ workers: [{ worker: workerUrl, ok: false, error: "superseded by a newer update of the same worker" }] });
-      tensorSpans.set(workerUrl, span);
-      return token;
-    },
-    tensorUpdated(token: object, workerUrl: string, status: number, answer: Buffer) {
-      refit.tensorUpdated(token, workerUrl, status, answer);
-      const span = tensorSpans.get(workerUrl);
-      if (!span) return;
-      tensorSpans.delete(workerUrl);
-      let ok = status === 200;
-      let error: string | undefined;
-      try {
-        const body = JSON.parse(answer.toString("utf8")) as Record<string, unknown>;
-        if (body.success === false) ok = false;
-        if (!ok) error = String(body.message ?? body.detail ?? body.error ?? "").slice(0, 300);
-      } catch {
-        if (!ok) error = answer.toString("utf8", 0, Math.min(answer.length, 300));
-      }
-      span.end({ workers: [{ worker: workerUrl, ok, status, ...(error ? { error } : {}) }] });
+    updateTensors(workerUrl: string, send: Parameters<RefitCoordinator["updateTensors"]>[1]) {
+      return audit.run("refit.tensor_update", { worker: workerUrl }, () => refit.updateTensors(workerUrl, send), (o) => ({
+        workers: [{ worker: o.worker_url, ok: o.ok, ...(o.status_code ? { status: o.status_code } : { error: "no answer from the worker" }) }],
+      }));
     },
     commit(weightVersion: unknown) {
-      return audit.run("refit.commit", { weight_version: weightVersion ?? null }, () => {
-        const r = refit.commit(weightVersion);
-        closeTensorSpans(`its tensor update was still loading when refit ${r.weight_version} was committed`);
-        return r;
-      }, (r) => ({
+      return audit.run("refit.commit", { weight_version: weightVersion ?? null }, () => refit.commit(weightVersion), (r) => ({
         workers: [...r.updated_workers.map((w) => ({ worker: w, ok: true })), ...r.stale_workers.map((w) => ({ worker: w, ok: false, error: "not updated: left rotation as stale" }))],
       }));
     },
     abort(why?: string) {
-      return audit.run("refit.abort", why === undefined ? {} : { reason: why }, () => {
-        const r = refit.abort(why);
-        closeTensorSpans("refit aborted");
-        return r;
-      }, (r) => ({ workers: r.stale_workers.map((w) => ({ worker: w, ok: false, error: "holds uncommitted weights: left rotation as stale" })) }));
+      return audit.run("refit.abort", why === undefined ? {} : { reason: why }, () => refit.abort(why), (r) => ({ workers: r.stale_workers.map((w) => ({ worker: w, ok: false, error: "holds uncommitted weights: left rotation as stale" })) }));
     },
     releaseMemory(raw: Buffer, drainTimeoutMs?: number) {
-      return audit.run("memory.release", { drain_timeout_s: seconds(drainTimeoutMs) }, () => refit.releaseMemory(raw, drainTimeoutMs), fromAnswer);
+      return audit.run("memory.release", { drain_timeout_s: seconds(drainTimeoutMs) }, () => refit.releaseMemory(raw, drainTimeoutMs), fromMemory);
     },
     resumeMemory(raw: Buffer) {
-      return audit.run("memory.resume", {}, () => refit.resumeMemory(raw), fromAnswer);
+      return audit.run("memory.resume", {}, () => refit.resumeMemory(raw), fromMemory);
     },
   });
   return wrapped;

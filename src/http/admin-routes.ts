@@ -6,19 +6,21 @@ import { secondsToMs } from "../config/durations.js";
 import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
-import type { RefitCoordinator } from "../refit/coordinator.js";
+import type { DiskRefitResult, RefitCoordinator } from "../refit/coordinator.js";
 import type { Audit } from "../audit/audit.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
 import { sendJson, type Res } from "./respond.js";
 
 /**
- * A broadcast's answer (results per worker), which carries the router's
- * error code in its body when some worker failed: the header says it too.
+ * A disk refit's REST answer, the original's shape: 200 with the results,
+ * or 502 `upstream_failed` with the same results when some worker failed
+ * (error code in the body and the header).
  */
-function sendBroadcastAnswer(res: Res, answer: { status: number; body: unknown }): void {
-  const code = (answer.body as { code?: unknown } | null)?.code;
-  sendJson(res, answer.status, answer.body, typeof code === "string" ? { "x-router-error-code": code } : undefined);
+function sendDiskRefit(res: Res, r: DiskRefitResult): void {
+  const body = { results: r.results, weight_version: r.weight_version, previous_weight_version: r.previous_weight_version, summary: r.summary };
+  if (r.failure === null) sendJson(res, 200, body);
+  else sendJson(res, 502, { ...body, error: r.failure, code: "upstream_failed" }, { "x-router-error-code": "upstream_failed" });
 }
 
 export interface AdminRoutesOptions {
@@ -144,21 +146,18 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
       if (typeof json.model_path !== "string" || json.model_path === "") {
         throw new RouterError("invalid_request", "model_path is required and must be a non-empty string", { details: { param: "model_path" } });
       }
-      const answer = await refit.updateWeightsFromDisk(raw, json, drainMs);
-      sendBroadcastAnswer(res, answer);
+      sendDiskRefit(res, await refit.updateWeightsFromDisk(raw, json, drainMs));
     },
 
     async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const raw = await readBody(req, maxBodyBytes);
-      const answer = await refit.releaseMemory(raw, drainMs);
-      sendBroadcastAnswer(res, answer);
+      sendJson(res, 200, await refit.releaseMemory(raw, drainMs));
     },
 
     async resumeMemory(req: Req, res: Res): Promise<void> {
       const raw = await readBody(req, maxBodyBytes);
-      const answer = await refit.resumeMemory(raw);
-      sendBroadcastAnswer(res, answer);
+      sendJson(res, 200, await refit.resumeMemory(raw));
     },
 
     /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */
@@ -199,8 +198,8 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     /** `POST /workers/{id}/update_weights_from_tensor`: this worker's own payload, inside an open refit. */
     async tensorUpdate(req: Req, res: Res, id: string, path: string): Promise<void> {
       const worker = control.getWorker(decodeWorkerId(id));
-      const token = refit.tensorStarted(worker.url);
-      await data.toWorker(req, res, worker, path, (origin, status, captured) => refit.tensorUpdated(token, origin, status, captured));
+      // The client's body streams through to the worker; its answer streams back.
+      await refit.updateTensors(worker.url, (answered) => data.toWorker(req, res, worker, path, (_origin, status, captured) => answered(status, captured)));
     },
 
     /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */

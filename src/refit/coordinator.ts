@@ -21,10 +21,47 @@ export interface RefitCoordinatorOptions {
 
 export type RefitPhase = "idle" | "draining" | "updating" | "open" | "sleeping";
 
-/** The answer of a coordinated operation: HTTP status plus the JSON body. */
-export interface RefitAnswer {
-  status: number;
-  body: Record<string, unknown>;
+/** One worker that did not load the weights, and why. */
+export interface FailedWorker {
+  worker_url: string;
+  status_code: number;
+  message: string;
+}
+
+/** Counts of a weight load across the pool (field names are the REST answer's). */
+export interface RefitSummary {
+  targets: number;
+  succeeded: number;
+  failed: number;
+  failed_workers: FailedWorker[];
+}
+
+/**
+ * What a disk refit did. Typed, not an HTTP answer: REST and RPC each turn
+ * it into their own shape once (`failure` set = some worker failed: a 502
+ * `upstream_failed` over REST, UNAVAILABLE over RPC, with these results).
+ */
+export interface DiskRefitResult {
+  results: BroadcastResult[];
+  weight_version: string;
+  previous_weight_version: string;
+  summary: RefitSummary;
+  /** Null when every worker loaded the weights; else what went wrong, for the error message. */
+  failure: string | null;
+}
+
+/** What a sleep or wake did on each worker. */
+export interface MemoryResult {
+  results: BroadcastResult[];
+}
+
+/** How one worker's tensor update ended (for the caller's answer and the audit trail). */
+export interface TensorUpdateOutcome {
+  worker_url: string;
+  /** The worker answered 200 without success:false. */
+  ok: boolean;
+  /** The worker's status; 0 when it never answered. */
+  status_code: number;
 }
 
 interface Operation {
@@ -265,7 +302,38 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     }
   }
 
-  function summaryOf(results: BroadcastResult[]) {
+  /** Starts a per-worker tensor update: throws 409 without an open refit, else returns the refit it belongs to. */
+  function tensorStarted(workerUrl: string): Operation {
+    if (op?.kind !== "tensor" || op.phase !== "open") {
+      throw new RouterError("no_refit_in_progress", "update_weights_from_tensor needs an open refit: POST /refit/begin first (it holds and drains traffic so no answer mixes weights), then /refit/commit");
+    }
+    op.pending.add(workerUrl);
+    return op;
+  }
+
+  /**
+   * Records a worker's tensor update answer; true when it loaded them. An
+   * answer that arrives after its refit ended (aborted, timed out,
+   * committed) leaves the worker with weights nobody committed: out of rotation.
+   */
+  function tensorUpdated(token: Operation, workerUrl: string, status: number, answer: Buffer): boolean {
+    let ok = status === 200;
+    try {
+      if (ok && (JSON.parse(answer.toString("utf8")) as { success?: unknown }).success === false) ok = false;
+    } catch {
+      // Not JSON: status decides.
+    }
+    if (token !== op) {
+      if (ok && registry.get(workerUrl)) markUnknown(workerUrl, "stale_weights", "a tensor update finished after its refit ended: holds uncommitted weights");
+      return ok;
+    }
+    token.pending.delete(workerUrl);
+    if (ok) token.updated.add(workerUrl);
+    else token.updated.delete(workerUrl);
+    return ok;
+  }
+
+  function summaryOf(results: BroadcastResult[]): RefitSummary {
     const ok = results.filter(succeeded).map((r) => r.worker_url);
     const failed = results
       .filter((r) => !succeeded(r))
@@ -301,7 +369,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
      * version if any worker loaded the weights. Workers that failed leave
      * rotation (`stale`) rather than serve the old weights.
      */
-    async updateWeightsFromDisk(raw: Buffer, json: Record<string, unknown>, drainTimeoutMs = options.drainTimeoutMs): Promise<RefitAnswer> {
+    async updateWeightsFromDisk(raw: Buffer, json: Record<string, unknown>, drainTimeoutMs = options.drainTimeoutMs): Promise<DiskRefitResult> {
       const current = begin("disk", "refit");
       try {
         const targetVersion = json.weight_version !== undefined && json.weight_version !== null ? String(json.weight_version) : String(refits + 1);
@@ -336,10 +404,11 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
           }
         }
         persist();
-        const body = { results, weight_version: version, previous_weight_version: previous, summary };
-        if (summary.failed === 0) return { status: 200, body };
-        const what = summary.succeeded === 0 ? `no worker loaded the weights; the pool stays on ${version}` : `${summary.failed} of ${summary.targets} worker(s) failed and left rotation until they hold ${version}`;
-        return { status: 502, body: { ...body, error: `update_weights_from_disk: ${what}`, code: "upstream_failed" } };
+        const failure =
+          summary.failed === 0
+            ? null
+            : `update_weights_from_disk: ${summary.succeeded === 0 ? `no worker loaded the weights; the pool stays on ${version}` : `${summary.failed} of ${summary.targets} worker(s) failed and left rotation until they hold ${version}`}`;
+        return { results, weight_version: version, previous_weight_version: previous, summary, failure };
       } catch (err) {
         persist();
         throw err;
@@ -370,37 +439,24 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     },
 
     /**
-     * Starts a per-worker tensor update: throws 409 without an open refit,
-     * else returns the refit it belongs to (pass it to {@link tensorUpdated}).
+     * One worker's tensor update inside an open refit, whatever carries it
+     * (REST streams the client's body through, the RPC posts its JSON):
+     * `send` delivers it and calls `answered` with the worker's answer before
+     * the caller sees its end. Throws 409 without an open refit. A send that
+     * fails before the worker answered leaves the worker not updated.
      */
-    tensorStarted(workerUrl: string): object {
-      if (op?.kind !== "tensor" || op.phase !== "open") {
-        throw new RouterError("no_refit_in_progress", "update_weights_from_tensor needs an open refit: POST /refit/begin first (it holds and drains traffic so no answer mixes weights), then /refit/commit");
-      }
-      op.pending.add(workerUrl);
-      return op;
-    },
-
-    /**
-     * Records a worker's tensor update answer. An answer that arrives after
-     * its refit ended (aborted, timed out, committed) leaves the worker with
-     * weights nobody committed: out of rotation.
-     */
-    tensorUpdated(token: object, workerUrl: string, status: number, answer: Buffer): void {
-      let ok = status === 200;
+    async updateTensors(workerUrl: string, send: (answered: (status: number, answer: Buffer) => void) => Promise<void>): Promise<TensorUpdateOutcome> {
+      const token = tensorStarted(workerUrl);
+      let outcome: TensorUpdateOutcome | null = null;
+      const answered = (status: number, answer: Buffer) => {
+        if (outcome === null) outcome = { worker_url: workerUrl, ok: tensorUpdated(token, workerUrl, status, answer), status_code: status };
+      };
       try {
-        if (ok && (JSON.parse(answer.toString("utf8")) as { success?: unknown }).success === false) ok = false;
-      } catch {
-        // Not JSON: status decides.
+        await send(answered);
+      } finally {
+        if (outcome === null) outcome = { worker_url: workerUrl, ok: tensorUpdated(token, workerUrl, 0, Buffer.alloc(0)), status_code: 0 };
       }
-      if (token !== op) {
-        if (ok && registry.get(workerUrl)) markUnknown(workerUrl, "stale_weights", "a tensor update finished after its refit ended: holds uncommitted weights");
-        return;
-      }
-      const current = token as Operation;
-      current.pending.delete(workerUrl);
-      if (ok) current.updated.add(workerUrl);
-      else current.updated.delete(workerUrl);
+      return outcome;
     },
 
     /** `POST /refit/commit`: the updated workers take the new version; the others leave rotation. */
@@ -435,24 +491,23 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     abort,
 
     /** `POST /release_memory_occupation`: drain, then put every awake worker to sleep. */
-    async releaseMemory(raw: Buffer, drainTimeoutMs = options.drainTimeoutMs): Promise<RefitAnswer> {
+    async releaseMemory(raw: Buffer, drainTimeoutMs = options.drainTimeoutMs): Promise<MemoryResult> {
       const current = begin("sleep", "sleep");
       try {
         await drain(drainTimeoutMs);
         current.phase = "sleeping";
-        const { status, results } = await control.releaseMemoryOccupation(raw);
-        return { status, body: { results } };
+        return { results: await control.releaseMemoryOccupation(raw) };
       } finally {
         end(current);
       }
     },
 
     /** `POST /resume_memory_occupation`: wake the sleeping workers; held requests then flow. */
-    async resumeMemory(raw: Buffer): Promise<RefitAnswer> {
+    async resumeMemory(raw: Buffer): Promise<MemoryResult> {
       if (op) throw new RouterError("refit_in_progress", `a ${op.kind} operation is in progress (phase ${op.phase}); retry when it ends`);
-      const { status, results } = await control.resumeMemoryOccupation(raw);
+      const results = await control.resumeMemoryOccupation(raw);
       sweep();
-      return { status, body: { results } };
+      return { results };
     },
 
     sweep,

@@ -32,12 +32,6 @@ export interface AdminServiceOptions {
   scheduling: () => Map<Worker, WorkerScheduling>;
 }
 
-interface RefitSummaryJson {
-  targets: number;
-  succeeded: number;
-  failed: number;
-  failed_workers: { worker_url: string; status_code: number; message: string }[];
-}
 
 
 /** A worker named by URL (any accepted spelling) or by its REST worker_id. */
@@ -129,8 +123,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       if (req.flushCache !== undefined) json.flush_cache = req.flushCache;
       if (req.targetModules.length) json.target_modules = req.targetModules;
       if (req.weightVersion) json.weight_version = req.weightVersion;
-      const answer = await refit.updateWeightsFromDisk(Buffer.from(JSON.stringify(json)), json, secondsToMs(req.drainTimeoutS, "drain_timeout_s"));
-      const b = answer.body as { results: BroadcastResult[]; weight_version: string; previous_weight_version: string; summary: RefitSummaryJson };
+      const b = await refit.updateWeightsFromDisk(Buffer.from(JSON.stringify(json)), json, secondsToMs(req.drainTimeoutS, "drain_timeout_s"));
       const response = create(UpdateWeightsFromDiskResponseSchema, {
         results: resultsToPb(b.results),
         weightVersion: b.weight_version,
@@ -142,20 +135,19 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
           failedWorkers: b.summary.failed_workers.map((f) => ({ workerUrl: f.worker_url, statusCode: f.status_code, message: f.message })),
         },
       });
-      if (answer.status !== 200) {
-        const message = typeof answer.body.error === "string" ? answer.body.error : "update_weights_from_disk failed on some workers";
+      if (b.failure !== null) {
         // The per-worker outcome travels as an error detail (rich gRPC error).
-        throw new ConnectError(message, Code.Unavailable, { "x-router-error-code": "upstream_failed" }, [{ desc: UpdateWeightsFromDiskResponseSchema, value: response }]);
+        throw new ConnectError(b.failure, Code.Unavailable, { "x-router-error-code": "upstream_failed" }, [{ desc: UpdateWeightsFromDiskResponseSchema, value: response }]);
       }
       return response;
     },
     async releaseMemoryOccupation(req: { drainTimeoutS?: number }) {
-      const answer = await refit.releaseMemory(Buffer.from("{}"), secondsToMs(req.drainTimeoutS, "drain_timeout_s"));
-      return { results: resultsToPb((answer.body as { results: BroadcastResult[] }).results) };
+      const { results } = await refit.releaseMemory(Buffer.from("{}"), secondsToMs(req.drainTimeoutS, "drain_timeout_s"));
+      return { results: resultsToPb(results) };
     },
     async resumeMemoryOccupation() {
-      const answer = await refit.resumeMemory(Buffer.from("{}"));
-      return { results: resultsToPb((answer.body as { results: BroadcastResult[] }).results) };
+      const { results } = await refit.resumeMemory(Buffer.from("{}"));
+      return { results: resultsToPb(results) };
     },
     async beginRefit(req: { drainTimeoutS?: number; timeoutS?: number }) {
       const r = await refit.begin(secondsToMs(req.drainTimeoutS, "drain_timeout_s"), secondsToMs(req.timeoutS, "timeout_s"));
@@ -163,9 +155,11 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
     },
     async updateWeightsFromTensor(req: { url: string; body?: Record<string, unknown> }) {
       const worker = control.getWorker(workerUrlOf(req.url));
-      const token = refit.tensorStarted(worker.url);
-      const [result] = await control.broadcast("/update_weights_from_tensor", JSON.stringify(req.body ?? {}), [worker]);
-      refit.tensorUpdated(token, worker.url, result!.status_code, Buffer.from(JSON.stringify(result!.body)));
+      let result: BroadcastResult | undefined;
+      await refit.updateTensors(worker.url, async (answered) => {
+        [result] = await control.broadcast("/update_weights_from_tensor", JSON.stringify(req.body ?? {}), [worker]);
+        answered(result!.status_code, Buffer.from(JSON.stringify(result!.body)));
+      });
       return { result: resultsToPb([result!])[0] };
     },
     async commitRefit(req: { weightVersion: string }) {
