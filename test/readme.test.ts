@@ -130,3 +130,15 @@ describe("README: Rollout jobs", () => {
     expect(messages.at(-1).summary).toMatchObject({ completed: 1 });
   });
 });
+
+describe("README: WatchWorkers reasons", () => {
+  it("lists every named registry transition with what it means, and nothing that is not one", async () => {
+    const { transitions } = await import("../src/registry/transitions.js");
+    const start = readme.indexOf("`UPDATED` events name the transition");
+    expect(start).toBeGreaterThan(0);
+    const rows = [...readme.slice(start, readme.indexOf("\n\n", readme.indexOf("| reason |", start))).matchAll(/^\| `([a-z_]+)` \| (.+) \|$/gm)].map((m) => [m[1]!, m[2]!]);
+    const documented = Object.fromEntries(rows.filter(([k]) => k !== "load"));
+    expect(Object.keys(documented).sort()).toEqual(Object.keys(transitions).sort());
+    for (const [k, v] of Object.entries(transitions)) expect(documented[k], k).toBe(v.replace(/\|/g, "/"));
+  });
+});

@@ -3,6 +3,7 @@ import type { Admission } from "../admission/admission.js";
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Registry, RegistryEvent } from "../registry/registry.js";
+import type { RegistryReason, Transition } from "../registry/transitions.js";
 import type { Worker } from "../registry/worker.js";
 import type { PersistedState, StateStore } from "./state-store.js";
 
@@ -144,7 +145,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     }
   }
 
-  function setSync(w: Worker, sync: Worker["sync"], reason: string, lastError?: string | null): void {
+  function setSync(w: Worker, sync: Worker["sync"], reason: Transition, lastError?: string | null): void {
     registry.update(w.url, reason, (x) => {
       x.sync = sync;
       if (lastError !== undefined) x.lastError = lastError;
@@ -237,7 +238,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
   // restored state) is known only after the capability probe ("capabilities").
   // health_probe_failed / request_failed: a refused connection makes the
   // worker's weights unknown (a restart would bring base weights back).
-  const reconcileOn = new Set(["capabilities", "health_probe_ok", "health_probe_failed", "request_failed", "recovered", "awake", "process_changed", "request_ok"]);
+  const reconcileOn = new Set<RegistryReason>(["capabilities", "health_probe_ok", "health_probe_failed", "request_failed", "recovered", "awake", "process_changed", "request_ok"]);
   registry.on("change", (e: RegistryEvent) => {
     if (e.type === "removed" || (e.type === "updated" && e.reason === "process_changed")) {
       // A fresh process (or none) at this URL holds none of the refit's tensors.
@@ -287,7 +288,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
   }
 
   /** Out of rotation, weights unknown: only a replay or a trainer's update brings it back. */
-  function markUnknown(url: string, reason: string, lastError: string): void {
+  function markUnknown(url: string, reason: Transition, lastError: string): void {
     registry.update(url, reason, (x) => {
       x.weightVersion = null;
       x.sync = "stale";

@@ -1,12 +1,13 @@
 import { EventEmitter } from "node:events";
 import { RouterError } from "../errors.js";
 import { displayIdOf, workerIdOf } from "./worker-url.js";
+import type { RegistryReason, Transition } from "./transitions.js";
 import { isRoutable, type Worker, type WorkerCapabilities } from "./worker.js";
 
 export type RegistryEvent =
   | { type: "added"; worker: Worker }
   | { type: "removed"; worker: Worker }
-  | { type: "updated"; worker: Worker; reason: string };
+  | { type: "updated"; worker: Worker; reason: RegistryReason };
 
 /**
  * The one source of truth about workers. Every front door (REST, RPC,
@@ -92,7 +93,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
    * All state changes go through here so that listeners (WatchWorkers,
    * metrics, logs) see every one.
    */
-  update(url: string, reason: string, mutate: (w: Worker) => void): Worker | undefined {
+  update(url: string, reason: Transition, mutate: (w: Worker) => void): Worker | undefined {
     const worker = this.#workers.get(url);
     if (!worker) return undefined;
     mutate(worker);
