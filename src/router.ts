@@ -144,6 +144,12 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
       deregister: async (url) => {
         if (registry.get(url)) adminControl.removeWorker(url);
       },
+      // A restart is an action of the router's own: on the audit trail and counted.
+      onRestart: (w) => {
+        metrics.workerRestarted(w.url.slice(w.url.indexOf("://") + 3));
+        const span = audit.begin("launcher.restart", { url: w.url, restarts: w.restarts, exit_code: w.exitCode ?? null, exit_signal: w.exitSignal ?? null });
+        return (o) => span.end({ workers: [{ worker: o.url, ok: o.state === "ready", ...(o.state === "ready" || !o.error ? {} : { error: o.error }) }] });
+      },
     }),
     audit,
   );

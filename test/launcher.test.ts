@@ -157,6 +157,9 @@ describe("config", () => {
       scheduler_port_base: 5555,
       internal_port_stride: 1000,
       log_prefix: "[local-launcher]",
+      restart: "on-failure",
+      max_restarts: 5,
+      restart_backoff: 1,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -177,6 +180,9 @@ describe("config", () => {
       scheduler_port_base: 6000,
       internal_port_stride: 0,
       log_prefix: "[mine]",
+      restart: "never",
+      max_restarts: 3,
+      restart_backoff: 2.5,
     });
     expect(Object.isFrozen(c!.worker_gpu_ids)).toBe(true);
   });
@@ -532,9 +538,9 @@ describe("launcher", () => {
     expect(launcher.list()[0]!.state).toBe("failed");
   });
 
-  it("a worker that dies after it was ready is marked exited and logged at warn", async () => {
+  it("a worker that dies after it was ready is marked exited and logged at warn (restart: never)", async () => {
     const { launcher } = makeLauncher();
-    const [worker] = (await launcher.launch(config())).workers;
+    const [worker] = (await launcher.launch(config({ restart: "never" }))).workers;
     process.kill(worker!.pid, "SIGKILL");
     await expect.poll(() => launcher.list()[0]!.state).toBe("exited");
     expect(logLines.some((l) => l["level"] === 40 && l["worker"] === worker!.url && l["msg"] === "managed worker exited unexpectedly")).toBe(

@@ -6,6 +6,9 @@ import { LauncherConfigError } from "./errors.js";
 /** Worker backends: `local` runs `sglang serve`, `sim` runs the simulated worker of this repo. */
 export const launcherBackends = ["local", "sim"] as const;
 export type LauncherBackend = (typeof launcherBackends)[number];
+/** What happens when a managed worker exits without being stopped: `on-failure` restarts it, `never` leaves it. */
+export const restartPolicies = ["on-failure", "never"] as const;
+export type RestartPolicy = (typeof restartPolicies)[number];
 
 /**
  * The `launcher:` section of the YAML file, every default filled in. Key names
@@ -39,6 +42,12 @@ export interface LauncherConfig {
   readonly internal_port_stride: number;
   /** Accepted for compatibility with the Python launcher; output is tagged through the logger instead. Default "[local-launcher]". */
   readonly log_prefix: string;
+  /** A worker that exits without being stopped: restarted (`on-failure`, default) or left exited (`never`). */
+  readonly restart: RestartPolicy;
+  /** Most restarts of one worker over its life; then it stays `failed`. Default 5. */
+  readonly max_restarts: number;
+  /** Seconds before the first restart, doubled for each further one in a row (at most 60 s). Default 1. */
+  readonly restart_backoff: number;
 }
 
 /**
@@ -62,6 +71,9 @@ export const launcherConfigDefaults: Readonly<Omit<LauncherConfig, "model">> = O
   scheduler_port_base: 5555,
   internal_port_stride: 1000,
   log_prefix: "[local-launcher]",
+  restart: "on-failure",
+  max_restarts: 5,
+  restart_backoff: 1,
 });
 
 const knownKeys: readonly (keyof LauncherConfig)[] = [
@@ -78,6 +90,9 @@ const knownKeys: readonly (keyof LauncherConfig)[] = [
   "scheduler_port_base",
   "internal_port_stride",
   "log_prefix",
+  "restart",
+  "max_restarts",
+  "restart_backoff",
 ];
 
 /**
@@ -153,6 +168,9 @@ export function parseLauncherSection(section: unknown, source = "launcher config
   const scheduler_port_base = v.integer("scheduler_port_base", 1, 65535);
   const internal_port_stride = v.integer("internal_port_stride", 0);
   const log_prefix = v.string("log_prefix");
+  const restart = v.oneOf("restart", restartPolicies);
+  const max_restarts = v.integer("max_restarts", 0, 1000);
+  const restart_backoff = v.positiveNumber("restart_backoff");
 
   return Object.freeze({
     backend,
@@ -168,6 +186,9 @@ export function parseLauncherSection(section: unknown, source = "launcher config
     scheduler_port_base,
     internal_port_stride,
     log_prefix,
+    restart,
+    max_restarts,
+    restart_backoff,
   });
 }
 
@@ -283,7 +304,7 @@ class Validator {
     return Object.hasOwn(this.section, key);
   }
 
-  oneOf<T extends string>(key: "backend", allowed: readonly T[]): T {
+  oneOf<T extends string>(key: "backend" | "restart", allowed: readonly T[]): T {
     if (!this.has(key)) return launcherConfigDefaults[key] as T;
     const value = this.section[key];
     if (typeof value === "string" && (allowed as readonly string[]).includes(value)) return value as T;
@@ -309,7 +330,7 @@ class Validator {
     return this.fail(key, max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, value);
   }
 
-  positiveNumber(key: "wait_timeout"): number {
+  positiveNumber(key: "wait_timeout" | "restart_backoff"): number {
     if (!this.has(key)) return launcherConfigDefaults[key];
     const value = this.section[key];
     if (typeof value === "number" && Number.isFinite(value) && value > 0) return value;

@@ -8,7 +8,7 @@ import { findFreePort } from "./ports.js";
 import { groupExists, signalGroup, spawnWorker, stopProcessGroup, waitForHealth, type WorkerProcess } from "./process.js";
 
 /** Lifecycle of a managed worker. */
-export type WorkerState = "starting" | "ready" | "failed" | "stopping" | "exited";
+export type WorkerState = "starting" | "ready" | "restarting" | "failed" | "stopping" | "exited";
 
 /** A snapshot of one worker process the launcher started. */
 export interface ManagedWorker {
@@ -26,8 +26,12 @@ export interface ManagedWorker {
   readonly gpus: string | null;
   readonly state: WorkerState;
   readonly startedAtMs: number;
-  /** Set once the process has exited: its code, or null if a signal ended it. */
+  /** Set once a process of this worker has exited: its code, or null if a signal ended it. */
   readonly exitCode?: number | null;
+  /** The signal that ended the last process, or null when it exited with a code. */
+  readonly exitSignal?: string | null;
+  /** Times the restart policy started it again. */
+  readonly restarts: number;
   /** Why it failed (health timeout, early exit, registration error) or was stopped while starting. */
   readonly error?: string;
 }
@@ -60,6 +64,12 @@ export interface LauncherOptions {
   healthPollMs?: number;
   /** GPU count when neither worker_gpu_ids nor CUDA_VISIBLE_DEVICES is set. Default: ask `nvidia-smi` (0 if absent). */
   detectGpuCount?: () => number;
+  /**
+   * A restart begins (the worker exited without being stopped); the function
+   * it returns, if any, gets the outcome once the new process is ready or
+   * failed. For the audit trail and metrics.
+   */
+  onRestart?: (worker: ManagedWorker) => ((outcome: ManagedWorker) => void) | void;
 }
 
 /** Starts, tracks and stops worker processes. */
@@ -103,6 +113,14 @@ export interface Launcher {
 interface Entry {
   info: { -readonly [K in keyof ManagedWorker]: ManagedWorker[K] };
   proc: WorkerProcess;
+  /** The config it was started from (a restart runs the same command). */
+  config: LauncherConfig;
+  /** Its ports and GPUs, kept for restarts. */
+  plan: { port: number; masterPort: number; schedulerPort: number; gpus: string | null };
+  /** Restarts in a row; reset when a process has been ready for {@link STABLE_MS}. */
+  consecutiveRestarts: number;
+  readyAtMs: number | null;
+  restartTimer: NodeJS.Timeout | null;
   /** Identifies the config it came from, for scale(). */
   configKey: string;
   /** Start order, for "stop the newest". */
@@ -113,6 +131,11 @@ interface Entry {
   /** Memoized termination of the process group. */
   terminating?: Promise<void>;
 }
+
+/** A worker ready this long has recovered: its next crash starts the backoff over. */
+const STABLE_MS = 600_000;
+/** Longest wait before a restart. */
+const MAX_BACKOFF_MS = 60_000;
 
 /** Creates a launcher; it starts nothing until {@link Launcher.launch} or {@link Launcher.scale}. */
 export function createLauncher(options: LauncherOptions): Launcher {
@@ -134,7 +157,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
   };
 
   const snapshot = (entry: Entry): ManagedWorker => Object.freeze({ ...entry.info });
-  const isLive = (entry: Entry): boolean => entry.info.state === "starting" || entry.info.state === "ready";
+  const isLive = (entry: Entry): boolean => entry.info.state === "starting" || entry.info.state === "ready" || entry.info.state === "restarting";
 
   /** Kills the entry's process group once (SIGTERM → grace → SIGKILL) and frees its ports and GPUs. */
   const terminate = (entry: Entry): Promise<void> => {
@@ -149,19 +172,87 @@ export function createLauncher(options: LauncherOptions): Launcher {
     return entry.terminating;
   };
 
-  const onExit = (entry: Entry): void => {
-    const exit = entry.proc.exitInfo()!;
+  const onExit = (entry: Entry, proc: WorkerProcess): void => {
+    if (entry.proc !== proc) return; // an earlier process of a restarted worker
+    const exit = proc.exitInfo()!;
     entry.info.exitCode = exit.code;
-    if (entry.info.state === "ready") {
-      // Traffic is the router's health checker's business; here we only record it
-      // and make sure nothing the worker spawned keeps running (and holding GPUs).
+    entry.info.exitSignal = exit.signal;
+    const crashed = entry.info.state === "ready";
+    if (crashed) {
       entry.info.state = "exited";
       logger.warn(
-        { worker: entry.info.url, pid: entry.proc.pid, exitCode: exit.code, signal: exit.signal },
+        { worker: entry.info.url, pid: proc.pid, exitCode: exit.code, signal: exit.signal, restarts: entry.info.restarts, policy: entry.config.restart },
         "managed worker exited unexpectedly",
       );
     }
     if (entry.info.state !== "stopping") void terminate(entry);
+    if (!crashed) return;
+    // It leaves rotation at once (not after failed health probes), and
+    // nothing it spawned keeps running or holding GPUs.
+    if (entry.registered) {
+      entry.registered = false;
+      void deregisterQuietly(entry.info.url);
+    }
+    if (entry.readyAtMs !== null && Date.now() - entry.readyAtMs >= STABLE_MS) entry.consecutiveRestarts = 0;
+    restartLater(entry, exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`);
+  };
+
+  /** Applies the restart policy to a worker that ended (crashed, or a restart that failed to start). */
+  const restartLater = (entry: Entry, why: string): void => {
+    const { restart, max_restarts, restart_backoff } = entry.config;
+    if (restart === "never") return;
+    if (entry.info.restarts >= max_restarts) {
+      entry.info.state = "failed";
+      entry.info.error = `${why}; not restarted again: it was restarted ${entry.info.restarts} time(s) (max_restarts ${max_restarts})`;
+      logger.error({ worker: entry.info.url, restarts: entry.info.restarts }, "managed worker gave up: max_restarts reached");
+      return;
+    }
+    const delayMs = Math.min(MAX_BACKOFF_MS, restart_backoff * 1000 * 2 ** entry.consecutiveRestarts);
+    entry.info.state = "restarting";
+    entry.info.error = `${why}; restarting in ${(delayMs / 1000).toFixed(1)} s`;
+    logger.info({ worker: entry.info.url, delayMs, restarts: entry.info.restarts }, "restarting managed worker after its backoff");
+    entry.restartTimer = setTimeout(() => void restartNow(entry), delayMs);
+  };
+
+  /** Starts a new process for a worker in `restarting`, on the same ports and GPUs, and registers it once healthy. */
+  const restartNow = async (entry: Entry): Promise<void> => {
+    entry.restartTimer = null;
+    if (entry.info.state !== "restarting") return;
+    await entry.terminating; // the old process group is gone and its resources free
+    if (entry.info.state !== "restarting") return;
+    entry.info.restarts++;
+    entry.consecutiveRestarts++;
+    const settled = options.onRestart?.(snapshot(entry));
+    const url = entry.info.url;
+    try {
+      const program = resolveBackendProgram(entry.config.backend, env);
+      const { command, args } = buildWorkerCommand(program, entry.config, entry.plan);
+      const proc = await spawnWorker({ command, args, env: workerEnv(entry.plan.gpus), logger: logger.child({ worker: url }) });
+      entry.proc = proc;
+      entry.terminating = undefined;
+      entry.holdsResources = true;
+      entry.readyAtMs = null;
+      Object.assign(entry.info, { pid: proc.pid, state: "starting", startedAtMs: Date.now(), error: undefined });
+      void proc.exited.then(() => onExit(entry, proc));
+      logger.info({ worker: url, pid: proc.pid, restarts: entry.info.restarts }, "restarted managed worker");
+    } catch (error) {
+      entry.info.state = "failed";
+      entry.info.error = `restart failed: ${error instanceof Error ? error.message : String(error)}`;
+      settled?.(snapshot(entry));
+      restartLater(entry, entry.info.error);
+      return;
+    }
+    const outcome = await settle(entry, entry.config.wait_timeout * 1000);
+    settled?.(outcome);
+    if (outcome.state === "failed") restartLater(entry, outcome.error ?? "failed to start");
+  };
+
+  const workerEnv = (gpus: string | null): NodeJS.ProcessEnv => {
+    const childEnv: NodeJS.ProcessEnv = { ...env };
+    if (gpus !== null) childEnv["CUDA_VISIBLE_DEVICES"] = gpus;
+    // Python block-buffers stdout into a pipe; unbuffered, sglang's log reaches ours as it happens.
+    childEnv["PYTHONUNBUFFERED"] ??= "1";
+    return childEnv;
   };
 
   /** Reserves ports and GPUs and spawns `count` workers. Call under the lock only. */
@@ -198,13 +289,9 @@ export function createLauncher(options: LauncherOptions): Launcher {
     for (const plan of plans) {
       const url = workerUrl(config.worker_host, plan.port);
       const { command, args } = buildWorkerCommand(program, config, plan);
-      const childEnv: NodeJS.ProcessEnv = { ...env };
-      if (plan.gpus !== null) childEnv["CUDA_VISIBLE_DEVICES"] = plan.gpus;
-      // Python block-buffers stdout into a pipe; unbuffered, sglang's log reaches ours as it happens.
-      childEnv["PYTHONUNBUFFERED"] ??= "1";
       let proc: WorkerProcess;
       try {
-        proc = await spawnWorker({ command, args, env: childEnv, logger: logger.child({ worker: url }) });
+        proc = await spawnWorker({ command, args, env: workerEnv(plan.gpus), logger: logger.child({ worker: url }) });
       } catch (error) {
         // Same program for the whole batch: the rest would fail too. Leave nothing half-started.
         await Promise.all(batch.map((e) => terminate(e)));
@@ -227,8 +314,14 @@ export function createLauncher(options: LauncherOptions): Launcher {
           gpus: plan.gpus,
           state: "starting",
           startedAtMs: Date.now(),
+          restarts: 0,
         },
         proc,
+        config,
+        plan,
+        consecutiveRestarts: 0,
+        readyAtMs: null,
+        restartTimer: null,
         configKey: key,
         seq: nextSeq++,
         registered: false,
@@ -237,7 +330,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
       // A dead worker that had this URL before is superseded.
       entries.delete(url);
       entries.set(url, entry);
-      void proc.exited.then(() => onExit(entry));
+      void proc.exited.then(() => onExit(entry, proc));
       batch.push(entry);
     }
     return batch;
@@ -295,6 +388,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
       return snapshot(entry);
     }
     entry.info.state = "ready";
+    entry.readyAtMs = Date.now();
     logger.info({ worker: url, pid: entry.proc.pid, startupMs: Date.now() - entry.info.startedAtMs }, "worker ready and registered");
     return snapshot(entry);
   };
@@ -311,6 +405,10 @@ export function createLauncher(options: LauncherOptions): Launcher {
   /** Marks the entry stopping (synchronously, so counts are right at once), then stops it. */
   const beginStop = (entry: Entry): Promise<void> => {
     if (isLive(entry)) entry.info.state = "stopping";
+    if (entry.restartTimer !== null) {
+      clearTimeout(entry.restartTimer);
+      entry.restartTimer = null;
+    }
     return (async () => {
       if (entry.registered) {
         entry.registered = false;

@@ -73,6 +73,8 @@ export function managedToPb(m: ManagedWorker): PbManagedWorker {
     state: m.state,
     startedAtUnixMs: BigInt(m.startedAtMs),
     exitCode: m.exitCode ?? undefined,
+    exitSignal: m.exitSignal ?? undefined,
+    restarts: m.restarts,
     error: m.error ?? "",
   });
 }
@@ -95,5 +97,8 @@ export function launcherSectionFromPb(c: PbLauncherConfig): Record<string, unkno
   if (c.masterPortBase !== undefined) s.master_port_base = c.masterPortBase;
   if (c.schedulerPortBase !== undefined) s.scheduler_port_base = c.schedulerPortBase;
   if (c.internalPortStride !== undefined) s.internal_port_stride = c.internalPortStride;
+  if (c.restart) s.restart = c.restart;
+  if (c.maxRestarts !== undefined) s.max_restarts = c.maxRestarts;
+  if (c.restartBackoff !== undefined) s.restart_backoff = c.restartBackoff;
   return s;
 }
