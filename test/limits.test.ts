@@ -80,7 +80,7 @@ describe("--max-body-bytes", () => {
     const big = Buffer.from(generation(BODY_LIMIT * 3));
     let answered = 0;
     for (let i = 0; i < 3; i++) {
-      const res = await chunkedPost(`${router.url}/v1/images/generations`, big).catch((err: NodeJS.ErrnoException) => ({ status: -1, headers: {}, text: String(err.code) }));
+      const res = await chunkedPost(`${router.url}/v1/images/generations`, big).catch((err: NodeJS.ErrnoException) => ({ status: -1, headers: {} as http.IncomingHttpHeaders, text: String(err.code) }));
       // The router answers as soon as the limit is passed; a client still
       // sending may see its connection closed after that answer.
       if (res.status !== -1) {
