@@ -11,22 +11,13 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, wri
 import { freemem, hostname, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { binaryTool, findExecutables, type Tool } from "./tools.js";
+import { binaryTool, type Tool } from "./tools.js";
 
 const run = promisify(execFile);
 
-/**
- * The programs a Slurm test needs, with their Debian packages. Daemons live
- * in /usr/sbin, which a non-root PATH often lacks: looked up there too.
- */
+/** The programs a Slurm test needs on PATH (daemons live in /usr/sbin), with their Debian packages. */
 export function slurmTools(): Tool[] {
-  const find = (name: string, debian: string): Tool => {
-    const onPath = binaryTool(name, debian);
-    if (onPath.path !== undefined) return onPath;
-    const sbin = findExecutables(name, { PATH: "/usr/sbin:/sbin" })[0];
-    return { name, debian, path: sbin };
-  };
-  return [find("slurmctld", "slurmctld"), find("slurmd", "slurmd"), find("sbatch", "slurm-client"), find("munged", "munge")];
+  return [binaryTool("slurmctld", "slurmctld"), binaryTool("slurmd", "slurmd"), binaryTool("sbatch", "slurm-client"), binaryTool("munged", "munge")];
 }
 
 export interface SlurmCluster {
