@@ -15,7 +15,9 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
-import { createLauncher, loadLauncherConfig, parseLauncherSection } from "../dist/src/launcher/index.js";
+import { createLauncher, LauncherConfigError, loadLauncherConfig, parseLauncherSection } from "../dist/src/launcher/index.js";
+import { parseSqueue } from "../dist/src/launcher/slurm/cli.js";
+import { buildJobScript, parseJobReport, sbatchArgs } from "../dist/src/launcher/slurm/job-script.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSlurmCluster, slurmTools, type SlurmCluster } from "./helpers/slurm-cluster.js";
 import { missingToolsReason, needTools } from "./helpers/tools.js";
@@ -175,6 +177,87 @@ describe("backend slurm", () => {
     // scancel has returned: the job is cancelled (it may show COMPLETING for a moment).
     await waitFor(async () => !(await queued()).some((j) => j.id === worker!.slurm!.jobId), 15_000, "job gone from squeue");
   }, 90_000);
+
+  it("a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", async (ctx) => {
+    needTools(ctx, ...tools);
+    const launcher = createLauncher({ logger: pino({ level: "silent" }), register: async () => undefined, env: cluster!.env });
+    cleanup.push(() => launcher.stop());
+    const config = parseLauncherSection({ backend: "slurm", model: "m", num_workers: 2, slurm: { program: "sim", partition: "nope", work_dir: join(tmp, "work") } });
+    const error = await launcher.launch(config).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(LauncherConfigError);
+    expect(error).toMatchObject({ code: "invalid_request", key: "launcher.slurm" });
+    expect((error as Error).message).toMatch(/sbatch refused the worker job .*invalid partition/i);
+    expect(launcher.list()).toEqual([]);
+    expect(await queued()).toEqual([]);
+  }, 30_000);
+});
+
+describe("slurm job pieces (no cluster)", () => {
+  it("parses squeue lines, skipping noise", () => {
+    expect(parseSqueue("12|RUNNING|node1|None\n13|PENDING||Resources\n\nsqueue: warning\n14|CANCELLED|node2|a|b\n")).toEqual([
+      { jobId: "12", state: "RUNNING", node: "node1", reason: "None" },
+      { jobId: "13", state: "PENDING", node: "", reason: "Resources" },
+      { jobId: "14", state: "CANCELLED", node: "node2", reason: "a|b" },
+    ]);
+  });
+
+  it.each<[string, unknown]>([
+    ['{"host":"n1","port":4000,"gpus":"2,3"}', { host: "n1", port: 4000, gpus: "2,3" }],
+    ['{"host":"n1","port":4000,"gpus":""}', { host: "n1", port: 4000, gpus: "" }],
+    ['{"host":"n1","port":', undefined],
+    ['{"host":"","port":4000}', undefined],
+    ['{"host":"n1","port":"4000"}', undefined],
+  ])("job report %s", (text, expected) => {
+    expect(parseJobReport(text)).toEqual(expected);
+  });
+
+  it("sbatch options: job name, log, no requeue, GPUs from num_gpus_per_worker, site options, then sbatch_args", () => {
+    const config = parseLauncherSection({
+      backend: "slurm",
+      model: "m",
+      num_gpus_per_worker: 4,
+      slurm: { partition: "gpu", account: "acct", qos: "high", time: 90, constraint: "h100", sbatch_args: "--mem=64G --comment='two words'" },
+    });
+    expect(sbatchArgs({ config, slurm: config.slurm!, workDir: "/w", jobName: "j" })).toEqual([
+      "--job-name=j",
+      "--output=/w/j-%j.log",
+      "--no-requeue",
+      "--nodes=1",
+      "--ntasks=1",
+      "--gres=gpu:4",
+      "--partition=gpu",
+      "--account=acct",
+      "--qos=high",
+      "--time=90",
+      "--constraint=h100",
+      "--mem=64G",
+      "--comment=two words",
+    ]);
+  });
+
+  it("the job script runs setup and env first, reports host/port/GPUs, then execs the worker with the chosen ports", () => {
+    const config = parseLauncherSection({
+      backend: "slurm",
+      model: "Qwen/Qwen-Image",
+      worker_extra_args: "--label 'a b'",
+      slurm: { env: { TOKEN: "it's" }, setup: ["module load cuda"] },
+    });
+    const script = buildJobScript({
+      config,
+      slurm: config.slurm!,
+      program: { command: "sglang", leadingArgs: ["serve"], picker: { kind: "python", command: "python3" } },
+      workDir: "/shared dir",
+      jobName: "j",
+    });
+    const lines = script.split("\n");
+    expect(lines[0]).toBe("#!/bin/bash");
+    expect(lines.indexOf("module load cuda")).toBeLessThan(lines.findIndex((l) => l.startsWith("ports=")));
+    expect(script).toContain("export TOKEN='it'\\''s'");
+    expect(script).toContain(`report='/shared dir'/j-"$SLURM_JOB_ID".json`);
+    expect(lines.find((l) => l.startsWith("exec "))).toBe(
+      `exec sglang serve --model-path Qwen/Qwen-Image --num-gpus 1 --host 0.0.0.0 --port "$PORT" --master-port "$MASTER_PORT" --scheduler-port "$SCHEDULER_PORT" --label 'a b'`,
+    );
+  });
 });
 
 describe("slurm: in the launcher YAML", () => {

@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from "node:child_process";
-import { LauncherError } from "../errors.js";
+import { LauncherConfigError, LauncherError } from "../errors.js";
 
 /** One line of `squeue`: a job of this router. */
 export interface SqueueRow {
@@ -34,11 +34,13 @@ const TIMEOUT_MS = 30_000;
 
 /** A {@link SlurmCli} over the real commands found on `env.PATH`, talking to the cluster `env.SLURM_CONF` names (or the default). */
 export function createSlurmCli(env: NodeJS.ProcessEnv): SlurmCli {
-  const runCommand = (command: string, args: readonly string[]): Promise<string> =>
+  const runCommand = (command: string, args: readonly string[], refused?: (stderr: string) => Error): Promise<string> =>
     new Promise((resolve, reject) => {
       execFile(command, [...args], { env, timeout: TIMEOUT_MS, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
         if (error === null) return resolve(stdout);
         const code = (error as NodeJS.ErrnoException).code;
+        // The command ran and said no (exit code, message on stderr): the caller may know whose fault that is.
+        if (refused !== undefined && typeof code === "number" && String(stderr).trim() !== "") return reject(refused(String(stderr).trim()));
         const why =
           code === "ENOENT"
             ? `${command} not found on PATH: backend slurm needs the Slurm client commands (Debian: slurm-client)`
@@ -49,7 +51,11 @@ export function createSlurmCli(env: NodeJS.ProcessEnv): SlurmCli {
 
   return {
     async sbatch(args, scriptPath) {
-      const out = await runCommand("sbatch", ["--parsable", ...args, scriptPath]);
+      // sbatch refusing a job (unknown partition, account or QOS, more GPUs than a node has, a bad
+      // sbatch_args option) is a problem of the launcher config: a 400 naming launcher.slurm.
+      const out = await runCommand("sbatch", ["--parsable", ...args, scriptPath], (stderr) =>
+        new LauncherConfigError(`sbatch refused the worker job (check launcher.slurm): ${stderr}`, { source: "launch request", key: "launcher.slurm" }),
+      );
       // --parsable prints "<id>" or "<id>;<cluster>".
       const jobId = out.trim().split(";")[0] ?? "";
       if (!/^\d+$/.test(jobId)) throw new LauncherError(`sbatch printed no job id: ${JSON.stringify(out)}`);
