@@ -52,13 +52,17 @@ describe("@sgl/diffusion-router-sdk by package name", () => {
 
   it("plain Node ESM at the repo root imports it and talks to a router", async () => {
     const script = `
-      import { createRouterClient, RouterClientError, ConnectError, AdminService, WorkerState } from "@sgl/diffusion-router-sdk";
+      import { createRouterClient, RouterClientError, ConnectError, AdminService, WorkerState, WorkerSchema, toPlain } from "@sgl/diffusion-router-sdk";
       const resolved = import.meta.resolve("@sgl/diffusion-router-sdk");
       const c = createRouterClient({ baseUrl: process.env.ROUTER_URL, transport: "grpc" });
       const health = await c.health();
       const { workers } = await c.admin.listWorkers({});
       let err;
       try { await c.createVideo({}); } catch (e) { err = e; }
+      const { data, meta } = await c.generateImages({ prompt: "x", size: "64x64", num_inference_steps: 2 }).withResponse();
+      const image = await c.downloadImage(data.data[0]);
+      const status = JSON.stringify(toPlain(await c.admin.getRouterStatus({})));
+      const plainWorkers = JSON.parse(JSON.stringify(toPlain(await c.admin.listWorkers({}))));
       await c.close();
       console.log(JSON.stringify({
         resolved,
@@ -69,6 +73,12 @@ describe("@sgl/diffusion-router-sdk by package name", () => {
         errorIsTyped: err instanceof RouterClientError,
         errorStatus: err?.status,
         connectErrorIsClass: typeof ConnectError === "function",
+        workerSchema: WorkerSchema.typeName,
+        workerId: meta.workerId,
+        weightVersion: meta.weightVersion,
+        pngSignature: image.bytes.subarray(1, 4).toString("latin1"),
+        plainStates: plainWorkers.workers.map((w) => w.state),
+        status: JSON.parse(status),
       }));
     `;
     const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { cwd: repoRoot, env: { ...process.env, ROUTER_URL: router.url }, timeout: 30_000 });
@@ -82,6 +92,12 @@ describe("@sgl/diffusion-router-sdk by package name", () => {
       errorIsTyped: true,
       errorStatus: 400, // video validation errors come as 400 "Invalid request body", as from a real worker
       connectErrorIsClass: true,
+      workerSchema: "sgl.diffusion.router.v1.Worker",
+      workerId: encodeURIComponent(imageSim.url),
+      weightVersion: "0",
+      pngSignature: "PNG",
+      plainStates: ["WORKER_STATE_HEALTHY", "WORKER_STATE_HEALTHY"],
+      status: { totalWorkers: 2, healthyWorkers: 2, uptimeMs: expect.stringMatching(/^\d+$/) },
     });
   }, 30_000);
 
@@ -97,7 +113,7 @@ describe("@sgl/diffusion-router-sdk by package name", () => {
       writeFileSync(join(dir, "package.json"), JSON.stringify({ type: "module" }));
       writeFileSync(
         join(dir, "consumer.ts"),
-        `import { createRouterClient, RouterClientError, type ImagesResponse, type RolloutBytes, type RolloutStream, type VideoJob } from "@sgl/diffusion-router-sdk";
+        `import { createRouterClient, RouterClientError, toPlain, type DownloadedImage, type ImagesResponse, type ResponseMeta, type RolloutBytes, type RolloutStream, type VideoJob } from "@sgl/diffusion-router-sdk";
 const c = createRouterClient({ baseUrl: "http://127.0.0.1:1", apiKey: "k", transport: "grpc-web", retry: { attempts: 3 } });
 export async function f(): Promise<[ImagesResponse, VideoJob, RolloutBytes, RolloutStream, number]> {
   const img = await c.generateImages({ prompt: "x", response_format: "b64_json" });
@@ -107,6 +123,13 @@ export async function f(): Promise<[ImagesResponse, VideoJob, RolloutBytes, Roll
   const status = await c.admin.getRouterStatus({});
   const n: number = bytes.bytes.length + status.totalWorkers;
   return [img, job, bytes, stream, n];
+}
+export async function h(): Promise<[ResponseMeta, string | null, DownloadedImage, string]> {
+  const { data, meta } = await c.editImages({ image: [Buffer.from("a"), new Blob(["b"])], prompt: "p", n: 1 }).withResponse();
+  const rollout = await c.rolloutGenerate({ prompt: "z" }).withResponse();
+  const image = await c.downloadImage(data.data[0]!);
+  const text = JSON.stringify(toPlain((await c.admin.listWorkers({})).workers[0]!));
+  return [meta, rollout.data.weightVersion ?? rollout.meta.workerId, image, text];
 }
 export function g(e: unknown): string | undefined {
   return e instanceof RouterClientError ? \`\${e.status} \${e.code}\` : undefined;

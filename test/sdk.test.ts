@@ -1,11 +1,15 @@
 // The SDK (sdk/src) end to end: routers and simulated workers run as child
 // processes; every call goes over real sockets.
 import { decode as msgpackDecode } from "@msgpack/msgpack";
+import { createHash } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, RouterClientError, createRouterClient, routerErrorCode, valueToJson, type ImagesRequest, type RouterClient } from "../sdk/src/index.js";
+import * as sdkIndex from "../sdk/src/index.js";
+import * as adminPb from "../sdk/src/gen/sgl/diffusion/router/v1/admin_pb.js";
+import * as rolloutPb from "../sdk/src/gen/sgl/diffusion/router/v1/rollout_pb.js";
+import { Code, ConnectError, RouterClientError, createRouterClient, routerErrorCode, toPlain, valueToJson, type ImagesRequest, type RouterClient } from "../sdk/src/index.js";
 import { startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -52,38 +56,43 @@ function accessLogCount(router: RouterProcess, path: string): number {
 // the main router has one image worker and one video worker; `guarded`
 // requires keys and has only the image worker; `failRouter` has a video
 // worker that fails every generation; `r3` has one worker that the retry
-// tests kill.
+// tests kill; `metaRouter` has one worker of its own, refitted by the
+// answer-metadata tests.
 let imageSim: SimProcess;
 let videoSim: SimProcess;
 let failing: SimProcess;
 let doomed: SimProcess;
+let metaSim: SimProcess;
 let router: RouterProcess;
+let metaRouter: RouterProcess;
 let guarded: RouterProcess;
 let failRouter: RouterProcess;
 let r3: RouterProcess;
 let sdk: RouterClient;
 
 beforeAll(async () => {
-  [imageSim, videoSim, failing, doomed] = await Promise.all([
+  [imageSim, videoSim, failing, doomed, metaSim] = await Promise.all([
     startSimProcess(["--scheduler-concurrency", "4"]),
     startSimProcess(["--scheduler-concurrency", "4", "--model-path", VIDEO_MODEL, "--task-type", "T2V"]),
     startSimProcess(["--model-path", VIDEO_MODEL, "--failure-rate", "1"]),
     startSimProcess([]),
+    startSimProcess([]),
   ]);
-  [router, guarded, failRouter, r3] = await Promise.all([
+  [router, guarded, failRouter, r3, metaRouter] = await Promise.all([
     startRouterProcess(["--worker-urls", imageSim.url, videoSim.url]),
     startRouterProcess(["--worker-urls", imageSim.url, "--admin-api-key", "K", "--api-key", "K2"]),
     startRouterProcess(["--worker-urls", failing.url]),
     // Fast health checks; the access log (info) counts attempts.
     startRouterProcess(["--worker-urls", doomed.url, "--health-check-interval", "0.2", "--health-check-failure-threshold", "1", "--health-check-timeout", "0.5"]),
+    startRouterProcess(["--worker-urls", metaSim.url]),
   ]);
   sdk = client({ baseUrl: router.url });
 }, 30_000);
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
-  await Promise.all([router, guarded, failRouter, r3].map((r) => r?.stop()));
-  await Promise.all([imageSim, videoSim, failing, doomed].map((s) => s?.stop()));
+  await Promise.all([router, guarded, failRouter, r3, metaRouter].map((r) => r?.stop()));
+  await Promise.all([imageSim, videoSim, failing, doomed, metaSim].map((s) => s?.stop()));
 }, 30_000);
 
 describe("data plane", () => {
@@ -199,6 +208,171 @@ describe("data plane", () => {
     );
     expect(err).toMatchObject({ status: 0, code: "aborted" });
     expect((err.cause as Error).message).toBe("enough");
+  });
+});
+
+describe("answer metadata: withResponse()", () => {
+  const meta = () => client({ baseUrl: metaRouter.url });
+
+  it("shows the refit's weight version, the GET /workers worker_id and the caller's request id; awaiting gives the plain answer; one exchange each", async () => {
+    const c = meta();
+    const refit = await c.admin.updateWeightsFromDisk({ modelPath: "Qwen/Qwen-Image-step-7", weightVersion: "step-7" });
+    expect(refit.weightVersion).toBe("step-7");
+    const path = "/v1/images/generations";
+    const before = accessLogCount(metaRouter, path);
+
+    const { data, meta: m } = await c.generateImages({ prompt: "a fox", ...small, response_format: "b64_json" }, { headers: { "x-request-id": "trace-sdk-1" } }).withResponse();
+    expect(Buffer.from(data.data[0]!.b64_json!, "base64").subarray(0, 8).equals(PNG)).toBe(true);
+    expect(m).toMatchObject({ status: 200, requestId: "trace-sdk-1", weightVersion: "step-7" });
+    expect(m.headers["content-type"]).toMatch(/application\/json/);
+    const workers = (await (await fetch(`${metaRouter.url}/workers`)).json()) as { workers: { worker_id: string; url: string }[] };
+    expect(workers.workers.map((w) => w.worker_id)).toEqual([m.workerId]);
+    expect(workers.workers[0]!.url).toBe(metaSim.url);
+
+    // Awaited directly: the answer itself, no meta mixed in.
+    const plain = await c.generateImages({ prompt: "a fox", ...small, response_format: "b64_json" });
+    expect(Object.keys(plain).sort()).toEqual(Object.keys(data).sort());
+    await waitFor(() => accessLogCount(metaRouter, path) === before + 2, 2000, "two access log lines");
+    expect(metaRouter.logs.filter((l) => l.msg === "request" && l.path === path && l.requestId === "trace-sdk-1")).toHaveLength(1);
+  });
+
+  it("a failed call rejects withResponse() and the plain await alike with the RouterClientError", async () => {
+    const bad = { size: "64x64" } as unknown as ImagesRequest;
+    const viaMeta = await caught(meta().generateImages(bad).withResponse());
+    expect(viaMeta).toMatchObject({ status: 422, code: "http_422" });
+    expect(viaMeta.requestId).toMatch(/.+/);
+    expect(await caught(meta().generateImages(bad))).toMatchObject({ status: 422 });
+  });
+
+  it("createVideo and getVideo name the video worker; rollout bytes and streams carry the three facts", async () => {
+    const videoWorkerId = encodeURIComponent(videoSim.url);
+    const created = await sdk.createVideo({ prompt: "waves", ...smallVideo }).withResponse();
+    expect(created.meta).toMatchObject({ status: 200, workerId: videoWorkerId });
+    expect(created.meta.weightVersion).toMatch(/.+/);
+    const polled = await sdk.getVideo(created.data.id, { headers: { "x-request-id": "poll-1" } }).withResponse();
+    expect(polled.data.id).toBe(created.data.id);
+    expect(polled.meta).toMatchObject({ workerId: videoWorkerId, requestId: "poll-1" });
+    await sdk.deleteVideo(created.data.id);
+
+    const c = meta();
+    const req = { prompt: "group", seed: 1, num_outputs_per_prompt: 2, width: 64, height: 64, num_inference_steps: 2 };
+    const { data: bytes, meta: m } = await c.rolloutGenerate(req, { headers: { "x-request-id": "roll-1" } }).withResponse();
+    expect(m).toMatchObject({ status: 200, requestId: "roll-1", weightVersion: "step-7", workerId: encodeURIComponent(metaSim.url) });
+    expect(bytes).toMatchObject({ requestId: "roll-1", weightVersion: "step-7", workerId: encodeURIComponent(metaSim.url) });
+    expect(JSON.parse(bytes.bytes.toString("utf8"))).toHaveLength(2);
+    const stream = await c.rolloutGenerate(req, { as: "stream" });
+    expect(stream).toMatchObject({ weightVersion: "step-7", workerId: encodeURIComponent(metaSim.url) });
+    expect(stream.requestId).toMatch(/.+/);
+    stream.body.resume();
+    await new Promise((r) => stream.body.once("close", r));
+  });
+});
+
+describe("admin results as plain JSON: toPlain", () => {
+  it("JSON.stringify works on toPlain of any admin result: enum names, int64 as strings, zero fields shown", async () => {
+    const c = client({ baseUrl: router.url });
+    const status = await c.admin.getRouterStatus({});
+    expect(() => JSON.stringify(status)).toThrow(/BigInt/);
+    const plainStatus = JSON.parse(JSON.stringify(toPlain(status)));
+    expect(plainStatus).toMatchObject({ totalWorkers: 2, healthyWorkers: 2, deadWorkers: 0, inFlightRequests: 0 });
+    expect(plainStatus.uptimeMs).toMatch(/^\d+$/);
+
+    const { workers } = await c.admin.listWorkers({});
+    const text = JSON.stringify(toPlain(workers.find((w) => w.url === videoSim.url)!));
+    const worker = JSON.parse(text);
+    expect(worker).toMatchObject({ url: videoSim.url, state: "WORKER_STATE_HEALTHY", isDead: false, capabilities: { taskType: "T2V", videoSupport: true } });
+    expect(worker.registeredAtUnixMs).toMatch(/^\d+$/);
+    // A whole answer as well, repeated messages included.
+    expect(JSON.parse(JSON.stringify(toPlain(await c.admin.listWorkers({})))).workers.map((w: { state: string }) => w.state)).toEqual(["WORKER_STATE_HEALTHY", "WORKER_STATE_HEALTHY"]);
+    expect(() => toPlain({} as never)).toThrow(TypeError);
+  });
+
+  it("the SDK index exports every generated schema, enum, service and file of both services", () => {
+    for (const mod of [adminPb, rolloutPb]) {
+      for (const [name, value] of Object.entries(mod)) {
+        expect((sdkIndex as Record<string, unknown>)[name], name).toBe(value);
+      }
+    }
+    expect(sdkIndex.WorkerState[sdkIndex.WorkerState.HEALTHY]).toBe("HEALTHY");
+    expect(sdkIndex.WorkerSchema.typeName).toBe("sgl.diffusion.router.v1.Worker");
+  });
+});
+
+describe("images: editImages and downloadImage", () => {
+  const png = async (seed: number) => {
+    const r = await sdk.generateImages({ prompt: `input ${seed}`, ...small, seed, response_format: "b64_json" });
+    return Buffer.from(r.data[0]!.b64_json!, "base64");
+  };
+
+  it("an edit with two input images (a Buffer and a File) and a mask returns an image; the worker got both files, named", async () => {
+    const [a, b] = await Promise.all([png(1), png(2)]);
+    const r = await sdk
+      .editImages({
+        image: [a, new File([b], "second.png", { type: "image/png" })],
+        mask: { data: a, filename: "mask.png" },
+        prompt: "make it blue",
+        n: 1,
+        size: "64x64",
+        num_inference_steps: 2,
+        response_format: "b64_json",
+      })
+      .withResponse();
+    expect(r.meta.status).toBe(200);
+    expect(r.meta.workerId).toBe(encodeURIComponent(imageSim.url));
+    expect(Buffer.from(r.data.data[0]!.b64_json!, "base64").subarray(0, 8).equals(PNG)).toBe(true);
+    const sha = (buf: Buffer) => createHash("sha256").update(buf).digest("hex");
+    const files = (r.data as unknown as { input_files: { field: string; filename: string; bytes: number; sha256: string }[] }).input_files;
+    expect(files).toEqual([
+      { field: "image", filename: "image-1.png", bytes: a.length, sha256: sha(a) },
+      { field: "image", filename: "second.png", bytes: b.length, sha256: sha(b) },
+      { field: "mask", filename: "mask.png", bytes: a.length, sha256: sha(a) },
+    ]);
+  });
+
+  it("edit input errors: no image is the worker's 422; a value that is no file is a TypeError before any request", async () => {
+    const noImage = await caught(sdk.editImages({ prompt: "x" } as never));
+    expect(noImage.status).toBe(422);
+    expect(noImage.message).toMatch(/image/);
+    await expect(sdk.editImages({ image: "/tmp/cat.png" as never, prompt: "x" })).rejects.toThrow(/image must be a Blob/);
+    await expect(sdk.editImages({ image: new Uint8Array(4), prompt: "x", extra: { a: 1 } })).rejects.toThrow(/edit field extra/);
+  });
+
+  it("downloadImage of a url item returns the PNG, with the data-plane key on the router and none elsewhere", async () => {
+    const keyed = client({ baseUrl: guarded.url, apiKey: "K2" });
+    const r = await keyed.generateImages({ prompt: "to fetch", ...small, response_format: "url" });
+    const item = r.data[0]!;
+    expect(item.url).toMatch(/^\/v1\/images\/.+\/content$/);
+    const got = await keyed.downloadImage(item);
+    expect(got.contentType).toBe("image/png");
+    expect(got.bytes.subarray(0, 8).equals(PNG)).toBe(true);
+    // The same image by absolute URL under baseUrl: still the router, still with the key.
+    expect((await keyed.downloadImage(`${guarded.url}${item.url}`)).bytes.equals(got.bytes)).toBe(true);
+    // Without the key the router refuses: the key was what made the calls above work.
+    expect(await caught(client({ baseUrl: guarded.url }).downloadImage(item))).toMatchObject({ status: 401, code: "unauthenticated" });
+
+    // Another origin never sees the key.
+    const seen: (string | undefined)[] = [];
+    const cdn = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { "content-type": "image/png" }).end(got.bytes);
+    });
+    await new Promise<void>((res) => cdn.listen(0, "127.0.0.1", res));
+    try {
+      const elsewhere = await keyed.downloadImage({ url: `http://127.0.0.1:${(cdn.address() as AddressInfo).port}/img.png?sig=1` });
+      expect(elsewhere.bytes.equals(got.bytes)).toBe(true);
+      expect(seen).toEqual([undefined]);
+    } finally {
+      cdn.close();
+    }
+  });
+
+  it("downloadImage decodes b64_json items locally; an unknown image id is a 404 RouterClientError", async () => {
+    const a = await png(3);
+    const local = await sdk.downloadImage({ b64_json: a.toString("base64"), url: null });
+    expect(local).toEqual({ bytes: a, contentType: "image/png" });
+    const err = await caught(sdk.downloadImage("/v1/images/no-such-image/content"));
+    expect(err.status).toBe(404);
+    await expect(sdk.downloadImage({ url: null })).rejects.toThrow(TypeError);
   });
 });
 

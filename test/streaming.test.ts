@@ -115,7 +115,7 @@ function readJson(res: IncomingMessage): Promise<{ status: number; body: any }> 
 beforeAll(async () => {
   sim = await startSimProcess(["--scheduler-concurrency", "4"]);
   // Probes (GET /v1/models counts in the sim's in_flight) stay out of the way of the exact counts below.
-  router = await startRouterProcess(["--worker-urls", sim.url, "--health-check-interval", "3600"]);
+  router = await startRouterProcess(["--worker-urls", sim.url, "--health-check-interval", "3600", "--max-body-bytes", String(2 ** 31)]);
   await waitFor(async () => ((await jsonRequest(`${router.url}/workers`)).body.workers as any[])[0]?.video_support === false, 5000, "worker probed");
   // Warm the paths used below (modules, pools), then take the idle baseline.
   const warm = await jsonRequest(`${router.url}/rollout/generate`, { method: "POST", json: { prompt: "warm", width: 64, height: 64, num_inference_steps: 1, sim_bytes_per_sample: MB } });

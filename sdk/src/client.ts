@@ -3,6 +3,10 @@ import type { Interceptor } from "@connectrpc/connect";
 import { createAdmin, type AdminClient, type AdminTransport } from "./admin.js";
 import { RouterClientError, errorFromAnswer } from "./errors.js";
 import { createRolloutJobs, type RolloutJobs } from "./rollout-jobs.js";
+import { answerFacts, flattenHeaders } from "./headers.js";
+import { decodeBase64, decodeDataUrl, sniffImageType } from "./image-bytes.js";
+import { RouterPromise, responseMeta, type WithResponse } from "./response.js";
+import { editForm } from "./upload.js";
 import {
   CallScope,
   contentLengthOf,
@@ -19,7 +23,10 @@ import {
 } from "./http.js";
 import type {
   CallOptions,
+  DownloadedImage,
   Health,
+  ImageData,
+  ImageEditRequest,
   ImagesRequest,
   ImagesResponse,
   ModelsList,
@@ -71,17 +78,31 @@ export interface RouterClient {
   readonly rollouts: RolloutJobs;
   readonly baseUrl: string;
 
-  /** `POST /v1/images/generations`. */
-  generateImages(req: ImagesRequest, opts?: CallOptions): Promise<ImagesResponse>;
+  /**
+   * `POST /v1/images/generations`. Like every call that answers JSON, the
+   * result is a {@link RouterPromise}: `await` it for the answer, or
+   * `.withResponse()` for `{ data, meta }` with the weight version, worker id
+   * and request id.
+   */
+  generateImages(req: ImagesRequest, opts?: CallOptions): RouterPromise<ImagesResponse>;
+  /** `POST /v1/images/edits` as multipart/form-data (one or several `image`s, optional `mask`). */
+  editImages(req: ImageEditRequest, opts?: CallOptions): RouterPromise<ImagesResponse>;
+  /**
+   * The bytes of an image item (or its `url`): a `url` on the router
+   * (`/v1/images/{id}/content`, or absolute under `baseUrl`) is fetched with
+   * the data-plane key, one on another origin without it; `b64_json` and
+   * `data:` URLs are decoded locally.
+   */
+  downloadImage(item: ImageData | string, opts?: CallOptions): Promise<DownloadedImage>;
 
   /** `POST /v1/videos`: answers the queued job at once. */
-  createVideo(req: VideoCreateRequest, opts?: CallOptions): Promise<VideoJob>;
+  createVideo(req: VideoCreateRequest, opts?: CallOptions): RouterPromise<VideoJob>;
   /** `GET /v1/videos/{id}`. */
-  getVideo(id: string, opts?: CallOptions): Promise<VideoJob>;
+  getVideo(id: string, opts?: CallOptions): RouterPromise<VideoJob>;
   /** `GET /v1/videos`: the merged list of every video worker's jobs. */
-  listVideos(query?: VideoListQuery, opts?: CallOptions): Promise<VideoList>;
+  listVideos(query?: VideoListQuery, opts?: CallOptions): RouterPromise<VideoList>;
   /** `DELETE /v1/videos/{id}`. */
-  deleteVideo(id: string, opts?: CallOptions): Promise<VideoJob>;
+  deleteVideo(id: string, opts?: CallOptions): RouterPromise<VideoJob>;
   /**
    * Polls `getVideo` with exponential backoff until the job is `completed`
    * (resolves with it) or `failed`/`cancelled`/`deleted` (throws code
@@ -92,13 +113,13 @@ export interface RouterClient {
   downloadVideoContent(id: string, opts?: CallOptions): Promise<VideoContent>;
 
   /** `POST /rollout/generate`: the raw answer, whole (`as: "bytes"`, default). */
-  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions & { as?: "bytes" }): Promise<RolloutBytes>;
+  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions & { as?: "bytes" }): RouterPromise<RolloutBytes>;
   /** `POST /rollout/generate`: the raw answer as a stream (`as: "stream"`). */
-  rolloutGenerate(req: RolloutRequest, opts: RolloutOptions & { as: "stream" }): Promise<RolloutStream>;
-  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions): Promise<RolloutBytes | RolloutStream>;
+  rolloutGenerate(req: RolloutRequest, opts: RolloutOptions & { as: "stream" }): RouterPromise<RolloutStream>;
+  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions): RouterPromise<RolloutBytes | RolloutStream>;
 
   /** `GET /v1/models`: the cards of every routable worker. */
-  listModels(opts?: CallOptions): Promise<ModelsList>;
+  listModels(opts?: CallOptions): RouterPromise<ModelsList>;
   /** `GET /health`: resolves for 200 (healthy) and 503 (unhealthy) alike; never retried. */
   health(opts?: CallOptions): Promise<Health>;
 
@@ -166,12 +187,17 @@ class RouterClientImpl implements RouterClient {
   }
 
   /** A JSON call, body read whole; the scope ends with it. */
-  private async json<T>(opts: CallOptions | undefined, ex: Omit<Exchange, "retry" | "headers">): Promise<T> {
+  private json<T>(opts: CallOptions | undefined, ex: Omit<Exchange, "retry" | "headers">): RouterPromise<T> {
+    return new RouterPromise(this.jsonAnswer<T>(opts, ex));
+  }
+
+  private async jsonAnswer<T>(opts: CallOptions | undefined, ex: Omit<Exchange, "retry" | "headers">): Promise<WithResponse<T>> {
     const what = `${ex.method} ${ex.path}`;
     const scope = this.scope(what, opts);
     try {
       const answer = await exchange(this.http, this.spec(opts, ex), scope);
-      return await readJson<T>(answer, scope, what);
+      const data = await readJson<T>(answer, scope, what);
+      return { data, meta: responseMeta(answer.status, answer.headers) };
     } finally {
       scope.dispose();
     }
@@ -188,22 +214,77 @@ class RouterClientImpl implements RouterClient {
       throw err;
     }
     answer.body.once("close", () => scope.dispose());
-    return { status: answer.status, contentType: contentTypeOf(answer.headers), contentLength: contentLengthOf(answer.headers), headers: answer.headers, body: answer.body };
+    return {
+      status: answer.status,
+      contentType: contentTypeOf(answer.headers),
+      contentLength: contentLengthOf(answer.headers),
+      headers: answer.headers,
+      ...answerFacts(flattenHeaders(answer.headers)),
+      body: answer.body,
+    };
   }
 
-  generateImages(req: ImagesRequest, opts?: CallOptions): Promise<ImagesResponse> {
+  generateImages(req: ImagesRequest, opts?: CallOptions): RouterPromise<ImagesResponse> {
     return this.json(opts, { method: "POST", path: "/v1/images/generations", json: req, accept: "application/json" });
   }
 
-  createVideo(req: VideoCreateRequest, opts?: CallOptions): Promise<VideoJob> {
+  editImages(req: ImageEditRequest, opts?: CallOptions): RouterPromise<ImagesResponse> {
+    // Building the form reads Blob heads (async); bad input rejects the promise.
+    const answer = editForm(req).then((form) => this.jsonAnswer<ImagesResponse>(opts, { method: "POST", path: "/v1/images/edits", form, accept: "application/json" }));
+    return new RouterPromise(answer);
+  }
+
+  async downloadImage(item: ImageData | string, opts?: CallOptions): Promise<DownloadedImage> {
+    const source: ImageData | null = typeof item === "string" ? { url: item } : typeof item === "object" && item !== null ? item : null;
+    if (source === null) throw new TypeError("downloadImage takes an image item ({ url } or { b64_json }) or a url string");
+    if (typeof source.b64_json === "string" && source.b64_json !== "") {
+      const bytes = decodeBase64(source.b64_json, "b64_json");
+      return { bytes, contentType: sniffImageType(bytes).type };
+    }
+    const url = source.url;
+    if (typeof url !== "string" || url === "") throw new TypeError("the image item has neither a url nor b64_json");
+    if (/^data:/i.test(url)) return decodeDataUrl(url);
+    const { ctx, path } = this.imageSource(url);
+    const what = `GET ${path}`;
+    const scope = this.scope(what, opts);
+    try {
+      const answer = await exchange(ctx, this.spec(opts, { method: "GET", path, accept: "image/*" }), scope);
+      const bytes = await readAll(answer, scope, what);
+      const declared = answer.headers["content-type"];
+      return { bytes, contentType: typeof declared === "string" && declared !== "" ? declared : sniffImageType(bytes).type };
+    } finally {
+      scope.dispose();
+    }
+  }
+
+  /**
+   * Where an image url points: on the router (a path, or an absolute URL
+   * under baseUrl) it is fetched with the data-plane key; anywhere else the
+   * key must not leak, so only the user agent goes along.
+   */
+  private imageSource(url: string): { ctx: HttpContext; path: string } {
+    if (url.startsWith("/")) return { ctx: this.http, path: url };
+    let abs: URL;
+    try {
+      abs = new URL(url);
+    } catch {
+      return { ctx: this.http, path: `/${url}` };
+    }
+    if (abs.protocol !== "http:" && abs.protocol !== "https:") throw new TypeError(`image url must be http(s), a path on the router or a data: URL, got ${abs.protocol}`);
+    if (abs.href.startsWith(`${this.baseUrl}/`)) return { ctx: this.http, path: abs.href.slice(this.baseUrl.length) };
+    const foreign: HttpContext = { baseUrl: abs.origin, dispatcher: this.http.dispatcher, headers: { "user-agent": this.http.headers["user-agent"]! } };
+    return { ctx: foreign, path: `${abs.pathname}${abs.search}` };
+  }
+
+  createVideo(req: VideoCreateRequest, opts?: CallOptions): RouterPromise<VideoJob> {
     return this.json(opts, { method: "POST", path: "/v1/videos", json: req, accept: "application/json" });
   }
 
-  getVideo(id: string, opts?: CallOptions): Promise<VideoJob> {
+  getVideo(id: string, opts?: CallOptions): RouterPromise<VideoJob> {
     return this.json(opts, { method: "GET", path: `/v1/videos/${checkId(id, "video id")}`, accept: "application/json" });
   }
 
-  listVideos(query: VideoListQuery = {}, opts?: CallOptions): Promise<VideoList> {
+  listVideos(query: VideoListQuery = {}, opts?: CallOptions): RouterPromise<VideoList> {
     const q = new URLSearchParams();
     if (query.after !== undefined) q.set("after", query.after);
     if (query.limit !== undefined) q.set("limit", String(query.limit));
@@ -212,7 +293,7 @@ class RouterClientImpl implements RouterClient {
     return this.json(opts, { method: "GET", path: `/v1/videos${qs ? `?${qs}` : ""}`, accept: "application/json" });
   }
 
-  deleteVideo(id: string, opts?: CallOptions): Promise<VideoJob> {
+  deleteVideo(id: string, opts?: CallOptions): RouterPromise<VideoJob> {
     return this.json(opts, { method: "DELETE", path: `/v1/videos/${checkId(id, "video id")}`, accept: "application/json" });
   }
 
@@ -243,26 +324,35 @@ class RouterClientImpl implements RouterClient {
     return this.stream(opts, { method: "GET", path: `/v1/videos/${checkId(id, "video id")}/content` });
   }
 
-  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions & { as?: "bytes" }): Promise<RolloutBytes>;
-  rolloutGenerate(req: RolloutRequest, opts: RolloutOptions & { as: "stream" }): Promise<RolloutStream>;
-  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions): Promise<RolloutBytes | RolloutStream>;
-  async rolloutGenerate(req: RolloutRequest, opts: RolloutOptions = {}): Promise<RolloutBytes | RolloutStream> {
+  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions & { as?: "bytes" }): RouterPromise<RolloutBytes>;
+  rolloutGenerate(req: RolloutRequest, opts: RolloutOptions & { as: "stream" }): RouterPromise<RolloutStream>;
+  rolloutGenerate(req: RolloutRequest, opts?: RolloutOptions): RouterPromise<RolloutBytes | RolloutStream>;
+  rolloutGenerate(req: RolloutRequest, opts: RolloutOptions = {}): RouterPromise<RolloutBytes | RolloutStream> {
+    return new RouterPromise(this.rolloutAnswer(req, opts));
+  }
+
+  private async rolloutAnswer(req: RolloutRequest, opts: RolloutOptions): Promise<WithResponse<RolloutBytes | RolloutStream>> {
     const ex = { method: "POST", path: "/rollout/generate", json: req, accept: opts.accept ?? "application/json" } as const;
     const as = opts.as ?? "bytes";
-    if (as === "stream") return this.stream(opts, ex);
+    if (as === "stream") {
+      const data = await this.stream(opts, ex);
+      return { data, meta: responseMeta(data.status, data.headers) };
+    }
     if (as !== "bytes") throw new TypeError(`as must be "bytes" or "stream", got ${JSON.stringify(as)}`);
     const what = "POST /rollout/generate";
     const scope = this.scope(what, opts);
     try {
       const answer = await exchange(this.http, this.spec(opts, ex), scope);
       const bytes = await readAll(answer, scope, what);
-      return { status: answer.status, contentType: contentTypeOf(answer.headers), headers: answer.headers, bytes };
+      const meta = responseMeta(answer.status, answer.headers);
+      const data: RolloutBytes = { status: answer.status, contentType: contentTypeOf(answer.headers), headers: answer.headers, requestId: meta.requestId, weightVersion: meta.weightVersion, workerId: meta.workerId, bytes };
+      return { data, meta };
     } finally {
       scope.dispose();
     }
   }
 
-  listModels(opts?: CallOptions): Promise<ModelsList> {
+  listModels(opts?: CallOptions): RouterPromise<ModelsList> {
     return this.json(opts, { method: "GET", path: "/v1/models", accept: "application/json" });
   }
 

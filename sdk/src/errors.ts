@@ -1,4 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
+import { flattenHeaders } from "./headers.js";
 
 /**
  * Codes the SDK itself assigns. Router answers carry their own stable
@@ -101,8 +102,7 @@ function detailMessage(detail: unknown): string {
  * body was cut before its code.
  */
 export function errorFromAnswer(status: number, contentType: string, text: string, headers: Record<string, string | string[] | undefined> = {}): RouterClientError {
-  const flat: Record<string, string> = {};
-  for (const [k, v] of Object.entries(headers)) if (v !== undefined) flat[k.toLowerCase()] = Array.isArray(v) ? v.join(", ") : v;
+  const flat = flattenHeaders(headers);
   const headerCode = flat["x-router-error-code"];
   let body: unknown = text;
   const trimmed = text.trim();

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { request, type Dispatcher } from "undici";
+import { request, type Dispatcher, type FormData } from "undici";
 import { RouterClientError, errorFromAnswer } from "./errors.js";
 import type { RetryOptions } from "./types.js";
 
@@ -144,6 +144,8 @@ export interface Exchange {
   /** Path and query, starting with "/". */
   path: string;
   json?: unknown;
+  /** A multipart body (undici's FormData: it sets the content type and boundary, and can be sent again on retry). */
+  form?: FormData;
   accept?: string;
   headers?: Record<string, string> | undefined;
   retry: ResolvedRetry | null;
@@ -166,10 +168,12 @@ export async function exchange(ctx: HttpContext, ex: Exchange, scope: CallScope)
   const url = ctx.baseUrl + ex.path;
   const headers: Record<string, string> = { ...ctx.headers };
   if (ex.accept) headers["accept"] = ex.accept;
-  let body: string | undefined;
+  let body: string | FormData | undefined;
   if (ex.json !== undefined) {
     body = JSON.stringify(ex.json);
     headers["content-type"] = "application/json";
+  } else if (ex.form !== undefined) {
+    body = ex.form;
   }
   Object.assign(headers, ex.headers);
   const attempts = ex.retry?.attempts ?? 1;

@@ -1,19 +1,25 @@
 // @sgl/diffusion-router-sdk: a typed client for sglang-d-router.
 export { createRouterClient, SDK_VERSION } from "./client.js";
 export type { RouterClient, RouterClientOptions } from "./client.js";
+export { RouterPromise } from "./response.js";
+export type { ResponseMeta, WithResponse } from "./response.js";
 export { RouterClientError, routerErrorCode } from "./errors.js";
 export type { RouterClientErrorCode, RouterClientErrorInit } from "./errors.js";
 export { bearerInterceptor, valueToJson } from "./admin.js";
+export { toPlain } from "./plain.js";
 export type { RolloutJobOptions, RolloutJobRequest, RolloutJobResult, RolloutJobRun, RolloutJobs, RolloutJobSummary } from "./rollout-jobs.js";
 export type { AdminClient, AdminTransport } from "./admin.js";
 export type {
   CallOptions,
+  DownloadedImage,
   Health,
   ImageData,
+  ImageEditRequest,
   ImagesRequest,
   ImagesResponse,
   ModelCard,
   ModelsList,
+  NamedUpload,
   RetryOptions,
   RolloutBytes,
   RolloutOptions,
@@ -22,6 +28,7 @@ export type {
   RolloutStream,
   StreamedBody,
   TensorPayload,
+  Uploadable,
   VideoContent,
   VideoCreateRequest,
   VideoJob,
@@ -31,22 +38,77 @@ export type {
   WaitForVideoOptions,
 } from "./types.js";
 
-// The RolloutService definition, for callers who want the raw client.
-export { RolloutService } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
-export type { RolloutState, RolloutItemState } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
-
 // Admin errors are Connect's; re-exported so callers need no direct dependency.
 export { Code, ConnectError } from "@connectrpc/connect";
 
-// The AdminService definition and the message types its client uses.
+// The generated code of both services: the service definitions (for raw
+// clients), the enums, every message's schema (for protobuf-es `create`,
+// `toJson`, `toBinary`, ...) and its type. `toPlain(message)` prints any of them.
 export {
   AdminService,
-  WorkerEventType,
   WorkerState,
+  WorkerEventType,
+  AbortRefitRequestSchema,
+  AbortRefitResponseSchema,
+  AddWorkerRequestSchema,
+  AddWorkerResponseSchema,
+  BeginRefitRequestSchema,
+  BeginRefitResponseSchema,
+  CommitRefitRequestSchema,
+  CommitRefitResponseSchema,
+  GetRefitStatusRequestSchema,
+  GetRefitStatusResponseSchema,
+  GetRouterStatusRequestSchema,
+  GetRouterStatusResponseSchema,
+  GetWorkerRequestSchema,
+  GetWorkerResponseSchema,
+  LaunchWorkersRequestSchema,
+  LaunchWorkersResponseSchema,
+  LauncherConfigSchema,
+  ListManagedWorkersRequestSchema,
+  ListManagedWorkersResponseSchema,
+  ListWorkersRequestSchema,
+  ListWorkersResponseSchema,
+  ManagedWorkerSchema,
+  RefitFailureSchema,
+  RefitSummarySchema,
+  ReleaseMemoryOccupationRequestSchema,
+  ReleaseMemoryOccupationResponseSchema,
+  RemoveWorkerRequestSchema,
+  RemoveWorkerResponseSchema,
+  ResumeMemoryOccupationRequestSchema,
+  ResumeMemoryOccupationResponseSchema,
+  ScaleManagedWorkersRequestSchema,
+  ScaleManagedWorkersResponseSchema,
+  StopManagedWorkersRequestSchema,
+  StopManagedWorkersResponseSchema,
+  UpdateWeightsFromDiskRequestSchema,
+  UpdateWeightsFromDiskResponseSchema,
+  UpdateWeightsFromTensorRequestSchema,
+  UpdateWeightsFromTensorResponseSchema,
+  UpdateWorkerRequestSchema,
+  UpdateWorkerResponseSchema,
+  WatchWorkersRequestSchema,
+  WatchWorkersResponseSchema,
+  WorkerCapabilitiesSchema,
+  WorkerEventTypeSchema,
+  WorkerResultSchema,
+  WorkerSchedulingSchema,
+  WorkerSchema,
+  WorkerStateSchema,
+  file_sgl_diffusion_router_v1_admin,
 } from "./gen/sgl/diffusion/router/v1/admin_pb.js";
 export type {
+  AbortRefitRequest,
+  AbortRefitResponse,
   AddWorkerRequest,
   AddWorkerResponse,
+  BeginRefitRequest,
+  BeginRefitResponse,
+  CommitRefitRequest,
+  CommitRefitResponse,
+  GetRefitStatusRequest,
+  GetRefitStatusResponse,
   GetRouterStatusRequest,
   GetRouterStatusResponse,
   GetWorkerRequest,
@@ -59,6 +121,8 @@ export type {
   ListWorkersRequest,
   ListWorkersResponse,
   ManagedWorker,
+  RefitFailure,
+  RefitSummary,
   ReleaseMemoryOccupationRequest,
   ReleaseMemoryOccupationResponse,
   RemoveWorkerRequest,
@@ -71,6 +135,8 @@ export type {
   StopManagedWorkersResponse,
   UpdateWeightsFromDiskRequest,
   UpdateWeightsFromDiskResponse,
+  UpdateWeightsFromTensorRequest,
+  UpdateWeightsFromTensorResponse,
   UpdateWorkerRequest,
   UpdateWorkerResponse,
   WatchWorkersRequest,
@@ -78,4 +144,35 @@ export type {
   Worker,
   WorkerCapabilities,
   WorkerResult,
+  WorkerScheduling,
 } from "./gen/sgl/diffusion/router/v1/admin_pb.js";
+export {
+  RolloutService,
+  CancelRequestSchema,
+  CancelResponseSchema,
+  GetRolloutRequestSchema,
+  GetRolloutResponseSchema,
+  RolloutItemSchema,
+  RolloutItemStateSchema,
+  RolloutResultSchema,
+  RolloutStartedSchema,
+  RolloutStateSchema,
+  RolloutSummarySchema,
+  RunRequestSchema,
+  RunResponseSchema,
+  file_sgl_diffusion_router_v1_rollout,
+} from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
+export type {
+  CancelRequest,
+  CancelResponse,
+  GetRolloutRequest,
+  GetRolloutResponse,
+  RolloutItem,
+  RolloutItemState,
+  RolloutResult,
+  RolloutStarted,
+  RolloutState,
+  RolloutSummary,
+  RunRequest,
+  RunResponse,
+} from "./gen/sgl/diffusion/router/v1/rollout_pb.js";

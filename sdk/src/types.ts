@@ -7,6 +7,7 @@
  */
 import type { IncomingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
+import type { AnswerFacts } from "./headers.js";
 
 /** Options every data-plane call takes. */
 export interface CallOptions {
@@ -27,7 +28,8 @@ export interface CallOptions {
 /**
  * Opt-in retries: only when the connection failed before an answer, or on
  * 503 (no healthy worker, queue full, ...), honouring `Retry-After`. Never on
- * other statuses. Bodies are JSON, so a request can always be sent again.
+ * other statuses. Bodies are JSON or in-memory forms, so a request can always
+ * be sent again.
  */
 export interface RetryOptions {
   /** Total tries, the first included (1 = no retry). */
@@ -80,6 +82,54 @@ export interface ImagesResponse {
   data: ImageData[];
   peak_memory_mb?: number | null;
   inference_time_s?: number | null;
+}
+
+/**
+ * A file of a multipart upload: a `Blob` or `File` (a File keeps its name),
+ * raw bytes (`Buffer`, `Uint8Array`), or bytes with a name and type. Without
+ * a name the SDK sends `<field>.<ext>` (the extension and type read from the
+ * bytes' signature: png, jpeg, webp, else `bin`/`application/octet-stream`):
+ * servers only treat a part with a file name as a file.
+ */
+export type Uploadable = Blob | Uint8Array | NamedUpload;
+
+export interface NamedUpload {
+  data: Blob | Uint8Array;
+  filename?: string;
+  /** Default: the Blob's type, else read from the bytes' signature. */
+  contentType?: string;
+}
+
+/**
+ * `POST /v1/images/edits` as multipart/form-data, OpenAI's shape. Fields
+ * other than `image` and `mask` must be strings, numbers or booleans (sent as
+ * text); `undefined` and `null` ones are left out.
+ */
+export interface ImageEditRequest {
+  /** One or several input images (several go as repeated `image` parts). */
+  image: Uploadable | readonly Uploadable[];
+  prompt: string;
+  mask?: Uploadable;
+  model?: string;
+  /** 1-10, default 1. */
+  n?: number;
+  /** `"WxH"`. */
+  size?: string;
+  response_format?: "url" | "b64_json";
+  negative_prompt?: string;
+  seed?: number;
+  num_inference_steps?: number;
+  guidance_scale?: number;
+  true_cfg_scale?: number;
+  output_format?: "png" | "jpeg" | "webp";
+  [field: string]: unknown;
+}
+
+/** An image's bytes, from {@link ImageData.url} (fetched) or {@link ImageData.b64_json} (decoded). */
+export interface DownloadedImage {
+  bytes: Buffer;
+  /** The answer's `Content-Type`, or (for `b64_json` and untyped answers) read from the bytes' signature. */
+  contentType: string;
 }
 
 // ---------------------------------------------------------------- videos
@@ -158,8 +208,12 @@ export interface WaitForVideoOptions {
   signal?: AbortSignal;
 }
 
-/** A streamed answer body: read it to the end or destroy it. */
-export interface StreamedBody {
+/**
+ * A streamed answer body: read it to the end or destroy it. `requestId`,
+ * `weightVersion` and `workerId` are the router's `X-Request-Id`,
+ * `X-Weight-Version` and `X-Worker-Id` (null when absent).
+ */
+export interface StreamedBody extends AnswerFacts {
   status: number;
   contentType: string;
   /** From `Content-Length`, null when the answer is chunked. */
@@ -203,7 +257,8 @@ export interface RolloutOptions extends CallOptions {
   as?: "bytes" | "stream";
 }
 
-export interface RolloutBytes {
+/** A whole rollout answer; `requestId`, `weightVersion`, `workerId` as in {@link StreamedBody}. */
+export interface RolloutBytes extends AnswerFacts {
   status: number;
   /** As the worker sent it (e.g. `application/json`, `application/msgpack`). */
   contentType: string;

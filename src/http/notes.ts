@@ -30,6 +30,8 @@ export interface ResponseNotes {
   errorCode?: string;
   /** Which error body this route answers with (set once per request by the REST handler). */
   errorShape?: ErrorShape;
+  /** The matched route's metrics label. */
+  routeLabel?: string;
 }
 
 export function notes(res: Res): ResponseNotes {

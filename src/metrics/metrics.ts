@@ -1,6 +1,5 @@
 import { Counter, Gauge, Histogram, Registry as PromRegistry, type MetricValue } from "prom-client";
 import type { Admission } from "../admission/admission.js";
-import { adminPaths, dataPlanePaths, openPaths } from "../http/paths.js";
 import type { Registry } from "../registry/registry.js";
 import { workerState, type Worker, type WorkerState } from "../registry/worker.js";
 import type { WorkerScheduling } from "../admission/admission.js";
@@ -262,18 +261,3 @@ function splay(v: MetricValue<string>): MetricValue<string> {
   const { sharedLabels, ...rest } = v as HistogramValue;
   return sharedLabels ? { ...rest, labels: { ...rest.labels, ...sharedLabels } } : v;
 }
-
-/**
- * A bounded route label: ids in paths (workers, videos, images, models)
- * become placeholders so label cardinality stays small.
- */
-export function routeLabel(path: string): string {
-  if (path.startsWith("/workers/")) return path.endsWith("/update_weights_from_tensor") ? "/workers/{id}/update_weights_from_tensor" : "/workers/{id}";
-  if (path.startsWith("/v1/videos/")) return path.endsWith("/content") ? "/v1/videos/{id}/content" : "/v1/videos/{id}";
-  if (path.startsWith("/v1/images/") && path.endsWith("/content")) return "/v1/images/{id}/content";
-  if (path.startsWith("/v1/models/")) return "/v1/models/{id}";
-  if (path.startsWith("/sgl.diffusion.router.v1.") || path.startsWith("/grpc.reflection.")) return path;
-  return knownRoutes.has(path) ? path : "other";
-}
-
-const knownRoutes: ReadonlySet<string> = new Set([...adminPaths, ...openPaths, ...dataPlanePaths]);
