@@ -36,6 +36,7 @@ const expectedSkips = new Map([
   ["test/slurm.test.ts > backend slurm launches two jobs, registers them, serves images from both; a scancelled job leaves rotation at once and is resubmitted", slurm],
   ["test/slurm.test.ts > backend slurm ScaleManagedWorkers adds and removes jobs; after SIGTERM no job is left in squeue", slurm],
   ["test/slurm.test.ts > backend slurm killAllSync (the process.on('exit') path) scancels jobs synchronously", slurm],
+  ["test/slurm.test.ts > backend slurm a job whose worker dies on the node ends, leaves rotation at once and is resubmitted (restart policy)", slurm],
   ["test/slurm.test.ts > backend slurm a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", slurm],
 ]);
 

@@ -7,7 +7,7 @@
  * install) on a machine without Slurm; .ci/run installs it and requires it.
  */
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
@@ -15,9 +15,16 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
-import { createLauncher, LauncherConfigError, loadLauncherConfig, parseLauncherSection } from "../dist/src/launcher/index.js";
-import { parseSqueue } from "../dist/src/launcher/slurm/cli.js";
-import { buildJobScript, parseJobReport, sbatchArgs } from "../dist/src/launcher/slurm/job-script.js";
+import {
+  buildJobScript,
+  createLauncher,
+  LauncherConfigError,
+  loadLauncherConfig,
+  parseJobReport,
+  parseLauncherSection,
+  parseSqueue,
+  sbatchArgs,
+} from "../dist/src/launcher/index.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSlurmCluster, slurmTools, type SlurmCluster } from "./helpers/slurm-cluster.js";
 import { missingToolsReason, needTools } from "./helpers/tools.js";
@@ -81,6 +88,21 @@ async function generate(r: RouterProcess): Promise<Response> {
   });
   await res.arrayBuffer();
   return res;
+}
+
+/** The process whose command line has `args` in a row (read from /proc: no pgrep needed). */
+function pidByArgs(args: string[]): number {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue; // gone meanwhile
+    }
+    if (argv.some((_, i) => args.every((a, j) => argv[i + j] === a))) return Number(entry);
+  }
+  throw new Error(`no process with ${args.join(" ")}`);
 }
 
 /** Jobs squeue lists for the cluster (running or pending). */
@@ -176,6 +198,34 @@ describe("backend slurm", () => {
     launcher.killAllSync();
     // scancel has returned: the job is cancelled (it may show COMPLETING for a moment).
     await waitFor(async () => !(await queued()).some((j) => j.id === worker!.slurm!.jobId), 15_000, "job gone from squeue");
+  }, 90_000);
+
+  it("a job whose worker dies on the node ends, leaves rotation at once and is resubmitted (restart policy)", async (ctx) => {
+    needTools(ctx, ...tools);
+    const events: string[] = [];
+    const launcher = createLauncher({
+      logger: pino({ level: "silent" }),
+      register: async (url) => void events.push(`register ${url}`),
+      deregister: async (url) => void events.push(`deregister ${url}`),
+      env: cluster!.env,
+      healthPollMs: 100,
+    });
+    cleanup.push(() => launcher.stop());
+    const config = parseLauncherSection({ backend: "slurm", model: "m", wait_timeout: 60, restart_backoff: 0.2, slurm: { program: "sim", poll_interval: 0.3, work_dir: join(tmp, "work") } });
+    const [first] = (await launcher.launch(config)).workers;
+    expect(first).toMatchObject({ state: "ready", restarts: 0 });
+    // The worker is the job's process (the script execs it): find it by its port and kill it.
+    const pid = pidByArgs(["--port", String(first!.port)]);
+    process.kill(pid, "SIGKILL");
+    const killedAt = Date.now();
+    await waitFor(() => events.includes(`deregister ${first!.url}`), 3_000, "deregistered when the job ended");
+    expect(Date.now() - killedAt).toBeLessThan(3_000);
+    const back = await waitFor(() => {
+      const w = launcher.list()[0];
+      return w?.state === "ready" && w.restarts === 1 ? w : undefined;
+    }, 60_000, "resubmitted job ready");
+    expect(back.slurm!.jobId).not.toBe(first!.slurm!.jobId);
+    expect(events.filter((e) => e.startsWith("register"))).toHaveLength(2);
   }, 90_000);
 
   it("a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", async (ctx) => {
