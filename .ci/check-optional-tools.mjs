@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The fresh-machine check: runs the test files that use optional tools
-// (ffprobe, protoc, grpc_python_plugin, python3 with grpc or requests) with
+// (ffprobe, protoc, grpc_python_plugin, python3 with grpc or requests, the
+// Slurm daemons and client) with
 // those tools hidden from PATH and SGLANG_D_ROUTER_REQUIRE_TOOLS unset, as on
 // a machine with only Node and npm. Passes when vitest passes and reports
 // exactly the tests below as skipped, each with a reason that names the
@@ -13,8 +14,10 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts"];
-const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*)$/;
+const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts"];
+// Slurm's daemons live in /usr/sbin, which the PATH below never has; its client commands are in /usr/bin.
+const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*)$/;
+const slurm = ["slurmctld (Debian: apt-get install slurmctld)", "slurmd", "sbatch", "slurm-client", "munged", "munge"];
 const pythonGrpc = [
   "python3 with the grpc, grpc_tools, google.protobuf modules",
   "python3-grpcio python3-grpc-tools",
@@ -30,6 +33,11 @@ const expectedSkips = new Map([
   ["test/rpc-interop.test.ts > Python grpcio with generated stubs ListWorkers from Python, without and with an admin key", pythonGrpc],
   ["test/readme.test.ts > README examples the curl command that saves output.png works (python3)", ["python3", "apt-get install python3"]],
   ["test/readme.test.ts > README examples the Python example works (python3 with requests)", ["python3 with the requests module", "python3-requests"]],
+  ["test/slurm.test.ts > backend slurm launches two jobs, registers them, serves images from both; a scancelled job leaves rotation at once and is resubmitted", slurm],
+  ["test/slurm.test.ts > backend slurm ScaleManagedWorkers adds and removes jobs; after SIGTERM no job is left in squeue", slurm],
+  ["test/slurm.test.ts > backend slurm killAllSync (the process.on('exit') path) scancels jobs synchronously", slurm],
+  ["test/slurm.test.ts > backend slurm a job whose worker dies on the node ends, leaves rotation at once and is resubmitted (restart policy)", slurm],
+  ["test/slurm.test.ts > backend slurm a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", slurm],
 ]);
 
 const dir = mkdtempSync(join(tmpdir(), "sglang-d-router-no-tools-"));
@@ -50,7 +58,7 @@ try {
   delete env.SGLANG_D_ROUTER_REQUIRE_TOOLS;
 
   const report = join(dir, "report.json");
-  console.log(`check-optional-tools: vitest run ${files.join(" ")} with PATH=${bin} (no ffprobe, protoc, grpc_python_plugin, python3)`);
+  console.log(`check-optional-tools: vitest run ${files.join(" ")} with PATH=${bin} (no ffprobe, protoc, grpc_python_plugin, python3, Slurm)`);
   const run = spawnSync(
     process.execPath,
     [join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...files, "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],

@@ -160,6 +160,7 @@ describe("config", () => {
       restart: "on-failure",
       max_restarts: 5,
       restart_backoff: 1,
+      slurm: null,
     });
     expect(Object.isFrozen(c)).toBe(true);
   });
@@ -183,6 +184,7 @@ describe("config", () => {
       restart: "never",
       max_restarts: 3,
       restart_backoff: 2.5,
+      slurm: null,
     });
     expect(Object.isFrozen(c!.worker_gpu_ids)).toBe(true);
   });
@@ -202,7 +204,7 @@ describe("config", () => {
     ["bad-type.yaml", /launcher\.num_workers in .*bad-type\.yaml must be an integer >= 1, got "eight"/],
     ["bad-missing-model.yaml", /launcher\.model in .*bad-missing-model\.yaml is required/],
     ["bad-empty-model.yaml", /launcher\.model in .*bad-empty-model\.yaml must be a non-empty string, got "   "/],
-    ["bad-backend.yaml", /launcher\.backend in .*bad-backend\.yaml must be one of "local", "sim", got "slurm"/],
+    ["bad-backend.yaml", /launcher\.backend in .*bad-backend\.yaml must be one of "local", "sim", "slurm", got "kubernetes"/],
     ["bad-gpu-ids.yaml", /launcher\.worker_gpu_ids in .*bad-gpu-ids\.yaml has 1 entries but launcher\.num_workers is 2/],
     ["bad-syntax.yaml", /YAML syntax error in .*bad-syntax\.yaml at line 4, column 1/],
     ["bad-no-launcher.yaml", /bad-no-launcher\.yaml must contain a top-level "launcher:" mapping/],

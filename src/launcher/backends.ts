@@ -42,7 +42,7 @@ export function simCliPath(): string {
  * @throws LauncherError if `sglang` is not on `env.PATH` (local) or the
  *   simulator is not built (sim).
  */
-export function resolveBackendProgram(backend: LauncherBackend, env: NodeJS.ProcessEnv): BackendProgram {
+export function resolveBackendProgram(backend: Exclude<LauncherBackend, "slurm">, env: NodeJS.ProcessEnv): BackendProgram {
   switch (backend) {
     case "local": {
       const sglang = findExecutable("sglang", env);

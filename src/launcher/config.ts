@@ -3,12 +3,60 @@ import { load, YAMLException } from "js-yaml";
 import { splitShellArgs } from "./args.js";
 import { LauncherConfigError } from "./errors.js";
 
-/** Worker backends: `local` runs `sglang serve`, `sim` runs the simulated worker of this repo. */
-export const launcherBackends = ["local", "sim"] as const;
+/**
+ * Worker backends: `local` runs `sglang serve`, `sim` runs the simulated
+ * worker of this repo, both as child processes; `slurm` submits one Slurm
+ * job per worker (running either of them, see {@link SlurmOptions.program}).
+ */
+export const launcherBackends = ["local", "sim", "slurm"] as const;
 export type LauncherBackend = (typeof launcherBackends)[number];
 /** What happens when a managed worker exits without being stopped: `on-failure` restarts it, `never` leaves it. */
 export const restartPolicies = ["on-failure", "never"] as const;
 export type RestartPolicy = (typeof restartPolicies)[number];
+
+/** What a Slurm job runs: `sglang serve`, or the simulated worker (tests, demos). */
+export const slurmPrograms = ["sglang", "sim"] as const;
+export type SlurmProgram = (typeof slurmPrograms)[number];
+
+/** The `slurm:` mapping of a group with `backend: slurm`, defaults filled. */
+export interface SlurmOptions {
+  /** What each job runs. Default "sglang". */
+  readonly program: SlurmProgram;
+  /** `--partition`; null = the cluster's default partition. Default null. */
+  readonly partition: string | null;
+  /** `--account`. Default null. */
+  readonly account: string | null;
+  /** `--qos`. Default null. */
+  readonly qos: string | null;
+  /** `--time` (Slurm's time format, e.g. "4:00:00"). Default null (the partition's limit). */
+  readonly time: string | null;
+  /** `--constraint`. Default null. */
+  readonly constraint: string | null;
+  /** Shell-split and passed to `sbatch` before the script. Default "". */
+  readonly sbatch_args: string;
+  /** Exported in the job before the worker starts. Default {}. */
+  readonly env: Readonly<Record<string, string>>;
+  /** Shell lines run in the job before the worker (module load, venv activation). Default []. */
+  readonly setup: readonly string[];
+  /** Folder, visible from the compute nodes, for job scripts, logs and the files where jobs report their port. Default ".sglang-d-router/slurm" (relative to the router's working directory). */
+  readonly work_dir: string;
+  /** Seconds between `squeue` polls. Default 2. */
+  readonly poll_interval: number;
+}
+
+export const slurmDefaults: SlurmOptions = Object.freeze({
+  program: "sglang",
+  partition: null,
+  account: null,
+  qos: null,
+  time: null,
+  constraint: null,
+  sbatch_args: "",
+  env: Object.freeze({}),
+  setup: Object.freeze([]),
+  work_dir: ".sglang-d-router/slurm",
+  poll_interval: 2,
+});
 
 /**
  * The `launcher:` section of the YAML file, every default filled in. Key names
@@ -24,7 +72,7 @@ export interface LauncherConfig {
   readonly num_workers: number;
   /** GPUs per worker (`--num-gpus` and the CUDA_VISIBLE_DEVICES slice size). Default 1, >= 1. */
   readonly num_gpus_per_worker: number;
-  /** Address workers bind to (`--host`). Default "127.0.0.1". */
+  /** Address workers bind to (`--host`). Default "127.0.0.1" ("0.0.0.0" with backend slurm). */
   readonly worker_host: string;
   /** Worker i prefers HTTP port `worker_base_port + 2*i`. Default 10090. */
   readonly worker_base_port: number;
@@ -48,6 +96,8 @@ export interface LauncherConfig {
   readonly max_restarts: number;
   /** Seconds before the first restart, doubled for each further one in a row (at most 60 s). Default 1. */
   readonly restart_backoff: number;
+  /** The `slurm:` options, defaults filled, when backend is "slurm"; null otherwise. */
+  readonly slurm: SlurmOptions | null;
 }
 
 /**
@@ -74,6 +124,7 @@ export const launcherConfigDefaults: Readonly<Omit<LauncherConfig, "model">> = O
   restart: "on-failure",
   max_restarts: 5,
   restart_backoff: 1,
+  slurm: null,
 });
 
 const knownKeys: readonly (keyof LauncherConfig)[] = [
@@ -93,7 +144,10 @@ const knownKeys: readonly (keyof LauncherConfig)[] = [
   "restart",
   "max_restarts",
   "restart_backoff",
+  "slurm",
 ];
+
+const slurmKeys: readonly (keyof SlurmOptions)[] = Object.keys(slurmDefaults) as (keyof SlurmOptions)[];
 
 /**
  * Validates a whole parsed YAML document (which must have a top-level
@@ -156,7 +210,9 @@ export function parseLauncherSection(section: unknown, source = "launcher config
   const model = v.model();
   const num_workers = v.integer("num_workers", 1);
   const num_gpus_per_worker = v.integer("num_gpus_per_worker", 1);
-  const worker_host = v.nonEmptyString("worker_host");
+  // A Slurm job runs on another machine than the router: it must listen on
+  // the network, and its URL names the node (see slurm/backend.ts).
+  const worker_host = backend === "slurm" && !Object.hasOwn(section, "worker_host") ? "0.0.0.0" : v.nonEmptyString("worker_host");
   // The worker also needs port+1, hence 65534.
   const worker_base_port = v.integer("worker_base_port", 1, 65534);
   const worker_gpu_ids = v.gpuIds(num_workers);
@@ -171,6 +227,7 @@ export function parseLauncherSection(section: unknown, source = "launcher config
   const restart = v.oneOf("restart", restartPolicies);
   const max_restarts = v.integer("max_restarts", 0, 1000);
   const restart_backoff = v.positiveNumber("restart_backoff");
+  const slurm = parseSlurm(section, backend, source, path);
 
   return Object.freeze({
     backend,
@@ -189,8 +246,79 @@ export function parseLauncherSection(section: unknown, source = "launcher config
     restart,
     max_restarts,
     restart_backoff,
+    slurm,
   });
 }
+/**
+ * The `slurm:` mapping: allowed (and defaulted) only with `backend: slurm`,
+ * so a forgotten `backend:` line does not silently start local processes.
+ */
+function parseSlurm(section: Mapping, backend: LauncherBackend, source: string, path: string): SlurmOptions | null {
+  const raw = section["slurm"];
+  const key = `${path}.slurm`;
+  if (backend !== "slurm") {
+    if (raw === undefined) return null;
+    throw new LauncherConfigError(`${key} in ${source} is only valid with ${path}.backend: slurm (backend is "${backend}")`, { source, key });
+  }
+  if (raw === undefined || raw === null) return slurmDefaults;
+  if (!isMapping(raw)) {
+    throw new LauncherConfigError(`${key} in ${source} must be a mapping of Slurm options, got ${describe(raw)}`, { source, key });
+  }
+  for (const k of Object.keys(raw)) {
+    if (!(slurmKeys as readonly string[]).includes(k)) {
+      throw new LauncherConfigError(`unknown key ${key}.${k} in ${source}; valid keys: ${slurmKeys.join(", ")}`, { source, key: `${key}.${k}` });
+    }
+  }
+  const fail = (k: string, expectation: string): never => {
+    throw new LauncherConfigError(`${key}.${k} in ${source} must be ${expectation}, got ${describe(raw[k])}`, { source, key: `${key}.${k}` });
+  };
+  const optionalString = (k: "partition" | "account" | "qos" | "time" | "constraint"): string | null => {
+    const value = raw[k];
+    if (value === undefined || value === null) return null;
+    // A number is fine for time ("60" minutes) or an account id.
+    if (typeof value === "number" && Number.isFinite(value)) return String(value);
+    if (typeof value === "string" && value.trim() !== "") return value.trim();
+    return fail(k, "a non-empty string");
+  };
+  const program = raw["program"] ?? slurmDefaults.program;
+  if (typeof program !== "string" || !(slurmPrograms as readonly string[]).includes(program)) {
+    fail("program", slurmPrograms.map((p) => JSON.stringify(p)).join(" or "));
+  }
+  const sbatchArgs = raw["sbatch_args"] ?? "";
+  if (typeof sbatchArgs !== "string") fail("sbatch_args", "a string");
+  splitShellArgs(sbatchArgs as string, { key: `${key}.sbatch_args`, source });
+  const envRaw = raw["env"] ?? {};
+  if (!isMapping(envRaw)) fail("env", "a mapping of variable names to values");
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(envRaw as Mapping)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) fail("env", `a mapping whose keys are variable names (${JSON.stringify(name)} is not)`);
+    if (typeof value !== "string" && !(typeof value === "number" && Number.isFinite(value)) && typeof value !== "boolean") {
+      fail("env", `a mapping of variable names to strings (${name} is ${describe(value)})`);
+    }
+    env[name] = String(value);
+  }
+  const setupRaw = raw["setup"] ?? [];
+  const setup = typeof setupRaw === "string" ? [setupRaw] : setupRaw;
+  if (!Array.isArray(setup) || !setup.every((line) => typeof line === "string")) fail("setup", "a list of shell lines");
+  const workDir = raw["work_dir"] ?? slurmDefaults.work_dir;
+  if (typeof workDir !== "string" || workDir.trim() === "") fail("work_dir", "a non-empty path");
+  const poll = raw["poll_interval"] ?? slurmDefaults.poll_interval;
+  if (typeof poll !== "number" || !Number.isFinite(poll) || poll < 0.1) fail("poll_interval", "a number of seconds >= 0.1");
+  return Object.freeze({
+    program: program as SlurmProgram,
+    partition: optionalString("partition"),
+    account: optionalString("account"),
+    qos: optionalString("qos"),
+    time: optionalString("time"),
+    constraint: optionalString("constraint"),
+    sbatch_args: sbatchArgs as string,
+    env: Object.freeze(env),
+    setup: Object.freeze([...(setup as string[])]),
+    work_dir: (workDir as string).trim(),
+    poll_interval: poll as number,
+  });
+}
+
 
 /**
  * Reads and validates a launcher YAML file (js-yaml `load`, which only builds
@@ -231,11 +359,14 @@ export function loadLauncherConfig(path: string): LauncherGroups {
  * defaults in every group and the launcher moves later groups' ones up.
  */
 function checkPortRanges(groups: LauncherGroups, source: string): void {
-  // Worker i of a group binds base + 2i and the port after it.
-  const ranges = groups.map((g) => ({ first: g.worker_base_port, last: g.worker_base_port + 2 * g.num_workers - 1, model: g.model }));
-  ranges.forEach((r, j) => {
-    for (let i = 0; i < j; i += 1) {
-      const other = ranges[i]!;
+  // Worker i of a group binds base + 2i and the port after it. Slurm jobs
+  // choose their ports on their node: they take no range here.
+  const ranges = groups.map((g, index) => ({ index, slurm: g.backend === "slurm", first: g.worker_base_port, last: g.worker_base_port + 2 * g.num_workers - 1, model: g.model }));
+  const local = ranges.filter((r) => !r.slurm);
+  local.forEach((r, k) => {
+    const j = r.index;
+    for (const other of local.slice(0, k)) {
+      const i = other.index;
       if (r.first > other.last || other.first > r.last) continue;
       const below = other.first - (r.last - r.first + 1);
       throw new LauncherConfigError(

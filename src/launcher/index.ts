@@ -15,9 +15,15 @@ export {
   loadLauncherConfig,
   parseLauncherConfig,
   parseLauncherSection,
+  restartPolicies,
+  slurmDefaults,
+  slurmPrograms,
   type LauncherBackend,
   type LauncherConfig,
   type LauncherGroups,
+  type RestartPolicy,
+  type SlurmOptions,
+  type SlurmProgram,
 } from "./config.js";
 export { LauncherConfigError, LauncherError, WorkerExitedError } from "./errors.js";
 export { assignGpus, detectGpuCountWithNvidiaSmi, splitDevices, type GpuAssignmentOptions } from "./gpus.js";
@@ -43,3 +49,7 @@ export {
   type WaitForHealthOptions,
   type WorkerProcess,
 } from "./process.js";
+export { processRun, type SlurmJobFacts, type WorkerLocation, type WorkerRun } from "./run.js";
+export { checkSlurmBackend, createSlurmBackend, type SlurmBackend } from "./slurm/backend.js";
+export { createSlurmCli, parseSqueue, type SlurmCli, type SqueueRow } from "./slurm/cli.js";
+export { buildJobScript, parseJobReport, sbatchArgs, type JobProgram, type JobReport } from "./slurm/job-script.js";

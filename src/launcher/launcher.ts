@@ -5,14 +5,18 @@ import type { LauncherBackend, LauncherConfig, LauncherGroups } from "./config.j
 import { LauncherError, WorkerExitedError } from "./errors.js";
 import { assignGpus, detectGpuCountWithNvidiaSmi, splitDevices } from "./gpus.js";
 import { findFreePort } from "./ports.js";
-import { groupExists, signalGroup, spawnWorker, stopProcessGroup, waitForHealth, type WorkerProcess } from "./process.js";
+import { spawnWorker, waitForHealth, type ExitInfo } from "./process.js";
+import { processRun, type WorkerRun } from "./run.js";
+import { checkSlurmBackend, createSlurmBackend, type SlurmBackend } from "./slurm/backend.js";
 
 /** Lifecycle of a managed worker. */
 export type WorkerState = "starting" | "ready" | "restarting" | "failed" | "stopping" | "exited";
 
 /** A snapshot of one worker process the launcher started. */
 export interface ManagedWorker {
+  /** Where it serves; "" for a Slurm job that has not reported its port yet. */
   readonly url: string;
+  /** Process group leader; 0 for a Slurm job. */
   readonly pid: number;
   readonly backend: LauncherBackend;
   readonly model: string;
@@ -30,8 +34,10 @@ export interface ManagedWorker {
   readonly exitCode?: number | null;
   /** The signal that ended the last process, or null when it exited with a code. */
   readonly exitSignal?: string | null;
-  /** Times the restart policy started it again. */
+  /** Times the restart policy started it again (for Slurm: resubmitted it). */
   readonly restarts: number;
+  /** Backend slurm: the current job's id, node ("" while pending) and last squeue state. */
+  readonly slurm?: { readonly jobId: string; readonly node: string; readonly state: string };
   /** Why it failed (health timeout, early exit, registration error) or was stopped while starting. */
   readonly error?: string;
 }
@@ -45,7 +51,7 @@ export interface LaunchResult {
 export interface ScaleResult {
   /** Workers started to reach the count, settled (ready or failed). */
   readonly started: readonly ManagedWorker[];
-  /** URLs of the workers stopped to reach the count (newest first). */
+  /** URLs of the workers stopped to reach the count (newest first); a job id for a Slurm job that had no URL yet. */
   readonly stopped: readonly string[];
 }
 
@@ -58,6 +64,8 @@ export interface LauncherOptions {
   deregister?(url: string): Promise<void>;
   /** Time between SIGTERM and SIGKILL of a worker's process group. Default 10000. */
   stopGraceMs?: number;
+  /** Backend slurm: how long to wait for a job to end after scancel. Default 30000. */
+  slurmStopWaitMs?: number;
   /** Environment for GPU discovery, PATH lookup and the workers. Default `process.env`. */
   env?: NodeJS.ProcessEnv;
   /** Pause between /health polls while a worker starts. Default 500. */
@@ -90,9 +98,11 @@ export interface Launcher {
   list(): ManagedWorker[];
   /**
    * Stops the given workers (default: all): deregisters the registered ones,
-   * then SIGTERM → grace → SIGKILL to each process group. Resolves when every
-   * one has exited; they are then removed from {@link list}.
+   * cancels pending restarts, then SIGTERM → grace → SIGKILL to each process
+   * group (scancel for a Slurm job). Resolves when every one has exited; they
+   * are then removed from {@link list}.
    *
+   * @param urls worker URLs, or Slurm job ids (names a job that has not reported its URL yet).
    * @throws RouterError `worker_not_found` (stopping nothing) for a URL the launcher does not manage.
    */
   stop(urls?: readonly string[]): Promise<void>;
@@ -103,32 +113,42 @@ export interface Launcher {
    */
   scale(config: LauncherConfig, count: number): Promise<ScaleResult>;
   /**
-   * SIGKILLs every process group right now, synchronously. Only for a
-   * `process.on("exit")` hook, where nothing async can run: detached workers
-   * would otherwise outlive the router and keep their GPUs.
+   * SIGKILLs every process group and scancels every Slurm job right now,
+   * synchronously (execFileSync). Only for a `process.on("exit")` hook, where
+   * nothing async can run: detached workers and jobs would otherwise outlive
+   * the router and keep their GPUs.
    */
   killAllSync(): void;
 }
 
+/** Ports and GPUs a local worker keeps across restarts (same URL). */
+interface LocalPlan {
+  port: number;
+  masterPort: number;
+  schedulerPort: number;
+  gpus: string | null;
+}
+
 interface Entry {
   info: { -readonly [K in keyof ManagedWorker]: ManagedWorker[K] };
-  proc: WorkerProcess;
+  /** The current start of the worker: a process group (local, sim) or a Slurm job. */
+  run: WorkerRun;
   /** The config it was started from (a restart runs the same command). */
   config: LauncherConfig;
-  /** Its ports and GPUs, kept for restarts. */
-  plan: { port: number; masterPort: number; schedulerPort: number; gpus: string | null };
+  /** Local backends: its ports and GPUs, kept for restarts. Null for Slurm: each job chooses its own on its node. */
+  plan: LocalPlan | null;
   /** Restarts in a row; reset when a process has been ready for {@link STABLE_MS}. */
   consecutiveRestarts: number;
   readyAtMs: number | null;
   restartTimer: NodeJS.Timeout | null;
   /** Identifies the config it came from, for scale(). */
   configKey: string;
-  /** Start order, for "stop the newest". */
+  /** Start order, for "stop the newest"; also its key in the launcher (a Slurm job's URL is known late, and changes on resubmission). */
   seq: number;
   registered: boolean;
   /** Until the process group is gone, its ports and GPUs are not handed out again. */
   holdsResources: boolean;
-  /** Memoized termination of the process group. */
+  /** Termination of the current run, once begun. */
   terminating?: Promise<void>;
 }
 
@@ -144,8 +164,11 @@ export function createLauncher(options: LauncherOptions): Launcher {
   const graceMs = options.stopGraceMs ?? 10_000;
   const healthPollMs = options.healthPollMs ?? 500;
   const detectGpuCount = options.detectGpuCount ?? (() => detectGpuCountWithNvidiaSmi(env));
-  const entries = new Map<string, Entry>();
+  const entries = new Map<number, Entry>();
   let nextSeq = 0;
+  let slurmBackend: SlurmBackend | undefined;
+  const slurm = (): SlurmBackend =>
+    (slurmBackend ??= createSlurmBackend({ env, logger, ...(options.slurmStopWaitMs === undefined ? {} : { stopWaitMs: options.slurmStopWaitMs }) }));
 
   // Allocation (ports, GPUs, spawn) runs one batch at a time, so two launches
   // cannot both see the same port as free before either has bound it.
@@ -156,32 +179,48 @@ export function createLauncher(options: LauncherOptions): Launcher {
     return run;
   };
 
-  const snapshot = (entry: Entry): ManagedWorker => Object.freeze({ ...entry.info });
+  const snapshot = (entry: Entry): ManagedWorker => {
+    const facts = entry.run.slurm();
+    return Object.freeze({ ...entry.info, ...(facts === undefined ? {} : { slurm: facts }) });
+  };
   const isLive = (entry: Entry): boolean => entry.info.state === "starting" || entry.info.state === "ready" || entry.info.state === "restarting";
+  /** Log fields naming the worker: its URL, and its pid or Slurm job. */
+  const who = (entry: Entry): Record<string, unknown> => {
+    const facts = entry.run.slurm();
+    return { worker: entry.info.url, ...(facts === undefined ? { pid: entry.run.pid } : { slurmJobId: facts.jobId, node: facts.node }) };
+  };
 
-  /** Kills the entry's process group once (SIGTERM → grace → SIGKILL) and frees its ports and GPUs. */
+  /**
+   * Ends the entry's current run once (SIGTERM → grace → SIGKILL, or
+   * scancel) and frees its ports and GPUs, unless a restart will reuse them.
+   */
   const terminate = (entry: Entry): Promise<void> => {
+    const run = entry.run;
     entry.terminating ??= (async () => {
       try {
-        await stopProcessGroup(entry.proc, { graceMs, logger: logger.child({ worker: entry.info.url, pid: entry.proc.pid }) });
+        await run.stop();
       } finally {
-        entry.holdsResources = false;
-        entry.info.exitCode = entry.proc.exitInfo()?.code ?? null;
+        if (entry.run === run && entry.info.state !== "restarting") entry.holdsResources = false;
+        recordExit(entry, run.exitInfo());
       }
     })();
     return entry.terminating;
   };
 
-  const onExit = (entry: Entry, proc: WorkerProcess): void => {
-    if (entry.proc !== proc) return; // an earlier process of a restarted worker
-    const exit = proc.exitInfo()!;
+  const recordExit = (entry: Entry, exit: ExitInfo | undefined): void => {
+    if (exit === undefined) return;
     entry.info.exitCode = exit.code;
     entry.info.exitSignal = exit.signal;
+  };
+
+  const onExit = (entry: Entry, run: WorkerRun, exit: ExitInfo): void => {
+    if (entry.run !== run) return; // an earlier process or job of a restarted worker
+    recordExit(entry, exit);
     const crashed = entry.info.state === "ready";
     if (crashed) {
       entry.info.state = "exited";
       logger.warn(
-        { worker: entry.info.url, pid: proc.pid, exitCode: exit.code, signal: exit.signal, restarts: entry.info.restarts, policy: entry.config.restart },
+        { ...who(entry), exitCode: exit.code, signal: exit.signal, reason: exit.reason, restarts: entry.info.restarts, policy: entry.config.restart },
         "managed worker exited unexpectedly",
       );
     }
@@ -194,7 +233,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
       void deregisterQuietly(entry.info.url);
     }
     if (entry.readyAtMs !== null && Date.now() - entry.readyAtMs >= STABLE_MS) entry.consecutiveRestarts = 0;
-    restartLater(entry, exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`);
+    restartLater(entry, exit.reason !== undefined ? `ended ${exit.reason}` : exit.signal === null ? `exited with code ${exit.code}` : `was killed by ${exit.signal}`);
   };
 
   /** Applies the restart policy to a worker that ended (crashed, or a restart that failed to start). */
@@ -204,37 +243,34 @@ export function createLauncher(options: LauncherOptions): Launcher {
     if (entry.info.restarts >= max_restarts) {
       entry.info.state = "failed";
       entry.info.error = `${why}; not restarted again: it was restarted ${entry.info.restarts} time(s) (max_restarts ${max_restarts})`;
-      logger.error({ worker: entry.info.url, restarts: entry.info.restarts }, "managed worker gave up: max_restarts reached");
+      logger.error({ ...who(entry), restarts: entry.info.restarts }, "managed worker gave up: max_restarts reached");
       return;
     }
     const delayMs = Math.min(MAX_BACKOFF_MS, restart_backoff * 1000 * 2 ** entry.consecutiveRestarts);
     entry.info.state = "restarting";
     entry.info.error = `${why}; restarting in ${(delayMs / 1000).toFixed(1)} s`;
-    logger.info({ worker: entry.info.url, delayMs, restarts: entry.info.restarts }, "restarting managed worker after its backoff");
+    logger.info({ ...who(entry), delayMs, restarts: entry.info.restarts }, "restarting managed worker after its backoff");
     entry.restartTimer = setTimeout(() => void restartNow(entry), delayMs);
   };
 
-  /** Starts a new process for a worker in `restarting`, on the same ports and GPUs, and registers it once healthy. */
+  /**
+   * Starts a worker in `restarting` again: a new process on the same ports
+   * and GPUs (local, sim), or a new job (Slurm, wherever it lands); it is
+   * registered once healthy.
+   */
   const restartNow = async (entry: Entry): Promise<void> => {
     entry.restartTimer = null;
     if (entry.info.state !== "restarting") return;
-    await entry.terminating; // the old process group is gone and its resources free
+    await entry.terminating; // the old process group (or job) is gone and its resources free
     if (entry.info.state !== "restarting") return;
     entry.info.restarts++;
     entry.consecutiveRestarts++;
     const settled = options.onRestart?.(snapshot(entry));
-    const url = entry.info.url;
     try {
-      const program = resolveBackendProgram(entry.config.backend, env);
-      const { command, args } = buildWorkerCommand(program, entry.config, entry.plan);
-      const proc = await spawnWorker({ command, args, env: workerEnv(entry.plan.gpus), logger: logger.child({ worker: url }) });
-      entry.proc = proc;
-      entry.terminating = undefined;
-      entry.holdsResources = true;
+      await startRun(entry);
       entry.readyAtMs = null;
-      Object.assign(entry.info, { pid: proc.pid, state: "starting", startedAtMs: Date.now(), error: undefined });
-      void proc.exited.then(() => onExit(entry, proc));
-      logger.info({ worker: url, pid: proc.pid, restarts: entry.info.restarts }, "restarted managed worker");
+      Object.assign(entry.info, { state: "starting", startedAtMs: Date.now(), error: undefined });
+      logger.info({ ...who(entry), restarts: entry.info.restarts }, "restarted managed worker");
     } catch (error) {
       entry.info.state = "failed";
       entry.info.error = `restart failed: ${error instanceof Error ? error.message : String(error)}`;
@@ -247,6 +283,32 @@ export function createLauncher(options: LauncherOptions): Launcher {
     if (outcome.state === "failed") restartLater(entry, outcome.error ?? "failed to start");
   };
 
+  /** Starts a process (local, sim: on the entry's ports and GPUs) or submits a job (Slurm) for the entry. */
+  const startRun = async (entry: Entry): Promise<void> => {
+    const { config, plan } = entry;
+    let run: WorkerRun;
+    if (plan === null) {
+      run = await slurm().start(config);
+      entry.info.pid = 0;
+      logger.info({ worker: entry.info.url, slurmJobId: run.slurm()?.jobId, model: config.model }, "submitted worker job");
+    } else {
+      const program = resolveBackendProgram(config.backend as Exclude<LauncherBackend, "slurm">, env);
+      const { command, args } = buildWorkerCommand(program, config, plan);
+      const url = entry.info.url;
+      const proc = await spawnWorker({ command, args, env: workerEnv(plan.gpus), logger: logger.child({ worker: url }) });
+      run = processRun(proc, { url, port: plan.port, gpus: plan.gpus }, { graceMs, logger: logger.child({ worker: url, pid: proc.pid }) });
+      entry.info.pid = proc.pid;
+      logger.info(
+        { worker: url, pid: proc.pid, cudaVisibleDevices: plan.gpus, command: [command, ...args].map(shellQuote).join(" ") },
+        "launched worker",
+      );
+    }
+    entry.run = run;
+    entry.terminating = undefined;
+    entry.holdsResources = plan !== null;
+    void run.exited.then((exit) => onExit(entry, run, exit));
+  };
+
   const workerEnv = (gpus: string | null): NodeJS.ProcessEnv => {
     const childEnv: NodeJS.ProcessEnv = { ...env };
     if (gpus !== null) childEnv["CUDA_VISIBLE_DEVICES"] = gpus;
@@ -255,16 +317,76 @@ export function createLauncher(options: LauncherOptions): Launcher {
     return childEnv;
   };
 
-  /** Reserves ports and GPUs and spawns `count` workers. Call under the lock only. */
+  /** A finished worker that had this URL before is superseded: dropped from the list. */
+  const supersede = (entry: Entry): void => {
+    for (const other of entries.values()) {
+      if (other !== entry && other.info.url === entry.info.url && !isLive(other) && other.info.state !== "stopping") entries.delete(other.seq);
+    }
+  };
+
+  /** Reserves ports and GPUs (local backends) and starts `count` workers. Call under the lock only. */
   const spawnBatch = async (config: LauncherConfig, count: number): Promise<Entry[]> => {
     if (count <= 0) return [];
-    const program = resolveBackendProgram(config.backend, env);
-    const holders = [...entries.values()].filter((e) => e.holdsResources);
+    const key = configKey(config);
+    let plans: (LocalPlan | null)[];
+    if (config.backend === "slurm") {
+      checkSlurmBackend(config, env);
+      plans = Array.from({ length: count }, () => null);
+    } else {
+      // A missing program fails before any port is reserved.
+      resolveBackendProgram(config.backend, env);
+      plans = await planLocal(config, count);
+    }
+
+    const batch: Entry[] = [];
+    for (const plan of plans) {
+      const entry: Entry = {
+        info: {
+          url: plan === null ? "" : workerUrl(config.worker_host, plan.port),
+          pid: 0,
+          backend: config.backend,
+          model: config.model,
+          port: plan?.port ?? 0,
+          masterPort: plan?.masterPort ?? 0,
+          schedulerPort: plan?.schedulerPort ?? 0,
+          gpus: plan?.gpus ?? null,
+          state: "starting",
+          startedAtMs: Date.now(),
+          restarts: 0,
+        },
+        run: notStarted,
+        config,
+        plan,
+        consecutiveRestarts: 0,
+        readyAtMs: null,
+        restartTimer: null,
+        configKey: key,
+        seq: nextSeq++,
+        registered: false,
+        holdsResources: plan !== null,
+      };
+      try {
+        await startRun(entry);
+      } catch (error) {
+        // Same program for the whole batch: the rest would fail too. Leave nothing half-started.
+        await Promise.all(batch.map((e) => terminate(e)));
+        for (const e of batch) entries.delete(e.seq);
+        throw error;
+      }
+      if (entry.info.url !== "") supersede(entry);
+      entries.set(entry.seq, entry);
+      batch.push(entry);
+    }
+    return batch;
+  };
+
+  /** Free ports and GPUs for `count` local workers, skipping those of workers still holding theirs. */
+  const planLocal = async (config: LauncherConfig, count: number): Promise<LocalPlan[]> => {
+    const holders = [...entries.values()].filter((e) => e.holdsResources && e.plan !== null);
     const inUseGpus = new Set(holders.flatMap((e) => (e.info.gpus === null ? [] : splitDevices(e.info.gpus))));
     const gpus = assignGpus(config, env, detectGpuCount, { count, inUse: inUseGpus });
     const reserved = new Set(holders.flatMap((e) => [e.info.port, e.info.port + 1, e.info.masterPort, e.info.schedulerPort]));
-
-    const plans: { port: number; masterPort: number; schedulerPort: number; gpus: string | null }[] = [];
+    const plans: LocalPlan[] = [];
     for (let i = 0; i < count; i += 1) {
       const port = await findFreePort({ host: config.worker_host, preferred: config.worker_base_port + 2 * i, reserved, span: 2 });
       reserved.add(port).add(port + 1);
@@ -283,118 +405,84 @@ export function createLauncher(options: LauncherOptions): Launcher {
       reserved.add(schedulerPort);
       plans.push({ port, masterPort, schedulerPort, gpus: gpus[i]! });
     }
-
-    const batch: Entry[] = [];
-    const key = configKey(config);
-    for (const plan of plans) {
-      const url = workerUrl(config.worker_host, plan.port);
-      const { command, args } = buildWorkerCommand(program, config, plan);
-      let proc: WorkerProcess;
-      try {
-        proc = await spawnWorker({ command, args, env: workerEnv(plan.gpus), logger: logger.child({ worker: url }) });
-      } catch (error) {
-        // Same program for the whole batch: the rest would fail too. Leave nothing half-started.
-        await Promise.all(batch.map((e) => terminate(e)));
-        for (const e of batch) entries.delete(e.info.url);
-        throw error;
-      }
-      logger.info(
-        { worker: url, pid: proc.pid, cudaVisibleDevices: plan.gpus, command: [command, ...args].map(shellQuote).join(" ") },
-        "launched worker",
-      );
-      const entry: Entry = {
-        info: {
-          url,
-          pid: proc.pid,
-          backend: config.backend,
-          model: config.model,
-          port: plan.port,
-          masterPort: plan.masterPort,
-          schedulerPort: plan.schedulerPort,
-          gpus: plan.gpus,
-          state: "starting",
-          startedAtMs: Date.now(),
-          restarts: 0,
-        },
-        proc,
-        config,
-        plan,
-        consecutiveRestarts: 0,
-        readyAtMs: null,
-        restartTimer: null,
-        configKey: key,
-        seq: nextSeq++,
-        registered: false,
-        holdsResources: true,
-      };
-      // A dead worker that had this URL before is superseded.
-      entries.delete(url);
-      entries.set(url, entry);
-      void proc.exited.then(() => onExit(entry, proc));
-      batch.push(entry);
-    }
-    return batch;
+    return plans;
   };
 
-  /** Waits for one worker's health, then registers it. Never throws: the outcome is in the entry. */
+  /** Waits for one worker's location (a Slurm job's report) and health, then registers it. Never throws: the outcome is in the entry. */
   const settle = async (entry: Entry, timeoutMs: number): Promise<ManagedWorker> => {
-    const { url } = entry.info;
+    const run = entry.run;
+    const deadline = Date.now() + timeoutMs;
+    const stoppedMeanwhile = (): boolean => entry.run !== run || entry.info.state !== "starting";
     try {
+      const location = await run.locate(timeoutMs);
+      if (!stoppedMeanwhile()) {
+        if (entry.info.url !== location.url) {
+          entry.info.url = location.url;
+          supersede(entry);
+        }
+        entry.info.port = location.port;
+        entry.info.gpus = location.gpus;
+      }
       await waitForHealth({
-        url,
-        timeoutMs,
+        url: location.url,
+        timeoutMs: Math.max(0, deadline - Date.now()),
         pollIntervalMs: healthPollMs,
-        process: entry.proc,
-        logger: logger.child({ worker: url, pid: entry.proc.pid }),
+        process: run,
+        logger: logger.child(who(entry)),
       });
     } catch (error) {
-      if (entry.info.state === "stopping" || entry.info.state === "exited") {
+      if (stoppedMeanwhile()) {
         entry.info.error = "stopped before it became healthy";
       } else {
         entry.info.state = "failed";
         entry.info.error = error instanceof Error ? error.message : String(error);
-        if (error instanceof WorkerExitedError) entry.info.exitCode = error.exitCode;
-        logger.error({ worker: url, pid: entry.proc.pid, err: error }, "worker failed to start");
-        // On timeout the process may be alive but stuck: it must not linger.
+        if (error instanceof WorkerExitedError) {
+          entry.info.exitCode = error.exitCode;
+          entry.info.exitSignal = error.signal;
+        }
+        logger.error({ ...who(entry), err: error }, "worker failed to start");
+        // On timeout the process may be alive but stuck (or the job still pending): it must not linger.
         await terminate(entry);
       }
       return snapshot(entry);
     }
-    if (entry.info.state !== "starting") {
+    if (stoppedMeanwhile()) {
       entry.info.error = "stopped before it became healthy";
       return snapshot(entry);
     }
 
+    const { url } = entry.info;
     try {
       await options.register(url);
     } catch (error) {
       entry.info.state = "failed";
       entry.info.error = `registration failed: ${error instanceof Error ? error.message : String(error)}`;
-      logger.error({ worker: url, err: error }, "worker is healthy but could not be registered; stopping it");
+      logger.error({ ...who(entry), err: error }, "worker is healthy but could not be registered; stopping it");
       await terminate(entry);
       return snapshot(entry);
     }
-    if (entry.info.state !== "starting") {
+    if (stoppedMeanwhile()) {
       // stop() ran while register() was in flight and saw nothing to deregister.
       await deregisterQuietly(url);
       entry.info.error ??= "stopped before it became ready";
       return snapshot(entry);
     }
     entry.registered = true;
-    if (entry.proc.exitInfo() !== undefined) {
+    const exit = run.exitInfo();
+    if (exit !== undefined) {
       entry.info.state = "exited";
-      entry.info.exitCode = entry.proc.exitInfo()!.code;
-      logger.warn({ worker: url, pid: entry.proc.pid, exitCode: entry.info.exitCode }, "managed worker exited right after registration");
+      recordExit(entry, exit);
+      logger.warn({ ...who(entry), exitCode: exit.code, reason: exit.reason }, "managed worker exited right after registration");
       return snapshot(entry);
     }
     entry.info.state = "ready";
     entry.readyAtMs = Date.now();
-    logger.info({ worker: url, pid: entry.proc.pid, startupMs: Date.now() - entry.info.startedAtMs }, "worker ready and registered");
+    logger.info({ ...who(entry), startupMs: Date.now() - entry.info.startedAtMs }, "worker ready and registered");
     return snapshot(entry);
   };
 
   const deregisterQuietly = async (url: string): Promise<void> => {
-    if (options.deregister === undefined) return;
+    if (options.deregister === undefined || url === "") return;
     try {
       await options.deregister(url);
     } catch (error) {
@@ -417,19 +505,28 @@ export function createLauncher(options: LauncherOptions): Launcher {
       }
       await terminate(entry);
       if (entry.info.state === "stopping") entry.info.state = "exited";
-      if (entries.get(entry.info.url) === entry) entries.delete(entry.info.url);
+      entries.delete(entry.seq);
     })();
   };
 
   const settleBatch = async (batch: Entry[], config: LauncherConfig): Promise<ManagedWorker[]> =>
     Promise.all(batch.map((entry) => settle(entry, config.wait_timeout * 1000)));
 
+  /** A worker named by its URL, or by its Slurm job id. */
+  const find = (name: string): Entry | undefined => {
+    const all = [...entries.values()];
+    return all.find((e) => e.info.url === name) ?? all.find((e) => e.run.slurm()?.jobId === name);
+  };
+
   return {
     async launch(config) {
       const groups: LauncherGroups = isGroups(config) ? config : [config];
       const batches = await withLock(async () => {
         // A missing program fails the launch before any group starts.
-        for (const group of groups) resolveBackendProgram(group.backend, env);
+        for (const group of groups) {
+          if (group.backend === "slurm") checkSlurmBackend(group, env);
+          else resolveBackendProgram(group.backend, env);
+        }
         const started: Entry[][] = [];
         try {
           for (const group of groups) started.push(await spawnBatch(group, group.num_workers));
@@ -437,7 +534,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
           // A later group is short of GPUs or ports: the earlier ones do not stay half-launched.
           const spawned = started.flat();
           await Promise.all(spawned.map((e) => terminate(e)));
-          for (const e of spawned) entries.delete(e.info.url);
+          for (const e of spawned) entries.delete(e.seq);
           throw error;
         }
         return started;
@@ -458,7 +555,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
         targets = [...entries.values()];
       } else {
         targets = urls.map((url) => {
-          const entry = entries.get(url);
+          const entry = find(url);
           if (entry === undefined) {
             throw new RouterError("worker_not_found", `the launcher manages no worker ${url}`, { details: { url } });
           }
@@ -467,6 +564,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
       }
       await Promise.all(targets.map(beginStop));
     },
+
 
     async scale(config, count) {
       if (!Number.isInteger(count) || count < 0) {
@@ -482,16 +580,31 @@ export function createLauncher(options: LauncherOptions): Launcher {
         return { batch: [], stopping: victims.map((entry) => ({ entry, done: beginStop(entry) })) };
       });
       await Promise.all(stopping.map((s) => s.done));
-      return { started: await settleBatch(batch, config), stopped: stopping.map((s) => s.entry.info.url) };
+      // A Slurm job stopped before it reported its URL is named by its job id.
+      return { started: await settleBatch(batch, config), stopped: stopping.map((s) => s.entry.info.url || (s.entry.run.slurm()?.jobId ?? "")) };
     },
 
     killAllSync() {
       for (const entry of entries.values()) {
-        if (entry.proc.exitInfo() === undefined || groupExists(entry.proc.pid)) signalGroup(entry.proc.pid, "SIGKILL");
+        if (entry.restartTimer !== null) clearTimeout(entry.restartTimer);
+        entry.run.killSync();
       }
+      // Jobs still being submitted or followed, whatever their entry's state.
+      slurmBackend?.cancelAllSync();
     },
   };
 }
+
+/** The run of an entry before its first start. */
+const notStarted: WorkerRun = {
+  pid: 0,
+  locate: () => Promise.reject(new LauncherError("worker not started")),
+  exited: new Promise(() => undefined),
+  exitInfo: () => undefined,
+  stop: () => Promise.resolve(),
+  killSync: () => undefined,
+  slurm: () => undefined,
+};
 
 function isGroups(config: LauncherConfig | LauncherGroups): config is LauncherGroups {
   return Array.isArray(config);

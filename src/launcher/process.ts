@@ -5,10 +5,16 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log.js";
 import { LauncherError, WorkerExitedError } from "./errors.js";
 
-/** How a process ended: exactly one of the two is non-null. */
+/**
+ * How a worker ended. For a process exactly one of code and signal is
+ * non-null; a Slurm job that the scheduler ended has neither, and `reason`
+ * says how (e.g. "Slurm job 12 CANCELLED").
+ */
 export interface ExitInfo {
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** Set when neither code nor signal tells the story. */
+  reason?: string;
 }
 
 /** A spawned worker: the leader of its own process group. */
@@ -108,8 +114,8 @@ export interface WaitForHealthOptions {
   pollIntervalMs?: number;
   /** Per-request timeout, so a hung socket does not stall the loop. Default 2000. */
   requestTimeoutMs?: number;
-  /** The worker's process; waiting fails as soon as it exits. */
-  process?: WorkerProcess;
+  /** The worker's process or job; waiting fails as soon as it exits. `pid` 0 = not a local process. */
+  process?: Pick<WorkerProcess, "pid" | "exited" | "exitInfo">;
   /** Log "still waiting" here every `progressEveryMs`. */
   logger?: Logger;
   /** Default 30000. */
@@ -136,8 +142,9 @@ export async function waitForHealth(options: WaitForHealthOptions): Promise<void
   const checkExit = (): void => {
     const exit = options.process?.exitInfo();
     if (exit !== undefined) {
-      const how = exit.signal === null ? `with code ${exit.code}` : `on signal ${exit.signal}`;
-      throw new WorkerExitedError(`worker ${options.url} (pid ${options.process!.pid}) exited ${how} before /health answered 200`, exit);
+      const how = exit.reason ?? (exit.signal === null ? `with code ${exit.code}` : `on signal ${exit.signal}`);
+      const pid = options.process!.pid === 0 ? "" : ` (pid ${options.process!.pid})`;
+      throw new WorkerExitedError(`worker ${options.url}${pid} exited ${how} before /health answered 200`, exit);
     }
   };
 

@@ -191,13 +191,16 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       return { workers: launcher.list().map(managedToPb) };
     },
     async stopManagedWorkers(req: { urls: string[] }) {
-      const urls = req.urls.map(workerUrlOf);
-      const before = launcher.list().filter((m) => urls.length === 0 || urls.includes(m.url));
+      // A bare number is a Slurm job id: a job names its worker before it has a URL.
+      const urls = req.urls.map((u) => (/^\d+$/.test(u.trim()) ? u.trim() : workerUrlOf(u)));
+      const before = launcher.list().filter((m) => urls.length === 0 || urls.includes(m.url) || (m.slurm !== undefined && urls.includes(m.slurm.jobId)));
       await launcher.stop(urls.length ? urls : undefined);
       return { workers: before.map((m) => managedToPb({ ...m, state: "exited" })) };
     },
     async scaleManagedWorkers(req: { source: LauncherSource; count: number }) {
       const before = new Map(launcher.list().map((m) => [m.url, m]));
+      // Scale-down of Slurm workers that never reported a URL: stopped[] names them by job id.
+      for (const m of launcher.list()) if (m.slurm !== undefined) before.set(m.slurm.jobId, m);
       const result = await launcher.scale(scaleGroupOf(req.source), req.count);
       return {
         started: result.started.map(managedToPb),

@@ -75,6 +75,9 @@ export function managedToPb(m: ManagedWorker): PbManagedWorker {
     exitCode: m.exitCode ?? undefined,
     exitSignal: m.exitSignal ?? undefined,
     restarts: m.restarts,
+    slurmJobId: m.slurm?.jobId ?? "",
+    slurmNode: m.slurm?.node ?? "",
+    slurmState: m.slurm?.state ?? "",
     error: m.error ?? "",
   });
 }

@@ -1,0 +1,81 @@
+import { randomBytes } from "node:crypto";
+import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Logger } from "../../log.js";
+import { findExecutable, simCliPath, workerUrl } from "../backends.js";
+import type { LauncherConfig, SlurmOptions } from "../config.js";
+import { LauncherError } from "../errors.js";
+import type { WorkerRun } from "../run.js";
+import { createSlurmCli, type SlurmCli } from "./cli.js";
+import { buildJobScript, sbatchArgs, type JobProgram, type JobReport } from "./job-script.js";
+import { createSlurmJobs, type SlurmJobs } from "./jobs.js";
+
+/** Submits worker jobs for the launcher: one Slurm job per worker start. */
+export interface SlurmBackend {
+  /** Writes the job script and submits it; resolves once sbatch gave a job id. */
+  start(config: LauncherConfig): Promise<WorkerRun>;
+  cancelAllSync(): void;
+}
+
+/**
+ * Checks, before anything is submitted, what the router itself can check:
+ * `sbatch` on PATH, the simulated worker built. `sglang` lives on the
+ * compute nodes, where only the job can look.
+ *
+ * @throws LauncherError naming what is missing.
+ */
+export function checkSlurmBackend(config: LauncherConfig, env: NodeJS.ProcessEnv): void {
+  if (findExecutable("sbatch", env) === null) {
+    throw new LauncherError(
+      `launcher backend "slurm" needs the Slurm client commands (sbatch, squeue, scancel) on PATH (${env["PATH"] ?? "PATH unset"}); install them (Debian: slurm-client)`,
+    );
+  }
+  if (config.slurm?.program === "sim") {
+    try {
+      accessSync(simCliPath(), constants.R_OK);
+    } catch {
+      throw new LauncherError(`launcher backend "slurm" with slurm.program "sim" needs the simulated worker at ${simCliPath()}; run \`npm run build\` first`);
+    }
+  }
+}
+
+function jobProgram(slurm: SlurmOptions): JobProgram {
+  if (slurm.program === "sim") {
+    // Absolute paths of this router's Node and build: the node must see them (shared filesystem).
+    return { command: process.execPath, leadingArgs: [simCliPath()], picker: { kind: "node", command: process.execPath } };
+  }
+  return { command: "sglang", leadingArgs: ["serve"], picker: { kind: "python", command: "python3" } };
+}
+
+/** Creates the backend; its job name is unique to this launcher, so squeue lists exactly its jobs. */
+export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmBackend {
+  const jobName = `sglang-d-router-${randomBytes(4).toString("hex")}`;
+  const cli = options.cli ?? createSlurmCli(options.env);
+  let jobs: SlurmJobs | undefined;
+  let submitted = 0;
+  return {
+    async start(config) {
+      const slurm = config.slurm;
+      if (slurm === null) throw new LauncherError(`backend slurm without slurm options (config was not validated)`);
+      jobs ??= createSlurmJobs({ cli, logger: options.logger, jobName, ...(options.stopWaitMs === undefined ? {} : { stopWaitMs: options.stopWaitMs }) });
+      const workDir = resolve(slurm.work_dir);
+      mkdirSync(workDir, { recursive: true });
+      const scriptPath = `${workDir}/${jobName}-${++submitted}.sbatch`;
+      writeFileSync(scriptPath, buildJobScript({ config, slurm, program: jobProgram(slurm), workDir, jobName }), { mode: 0o755 });
+      return jobs.submit({
+        sbatchArgs: sbatchArgs({ config, slurm, workDir, jobName }),
+        scriptPath,
+        workDir,
+        pollMs: slurm.poll_interval * 1000,
+        locate: (report: JobReport) => {
+          // A worker bound to every address is reached by its node's name; one bound to a given address, there.
+          const wildcard = config.worker_host === "0.0.0.0" || config.worker_host === "::";
+          return { url: workerUrl(wildcard ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
+        },
+      });
+    },
+    cancelAllSync() {
+      jobs?.cancelAllSync();
+    },
+  };
+}
