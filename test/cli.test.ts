@@ -223,3 +223,36 @@ describe("--launcher-config with the sim backend", () => {
     expect((await jsonRequest(`${external.url}/health`)).status).toBe(200);
   }, 30_000);
 });
+
+describe("the flag table (src/config/flags.ts)", () => {
+  it("the README's flag table is exactly the one the table gives (defaults from the router's defaults)", async () => {
+    const { readmeFlagTable } = await import("../src/config/flags.js");
+    const { readFileSync } = await import("node:fs");
+    const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
+    const start = readme.indexOf("| flag | default | meaning |");
+    const end = readme.indexOf("\n\n", start);
+    expect(readme.slice(start, end)).toBe(readmeFlagTable());
+  });
+
+  it("every default shown in the README is the value the router takes without the flag", async () => {
+    const { routerFlags } = await import("../src/config/flags.js");
+    const { defaultRouterOptions } = await import("../src/config/options.js");
+    const { optionsFromArgv } = await import("../src/config/cli-options.js");
+    const parsed = optionsFromArgv([]);
+    for (const f of routerFlags) {
+      if (f.key === "verbose" || f.key === "logFormat" || f.hidden) continue;
+      expect(parsed[f.key], f.flag).toEqual(defaultRouterOptions[f.key]);
+      const shown = /^`([^`]+)`/.exec(f.readmeDefault ?? "")?.[1];
+      const v = defaultRouterOptions[f.key];
+      if (shown !== undefined) expect(shown, f.flag).toBe(String(f.kind === "seconds" ? (v as number) / 1000 : v));
+      else expect(v === null || (Array.isArray(v) && v.length === 0), f.flag).toBe(true);
+    }
+  });
+
+  it("every flag in --help comes from the table, and every table flag is accepted", async () => {
+    const { routerFlags } = await import("../src/config/flags.js");
+    const { buildCommand } = await import("../src/config/cli-options.js");
+    const longs = buildCommand().options.map((o) => o.long).filter((l) => l !== "--version");
+    expect(longs.sort()).toEqual(routerFlags.map((f) => f.flag).sort());
+  });
+});

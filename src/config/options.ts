@@ -1,6 +1,7 @@
 import type { LevelWithSilent } from "pino";
 import { routingAlgorithms, type RoutingAlgorithm } from "../balancer/index.js";
 import { RouterError } from "../errors.js";
+import { isIntBetween, isNonNegativeNumber, isPort, isPositiveNumber } from "./checks.js";
 import { maxTimerMs } from "./durations.js";
 
 /** Everything the router process is configured with; see {@link resolveRouterOptions}. */
@@ -128,32 +129,32 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   const known = new Set(Object.keys(defaultRouterOptions));
   for (const key of Object.keys(input)) check(known.has(key), key, "is unknown");
   const o: RouterOptions = { ...defaultRouterOptions, ...stripUndefined(input) };
-  check(Number.isInteger(o.port) && o.port >= 0 && o.port <= 65535, "port", `must be an integer 0-65535, got ${show(o.port)}`);
-  check(Number.isInteger(o.maxConnections) && o.maxConnections >= 1, "max-connections", `must be an integer >= 1, got ${show(o.maxConnections)}`);
-  check(Number.isFinite(o.timeoutMs) && o.timeoutMs >= 0, "timeout", `must be >= 0 seconds, got ${show(o.timeoutMs)} ms`);
-  check(Number.isFinite(o.healthCheckIntervalMs) && o.healthCheckIntervalMs > 0, "health-check-interval", "must be > 0 seconds");
-  check(Number.isInteger(o.healthCheckFailureThreshold) && o.healthCheckFailureThreshold >= 1, "health-check-failure-threshold", "must be an integer >= 1");
-  check(Number.isInteger(o.healthCheckSuccessThreshold) && o.healthCheckSuccessThreshold >= 1, "health-check-success-threshold", "must be an integer >= 1");
-  check(Number.isFinite(o.healthCheckTimeoutMs) && o.healthCheckTimeoutMs > 0, "health-check-timeout", "must be > 0 seconds");
+  check(isPort(o.port), "port", `must be an integer 0-65535, got ${show(o.port)}`);
+  check(isIntBetween(o.maxConnections, 1), "max-connections", `must be an integer >= 1, got ${show(o.maxConnections)}`);
+  check(isNonNegativeNumber(o.timeoutMs), "timeout", `must be >= 0 seconds, got ${show(o.timeoutMs)} ms`);
+  check(isPositiveNumber(o.healthCheckIntervalMs), "health-check-interval", "must be > 0 seconds");
+  check(isIntBetween(o.healthCheckFailureThreshold, 1), "health-check-failure-threshold", "must be an integer >= 1");
+  check(isIntBetween(o.healthCheckSuccessThreshold, 1), "health-check-success-threshold", "must be an integer >= 1");
+  check(isPositiveNumber(o.healthCheckTimeoutMs), "health-check-timeout", "must be > 0 seconds");
   check(routingAlgorithms.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${routingAlgorithms.join(", ")}, got ${show(o.routingAlgorithm)}`);
-  check(Number.isInteger(o.workerBatchSize) && o.workerBatchSize >= 1 && o.workerBatchSize <= 64, "worker-batch-size", `must be an integer 1-64, got ${show(o.workerBatchSize)}`);
+  check(isIntBetween(o.workerBatchSize, 1, 64), "worker-batch-size", `must be an integer 1-64, got ${show(o.workerBatchSize)}`);
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
-  check(Number.isInteger(o.maxAdminBodyBytes) && o.maxAdminBodyBytes > 0, "max-admin-body-bytes", "must be a positive integer");
-  check(Number.isInteger(o.maxBodyBytes) && o.maxBodyBytes > 0, "max-body-bytes", "must be a positive integer");
+  check(isIntBetween(o.maxAdminBodyBytes, 1), "max-admin-body-bytes", "must be a positive integer");
+  check(isIntBetween(o.maxBodyBytes, 1), "max-body-bytes", "must be a positive integer");
   check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");
   check(o.apiKey === null || (typeof o.apiKey === "string" && o.apiKey.length > 0), "api-key", "must not be empty");
-  check(Number.isInteger(o.maxConcurrencyPerWorker) && o.maxConcurrencyPerWorker >= 0, "max-concurrency-per-worker", "must be an integer >= 0 (0 = unlimited)");
-  check(Number.isInteger(o.queueSize) && o.queueSize >= 0, "queue-size", "must be an integer >= 0");
-  check(Number.isFinite(o.queueTimeoutMs) && o.queueTimeoutMs > 0, "queue-timeout", "must be > 0 seconds");
-  check(Number.isInteger(o.maxRetries) && o.maxRetries >= 0, "max-retries", "must be an integer >= 0");
-  check(Number.isFinite(o.retryBudgetMs) && o.retryBudgetMs >= 0, "retry-budget", "must be >= 0 seconds");
-  check(Number.isInteger(o.ejectAfterFailures) && o.ejectAfterFailures >= 1, "eject-after-failures", "must be an integer >= 1");
-  check(Number.isFinite(o.shutdownTimeoutMs) && o.shutdownTimeoutMs >= 0, "shutdown-timeout", "must be >= 0 seconds");
-  check(Number.isFinite(o.drainTimeoutMs) && o.drainTimeoutMs > 0, "drain-timeout", "must be > 0 seconds");
-  check(Number.isFinite(o.refitTimeoutMs) && o.refitTimeoutMs > 0, "refit-timeout", "must be > 0 seconds");
-  check(Number.isFinite(o.clientBodyTimeoutMs) && o.clientBodyTimeoutMs >= 0, "client-body-timeout", "must be >= 0 seconds");
-  check(Number.isFinite(o.clientHeaderTimeoutMs) && o.clientHeaderTimeoutMs > 0, "client-header-timeout", "must be > 0 seconds");
-  check(Number.isFinite(o.weightCallTimeoutMs) && o.weightCallTimeoutMs > 0, "weight-call-timeout", "must be > 0 seconds");
+  check(isIntBetween(o.maxConcurrencyPerWorker, 0), "max-concurrency-per-worker", "must be an integer >= 0 (0 = unlimited)");
+  check(isIntBetween(o.queueSize, 0), "queue-size", "must be an integer >= 0");
+  check(isPositiveNumber(o.queueTimeoutMs), "queue-timeout", "must be > 0 seconds");
+  check(isIntBetween(o.maxRetries, 0), "max-retries", "must be an integer >= 0");
+  check(isNonNegativeNumber(o.retryBudgetMs), "retry-budget", "must be >= 0 seconds");
+  check(isIntBetween(o.ejectAfterFailures, 1), "eject-after-failures", "must be an integer >= 1");
+  check(isNonNegativeNumber(o.shutdownTimeoutMs), "shutdown-timeout", "must be >= 0 seconds");
+  check(isPositiveNumber(o.drainTimeoutMs), "drain-timeout", "must be > 0 seconds");
+  check(isPositiveNumber(o.refitTimeoutMs), "refit-timeout", "must be > 0 seconds");
+  check(isNonNegativeNumber(o.clientBodyTimeoutMs), "client-body-timeout", "must be >= 0 seconds");
+  check(isPositiveNumber(o.clientHeaderTimeoutMs), "client-header-timeout", "must be > 0 seconds");
+  check(isPositiveNumber(o.weightCallTimeoutMs), "weight-call-timeout", "must be > 0 seconds");
   const timers: [keyof RouterOptions, string][] = [
     ["timeoutMs", "timeout"],
     ["healthCheckIntervalMs", "health-check-interval"],

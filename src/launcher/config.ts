@@ -1,3 +1,4 @@
+import { isIntBetween, isPositiveNumber } from "../config/checks.js";
 import { readFileSync } from "node:fs";
 import { load, YAMLException } from "js-yaml";
 import { splitShellArgs } from "./args.js";
@@ -457,14 +458,14 @@ class Validator {
   integer(key: keyof typeof launcherConfigDefaults, min: number, max?: number): number {
     if (!this.has(key)) return launcherConfigDefaults[key] as number;
     const value = this.section[key];
-    if (typeof value === "number" && Number.isInteger(value) && value >= min && (max === undefined || value <= max)) return value;
+    if (isIntBetween(value, min, max)) return value;
     return this.fail(key, max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`, value);
   }
 
   positiveNumber(key: "wait_timeout" | "restart_backoff"): number {
     if (!this.has(key)) return launcherConfigDefaults[key];
     const value = this.section[key];
-    if (typeof value === "number" && Number.isFinite(value) && value > 0) return value;
+    if (isPositiveNumber(value)) return value;
     return this.fail(key, "a number of seconds > 0", value);
   }
 

@@ -1,3 +1,4 @@
+import { isIntBetween, isNonNegativeNumber, isPort, isPositiveNumber } from "../config/checks.js";
 import type { LevelWithSilent } from "pino";
 import { DEFAULT_GAIN_CURVE_SPEC, parseGainCurve } from "./latency.js";
 
@@ -91,27 +92,27 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
     failUpdates: options.failUpdates ?? false,
     logLevel: options.logLevel ?? "silent",
   };
-  check(Number.isInteger(resolved.port) && resolved.port >= 0 && resolved.port <= 65535, `port must be 0..65535, got ${resolved.port}`);
+  check(isPort(resolved.port), `port must be 0..65535, got ${resolved.port}`);
   check(modelPath.length > 0, "modelPath must not be empty");
   check(isTaskType(resolved.taskType), `taskType must be one of ${TASK_TYPES.join(" ")}, got ${resolved.taskType}`);
-  check(Number.isInteger(resolved.numGpus) && resolved.numGpus >= 1, `numGpus must be an integer >= 1, got ${resolved.numGpus}`);
-  check(Number.isFinite(resolved.speed) && resolved.speed > 0, `speed must be > 0, got ${resolved.speed}`);
+  check(isIntBetween(resolved.numGpus, 1), `numGpus must be an integer >= 1, got ${resolved.numGpus}`);
+  check(isPositiveNumber(resolved.speed), `speed must be > 0, got ${resolved.speed}`);
   check(resolved.failureRate >= 0 && resolved.failureRate <= 1, `failureRate must be 0..1, got ${resolved.failureRate}`);
-  check(Number.isFinite(resolved.warmupMs) && resolved.warmupMs >= 0, `warmupMs must be >= 0, got ${resolved.warmupMs}`);
-  check(Number.isFinite(resolved.weightLoadMs) && resolved.weightLoadMs >= 0, `weightLoadMs must be >= 0, got ${resolved.weightLoadMs}`);
+  check(isNonNegativeNumber(resolved.warmupMs), `warmupMs must be >= 0, got ${resolved.warmupMs}`);
+  check(isNonNegativeNumber(resolved.weightLoadMs), `weightLoadMs must be >= 0, got ${resolved.weightLoadMs}`);
   check(
-    Number.isInteger(resolved.schedulerConcurrency) && resolved.schedulerConcurrency >= 1,
+    isIntBetween(resolved.schedulerConcurrency, 1),
     `schedulerConcurrency must be an integer >= 1, got ${resolved.schedulerConcurrency}`,
   );
   check(
-    Number.isInteger(resolved.batchingMaxSize) && resolved.batchingMaxSize >= 1,
+    isIntBetween(resolved.batchingMaxSize, 1),
     `batchingMaxSize must be an integer >= 1, got ${resolved.batchingMaxSize}`,
   );
-  check(Number.isFinite(resolved.batchingDelayMs) && resolved.batchingDelayMs >= 0, `batchingDelayMs must be >= 0, got ${resolved.batchingDelayMs}`);
+  check(isNonNegativeNumber(resolved.batchingDelayMs), `batchingDelayMs must be >= 0, got ${resolved.batchingDelayMs}`);
   parseGainCurve(resolved.batchingGain); // throws a RangeError naming the bad part
-  check(Number.isFinite(resolved.attentionFactor) && resolved.attentionFactor >= 0, `attentionFactor must be >= 0, got ${resolved.attentionFactor}`);
+  check(isNonNegativeNumber(resolved.attentionFactor), `attentionFactor must be >= 0, got ${resolved.attentionFactor}`);
   check(
-    Number.isInteger(resolved.rolloutBytesPerSample) && resolved.rolloutBytesPerSample >= 0,
+    isIntBetween(resolved.rolloutBytesPerSample, 0),
     `rolloutBytesPerSample must be an integer >= 0, got ${resolved.rolloutBytesPerSample}`,
   );
   return resolved;
