@@ -109,23 +109,34 @@ function quotedStringEnd(s: string, start: number): number {
 }
 
 /**
- * `timeout=N` of a Keep-Alive header (RFC 2068 19.7.1.1, what uvicorn and
- * most servers send) in ms, or -1 when there is none.
+ * `timeout=N` of a Keep-Alive header (RFC 2068 19.7.1.1; node's own server
+ * sends `Keep-Alive: timeout=5` on every answer) in ms, or -1 when there is
+ * none. Scanned in place: no string is made per answer.
  */
 export function keepAliveTimeoutMs(value: string): number {
-  const at = value.toLowerCase().indexOf("timeout=");
-  if (at < 0 || (at > 0 && !isOws(value.charCodeAt(at - 1)) && value.charCodeAt(at - 1) !== 44)) return -1;
-  let i = at + 8;
-  let n = 0;
-  const start = i;
-  for (; i < value.length; i++) {
-    const c = value.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) break;
-    n = n * 10 + c;
+  const n = value.length;
+  for (let at = 0; at + 8 <= n; at++) {
+    if (at > 0) {
+      const before = value.charCodeAt(at - 1);
+      if (!isOws(before) && before !== 44 /* , */) continue;
+    }
+    let k = 0;
+    while (k < 7 && (value.charCodeAt(at + k) | 0x20) === timeoutCodes[k]) k++;
+    if (k < 7 || value.charCodeAt(at + 7) !== 61 /* = */) continue;
+    let i = at + 8;
+    let ms = 0;
+    for (; i < n && i - at - 8 < 9; i++) {
+      const d = value.charCodeAt(i) - 48;
+      if (d < 0 || d > 9) break;
+      ms = ms * 10 + d;
+    }
+    if (i === at + 8 || (i < n && value.charCodeAt(i) !== 44 && !isOws(value.charCodeAt(i)))) return -1;
+    return ms * 1000;
   }
-  if (i === start || i - start > 9) return -1;
-  return n * 1000;
+  return -1;
 }
+
+const timeoutCodes = Array.from("timeout", (c) => c.charCodeAt(0));
 
 /**
  * Checks a field line `name ":" OWS value OWS` in `s[start, end)` (without
