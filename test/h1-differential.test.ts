@@ -7,10 +7,12 @@
  *
  * What the router changes on purpose is modelled here, not hidden: hop-by-hop
  * headers and the ones `Connection` names are dropped, repeated headers are
- * arrays, 1xx answers are skipped. Three choices differ from llhttp on
+ * arrays, 1xx answers are skipped. Some choices differ from llhttp on
  * purpose and are not generated (example tests below pin them): versions
- * other than HTTP/1.0 and 1.1, status codes below 100, and chunk sizes of
- * more than 12 significant hex digits are refused.
+ * other than HTTP/1.0 and 1.1, status codes below 100, empty lines before
+ * the status line and chunk sizes of more than 12 significant hex digits
+ * are refused; bytes after a complete answer close the connection without
+ * failing the answer (not generated either).
  */
 import { request as httpRequest } from "node:http";
 import { createServer, type Server, type Socket } from "node:net";
