@@ -32,13 +32,27 @@ class WireWorker {
   readonly open = new Set<Socket>();
   /** Connections the worker closes right after answering on them (keep-alive drops). */
   closeAfterAnswer = false;
+  /**
+   * The next `count` requests arriving on a connection that already served
+   * one (`reused`), or on any connection (`any`), are dropped: the worker
+   * closes the connection without answering.
+   */
+  drop: { on: "reused" | "any"; count: number } | null = null;
+  /** Requests dropped so far. */
+  dropped = 0;
+  /** When each connection closed (ms since epoch), by socket id. */
+  readonly closedAt = new Map<number, number>();
   port = 0;
 
   constructor(readonly routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void>) {
     this.server = createServer((socket) => {
       this.open.add(socket);
-      socket.once("close", () => this.open.delete(socket));
-      this.serve(socket, ++this.sockets);
+      const id = ++this.sockets;
+      socket.once("close", () => {
+        this.open.delete(socket);
+        this.closedAt.set(id, Date.now());
+      });
+      this.serve(socket, id);
     });
   }
 
@@ -51,6 +65,7 @@ class WireWorker {
   private serve(socket: Socket, socketId: number): void {
     let buf = Buffer.alloc(0);
     let busy = false;
+    let served = 0;
     socket.on("error", () => undefined);
     const next = async () => {
       if (busy) return;
@@ -58,6 +73,15 @@ class WireWorker {
       if (end < 0) return;
       const lines = buf.toString("latin1", 0, end).split("\r\n");
       const [method, path] = lines[0]!.split(" ");
+      const drop = this.drop;
+      const probe = path!.startsWith("/health") || path === "/v1/models";
+      if (drop !== null && !probe && (drop.on === "any" || served > 0)) {
+        if (--drop.count === 0) this.drop = null;
+        this.dropped++;
+        socket.destroy();
+        return;
+      }
+      served++;
       const headers: Record<string, string> = {};
       for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(":")).toLowerCase()] = l.slice(l.indexOf(":") + 1).trim();
       if (path === "/early-413") {
@@ -176,6 +200,10 @@ const routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void
     s.end("HTTP/1.0 200 OK\r\ncontent-length: 4\r\n\r\nold!");
   },
   "/no-content": (_r, s) => void s.write("HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n"),
+  // UTF-8 in header values: "à" is C3 A0, and A0 is U+00A0 in latin1 (which String#trim() cuts).
+  "/utf8-headers": (_r, s) => void s.write(Buffer.from("HTTP/1.1 200 OK\r\nx-name: voil\xc3\xa0\r\nx-nbsp:\t\xa0x\xa0 \r\ncontent-length: 2\r\n\r\nok", "latin1")),
+  // The worker says it closes idle connections after 2 s.
+  "/keep-alive-2s": (_r, s) => void s.write(answer(200, '{"ok":true}', "keep-alive: timeout=2\r\n")),
   "/repeated-headers": (_r, s) => void s.write("HTTP/1.1 200 OK\r\nset-cookie: a=1\r\nset-cookie: b=2\r\nx-many: 1\r\nx-many: 2\r\ncontent-length: 2\r\n\r\nok"),
   "/hop-by-hop": (_r, s) => void s.write("HTTP/1.1 200 OK\r\nconnection: keep-alive, x-private\r\nx-private: secret\r\nkeep-alive: timeout=5\r\nx-kept: yes\r\ncontent-length: 2\r\n\r\nok"),
   "/garbage": (_r, s) => {
@@ -200,8 +228,12 @@ const routes: Record<string, (req: Seen, socket: Socket) => Promise<void> | void
     return dribble(s, [`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, at + 3)}`, body.slice(at + 3, at + 8), body.slice(at + 8, 2000), body.slice(2000)]);
   },
   "/v1/images/wire-img-7/content": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ncontent-type: image/png\r\ncontent-length: 7\r\n\r\nPNGDATA"),
-  // Content-Length and Transfer-Encoding both: the chunked framing wins.
+  // Content-Length and Transfer-Encoding both: refused (as node's own client does).
   "/te-and-cl": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\nb\r\nhello world\r\n0\r\n\r\n"),
+  // Broken framing of several kinds (each refused by node's client too).
+  "/space-before-colon": (_r, s) => void s.write("HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello"),
+  "/bare-lf-after-chunk": (_r, s) => void s.write("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhelloX\n0\r\n\r\n"),
+  "/obs-fold": (_r, s) => void s.write("HTTP/1.1 200 OK\r\nx-a: one\r\n two\r\ncontent-length: 2\r\n\r\nok"),
   // Never answers.
   "/silent": () => new Promise<void>(() => undefined),
   // Starts a 1 GB answer, sends 64 MB of it, then goes silent for good.
@@ -282,6 +314,15 @@ describe("answers the router passes through unchanged", () => {
     // The router's own keep-alive header (node's server adds it), not the worker's.
     expect(h.headers.get("keep-alive")).not.toBe("timeout=5");
   });
+
+  it("header values reach the client byte for byte: UTF-8 'à' (C3 A0) keeps its A0, only SP/HTAB are trimmed", async () => {
+    const r = await fetch(`${router.url}/utf8-headers`);
+    expect(r.status).toBe(200);
+    // fetch reads header bytes as latin1: back to bytes to compare.
+    expect(Buffer.from(r.headers.get("x-name")!, "latin1").toString("hex")).toBe(Buffer.from("voil\xc3\xa0", "latin1").toString("hex"));
+    expect(Buffer.from(r.headers.get("x-nbsp")!, "latin1").toString("hex")).toBe("a078a0");
+    expect(await r.text()).toBe("ok");
+  });
 });
 
 describe("answers read in pieces", () => {
@@ -328,6 +369,61 @@ describe("requests the router sends", () => {
     expect(ids.size).toBe(1);
   });
 
+  it("a worker's Keep-Alive: timeout=2 is honoured: the idle connection is reused before, and closed about 1 s before the worker would", async () => {
+    const first = await jsonRequest(`${router.url}/keep-alive-2s`);
+    expect(first.status).toBe(200);
+    const answeredAt = Date.now();
+    const id = worker.seen.at(-1)!.socketId;
+    // Right away, the connection is still good for another request.
+    await jsonRequest(`${router.url}/keep-alive-2s`);
+    const lastAnswerAt = Date.now();
+    expect(worker.seen.at(-1)!.socketId).toBe(id);
+    await waitUntil(() => worker.closedAt.has(id), 3_000);
+    const idleMs = worker.closedAt.get(id)! - lastAnswerAt;
+    // The router's limit is the worker's 2 s minus a 1 s margin (checked every 250 ms).
+    expect(idleMs).toBeGreaterThanOrEqual(800);
+    expect(worker.closedAt.get(id)! - answeredAt).toBeLessThan(2_000);
+  });
+
+  it("a reused connection the worker closes before answering: the request is resent on a fresh one, transparently", async () => {
+    // --max-retries is 0 here: only the resend on a fresh connection can save it.
+    await jsonRequest(`${router.url}/echo`, { method: "POST", json: {} });
+    worker.dropped = 0;
+    worker.drop = { on: "reused", count: 1 };
+    const r = await jsonRequest(`${router.url}/echo`);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ method: "GET" });
+    expect(worker.dropped).toBe(1);
+  });
+
+  it("the resend happens once: a fresh connection that also closes is a 502", async () => {
+    await jsonRequest(`${router.url}/echo`, { method: "POST", json: {} });
+    worker.dropped = 0;
+    worker.drop = { on: "any", count: 5 };
+    try {
+      const r = await jsonRequest(`${router.url}/echo`);
+      expect(r.status).toBe(502);
+      expect(r.body.code).toBe("upstream_unreachable");
+      expect(worker.dropped).toBe(2);
+    } finally {
+      worker.drop = null;
+    }
+  });
+
+  it("a streamed request body is never resent: the client gets the failure", async () => {
+    await jsonRequest(`${router.url}/echo`, { method: "POST", json: {} });
+    worker.dropped = 0;
+    worker.drop = { on: "reused", count: 1 };
+    try {
+      // A forwarded POST body streams through the router (only generation bodies are buffered).
+      const r = await jsonRequest(`${router.url}/echo`, { method: "POST", json: { streamed: true } });
+      expect(r.status).toBe(502);
+      expect(worker.dropped).toBe(1);
+    } finally {
+      worker.drop = null;
+    }
+  });
+
   it("a worker that drops every keep-alive connection after answering costs no request", async () => {
     worker.closeAfterAnswer = true;
     try {
@@ -343,10 +439,11 @@ describe("requests the router sends", () => {
 });
 
 describe("answers with both framings, early answers, HTTP/2 clients", () => {
-  it("Content-Length next to Transfer-Encoding: chunked is dropped, the client gets the decoded body", async () => {
-    const r = await fetch(`${router.url}/te-and-cl`);
-    expect(r.headers.get("content-length")).not.toBe("5");
-    expect(await r.text()).toBe("hello world");
+  it("Content-Length next to Transfer-Encoding is refused: 502 naming it, not a guess at the framing", async () => {
+    const r = await jsonRequest(`${router.url}/te-and-cl`);
+    expect(r.status).toBe(502);
+    expect(r.body.code).toBe("upstream_unreachable");
+    expect(r.body.error).toMatch(/transfer-encoding next to content-length/);
   });
 
   it("a worker that answers 413 before reading a 64 MB upload: the client can finish sending and gets the 413", async () => {
@@ -386,9 +483,12 @@ describe("answers with both framings, early answers, HTTP/2 clients", () => {
 
 describe("worker answers that are not HTTP, or are cut", () => {
   it.each([
-    ["/garbage", /not an HTTP\/1.x answer/],
+    ["/garbage", /not an HTTP\/1.0 or 1.1 answer/],
     ["/bad-length", /bad content-length/],
     ["/huge-head", /answer head larger than/],
+    // Not a header named "Content-Length" to some parsers and framing to others: refused.
+    ["/space-before-colon", /bad header line "Content-Length : 5"/],
+    ["/obs-fold", /bad header line " two"/],
   ])("%s is a 502 naming the problem, and the router keeps serving", async (path, message) => {
     const r = await jsonRequest(`${router.url}${path}`);
     expect(r.status).toBe(502);
@@ -396,6 +496,16 @@ describe("worker answers that are not HTTP, or are cut", () => {
     expect(r.body.error).toMatch(message);
     const ok = await fetch(`${router.url}/split-head`);
     expect(ok.status).toBe(200);
+  });
+
+  it("a chunk not followed by CRLF exactly cuts the client's connection: no byte after it is taken for data", async () => {
+    let got: Buffer | Error;
+    try {
+      got = Buffer.from(await (await fetch(`${router.url}/bare-lf-after-chunk`)).arrayBuffer());
+    } catch (err) {
+      got = err as Error;
+    }
+    expect(got).toBeInstanceOf(Error);
   });
 
   it("an answer cut in the middle reaches the client as a cut connection, not a short body", async () => {

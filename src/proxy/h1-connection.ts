@@ -2,6 +2,8 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import type { Readable } from "node:stream";
 import { hopByHop } from "./headers.js";
+import { classifyFailure } from "./network-errors.js";
+import { contentLengthValue, endsInChunked, fieldLineColon, isOws, keepAliveTimeoutMs, parseChunkSize } from "./h1-syntax.js";
 
 /**
  * One keep-alive HTTP/1.1 connection to a worker, with the request writer and
@@ -59,6 +61,11 @@ export interface H1Handler {
 export class Call {
   conn: Connection | null = null;
   done = false;
+  /**
+   * Set when the request was resent on a fresh connection (see
+   * Connection.onClose): what ended the first try. Resent once at most.
+   */
+  firstError: Error | null = null;
   constructor(
     readonly req: H1Request,
     readonly handler: H1Handler,
@@ -89,10 +96,14 @@ export interface ConnectionOwner {
   readonly hostHeader: string;
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** How long an idle connection may be reused. */
+  readonly keepAliveMs: number;
   /** The connection finished an exchange and may serve another. */
   released(conn: Connection): void;
   /** The connection is closed for good. */
   gone(conn: Connection): void;
+  /** Sends `call` again on a new connection, in the slot of the one that is about to close. */
+  resend(call: Call): void;
 }
 
 const enum State {
@@ -101,7 +112,9 @@ const enum State {
   Length,
   ChunkSize,
   ChunkData,
-  ChunkEnd,
+  /** The CR, then the LF, after a chunk's data. */
+  ChunkCr,
+  ChunkLf,
   Trailers,
   UntilClose,
 }
@@ -133,16 +146,46 @@ function lowerName(raw: string): string {
   return lower;
 }
 
-/** A decimal Content-Length value, or -1 when it is not 1-15 digits. */
-function digits(s: string): number {
-  if (s.length === 0 || s.length > 15) return -1;
+/** Whether `buf` has, from `off` on, an LF that is not the end of a CRLF. */
+function bareLf(buf: Buffer, off: number): boolean {
+  for (let i = buf.indexOf(10, off); i >= 0; i = buf.indexOf(10, i + 1)) if (i === off || buf[i - 1] !== 13) return true;
+  return false;
+}
+
+/**
+ * Subtracted from a worker's `Keep-Alive: timeout=`: the router stops reusing
+ * the connection this long before the worker would close it, so a request
+ * and the worker's close cannot cross on the wire.
+ */
+const keepAliveMarginMs = 1_000;
+
+/** The three status digits of a status line, or -1. */
+function statusDigits(text: string): number {
   let n = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i) - 48;
-    if (c < 0 || c > 9) return -1;
+  for (let i = 9; i < 12; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (!(c >= 0 && c <= 9)) return -1;
     n = n * 10 + c;
   }
   return n;
+}
+
+/** Whether `s[start, end)` has no CR and no LF. */
+function noLineBreak(s: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 13 || c === 10) return false;
+  }
+  return true;
+}
+
+/** `s` without leading and trailing SP/HTAB. */
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && isOws(s.charCodeAt(a))) a++;
+  while (b > a && isOws(s.charCodeAt(b - 1))) b--;
+  return s.slice(a, b);
 }
 
 export class Connection {
@@ -151,6 +194,13 @@ export class Connection {
   /** When it went back to the pool (ms since epoch). */
   idleSince = 0;
   connected = false;
+  /**
+   * How long it may sit idle in the pool: the pool's limit, or less when the
+   * worker announced a shorter `Keep-Alive: timeout=` (minus a margin).
+   */
+  idleLimitMs: number;
+  /** Exchanges started on it; from the second on, it is a reused connection. */
+  private exchanges = 0;
   private state = State.Idle;
   /** Bytes left in a Content-Length body or in the current chunk. */
   private left = 0;
@@ -175,6 +225,7 @@ export class Connection {
   private fedHandler: H1Handler | null = null;
 
   constructor(readonly owner: ConnectionOwner) {
+    this.idleLimitMs = owner.keepAliveMs;
     const socket = owner.tls
       ? tls.connect({ host: owner.host, port: owner.port, servername: net.isIP(owner.host) ? undefined : owner.host, ALPNProtocols: ["http/1.1"] })
       : net.connect({ host: owner.host, port: owner.port, onread: { buffer: () => this.nextReadBuffer(), callback: (n: number, b: Uint8Array) => this.onRead(n, b as Buffer) } });
@@ -220,6 +271,7 @@ export class Connection {
   start(call: Call): void {
     call.conn = this;
     this.call = call;
+    this.exchanges++;
     this.state = State.Head;
     this.gotAnswerBytes = false;
     this.paused = false;
@@ -350,7 +402,10 @@ export class Connection {
     this.close();
     if (call !== null && !call.done) {
       call.done = true;
-      call.handler.onError(err);
+      // A resent request whose fresh connection failed to connect may still
+      // have reached the worker on the first one: the caller must hear that
+      // (a "not sent" failure would let a video create run twice).
+      call.handler.onError(call.firstError !== null && classifyFailure(err) === "not_sent" ? call.firstError : err);
     }
   }
 
@@ -371,6 +426,23 @@ export class Connection {
         err !== null && (err as NodeJS.ErrnoException).code !== undefined
           ? err
           : new UpstreamError("UPSTREAM_CLOSED", `worker ${this.owner.hostHeader} closed the connection ${this.gotAnswerBytes ? "in the middle of its answer" : "before answering"}`, { cause: err ?? undefined });
+      // A reused connection that closed before any answer byte: most likely
+      // the worker dropped it as idle while the request was on its way (the
+      // keep-alive race), so the request is sent again on a fresh connection,
+      // once, when the router still holds every byte of it (a buffered body
+      // or none; a streamed body is partly gone). Timeouts and aborts end
+      // the exchange in fail() first and never come here.
+      const body = call.req.body;
+      if (!this.gotAnswerBytes && this.exchanges > 1 && call.firstError === null && !call.done && (body === null || Buffer.isBuffer(body))) {
+        call.firstError = e;
+        call.conn = null;
+        this.call = null;
+        this.reusable = false;
+        // Before close(): the new connection takes this one's slot in the pool.
+        this.owner.resend(call);
+        this.close();
+        return;
+      }
       this.fail(e);
     } else this.close();
   }
@@ -397,7 +469,7 @@ export class Connection {
     call.done = true;
     // The worker answered before the whole body was sent: the rest of the
     // body has nowhere to go, and the connection closes (which stops the upload).
-    if (extraBytes || this.uploading !== null) this.reusable = false;
+    if (extraBytes || this.uploading !== null || this.idleLimitMs <= 0) this.reusable = false;
     if (this.reusable && !this.closed) {
       if (this.paused) this.resumeReading();
       this.owner.released(this);
@@ -433,6 +505,9 @@ export class Connection {
           const end = buf.indexOf(crlfcrlf, off);
           if (end < 0) {
             if (buf.length - off > maxHeadBytes) return this.protocolError(`answer head larger than ${maxHeadBytes} bytes`);
+            // A head whose lines end in a bare LF never shows CRLFCRLF:
+            // refused now, not when the worker gives up on the connection.
+            if (bareLf(buf, off)) return this.protocolError("answer head line not ending in CRLF");
             this.partial = Buffer.from(buf.subarray(off)); // the read buffer is reused
             return;
           }
@@ -474,12 +549,11 @@ export class Connection {
         case State.ChunkSize: {
           const nl = this.lineEnd(buf, off, "chunk-size line");
           if (nl < 0) return;
-          const line = buf.toString("latin1", off, nl);
+          if (nl === off || buf[nl - 1] !== 13) return this.protocolError("chunk-size line not ending in CRLF");
+          const line = buf.toString("latin1", off, nl - 1);
           off = nl + 1;
-          const semi = line.indexOf(";");
-          const hex = (semi >= 0 ? line.slice(0, semi) : line).trim();
-          if (!/^[0-9a-fA-F]{1,12}$/.test(hex)) return this.protocolError(`bad chunk size ${JSON.stringify(hex.slice(0, 20))}`);
-          const size = parseInt(hex, 16);
+          const size = parseChunkSize(line);
+          if (size < 0) return this.protocolError(`bad chunk-size line ${JSON.stringify(line.slice(0, 40))}`);
           if (size === 0) this.state = State.Trailers;
           else {
             this.left = size;
@@ -492,28 +566,34 @@ export class Connection {
           const chunk = buf.subarray(off, off + n);
           off += n;
           this.left -= n;
-          if (this.left === 0) this.state = State.ChunkEnd;
+          if (this.left === 0) this.state = State.ChunkCr;
           if (!handler.onData(chunk)) this.pause();
           continue;
         }
-        case State.ChunkEnd: {
-          // The CRLF after a chunk's data (it may arrive split).
-          const nl = buf.indexOf(10, off);
-          if (nl < 0) {
-            if (buf.length - off > 2) return this.protocolError("missing CRLF after chunk data");
-            off = buf.length;
-            continue;
-          }
-          if (nl - off > 1) return this.protocolError("missing CRLF after chunk data");
-          off = nl + 1;
+        // The CRLF after a chunk's data, a byte at a time (it may arrive split): exactly CR LF.
+        case State.ChunkCr: {
+          if (buf[off++] !== 13) return this.protocolError("no CRLF after chunk data");
+          this.state = State.ChunkLf;
+          continue;
+        }
+        case State.ChunkLf: {
+          if (buf[off++] !== 10) return this.protocolError("no CRLF after chunk data");
           this.state = State.ChunkSize;
           continue;
         }
         case State.Trailers: {
-          // Trailer fields are dropped (the client's answer has none); an empty line ends the body.
+          // Trailer fields are checked like header fields, then dropped (the
+          // client's answer has none); an empty line ends the body.
           const nl = this.lineEnd(buf, off, "trailer line");
           if (nl < 0) return;
-          const empty = nl === off || (nl === off + 1 && buf[off] === 13);
+          if (nl === off || buf[nl - 1] !== 13) return this.protocolError("trailer line not ending in CRLF");
+          const empty = nl === off + 1;
+          if (!empty) {
+            const line = buf.toString("latin1", off, nl - 1);
+            const colon = fieldLineColon(line, 0, line.length);
+            // Content-Length in the trailers of a chunked answer is both framings at once.
+            if (colon < 0 || (colon === 14 && line.toLowerCase().startsWith("content-length"))) return this.protocolError(`bad trailer line ${JSON.stringify(line.slice(0, 60))}`);
+          }
           off = nl + 1;
           if (empty) {
             this.complete(off < buf.length);
@@ -546,18 +626,25 @@ export class Connection {
     this.socket.pause();
   }
 
-  /** Parses a status line and headers; sets the body state. Returns null after a protocol error. */
+  /**
+   * Parses a status line and headers (RFC 9112, strict as llhttp: lines end
+   * in CRLF exactly, names are tokens, values have no control characters, no
+   * obs-fold); sets the body state. `text` is the head in latin1, one char
+   * per byte, so values reach the client byte for byte. Returns null after a
+   * protocol error.
+   */
   private parseHead(text: string): { status: number; headers: AnswerHeaders; length: number } | null {
     const lineEnd = text.indexOf("\r\n");
-    const statusLine = lineEnd < 0 ? text : text.slice(0, lineEnd);
-    // "HTTP/1.1 200 OK"
-    if (!statusLine.startsWith("HTTP/1.") || statusLine.charCodeAt(8) !== 32) {
-      this.protocolError(`not an HTTP/1.x answer: ${JSON.stringify(statusLine.slice(0, 40))}`);
+    const statusEnd = lineEnd < 0 ? text.length : lineEnd;
+    // "HTTP/1.1 200 OK", "HTTP/1.0 204", "HTTP/1.1 200 " (the reason is optional, any bytes but CR and LF)
+    const minor = text.charCodeAt(7);
+    if (!text.startsWith("HTTP/1.") || (minor !== 48 && minor !== 49) || text.charCodeAt(8) !== 32) {
+      this.protocolError(`not an HTTP/1.0 or 1.1 answer: ${JSON.stringify(text.slice(0, Math.min(statusEnd, 40)))}`);
       return null;
     }
-    const status = Number(statusLine.slice(9, 12));
-    if (!Number.isInteger(status) || status < 100 || status > 999 || (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)) {
-      this.protocolError(`bad status line ${JSON.stringify(statusLine.slice(0, 40))}`);
+    const status = statusDigits(text);
+    if (status < 100 || (statusEnd > 12 && text.charCodeAt(12) !== 32) || !noLineBreak(text, 12, statusEnd)) {
+      this.protocolError(`bad status line ${JSON.stringify(text.slice(0, Math.min(statusEnd, 40)))}`);
       return null;
     }
     if (status === 101) {
@@ -568,33 +655,52 @@ export class Connection {
     let contentLength = -1;
     let chunked = false;
     let hasTransferEncoding = false;
-    let close = statusLine.charCodeAt(7) === 48; // HTTP/1.0: close unless told otherwise
+    let close = minor === 48; // HTTP/1.0: close unless told otherwise
     let connectionNames: string | null = null;
-    let pos = lineEnd < 0 ? text.length : lineEnd + 2;
+    let keepAliveMs = -1;
+    let pos = statusEnd + 2;
     while (pos < text.length) {
       let eol = text.indexOf("\r\n", pos);
       if (eol < 0) eol = text.length;
-      const colon = text.indexOf(":", pos);
-      if (colon < 0 || colon > eol || colon === pos || text.charCodeAt(pos) === 32 || text.charCodeAt(pos) === 9) {
+      // A line starting with SP/HTAB (obs-fold) has no token name and fails here too.
+      const colon = fieldLineColon(text, pos, eol);
+      if (colon < 0) {
         this.protocolError(`bad header line ${JSON.stringify(text.slice(pos, Math.min(eol, pos + 60)))}`);
         return null;
       }
+      // OWS is SP and HTAB only: String#trim() would also cut U+00A0, the
+      // last byte of a UTF-8 "à" read as latin1.
+      let vs = colon + 1;
+      let ve = eol;
+      while (vs < ve && isOws(text.charCodeAt(vs))) vs++;
+      while (ve > vs && isOws(text.charCodeAt(ve - 1))) ve--;
       const name = lowerName(text.slice(pos, colon));
-      const value = text.slice(colon + 1, eol).trim();
+      const value = text.slice(vs, ve);
       pos = eol + 2;
       switch (name) {
         case "content-length": {
-          const n = digits(value);
-          if (n < 0 || (contentLength >= 0 && n !== contentLength)) {
-            this.protocolError(`bad content-length ${JSON.stringify(value.slice(0, 40))}`);
+          // A repeated Content-Length, even an equal one, is refused, and so
+          // is one next to Transfer-Encoding: both framings at once is how
+          // answers are smuggled (RFC 9112 6.3 lets a client treat it as an
+          // error; llhttp does).
+          const n = contentLengthValue(text, vs, eol);
+          if (n < 0 || contentLength >= 0 || hasTransferEncoding) {
+            this.protocolError(`bad content-length ${JSON.stringify(value.slice(0, 40))}${hasTransferEncoding ? " next to transfer-encoding" : ""}`);
             return null;
           }
           contentLength = n;
           break;
         }
         case "transfer-encoding":
+          if (contentLength >= 0) {
+            this.protocolError("transfer-encoding next to content-length");
+            return null;
+          }
+          // An empty value names no coding (llhttp ignores it too).
+          if (vs === ve) continue;
           hasTransferEncoding = true;
-          chunked = /(?:^|,)\s*chunked\s*$/i.test(value);
+          // The last coding of the last header decides (RFC 9112 6.3).
+          chunked = endsInChunked(text, vs, eol);
           continue;
         case "connection": {
           const v = value.toLowerCase();
@@ -603,30 +709,28 @@ export class Connection {
           if (v !== "close" && v !== "keep-alive") connectionNames = connectionNames === null ? v : `${connectionNames},${v}`;
           continue;
         }
+        case "keep-alive": {
+          const ms = keepAliveTimeoutMs(value);
+          if (ms >= 0) keepAliveMs = ms;
+          continue;
+        }
       }
       // The headers are for the router's client: one-hop headers stay here.
       if (hopByHop.has(name)) continue;
-      if (name === "content-length") {
-        headers[name] = value; // equal repeats (checked above) are one header
-        continue;
-      }
       const prev = headers[name];
       if (prev === undefined) headers[name] = value;
       else if (typeof prev === "string") headers[name] = [prev, value];
       else prev.push(value);
     }
-    // Transfer-Encoding wins over Content-Length, which must then not be
-    // passed on (RFC 9112 6.3): the client gets the decoded body.
-    if (hasTransferEncoding) delete headers["content-length"];
     // Headers the worker's Connection header names are one-hop too (RFC 9110 7.6.1).
-    if (connectionNames !== null) for (const n of connectionNames.split(",")) delete headers[n.trim()];
+    if (connectionNames !== null) for (const n of connectionNames.split(",")) delete headers[trimOws(n)];
     if (status < 200) return { status, headers, length: -1 };
     if (close) this.reusable = false;
+    // The worker closes idle connections after this: never reuse one that late.
+    if (keepAliveMs >= 0) this.idleLimitMs = Math.min(this.owner.keepAliveMs, keepAliveMs - keepAliveMarginMs);
     if (this.headMethod || status === 204 || status === 304) {
       this.state = State.Idle;
     } else if (hasTransferEncoding) {
-      // Transfer-Encoding wins over Content-Length (RFC 9112 6.3).
-      contentLength = -1;
       if (chunked) this.state = State.ChunkSize;
       else {
         this.state = State.UntilClose;

@@ -8,7 +8,8 @@ export interface H1PoolOptions {
   /**
    * An idle connection is closed after this long. Below uvicorn's default
    * keep-alive timeout (5 s), so a worker never closes a connection the
-   * router is about to reuse. Default 4 s.
+   * router is about to reuse. Default 4 s. A worker that announces a
+   * shorter `Keep-Alive: timeout=N` gets N s minus 1 s on that connection.
    */
   keepAliveMs?: number;
   connectTimeoutMs?: number;
@@ -45,13 +46,16 @@ class OriginPool implements ConnectionOwner {
   get connectTimeoutMs(): number {
     return this.client.connectTimeoutMs;
   }
+  get keepAliveMs(): number {
+    return this.client.keepAliveMs;
+  }
 
   send(call: Call): void {
-    const keepAliveMs = this.client.keepAliveMs;
     let conn: Connection | undefined;
     const now = Date.now();
     while ((conn = this.idle.pop()) !== undefined) {
-      if (now - conn.idleSince < keepAliveMs) {
+      // idleLimitMs: the pool's limit, or the worker's shorter Keep-Alive timeout.
+      if (now - conn.idleSince < conn.idleLimitMs) {
         conn.start(call);
         return;
       }
@@ -77,6 +81,13 @@ class OriginPool implements ConnectionOwner {
       if (!call.done) return call;
     }
     return null;
+  }
+
+  resend(call: Call): void {
+    // Called while the failed connection still counts as open: its slot
+    // passes to the new one, ahead of waiting requests.
+    this.open++;
+    new Connection(this).start(call);
   }
 
   released(conn: Connection): void {
@@ -108,10 +119,13 @@ class OriginPool implements ConnectionOwner {
     if (this.open === 0) this.client.emptied();
   }
 
-  /** Closes connections idle for longer than the keep-alive limit. */
+  /** Closes connections idle for longer than their keep-alive limit. */
   sweep(now: number): void {
-    const limit = this.client.keepAliveMs;
-    for (const conn of this.idle.filter((c) => now - c.idleSince >= limit)) conn.close();
+    // Backwards: close() takes the connection out of `idle`.
+    for (let i = this.idle.length - 1; i >= 0; i--) {
+      const conn = this.idle[i]!;
+      if (now - conn.idleSince >= conn.idleLimitMs) conn.close();
+    }
   }
 }
 
@@ -135,10 +149,12 @@ export class H1Client {
     this.timeoutMs = options.timeoutMs ?? 0;
     this.keepAliveMs = options.keepAliveMs ?? 4_000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    // Often enough that a connection is closed soon after its limit (a
+    // worker's Keep-Alive timeout minus 1 s), before the worker closes it.
     this.#sweeper = setInterval(() => {
       const now = Date.now();
       for (const pool of this.#pools.values()) pool.sweep(now);
-    }, 1_000);
+    }, 250);
     this.#sweeper.unref();
   }
 
