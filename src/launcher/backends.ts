@@ -65,6 +65,11 @@ export function resolveBackendProgram(backend: Exclude<LauncherBackend, "slurm">
   }
 }
 
+/** The flags every backend gives a worker before its ports: the model, its GPUs, where to listen. */
+export function modelFlags(config: LauncherConfig): string[] {
+  return ["--model-path", config.model, "--num-gpus", String(config.num_gpus_per_worker), "--host", config.worker_host];
+}
+
 /**
  * The worker command line, identical for both backends apart from the
  * program: `<program> --model-path M --num-gpus N --host H --port P
@@ -75,12 +80,7 @@ export function buildWorkerCommand(program: BackendProgram, config: LauncherConf
     command: program.command,
     args: [
       ...program.leadingArgs,
-      "--model-path",
-      config.model,
-      "--num-gpus",
-      String(config.num_gpus_per_worker),
-      "--host",
-      config.worker_host,
+      ...modelFlags(config),
       "--port",
       String(ports.port),
       "--master-port",

@@ -1,5 +1,6 @@
 import { splitShellArgs } from "../args.js";
 import type { LauncherConfig, SlurmOptions } from "../config.js";
+import { modelFlags } from "../backends.js";
 
 /** What a job runs, before the per-worker flags. */
 export interface JobProgram {
@@ -90,16 +91,7 @@ export function buildJobScript(input: JobScriptInput): string {
     program.picker.kind === "node"
       ? `${q(program.picker.command)} -e ${q(NODE_PICKER)} ${q(config.worker_host)}`
       : `${q(program.picker.command)} -c ${q(PYTHON_PICKER)} ${q(config.worker_host)}`;
-  const worker = [
-    program.command,
-    ...program.leadingArgs,
-    "--model-path",
-    config.model,
-    "--num-gpus",
-    String(config.num_gpus_per_worker),
-    "--host",
-    config.worker_host,
-  ].map(q);
+  const worker = [program.command, ...program.leadingArgs, ...modelFlags(config)].map(q);
   const extra = splitShellArgs(config.worker_extra_args).map(q);
   const report = `${q(input.workDir)}/${q(input.jobName)}-"$SLURM_JOB_ID".json`;
   return [
