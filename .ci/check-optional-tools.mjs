@@ -14,9 +14,9 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts"];
+const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts"];
 // Slurm's daemons live in /usr/sbin, which the PATH below never has; its client commands are in /usr/bin.
-const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*)$/;
+const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*|chromium.*)$/;
 const slurm = ["slurmctld (Debian: apt-get install slurmctld)", "slurmd", "sbatch", "slurm-client", "munged", "munge"];
 const pythonGrpc = [
   "python3 with the grpc, grpc_tools, google.protobuf modules",
@@ -27,7 +27,10 @@ const pythonGrpc = [
   "protobuf-compiler-grpc",
 ];
 /** file > full test name -> what its skip reason must mention. */
+const chromiumTool = ["chromium", "apt-get install chromium"];
 const expectedSkips = new Map([
+  ["test/dashboard.test.ts > GET /dashboard in headless chromium shows every worker with state, model and weight version; a removal and a refit show within 2 s", chromiumTool],
+  ["test/dashboard.test.ts > GET /dashboard in headless chromium with --admin-api-key the page asks for the key, then shows the workers live", chromiumTool],
   ["test/sim.test.ts > videos writes MP4s that ffprobe decodes, every frame", ["ffprobe", "apt-get install ffmpeg"]],
   ["test/rpc-interop.test.ts > Python grpcio with generated stubs generates stubs from admin.proto", pythonGrpc],
   ["test/rpc-interop.test.ts > Python grpcio with generated stubs ListWorkers from Python, without and with an admin key", pythonGrpc],

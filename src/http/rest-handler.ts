@@ -11,6 +11,7 @@ import { displayIdOf } from "../registry/worker-url.js";
 import { notes } from "./notes.js";
 import { randomUUID } from "node:crypto";
 import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
+import { loadDashboardFiles } from "../dashboard/static-files.js";
 import { sendError, type Res } from "./respond.js";
 import { callContext, remoteOf } from "../audit/call-context.js";
 
@@ -53,6 +54,7 @@ export function createRestHandler(options: RestHandlerOptions) {
       admin,
       data,
       rollouts,
+      dashboard: loadDashboardFiles(),
       metrics: (res) => {
         metrics.text().then(
           (text) => {

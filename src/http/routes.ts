@@ -4,6 +4,7 @@ import type { Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
 import type { ErrorShape, Res } from "./respond.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
+import type { DashboardFiles } from "../dashboard/static-files.js";
 
 /** Which key a route needs: none, the admin key, or the data-plane key. */
 export type AuthClass = "open" | "admin" | "data";
@@ -61,6 +62,7 @@ const reservedPrefixes: readonly { prefix: string; auth: AuthClass; shape: Error
   { prefix: "/router", auth: "admin", shape: "original" },
   { prefix: "/admin", auth: "admin", shape: "original" },
   { prefix: "/audit", auth: "admin", shape: "original" },
+  { prefix: "/dashboard", auth: "open", shape: "original" },
   { prefix: "/metrics", auth: "open", shape: "openai" },
   { prefix: "/v1/rollouts", auth: "data", shape: "openai" },
   // A video job's sub-resources are the router's (affinity to the job's worker).
@@ -77,14 +79,19 @@ const workerPath = { auth: "data" as const, label: "other", shape: "original" as
  * metrics label and error shape cannot disagree, because nothing else lists
  * routes.
  */
-export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; rollouts: RolloutRoutes; metrics: (res: Res) => void }): Route[] {
-  const { admin, data, rollouts } = parts;
+export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; rollouts: RolloutRoutes; metrics: (res: Res) => void; dashboard: DashboardFiles }): Route[] {
+  const { admin, data, rollouts, dashboard } = parts;
   // The label is the template without the `*` of greedy parameters.
   const route = (path: string, auth: AuthClass, methods: Record<string, RouteHandler>, shape: ErrorShape = "original"): Route => ({ path, methods, auth, label: path.replace("*}", "}"), shape, rawParams: path.startsWith("/workers/") });
   return [
     // Probes and scrapes: open.
     route("/health", "open", { GET: ({ res }) => admin.health(res), HEAD: ({ res }) => admin.health(res) }),
     route("/metrics", "open", { GET: ({ res }) => parts.metrics(res) }, "openai"),
+    // The live dashboard's files hold no data (the page calls the API with the operator's key): open.
+    route("/dashboard", "open", { GET: ({ res }) => dashboard.serve(res, "index.html") }),
+    route("/dashboard/", "open", { GET: ({ res }) => dashboard.serve(res, "index.html") }),
+    route("/dashboard/app.js", "open", { GET: ({ res }) => dashboard.serve(res, "app.js") }),
+    route("/dashboard/app.css", "open", { GET: ({ res }) => dashboard.serve(res, "app.css") }),
 
     // The original admin API and the aliases RL frameworks call.
     route("/workers", "admin", { GET: ({ res }) => admin.listWorkers(res), POST: ({ req, res, query }) => admin.createWorker(req, res, query()) }),

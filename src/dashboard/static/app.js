@@ -1,0 +1,219 @@
+// The live dashboard. Plain ES module, no build step. It reads everything
+// from the router it was served by, with the admin key the operator types
+// (kept in sessionStorage for this tab only):
+// - WatchWorkers (AdminService, Connect protocol, server stream) tells it
+//   when any worker changes; it then re-reads GET /workers (one call) so the
+//   table is always the router's own view, not a patched copy;
+// - GET /refit and GET /audit (recent control actions) and /metrics
+//   (requests in flight and queued) are read every 2 s, and at once after a
+//   worker event.
+// Data from workers (URLs, model names, errors) is written with
+// textContent only, never as HTML.
+
+const WATCH = "/sgl.diffusion.router.v1.AdminService/WatchWorkers";
+const POLL_MS = 2000;
+const KEY_STORE = "sgl-d-router-admin-key";
+
+const $ = (sel) => document.querySelector(sel);
+let key = sessionStorage.getItem(KEY_STORE) ?? "";
+let refreshTimer = null;
+let watchAbort = null;
+
+function authHeaders(extra = {}) {
+  return key ? { ...extra, authorization: `Bearer ${key}` } : extra;
+}
+
+class Unauthenticated extends Error {}
+
+async function getJson(path) {
+  const res = await fetch(path, { headers: authHeaders({ accept: "application/json" }) });
+  if (res.status === 401) throw new Unauthenticated(path);
+  if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
+  return res.json();
+}
+
+function askForKey() {
+  $("#auth").hidden = false;
+  $("#key").focus();
+}
+
+$("#auth form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  key = $("#key").value.trim();
+  sessionStorage.setItem(KEY_STORE, key);
+  $("#auth").hidden = true;
+  startWatching();
+  refresh();
+});
+
+function cell(row, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  row.append(td);
+  return td;
+}
+
+const seconds = (ms) => (typeof ms === "number" ? `${(ms / 1000).toFixed(1)} s` : "-");
+
+function renderWorkers(workers) {
+  const body = $("#workers tbody");
+  const rows = workers.map((w) => {
+    const tr = document.createElement("tr");
+    tr.dataset.url = w.url;
+    cell(tr, w.display_id ?? w.url);
+    cell(tr, w.state, `state-${w.state}`).dataset.field = "state";
+    cell(tr, (w.models ?? []).join(", ") || w.task_type || "-");
+    cell(tr, w.weight_version ?? "unknown").dataset.field = "weight_version";
+    cell(tr, String(w.active_requests ?? 0), "num");
+    cell(tr, seconds(w.in_flight_work_ms), "num");
+    cell(tr, seconds(w.queued_work_ms), "num");
+    cell(tr, typeof w.speed === "number" ? w.speed.toFixed(2) : "-", "num");
+    cell(tr, w.managed ? "yes" : "no");
+    return tr;
+  });
+  body.replaceChildren(...rows);
+  $("#no-workers").hidden = workers.length > 0;
+  const routable = workers.filter((w) => w.state === "healthy" || w.state === "suspect").length;
+  $("#worker-counts").textContent = `${routable} / ${workers.length}`;
+}
+
+function renderRefit(refit) {
+  $("#pool-version").textContent = refit.weight_version;
+  $("#refit-phase").textContent = refit.phase === "idle" ? "idle" : `${refit.operation ?? "refit"}: ${refit.phase}`;
+  // held_requests counts the router queue too: "held" only while a refit or sleep holds them.
+  $("#refit-detail").textContent = `${refit.refits} refit(s)` + (refit.phase !== "idle" && refit.held_requests ? `, ${refit.held_requests} held` : "");
+}
+
+function renderActions(events) {
+  const rows = events.map((e) => {
+    const tr = document.createElement("tr");
+    tr.dataset.action = e.action;
+    cell(tr, new Date(e.startedAt).toLocaleTimeString());
+    cell(tr, e.action);
+    cell(tr, e.outcome + (e.code ? ` (${e.code})` : ""), `outcome-${e.outcome}`);
+    cell(tr, `${e.caller.transport}${e.caller.key !== "none" ? ` ${e.caller.key} key` : ""}${e.caller.remote ? ` ${e.caller.remote}` : ""}`);
+    cell(tr, e.durationMs === null ? "running" : `${e.durationMs} ms`, "num");
+    const ws = e.workers ?? [];
+    const failed = ws.filter((w) => !w.ok);
+    cell(tr, ws.length === 0 ? "" : failed.length === 0 ? `${ws.length} ok` : `${ws.length - failed.length} ok, ${failed.length} failed: ${failed.map((w) => w.worker).join(", ")}`);
+    return tr;
+  });
+  $("#actions tbody").replaceChildren(...rows);
+}
+
+function metricValue(text, name) {
+  const m = new RegExp(`^${name} (\\S+)$`, "m").exec(text);
+  return m ? Number(m[1]) : NaN;
+}
+
+async function refresh() {
+  try {
+    const [workers, refit, audit, metrics] = await Promise.all([
+      getJson("/workers"),
+      getJson("/refit"),
+      getJson("/audit?limit=15"),
+      fetch("/metrics").then((r) => (r.ok ? r.text() : "")),
+    ]);
+    renderWorkers(workers.workers);
+    renderRefit(refit);
+    renderActions(audit.events);
+    const inFlight = metricValue(metrics, "sgl_router_in_flight_requests");
+    const queued = metricValue(metrics, "sgl_router_queued_requests");
+    $("#request-counts").textContent = Number.isNaN(inFlight) ? "-" : `${inFlight} / ${queued}`;
+    $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    $("#error").hidden = true;
+  } catch (err) {
+    if (err instanceof Unauthenticated) return askForKey();
+    $("#error").textContent = String(err.message ?? err);
+    $("#error").hidden = false;
+  }
+}
+
+/** After a worker event: refresh soon, once for a burst of events. */
+function refreshSoon() {
+  if (refreshTimer !== null) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = null;
+    refresh();
+  }, 50);
+}
+
+function setLive(on, text) {
+  const badge = $("#live");
+  badge.className = `badge ${on ? "on" : "off"}`;
+  badge.textContent = text;
+}
+
+/** Connect's envelope: 1 flag byte, 4 bytes of big-endian length, the message. */
+function envelope(json) {
+  const bytes = new TextEncoder().encode(JSON.stringify(json));
+  const out = new Uint8Array(5 + bytes.length);
+  new DataView(out.buffer).setUint32(1, bytes.length);
+  out.set(bytes, 5);
+  return out;
+}
+
+/** WatchWorkers as a Connect server stream over fetch; reconnects with backoff. */
+async function watch(signal) {
+  const res = await fetch(WATCH, {
+    method: "POST",
+    headers: authHeaders({ "content-type": "application/connect+json", "connect-protocol-version": "1" }),
+    body: envelope({ excludeLoad: true }),
+    signal,
+  });
+  if (res.status === 401) throw new Unauthenticated(WATCH);
+  if (!res.ok || !res.body) throw new Error(`WatchWorkers: HTTP ${res.status}`);
+  setLive(true, "live");
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = new Uint8Array(0);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    const joined = new Uint8Array(buf.length + value.length);
+    joined.set(buf);
+    joined.set(value, buf.length);
+    buf = joined;
+    while (buf.length >= 5) {
+      const flags = buf[0];
+      const len = new DataView(buf.buffer, buf.byteOffset).getUint32(1);
+      if (buf.length < 5 + len) break;
+      const msg = JSON.parse(decoder.decode(buf.subarray(5, 5 + len)) || "{}");
+      buf = buf.subarray(5 + len);
+      if (flags & 2) {
+        // End of stream: an error, or the server closing it.
+        if (msg.error?.code === "unauthenticated") throw new Unauthenticated(WATCH);
+        if (msg.error) throw new Error(`WatchWorkers: ${msg.error.code}: ${msg.error.message ?? ""}`);
+        return;
+      }
+      refreshSoon();
+    }
+  }
+}
+
+async function startWatching() {
+  watchAbort?.abort();
+  const ac = new AbortController();
+  watchAbort = ac;
+  let backoff = 500;
+  while (!ac.signal.aborted) {
+    try {
+      await watch(ac.signal);
+      backoff = 500;
+    } catch (err) {
+      if (ac.signal.aborted) return;
+      if (err instanceof Unauthenticated) {
+        setLive(false, "needs key");
+        return askForKey();
+      }
+    }
+    setLive(false, "reconnecting");
+    await new Promise((r) => setTimeout(r, backoff));
+    backoff = Math.min(10_000, backoff * 2);
+  }
+}
+
+refresh();
+startWatching();
+setInterval(refresh, POLL_MS);

@@ -1,0 +1,100 @@
+/**
+ * The live dashboard in a real headless browser (Debian's chromium driven by
+ * playwright-core): the page loads from the router, shows the workers, and
+ * changes within 2 s when a worker is removed or a refit runs; with an admin
+ * key it asks for the key first. Skipped, naming the package, where chromium
+ * is not installed (.ci/run installs it).
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { binaryTool, needTools } from "./helpers/tools.js";
+
+const browserTool = binaryTool("chromium", "chromium");
+let browser: Browser | undefined;
+let sims: SimProcess[] = [];
+let cleanup: (() => Promise<unknown> | void)[] = [];
+
+beforeAll(async () => {
+  if (browserTool.path === undefined) return;
+  browser = await chromium.launch({ executablePath: browserTool.path, args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
+  sims = await Promise.all([startSimProcess(["--model-path", "Qwen/Qwen-Image"]), startSimProcess(["--model-path", "black-forest-labs/FLUX.1-dev"])]);
+}, 60_000);
+afterEach(async () => {
+  await Promise.allSettled(cleanup.reverse().map((f) => f()));
+  cleanup = [];
+});
+afterAll(async () => {
+  await browser?.close();
+  await Promise.all(sims.map((s) => s.stop()));
+});
+
+async function open(r: RouterProcess): Promise<Page> {
+  const page = await browser!.newPage();
+  cleanup.push(() => page.close());
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  cleanup.push(() => expect(errors, "no script errors in the page").toEqual([]));
+  await page.goto(`${r.url}/dashboard`);
+  return page;
+}
+
+const rowOf = (page: Page, url: string) => page.locator(`#workers tbody tr[data-url="${url}"]`);
+
+describe("GET /dashboard in headless chromium", () => {
+  it("shows every worker with state, model and weight version; a removal and a refit show within 2 s", async (ctx) => {
+    needTools(ctx, browserTool);
+    const r = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url)]);
+    cleanup.push(() => r.stop());
+    const page = await open(r);
+
+    // The page's own security header: only its own scripts.
+    const res = await fetch(`${r.url}/dashboard`);
+    expect(res.headers.get("content-security-policy")).toContain("script-src 'self'");
+
+    await expect.poll(() => page.locator("#workers tbody tr").count(), { timeout: 5000 }).toBe(2);
+    await expect.poll(() => page.locator("#live").textContent(), { timeout: 5000 }).toBe("live");
+    const first = rowOf(page, sims[0]!.url);
+    expect(await first.locator('td[data-field="state"]').textContent()).toBe("healthy");
+    expect(await first.textContent()).toContain("Qwen/Qwen-Image");
+    expect(await rowOf(page, sims[1]!.url).textContent()).toContain("black-forest-labs/FLUX.1-dev");
+    expect(await page.locator("#pool-version").textContent()).toBe("0");
+
+    // A worker removed through REST disappears from the page within 2 s.
+    let t0 = Date.now();
+    expect((await jsonRequest(`${r.url}/workers/${encodeURIComponent(sims[1]!.url)}`, { method: "DELETE" })).status).toBe(200);
+    await expect.poll(() => rowOf(page, sims[1]!.url).count(), { timeout: 2000, interval: 50 }).toBe(0);
+    const removalMs = Date.now() - t0;
+
+    // A refit: the new version on the worker row and the pool card, and the action in the list, within 2 s.
+    t0 = Date.now();
+    const refit = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-9", weight_version: "step-9" } });
+    expect(refit.status).toBe(200);
+    await expect.poll(() => first.locator('td[data-field="weight_version"]').textContent(), { timeout: 2000, interval: 50 }).toBe("step-9");
+    await expect.poll(() => page.locator("#pool-version").textContent(), { timeout: 2000, interval: 50 }).toBe("step-9");
+    await expect.poll(() => page.locator('#actions tbody tr[data-action="refit.from_disk"]').count(), { timeout: 2000, interval: 50 }).toBe(1);
+    const refitMs = Date.now() - t0;
+    expect(await page.locator('#actions tbody tr[data-action="refit.from_disk"]').textContent()).toContain("ok");
+    console.log(`dashboard: removal shown after ${removalMs} ms, refit after ${refitMs} ms`);
+
+    // Re-register it for the next test.
+    await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: sims[1]!.url } });
+  }, 60_000);
+
+  it("with --admin-api-key the page asks for the key, then shows the workers live", async (ctx) => {
+    needTools(ctx, browserTool);
+    const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--worker-urls", sims[0]!.url]);
+    cleanup.push(() => r.stop());
+    const page = await open(r);
+    await expect.poll(() => page.locator("#auth").isVisible(), { timeout: 5000 }).toBe(true);
+    expect(await page.locator("#workers tbody tr").count()).toBe(0);
+    await page.fill("#key", "dash-secret");
+    await page.click("#auth button");
+    await expect.poll(() => page.locator("#workers tbody tr").count(), { timeout: 5000 }).toBe(1);
+    await expect.poll(() => page.locator("#live").textContent(), { timeout: 5000 }).toBe("live");
+    expect(await page.locator("#auth").isVisible()).toBe(false);
+    // Worker data is text, never markup: the page has no element the data could have made.
+    expect(await page.locator("#workers script, #actions script").count()).toBe(0);
+  }, 60_000);
+});
