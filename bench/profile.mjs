@@ -4,7 +4,7 @@
 // 2 MB answers, 8 connections, with --answer big), then a summary of where
 // the time goes. Needs nginx, wrk and `npm run build`.
 //
-//   node bench/profile.mjs [--answer small|big] [--duration S] [--log-level info] [--workers 1000] [--out DIR]
+//   node bench/profile.mjs [--answer small|big] [--duration S] [--log-level info] [--workers 1000] [--routing-algorithm earliest-finish] [--out DIR]
 //
 // Writes DIR/router.cpuprofile (open it in Chrome DevTools or speedscope) and
 // DIR/profile.md; DIR defaults to bench/results/profile.
@@ -27,6 +27,8 @@ const durationS = Number(opt("--duration", "10"));
 const logLevel = opt("--log-level", "warn");
 const workers = Number(opt("--workers", "1"));
 const big = opt("--answer", "small") === "big";
+// As bench/run.mjs: the proxy path under least-request unless asked (earliest-finish serializes requests to one nginx "worker").
+const routing = opt("--routing-algorithm", "least-request");
 const outDir = path.resolve(opt("--out", path.join(repoRoot, "bench", "results", "profile")));
 
 const tools = preflight();
@@ -53,6 +55,7 @@ const router = await startRouter({
   workerUrls,
   logLevel,
   logFile: path.join(dir, "router.log"),
+  extraArgs: ["--routing-algorithm", routing],
   nodeArgs: ["--cpu-prof", "--cpu-prof-dir", profDir, "--cpu-prof-name", "router.cpuprofile"],
   readyTimeoutMs: 120_000,
 });

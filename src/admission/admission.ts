@@ -544,9 +544,9 @@ export function createAdmission(options: AdmissionOptions): Admission {
       // A batch is observed once, when its last member ends: each member is
       // charged its share, which is what the worker's throughput was.
       const share = (doneMs - Math.max(b.startedMs, l?.lastDoneMs ?? 0)) / b.size;
-      if (b.items.every((i) => i.ok)) for (const i of b.items) costs.observe(run.worker.url, run.model, i.facts.work, share);
+      if (b.items.every((i) => i.ok)) for (const i of b.items) costs.observe(run.worker.url, run.model, i.facts.work, share, doneMs);
     } else if (end.ok) {
-      costs.observe(run.worker.url, run.model, ticket.facts.work, doneMs - Math.max(run.startedMs, l?.lastDoneMs ?? 0));
+      costs.observe(run.worker.url, run.model, ticket.facts.work, doneMs - Math.max(run.startedMs, l?.lastDoneMs ?? 0), doneMs);
     }
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }
@@ -663,7 +663,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
         // Jobs run one after another on the worker: this one started at the
         // later of its creation and the previous job's completion.
         const last = jobDoneMs.get(job.run.worker) ?? 0;
-        costs.observe(job.run.worker.url, job.run.model, job.ticket.facts.work, times.completedMs - Math.max(times.createdMs, last));
+        costs.observe(job.run.worker.url, job.run.model, job.ticket.facts.work, times.completedMs - Math.max(times.createdMs, last), times.completedMs);
         if (times.completedMs > last) jobDoneMs.set(job.run.worker, times.completedMs);
       }
       if (queued > 0) pump();

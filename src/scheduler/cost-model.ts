@@ -192,6 +192,13 @@ interface WorkerModel {
   typicalMs: number;
   /** Whether its first request ended: that one is not learned from (see observe). */
   warmedUp: boolean;
+  refit: RefitClock;
+}
+
+/** When a fit was last made, and how many observations came since (see {@link refitDue}). */
+interface RefitClock {
+  pending: number;
+  lastFitMs: number;
 }
 
 interface FleetModel {
@@ -200,6 +207,31 @@ interface FleetModel {
   window: Window;
   /** Typical observed cost, for requests whose work is unknown. */
   typicalMs: number;
+  refit: RefitClock;
+}
+
+/** Below this many observations a fit is redone at every one: the first requests teach the most. */
+const LEARNING_OBSERVATIONS = 16;
+/** Then at most every this many new observations... */
+const REFIT_EVERY = 4;
+/** ...and no more often than this (ms), so that thousands of small answers a second do not spend the router's CPU on fits. */
+const REFIT_MIN_INTERVAL_MS = 50;
+
+/**
+ * Whether to fit again. A fit (robust, non-negative, over the last 64
+ * observations) costs tens of µs; doing one per answer took 40% of the
+ * router's CPU under small answers (bench/profile.mjs). GPU workers answer a
+ * few times a second, where this refits every few answers; nothing a
+ * schedule can see is lost.
+ */
+function refitDue(clock: RefitClock, observations: number, nowMs: number | undefined): boolean {
+  clock.pending++;
+  const due = observations < LEARNING_OBSERVATIONS || clock.pending >= 16 * REFIT_EVERY || (clock.pending >= REFIT_EVERY && (nowMs === undefined || nowMs - clock.lastFitMs >= REFIT_MIN_INTERVAL_MS));
+  if (due) {
+    clock.pending = 0;
+    if (nowMs !== undefined) clock.lastFitMs = nowMs;
+  }
+  return due;
 }
 
 export interface CostModelSnapshot {
@@ -223,7 +255,7 @@ export class CostModel {
   #fleet(model: string): FleetModel {
     let f = this.#fleets.get(model);
     if (!f) {
-      f = { theta: [...COLD_THETA], window: new Window(), typicalMs: 0 };
+      f = { theta: [...COLD_THETA], window: new Window(), typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity } };
       this.#fleets.set(model, f);
     }
     return f;
@@ -234,7 +266,7 @@ export class CostModel {
     let w = this.#workers.get(key);
     if (!w) {
       const speed = this.#speedByWorker.get(workerUrl) ?? 1;
-      w = { window: new Window(), theta: scaled(this.#fleet(model).theta, speed), speed, typicalMs: 0, warmedUp: false };
+      w = { window: new Window(), theta: scaled(this.#fleet(model).theta, speed), speed, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity } };
       this.#workers.set(key, w);
     }
     return w;
@@ -261,9 +293,9 @@ export class CostModel {
   /**
    * One observed service time. `work` is the request's (null: unknown, which
    * only updates the typical cost). Times of 0 or less, or not finite, are
-   * ignored.
+   * ignored. `nowMs` (when it ended) paces the refits (see refitDue).
    */
-  observe(workerUrl: string, model: string, work: WorkFeatures | null, serviceMs: number): void {
+  observe(workerUrl: string, model: string, work: WorkFeatures | null, serviceMs: number, nowMs?: number): void {
     if (!(serviceMs > 0) || !Number.isFinite(serviceMs)) return;
     const fleet = this.#fleet(model);
     const w = this.#worker(workerUrl, model);
@@ -283,7 +315,8 @@ export class CostModel {
     // them to a common speed first would use speeds measured against this
     // very fit, which then only learns its own predictions back.)
     fleet.window.push({ x, t: serviceMs });
-    fleet.theta = fitTheta(fleet.window.items, COLD_THETA, 0.5);
+    if (refitDue(fleet.refit, fleet.window.items.length, nowMs)) fleet.theta = fitTheta(fleet.window.items, COLD_THETA, 0.5);
+    if (!refitDue(w.refit, w.window.items.length, nowMs)) return;
     // Speed: how much faster than the fleet's fit this worker was (median, robust).
     const ratios = w.window.items.map((o) => dot(fleet.theta, o.x) / o.t).filter((r) => Number.isFinite(r) && r > 0);
     if (ratios.length > 0) w.speed = median(ratios);
