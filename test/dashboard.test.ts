@@ -82,13 +82,46 @@ describe("GET /dashboard in headless chromium", () => {
     await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: sims[1]!.url } });
   }, 60_000);
 
-  it("with --admin-api-key the page asks for the key, then shows the workers live", async (ctx) => {
+  it("a two-phase refit shows open within 2 s of its begin and idle within 2 s of its abort, with both actions", async (ctx) => {
+    needTools(ctx, browserTool);
+    const r = await startRouterProcess(["--worker-urls", sims[0]!.url]);
+    cleanup.push(() => r.stop());
+    const page = await open(r);
+    await expect.poll(() => page.locator("#workers tbody tr").count(), { timeout: 5000 }).toBe(1);
+    await expect.poll(() => page.locator("#refit-phase").textContent(), { timeout: 5000 }).toBe("idle");
+
+    // Begin and abort change no worker (no WatchWorkers event): the page's poll must show them.
+    let t0 = Date.now();
+    const begin = await jsonRequest(`${r.url}/refit/begin`, { method: "POST", json: {} });
+    expect(begin.status).toBe(200);
+    await expect.poll(() => page.locator("#refit-phase").textContent(), { timeout: 2000, interval: 50 }).toBe("tensor refit: open");
+    const beginMs = Date.now() - t0;
+    expect(await page.locator("#refit-detail").textContent()).toMatch(/started \d+ s ago/);
+    await expect.poll(() => page.locator('#actions tbody tr[data-action="refit.begin"]').count(), { timeout: 2000, interval: 50 }).toBe(1);
+
+    t0 = Date.now();
+    expect((await jsonRequest(`${r.url}/refit/abort`, { method: "POST", json: {} })).status).toBe(200);
+    await expect.poll(() => page.locator("#refit-phase").textContent(), { timeout: 2000, interval: 50 }).toBe("idle");
+    await expect.poll(() => page.locator('#actions tbody tr[data-action="refit.abort"]').count(), { timeout: 2000, interval: 50 }).toBe(1);
+    console.log(`dashboard: refit begin shown after ${beginMs} ms, abort after ${Date.now() - t0} ms`);
+  }, 60_000);
+
+  it("with --admin-api-key the page asks for the key, says when one is refused, then shows the workers live", async (ctx) => {
     needTools(ctx, browserTool);
     const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--worker-urls", sims[0]!.url]);
     cleanup.push(() => r.stop());
     const page = await open(r);
     await expect.poll(() => page.locator("#auth").isVisible(), { timeout: 5000 }).toBe(true);
     expect(await page.locator("#workers tbody tr").count()).toBe(0);
+    // Nothing was refused yet: the page only asks.
+    expect(await page.locator("#key-refused").isVisible()).toBe(false);
+
+    await page.fill("#key", "wrong-key");
+    await page.click("#auth button");
+    await expect.poll(() => page.locator("#key-refused").isVisible(), { timeout: 5000 }).toBe(true);
+    expect(await page.locator("#auth").isVisible()).toBe(true);
+    expect(await page.locator("#workers tbody tr").count()).toBe(0);
+
     await page.fill("#key", "dash-secret");
     await page.click("#auth button");
     await expect.poll(() => page.locator("#workers tbody tr").count(), { timeout: 5000 }).toBe(1);

@@ -5,36 +5,59 @@
 //   when any worker changes; it then re-reads GET /workers (one call) so the
 //   table is always the router's own view, not a patched copy;
 // - GET /refit and GET /audit (recent control actions) and /metrics
-//   (requests in flight and queued) are read every 2 s, and at once after a
-//   worker event.
+//   (requests in flight and queued) are read every second while the tab is
+//   visible, and at once after a worker event. A refit's begin or abort, a
+//   sleep and the audit trail change no worker, so only this poll shows
+//   them: once a second keeps them within 2 s of happening.
 // Data from workers (URLs, model names, errors) is written with
 // textContent only, never as HTML.
 
 const WATCH = "/sgl.diffusion.router.v1.AdminService/WatchWorkers";
-const POLL_MS = 2000;
+const POLL_MS = 1000;
 const KEY_STORE = "sgl-d-router-admin-key";
 
 const $ = (sel) => document.querySelector(sel);
 let key = sessionStorage.getItem(KEY_STORE) ?? "";
 let refreshTimer = null;
 let watchAbort = null;
+// One read of the router at a time (see refresh()).
+let refreshing = false;
+let refreshAgain = false;
 
 function authHeaders(extra = {}) {
   return key ? { ...extra, authorization: `Bearer ${key}` } : extra;
 }
 
-class Unauthenticated extends Error {}
+/** A 401, with the key the refused call carried. */
+class Unauthenticated extends Error {
+  constructor(what, sentKey) {
+    super(`${what}: unauthenticated`);
+    this.sentKey = sentKey;
+  }
+}
 
 async function getJson(path) {
+  const sentKey = key;
   const res = await fetch(path, { headers: authHeaders({ accept: "application/json" }) });
-  if (res.status === 401) throw new Unauthenticated(path);
+  if (res.status === 401) throw new Unauthenticated(path, sentKey);
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}`);
   return res.json();
 }
 
-function askForKey() {
+/** Shows the key form; says so when the key the page sent was refused. */
+function askForKey(err) {
+  // A call that left before the operator typed a new key says nothing about the new one.
+  if (err.sentKey !== key) return;
+  $("#key-refused").hidden = key === "";
+  if (!$("#auth").hidden) return; // already asking: do not take the focus back every poll
   $("#auth").hidden = false;
   $("#key").focus();
+}
+
+/** The router answered a call made with the current key: stop asking. */
+function keyAccepted() {
+  $("#auth").hidden = true;
+  $("#key-refused").hidden = true;
 }
 
 $("#auth form").addEventListener("submit", (e) => {
@@ -78,11 +101,21 @@ function renderWorkers(workers) {
   $("#worker-counts").textContent = `${routable} / ${workers.length}`;
 }
 
+const operationName = { disk: "disk refit", tensor: "tensor refit", sleep: "memory release" };
+
 function renderRefit(refit) {
   $("#pool-version").textContent = refit.weight_version;
-  $("#refit-phase").textContent = refit.phase === "idle" ? "idle" : `${refit.operation ?? "refit"}: ${refit.phase}`;
-  // held_requests counts the router queue too: "held" only while a refit or sleep holds them.
-  $("#refit-detail").textContent = `${refit.refits} refit(s)` + (refit.phase !== "idle" && refit.held_requests ? `, ${refit.held_requests} held` : "");
+  const idle = refit.phase === "idle";
+  $("#refit-phase").textContent = idle ? "idle" : `${operationName[refit.operation] ?? refit.operation ?? "refit"}: ${refit.phase}`;
+  const detail = [`${refit.refits} refit(s)`];
+  if (!idle) {
+    // How long it has been open says whether a trainer forgot to commit.
+    if (typeof refit.started_at_ms === "number") detail.push(`started ${Math.max(0, Math.round((Date.now() - refit.started_at_ms) / 1000))} s ago`);
+    if (refit.updated_workers?.length) detail.push(`${refit.updated_workers.length} worker(s) updated`);
+    // held_requests counts the router queue too: "held" only while a refit or sleep holds them.
+    if (refit.held_requests) detail.push(`${refit.held_requests} held`);
+  }
+  $("#refit-detail").textContent = detail.join(", ");
 }
 
 function renderActions(events) {
@@ -107,7 +140,29 @@ function metricValue(text, name) {
   return m ? Number(m[1]) : NaN;
 }
 
+/**
+ * Reads everything and redraws. Reads never overlap: one asked for while
+ * another runs starts when it ends. Overlapping reads could finish out of
+ * order, and a poll that read /workers before a DELETE, finishing after the
+ * event's read, would put the removed worker back on the page.
+ */
 async function refresh() {
+  if (refreshing) {
+    refreshAgain = true;
+    return;
+  }
+  refreshing = true;
+  try {
+    do {
+      refreshAgain = false;
+      await readAndRender();
+    } while (refreshAgain);
+  } finally {
+    refreshing = false;
+  }
+}
+
+async function readAndRender() {
   try {
     const [workers, refit, audit, metrics] = await Promise.all([
       getJson("/workers"),
@@ -115,6 +170,7 @@ async function refresh() {
       getJson("/audit?limit=15"),
       fetch("/metrics").then((r) => (r.ok ? r.text() : "")),
     ]);
+    keyAccepted();
     renderWorkers(workers.workers);
     renderRefit(refit);
     renderActions(audit.events);
@@ -124,7 +180,7 @@ async function refresh() {
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("#error").hidden = true;
   } catch (err) {
-    if (err instanceof Unauthenticated) return askForKey();
+    if (err instanceof Unauthenticated) return askForKey(err);
     $("#error").textContent = String(err.message ?? err);
     $("#error").hidden = false;
   }
@@ -156,13 +212,14 @@ function envelope(json) {
 
 /** WatchWorkers as a Connect server stream over fetch; reconnects with backoff. */
 async function watch(signal) {
+  const sentKey = key;
   const res = await fetch(WATCH, {
     method: "POST",
     headers: authHeaders({ "content-type": "application/connect+json", "connect-protocol-version": "1" }),
     body: envelope({ excludeLoad: true }),
     signal,
   });
-  if (res.status === 401) throw new Unauthenticated(WATCH);
+  if (res.status === 401) throw new Unauthenticated(WATCH, sentKey);
   if (!res.ok || !res.body) throw new Error(`WatchWorkers: HTTP ${res.status}`);
   setLive(true, "live");
   const reader = res.body.getReader();
@@ -183,7 +240,7 @@ async function watch(signal) {
       buf = buf.subarray(5 + len);
       if (flags & 2) {
         // End of stream: an error, or the server closing it.
-        if (msg.error?.code === "unauthenticated") throw new Unauthenticated(WATCH);
+        if (msg.error?.code === "unauthenticated") throw new Unauthenticated(WATCH, sentKey);
         if (msg.error) throw new Error(`WatchWorkers: ${msg.error.code}: ${msg.error.message ?? ""}`);
         return;
       }
@@ -205,7 +262,7 @@ async function startWatching() {
       if (ac.signal.aborted) return;
       if (err instanceof Unauthenticated) {
         setLive(false, "needs key");
-        return askForKey();
+        return askForKey(err);
       }
     }
     setLive(false, "reconnecting");
@@ -216,4 +273,6 @@ async function startWatching() {
 
 refresh();
 startWatching();
-setInterval(refresh, POLL_MS);
+// A hidden tab does not poll (the stream still marks changes); it reads at once when shown again.
+setInterval(() => document.hidden || refresh(), POLL_MS);
+document.addEventListener("visibilitychange", () => document.hidden || refresh());
