@@ -4,6 +4,7 @@
 // prove what reached them.
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { holdsFor } from "./helpers/idle.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const IMAGE = "/v1/images/generations";
@@ -92,7 +93,7 @@ describe("--max-concurrency-per-worker", () => {
   it("20 concurrent clients over 2 workers capped at 2: all succeed, no worker ever has more than 2, queued ones go first-in first-out", async () => {
     await setSpeed(pool, 300);
     const r = await router(["--max-concurrency-per-worker", "2", "--worker-urls", ...pool.map((s) => s.url)]);
-    // Arrivals 15 ms apart, so arrival order is known.
+    // Arrivals 15 ms apart, so arrival order is known (pacing the clients, not waiting for the router).
     const pending: Promise<Answer>[] = [];
     for (let i = 0; i < 20; i++) {
       pending.push(generate(r, i));
@@ -163,7 +164,7 @@ describe("the router queue", () => {
 
     expect((await first).status).toBe(200);
     // The freed slot is not handed to the request whose client left.
-    await new Promise((res) => setTimeout(res, 300));
+    await holdsFor(300, "the worker gets no second request after the first ends", async () => (await stats(sim!)).requests_by_route[`POST ${IMAGE}`] === 1);
     const s = await stats(sim!);
     expect(s.requests_by_route[`POST ${IMAGE}`]).toBe(1);
     expect(s.in_flight).toBe(0);

@@ -13,7 +13,7 @@ import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as reflection from "../src/gen/grpc/reflection/v1/reflection_pb.js";
 import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
-import { jsonRequest, routerCli } from "./helpers/router.js";
+import { jsonRequest, routerCli, waitFor } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 /** A router child process whose whole stdout and stderr are kept (raw), to scan for keys. */
@@ -223,10 +223,13 @@ describe("SGLANG_D_ROUTER_ADMIN_API_KEY", () => {
 describe("open admin API warning", () => {
   const warned = (r: CapturedRouter) => r.lines().filter((l) => l.level === 40 && /admin-api-key/.test(String(l.msg)));
 
-  /** After /health answered, every start-up line has been written. */
+  /**
+   * Every start-up line has been read: the access-log line of a GET /health
+   * sent now comes after them on the same stdout.
+   */
   async function settled(r: CapturedRouter): Promise<void> {
     await jsonRequest(`${r.url}/health`);
-    await new Promise((res) => setTimeout(res, 100));
+    await waitFor(() => r.lines().some((l) => l.msg === "request" && l.path === "/health"), 5000, "the access-log line of GET /health");
   }
 
   it("without keys on 0.0.0.0 the router warns", async () => {

@@ -172,8 +172,11 @@ describe("videos", () => {
 
   it("GET /v1/videos merges both video workers' jobs, newest first", async () => {
     const first = [await createVideo("older a"), await createVideo("older b")];
-    // created_at has a 1 s resolution: the next jobs are strictly newer.
-    await new Promise((r) => setTimeout(r, 1100));
+    // created_at has a 1 s resolution: once the clock is past the second the
+    // older jobs were created in, the next jobs are strictly newer.
+    const olderSecond = Math.max(...first.map((j) => j.body.created_at as number));
+    expect(Number.isInteger(olderSecond)).toBe(true);
+    await waitFor(() => Math.floor(Date.now() / 1000) > olderSecond, 2000, "the clock past the older jobs' created_at second");
     const second = [await createVideo("newer a"), await createVideo("newer b")];
     const jobs = [...first, ...second];
     expect(new Set(jobs.map((j) => j.worker)).size).toBe(2);

@@ -215,8 +215,11 @@ describe("a worker killed with SIGKILL under steady load", () => {
 
     const loadStarted = Date.now();
     const loading = steadyLoad(r, 12, 6000);
-    await new Promise((res) => setTimeout(res, 2000));
-    const servedBeforeKill = (await stats(victim!)).requests_total;
+    // Killed mid-load: it has served some requests and holds some when it dies.
+    const servedBeforeKill = await waitFor(async () => {
+      const s = await stats(victim!);
+      return s.requests_total >= 10 && s.in_flight >= 1 ? s.requests_total : undefined;
+    }, 3000, "the victim serving its share of the load");
     const killedAtMs = Date.now();
     victim!.kill("SIGKILL");
     await victim!.exited;

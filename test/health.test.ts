@@ -21,6 +21,11 @@ async function generations(sim: SimProcess): Promise<number> {
   return (await jsonRequest(`${sim.url}/sim/stats`)).body.requests_by_route["POST /v1/images/generations"] ?? 0;
 }
 
+/** Health probes the worker received; the router runs one at a time per worker, so each new one means the one before has finished. */
+async function healthProbes(sim: SimProcess): Promise<number> {
+  return (await jsonRequest(`${sim.url}/sim/stats`)).body.requests_by_route["GET /health"] ?? 0;
+}
+
 /** One small generation through the router; returns the worker that made it. */
 async function generate(): Promise<string> {
   const r = await jsonRequest(`${router.url}/v1/images/generations`, {
@@ -76,8 +81,11 @@ describe("health checks", () => {
     const before = await generations(s2);
     for (let i = 0; i < 6; i++) expect(await generate()).toBe(s1.url);
     expect(await generations(s2)).toBe(before);
-    // Good probes do not lift an operator's quarantine.
-    await new Promise((r) => setTimeout(r, 800));
+    // Good probes do not lift an operator's quarantine: 4 more probes started
+    // means 3 finished, more than the --health-check-success-threshold (2)
+    // that brings any other dead worker back.
+    const probed = await healthProbes(s2);
+    await waitFor(async () => (await healthProbes(s2)) >= probed + 4, 5000, "4 more health probes of the quarantined worker");
     expect((await worker(s2.url)).is_dead).toBe(true);
 
     const back = await jsonRequest(`${router.url}/workers/${encodeURIComponent(s2.url)}`, { method: "PUT", json: { is_dead: false } });

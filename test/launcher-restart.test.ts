@@ -13,6 +13,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
 import { LauncherConfigError, parseLauncherSection } from "../src/launcher/index.js";
 import { isAlive, jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { holdsFor } from "./helpers/idle.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "sgl-restart-"));
 let cleanup: (() => Promise<unknown> | void)[] = [];
@@ -89,7 +90,7 @@ describe("restart policy", () => {
     expect(ended.restarts).toBe(0);
     expect(ended.exitCode !== undefined || ended.exitSignal !== undefined).toBe(true);
     await waitFor(async () => (await routerWorkers(r)).length === 0, 2_000, "worker removed");
-    await new Promise((res) => setTimeout(res, 1500));
+    await holdsFor(1500, "restart: never: the crashed worker is not started again, well past the 1 s default restart_backoff", async () => (await managed(admin)).state === "exited");
     expect((await managed(admin)).state).toBe("exited");
   }, 30_000);
 

@@ -2,6 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { holdsFor } from "./helpers/idle.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -84,10 +85,10 @@ describe("coordinated refit from disk", () => {
     const sims = await Promise.all([sim(["--weight-load-ms", "400"]), sim(["--weight-load-ms", "400"]), sim(["--weight-load-ms", "400"])]);
     const r = await router(["--worker-urls", ...sims.map((s) => s.url)]);
     const traffic = load(r.url, 8);
-    await new Promise((res) => setTimeout(res, 600));
+    await waitFor(() => traffic.answers.filter((a) => a.version === "0").length >= 10, 5000, "traffic answered on the old weights");
     const refitStartedMs = Date.now();
     const refit = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-1" } });
-    await new Promise((res) => setTimeout(res, 600));
+    await waitFor(() => traffic.answers.filter((a) => a.sentAtMs > refitStartedMs + 20).length >= 10, 5000, "traffic sent after the refit began answered");
     await traffic.stop();
 
     expect(refit.status).toBe(200);
@@ -188,7 +189,7 @@ describe("joining and returning workers", () => {
     const traffic = load(r.url, 6);
     expect((await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: late.url } })).status).toBe(200);
     await waitFor(async () => (await workers(r)).find((w) => w.url === late.url)?.weight_version === "1", 10_000, "late worker re-synced");
-    await new Promise((res) => setTimeout(res, 500));
+    await waitFor(() => traffic.answers.some((x) => x.worker === late.url), 5000, "an answer from the late worker");
     await traffic.stop();
     expect(traffic.answers.filter((x) => x.status !== 200)).toEqual([]);
     expect(traffic.answers.filter((x) => x.weights !== "ckpt/step-1")).toEqual([]);
@@ -204,11 +205,12 @@ describe("joining and returning workers", () => {
     const r = await router(["--worker-urls", a.url, b.url, "--health-check-interval", "0.2", "--health-check-failure-threshold", "2"]);
     expect((await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-1" } })).status).toBe(200);
     await b.stop();
-    await new Promise((res) => setTimeout(res, 100));
+    // A probe found nothing listening, so the router knows a new process may come back there.
+    await waitFor(async () => (await workers(r)).find((w) => w.url === b.url)?.weight_version === null, 5000, "the router seeing the process gone");
     b = await sim(["--port", String(port), "--weight-load-ms", "300"]); // a new process: base weights
     const traffic = load(r.url, 4);
     await waitFor(async () => (await simStats(b)).weights === "ckpt/step-1" && (await workers(r)).find((w) => w.url === b.url)?.state === "healthy", 10_000, "restarted worker re-synced");
-    await new Promise((res) => setTimeout(res, 400));
+    await waitFor(() => traffic.answers.some((x) => x.worker === b.url), 5000, "an answer from the restarted worker");
     await traffic.stop();
     expect(traffic.answers.filter((x) => x.status !== 200)).toEqual([]);
     expect(traffic.answers.filter((x) => x.weights !== "ckpt/step-1")).toEqual([]);
@@ -222,7 +224,9 @@ describe("real workers' model cards", () => {
     const r = await router(["--worker-urls", a.url, "--health-check-interval", "0.2"]);
     expect((await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-1" } })).status).toBe(200);
     const c1 = (await jsonRequest(`${a.url}/v1/models`)).body.data[0].created;
-    await new Promise((res) => setTimeout(res, 2300)); // > 2 s: `created` moved on, ~10 probes ran
+    const cards = (await simStats(a)).requests_by_route["GET /v1/models"] ?? 0;
+    // The router read the card ~10 times, across at least one change of `created`.
+    await waitFor(async () => ((await simStats(a)).requests_by_route["GET /v1/models"] ?? 0) >= cards + 10 && (await jsonRequest(`${a.url}/v1/models`)).body.data[0].created !== c1, 10_000, "10 model-card probes and `created` moved on");
     expect((await jsonRequest(`${a.url}/v1/models`)).body.data[0].created).not.toBe(c1);
     const [w] = await workers(r);
     expect(w).toMatchObject({ state: "healthy", weight_version: "1" });
@@ -319,22 +323,26 @@ describe("sleep and wake", () => {
     const sims = await Promise.all([sim(), sim()]);
     const r = await router(["--worker-urls", ...sims.map((s) => s.url)]);
     const traffic = load(r.url, 6);
-    await new Promise((res) => setTimeout(res, 300));
+    await waitFor(() => traffic.answers.length >= 6, 5000, "traffic flowing before the sleep");
     const release = await jsonRequest(`${r.url}/release_memory_occupation`, { method: "POST", json: {} });
     expect(release.status).toBe(200);
     expect(release.body.results.map((x: any) => x.status_code)).toEqual([200, 200]);
     for (const w of await workers(r)) expect(w.is_sleeping).toBe(true);
     const during = await Promise.all(sims.map(simStats));
-    await new Promise((res) => setTimeout(res, 500));
+    const generations = (s: { requests_by_route: Record<string, number> }) => s.requests_by_route["POST /v1/images/generations"];
+    // The clients' requests are held by the router meanwhile.
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.held_requests === 6, 5000, "all 6 clients' requests held");
+    await holdsFor(500, "nothing reaches a sleeping worker", async () => (await Promise.all(sims.map(simStats))).every((s, i) => generations(s) === generations(during[i]!)));
     const after = await Promise.all(sims.map(simStats));
     // Nothing reached the sleeping workers (their request counters did not move).
     expect(after.map((s) => s.requests_by_route["POST /v1/images/generations"])).toEqual(during.map((s) => s.requests_by_route["POST /v1/images/generations"]));
     const health = await jsonRequest(`${r.url}/health`);
     expect(health.status).toBe(503);
     expect(health.body.sleeping_workers).toBe(2);
+    const answeredBeforeWake = traffic.answers.length;
     const resume = await jsonRequest(`${r.url}/resume_memory_occupation`, { method: "POST", json: {} });
     expect(resume.status).toBe(200);
-    await new Promise((res) => setTimeout(res, 300));
+    await waitFor(() => traffic.answers.length >= answeredBeforeWake + 6, 5000, "the 6 held requests answered after wake");
     await traffic.stop();
     // No SLEEPING 400 ever reached a client; every request succeeded.
     expect(traffic.errors).toEqual([]);

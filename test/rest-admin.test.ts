@@ -3,6 +3,7 @@
 // Python router's README (our compatibility contract).
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdsFor } from "./helpers/idle.js";
 import { jsonRequest, routerErrorCode, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -289,8 +290,10 @@ describe("weights and memory broadcasts", () => {
     // The router either refuses the request (503) or holds it until a worker
     // wakes; either way no generation reaches a sleeping worker.
     const before = await Promise.all([a, b, v].map(trafficOf));
-    const during = generate();
-    await Promise.race([during, new Promise((r) => setTimeout(r, 500))]);
+    let answered = false;
+    const during = generate().finally(() => (answered = true));
+    await waitFor(async () => answered || (await jsonRequest(`${router.url}/refit`)).body.held_requests === 1, 5000, "the request refused or held");
+    if (!answered) await holdsFor(500, "a held request reaches no sleeping worker", async () => (await Promise.all([a, b, v].map(trafficOf))).every((n, i) => n === before[i]));
     const after = await Promise.all([a, b, v].map(trafficOf));
     expect(after).toEqual(before);
 

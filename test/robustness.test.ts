@@ -4,6 +4,7 @@
 // not JSON objects. After each, the router must still serve everyone else.
 import { connect, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { holdsFor } from "./helpers/idle.js";
 import { jsonRequest, routerErrorCode, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -150,7 +151,7 @@ describe("half-open connections", () => {
         s.on("close", () => closedAfter.set(i, Date.now() - started));
         sockets.push(s);
       }
-      await new Promise((res) => setTimeout(res, 1000));
+      await holdsFor(1000, `no stalled connection closed before the ${HEADER_TIMEOUT_S} s --client-header-timeout`, () => closedAfter.size === 0);
       expect(closedAfter.size).toBe(0); // not before the timeout
       await waitFor(() => closedAfter.size === 20, HEADER_TIMEOUT_S * 1000 + 3000, `stalled connections closed ~${HEADER_TIMEOUT_S} s after they opened`);
       await stillServes();

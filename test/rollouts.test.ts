@@ -8,6 +8,7 @@ import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RolloutService } from "../src/gen/sgl/diffusion/router/v1/rollout_pb.js";
 import { createRouterClient } from "../sdk/src/index.js";
+import { holdsFor } from "./helpers/idle.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -112,9 +113,9 @@ describe("POST /v1/rollouts", () => {
       expect(summary.reason).toBe("min_complete");
       expect(summary.completed + summary.failed + summary.cancelled).toBe(64);
       expect(summary.cancelled).toBeGreaterThanOrEqual(50);
-      await new Promise((res) => setTimeout(res, 400));
-      const sent = (await generations(sims)) - before;
       // 8 successes, plus at most one running per worker when the eighth came back.
+      await holdsFor(400, "no more items sent after the job ended", async () => (await generations(sims)) - before <= 8 + sims.length);
+      const sent = (await generations(sims)) - before;
       expect(sent).toBeLessThanOrEqual(8 + sims.length);
     } finally {
       await setSpeed(sims, 1);
@@ -128,14 +129,14 @@ describe("POST /v1/rollouts", () => {
       const r = await rollout(router.url, { requests: items(40) }, (line) => ("index" in line ? "close" : undefined));
       expect(r.lines.filter((l) => "index" in l)).toHaveLength(1);
       // Once the router has seen the close, nothing more is sent: the count stops moving.
-      await new Promise((res) => setTimeout(res, 150));
+      const id = r.lines[0].id;
+      await waitFor(async () => (await jsonRequest(`${router.url}/v1/rollouts/${id}`)).body.status === "ended", 5000, "the router ending the job on the close");
       const atClose = (await generations(sims)) - before;
-      await new Promise((res) => setTimeout(res, 800));
+      await holdsFor(800, "no item sent after the job ended", async () => (await generations(sims)) - before === atClose);
       const sent = (await generations(sims)) - before;
       expect(sent).toBe(atClose);
       // What was sent: the first wave and the next request of workers that finished as the client left.
       expect(sent).toBeLessThanOrEqual(1 + 2 * sims.length);
-      const id = r.lines[0].id;
       const state = (await jsonRequest(`${router.url}/v1/rollouts/${id}`)).body;
       expect(state.status).toBe("ended");
       expect(state.summary.reason).toBe("client_closed");
@@ -294,7 +295,7 @@ describe("RolloutService over Connect and gRPC", () => {
       }, 5000, "job ended");
       expect(state.summary?.reason).toBe("client_closed");
       const atEnd = (await generations(sims)) - before;
-      await new Promise((res) => setTimeout(res, 500));
+      await holdsFor(500, "no item sent after the job ended", async () => (await generations(sims)) - before === atEnd);
       // Nothing sent after the job ended, and little before: the first wave and the next of workers that finished as the client left.
       expect((await generations(sims)) - before).toBe(atEnd);
       expect(atEnd).toBeLessThanOrEqual(1 + 2 * sims.length);

@@ -431,8 +431,10 @@ describe("WatchWorkers sends changes only", () => {
       await waitFor(async () => (await jsonRequest(`${r.url}/workers`)).body.workers.every((w: any) => w.task_type === "T2I" && w.state === "healthy" && w.weight_version === "0"), 5000, "worker probed");
       const events = streamReader(client.watchWorkers({ excludeLoad: true }, { signal: abort.signal }));
       await events.next((e) => e.type === WorkerEventType.SYNCED);
-      // About ten probes of the first worker happen meanwhile.
-      await new Promise((res) => setTimeout(res, 1200));
+      // Ten probes of the first worker run meanwhile (one at a time: the eleventh started means ten finished).
+      const probes = async () => (await simStats(sims[0]!)).requests_by_route["GET /health"] ?? 0;
+      const probed = await probes();
+      await waitFor(async () => (await probes()) >= probed + 11, 5000, "ten more probes of the first worker");
       await client.addWorker({ url: sims[1]!.url });
       const first = await events.next((e) => e.worker?.url === sims[1]!.url);
       expect(first.msg.type).toBe(WorkerEventType.ADDED);

@@ -11,6 +11,7 @@ import * as adminPb from "../sdk/src/gen/sgl/diffusion/router/v1/admin_pb.js";
 import * as rolloutPb from "../sdk/src/gen/sgl/diffusion/router/v1/rollout_pb.js";
 import { Code, ConnectError, RouterClientError, createRouterClient, routerErrorCode, toPlain, valueToJson, type ImagesRequest, type RouterClient } from "../sdk/src/index.js";
 import { startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { holdsFor } from "./helpers/idle.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const IMAGE_MODEL = "Qwen/Qwen-Image";
@@ -518,7 +519,7 @@ describe("retry", () => {
     const err = await caught(client({ baseUrl: r3.url }).generateImages({ prompt: "x", ...small }));
     expect(err).toMatchObject({ status: 503, code: "no_healthy_workers" });
     await waitFor(() => accessLogCount(r3, path) === before + 1, 2000, "the access log line");
-    await new Promise((r) => setTimeout(r, 100));
+    await holdsFor(100, "no second attempt arrives", () => accessLogCount(r3, path) === before + 1);
     expect(accessLogCount(r3, path)).toBe(before + 1);
   });
 
@@ -530,7 +531,7 @@ describe("retry", () => {
     const elapsed = performance.now() - started;
     expect(err).toMatchObject({ status: 503, code: "no_healthy_workers" });
     await waitFor(() => accessLogCount(r3, path) === before + 3, 2000, "3 access log lines");
-    await new Promise((r) => setTimeout(r, 100));
+    await holdsFor(100, "no fourth attempt arrives", () => accessLogCount(r3, path) === before + 3);
     expect(accessLogCount(r3, path)).toBe(before + 3);
     // The router says Retry-After: 1, which wins over the 20-50 ms backoff: 2 waits.
     expect(elapsed).toBeGreaterThan(1900);

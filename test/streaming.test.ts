@@ -278,8 +278,7 @@ describe("clients that leave release the worker and the load counter", () => {
       signal: controller.signal,
     }).catch((err: unknown) => err);
     await waitFor(async () => (await activeRequests()) === 1, 5000, "request counted");
-    await new Promise((r) => setTimeout(r, 200));
-    expect((await simStats()).in_flight).toBe(1);
+    await waitFor(async () => (await simStats()).in_flight === 1, 5000, "the worker generating");
     const abortedAt = Date.now();
     controller.abort();
     expect(await pending).toBeInstanceOf(Error);

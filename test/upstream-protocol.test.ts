@@ -12,6 +12,7 @@ import { connect as connectSocket, createServer, type Server, type Socket } from
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { waitOut } from "./helpers/idle.js";
 import { repoRoot } from "./helpers/sim.js";
 
 const modelsAnswer = JSON.stringify({ object: "list", data: [{ id: "wire/model", object: "model", created: 1700000000, owned_by: "sglang", root: "wire/model", task_type: "T2I" }] });
@@ -430,7 +431,9 @@ describe("requests the router sends", () => {
       for (let i = 0; i < 10; i++) {
         const r = await jsonRequest(`${router.url}/echo`, { method: "POST", json: { i } });
         expect(r.status).toBe(200);
-        await sleep(5);
+        // The next request goes out once the router has closed its end of the dropped connection.
+        const socketId = worker.seen.at(-1)!.socketId;
+        await waitUntil(() => worker.closedAt.has(socketId), 2000);
       }
     } finally {
       worker.closeAfterAnswer = false;
@@ -589,7 +592,7 @@ describe("--timeout", () => {
 
   it("a connection that sat idle longer than --timeout still times out its next request", async () => {
     expect((await jsonRequest(`${timed.url}/echo`, { method: "POST", json: { warm: 1 } })).status).toBe(200);
-    await sleep(1500); // idle, pooled: its timer fires with nobody waiting
+    await waitOut(1500, "--timeout 1 s of the idle pooled connection: it fires with nobody waiting");
     const started = Date.now();
     const r = await jsonRequest(`${timed.url}/silent`);
     expect(r.status).toBe(504);
@@ -606,7 +609,7 @@ describe("--timeout", () => {
     sock.write("GET /stall-big HTTP/1.1\r\nhost: x\r\n\r\n");
     // The client reads nothing for 3 s (the router pauses the worker), then drains.
     sock.pause();
-    await sleep(3000);
+    await waitOut(3000, "--timeout 1 s, three times over, while the router holds the worker back for the paused client");
     const resumed = Date.now();
     sock.resume();
     const closedAt = await Promise.race([closed, sleep(10_000).then(() => -1)]);
@@ -620,7 +623,7 @@ describe("--timeout", () => {
     const body = Buffer.alloc(2 << 20, "s"); // above the 1 MiB retry buffer: streamed to the worker
     sock.write(`POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/octet-stream\r\ncontent-length: ${body.length}\r\n\r\n`);
     sock.write(body.subarray(0, 1000));
-    await sleep(2000);
+    await waitOut(2000, "--timeout 1 s, twice over, while the client sends nothing");
     sock.write(body.subarray(1000));
     await waitUntil(() => text().includes("}"), 10_000);
     expect(text().startsWith("HTTP/1.1 200")).toBe(true);
