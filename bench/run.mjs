@@ -226,6 +226,29 @@ async function big() {
   S.big.routerVsReference = round(S.big.router.answerMBps / S.big.reference.answerMBps, 3);
   log(`   router              ${S.big.router.answerMBps} MB/s (${S.big.router.rps} req/s), errors ${errorsOf(S.big.router)}, ${busy(S.big.router)}  => ratio ${S.big.MBpsRatio}`);
   log(`   bare undici proxy   ${S.big.reference.answerMBps} MB/s, errors ${errorsOf(S.big.reference)}, ${busy(S.big.reference)}  => ratio ${S.big.referenceRatio}; router ÷ it ${S.big.routerVsReference}`);
+  // The VM's speed drifts for minutes at a time, so one router run and one
+  // proxy run minutes apart can differ 2x for no reason of theirs: --pairs N
+  // adds N back-to-back router/proxy pairs (order alternating) and reports
+  // each pair's ratio and their median.
+  const pairs = value("--pairs", 0);
+  if (pairs > 0) {
+    S.big.pairs = [];
+    for (let i = 0; i < pairs; i++) {
+      const runRouter = () =>
+        withRouter(`big-pair-${i}`, [`http://127.0.0.1:${up.big}`], { logLevel: "warn" }, (router) => run({ url: `${router.url}${smallPath}`, ...load, routerPid: router.pid }));
+      const runProxy = () => reference(`big-undici-pair-${i}`, up.big, b64Request, BIG_BYTES, load);
+      const [a, b] = i % 2 === 0 ? [await runRouter(), await runProxy()] : [null, null];
+      const [d, c] = i % 2 === 1 ? [await runProxy(), await runRouter()] : [b, a];
+      const router = i % 2 === 0 ? a : c;
+      const proxy = i % 2 === 0 ? b : d;
+      const pair = { routerMBps: router.answerMBps, proxyMBps: proxy.answerMBps, routerCpuUs: router.routerCpuUsPerRequest, proxyCpuUs: proxy.routerCpuUsPerRequest, ratio: round(router.answerMBps / proxy.answerMBps, 3), foreignPct: Math.max(router.foreignCpuPct, proxy.foreignCpuPct) };
+      S.big.pairs.push(pair);
+      log(`   pair ${i + 1} (${i % 2 === 0 ? "router first" : "proxy first"}): router ${pair.routerMBps} MB/s ${pair.routerCpuUs} µs/answer, proxy ${pair.proxyMBps} MB/s ${pair.proxyCpuUs} µs/answer => router ÷ proxy ${pair.ratio} (other processes ≤ ${pair.foreignPct}%)`);
+    }
+    const sorted = S.big.pairs.map((p) => p.ratio).sort((x, y) => x - y);
+    S.big.pairsMedianRatio = sorted[sorted.length >> 1];
+    log(`   router ÷ bare undici proxy, median of ${pairs} back-to-back pairs: ${S.big.pairsMedianRatio} (${sorted.join(", ")})`);
+  }
 }
 
 // ---- 3. 256 MB answers, memory ---------------------------------------------------
