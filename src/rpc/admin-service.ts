@@ -228,10 +228,13 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       });
     },
   });
-  return {
+  // Typed against the service: a handler whose request or answer does not
+  // match the proto is a compile error here, not a cast.
+  const impl: ServiceImpl<typeof AdminService> = {
     ...unary,
     watchWorkers(req, context) {
       return watchWorkers(registry, { excludeLoad: req.excludeLoad, signal: context.signal });
     },
-  } as ServiceImpl<typeof AdminService>;
+  };
+  return impl;
 }
