@@ -12,6 +12,7 @@ import { notes } from "./notes.js";
 import { randomUUID } from "node:crypto";
 import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
 import { loadDashboardFiles } from "../dashboard/static-files.js";
+import { firedWithin } from "../server/fired-within.js";
 import { sendError, type Res } from "./respond.js";
 import { callContext, remoteOf } from "../audit/call-context.js";
 
@@ -180,17 +181,7 @@ export function createRestHandler(options: RestHandlerOptions) {
     /** Resolves true when every open request ended, false after `timeoutMs`. */
     whenIdle(timeoutMs: number): Promise<boolean> {
       if (open === 0) return Promise.resolve(true);
-      return new Promise((resolve) => {
-        const t = setTimeout(() => {
-          onIdle = null;
-          resolve(false);
-        }, timeoutMs);
-        onIdle = () => {
-          clearTimeout(t);
-          onIdle = null;
-          resolve(true);
-        };
-      });
+      return firedWithin(timeoutMs, (fire) => (onIdle = fire));
     },
   };
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import * as http2 from "node:http2";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import * as net from "node:net";
+import { firedWithin } from "./fired-within.js";
 
 export type RequestHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
 
@@ -130,17 +131,7 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     },
     whenNoConnections(lingerMs) {
       if (sockets.size === 0) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const t = setTimeout(() => {
-          onNoConnections = null;
-          resolve(false);
-        }, lingerMs);
-        onNoConnections = () => {
-          clearTimeout(t);
-          onNoConnections = null;
-          resolve(true);
-        };
-      });
+      return firedWithin(lingerMs, (fire) => (onNoConnections = fire));
     },
     goAway() {
       for (const s of sessions) if (!s.closed && !s.destroyed) s.close();
