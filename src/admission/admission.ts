@@ -327,6 +327,20 @@ export function createAdmission(options: AdmissionOptions): Admission {
     return Math.max(0, cap - (loads.get(w)?.runs.size ?? 0));
   }
 
+  /**
+   * earliest-finish queues every arrival for one event-loop turn before the
+   * plan sends it (so a burst is sorted first): requests that free workers
+   * will take in that plan are not waiting, and must not count against
+   * --queue-size (how many a burst lost to queue_full depended on how its
+   * arrivals fell into turns). Only asked when the queue looks full.
+   */
+  function slotsAboutToFree(): number {
+    if (!planned || holds.size > 0) return 0;
+    let free = 0;
+    for (const w of registry.routable()) free += freeSlots(w);
+    return free;
+  }
+
   function take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker {
     worker.activeRequests++;
     inFlight++;
@@ -569,7 +583,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
 
     wait(ticket, signal) {
       if (closed !== null) return Promise.reject(closed);
-      if (queued >= options.queueSize && ticket.fromJob !== true) {
+      if (queued >= options.queueSize && ticket.fromJob !== true && queued - slotsAboutToFree() >= options.queueSize) {
         return Promise.reject(new RouterError("queue_full", `router queue is full (${options.queueSize} requests waiting)`, { details: { retryAfterS: 1 } }));
       }
       return new Promise<Worker>((resolve, reject) => {
