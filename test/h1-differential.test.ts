@@ -305,14 +305,20 @@ function answers(broken: boolean): fc.Arbitrary<string> {
     ),
   );
 
-  return fc.tuple(fc.array(informational, { maxLength: 2 }), statusLine, fc.array(headerLine, { maxLength: 6 }), framing, fc.integer({ min: 0, max: 6 }), eol).map(([infos, status, lines, frame, framingAt, headEnd]) => {
-    const at = Math.min(framingAt, lines.length);
-    const head = [...lines.slice(0, at), frame.headers, ...lines.slice(at)].join("");
-    // 204 and 304 have no body (a body there would be the next answer's bytes).
-    const code = Number(status.slice(9, 12));
-    const rest = code === 204 || code === 304 || (code >= 100 && code < 200) ? "" : frame.rest;
-    return `${infos.join("")}${status}${head}${headEnd}${rest}`;
-  });
+  return fc
+    .tuple(fc.array(informational, { maxLength: 2 }), statusLine, fc.array(headerLine, { maxLength: 6 }), framing, fc.integer({ min: 0, max: 6 }), eol)
+    // A value holding CR LF right before its line's CR LF ends the head early: what
+    // follows would be bytes after a complete answer, which the two clients treat
+    // differently on purpose (see the file comment). CI found one such answer.
+    .filter(([, status, lines, frame]) => !`${status}${lines.join("")}${frame.headers}`.includes("\r\n\r\n"))
+    .map(([infos, status, lines, frame, framingAt, headEnd]) => {
+      const at = Math.min(framingAt, lines.length);
+      const head = [...lines.slice(0, at), frame.headers, ...lines.slice(at)].join("");
+      // 204 and 304 have no body (a body there would be the next answer's bytes).
+      const code = Number(status.slice(9, 12));
+      const rest = code === 204 || code === 304 || (code >= 100 && code < 200) ? "" : frame.rest;
+      return `${infos.join("")}${status}${head}${headEnd}${rest}`;
+    });
 }
 
 /** Cut points: the answer goes out in up to 6 writes. */
@@ -418,5 +424,17 @@ describe("where the proxy is stricter than llhttp on purpose", () => {
   it("a chunk size of more than 12 significant hex digits (256 TiB) is refused at its line, not waited for", async () => {
     const { ours } = await both("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1000000000000\r\nok\r\n0\r\n\r\n");
     expect(ours).toMatchObject({ ok: false, why: expect.stringMatching(/bad chunk-size line "1000000000000"/) });
+  });
+});
+
+describe("where the proxy is more lenient than llhttp on purpose", () => {
+  it("bytes after a complete answer: ours hands on the answer and drops the connection, node fails the request", async () => {
+    // The case CI's random run found: a value ending in CR LF ends a 204's head early.
+    // The answer the worker meant is complete; the junk after it cannot belong to
+    // this request, and the connection is not reused (it could be another answer's).
+    const wire = "HTTP/1.1 204 OK\r\ncontent-type: \r\n\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const { ours, node } = await both(wire);
+    expect(ours).toEqual({ ok: true, status: 204, headers: { "content-type": [""] }, body: "" });
+    expect(node.ok).toBe(false);
   });
 });
