@@ -142,6 +142,21 @@ describe("cost model", () => {
     expect(fresh).toBeLessThan(model.predictMs("http://slow:1", "m", w) * 1.1);
   });
 
+  it("measures how much a worker's times scatter around its fit: 10% before it has 4 observations, then their robust spread", () => {
+    const model = new CostModel();
+    expect(model.snapshot("http://steady:1", "m").noise).toBe(0.1);
+    for (let i = 0; i < 40; i++) {
+      const w = job([512, 1024][i % 2]!);
+      model.observe("http://steady:1", "m", w, truth(w));
+      // +-20% around the truth, and a few stalls (of either size) that must not count.
+      model.observe("http://jittery:1", "m", w, truth(w) * (i % 13 === 5 ? 5 : [0.8, 1, 1.2][i % 3]!));
+    }
+    expect(model.snapshot("http://steady:1", "m").noise).toBeLessThan(0.01);
+    const jittery = model.snapshot("http://jittery:1", "m").noise;
+    expect(jittery).toBeGreaterThan(0.1);
+    expect(jittery).toBeLessThan(0.35);
+  });
+
   it("ignores times that are not positive and finite; unknown work gets the typical cost", () => {
     const model = new CostModel();
     model.observe("http://a:1", "m", job(1024), Number.NaN);
@@ -196,6 +211,25 @@ describe("earliest-finish plan", () => {
       [0, "fast"],
       [2, "slow"],
     ]);
+  });
+
+  it("two free workers 20% apart: exact predictions pick the faster every time; with times that scatter 30%, both get requests", () => {
+    const one = { candidates: ["fast", "slow"] as W[], predictMs: (w: W) => (w === "fast" ? 100 : 120) };
+    const picks = (noise: number) => new Set(Array.from({ length: 4 }, (_, rotation) => planDispatch([one], state({ noise }, { noise }), 0, Infinity, rotation)[0]![1]));
+    expect(picks(0)).toEqual(new Set(["fast"]));
+    expect(picks(0.05)).toEqual(new Set(["fast"]));
+    expect(picks(0.3)).toEqual(new Set(["fast", "slow"]));
+    // The noisier of the two decides: one measured on a loaded host is enough.
+    expect(new Set([0, 1].map((r) => planDispatch([one], state({}, { noise: 0.3 }), 0, Infinity, r)[0]![1]))).toEqual(new Set(["fast", "slow"]));
+  });
+
+  it("a worker 2.5x slower is never a tie, however noisy its times (noise is capped at 50%)", () => {
+    const model = new CostModel();
+    const work = { megapixels: 1, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 };
+    for (let i = 0; i < 20; i++) model.observe("http://a:1", "m", work, [50, 100, 400, 800][i % 4]!);
+    const noise = model.snapshot("http://a:1", "m").noise;
+    expect(noise).toBe(0.5);
+    expect(new Set([0, 1, 2, 3].map((r) => planDispatch([item(100)], state({ noise }, { noise }), 0, Infinity, r)[0]![1]))).toEqual(new Set(["fast"]));
   });
 
   it("priority: larger first; a request that waited long enough goes before a larger newer one", () => {

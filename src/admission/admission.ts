@@ -435,7 +435,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
         if (state.has(w)) continue;
         const s = slowdown(w, nowMs);
         slow.set(w, s);
-        state.set(w, { busyUntilMs: busyUntil(w, nowMs, s), freeSlots: freeSlots(w), learned: costs.snapshot(w.url, modelOf(w)).observations >= LEARNED_OBSERVATIONS });
+        const snap = costs.snapshot(w.url, modelOf(w));
+        state.set(w, { busyUntilMs: busyUntil(w, nowMs, s), freeSlots: freeSlots(w), learned: snap.observations >= LEARNED_OBSERVATIONS, noise: snap.noise });
       }
       items.push({
         candidates: cands,

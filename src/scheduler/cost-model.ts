@@ -40,6 +40,14 @@ const COLD_THETA: Theta = [20, 8, 0];
 /** A worker's own shape is fitted once it has MIN_FOR_SHAPE observations spanning this ratio of work sizes; before, it is the fleet's shape at the worker's speed. */
 const SPREAD_FOR_SHAPE = 3;
 const MIN_FOR_SHAPE = 3;
+/** A worker's scatter (noise) is measured from this many observations on; before, it is taken to be UNKNOWN_NOISE. */
+const MIN_FOR_NOISE = 4;
+const UNKNOWN_NOISE = 0.1;
+/**
+ * Scatter is capped here: workers whose predictions differ by more are told
+ * apart however noisy their times (a GPU 0.4x as fast is never a tie).
+ */
+const MAX_NOISE = 0.5;
 
 type Theta = [number, number, number];
 type Vec = [number, number, number];
@@ -193,6 +201,8 @@ interface WorkerModel {
   /** Whether its first request ended: that one is not learned from (see observe). */
   warmedUp: boolean;
   refit: RefitClock;
+  /** How far its observed times scatter around its fit (relative, robust σ); NaN until MIN_FOR_NOISE observations. */
+  noise: number;
 }
 
 /** When a fit was last made, and how many observations came since (see {@link refitDue}). */
@@ -239,6 +249,13 @@ export interface CostModelSnapshot {
   speed: number;
   /** Observations the worker's own fit rests on. */
   observations: number;
+  /**
+   * How far one of its service times may be from the prediction, relative
+   * (0.05 = 5%): the robust σ of its relative residuals (at most MAX_NOISE),
+   * or UNKNOWN_NOISE before MIN_FOR_NOISE observations. Predictions closer
+   * than this are not told apart (see plan.ts).
+   */
+  noise: number;
 }
 
 /**
@@ -266,7 +283,7 @@ export class CostModel {
     let w = this.#workers.get(key);
     if (!w) {
       const speed = this.#speedByWorker.get(workerUrl) ?? 1;
-      w = { window: new Window(), theta: scaled(this.#fleet(model).theta, speed), speed, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity } };
+      w = { window: new Window(), theta: scaled(this.#fleet(model).theta, speed), speed, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
       this.#workers.set(key, w);
     }
     return w;
@@ -323,11 +340,13 @@ export class CostModel {
     this.#speedByWorker.set(workerUrl, w.speed);
     const prior = scaled(fleet.theta, w.speed);
     w.theta = hasSpread(w.window.items) ? fitTheta(w.window.items, prior) : prior;
+    w.noise = w.window.items.length >= MIN_FOR_NOISE ? Math.min(MAX_NOISE, robustSigma(w.window.items.map((o) => o.t / Math.max(1, dot(w.theta, o.x)) - 1))) : Number.NaN;
   }
 
   snapshot(workerUrl: string, model: string): CostModelSnapshot {
     const w = this.#workers.get(`${workerUrl}\u0000${model}`);
-    return { speed: w?.speed ?? this.#speedByWorker.get(workerUrl) ?? 1, observations: w?.window.items.length ?? 0 };
+    const noise = w === undefined || Number.isNaN(w.noise) ? UNKNOWN_NOISE : w.noise;
+    return { speed: w?.speed ?? this.#speedByWorker.get(workerUrl) ?? 1, observations: w?.window.items.length ?? 0, noise };
   }
 
   /** Forgets a worker (removed from the pool). */
@@ -351,6 +370,11 @@ function hasSpread(obs: readonly Observation[]): boolean {
 
 function scaled(theta: Theta, speed: number): Theta {
   return [theta[0] / speed, theta[1] / speed, theta[2] / speed];
+}
+
+/** 1.4826 × the median absolute value: σ for normal scatter, unmoved by a few stalls. */
+function robustSigma(residuals: number[]): number {
+  return 1.4826 * median(residuals.map(Math.abs));
 }
 
 function median(xs: number[]): number {

@@ -27,6 +27,15 @@ export interface PlanWorker {
    * every worker has been measured.
    */
   learned?: boolean;
+  /**
+   * How far its service times scatter around their predictions (relative:
+   * 0.05 = 5%; default 0). Finishes closer than the larger scatter of two
+   * workers (times the request's predicted time on the best one) are not
+   * told apart: on a loaded host or with few observations, which of two
+   * equal workers measured faster is noise, and always picking it would
+   * starve the other of the requests that would correct its estimate.
+   */
+  noise?: number;
 }
 
 export interface PlanItem<W> {
@@ -106,11 +115,14 @@ export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, Pla
     // first from a rotating start: equal workers share an idle fleet's
     // requests (and keep their speed estimates fresh) instead of the first
     // one taking them all.
+    // "Within" counts the scatter of the two workers' times too (noiseMs).
     const limit = nowMs + (bestFinish - nowMs) * (1 + PREFER_FREE) + TIE_MS;
+    const bestNoise = state.get(cands[best]!)!.noise ?? 0;
     const start = cands.length > 0 ? (rotation + i) % cands.length : 0;
     for (let k = 0; k < cands.length; k++) {
       const c = (start + k) % cands.length;
-      if (finishes[c]! <= limit && state.get(cands[c]!)!.freeSlots > 0) {
+      const s = state.get(cands[c]!);
+      if (s !== undefined && s.freeSlots > 0 && finishes[c]! <= limit + times[best]! * Math.max(bestNoise, s.noise ?? 0)) {
         best = c;
         break;
       }
