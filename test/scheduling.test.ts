@@ -74,6 +74,9 @@ describe("a mixed pool: two Qwen-Image workers, one FLUX, one Wan video worker",
     for (const w of qwen) {
       expect(w.speed).toBeGreaterThan(0);
       expect(w.speed_observations).toBeGreaterThan(0);
+      // Sims on a shared host: some scatter, below the 50% cap.
+      expect(w.speed_noise).toBeGreaterThan(0);
+      expect(w.speed_noise).toBeLessThanOrEqual(0.5);
       expect(w.in_flight_work_ms).toBe(0);
       expect(w.queued_work_ms).toBe(0);
     }
@@ -82,9 +85,11 @@ describe("a mixed pool: two Qwen-Image workers, one FLUX, one Wan video worker",
     const viaRpc = listed.workers.find((w) => w.url === qwen[0].url)!;
     expect(viaRpc.scheduling?.speed).toBeCloseTo(qwen[0].speed, 2);
     expect(viaRpc.scheduling?.observations).toBe(qwen[0].speed_observations);
+    expect(viaRpc.scheduling?.speedNoise).toBeCloseTo(qwen[0].speed_noise, 2);
     const metrics = await (await fetch(`${router.url}/metrics`)).text();
     expect(metrics).toMatch(/^sgl_router_worker_speed\{worker="127\.0\.0\.1:\d+"\} [\d.]+$/m);
     expect(metrics).toMatch(/^sgl_router_worker_in_flight_work_seconds\{worker=/m);
+    expect(metrics).toMatch(/^sgl_router_worker_speed_noise\{worker="127\.0\.0\.1:\d+"\} [\d.]+$/m);
     expect(metrics).toMatch(/^sgl_router_worker_queued_work_seconds\{worker=/m);
   });
 });

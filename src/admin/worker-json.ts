@@ -28,6 +28,7 @@ export function workerJson(w: Worker, scheduling?: WorkerScheduling): Record<str
   if (scheduling !== undefined) {
     json.speed = Math.round(scheduling.speed * 1000) / 1000;
     json.speed_observations = scheduling.observations;
+    json.speed_noise = Math.round(scheduling.noise * 1000) / 1000;
     json.in_flight_work_ms = scheduling.inFlightWorkMs;
     json.queued_work_ms = scheduling.queuedWorkMs;
   }

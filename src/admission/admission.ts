@@ -98,6 +98,8 @@ export interface WorkerScheduling {
   speed: number;
   /** Observed service times the speed rests on. */
   observations: number;
+  /** Relative scatter of its service times around the predictions (see CostModelSnapshot.noise). */
+  noise: number;
   /** Predicted ms of work dispatched to it and not finished. */
   inFlightWorkMs: number;
   /** Predicted ms of the queued requests that only it can serve, or that the last plan placed on it. */
@@ -703,7 +705,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
             inFlightWorkMs = Math.max(0, t - nowMs);
           }
         }
-        out.set(w, { speed: snap.speed, observations: snap.observations, inFlightWorkMs: Math.round(inFlightWorkMs), queuedWorkMs: 0 });
+        out.set(w, { speed: snap.speed, observations: snap.observations, noise: snap.noise, inFlightWorkMs: Math.round(inFlightWorkMs), queuedWorkMs: 0 });
       }
       // A queued request counts on the worker it can only go to, or in equal
       // shares on the workers it may go to.

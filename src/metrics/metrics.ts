@@ -90,6 +90,7 @@ export function createMetrics(options: MetricsOptions) {
       },
     });
   schedulingGauge("sgl_router_worker_speed", "Learned speed per worker, relative to the fleet average for its model (1 = average).", (s) => s.speed);
+  schedulingGauge("sgl_router_worker_speed_noise", "Relative scatter of the worker's service times around the predictions (0.05 = 5%); closer predicted finishes are a tie.", (s) => s.noise);
   schedulingGauge("sgl_router_worker_in_flight_work_seconds", "Predicted GPU seconds of work dispatched to the worker and not finished.", (s) => s.inFlightWorkMs / 1000);
   schedulingGauge("sgl_router_worker_queued_work_seconds", "Predicted GPU seconds of queued requests that may go to the worker (shared among their candidates).", (s) => s.queuedWorkMs / 1000);
   new Gauge({

@@ -48,7 +48,7 @@ export function workerToPb(w: Worker, scheduling?: WorkerScheduling): PbWorker {
     weightVersion: w.weightVersion ?? "",
     managed: w.managed,
     registeredAtUnixMs: BigInt(w.registeredAtMs),
-    scheduling: scheduling && { speed: scheduling.speed, observations: scheduling.observations, inFlightWorkMs: scheduling.inFlightWorkMs, queuedWorkMs: scheduling.queuedWorkMs },
+    scheduling: scheduling && { speed: scheduling.speed, observations: scheduling.observations, speedNoise: scheduling.noise, inFlightWorkMs: scheduling.inFlightWorkMs, queuedWorkMs: scheduling.queuedWorkMs },
   });
 }
 
