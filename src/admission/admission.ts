@@ -4,7 +4,7 @@ import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { CostModel } from "../scheduler/cost-model.js";
-import { EligibilityCache, type Demand } from "../scheduler/eligibility.js";
+import { EligibilityCache, keyOf, type Demand } from "../scheduler/eligibility.js";
 import { planDispatch, priorityKey, type PlanItem, type PlanWorker } from "../scheduler/plan.js";
 import type { RequestFacts } from "../scheduler/request-facts.js";
 import { HashRing } from "../scheduler/routing-key.js";
@@ -246,7 +246,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
     if (key === null || all.length === 0) return null;
     const sticky = stickyKeys.get(key);
     if (sticky && all.includes(sticky.worker)) return sticky.worker;
-    const demandKey = `${ticket.demand.kind}\u0000${ticket.demand.model ?? ""}`;
+    const demandKey = keyOf(ticket.demand);
     let ring = rings.get(demandKey);
     if (ring === undefined) {
       ring = new HashRing(all);
@@ -403,7 +403,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       if (waiter.settled) continue;
       const t = waiter.ticket;
       const plain = t.exclude === null && t.facts.routingKey === null;
-      const demandKey = plain ? `${t.demand.kind}\u0000${t.demand.model ?? ""}` : "";
+      const demandKey = plain ? keyOf(t.demand) : "";
       const w = plain && exhausted.has(demandKey) ? null : pickByPolicy(t);
       if (w === null) {
         if (plain) exhausted.add(demandKey);

@@ -13,6 +13,7 @@ import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { factsWithoutBody, readRequestFacts, type RequestFacts, type RouteKind } from "../scheduler/request-facts.js";
+import { demandOf } from "../scheduler/eligibility.js";
 import { readBody, type Req } from "./body.js";
 import { notes } from "./notes.js";
 import { sendError, sendJson, type Res } from "./respond.js";
@@ -63,6 +64,13 @@ class ClientGone extends Error {
 }
 
 /**
+ * One instance for every request: `close` fires after every answer, and a
+ * fresh Error (its stack trace) per request was 4% of the router's CPU with
+ * requests queued (bench/profile.mjs). Nobody reads its stack.
+ */
+const CLIENT_GONE = new ClientGone();
+
+/**
  * The OpenAI-style and native generation routes: admission picks a worker
  * (or the request waits), the exchange streams there and back, and a
  * failure before any answer byte moves the request to another worker.
@@ -87,8 +95,8 @@ export function createDataPlane(options: DataPlaneOptions) {
   /** An AbortSignal that fires when the client goes away; made only when a request must wait. */
   function clientSignal(res: Res): AbortSignal {
     const ac = new AbortController();
-    if (res.destroyed || res.writableEnded) ac.abort(new ClientGone());
-    else res.once("close", () => ac.abort(new ClientGone()));
+    if (res.destroyed || res.writableEnded) ac.abort(CLIENT_GONE);
+    else res.once("close", () => ac.abort(CLIENT_GONE));
     return ac.signal;
   }
 
@@ -138,7 +146,7 @@ export function createDataPlane(options: DataPlaneOptions) {
       }
       facts = readRequestFacts(spec.kind, body, routingKey);
     }
-    return { demand: { kind: spec.kind, model: facts.model }, facts, exclude: null, run: null, weightVersion: null };
+    return { demand: demandOf(spec.kind, facts.model), facts, exclude: null, run: null, weightVersion: null };
   }
 
   /**

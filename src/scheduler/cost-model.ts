@@ -264,7 +264,8 @@ export interface CostModelSnapshot {
  * never mixes with a Qwen-Image worker's.
  */
 export class CostModel {
-  readonly #workers = new Map<string, WorkerModel>();
+  /** By worker URL, then model: two lookups of strings the caller holds, no key built per prediction. */
+  readonly #workers = new Map<string, Map<string, WorkerModel>>();
   readonly #fleets = new Map<string, FleetModel>();
   /** A worker's speed across models, for a model it has not served yet. */
   readonly #speedByWorker = new Map<string, number>();
@@ -279,12 +280,16 @@ export class CostModel {
   }
 
   #worker(workerUrl: string, model: string): WorkerModel {
-    const key = `${workerUrl}\u0000${model}`;
-    let w = this.#workers.get(key);
+    let byModel = this.#workers.get(workerUrl);
+    if (byModel === undefined) {
+      byModel = new Map();
+      this.#workers.set(workerUrl, byModel);
+    }
+    let w = byModel.get(model);
     if (!w) {
       const speed = this.#speedByWorker.get(workerUrl) ?? 1;
       w = { window: new Window(), theta: scaled(this.#fleet(model).theta, speed), speed, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
-      this.#workers.set(key, w);
+      byModel.set(model, w);
     }
     return w;
   }
@@ -344,14 +349,14 @@ export class CostModel {
   }
 
   snapshot(workerUrl: string, model: string): CostModelSnapshot {
-    const w = this.#workers.get(`${workerUrl}\u0000${model}`);
+    const w = this.#workers.get(workerUrl)?.get(model);
     const noise = w === undefined || Number.isNaN(w.noise) ? UNKNOWN_NOISE : w.noise;
     return { speed: w?.speed ?? this.#speedByWorker.get(workerUrl) ?? 1, observations: w?.window.items.length ?? 0, noise };
   }
 
   /** Forgets a worker (removed from the pool). */
   forget(workerUrl: string): void {
-    for (const key of this.#workers.keys()) if (key.startsWith(`${workerUrl}\u0000`)) this.#workers.delete(key);
+    this.#workers.delete(workerUrl);
     this.#speedByWorker.delete(workerUrl);
   }
 }

@@ -27,6 +27,17 @@ export interface Demand {
   readonly kind: RouteKind;
   /** The model the request names, or null. */
   readonly model: string | null;
+  /** kind and model as one string (the caches' key); {@link demandOf} sets it once per request. */
+  readonly key?: string;
+}
+
+/** A request's demand, its cache key made once (the queue looks it up at every pass). */
+export function demandOf(kind: RouteKind, model: string | null): Demand {
+  return { kind, model, key: demandKey(kind, model) };
+}
+
+function demandKey(kind: RouteKind, model: string | null): string {
+  return model === null ? kind : `${kind}\u0000${model}`;
 }
 
 /**
@@ -98,6 +109,6 @@ export class EligibilityCache {
   }
 }
 
-function keyOf(d: Demand): string {
-  return d.model === null ? d.kind : `${d.kind}\u0000${d.model}`;
+export function keyOf(d: Demand): string {
+  return d.key ?? demandKey(d.kind, d.model);
 }

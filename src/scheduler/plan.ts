@@ -80,7 +80,11 @@ export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, Pla
   const n = Math.min(items.length, maxItems);
   let learned = true;
   for (const s of state.values()) if (s.learned === false) learned = false;
-  const full = learned && n > 1 && n <= FULL_PLAN_ITEMS;
+  // Packing can only move a request between workers: with one worker, or
+  // with every request allowed on one worker only, there is nothing to move.
+  let movable = false;
+  for (let i = 0; i < n && !movable; i++) movable = items[i]!.candidates.length > 1;
+  const full = learned && movable && state.size > 1 && n > 1 && n <= FULL_PLAN_ITEMS;
   const workers = full ? [...state.keys()] : [];
   const index = new Map<W, number>(workers.map((w, i) => [w, i]));
   const W = workers.length;
