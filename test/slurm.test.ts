@@ -169,7 +169,9 @@ describe("backend slurm", () => {
     await waitFor(async () => (await admin.listManagedWorkers({})).workers[0]?.state === "ready", 60_000, "one worker ready");
     const yaml = launcherYaml(1);
 
-    const up = await admin.scaleManagedWorkers({ source: { case: "yaml", value: yaml }, count: 3 });
+    // Up with the typed config (SlurmOptions), down with the same group as yaml: one group either way.
+    const config = { backend: "slurm", model: "Qwen/Qwen-Image", numWorkers: 1, waitTimeout: 60, restartBackoff: 0.2, slurm: { program: "sim", pollInterval: 0.3, workDir: join(tmp, "work") } };
+    const up = await admin.scaleManagedWorkers({ source: { case: "config", value: config }, count: 3 });
     expect(up.started).toHaveLength(2);
     expect(up.started.every((w) => w.state === "ready" && /^\d+$/.test(w.slurmJobId))).toBe(true);
     expect(await healthyWorkers(r)).toHaveLength(3);

@@ -48,6 +48,21 @@ const imageCaptureBytes = 8 * 1024;
 const videoCaptureBytes = 256 * 1024;
 
 
+/** One generation request as dispatch carries it from attempt to attempt. */
+interface Dispatched {
+  readonly req: Req;
+  readonly res: Res;
+  readonly path: string;
+  readonly spec: RouteSpec;
+  readonly requestId: string;
+  readonly ticket: Ticket;
+  /** The body, when the router holds it (retryable); null: streamed from the client once. */
+  readonly buffered: Buffer | null;
+  readonly headers: ReturnType<typeof upstreamRequestHeaders>;
+  /** Fires when the client goes away; made the first time the request must wait. */
+  signal: AbortSignal | null;
+}
+
 interface RouteSpec {
   /** Which workers may serve it (image, video, any generation, anything). */
   kind: RouteKind;
@@ -160,35 +175,20 @@ export function createDataPlane(options: DataPlaneOptions) {
     const requestId = requestIdOf(res);
     if (!preset) checkDeclaredLength(req);
     const buffered = preset ? preset.body : await retryableBody(req, spec);
-    const headers = upstreamRequestHeaders(req.headers, requestId);
     const ticket = ticketOf(req, spec, buffered);
     if (preset) {
       ticket.weightVersion = preset.weightVersion;
       ticket.fromJob = true;
     }
-    let signal: AbortSignal | null = null;
+    const request: Dispatched = { req, res, path, spec, requestId, ticket, buffered, headers: upstreamRequestHeaders(req.headers, requestId), signal: null };
     // What happened on the last worker tried: a request that reached workers
     // and found none left to try is answered with that (502), not with the
     // "no worker" 503 meant for requests that never found one.
     let lastFailure: RouterError | null = null;
     for (let attempt = 0; ; attempt++) {
       const waitFromMs = performance.now();
-      let worker: Worker | null;
-      try {
-        worker = admission.tryAcquire(ticket);
-      } catch (err) {
-        throw lastFailure ?? err;
-      }
-      if (worker === null) {
-        signal ??= clientSignal(res);
-        try {
-          worker = await admission.wait(ticket, signal);
-        } catch (err) {
-          if (err instanceof ClientGone) return;
-          throw lastFailure ?? err;
-        }
-      }
-      const w = worker;
+      const w = await workerFor(request, lastFailure);
+      if (w === null) return; // the client went away while it waited
       const facts: AttemptFacts = {
         attempt,
         maxRetries: options.maxRetries,
@@ -200,68 +200,97 @@ export function createDataPlane(options: DataPlaneOptions) {
           return admission.hasOtherWorker(ticket, w.url);
         },
       };
-      const mayRetry = mayTryAgain(spec.retry, facts);
       const n = notes(res);
       n.workerUrl = w.url;
       n.queueMs = Math.round(performance.now() - waitFromMs);
-      let outcome: ForwardOutcome | null = null;
-      const dispatchedMs = performance.now();
-      try {
-        outcome = await forward(proxy, res, {
-          origin: w.url,
-          path,
-          method: req.method ?? "GET",
-          headers,
-          body: buffered ?? (hasBody(req) ? req : null),
-          requestId,
-          workerId: w.id,
-          weightVersion: worker.weightVersion,
-          captureBytes: spec.capture,
-          beforeEnd: spec.onAnswer,
-          holdBack5xx: mayRetry && spec.retry === "generation",
-          stats: n,
-          maxBodyBytes: options.maxBodyBytes,
-        });
-      } finally {
-        const completed = outcome?.kind === "completed" ? outcome : null;
-        // A video create answers at once; the job runs on the worker after it. It counts as
-        // that worker's work before the slot is released, so no re-plan sees the worker idle.
-        if (completed !== null && spec.kind === "video" && completed.status < 300 && completed.learned !== undefined) admission.jobStarted(w, completed.learned, ticket);
-        // Only a 2xx answer is a service time worth learning from.
-        const ok = completed !== null && completed.status < 300;
-        admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
-        if (completed !== null) n.serviceMs = Math.round(completed.headAtMs - dispatchedMs);
-      }
-      switch (outcome.kind) {
-        case "completed":
-          if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
-          else outliers.onSuccess(w);
-          return;
-        case "client_aborted":
-          return;
-        case "failed_mid_response":
-          outliers.onFailure(w, classifyFailure(outcome.error), describeNetworkError(outcome.error));
-          logger.warn({ worker: w.url, requestId, err: describeNetworkError(outcome.error) }, "worker answer cut off");
-          return;
-        case "failed_before_response": {
-          // The client's fault, not the worker's: no outlier count, no retry.
-          if (outcome.error instanceof BodyLimitExceeded) throw tooLarge("request body");
-          const kind = classifyFailure(outcome.error);
-          const detail = describeNetworkError(outcome.error);
-          outliers.onFailure(w, kind, detail);
-          const retry = decideRetry(kind, spec.retry, facts) === "retry";
-          logger.warn({ worker: w.url, requestId, kind, err: detail, attempt, retry }, "worker failed before answering");
-          lastFailure =
-            kind === "timeout"
-              ? new RouterError("upstream_timeout", `Worker request failed: ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error })
-              : new RouterError("upstream_unreachable", `Worker request failed: ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
-          if (retry && !res.destroyed) {
-            (ticket.exclude ??= new Set()).add(w.url);
-            notes(res).retries = attempt + 1;
-            continue;
-          }
-          throw lastFailure;
-        }
+      const outcome = await exchange(request, w, mayTryAgain(spec.retry, facts));
+      const failure = judge(request, w, outcome, facts);
+      if (failure === null) return;
+      lastFailure = failure.error;
+      if (!failure.retry || res.destroyed) throw failure.error;
+      (ticket.exclude ??= new Set()).add(w.url);
+      n.retries = attempt + 1;
+    }
+  }
+
+  /** A worker for the next attempt: at once, or after waiting in the queue; null when the client left meanwhile. */
+  async function workerFor(d: Dispatched, lastFailure: RouterError | null): Promise<Worker | null> {
+    try {
+      const now = admission.tryAcquire(d.ticket);
+      if (now !== null) return now;
+      d.signal ??= clientSignal(d.res);
+      return await admission.wait(d.ticket, d.signal);
+    } catch (err) {
+      if (err instanceof ClientGone) return null;
+      throw lastFailure ?? err;
+    }
+  }
+
+  /** One attempt on `w`: the exchange streamed both ways, then the worker's slot released with what was learned. */
+  async function exchange(d: Dispatched, w: Worker, mayRetry: boolean): Promise<ForwardOutcome> {
+    const { spec, ticket } = d;
+    const n = notes(d.res);
+    let outcome: ForwardOutcome | null = null;
+    const dispatchedMs = performance.now();
+    try {
+      outcome = await forward(proxy, d.res, {
+        origin: w.url,
+        path: d.path,
+        method: d.req.method ?? "GET",
+        headers: d.headers,
+        body: d.buffered ?? (hasBody(d.req) ? d.req : null),
+        requestId: d.requestId,
+        workerId: w.id,
+        weightVersion: w.weightVersion,
+        captureBytes: spec.capture,
+        beforeEnd: spec.onAnswer,
+        holdBack5xx: mayRetry && spec.retry === "generation",
+        stats: n,
+        maxBodyBytes: options.maxBodyBytes,
+      });
+      return outcome;
+    } finally {
+      const completed = outcome?.kind === "completed" ? outcome : null;
+      // A video create answers at once; the job runs on the worker after it. It counts as
+      // that worker's work before the slot is released, so no re-plan sees the worker idle.
+      if (completed !== null && spec.kind === "video" && completed.status < 300 && completed.learned !== undefined) admission.jobStarted(w, completed.learned, ticket);
+      // Only a 2xx answer is a service time worth learning from.
+      const ok = completed !== null && completed.status < 300;
+      admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
+      if (completed !== null) n.serviceMs = Math.round(completed.headAtMs - dispatchedMs);
+    }
+  }
+
+  /**
+   * What an attempt's outcome means: null when the request is done (answered,
+   * or cut off after answer bytes went out), else the error to answer with and
+   * whether another worker should be tried first. Feeds outlier detection.
+   */
+  function judge(d: Dispatched, w: Worker, outcome: ForwardOutcome, facts: AttemptFacts): { error: RouterError; retry: boolean } | null {
+    switch (outcome.kind) {
+      case "completed":
+        if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
+        else outliers.onSuccess(w);
+        return null;
+      case "client_aborted":
+        return null;
+      case "failed_mid_response":
+        outliers.onFailure(w, classifyFailure(outcome.error), describeNetworkError(outcome.error));
+        logger.warn({ worker: w.url, requestId: d.requestId, err: describeNetworkError(outcome.error) }, "worker answer cut off");
+        return null;
+      case "failed_before_response": {
+        // The client's fault, not the worker's: no outlier count, no retry.
+        if (outcome.error instanceof BodyLimitExceeded) return { error: tooLarge("request body"), retry: false };
+        const kind = classifyFailure(outcome.error);
+        const detail = describeNetworkError(outcome.error);
+        outliers.onFailure(w, kind, detail);
+        const retry = decideRetry(kind, d.spec.retry, facts) === "retry";
+        logger.warn({ worker: w.url, requestId: d.requestId, kind, err: detail, attempt: facts.attempt, retry }, "worker failed before answering");
+        const error =
+          kind === "timeout"
+            ? new RouterError("upstream_timeout", `Worker request failed: ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error })
+            : new RouterError("upstream_unreachable", `Worker request failed: ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
+        return { error, retry };
       }
     }
   }

@@ -9,6 +9,7 @@ import {
   WorkerSchema,
   WorkerState as PbWorkerState,
   type LauncherConfig as PbLauncherConfig,
+  type SlurmOptions as PbSlurmOptions,
   type ManagedWorker as PbManagedWorker,
   type Worker as PbWorker,
   type WorkerResult,
@@ -103,5 +104,23 @@ export function launcherSectionFromPb(c: PbLauncherConfig): Record<string, unkno
   if (c.restart) s.restart = c.restart;
   if (c.maxRestarts !== undefined) s.max_restarts = c.maxRestarts;
   if (c.restartBackoff !== undefined) s.restart_backoff = c.restartBackoff;
+  if (c.slurm !== undefined) s.slurm = slurmSectionFromPb(c.slurm);
+  return s;
+}
+
+/** The `slurm:` mapping, only the fields set (see launcherSectionFromPb). */
+function slurmSectionFromPb(o: PbSlurmOptions): Record<string, unknown> {
+  const s: Record<string, unknown> = {};
+  if (o.program) s.program = o.program;
+  if (o.partition) s.partition = o.partition;
+  if (o.account) s.account = o.account;
+  if (o.qos) s.qos = o.qos;
+  if (o.time) s.time = o.time;
+  if (o.constraint) s.constraint = o.constraint;
+  if (o.sbatchArgs) s.sbatch_args = o.sbatchArgs;
+  if (Object.keys(o.env).length > 0) s.env = { ...o.env };
+  if (o.setup.length > 0) s.setup = [...o.setup];
+  if (o.workDir) s.work_dir = o.workDir;
+  if (o.pollInterval !== undefined) s.poll_interval = o.pollInterval;
   return s;
 }
