@@ -320,6 +320,12 @@ describe.each(transports)("AdminService over %s", (_name, makeTransport) => {
 
     expect(await codeOf(client.launchWorkers({}))).toBe(Code.InvalidArgument);
     expect(await codeOf(client.launchWorkers({ source: { case: "yaml", value: "launcher: [" } }))).toBe(Code.InvalidArgument);
+    // Typed Slurm options go through the YAML's checks: refused with another backend, naming the key.
+    const slurmOnSim = await client.launchWorkers({ source: { case: "config", value: { backend: "sim", model: "Qwen/Qwen-Image", slurm: { partition: "gpu" } } } }).catch((e: unknown) => ConnectError.from(e));
+    expect(slurmOnSim).toBeInstanceOf(ConnectError);
+    expect((slurmOnSim as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((slurmOnSim as ConnectError).rawMessage).toMatch(/launcher\.slurm .*only valid with launcher\.backend: slurm/);
+    expect((await client.listManagedWorkers({})).workers).toEqual([]);
   }, 30_000);
 
   it("LaunchWorkers with a yaml of two groups (image and video); ScaleManagedWorkers takes one group, not a list", async () => {
