@@ -58,6 +58,8 @@ describe("GET /dashboard in headless chromium", () => {
     const first = rowOf(page, sims[0]!.url);
     expect(await first.locator('td[data-field="state"]').textContent()).toBe("healthy");
     expect(await first.textContent()).toContain("Qwen/Qwen-Image");
+    // Nothing observed yet: the fleet's speed, with the scatter assumed before 4 observations.
+    expect(await first.locator('td[data-field="speed"]').textContent()).toBe("1.00 ±10%");
     expect(await rowOf(page, sims[1]!.url).textContent()).toContain("black-forest-labs/FLUX.1-dev");
     expect(await page.locator("#pool-version").textContent()).toBe("0");
 

@@ -91,7 +91,9 @@ function renderWorkers(workers) {
     cell(tr, String(w.active_requests ?? 0), "num");
     cell(tr, seconds(w.in_flight_work_ms), "num");
     cell(tr, seconds(w.queued_work_ms), "num");
-    cell(tr, typeof w.speed === "number" ? w.speed.toFixed(2) : "-", "num");
+    // The scatter of its times beside the speed: a noisy worker's speed is a rougher guess.
+    const noise = typeof w.speed_noise === "number" ? ` ±${Math.round(w.speed_noise * 100)}%` : "";
+    cell(tr, typeof w.speed === "number" ? `${w.speed.toFixed(2)}${noise}` : "-", "num").dataset.field = "speed";
     cell(tr, w.managed ? "yes" : "no");
     return tr;
   });
