@@ -78,6 +78,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
       registry.update(w.url, "process_changed", (x) => {
         x.weightVersion = null;
         x.sleeping = false;
+        x.processEpoch++;
       });
     },
   });

@@ -213,3 +213,28 @@ describe("batching workers (--worker-batch-size)", () => {
     }
   });
 });
+
+describe("a new process behind a worker's URL", () => {
+  it("is a new worker to the scheduler: what the old process taught it is forgotten, and the new one's speed is learned from scratch", async () => {
+    const steady = await startSimProcess();
+    let moved = await startSimProcess();
+    const port = moved.port;
+    const router = await startRouterProcess(["--health-check-interval", "0.2", "--worker-urls", steady.url, moved.url]);
+    const observations = async () => ((await jsonRequest(`${router.url}/workers`)).body.workers as any[]).find((w) => w.url === moved.url)?.speed_observations as number;
+    try {
+      for (let i = 0; i < 4; i++) await Promise.all([1, 2, 3].map((k) => image(router, { seed: 10 * i + k })));
+      expect(await observations()).toBeGreaterThan(0);
+      // Nothing listens at the URL: whatever answers there later is another process.
+      await moved.stop();
+      await waitFor(async () => (await observations()) === 0, 5000, "the old process's observations forgotten");
+      moved = await startSimProcess(["--port", String(port)]);
+      await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.state === "healthy"), 5000, "healthy again");
+      for (let i = 0; i < 4; i++) await Promise.all([1, 2, 3].map((k) => image(router, { seed: 100 + 10 * i + k })));
+      expect(await observations()).toBeGreaterThan(0);
+    } finally {
+      await router.stop();
+      await steady.stop();
+      await moved.stop();
+    }
+  }, 40_000);
+});

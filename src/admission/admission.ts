@@ -220,11 +220,20 @@ export function createAdmission(options: AdmissionOptions): Admission {
     return l;
   }
 
+  /** The process epoch the cost model's knowledge of each worker is from. */
+  const epochs = new WeakMap<Worker, number>();
   registry.on("change", (e) => {
     if (e.type === "updated" && e.reason === "load") return;
     rings.clear();
     if (e.type === "removed") {
       loads.delete(e.worker);
+      costs.forget(e.worker.url);
+    }
+    // Another process behind the URL (Worker.processEpoch) is a new worker,
+    // maybe on another GPU: what the old one taught the cost model no longer
+    // holds, and its first request is a cold start again.
+    if (e.type === "updated" && e.worker.processEpoch !== (epochs.get(e.worker) ?? 0)) {
+      epochs.set(e.worker, e.worker.processEpoch);
       costs.forget(e.worker.url);
     }
   });

@@ -71,7 +71,10 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       w.lastError = problem.message;
       // Nothing listens at the URL: whatever comes back there later is a new
       // process with its base weights, not the one the router knew.
-      if (problem.refused) w.weightVersion = null;
+      if (problem.refused) {
+        w.weightVersion = null;
+        w.processEpoch++;
+      }
       if (!w.dead && w.consecutiveFailures >= options.failureThreshold) {
         w.dead = true;
         w.deadReason = "health_check";

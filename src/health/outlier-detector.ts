@@ -51,7 +51,10 @@ export function createOutlierDetector(options: OutlierDetectorOptions): OutlierD
         w.lastError = `${kind}: ${detail}`;
         // A refused connection is certain: the process is not there, and
         // whatever answers at the URL later holds its base weights.
-        if (kind === "not_sent") w.weightVersion = null;
+        if (kind === "not_sent") {
+          w.weightVersion = null;
+          w.processEpoch++;
+        }
         const threshold = kind === "not_sent" ? 1 : options.consecutiveFailures;
         if (w.dead || w.consecutiveFailures < threshold) return;
         w.ejectionCount++;

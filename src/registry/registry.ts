@@ -46,6 +46,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
       managed: init.managed ?? false,
       ejectedUntilMs: 0,
       ejectionCount: 0,
+      processEpoch: 0,
       lastProbeAtMs: 0,
     };
     this.#workers.set(url, worker);

@@ -50,6 +50,12 @@ export interface Worker {
   ejectedUntilMs: number;
   ejectionCount: number;
   lastProbeAtMs: number;
+  /**
+   * Bumped each time the router concludes another process may now be behind
+   * the URL (nothing listened there, or the card's fingerprint changed): what
+   * was learned of the previous process (its speed) no longer holds.
+   */
+  processEpoch: number;
 }
 
 export function workerState(w: Worker): WorkerState {
