@@ -75,11 +75,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     // is awake, whatever the router knew of the old one.
     onProcessChanged: (w, previous, current) => {
       logger.warn({ worker: w.url, previous, current }, "the process behind a worker URL changed: treated as a new worker");
-      registry.update(w.url, "process_changed", (x) => {
-        x.weightVersion = null;
-        x.sleeping = false;
-        x.processEpoch++;
-      });
+      registry.processChanged(w.url);
     },
   });
   // Control actions are audited where REST and RPC meet (the decorators in

@@ -76,14 +76,10 @@ export function createControl(options: ControlOptions): Control {
   async function refreshCapabilities(worker: Worker): Promise<void> {
     try {
       const caps = await probeCapabilities(upstream, worker.url, options.probeTimeoutMs);
-      registry.update(worker.url, "capabilities", (w) => {
-        // A fingerprint is trusted only once health probes saw it stable.
-        w.capabilities = { ...caps, instanceFingerprint: w.capabilities.instanceFingerprint };
-      });
+      // A fingerprint is trusted only once health probes saw it stable.
+      registry.setCapabilities(worker.url, { ...caps, instanceFingerprint: worker.capabilities.instanceFingerprint });
     } catch (err) {
-      registry.update(worker.url, "capabilities_unknown", (w) => {
-        w.lastError = `GET /v1/models failed: ${describeNetworkError(err)}`;
-      });
+      registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
       throw err;
     }
   }
@@ -99,10 +95,7 @@ export function createControl(options: ControlOptions): Control {
       try {
         await refreshCapabilities(worker);
       } catch (err) {
-        registry.update(url, "unreachable_at_registration", (w) => {
-          w.dead = true;
-          w.deadReason = "unreachable";
-        });
+        registry.unreachableAtRegistration(url);
         logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
       }
       return { worker, created };
@@ -140,19 +133,10 @@ export function createControl(options: ControlOptions): Control {
     async updateWorker(rawUrl, patch) {
       const worker = registry.require(normalizeWorkerUrl(rawUrl));
       if (patch.isDead !== undefined) {
-        registry.update(worker.url, patch.isDead ? "quarantined" : "recovered", (w) => {
-          w.dead = patch.isDead!;
-          w.deadReason = patch.isDead ? "manual" : null;
-          if (!patch.isDead) {
-            w.consecutiveFailures = 0;
-            w.consecutiveSuccesses = 0;
-          }
-        });
+        registry.setQuarantined(worker.url, patch.isDead);
       }
       if (patch.draining !== undefined) {
-        registry.update(worker.url, patch.draining ? "draining" : "undrained", (w) => {
-          w.draining = patch.draining!;
-        });
+        registry.setDraining(worker.url, patch.draining);
       }
       if (patch.refreshVideoSupport) {
         // The original answers with video_support null when the probe fails, not an error.
@@ -180,7 +164,7 @@ export function createControl(options: ControlOptions): Control {
       if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool");
       const results = await control.broadcast("/release_memory_occupation", body, targets);
       for (const r of results) {
-        if (r.status_code === 200) registry.update(r.worker_url, "sleeping", (w) => void (w.sleeping = true));
+        if (r.status_code === 200) registry.markSleeping(r.worker_url);
       }
       return results;
     },
@@ -193,14 +177,7 @@ export function createControl(options: ControlOptions): Control {
       const results = await control.broadcast("/resume_memory_occupation", body, targets);
       for (const r of results) {
         if (r.status_code !== 200) continue;
-        registry.update(r.worker_url, "awake", (w) => {
-          w.sleeping = false;
-          w.consecutiveFailures = 0;
-          if (w.dead && w.deadReason !== "manual" && w.deadReason !== "refit_failed") {
-            w.dead = false;
-            w.deadReason = null;
-          }
-        });
+        registry.markAwake(r.worker_url);
       }
       return results;
     },

@@ -353,7 +353,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
   }
 
   function take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker {
-    worker.activeRequests++;
+    registry.requestStarted(worker);
     inFlight++;
     if (ticket.demand.kind === "other") {
       // A forwarded route the router does not know (LoRA, meshes...): counted, but it holds no GPU slot of the planner.
@@ -637,13 +637,13 @@ export function createAdmission(options: AdmissionOptions): Admission {
     },
 
     acquireSpecific(worker) {
-      worker.activeRequests++;
+      registry.requestStarted(worker);
       registry.notifyLoad(worker);
       return worker;
     },
 
     release(worker, ticket, end = { ok: false }) {
-      if (worker.activeRequests > 0) worker.activeRequests--;
+      registry.requestEnded(worker);
       if (ticket !== null) {
         inFlight--;
         const run = ticket.run;

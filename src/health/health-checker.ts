@@ -56,7 +56,7 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
     try {
       const problem = await probeHealth(upstream, worker.url, options.timeoutMs);
       if (registry.get(worker.url) !== worker) return; // removed meanwhile
-      worker.lastProbeAtMs = Date.now();
+      registry.noteProbe(worker);
       if (problem !== null) onFailure(worker, problem);
       else await onSuccess(worker);
     } finally {
@@ -65,22 +65,9 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
   }
 
   function onFailure(worker: Worker, problem: ProbeProblem): void {
-    registry.update(worker.url, "health_probe_failed", (w) => {
-      w.consecutiveFailures++;
-      w.consecutiveSuccesses = 0;
-      w.lastError = problem.message;
-      // Nothing listens at the URL: whatever comes back there later is a new
-      // process with its base weights, not the one the router knew.
-      if (problem.refused) {
-        w.weightVersion = null;
-        w.processEpoch++;
-      }
-      if (!w.dead && w.consecutiveFailures >= options.failureThreshold) {
-        w.dead = true;
-        w.deadReason = "health_check";
-        logger.warn({ worker: w.url, failures: w.consecutiveFailures, problem: problem.message }, "worker failed consecutive health checks: marked dead");
-      }
-    });
+    if (registry.healthProbeFailed(worker.url, problem, options.failureThreshold)) {
+      logger.warn({ worker: worker.url, failures: worker.consecutiveFailures, problem: problem.message }, "worker failed consecutive health checks: marked dead");
+    }
     if (worker.dead && worker.deadReason === "ejected") options.onEjectedProbeFailed?.(worker);
   }
 
@@ -106,37 +93,15 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       const changed = qualified && stored !== null && stored !== raw;
       caps.instanceFingerprint = qualified ? raw : stored;
       if (changed || stored !== caps.instanceFingerprint || worker.capabilities.taskType !== caps.taskType) {
-        registry.update(worker.url, "capabilities", (w) => {
-          w.capabilities = caps;
-        });
+        registry.setCapabilities(worker.url, caps);
       }
       if (changed) options.onProcessChanged?.(worker, stored, raw);
     } catch (err) {
       logger.debug({ worker: worker.url, err }, "capability probe failed");
     }
-    registry.update(worker.url, "health_probe_ok", (w) => {
-      w.lastError = null;
-      if (!w.dead) {
-        w.consecutiveFailures = 0;
-        // Ejections grow while a worker keeps failing; five quiet minutes reset them.
-        if (w.ejectionCount > 0 && Date.now() > w.ejectedUntilMs + 300_000) w.ejectionCount = 0;
-        return;
-      }
-      if (w.deadReason === "manual" || w.deadReason === "refit_failed" || w.deadReason === "stale_weights") return;
-      // Back only when the whole worker answers (health and model card), in
-      // the same round: a process still starting can answer one and not the other.
-      if (!capsOk) return;
-      w.consecutiveSuccesses++;
-      // A worker never seen healthy, or one whose ejection ran out, needs one good probe.
-      const needed = w.deadReason === "unreachable" || w.deadReason === "ejected" ? 1 : options.successThreshold;
-      if (w.consecutiveSuccesses >= needed) {
-        w.dead = false;
-        w.deadReason = null;
-        w.consecutiveFailures = 0;
-        w.consecutiveSuccesses = 0;
-        logger.info({ worker: w.url }, "worker passed health checks: back in rotation");
-      }
-    });
+    if (registry.healthProbeOk(worker.url, capsOk, options.successThreshold)) {
+      logger.info({ worker: worker.url }, "worker passed health checks: back in rotation");
+    }
   }
 
   async function checkAll(): Promise<void> {

@@ -39,31 +39,15 @@ export function createOutlierDetector(options: OutlierDetectorOptions): OutlierD
   return {
     onSuccess(worker) {
       if (worker.consecutiveFailures === 0 || worker.dead) return;
-      registry.update(worker.url, "request_ok", (w) => {
-        w.consecutiveFailures = 0;
-      });
+      registry.requestOk(worker.url);
     },
     onFailure(worker, kind, detail) {
       if (registry.get(worker.url) !== worker) return;
-      let ejectedForMs = 0;
-      registry.update(worker.url, "request_failed", (w) => {
-        w.consecutiveFailures++;
-        w.lastError = `${kind}: ${detail}`;
-        // A refused connection is certain: the process is not there, and
-        // whatever answers at the URL later holds its base weights.
-        if (kind === "not_sent") {
-          w.weightVersion = null;
-          w.processEpoch++;
-        }
-        const threshold = kind === "not_sent" ? 1 : options.consecutiveFailures;
-        if (w.dead || w.consecutiveFailures < threshold) return;
-        w.ejectionCount++;
-        ejectedForMs = ejectionMs(w.ejectionCount);
-        w.dead = true;
-        w.deadReason = "ejected";
-        w.consecutiveSuccesses = 0;
-        w.ejectedUntilMs = Date.now() + ejectedForMs;
-      });
+      // A refused connection is certain: the process is not there (one is
+      // enough to eject), and whatever answers at the URL later holds its base weights.
+      const processGone = kind === "not_sent";
+      const threshold = processGone ? 1 : options.consecutiveFailures;
+      const ejectedForMs = registry.requestFailed(worker.url, { lastError: `${kind}: ${detail}`, processGone, threshold }, ejectionMs);
       if (ejectedForMs > 0) {
         logger.warn({ worker: worker.url, kind, detail, ejectedForMs, ejections: worker.ejectionCount }, "worker ejected after failed requests");
         options.onEject?.(worker);
@@ -72,12 +56,7 @@ export function createOutlierDetector(options: OutlierDetectorOptions): OutlierD
     },
     probeFailed(worker) {
       if (registry.get(worker.url) !== worker || !worker.dead || worker.deadReason !== "ejected") return;
-      let ms = 0;
-      registry.update(worker.url, "ejection_extended", (w) => {
-        w.ejectionCount++;
-        ms = ejectionMs(w.ejectionCount);
-        w.ejectedUntilMs = Date.now() + ms;
-      });
+      const ms = registry.extendEjection(worker.url, ejectionMs);
       logger.info({ worker: worker.url, ejectedForMs: ms, ejections: worker.ejectionCount }, "ejected worker still failing: ejection extended");
       schedule(worker, ms);
     },

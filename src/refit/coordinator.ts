@@ -3,7 +3,7 @@ import type { Admission } from "../admission/admission.js";
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Registry, RegistryEvent } from "../registry/registry.js";
-import type { RegistryReason, Transition } from "../registry/transitions.js";
+import type { RegistryReason } from "../registry/transitions.js";
 import type { Worker } from "../registry/worker.js";
 import type { PersistedState, StateStore } from "./state-store.js";
 
@@ -145,13 +145,6 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     }
   }
 
-  function setSync(w: Worker, sync: Worker["sync"], reason: Transition, lastError?: string | null): void {
-    registry.update(w.url, reason, (x) => {
-      x.sync = sync;
-      if (lastError !== undefined) x.lastError = lastError;
-    });
-  }
-
   /**
    * Brings a worker to the current weights, or keeps it out of rotation.
    * Called when it joins, comes back, wakes, restarts, and after each refit.
@@ -159,35 +152,29 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
   function reconcile(w: Worker): void {
     if (registry.get(w.url) !== w || w.dead || op?.kind === "disk" || op?.kind === "tensor") return;
     if (w.weightVersion === version) {
-      if (w.sync !== "in_sync") setSync(w, "in_sync", "weights_current");
+      if (w.sync !== "in_sync") registry.weightsCurrent(w.url);
       return;
     }
     if (last === null) {
       // No refit ever happened: every worker holds the base weights, except
       // one marked stale (it took tensors of a refit that was not committed).
       if (w.sync === "stale") return;
-      registry.update(w.url, "weights", (x) => {
-        x.weightVersion = version;
-        x.sync = "in_sync";
-      });
+      registry.weightsLoaded(w.url, version);
       return;
     }
     const mem = remembered[w.url];
     if (mem && mem.version === version && mem.fingerprint !== null && mem.fingerprint === w.capabilities.instanceFingerprint) {
       // Same process that held the current version before the router restarted.
-      registry.update(w.url, "weights_restored", (x) => {
-        x.weightVersion = version;
-        x.sync = "in_sync";
-      });
+      registry.weightsLoaded(w.url, version, "weights_restored");
       return;
     }
     if (last.kind === "tensor") {
-      if (w.sync !== "stale") setSync(w, "stale", "stale_weights", `holds weights ${w.weightVersion ?? "unknown"}, pool is on ${version} from a tensor refit the router cannot replay: update it through /refit/begin, /workers/{id}/update_weights_from_tensor, /refit/commit`);
+      if (w.sync !== "stale") registry.markStale(w.url, "stale_weights", `holds weights ${w.weightVersion ?? "unknown"}, pool is on ${version} from a tensor refit the router cannot replay: update it through /refit/begin, /workers/{id}/update_weights_from_tensor, /refit/commit`);
       return;
     }
     if (w.sleeping) {
       // A sleeping worker cannot load weights; it is re-synced when it wakes.
-      if (w.sync === "in_sync") setSync(w, "stale", "stale_weights", `asleep while the pool moved to ${version}`);
+      if (w.sync === "in_sync") registry.markStale(w.url, "stale_weights", `asleep while the pool moved to ${version}`);
       return;
     }
     replay(w, last.body).catch((err: unknown) => logger.error({ err, worker: w.url }, "re-sync failed unexpectedly"));
@@ -197,12 +184,12 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     if (syncing.has(w.url)) return;
     const waitUntil = nextSyncAtMs.get(w.url) ?? 0;
     if (Date.now() < waitUntil) {
-      if (w.sync === "in_sync") setSync(w, "stale", "stale_weights");
+      if (w.sync === "in_sync") registry.markStale(w.url, "stale_weights");
       return;
     }
     syncing.add(w.url);
     const target = version;
-    setSync(w, "syncing", "syncing", null);
+    registry.beginSync(w.url, true);
     logger.info({ worker: w.url, version: target }, "re-syncing worker: replaying the last update_weights_from_disk");
     try {
       const [result] = await control.broadcast("/update_weights_from_disk", body, [w]);
@@ -210,18 +197,14 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
       if (result && succeeded(result) && target === version) {
         syncFailures.delete(w.url);
         nextSyncAtMs.delete(w.url);
-        registry.update(w.url, "weights", (x) => {
-          x.weightVersion = target;
-          x.sync = "in_sync";
-          x.lastError = null;
-        });
+        registry.weightsLoaded(w.url, target);
         persist();
         logger.info({ worker: w.url, version: target }, "worker re-synced: back in rotation");
       } else {
         const n = (syncFailures.get(w.url) ?? 0) + 1;
         syncFailures.set(w.url, n);
         nextSyncAtMs.set(w.url, Date.now() + Math.min(300_000, 5_000 * 2 ** (n - 1)));
-        setSync(w, "stale", "sync_failed", `replaying weights ${target} failed: ${result ? messageOf(result) : "no answer"}`);
+        registry.markStale(w.url, "sync_failed", `replaying weights ${target} failed: ${result ? messageOf(result) : "no answer"}`);
         logger.warn({ worker: w.url, version: target, attempt: n }, "re-sync failed: worker stays out of rotation");
       }
     } finally {
@@ -253,7 +236,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     const w = e.worker;
     if (e.type === "added") {
       if (last === null) reconcile(w);
-      else setSync(w, "syncing", "syncing");
+      else registry.beginSync(w.url);
       return;
     }
     if (!reconcileOn.has(e.reason)) return;
@@ -261,7 +244,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
     if (w.weightVersion !== version || w.sync !== "in_sync") {
       // Out of rotation at once (synchronously, before any request can pick
       // it), then brought up to date.
-      if (w.sync === "in_sync" && last !== null) setSync(w, "syncing", "syncing");
+      if (w.sync === "in_sync" && last !== null) registry.beginSync(w.url);
       queueMicrotask(() => reconcile(w));
     }
   });
@@ -288,12 +271,8 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
   }
 
   /** Out of rotation, weights unknown: only a replay or a trainer's update brings it back. */
-  function markUnknown(url: string, reason: Transition, lastError: string): void {
-    registry.update(url, reason, (x) => {
-      x.weightVersion = null;
-      x.sync = "stale";
-      x.lastError = lastError;
-    });
+  function markUnknown(url: string, reason: "refit_failed" | "stale_weights", lastError: string): void {
+    registry.weightsUnknown(url, reason, lastError);
   }
 
   async function drain(timeoutMs: number): Promise<void> {
@@ -388,20 +367,16 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
           last = { kind: "disk", body: raw.toString("utf8") };
           for (const r of results) {
             const ok = succeeded(r);
-            registry.update(r.worker_url, ok ? "weights" : "refit_failed", (w) => {
-              if (ok) {
-                w.weightVersion = version;
-                w.sync = "in_sync";
-              } else {
-                // It rolled back to the old weights: keep it away from traffic,
-                // and give it time before the first replay (the same load just failed).
-                w.sync = "stale";
-                w.weightVersion = null; // rolled back, or half loaded: never trusted again without a replay
-                w.lastError = `update_weights_from_disk to ${version} failed: ${messageOf(r)}`;
-                syncFailures.set(w.url, 1);
-                nextSyncAtMs.set(w.url, Date.now() + 5_000);
-              }
-            });
+            if (ok) {
+              registry.weightsLoaded(r.worker_url, version);
+              continue;
+            }
+            // It rolled back to the old weights: keep it away from traffic
+            // (half loaded or rolled back, never trusted again without a replay),
+            // and give it time before the first replay (the same load just failed).
+            syncFailures.set(r.worker_url, 1);
+            nextSyncAtMs.set(r.worker_url, Date.now() + 5_000);
+            markUnknown(r.worker_url, "refit_failed", `update_weights_from_disk to ${version} failed: ${messageOf(r)}`);
           }
         }
         persist();
@@ -473,11 +448,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions) {
       const stale: string[] = [];
       for (const w of registry.all()) {
         if (updated.has(w.url)) {
-          registry.update(w.url, "weights", (x) => {
-            x.weightVersion = version;
-            x.sync = "in_sync";
-            x.lastError = null;
-          });
+          registry.weightsLoaded(w.url, version);
         } else {
           // Not updated (or still loading, or dead): its weights are not these.
           if (!w.dead) stale.push(w.url);

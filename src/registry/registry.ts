@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { RouterError } from "../errors.js";
 import { displayIdOf, workerIdOf } from "./worker-url.js";
 import type { RegistryReason, Transition } from "./transitions.js";
-import { isRoutable, type Worker, type WorkerCapabilities } from "./worker.js";
+import { isRoutable, type DeadReason, type Worker, type WorkerCapabilities } from "./worker.js";
 
 export type RegistryEvent =
   | { type: "added"; worker: Worker }
@@ -10,12 +10,30 @@ export type RegistryEvent =
   | { type: "updated"; worker: Worker; reason: RegistryReason };
 
 /**
+ * The registry's own view of a worker: the same record with its fields
+ * writable. Everything outside the registry sees {@link Worker}, whose fields
+ * are readonly, so the named transitions below are the only writers.
+ */
+type MutableWorker = { -readonly [K in keyof Worker]: Worker[K] };
+
+/** A failed health probe: what went wrong, and whether nothing listened at the URL. */
+export interface ProbeFailure {
+  readonly message: string;
+  readonly refused: boolean;
+}
+
+/** Dead reasons only an operator or a trainer lifts, never a good probe. */
+const stickyDeadReasons: ReadonlySet<DeadReason> = new Set(["manual", "refit_failed", "stale_weights"]);
+
+/**
  * The one source of truth about workers. Every front door (REST, RPC,
- * launcher, health) changes workers through these methods, so the routable
- * sets below are rebuilt once per change instead of filtered per request.
+ * launcher, health, refit) changes workers through the named transitions
+ * below, so the routable sets are rebuilt once per change instead of
+ * filtered per request, and listeners (WatchWorkers, metrics, audit, the
+ * refit coordinator) see every change with its {@link Transition} name.
  */
 export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
-  readonly #workers = new Map<string, Worker>();
+  readonly #workers = new Map<string, MutableWorker>();
   #routable: Worker[] = [];
   #routableVideo: Worker[] = [];
 
@@ -27,7 +45,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
   add(url: string, init: { managed?: boolean; capabilities?: Partial<WorkerCapabilities> } = {}): { worker: Worker; created: boolean } {
     const existing = this.#workers.get(url);
     if (existing) return { worker: existing, created: false };
-    const worker: Worker = {
+    const worker: MutableWorker = {
       url,
       id: workerIdOf(url),
       displayId: displayIdOf(url),
@@ -89,12 +107,226 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
     return this.#routableVideo;
   }
 
+  // ---- Probes and registration (health/, admin/control.ts) ----
+
+  /** A `/v1/models` probe read the worker's card. */
+  setCapabilities(url: string, capabilities: WorkerCapabilities): Worker | undefined {
+    return this.#apply(url, "capabilities", (w) => void (w.capabilities = capabilities));
+  }
+
+  capabilitiesUnknown(url: string, lastError: string): Worker | undefined {
+    return this.#apply(url, "capabilities_unknown", (w) => void (w.lastError = lastError));
+  }
+
+  /** Registered but not reachable: out of rotation until a probe succeeds. */
+  unreachableAtRegistration(url: string): Worker | undefined {
+    return this.#apply(url, "unreachable_at_registration", (w) => this.#kill(w, "unreachable"));
+  }
+
+  /** When the last active probe ran (shown in /workers; no event: nothing routable changes). */
+  noteProbe(worker: Worker): void {
+    const w: MutableWorker = worker;
+    w.lastProbeAtMs = Date.now();
+  }
+
   /**
-   * Applies a change to a worker's state and republishes the routable sets.
-   * All state changes go through here so that listeners (WatchWorkers,
-   * metrics, logs) see every one.
+   * An active probe failed. Returns true when this failure made the worker
+   * dead (`failureThreshold` in a row).
    */
-  update(url: string, reason: Transition, mutate: (w: Worker) => void): Worker | undefined {
+  healthProbeFailed(url: string, problem: ProbeFailure, failureThreshold: number): boolean {
+    let died = false;
+    this.#apply(url, "health_probe_failed", (w) => {
+      w.consecutiveFailures++;
+      w.consecutiveSuccesses = 0;
+      w.lastError = problem.message;
+      // Nothing listens at the URL: whatever comes back there later is a new
+      // process with its base weights, not the one the router knew.
+      if (problem.refused) this.#forgetProcess(w);
+      if (!w.dead && w.consecutiveFailures >= failureThreshold) {
+        this.#kill(w, "health_check");
+        died = true;
+      }
+    });
+    return died;
+  }
+
+  /**
+   * An active probe succeeded. A dead worker comes back after
+   * `successThreshold` good rounds in a row (one for a worker never seen
+   * healthy or whose ejection ran out), and only when its model card
+   * answered too (`wholeWorker`): a process still starting can answer one and
+   * not the other. Returns true when this probe brought it back.
+   */
+  healthProbeOk(url: string, wholeWorker: boolean, successThreshold: number): boolean {
+    let revived = false;
+    this.#apply(url, "health_probe_ok", (w) => {
+      w.lastError = null;
+      if (!w.dead) {
+        w.consecutiveFailures = 0;
+        // Ejections grow while a worker keeps failing; five quiet minutes reset them.
+        if (w.ejectionCount > 0 && Date.now() > w.ejectedUntilMs + 300_000) w.ejectionCount = 0;
+        return;
+      }
+      if (w.deadReason !== null && stickyDeadReasons.has(w.deadReason)) return;
+      if (!wholeWorker) return;
+      w.consecutiveSuccesses++;
+      const needed = w.deadReason === "unreachable" || w.deadReason === "ejected" ? 1 : successThreshold;
+      if (w.consecutiveSuccesses >= needed) {
+        this.#revive(w);
+        revived = true;
+      }
+    });
+    return revived;
+  }
+
+  /** Another process answers behind the URL: base weights, awake, learned anew. */
+  processChanged(url: string): Worker | undefined {
+    return this.#apply(url, "process_changed", (w) => {
+      this.#forgetProcess(w);
+      w.sleeping = false;
+    });
+  }
+
+  // ---- Passive health (health/outlier-detector.ts) ----
+
+  requestOk(url: string): Worker | undefined {
+    return this.#apply(url, "request_ok", (w) => void (w.consecutiveFailures = 0));
+  }
+
+  /**
+   * A proxied request failed. After `threshold` failures in a row the worker
+   * is ejected for `ejectionMs(ejectionCount)`; returns that duration, or 0
+   * when it stays in rotation. `processGone`: the connection was refused, so
+   * whatever answers at the URL later holds its base weights.
+   */
+  requestFailed(url: string, failure: { lastError: string; processGone: boolean; threshold: number }, ejectionMs: (count: number) => number): number {
+    let ejectedForMs = 0;
+    this.#apply(url, "request_failed", (w) => {
+      w.consecutiveFailures++;
+      w.lastError = failure.lastError;
+      if (failure.processGone) this.#forgetProcess(w);
+      if (w.dead || w.consecutiveFailures < failure.threshold) return;
+      w.ejectionCount++;
+      ejectedForMs = ejectionMs(w.ejectionCount);
+      this.#kill(w, "ejected");
+      w.ejectedUntilMs = Date.now() + ejectedForMs;
+    });
+    return ejectedForMs;
+  }
+
+  /** An ejected worker's probe failed: its next ejection is longer. Returns its length. */
+  extendEjection(url: string, ejectionMs: (count: number) => number): number {
+    let ms = 0;
+    this.#apply(url, "ejection_extended", (w) => {
+      w.ejectionCount++;
+      ms = ejectionMs(w.ejectionCount);
+      w.ejectedUntilMs = Date.now() + ms;
+    });
+    return ms;
+  }
+
+  // ---- Operator actions (admin/control.ts) ----
+
+  /** PUT is_dead: true keeps the worker out until an operator lifts it; false lifts any dead state. */
+  setQuarantined(url: string, quarantined: boolean): Worker | undefined {
+    return this.#apply(url, quarantined ? "quarantined" : "recovered", (w) => {
+      if (quarantined) this.#kill(w, "manual");
+      else this.#revive(w);
+    });
+  }
+
+  setDraining(url: string, draining: boolean): Worker | undefined {
+    return this.#apply(url, draining ? "draining" : "undrained", (w) => void (w.draining = draining));
+  }
+
+  // ---- Memory (admin/control.ts) ----
+
+  markSleeping(url: string): Worker | undefined {
+    return this.#apply(url, "sleeping", (w) => void (w.sleeping = true));
+  }
+
+  /** Woken: a worker marked dead while asleep (not by an operator or a failed refit) is back too. */
+  markAwake(url: string): Worker | undefined {
+    return this.#apply(url, "awake", (w) => {
+      w.sleeping = false;
+      w.consecutiveFailures = 0;
+      if (w.dead && w.deadReason !== "manual" && w.deadReason !== "refit_failed") {
+        w.dead = false;
+        w.deadReason = null;
+      }
+    });
+  }
+
+  // ---- Weights (refit/) ----
+
+  /** The worker holds `version` and takes traffic (`weights`: loaded now; `weights_restored`: known from the state file). */
+  weightsLoaded(url: string, version: string, reason: "weights" | "weights_restored" = "weights"): Worker | undefined {
+    return this.#apply(url, reason, (w) => {
+      w.weightVersion = version;
+      w.sync = "in_sync";
+      w.lastError = null;
+    });
+  }
+
+  /** The worker was found holding the pool's version: back in sync. */
+  weightsCurrent(url: string): Worker | undefined {
+    return this.#apply(url, "weights_current", (w) => void (w.sync = "in_sync"));
+  }
+
+  /** Out of rotation while the last refit is replayed to it (`clearError`: the replay starts now, an older error no longer applies). */
+  beginSync(url: string, clearError = false): Worker | undefined {
+    return this.#apply(url, "syncing", (w) => {
+      w.sync = "syncing";
+      if (clearError) w.lastError = null;
+    });
+  }
+
+  /**
+   * Out of rotation until brought to the pool's weights: `stale_weights` (it
+   * missed a refit), `sync_failed` (a replay failed). The version it holds is
+   * kept: it may still be the right one for a later check.
+   */
+  markStale(url: string, reason: "stale_weights" | "sync_failed", lastError?: string): Worker | undefined {
+    return this.#apply(url, reason, (w) => {
+      w.sync = "stale";
+      if (lastError !== undefined) w.lastError = lastError;
+    });
+  }
+
+  /**
+   * Out of rotation with weights unknown (`refit_failed`: a disk refit failed
+   * on it, it rolled back or half loaded; `stale_weights`: it holds
+   * uncommitted tensors): only a replay or a trainer's update brings it back.
+   */
+  weightsUnknown(url: string, reason: "refit_failed" | "stale_weights", lastError: string): Worker | undefined {
+    return this.#apply(url, reason, (w) => {
+      w.weightVersion = null;
+      w.sync = "stale";
+      w.lastError = lastError;
+    });
+  }
+
+  // ---- Load (admission/) ----
+
+  /** A request was handed this worker. Per request: no event here, see {@link notifyLoad}. */
+  requestStarted(worker: Worker): void {
+    const w: MutableWorker = worker;
+    w.activeRequests++;
+  }
+
+  /** A request on this worker ended (works on a worker removed meanwhile, whose counter nobody reads). */
+  requestEnded(worker: Worker): void {
+    const w: MutableWorker = worker;
+    if (w.activeRequests > 0) w.activeRequests--;
+  }
+
+  /** Load counters change per request: only notify when someone listens for them. */
+  notifyLoad(worker: Worker): void {
+    if (this.listenerCount("change") > 0) this.emit("change", { type: "updated", worker, reason: "load" });
+  }
+
+  /** Applies one named transition and tells the listeners. */
+  #apply(url: string, reason: Transition, mutate: (w: MutableWorker) => void): Worker | undefined {
     const worker = this.#workers.get(url);
     if (!worker) return undefined;
     mutate(worker);
@@ -103,9 +335,23 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
     return worker;
   }
 
-  /** Load counters change per request: only notify when someone listens for them. */
-  notifyLoad(worker: Worker): void {
-    if (this.listenerCount("change") > 0) this.emit("change", { type: "updated", worker, reason: "load" });
+  #kill(w: MutableWorker, reason: DeadReason): void {
+    w.dead = true;
+    w.deadReason = reason;
+    w.consecutiveSuccesses = 0;
+  }
+
+  #revive(w: MutableWorker): void {
+    w.dead = false;
+    w.deadReason = null;
+    w.consecutiveFailures = 0;
+    w.consecutiveSuccesses = 0;
+  }
+
+  /** Nothing the router knew of the process behind the URL holds any more: its weights and its learned speed. */
+  #forgetProcess(w: MutableWorker): void {
+    w.weightVersion = null;
+    w.processEpoch++;
   }
 
   #rebuild(): void {

@@ -1,6 +1,6 @@
 /**
  * Every named way a registered worker's state changes, and who makes it. The
- * registry accepts only these names (`Registry.update`), they are the
+ * registry's named methods (`Registry.markSleeping`, `Registry.weightsLoaded`, ...) each apply one of them, they are the
  * `reason` of WatchWorkers events, and listeners (the refit coordinator,
  * eligibility, admission) branch on them: a closed set, so a misspelt or
  * retired name is a compile error rather than a branch that never runs.

@@ -20,8 +20,8 @@ export interface WorkerCapabilities {
 }
 
 /**
- * The registry's record of a worker. Mutated only by the registry (and the
- * load counters, which the dispatch path owns); everything else reads it.
+ * The registry's record of a worker, read-only outside the registry: its
+ * named transitions (registry/registry.ts) are the only writers.
  */
 export interface Worker {
   readonly url: string;
@@ -29,33 +29,33 @@ export interface Worker {
   readonly displayId: string;
   readonly registeredAtMs: number;
   /** Requests dispatched to this worker and not yet finished. */
-  activeRequests: number;
+  readonly activeRequests: number;
   /** Consecutive failed health probes (or passive failures). */
-  consecutiveFailures: number;
+  readonly consecutiveFailures: number;
   /** Consecutive successful probes while dead, to decide when it comes back. */
-  consecutiveSuccesses: number;
-  dead: boolean;
-  deadReason: DeadReason | null;
+  readonly consecutiveSuccesses: number;
+  readonly dead: boolean;
+  readonly deadReason: DeadReason | null;
   /** Human-readable detail of the last failure. */
-  lastError: string | null;
-  sleeping: boolean;
-  draining: boolean;
+  readonly lastError: string | null;
+  readonly sleeping: boolean;
+  readonly draining: boolean;
   /** "in_sync" takes traffic; "syncing" is being brought to the current weights; "stale" waits for a trainer. */
-  sync: "in_sync" | "syncing" | "stale";
-  weightVersion: string | null;
-  capabilities: WorkerCapabilities;
+  readonly sync: "in_sync" | "syncing" | "stale";
+  readonly weightVersion: string | null;
+  readonly capabilities: WorkerCapabilities;
   /** Launcher-managed workers are stopped with the router. */
-  managed: boolean;
+  readonly managed: boolean;
   /** Passive ejection backoff: no traffic before this time. */
-  ejectedUntilMs: number;
-  ejectionCount: number;
-  lastProbeAtMs: number;
+  readonly ejectedUntilMs: number;
+  readonly ejectionCount: number;
+  readonly lastProbeAtMs: number;
   /**
    * Bumped each time the router concludes another process may now be behind
    * the URL (nothing listened there, or the card's fingerprint changed): what
    * was learned of the previous process (its speed) no longer holds.
    */
-  processEpoch: number;
+  readonly processEpoch: number;
 }
 
 export function workerState(w: Worker): WorkerState {
