@@ -23,7 +23,6 @@ export const errorCodes = {
   // 405
   method_not_allowed: 405,
   // 409
-  worker_exists: 409,
   refit_in_progress: 409,
   no_refit_in_progress: 409,
   weight_version_mismatch: 409,

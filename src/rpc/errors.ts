@@ -9,8 +9,6 @@ function codeFor(err: RouterError): Code {
     case "no_refit_in_progress":
     case "weight_version_mismatch":
       return Code.FailedPrecondition;
-    case "worker_exists":
-      return Code.AlreadyExists;
     case "body_too_large":
       return Code.ResourceExhausted;
     case "drain_timeout":
