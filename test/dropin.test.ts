@@ -123,6 +123,15 @@ describe("the original's error bodies and statuses", () => {
     expect(video.headers.get("x-router-error-code")).toBe("no_video_workers");
   });
 
+  it("a memory release or refit in an empty pool is 503 with Retry-After, like every 503", async () => {
+    for (const path of ["/release_memory_occupation", "/update_weights_from_disk"]) {
+      const r = await jsonRequest(`${empty.url}${path}`, { method: "POST", json: { model_path: "/ckpt/step-1" } });
+      expect(r.status, path).toBe(503);
+      expect(r.headers.get("x-router-error-code"), path).toBe("no_healthy_workers");
+      expect(r.headers.get("retry-after"), path).toBe("1");
+    }
+  });
+
   it("a blocked worker host is a 400 whose error string contains 'blocked' (the original's clients test for it)", async () => {
     for (const url of ["http://169.254.169.254:80", "http://[fe80::1]:8000"]) {
       const r = await jsonRequest(`${empty.url}/workers`, { method: "POST", json: { url } });

@@ -243,10 +243,10 @@ export const routerFlags: readonly FlagSpec[] = [
     arg: "<n>",
     key: "maxConcurrencyPerWorker",
     kind: "int",
-    help: "most generation requests in flight on one worker; the rest wait in the router queue (0 = unlimited)",
+    help: "most generation requests in flight on one worker; the rest wait in the router queue (0 = the algorithm's own: unlimited for least-request/round-robin/random, one at a time for earliest-finish, 2 x --worker-batch-size when batching)",
     metavar: "N",
-    readmeDefault: "`0` (unlimited)",
-    doc: "most generation requests in flight on one worker; the rest wait in the router's FIFO queue",
+    readmeDefault: "`0` (the algorithm's own)",
+    doc: "most generation requests in flight on one worker; the rest wait in the router queue. `0`: unlimited under `least-request`, `round-robin` and `random` (the queue is then FIFO); under `earliest-finish` one at a time per worker (two batches of `--worker-batch-size` for a batching worker), the queue ordered by the plan",
   },
   {
     flag: "--queue-size",

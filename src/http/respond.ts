@@ -50,7 +50,8 @@ export function sendError(res: Res, reason: unknown, extraHeaders?: Record<strin
   const n = notes(res);
   n.errorCode = err.code;
   const headers: Record<string, string> = { "x-router-error-code": err.code, ...extraHeaders };
-  const retryAfter = err.details.retryAfterS;
+  // Every 503 is worth retrying: it says when, also where the raiser named no delay (a refit in an empty pool).
+  const retryAfter = err.details.retryAfterS ?? (err.status === 503 ? 1 : undefined);
   if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
   if (n.requestId !== undefined) headers["x-request-id"] = n.requestId;
   // HTTP/1.1 connections end with these answers: a router that is stopping

@@ -22,8 +22,6 @@ export interface ProbeFailure {
   readonly refused: boolean;
 }
 
-/** Dead reasons only an operator or a trainer lifts, never a good probe. */
-const stickyDeadReasons: ReadonlySet<DeadReason> = new Set(["manual", "refit_failed", "stale_weights"]);
 
 /**
  * The one source of truth about workers. Every front door (REST, RPC,
@@ -167,7 +165,8 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
         if (w.ejectionCount > 0 && Date.now() > w.ejectedUntilMs + 300_000) w.ejectionCount = 0;
         return;
       }
-      if (w.deadReason !== null && stickyDeadReasons.has(w.deadReason)) return;
+      // An operator's quarantine is lifted only by an operator.
+      if (w.deadReason === "manual") return;
       if (!wholeWorker) return;
       w.consecutiveSuccesses++;
       const needed = w.deadReason === "unreachable" || w.deadReason === "ejected" ? 1 : successThreshold;
@@ -245,12 +244,12 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
     return this.#apply(url, "sleeping", (w) => void (w.sleeping = true));
   }
 
-  /** Woken: a worker marked dead while asleep (not by an operator or a failed refit) is back too. */
+  /** Woken: a worker marked dead while asleep (not by an operator) is back too. */
   markAwake(url: string): Worker | undefined {
     return this.#apply(url, "awake", (w) => {
       w.sleeping = false;
       w.consecutiveFailures = 0;
-      if (w.dead && w.deadReason !== "manual" && w.deadReason !== "refit_failed") {
+      if (w.dead && w.deadReason !== "manual") {
         w.dead = false;
         w.deadReason = null;
       }

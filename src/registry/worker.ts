@@ -1,9 +1,10 @@
 /**
- * Why a worker is out of rotation. `manual` is an operator's quarantine
- * (PUT is_dead=true) and only an operator lifts it; the others are lifted by
- * health probes.
+ * Why a worker is dead. `manual` is an operator's quarantine (PUT
+ * is_dead=true) and only an operator lifts it; the others are lifted by
+ * health probes. A worker whose weights are wrong is not dead but out of
+ * sync (`sync: "stale"`): see the refit coordinator.
  */
-export type DeadReason = "health_check" | "unreachable" | "manual" | "ejected" | "refit_failed" | "stale_weights" | "process_changed";
+export type DeadReason = "health_check" | "unreachable" | "manual" | "ejected";
 
 /** One display state, derived from the facts below, most important first. */
 export type WorkerState = "healthy" | "suspect" | "dead" | "sleeping" | "syncing" | "draining" | "stale";

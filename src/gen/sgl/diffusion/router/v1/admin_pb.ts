@@ -106,7 +106,8 @@ export type Worker = Message<"sgl.diffusion.router.v1.Worker"> & {
   draining: boolean;
 
   /**
-   * health_check, unreachable, manual, ejected, refit_failed, stale_weights, process_changed.
+   * Why it is dead: health_check, unreachable, manual (an operator's quarantine), ejected; empty when not dead.
+   * A worker on the wrong weights is not dead: its state is STALE or SYNCING.
    *
    * @generated from field: string dead_reason = 10;
    */
