@@ -73,14 +73,29 @@ describe("eligibility", () => {
     ["an image naming the video model still goes to image workers", { kind: "image", model: "Wan-AI/Wan2.2-T2V-A14B-Diffusers" }, [qwen1, qwen2, flux]],
     ["a video goes only to video workers", { kind: "video", model: "sora-2" }, [wan]],
     ["a rollout naming a model", { kind: "generation", model: "black-forest-labs/FLUX.1-dev" }, [flux]],
-    ["a rollout naming nothing may go anywhere", { kind: "generation", model: null }, pool],
+    ["a rollout naming the video model goes to it, video fields or not", { kind: "generation", model: "Wan-AI/Wan2.2-T2V-A14B-Diffusers" }, [wan]],
+    ["a rollout naming nothing and asking for no video goes to image workers", { kind: "generation", model: null }, [qwen1, qwen2, flux]],
+    ["a rollout naming nothing and asking for video goes to video workers", { kind: "video_generation", model: null }, [wan]],
+    ["a rollout naming a model nobody serves, asking for video", { kind: "video_generation", model: "sora-2" }, [wan]],
   ] as const)("%s", (_name, demand, expected) => {
     expect(eligibleWorkers(pool, demand)).toEqual(expected);
   });
 
-  it("workers not probed yet count as image-capable; a video-only pool still serves images", () => {
+  it("workers not probed yet take images only while no image worker is known; a video-only pool still serves images, a VLA worker never", () => {
     expect(eligibleWorkers([wan, fresh], { kind: "image", model: null })).toEqual([fresh]);
+    expect(eligibleWorkers([qwen1, fresh, wan], { kind: "image", model: null })).toEqual([qwen1]);
     expect(eligibleWorkers([wan], { kind: "image", model: null })).toEqual([wan]);
+    const vla = w("VLA_ACTION", ["some/vla"], false);
+    expect(eligibleWorkers([wan, vla], { kind: "image", model: null })).toEqual([wan]);
+    expect(eligibleWorkers([wan, vla], { kind: "generation", model: null })).toEqual([wan]);
+    expect(eligibleWorkers([wan, vla], { kind: "video", model: null })).toEqual([wan]);
+  });
+
+  it("a native generation body asking for video is a video_generation; one that does not stays a generation", () => {
+    expect(readRequestFacts("generation", { prompt: "x", num_frames: 9 }, null).kind).toBe("video_generation");
+    expect(readRequestFacts("generation", { prompt: "x", fps: 8 }, null).kind).toBe("video_generation");
+    expect(readRequestFacts("generation", { prompt: "x", width: 512 }, null).kind).toBe("generation");
+    expect(readRequestFacts("image", { prompt: "x", num_frames: 9 }, null).kind).toBe("image");
   });
 
   it.each([
@@ -88,6 +103,9 @@ describe("eligibility", () => {
     ["ti2i", "image"],
     ["I2V", "video"],
     ["I2M", "mesh"],
+    ["V2V", "video"],
+    ["F2V", "video"],
+    ["VLA_ACTION", "action"],
     ["XYZ", "unknown"],
     [null, "unknown"],
   ] as const)("task type %s is a %s worker", (taskType, kind) => {

@@ -64,6 +64,23 @@ describe("a mixed pool: two Qwen-Image workers, one FLUX, one Wan video worker",
       const r = await jsonRequest(`${router.url}/v1/videos`, { method: "POST", json: { prompt: "a river", model: "sora-2", size: "64x64", seconds: 1, fps: 4, num_inference_steps: 2 } });
       expect(r.status).toBe(200);
       expect(r.headers.get("x-sim-worker")).toBe(sims[3]!.url);
+      // Polled to the end, as a client does: until then the router counts the job as the worker's work.
+      await waitFor(async () => (await jsonRequest(`${router.url}/v1/videos/${r.body.id}`)).body.status === "completed", 20_000, "video completed");
+    }
+  });
+
+  it("native generation routes go by the body: no model and no video fields never reach the video worker; num_frames only the video worker", async () => {
+    const generate = async (path: string, body: Record<string, unknown>) => {
+      const r = await fetch(`${router.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "a cat", width: 64, height: 64, num_inference_steps: 2, ...body }) });
+      await r.arrayBuffer();
+      return { status: r.status, worker: r.headers.get("x-sim-worker") ?? "" };
+    };
+    const images = await Promise.all(Array.from({ length: 16 }, (_, i) => generate(i % 2 ? "/rollout/generate" : "/v1/diffusion/generate", { seed: i })));
+    expect(images.filter((a) => a.status !== 200 || modelOf.get(a.worker) === WAN)).toEqual([]);
+    for (let i = 0; i < 3; i++) {
+      const video = await generate("/rollout/generate", { seed: i, num_frames: 5, fps: 4 });
+      expect(video.status).toBe(200);
+      expect(modelOf.get(video.worker)).toBe(WAN);
     }
   });
 
@@ -91,6 +108,37 @@ describe("a mixed pool: two Qwen-Image workers, one FLUX, one Wan video worker",
     expect(metrics).toMatch(/^sgl_router_worker_in_flight_work_seconds\{worker=/m);
     expect(metrics).toMatch(/^sgl_router_worker_speed_noise\{worker="127\.0\.0\.1:\d+"\} [\d.]+$/m);
     expect(metrics).toMatch(/^sgl_router_worker_queued_work_seconds\{worker=/m);
+  });
+});
+
+describe("task types: V2V and F2V are video workers, VLA_ACTION serves neither images nor videos", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  const taskOf = new Map<string, string>();
+  beforeAll(async () => {
+    const tasks = ["T2I", "V2V", "F2V", "VLA_ACTION"];
+    sims = await Promise.all(tasks.map((t) => startSimProcess(["--task-type", t])));
+    sims.forEach((s, i) => taskOf.set(s.url, tasks[i]!));
+    router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url)]);
+    await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.task_type !== null), 10_000, "model cards probed");
+  });
+  afterAll(async () => {
+    await router.stop();
+    await Promise.all(sims.map((s) => s.stop()));
+  });
+
+  it("every image request reaches the T2I worker; video jobs reach only V2V and F2V; /workers shows their video support", async () => {
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => image(router, { seed: i })));
+    expect(answers.map((a) => [a.status, taskOf.get(a.worker)])).toEqual(answers.map(() => [200, "T2I"]));
+    const videos = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const r = await jsonRequest(`${router.url}/v1/videos`, { method: "POST", json: { prompt: "a river", size: "64x64", seconds: 1, fps: 4, num_inference_steps: 2 } });
+      expect(r.status).toBe(200);
+      videos.add(taskOf.get(r.headers.get("x-sim-worker")!)!);
+    }
+    expect([...videos].every((t) => t === "V2V" || t === "F2V")).toBe(true);
+    const workers = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
+    expect(Object.fromEntries(workers.map((w) => [w.task_type, w.video_support]))).toEqual({ T2I: false, V2V: true, F2V: true, VLA_ACTION: false });
   });
 });
 

@@ -161,7 +161,7 @@ export function createDataPlane(options: DataPlaneOptions) {
       }
       facts = readRequestFacts(spec.kind, body, routingKey);
     }
-    return { demand: demandOf(spec.kind, facts.model), facts, exclude: null, run: null, weightVersion: null };
+    return { demand: demandOf(facts.kind, facts.model), facts, exclude: null, run: null, weightVersion: null };
   }
 
   /**

@@ -12,7 +12,7 @@ export type WorkerState = "healthy" | "suspect" | "dead" | "sleeping" | "syncing
 export interface WorkerCapabilities {
   /** `task_type` of the worker's `/v1/models` card (T2I, T2V, ...), null until probed. */
   taskType: string | null;
-  /** true for T2V/I2V/TI2V, false for image models, null while unknown. */
+  /** true for video task types (registry/task-types.ts), false for the others, null while unknown. */
   videoSupport: boolean | null;
   /** Model ids served, from `/v1/models`. */
   models: string[];
@@ -74,9 +74,4 @@ export function isRoutable(w: Worker): boolean {
   return !w.dead && !w.sleeping && !w.draining && w.sync === "in_sync";
 }
 
-const videoTaskTypes = new Set(["T2V", "I2V", "TI2V"]);
-
-export function taskTypeSupportsVideo(taskType: string | null): boolean | null {
-  if (taskType === null) return null;
-  return videoTaskTypes.has(taskType.toUpperCase());
-}
+export { taskTypeSupportsVideo } from "./task-types.js";

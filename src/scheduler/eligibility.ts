@@ -6,21 +6,10 @@
  */
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
+import { workerKind, type WorkerKind } from "../registry/task-types.js";
 import type { RouteKind } from "./request-facts.js";
 
-export type WorkerKind = "image" | "video" | "mesh" | "unknown";
-
-const imageTasks = new Set(["T2I", "I2I", "TI2I"]);
-const videoTasks = new Set(["T2V", "I2V", "TI2V"]);
-
-export function workerKind(taskType: string | null): WorkerKind {
-  if (taskType === null) return "unknown";
-  const t = taskType.toUpperCase();
-  if (imageTasks.has(t)) return "image";
-  if (videoTasks.has(t)) return "video";
-  if (t === "I2M") return "mesh";
-  return "unknown";
-}
+export { workerKind, type WorkerKind };
 
 /** What a request asks of a worker. */
 export interface Demand {
@@ -43,26 +32,43 @@ function demandKey(kind: RouteKind, model: string | null): string {
 /**
  * The workers (among `workers`, typically every registered one) that may
  * serve `demand`:
- * - video routes: video models only (as the original);
- * - image routes: image models (and workers not probed yet); a video-only or
- *   mesh worker only when the pool has no image-capable worker at all;
- * - a named model that some worker of that kind serves: only those workers.
+ * - video routes, and native generation routes whose body asks for video
+ *   (`num_frames`, ...: see request-facts.ts): video models only;
+ * - image routes, and native generation routes whose body asks for no video:
+ *   image models; workers whose card is not read yet
+ *   only while no image worker is known (a worker still warming up must not
+ *   take an image request a known image worker can serve); a video or mesh
+ *   worker only when the pool has no image-capable worker at all (the
+ *   original sent images anywhere); never a VLA action worker;
+ * - a named model that some worker of that kind serves (on native generation
+ *   routes: some worker at all): only those workers.
  *   A name nobody serves (`sora-2`, a typo; real workers ignore the field)
  *   does not narrow the choice.
  */
 export function eligibleWorkers<W extends Pick<Worker, "capabilities">>(workers: readonly W[], demand: Demand): W[] {
+  const model = demand.model;
+  // A native generation naming a served model is that model's, whatever its
+  // kind (a Wan rollout without num_frames is still a video rollout).
+  if (model !== null && (demand.kind === "generation" || demand.kind === "video_generation")) {
+    const serving = workers.filter((w) => w.capabilities.models.includes(model));
+    if (serving.length > 0) return serving;
+  }
   let kindOk: W[];
-  if (demand.kind === "video") kindOk = workers.filter((w) => w.capabilities.videoSupport === true);
-  else if (demand.kind === "image") {
-    const images = workers.filter((w) => {
-      const k = workerKind(w.capabilities.taskType);
-      return k === "image" || k === "unknown";
-    });
-    kindOk = images.length > 0 ? images : [...workers];
-  } else kindOk = [...workers];
-  if (demand.model === null) return kindOk;
-  const serving = kindOk.filter((w) => w.capabilities.models.includes(demand.model!));
+  if (demand.kind === "video" || demand.kind === "video_generation") kindOk = workers.filter((w) => w.capabilities.videoSupport === true);
+  else if (demand.kind === "image" || demand.kind === "generation") kindOk = imageCapable(workers);
+  else kindOk = [...workers];
+  if (model === null) return kindOk;
+  const serving = kindOk.filter((w) => w.capabilities.models.includes(model));
   return serving.length > 0 ? serving : kindOk;
+}
+
+function imageCapable<W extends Pick<Worker, "capabilities">>(workers: readonly W[]): W[] {
+  const byKind = (kind: WorkerKind) => workers.filter((w) => workerKind(w.capabilities.taskType) === kind);
+  const images = byKind("image");
+  if (images.length > 0) return images;
+  const unknown = byKind("unknown");
+  if (unknown.length > 0) return unknown;
+  return workers.filter((w) => workerKind(w.capabilities.taskType) !== "action");
 }
 
 /**
@@ -100,7 +106,7 @@ export class EligibilityCache {
     let list = this.#routable.get(key);
     if (list === undefined) {
       const registered = this.registered(demand);
-      const routable = new Set(demand.kind === "video" ? this.#registry.routableVideo() : this.#registry.routable());
+      const routable = new Set(demand.kind === "video" || demand.kind === "video_generation" ? this.#registry.routableVideo() : this.#registry.routable());
       list = registered.filter((w) => routable.has(w));
       if (this.#routable.size > 1000) this.#routable.clear();
       this.#routable.set(key, list);

@@ -5,8 +5,14 @@
  * Pure: no I/O, no registry.
  */
 
-/** Which worker kinds may serve a route. */
-export type RouteKind = "image" | "video" | "generation" | "other";
+/**
+ * Which worker kinds may serve a request. `video` is an async video job
+ * (`POST /v1/videos`: answered at once, the work runs on); `generation` a
+ * native generation route (`/rollout/generate`, `/v1/diffusion/generate`)
+ * answered when done, by an image worker, or by a video worker when its
+ * body asks for video (`video_generation`).
+ */
+export type RouteKind = "image" | "video" | "generation" | "video_generation" | "other";
 
 /** The inputs of the cost model, with the worker's defaults filled where a field is missing. */
 export interface WorkFeatures {
@@ -23,6 +29,7 @@ export interface WorkFeatures {
 }
 
 export interface RequestFacts {
+  /** The route's kind; a native generation route whose body asks for video is `video_generation`. */
   readonly kind: RouteKind;
   /** The `model` field, or null. Real workers ignore it; the router uses it to choose among workers. */
   readonly model: string | null;
@@ -86,7 +93,10 @@ export function readRequestFacts(kind: RouteKind, body: unknown, routingKeyHeade
     outputs,
     inputImages,
   };
-  return { kind, model, work, batchKey: inputImages > 0 || kind === "other" ? null : batchKeyOf(kind, b), routingKey };
+  // A native generation route serves both kinds: the body says which (video
+  // fields), so that it never reaches a worker that cannot make it.
+  const resolved: RouteKind = kind === "generation" && video ? "video_generation" : kind;
+  return { kind: resolved, model, work, batchKey: inputImages > 0 || kind === "other" ? null : batchKeyOf(kind, b), routingKey };
 }
 
 function positive(v: unknown): number | null {

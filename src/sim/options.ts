@@ -3,7 +3,7 @@ import type { LevelWithSilent } from "pino";
 import { DEFAULT_GAIN_CURVE_SPEC, parseGainCurve } from "./latency.js";
 
 /** The task types a real worker reports in `/v1/models` (`task_type`). */
-export const TASK_TYPES = ["T2I", "I2I", "TI2I", "T2V", "I2V", "TI2V", "I2M"] as const;
+export const TASK_TYPES = ["T2I", "I2I", "TI2I", "T2V", "I2V", "TI2V", "V2V", "F2V", "I2M", "VLA_ACTION"] as const;
 export type TaskType = (typeof TASK_TYPES)[number];
 
 /** Options of the simulated worker. Every field is optional. */
@@ -59,7 +59,7 @@ export function deriveTaskType(modelPath: string): TaskType {
 }
 
 export function isVideoTask(taskType: TaskType): boolean {
-  return taskType === "T2V" || taskType === "I2V" || taskType === "TI2V";
+  return taskType === "T2V" || taskType === "I2V" || taskType === "TI2V" || taskType === "V2V" || taskType === "F2V";
 }
 
 export function isTaskType(value: string): value is TaskType {
