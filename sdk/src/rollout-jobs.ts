@@ -17,7 +17,10 @@ export interface RolloutJobOptions {
   deadlineS?: number;
   /** All items on one worker (consistent hashing with bounded load). */
   routingKey?: string;
-  /** Run only on workers holding this weight version; the call fails (FAILED_PRECONDITION) if the router holds another. */
+  /**
+   * Run only on workers holding this weight version: refused (code `weight_version_mismatch`) if
+   * the router holds another, cancelled (reason `weight_version_mismatch`) if a refit changes it.
+   */
   weightVersion?: string;
   /** Aborting it closes the stream, which cancels the job. */
   signal?: AbortSignal;
