@@ -18,6 +18,7 @@ import {
   routerErrorCode,
   toPlain,
   valueToJson,
+  WorkerEventType,
   type Health,
   type ImageData,
   type ImagesRequest,
@@ -507,6 +508,23 @@ describe("admin service", () => {
       expect(status).toMatchObject({ totalWorkers: 2, healthyWorkers: 2 });
     });
   }
+
+  it("a server stream (WatchWorkers) through the SDK's transport: existing workers, then synced; a refused one throws RouterClientError", async () => {
+    const c = client({ baseUrl: router.url, transport: "grpc" });
+    const controller = new AbortController();
+    const seen: string[] = [];
+    for await (const ev of c.admin.watchWorkers({ excludeLoad: true }, { signal: controller.signal })) {
+      seen.push(WorkerEventType[ev.type]);
+      if (ev.type === WorkerEventType.SYNCED) break;
+    }
+    controller.abort();
+    expect(seen).toEqual(["EXISTING", "EXISTING", "SYNCED"]);
+    const refused = client({ baseUrl: guarded.url, transport: "grpc" }).admin.watchWorkers({});
+    const err = await caught((async () => {
+      for await (const _ of refused) void _;
+    })());
+    expect(err).toMatchObject({ status: 401, code: "unauthenticated", rpcCode: Code.Unauthenticated });
+  });
 
   it("Connect with JSON, and a worker's reply body as JSON", async () => {
     const c = client({ baseUrl: router.url, transport: "connect", useBinaryFormat: false });
