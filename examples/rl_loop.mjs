@@ -8,7 +8,7 @@
 // Works against simulated workers (`npm start`) and real ones. Exits non-zero on any failure.
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
-import { createRouterClient, Code, ConnectError, RouterClientError, valueToJson } from "@sgl/diffusion-router-sdk";
+import { createRouterClient, Code, RouterClientError, valueToJson } from "@sgl/diffusion-router-sdk";
 
 const { values: args } = parseArgs({
   options: {
@@ -112,8 +112,8 @@ async function main() {
 try {
   await main();
 } catch (err) {
-  if (err instanceof RouterClientError) console.error(`[rl_loop] FAILED: ${err.code} (HTTP ${err.status}): ${err.message}`);
-  else if (err instanceof ConnectError) console.error(`[rl_loop] FAILED: admin RPC ${Code[err.code]}: ${err.rawMessage}`);
+  // Data plane and admin RPCs alike; rpcCode is set for RPC failures.
+  if (err instanceof RouterClientError) console.error(`[rl_loop] FAILED: ${err.code} (${err.rpcCode === null ? `HTTP ${err.status}` : `RPC ${Code[err.rpcCode]}`}): ${err.message}`);
   else console.error(`[rl_loop] FAILED: ${err instanceof Error ? err.stack : err}`);
   process.exitCode = 1;
 } finally {

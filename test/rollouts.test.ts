@@ -7,7 +7,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RolloutService } from "../src/gen/sgl/diffusion/router/v1/rollout_pb.js";
-import { createRouterClient } from "../sdk/src/index.js";
+import { Code, RouterClientError, createRouterClient, type RolloutJobRequest } from "../sdk/src/index.js";
 import { holdsFor } from "./helpers/idle.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
@@ -51,6 +51,11 @@ function rollout(url: string, body: unknown, onLine?: (line: any, all: any[]) =>
     req.on("error", reject);
     req.end(JSON.stringify(body));
   });
+}
+
+/** items() typed for the SDK. */
+function sdkItems(n: number): RolloutJobRequest[] {
+  return Array.from({ length: n }, (_, i) => ({ path: IMAGE, body: { prompt: `sample ${i}`, seed: i, size: "64x64", num_inference_steps: 2, response_format: "b64_json" } }));
 }
 
 async function generations(sims: SimProcess[]): Promise<number> {
@@ -345,6 +350,83 @@ describe("SDK: client.rollouts", () => {
         expect((await client.rollouts.get(await early.id)).status).toBe("ended");
       } finally {
         await setSpeed(sims, 1);
+        await client.close();
+      }
+    });
+  }
+
+  it("id, cancel() and summary work before iterating: the job is cancelled on the router, its results so far still iterable", async () => {
+    const client = createRouterClient({ baseUrl: router.url, apiKey: "DATA", transport: "connect" });
+    await setSpeed(sims, 0.01);
+    try {
+      const job = client.rollouts.run(sdkItems(20));
+      const id = await job.id;
+      expect((await client.rollouts.get(id)).status).toBe("running");
+      await job.cancel();
+      const summary = await job.summary;
+      expect(summary).toMatchObject({ id, reason: "cancelled" });
+      expect(summary.completed + summary.failed + summary.cancelled).toBe(20);
+      expect(summary.cancelled).toBeGreaterThan(10);
+      expect((await client.rollouts.get(id)).status).toBe("ended");
+      // What finished before the cancel was read with the summary and is still there.
+      const seen: number[] = [];
+      for await (const r of job) seen.push(r.index);
+      expect(seen).toHaveLength(summary.completed + summary.failed);
+    } finally {
+      await setSpeed(sims, 1);
+      await client.close();
+    }
+  });
+
+  it("summary before iterating resolves when the job ends; every result is then iterated", async () => {
+    const client = createRouterClient({ baseUrl: router.url, apiKey: "DATA", transport: "grpc" });
+    try {
+      const job = client.rollouts.run(sdkItems(5));
+      expect(await job.summary).toMatchObject({ id: await job.id, completed: 5, failed: 0, cancelled: 0, reason: "" });
+      const seen: number[] = [];
+      for await (const r of job) if (r.ok) seen.push(r.index);
+      expect(seen.sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4]);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it("leaving the loop early closes the stream: the router cancels the job (client_closed)", async () => {
+    const client = createRouterClient({ baseUrl: router.url, apiKey: "DATA", transport: "grpc" });
+    await setSpeed(sims, 0.05);
+    try {
+      const job = client.rollouts.run(sdkItems(20));
+      for await (const r of job) if (r.ok) break;
+      const id = await job.id;
+      const state = await waitFor(async () => {
+        const s = await client.rollouts.get(id);
+        return s.status === "ended" ? s : undefined;
+      }, 15_000, "the job to end");
+      expect(state.summary?.reason).toBe("client_closed");
+    } finally {
+      await setSpeed(sims, 1);
+      await client.close();
+    }
+  });
+
+  for (const transport of ["connect", "grpc"] as const) {
+    it(`${transport}: a refused job rejects id, summary and iteration with a RouterClientError (code, request id, cause)`, async () => {
+      const client = createRouterClient({ baseUrl: router.url, apiKey: "WRONG", transport });
+      try {
+        const job = client.rollouts.run(sdkItems(2));
+        const err = await job.id.then(() => null, (e: unknown) => e);
+        expect(err).toBeInstanceOf(RouterClientError);
+        expect(err).toMatchObject({ status: 401, code: "unauthenticated", routerCode: "unauthenticated", rpcCode: Code.Unauthenticated, requestId: expect.stringMatching(/.+/) });
+        expect((err as RouterClientError).cause).toBeDefined();
+        await expect(job.summary).rejects.toBe(err);
+        const iterated = await (async () => {
+          for await (const _ of job) return null;
+          return null;
+        })().catch((e: unknown) => e);
+        expect(iterated).toBe(err);
+        // Cancel and GetRollout are RPCs too: the same error class.
+        await expect(client.rollouts.get("nope")).rejects.toMatchObject({ status: 401, code: "unauthenticated" });
+      } finally {
         await client.close();
       }
     });

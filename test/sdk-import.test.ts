@@ -1,41 +1,23 @@
 // The built SDK as users get it: imported BY NAME (`@sgl/diffusion-router-sdk`,
 // the workspace symlink in node_modules) from plain Node ESM and from a
 // TypeScript (NodeNext) consumer, and the RL-loop example run end to end.
-import { execFile, execFileSync } from "node:child_process";
-import { mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdirSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { ensureSdkBuilt, sdkDir, sdkEntry } from "./helpers/sdk-build.js";
 import { repoRoot, startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const run = promisify(execFile);
-const sdkDir = resolve(repoRoot, "sdk");
-const sdkEntry = resolve(sdkDir, "dist", "index.js");
-
-function newestMtime(path: string): number {
-  const st = statSync(path);
-  if (!st.isDirectory()) return st.mtimeMs;
-  return Math.max(0, ...readdirSync(path).map((name) => newestMtime(join(path, name))));
-}
-
-function sdkIsStale(): boolean {
-  let built: number;
-  try {
-    built = statSync(sdkEntry).mtimeMs;
-  } catch {
-    return true;
-  }
-  const inputs = [resolve(sdkDir, "src"), resolve(sdkDir, "tsconfig.json"), resolve(sdkDir, "package.json")];
-  return Math.max(...inputs.map(newestMtime)) > built;
-}
 
 let imageSim: SimProcess;
 let videoSim: SimProcess;
 let router: RouterProcess;
 
 beforeAll(async () => {
-  if (sdkIsStale()) execFileSync("npm", ["run", "build", "-w", "@sgl/diffusion-router-sdk"], { cwd: repoRoot, stdio: "pipe" });
+  ensureSdkBuilt();
   [imageSim, videoSim] = await Promise.all([startSimProcess([]), startSimProcess(["--model-path", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "--task-type", "T2V"])]);
   router = await startRouterProcess(["--worker-urls", imageSim.url, videoSim.url]);
 }, 120_000);

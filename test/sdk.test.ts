@@ -9,7 +9,26 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as sdkIndex from "../sdk/src/index.js";
 import * as adminPb from "../sdk/src/gen/sgl/diffusion/router/v1/admin_pb.js";
 import * as rolloutPb from "../sdk/src/gen/sgl/diffusion/router/v1/rollout_pb.js";
-import { Code, ConnectError, RouterClientError, createRouterClient, routerErrorCode, toPlain, valueToJson, type ImagesRequest, type RouterClient } from "../sdk/src/index.js";
+import { errorFromAnswer } from "../sdk/src/errors.js";
+import {
+  Code,
+  ConnectError,
+  RouterClientError,
+  createRouterClient,
+  routerErrorCode,
+  toPlain,
+  valueToJson,
+  WorkerEventType,
+  type Health,
+  type ImageData,
+  type ImagesRequest,
+  type ImagesResponse,
+  type ModelCard,
+  type ModelsList,
+  type RouterClient,
+  type VideoJob,
+  type VideoList,
+} from "../sdk/src/index.js";
 import { startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { holdsFor } from "./helpers/idle.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
@@ -39,14 +58,34 @@ async function caught(p: Promise<unknown>): Promise<RouterClientError> {
   throw new Error("expected the call to fail");
 }
 
-async function caughtConnect(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConnectError);
-    return err as ConnectError;
-  }
-  throw new Error("expected the RPC to fail");
+
+/** The named keys of a type, without its index signature (`[field: string]: unknown`). */
+type KnownKeys<T> = keyof { [K in keyof T as string extends K ? never : K]: T[K] };
+/**
+ * Every named key of T, once: `satisfies` makes tsc (npm run typecheck) fail
+ * when a key is missing or unknown, so these lists are the types' keys.
+ */
+type KeyList<T> = Record<KnownKeys<T>, true>;
+const typeKeys = {
+  Health: { status: true, healthy_workers: true, total_workers: true, dead_workers: true, sleeping_workers: true, routable_workers: true, weight_version: true, refit_phase: true } satisfies KeyList<Health>,
+  ImagesResponse: { id: true, created: true, data: true, peak_memory_mb: true, inference_time_s: true } satisfies KeyList<ImagesResponse>,
+  ImageData: { b64_json: true, url: true, revised_prompt: true, file_path: true } satisfies KeyList<ImageData>,
+  ModelsList: { object: true, data: true } satisfies KeyList<ModelsList>,
+  ModelCard: {
+    id: true, object: true, created: true, owned_by: true, root: true, parent: true, max_model_len: true, num_gpus: true,
+    task_type: true, dit_precision: true, vae_precision: true, pipeline_name: true, pipeline_class: true,
+  } satisfies KeyList<ModelCard>,
+  VideoJob: {
+    id: true, object: true, model: true, status: true, progress: true, created_at: true, size: true, seconds: true, quality: true, url: true,
+    remixed_from_video_id: true, completed_at: true, expires_at: true, error: true, file_path: true, peak_memory_mb: true, inference_time_s: true,
+  } satisfies KeyList<VideoJob>,
+  VideoList: { object: true, data: true, first_id: true, last_id: true, has_more: true } satisfies KeyList<VideoList>,
+};
+function keysOf(name: keyof typeof typeKeys): string[] {
+  return Object.keys(typeKeys[name]).sort();
+}
+function answerKeys(answer: object): string[] {
+  return Object.keys(answer).sort();
 }
 
 function accessLogCount(router: RouterProcess, path: string): number {
@@ -209,6 +248,46 @@ describe("data plane", () => {
     );
     expect(err).toMatchObject({ status: 0, code: "aborted" });
     expect((err.cause as Error).message).toBe("enough");
+  });
+});
+
+describe("the SDK's types are the answers' shapes", () => {
+  it("health, images, models and video answers have exactly the keys their types declare", async () => {
+    expect(answerKeys(await sdk.health())).toEqual(keysOf("Health"));
+    const images = await sdk.generateImages({ prompt: "keys", ...small });
+    expect(answerKeys(images)).toEqual(keysOf("ImagesResponse"));
+    expect(answerKeys(images.data[0]!)).toEqual(keysOf("ImageData"));
+    const models = await sdk.listModels();
+    expect(answerKeys(models)).toEqual(keysOf("ModelsList"));
+    for (const card of models.data) expect(answerKeys(card)).toEqual(keysOf("ModelCard"));
+    const job = await sdk.createVideo({ prompt: "keys", ...smallVideo });
+    expect(answerKeys(job)).toEqual(keysOf("VideoJob"));
+    expect(answerKeys(await sdk.waitForVideo(job.id, { pollIntervalMs: 50, timeoutMs: 10_000 }))).toEqual(keysOf("VideoJob"));
+    const list = await sdk.listVideos();
+    expect(answerKeys(list)).toEqual(keysOf("VideoList"));
+    expect(answerKeys(await sdk.deleteVideo(job.id))).toEqual(keysOf("VideoJob"));
+  }, 20_000);
+
+  it("health carries the pool's weight version and refit phase", async () => {
+    expect(await sdk.health()).toMatchObject({ weight_version: "0", refit_phase: "idle", dead_workers: 0, sleeping_workers: 0, routable_workers: 2 });
+  });
+});
+
+describe("routerErrorCode", () => {
+  it("reads the router's code of either error body, with or without the X-Router-Error-Code header; a worker's error has none", () => {
+    const original = JSON.stringify({ error: "API key required", code: "unauthenticated" });
+    const openai = JSON.stringify({ error: { message: "API key required", type: "authentication_error", code: "unauthenticated", param: null } });
+    for (const body of [original, openai]) {
+      for (const headers of [{ "x-router-error-code": "unauthenticated" }, {}]) {
+        const err = errorFromAnswer(401, "application/json", body, headers);
+        expect(err).toMatchObject({ status: 401, code: "unauthenticated", message: "API key required" });
+        expect(routerErrorCode(err)).toBe("unauthenticated");
+      }
+    }
+    const worker = errorFromAnswer(422, "application/json", JSON.stringify({ detail: [{ loc: ["body", "prompt"], msg: "Field required" }] }));
+    expect(worker).toMatchObject({ code: "http_422", routerCode: null });
+    expect(routerErrorCode(worker)).toBeUndefined();
+    expect(routerErrorCode(new Error("x"))).toBeUndefined();
   });
 });
 
@@ -430,13 +509,34 @@ describe("admin service", () => {
     });
   }
 
+  it("a server stream (WatchWorkers) through the SDK's transport: existing workers, then synced; a refused one throws RouterClientError", async () => {
+    const c = client({ baseUrl: router.url, transport: "grpc" });
+    const controller = new AbortController();
+    const seen: string[] = [];
+    for await (const ev of c.admin.watchWorkers({ excludeLoad: true }, { signal: controller.signal })) {
+      seen.push(WorkerEventType[ev.type]);
+      if (ev.type === WorkerEventType.SYNCED) break;
+    }
+    controller.abort();
+    expect(seen).toEqual(["EXISTING", "EXISTING", "SYNCED"]);
+    const refused = client({ baseUrl: guarded.url, transport: "grpc" }).admin.watchWorkers({});
+    const err = await caught((async () => {
+      for await (const _ of refused) void _;
+    })());
+    expect(err).toMatchObject({ status: 401, code: "unauthenticated", rpcCode: Code.Unauthenticated });
+  });
+
   it("Connect with JSON, and a worker's reply body as JSON", async () => {
     const c = client({ baseUrl: router.url, transport: "connect", useBinaryFormat: false });
     const { workers } = await c.admin.listWorkers({});
     expect(workers).toHaveLength(2);
-    const err = await caughtConnect(c.admin.getWorker({ url: "http://127.0.0.1:1" }));
-    expect(err.code).toBe(Code.NotFound);
+    const err = await caught(c.admin.getWorker({ url: "http://127.0.0.1:1" }));
+    expect(err).toMatchObject({ status: 404, code: "worker_not_found", rpcCode: Code.NotFound, requestId: expect.stringMatching(/.+/) });
+    expect(err.message).toMatch(/not found/i);
     expect(routerErrorCode(err)).toBe("worker_not_found");
+    // The Connect error stays reachable as the cause, as raw Connect clients see it.
+    expect(err.cause).toBeInstanceOf(ConnectError);
+    expect(routerErrorCode(err.cause)).toBe("worker_not_found");
     expect(valueToJson(undefined)).toBeNull();
   });
 });
@@ -446,9 +546,11 @@ describe("api keys", () => {
   for (const transport of ["connect", "grpc"] as const) {
     it(`adminApiKey over ${transport}: Unauthenticated without it, works with it`, async () => {
       const without = client({ baseUrl: guarded.url, transport });
-      expect((await caughtConnect(without.admin.listWorkers({}))).code).toBe(Code.Unauthenticated);
+      const err = await caught(without.admin.listWorkers({}));
+      expect(err).toMatchObject({ status: 401, code: "unauthenticated", rpcCode: Code.Unauthenticated });
+      expect(routerErrorCode(err)).toBe("unauthenticated");
       const wrong = client({ baseUrl: guarded.url, transport, adminApiKey: "K2" });
-      expect((await caughtConnect(wrong.admin.getRouterStatus({}))).code).toBe(Code.Unauthenticated);
+      expect((await caught(wrong.admin.getRouterStatus({}))).rpcCode).toBe(Code.Unauthenticated);
       const withKey = client({ baseUrl: guarded.url, transport, adminApiKey: "K" });
       expect((await withKey.admin.listWorkers({})).workers.map((w) => w.url)).toEqual([imageSim.url]);
     });
@@ -457,7 +559,8 @@ describe("api keys", () => {
   it("apiKey on the data plane: 401 unauthenticated without it, works with it", async () => {
     const adminOnly = client({ baseUrl: guarded.url, adminApiKey: "K" });
     const err = await caught(adminOnly.generateImages({ prompt: "x", ...small, response_format: "b64_json" }));
-    expect(err).toMatchObject({ status: 401, code: "unauthenticated" });
+    expect(err).toMatchObject({ status: 401, code: "unauthenticated", rpcCode: null });
+    expect(routerErrorCode(err)).toBe("unauthenticated");
     const withKey = client({ baseUrl: guarded.url, apiKey: "K2" });
     const r = await withKey.generateImages({ prompt: "x", ...small, response_format: "b64_json" });
     expect(Buffer.from(r.data[0]!.b64_json!, "base64").subarray(0, 8).equals(PNG)).toBe(true);

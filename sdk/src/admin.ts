@@ -5,8 +5,9 @@ import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { AdminService } from "./gen/sgl/diffusion/router/v1/admin_pb.js";
+import { routerErrorTransport } from "./rpc-errors.js";
 
-/** The generated AdminService client: every RPC of admin.proto, camelCase. */
+/** The generated AdminService client: every RPC of admin.proto, camelCase; failures are RouterClientErrors. */
 export type AdminClient = Client<typeof AdminService>;
 
 /**
@@ -55,6 +56,7 @@ export function createAdmin(setup: AdminSetup): { client: AdminClient; transport
   } else {
     throw new TypeError(`transport must be "connect", "grpc" or "grpc-web", got ${JSON.stringify(setup.transport)}`);
   }
+  transport = routerErrorTransport(transport);
   return { client: createClient(AdminService, transport), transport, close };
 }
 

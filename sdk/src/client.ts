@@ -68,7 +68,7 @@ export interface RouterClientOptions {
 }
 
 export interface RouterClient {
-  /** The generated AdminService client. Its failures are `ConnectError`s (see `routerErrorCode`). */
+  /** The generated AdminService client. Its failures are `RouterClientError`s too (with `rpcCode`). */
   readonly admin: AdminClient;
   /**
    * Rollout jobs (the RolloutService, with the data-plane key): a whole burst
@@ -381,8 +381,8 @@ class RouterClientImpl implements RouterClient {
 
 /**
  * A client of one router: `admin` (the AdminService over Connect, gRPC or
- * gRPC-Web) and the data plane (REST). Data-plane failures throw
- * {@link RouterClientError}; admin RPC failures throw `ConnectError`.
+ * gRPC-Web), rollout jobs and the data plane (REST). Every failure is a
+ * {@link RouterClientError}.
  */
 export function createRouterClient(options: RouterClientOptions): RouterClient {
   return new RouterClientImpl(options);

@@ -13,6 +13,7 @@ export type {
   CallOptions,
   DownloadedImage,
   Health,
+  RefitPhase,
   ImageData,
   ImageEditRequest,
   ImagesRequest,
@@ -38,7 +39,9 @@ export type {
   WaitForVideoOptions,
 } from "./types.js";
 
-// Admin errors are Connect's; re-exported so callers need no direct dependency.
+// `Code` for RouterClientError.rpcCode, `ConnectError` for the `cause` of an
+// RPC failure and for raw Connect clients; re-exported so callers need no
+// direct dependency.
 export { Code, ConnectError } from "@connectrpc/connect";
 
 // The generated code of both services: the service definitions (for raw

@@ -1,6 +1,7 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { RolloutService, type RolloutState } from "./gen/sgl/diffusion/router/v1/rollout_pb.js";
+import { RolloutRun } from "./rollout-run.js";
 
 /** One request of a rollout job. */
 export interface RolloutJobRequest {
@@ -16,7 +17,10 @@ export interface RolloutJobOptions {
   deadlineS?: number;
   /** All items on one worker (consistent hashing with bounded load). */
   routingKey?: string;
-  /** Run only on workers holding this weight version; the call fails (FAILED_PRECONDITION) if the router holds another. */
+  /**
+   * Run only on workers holding this weight version: refused (code `weight_version_mismatch`) if
+   * the router holds another, cancelled (reason `weight_version_mismatch`) if a refit changes it.
+   */
   weightVersion?: string;
   /** Aborting it closes the stream, which cancels the job. */
   signal?: AbortSignal;
@@ -52,11 +56,20 @@ export interface RolloutJobSummary {
   reason: string;
 }
 
-/** A running job: iterate its results in completion order. */
+/**
+ * A running job: iterate its results in completion order. The job is
+ * submitted when `run()` is called; `id`, `summary` and `cancel()` work
+ * before, during and after iterating. Leaving the loop early closes the
+ * stream, which cancels the job on the router.
+ */
 export interface RolloutJobRun extends AsyncIterable<RolloutJobResult> {
-  /** The job id, once the router started it. */
+  /** The job id, as soon as the router started it (rejects if the call failed). */
   readonly id: Promise<string>;
-  /** The summary, after the last result (rejects if the call failed). */
+  /**
+   * The summary, when the job ended (rejects if the call failed). Asking for
+   * it reads the whole stream: results not iterated yet are kept in memory
+   * until they are.
+   */
   readonly summary: Promise<RolloutJobSummary>;
   /** Cancels the job on the router: queued items never reach a worker, running ones are cut; the summary still arrives. */
   cancel(): Promise<void>;
@@ -71,22 +84,15 @@ export interface RolloutJobs {
   cancel(id: string): Promise<RolloutState>;
 }
 
-/** The rollout jobs of the RolloutService, over a transport that carries the data-plane key. */
+/** The rollout jobs of the RolloutService, over a transport that carries the data-plane key (and throws RouterClientErrors). */
 export function createRolloutJobs(transport: Transport): RolloutJobs {
   const client: Client<typeof RolloutService> = createClient(RolloutService, transport);
   return {
     run(requests, options = {}) {
-      let resolveId!: (id: string) => void;
-      let rejectId!: (e: unknown) => void;
-      const id = new Promise<string>((res, rej) => ((resolveId = res), (rejectId = rej)));
-      let resolveSummary!: (s: RolloutJobSummary) => void;
-      let rejectSummary!: (e: unknown) => void;
-      const summary = new Promise<RolloutJobSummary>((res, rej) => ((resolveSummary = res), (rejectSummary = rej)));
-      // Nobody may await them; an unobserved rejection must not crash the caller.
-      id.catch(() => undefined);
-      summary.catch(() => undefined);
-      let started = false;
-      const stream = client.run(
+      // Our own controller: leaving the loop early closes the stream too.
+      const controller = new AbortController();
+      const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+      const events = client.run(
         {
           requests: requests.map((r) => ({ path: r.path, body: r.body })),
           minComplete: options.minComplete,
@@ -94,49 +100,13 @@ export function createRolloutJobs(transport: Transport): RolloutJobs {
           routingKey: options.routingKey ?? "",
           weightVersion: options.weightVersion ?? "",
         },
-        { signal: options.signal },
+        { signal },
       );
-      async function* results(): AsyncGenerator<RolloutJobResult> {
-        if (started) throw new TypeError("a rollout job's results can be iterated once");
-        started = true;
-        try {
-          for await (const e of stream) {
-            const ev = e.event;
-            if (ev.case === "started") resolveId(ev.value.id);
-            else if (ev.case === "summary") {
-              resolveSummary({ id: ev.value.id, completed: ev.value.completed, failed: ev.value.failed, cancelled: ev.value.cancelled, reason: ev.value.reason });
-            } else if (ev.case === "result") {
-              const r = ev.value;
-              const body = r.body;
-              yield {
-                index: r.index,
-                status: r.status,
-                ok: r.status >= 200 && r.status < 300,
-                workerId: r.workerId,
-                weightVersion: r.weightVersion,
-                queueMs: r.queueMs,
-                serviceMs: r.serviceMs,
-                attempts: r.attempts,
-                contentType: r.contentType,
-                body,
-                json: <T>() => JSON.parse(new TextDecoder().decode(body)) as T,
-              };
-            }
-          }
-        } catch (err) {
-          rejectId(err);
-          rejectSummary(err);
-          throw err;
-        }
-      }
-      return {
-        id,
-        summary,
-        [Symbol.asyncIterator]: () => results(),
-        async cancel() {
-          await client.cancel({ id: await id });
-        },
-      };
+      return new RolloutRun({
+        events: events[Symbol.asyncIterator](),
+        close: () => controller.abort(),
+        cancel: async (id) => void (await client.cancel({ id })),
+      });
     },
     async get(id) {
       return (await client.getRollout({ id })).rollout!;

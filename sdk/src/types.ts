@@ -316,13 +316,21 @@ export interface ModelsList {
   data: ModelCard[];
 }
 
-/** `GET /health`: answered with 200 (healthy) or 503 (unhealthy); both resolve. */
+/** What the pool's refit is doing (`refit_phase` of `GET /health`). */
+export type RefitPhase = "idle" | "draining" | "updating" | "open" | "sleeping";
+
+/** `GET /health`, the router's own answer: 200 (healthy) or 503 (unhealthy); both resolve. */
 export interface Health {
-  status: "healthy" | "unhealthy" | (string & {});
+  status: "healthy" | "unhealthy";
+  /** Neither dead nor sleeping. */
   healthy_workers: number;
   total_workers: number;
-  dead_workers?: number;
-  sleeping_workers?: number;
-  routable_workers?: number;
-  [field: string]: unknown;
+  dead_workers: number;
+  sleeping_workers: number;
+  /** Workers a request can be sent to now. */
+  routable_workers: number;
+  /** The pool's weight version: `"0"` (base weights) until the first refit. */
+  weight_version: string;
+  /** `idle` unless a refit or sleep is under way. */
+  refit_phase: RefitPhase;
 }
