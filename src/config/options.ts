@@ -3,6 +3,7 @@ import { routingAlgorithms, type RoutingAlgorithm } from "../balancer/index.js";
 import { RouterError } from "../errors.js";
 import { isIntBetween, isNonNegativeNumber, isPort, isPositiveNumber } from "./checks.js";
 import { maxTimerMs } from "./durations.js";
+import { defaultRequestLimits, type RequestLimits } from "../scheduler/request-limits.js";
 
 /** Everything the router process is configured with; see {@link resolveRouterOptions}. */
 export interface RouterOptions {
@@ -37,6 +38,14 @@ export interface RouterOptions {
   readonly maxAdminBodyBytes: number;
   /** Limit of a data-plane request body (generation requests, input images, tensor updates); default 100 MiB. */
   readonly maxBodyBytes: number;
+  /** Largest n / num_outputs_per_prompt forwarded; 0 = no limit. Default 64. */
+  readonly maxOutputsPerRequest: number;
+  /** Largest width, height or side of size forwarded, in pixels; 0 = no limit. Default 8192. */
+  readonly maxImageSide: number;
+  /** Largest num_inference_steps forwarded; 0 = no limit. Default 1000. */
+  readonly maxInferenceSteps: number;
+  /** Largest num_frames (or seconds x fps) forwarded; 0 = no limit. Default 1024. */
+  readonly maxFrames: number;
   /** Bearer key for admin REST routes and every RPC; null = open. */
   readonly adminApiKey: string | null;
   /** Bearer key for the data plane; null = open. */
@@ -88,6 +97,10 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   // Generous: an edit request with several full-size input images in base64,
   // or a tensor update's payload, must fit; a runaway client must not.
   maxBodyBytes: 100 * 1024 * 1024,
+  maxOutputsPerRequest: defaultRequestLimits.maxOutputs,
+  maxImageSide: defaultRequestLimits.maxSide,
+  maxInferenceSteps: defaultRequestLimits.maxSteps,
+  maxFrames: defaultRequestLimits.maxFrames,
   adminApiKey: null,
   apiKey: null,
   maxConcurrencyPerWorker: 0,
@@ -141,6 +154,10 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
   check(isIntBetween(o.maxAdminBodyBytes, 1), "max-admin-body-bytes", "must be a positive integer");
   check(isIntBetween(o.maxBodyBytes, 1), "max-body-bytes", "must be a positive integer");
+  check(isIntBetween(o.maxOutputsPerRequest, 0), "max-outputs-per-request", "must be an integer >= 0 (0 = no limit)");
+  check(isIntBetween(o.maxImageSide, 0), "max-image-side", "must be an integer >= 0 (0 = no limit)");
+  check(isIntBetween(o.maxInferenceSteps, 0), "max-inference-steps", "must be an integer >= 0 (0 = no limit)");
+  check(isIntBetween(o.maxFrames, 0), "max-frames", "must be an integer >= 0 (0 = no limit)");
   check(o.adminApiKey === null || (typeof o.adminApiKey === "string" && o.adminApiKey.length > 0), "admin-api-key", "must not be empty");
   check(o.apiKey === null || (typeof o.apiKey === "string" && o.apiKey.length > 0), "api-key", "must not be empty");
   check(isIntBetween(o.maxConcurrencyPerWorker, 0), "max-concurrency-per-worker", "must be an integer >= 0 (0 = unlimited)");
@@ -178,4 +195,9 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
   const out: Partial<T> = {};
   for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
   return out;
+}
+
+/** The request limits of the options, as the data plane checks them. */
+export function requestLimitsOf(o: RouterOptions): RequestLimits {
+  return { maxOutputs: o.maxOutputsPerRequest, maxSide: o.maxImageSide, maxSteps: o.maxInferenceSteps, maxFrames: o.maxFrames };
 }
