@@ -9,7 +9,8 @@ import { createHealthChecker, type HealthChecker } from "./health/health-checker
 import { createOutlierDetector } from "./health/outlier-detector.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { createRefitCoordinator } from "./refit/coordinator.js";
-import { createStateStore } from "./refit/state-store.js";
+import { openStateFile } from "./state/state-file.js";
+import { recordPool, restorePool } from "./state/pool-record.js";
 import { createAdminRoutes } from "./http/admin-routes.js";
 import { createDataPlane } from "./http/data-plane.js";
 import { createRestHandler } from "./http/rest-handler.js";
@@ -92,6 +93,8 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     queueSize: options.queueSize,
     queueTimeoutMs: options.queueTimeoutMs,
   });
+  // One --state-file: the refit's weights and the pool's workers, each written by its owner.
+  const stateFile = options.stateFile === null ? null : openStateFile(options.stateFile);
   const refit = createRefitCoordinator({
     registry,
     admission,
@@ -99,7 +102,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     logger,
     drainTimeoutMs: options.drainTimeoutMs,
     refitTimeoutMs: options.refitTimeoutMs,
-    store: options.stateFile === null ? null : createStateStore(options.stateFile),
+    store: stateFile?.refit ?? null,
   });
   const metrics = createMetrics({ registry, admission, weightVersion: () => refit.version });
   const outliers = createOutlierDetector({
@@ -216,6 +219,23 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     );
   }
 
+  // A restarted router serves the pool it had (RL frameworks register once,
+  // at start), then what the command line adds.
+  const recordedPool = stateFile?.pool.load() ?? null;
+  if (recordedPool !== null) {
+    await restorePool(
+      recordedPool,
+      {
+        addWorker: (url) => adminControl.addWorker(url),
+        quarantine: (url) => registry.setQuarantined(url, true),
+        drain: (url) => registry.setDraining(url, true),
+        markSleeping: (url) => registry.markSleeping(url),
+      },
+      logger,
+    );
+  }
+  // Recorded from here on (not during the restore: a crash then must not leave half the pool on disk).
+  if (stateFile !== null) recordPool(registry, stateFile.pool, logger);
   await Promise.all(options.workerUrls.map((u) => adminControl.addWorker(u)));
   health.start();
 

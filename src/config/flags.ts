@@ -364,10 +364,10 @@ export const routerFlags: readonly FlagSpec[] = [
     arg: "<path>",
     key: "stateFile",
     kind: "string",
-    help: "keep the weight version and refit state in this file across restarts",
+    help: "keep the weight version, refit state and worker set in this file across restarts",
     metavar: "PATH",
     readmeDefault: "none",
-    doc: "keeps the weight version and any refit in progress across router restarts",
+    doc: "keeps the weight version, any refit in progress and the registered workers (with quarantine, draining and sleep) across router restarts: a restarted router registers them again at once and brings each to the pool's weights before it takes traffic. Launcher-managed workers are not in it (the launcher starts its own)",
   },
   {
     flag: "--client-header-timeout",

@@ -1,0 +1,115 @@
+/**
+ * A restart forgets nothing (issue 21): workers registered over REST, as RL
+ * frameworks do once at start, are served again by a router SIGKILLed and
+ * restarted with the same flags and --state-file, at the version of the last
+ * refit, with the operator's states, while clients that retry like RL
+ * frameworks lose no request.
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
+const started: { stop(): Promise<unknown> }[] = [];
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((p) => p.stop()));
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
+  const { port } = server.address() as { port: number };
+  await new Promise((res) => server.close(res));
+  return port;
+}
+
+async function router(args: string[]): Promise<RouterProcess> {
+  const r = await startRouterProcess(["--access-log-exclude-prefixes", "/", ...args]);
+  started.push(r);
+  return r;
+}
+
+async function sims(n: number): Promise<SimProcess[]> {
+  const list = await Promise.all(Array.from({ length: n }, () => startSimProcess()));
+  started.push(...list);
+  return list;
+}
+
+/** One client request as RL frameworks send it: retried on 503 or a connection error, 1 s apart, up to 60 times. */
+async function generateRetrying(base: string): Promise<{ status: number; version: string | null; attempts: number }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
+      await res.arrayBuffer();
+      if (res.status !== 503 || attempt >= 60) return { status: res.status, version: res.headers.get("x-weight-version"), attempts: attempt };
+    } catch (err) {
+      if (attempt >= 60) return { status: 0, version: String(err), attempts: attempt };
+    }
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+describe("a router restarted with the same --state-file", () => {
+  it("serves the workers registered over REST again, at the refit's version, within 2 s; 16 retrying clients lose no request", async () => {
+    const workers = await sims(3);
+    const stateFile = join(mkdtempSync(join(tmpdir(), "sgl-restart-")), "state.json");
+    const port = await freePort();
+    const args = ["--port", String(port), "--state-file", stateFile];
+    const first = await router(args);
+    for (const w of workers) expect((await jsonRequest(`${first.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
+    const refit = await jsonRequest(`${first.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/step-7", weight_version: "7" } });
+    expect(refit.status).toBe(200);
+    // The operator drained one worker: that, too, survives the restart.
+    expect((await jsonRequest(`${first.url}/workers/${encodeURIComponent(workers[2]!.url)}`, { method: "PUT", json: { draining: true } })).status).toBe(200);
+    const recorded = JSON.parse(readFileSync(stateFile, "utf8"));
+    expect(recorded.pool.workers.map((w: { url: string }) => w.url).sort()).toEqual(workers.map((w) => w.url).sort());
+
+    // 16 clients in loops, the router SIGKILLed under them and started again.
+    let stop = false;
+    const answers: { status: number; version: string | null }[] = [];
+    const clients = Array.from({ length: 16 }, async () => {
+      while (!stop) answers.push(await generateRetrying(first.url));
+    });
+    await waitFor(() => answers.length >= 16, 10_000, "answers before the crash");
+    first.proc.kill("SIGKILL");
+    await new Promise((res) => first.proc.once("exit", res));
+    const second = await router(args);
+    // From the restarted process's "router listening" (its own start-up time is node's, not the router's).
+    const restartedAt = (second.logs.find((l) => l.msg === "router listening")!.time as number);
+    const listed = await waitFor(
+      async () => {
+        const ws = (await jsonRequest(`${second.url}/workers`)).body.workers as { url: string; weight_version: string; state: string }[];
+        return ws.length === 3 && ws.every((w) => w.weight_version === "7") ? ws : undefined;
+      },
+      5_000,
+      "the three workers at version 7",
+    );
+    expect(Date.now() - restartedAt).toBeLessThan(2_000);
+    expect(Object.fromEntries(listed.map((w) => [w.url, w.state]))).toEqual({ [workers[0]!.url]: "healthy", [workers[1]!.url]: "healthy", [workers[2]!.url]: "draining" });
+    const before = answers.length;
+    await waitFor(() => answers.length >= before + 32, 20_000, "answers after the restart");
+    stop = true;
+    await Promise.all(clients);
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    expect(answers.every((a) => a.version === "7")).toBe(true);
+  });
+
+  it("a state file from before the worker set (refit state only) still loads, and the pool is recorded from then on", async () => {
+    const [w] = await sims(1);
+    const stateFile = join(mkdtempSync(join(tmpdir(), "sgl-restart-")), "state.json");
+    const first = await router(["--state-file", stateFile, "--worker-urls", w!.url]);
+    expect((await jsonRequest(`${first.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/a", weight_version: "a" } })).status).toBe(200);
+    await first.stop();
+    const second = await router(["--state-file", stateFile]);
+    // Registered through --worker-urls by the first router: recorded too, and back without the flag.
+    const ws = await waitFor(async () => {
+      const list = (await jsonRequest(`${second.url}/workers`)).body.workers as { weight_version: string }[];
+      return list.length === 1 && list[0]!.weight_version === "a" ? list : undefined;
+    }, 5_000, "the worker back at version a");
+    expect(ws).toHaveLength(1);
+  });
+});
