@@ -10,6 +10,8 @@ import type { DiskRefitResult, RefitCoordinator } from "../refit/coordinator.js"
 import type { Audit } from "../audit/audit.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
+import type { RestCall } from "./rest-call.js";
+import { hookedSpec } from "../dispatch/route-specs.js";
 import { sendJson, type Res } from "./respond.js";
 
 /**
@@ -196,10 +198,10 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     },
 
     /** `POST /workers/{id}/update_weights_from_tensor`: this worker's own payload, inside an open refit. */
-    async tensorUpdate(req: Req, res: Res, id: string, path: string): Promise<void> {
+    async tensorUpdate(call: RestCall, id: string, path: string): Promise<void> {
       const worker = control.getWorker(decodeWorkerId(id));
       // The client's body streams through to the worker; its answer streams back.
-      await refit.updateTensors(worker.url, (answered) => data.toWorker(req, res, worker, path, (_origin, status, captured) => answered(status, captured)));
+      await refit.updateTensors(worker.url, (answered) => data.toWorker(call, worker, path, hookedSpec((_origin, status, captured) => answered(status, captured))));
     },
 
     /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */
