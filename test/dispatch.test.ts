@@ -13,7 +13,7 @@ import { createAdmission, type Admission } from "../src/admission/admission.js";
 import { AffinityMap } from "../src/admission/affinity.js";
 import { createPolicy } from "../src/balancer/index.js";
 import type { AnswerSink, RequestNotes } from "../src/dispatch/answer-sink.js";
-import { newNotes, type RequestContext, type RouteSpec } from "../src/dispatch/context.js";
+import { newNotes, type PlannedContext, type RouteSpec } from "../src/dispatch/context.js";
 import { Dispatcher } from "../src/dispatch/dispatcher.js";
 import { createRouteSpecs } from "../src/dispatch/route-specs.js";
 import { ticketOf } from "../src/dispatch/ticket.js";
@@ -129,7 +129,7 @@ function setUp(urls: string[], maxConcurrencyPerWorker = 0): { admission: Admiss
 }
 
 /** A context as a front door makes it: the body held (retryable), the answer into `sink`. */
-function contextFor(route: RouteSpec, sink: TestSink, notes: RequestNotes = newNotes()): RequestContext {
+function contextFor(route: RouteSpec, sink: TestSink, notes: RequestNotes = newNotes()): PlannedContext {
   const headers = { "content-type": "application/json", "content-length": String(imageBody.length), "x-request-id": "req-1" };
   const ticket = ticketOf(route.kind, imageBody, "application/json", null);
   return { requestId: "req-1", route, method: "POST", path: "/v1/images/generations", headers, bodyBytes: imageBody, bodyStream: null, ticket, sink, notes, arrivedMs: Date.now(), signal: null };
@@ -159,7 +159,7 @@ describe("dispatch core", () => {
     expect(result).toEqual({ kind: "answered", status: 200 });
     expect(ctx.notes.retries).toBe(1);
     expect(ctx.notes.workerUrl).toBe(sim.url);
-    expect(ctx.ticket!.exclude).toEqual(new Set([refused]));
+    expect(ctx.ticket.exclude).toEqual(new Set([refused]));
     expect(admission.inFlight).toBe(0);
   });
 

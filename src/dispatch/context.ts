@@ -44,6 +44,9 @@ export interface RequestContext {
   signal: AbortSignal | null;
 }
 
+/** A request admission places (a generation route, a rollout item): it has a ticket. */
+export type PlannedContext = RequestContext & { readonly ticket: Ticket };
+
 /** How a dispatched request ended, when it did not end with a RouterError. */
 export type DispatchResult =
   /** A worker's answer reached the sink whole (any status: a worker's 4xx or 5xx passes through). */

@@ -10,7 +10,7 @@ import { classifyFailure } from "../proxy/network-errors.js";
 import { decideRetry, mayTryAgain, type AttemptFacts } from "../proxy/retry-decision.js";
 import type { Worker } from "../registry/worker.js";
 import type { AnswerSink } from "./answer-sink.js";
-import type { DispatchResult, RequestContext } from "./context.js";
+import type { DispatchResult, PlannedContext, RequestContext } from "./context.js";
 
 /** Options of {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -87,10 +87,9 @@ export class Dispatcher {
    * A request admission places: failover to another worker while nothing
    * reached the sink. The error code it ends with is noted on the context.
    */
-  async dispatch(ctx: RequestContext): Promise<DispatchResult> {
+  async dispatch(ctx: PlannedContext): Promise<DispatchResult> {
     const { admission, maxRetries, retryBudgetMs } = this.#o;
     const ticket = ctx.ticket;
-    if (ticket === null) throw new RouterError("internal", "dispatch needs a ticket; a request for one given worker goes through toWorker");
     const notes = ctx.notes;
     // What happened on the last worker tried: a request that reached workers
     // and found none left to try ends with that (502), not with the

@@ -25,7 +25,7 @@ export function routingKeyOf(req: Req): string | null {
  * log reads them. `bodyBytes` is the body when the router read it whole;
  * otherwise the client's stream goes through once.
  */
-export function restContext(call: RestCall, path: string, route: RouteSpec, bodyBytes: Buffer | null, ticket: Ticket | null, arrivedMs: number): RequestContext {
+export function restContext<T extends Ticket | null>(call: RestCall, path: string, route: RouteSpec, bodyBytes: Buffer | null, ticket: T, arrivedMs: number): RequestContext & { readonly ticket: T } {
   const req = call.req;
   return {
     requestId: call.requestId,

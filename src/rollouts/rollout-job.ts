@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import type { DispatchResult, RequestContext, RouteSpec } from "../dispatch/context.js";
+import type { DispatchResult, PlannedContext, RouteSpec } from "../dispatch/context.js";
 import { ticketOf } from "../dispatch/ticket.js";
 import { errorBody } from "../error-body.js";
 import { RouterError } from "../errors.js";
@@ -68,7 +68,7 @@ export interface ItemView {
 }
 
 /** The dispatch core (admission, scheduling, failover, proxy), which runs each item. */
-export type Dispatch = (ctx: RequestContext) => Promise<DispatchResult>;
+export type Dispatch = (ctx: PlannedContext) => Promise<DispatchResult>;
 
 interface Item {
   readonly index: number;
@@ -210,7 +210,7 @@ export class RolloutJob {
   }
 
   /** The item's request as the dispatch core takes it: its body held (retryable), its answer kept in the item. */
-  #contextOf(item: Item): RequestContext {
+  #contextOf(item: Item): PlannedContext {
     const { path, route, body } = item.request;
     const requestId = `${this.id}-${item.index}`;
     const { routingKey, weightVersion } = this.#options;
