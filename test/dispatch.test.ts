@@ -13,7 +13,7 @@ import { createAdmission, type Admission } from "../src/admission/admission.js";
 import { AffinityMap } from "../src/admission/affinity.js";
 import { createPolicy } from "../src/balancer/index.js";
 import type { AnswerSink, RequestNotes } from "../src/dispatch/answer-sink.js";
-import { newNotes, type PlannedContext, type RouteSpec } from "../src/dispatch/context.js";
+import type { PlannedContext, RouteSpec } from "../src/dispatch/context.js";
 import { Dispatcher } from "../src/dispatch/dispatcher.js";
 import { createRouteSpecs } from "../src/dispatch/route-specs.js";
 import { ticketOf } from "../src/dispatch/ticket.js";
@@ -76,6 +76,10 @@ class TestSink implements AnswerSink {
   get body(): string {
     return Buffer.concat(this.chunks).toString("utf8");
   }
+}
+
+function newNotes(): RequestNotes {
+  return { workerUrl: undefined, retries: 0, queueMs: undefined, serviceMs: undefined, answerBytes: 0, errorCode: undefined };
 }
 
 const logger = createLogger({ level: "silent" });

@@ -55,8 +55,3 @@ export type DispatchResult =
   | { readonly kind: "cut_off" }
   /** The receiver went away before the answer was complete. */
   | { readonly kind: "receiver_gone" };
-
-/** Empty notes for a new request. */
-export function newNotes(): RequestNotes {
-  return { workerUrl: undefined, retries: 0, queueMs: undefined, serviceMs: undefined, answerBytes: 0, errorCode: undefined };
-}
