@@ -2,8 +2,9 @@
  * The router's one error type. Every error the router itself produces (as
  * opposed to a worker's answer, which passes through unchanged) is a
  * RouterError with a code from the closed set below; the REST layer turns it
- * into JSON in one place (`http/errors.ts`) and the RPC layer into a Connect
- * code.
+ * into an answer in one place (`http/respond.ts`, its JSON from
+ * `error-body.ts`, which rollout results use too) and the RPC layer into a
+ * Connect code.
  */
 export const errorCodes = {
   // 400

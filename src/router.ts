@@ -4,7 +4,8 @@ import { createControl, type Control } from "./admin/control.js";
 import { createAdmission } from "./admission/admission.js";
 import { AffinityMap } from "./admission/affinity.js";
 import { createPolicy } from "./balancer/index.js";
-import type { RouterOptions } from "./config/options.js";
+import { requestLimitsOf, type RouterOptions } from "./config/options.js";
+import { ticketReader } from "./dispatch/ticket.js";
 import { createHealthChecker, type HealthChecker } from "./health/health-checker.js";
 import { createOutlierDetector } from "./health/outlier-detector.js";
 import { createMetrics } from "./metrics/metrics.js";
@@ -13,6 +14,10 @@ import { openStateFile } from "./state/state-file.js";
 import { recordPool, restorePool } from "./state/pool-record.js";
 import { createAdminRoutes } from "./http/admin-routes.js";
 import { createDataPlane } from "./http/data-plane.js";
+import { createAffinityRoutes } from "./http/affinity-routes.js";
+import { createFanoutRoutes } from "./http/fanout-routes.js";
+import { Dispatcher } from "./dispatch/dispatcher.js";
+import { createRouteSpecs } from "./dispatch/route-specs.js";
 import { createRestHandler } from "./http/rest-handler.js";
 import { createLauncher, loadLauncherConfig, type Launcher } from "./launcher/index.js";
 import type { Logger } from "./log.js";
@@ -114,26 +119,18 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => metrics.ejected(w.displayId),
   });
-  const data = createDataPlane({
-    registry,
-    admission,
-    upstream,
-    outliers,
-    logger,
-    images,
-    videos,
-    fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000),
-    maxRetries: options.maxRetries,
-    retryBudgetMs: options.retryBudgetMs,
-    maxRetryBodyBytes: 1 << 20,
-    maxBodyBytes: options.maxBodyBytes,
-  });
+  const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes });
+  const specs = createRouteSpecs(admission, images, videos);
+  const tickets = ticketReader(requestLimitsOf(options));
+  const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
   const adminControl = auditedControl(control, audit);
   const adminRefit = auditedRefit(refit, audit);
-  const rollouts = createRollouts({ registry, run: data.runItem, paths: data.rolloutPaths, weightVersion: () => refit.version });
+  const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => refit.version });
   const admin = createAdminRoutes({ control: adminControl, registry, refit: adminRefit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  const rest = createRestHandler({ admin, data, rollouts: createRolloutRoutes(rollouts), logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
+  const affinity = createAffinityRoutes({ registry, data, specs, images, videos });
+  const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
+  const rest = createRestHandler({ admin, data, affinity, fanout, rollouts: createRolloutRoutes(rollouts), logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
 
   const launcher = auditedLauncher(
     createLauncher({

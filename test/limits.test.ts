@@ -161,3 +161,24 @@ describe("admin RPCs under --max-admin-body-bytes", () => {
     }
   });
 });
+
+describe("request limits (--max-outputs-per-request and friends)", () => {
+  it("num_outputs_per_prompt: 1000000 on /rollout/generate is a 400 naming the field and the flag, and reaches no worker; the same in a rollout job item", async () => {
+    const before = await simRequests();
+    const r = await jsonRequest(`${router.url}/rollout/generate`, { method: "POST", json: { prompt: "a cat", num_outputs_per_prompt: 1_000_000 } });
+    expect(r.status).toBe(400);
+    expect(r.headers.get("x-router-error-code")).toBe("invalid_request");
+    expect(JSON.stringify(r.body)).toContain("num_outputs_per_prompt is 1000000, over the router's limit of 64 (--max-outputs-per-request)");
+    const big = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: { prompt: "a cat", size: "20000x512" } });
+    expect([big.status, big.body.param ?? big.body.error?.param]).toEqual([400, "size"]);
+    const job = await fetch(`${router.url}/v1/rollouts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ requests: [{ path: "/rollout/generate", body: { prompt: "a cat", num_outputs_per_prompt: 1_000_000 } }] }),
+    });
+    const lines = (await job.text()).trim().split("\n").map((l) => JSON.parse(l));
+    const result = lines.find((l) => "index" in l);
+    expect(result.status).toBe(400);
+    expect(await simRequests()).toBe(before);
+  });
+});

@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 // The rows only: no handler runs here.
-const table = restRoutes({ admin: {} as never, data: {} as never, rollouts: {} as never, metrics: () => undefined, dashboard: {} as never });
+const table = restRoutes({ admin: {} as never, data: {} as never, affinity: {} as never, fanout: {} as never, rollouts: {} as never, metrics: () => undefined, dashboard: {} as never });
 
 /** A concrete path for a template: parameters become an id that exists nowhere. */
 const concrete = (template: string) => template.replace(/\{[a-z_]+\*?\}/g, "nothing-here");

@@ -1,24 +1,28 @@
 import { performance } from "node:perf_hooks";
+import { randomUUID } from "node:crypto";
 import type { Auth } from "../auth/api-keys.js";
+import { callContext, remoteOf } from "../audit/call-context.js";
+import { loadDashboardFiles } from "../dashboard/static-files.js";
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { Metrics } from "../metrics/metrics.js";
+import { firedWithin } from "../server/fired-within.js";
+import { createAccessLog } from "./access-log.js";
 import type { AdminRoutes } from "./admin-routes.js";
+import type { AffinityRoutes } from "./affinity-routes.js";
 import type { Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
-import type { RolloutRoutes } from "./rollout-routes.js";
-import type { Metrics } from "../metrics/metrics.js";
-import { displayIdOf } from "../registry/worker-url.js";
-import { notes } from "./notes.js";
-import { randomUUID } from "node:crypto";
-import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
-import { loadDashboardFiles } from "../dashboard/static-files.js";
-import { firedWithin } from "../server/fired-within.js";
+import type { FanoutRoutes } from "./fanout-routes.js";
 import { sendError, type Res } from "./respond.js";
-import { callContext, remoteOf } from "../audit/call-context.js";
+import { RestCall } from "./rest-call.js";
+import type { RolloutRoutes } from "./rollout-routes.js";
+import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
 
 export interface RestHandlerOptions {
   admin: AdminRoutes;
   data: DataPlane;
+  affinity: AffinityRoutes;
+  fanout: FanoutRoutes;
   rollouts: RolloutRoutes;
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
@@ -28,160 +32,164 @@ export interface RestHandlerOptions {
   clientBodyTimeoutMs: number;
 }
 
+/**
+ * Request ids the router makes: a random per-process prefix and a counter
+ * (unique, cheap; a UUID per request showed in profiles). A client's own
+ * `x-request-id` is kept.
+ */
+function createRequestIds(): (req: Req) => string {
+  const idPrefix = randomUUID().slice(0, 13);
+  let idCounter = 0;
+  return (req) => {
+    const given = req.headers["x-request-id"];
+    return typeof given === "string" && given !== "" && given.length <= 200 ? given : `${idPrefix}-${(idCounter++).toString(36)}`;
+  };
+}
+
+/**
+ * A client that stalls mid-body would hold a worker slot (its request is
+ * already dispatched) forever. The socket timeout covers only the body:
+ * once it is in, waiting minutes for a video is normal.
+ */
+function limitBodyStall(req: Req, timeoutMs: number): void {
+  if (timeoutMs > 0 && "socket" in req && req.socket && !req.complete && (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined)) {
+    const socket = req.socket;
+    socket.setTimeout(timeoutMs);
+    req.once("end", () => socket.setTimeout(0));
+  }
+}
 
 /**
  * The REST front door: the route table, the access log, and the one place
- * where a thrown error becomes an answer.
+ * where a thrown error becomes an answer. Every request gets a
+ * {@link RestCall}, which the dispatch core writes the answer into and
+ * leaves its notes on, and which the access log reads at the end.
  */
-export function createRestHandler(options: RestHandlerOptions) {
-  const { admin, data, rollouts, logger, auth, metrics } = options;
-  const bodyTimeoutMs = options.clientBodyTimeoutMs;
-  let open = 0;
-  let shuttingDown = false;
-  let onIdle: (() => void) | null = null;
-  const excluded = options.accessLogExcludePrefixes;
+class RestHandler {
+  #open = 0;
+  #shuttingDown = false;
+  #onIdle: (() => void) | null = null;
+  readonly #options: RestHandlerOptions;
+  readonly #requestIdOf = createRequestIds();
+  readonly #accessLog: (call: RestCall) => void;
+  readonly #table: RouteTable;
 
-  // Request ids the router makes: a random per-process prefix and a counter
-  // (unique, cheap; a UUID per request showed in profiles).
-  const idPrefix = randomUUID().slice(0, 13);
-  let idCounter = 0;
-  function requestIdOf(req: Req): string {
-    const given = req.headers["x-request-id"];
-    return typeof given === "string" && given !== "" && given.length <= 200 ? given : `${idPrefix}-${(idCounter++).toString(36)}`;
+  constructor(options: RestHandlerOptions) {
+    this.#options = options;
+    this.#accessLog = createAccessLog(options.metrics, options.logger, options.accessLogExcludePrefixes);
+    const metrics = options.metrics;
+    const sendMetrics = (call: RestCall) => {
+      metrics.text().then(
+        (text) => {
+          call.res.writeHead(200, { "content-type": metrics.contentType, "content-length": Buffer.byteLength(text) });
+          call.res.end(text);
+        },
+        (err: unknown) => sendError(call, err),
+      );
+    };
+    const { admin, data, affinity, fanout, rollouts } = options;
+    this.#table = new RouteTable(restRoutes({ admin, data, affinity, fanout, rollouts, dashboard: loadDashboardFiles(), metrics: sendMetrics }));
   }
 
-  const table = new RouteTable(
-    restRoutes({
-      admin,
-      data,
-      rollouts,
-      dashboard: loadDashboardFiles(),
-      metrics: (res) => {
-        metrics.text().then(
-          (text) => {
-            res.writeHead(200, { "content-type": metrics.contentType, "content-length": Buffer.byteLength(text) });
-            res.end(text);
-          },
-          (err: unknown) => sendError(res, err),
-        );
-      },
-    }),
-  );
-
-  /** Runs the matched route's handler; a reserved path without a route is the router's 404, any other path goes to a worker. */
-  async function route(req: Req, res: Res, method: string, path: string, rawUrl: string, queryString: string, match: Match): Promise<void> {
-    if (match.kind === "worker") return data.passthrough(req, res, rawUrl);
-    if (match.route === null) throw new RouterError("not_found", `no route ${method} ${path}`);
-    const handler = handlerFor(match.route, method, path);
-    return handler({ req, res, method, path, rawUrl, params: match.params, query: () => new URLSearchParams(queryString) });
+  /** Requests whose answer has not ended. */
+  get open(): number {
+    return this.#open;
   }
 
-  /**
-   * The response's 'close' listener (`this` is the response): one function
-   * shared by every request instead of a closure plus a `once` wrapper each.
-   */
-  function onResponseClose(this: Res): void {
-    const n = notes(this);
-    const req = n.restReq;
-    if (!req) return; // accounted already ('close' is expected once; this keeps `once` semantics)
-    n.restReq = null;
-    finished(req, this, n.restPath!, n.restStartedMs!);
+  /** From now on, new requests get 503 shutting_down. */
+  startShutdown(): void {
+    this.#shuttingDown = true;
   }
 
-  function finished(req: Req, res: Res, path: string, startedMs: number): void {
-    const label = notes(res).routeLabel ?? "other";
-    open--;
-    if (open === 0 && onIdle) onIdle();
-    const n = notes(res);
-    const seconds = (performance.now() - startedMs) / 1000;
-    const status = res.headersSent ? res.statusCode : 499;
-    metrics.observe(label, req.method ?? "GET", status, n.workerUrl ? displayIdOf(n.workerUrl) : "", seconds, n.answerBytes ?? 0, n.retries ?? 0);
-    if (!logger.isLevelEnabled("info")) return;
-    for (const p of excluded) if (path.startsWith(p)) return;
-    logger.info({ requestId: n.requestId, method: req.method, path, status, code: n.errorCode, ms: Math.round(seconds * 1000), queueMs: n.queueMs, worker: n.workerUrl, retries: n.retries }, "request");
+  /** Resolves true when every open request ended, false after `timeoutMs`. */
+  whenIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#open === 0) return Promise.resolve(true);
+    return firedWithin(timeoutMs, (fire) => (this.#onIdle = fire));
   }
 
-  function handle(req: Req, res: Res): void {
+  /** The server's request listener (bound: it is passed around as a function). */
+  readonly handle = (req: Req, res: Res): void => {
     const startedMs = performance.now();
     const rawUrl = req.url ?? "/";
     const q = rawUrl.indexOf("?");
-    const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
+    const call = new RestCall(req, res, q < 0 ? rawUrl : rawUrl.slice(0, q), this.#requestIdOf(req), startedMs);
     const method = req.method ?? "GET";
-    open++;
-    const n = notes(res);
-    n.restReq = req;
-    n.restPath = path;
-    n.restStartedMs = startedMs;
-    n.requestId = requestIdOf(req);
+    this.#open++;
+    res.on("close", () => this.#finished(call));
     let match: Match;
     try {
-      match = table.match(path);
+      match = this.#table.match(call.path);
     } catch (err) {
       // A path parameter that is not valid percent-encoding: 400, nothing routed.
-      n.errorShape = "original";
-      n.routeLabel = "other";
-      res.on("close", onResponseClose);
       req.resume();
-      sendError(res, err);
+      sendError(call, err);
       return;
     }
-    n.errorShape = match.shape;
-    n.routeLabel = match.label;
-    res.on("close", onResponseClose);
-    if (shuttingDown) {
-      req.resume();
-      sendError(res, new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
-      return;
-    }
-    if (path.charCodeAt(0) !== 47 /* '/' */) {
-      sendError(res, new RouterError("invalid_request", `request target must be a path, got ${JSON.stringify(rawUrl.slice(0, 100))}`));
-      return;
-    }
-    if (match.auth !== "open" && !(match.auth === "admin" ? auth.admin(req.headers.authorization) : auth.data(req.headers.authorization))) {
-      req.resume();
-      sendError(res, new RouterError("unauthenticated", match.auth === "admin" ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
-      return;
-    }
-    if (bodyTimeoutMs > 0 && "socket" in req && req.socket && !req.complete && (req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined)) {
-      // A client that stalls mid-body would hold a worker slot (its request is
-      // already dispatched) forever. The socket timeout covers only the body:
-      // once it is in, waiting minutes for a video is normal.
-      const socket = req.socket;
-      socket.setTimeout(bodyTimeoutMs);
-      req.once("end", () => socket.setTimeout(0));
-    }
+    call.errorShape = match.shape;
+    call.routeLabel = match.label;
+    if (this.#refused(call, match, rawUrl)) return;
+    limitBodyStall(req, this.#options.clientBodyTimeoutMs);
     const query = q < 0 ? "" : rawUrl.slice(q + 1);
+    const auth = this.#options.auth;
     // Admin calls run in their caller's context, which the audit trail reads;
     // the data plane does not pay for it.
     const routed =
       match.auth === "admin"
-        ? callContext.run({ requestId: n.requestId!, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } }, () => route(req, res, method, path, rawUrl, query, match))
-        : route(req, res, method, path, rawUrl, query, match);
-    routed.catch((err: unknown) => {
-      const e = RouterError.from(err);
-      if (e.status >= 500 && e.code === "internal") logger.error({ err, path }, "request failed");
-      if (e.code === "method_not_allowed" && !res.headersSent) res.setHeader("allow", String(e.details.allow));
-      sendError(res, e);
-      // A body the router did not read (an error before reading it) must not
-      // stay in the socket: drain it so keep-alive stays usable.
-      if (!req.readableEnded) req.resume();
-    });
+        ? callContext.run({ requestId: call.requestId, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } }, () => this.#route(call, method, rawUrl, query, match))
+        : this.#route(call, method, rawUrl, query, match);
+    routed.catch((err: unknown) => this.#failed(call, err));
+  };
+
+  /** Runs the matched route's handler; a reserved path without a route is the router's 404, any other path goes to a worker. */
+  async #route(call: RestCall, method: string, rawUrl: string, queryString: string, match: Match): Promise<void> {
+    if (match.kind === "worker") return this.#options.data.passthrough(call, rawUrl);
+    if (match.route === null) throw new RouterError("not_found", `no route ${method} ${call.path}`);
+    const handler = handlerFor(match.route, method, call.path);
+    return handler({ call, req: call.req, res: call.res, method, path: call.path, rawUrl, params: match.params, query: () => new URLSearchParams(queryString) });
   }
 
-  return {
-    handle,
-    /** Requests whose answer has not ended. */
-    get open() {
-      return open;
-    },
-    /** From now on, new requests get 503 shutting_down. */
-    startShutdown() {
-      shuttingDown = true;
-    },
-    /** Resolves true when every open request ended, false after `timeoutMs`. */
-    whenIdle(timeoutMs: number): Promise<boolean> {
-      if (open === 0) return Promise.resolve(true);
-      return firedWithin(timeoutMs, (fire) => (onIdle = fire));
-    },
-  };
+  #finished(call: RestCall): void {
+    if (call.accounted) return; // 'close' is expected once; this keeps `once` semantics
+    call.accounted = true;
+    this.#open--;
+    if (this.#open === 0 && this.#onIdle) this.#onIdle();
+    this.#accessLog(call);
+  }
+
+  /** Answers a request that may not be routed (shutting down, not a path, no key); false when it may. */
+  #refused(call: RestCall, match: Match, rawUrl: string): boolean {
+    const req = call.req;
+    const auth = this.#options.auth;
+    if (this.#shuttingDown) {
+      req.resume();
+      sendError(call, new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
+      return true;
+    }
+    if (call.path.charCodeAt(0) !== 47 /* '/' */) {
+      sendError(call, new RouterError("invalid_request", `request target must be a path, got ${JSON.stringify(rawUrl.slice(0, 100))}`));
+      return true;
+    }
+    if (match.auth !== "open" && !(match.auth === "admin" ? auth.admin(req.headers.authorization) : auth.data(req.headers.authorization))) {
+      req.resume();
+      sendError(call, new RouterError("unauthenticated", match.auth === "admin" ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
+      return true;
+    }
+    return false;
+  }
+
+  #failed(call: RestCall, err: unknown): void {
+    const e = RouterError.from(err);
+    if (e.status >= 500 && e.code === "internal") this.#options.logger.error({ err, path: call.path }, "request failed");
+    if (e.code === "method_not_allowed" && !call.res.headersSent) call.res.setHeader("allow", String(e.details.allow));
+    sendError(call, e);
+    // A body the router did not read (an error before reading it) must not
+    // stay in the socket: drain it so keep-alive stays usable.
+    if (!call.req.readableEnded) call.req.resume();
+  }
+}
+
+export type { RestHandler };
+
+export function createRestHandler(options: RestHandlerOptions): RestHandler {
+  return new RestHandler(options);
 }

@@ -1,9 +1,9 @@
 import type { RolloutResult, RolloutSummary } from "../rollouts/rollout-job.js";
 import type { RolloutSubmission, Rollouts } from "../rollouts/rollouts.js";
 import type { ServerResponse } from "node:http";
-import { readJsonObject, type Req } from "./body.js";
-import { notes } from "./notes.js";
+import { readJsonObject } from "./body.js";
 import { sendJson, type Res } from "./respond.js";
+import type { RestCall } from "./rest-call.js";
 
 /** A rollout submission carries every item's body: far above the admin limit. */
 export const MAX_SUBMISSION_BYTES = 64 * 1024 * 1024;
@@ -31,13 +31,12 @@ export function createRolloutRoutes(rollouts: Rollouts) {
   }
 
   return {
-    async submit(req: Req, response: Res): Promise<void> {
+    async submit(call: RestCall): Promise<void> {
       // Both response kinds write the same way; one type keeps the calls simple.
-      const res = response as ServerResponse;
-      const { json } = await readJsonObject(req, MAX_SUBMISSION_BYTES);
+      const res = call.res as ServerResponse;
+      const { json } = await readJsonObject(call.req, MAX_SUBMISSION_BYTES);
       const job = rollouts.submit(json as RolloutSubmission);
-      notes(res).requestId ??= job.id;
-      res.writeHead(200, { ...ndjsonHeaders, "x-rollout-id": job.id, "x-request-id": notes(res).requestId! });
+      res.writeHead(200, { ...ndjsonHeaders, "x-rollout-id": job.id, "x-request-id": call.requestId });
       // The caller learns the id before the first result, so it can cancel or poll.
       res.write(`${JSON.stringify({ id: job.id, size: job.size })}\n`);
       const onClose = () => {

@@ -1,8 +1,12 @@
 import { RouterError } from "../errors.js";
+import type { ErrorShape } from "../error-body.js";
 import type { AdminRoutes } from "./admin-routes.js";
+import type { AffinityRoutes } from "./affinity-routes.js";
 import type { Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
-import type { ErrorShape, Res } from "./respond.js";
+import type { FanoutRoutes } from "./fanout-routes.js";
+import type { Res } from "./respond.js";
+import type { RestCall } from "./rest-call.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
 import type { DashboardFiles } from "../dashboard/static-files.js";
 
@@ -11,6 +15,8 @@ export type AuthClass = "open" | "admin" | "data";
 
 /** What a handler gets: the exchange, the path's `{param}` values (decoded), and the query when asked for. */
 export interface RouteContext {
+  /** The request as the REST front door keeps it (the answer's sink, the access log's notes). */
+  call: RestCall;
   req: Req;
   res: Res;
   method: string;
@@ -79,14 +85,14 @@ const workerPath = { auth: "data" as const, label: "other", shape: "original" as
  * metrics label and error shape cannot disagree, because nothing else lists
  * routes.
  */
-export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; rollouts: RolloutRoutes; metrics: (res: Res) => void; dashboard: DashboardFiles }): Route[] {
-  const { admin, data, rollouts, dashboard } = parts;
+export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinity: AffinityRoutes; fanout: FanoutRoutes; rollouts: RolloutRoutes; metrics: (call: RestCall) => void; dashboard: DashboardFiles }): Route[] {
+  const { admin, data, affinity, fanout, rollouts, dashboard } = parts;
   // The label is the template without the `*` of greedy parameters.
   const route = (path: string, auth: AuthClass, methods: Record<string, RouteHandler>, shape: ErrorShape = "original"): Route => ({ path, methods, auth, label: path.replace("*}", "}"), shape, rawParams: path.startsWith("/workers/") });
   return [
     // Probes and scrapes: open.
     route("/health", "open", { GET: ({ res }) => admin.health(res), HEAD: ({ res }) => admin.health(res) }),
-    route("/metrics", "open", { GET: ({ res }) => parts.metrics(res) }, "openai"),
+    route("/metrics", "open", { GET: ({ call }) => parts.metrics(call) }, "openai"),
     // The live dashboard's files hold no data (the page calls the API with the operator's key): open.
     route("/dashboard", "open", { GET: ({ res }) => dashboard.serve(res, "index.html") }),
     route("/dashboard/", "open", { GET: ({ res }) => dashboard.serve(res, "index.html") }),
@@ -114,7 +120,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; rollout
     route("/refit/begin", "admin", { POST: ({ req, res }) => admin.refitBegin(req, res) }, "openai"),
     route("/refit/commit", "admin", { POST: ({ req, res }) => admin.refitCommit(req, res) }, "openai"),
     route("/refit/abort", "admin", { POST: ({ req, res }) => admin.refitAbort(req, res) }, "openai"),
-    route("/workers/{id*}/update_weights_from_tensor", "admin", { POST: ({ req, res, params }) => admin.tensorUpdate(req, res, params[0]!, "/update_weights_from_tensor") }, "openai"),
+    route("/workers/{id*}/update_weights_from_tensor", "admin", { POST: ({ call, params }) => admin.tensorUpdate(call, params[0]!, "/update_weights_from_tensor") }, "openai"),
     route(
       "/update_weights_from_tensor",
       "admin",
@@ -128,17 +134,17 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; rollout
     ),
 
     // The data plane.
-    route("/v1/images/generations", "data", { POST: ({ req, res, rawUrl }) => data.imageGeneration(req, res, rawUrl), "*": ({ req, res, rawUrl }) => data.passthrough(req, res, rawUrl) }),
-    route("/v1/images/edits", "data", { POST: ({ req, res, rawUrl }) => data.imageGeneration(req, res, rawUrl), "*": ({ req, res, rawUrl }) => data.passthrough(req, res, rawUrl) }),
-    route("/v1/images/{id}/content", "data", { GET: ({ req, res, rawUrl, params }) => data.imageContent(req, res, rawUrl, params[0]!), "*": ({ req, res, rawUrl }) => data.passthrough(req, res, rawUrl) }),
-    route("/rollout/generate", "data", { POST: ({ req, res, rawUrl }) => data.generation(req, res, rawUrl), "*": ({ req, res, rawUrl }) => data.passthrough(req, res, rawUrl) }),
-    route("/v1/diffusion/generate", "data", { POST: ({ req, res, rawUrl }) => data.generation(req, res, rawUrl), "*": ({ req, res, rawUrl }) => data.passthrough(req, res, rawUrl) }),
-    route("/v1/videos", "data", { POST: ({ req, res, rawUrl }) => data.createVideo(req, res, rawUrl), GET: ({ req, res, query }) => data.listVideos(req, res, query()) }),
-    route("/v1/videos/{id}", "data", { GET: ({ req, res, rawUrl, params }) => data.videoById(req, res, rawUrl, params[0]!), DELETE: ({ req, res, rawUrl, params }) => data.videoById(req, res, rawUrl, params[0]!) }),
-    route("/v1/videos/{id}/content", "data", { GET: ({ req, res, rawUrl, params }) => data.videoById(req, res, rawUrl, params[0]!) }),
-    route("/v1/models", "data", { GET: ({ res }) => data.listModels(res) }),
-    route("/v1/models/{id*}", "data", { GET: ({ req, res, rawUrl, params }) => data.getModel(req, res, rawUrl, params[0]!), "*": ({ req, res, rawUrl }) => data.passthrough(req, res, rawUrl) }),
-    route("/v1/rollouts", "data", { POST: ({ req, res }) => rollouts.submit(req, res) }, "openai"),
+    route("/v1/images/generations", "data", { POST: ({ call, rawUrl }) => data.imageGeneration(call, rawUrl), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/v1/images/edits", "data", { POST: ({ call, rawUrl }) => data.imageGeneration(call, rawUrl), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/v1/images/{id}/content", "data", { GET: ({ call, rawUrl, params }) => affinity.imageContent(call, rawUrl, params[0]!), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/rollout/generate", "data", { POST: ({ call, rawUrl }) => data.generation(call, rawUrl), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/v1/diffusion/generate", "data", { POST: ({ call, rawUrl }) => data.generation(call, rawUrl), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/v1/videos", "data", { POST: ({ call, rawUrl }) => data.createVideo(call, rawUrl), GET: ({ call, query }) => fanout.listVideos(call, query()) }),
+    route("/v1/videos/{id}", "data", { GET: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!), DELETE: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!) }),
+    route("/v1/videos/{id}/content", "data", { GET: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!) }),
+    route("/v1/models", "data", { GET: ({ call }) => fanout.listModels(call) }),
+    route("/v1/models/{id*}", "data", { GET: ({ call, rawUrl, params }) => fanout.getModel(call, rawUrl, params[0]!), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/v1/rollouts", "data", { POST: ({ call }) => rollouts.submit(call) }, "openai"),
     route("/v1/rollouts/{id}", "data", { GET: ({ res, params }) => rollouts.get(res, params[0]!) }, "openai"),
     route("/v1/rollouts/{id}/cancel", "data", { POST: ({ res, params }) => rollouts.cancel(res, params[0]!) }, "openai"),
   ];

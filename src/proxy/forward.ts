@@ -1,12 +1,9 @@
 import { performance } from "node:perf_hooks";
-import type { ServerResponse } from "node:http";
-import type { Http2ServerResponse } from "node:http2";
 import type { Readable } from "node:stream";
+import type { AnswerSink } from "../dispatch/answer-sink.js";
 import type { AnswerHeaders, Call, H1Handler } from "./h1-connection.js";
 import type { H1Client } from "./h1-pool.js";
 import { WorkerStatusError } from "./network-errors.js";
-
-export type ClientResponse = ServerResponse | Http2ServerResponse;
 
 /**
  * Sees a worker's answer (status, leading bytes) before the client sees its
@@ -60,7 +57,7 @@ export interface ForwardRequest {
    * access log and metrics (whose 'close' listeners run before the caller's
    * await continues).
    */
-  stats?: { answerBytes?: number };
+  stats?: { answerBytes: number };
   /**
    * Most bytes a streamed body without content-length (chunked, HTTP/2) may
    * carry: past it the exchange ends with {@link BodyLimitExceeded}. A
@@ -86,8 +83,8 @@ class ClientAbort extends Error {
 
 /**
  * One request/answer exchange on the data plane's HTTP/1.1 client. It
- * writes worker bytes straight into the client response and pauses the worker
- * when the client is slow, so memory stays flat whatever the size. Methods are
+ * writes worker bytes straight into the answer's sink and pauses the worker
+ * when the receiver is slow, so memory stays flat whatever the size. Methods are
  * on the prototype: no closure per chunk.
  */
 class Exchange implements H1Handler {
@@ -100,7 +97,7 @@ class Exchange implements H1Handler {
   captureLeft: number;
   /** content-length of the worker's answer, -1 when it streams without one. */
   expectedBytes = -1;
-  /** The whole answer, when it arrived in one chunk; sent with res.end(). */
+  /** The whole answer, when it arrived in one chunk; sent with the sink's end. */
   whole: Buffer | null = null;
   /** Made on the first backpressure pause only: most answers never need it. */
   resume: (() => void) | null = null;
@@ -108,15 +105,12 @@ class Exchange implements H1Handler {
   awaitingDrain = false;
   headAtMs = 0;
   learned: string | undefined = undefined;
-  /** An HTTP/1.1 response (whose socket node corks on each write). */
-  readonly h1: boolean;
 
   constructor(
-    readonly res: ClientResponse,
+    readonly sink: AnswerSink,
     readonly req: ForwardRequest,
     readonly settle: (o: ForwardOutcome) => void,
   ) {
-    this.h1 = "shouldKeepAlive" in res;
     this.captureLeft = req.captureBytes ?? 0;
     this.chunks = this.captureLeft > 0 ? [] : null;
     this.onClientClose = () => {
@@ -124,7 +118,7 @@ class Exchange implements H1Handler {
       this.clientGone = true;
       this.call?.abort(new ClientAbort());
     };
-    res.once("close", this.onClientClose);
+    sink.onClose(this.onClientClose);
   }
 
   onHead(statusCode: number, headers: AnswerHeaders, contentLength: number): void {
@@ -138,14 +132,14 @@ class Exchange implements H1Handler {
     if (workerId !== undefined) headers["x-worker-id"] = workerId;
     // A header node refuses to write (a worker's bad header) throws here:
     // nothing reached the client yet, so it counts as a failure before the answer.
-    this.res.writeHead(statusCode, headers);
+    this.sink.head(statusCode, headers);
     this.status = statusCode;
     this.headAtMs = performance.now();
   }
 
   onData(chunk: Buffer): boolean {
     // A whole answer in its first chunk (the common small JSON answer) is
-    // kept for res.end(chunk): head and body leave in one socket write.
+    // kept for the sink's end: head and body leave in one socket write.
     if (this.bytes === 0 && chunk.length === this.expectedBytes) {
       this.bytes = chunk.length;
       this.capture(chunk);
@@ -154,21 +148,11 @@ class Exchange implements H1Handler {
     }
     this.bytes += chunk.length;
     this.capture(chunk);
-    const res = this.res as ServerResponse;
-    const ok = res.write(chunk);
-    // node corks the socket on each write until the next tick; uncorked
-    // now, the chunk leaves at once, and when the kernel took all of it the
-    // connection may reuse its read buffer for the next read (holdsBytes).
-    if (this.h1) {
-      const socket = res.socket;
-      if (socket !== null && socket.writableCorked > 0) socket.uncork();
-    }
-    if (ok) return true;
+    if (this.sink.chunk(chunk)) return true;
     // One 'drain' listener at a time, however many chunks one read held.
     if (!this.awaitingDrain) {
       this.awaitingDrain = true;
-      this.res.once(
-        "drain",
+      this.sink.onceDrain(
         (this.resume ??= () => {
           this.awaitingDrain = false;
           this.call?.resume();
@@ -179,13 +163,10 @@ class Exchange implements H1Handler {
   }
 
   holdsBytes(): boolean {
-    // Bytes written to a response stay referenced while they wait for the
-    // client (counted in writableLength, HTTP/1.1 and HTTP/2 alike; a
-    // response without it is assumed to hold them); captured bytes until the
-    // answer ends.
+    // Captured bytes are held until the answer ends; written ones while they
+    // wait for a slow receiver.
     if (this.chunks !== null && this.chunks.length > 0) return true;
-    const queued = (this.res as ServerResponse).writableLength;
-    return typeof queued !== "number" || queued > 0;
+    return this.sink.holdsBytes();
   }
 
   capture(chunk: Buffer): void {
@@ -214,8 +195,7 @@ class Exchange implements H1Handler {
     }
     this.chunks = null;
     this.finish({ kind: "completed", status: this.status, bytes: this.bytes, headAtMs: this.headAtMs, learned: this.learned });
-    if (this.whole !== null) (this.res as ServerResponse).end(this.whole);
-    else this.res.end();
+    this.sink.end(this.whole);
   }
 
   onError(error: Error): void {
@@ -223,33 +203,33 @@ class Exchange implements H1Handler {
       this.finish({ kind: "client_aborted" });
       return;
     }
-    if (this.status === 0 && !this.res.headersSent) {
+    if (this.status === 0 && !this.sink.headSent) {
       this.finish({ kind: "failed_before_response", error });
       return;
     }
     this.finish({ kind: "failed_mid_response", status: this.status, error });
     // Half an answer must not look like a whole one: cut the connection.
-    this.res.destroy(error);
+    this.sink.abort(error);
   }
 
   finish(outcome: ForwardOutcome): void {
     if (this.settled) return;
     this.settled = true;
-    this.res.removeListener("close", this.onClientClose);
+    this.sink.offClose(this.onClientClose);
     this.settle(outcome);
   }
 }
 
-/** Streams one request to a worker and its answer back to the client. */
-export function forward(client: H1Client, res: ClientResponse, req: ForwardRequest): Promise<ForwardOutcome> {
+/** Streams one request to a worker and its answer into `sink`. */
+export function forward(client: H1Client, sink: AnswerSink, req: ForwardRequest): Promise<ForwardOutcome> {
   return new Promise<ForwardOutcome>((resolve) => {
-    const exchange = new Exchange(res, req, resolve);
+    const exchange = new Exchange(sink, req, resolve);
     const call = client.request(req.origin, req, exchange);
     exchange.call = call;
     const body = req.body;
     if (req.maxBodyBytes !== undefined && body !== null && !Buffer.isBuffer(body) && req.headers["content-length"] === undefined) limitBody(body, req.maxBodyBytes, call);
     // The client left before the request went out.
-    if (exchange.clientGone || res.destroyed) call.abort(new ClientAbort());
+    if (exchange.clientGone || sink.closed) call.abort(new ClientAbort());
   });
 }
 

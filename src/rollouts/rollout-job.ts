@@ -1,16 +1,18 @@
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
+import type { DispatchResult, PlannedContext, RouteSpec } from "../dispatch/context.js";
+import type { TicketReader } from "../dispatch/ticket.js";
+import { errorBody } from "../error-body.js";
 import { RouterError } from "../errors.js";
-import { notes } from "../http/notes.js";
-import type { Res } from "../http/respond.js";
-import { errorBody } from "../http/respond.js";
 import { workerIdOf } from "../registry/worker-url.js";
-import { AnswerSink } from "./answer-sink.js";
+import { ItemAnswer } from "./item-answer.js";
 
 /** One request of a job, as submitted. */
 export interface RolloutRequest {
   /** `/v1/images/generations`, `/rollout/generate` or `/v1/diffusion/generate`. */
   readonly path: string;
+  /** What the path is to the dispatch core. */
+  readonly route: RouteSpec;
   /** The JSON body, serialized once at submission. */
   readonly body: Buffer;
 }
@@ -65,13 +67,13 @@ export interface ItemView {
   weight_version: string | null;
 }
 
-/** Runs one item through the data plane (admission, scheduling, failover, proxy) into a sink. */
-export type RunItem = (path: string, body: Buffer, sink: Res, headers: Record<string, string>, weightVersion: string | null) => Promise<void>;
+/** The dispatch core (admission, scheduling, failover, proxy), which runs each item. */
+export type Dispatch = (ctx: PlannedContext) => Promise<DispatchResult>;
 
 interface Item {
   readonly index: number;
   readonly request: RolloutRequest;
-  readonly sink: AnswerSink;
+  readonly answer: ItemAnswer;
   state: ItemState;
   status: number | null;
   workerId: string | null;
@@ -86,8 +88,9 @@ export function newRolloutId(): string {
  * A rollout job: a set of requests that go through the router's queue as
  * one burst (so the scheduler sees every cost up front), whose results are
  * handed out as they finish. It never forwards bytes itself: each item is a
- * request of the data plane written into an {@link AnswerSink}, and leaves
- * the job as one event as soon as its answer is complete. The REST (NDJSON)
+ * request context of its own for the dispatch core, answered into an
+ * {@link ItemAnswer}, and leaves the job as one event as soon as its answer
+ * is complete. The REST (NDJSON)
  * and RPC (server stream) front doors read {@link events}.
  *
  * Memory: an item's answer is held from its last byte until the consumer
@@ -100,7 +103,8 @@ export class RolloutJob {
   endedAtMs: number | null = null;
   readonly #items: Item[];
   readonly #options: RolloutOptions;
-  readonly #run: RunItem;
+  readonly #tickets: TicketReader;
+  readonly #dispatch: Dispatch;
   #succeeded = 0;
   #failed = 0;
   #cancelled = 0;
@@ -115,11 +119,21 @@ export class RolloutJob {
   /** Nobody reads the events any more (an RPC stream that was closed): results are dropped, not kept. */
   #detached = false;
 
-  constructor(id: string, requests: readonly RolloutRequest[], options: RolloutOptions, run: RunItem) {
+  /**
+   * min_complete is judged as each answer ends, before its worker is
+   * released: the re-plan that release triggers must already see the job
+   * cancelled, or the worker would be sent an item only to have it cut.
+   */
+  readonly #answerEnded = (status: number): void => {
+    if (status >= 200 && status < 300 && ++this.#okAnswers === this.#options.minComplete) this.cancel("min_complete");
+  };
+
+  constructor(id: string, requests: readonly RolloutRequest[], options: RolloutOptions, dispatch: Dispatch, tickets: TicketReader) {
     this.id = id;
     this.#options = options;
-    this.#run = run;
-    this.#items = requests.map((request, index) => ({ index, request, sink: new AnswerSink(), state: "queued", status: null, workerId: null, weightVersion: null }));
+    this.#dispatch = dispatch;
+    this.#tickets = tickets;
+    this.#items = requests.map((request, index) => ({ index, request, answer: new ItemAnswer(this.#answerEnded), state: "queued", status: null, workerId: null, weightVersion: null }));
   }
 
   get size(): number {
@@ -150,7 +164,7 @@ export class RolloutJob {
   cancel(reason: CancelReason): void {
     if (this.#reason !== null || this.#done) return;
     this.#reason = reason;
-    for (const item of this.#items) if (item.state === "queued" || item.state === "running") item.sink.cancel();
+    for (const item of this.#items) if (item.state === "queued" || item.state === "running") item.answer.cancel();
   }
 
   /** The live state of every item. */
@@ -165,7 +179,7 @@ export class RolloutJob {
   }
 
   #stateOf(i: Item): ItemState {
-    if (i.state === "queued" && notes(i.sink as unknown as Res).workerUrl !== undefined) return "running";
+    if (i.state === "queued" && i.answer.workerUrl !== undefined) return "running";
     return i.state;
   }
 
@@ -197,47 +211,49 @@ export class RolloutJob {
     wake?.();
   }
 
+  /** The item's request as the dispatch core takes it: its body held (retryable), its answer kept in the item. */
+  #contextOf(item: Item): PlannedContext {
+    const { path, route, body } = item.request;
+    const requestId = `${this.id}-${item.index}`;
+    const { routingKey, weightVersion } = this.#options;
+    const headers: Record<string, string> = { "content-type": "application/json", "content-length": String(body.length), "x-request-id": requestId };
+    if (routingKey !== null) headers["x-routing-key"] = routingKey;
+    const ticket = this.#tickets(route.kind, body, "application/json", routingKey);
+    ticket.weightVersion = weightVersion;
+    ticket.fromJob = true;
+    return { requestId, route, method: "POST", path, headers, bodyBytes: body, bodyStream: null, ticket, sink: item.answer, notes: item.answer, arrivedMs: Date.now(), signal: null };
+  }
+
   async #runItem(item: Item): Promise<void> {
-    const sink = item.sink;
-    const n = notes(sink as unknown as Res);
-    n.requestId = `${this.id}-${item.index}`;
-    n.errorShape = "openai";
-    const headers: Record<string, string> = { "x-request-id": n.requestId };
-    if (this.#options.routingKey !== null) headers["x-routing-key"] = this.#options.routingKey;
-    // min_complete is judged as each answer ends, before its worker is
-    // released: the re-plan that release triggers must already see the job
-    // cancelled, or the worker would be sent an item only to have it cut.
-    sink.once("finish", () => {
-      if (sink.statusCode >= 200 && sink.statusCode < 300 && ++this.#okAnswers === this.#options.minComplete) this.cancel("min_complete");
-    });
+    const answer = item.answer;
     const startedMs = performance.now();
     let error: RouterError | null = null;
     try {
-      await this.#run(item.request.path, item.request.body, sink as unknown as Res, headers, this.#options.weightVersion);
+      await this.#dispatch(this.#contextOf(item));
     } catch (err) {
       error = RouterError.from(err);
     }
-    if (this.#reason !== null && !sink.writableEnded) {
+    if (this.#reason !== null && !answer.ended) {
       // Cancelled before its answer was complete: it never reached a worker, or its connection was closed.
       item.state = "cancelled";
       this.#cancelled++;
-      sink.takeBody(); // what arrived of a cut answer is not kept
+      answer.takeBody(); // what arrived of a cut answer is not kept
       return;
     }
-    const workerUrl = n.workerUrl ?? null;
+    const workerUrl = answer.workerUrl ?? null;
     item.workerId = workerUrl === null ? null : workerIdOf(workerUrl);
     let result: RolloutResult;
     if (error !== null) {
       const body = Buffer.from(JSON.stringify(errorBody(error, "openai")));
-      result = this.#result(item, error.status, "application/json", body, n, startedMs);
-    } else if (!sink.writableEnded) {
+      result = this.#result(item, error.status, "application/json", body, startedMs);
+    } else if (!answer.ended) {
       // The worker's answer was cut after it began: the item failed.
       const cut = new RouterError("upstream_unreachable", `worker ${workerUrl ?? "?"} cut its answer off`);
-      result = this.#result(item, 502, "application/json", Buffer.from(JSON.stringify(errorBody(cut, "openai"))), n, startedMs);
+      result = this.#result(item, 502, "application/json", Buffer.from(JSON.stringify(errorBody(cut, "openai"))), startedMs);
     } else {
-      const version = sink.headers["x-weight-version"];
+      const version = answer.headers["x-weight-version"];
       item.weightVersion = typeof version === "string" ? version : null;
-      result = this.#result(item, sink.statusCode, String(sink.headers["content-type"] ?? "application/octet-stream"), sink.takeBody(), n, startedMs);
+      result = this.#result(item, answer.status, String(answer.headers["content-type"] ?? "application/octet-stream"), answer.takeBody(), startedMs);
     }
     item.status = result.status;
     const ok = result.status >= 200 && result.status < 300;
@@ -247,16 +263,16 @@ export class RolloutJob {
     this.#emit({ type: "result", result });
   }
 
-  #result(item: Item, status: number, contentType: string, body: Buffer, n: ReturnType<typeof notes>, startedMs: number): RolloutResult {
-    const queueMs = n.queueMs ?? Math.round(performance.now() - startedMs);
+  #result(item: Item, status: number, contentType: string, body: Buffer, startedMs: number): RolloutResult {
+    const a = item.answer;
     return {
       index: item.index,
       status,
       workerId: item.workerId,
       weightVersion: item.weightVersion,
-      queueMs,
-      serviceMs: n.serviceMs ?? 0,
-      attempts: (n.retries ?? 0) + (n.workerUrl === undefined ? 0 : 1),
+      queueMs: a.queueMs ?? Math.round(performance.now() - startedMs),
+      serviceMs: a.serviceMs ?? 0,
+      attempts: a.retries + (a.workerUrl === undefined ? 0 : 1),
       contentType,
       body,
     };

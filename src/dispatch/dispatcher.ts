@@ -1,0 +1,245 @@
+import { performance } from "node:perf_hooks";
+import type { Admission, Ticket } from "../admission/admission.js";
+import { RouterError } from "../errors.js";
+import type { OutlierDetector } from "../health/outlier-detector.js";
+import { describeNetworkError } from "../health/probe.js";
+import type { Logger } from "../log.js";
+import { BodyLimitExceeded, forward, type ForwardOutcome, type ForwardRequest } from "../proxy/forward.js";
+import type { H1Client } from "../proxy/h1-pool.js";
+import { classifyFailure } from "../proxy/network-errors.js";
+import { decideRetry, mayTryAgain, type AttemptFacts } from "../proxy/retry-decision.js";
+import type { Worker } from "../registry/worker.js";
+import type { AnswerSink } from "./answer-sink.js";
+import type { DispatchResult, PlannedContext, RequestContext } from "./context.js";
+
+/** Options of {@link Dispatcher}. */
+export interface DispatcherOptions {
+  admission: Admission;
+  /** The data plane's HTTP/1.1 client to workers. */
+  proxy: H1Client;
+  outliers: OutlierDetector;
+  logger: Logger;
+  /** Further workers tried after a failure before any answer byte (--max-retries). */
+  maxRetries: number;
+  /** No retry starts later than this after the request arrived (--retry-budget). */
+  retryBudgetMs: number;
+  /** Most bytes of a streamed request body of unknown length (--max-body-bytes). */
+  maxBodyBytes: number;
+}
+
+class ReceiverGone extends Error {
+  constructor() {
+    super("the answer's receiver went away while its request was queued");
+  }
+}
+
+/**
+ * One instance for every request: `close` fires after every answer, and a
+ * fresh Error (its stack trace) per request was 4% of the router's CPU with
+ * requests queued (bench/profile.mjs). Nobody reads its stack.
+ */
+const RECEIVER_GONE = new ReceiverGone();
+
+// Results without facts of their own are made once.
+const CUT_OFF: DispatchResult = { kind: "cut_off" };
+const RECEIVER_GONE_RESULT: DispatchResult = { kind: "receiver_gone" };
+
+/** A 413 for a request body over --max-body-bytes. */
+export function bodyTooLarge(what: string, limit: number): RouterError {
+  return new RouterError("body_too_large", `${what} exceeds the limit of ${limit} bytes (--max-body-bytes)`, { details: { limit } });
+}
+
+/** An AbortSignal that fires when the sink's receiver goes away; made only when a request must wait. */
+function receiverSignal(sink: AnswerSink): AbortSignal {
+  const ac = new AbortController();
+  if (sink.closed) ac.abort(RECEIVER_GONE);
+  else sink.onClose(() => ac.abort(RECEIVER_GONE));
+  return ac.signal;
+}
+
+function resultOf(outcome: ForwardOutcome): DispatchResult {
+  if (outcome.kind === "completed") return { kind: "answered", status: outcome.status };
+  return outcome.kind === "client_aborted" ? RECEIVER_GONE_RESULT : CUT_OFF;
+}
+
+/** What one failed attempt means: the error to end with, and whether another worker is tried first. */
+interface Failure {
+  error: RouterError;
+  retry: boolean;
+}
+
+/**
+ * The transport-free dispatch core: choose a worker (admission: at once, or
+ * after waiting in the queue), forward the exchange (src/proxy/forward.ts),
+ * judge the outcome (done, or an error and whether to retry elsewhere, by
+ * src/proxy/retry-decision.ts), and loop. Front doors make the
+ * {@link RequestContext}; this answers with a {@link DispatchResult} or
+ * throws a RouterError, and knows nothing of status codes of its own.
+ */
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * A request admission places: failover to another worker while nothing
+   * reached the sink. The error code it ends with is noted on the context.
+   */
+  async dispatch(ctx: PlannedContext): Promise<DispatchResult> {
+    const { admission, maxRetries, retryBudgetMs } = this.#o;
+    const ticket = ctx.ticket;
+    const notes = ctx.notes;
+    // What happened on the last worker tried: a request that reached workers
+    // and found none left to try ends with that (502), not with the
+    // "no worker" 503 meant for requests that never found one.
+    let lastFailure: RouterError | null = null;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const waitFromMs = performance.now();
+        const w = await this.#choose(ctx, ticket, lastFailure);
+        if (w === null) return RECEIVER_GONE_RESULT;
+        const facts: AttemptFacts = {
+          attempt,
+          maxRetries,
+          elapsedMs: Date.now() - ctx.arrivedMs,
+          retryBudgetMs,
+          replayableBody: ctx.bodyBytes !== null,
+          // Asked last, and only when everything else allows a retry: it walks the pool.
+          get otherWorker() {
+            return admission.hasOtherWorker(ticket, w.url);
+          },
+        };
+        notes.workerUrl = w.url;
+        notes.queueMs = Math.round(performance.now() - waitFromMs);
+        const outcome = await this.#exchange(ctx, ticket, w, mayTryAgain(ctx.route.retry, facts));
+        const failure = this.#judge(ctx, w, outcome, facts);
+        if (failure === null) return resultOf(outcome);
+        lastFailure = failure.error;
+        if (!failure.retry || ctx.sink.closed) throw failure.error;
+        (ticket.exclude ??= new Set()).add(w.url);
+        notes.retries = attempt + 1;
+      }
+    } catch (err) {
+      throw this.#noted(ctx, err);
+    }
+  }
+
+  /**
+   * A request that must reach one given worker (id affinity, admin
+   * passthroughs): never held, capped or retried elsewhere.
+   */
+  async toWorker(ctx: RequestContext, worker: Worker): Promise<DispatchResult> {
+    const admission = this.#o.admission;
+    ctx.notes.workerUrl = worker.url;
+    admission.acquireSpecific(worker);
+    let outcome: ForwardOutcome;
+    try {
+      outcome = await forward(this.#o.proxy, ctx.sink, this.#forwardRequest(ctx, worker, false));
+    } finally {
+      admission.release(worker, null);
+    }
+    if (outcome.kind !== "failed_before_response") return resultOf(outcome);
+    const error =
+      outcome.error instanceof BodyLimitExceeded
+        ? bodyTooLarge("request body", this.#o.maxBodyBytes)
+        : new RouterError("upstream_unreachable", `Worker request failed: ${worker.displayId} failed before answering: ${describeNetworkError(outcome.error)}`, { cause: outcome.error });
+    throw this.#noted(ctx, error);
+  }
+
+  #noted(ctx: RequestContext, err: unknown): RouterError {
+    const e = RouterError.from(err);
+    ctx.notes.errorCode = e.code;
+    return e;
+  }
+
+  /** A worker for the next attempt: at once, or after waiting in the queue; null when the receiver left meanwhile. */
+  async #choose(ctx: RequestContext, ticket: Ticket, lastFailure: RouterError | null): Promise<Worker | null> {
+    const admission = this.#o.admission;
+    try {
+      const now = admission.tryAcquire(ticket);
+      if (now !== null) return now;
+      ctx.signal ??= receiverSignal(ctx.sink);
+      return await admission.wait(ticket, ctx.signal);
+    } catch (err) {
+      if (err instanceof ReceiverGone) return null;
+      throw lastFailure ?? err;
+    }
+  }
+
+  /** One attempt on `w`: the exchange streamed both ways, then the worker's slot released with what was learned. */
+  async #exchange(ctx: RequestContext, ticket: Ticket, w: Worker, mayRetry: boolean): Promise<ForwardOutcome> {
+    const admission = this.#o.admission;
+    let outcome: ForwardOutcome | null = null;
+    const dispatchedMs = performance.now();
+    try {
+      outcome = await forward(this.#o.proxy, ctx.sink, this.#forwardRequest(ctx, w, mayRetry && ctx.route.retry === "generation"));
+      return outcome;
+    } finally {
+      const completed = outcome?.kind === "completed" ? outcome : null;
+      // A video create answers at once; the job runs on the worker after it. It counts as
+      // that worker's work before the slot is released, so no re-plan sees the worker idle.
+      if (completed !== null && ctx.route.kind === "video" && completed.status < 300 && completed.learned !== undefined) admission.jobStarted(w, completed.learned, ticket);
+      // Only a 2xx answer is a service time worth learning from.
+      const ok = completed !== null && completed.status < 300;
+      admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
+      if (completed !== null) ctx.notes.serviceMs = Math.round(completed.headAtMs - dispatchedMs);
+    }
+  }
+
+  #forwardRequest(ctx: RequestContext, w: Worker, holdBack5xx: boolean): ForwardRequest {
+    const route = ctx.route;
+    return {
+      origin: w.url,
+      path: ctx.path,
+      method: ctx.method,
+      headers: ctx.headers,
+      body: ctx.bodyBytes ?? ctx.bodyStream,
+      requestId: ctx.requestId,
+      workerId: w.id,
+      // A request to one given worker does not run on the router's weight version.
+      weightVersion: ctx.ticket === null ? undefined : w.weightVersion,
+      captureBytes: route.capture,
+      beforeEnd: route.onAnswer,
+      holdBack5xx,
+      stats: ctx.notes,
+      maxBodyBytes: this.#o.maxBodyBytes,
+    };
+  }
+
+  /**
+   * What an attempt's outcome means: null when the request is done (answered,
+   * or cut off after answer bytes went out), else the error to end with and
+   * whether another worker should be tried first. Feeds outlier detection.
+   */
+  #judge(ctx: RequestContext, w: Worker, outcome: ForwardOutcome, facts: AttemptFacts): Failure | null {
+    const { outliers, logger } = this.#o;
+    switch (outcome.kind) {
+      case "completed":
+        if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
+        else outliers.onSuccess(w);
+        return null;
+      case "client_aborted":
+        return null;
+      case "failed_mid_response":
+        outliers.onFailure(w, classifyFailure(outcome.error), describeNetworkError(outcome.error));
+        logger.warn({ worker: w.url, requestId: ctx.requestId, err: describeNetworkError(outcome.error) }, "worker answer cut off");
+        return null;
+      case "failed_before_response": {
+        // The client's fault, not the worker's: no outlier count, no retry.
+        if (outcome.error instanceof BodyLimitExceeded) return { error: bodyTooLarge("request body", this.#o.maxBodyBytes), retry: false };
+        const kind = classifyFailure(outcome.error);
+        const detail = describeNetworkError(outcome.error);
+        outliers.onFailure(w, kind, detail);
+        const retry = decideRetry(kind, ctx.route.retry, facts) === "retry";
+        logger.warn({ worker: w.url, requestId: ctx.requestId, kind, err: detail, attempt: facts.attempt, retry }, "worker failed before answering");
+        const error =
+          kind === "timeout"
+            ? new RouterError("upstream_timeout", `Worker request failed: ${w.displayId} sent nothing for longer than --timeout`, { cause: outcome.error })
+            : new RouterError("upstream_unreachable", `Worker request failed: ${w.displayId} failed before answering: ${detail}`, { cause: outcome.error });
+        return { error, retry };
+      }
+    }
+  }
+}
