@@ -2,13 +2,47 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Logger } from "../../log.js";
-import { findExecutable, simCliPath, workerUrl } from "../backends.js";
-import type { LauncherConfig, SlurmOptions } from "../config.js";
+import type { Backend, BackendDefinition, Placement } from "../backend.js";
+import type { LauncherConfig } from "../config.js";
 import { LauncherError } from "../errors.js";
 import type { WorkerRun } from "../run.js";
+import { simCliPath } from "../sim/backend.js";
+import { findExecutable, workerUrl } from "../worker-command.js";
 import { createSlurmCli, type SlurmCli } from "./cli.js";
+import { parseSlurmSection, type SlurmOptions } from "./config.js";
 import { buildJobScript, sbatchArgs, type JobProgram, type JobReport } from "./job-script.js";
 import { createSlurmJobs, type SlurmJobs } from "./jobs.js";
+
+/**
+ * Backend `slurm`: one Slurm job per worker start, running `sglang serve` or
+ * the simulated worker (`slurm.program`) on whichever node Slurm picks; the
+ * job chooses its ports there and reports them in a file under
+ * `slurm.work_dir`.
+ */
+export const slurmBackend: BackendDefinition = {
+  section: { key: "slurm", parse: parseSlurmSection },
+  // A job runs on another machine than the router: it must listen on the network, and its URL names the node.
+  defaultWorkerHost: "0.0.0.0",
+  usesBasePort: false,
+  create: (ctx) => slurmLauncherBackend(createSlurmBackend(ctx), ctx.env),
+};
+
+/** Until a job reports, nothing is known of where it runs. */
+const unplaced: Placement = Object.freeze({ url: "", port: 0, masterPort: 0, schedulerPort: 0, gpus: null });
+
+function slurmLauncherBackend(jobs: SlurmBackend, env: NodeJS.ProcessEnv): Backend {
+  return {
+    holdsLocalResources: false,
+    check: (config) => checkSlurmBackend(config, env),
+    // Each job chooses its ports on its node, and Slurm its GPUs.
+    place: (_config, count) => Promise.resolve(Array.from({ length: count }, () => unplaced)),
+    start: (config) => jobs.start(config),
+    adopt: () =>
+      // Restart recovery needs the earlier router's job name to find its jobs in squeue; not built yet.
+      Promise.reject(new LauncherError("adopting a running Slurm job is not supported yet")),
+    killAllSync: () => jobs.cancelAllSync(),
+  };
+}
 
 /** Submits worker jobs for the launcher: one Slurm job per worker start. */
 export interface SlurmBackend {
@@ -62,7 +96,7 @@ export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Lo
       mkdirSync(workDir, { recursive: true });
       const scriptPath = `${workDir}/${jobName}-${++submitted}.sbatch`;
       writeFileSync(scriptPath, buildJobScript({ config, slurm, program: jobProgram(slurm), workDir, jobName }), { mode: 0o755 });
-      return jobs.submit({
+      const run = await jobs.submit({
         sbatchArgs: sbatchArgs({ config, slurm, workDir, jobName }),
         scriptPath,
         workDir,
@@ -73,6 +107,8 @@ export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Lo
           return { url: workerUrl(wildcard ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
         },
       });
+      options.logger.info({ slurmJobId: run.describe().handle, model: config.model }, "submitted worker job");
+      return run;
     },
     cancelAllSync() {
       jobs?.cancelAllSync();

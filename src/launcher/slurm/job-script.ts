@@ -1,6 +1,7 @@
 import { splitShellArgs } from "../args.js";
-import type { LauncherConfig, SlurmOptions } from "../config.js";
-import { modelFlags } from "../backends.js";
+import type { LauncherConfig } from "../config.js";
+import { modelFlags } from "../worker-command.js";
+import type { SlurmOptions } from "./config.js";
 
 /** What a job runs, before the per-worker flags. */
 export interface JobProgram {

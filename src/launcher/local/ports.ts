@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { LauncherConfigError, LauncherError } from "./errors.js";
+import { LauncherConfigError, LauncherError } from "../errors.js";
 
 /**
  * Whether `port` can be bound on `host` right now. Binding, not connecting:
