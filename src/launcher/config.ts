@@ -1,11 +1,10 @@
 import { isIntBetween, isPositiveNumber } from "../config/checks.js";
-import { readFileSync } from "node:fs";
-import { load, YAMLException } from "js-yaml";
 import { splitShellArgs } from "./args.js";
 import { badValue, closestKey, describe, isMapping, type Mapping } from "./config-values.js";
 import { LauncherConfigError } from "./errors.js";
 import { backendTable, launcherBackends, type BackendSections, type LauncherBackend } from "./registry.js";
 
+export { loadLauncherConfig } from "./config-file.js";
 export { launcherBackends, type LauncherBackend } from "./registry.js";
 export { slurmDefaults, slurmPrograms, type SlurmOptions, type SlurmProgram } from "./slurm/config.js";
 
@@ -24,6 +23,11 @@ export type LauncherConfig = GenericLauncherConfig & BackendSections;
 export interface GenericLauncherConfig {
   /** Which backend runs the workers (see registry.ts). Default "local". */
   readonly backend: LauncherBackend;
+  /**
+   * The group's name: ScaleManagedWorkers finds the group by it, and
+   * ListManagedWorkers shows it. Default null: the model is the name.
+   */
+  readonly name: string | null;
   /** Model path or hub id passed as `--model-path`. Required, non-empty. */
   readonly model: string;
   /** Workers to start. Default 1, >= 1. */
@@ -32,6 +36,13 @@ export interface GenericLauncherConfig {
   readonly num_gpus_per_worker: number;
   /** Address workers bind to (`--host`). Default "127.0.0.1", or the backend's (registry.ts: "0.0.0.0" with backend slurm). */
   readonly worker_host: string;
+  /**
+   * Address workers bind to, when it is not the one the router reaches them
+   * at (e.g. "0.0.0.0" to serve other clients too). Default null: bind
+   * exactly where the router reaches them (local, sim: `worker_host`; Slurm:
+   * the node's address on its route to the router, unless `worker_host` names one).
+   */
+  readonly worker_bind_host: string | null;
   /** Worker i prefers HTTP port `worker_base_port + 2*i`. Default 10090. */
   readonly worker_base_port: number;
   /** CUDA_VISIBLE_DEVICES per worker, e.g. ["0,1","2,3"]; null = derive from env / nvidia-smi. Default null. */
@@ -67,9 +78,11 @@ export type LauncherGroups = readonly LauncherConfig[];
 export const launcherConfigDefaults: Readonly<Omit<LauncherConfig, "model">> = Object.freeze({
   ...sectionDefaults(),
   backend: "local",
+  name: null,
   num_workers: 1,
   num_gpus_per_worker: 1,
   worker_host: "127.0.0.1",
+  worker_bind_host: null,
   worker_base_port: 10090,
   worker_gpu_ids: null,
   worker_extra_args: "",
@@ -92,10 +105,12 @@ function sectionDefaults(): BackendSections {
 
 const knownKeys: readonly string[] = [
   "backend",
+  "name",
   "model",
   "num_workers",
   "num_gpus_per_worker",
   "worker_host",
+  "worker_bind_host",
   "worker_base_port",
   "worker_gpu_ids",
   "worker_extra_args",
@@ -168,6 +183,7 @@ export function parseLauncherSection(section: unknown, source = "launcher config
 
   const v = new Validator(section, source, path);
   const backend = v.oneOf("backend", launcherBackends);
+  const name = v.optionalString("name");
   const model = v.model();
   const num_workers = v.integer("num_workers", 1);
   const num_gpus_per_worker = v.integer("num_gpus_per_worker", 1);
@@ -176,6 +192,7 @@ export function parseLauncherSection(section: unknown, source = "launcher config
   const worker_host = backendHost !== undefined && !Object.hasOwn(section, "worker_host") ? backendHost : v.nonEmptyString("worker_host");
   // The worker also needs port+1, hence 65534.
   const worker_base_port = v.integer("worker_base_port", 1, 65534);
+  const worker_bind_host = v.optionalString("worker_bind_host");
   const worker_gpu_ids = v.gpuIds(num_workers);
   const worker_extra_args = v.string("worker_extra_args");
   // Validate the split now, so a bad quote fails at load time, not at launch.
@@ -192,10 +209,12 @@ export function parseLauncherSection(section: unknown, source = "launcher config
 
   return Object.freeze({
     backend,
+    name,
     model,
     num_workers,
     num_gpus_per_worker,
     worker_host,
+    worker_bind_host,
     worker_base_port,
     worker_gpu_ids,
     worker_extra_args,
@@ -233,38 +252,6 @@ function parseSections(section: Mapping, backend: LauncherBackend, source: strin
     }
   }
   return sections as BackendSections;
-}
-
-/**
- * Reads and validates a launcher YAML file (js-yaml `load`, which only builds
- * plain data: no custom tags that could run code) into its groups, as
- * {@link parseLauncherConfig}.
- *
- * @throws LauncherConfigError if the file is missing or unreadable, is not
- *   valid YAML (message gives line and column), or fails validation.
- */
-export function loadLauncherConfig(path: string): LauncherGroups {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const why = code === "ENOENT" ? "not found" : `cannot be read (${code ?? String(error)})`;
-    throw new LauncherConfigError(`launcher config file ${path} ${why}`, { source: path, cause: error });
-  }
-  // js-yaml refuses an empty stream; report it as the missing section it is.
-  if (text.trim() === "") return parseLauncherConfig(undefined, path);
-  let doc: unknown;
-  try {
-    doc = load(text, { filename: path });
-  } catch (error) {
-    if (error instanceof YAMLException) {
-      const where = error.mark === undefined ? "" : ` at line ${error.mark.line + 1}, column ${error.mark.column + 1}`;
-      throw new LauncherConfigError(`YAML syntax error in ${path}${where}: ${error.reason}`, { source: path, cause: error });
-    }
-    throw error;
-  }
-  return parseLauncherConfig(doc, path);
 }
 
 /**
@@ -358,6 +345,13 @@ class Validator {
     return this.fail(key, "a non-empty string", value);
   }
 
+  optionalString(key: "worker_bind_host" | "name"): string | null {
+    const value = this.section[key];
+    if (value === undefined || value === null) return null;
+    if (typeof value === "string" && value.trim() !== "") return value.trim();
+    return this.fail(key, "null or a non-empty string", value);
+  }
+
   gpuIds(numWorkers: number): readonly string[] | null {
     const key = "worker_gpu_ids";
     const value = this.section[key];
@@ -381,3 +375,8 @@ class Validator {
   }
 }
 
+
+/** The name a group is scaled and listed by: its `name`, or its model. */
+export function groupName(config: Pick<LauncherConfig, "name" | "model">): string {
+  return config.name ?? config.model;
+}

@@ -6,6 +6,7 @@ export {
   loadLauncherConfig,
   parseLauncherConfig,
   parseLauncherSection,
+  groupName,
   restartPolicies,
   slurmDefaults,
   slurmPrograms,
@@ -24,6 +25,7 @@ export {
   type Launcher,
   type LauncherOptions,
   type ManagedWorker,
+  type ScaleOptions,
   type ScaleResult,
   type WorkerState,
 } from "./launcher.js";

@@ -12,6 +12,8 @@ export interface ManagedWorker extends BackendFacts {
   /** Process group leader; 0 when no local process runs it (a Slurm job). */
   readonly pid: number;
   readonly backend: LauncherBackend;
+  /** The launcher group it belongs to (its `name`, or its model). */
+  readonly group: string;
   readonly model: string;
   /** HTTP port; port+1 is reserved for the worker too. */
   readonly port: number;
@@ -44,6 +46,12 @@ export interface ScaleResult {
   readonly started: readonly ManagedWorker[];
   /** URLs of the workers stopped to reach the count (newest first); the backend's other name (a Slurm job id) for one that had no URL yet. */
   readonly stopped: readonly string[];
+}
+
+/** Options of {@link Launcher.scale}. */
+export interface ScaleOptions {
+  /** Start a new group from the config when no group has its name. Default false. */
+  readonly create?: boolean;
 }
 
 /** Options of {@link createLauncher}. */
@@ -89,18 +97,23 @@ export interface Launcher {
    * Stops the given workers (default: all): deregisters the registered ones,
    * cancels pending restarts, then SIGTERM → grace → SIGKILL to each process
    * group (scancel for a Slurm job). Resolves when every one has exited; they
-   * are then removed from {@link list}.
+   * are then removed from {@link list}. Stopping all of them (no `urls`)
+   * also forgets the groups: a later scale must create them again.
    *
    * @param urls worker URLs, or the backend's other name of a worker (a Slurm job id names a job that has not reported its URL yet).
    * @throws RouterError `worker_not_found` (stopping nothing) for a URL the launcher does not manage.
    */
   stop(urls?: readonly string[]): Promise<void>;
   /**
-   * Brings the number of live (starting or ready) workers started from
-   * `config` (compared without `num_workers`) to `count`: starts the missing
-   * ones, or stops the newest.
+   * Brings the number of live (starting or ready) workers of the group named
+   * like `config` (its `name`, or its model) to `count`: starts the missing
+   * ones with the settings the group was launched with, or stops the newest.
+   *
+   * @throws LauncherConfigError (invalid_request), naming the existing
+   *   groups, when no group has that name, unless `options.create`: then
+   *   `config` starts a new group.
    */
-  scale(config: LauncherConfig, count: number): Promise<ScaleResult>;
+  scale(config: LauncherConfig, count: number, options?: ScaleOptions): Promise<ScaleResult>;
   /**
    * SIGKILLs every process group and scancels every Slurm job right now,
    * synchronously (execFileSync). Only for a `process.on("exit")` hook, where

@@ -1,13 +1,13 @@
 import { RouterError } from "../errors.js";
 import type { Backend, BackendContext } from "./backend.js";
-import type { LauncherConfig, LauncherGroups } from "./config.js";
-import { LauncherError } from "./errors.js";
-import type { LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleResult } from "./launcher-api.js";
+import { groupName, type LauncherConfig, type LauncherGroups } from "./config.js";
+import { LauncherConfigError, LauncherError } from "./errors.js";
+import type { LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleOptions, ScaleResult } from "./launcher-api.js";
 import { detectGpuCountWithNvidiaSmi } from "./local/gpus.js";
 import { backendTable, type LauncherBackend } from "./registry.js";
 import { Supervisor, type Entry } from "./supervisor.js";
 
-export type { LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleResult, WorkerState } from "./launcher-api.js";
+export type { LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleOptions, ScaleResult, WorkerState } from "./launcher-api.js";
 
 /** Creates a launcher; it starts nothing until {@link Launcher.launch} or {@link Launcher.scale}. */
 export function createLauncher(options: LauncherOptions): Launcher {
@@ -17,7 +17,7 @@ export function createLauncher(options: LauncherOptions): Launcher {
     launch: (config) => core.launch(config),
     list: () => core.list(),
     stop: (urls) => core.stop(urls),
-    scale: (config, count) => core.scale(config, count),
+    scale: (config, count, scaleOptions) => core.scale(config, count, scaleOptions),
     killAllSync: () => core.killAllSync(),
   };
 }
@@ -30,6 +30,8 @@ class LauncherCore implements Launcher {
   // Created on first use: the Slurm one names its jobs once per launcher.
   private readonly backends = new Map<LauncherBackend, Backend>();
   private readonly supervisor: Supervisor;
+  /** Launched groups by name: the distinct settings launched under it (usually one). */
+  private readonly groups = new Map<string, LauncherConfig[]>();
   // Allocation (ports, GPUs, spawn) runs one batch at a time, so two launches
   // cannot both see the same port as free before either has bound it.
   private lockTail: Promise<unknown> = Promise.resolve();
@@ -50,6 +52,7 @@ class LauncherCore implements Launcher {
     const batches = await this.withLock(async () => {
       // A missing program fails the launch before any group starts.
       for (const group of groups) this.backendFor(group.backend).check(group);
+      for (const group of groups) this.remember(group);
       const started: Entry[][] = [];
       try {
         for (const group of groups) started.push(await this.spawnBatch(group, group.num_workers));
@@ -79,17 +82,20 @@ class LauncherCore implements Launcher {
             if (entry === undefined) throw new RouterError("worker_not_found", `the launcher manages no worker ${url}`, { details: { url } });
             return entry;
           });
+    if (urls === undefined) this.groups.clear();
     await Promise.all(targets.map((e) => this.supervisor.beginStop(e)));
   }
 
-  async scale(config: LauncherConfig, count: number): Promise<ScaleResult> {
+  async scale(config: LauncherConfig, count: number, options: ScaleOptions = {}): Promise<ScaleResult> {
     if (!Number.isInteger(count) || count < 0) {
       throw new LauncherError(`scale count must be an integer >= 0, got ${count}`);
     }
-    const key = configKey(config);
+    let group = config;
     const { batch, stopping } = await this.withLock(async (): Promise<ScalePlan> => {
-      const live = [...this.supervisor.entries.values()].filter((e) => e.configKey === key && this.supervisor.isLive(e)).sort((a, b) => a.seq - b.seq);
-      if (count >= live.length) return { batch: await this.spawnBatch(config, count - live.length), stopping: [] };
+      group = this.groupToScale(config, options);
+      const key = configKey(group);
+      const live = [...this.supervisor.entries.values()].filter((e) => configKey(e.config) === key && this.supervisor.isLive(e)).sort((a, b) => a.seq - b.seq);
+      if (count >= live.length) return { batch: await this.spawnBatch(group, count - live.length), stopping: [] };
       // Newest first. beginStop marks them "stopping" synchronously, inside the
       // lock, so a concurrent scale() already counts them as gone.
       const victims = live.slice(count).reverse();
@@ -97,7 +103,7 @@ class LauncherCore implements Launcher {
     });
     await Promise.all(stopping.map((s) => s.done));
     // A worker stopped before it had a URL (a Slurm job that had not reported) is named by its backend's other name.
-    return { started: await this.settleBatch(batch, config), stopped: stopping.map((s) => s.entry.info.url || (s.entry.run.describe().alias ?? "")) };
+    return { started: await this.settleBatch(batch, group), stopped: stopping.map((s) => s.entry.info.url || (s.entry.run.describe().alias ?? "")) };
   }
 
   killAllSync(): void {
@@ -107,6 +113,44 @@ class LauncherCore implements Launcher {
     }
     // Workers still being started or followed, whatever their entry's state.
     for (const backend of this.backends.values()) backend.killAllSync();
+  }
+
+  /**
+   * The settings of the group `config` names: the launched ones equal to it
+   * (num_workers aside), or else the only ones launched under its name. A
+   * request that names no group would otherwise start workers on defaults
+   * beside the real ones (a partial config started a second group on
+   * default ports).
+   */
+  private groupToScale(config: LauncherConfig, options: ScaleOptions): LauncherConfig {
+    const name = groupName(config);
+    const variants = this.groups.get(name) ?? [];
+    const key = configKey(config);
+    const exact = variants.find((v) => configKey(v) === key);
+    if (exact !== undefined) return exact;
+    if (variants.length === 1) return variants[0]!;
+    if (variants.length === 0 && options.create === true) return this.remember(config);
+    const existing = [...this.groups.keys()].map((n) => `"${n}" (${this.groups.get(n)![0]!.backend}, ${this.liveCount(n)} live)`);
+    const why =
+      variants.length === 0
+        ? `no launcher group is named "${name}" (existing groups: ${existing.join(", ") || "none"})`
+        : `${variants.length} groups were launched as "${name}" with different settings and the request matches none of them exactly`;
+    throw new LauncherConfigError(
+      `${why}; a scale request names its group by launcher.name, or by model when the group has no name: ` +
+        `name an existing group, or ask to create a new one (create: true)`,
+      { source: "scale request", key: "launcher.name" },
+    );
+  }
+
+  private remember(config: LauncherConfig): LauncherConfig {
+    const name = groupName(config);
+    const variants = this.groups.get(name) ?? [];
+    if (!variants.some((v) => configKey(v) === configKey(config))) this.groups.set(name, [...variants, config]);
+    return config;
+  }
+
+  private liveCount(name: string): number {
+    return [...this.supervisor.entries.values()].filter((e) => groupName(e.config) === name && this.supervisor.isLive(e)).length;
   }
 
   private backendFor(name: LauncherBackend): Backend {
@@ -128,10 +172,9 @@ class LauncherCore implements Launcher {
     // A missing program fails before any port is reserved.
     backend.check(config);
     const placements = await backend.place(config, count, this.supervisor.heldPlacements());
-    const key = configKey(config);
     const batch: Entry[] = [];
     for (const placement of placements) {
-      const entry = this.supervisor.newEntry(config, backend, placement, key);
+      const entry = this.supervisor.newEntry(config, backend, placement);
       try {
         await this.supervisor.startRun(entry);
       } catch (error) {

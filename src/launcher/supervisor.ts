@@ -1,6 +1,6 @@
 import type { Logger } from "../log.js";
 import type { Backend, Placement } from "./backend.js";
-import type { LauncherConfig } from "./config.js";
+import { groupName, type LauncherConfig } from "./config.js";
 import { LauncherError, WorkerExitedError } from "./errors.js";
 import type { LauncherOptions, ManagedWorker } from "./launcher-api.js";
 import { waitForHealth, type ExitInfo } from "./process.js";
@@ -20,8 +20,6 @@ export interface Entry {
   consecutiveRestarts: number;
   readyAtMs: number | null;
   restartTimer: NodeJS.Timeout | null;
-  /** Identifies the config it came from, for scale(). */
-  configKey: string;
   /** Start order, for "stop the newest"; also its key in the launcher (a Slurm job's URL is known late, and changes on resubmission). */
   seq: number;
   registered: boolean;
@@ -76,12 +74,13 @@ export class Supervisor {
   }
 
   /** A new entry for a worker about to start at `placement`; not yet in {@link entries}. */
-  newEntry(config: LauncherConfig, backend: Backend, placement: Placement, configKey: string): Entry {
+  newEntry(config: LauncherConfig, backend: Backend, placement: Placement): Entry {
     return {
       info: {
         url: placement.url,
         pid: 0,
         backend: config.backend,
+        group: groupName(config),
         model: config.model,
         port: placement.port,
         masterPort: placement.masterPort,
@@ -98,7 +97,6 @@ export class Supervisor {
       consecutiveRestarts: 0,
       readyAtMs: null,
       restartTimer: null,
-      configKey,
       seq: this.nextSeq++,
       registered: false,
       holdsResources: backend.holdsLocalResources,

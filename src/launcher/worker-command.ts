@@ -25,9 +25,23 @@ export interface WorkerCommand {
   args: string[];
 }
 
-/** The flags every backend gives a worker before its ports: the model, its GPUs, where to listen. */
+/** The flags every backend gives a worker before where it listens: the model and its GPUs. */
 export function modelFlags(config: LauncherConfig): string[] {
-  return ["--model-path", config.model, "--num-gpus", String(config.num_gpus_per_worker), "--host", config.worker_host];
+  return ["--model-path", config.model, "--num-gpus", String(config.num_gpus_per_worker)];
+}
+
+/** Whether `host` means every address of the machine. */
+export function isWildcardHost(host: string): boolean {
+  return host === "0.0.0.0" || host === "::";
+}
+
+/**
+ * Where a worker on this machine binds: `worker_bind_host` if set, else the
+ * address the router reaches it at (`worker_host`), so it does not serve
+ * every network the machine is on.
+ */
+export function localBindHost(config: LauncherConfig): string {
+  return config.worker_bind_host ?? config.worker_host;
 }
 
 /**
@@ -41,6 +55,8 @@ export function buildWorkerCommand(program: BackendProgram, config: LauncherConf
     args: [
       ...program.leadingArgs,
       ...modelFlags(config),
+      "--host",
+      localBindHost(config),
       "--port",
       String(ports.port),
       "--master-port",
@@ -58,7 +74,7 @@ export function buildWorkerCommand(program: BackendProgram, config: LauncherConf
  * brackets.
  */
 export function workerUrl(host: string, port: number): string {
-  const connectHost = host === "0.0.0.0" || host === "::" || host === "localhost" ? "127.0.0.1" : host;
+  const connectHost = isWildcardHost(host) || host === "localhost" ? "127.0.0.1" : host;
   return `http://${connectHost.includes(":") ? `[${connectHost}]` : connectHost}:${port}`;
 }
 

@@ -1,6 +1,6 @@
 import type { Placement } from "../backend.js";
 import type { LauncherConfig } from "../config.js";
-import { workerUrl } from "../worker-command.js";
+import { localBindHost, workerUrl } from "../worker-command.js";
 import { assignGpus, splitDevices } from "./gpus.js";
 import { findFreePort } from "./ports.js";
 
@@ -21,7 +21,7 @@ export async function placeLocally(
   const reserved = new Set(held.flatMap((p) => [p.port, p.port + 1, p.masterPort, p.schedulerPort]));
   const placements: Placement[] = [];
   for (let i = 0; i < count; i += 1) {
-    const port = await findFreePort({ host: config.worker_host, preferred: config.worker_base_port + 2 * i, reserved, span: 2 });
+    const port = await findFreePort({ host: localBindHost(config), preferred: config.worker_base_port + 2 * i, reserved, span: 2 });
     reserved.add(port).add(port + 1);
     // Internal ports are bound on loopback, as in the Python launcher.
     const masterPort = await findFreePort({

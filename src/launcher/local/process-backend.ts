@@ -1,4 +1,5 @@
 import type { Backend, BackendContext, Placement } from "../backend.js";
+import { withoutRouterVariables } from "../child-env.js";
 import { groupExists, spawnWorker } from "../process.js";
 import type { WorkerRun } from "../run.js";
 import { buildWorkerCommand, type BackendProgram } from "../worker-command.js";
@@ -54,7 +55,7 @@ function locationOf(placement: Placement): { url: string; port: number; gpus: st
 }
 
 function workerEnv(env: NodeJS.ProcessEnv, gpus: string | null): NodeJS.ProcessEnv {
-  const childEnv: NodeJS.ProcessEnv = { ...env };
+  const childEnv = withoutRouterVariables(env);
   if (gpus !== null) childEnv["CUDA_VISIBLE_DEVICES"] = gpus;
   // Python block-buffers stdout into a pipe; unbuffered, sglang's log reaches ours as it happens.
   childEnv["PYTHONUNBUFFERED"] ??= "1";

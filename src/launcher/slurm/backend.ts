@@ -4,10 +4,11 @@ import { resolve } from "node:path";
 import type { Logger } from "../../log.js";
 import type { Backend, BackendDefinition, Placement } from "../backend.js";
 import type { LauncherConfig } from "../config.js";
+import { withoutRouterVariables } from "../child-env.js";
 import { LauncherError } from "../errors.js";
 import type { WorkerRun } from "../run.js";
 import { simCliPath } from "../sim/backend.js";
-import { findExecutable, workerUrl } from "../worker-command.js";
+import { findExecutable, isWildcardHost, workerUrl } from "../worker-command.js";
 import { createSlurmCli, type SlurmCli } from "./cli.js";
 import { parseSlurmSection, type SlurmOptions } from "./config.js";
 import { buildJobScript, sbatchArgs, type JobProgram, type JobReport } from "./job-script.js";
@@ -84,7 +85,8 @@ function jobProgram(slurm: SlurmOptions): JobProgram {
 /** Creates the backend; its job name is unique to this launcher, so squeue lists exactly its jobs. */
 export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmBackend {
   const jobName = `sglang-d-router-${randomBytes(4).toString("hex")}`;
-  const cli = options.cli ?? createSlurmCli(options.env);
+  // sbatch exports its own environment into the job (--export=ALL): the router's keys must not be in it.
+  const cli = options.cli ?? createSlurmCli(withoutRouterVariables(options.env));
   let jobs: SlurmJobs | undefined;
   let submitted = 0;
   return {
@@ -102,9 +104,8 @@ export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Lo
         workDir,
         pollMs: slurm.poll_interval * 1000,
         locate: (report: JobReport) => {
-          // A worker bound to every address is reached by its node's name; one bound to a given address, there.
-          const wildcard = config.worker_host === "0.0.0.0" || config.worker_host === "::";
-          return { url: workerUrl(wildcard ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
+          // The job reports the address the router reaches it at (see job-script.ts), unless worker_host names one.
+          return { url: workerUrl(isWildcardHost(config.worker_host) ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
         },
       });
       options.logger.info({ slurmJobId: run.describe().handle, model: config.model }, "submitted worker job");

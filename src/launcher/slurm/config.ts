@@ -30,6 +30,13 @@ export interface SlurmOptions {
   readonly work_dir: string;
   /** Seconds between `squeue` polls. Default 2. */
   readonly poll_interval: number;
+  /**
+   * Ports a job may give its worker, "FIRST-LAST" (the worker takes a port
+   * and the one after it, both in the range), so a firewall between router
+   * and nodes can be opened for exactly these. null: any free port. Default
+   * "30000-30999".
+   */
+  readonly port_range: string | null;
 }
 
 export const slurmDefaults: SlurmOptions = Object.freeze({
@@ -44,6 +51,7 @@ export const slurmDefaults: SlurmOptions = Object.freeze({
   setup: Object.freeze([]),
   work_dir: ".sglang-d-router/slurm",
   poll_interval: 2,
+  port_range: "30000-30999",
 });
 
 const slurmKeys = Object.keys(slurmDefaults);
@@ -96,6 +104,7 @@ export function parseSlurmSection(raw: unknown, ctx: ConfigContext): SlurmOption
     setup: Object.freeze([...(setup as string[])]),
     work_dir: (workDir as string).trim(),
     poll_interval: poll as number,
+    port_range: parsePortRange(raw, fail),
   });
 }
 
@@ -121,4 +130,18 @@ function parseEnv(envRaw: unknown, fail: Fail): Record<string, string> {
     env[name] = String(value);
   }
   return env;
+}
+
+/** `port_range`: "FIRST-LAST" with room for a port and the one after it, or null for any free port. */
+function parsePortRange(raw: Mapping, fail: Fail): string | null {
+  if (!Object.hasOwn(raw, "port_range")) return slurmDefaults.port_range;
+  const value = raw["port_range"];
+  if (value === null) return null;
+  const m = typeof value === "string" ? /^\s*(\d+)\s*-\s*(\d+)\s*$/.exec(value) : null;
+  const first = Number(m?.[1]);
+  const last = Number(m?.[2]);
+  if (m === null || first < 1 || last > 65535 || last <= first) {
+    return fail("port_range", 'null or "FIRST-LAST" with 1 <= FIRST < LAST <= 65535 (e.g. "30000-30999")');
+  }
+  return `${first}-${last}`;
 }
