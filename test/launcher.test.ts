@@ -10,6 +10,7 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   assignGpus,
+  backendTable,
   createLauncher,
   findFreePort,
   isPortFree,
@@ -621,6 +622,43 @@ describe("launcher", () => {
     await expect(launcher.stop(["http://127.0.0.1:1"])).rejects.toMatchObject({ code: "worker_not_found" });
   });
 });
+
+describe("Backend.adopt (local, sim): a worker of an earlier router", () => {
+  it("takes over a process group still serving at its placement, whose stop() then ends it; a gone or foreign pid is not adopted", async () => {
+    const ctx = { logger, env: testEnv(), graceMs: 3000, detectGpuCount: () => 0 };
+    const cfg = config();
+    // The "earlier router": a backend instance that started the worker and is then forgotten.
+    const earlier = backendTable.sim.create(ctx);
+    const [placement] = await earlier.place(cfg, 1, []);
+    const started = await earlier.start(cfg, placement!);
+    const handle = started.describe().handle;
+    expect(handle).toBe(String(started.pid));
+    await waitFor(async () => (await fetch(`${placement!.url}/health`).then((r) => r.status, () => 0)) === 200, 10_000, "sim healthy");
+
+    const later = backendTable.sim.create(ctx);
+    // Nothing of ours at that pid, or a live pid (this test process) that is not serving there: not adopted, not signalled.
+    expect(await later.adopt(cfg, placement!, "999999999")).toBeNull();
+    expect(await later.adopt(cfg, { ...placement!, url: "http://127.0.0.1:1" }, String(process.pid))).toBeNull();
+
+    const adopted = await later.adopt(cfg, placement!, handle);
+    expect(adopted).not.toBeNull();
+    expect(adopted!.pid).toBe(started.pid);
+    expect(await adopted!.locate(1000)).toEqual({ url: placement!.url, port: placement!.port, gpus: null });
+    expect(adopted!.exitInfo()).toBeUndefined();
+    await adopted!.stop();
+    expect(isAlive(started.pid)).toBe(false);
+    expect(await adopted!.exited).toMatchObject({ code: null, signal: null });
+    expect(await fetch(`${placement!.url}/health`).then((r) => r.status, () => "refused")).toBe("refused");
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 it("the built simulated worker exists (tests above ran against it)", () => {
   expect(existsSync(simCli)).toBe(true);

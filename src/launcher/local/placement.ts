@@ -19,9 +19,10 @@ export async function placeLocally(
   const inUseGpus = new Set(held.flatMap((p) => (p.gpus === null ? [] : splitDevices(p.gpus))));
   const gpus = assignGpus(config, gpuSource.env, gpuSource.detectGpuCount, { count, inUse: inUseGpus });
   const reserved = new Set(held.flatMap((p) => [p.port, p.port + 1, p.masterPort, p.schedulerPort]));
+  const hostKey = config.worker_bind_host === null ? "launcher.worker_host" : "launcher.worker_bind_host";
   const placements: Placement[] = [];
   for (let i = 0; i < count; i += 1) {
-    const port = await findFreePort({ host: localBindHost(config), preferred: config.worker_base_port + 2 * i, reserved, span: 2 });
+    const port = await findFreePort({ host: localBindHost(config), hostKey, preferred: config.worker_base_port + 2 * i, reserved, span: 2 });
     reserved.add(port).add(port + 1);
     // Internal ports are bound on loopback, as in the Python launcher.
     const masterPort = await findFreePort({
