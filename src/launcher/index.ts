@@ -48,7 +48,7 @@ export {
 export { backendTable, type BackendFacts, type BackendSections } from "./registry.js";
 export type { RunDescription, WorkerLocation, WorkerRun } from "./run.js";
 export { resolveSim, simCliPath } from "./sim/backend.js";
-export { checkSlurmBackend, createSlurmBackend, type SlurmBackend } from "./slurm/backend.js";
+export { checkSlurmBackend, createSlurmSubmitter, type SlurmSubmitter } from "./slurm/backend.js";
 export { createSlurmCli, parseSqueue, type SlurmCli, type SqueueRow } from "./slurm/cli.js";
 export { buildJobScript, parseJobReport, sbatchArgs, type JobProgram, type JobReport } from "./slurm/job-script.js";
 export type { SlurmJobFacts } from "./slurm/jobs.js";

@@ -22,16 +22,16 @@ import { createSlurmJobs, type SlurmJobs } from "./jobs.js";
  */
 export const slurmBackend: BackendDefinition = {
   section: { key: "slurm", parse: parseSlurmSection },
-  // A job runs on another machine than the router: it must listen on the network, and its URL names the node.
+  // A job runs on another machine than the router: by default it binds and is reached at the node's address facing the router (job-script.ts).
   defaultWorkerHost: "0.0.0.0",
   usesBasePort: false,
-  create: (ctx) => slurmLauncherBackend(createSlurmBackend(ctx), ctx.env),
+  create: (ctx) => slurmLauncherBackend(createSlurmSubmitter(ctx), ctx.env),
 };
 
 /** Until a job reports, nothing is known of where it runs. */
 const unplaced: Placement = Object.freeze({ url: "", port: 0, masterPort: 0, schedulerPort: 0, gpus: null });
 
-function slurmLauncherBackend(jobs: SlurmBackend, env: NodeJS.ProcessEnv): Backend {
+function slurmLauncherBackend(jobs: SlurmSubmitter, env: NodeJS.ProcessEnv): Backend {
   return {
     holdsLocalResources: false,
     check: (config) => checkSlurmBackend(config, env),
@@ -46,7 +46,7 @@ function slurmLauncherBackend(jobs: SlurmBackend, env: NodeJS.ProcessEnv): Backe
 }
 
 /** Submits worker jobs for the launcher: one Slurm job per worker start. */
-export interface SlurmBackend {
+export interface SlurmSubmitter {
   /** Writes the job script and submits it; resolves once sbatch gave a job id. */
   start(config: LauncherConfig): Promise<WorkerRun>;
   cancelAllSync(): void;
@@ -83,7 +83,7 @@ function jobProgram(slurm: SlurmOptions): JobProgram {
 }
 
 /** Creates the backend; its job name is unique to this launcher, so squeue lists exactly its jobs. */
-export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmBackend {
+export function createSlurmSubmitter(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmSubmitter {
   const jobName = `sglang-d-router-${randomBytes(4).toString("hex")}`;
   // sbatch exports its own environment into the job (--export=ALL): the router's keys must not be in it.
   const cli = options.cli ?? createSlurmCli(withoutRouterVariables(options.env));
