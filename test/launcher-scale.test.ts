@@ -41,7 +41,10 @@ describe("ScaleManagedWorkers addresses a group by name", () => {
 
     // Only the model (the group's name, as it has none): the new worker joins the group's port range, not the default 10090.
     const up = await admin.scaleManagedWorkers({ source: { case: "config", value: { backend: "sim", model: "Qwen/Qwen-Image" } }, count: 2 });
-    expect(up.started.map((w) => [w.state, w.group, w.port])).toEqual([["ready", "Qwen/Qwen-Image", base + 2]]);
+    expect(up.started.map((w) => [w.state, w.group])).toEqual([["ready", "Qwen/Qwen-Image"]]);
+    // base + 2 unless another program holds it meanwhile (the launcher then scans upward).
+    expect(up.started[0]!.port).toBeGreaterThanOrEqual(base + 2);
+    expect(up.started[0]!.port).toBeLessThan(base + 100);
     expect(up.workers).toHaveLength(2);
 
     // A name no group has: refused, naming the group there is; nothing starts.
@@ -66,7 +69,8 @@ describe("ScaleManagedWorkers addresses a group by name", () => {
       count: 1,
       create: true,
     });
-    expect(created.started.map((w) => [w.state, w.group, w.model, w.port])).toEqual([["ready", "video", wan, base + 200]]);
+    expect(created.started.map((w) => [w.state, w.group, w.model])).toEqual([["ready", "video", wan]]);
+    expect(created.started[0]!.port).toBeGreaterThanOrEqual(base + 200);
     expect((await admin.listManagedWorkers({})).workers.map((w) => w.group)).toEqual(["Qwen/Qwen-Image", "Qwen/Qwen-Image", "video"]);
   }, 60_000);
 });
