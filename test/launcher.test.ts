@@ -10,9 +10,11 @@ import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   assignGpus,
+  backendTable,
   createLauncher,
   findFreePort,
   isPortFree,
+  LauncherConfigError,
   loadLauncherConfig,
   parseLauncherSection,
   splitShellArgs,
@@ -145,10 +147,12 @@ describe("config", () => {
     expect(rest).toEqual([]);
     expect(c).toEqual({
       backend: "sim",
+      name: null,
       model: "Qwen/Qwen-Image",
       num_workers: 1,
       num_gpus_per_worker: 1,
       worker_host: "127.0.0.1",
+      worker_bind_host: null,
       worker_base_port: 10090,
       worker_gpu_ids: null,
       worker_extra_args: "",
@@ -169,10 +173,12 @@ describe("config", () => {
     const [c] = loadLauncherConfig(join(fixtures, "full.yaml"));
     expect(c).toEqual({
       backend: "local",
+      name: "wan-video",
       model: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
       num_workers: 2,
       num_gpus_per_worker: 2,
       worker_host: "0.0.0.0",
+      worker_bind_host: "::",
       worker_base_port: 20000,
       worker_gpu_ids: ["0,1", "2"],
       worker_extra_args: "--task-type T2V --label 'two words'",
@@ -360,6 +366,48 @@ describe("launcher", () => {
     expect(pids.map(isAlive)).toEqual([false, false]);
     expect([...calls.deregistered].sort()).toEqual([...urls].sort());
     expect(launcher.list()).toEqual([]);
+  });
+
+  it("a worker binds where the router reaches it (worker_host), not every address; worker_bind_host widens that", async () => {
+    const { launcher } = makeLauncher();
+    const [narrow] = (await launcher.launch(config())).workers;
+    const [wide] = (await launcher.launch(config({ name: "wide", worker_bind_host: "0.0.0.0" }))).workers;
+    const reach = (host: string, port: number) =>
+      fetch(`http://${host}:${port}/health`).then(
+        (r) => r.status,
+        () => "refused",
+      );
+    // Both are reached (and registered) at 127.0.0.1 ...
+    expect([narrow!.url, wide!.url]).toEqual([`http://127.0.0.1:${narrow!.port}`, `http://127.0.0.1:${wide!.port}`]);
+    expect([await reach("127.0.0.1", narrow!.port), await reach("127.0.0.1", wide!.port)]).toEqual([200, 200]);
+    // ... but only the one told to bind everywhere answers on another address of the machine.
+    expect(await reach("127.0.0.2", narrow!.port)).toBe("refused");
+    expect(await reach("127.0.0.2", wide!.port)).toBe(200);
+  });
+
+  it("scale finds the group by its name and starts workers with the group's settings; a name no group has is refused, unless create", async () => {
+    const { launcher } = makeLauncher();
+    const images = config({ name: "images", worker_extra_args: "--speed 4" });
+    await launcher.launch(images);
+    // A partial config naming the group: the new worker gets the group's ports and flags, not the defaults.
+    const partial = parseLauncherSection({ backend: "sim", name: "images", model: "Qwen/Qwen-Image" });
+    const up = await launcher.scale(partial, 2);
+    expect(up.started.map((w) => [w.state, w.group])).toEqual([["ready", "images"]]);
+    expect(up.started[0]!.port).toBe(images.worker_base_port + 2);
+
+    const other = config({ name: "videos" });
+    const refused = await launcher.scale(other, 5).then(() => undefined, (e: unknown) => e);
+    expect(refused).toBeInstanceOf(LauncherConfigError);
+    expect(refused).toMatchObject({ code: "invalid_request", status: 400, key: "launcher.name" });
+    expect((refused as Error).message).toMatch(/no launcher group is named "videos" \(existing groups: "images" \(sim, 2 live\)\).*create/);
+    expect(launcher.list()).toHaveLength(2);
+
+    const created = await launcher.scale(other, 1, { create: true });
+    expect(created.started.map((w) => [w.state, w.group, w.port])).toEqual([["ready", "videos", other.worker_base_port]]);
+    expect(launcher.list().map((w) => w.group)).toEqual(["images", "images", "videos"]);
+    // Down to zero keeps the group: it can be scaled up again without create.
+    await launcher.scale(other, 0);
+    expect((await launcher.scale(other, 1)).started).toHaveLength(1);
   });
 
   it("scale adds workers on fresh ports and removes the newest first", async () => {
@@ -574,6 +622,43 @@ describe("launcher", () => {
     await expect(launcher.stop(["http://127.0.0.1:1"])).rejects.toMatchObject({ code: "worker_not_found" });
   });
 });
+
+describe("Backend.adopt (local, sim): a worker of an earlier router", () => {
+  it("takes over a process group still serving at its placement, whose stop() then ends it; a gone or foreign pid is not adopted", async () => {
+    const ctx = { logger, env: testEnv(), graceMs: 3000, detectGpuCount: () => 0 };
+    const cfg = config();
+    // The "earlier router": a backend instance that started the worker and is then forgotten.
+    const earlier = backendTable.sim.create(ctx);
+    const [placement] = await earlier.place(cfg, 1, []);
+    const started = await earlier.start(cfg, placement!);
+    const handle = started.describe().handle;
+    expect(handle).toBe(String(started.pid));
+    await waitFor(async () => (await fetch(`${placement!.url}/health`).then((r) => r.status, () => 0)) === 200, 10_000, "sim healthy");
+
+    const later = backendTable.sim.create(ctx);
+    // Nothing of ours at that pid, or a live pid (this test process) that is not serving there: not adopted, not signalled.
+    expect(await later.adopt(cfg, placement!, "999999999")).toBeNull();
+    expect(await later.adopt(cfg, { ...placement!, url: "http://127.0.0.1:1" }, String(process.pid))).toBeNull();
+
+    const adopted = await later.adopt(cfg, placement!, handle);
+    expect(adopted).not.toBeNull();
+    expect(adopted!.pid).toBe(started.pid);
+    expect(await adopted!.locate(1000)).toEqual({ url: placement!.url, port: placement!.port, gpus: null });
+    expect(adopted!.exitInfo()).toBeUndefined();
+    await adopted!.stop();
+    expect(isAlive(started.pid)).toBe(false);
+    expect(await adopted!.exited).toMatchObject({ code: null, signal: null });
+    expect(await fetch(`${placement!.url}/health`).then((r) => r.status, () => "refused")).toBe("refused");
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 it("the built simulated worker exists (tests above ran against it)", () => {
   expect(existsSync(simCli)).toBe(true);

@@ -230,6 +230,39 @@ describe("backend slurm", () => {
     expect(events.filter((e) => e.startsWith("register"))).toHaveLength(2);
   }, 90_000);
 
+  it("a job gets none of the router's keys (job environment file, worker's /proc environ), binds where the router reaches it, on a port of port_range", async (ctx) => {
+    needTools(ctx, ...tools);
+    const keys = { SGLANG_D_ROUTER_ADMIN_API_KEY: `adm-${process.pid}-${Date.now()}`, SGLANG_D_ROUTER_API_KEY: `dat-${process.pid}-${Date.now()}`, SGLANG_D_ROUTER_OTHER_SECRET: `oth-${Date.now()}` };
+    const launcher = createLauncher({ logger: pino({ level: "silent" }), register: async () => undefined, env: { ...cluster!.env, ...keys }, healthPollMs: 100 });
+    cleanup.push(() => launcher.stop());
+    const first = 31000 + 50 * Math.floor(Math.random() * 80);
+    const range = `${first}-${first + 49}`;
+    const config = parseLauncherSection({ backend: "slurm", model: "m", wait_timeout: 60, slurm: { program: "sim", poll_interval: 0.3, port_range: range, work_dir: join(tmp, "work") } });
+    const [worker] = (await launcher.launch(config)).workers;
+    expect(worker).toMatchObject({ state: "ready", slurm: { state: "RUNNING" } });
+    expect(worker!.port).toBeGreaterThanOrEqual(first);
+    expect(worker!.port).toBeLessThan(first + 49);
+
+    // slurmctld keeps each job's environment in its state folder while the job lives.
+    const jobId = Number(worker!.slurm!.jobId);
+    const jobEnv = readFileSync(join(cluster!.dir, "state", `hash.${jobId % 10}`, `job.${jobId}`, "environment"), "utf8");
+    expect(jobEnv).toContain("SLURM_CONF=");
+    expect(jobEnv).not.toContain("SGLANG_D_ROUTER_");
+    const pid = pidByArgs(["--port", String(worker!.port)]);
+    const workerEnv = readFileSync(`/proc/${pid}/environ`, "utf8");
+    expect(workerEnv).toContain("SLURM_JOB_ID=");
+    for (const key of Object.values(keys)) {
+      expect(jobEnv.includes(key)).toBe(false);
+      expect(workerEnv.includes(key)).toBe(false);
+    }
+
+    // Bound to the address it is reached at (its route to the router's host), not 0.0.0.0.
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    const host = argv[argv.indexOf("--host") + 1]!;
+    expect(host).not.toBe("0.0.0.0");
+    expect(worker!.url).toBe(`http://${host.includes(":") ? `[${host}]` : host}:${worker!.port}`);
+  }, 90_000);
+
   it("a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", async (ctx) => {
     needTools(ctx, ...tools);
     const launcher = createLauncher({ logger: pino({ level: "silent" }), register: async () => undefined, env: cluster!.env });
@@ -306,9 +339,18 @@ describe("slurm job pieces (no cluster)", () => {
     expect(lines.indexOf("module load cuda")).toBeLessThan(lines.findIndex((l) => l.startsWith("ports=")));
     expect(script).toContain("export TOKEN='it'\\''s'");
     expect(script).toContain(`report='/shared dir'/j-"$SLURM_JOB_ID".json`);
+    // It binds where the router reaches it: the address the picker found on the node's route to the router (not 0.0.0.0) ...
     expect(lines.find((l) => l.startsWith("exec "))).toBe(
-      `exec sglang serve --model-path Qwen/Qwen-Image --num-gpus 1 --host 0.0.0.0 --port "$PORT" --master-port "$MASTER_PORT" --scheduler-port "$SCHEDULER_PORT" --label 'a b'`,
+      `exec sglang serve --model-path Qwen/Qwen-Image --num-gpus 1 --host "$BIND_HOST" --port "$PORT" --master-port "$MASTER_PORT" --scheduler-port "$SCHEDULER_PORT" --label 'a b'`,
     );
+    // ... which it reports as its host, with a port from slurm.port_range (default 30000-30999).
+    expect(lines.find((l) => l.startsWith("printf "))).toContain(`"$BIND_HOST" "$PORT"`);
+    expect(script).toMatch(/ '' 30000-30999\)\n/);
+    // worker_bind_host 0.0.0.0 binds everywhere again, and the job is then reported by its node's name.
+    const wide = parseLauncherSection({ backend: "slurm", model: "m", worker_bind_host: "0.0.0.0", slurm: { port_range: null } });
+    const wideScript = buildJobScript({ config: wide, slurm: wide.slurm!, program: { command: "sglang", leadingArgs: ["serve"], picker: { kind: "python", command: "python3" } }, workDir: "/w", jobName: "j" });
+    expect(wideScript).toMatch(/ 0\.0\.0\.0 ''\)\n/);
+    expect(wideScript).toContain(`"$(hostname)" "$PORT"`);
   });
 });
 
@@ -328,6 +370,9 @@ describe("slurm: in the launcher YAML", () => {
     [{ backend: "slurm", slurm: { poll_interval: 0 } }, /launcher\.slurm\.poll_interval .* must be a number of seconds >= 0\.1/],
     [{ backend: "slurm", slurm: { sbatch_args: "--comment='open" } }, /launcher\.slurm\.sbatch_args .* unbalanced single quote/],
     [{ backend: "slurm", slurm: "gpu" }, /launcher\.slurm .* must be a mapping of Slurm options, got "gpu"/],
+    [{ backend: "slurm", slurm: { port_range: "31000" } }, /launcher\.slurm\.port_range .* must be null or "FIRST-LAST" with 1 <= FIRST < LAST <= 65535/],
+    [{ backend: "slurm", slurm: { port_range: "31000-31000" } }, /launcher\.slurm\.port_range .* got "31000-31000"/],
+    [{ backend: "slurm", slurm: { port_range: 31000 } }, /launcher\.slurm\.port_range .* got 31000/],
   ])("%j is refused, naming the key", (section, message) => {
     expect(() => parseLauncherSection({ model: "m", ...section })).toThrow(message);
   });

@@ -110,8 +110,8 @@ export function auditedLauncher(launcher: Launcher, audit: Audit): Launcher {
     launch(config) {
       return audit.run("launcher.launch", groupArgs(config), () => launcher.launch(config), (r) => ({ workers: r.workers.map(fromManaged) }));
     },
-    scale(config, count) {
-      return audit.run("launcher.scale", { ...groupArgs(config), count }, () => launcher.scale(config, count), (r) => ({
+    scale(config, count, options) {
+      return audit.run("launcher.scale", { ...groupArgs(config), count, ...(options?.create ? { create: true } : {}) }, () => launcher.scale(config, count, options), (r) => ({
         workers: [...r.started.map(fromManaged), ...r.stopped.map((u) => ({ worker: u, ok: true }))],
       }));
     },

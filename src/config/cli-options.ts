@@ -1,6 +1,8 @@
+import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { LevelWithSilent } from "pino";
 import type { LogFormat } from "../log.js";
+import { RouterError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { expandAbbreviations, logLevelSpellings, normalizeLogLevel, parsePythonFloat, parsePythonInt } from "./argparse-compat.js";
 import { routerFlags, type FlagSpec } from "./flags.js";
@@ -33,7 +35,7 @@ function secondsOrNone(s: number): number {
 /** commander's default for a flag: the router's default, in the flag's unit (seconds for durations). */
 function cliDefault(spec: FlagSpec): unknown {
   if (spec.kind === "bool") return false;
-  if (spec.key === "verbose" || spec.key === "logFormat" || spec.hidden) return undefined;
+  if (spec.key === "verbose" || spec.key === "logFormat" || spec.hidden || spec.kind === "secret-file") return undefined;
   const v = defaultRouterOptions[spec.key];
   if (v === null) return undefined;
   if (spec.kind === "seconds") return (v as number) / 1000;
@@ -97,6 +99,30 @@ export function optionsFromArgv(argv: string[]): RouterOptions {
   return settingsFromArgv(argv).options;
 }
 
+/**
+ * The key in a `secret-file` flag's file, trimmed (editors add a newline).
+ *
+ * @param already what the flag's plain twin (or its env) gave: both at once is refused, since which key guards the router would be a guess.
+ * @throws RouterError invalid_request for a missing, unreadable or empty file (cli.ts exits 2, as for any flag error).
+ */
+function readSecretFile(spec: FlagSpec, path: string, already: unknown): string {
+  const twin = routerFlags.find((f) => f.key === spec.key && f.kind !== "secret-file");
+  const name = spec.flag.slice(2);
+  if (already !== undefined && already !== null) {
+    throw new RouterError("invalid_request", `option ${name}: the key is given twice, by ${spec.flag} and by ${twin?.flag ?? "another flag"}${twin?.env ? ` (or env ${twin.env})` : ""}; give one`, { details: { param: name } });
+  }
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new RouterError("invalid_request", `option ${name}: ${path} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code ?? String(error)})`}`, { details: { param: name } });
+  }
+  const key = text.trim();
+  if (key === "") throw new RouterError("invalid_request", `option ${name}: ${path} is empty; it must hold the key`, { details: { param: name } });
+  return key;
+}
+
 /** The camelCase name commander stores a flag under. */
 function attributeOf(flag: string): string {
   return flag.slice(2).replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
@@ -109,6 +135,7 @@ function optionsFrom(o: Record<string, any>): RouterOptions {
     if (spec.key === "verbose" || spec.key === "logFormat") continue;
     let v = o[attributeOf(spec.flag)];
     if (v === undefined) continue;
+    if (spec.kind === "secret-file") v = readSecretFile(spec, v as string, out[spec.key]);
     if (spec.kind === "seconds") v = spec.infinityIsNone ? secondsOrNone(v) : v * 1000;
     // nargs="*" in the original: `--worker-urls` alone is an empty list.
     if (spec.kind === "list") v = v === true ? [] : v;

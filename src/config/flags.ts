@@ -5,9 +5,11 @@ import type { RouterOptions } from "./options.js";
  * How a flag's value is read and stored:
  * - `string`, `int` (Python's `int()` spellings), `list` (zero or more words);
  * - `seconds`: a number of seconds (Python's `float()`), stored in ms;
- * - `bool`: present or not; `choice`: one of `choices`; `level`: a log level.
+ * - `bool`: present or not; `choice`: one of `choices`; `level`: a log level;
+ * - `secret-file`: a path; the option is the file's content, read once at start
+ *   and trimmed (a key given this way is not in the process's arguments).
  */
-export type FlagKind = "string" | "int" | "seconds" | "list" | "bool" | "choice" | "level";
+export type FlagKind = "string" | "int" | "seconds" | "list" | "bool" | "choice" | "level" | "secret-file";
 
 /** One command-line flag: its parsing, its default (from {@link defaultRouterOptions}), its help and its README row. */
 export interface FlagSpec {
@@ -273,6 +275,26 @@ export const routerFlags: readonly FlagSpec[] = [
     readmeDefault: "none",
     doc: "bearer key for the data plane (env `SGLANG_D_ROUTER_API_KEY`)",
     env: "SGLANG_D_ROUTER_API_KEY",
+  },
+  {
+    flag: "--admin-api-key-file",
+    arg: "<path>",
+    key: "adminApiKey",
+    kind: "secret-file",
+    help: "read the admin key from a file (once, at start; trimmed), so it is not in the command line",
+    metavar: "PATH",
+    readmeDefault: "none",
+    doc: "`--admin-api-key` read from a file once at start (surrounding whitespace trimmed), so the key is not visible in `ps`; a missing or empty file stops the start (exit 2); not together with `--admin-api-key` or its env",
+  },
+  {
+    flag: "--api-key-file",
+    arg: "<path>",
+    key: "apiKey",
+    kind: "secret-file",
+    help: "read the data-plane key from a file (once, at start; trimmed), so it is not in the command line",
+    metavar: "PATH",
+    readmeDefault: "none",
+    doc: "`--api-key` read from a file, as `--admin-api-key-file`",
   },
   {
     flag: "--max-concurrency-per-worker",

@@ -19,7 +19,8 @@ export interface ExitInfo {
 
 /** A spawned worker: the leader of its own process group. */
 export interface WorkerProcess {
-  readonly child: ChildProcess;
+  /** The child process; null for a process group adopted from an earlier router (not our child). */
+  readonly child: ChildProcess | null;
   /** Pid of the leader, which is also the process group id. */
   readonly pid: number;
   /** Resolves (never rejects) when the leader has exited. */

@@ -1,5 +1,6 @@
-import type { Logger } from "../log.js";
-import { groupExists, signalGroup, stopProcessGroup, type ExitInfo, type WorkerProcess } from "./process.js";
+import type { Backend } from "./backend.js";
+import type { ExitInfo } from "./process.js";
+import type { BackendFacts } from "./registry.js";
 
 /** Where a started worker serves. */
 export interface WorkerLocation {
@@ -9,22 +10,25 @@ export interface WorkerLocation {
   readonly gpus: string | null;
 }
 
-/** Slurm facts about a worker's job, for ListManagedWorkers. */
-export interface SlurmJobFacts {
-  readonly jobId: string;
-  /** Node it runs on; "" while pending. */
-  readonly node: string;
-  /** Last state squeue reported (PENDING, RUNNING, CANCELLED, ...). */
-  readonly state: string;
+/** What a backend says about one start of a worker (its `describe`). */
+export interface RunDescription {
+  /** Merged into the worker's snapshot for ListManagedWorkers (e.g. `slurm: { jobId, node, state }`). */
+  readonly facts: BackendFacts;
+  /** Log fields naming this start: `{ pid }`, or `{ slurmJobId, node }`. */
+  readonly log: Readonly<Record<string, unknown>>;
+  /** What {@link Backend.adopt} needs to find this start again (a process group id, a Slurm job id); restart recovery persists it. */
+  readonly handle: string;
+  /** A second name of the worker that stop() accepts, for a worker that may have no URL yet (a Slurm job id). */
+  readonly alias?: string;
 }
 
 /**
  * One start of a worker, whatever runs it: a local process group or a Slurm
  * job. The launcher's restart, scaling and stop logic is written against
- * this only (start, where is it, exited, stop).
+ * this only (where is it, exited, stop, describe).
  */
 export interface WorkerRun {
-  /** Pid of the local process group leader; 0 for a Slurm job. */
+  /** Pid of the local process group leader; 0 when no local process runs it. */
   readonly pid: number;
   /** Resolves once it is known where the worker serves; rejects if it ends first or `timeoutMs` passes. */
   locate(timeoutMs: number): Promise<WorkerLocation>;
@@ -35,25 +39,5 @@ export interface WorkerRun {
   stop(): Promise<void>;
   /** Ends it right now, synchronously (for `process.on("exit")`). */
   killSync(): void;
-  /** Job id, node and state when a Slurm job runs it. */
-  slurm(): SlurmJobFacts | undefined;
-}
-
-/** A local process group (backends local and sim) as a {@link WorkerRun}; its location is known before it starts. */
-export function processRun(proc: WorkerProcess, location: WorkerLocation, options: { graceMs: number; logger: Logger }): WorkerRun {
-  let stopping: Promise<void> | undefined;
-  return {
-    pid: proc.pid,
-    locate: () => Promise.resolve(location),
-    exited: proc.exited,
-    exitInfo: () => proc.exitInfo(),
-    stop() {
-      stopping ??= stopProcessGroup(proc, { graceMs: options.graceMs, logger: options.logger }).then(() => undefined);
-      return stopping;
-    },
-    killSync() {
-      if (proc.exitInfo() === undefined || groupExists(proc.pid)) signalGroup(proc.pid, "SIGKILL");
-    },
-    slurm: () => undefined,
-  };
+  describe(): RunDescription;
 }

@@ -57,9 +57,8 @@ function launcherConfigOf(source: LauncherSource, rpc: string): LauncherGroups {
 }
 
 /**
- * Scaling acts on one group (its workers are those launched from a config
- * equal to it but for num_workers); a yaml listing several groups is refused
- * rather than guessing which one is meant.
+ * Scaling acts on one group (found by its name, see Launcher.scale); a yaml
+ * listing several groups is refused rather than guessing which one is meant.
  */
 function scaleGroupOf(source: LauncherSource): LauncherConfig {
   const groups = launcherConfigOf(source, "ScaleManagedWorkers");
@@ -197,11 +196,11 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
       await launcher.stop(urls.length ? urls : undefined);
       return { workers: before.map((m) => managedToPb({ ...m, state: "exited" })) };
     },
-    async scaleManagedWorkers(req: { source: LauncherSource; count: number }) {
+    async scaleManagedWorkers(req: { source: LauncherSource; count: number; create: boolean }) {
       const before = new Map(launcher.list().map((m) => [m.url, m]));
       // Scale-down of Slurm workers that never reported a URL: stopped[] names them by job id.
       for (const m of launcher.list()) if (m.slurm !== undefined) before.set(m.slurm.jobId, m);
-      const result = await launcher.scale(scaleGroupOf(req.source), req.count);
+      const result = await launcher.scale(scaleGroupOf(req.source), req.count, { create: req.create });
       return {
         started: result.started.map(managedToPb),
         stopped: result.stopped.flatMap((u) => {

@@ -79,6 +79,7 @@ export function managedToPb(m: ManagedWorker): PbManagedWorker {
     slurmJobId: m.slurm?.jobId ?? "",
     slurmNode: m.slurm?.node ?? "",
     slurmState: m.slurm?.state ?? "",
+    group: m.group,
     error: m.error ?? "",
   });
 }
@@ -105,6 +106,8 @@ export function launcherSectionFromPb(c: PbLauncherConfig): Record<string, unkno
   if (c.maxRestarts !== undefined) s.max_restarts = c.maxRestarts;
   if (c.restartBackoff !== undefined) s.restart_backoff = c.restartBackoff;
   if (c.slurm !== undefined) s.slurm = slurmSectionFromPb(c.slurm);
+  if (c.name) s.name = c.name;
+  if (c.workerBindHost) s.worker_bind_host = c.workerBindHost;
   return s;
 }
 
@@ -122,5 +125,7 @@ function slurmSectionFromPb(o: PbSlurmOptions): Record<string, unknown> {
   if (o.setup.length > 0) s.setup = [...o.setup];
   if (o.workDir) s.work_dir = o.workDir;
   if (o.pollInterval !== undefined) s.poll_interval = o.pollInterval;
+  // Set but empty: any free port (the YAML's null).
+  if (o.portRange !== undefined) s.port_range = o.portRange === "" ? null : o.portRange;
   return s;
 }

@@ -2,16 +2,51 @@ import { randomBytes } from "node:crypto";
 import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Logger } from "../../log.js";
-import { findExecutable, simCliPath, workerUrl } from "../backends.js";
-import type { LauncherConfig, SlurmOptions } from "../config.js";
+import type { Backend, BackendDefinition, Placement } from "../backend.js";
+import type { LauncherConfig } from "../config.js";
+import { withoutRouterVariables } from "../child-env.js";
 import { LauncherError } from "../errors.js";
 import type { WorkerRun } from "../run.js";
+import { simCliPath } from "../sim/backend.js";
+import { findExecutable, isWildcardHost, workerUrl } from "../worker-command.js";
 import { createSlurmCli, type SlurmCli } from "./cli.js";
+import { parseSlurmSection, type SlurmOptions } from "./config.js";
 import { buildJobScript, sbatchArgs, type JobProgram, type JobReport } from "./job-script.js";
 import { createSlurmJobs, type SlurmJobs } from "./jobs.js";
 
+/**
+ * Backend `slurm`: one Slurm job per worker start, running `sglang serve` or
+ * the simulated worker (`slurm.program`) on whichever node Slurm picks; the
+ * job chooses its ports there and reports them in a file under
+ * `slurm.work_dir`.
+ */
+export const slurmBackend: BackendDefinition = {
+  section: { key: "slurm", parse: parseSlurmSection },
+  // A job runs on another machine than the router: by default it binds and is reached at the node's address facing the router (job-script.ts).
+  defaultWorkerHost: "0.0.0.0",
+  usesBasePort: false,
+  create: (ctx) => slurmLauncherBackend(createSlurmSubmitter(ctx), ctx.env),
+};
+
+/** Until a job reports, nothing is known of where it runs. */
+const unplaced: Placement = Object.freeze({ url: "", port: 0, masterPort: 0, schedulerPort: 0, gpus: null });
+
+function slurmLauncherBackend(jobs: SlurmSubmitter, env: NodeJS.ProcessEnv): Backend {
+  return {
+    holdsLocalResources: false,
+    check: (config) => checkSlurmBackend(config, env),
+    // Each job chooses its ports on its node, and Slurm its GPUs.
+    place: (_config, count) => Promise.resolve(Array.from({ length: count }, () => unplaced)),
+    start: (config) => jobs.start(config),
+    adopt: () =>
+      // Restart recovery needs the earlier router's job name to find its jobs in squeue; not built yet.
+      Promise.reject(new LauncherError("adopting a running Slurm job is not supported yet")),
+    killAllSync: () => jobs.cancelAllSync(),
+  };
+}
+
 /** Submits worker jobs for the launcher: one Slurm job per worker start. */
-export interface SlurmBackend {
+export interface SlurmSubmitter {
   /** Writes the job script and submits it; resolves once sbatch gave a job id. */
   start(config: LauncherConfig): Promise<WorkerRun>;
   cancelAllSync(): void;
@@ -48,9 +83,10 @@ function jobProgram(slurm: SlurmOptions): JobProgram {
 }
 
 /** Creates the backend; its job name is unique to this launcher, so squeue lists exactly its jobs. */
-export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmBackend {
+export function createSlurmSubmitter(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmSubmitter {
   const jobName = `sglang-d-router-${randomBytes(4).toString("hex")}`;
-  const cli = options.cli ?? createSlurmCli(options.env);
+  // sbatch exports its own environment into the job (--export=ALL): the router's keys must not be in it.
+  const cli = options.cli ?? createSlurmCli(withoutRouterVariables(options.env));
   let jobs: SlurmJobs | undefined;
   let submitted = 0;
   return {
@@ -62,17 +98,18 @@ export function createSlurmBackend(options: { env: NodeJS.ProcessEnv; logger: Lo
       mkdirSync(workDir, { recursive: true });
       const scriptPath = `${workDir}/${jobName}-${++submitted}.sbatch`;
       writeFileSync(scriptPath, buildJobScript({ config, slurm, program: jobProgram(slurm), workDir, jobName }), { mode: 0o755 });
-      return jobs.submit({
+      const run = await jobs.submit({
         sbatchArgs: sbatchArgs({ config, slurm, workDir, jobName }),
         scriptPath,
         workDir,
         pollMs: slurm.poll_interval * 1000,
         locate: (report: JobReport) => {
-          // A worker bound to every address is reached by its node's name; one bound to a given address, there.
-          const wildcard = config.worker_host === "0.0.0.0" || config.worker_host === "::";
-          return { url: workerUrl(wildcard ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
+          // The job reports the address the router reaches it at (see job-script.ts), unless worker_host names one.
+          return { url: workerUrl(isWildcardHost(config.worker_host) ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
         },
       });
+      options.logger.info({ slurmJobId: run.describe().handle, model: config.model }, "submitted worker job");
+      return run;
     },
     cancelAllSync() {
       jobs?.cancelAllSync();

@@ -1,5 +1,5 @@
 import { createServer } from "node:net";
-import { LauncherConfigError, LauncherError } from "./errors.js";
+import { LauncherConfigError, LauncherError } from "../errors.js";
 
 /**
  * Whether `port` can be bound on `host` right now. Binding, not connecting:
@@ -8,7 +8,7 @@ import { LauncherConfigError, LauncherError } from "./errors.js";
  *
  * @throws LauncherConfigError if `host` is not an address of this machine.
  */
-export function isPortFree(host: string, port: number): Promise<boolean> {
+export function isPortFree(host: string, port: number, hostKey = "launcher.worker_host"): Promise<boolean> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
@@ -17,9 +17,9 @@ export function isPortFree(host: string, port: number): Promise<boolean> {
         resolve(false);
       } else if (error.code === "EADDRNOTAVAIL" || error.code === "EAFNOSUPPORT" || error.code === "ENOTFOUND") {
         reject(
-          new LauncherConfigError(`launcher.worker_host ${host} cannot be bound on this machine (${error.code})`, {
+          new LauncherConfigError(`${hostKey} ${host} cannot be bound on this machine (${error.code})`, {
             source: "launch request",
-            key: "launcher.worker_host",
+            key: hostKey,
             cause: error,
           }),
         );
@@ -38,6 +38,8 @@ export function isPortFree(host: string, port: number): Promise<boolean> {
 export interface FindFreePortOptions {
   /** Address the port will be bound on. */
   host: string;
+  /** The key that set `host`, for the error when it is not an address of this machine. Default "launcher.worker_host". */
+  hostKey?: string;
   /** First port tried; the scan goes upward, then wraps to 1024. */
   preferred: number;
   /** Ports this launcher already handed out (possibly not bound yet); skipped without a bind test. */
@@ -64,7 +66,7 @@ export async function findFreePort(options: FindFreePortOptions): Promise<number
   for (const port of candidates()) {
     let usable = true;
     for (let p = port; p < port + span && usable; p += 1) {
-      usable = !options.reserved.has(p) && (await isPortFree(options.host, p));
+      usable = !options.reserved.has(p) && (await isPortFree(options.host, p, options.hostKey));
     }
     if (usable) return port;
   }

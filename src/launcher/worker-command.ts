@@ -1,9 +1,7 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { splitShellArgs } from "./args.js";
-import type { LauncherBackend, LauncherConfig } from "./config.js";
-import { LauncherError } from "./errors.js";
+import type { LauncherConfig } from "./config.js";
 
 /** The program a backend runs, before per-worker flags. */
 export interface BackendProgram {
@@ -27,47 +25,23 @@ export interface WorkerCommand {
   args: string[];
 }
 
-/**
- * Path of the simulated worker's CLI. Resolved relative to this module, so
- * from `dist/src/launcher/` it is `dist/src/sim/cli.js`.
- */
-export function simCliPath(): string {
-  return fileURLToPath(new URL("../sim/cli.js", import.meta.url));
-}
-
-/**
- * Finds what `backend` will run, so a missing binary fails the launch before
- * any port is reserved or process started.
- *
- * @throws LauncherError if `sglang` is not on `env.PATH` (local) or the
- *   simulator is not built (sim).
- */
-export function resolveBackendProgram(backend: Exclude<LauncherBackend, "slurm">, env: NodeJS.ProcessEnv): BackendProgram {
-  switch (backend) {
-    case "local": {
-      const sglang = findExecutable("sglang", env);
-      if (sglang === null) {
-        throw new LauncherError(
-          `launcher backend "local" runs \`sglang serve\`, but no executable \`sglang\` was found on PATH ` +
-            `(${env["PATH"] ?? "PATH unset"}); install it with \`pip install "sglang[diffusion]"\`, or use backend "sim" for simulated workers`,
-        );
-      }
-      return { command: sglang, leadingArgs: ["serve"] };
-    }
-    case "sim": {
-      const cli = simCliPath();
-      if (!isExecutableFile(cli, constants.R_OK)) {
-        throw new LauncherError(`launcher backend "sim" needs the simulated worker at ${cli}; run \`npm run build\` first`);
-      }
-      // The running Node binary, not whatever `node` PATH finds: same version as the router.
-      return { command: process.execPath, leadingArgs: [cli] };
-    }
-  }
-}
-
-/** The flags every backend gives a worker before its ports: the model, its GPUs, where to listen. */
+/** The flags every backend gives a worker before where it listens: the model and its GPUs. */
 export function modelFlags(config: LauncherConfig): string[] {
-  return ["--model-path", config.model, "--num-gpus", String(config.num_gpus_per_worker), "--host", config.worker_host];
+  return ["--model-path", config.model, "--num-gpus", String(config.num_gpus_per_worker)];
+}
+
+/** Whether `host` means every address of the machine. */
+export function isWildcardHost(host: string): boolean {
+  return host === "0.0.0.0" || host === "::";
+}
+
+/**
+ * Where a worker on this machine binds: `worker_bind_host` if set, else the
+ * address the router reaches it at (`worker_host`), so it does not serve
+ * every network the machine is on.
+ */
+export function localBindHost(config: LauncherConfig): string {
+  return config.worker_bind_host ?? config.worker_host;
 }
 
 /**
@@ -81,6 +55,8 @@ export function buildWorkerCommand(program: BackendProgram, config: LauncherConf
     args: [
       ...program.leadingArgs,
       ...modelFlags(config),
+      "--host",
+      localBindHost(config),
       "--port",
       String(ports.port),
       "--master-port",
@@ -98,7 +74,7 @@ export function buildWorkerCommand(program: BackendProgram, config: LauncherConf
  * brackets.
  */
 export function workerUrl(host: string, port: number): string {
-  const connectHost = host === "0.0.0.0" || host === "::" || host === "localhost" ? "127.0.0.1" : host;
+  const connectHost = isWildcardHost(host) || host === "localhost" ? "127.0.0.1" : host;
   return `http://${connectHost.includes(":") ? `[${connectHost}]` : connectHost}:${port}`;
 }
 
@@ -113,7 +89,7 @@ export function findExecutable(name: string, env: NodeJS.ProcessEnv): string | n
   return null;
 }
 
-function isExecutableFile(path: string, mode: number): boolean {
+export function isExecutableFile(path: string, mode: number): boolean {
   try {
     accessSync(path, mode);
     // Directories are "executable" too; PATH lookup wants files.

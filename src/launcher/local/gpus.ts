@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
-import type { LauncherConfig } from "./config.js";
-import { LauncherConfigError } from "./errors.js";
+import type { LauncherConfig } from "../config.js";
+import { LauncherConfigError } from "../errors.js";
 
 /** Options of {@link assignGpus}. */
 export interface GpuAssignmentOptions {
