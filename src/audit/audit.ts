@@ -70,6 +70,15 @@ export interface Audit {
   recent(limit?: number): AuditEvent[];
 }
 
+/** A finished action's outcome from what its result says: a result code or failed workers make it partial or failed. */
+export function outcomeOf(summary: AuditSummary | undefined): AuditOutcome {
+  const workers = summary?.workers ?? [];
+  const failed = workers.filter((w) => !w.ok).length;
+  if (summary?.code !== undefined) return failed < workers.length ? "partial" : "failed";
+  if (failed === 0) return "ok";
+  return failed < workers.length ? "partial" : "failed";
+}
+
 /**
  * The audit trail of control actions (who changed which workers, weights
  * and memory, when, and what each worker made of it). Two log lines per
@@ -82,14 +91,6 @@ export function createAudit(options: AuditOptions): Audit {
   const capacity = options.capacity ?? 500;
   const ring: AuditEvent[] = [];
   let nextId = 1;
-
-  function outcomeOf(summary: AuditSummary | undefined): AuditOutcome {
-    const workers = summary?.workers ?? [];
-    const failed = workers.filter((w) => !w.ok).length;
-    if (summary?.code !== undefined) return failed < workers.length ? "partial" : "failed";
-    if (failed === 0) return "ok";
-    return failed < workers.length ? "partial" : "failed";
-  }
 
   function begin(action: string, args: Record<string, unknown>): AuditSpan {
     const call = currentCall();
@@ -107,73 +108,12 @@ export function createAudit(options: AuditOptions): Audit {
     ring.push(event);
     if (ring.length > capacity) ring.shift();
     logger.info({ audit: "start", auditId: event.id, requestId: event.requestId, action, caller: event.caller, args }, `${action} started`);
-
-    let done = false;
-    const finish = (outcome: AuditOutcome, summary: AuditSummary | undefined, code?: string, message?: string) => {
-      if (done) return;
-      done = true;
-      event.durationMs = Date.now() - startedMs;
-      event.outcome = outcome;
-      if (code !== undefined) event.code = code;
-      if (message !== undefined) event.message = message;
-      if (summary?.workers) event.workers = summary.workers;
-      const line = { audit: "end", auditId: event.id, requestId: event.requestId, action, caller: event.caller, outcome, code, message, durationMs: event.durationMs, workers: event.workers };
-      if (outcome === "ok") logger.info(line, `${action} ${outcome}`);
-      else logger.warn(line, `${action} ${outcome}`);
-      try {
-        options.onFinished?.(event);
-      } catch (err) {
-        logger.error({ err }, "audit listener failed");
-      }
-    };
-    return {
-      event,
-      end(summary) {
-        finish(outcomeOf(summary), summary, summary?.code, summary?.message);
-      },
-      fail(err, summary) {
-        const e = RouterError.from(err);
-        finish("failed", summary, e.code, e.message);
-      },
-    };
-  }
-
-  function run<T>(action: string, args: Record<string, unknown>, fn: () => T, summarize?: (result: Awaited<T>) => AuditSummary): T {
-    const span = begin(action, args);
-    const summaryOf = (value: Awaited<T>): AuditSummary | undefined => {
-      try {
-        return summarize?.(value);
-      } catch (err) {
-        logger.error({ err, action }, "audit summary failed");
-        return undefined;
-      }
-    };
-    let result: T;
-    try {
-      result = fn();
-    } catch (err) {
-      span.fail(err);
-      throw err;
-    }
-    if (result instanceof Promise) {
-      return result.then(
-        (value: Awaited<T>) => {
-          span.end(summaryOf(value));
-          return value;
-        },
-        (err: unknown) => {
-          span.fail(err);
-          throw err;
-        },
-      ) as T;
-    }
-    span.end(summaryOf(result as Awaited<T>));
-    return result;
+    return openSpan(event, startedMs, logger, options.onFinished);
   }
 
   return {
     begin,
-    run,
+    run: (action, args, fn, summarize) => runAsAction(begin(action, args), fn, summarize, logger),
     recent(limit = 100) {
       const n = Math.max(0, Math.min(limit, ring.length));
       const out: AuditEvent[] = [];
@@ -181,4 +121,70 @@ export function createAudit(options: AuditOptions): Audit {
       return out;
     },
   };
+}
+
+/** The span of a started event: its first `end` or `fail` completes the event, logs the end line and tells `onFinished`. */
+function openSpan(event: AuditEvent, startedMs: number, logger: Logger, onFinished: AuditOptions["onFinished"]): AuditSpan {
+  let done = false;
+  const finish = (outcome: AuditOutcome, summary: AuditSummary | undefined, code?: string, message?: string) => {
+    if (done) return;
+    done = true;
+    event.durationMs = Date.now() - startedMs;
+    event.outcome = outcome;
+    if (code !== undefined) event.code = code;
+    if (message !== undefined) event.message = message;
+    if (summary?.workers) event.workers = summary.workers;
+    const { action } = event;
+    const line = { audit: "end", auditId: event.id, requestId: event.requestId, action, caller: event.caller, outcome, code, message, durationMs: event.durationMs, workers: event.workers };
+    if (outcome === "ok") logger.info(line, `${action} ${outcome}`);
+    else logger.warn(line, `${action} ${outcome}`);
+    try {
+      onFinished?.(event);
+    } catch (err) {
+      logger.error({ err }, "audit listener failed");
+    }
+  };
+  return {
+    event,
+    end(summary) {
+      finish(outcomeOf(summary), summary, summary?.code, summary?.message);
+    },
+    fail(err, summary) {
+      const e = RouterError.from(err);
+      finish("failed", summary, e.code, e.message);
+    },
+  };
+}
+
+/** Runs `fn` under `span`, ending it when `fn` returns or resolves and failing it when `fn` throws or rejects; sync stays sync. */
+function runAsAction<T>(span: AuditSpan, fn: () => T, summarize: ((result: Awaited<T>) => AuditSummary) | undefined, logger: Logger): T {
+  const summaryOf = (value: Awaited<T>): AuditSummary | undefined => {
+    try {
+      return summarize?.(value);
+    } catch (err) {
+      logger.error({ err, action: span.event.action }, "audit summary failed");
+      return undefined;
+    }
+  };
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    span.fail(err);
+    throw err;
+  }
+  if (result instanceof Promise) {
+    return result.then(
+      (value: Awaited<T>) => {
+        span.end(summaryOf(value));
+        return value;
+      },
+      (err: unknown) => {
+        span.fail(err);
+        throw err;
+      },
+    ) as T;
+  }
+  span.end(summaryOf(result as Awaited<T>));
+  return result;
 }
