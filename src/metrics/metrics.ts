@@ -1,4 +1,4 @@
-import { Registry as PromRegistry } from "prom-client";
+import { collectDefaultMetrics, Registry as PromRegistry } from "prom-client";
 import type { Admission } from "../admission/admission.js";
 import type { Registry } from "../registry/registry.js";
 import { createControlMetrics, type ControlMetrics } from "./control-metrics.js";
@@ -23,7 +23,8 @@ export interface Metrics extends RequestMetrics, ControlMetrics {
  * Prometheus metrics (prom-client: the text format, label escaping and
  * histogram buckets are its job). Per-request work is two counter increments
  * and one histogram observation; worker gauges are read from the registry
- * only when /metrics is scraped.
+ * only when /metrics is scraped. prom-client's default process and Node.js
+ * metrics come last.
  */
 export function createMetrics(options: MetricsOptions): Metrics {
   const prom = new PromRegistry();
@@ -32,6 +33,9 @@ export function createMetrics(options: MetricsOptions): Metrics {
   registerSchedulingGauges(prom, options.admission);
   registerVersionGauges(prom, options.registry, options.weightVersion);
   const control = createControlMetrics(prom);
+  // process_* (CPU, memory, open files, start time) and nodejs_* (event-loop
+  // lag, heap, GC): whether the router itself is the bottleneck.
+  collectDefaultMetrics({ register: prom });
   return {
     contentType: prom.contentType,
     observe: requests.observe,
