@@ -1,6 +1,6 @@
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { currentCall, type Caller } from "./call-context.js";
+import { currentCall, type CallContext, type Caller } from "./call-context.js";
 
 /** What one worker made of a control action (a weight load, a sleep, a commit). */
 export interface AuditWorkerOutcome {
@@ -66,6 +66,12 @@ export interface Audit {
    * functions stay sync.
    */
   run<T>(action: string, args: Record<string, unknown>, fn: () => T, summarize?: (result: Awaited<T>) => AuditSummary): T;
+  /**
+   * Records an admin call refused for its key (401): one event, `failed`
+   * with code `unauthenticated`, and one warn line, with the route and who
+   * called. Nothing ran, so its duration is 0.
+   */
+  refused(route: string, call: CallContext): void;
   /** The latest events, newest first. */
   recent(limit?: number): AuditEvent[];
 }
@@ -92,9 +98,7 @@ export function createAudit(options: AuditOptions): Audit {
   const ring: AuditEvent[] = [];
   let nextId = 1;
 
-  function begin(action: string, args: Record<string, unknown>): AuditSpan {
-    const call = currentCall();
-    const startedMs = Date.now();
+  function record(action: string, args: Record<string, unknown>, call: CallContext, startedMs: number): AuditEvent {
     const event: AuditEvent = {
       id: nextId++,
       requestId: call.requestId,
@@ -107,12 +111,30 @@ export function createAudit(options: AuditOptions): Audit {
     };
     ring.push(event);
     if (ring.length > capacity) ring.shift();
+    return event;
+  }
+
+  function begin(action: string, args: Record<string, unknown>): AuditSpan {
+    const startedMs = Date.now();
+    const event = record(action, args, currentCall(), startedMs);
     logger.info({ audit: "start", auditId: event.id, requestId: event.requestId, action, caller: event.caller, args }, `${action} started`);
     return openSpan(event, startedMs, logger, options.onFinished);
   }
 
+  function refused(route: string, call: CallContext): void {
+    const event = record("auth.refused", { route }, call, Date.now());
+    event.durationMs = 0;
+    event.outcome = "failed";
+    event.code = "unauthenticated";
+    event.message = "admin API key missing or wrong";
+    const { id: auditId, requestId, action, caller, args, outcome, code, message } = event;
+    logger.warn({ audit: "refused", auditId, requestId, action, caller, args, outcome, code, message }, `refused ${route}: ${message}`);
+    notify(options.onFinished, event, logger);
+  }
+
   return {
     begin,
+    refused,
     run: (action, args, fn, summarize) => runAsAction(begin(action, args), fn, summarize, logger),
     recent(limit = 100) {
       const n = Math.max(0, Math.min(limit, ring.length));
@@ -138,11 +160,7 @@ function openSpan(event: AuditEvent, startedMs: number, logger: Logger, onFinish
     const line = { audit: "end", auditId: event.id, requestId: event.requestId, action, caller: event.caller, outcome, code, message, durationMs: event.durationMs, workers: event.workers };
     if (outcome === "ok") logger.info(line, `${action} ${outcome}`);
     else logger.warn(line, `${action} ${outcome}`);
-    try {
-      onFinished?.(event);
-    } catch (err) {
-      logger.error({ err }, "audit listener failed");
-    }
+    notify(onFinished, event, logger);
   };
   return {
     event,
@@ -154,6 +172,15 @@ function openSpan(event: AuditEvent, startedMs: number, logger: Logger, onFinish
       finish("failed", summary, e.code, e.message);
     },
   };
+}
+
+/** Tells the listener (metrics) of a finished event; a listener that throws is logged, never the caller's problem. */
+function notify(onFinished: AuditOptions["onFinished"], event: Readonly<AuditEvent>, logger: Logger): void {
+  try {
+    onFinished?.(event);
+  } catch (err) {
+    logger.error({ err }, "audit listener failed");
+  }
 }
 
 /** Runs `fn` under `span`, ending it when `fn` returns or resolves and failing it when `fn` throws or rejects; sync stays sync. */

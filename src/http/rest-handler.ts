@@ -15,6 +15,8 @@ import { loadDashboardFiles } from "../dashboard/static-files.js";
 import { firedWithin } from "../server/fired-within.js";
 import { sendError, type Res } from "./respond.js";
 import { callContext, remoteOf } from "../audit/call-context.js";
+import type { Audit } from "../audit/audit.js";
+import { accessLogLevel } from "../access-log.js";
 
 export interface RestHandlerOptions {
   admin: AdminRoutes;
@@ -23,6 +25,8 @@ export interface RestHandlerOptions {
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
+  /** Refused admin calls (401) go on its trail. */
+  audit: Audit;
   metrics: Metrics;
   /** A client that stops sending its request body for this long is disconnected; 0 = never. */
   clientBodyTimeoutMs: number;
@@ -34,7 +38,7 @@ export interface RestHandlerOptions {
  * where a thrown error becomes an answer.
  */
 export function createRestHandler(options: RestHandlerOptions) {
-  const { admin, data, rollouts, logger, auth, metrics } = options;
+  const { admin, data, rollouts, logger, auth, audit, metrics } = options;
   const bodyTimeoutMs = options.clientBodyTimeoutMs;
   let open = 0;
   let shuttingDown = false;
@@ -96,9 +100,10 @@ export function createRestHandler(options: RestHandlerOptions) {
     const seconds = (performance.now() - startedMs) / 1000;
     const status = res.headersSent ? res.statusCode : 499;
     metrics.observe(label, req.method ?? "GET", status, n.workerUrl ? displayIdOf(n.workerUrl) : "", seconds, n.answerBytes ?? 0, n.retries ?? 0);
-    if (!logger.isLevelEnabled("info")) return;
+    const level = accessLogLevel(n.errorCode, status);
+    if (!logger.isLevelEnabled(level)) return;
     for (const p of excluded) if (path.startsWith(p)) return;
-    logger.info({ requestId: n.requestId, method: req.method, path, status, code: n.errorCode, ms: Math.round(seconds * 1000), queueMs: n.queueMs, worker: n.workerUrl, retries: n.retries }, "request");
+    logger[level]({ requestId: n.requestId, method: req.method, path, status, code: n.errorCode, remote: remoteOf(req.socket), ms: Math.round(seconds * 1000), queueMs: n.queueMs, worker: n.workerUrl, retries: n.retries }, "request");
   }
 
   function handle(req: Req, res: Res): void {
@@ -139,6 +144,7 @@ export function createRestHandler(options: RestHandlerOptions) {
     }
     if (match.auth !== "open" && !(match.auth === "admin" ? auth.admin(req.headers.authorization) : auth.data(req.headers.authorization))) {
       req.resume();
+      if (match.auth === "admin") audit.refused(`${method} ${path}`, { requestId: n.requestId!, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } });
       sendError(res, new RouterError("unauthenticated", match.auth === "admin" ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
       return;
     }

@@ -73,6 +73,10 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       if (sockets.size === 0) onNoConnections?.();
     });
     socket.on("error", () => undefined);
+    // Node keeps the peer address once read; read now, the access log still
+    // has it when an answer ends after the socket closed (Connection: close,
+    // a client gone).
+    void socket.remoteAddress;
     socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
     handOver(socket, h1, h2);
   });
