@@ -31,6 +31,7 @@ interface AuditEventJson {
   outcome: string;
   code?: string;
   workers?: { worker: string; ok: boolean; status?: number; error?: string }[];
+  repeats?: number;
 }
 
 describe("audit trail", () => {
@@ -142,6 +143,8 @@ describe("audit trail", () => {
       (e: unknown) => ConnectError.from(e),
     );
     expect(denied?.code).toBe(Code.Unauthenticated);
+    // The same refusal again (a dashboard polling without the key): counted on the first event, a log line each.
+    for (let i = 0; i < 2; i++) expect((await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: "http://127.0.0.1:1" } })).status).toBe(401);
     // The data plane without its key: refused, but not an admin call.
     expect((await jsonRequest(`${r.url}/v1/models`)).status).toBe(401);
 
@@ -158,6 +161,9 @@ describe("audit trail", () => {
       expect(e.caller.remote).toMatch(/^127\.0\.0\.1:\d+$/);
     }
     expect(refusals[0]!.requestId).toBe("knock-1");
+    expect(refusals.map((e) => e.repeats)).toEqual([3, undefined, undefined, undefined]);
+    await r.waitForLog((l) => l.msg === "request" && l.path === "/v1/models" && l.status === 401);
+    expect(r.logs.filter((l) => l.msg === "request" && l.path === "/workers" && l.status === 401 && l.level === 40)).toHaveLength(3);
 
     await r.waitForLog((l) => l.audit === "refused" && (l.caller as { transport?: string } | undefined)?.transport === "grpc");
     const lines = r.logs.filter((l) => l.audit === "refused");
@@ -165,7 +171,7 @@ describe("audit trail", () => {
     expect(lines[0]).toMatchObject({ level: 40, action: "auth.refused", requestId: "knock-1", args: { route: "POST /workers" }, code: "unauthenticated", caller: { transport: "rest", remote: refusals[0]!.caller.remote } });
     expect(JSON.stringify(r.logs)).not.toContain(DATA_KEY);
     const metrics = await (await fetch(`${r.url}/metrics`)).text();
-    expect(metrics).toMatch(/sgl_router_control_actions_total\{action="auth.refused",outcome="failed"\} 4/);
+    expect(metrics).toMatch(/sgl_router_control_actions_total\{action="auth.refused",outcome="failed"\} 6/);
   });
 
   it("a two-phase refit: begin, per-worker tensor updates and commit, with the refit's duration from begin to commit", async () => {

@@ -1,6 +1,7 @@
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { currentCall, type CallContext, type Caller } from "./call-context.js";
+import { RefusalWindow } from "./refusal-window.js";
 
 /** What one worker made of a control action (a weight load, a sleep, a commit). */
 export interface AuditWorkerOutcome {
@@ -32,6 +33,8 @@ export interface AuditEvent {
   code?: string;
   message?: string;
   workers?: AuditWorkerOutcome[];
+  /** `auth.refused` only: how many times the same caller host was refused on the route within a minute of this event (1 when once). */
+  repeats?: number;
 }
 
 /** What a finished action's result says, read by the decorator that knows its shape. */
@@ -53,8 +56,10 @@ export interface AuditOptions {
   logger: Logger;
   /** Events kept for `GET /audit`; default 500. */
   capacity?: number;
-  /** Runs once per finished action (metrics). */
+  /** Runs once per finished action (metrics), and once per refused call. */
   onFinished?: (event: Readonly<AuditEvent>) => void;
+  /** A refusal repeated within this time counts on the first one's event; default 60 s. */
+  refusalWindowMs?: number;
 }
 
 export interface Audit {
@@ -69,7 +74,8 @@ export interface Audit {
   /**
    * Records an admin call refused for its key (401): one event, `failed`
    * with code `unauthenticated`, and one warn line, with the route and who
-   * called. Nothing ran, so its duration is 0.
+   * called. Nothing ran, so its duration is 0. The same refusal again
+   * within a minute only counts on that event (`repeats`).
    */
   refused(route: string, call: CallContext): void;
   /** The latest events, newest first. */
@@ -96,6 +102,7 @@ export function createAudit(options: AuditOptions): Audit {
   const logger = options.logger.child({ component: "audit" });
   const capacity = options.capacity ?? 500;
   const ring: AuditEvent[] = [];
+  const refusals = new RefusalWindow(options.refusalWindowMs ?? 60_000);
   let nextId = 1;
 
   function record(action: string, args: Record<string, unknown>, call: CallContext, startedMs: number): AuditEvent {
@@ -122,7 +129,12 @@ export function createAudit(options: AuditOptions): Audit {
   }
 
   function refused(route: string, call: CallContext): void {
-    const event = record("auth.refused", { route }, call, Date.now());
+    const nowMs = Date.now();
+    const key = RefusalWindow.keyOf(call.caller, route);
+    const repeated = refusals.repeat(key, nowMs);
+    if (repeated !== undefined) return notify(options.onFinished, repeated, logger);
+    const event = record("auth.refused", { route }, call, nowMs);
+    refusals.remember(key, event, nowMs);
     event.durationMs = 0;
     event.outcome = "failed";
     event.code = "unauthenticated";
