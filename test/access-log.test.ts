@@ -4,13 +4,16 @@
  * --log-level warning, everything else at info, and every REST line with the
  * client's address.
  */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import * as http from "node:http";
+import * as net from "node:net";
 import { createClient, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { accessLogLevel } from "../src/access-log.js";
 import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
-import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, routerCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const WARN = 40;
@@ -134,6 +137,33 @@ describe("REST access log, a client gone", () => {
       req.end(body);
     });
     expect(await requestLine(IMAGE, 499)).toMatchObject({ remote: `127.0.0.1:${localPort}` });
+  });
+});
+
+describe("--log-level warning", () => {
+  it("the access log shows refusals only", async () => {
+    // The router writes no "router listening" line at warning: a port picked here, polled until it answers.
+    const port = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, "127.0.0.1", () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const proc = spawn(process.execPath, [routerCli, "--host", "127.0.0.1", "--port", String(port), "--log-level", "warning", "--admin-api-key", ADMIN_KEY], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    proc.stdout!.setEncoding("utf8").on("data", (c: string) => (out += c));
+    const lines = () => out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(async () => (await fetch(`${url}/workers`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } }).catch(() => null))?.status === 200, 10_000, "router answering");
+      expect((await jsonRequest(`${url}/workers`)).status).toBe(401);
+      // One pipe, in order: once the 401's line is here, the 200s' would have been too.
+      await waitFor(() => lines().some((l) => l.msg === "request" && l.status === 401), 5_000, "the 401's access line");
+      expect(lines().filter((l) => l.msg === "request").map((l) => [l.path, l.status, l.level])).toEqual([["/workers", 401, WARN]]);
+    } finally {
+      proc.kill("SIGTERM");
+      await once(proc, "exit");
+    }
   });
 });
 
