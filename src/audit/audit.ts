@@ -128,7 +128,9 @@ export function createAudit(options: AuditOptions): Audit {
     return openSpan(event, startedMs, logger, options.onFinished);
   }
 
-  function refused(route: string, call: CallContext): void {
+  function refused(fullRoute: string, call: CallContext): void {
+    // The path is the caller's to choose: a line and a ring entry, not a buffer.
+    const route = fullRoute.length > 300 ? `${fullRoute.slice(0, 300)}...` : fullRoute;
     const nowMs = Date.now();
     const key = RefusalWindow.keyOf(call.caller, route);
     const repeated = refusals.repeat(key, nowMs);
