@@ -1,4 +1,3 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createControl, type Control } from "./admin/control.js";
 import { createAdmission } from "./admission/admission.js";
@@ -37,6 +36,7 @@ import { registerReflection } from "./rpc/reflection.js";
 import { createAudit, type Audit } from "./audit/audit.js";
 import { auditedControl, auditedLauncher, auditedRefit } from "./audit/audited.js";
 import { callLogInterceptor, rpcContextValues } from "./rpc/call-log.js";
+import { requireAdminKey, requireDataKey } from "./rpc/require-key.js";
 
 /** How long idle keep-alive connections stay open at shutdown, answering 503 + Connection: close. */
 const SHUTDOWN_LINGER_MS = 1_000;
@@ -130,7 +130,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   const affinity = createAffinityRoutes({ registry, data, specs, images, videos });
   const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
-  const rest = createRestHandler({ admin, data, affinity, fanout, rollouts: createRolloutRoutes(rollouts), logger, auth, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
+  const rest = createRestHandler({ admin, data, affinity, fanout, rollouts: createRolloutRoutes(rollouts), logger, auth, audit, metrics, accessLogExcludePrefixes: options.accessLogExcludePrefixes, clientBodyTimeoutMs: options.clientBodyTimeoutMs });
 
   const launcher = auditedLauncher(
     createLauncher({
@@ -151,14 +151,8 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
     audit,
   );
 
-  const requireAdmin: Interceptor = (next) => async (req) => {
-    if (!auth.admin(req.header.get("authorization"))) throw new ConnectError("admin API key required: send Authorization: Bearer <admin key>", Code.Unauthenticated);
-    return next(req);
-  };
-  const requireData: Interceptor = (next) => async (req) => {
-    if (!auth.data(req.header.get("authorization"))) throw new ConnectError("API key required: send Authorization: Bearer <key>", Code.Unauthenticated);
-    return next(req);
-  };
+  const requireAdmin = requireAdminKey(auth, audit);
+  const requireData = requireDataKey(auth);
   const callLog = callLogInterceptor({
     logger,
     excluded: (path) => options.accessLogExcludePrefixes.some((p) => path.startsWith(p)),

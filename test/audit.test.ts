@@ -31,6 +31,7 @@ interface AuditEventJson {
   outcome: string;
   code?: string;
   workers?: { worker: string; ok: boolean; status?: number; error?: string }[];
+  repeats?: number;
 }
 
 describe("audit trail", () => {
@@ -60,7 +61,7 @@ describe("audit trail", () => {
     const grpc = createClient(AdminService, createGrpcTransport({ baseUrl: r.url, sessionManager, interceptors: [(next) => (req) => (req.header.set("authorization", auth.authorization), next(req))] }));
     await grpc.releaseMemoryOccupation({});
     await grpc.resumeMemoryOccupation({});
-    // A call without the key is refused and leaves an access-log line, not an action.
+    // A call without the key is refused: an access-log line, and a refusal on the trail (not an action that ran).
     const denied = await createClient(AdminService, createConnectTransport({ baseUrl: r.url, httpVersion: "1.1" })).removeWorker({ url: good.url }).then(
       () => null,
       (e: unknown) => ConnectError.from(e),
@@ -72,7 +73,7 @@ describe("audit trail", () => {
     const events = (trail.body.events as AuditEventJson[]).slice().reverse(); // oldest first
     const actions = events.map((e) => e.action);
     // The router's own registration of --worker-urls comes first, then the callers' actions in order.
-    expect(actions).toEqual(["worker.register", "worker.register", "refit.from_disk", "memory.release", "memory.resume"]);
+    expect(actions).toEqual(["worker.register", "worker.register", "refit.from_disk", "memory.release", "memory.resume", "auth.refused"]);
     expect(events[0]!.caller.transport).toBe("router");
 
     const add = events[1]!;
@@ -97,6 +98,8 @@ describe("audit trail", () => {
     expect(refitLines[0]!.requestId).toBe(refitLines[1]!.requestId);
     expect(refitLines[0]!.requestId).toBe(refit.requestId);
     // RPCs are in the access log like REST requests, refused ones included.
+    // (The log comes over a pipe, the answers over sockets: wait for the last line.)
+    await r.waitForLog((l) => l.msg === "rpc" && l.code === "unauthenticated");
     const rpcLines = r.logs.filter((l) => l.msg === "rpc");
     expect(rpcLines.map((l) => [l.rpc, l.code])).toEqual(
       expect.arrayContaining([
@@ -119,6 +122,56 @@ describe("audit trail", () => {
     expect(metrics).toMatch(/sgl_router_control_actions_total\{action="worker.register",outcome="ok"\} 2/);
     expect(metrics).toMatch(/sgl_router_rpc_calls_total\{service="AdminService",method="RemoveWorker",code="unauthenticated"\} 1/);
     expect(metrics).toMatch(/sgl_router_rpc_calls_total\{service="AdminService",method="UpdateWeightsFromDisk",code="unavailable"\} 1/);
+  });
+
+  it("a refused admin call (no key, a wrong key, the data key) is on the trail and in the log with its route, address and code; a refused data-plane call is not", async () => {
+    const sim = await startSimProcess([]);
+    cleanup.push(() => sim.stop());
+    const r = await startRouterProcess(["--admin-api-key", ADMIN_KEY, "--api-key", DATA_KEY, "--worker-urls", sim.url]);
+    cleanup.push(() => r.stop());
+    const auth = { authorization: `Bearer ${ADMIN_KEY}` };
+
+    // REST: no key, a wrong key, the data key on an admin route.
+    expect((await jsonRequest(`${r.url}/workers`, { method: "POST", headers: { "x-request-id": "knock-1" }, json: { url: "http://127.0.0.1:1" } })).status).toBe(401);
+    expect((await jsonRequest(`${r.url}/refit`, { headers: { authorization: "Bearer guessed" } })).status).toBe(401);
+    expect((await jsonRequest(`${r.url}/audit`, { headers: { authorization: `Bearer ${DATA_KEY}` } })).status).toBe(401);
+    // gRPC without a key.
+    const sessionManager = new Http2SessionManager(r.url);
+    cleanup.push(() => sessionManager.abort());
+    const denied = await createClient(AdminService, createGrpcTransport({ baseUrl: r.url, sessionManager })).listWorkers({}).then(
+      () => null,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(denied?.code).toBe(Code.Unauthenticated);
+    // The same refusal again (a dashboard polling without the key): counted on the first event, a log line each.
+    for (let i = 0; i < 2; i++) expect((await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: "http://127.0.0.1:1" } })).status).toBe(401);
+    // The data plane without its key: refused, but not an admin call.
+    expect((await jsonRequest(`${r.url}/v1/models`)).status).toBe(401);
+
+    const events = ((await jsonRequest(`${r.url}/audit`, { headers: auth })).body.events as AuditEventJson[]).slice().reverse();
+    const refusals = events.filter((e) => e.action === "auth.refused");
+    expect(refusals.map((e) => [e.args.route, e.caller.transport, e.caller.key])).toEqual([
+      ["POST /workers", "rest", "none"],
+      ["GET /refit", "rest", "none"],
+      ["GET /audit", "rest", "data"],
+      ["/sgl.diffusion.router.v1.AdminService/ListWorkers", "grpc", "none"],
+    ]);
+    for (const e of refusals) {
+      expect(e).toMatchObject({ outcome: "failed", code: "unauthenticated", durationMs: 0 });
+      expect(e.caller.remote).toMatch(/^127\.0\.0\.1:\d+$/);
+    }
+    expect(refusals[0]!.requestId).toBe("knock-1");
+    expect(refusals.map((e) => e.repeats)).toEqual([3, undefined, undefined, undefined]);
+    await r.waitForLog((l) => l.msg === "request" && l.path === "/v1/models" && l.status === 401);
+    expect(r.logs.filter((l) => l.msg === "request" && l.path === "/workers" && l.status === 401 && l.level === 40)).toHaveLength(3);
+
+    await r.waitForLog((l) => l.audit === "refused" && (l.caller as { transport?: string } | undefined)?.transport === "grpc");
+    const lines = r.logs.filter((l) => l.audit === "refused");
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatchObject({ level: 40, action: "auth.refused", requestId: "knock-1", args: { route: "POST /workers" }, code: "unauthenticated", caller: { transport: "rest", remote: refusals[0]!.caller.remote } });
+    expect(JSON.stringify(r.logs)).not.toContain(DATA_KEY);
+    const metrics = await (await fetch(`${r.url}/metrics`)).text();
+    expect(metrics).toMatch(/sgl_router_control_actions_total\{action="auth.refused",outcome="failed"\} 6/);
   });
 
   it("a two-phase refit: begin, per-worker tensor updates and commit, with the refit's duration from begin to commit", async () => {

@@ -31,9 +31,11 @@ const dashboardPath = fileURLToPath(new URL("../examples/grafana-dashboard.json"
 let router: RouterProcess;
 let sims: SimProcess[] = [];
 let victim: SimProcess;
+let routerSpawnedMs = 0;
 
 beforeAll(async () => {
   [sims, victim] = await Promise.all([Promise.all([startSimProcess([]), startSimProcess([])]), startSimProcess([])]);
+  routerSpawnedMs = Date.now();
   router = await startRouterProcess(["--health-check-interval", "3600", "--eject-after-failures", "2", "--worker-urls", ...sims.map((s) => s.url), victim.url]);
   await waitFor(async () => {
     const ws = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
@@ -110,6 +112,33 @@ describe("/metrics", () => {
     // Every sample belongs to a declared family.
     const declared = new Set(families.map((f) => f.name));
     for (const s of samples(text)) expect(declared.has(s.name.replace(/_(bucket|sum|count)$/, "")) || declared.has(s.name), s.name).toBe(true);
+  });
+
+  it("carries prom-client's process and Node.js metrics: CPU, memory, file descriptors, start time, heap, event-loop lag, Node version", async () => {
+    const { text } = await scrape();
+    const byName = new Map(parsePrometheusTextFormat(text).map((f) => [f.name, f]));
+    for (const [name, type] of [
+      ["process_cpu_seconds_total", "COUNTER"],
+      ["process_resident_memory_bytes", "GAUGE"],
+      ["process_open_fds", "GAUGE"],
+      ["process_start_time_seconds", "GAUGE"],
+      ["nodejs_heap_size_used_bytes", "GAUGE"],
+      ["nodejs_eventloop_lag_seconds", "GAUGE"],
+      ["nodejs_gc_duration_seconds", "HISTOGRAM"],
+      ["nodejs_version_info", "GAUGE"],
+    ] as const) {
+      expect(byName.get(name)?.type, name).toBe(type);
+    }
+    const all = samples(text);
+    const value = (name: string) => pick(all, name)[0]!.value;
+    // The router's own process, not the test's: its start time is the child's, its Node is the one the test ran it with.
+    const startedS = value("process_start_time_seconds");
+    expect(startedS).toBeGreaterThanOrEqual(Math.floor(routerSpawnedMs / 1000) - 1);
+    expect(startedS).toBeLessThan(routerSpawnedMs / 1000 + 15);
+    expect(pick(all, "nodejs_version_info")[0]!.labels.version).toBe(process.version);
+    expect(value("process_resident_memory_bytes")).toBeGreaterThan(10 * 2 ** 20);
+    expect(value("process_open_fds")).toBeGreaterThan(3); // stdio and the listening socket at least
+    expect(value("process_cpu_seconds_total")).toBeGreaterThan(0);
   });
 
   it("after N image requests: request counts, per-worker counts, histogram count and bytes agree with clients and workers", async () => {

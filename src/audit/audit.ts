@@ -1,6 +1,7 @@
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { currentCall, type Caller } from "./call-context.js";
+import { currentCall, type CallContext, type Caller } from "./call-context.js";
+import { RefusalWindow } from "./refusal-window.js";
 
 /** What one worker made of a control action (a weight load, a sleep, a commit). */
 export interface AuditWorkerOutcome {
@@ -32,6 +33,8 @@ export interface AuditEvent {
   code?: string;
   message?: string;
   workers?: AuditWorkerOutcome[];
+  /** `auth.refused` only: how many times the same caller host was refused on the route within a minute of this event (1 when once). */
+  repeats?: number;
 }
 
 /** What a finished action's result says, read by the decorator that knows its shape. */
@@ -53,8 +56,10 @@ export interface AuditOptions {
   logger: Logger;
   /** Events kept for `GET /audit`; default 500. */
   capacity?: number;
-  /** Runs once per finished action (metrics). */
+  /** Runs once per finished action (metrics), and once per refused call. */
   onFinished?: (event: Readonly<AuditEvent>) => void;
+  /** A refusal repeated within this time counts on the first one's event; default 60 s. */
+  refusalWindowMs?: number;
 }
 
 export interface Audit {
@@ -66,8 +71,24 @@ export interface Audit {
    * functions stay sync.
    */
   run<T>(action: string, args: Record<string, unknown>, fn: () => T, summarize?: (result: Awaited<T>) => AuditSummary): T;
+  /**
+   * Records an admin call refused for its key (401): one event, `failed`
+   * with code `unauthenticated`, and one warn line, with the route and who
+   * called. Nothing ran, so its duration is 0. The same refusal again
+   * within a minute only counts on that event (`repeats`).
+   */
+  refused(route: string, call: CallContext): void;
   /** The latest events, newest first. */
   recent(limit?: number): AuditEvent[];
+}
+
+/** A finished action's outcome from what its result says: a result code or failed workers make it partial or failed. */
+export function outcomeOf(summary: AuditSummary | undefined): AuditOutcome {
+  const workers = summary?.workers ?? [];
+  const failed = workers.filter((w) => !w.ok).length;
+  if (summary?.code !== undefined) return failed < workers.length ? "partial" : "failed";
+  if (failed === 0) return "ok";
+  return failed < workers.length ? "partial" : "failed";
 }
 
 /**
@@ -81,19 +102,10 @@ export function createAudit(options: AuditOptions): Audit {
   const logger = options.logger.child({ component: "audit" });
   const capacity = options.capacity ?? 500;
   const ring: AuditEvent[] = [];
+  const refusals = new RefusalWindow(options.refusalWindowMs ?? 60_000);
   let nextId = 1;
 
-  function outcomeOf(summary: AuditSummary | undefined): AuditOutcome {
-    const workers = summary?.workers ?? [];
-    const failed = workers.filter((w) => !w.ok).length;
-    if (summary?.code !== undefined) return failed < workers.length ? "partial" : "failed";
-    if (failed === 0) return "ok";
-    return failed < workers.length ? "partial" : "failed";
-  }
-
-  function begin(action: string, args: Record<string, unknown>): AuditSpan {
-    const call = currentCall();
-    const startedMs = Date.now();
+  function record(action: string, args: Record<string, unknown>, call: CallContext, startedMs: number): AuditEvent {
     const event: AuditEvent = {
       id: nextId++,
       requestId: call.requestId,
@@ -106,74 +118,38 @@ export function createAudit(options: AuditOptions): Audit {
     };
     ring.push(event);
     if (ring.length > capacity) ring.shift();
-    logger.info({ audit: "start", auditId: event.id, requestId: event.requestId, action, caller: event.caller, args }, `${action} started`);
-
-    let done = false;
-    const finish = (outcome: AuditOutcome, summary: AuditSummary | undefined, code?: string, message?: string) => {
-      if (done) return;
-      done = true;
-      event.durationMs = Date.now() - startedMs;
-      event.outcome = outcome;
-      if (code !== undefined) event.code = code;
-      if (message !== undefined) event.message = message;
-      if (summary?.workers) event.workers = summary.workers;
-      const line = { audit: "end", auditId: event.id, requestId: event.requestId, action, caller: event.caller, outcome, code, message, durationMs: event.durationMs, workers: event.workers };
-      if (outcome === "ok") logger.info(line, `${action} ${outcome}`);
-      else logger.warn(line, `${action} ${outcome}`);
-      try {
-        options.onFinished?.(event);
-      } catch (err) {
-        logger.error({ err }, "audit listener failed");
-      }
-    };
-    return {
-      event,
-      end(summary) {
-        finish(outcomeOf(summary), summary, summary?.code, summary?.message);
-      },
-      fail(err, summary) {
-        const e = RouterError.from(err);
-        finish("failed", summary, e.code, e.message);
-      },
-    };
+    return event;
   }
 
-  function run<T>(action: string, args: Record<string, unknown>, fn: () => T, summarize?: (result: Awaited<T>) => AuditSummary): T {
-    const span = begin(action, args);
-    const summaryOf = (value: Awaited<T>): AuditSummary | undefined => {
-      try {
-        return summarize?.(value);
-      } catch (err) {
-        logger.error({ err, action }, "audit summary failed");
-        return undefined;
-      }
-    };
-    let result: T;
-    try {
-      result = fn();
-    } catch (err) {
-      span.fail(err);
-      throw err;
-    }
-    if (result instanceof Promise) {
-      return result.then(
-        (value: Awaited<T>) => {
-          span.end(summaryOf(value));
-          return value;
-        },
-        (err: unknown) => {
-          span.fail(err);
-          throw err;
-        },
-      ) as T;
-    }
-    span.end(summaryOf(result as Awaited<T>));
-    return result;
+  function begin(action: string, args: Record<string, unknown>): AuditSpan {
+    const startedMs = Date.now();
+    const event = record(action, args, currentCall(), startedMs);
+    logger.info({ audit: "start", auditId: event.id, requestId: event.requestId, action, caller: event.caller, args }, `${action} started`);
+    return openSpan(event, startedMs, logger, options.onFinished);
+  }
+
+  function refused(fullRoute: string, call: CallContext): void {
+    // The path is the caller's to choose: a line and a ring entry, not a buffer.
+    const route = fullRoute.length > 300 ? `${fullRoute.slice(0, 300)}...` : fullRoute;
+    const nowMs = Date.now();
+    const key = RefusalWindow.keyOf(call.caller, route);
+    const repeated = refusals.repeat(key, nowMs);
+    if (repeated !== undefined) return notify(options.onFinished, repeated, logger);
+    const event = record("auth.refused", { route }, call, nowMs);
+    refusals.remember(key, event, nowMs);
+    event.durationMs = 0;
+    event.outcome = "failed";
+    event.code = "unauthenticated";
+    event.message = "admin API key missing or wrong";
+    const { id: auditId, requestId, action, caller, args, outcome, code, message } = event;
+    logger.warn({ audit: "refused", auditId, requestId, action, caller, args, outcome, code, message }, `refused ${route}: ${message}`);
+    notify(options.onFinished, event, logger);
   }
 
   return {
     begin,
-    run,
+    refused,
+    run: (action, args, fn, summarize) => runAsAction(begin(action, args), fn, summarize, logger),
     recent(limit = 100) {
       const n = Math.max(0, Math.min(limit, ring.length));
       const out: AuditEvent[] = [];
@@ -181,4 +157,75 @@ export function createAudit(options: AuditOptions): Audit {
       return out;
     },
   };
+}
+
+/** The span of a started event: its first `end` or `fail` completes the event, logs the end line and tells `onFinished`. */
+function openSpan(event: AuditEvent, startedMs: number, logger: Logger, onFinished: AuditOptions["onFinished"]): AuditSpan {
+  let done = false;
+  const finish = (outcome: AuditOutcome, summary: AuditSummary | undefined, code?: string, message?: string) => {
+    if (done) return;
+    done = true;
+    event.durationMs = Date.now() - startedMs;
+    event.outcome = outcome;
+    if (code !== undefined) event.code = code;
+    if (message !== undefined) event.message = message;
+    if (summary?.workers) event.workers = summary.workers;
+    const { action } = event;
+    const line = { audit: "end", auditId: event.id, requestId: event.requestId, action, caller: event.caller, outcome, code, message, durationMs: event.durationMs, workers: event.workers };
+    if (outcome === "ok") logger.info(line, `${action} ${outcome}`);
+    else logger.warn(line, `${action} ${outcome}`);
+    notify(onFinished, event, logger);
+  };
+  return {
+    event,
+    end(summary) {
+      finish(outcomeOf(summary), summary, summary?.code, summary?.message);
+    },
+    fail(err, summary) {
+      const e = RouterError.from(err);
+      finish("failed", summary, e.code, e.message);
+    },
+  };
+}
+
+/** Tells the listener (metrics) of a finished event; a listener that throws is logged, never the caller's problem. */
+function notify(onFinished: AuditOptions["onFinished"], event: Readonly<AuditEvent>, logger: Logger): void {
+  try {
+    onFinished?.(event);
+  } catch (err) {
+    logger.error({ err }, "audit listener failed");
+  }
+}
+
+/** Runs `fn` under `span`, ending it when `fn` returns or resolves and failing it when `fn` throws or rejects; sync stays sync. */
+function runAsAction<T>(span: AuditSpan, fn: () => T, summarize: ((result: Awaited<T>) => AuditSummary) | undefined, logger: Logger): T {
+  const summaryOf = (value: Awaited<T>): AuditSummary | undefined => {
+    try {
+      return summarize?.(value);
+    } catch (err) {
+      logger.error({ err, action: span.event.action }, "audit summary failed");
+      return undefined;
+    }
+  };
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    span.fail(err);
+    throw err;
+  }
+  if (result instanceof Promise) {
+    return result.then(
+      (value: Awaited<T>) => {
+        span.end(summaryOf(value));
+        return value;
+      },
+      (err: unknown) => {
+        span.fail(err);
+        throw err;
+      },
+    ) as T;
+  }
+  span.end(summaryOf(result as Awaited<T>));
+  return result;
 }

@@ -160,7 +160,7 @@ export const routerFlags: readonly FlagSpec[] = [
     kind: "level",
     help: "critical, error, warning, info, debug, trace (uvicorn's names, as the original) or fatal, warn, silent; any case",
     readmeDefault: "`info`",
-    doc: "uvicorn's names as the original took them (`critical`, `error`, `warning`, `info` (access log on), `debug`, `trace`) or pino's (`fatal`, `warn`, `silent`), in any case",
+    doc: "uvicorn's names as the original took them (`critical`, `error`, `warning` (of the access log, only refusals: 401, 413, `queue_full`), `info` (access log on), `debug`, `trace`) or pino's (`fatal`, `warn`, `silent`), in any case",
   },
   {
     flag: "--log-format",
@@ -169,7 +169,7 @@ export const routerFlags: readonly FlagSpec[] = [
     kind: "choice",
     help: "log lines as JSON, or pretty (coloured on a terminal); default: pretty when stdout is a terminal, else json",
     readmeDefault: "`pretty` on a terminal, else `json`",
-    doc: "`json`: one JSON object per line (for log collectors); `pretty`: one readable line per event, coloured on a terminal (`NO_COLOR` turns colour off). The access log line (`msg: \"request\"`) carries `requestId`, status, duration, worker, retries and, for a router error, its `code`",
+    doc: "`json`: one JSON object per line (for log collectors); `pretty`: one readable line per event, coloured on a terminal (`NO_COLOR` turns colour off). The access log line (`msg: \"request\"`) carries `requestId`, status, `remote` (the client's address:port), duration, worker, retries and, for a router error, its `code`; refusals (401, 413, `queue_full`) are at warn, the rest at info",
     choices: ["json", "pretty"],
   },
   {

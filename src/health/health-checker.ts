@@ -2,6 +2,7 @@ import type { Logger } from "../log.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
+import { createFingerprintJudge } from "./fingerprint.js";
 import { probeCapabilities, probeHealth, type ProbeProblem } from "./probe.js";
 
 /** Options of {@link createHealthChecker}. */
@@ -38,12 +39,9 @@ export interface HealthChecker {
 export function createHealthChecker(options: HealthCheckerOptions): HealthChecker {
   const { registry, upstream, logger } = options;
   const inFlight = new Set<string>();
-  /** Each worker's last model-card `created` and since when it has not changed. */
-  const lastSeen = new Map<string, { value: string | null; sinceMs: number }>();
-  /** A `created` unchanged this long is a process start time, not a clock. */
-  const fingerprintStableMs = 3_000;
+  const fingerprints = createFingerprintJudge();
   registry.on("change", (e) => {
-    if (e.type === "removed") lastSeen.delete(e.worker.url);
+    if (e.type === "removed") fingerprints.forget(e.worker.url);
   });
   let timer: NodeJS.Timeout | null = null;
 
@@ -72,30 +70,18 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
   }
 
   async function onSuccess(worker: Worker): Promise<void> {
-    // The model card gives capabilities, and maybe a process fingerprint: a
-    // `created` that stays the same for `fingerprintStableMs` is the process
-    // start time, and a new one means a restarted process. A value that keeps
-    // moving (SGLang answers the request time, in seconds) never qualifies,
-    // so it cannot raise a false alarm.
+    // The model card gives capabilities, and maybe a process fingerprint.
     let capsOk = false;
     try {
       const caps = await probeCapabilities(upstream, worker.url, options.timeoutMs);
       capsOk = true;
-      const raw = caps.instanceFingerprint;
-      const now = Date.now();
-      let seen = lastSeen.get(worker.url);
-      if (seen === undefined || seen.value !== raw) {
-        seen = { value: raw, sinceMs: now };
-        lastSeen.set(worker.url, seen);
-      }
-      const qualified = raw !== null && now - seen.sinceMs >= fingerprintStableMs;
       const stored = worker.capabilities.instanceFingerprint;
-      const changed = qualified && stored !== null && stored !== raw;
-      caps.instanceFingerprint = qualified ? raw : stored;
-      if (changed || stored !== caps.instanceFingerprint || worker.capabilities.taskType !== caps.taskType) {
+      const { fingerprint, change } = fingerprints.judge(worker.url, caps.instanceFingerprint, stored, Date.now());
+      caps.instanceFingerprint = fingerprint;
+      if (change !== null || stored !== fingerprint || worker.capabilities.taskType !== caps.taskType) {
         registry.setCapabilities(worker.url, caps);
       }
-      if (changed) options.onProcessChanged?.(worker, stored, raw);
+      if (change !== null) options.onProcessChanged?.(worker, change.previous, change.current);
     } catch (err) {
       logger.debug({ worker: worker.url, err }, "capability probe failed");
     }

@@ -1,12 +1,15 @@
 import { performance } from "node:perf_hooks";
 import type { Logger } from "../log.js";
 import type { Metrics } from "../metrics/metrics.js";
+import { accessLogLevel } from "../access-log-level.js";
+import { remoteOf } from "../audit/call-context.js";
 import { displayIdOf } from "../registry/worker-url.js";
 import type { RestCall } from "./rest-call.js";
 
 /**
  * The end of a REST request: its metrics, and its access-log line (at info,
- * unless its path is excluded). Reads what the call noted on the way.
+ * refusals at warn, unless its path is excluded), with the caller's address.
+ * Reads what the call noted on the way.
  */
 export function createAccessLog(metrics: Metrics, logger: Logger, excludedPrefixes: readonly string[]) {
   return function finished(call: RestCall): void {
@@ -14,10 +17,11 @@ export function createAccessLog(metrics: Metrics, logger: Logger, excludedPrefix
     const seconds = (performance.now() - call.startedMs) / 1000;
     const status = res.headersSent ? res.statusCode : 499;
     metrics.observe(call.routeLabel, req.method ?? "GET", status, call.workerUrl ? displayIdOf(call.workerUrl) : "", seconds, call.answerBytes, call.retries);
-    if (!logger.isLevelEnabled("info")) return;
+    const level = accessLogLevel(call.errorCode, status);
+    if (!logger.isLevelEnabled(level)) return;
     const path = call.path;
     for (const p of excludedPrefixes) if (path.startsWith(p)) return;
     // retries only when there were some, as the line always had it.
-    logger.info({ requestId: call.requestId, method: req.method, path, status, code: call.errorCode, ms: Math.round(seconds * 1000), queueMs: call.queueMs, worker: call.workerUrl, retries: call.retries === 0 ? undefined : call.retries }, "request");
+    logger[level]({ requestId: call.requestId, method: req.method, path, status, code: call.errorCode, remote: remoteOf(req.socket), ms: Math.round(seconds * 1000), queueMs: call.queueMs, worker: call.workerUrl, retries: call.retries === 0 ? undefined : call.retries }, "request");
   };
 }

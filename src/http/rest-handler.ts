@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { randomUUID } from "node:crypto";
 import type { Auth } from "../auth/api-keys.js";
+import type { Audit } from "../audit/audit.js";
 import { callContext, remoteOf } from "../audit/call-context.js";
 import { loadDashboardFiles } from "../dashboard/static-files.js";
 import { RouterError } from "../errors.js";
@@ -27,6 +28,8 @@ export interface RestHandlerOptions {
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
+  /** Refused admin calls (401) go on its trail. */
+  audit: Audit;
   metrics: Metrics;
   /** A client that stops sending its request body for this long is disconnected; 0 = never. */
   clientBodyTimeoutMs: number;
@@ -171,6 +174,7 @@ class RestHandler {
     }
     if (match.auth !== "open" && !(match.auth === "admin" ? auth.admin(req.headers.authorization) : auth.data(req.headers.authorization))) {
       req.resume();
+      if (match.auth === "admin") this.#options.audit.refused(`${req.method ?? "GET"} ${call.path}`, { requestId: call.requestId, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } });
       sendError(call, new RouterError("unauthenticated", match.auth === "admin" ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
       return true;
     }

@@ -1,12 +1,10 @@
-import { Counter, Gauge, Histogram, Registry as PromRegistry, type MetricValue } from "prom-client";
+import { collectDefaultMetrics, Registry as PromRegistry } from "prom-client";
 import type { Admission } from "../admission/admission.js";
 import type { Registry } from "../registry/registry.js";
-import { workerState, type Worker, type WorkerState } from "../registry/worker.js";
-import type { WorkerScheduling } from "../admission/admission.js";
-import { VERSION } from "../version.js";
-import type { AuditEvent } from "../audit/audit.js";
-
-const states: WorkerState[] = ["healthy", "suspect", "dead", "sleeping", "syncing", "draining", "stale"];
+import { createControlMetrics, type ControlMetrics } from "./control-metrics.js";
+import { createRequestMetrics, type RequestMetrics } from "./request-metrics.js";
+import { registerSchedulingGauges } from "./scheduling-gauges.js";
+import { registerPoolGauges, registerVersionGauges } from "./worker-gauges.js";
 
 /** Options of {@link createMetrics}. */
 export interface MetricsOptions {
@@ -15,250 +13,36 @@ export interface MetricsOptions {
   weightVersion: () => string;
 }
 
+/** The router's /metrics: every series, and the text a scrape reads. */
+export interface Metrics extends RequestMetrics, ControlMetrics {
+  readonly contentType: string;
+  text(): Promise<string>;
+}
+
 /**
  * Prometheus metrics (prom-client: the text format, label escaping and
  * histogram buckets are its job). Per-request work is two counter increments
  * and one histogram observation; worker gauges are read from the registry
- * only when /metrics is scraped.
+ * only when /metrics is scraped. prom-client's default process and Node.js
+ * metrics come last.
  */
-export function createMetrics(options: MetricsOptions) {
+export function createMetrics(options: MetricsOptions): Metrics {
   const prom = new PromRegistry();
-  // The two per-request series are counted in plain objects and handed to
-  // prom-client only when /metrics is scraped (it still writes the text and
-  // escapes the labels): its label children hash their labels on every
-  // inc/observe, which showed in profiles of small requests.
-  const requestCounts = new Map<string, { labels: { route: string; method: string; status: string; worker: string }; value: number }>();
-  prom.registerMetric(
-    scrapedMetric("sgl_router_requests_total", "Requests answered, by route, method, status and worker (empty worker: answered by the router itself).", "counter", () =>
-      Array.from(requestCounts.values(), (c) => ({ labels: { ...c.labels }, value: c.value })),
-    ),
-  );
-  const durations = new Map<string, DurationSeries>();
-  prom.registerMetric(
-    scrapedMetric("sgl_router_request_duration_seconds", "Time from request arrival to the end of the answer, by route.", "histogram", () => {
-      const values: HistogramValue[] = [];
-      for (const s of durations.values()) s.export(values);
-      return values;
-    }),
-  );
-  const retries = new Counter({ name: "sgl_router_retries_total", help: "Requests moved to another worker after a failure before any answer byte.", labelNames: ["route"] as const, registers: [prom] });
-  const ejections = new Counter({ name: "sgl_router_worker_ejections_total", help: "Workers taken out of rotation by failed requests (passive health).", labelNames: ["worker"] as const, registers: [prom] });
-  const bytes = new Counter({ name: "sgl_router_proxied_bytes_total", help: "Answer bytes streamed from workers to clients.", registers: [prom] });
-  const { registry, admission } = options;
-
-  new Gauge({ name: "sgl_router_in_flight_requests", help: "Generation requests dispatched to workers and not finished.", registers: [prom], collect() { this.set(admission.inFlight); } });
-  new Gauge({ name: "sgl_router_queued_requests", help: "Requests waiting in the router queue (refit, sleep, concurrency caps).", registers: [prom], collect() { this.set(admission.queued); } });
-  new Gauge({
-    name: "sgl_router_worker_state",
-    help: "1 for the worker's current state.",
-    labelNames: ["worker", "state"] as const,
-    registers: [prom],
-    collect() {
-      this.reset();
-      for (const w of registry.all()) {
-        const s = workerState(w);
-        for (const st of states) this.set({ worker: w.displayId, state: st }, st === s ? 1 : 0);
-      }
-    },
-  });
-  new Gauge({
-    name: "sgl_router_worker_active_requests",
-    help: "Requests in flight per worker.",
-    labelNames: ["worker"] as const,
-    registers: [prom],
-    collect() {
-      this.reset();
-      for (const w of registry.all()) this.set({ worker: w.displayId }, w.activeRequests);
-    },
-  });
-  // The scheduler's view, computed once per scrape for all three gauges.
-  let scrape: { at: number; view: Map<Worker, WorkerScheduling> } | null = null;
-  const schedulingView = () => {
-    const now = Date.now();
-    if (scrape === null || now - scrape.at > 100) scrape = { at: now, view: admission.scheduling() };
-    return scrape.view;
-  };
-  const schedulingGauge = (name: string, help: string, pick: (s: WorkerScheduling) => number) =>
-    new Gauge({
-      name,
-      help,
-      labelNames: ["worker"] as const,
-      registers: [prom],
-      collect() {
-        this.reset();
-        for (const [w, s] of schedulingView()) this.set({ worker: w.displayId }, pick(s));
-      },
-    });
-  schedulingGauge("sgl_router_worker_speed", "Learned speed per worker, relative to the fleet average for its model (1 = average).", (s) => s.speed);
-  schedulingGauge("sgl_router_worker_speed_noise", "Relative scatter of the worker's service times around the predictions (0.05 = 5%); closer predicted finishes are a tie.", (s) => s.noise);
-  schedulingGauge("sgl_router_worker_in_flight_work_seconds", "Predicted GPU seconds of work dispatched to the worker and not finished.", (s) => s.inFlightWorkMs / 1000);
-  schedulingGauge("sgl_router_worker_queued_work_seconds", "Predicted GPU seconds of queued requests that may go to the worker (shared among their candidates).", (s) => s.queuedWorkMs / 1000);
-  new Gauge({
-    name: "sgl_router_worker_weight_version_info",
-    help: "1 labelled with the weight version each worker holds.",
-    labelNames: ["worker", "version"] as const,
-    registers: [prom],
-    collect() {
-      this.reset();
-      for (const w of registry.all()) this.set({ worker: w.displayId, version: w.weightVersion ?? "unknown" }, 1);
-    },
-  });
-  new Gauge({
-    name: "sgl_router_weight_version_info",
-    help: "1 labelled with the pool's current weight version.",
-    labelNames: ["version"] as const,
-    registers: [prom],
-    collect() {
-      this.reset();
-      this.set({ version: options.weightVersion() }, 1);
-    },
-  });
-  new Gauge({ name: "sgl_router_info", help: "Router build.", labelNames: ["version"] as const, registers: [prom] }).set({ version: VERSION }, 1);
-
-  // The control plane: a handful of calls per RL step, so prom-client's own label children are fine here.
-  const rpcCalls = new Counter({ name: "sgl_router_rpc_calls_total", help: "RPCs answered (Connect, gRPC, gRPC-Web), by service, method and code (ok, invalid_argument, ...).", labelNames: ["service", "method", "code"] as const, registers: [prom] });
-  const rpcDuration = new Histogram({ name: "sgl_router_rpc_duration_seconds", help: "Time from an RPC's arrival to its end (a stream's: when it ends), by service and method.", labelNames: ["service", "method"] as const, buckets: [0.001, 0.005, 0.025, 0.1, 0.5, 2, 10, 60, 300, 1800], registers: [prom] });
-  const actions = new Counter({ name: "sgl_router_control_actions_total", help: "Control actions (the audit trail) by action and outcome (ok, partial: some workers failed, failed).", labelNames: ["action", "outcome"] as const, registers: [prom] });
-  const actionDuration = new Histogram({ name: "sgl_router_control_action_duration_seconds", help: "Duration of control actions, by action (refit.begin includes the drain).", labelNames: ["action"] as const, buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900], registers: [prom] });
-  const refits = new Counter({ name: "sgl_router_refits_total", help: "Refits by kind (disk, tensor) and outcome (ok, partial, failed, aborted).", labelNames: ["kind", "outcome"] as const, registers: [prom] });
-  const refitDuration = new Histogram({ name: "sgl_router_refit_duration_seconds", help: "Refit duration, from its start to the new version (tensor: begin to commit or abort), by kind.", labelNames: ["kind"] as const, buckets: [0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800], registers: [prom] });
-  const memoryOps = new Counter({ name: "sgl_router_memory_operations_total", help: "Sleep (release) and wake (resume) of the pool's GPU memory, by outcome.", labelNames: ["operation", "outcome"] as const, registers: [prom] });
-  const restarts = new Counter({ name: "sgl_router_managed_worker_restarts_total", help: "Managed workers restarted by the launcher's restart policy.", labelNames: ["worker"] as const, registers: [prom] });
-  // A two-phase refit spans two calls: its start is kept from begin to commit or abort.
-  let tensorRefitStartedMs: number | null = null;
-  const refitEnded = (kind: "disk" | "tensor", outcome: string, ms: number) => {
-    refits.inc({ kind, outcome });
-    refitDuration.observe({ kind }, ms / 1000);
-  };
-
+  const requests = createRequestMetrics(prom);
+  registerPoolGauges(prom, options.registry, options.admission);
+  registerSchedulingGauges(prom, options.admission);
+  registerVersionGauges(prom, options.registry, options.weightVersion);
+  const control = createControlMetrics(prom);
+  // process_* (CPU, memory, open files, start time) and nodejs_* (event-loop
+  // lag, heap, GC): whether the router itself is the bottleneck.
+  collectDefaultMetrics({ register: prom });
   return {
     contentType: prom.contentType,
-    /** One finished RPC. */
-    rpc(service: string, method: string, code: string, seconds: number): void {
-      const shortService = service.slice(service.lastIndexOf(".") + 1);
-      rpcCalls.inc({ service: shortService, method, code });
-      rpcDuration.observe({ service: shortService, method }, seconds);
-    },
-    /** One finished control action (from the audit trail). */
-    controlAction(e: Readonly<AuditEvent>): void {
-      const ms = e.durationMs ?? 0;
-      actions.inc({ action: e.action, outcome: e.outcome });
-      actionDuration.observe({ action: e.action }, ms / 1000);
-      switch (e.action) {
-        case "refit.from_disk":
-          refitEnded("disk", e.outcome, ms);
-          break;
-        case "refit.begin":
-          if (e.outcome === "ok") tensorRefitStartedMs = Date.parse(e.startedAt);
-          else refitEnded("tensor", "failed", ms);
-          break;
-        case "refit.commit":
-        case "refit.abort":
-          if (tensorRefitStartedMs !== null && (e.outcome !== "failed" || e.code === undefined)) {
-            refitEnded("tensor", e.action === "refit.abort" ? "aborted" : e.outcome, Date.now() - tensorRefitStartedMs);
-            tensorRefitStartedMs = null;
-          }
-          break;
-        case "memory.release":
-        case "memory.resume":
-          memoryOps.inc({ operation: e.action === "memory.release" ? "release" : "resume", outcome: e.outcome });
-          break;
-      }
-    },
-    /** The launcher restarted a managed worker. */
-    workerRestarted(worker: string): void {
-      restarts.inc({ worker });
-    },
-    /** One finished request. */
-    observe(route: string, method: string, status: number, worker: string, seconds: number, answerBytes: number, retried: number): void {
-      const key = `${route} ${method} ${status} ${worker}`;
-      let counter = requestCounts.get(key);
-      if (counter === undefined) {
-        counter = { labels: { route, method, status: String(status), worker }, value: 0 };
-        requestCounts.set(key, counter);
-      }
-      counter.value++;
-      let histogram = durations.get(route);
-      if (histogram === undefined) {
-        histogram = new DurationSeries(route);
-        durations.set(route, histogram);
-      }
-      histogram.observe(seconds);
-      if (answerBytes > 0) bytes.inc(answerBytes);
-      if (retried > 0) retries.inc({ route }, retried);
-    },
-    /** A worker was ejected by passive health. */
-    ejected(worker: string): void {
-      ejections.inc({ worker });
-    },
+    observe: requests.observe,
+    ejected: requests.ejected,
+    rpc: control.rpc,
+    controlAction: control.controlAction,
+    workerRestarted: control.workerRestarted,
     text: () => prom.metrics(),
   };
-}
-
-export type Metrics = ReturnType<typeof createMetrics>;
-
-/** Upper bounds of `sgl_router_request_duration_seconds` (seconds). */
-const durationBuckets = [0.005, 0.025, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
-const durationName = "sgl_router_request_duration_seconds";
-
-type HistogramValue = MetricValue<string> & { metricName: string; sharedLabels: Record<string, string> };
-
-/** One route's duration histogram: a count per bucket, the sum and the count. */
-class DurationSeries {
-  readonly counts = new Array<number>(durationBuckets.length).fill(0);
-  sum = 0;
-  count = 0;
-  /** Shared by every sample line of the series, as prom-client does. */
-  readonly shared: Record<string, string>;
-
-  constructor(route: string) {
-    this.shared = { route };
-  }
-
-  observe(seconds: number): void {
-    if (!Number.isFinite(seconds)) return;
-    this.sum += seconds;
-    this.count++;
-    for (let i = 0; i < durationBuckets.length; i++) {
-      if (seconds <= durationBuckets[i]!) {
-        this.counts[i]!++;
-        return;
-      }
-    }
-  }
-
-  /** The sample lines prom-client's Histogram writes: cumulative buckets, +Inf, _sum, _count. */
-  export(out: HistogramValue[]): void {
-    let acc = 0;
-    for (let i = 0; i < durationBuckets.length; i++) {
-      acc += this.counts[i]!;
-      out.push({ labels: { le: durationBuckets[i]! }, value: acc, metricName: `${durationName}_bucket`, sharedLabels: this.shared });
-    }
-    out.push({ labels: { le: "+Inf" }, value: this.count, metricName: `${durationName}_bucket`, sharedLabels: this.shared });
-    out.push({ labels: {}, value: this.sum, metricName: `${durationName}_sum`, sharedLabels: this.shared });
-    out.push({ labels: {}, value: this.count, metricName: `${durationName}_count`, sharedLabels: this.shared });
-  }
-}
-
-/**
- * A metric whose samples are computed when the registry is read (the shape
- * prom-client's registry reads from its own metric classes).
- */
-function scrapedMetric(name: string, help: string, type: "counter" | "histogram", values: () => MetricValue<string>[]) {
-  const metric = {
-    name,
-    help,
-    type,
-    aggregator: "sum" as const,
-    get: async () => ({ name, help, type, aggregator: "sum", values: values().map(splay) }),
-    getForPromString: async () => ({ name, help, type, aggregator: "sum", values: values() }),
-    reset() {},
-  };
-  return metric as unknown as Parameters<PromRegistry["registerMetric"]>[0];
-}
-
-/** JSON form of a sample: the shared labels merged into its labels. */
-function splay(v: MetricValue<string>): MetricValue<string> {
-  const { sharedLabels, ...rest } = v as HistogramValue;
-  return sharedLabels ? { ...rest, labels: { ...rest.labels, ...sharedLabels } } : v;
 }

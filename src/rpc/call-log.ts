@@ -4,6 +4,7 @@ import { Code, ConnectError, createContextKey, createContextValues, type Context
 import type { Auth } from "../auth/api-keys.js";
 import { callContext, remoteOf, type CallContext, type Caller } from "../audit/call-context.js";
 import type { Logger } from "../log.js";
+import { accessLogLevel } from "../access-log-level.js";
 
 /** The caller of an RPC, made once per call from the Node request (remote address, key, protocol). */
 const callKey = createContextKey<CallContext | null>(null);
@@ -68,10 +69,11 @@ export function callLogInterceptor(options: CallLogOptions): Interceptor {
       done = true;
       const seconds = (performance.now() - startedMs) / 1000;
       options.onFinished(service, method, code, seconds);
-      if (!logger.isLevelEnabled("info") || options.excluded(path)) return;
+      const level = accessLogLevel(code);
+      if (!logger.isLevelEnabled(level) || options.excluded(path)) return;
       const line: Record<string, unknown> = { requestId: call.requestId, rpc: path, transport: call.caller.transport, remote: call.caller.remote, key: call.caller.key, code, ms: Math.round(seconds * 1000) };
       if (err !== undefined) line.message = ConnectError.from(err).rawMessage;
-      logger.info(line, "rpc");
+      logger[level](line, "rpc");
     };
     try {
       const res = await callContext.run(call, () => next(req));

@@ -62,20 +62,10 @@ function withDependencies(file: DescFile): DescFile[] {
 }
 
 /**
- * Indexes `services` (and their files' imports). Lookups of services,
- * methods, messages, enums, enum values, fields, oneofs and extensions by
- * fully qualified name (a leading dot is accepted).
+ * The file of each name that the registry does not look up itself: methods,
+ * fields, oneofs, enum values (scoped beside their enum, as in protobuf).
  */
-export function createReflectionIndex(services: readonly DescService[]): ReflectionIndex {
-  const byName = new Map<string, DescFile>();
-  for (const s of services) for (const f of withDependencies(s.file)) byName.set(f.proto.name, f);
-  // One registry of every file, so dependencies resolve to the same descriptors.
-  const registry = createFileRegistry(
-    ...[...byName.values()].map((f) => createFileRegistry(f.proto, (dep) => byName.get(dep))),
-  );
-
-  // Names that the registry does not look up itself: methods, fields, oneofs,
-  // enum values (scoped beside their enum, as in protobuf).
+function memberFiles(registry: FileRegistry): Map<string, DescFile> {
   const members = new Map<string, DescFile>();
   for (const t of registry) {
     switch (t.kind) {
@@ -95,6 +85,23 @@ export function createReflectionIndex(services: readonly DescService[]): Reflect
         break;
     }
   }
+  return members;
+}
+
+/**
+ * Indexes `services` (and their files' imports). Lookups of services,
+ * methods, messages, enums, enum values, fields, oneofs and extensions by
+ * fully qualified name (a leading dot is accepted).
+ */
+export function createReflectionIndex(services: readonly DescService[]): ReflectionIndex {
+  const byName = new Map<string, DescFile>();
+  for (const s of services) for (const f of withDependencies(s.file)) byName.set(f.proto.name, f);
+  // One registry of every file, so dependencies resolve to the same descriptors.
+  const registry = createFileRegistry(
+    ...[...byName.values()].map((f) => createFileRegistry(f.proto, (dep) => byName.get(dep))),
+  );
+
+  const members = memberFiles(registry);
 
   const encoded = new Map<string, Uint8Array>();
   const bytesOf = (f: DescFile): Uint8Array => {

@@ -49,18 +49,7 @@ const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * else to the http server. The bytes read are put back with `unshift`.
  */
 export async function createListener(options: ListenerOptions): Promise<Listener> {
-  const headersTimeout = options.headersTimeoutMs ?? 30_000;
-  const h1 = http.createServer({
-    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
-    headersTimeout,
-    // Node checks header timeouts only every 30 s by default: check often
-    // enough that --client-header-timeout means what it says.
-    connectionsCheckingInterval: Math.min(1000, headersTimeout),
-    // Uploads of large multipart bodies and minutes-long generations are normal:
-    // no limit on the whole request, only on headers and idle sockets.
-    requestTimeout: 0,
-  });
-  h1.on("request", options.handler);
+  const h1 = createHttp1Server(options);
   const h2 = http2.createServer({ settings: { initialWindowSize: 1 << 20 } });
   h2.on("request", options.handler);
   h2.on("sessionError", () => undefined);
@@ -84,43 +73,22 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       if (sockets.size === 0) onNoConnections?.();
     });
     socket.on("error", () => undefined);
+    // Node keeps the peer address once read; read now, the access log still
+    // has it when an answer ends after the socket closed (Connection: close,
+    // a client gone).
+    void socket.remoteAddress;
     socket.setTimeout(firstBytesTimeoutMs, () => socket.destroy());
-    let head: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-      const n = Math.min(head.length, preface.length);
-      const isH2 = head.subarray(0, n).equals(preface.subarray(0, n));
-      if (isH2 && head.length < preface.length) return; // the preface can arrive in pieces
-      socket.removeListener("data", onData);
-      socket.setTimeout(0);
-      socket.pause();
-      socket.unshift(head);
-      if (isH2) h2.emit("connection", socket);
-      else {
-        h1.emit("connection", socket);
-        // The http server reads from the socket itself once resumed.
-        socket.resume();
-      }
-    };
-    socket.on("data", onData);
+    handOver(socket, h1, h2);
   });
-
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.removeListener("error", reject);
-      resolve();
-    });
-  });
+  await listen(server, options.port, options.host);
   // Servers that never called listen() do not run their timeout checks
   // (headersTimeout, closeAllConnections) until they see 'listening'.
   h1.emit("listening");
   h2.emit("listening");
 
   const address = server.address() as net.AddressInfo;
-  const shownHost = options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host.includes(":") ? `[${options.host}]` : options.host;
   return {
-    url: `http://${shownHost}:${address.port}`,
+    url: `http://${shownHost(options.host)}:${address.port}`,
     port: address.port,
     http1: h1,
     http2: h2,
@@ -138,4 +106,58 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     },
     connectionCount: () => sockets.size,
   };
+}
+
+function createHttp1Server(options: ListenerOptions): http.Server {
+  const headersTimeout = options.headersTimeoutMs ?? 30_000;
+  const h1 = http.createServer({
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
+    headersTimeout,
+    // Node checks header timeouts only every 30 s by default: check often
+    // enough that --client-header-timeout means what it says.
+    connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    // Uploads of large multipart bodies and minutes-long generations are normal:
+    // no limit on the whole request, only on headers and idle sockets.
+    requestTimeout: 0,
+  });
+  h1.on("request", options.handler);
+  return h1;
+}
+
+/** Reads a new connection's first bytes and gives it to the http2 server (client preface) or the http server (anything else). */
+function handOver(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+  let head: Buffer = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, preface.length);
+    const isH2 = head.subarray(0, n).equals(preface.subarray(0, n));
+    if (isH2 && head.length < preface.length) return; // the preface can arrive in pieces
+    socket.removeListener("data", onData);
+    socket.setTimeout(0);
+    socket.pause();
+    socket.unshift(head);
+    if (isH2) h2.emit("connection", socket);
+    else {
+      h1.emit("connection", socket);
+      // The http server reads from the socket itself once resumed.
+      socket.resume();
+    }
+  };
+  socket.on("data", onData);
+}
+
+function listen(server: net.Server, port: number, host: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.removeListener("error", reject);
+      resolve();
+    });
+  });
+}
+
+/** The host a client can reach the listener at: loopback for a wildcard address, brackets for IPv6. */
+function shownHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
 }
