@@ -9,4 +9,4 @@ export { TASK_TYPES, deriveTaskType, isVideoTask, resolveOptions } from "./optio
 export type { ResolvedSimOptions, SimWorkerOptions, TaskType } from "./options.js";
 export { DEFAULT_GAIN_CURVE_SPEC, MS_PER_PIXEL_STEP, OVERHEAD_MS, batchGain, batchMs, generationMs, latentFrames, parseGainCurve } from "./latency.js";
 export type { GainCurve, Work } from "./latency.js";
-export { SLEEPING_DETAIL } from "./generation.js";
+export { SLEEPING_MESSAGE } from "./generation.js";
