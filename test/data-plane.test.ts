@@ -304,11 +304,11 @@ describe("models and other routes", () => {
     const before = await routeCounts(all(), "GET /v1/list_loras");
     const r = await jsonRequest(`${router.url}/v1/list_loras`);
     expect(r.status).toBe(200);
-    expect(r.body).toEqual({ loras: [] });
+    expect(r.body).toEqual({ loaded_adapters: [], active: {} });
     expect(sum(await routeCounts(all(), "GET /v1/list_loras")) - sum(before)).toBe(1);
     const post = await jsonRequest(`${router.url}/v1/set_lora`, { method: "POST", json: { lora_nickname: "x", lora_path: "/x" } });
     expect(post.status).toBe(200);
-    expect(post.body.success).toBe(true);
+    expect(post.body.status).toBe("ok");
   });
 });
 
