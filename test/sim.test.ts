@@ -823,6 +823,27 @@ describe("scheduler queue and stats", () => {
     await Promise.all(all);
   });
 
+  it("batching: the head's partner scan skips exclusive tasks, and the head waits its delay for partners", async () => {
+    const scheduler = new Scheduler(1, { maxSize: 2, delayMs: 30 });
+    const events: string[] = [];
+    const task = (name: string, options: { exclusive?: boolean; batchKey?: string }) =>
+      scheduler.run(async (batchSize) => {
+        events.push(`${name}:${batchSize}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }, options);
+    const started = performance.now();
+    const all = [task("a", { batchKey: "k" }), task("update", { exclusive: true }), task("b", { batchKey: "k" }), task("c", { batchKey: "other" })];
+    await Promise.all(all);
+    // a and b ran as one batch before the update queued between them; c (another signature) after it.
+    expect(events).toEqual(["a:2", "b:2", "update:1", "c:1"]);
+    // A full batch does not wait for the delay; c, alone, waits its 30 ms for partners.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(30);
+    const alone = new Scheduler(1, { maxSize: 2, delayMs: 40 });
+    const t0 = performance.now();
+    await alone.run(async () => undefined, { batchKey: "k" });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(35);
+  });
+
   it("runs an update after the generation queued before it, and before the one after", async () => {
     const w = await worker({ weightLoadMs: 50 });
     const order: string[] = [];
