@@ -3,7 +3,8 @@ import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decode as decodeMsgpack } from "@msgpack/msgpack";
+import { decode as decodeMsgpack, encode as encodeMsgpack } from "@msgpack/msgpack";
+import { WebSocket } from "ws";
 import pngjs from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_GAIN_CURVE_SPEC, batchGain, generationMs, parseGainCurve, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
@@ -605,6 +606,50 @@ describe("video job details and meshes", () => {
     expect(obj["format"]).toBe("obj");
     expect((await fetch(`${m.url}/v1/meshes/${obj["id"]}`, { method: "DELETE" })).status).toBe(200);
     expect(await (await fetch(`${m.url}/v1/meshes/${obj["id"]}`)).json()).toEqual({ detail: "Mesh not found" });
+  });
+});
+
+describe("realtime video WebSocket", () => {
+  /** Opens the socket and collects every decoded message until it closes. */
+  function session(url: string, send: (ws: WebSocket) => void): Promise<{ messages: Record<string, any>[]; code: number; reason: string }> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url.replace("http", "ws")}/v1/realtime_video/generate`);
+      const messages: Record<string, any>[] = [];
+      ws.on("open", () => send(ws));
+      ws.on("message", (data) => messages.push(decodeMsgpack(data as Buffer) as Record<string, any>));
+      ws.on("close", (code, reason) => resolve({ messages, code, reason: reason.toString() }));
+      ws.on("error", reject);
+    });
+  }
+
+  it("answers a bad init with an error, then streams max_chunks frame batches and closes 1000", async () => {
+    const w = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", taskType: "T2V" });
+    const { messages, code, reason } = await session(w.url, (ws) => {
+      ws.send(encodeMsgpack({ size: "64x32" })); // no prompt
+      ws.send(encodeMsgpack({ prompt: "a road", size: "64x32", num_frames: 2, max_chunks: 3 }));
+      ws.send(encodeMsgpack({ kind: "heartbeat" }));
+    });
+    expect(messages[0]).toEqual({ type: "error", content: "invalid generate request" });
+    const batches = messages.slice(1);
+    expect(batches.map((m) => m["chunk_index"])).toEqual([0, 1, 2]);
+    expect(batches[0]).toMatchObject({ type: "frame_batch", format: "rgb24", width: 64, height: 32, channels: 3, num_frames: 2, bytes_per_frame: 64 * 32 * 3, is_final_frame_batch: true });
+    expect((batches[0]!["payload"] as Uint8Array).length).toBe(2 * 64 * 32 * 3);
+    expect([code, reason]).toEqual([1000, "generation complete"]);
+  });
+
+  it("an image-only worker fails every init; another path is FastAPI's 404", async () => {
+    const w = await worker();
+    const ws = new WebSocket(`${w.url.replace("http", "ws")}/v1/realtime_video/generate`);
+    const first = await new Promise<Record<string, any>>((resolve, reject) => {
+      ws.on("open", () => ws.send(encodeMsgpack({ prompt: "x" })));
+      ws.on("message", (data) => resolve(decodeMsgpack(data as Buffer) as Record<string, any>));
+      ws.on("error", reject);
+    });
+    expect(first).toEqual({ type: "error", content: "invalid generate request" });
+    ws.close();
+    const other = new WebSocket(`${w.url.replace("http", "ws")}/v1/realtime_video/nope`);
+    const status = await new Promise<number>((resolve) => other.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
+    expect(status).toBe(404);
   });
 });
 

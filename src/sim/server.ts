@@ -9,6 +9,7 @@ import { infoRoutes } from "./info.js";
 import { introspectionRoutes } from "./introspection.js";
 import { loraRoutes } from "./lora.js";
 import { meshRoutes } from "./meshes.js";
+import { attachRealtime } from "./realtime.js";
 import { resolveOptions, type SimWorkerOptions } from "./options.js";
 import { rolloutRoutes } from "./rollout.js";
 import type { Route } from "./route.js";
@@ -148,6 +149,7 @@ export async function startSimWorker(options: SimWorkerOptions = {}): Promise<Si
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
   server.keepAliveTimeout = 5_000;
+  attachRealtime(server, state);
   const port = await listen(server, resolved.host, resolved.port);
   state.url = dialUrl(resolved.host, port);
   log.info({ url: state.url, model: resolved.modelPath, taskType: resolved.taskType }, "sim worker listening");
