@@ -86,5 +86,6 @@ export function runGeneration<T>(
 
 /** Headers that let tests prove which worker and which weights made an answer. */
 export function simHeaders(state: SimState, weights = state.weights): OutgoingHttpHeaders {
-  return { "x-sim-weights": weights, "x-sim-worker": state.url, "x-sim-lora": state.lora.activeNames() };
+  const lora = state.lora.activeNames();
+  return lora === "" ? { "x-sim-weights": weights, "x-sim-worker": state.url } : { "x-sim-weights": weights, "x-sim-worker": state.url, "x-sim-lora": lora };
 }

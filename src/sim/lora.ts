@@ -27,7 +27,7 @@ export class LoraState {
   readonly loaded = new Map<string, string>();
   readonly active = new Map<string, ActiveAdapter[]>();
 
-  /** Nicknames active anywhere, for the x-sim-lora header ("" when none). */
+  /** Nicknames active anywhere, for the x-sim-lora header (sent only when not ""). */
   activeNames(): string {
     const names = new Set<string>();
     for (const list of this.active.values()) for (const a of list) names.add(a.nickname);
