@@ -242,15 +242,16 @@ describe("videos", () => {
 describe("native RL routes", () => {
   const rollout = { prompt: "rl prompt", seed: 42, num_outputs_per_prompt: 3, width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 4096 };
 
-  it("POST /rollout/generate goes whole to one worker (seed expansion in one answer)", async () => {
+  it("POST /rollout/generate goes whole to one worker (every sample in one MessagePack answer)", async () => {
     const before = await routeCounts(all(), "POST /rollout/generate");
-    const r = await jsonRequest(`${router.url}/rollout/generate`, { method: "POST", json: rollout });
-    expect(r.status).toBe(200);
-    expect(r.headers.get("content-type")).toBe("application/json");
-    expect(Array.isArray(r.body)).toBe(true);
-    expect(r.body.map((s: any) => s.seed)).toEqual([42, 43, 44]);
-    expect(new Set(r.body.map((s: any) => s.request_id)).size).toBe(1);
-    expect(r.body[0].generated_output.__tensor__).toBe(true);
+    // The worker answers MessagePack whatever Accept says.
+    const res = await fetch(`${router.url}/rollout/generate`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(rollout) });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/msgpack");
+    const body = msgpackDecode(new Uint8Array(await res.arrayBuffer())) as any[];
+    expect(body.map((s) => s.seed)).toEqual([42, 42, 42]);
+    expect(new Set(body.map((s) => s.request_id)).size).toBe(1);
+    expect(body[0].generated_output.__tensor__).toBe(true);
     const after = await routeCounts(all(), "POST /rollout/generate");
     expect(sum(after) - sum(before)).toBe(1);
   });
@@ -264,7 +265,7 @@ describe("native RL routes", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/msgpack");
     const decoded = msgpackDecode(new Uint8Array(await res.arrayBuffer())) as any[];
-    expect(decoded.map((s) => s.seed)).toEqual([42, 43, 44]);
+    expect(decoded.map((s) => s.seed)).toEqual([42, 42, 42]);
   });
 
   it("POST /v1/diffusion/generate answers the worker's inline output", async () => {
@@ -303,11 +304,11 @@ describe("models and other routes", () => {
     const before = await routeCounts(all(), "GET /v1/list_loras");
     const r = await jsonRequest(`${router.url}/v1/list_loras`);
     expect(r.status).toBe(200);
-    expect(r.body).toEqual({ loras: [] });
+    expect(r.body).toEqual({ loaded_adapters: [], active: {} });
     expect(sum(await routeCounts(all(), "GET /v1/list_loras")) - sum(before)).toBe(1);
     const post = await jsonRequest(`${router.url}/v1/set_lora`, { method: "POST", json: { lora_nickname: "x", lora_path: "/x" } });
     expect(post.status).toBe(200);
-    expect(post.body.success).toBe(true);
+    expect(post.body.status).toBe("ok");
   });
 });
 

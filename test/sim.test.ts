@@ -3,7 +3,8 @@ import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { decode as decodeMsgpack } from "@msgpack/msgpack";
+import { decode as decodeMsgpack, encode as encodeMsgpack } from "@msgpack/msgpack";
+import { WebSocket } from "ws";
 import pngjs from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_GAIN_CURVE_SPEC, batchGain, generationMs, parseGainCurve, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
@@ -177,6 +178,97 @@ describe("health and discovery", () => {
   });
 });
 
+describe("served name, dp_size and the newer task types", () => {
+  it("names the card and /server_info by --served-model-name, and reports dp_size", async () => {
+    const w = await worker({ modelPath: "/models/qwen-image", servedModelName: "qwen-image", dpSize: 2 });
+    const card = ((await (await fetch(`${w.url}/v1/models`)).json()) as { data: Record<string, unknown>[] }).data[0]!;
+    expect(card).toMatchObject({ id: "qwen-image", root: "qwen-image" });
+    expect((await fetch(`${w.url}/v1/models/qwen-image`)).status).toBe(200);
+    expect((await fetch(`${w.url}/v1/models/models/qwen-image`)).status).toBe(404);
+    expect(await (await fetch(`${w.url}/server_info`)).json()).toMatchObject({ model_path: "/models/qwen-image", served_model_name: "qwen-image", dp_size: 2 });
+    expect(await (await fetch(`${w.url}/models`)).json()).toMatchObject({ model_path: "/models/qwen-image", task_type: "T2I" });
+    expect(await (await fetch(`${w.url}/v1/model_info`)).json()).toEqual({ model_path: "/models/qwen-image" });
+    expect(await (await fetch(`${w.url}/stats`)).json()).toMatchObject({ status: "ok", model_path: "/models/qwen-image" });
+  });
+
+  it("runs dp_size generations at once", async () => {
+    const timed = async (dpSize: number) => {
+      const w = await worker({ dpSize, speed: 0.05 });
+      const started = Date.now();
+      await Promise.all([0, 1].map((i) => postJson(w.url, "/v1/images/generations", { prompt: `p${i}`, ...tiny, response_format: "b64_json" })));
+      return { ms: Date.now() - started, peak: (await stats(w.url))["peak_in_flight"] as number };
+    };
+    // ~40 ms each at speed 0.05: one at a time takes about twice as long as two at once.
+    const [one, two] = [await timed(1), await timed(2)];
+    expect(two.ms).toBeLessThan(one.ms * 0.8);
+  });
+
+  it("serves V2V, F2V and VLA_ACTION cards, with model_info to match", async () => {
+    for (const [taskType, image] of [["V2V", false], ["F2V", true], ["VLA_ACTION", true]] as const) {
+      const w = await worker({ taskType });
+      const card = ((await (await fetch(`${w.url}/v1/models`)).json()) as { data: { task_type: string }[] }).data[0]!;
+      expect(card.task_type).toBe(taskType);
+      const info = (await (await fetch(`${w.url}/model_info`)).json()) as Record<string, unknown>;
+      expect(info).toMatchObject({ task_type: taskType, is_image_gen: false, has_image_understanding: image });
+    }
+  });
+});
+
+// ---------------------------------------------------------------- LoRA
+
+describe("LoRA adapters", () => {
+  it("sets, merges and unmerges, answering like common_api.py, and lists the state per module", async () => {
+    const w = await worker();
+    expect(await (await fetch(`${w.url}/v1/list_loras`)).json()).toEqual({ loaded_adapters: [], active: {} });
+    const set = await postJson(w.url, "/v1/set_lora", { lora_nickname: "pixel", lora_path: "/loras/pixel.safetensors", strength: 0.8 });
+    expect(set.status).toBe(200);
+    expect(await set.json()).toEqual({ status: "ok", message: "Successfully set LoRA adapter(s): pixel (target: all, strength: 0.8)" });
+    expect(await (await fetch(`${w.url}/v1/list_loras`)).json()).toEqual({
+      loaded_adapters: [{ nickname: "pixel", path: "/loras/pixel.safetensors" }],
+      active: { transformer: [{ nickname: "pixel", path: "/loras/pixel.safetensors", merged: true, strength: 0.8 }] },
+    });
+    // Generations say which adapter made them.
+    const gen = await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny });
+    expect(gen.headers.get("x-sim-lora")).toBe("pixel");
+
+    const unmerge = await postJson(w.url, "/v1/unmerge_lora_weights", {});
+    expect(await unmerge.json()).toEqual({ status: "ok", message: "Successfully unmerged LoRA weights (target: all)" });
+    const listed = (await (await fetch(`${w.url}/v1/list_loras`)).json()) as { active: Record<string, { merged: boolean }[]> };
+    expect(listed.active["transformer"]![0]!.merged).toBe(false);
+    const merge = await postJson(w.url, "/v1/merge_lora_weights", { strength: 0.5 });
+    expect(await merge.json()).toEqual({ status: "ok", message: "Successfully merged LoRA weights (target: all, strength: 0.5)" });
+
+    // A loaded adapter can be set again by nickname alone; an unknown one cannot.
+    expect((await postJson(w.url, "/v1/set_lora", { lora_nickname: "pixel" })).status).toBe(200);
+    const unknown = await postJson(w.url, "/v1/set_lora", { lora_nickname: "nope" });
+    expect(unknown.status).toBe(500);
+    expect(((await unknown.json()) as { detail: string }).detail).toMatch(/^Failed to set LoRA adapter: /);
+    const missing = await postJson(w.url, "/v1/set_lora", {});
+    expect(missing.status).toBe(422);
+    expect(await missing.json()).toEqual({ detail: [{ type: "missing", loc: ["body", "lora_nickname"], msg: "Field required", input: null }] });
+  });
+
+  it("merging with no adapter set is a 500 naming the failure", async () => {
+    const w = await worker();
+    const res = await postJson(w.url, "/v1/merge_lora_weights", {});
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { detail: string }).detail).toMatch(/^Failed to merge LoRA weights: /);
+  });
+
+  it("queues LoRA calls behind the generations sent before them", async () => {
+    const w = await worker({ speed: 0.02 });
+    const gen = postJson(w.url, "/v1/images/generations", { prompt: "slow", ...tiny });
+    await waitFor(async () => ((await stats(w.url))["scheduler_running"] === 1 ? true : undefined));
+    const started = Date.now();
+    const list = await fetch(`${w.url}/v1/list_loras`);
+    expect(list.status).toBe(200);
+    const genRes = await gen;
+    expect(genRes.status).toBe(200);
+    // The list waited for the ~100 ms generation ahead of it.
+    expect(Date.now() - started).toBeGreaterThan(40);
+  });
+});
+
 // ---------------------------------------------------------------- images
 
 describe("images", () => {
@@ -193,7 +285,7 @@ describe("images", () => {
     expect(res.headers.get("x-sim-worker")).toBe(w.url);
     const body = (await res.json()) as { id: string; created: number; data: { b64_json: string; url: null; revised_prompt: null; file_path: null }[]; peak_memory_mb: number; inference_time_s: number };
     expect(body.data).toHaveLength(2);
-    expect(body.data[0]).toMatchObject({ url: null, revised_prompt: null });
+    expect(body.data[0]).toMatchObject({ url: null, revised_prompt: "a cat", file_path: `/sim/outputs/${body.id}_0.png` });
     expect(body.inference_time_s).toBeTypeOf("number");
     const png = pngjs.PNG.sync.read(Buffer.from(body.data[0]!.b64_json, "base64"));
     expect([png.width, png.height]).toEqual([64, 64]);
@@ -213,23 +305,50 @@ describe("images", () => {
     expect([png.width, png.height]).toEqual([256, 128]);
   });
 
-  it("answers url mode with a worker-relative path whose content is the PNG", async () => {
+  it("answers url mode with one item per output, ?variant=i, each content a different PNG", async () => {
     const res = await postJson(w.url, "/v1/images/generations", { prompt: "a dog", n: 3, ...tiny });
-    const body = (await res.json()) as { id: string; data: { url: string; b64_json: null }[] };
-    expect(body.data).toHaveLength(1);
-    expect(body.data[0]!.b64_json).toBeNull();
-    expect(body.data[0]!.url).toBe(`/v1/images/${body.id}/content`);
-    const content = await fetch(w.url + body.data[0]!.url);
-    expect(content.status).toBe(200);
-    expect(content.headers.get("content-type")).toBe("image/png");
-    const png = pngjs.PNG.sync.read(Buffer.from(await content.arrayBuffer()));
-    expect(png.width).toBe(64);
+    const body = (await res.json()) as { id: string; data: { url: string; b64_json: null; revised_prompt: string; file_path: string }[] };
+    expect(body.data.map((d) => d.url)).toEqual([0, 1, 2].map((i) => `/v1/images/${body.id}/content?variant=${i}`));
+    expect(body.data[2]).toMatchObject({ b64_json: null, revised_prompt: "a dog", file_path: `/sim/outputs/${body.id}_2.png` });
+    const pngs: string[] = [];
+    for (const item of body.data) {
+      const content = await fetch(w.url + item.url);
+      expect(content.status).toBe(200);
+      expect(content.headers.get("content-type")).toBe("image/png");
+      const bytes = Buffer.from(await content.arrayBuffer());
+      expect(pngjs.PNG.sync.read(bytes).width).toBe(64);
+      pngs.push(bytes.toString("base64"));
+    }
+    expect(new Set(pngs).size).toBe(3);
+    const noVariant = await fetch(`${w.url}/v1/images/${body.id}/content?variant=3`);
+    expect(noVariant.status).toBe(404);
+    expect(await noVariant.json()).toEqual({ detail: "Image variant 3 not found" });
+
+    const one = (await (await postJson(w.url, "/v1/images/generations", { prompt: "one", ...tiny })).json()) as typeof body;
+    expect(one.data.map((d) => d.url)).toEqual([`/v1/images/${one.id}/content`]);
+    expect(one.data[0]!.file_path).toBe(`/sim/outputs/${one.id}.png`);
     const missing = await fetch(`${w.url}/v1/images/unknown/content`);
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ detail: "Image not found" });
   });
 
-  it("answers FastAPI 422s for a missing prompt, bad JSON and out-of-range n", async () => {
+  it("clamps n to 1..10, ignores a malformed size, and checks response_format only after generating", async () => {
+    const ask = async (extra: Record<string, unknown>) => (await postJson(w.url, "/v1/images/generations", { prompt: "x", num_inference_steps: 1, response_format: "b64_json", ...extra })).json() as Promise<{ data: { b64_json: string }[] }>;
+    expect((await ask({ n: 11, size: "64x64" })).data).toHaveLength(10);
+    expect((await ask({ n: 0, size: "64x64" })).data).toHaveLength(1);
+    // A malformed size falls back to the model's 1024x1024 (drawn capped at 256).
+    const fallback = await ask({ size: "huge" });
+    expect(pngjs.PNG.sync.read(Buffer.from(fallback.data[0]!.b64_json, "base64")).width).toBe(256);
+
+    const before = (await stats(w.url))["generations_run"] as number;
+    const bad = await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny, response_format: "gif" });
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toEqual({ detail: "response_format=gif is not supported" });
+    // The GPU work was done before the format was looked at.
+    expect((await stats(w.url))["generations_run"]).toBe(before + 1);
+  });
+
+  it("answers FastAPI 422s for a missing prompt, bad JSON and a non-integer n", async () => {
     const missing = await postJson(w.url, "/v1/images/generations", { n: 1 });
     expect(missing.status).toBe(422);
     expect(await missing.json()).toEqual({ detail: [{ type: "missing", loc: ["body", "prompt"], msg: "Field required", input: null }] });
@@ -240,9 +359,9 @@ describe("images", () => {
     expect(badBody.detail[0]!.type).toBe("json_invalid");
     expect(badBody.detail[0]!.loc[0]).toBe("body");
 
-    const bigN = await postJson(w.url, "/v1/images/generations", { prompt: "x", n: 11 });
-    expect(bigN.status).toBe(422);
-    expect(((await bigN.json()) as { detail: unknown[] }).detail[0]).toMatchObject({ type: "less_than_equal", loc: ["body", "n"] });
+    const badN = await postJson(w.url, "/v1/images/generations", { prompt: "x", n: "many" });
+    expect(badN.status).toBe(422);
+    expect(((await badN.json()) as { detail: unknown[] }).detail[0]).toMatchObject({ type: "int_parsing", loc: ["body", "n"] });
   });
 
   it("answers the plain-text 500 when failure_rate is 1", async () => {
@@ -434,6 +553,106 @@ describe("videos", () => {
   });
 });
 
+describe("video job details and meshes", () => {
+  it("a DELETE of a queued job only forgets it: the GPU work still runs", async () => {
+    const v = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", speed: 0.05 });
+    const body = { prompt: "w", size: "64x64", seconds: 1, fps: 2, num_inference_steps: 1 };
+    const first = (await (await postJson(v.url, "/v1/videos", body)).json()) as Record<string, any>;
+    const queued = (await (await postJson(v.url, "/v1/videos", body)).json()) as Record<string, any>;
+    const deleted = await fetch(`${v.url}/v1/videos/${queued["id"]}`, { method: "DELETE" });
+    expect(deleted.status).toBe(200);
+    expect(await deleted.json()).toMatchObject({ id: queued["id"], status: "deleted" });
+    expect((await fetch(`${v.url}/v1/videos/${queued["id"]}`)).status).toBe(404);
+    // Both generations run: there is no abort.
+    await waitFor(async () => ((await stats(v.url))["generations_run"] === 2 ? true : undefined));
+    expect((await fetch(`${v.url}/v1/videos/${first["id"]}`)).status).toBe(200);
+    expect((await fetch(`${v.url}/v1/videos/${queued["id"]}`)).status).toBe(404);
+  });
+
+  it("uses the model's size for a malformed one, fps x seconds frames, and num_outputs_per_prompt over n", async () => {
+    const v = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", speed: 1000 });
+    const job = (await (await postJson(v.url, "/v1/videos", { prompt: "w", size: "wide", seconds: 2, fps: 3, n: 4, num_outputs_per_prompt: 2 })).json()) as Record<string, any>;
+    expect(job).toMatchObject({ status: "queued", size: "1280x720", seconds: "2", num_outputs: 2 });
+    expect(job["file_paths"]).toHaveLength(2);
+    expect(job["file_path"]).toMatch(/^\//);
+  });
+
+  it("runs an image-to-mesh job from an uploaded image to a glTF binary", async () => {
+    const m = await worker({ modelPath: "tencent/Hunyuan3D-2", taskType: "I2M" });
+    const form = new FormData();
+    form.append("image", new Blob([Buffer.from("an image")], { type: "image/png" }), "in.png");
+    form.append("seed", "3");
+    const res = await fetch(`${m.url}/v1/meshes`, { method: "POST", body: form });
+    expect(res.status).toBe(200);
+    const job = (await res.json()) as Record<string, any>;
+    expect(job).toMatchObject({ object: "mesh", status: "queued", progress: 0, format: "glb", model: "" });
+    const done = await waitFor(async () => {
+      const j = (await (await fetch(`${m.url}/v1/meshes/${job["id"]}`)).json()) as Record<string, any>;
+      return j["status"] === "queued" ? undefined : j;
+    });
+    expect(done).toMatchObject({ status: "completed", progress: 100 });
+    const content = await fetch(`${m.url}/v1/meshes/${job["id"]}/content`);
+    expect(content.headers.get("content-type")).toBe("model/gltf-binary");
+    const glb = Buffer.from(await content.arrayBuffer());
+    expect(glb.toString("latin1", 0, 4)).toBe("glTF");
+    expect(glb.readUInt32LE(8)).toBe(glb.length);
+    expect(done["file_size_bytes"]).toBe(glb.length);
+    expect(((await (await fetch(`${m.url}/v1/meshes`)).json()) as { data: unknown[] }).data).toHaveLength(1);
+
+    const noImage = await postJson(m.url, "/v1/meshes", { prompt: "x" });
+    expect(noImage.status).toBe(422);
+    expect(await noImage.json()).toEqual({ detail: "An input image is required for mesh generation" });
+    const obj = (await (await postJson(m.url, "/v1/meshes", { input_image: "data:image/png;base64,AAAA", output_format: "obj" })).json()) as Record<string, any>;
+    expect(obj["format"]).toBe("obj");
+    expect((await fetch(`${m.url}/v1/meshes/${obj["id"]}`, { method: "DELETE" })).status).toBe(200);
+    expect(await (await fetch(`${m.url}/v1/meshes/${obj["id"]}`)).json()).toEqual({ detail: "Mesh not found" });
+  });
+});
+
+describe("realtime video WebSocket", () => {
+  /** Opens the socket and collects every decoded message until it closes. */
+  function session(url: string, send: (ws: WebSocket) => void): Promise<{ messages: Record<string, any>[]; code: number; reason: string }> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`${url.replace("http", "ws")}/v1/realtime_video/generate`);
+      const messages: Record<string, any>[] = [];
+      ws.on("open", () => send(ws));
+      ws.on("message", (data) => messages.push(decodeMsgpack(data as Buffer) as Record<string, any>));
+      ws.on("close", (code, reason) => resolve({ messages, code, reason: reason.toString() }));
+      ws.on("error", reject);
+    });
+  }
+
+  it("answers a bad init with an error, then streams max_chunks frame batches and closes 1000", async () => {
+    const w = await worker({ modelPath: "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", taskType: "T2V" });
+    const { messages, code, reason } = await session(w.url, (ws) => {
+      ws.send(encodeMsgpack({ size: "64x32" })); // no prompt
+      ws.send(encodeMsgpack({ prompt: "a road", size: "64x32", num_frames: 2, max_chunks: 3 }));
+      ws.send(encodeMsgpack({ kind: "heartbeat" }));
+    });
+    expect(messages[0]).toEqual({ type: "error", content: "invalid generate request" });
+    const batches = messages.slice(1);
+    expect(batches.map((m) => m["chunk_index"])).toEqual([0, 1, 2]);
+    expect(batches[0]).toMatchObject({ type: "frame_batch", format: "rgb24", width: 64, height: 32, channels: 3, num_frames: 2, bytes_per_frame: 64 * 32 * 3, is_final_frame_batch: true });
+    expect((batches[0]!["payload"] as Uint8Array).length).toBe(2 * 64 * 32 * 3);
+    expect([code, reason]).toEqual([1000, "generation complete"]);
+  });
+
+  it("an image-only worker fails every init; another path is FastAPI's 404", async () => {
+    const w = await worker();
+    const ws = new WebSocket(`${w.url.replace("http", "ws")}/v1/realtime_video/generate`);
+    const first = await new Promise<Record<string, any>>((resolve, reject) => {
+      ws.on("open", () => ws.send(encodeMsgpack({ prompt: "x" })));
+      ws.on("message", (data) => resolve(decodeMsgpack(data as Buffer) as Record<string, any>));
+      ws.on("error", reject);
+    });
+    expect(first).toEqual({ type: "error", content: "invalid generate request" });
+    ws.close();
+    const other = new WebSocket(`${w.url.replace("http", "ws")}/v1/realtime_video/nope`);
+    const status = await new Promise<number>((resolve) => other.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)));
+    expect(status).toBe(404);
+  });
+});
+
 // ---------------------------------------------------------------- rollout
 
 describe("rollout", () => {
@@ -442,31 +661,29 @@ describe("rollout", () => {
     w = await worker();
   });
 
-  it("answers a JSON list, one entry per sample, seeds expanded", async () => {
-    const res = await postJson(w.url, "/rollout/generate", { prompt: "rl", seed: 7, num_outputs_per_prompt: 3, width: 64, height: 64, num_inference_steps: 4, sim_bytes_per_sample: 1000 });
-    expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toBe("application/json");
-    expect(res.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
-    const text = await res.text();
-    expect(Number(res.headers.get("content-length"))).toBe(Buffer.byteLength(text));
-    const list = JSON.parse(text) as Record<string, any>[];
-    expect(list.map((s) => s["seed"])).toEqual([7, 8, 9]);
-    for (const s of list) {
-      for (const k of ["request_id", "prompt", "seed", "generated_output", "rollout_log_probs", "denoising_env", "dit_trajectory", "inference_time_s", "peak_memory_mb"]) expect(s).toHaveProperty(k);
-      expect(decodeTensor(s["generated_output"]).length).toBe(250);
-      expect(decodeTensor(s["rollout_log_probs"]).length).toBe(4);
+  it("answers a MessagePack list, one entry per sample, each with the request's seed, whatever Accept says", async () => {
+    for (const accept of ["application/json", "application/msgpack", "*/*"]) {
+      const res = await postJson(w.url, "/rollout/generate", { prompt: "rl", seed: 7, num_outputs_per_prompt: 3, width: 64, height: 64, num_inference_steps: 4, sim_bytes_per_sample: 1000 }, { accept });
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toBe("application/msgpack");
+      expect(res.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      expect(Number(res.headers.get("content-length"))).toBe(bytes.length);
+      const list = decodeMsgpack(bytes) as Record<string, any>[];
+      expect(list.map((s) => s["seed"])).toEqual([7, 7, 7]);
+      for (const s of list) {
+        for (const k of ["request_id", "prompt", "seed", "generated_output", "rollout_log_probs", "denoising_env", "dit_trajectory", "inference_time_s", "peak_memory_mb"]) expect(s).toHaveProperty(k);
+        expect(decodeTensor(s["generated_output"]).length).toBe(250);
+        expect(decodeTensor(s["rollout_log_probs"]).length).toBe(4);
+      }
+      // The samples were drawn with different seeds even though each reports the request's.
+      expect(list[0]!["generated_output"]["data"]).not.toBe(list[1]!["generated_output"]["data"]);
     }
-    expect(list[0]!["generated_output"]["data"]).not.toBe(list[1]!["generated_output"]["data"]);
   });
 
-  it("answers MessagePack when asked", async () => {
-    const res = await postJson(w.url, "/rollout/generate", { prompt: "rl", seed: 1, num_outputs_per_prompt: 2, width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 4000, rollout_return_dit_trajectory: true }, { accept: "application/msgpack" });
-    expect(res.status).toBe(200);
-    expect(res.headers.get("content-type")).toBe("application/msgpack");
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    expect(Number(res.headers.get("content-length"))).toBe(bytes.length);
-    const list = decodeMsgpack(bytes) as Record<string, any>[];
-    expect(list.map((s) => s["seed"])).toEqual([1, 2]);
+  it("carries the DiT trajectory when asked", async () => {
+    const res = await postJson(w.url, "/rollout/generate", { prompt: "rl", seed: 1, num_outputs_per_prompt: 2, width: 64, height: 64, num_inference_steps: 2, sim_bytes_per_sample: 4000, rollout_return_dit_trajectory: true });
+    const list = decodeMsgpack(new Uint8Array(await res.arrayBuffer())) as Record<string, any>[];
     expect(decodeTensor(list[0]!["generated_output"]).length).toBe(1000);
     expect(list[0]!["dit_trajectory"]).toHaveProperty("latents");
   });
@@ -537,36 +754,69 @@ describe("weights and memory", () => {
     expect(await bad.text()).toBe("Internal Server Error");
   });
 
-  it("sleeps and wakes with the real messages, refusing work while asleep", async () => {
-    const w = await worker({ weightLoadMs: 10 });
-    const release = await postJson(w.url, "/release_memory_occupation", {});
+  it("sleeps and wakes with the real messages; asleep, /health is ok and work fails as upstream's does", async () => {
+    const w = await worker({ weightLoadMs: 10, taskType: "T2V" });
+    // Release and resume read no body.
+    const release = await fetch(`${w.url}/release_memory_occupation`, { method: "POST" });
     expect(release.status).toBe(200);
-    expect(await release.json()).toMatchObject({ success: true, sleeping: true });
-    const again = (await (await postJson(w.url, "/release_memory_occupation", {})).json()) as { message: string; sleeping: boolean };
-    expect(again.sleeping).toBe(true);
-    expect(again.message).toMatch(/already sleeping/);
+    expect(await release.json()).toEqual({ success: true, sleeping: true, message: "released GPU memory (moved active modules to CPU)" });
+    const again = await (await fetch(`${w.url}/release_memory_occupation`, { method: "POST" })).json();
+    expect(again).toEqual({ success: true, sleeping: true, message: "already sleeping" });
     expect((await stats(w.url))["sleeping"]).toBe(true);
+    expect(await (await fetch(`${w.url}/health`)).json()).toEqual({ status: "ok" });
 
+    // The scheduler raises; the OpenAI routes do not catch it: Starlette's plain-text 500.
     for (const [p, body] of [
       ["/v1/images/generations", { prompt: "x", ...tiny }],
-      ["/rollout/generate", { prompt: "x", width: 64, height: 64 }],
       ["/v1/diffusion/generate", { prompt: "x", ...tiny }],
     ] as const) {
       const res = await postJson(w.url, p, body);
-      expect(res.status).toBe(400);
-      expect(await res.json()).toEqual({ detail: { message: "[SLEEPING] Server is sleeping. Call resume_memory_occupation first." } });
+      expect(res.status).toBe(500);
+      expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
+      expect(await res.text()).toBe("Internal Server Error");
     }
-    const update = await postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/x" });
-    expect(update.status).toBe(400);
-    const updateBody = (await update.json()) as { success: boolean; message: string };
-    expect(updateBody.success).toBe(false);
-    expect(updateBody.message).toMatch(/sleeping/);
+    const rollout = await postJson(w.url, "/rollout/generate", { prompt: "x", width: 64, height: 64 });
+    expect(rollout.status).toBe(500);
+    expect(await rollout.json()).toEqual({ detail: "Server is sleeping. Call resume_memory_occupation first." });
+    // A video create is still accepted; the job then fails.
+    const job = (await (await postJson(w.url, "/v1/videos", { prompt: "x", size: "64x64", seconds: 1, fps: 2, num_inference_steps: 1 })).json()) as { id: string; status: string };
+    expect(job.status).toBe("queued");
+    const failed = await waitFor(async () => {
+      const j = (await (await fetch(`${w.url}/v1/videos/${job.id}`)).json()) as { status: string; error: { message: string } };
+      return j.status === "failed" ? j : undefined;
+    });
+    expect(failed.error.message).toBe("Model generation returned no output. Error from scheduler: Server is sleeping. Call resume_memory_occupation first.");
 
-    const resume = (await (await postJson(w.url, "/resume_memory_occupation", {})).json()) as { success: boolean; sleeping: boolean };
-    expect(resume).toMatchObject({ success: true, sleeping: false });
-    const resumeAgain = (await (await postJson(w.url, "/resume_memory_occupation", {})).json()) as { message: string };
-    expect(resumeAgain.message).toMatch(/already awake/);
+    const update = await postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/x" });
+    expect(update.status).toBe(500);
+    expect(await update.json()).toEqual({ success: false, message: "Cannot update weights while the server is sleeping. Call resume_memory_occupation first." });
+
+    const resume = await (await fetch(`${w.url}/resume_memory_occupation`, { method: "POST" })).json();
+    expect(resume).toEqual({ success: true, sleeping: false, message: "resumed GPU memory (restored modules to original devices)" });
+    const resumeAgain = await (await fetch(`${w.url}/resume_memory_occupation`, { method: "POST" })).json();
+    expect(resumeAgain).toEqual({ success: true, sleeping: false, message: "already awake" });
     expect((await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
+  });
+
+  it("checks tensors with /update_weights_from_tensor_checker against the weights it holds", async () => {
+    const w = await worker({ weightLoadMs: 1 });
+    const update = await postJson(w.url, "/update_weights_from_tensor", { serialized_named_tensors: ["payload"], weight_version: "v7" });
+    expect(update.status).toBe(200);
+    const sha = (weights: string, name: string) => createHash("sha256").update(`${weights}\u0000transformer\u0000${name}`).digest("hex");
+    const names = ["blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.weight"];
+    const good = await postJson(w.url, "/update_weights_from_tensor_checker", { target_module: "transformer", expected_named_tensors_sha256: Object.fromEntries(names.map((n) => [n, sha("tensor:v7", n)])) });
+    expect(good.status).toBe(200);
+    expect(await good.json()).toMatchObject({ success: true });
+    const stale = await postJson(w.url, "/update_weights_from_tensor_checker", { target_module: "transformer", expected_named_tensors_sha256: { [names[0]!]: sha("tensor:v6", names[0]!) } });
+    expect(stale.status).toBe(400);
+    const staleBody = (await stale.json()) as { success: boolean; message: string };
+    expect(staleBody.success).toBe(false);
+    expect(staleBody.message).toContain(names[0]!);
+    const noModule = await postJson(w.url, "/update_weights_from_tensor_checker", { expected_named_tensors_sha256: { a: "b" } });
+    expect(noModule.status).toBe(400);
+    expect(await noModule.json()).toEqual({ success: false, message: "target_module is required" });
+    const noHashes = await postJson(w.url, "/update_weights_from_tensor_checker", { target_module: "transformer", expected_named_tensors_sha256: {} });
+    expect(await noHashes.json()).toEqual({ success: false, message: "expected_named_tensors_sha256 is required" });
   });
 });
 
@@ -616,6 +866,27 @@ describe("scheduler queue and stats", () => {
     expect(events.at(-1)).toBe("start d");
     await release("d");
     await Promise.all(all);
+  });
+
+  it("batching: the head's partner scan skips exclusive tasks, and the head waits its delay for partners", async () => {
+    const scheduler = new Scheduler(1, { maxSize: 2, delayMs: 30 });
+    const events: string[] = [];
+    const task = (name: string, options: { exclusive?: boolean; batchKey?: string }) =>
+      scheduler.run(async (batchSize) => {
+        events.push(`${name}:${batchSize}`);
+        await new Promise((r) => setTimeout(r, 5));
+      }, options);
+    const started = performance.now();
+    const all = [task("a", { batchKey: "k" }), task("update", { exclusive: true }), task("b", { batchKey: "k" }), task("c", { batchKey: "other" })];
+    await Promise.all(all);
+    // a and b ran as one batch before the update queued between them; c (another signature) after it.
+    expect(events).toEqual(["a:2", "b:2", "update:1", "c:1"]);
+    // A full batch does not wait for the delay; c, alone, waits its 30 ms for partners.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(30);
+    const alone = new Scheduler(1, { maxSize: 2, delayMs: 40 });
+    const t0 = performance.now();
+    await alone.run(async () => undefined, { batchKey: "k" });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(35);
   });
 
   it("runs an update after the generation queued before it, and before the one after", async () => {
@@ -670,13 +941,14 @@ describe("scheduler queue and stats", () => {
     expect((await postJson(w.url, "/v1/images/generations", { prompt: "after", ...tiny })).status).toBe(200);
   });
 
-  it("holds generation routes, not health, during warm-up", async () => {
+  it("during warm-up answers health, /server_info and /model_info, and holds /v1/models and generations", async () => {
     const started = Date.now();
-    const w = await worker({ warmupMs: 300 });
-    expect((await fetch(`${w.url}/health`)).status).toBe(200);
-    expect(Date.now() - started).toBeLessThan(250);
+    const w = await worker({ warmupMs: 400 });
+    for (const p of ["/health", "/health_generate", "/server_info", "/model_info"]) expect((await fetch(w.url + p)).status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(350);
+    expect((await fetch(`${w.url}/v1/models`)).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
     expect((await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
   });
 });
 
@@ -751,6 +1023,22 @@ describe("batching and the attention factor", () => {
       { body: { prompt: "b", ...shape, size: "512x768" } },
     ]);
     expect(Math.abs(sizes[0]! - sizes[1]!)).toBeGreaterThan(0.8 * singleMs);
+  });
+
+  it("lets a generation queued behind a weight update join the batch ahead of it (the scan skips the update)", async () => {
+    const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 100, weightLoadMs: 50 });
+    const t0 = performance.now();
+    const first = postJson(w.url, "/v1/images/generations", { prompt: "first", ...shape });
+    await waitFor(async () => ((await stats(w.url))["scheduler_waiting"] === 1 ? true : undefined));
+    const update = postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/new" });
+    await waitFor(async () => ((await stats(w.url))["scheduler_waiting"] === 2 ? true : undefined));
+    const second = postJson(w.url, "/v1/images/generations", { prompt: "second", ...shape });
+    const [a, b, u] = await Promise.all([first, second, update]);
+    // Both generations ran in one batch on the old weights; the update ran after them.
+    expect(a.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+    expect(b.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
+    expect(u.status).toBe(200);
+    expect(performance.now() - t0).toBeLessThan(100 + 2 * singleMs + 50 + 500);
   });
 
   it("never batches a request with an input image", async () => {

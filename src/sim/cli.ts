@@ -27,6 +27,9 @@ sglang serve flags:
   --port <n>                       listen port, 0 = any free port (default 30000)
   --master-port <n>                accepted and ignored
   --scheduler-port <n>             accepted and ignored
+  --served-model-name <name>       the card's id and /server_info served_model_name (default: the model path)
+  --dp-size <n>                    data-parallel replicas: reported in /server_info, n generations run at once (default 1)
+  --batching-mode <mode>           dynamic (the only mode simulated; default dynamic)
   --batching-max-size <n>          compatible requests run as one batch, 1 = off (default 1)
   --batching-delay-ms <ms>         how long the head of the queue waits for partners (default 0)
 
@@ -34,9 +37,9 @@ sim flags:
   --task-type <type>               ${TASK_TYPES.join("|")} (default: from the model name)
   --speed <x>                      latency divider (default 1.0)
   --failure-rate <0..1>            share of generations answering a plain-text 500 (default 0)
-  --warmup-ms <ms>                 hold non-health routes this long after start (default 0)
+  --warmup-ms <ms>                 hold all but /health, /health_generate, /server_info, /model_info this long (default 0)
   --weight-load-ms <ms>            time of a weight update (default 200)
-  --scheduler-concurrency <n>      generations run at once, others wait FIFO (default 1)
+  --scheduler-concurrency <n>      generations run at once, others wait FIFO (default: --dp-size)
   --attention-factor <a>           cost x (1 + a x megapixels per frame) (default 0)
   --batching-gain <table>          SIZE=b:gain,...;SIZE=... (default ${DEFAULT_GAIN_CURVE_SPEC})
   --rollout-bytes-per-sample <n>   tensor bytes per sample in /rollout/generate (default 65536)
@@ -70,6 +73,9 @@ function parse(argv: string[]): SimWorkerOptions | "help" {
         port: { type: "string" },
         "master-port": { type: "string" },
         "scheduler-port": { type: "string" },
+        "served-model-name": { type: "string" },
+        "dp-size": { type: "string" },
+        "batching-mode": { type: "string" },
         "batching-max-size": { type: "string" },
         "batching-delay-ms": { type: "string" },
         "batching-gain": { type: "string" },
@@ -95,10 +101,15 @@ function parse(argv: string[]): SimWorkerOptions | "help" {
   if (taskType !== undefined && !isTaskType(taskType)) {
     throw new UsageError(`--task-type must be one of ${TASK_TYPES.join(", ")}, got '${taskType}'`);
   }
+  const batchingMode = v["batching-mode"];
+  if (batchingMode !== undefined && batchingMode !== "dynamic") throw new UsageError(`--batching-mode must be dynamic (the only mode simulated), got '${batchingMode}'`);
   const level = v["log-level"] ?? "warn";
   if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}, got '${level}'`);
   const options: SimWorkerOptions = {
     modelPath: v["model-path"],
+    servedModelName: v["served-model-name"],
+    dpSize: num("dp-size", v["dp-size"]),
+    batchingMode,
     numGpus: num("num-gpus", v["num-gpus"]),
     host: v.host,
     // `sglang serve` listens on 30000 unless told otherwise.

@@ -4,7 +4,7 @@ import { peakMemoryMb, type Work } from "./latency.js";
 import { renderMp4 } from "./mp4.js";
 import { renderPng } from "./png.js";
 import { hashSeed, prng } from "./picture.js";
-import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import { isVideoTask } from "./options.js";
 import type { Route, RouteContext } from "./route.js";
 import type { SimState } from "./state.js";
@@ -45,7 +45,6 @@ export function diffusionRoutes(state: SimState): Route[] {
     const [sw, sh] = parsed ?? (video ? [1280, 720] : [1024, 1024]);
     const w = width ?? sw;
     const h = height ?? sh;
-    assertAwake(state);
 
     const work: Work = { width: w, height: h, steps, frames, outputs };
     const batchKey = batchKeyOf(state, "diffusion", work, body, body["image_path"] != null || body["input_reference"] != null);

@@ -4,14 +4,20 @@ import { detailError, internalError } from "./http.js";
 import { batchMs, generationMs, type Work } from "./latency.js";
 import type { SimState } from "./state.js";
 
-/** The real worker's answer to a generation while its memory is released. */
-export const SLEEPING_DETAIL = { message: "[SLEEPING] Server is sleeping. Call resume_memory_occupation first." };
+/** What the scheduler raises for a generation while its memory is released. */
+export const SLEEPING_MESSAGE = "Server is sleeping. Call resume_memory_occupation first.";
 
 /** The seed SGLang's SamplingParams uses when a request has none. */
 export const DEFAULT_SEED = 1024;
 
-export function assertAwake(state: SimState): void {
-  if (state.sleeping) throw detailError(400, SLEEPING_DETAIL);
+/**
+ * A sleeping worker's scheduler raises; the OpenAI routes do not catch it,
+ * so the client sees Starlette's plain-text 500 (the message stays in the
+ * worker's log). `/rollout/generate` wraps it as 500 `{"detail": message}`.
+ */
+export function assertAwake(state: SimState, wrap: "plain" | "detail" = "plain"): void {
+  if (!state.sleeping) return;
+  throw wrap === "detail" ? detailError(500, SLEEPING_MESSAGE) : internalError(SLEEPING_MESSAGE);
 }
 
 export interface Generated<T> {
@@ -55,15 +61,22 @@ export function batchKeyOf(state: SimState, route: string, work: Work, body: Rec
  * takes the time of the work (of the whole batch: see latency.ts) and
  * finally draws the output with `make`.
  */
-export function runGeneration<T>(state: SimState, work: Work, make: () => T | Promise<T>, batchKey: string | null = null): Promise<Generated<T>> {
+export function runGeneration<T>(
+  state: SimState,
+  work: Work,
+  make: () => T | Promise<T>,
+  batchKey: string | null = null,
+  sleepingAnswer: "plain" | "detail" = "plain",
+): Promise<Generated<T>> {
   return state.scheduler.run(
     async (batchSize) => {
-      assertAwake(state);
+      assertAwake(state, sleepingAnswer);
       if (state.shouldFail()) throw internalError();
       const started = performance.now();
       const { speed } = state.config;
       const a = state.options.attentionFactor;
       await state.delay(batchSize > 1 ? batchMs(work, batchSize, speed, a, state.gainCurve) : generationMs(work, speed, a));
+      state.stats.generationsRun++;
       const result = await make();
       return { result, weights: state.weights, inferenceTimeS: (performance.now() - started) / 1000 };
     },
@@ -73,5 +86,6 @@ export function runGeneration<T>(state: SimState, work: Work, make: () => T | Pr
 
 /** Headers that let tests prove which worker and which weights made an answer. */
 export function simHeaders(state: SimState, weights = state.weights): OutgoingHttpHeaders {
-  return { "x-sim-weights": weights, "x-sim-worker": state.url };
+  const lora = state.lora.activeNames();
+  return lora === "" ? { "x-sim-weights": weights, "x-sim-worker": state.url } : { "x-sim-weights": weights, "x-sim-worker": state.url, "x-sim-lora": lora };
 }

@@ -14,6 +14,8 @@ export class HttpError extends Error {
     readonly body: unknown,
     /** Plain text instead of JSON (the 500 of an unhandled exception). */
     readonly text = false,
+    /** What the worker's log would say (a plain 500 hides it from the client). */
+    readonly reason?: string,
   ) {
     super(typeof body === "string" ? body : JSON.stringify(body));
   }
@@ -36,8 +38,8 @@ export function detailError(status: number, detail: unknown): HttpError {
   return new HttpError(status, { detail });
 }
 
-export function internalError(): HttpError {
-  return new HttpError(500, "Internal Server Error", true);
+export function internalError(reason?: string): HttpError {
+  return new HttpError(500, "Internal Server Error", true, reason);
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {

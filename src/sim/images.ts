@@ -3,29 +3,33 @@ import { detailError, discardBody, isMultipart, parseModelBody, readBody, sendBy
 import { peakMemoryMb, type Work } from "./latency.js";
 import { parseMultipart, type MultipartForm } from "./multipart.js";
 import { renderPng } from "./png.js";
-import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import type { Route, RouteContext } from "./route.js";
 import { Fields, parseSize } from "./validate.js";
 import type { SimState } from "./state.js";
 
 /**
- * `/v1/images/generations`, `/v1/images/edits` and `/v1/images/{id}/content`.
- * With `response_format: url` the picture stays on this worker only (a
- * router must send the content request to the worker that made it).
+ * `/v1/images/generations`, `/v1/images/edits` and `/v1/images/{id}/content`,
+ * as SGLang's image_api.py: `n` is clamped to 1..10, a malformed `size` is
+ * ignored, `response_format` is looked at only after the GPU work, and every
+ * output gets its own item (`revised_prompt` = the prompt, an absolute
+ * `file_path`). In url mode each item's `url` is
+ * `/v1/images/{id}/content` (`?variant=i` when n > 1): the file stays on
+ * this worker only, so a router must send the content request there.
  */
 
 /** How many url-mode pictures a worker keeps; older ones are forgotten (404). */
 const MAX_STORED_IMAGES = 512;
 
 interface StoredImage {
-  png: Buffer;
+  pngs: Buffer[];
   weights: string;
 }
 
 interface ImageRequest {
   prompt: string;
   n: number;
-  responseFormat: "url" | "b64_json";
+  responseFormat: string;
   width: number;
   height: number;
   steps: number;
@@ -36,8 +40,8 @@ interface ImageRequest {
 function readImageRequest(body: Record<string, unknown>): ImageRequest {
   const f = new Fields(body);
   const prompt = f.requiredString("prompt");
-  const n = f.int("n", { ge: 1, le: 10 }) ?? 1;
-  const responseFormat = f.literal("response_format", ["url", "b64_json"] as const) ?? "url";
+  const n = Math.max(1, Math.min(f.int("n") ?? 1, 10));
+  const responseFormat = (f.string("response_format") ?? "url").toLowerCase();
   const size = f.string("size");
   const width = f.int("width", { ge: 1 });
   const height = f.int("height", { ge: 1 });
@@ -49,10 +53,33 @@ function readImageRequest(body: Record<string, unknown>): ImageRequest {
   f.number("true_cfg_scale");
   f.literal("output_format", ["png", "jpeg", "webp"] as const);
   f.done();
-  const parsed = parseSize(size);
-  if (size !== undefined && !parsed) throw detailError(400, `Invalid size '${size}': expected WIDTHxHEIGHT`);
-  const [sw, sh] = parsed ?? [1024, 1024];
+  const [sw, sh] = parseSize(size) ?? [1024, 1024];
   return { prompt, n, responseFormat, width: width ?? sw, height: height ?? sh, steps, seed };
+}
+
+function outputPath(id: string, n: number, i: number): string {
+  return `/sim/outputs/${id}${n > 1 ? `_${i}` : ""}.png`;
+}
+
+/** The answer's items, one per output, once the pictures exist. */
+function items(id: string, request: ImageRequest, pngs: Buffer[]): Record<string, unknown>[] {
+  const { prompt, n, responseFormat } = request;
+  if (responseFormat !== "url" && responseFormat !== "b64_json") {
+    throw detailError(400, `response_format=${responseFormat} is not supported`);
+  }
+  return pngs.map((png, i) => ({
+    b64_json: responseFormat === "b64_json" ? png.toString("base64") : null,
+    url: responseFormat === "url" ? `/v1/images/${id}/content${n > 1 ? `?variant=${i}` : ""}` : null,
+    revised_prompt: prompt,
+    file_path: outputPath(id, n, i),
+  }));
+}
+
+function variantOf(url: URL, count: number): number {
+  const variant = url.searchParams.get("variant");
+  const index = variant === null ? 0 : /^-?\d+$/.test(variant.trim()) ? Number(variant) : NaN;
+  if (!(index >= 0 && index < count)) throw detailError(404, `Image variant ${variant} not found`);
+  return index;
 }
 
 export function imageRoutes(state: SimState): Route[] {
@@ -66,36 +93,16 @@ export function imageRoutes(state: SimState): Route[] {
 
   /** `body` is null for edits: a request with an input image never batches. */
   async function generate(ctx: RouteContext, request: ImageRequest, body: Record<string, unknown> | null, extra: Record<string, unknown>): Promise<void> {
-    assertAwake(state);
     const work: Work = { width: request.width, height: request.height, steps: request.steps, frames: 1, outputs: request.n };
     const batchKey = body === null ? null : batchKeyOf(state, "images", work, body, false);
     const id = randomUUID();
-    // url mode answers one item; b64_json one per output (seeds seed..seed+n-1).
-    const count = request.responseFormat === "url" ? 1 : request.n;
     const made = await runGeneration(state, work, () =>
-      Promise.all(Array.from({ length: count }, (_, i) => renderPng(request.prompt, request.seed + i, request.width, request.height))),
+      Promise.all(Array.from({ length: request.n }, (_, i) => renderPng(request.prompt, request.seed + i, request.width, request.height))),
       batchKey,
     );
-    let data: Record<string, unknown>[];
-    if (request.responseFormat === "url") {
-      keep(id, { png: made.result[0]!, weights: made.weights });
-      data = [{ b64_json: null, url: `/v1/images/${id}/content`, revised_prompt: null, file_path: `outputs/${id}.png` }];
-    } else {
-      data = made.result.map((png) => ({ b64_json: png.toString("base64"), url: null, revised_prompt: null, file_path: null }));
-    }
-    sendJson(
-      ctx.res,
-      200,
-      {
-        id,
-        created: Math.floor(Date.now() / 1000),
-        data,
-        peak_memory_mb: peakMemoryMb(work),
-        inference_time_s: made.inferenceTimeS,
-        ...extra,
-      },
-      simHeaders(state, made.weights),
-    );
+    keep(id, { pngs: made.result, weights: made.weights });
+    const answer = { id, created: Math.floor(Date.now() / 1000), data: items(id, request, made.result), peak_memory_mb: peakMemoryMb(work), inference_time_s: made.inferenceTimeS };
+    sendJson(ctx.res, 200, { ...answer, ...extra }, simHeaders(state, made.weights));
   }
 
   async function generations(ctx: RouteContext): Promise<void> {
@@ -109,14 +116,11 @@ export function imageRoutes(state: SimState): Route[] {
     let form: MultipartForm = { fields: {}, files: [], bytes: 0, sha256: "" };
     if (isMultipart(ctx.req)) form = await parseMultipart(ctx.req, state.stats);
     else await discardBody(ctx.req, state.stats);
-    const hasImage = form.files.length > 0 || typeof form.fields["url"] === "string";
-    if (!hasImage) {
-      const missing = [{ type: "missing", loc: ["body", "image"], msg: "Field required", input: null }];
-      if (form.fields["prompt"] === undefined) missing.push({ type: "missing", loc: ["body", "prompt"], msg: "Field required", input: null });
-      throw validationError(missing);
+    if (form.fields["prompt"] === undefined) throw validationError([{ type: "missing", loc: ["body", "prompt"], msg: "Field required", input: null }]);
+    if (form.files.length === 0 && form.fields["url"] === undefined && form.fields["url[]"] === undefined) {
+      throw detailError(422, "Field 'image' or 'url' is required");
     }
-    const request = readImageRequest(form.fields);
-    await generate(ctx, request, null, {
+    await generate(ctx, readImageRequest(form.fields), null, {
       // Sim-only facts (a real worker has no such fields; clients ignore unknown ones).
       input_bytes: form.bytes,
       input_sha256: form.sha256,
@@ -127,7 +131,8 @@ export function imageRoutes(state: SimState): Route[] {
   async function content(ctx: RouteContext): Promise<void> {
     const image = store.get(ctx.params[0]!);
     if (!image) throw detailError(404, "Image not found");
-    sendBytes(ctx.res, 200, "image/png", image.png, { "x-sim-weights": image.weights });
+    const png = image.pngs[variantOf(ctx.url, image.pngs.length)]!;
+    sendBytes(ctx.res, 200, "image/png", png, { "x-sim-weights": image.weights });
   }
 
   return [

@@ -25,6 +25,7 @@ export function introspectionRoutes(state: SimState): Route[] {
       weights: state.weights,
       sleeping: state.sleeping,
       bytes_received: s.bytesReceived,
+      generations_run: s.generationsRun,
       scheduler_running: state.scheduler.active,
       scheduler_waiting: state.scheduler.waiting,
       rss_bytes: process.memoryUsage.rss(),

@@ -12,8 +12,10 @@ export interface SimWorkerOptions {
   host?: string;
   /** TCP port; 0 picks any free port. Default 0. */
   port?: number;
-  /** Model the worker serves (its `/v1/models` id and initial weights). Default "Qwen/Qwen-Image". */
+  /** Model the worker serves (its initial weights). Default "Qwen/Qwen-Image". */
   modelPath?: string;
+  /** The card's `id` in `/v1/models` and `/server_info` `served_model_name`. Default: `modelPath`. */
+  servedModelName?: string;
   /**
    * Task type reported by the worker. Default: derived from `modelPath`
    * ("T2V" when the name contains "Wan", "video" or "T2V", else "T2I").
@@ -29,8 +31,12 @@ export interface SimWorkerOptions {
   warmupMs?: number;
   /** Time `update_weights_from_disk` / `update_weights_from_tensor` take. Default 200. */
   weightLoadMs?: number;
-  /** How many generations (or batches) run at once; the rest wait FIFO (the real scheduler queue). Default 1. */
+  /** Data-parallel replicas (`--dp-size`): reported in `/server_info`; that many generations run at once. Default 1. */
+  dpSize?: number;
+  /** How many generations (or batches) run at once; the rest wait FIFO (the real scheduler queue). Default: `dpSize`. */
   schedulerConcurrency?: number;
+  /** `--batching-mode`: only "dynamic" (SGLang's queue-head batching) is simulated. Default "dynamic". */
+  batchingMode?: "dynamic";
   /** Most compatible requests run as one batch (SGLang's `--batching-max-size`); 1 = off. Default 1. */
   batchingMaxSize?: number;
   /** How long the head of the queue waits for batch partners, from its arrival (`--batching-delay-ms`). Default 0. */
@@ -62,6 +68,11 @@ export function isVideoTask(taskType: TaskType): boolean {
   return taskType === "T2V" || taskType === "I2V" || taskType === "TI2V" || taskType === "V2V" || taskType === "F2V";
 }
 
+/** Task types whose pipeline takes an image (SGLang's `accepts_image_input`). */
+export function acceptsImageInput(taskType: TaskType): boolean {
+  return taskType === "I2I" || taskType === "TI2I" || taskType === "I2V" || taskType === "TI2V" || taskType === "F2V" || taskType === "I2M" || taskType === "VLA_ACTION";
+}
+
 export function isTaskType(value: string): value is TaskType {
   return (TASK_TYPES as readonly string[]).includes(value);
 }
@@ -77,13 +88,16 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
     host: options.host ?? "127.0.0.1",
     port: options.port ?? 0,
     modelPath,
+    servedModelName: options.servedModelName ?? modelPath,
     taskType: options.taskType ?? deriveTaskType(modelPath),
     numGpus: options.numGpus ?? 1,
     speed: options.speed ?? 1,
     failureRate: options.failureRate ?? 0,
     warmupMs: options.warmupMs ?? 0,
     weightLoadMs: options.weightLoadMs ?? 200,
-    schedulerConcurrency: options.schedulerConcurrency ?? 1,
+    dpSize: options.dpSize ?? 1,
+    schedulerConcurrency: options.schedulerConcurrency ?? options.dpSize ?? 1,
+    batchingMode: options.batchingMode ?? "dynamic",
     batchingMaxSize: options.batchingMaxSize ?? 1,
     batchingDelayMs: options.batchingDelayMs ?? 0,
     batchingGain: options.batchingGain ?? DEFAULT_GAIN_CURVE_SPEC,
@@ -94,6 +108,9 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
   };
   check(isPort(resolved.port), `port must be 0..65535, got ${resolved.port}`);
   check(modelPath.length > 0, "modelPath must not be empty");
+  check(resolved.servedModelName.length > 0, "servedModelName must not be empty");
+  check(isIntBetween(resolved.dpSize, 1), `dpSize must be an integer >= 1, got ${resolved.dpSize}`);
+  check(resolved.batchingMode === "dynamic", `batchingMode must be "dynamic" (the only one simulated), got ${String(resolved.batchingMode)}`);
   check(isTaskType(resolved.taskType), `taskType must be one of ${TASK_TYPES.join(" ")}, got ${resolved.taskType}`);
   check(isIntBetween(resolved.numGpus, 1), `numGpus must be an integer >= 1, got ${resolved.numGpus}`);
   check(isPositiveNumber(resolved.speed), `speed must be > 0, got ${resolved.speed}`);

@@ -84,36 +84,6 @@ class PartList {
   }
 }
 
-export function planJson(value: Value): Part[] {
-  const out = new PartList();
-  const walk = (v: Value): void => {
-    if (v instanceof Base64Blob) {
-      out.push(Buffer.from('"'));
-      out.blob(v);
-      out.push(Buffer.from('"'));
-    } else if (Array.isArray(v)) {
-      out.push(Buffer.from("["));
-      v.forEach((item, i) => {
-        if (i > 0) out.push(Buffer.from(","));
-        walk(item);
-      });
-      out.push(Buffer.from("]"));
-    } else if (v !== null && typeof v === "object") {
-      out.push(Buffer.from("{"));
-      Object.entries(v).forEach(([key, item], i) => {
-        out.push(Buffer.from(`${i > 0 ? "," : ""}${JSON.stringify(key)}:`));
-        walk(item);
-      });
-      out.push(Buffer.from("}"));
-    } else {
-      out.push(Buffer.from(JSON.stringify(v)));
-    }
-  };
-  walk(value);
-  out.flush();
-  return out.parts;
-}
-
 function header(tag: number, size: 0 | 1 | 2 | 4, n: number): Buffer {
   const b = Buffer.alloc(1 + size);
   b[0] = tag;

@@ -3,26 +3,24 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseModelBody, readBody } from "./http.js";
 import { peakMemoryMb, type Work } from "./latency.js";
-import { DEFAULT_SEED, assertAwake, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
+import { DEFAULT_SEED, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import { isVideoTask } from "./options.js";
-import { partChunks, partsLength, planJson, planMsgpack, tensorValue, type Value } from "./payload.js";
+import { partChunks, partsLength, planMsgpack, tensorValue, type Value } from "./payload.js";
 import type { Route, RouteContext } from "./route.js";
 import type { SimState } from "./state.js";
 import { Fields } from "./validate.js";
 
 /**
- * `POST /rollout/generate`: the RL answer, a list with one entry per sample
- * (seeds seed..seed+M-1), each carrying base64 safetensors tensors. Answers
+ * `POST /rollout/generate` (post_training/rollout_api.py): the RL answer, a
+ * list with one entry per sample, each carrying base64 safetensors tensors,
+ * always as `application/msgpack` whatever `Accept` says (the route builds
+ * its Response itself). Every sample reports the request's seed (the
+ * pipeline draws seed..seed+M-1, but the answer echoes the request). Answers
  * are large (the tensor payload per sample is `rolloutBytesPerSample`, or the
  * request's sim-only `sim_bytes_per_sample`, counted before base64), so they
- * are streamed with backpressure and never held whole. With
- * `Accept: application/msgpack` the same list comes as MessagePack (as newer
- * workers send it; tensor `data` stays a base64 string, as in SGLang).
+ * are streamed with backpressure and never held whole. Asleep, the route
+ * answers 500 `{"detail": message}`.
  */
-
-function wantsMsgpack(accept: string | undefined): boolean {
-  return /application\/(x-)?msgpack/i.test(accept ?? "");
-}
 
 export function rolloutRoutes(state: SimState): Route[] {
   async function generate(ctx: RouteContext): Promise<void> {
@@ -44,21 +42,20 @@ export function rolloutRoutes(state: SimState): Route[] {
     f.number("guidance_scale");
     f.number("true_cfg_scale");
     f.done();
-    assertAwake(state);
 
     const work: Work = { width, height, steps, frames, outputs };
     const batchKey = batchKeyOf(state, "rollout", work, body, body["image_path"] != null);
-    const made = await runGeneration(state, work, () => null, batchKey);
+    const made = await runGeneration(state, work, () => null, batchKey, "detail");
     const requestId = randomUUID();
     const elements = Math.max(1, Math.floor(bytesPerSample / 4));
     const samples: Value[] = [];
     for (let i = 0; i < outputs; i++) {
-      const s = seed + i;
-      const key = `${prompt}\u0000${s}\u0000${made.weights}`;
+      // The sample's content depends on the seed the pipeline drew for it.
+      const key = `${prompt}\u0000${seed + i}\u0000${made.weights}`;
       samples.push({
         request_id: requestId,
         prompt,
-        seed: s,
+        seed,
         generated_output: tensorValue([elements], `${key}:output`),
         rollout_log_probs: rollout ? tensorValue([steps], `${key}:log_probs`) : null,
         rollout_debug_tensors: null,
@@ -79,11 +76,10 @@ export function rolloutRoutes(state: SimState): Route[] {
       });
     }
 
-    const msgpack = wantsMsgpack(ctx.req.headers.accept);
-    const parts = msgpack ? planMsgpack(samples) : planJson(samples);
+    const parts = planMsgpack(samples);
     ctx.res.writeHead(200, {
       ...simHeaders(state, made.weights),
-      "content-type": msgpack ? "application/msgpack" : "application/json",
+      "content-type": "application/msgpack",
       "content-length": partsLength(parts),
     });
     try {

@@ -14,9 +14,9 @@ export type Handler = (ctx: RouteContext) => Promise<void>;
 
 /**
  * - health: answered at once, even during warm-up, not counted in in_flight;
- * - info: answered at once during warm-up (models, server/model info);
+ * - info: answered at once during warm-up (`/server_info`, `/model_info`, the sim's own);
  * - generation: held during warm-up, answers carry x-sim-* headers;
- * - control: held during warm-up (weights, memory, video jobs, contents).
+ * - control: held during warm-up (models, LoRA, weights, memory, jobs, contents).
  */
 export type RouteKind = "health" | "info" | "generation" | "control";
 

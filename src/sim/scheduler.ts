@@ -7,10 +7,13 @@
  * sleep/wake) still act as barriers: they start only when nothing runs, and
  * nothing queued after them starts before they end.
  *
- * Batching (SGLang's `--batching-max-size` / `--batching-delay-ms`): when
- * the head of the queue has a batch key, the compatible tasks queued before
- * the next barrier (same key, up to `maxSize`) start with it as one batch
- * that takes one dispatch slot. If fewer than `maxSize` are there, the head
+ * Dynamic batching (SGLang's `--batching-mode dynamic`, `--batching-max-size`,
+ * `--batching-delay-ms`; managers/scheduler.py): when the head of the queue
+ * has a batch key, every task queued behind it with the same key (up to
+ * `maxSize`) starts with it as one batch that takes one dispatch slot. The
+ * scan skips what is not a generation (weight loads, sleep/wake, LoRA), as
+ * the real one does: a generation queued after a weight update can so run
+ * before it, on the old weights. If fewer than `maxSize` are there, the head
  * waits for partners until `delayMs` after its own arrival, then starts with
  * what it has. Each task's function gets the batch size, so it can take the
  * batch's time; all of a batch start at once and so end together.
@@ -117,12 +120,11 @@ export class Scheduler {
     }
   }
 
-  /** The head and the compatible tasks queued before the next barrier, at most maxSize. */
+  /** The head and the compatible tasks anywhere behind it, at most maxSize; exclusive tasks are skipped, not barriers. */
   private partners(head: Task): Task[] {
     const batch = [head];
     for (let i = 1; i < this.queue.length && batch.length < this.batching.maxSize; i++) {
       const task = this.queue[i]!;
-      if (task.exclusive) break;
       if (task.batchKey === head.batchKey) batch.push(task);
     }
     return batch;

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../log.js";
 import { parseGainCurve, type GainCurve } from "./latency.js";
+import { LoraState } from "./lora.js";
 import type { ResolvedSimOptions } from "./options.js";
 import { Scheduler } from "./scheduler.js";
 import { SimStats } from "./stats.js";
@@ -31,6 +32,8 @@ export class SimState {
   /** The weights the worker holds: the model path at start, then what updates loaded. */
   weights: string;
   sleeping = false;
+  /** LoRA adapters loaded and active (see lora.ts). */
+  readonly lora = new LoraState();
   private readonly closing = new AbortController();
 
   constructor(options: ResolvedSimOptions, log: Logger) {

@@ -9,6 +9,8 @@ export class SimStats {
   requestsTotal = 0;
   requestsByRoute: Record<string, number> = {};
   bytesReceived = 0;
+  /** Generations that ran to the end of their GPU time (a dropped or failed answer still counts). */
+  generationsRun = 0;
 
   countRequest(route: string): void {
     this.requestsTotal++;
@@ -33,5 +35,6 @@ export class SimStats {
     this.requestsTotal = 0;
     this.requestsByRoute = {};
     this.bytesReceived = 0;
+    this.generationsRun = 0;
   }
 }
