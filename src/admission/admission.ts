@@ -30,7 +30,7 @@ export interface AdmissionOptions {
   policy: Policy;
   /** Default "policy". */
   mode?: SchedulingMode;
-  /** Most generation requests in flight on one worker; 0 = unlimited in `policy` mode, 1 (one at a time) in `earliest-finish` mode. */
+  /** Most generation requests in flight on one worker; 0 = unlimited in `policy` mode, 1 (one at a time) per parallel slot (dp_size) in `earliest-finish` mode. */
   maxConcurrencyPerWorker: number;
   /** Compatible requests sent together to one worker in `earliest-finish` mode (the workers' `--batching-max-size`). Default 1. */
   workerBatchSize?: number;
@@ -129,7 +129,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
     queue.live(); // compacts the queue under a long hold
     if (!gate.held && queue.queued > 0) strategy.dispatch();
   }
-  const ctx: DispatchContext = { registry, policy: options.policy, candidates, loads, queue, gate, clock, cap: capOf(options, mode, batchSize), batchSize, ageing: options.ageing ?? 1, take, pump };
+  const ctx: DispatchContext = { registry, policy: options.policy, candidates, loads, queue, gate, clock, cap: capOf(options, mode, batchSize), capPerSlot: options.maxConcurrencyPerWorker <= 0, batchSize, ageing: options.ageing ?? 1, take, pump };
   const strategy: DispatchStrategy = mode === "earliest-finish" ? new PlanDispatch(ctx) : new PolicyDispatch(ctx);
   const jobs = new VideoJobs(loads, () => {
     if (queue.queued > 0) pump();
@@ -151,7 +151,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
  * policy mode; in earliest-finish mode one at a time, or two batches for a
  * batching worker (its next batch waits in its queue and starts the moment
  * the GPU is free; a one-at-a-time worker gains nothing from that, and would
- * only hold work the router could move).
+ * only hold work the router could move); the default is per parallel slot
+ * of a worker (its dp_size; see PlanDispatch.freeSlots).
  */
 function capOf(options: AdmissionOptions, mode: SchedulingMode, batchSize: number): number {
   if (options.maxConcurrencyPerWorker > 0) return options.maxConcurrencyPerWorker;

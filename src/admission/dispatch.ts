@@ -44,6 +44,8 @@ export interface DispatchContext {
   readonly clock: () => number;
   /** Most requests on one worker (0 = unlimited). */
   readonly cap: number;
+  /** Whether `cap` is per parallel slot of a worker (the default cap of earliest-finish), not per worker (the flag). */
+  readonly capPerSlot: boolean;
   /** Compatible requests sent together to one worker. */
   readonly batchSize: number;
   /** Priority a queued request gains per ms waited (see priorityKey). */

@@ -4,6 +4,11 @@ import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
+/** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
+export function parallelSlotsOf(w: Worker): number {
+  return w.capabilities.parallelSlots ?? 1;
+}
+
 /** Per-worker bookkeeping of what it runs. */
 interface WorkerLoad {
   /** Dispatched requests and asynchronous jobs (videos) not finished, in start order. */
@@ -72,7 +77,10 @@ export class LoadBook {
     // A video create answers at once: it says nothing of the job's time (learned from polls, see VideoJobs).
     if (ticket.demand.kind === "video") return;
     const doneMs = end.doneMs ?? this.clock();
-    const from = (startedMs: number) => doneMs - Math.max(startedMs, l?.lastDoneMs ?? 0);
+    // One slot runs its queue in order: a request starts no earlier than the previous answer.
+    // With parallel slots the previous answer may be another slot's: a run is timed from its start.
+    const after = parallelSlotsOf(run.worker) === 1 ? (l?.lastDoneMs ?? 0) : 0;
+    const from = (startedMs: number) => doneMs - Math.max(startedMs, after);
     if (run.batch !== null) {
       const b = run.batch;
       b.items.push({ facts: ticket.facts, ok: end.ok });
@@ -98,8 +106,9 @@ export class LoadBook {
     if (!l) return 1;
     let s = 1;
     let prevEnd = 0;
+    const serial = parallelSlotsOf(w) === 1;
     for (const r of l.runs) {
-      const began = Math.max(r.startedMs, prevEnd, l.lastDoneMs);
+      const began = serial ? Math.max(r.startedMs, prevEnd, l.lastDoneMs) : r.startedMs;
       const elapsed = nowMs - began;
       if (elapsed > r.predictedMs && r.predictedMs > 0) s = Math.max(s, (1.5 * elapsed) / r.predictedMs);
       prevEnd = began + r.predictedMs;
@@ -119,6 +128,23 @@ export class LoadBook {
     let t = 0;
     for (const r of l.runs) t = Math.max(t, r.startedMs, l.lastDoneMs) + r.predictedMs * slow;
     return Math.max(t, nowMs);
+  }
+
+  /**
+   * When each of a worker's parallel slots is predicted free, earliest
+   * first: its runs in start order, each on the slot that frees first.
+   * One slot: [{@link busyUntil}].
+   */
+  slotsFreeAt(w: Worker, nowMs: number, slow: number): number[] {
+    const k = parallelSlotsOf(w);
+    if (k === 1) return [this.busyUntil(w, nowMs, slow)];
+    const ends = new Array<number>(k).fill(0);
+    for (const r of this.#loads.get(w)?.runs ?? []) {
+      let i = 0;
+      for (let j = 1; j < k; j++) if (ends[j]! < ends[i]!) i = j;
+      ends[i] = Math.max(ends[i]!, r.startedMs) + r.predictedMs * slow;
+    }
+    return ends.map((e) => Math.max(e, nowMs)).sort((a, b) => a - b);
   }
 
   /** Predicted ms of work dispatched to a worker and not finished. */

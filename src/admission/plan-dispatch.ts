@@ -1,6 +1,7 @@
 import type { Worker } from "../registry/worker.js";
-import { planDispatch, priorityKey, type PlanItem, type PlanWorker } from "../scheduler/plan.js";
+import { occupy, planDispatch, priorityKey, type PlanItem, type PlanWorker } from "../scheduler/plan.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
+import { parallelSlotsOf } from "./loads.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
 
@@ -94,10 +95,14 @@ export class PlanDispatch implements DispatchStrategy {
   /**
    * Requests the planner may still send a worker now: its slots minus the
    * generations (and video jobs) it runs. Affinity requests (an image's or
-   * a video's content) do not count: they use no GPU.
+   * a video's content) do not count: they use no GPU. A worker with dp_size
+   * data-parallel replicas has that many times the default cap (an explicit
+   * --max-concurrency-per-worker is the operator's number for the worker).
    */
   freeSlots(w: Worker): number {
-    return this.ctx.cap === 0 ? Number.MAX_SAFE_INTEGER : Math.max(0, this.ctx.cap - this.ctx.loads.runsOn(w));
+    const { cap, capPerSlot } = this.ctx;
+    if (cap === 0) return Number.MAX_SAFE_INTEGER;
+    return Math.max(0, (capPerSlot ? cap * parallelSlotsOf(w) : cap) - this.ctx.loads.runsOn(w));
   }
 
   /** Forwarded routes that were held (a refit) go at once: they use no GPU slot. */
@@ -123,7 +128,8 @@ export class PlanDispatch implements DispatchStrategy {
         const s = loads.slowdown(w, nowMs);
         slow.set(w, s);
         const snap = loads.snapshot(w);
-        state.set(w, { busyUntilMs: loads.busyUntil(w, nowMs, s), freeSlots: this.freeSlots(w), learned: snap.observations >= LEARNED_OBSERVATIONS, noise: snap.noise });
+        const [busyUntilMs, ...otherSlotsMs] = loads.slotsFreeAt(w, nowMs, s);
+        state.set(w, { busyUntilMs: busyUntilMs!, otherSlotsMs, freeSlots: this.freeSlots(w), learned: snap.observations >= LEARNED_OBSERVATIONS, noise: snap.noise });
       }
       const work = waiter.ticket.facts.work;
       items.push({ candidates: cands, predictMs: (w) => loads.predictMs(work, w) * slow.get(w)! });
@@ -149,7 +155,7 @@ export class PlanDispatch implements DispatchStrategy {
         probed.add(i);
         plan.push([i, w]);
         st.freeSlots--;
-        st.busyUntilMs = Math.max(st.busyUntilMs, nowMs) + items[i]!.predictMs(w);
+        occupy(st, Math.max(st.busyUntilMs, nowMs) + items[i]!.predictMs(w));
         break;
       }
     }

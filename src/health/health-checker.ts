@@ -2,7 +2,7 @@ import type { Logger } from "../log.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
-import { probeCapabilities, probeHealth, type ProbeProblem } from "./probe.js";
+import { probeCapabilities, probeHealth, probeParallelSlots, type ProbeProblem } from "./probe.js";
 
 /** Options of {@link createHealthChecker}. */
 export interface HealthCheckerOptions {
@@ -92,9 +92,9 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       const stored = worker.capabilities.instanceFingerprint;
       const changed = qualified && stored !== null && stored !== raw;
       caps.instanceFingerprint = qualified ? raw : stored;
-      if (changed || stored !== caps.instanceFingerprint || worker.capabilities.taskType !== caps.taskType) {
-        registry.setCapabilities(worker.url, caps);
-      }
+      const cardChanged = changed || stored !== caps.instanceFingerprint || worker.capabilities.taskType !== caps.taskType;
+      caps.parallelSlots = await parallelSlotsNow(upstream, worker, cardChanged, options.timeoutMs);
+      if (cardChanged || caps.parallelSlots !== worker.capabilities.parallelSlots) registry.setCapabilities(worker.url, caps);
       if (changed) options.onProcessChanged?.(worker, stored, raw);
     } catch (err) {
       logger.debug({ worker: worker.url, err }, "capability probe failed");
@@ -121,4 +121,14 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
     checkAll,
     checkOne,
   };
+}
+
+/**
+ * A worker's parallel slots after a good probe: dp_size is read again only
+ * when the worker may be another process (a changed card, or coming back),
+ * so a healthy round stays two requests.
+ */
+async function parallelSlotsNow(upstream: Upstream, worker: Worker, cardChanged: boolean, timeoutMs: number): Promise<number | undefined> {
+  if (!cardChanged && !worker.dead) return worker.capabilities.parallelSlots;
+  return probeParallelSlots(upstream, worker.url, timeoutMs);
 }

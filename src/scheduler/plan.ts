@@ -36,6 +36,31 @@ export interface PlanWorker {
    * starve the other of the requests that would correct its estimate.
    */
   noise?: number;
+  /**
+   * Ends (ms) of the worker's other parallel slots (dp_size > 1), whose
+   * earliest free one is `busyUntilMs`: a request planned on the worker takes
+   * that slot, and the worker is next free when its earliest slot is. Absent:
+   * one slot. The whole-queue packing assumes one slot per worker and is not
+   * used when any worker has more.
+   */
+  otherSlotsMs?: number[];
+}
+
+/** Plans a request finishing at `finishMs` on the worker's earliest free slot. */
+export function occupy(s: PlanWorker, finishMs: number): void {
+  const others = s.otherSlotsMs;
+  if (others === undefined || others.length === 0) {
+    s.busyUntilMs = finishMs;
+    return;
+  }
+  let k = 0;
+  for (let i = 1; i < others.length; i++) if (others[i]! < others[k]!) k = i;
+  if (others[k]! >= finishMs) {
+    s.busyUntilMs = finishMs;
+    return;
+  }
+  s.busyUntilMs = others[k]!;
+  others[k] = finishMs;
 }
 
 export interface PlanItem<W> {
@@ -96,13 +121,14 @@ interface PackTable<W> {
 }
 
 function wholeQueueTable<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, n: number, nowMs: number): PackTable<W> | null {
-  let learned = true;
-  for (const s of state.values()) if (s.learned === false) learned = false;
+  // Packing trusts learned estimates only, and models one slot per worker.
+  let packable = true;
+  for (const s of state.values()) if (s.learned === false || (s.otherSlotsMs?.length ?? 0) > 0) packable = false;
   // Packing can only move a request between workers: with one worker, or
   // with every request allowed on one worker only, there is nothing to move.
   let movable = false;
   for (let i = 0; i < n && !movable; i++) movable = items[i]!.candidates.length > 1;
-  if (!(learned && movable && state.size > 1 && n > 1 && n <= FULL_PLAN_ITEMS)) return null;
+  if (!(packable && movable && state.size > 1 && n > 1 && n <= FULL_PLAN_ITEMS)) return null;
   const workers = [...state.keys()];
   return {
     workers,
@@ -130,7 +156,7 @@ function firstPass<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, 
     const c = preferFree(cands, state, nowMs, finishes, times, best, (rotation + i) % cands.length);
     const w = cands[c]!;
     const s = state.get(w)!;
-    s.busyUntilMs = Math.max(s.busyUntilMs, nowMs) + times[c]!;
+    occupy(s, Math.max(s.busyUntilMs, nowMs) + times[c]!);
     if (table !== null) table.first[i] = table.index.get(w)!;
     if (s.freeSlots > 0) {
       s.freeSlots--;
