@@ -1,7 +1,7 @@
 import type { AffinityMap } from "../admission/affinity.js";
 import { RouterError } from "../errors.js";
 import type { HealthChecker } from "../health/health-checker.js";
-import { describeNetworkError, probeCapabilities } from "../health/probe.js";
+import { describeNetworkError, probeCapabilities, probeParallelSlots } from "../health/probe.js";
 import type { Logger } from "../log.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
@@ -75,9 +75,9 @@ export function createControl(options: ControlOptions): Control {
 
   async function refreshCapabilities(worker: Worker): Promise<void> {
     try {
-      const caps = await probeCapabilities(upstream, worker.url, options.probeTimeoutMs);
+      const [caps, parallelSlots] = await Promise.all([probeCapabilities(upstream, worker.url, options.probeTimeoutMs), probeParallelSlots(upstream, worker.url, options.probeTimeoutMs)]);
       // A fingerprint is trusted only once health probes saw it stable.
-      registry.setCapabilities(worker.url, { ...caps, instanceFingerprint: worker.capabilities.instanceFingerprint });
+      registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: worker.capabilities.instanceFingerprint });
     } catch (err) {
       registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
       throw err;

@@ -24,6 +24,7 @@ export function workerJson(w: Worker, scheduling?: WorkerScheduling): Record<str
     weight_version: w.weightVersion,
     draining: w.draining,
     managed: w.managed,
+    parallel_slots: w.capabilities.parallelSlots ?? 1,
   };
   if (scheduling !== undefined) {
     json.speed = Math.round(scheduling.speed * 1000) / 1000;

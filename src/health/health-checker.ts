@@ -3,7 +3,7 @@ import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { createFingerprintJudge } from "./fingerprint.js";
-import { probeCapabilities, probeHealth, type ProbeProblem } from "./probe.js";
+import { probeCapabilities, probeHealth, probeParallelSlots, type ProbeProblem } from "./probe.js";
 
 /** Options of {@link createHealthChecker}. */
 export interface HealthCheckerOptions {
@@ -78,9 +78,9 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       const stored = worker.capabilities.instanceFingerprint;
       const { fingerprint, change } = fingerprints.judge(worker.url, caps.instanceFingerprint, stored, Date.now());
       caps.instanceFingerprint = fingerprint;
-      if (change !== null || stored !== fingerprint || worker.capabilities.taskType !== caps.taskType) {
-        registry.setCapabilities(worker.url, caps);
-      }
+      const cardChanged = change !== null || stored !== fingerprint || worker.capabilities.taskType !== caps.taskType;
+      caps.parallelSlots = await parallelSlotsNow(upstream, worker, cardChanged, options.timeoutMs);
+      if (cardChanged || caps.parallelSlots !== worker.capabilities.parallelSlots) registry.setCapabilities(worker.url, caps);
       if (change !== null) options.onProcessChanged?.(worker, change.previous, change.current);
     } catch (err) {
       logger.debug({ worker: worker.url, err }, "capability probe failed");
@@ -107,4 +107,14 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
     checkAll,
     checkOne,
   };
+}
+
+/**
+ * A worker's parallel slots after a good probe: dp_size is read again only
+ * when the worker may be another process (a changed card, or coming back),
+ * so a healthy round stays two requests.
+ */
+async function parallelSlotsNow(upstream: Upstream, worker: Worker, cardChanged: boolean, timeoutMs: number): Promise<number | undefined> {
+  if (!cardChanged && !worker.dead) return worker.capabilities.parallelSlots;
+  return probeParallelSlots(upstream, worker.url, timeoutMs);
 }

@@ -42,6 +42,25 @@ export async function probeCapabilities(upstream: Upstream, url: string, timeout
   };
 }
 
+/** Most parallel slots believed from one worker's answer: a bound on what a wrong answer can send it. */
+const MAX_PARALLEL_SLOTS = 64;
+
+/**
+ * Reads `dp_size` from the worker's `GET /server_info`: that many
+ * data-parallel replicas serve behind its URL, each running its own
+ * generations. 1 when the worker does not say (an older worker, an error):
+ * one at a time is always safe.
+ */
+export async function probeParallelSlots(upstream: Upstream, url: string, timeoutMs: number): Promise<number> {
+  try {
+    const answer = await upstream.requestJson(url, "GET", "/server_info", { timeoutMs });
+    const dp = answer.status === 200 ? (answer.body as { dp_size?: unknown } | null)?.dp_size : undefined;
+    return typeof dp === "number" && Number.isInteger(dp) && dp >= 1 ? Math.min(dp, MAX_PARALLEL_SLOTS) : 1;
+  } catch {
+    return 1;
+  }
+}
+
 /** A short, stable description of a network error (walks `cause`, keeps the errno code). */
 export function describeNetworkError(err: unknown): string {
   let e: unknown = err;

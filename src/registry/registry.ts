@@ -29,9 +29,21 @@ export interface ProbeFailure {
  * below, so the routable sets are rebuilt once per change instead of
  * filtered per request, and listeners (WatchWorkers, metrics, audit, the
  * refit coordinator) see every change with its {@link Transition} name.
+ *
+ * Two phases, in this order: `change` listeners judge a change and may
+ * answer it with transitions of their own (the refit coordinator takes a
+ * worker that came back on other weights out of rotation); `settled`
+ * listeners (admission, which hands workers to waiting requests) run once
+ * the outermost change and every change it caused have been told to all
+ * `change` listeners, whatever their registration order: no waiter is handed
+ * a worker a judge is about to take back. Load updates have no `settled`.
  */
-export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
+export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [RegistryEvent] }> {
   readonly #workers = new Map<string, MutableWorker>();
+  /** Changes told to `change` listeners and not yet to `settled` ones; depth of nested changes. */
+  readonly #unsettled: RegistryEvent[] = [];
+  #depth = 0;
+  #settling = false;
   #routable: Worker[] = [];
   #routableVideo: Worker[] = [];
 
@@ -67,7 +79,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
     };
     this.#workers.set(url, worker);
     this.#rebuild();
-    this.emit("change", { type: "added", worker });
+    this.#tell({ type: "added", worker });
     return { worker, created: true };
   }
 
@@ -76,7 +88,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
     if (!worker) return undefined;
     this.#workers.delete(url);
     this.#rebuild();
-    this.emit("change", { type: "removed", worker });
+    this.#tell({ type: "removed", worker });
     return worker;
   }
 
@@ -330,8 +342,27 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent] }> {
     if (!worker) return undefined;
     mutate(worker);
     this.#rebuild();
-    this.emit("change", { type: "updated", worker, reason });
+    this.#tell({ type: "updated", worker, reason });
     return worker;
+  }
+
+  /** Tells `change` listeners now, and `settled` listeners once no change is being told any more (see the class comment). */
+  #tell(e: RegistryEvent): void {
+    this.#unsettled.push(e);
+    this.#depth++;
+    try {
+      this.emit("change", e);
+    } finally {
+      this.#depth--;
+    }
+    // An outer change, or the loop below (a settled listener's own transition), settles it.
+    if (this.#depth > 0 || this.#settling) return;
+    this.#settling = true;
+    try {
+      for (let next = this.#unsettled.shift(); next !== undefined; next = this.#unsettled.shift()) this.emit("settled", next);
+    } finally {
+      this.#settling = false;
+    }
   }
 
   #kill(w: MutableWorker, reason: DeadReason): void {

@@ -18,6 +18,12 @@ export interface WorkerCapabilities {
   models: string[];
   /** `created` of the model card: changes when the process behind the URL restarts. */
   instanceFingerprint: string | null;
+  /**
+   * Generations the worker runs at once: `dp_size` of its `GET /server_info`
+   * (data-parallel replicas behind one URL). Absent = 1 (not reported, or
+   * not read yet).
+   */
+  parallelSlots?: number;
 }
 
 /**

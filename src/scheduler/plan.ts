@@ -36,6 +36,31 @@ export interface PlanWorker {
    * starve the other of the requests that would correct its estimate.
    */
   noise?: number;
+  /**
+   * Ends (ms) of the worker's other parallel slots (dp_size > 1), whose
+   * earliest free one is `busyUntilMs`: a request planned on the worker takes
+   * that slot, and the worker is next free when its earliest slot is. Absent:
+   * one slot. The whole-queue packing assumes one slot per worker and is not
+   * used when any worker has more.
+   */
+  otherSlotsMs?: number[];
+}
+
+/** Plans a request finishing at `finishMs` on the worker's earliest free slot. */
+export function occupy(s: PlanWorker, finishMs: number): void {
+  const others = s.otherSlotsMs;
+  if (others === undefined || others.length === 0) {
+    s.busyUntilMs = finishMs;
+    return;
+  }
+  let k = 0;
+  for (let i = 1; i < others.length; i++) if (others[i]! < others[k]!) k = i;
+  if (others[k]! >= finishMs) {
+    s.busyUntilMs = finishMs;
+    return;
+  }
+  s.busyUntilMs = others[k]!;
+  others[k] = finishMs;
 }
 
 export interface PlanItem<W> {
@@ -73,90 +98,132 @@ const MIN_PACK_GAIN = 0.002;
  * sooner, each worker with free slots gets its planned requests instead.
  */
 export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, nowMs: number, maxItems = 2048, rotation = 0): [number, W][] {
-  const out: [number, W][] = [];
   let free = 0;
   for (const s of state.values()) free += s.freeSlots;
-  if (free === 0) return out;
+  if (free === 0) return [];
   const n = Math.min(items.length, maxItems);
-  let learned = true;
-  for (const s of state.values()) if (s.learned === false) learned = false;
+  const table = wholeQueueTable(items, state, n, nowMs);
+  const out = firstPass(items, state, n, nowMs, rotation, free, table);
+  return table === null ? out : (packedPlan(table, n) ?? out);
+}
+
+/** The costs the packing works on, filled by the first pass; null when the whole queue is not packed. */
+interface PackTable<W> {
+  readonly workers: W[];
+  readonly index: Map<W, number>;
+  /** Predicted ms of item i on worker w at i × workers + w (Infinity: not a candidate). */
+  readonly cost: Float64Array;
+  /** Each worker's work before this round, from now. */
+  readonly base: Float64Array;
+  readonly slots: number[];
+  /** The first pass's worker index per item (-1: none). */
+  readonly first: Int32Array;
+}
+
+function wholeQueueTable<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, n: number, nowMs: number): PackTable<W> | null {
+  // Packing trusts learned estimates only, and models one slot per worker.
+  let packable = true;
+  for (const s of state.values()) if (s.learned === false || (s.otherSlotsMs?.length ?? 0) > 0) packable = false;
   // Packing can only move a request between workers: with one worker, or
   // with every request allowed on one worker only, there is nothing to move.
   let movable = false;
   for (let i = 0; i < n && !movable; i++) movable = items[i]!.candidates.length > 1;
-  const full = learned && movable && state.size > 1 && n > 1 && n <= FULL_PLAN_ITEMS;
-  const workers = full ? [...state.keys()] : [];
-  const index = new Map<W, number>(workers.map((w, i) => [w, i]));
-  const W = workers.length;
-  const cost = full ? new Float64Array(n * W).fill(Infinity) : null;
-  const base = full ? Float64Array.from(workers, (w) => Math.max(state.get(w)!.busyUntilMs, nowMs) - nowMs) : null;
-  const slots = full ? workers.map((w) => state.get(w)!.freeSlots) : null;
-  const first = full ? new Int32Array(n).fill(-1) : null;
+  if (!(packable && movable && state.size > 1 && n > 1 && n <= FULL_PLAN_ITEMS)) return null;
+  const workers = [...state.keys()];
+  return {
+    workers,
+    index: new Map<W, number>(workers.map((w, i) => [w, i])),
+    cost: new Float64Array(n * workers.length).fill(Infinity),
+    base: Float64Array.from(workers, (w) => Math.max(state.get(w)!.busyUntilMs, nowMs) - nowMs),
+    slots: workers.map((w) => state.get(w)!.freeSlots),
+    first: new Int32Array(n).fill(-1),
+  };
+}
+
+/**
+ * Largest first, each item to the worker that finishes it earliest (a free
+ * one within PREFER_FREE of the best, rotating); items whose worker has a
+ * free slot are sent. Fills `table` when the whole queue is packed after.
+ */
+function firstPass<W>(items: readonly PlanItem<W>[], state: Map<W, PlanWorker>, n: number, nowMs: number, rotation: number, free: number, table: PackTable<W> | null): [number, W][] {
+  const out: [number, W][] = [];
   const finishes: number[] = [];
   const times: number[] = [];
-  for (let i = 0; i < n && (full || free > 0); i++) {
-    const item = items[i]!;
-    const cands = item.candidates;
-    let best = -1;
-    let bestFinish = Infinity;
-    for (let c = 0; c < cands.length; c++) {
-      const s = state.get(cands[c]!);
-      if (s === undefined) {
-        finishes[c] = Infinity;
-        continue;
-      }
-      const ms = item.predictMs(cands[c]!);
-      times[c] = ms;
-      if (cost !== null) cost[i * W + index.get(cands[c]!)!] = ms;
-      finishes[c] = Math.max(s.busyUntilMs, nowMs) + ms;
-      if (finishes[c]! < bestFinish) {
-        best = c;
-        bestFinish = finishes[c]!;
-      }
-    }
+  for (let i = 0; i < n && (table !== null || free > 0); i++) {
+    const cands = items[i]!.candidates;
+    const best = earliestFinish(items[i]!, state, nowMs, finishes, times, table, i);
     if (best < 0) continue;
-    // Among free workers within PREFER_FREE of the best finish, take the
-    // first from a rotating start: equal workers share an idle fleet's
-    // requests (and keep their speed estimates fresh) instead of the first
-    // one taking them all.
-    // "Within" counts the scatter of the two workers' times too (noiseMs).
-    const limit = nowMs + (bestFinish - nowMs) * (1 + PREFER_FREE) + TIE_MS;
-    const bestNoise = state.get(cands[best]!)!.noise ?? 0;
-    const start = cands.length > 0 ? (rotation + i) % cands.length : 0;
-    for (let k = 0; k < cands.length; k++) {
-      const c = (start + k) % cands.length;
-      const s = state.get(cands[c]!);
-      if (s !== undefined && s.freeSlots > 0 && finishes[c]! <= limit + times[best]! * Math.max(bestNoise, s.noise ?? 0)) {
-        best = c;
-        break;
-      }
-    }
-    const w = cands[best]!;
+    const c = preferFree(cands, state, nowMs, finishes, times, best, (rotation + i) % cands.length);
+    const w = cands[c]!;
     const s = state.get(w)!;
-    s.busyUntilMs = Math.max(s.busyUntilMs, nowMs) + times[best]!;
-    if (first !== null) first[i] = index.get(w)!;
+    occupy(s, Math.max(s.busyUntilMs, nowMs) + times[c]!);
+    if (table !== null) table.first[i] = table.index.get(w)!;
     if (s.freeSlots > 0) {
       s.freeSlots--;
       free--;
       out.push([i, w]);
     }
   }
-  if (first === null) return out;
-  const problem = { base: base!, cost: cost!, n, w: W };
-  const order = Array.from({ length: n }, (_, i) => i);
-  const startMs = maxOf(loadsOf(problem, first));
-  const packed = bestPacking(problem, first, order, PACK_BUDGET, TIE_MS + MIN_PACK_GAIN * startMs);
-  if (packed === first) return out;
-  // Each worker with free slots gets its planned requests, highest priority first.
-  const packedOut: [number, W][] = [];
-  for (let i = 0; i < n; i++) {
-    const w = packed[i]!;
-    if (w >= 0 && slots![w]! > 0) {
-      slots![w]!--;
-      packedOut.push([i, workers[w]!]);
+  return out;
+}
+
+/** The candidate (index) finishing `item` earliest, or -1; fills each candidate's finish and time (and the pack table's costs). */
+function earliestFinish<W>(item: PlanItem<W>, state: Map<W, PlanWorker>, nowMs: number, finishes: number[], times: number[], table: PackTable<W> | null, i: number): number {
+  const cands = item.candidates;
+  let best = -1;
+  let bestFinish = Infinity;
+  for (let c = 0; c < cands.length; c++) {
+    const s = state.get(cands[c]!);
+    if (s === undefined) {
+      finishes[c] = Infinity;
+      continue;
+    }
+    const ms = item.predictMs(cands[c]!);
+    times[c] = ms;
+    if (table !== null) table.cost[i * table.workers.length + table.index.get(cands[c]!)!] = ms;
+    finishes[c] = Math.max(s.busyUntilMs, nowMs) + ms;
+    if (finishes[c]! < bestFinish) {
+      best = c;
+      bestFinish = finishes[c]!;
     }
   }
-  return packedOut;
+  return best;
+}
+
+/**
+ * Among free workers within PREFER_FREE of the best finish, the first from a
+ * rotating start: equal workers share an idle fleet's requests (and keep
+ * their speed estimates fresh) instead of the first one taking them all.
+ * "Within" counts the scatter of the two workers' times too (noise).
+ */
+function preferFree<W>(cands: readonly W[], state: Map<W, PlanWorker>, nowMs: number, finishes: number[], times: number[], best: number, start: number): number {
+  const limit = nowMs + (finishes[best]! - nowMs) * (1 + PREFER_FREE) + TIE_MS;
+  const bestNoise = state.get(cands[best]!)!.noise ?? 0;
+  for (let k = 0; k < cands.length; k++) {
+    const c = (start + k) % cands.length;
+    const s = state.get(cands[c]!);
+    if (s !== undefined && s.freeSlots > 0 && finishes[c]! <= limit + times[best]! * Math.max(bestNoise, s.noise ?? 0)) return c;
+  }
+  return best;
+}
+
+/** The whole queue packed (pack.ts) when that ends sooner than the first pass: each worker with free slots gets its planned requests, highest priority first. */
+function packedPlan<W>(table: PackTable<W>, n: number): [number, W][] | null {
+  const problem = { base: table.base, cost: table.cost, n, w: table.workers.length };
+  const order = Array.from({ length: n }, (_, i) => i);
+  const startMs = maxOf(loadsOf(problem, table.first));
+  const packed = bestPacking(problem, table.first, order, PACK_BUDGET, TIE_MS + MIN_PACK_GAIN * startMs);
+  if (packed === table.first) return null;
+  const slots = [...table.slots];
+  const out: [number, W][] = [];
+  for (let i = 0; i < n; i++) {
+    const w = packed[i]!;
+    if (w >= 0 && slots[w]! > 0) {
+      slots[w]!--;
+      out.push([i, table.workers[w]!]);
+    }
+  }
+  return out;
 }
 
 /**

@@ -21,6 +21,8 @@ export interface VirtualGpu {
   attention?: number;
   model?: string;
   taskType?: string;
+  /** Data-parallel replicas (the worker's dp_size): generations it runs at once, each at `speed`. Default 1. */
+  slots?: number;
 }
 
 export interface Job {
@@ -86,15 +88,18 @@ export class VirtualFleet {
   nowMs = 0;
   readonly registry = new Registry();
   readonly admission: Admission;
-  readonly gpus = new Map<Worker, VirtualGpu & { freeAtMs: number }>();
+  readonly gpus = new Map<Worker, VirtualGpu & { slotFreeMs: number[] }>();
+  /** Most generations each worker was sent and had not answered, at once. */
+  readonly peakConcurrency = new Map<Worker, number>();
   /** Pending completions, in no order. */
   private readonly running: { at: number; worker: Worker; ticket: Ticket; done: () => void }[] = [];
 
   constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: { maxConcurrencyPerWorker?: number } = {}) {
     gpus.forEach((g, i) => {
       const model = g.model ?? "Qwen/Qwen-Image";
-      const { worker } = this.registry.add(`http://10.0.0.${i + 1}:8000`, { capabilities: { taskType: g.taskType ?? "T2I", videoSupport: false, models: [model] } });
-      this.gpus.set(worker, { ...g, freeAtMs: 0 });
+      const slots = g.slots ?? 1;
+      const { worker } = this.registry.add(`http://10.0.0.${i + 1}:8000`, { capabilities: { taskType: g.taskType ?? "T2I", videoSupport: false, models: [model], ...(slots > 1 ? { parallelSlots: slots } : {}) } });
+      this.gpus.set(worker, { ...g, slotFreeMs: new Array<number>(slots).fill(0) });
     });
     this.admission = createAdmission({
       registry: this.registry,
@@ -120,10 +125,15 @@ export class VirtualFleet {
       const onWorker = (w: Worker) => {
         served.set(w, (served.get(w) ?? 0) + 1);
         const gpu = this.gpus.get(w)!;
-        const begin = Math.max(this.nowMs, gpu.freeAtMs);
-        gpu.freeAtMs = begin + serviceMs(gpu, job.body);
+        // Each slot runs its requests one at a time in arrival order; a request takes the slot free first.
+        const lanes = gpu.slotFreeMs;
+        const lane = lanes.indexOf(Math.min(...lanes));
+        const begin = Math.max(this.nowMs, lanes[lane]!);
+        lanes[lane] = begin + serviceMs(gpu, job.body);
+        const inFlight = this.running.filter((r) => r.worker === w).length + 1;
+        this.peakConcurrency.set(w, Math.max(this.peakConcurrency.get(w) ?? 0, inFlight));
         this.running.push({
-          at: gpu.freeAtMs,
+          at: lanes[lane]!,
           worker: w,
           ticket,
           done: () => {

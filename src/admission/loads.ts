@@ -1,0 +1,171 @@
+import type { RegistryEvent } from "../registry/registry.js";
+import type { Worker } from "../registry/worker.js";
+import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
+import type { WorkFeatures } from "../scheduler/request-facts.js";
+import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
+
+/** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
+export function parallelSlotsOf(w: Worker): number {
+  return w.capabilities.parallelSlots ?? 1;
+}
+
+/** Per-worker bookkeeping of what it runs. */
+interface WorkerLoad {
+  /** Dispatched requests and asynchronous jobs (videos) not finished, in start order. */
+  readonly runs: Set<Run>;
+  /** End of the last observed answer: a FIFO worker starts the next request no earlier. */
+  lastDoneMs: number;
+}
+
+/**
+ * What each worker runs (requests, batches, video jobs) and what its answers
+ * teach the cost model: predictions of a request on a worker, when a worker
+ * is predicted to be free, and how much slower than predicted it runs now.
+ */
+export class LoadBook {
+  readonly costs = new CostModel();
+  readonly #loads = new Map<Worker, WorkerLoad>();
+  /** The process epoch the cost model's knowledge of each worker is from. */
+  readonly #epochs = new WeakMap<Worker, number>();
+
+  constructor(private readonly clock: () => number) {}
+
+  /** A worker that left, or another process behind its URL, is learned anew. */
+  onRegistryChange(e: RegistryEvent): void {
+    if (e.type === "removed") {
+      this.#loads.delete(e.worker);
+      this.costs.forget(e.worker.url);
+    }
+    // Another process behind the URL (Worker.processEpoch) is a new worker,
+    // maybe on another GPU: what the old one taught the cost model no longer
+    // holds, and its first request is a cold start again.
+    if (e.type === "updated" && e.worker.processEpoch !== (this.#epochs.get(e.worker) ?? 0)) {
+      this.#epochs.set(e.worker, e.worker.processEpoch);
+      this.costs.forget(e.worker.url);
+    }
+  }
+
+  predictMs(work: WorkFeatures | null, w: Worker): number {
+    return this.costs.predictMs(w.url, modelOf(w), work);
+  }
+
+  snapshot(w: Worker): CostModelSnapshot {
+    return this.costs.snapshot(w.url, modelOf(w));
+  }
+
+  /** Counts a run of `ticket` on `worker` from now. */
+  start(worker: Worker, ticket: Ticket, batch: Batch | null): Run {
+    const run: Run = { worker, startedMs: this.clock(), predictedMs: this.predictMs(ticket.facts.work, worker), model: modelOf(worker), batch };
+    this.#loadOf(worker).runs.add(run);
+    return run;
+  }
+
+  /** Stops counting a run (a request that ended, a video job seen done or expired). */
+  drop(run: Run): boolean {
+    return this.#loads.get(run.worker)?.runs.delete(run) ?? false;
+  }
+
+  /** Runs (requests and video jobs) counted on a worker. */
+  runsOn(w: Worker): number {
+    return this.#loads.get(w)?.runs.size ?? 0;
+  }
+
+  /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
+  end(run: Run, ticket: Ticket, end: RunEnd): void {
+    const l = this.#loads.get(run.worker);
+    l?.runs.delete(run);
+    // A video create answers at once: it says nothing of the job's time (learned from polls, see VideoJobs).
+    if (ticket.demand.kind === "video") return;
+    const doneMs = end.doneMs ?? this.clock();
+    // One slot runs its queue in order: a request starts no earlier than the previous answer.
+    // With parallel slots the previous answer may be another slot's: a run is timed from its start.
+    const after = parallelSlotsOf(run.worker) === 1 ? (l?.lastDoneMs ?? 0) : 0;
+    const from = (startedMs: number) => doneMs - Math.max(startedMs, after);
+    if (run.batch !== null) {
+      const b = run.batch;
+      b.items.push({ facts: ticket.facts, ok: end.ok });
+      if (--b.left > 0) return;
+      // A batch is observed once, when its last member ends: each member is
+      // charged its share, which is what the worker's throughput was.
+      const share = from(b.startedMs) / b.size;
+      if (b.items.every((i) => i.ok)) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, share, doneMs);
+    } else if (end.ok) {
+      this.costs.observe(run.worker.url, run.model, ticket.facts.work, from(run.startedMs), doneMs);
+    }
+    if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
+  }
+
+  /**
+   * How much slower than predicted a worker is running right now: a request
+   * past its prediction says so before it ends (1.5 × its elapsed/predicted,
+   * as it is not done yet). A slow GPU's first request thus shows it slow
+   * while it still runs, and no more work is planned onto it as if fast.
+   */
+  slowdown(w: Worker, nowMs: number): number {
+    const l = this.#loads.get(w);
+    if (!l) return 1;
+    let s = 1;
+    let prevEnd = 0;
+    const serial = parallelSlotsOf(w) === 1;
+    for (const r of l.runs) {
+      const began = serial ? Math.max(r.startedMs, prevEnd, l.lastDoneMs) : r.startedMs;
+      const elapsed = nowMs - began;
+      if (elapsed > r.predictedMs && r.predictedMs > 0) s = Math.max(s, (1.5 * elapsed) / r.predictedMs);
+      prevEnd = began + r.predictedMs;
+    }
+    return s;
+  }
+
+  /**
+   * When a worker is predicted to finish what it has: its runs one after
+   * another in start order (a worker's scheduler queue is FIFO), each from
+   * the later of its start and the previous one's end, stretched by the
+   * worker's current slowdown.
+   */
+  busyUntil(w: Worker, nowMs: number, slow: number): number {
+    const l = this.#loads.get(w);
+    if (!l || l.runs.size === 0) return nowMs;
+    let t = 0;
+    for (const r of l.runs) t = Math.max(t, r.startedMs, l.lastDoneMs) + r.predictedMs * slow;
+    return Math.max(t, nowMs);
+  }
+
+  /**
+   * When each of a worker's parallel slots is predicted free, earliest
+   * first: its runs in start order, each on the slot that frees first.
+   * One slot: [{@link busyUntil}].
+   */
+  slotsFreeAt(w: Worker, nowMs: number, slow: number): number[] {
+    const k = parallelSlotsOf(w);
+    if (k === 1) return [this.busyUntil(w, nowMs, slow)];
+    const ends = new Array<number>(k).fill(0);
+    for (const r of this.#loads.get(w)?.runs ?? []) {
+      let i = 0;
+      for (let j = 1; j < k; j++) if (ends[j]! < ends[i]!) i = j;
+      ends[i] = Math.max(ends[i]!, r.startedMs) + r.predictedMs * slow;
+    }
+    return ends.map((e) => Math.max(e, nowMs)).sort((a, b) => a - b);
+  }
+
+  /** Predicted ms of work dispatched to a worker and not finished. */
+  inFlightWorkMs(w: Worker, nowMs: number): number {
+    const l = this.#loads.get(w);
+    if (!l) return 0;
+    let t = 0;
+    let left = 0;
+    for (const r of l.runs) {
+      t = Math.max(t, r.startedMs) + r.predictedMs;
+      left = Math.max(0, t - nowMs);
+    }
+    return left;
+  }
+
+  #loadOf(w: Worker): WorkerLoad {
+    let l = this.#loads.get(w);
+    if (!l) {
+      l = { runs: new Set(), lastDoneMs: 0 };
+      this.#loads.set(w, l);
+    }
+    return l;
+  }
+}
