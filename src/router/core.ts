@@ -1,0 +1,96 @@
+import { createControl, type Control } from "../admin/control.js";
+import { createAdmission, type Admission } from "../admission/admission.js";
+import { AffinityMap } from "../admission/affinity.js";
+import { createAudit, type Audit } from "../audit/audit.js";
+import { createPolicy } from "../balancer/index.js";
+import type { RouterOptions } from "../config/options.js";
+import { createHealthChecker, type HealthChecker } from "../health/health-checker.js";
+import { createOutlierDetector, type OutlierDetector } from "../health/outlier-detector.js";
+import type { Logger } from "../log.js";
+import { createMetrics, type Metrics } from "../metrics/metrics.js";
+import { createUpstream, type Upstream } from "../proxy/upstream.js";
+import { createRefitCoordinator, type RefitCoordinator } from "../refit/coordinator.js";
+import { Registry } from "../registry/registry.js";
+import { openStateFile, type StateFile } from "../state/state-file.js";
+
+/** The parts every front door shares: one of each, built once. */
+export interface Core {
+  readonly registry: Registry;
+  readonly upstream: Upstream;
+  /** Which worker holds each image / video id. */
+  readonly images: AffinityMap;
+  readonly videos: AffinityMap;
+  readonly health: HealthChecker;
+  readonly outliers: OutlierDetector;
+  readonly audit: Audit;
+  /** Unaudited: the refit coordinator and the health checks use it inside actions already audited. */
+  readonly control: Control;
+  readonly admission: Admission;
+  readonly stateFile: StateFile | null;
+  readonly refit: RefitCoordinator;
+  readonly metrics: Metrics;
+}
+
+/**
+ * The core, in dependency order: the registry; health (active probes) and
+ * the outlier detector (passive), which call each other late; control;
+ * admission; the refit coordinator (with its part of the state file); the
+ * metrics that read them all. Nothing here runs per request.
+ */
+export function buildCore(options: RouterOptions, logger: Logger): Core {
+  const registry = new Registry();
+  const upstream = createUpstream({ maxConnections: options.maxConnections, timeoutMs: options.timeoutMs });
+  const images = new AffinityMap();
+  const videos = new AffinityMap();
+  // Health probes an ejected worker through the outlier detector and vice versa: each reaches the other through a closure.
+  let outliers: OutlierDetector | null = null;
+  const health = createHealthChecker({
+    registry,
+    upstream,
+    logger,
+    intervalMs: options.healthCheckIntervalMs,
+    timeoutMs: options.healthCheckTimeoutMs,
+    failureThreshold: options.healthCheckFailureThreshold,
+    successThreshold: options.healthCheckSuccessThreshold,
+    onEjectedProbeFailed: (w) => outliers?.probeFailed(w),
+    // Another process answers behind the URL: it holds its base weights and
+    // is awake, whatever the router knew of the old one.
+    onProcessChanged: (w, previous, current) => {
+      logger.warn({ worker: w.url, previous, current }, "the process behind a worker URL changed: treated as a new worker");
+      registry.processChanged(w.url);
+    },
+  });
+  let metrics: Metrics | null = null;
+  const audit = createAudit({ logger, onFinished: (e) => metrics?.controlAction(e) });
+  const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos] });
+  const admission = buildAdmission(registry, options);
+  // One --state-file: the refit's weights and the pool's workers, each written by its owner.
+  const stateFile = options.stateFile === null ? null : openStateFile(options.stateFile);
+  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: stateFile?.refit ?? null });
+  const builtMetrics = createMetrics({ registry, admission, weightVersion: () => refit.version });
+  metrics = builtMetrics;
+  outliers = createOutlierDetector({
+    registry,
+    logger,
+    consecutiveFailures: options.ejectAfterFailures,
+    baseEjectionMs: 1_000,
+    maxEjectionMs: 60_000,
+    probe: (w) => void health.checkOne(w).catch(() => undefined),
+    onEject: (w) => builtMetrics.ejected(w.displayId),
+  });
+  return { registry, upstream, images, videos, health, outliers, audit, control, admission, stateFile, refit, metrics: builtMetrics };
+}
+
+function buildAdmission(registry: Registry, options: RouterOptions): Admission {
+  // earliest-finish plans in admission; the balancer's policy is then unused (least-request is passed for completeness).
+  const planned = options.routingAlgorithm === "earliest-finish";
+  return createAdmission({
+    registry,
+    policy: createPolicy(planned ? "least-request" : options.routingAlgorithm),
+    mode: planned ? "earliest-finish" : "policy",
+    workerBatchSize: options.workerBatchSize,
+    maxConcurrencyPerWorker: options.maxConcurrencyPerWorker,
+    queueSize: options.queueSize,
+    queueTimeoutMs: options.queueTimeoutMs,
+  });
+}

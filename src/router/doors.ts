@@ -1,0 +1,63 @@
+import type { Control } from "../admin/control.js";
+import { createAuth, type Auth } from "../auth/api-keys.js";
+import { auditedControl, auditedRefit } from "../audit/audited.js";
+import type { RouterOptions } from "../config/options.js";
+import { requestLimitsOf } from "../config/options.js";
+import { Dispatcher } from "../dispatch/dispatcher.js";
+import { createRouteSpecs } from "../dispatch/route-specs.js";
+import { ticketReader } from "../dispatch/ticket.js";
+import { createAdminRoutes } from "../http/admin-routes.js";
+import { createAffinityRoutes } from "../http/affinity-routes.js";
+import { createDataPlane } from "../http/data-plane.js";
+import { createFanoutRoutes } from "../http/fanout-routes.js";
+import { createRestHandler, type RestHandler } from "../http/rest-handler.js";
+import { createRolloutRoutes } from "../http/rollout-routes.js";
+import type { Logger } from "../log.js";
+import type { RefitCoordinator } from "../refit/coordinator.js";
+import { createRollouts, type Rollouts } from "../rollouts/rollouts.js";
+import type { Core } from "./core.js";
+
+/** What the front doors share: the audited control actions, the rollout jobs, the keys, and the REST handler. */
+export interface Doors {
+  /** Control and refit as both admin doors call them: every action on the audit trail. */
+  readonly control: Control;
+  readonly refit: RefitCoordinator;
+  readonly rollouts: Rollouts;
+  readonly auth: Auth;
+  readonly rest: RestHandler;
+}
+
+/**
+ * The dispatch core every generation request goes through, and the REST
+ * door over it and over the audited control actions. The RPC door
+ * (rpc-door.ts) calls the same audited actions and the same rollouts.
+ */
+export function buildDoors(core: Core, options: RouterOptions, logger: Logger): Doors {
+  const { registry, admission, upstream, images, videos, audit } = core;
+  const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers: core.outliers, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes });
+  const specs = createRouteSpecs(admission, images, videos);
+  // Request limits are checked where a ticket reads the body: REST requests and rollout items alike.
+  const tickets = ticketReader(requestLimitsOf(options));
+  const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
+  const control = auditedControl(core.control, audit);
+  const refit = auditedRefit(core.refit, audit);
+  const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version });
+  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
+  const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
+  const affinity = createAffinityRoutes({ registry, data, specs, images, videos });
+  const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
+  const rest = createRestHandler({
+    admin,
+    data,
+    affinity,
+    fanout,
+    rollouts: createRolloutRoutes(rollouts),
+    logger,
+    auth,
+    audit,
+    metrics: core.metrics,
+    accessLogExcludePrefixes: options.accessLogExcludePrefixes,
+    clientBodyTimeoutMs: options.clientBodyTimeoutMs,
+  });
+  return { control, refit, rollouts, auth, rest };
+}

@@ -1,0 +1,31 @@
+import { auditedLauncher } from "../audit/audited.js";
+import { createLauncher, type Launcher } from "../launcher/index.js";
+import type { Logger } from "../log.js";
+import type { Core } from "./core.js";
+import type { Doors } from "./doors.js";
+
+/**
+ * The launcher registers and removes its workers through the audited
+ * control actions, like an operator would; a restart it makes is an action
+ * of the router's own, on the audit trail and counted.
+ */
+export function buildLauncher(core: Core, doors: Doors, logger: Logger): Launcher {
+  const { registry, metrics, audit } = core;
+  return auditedLauncher(
+    createLauncher({
+      logger,
+      register: async (url) => {
+        await doors.control.addWorker(url, { managed: true });
+      },
+      deregister: async (url) => {
+        if (registry.get(url)) doors.control.removeWorker(url);
+      },
+      onRestart: (w) => {
+        metrics.workerRestarted(w.url.slice(w.url.indexOf("://") + 3));
+        const span = audit.begin("launcher.restart", { url: w.url, restarts: w.restarts, exit_code: w.exitCode ?? null, exit_signal: w.exitSignal ?? null });
+        return (o) => span.end({ workers: [{ worker: o.url, ok: o.state === "ready", ...(o.state === "ready" || !o.error ? {} : { error: o.error }) }] });
+      },
+    }),
+    audit,
+  );
+}
