@@ -1,0 +1,92 @@
+import type { Control } from "../admin/control.js";
+import { secondsToMs } from "../config/durations.js";
+import { RouterError } from "../errors.js";
+import type { Registry } from "../registry/registry.js";
+import { decodeWorkerId } from "../registry/worker-url.js";
+import type { RefitCoordinator } from "../refit/coordinator.js";
+import { diskRefitCommand } from "../refit/disk-command.js";
+import { readBody, readJsonObject, type Req } from "./body.js";
+import type { DataPlane } from "./data-plane.js";
+import { abortJson, answersJson, beginJson, commitJson, diskRefitJson, refitStatusJson } from "./refit-json.js";
+import { sendJson, type Res } from "./respond.js";
+
+export interface RefitRoutesOptions {
+  control: Control;
+  registry: Registry;
+  refit: RefitCoordinator;
+  data: DataPlane;
+  maxBodyBytes: number;
+}
+
+/** Refit, sleep/wake and weight checks over REST: parse into the core's commands, answer with its results in the original's shapes. */
+export function createRefitRoutes(options: RefitRoutesOptions) {
+  const { control, registry, refit, data, maxBodyBytes } = options;
+  return {
+    /**
+     * `POST /update_weights_from_disk`: the coordinated refit (hold, drain,
+     * broadcast, version). 200 with the results, or 502 `upstream_failed`
+     * with the same results when some worker failed (code in body and header).
+     */
+    async updateWeightsFromDisk(req: Req, res: Res, query: URLSearchParams): Promise<void> {
+      const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
+      const { raw, json } = await readJsonObject(req, maxBodyBytes);
+      const r = await refit.updateWeightsFromDisk(diskRefitCommand(raw, json, drainMs));
+      if (r.failure === null) sendJson(res, 200, diskRefitJson(r));
+      else sendJson(res, 502, { ...diskRefitJson(r), error: r.failure, code: "upstream_failed" }, { "x-router-error-code": "upstream_failed" });
+    },
+
+    async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
+      const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
+      const body = await readBody(req, maxBodyBytes);
+      sendJson(res, 200, answersJson((await refit.releaseMemory({ body, drainTimeoutMs: drainMs })).results));
+    },
+
+    async resumeMemory(req: Req, res: Res): Promise<void> {
+      const body = await readBody(req, maxBodyBytes);
+      sendJson(res, 200, answersJson((await refit.resumeMemory({ body })).results));
+    },
+
+    /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */
+    async refitBegin(req: Req, res: Res): Promise<void> {
+      const { json } = await readJsonObject(req, maxBodyBytes);
+      const unknown = Object.keys(json).filter((k) => k !== "drain_timeout_s" && k !== "timeout_s");
+      if (unknown.length) throw new RouterError("unknown_field", `Unsupported fields: ${unknown.join(", ")} (supported: drain_timeout_s, timeout_s)`, { details: { param: unknown[0] } });
+      const r = await refit.begin({ drainTimeoutMs: secondsToMs(json.drain_timeout_s, "drain_timeout_s"), timeoutMs: secondsToMs(json.timeout_s, "timeout_s") });
+      sendJson(res, 200, beginJson(r));
+    },
+
+    /** `POST /refit/commit {weight_version}`. */
+    async refitCommit(req: Req, res: Res): Promise<void> {
+      const { json } = await readJsonObject(req, maxBodyBytes);
+      const v = json.weight_version;
+      if (v !== undefined && v !== null && typeof v !== "string" && typeof v !== "number") {
+        throw new RouterError("invalid_request", "weight_version must be a string or a number", { details: { param: "weight_version" } });
+      }
+      sendJson(res, 200, commitJson(refit.commit(v === undefined || v === null || v === "" ? null : String(v))));
+    },
+
+    async refitAbort(req: Req, res: Res): Promise<void> {
+      await readBody(req, maxBodyBytes);
+      sendJson(res, 200, abortJson(refit.abort()));
+    },
+
+    refitStatus(res: Res): void {
+      sendJson(res, 200, refitStatusJson(refit.status()));
+    },
+
+    /** `POST /workers/{id}/update_weights_from_tensor`: this worker's own payload, inside an open refit. */
+    async tensorUpdate(req: Req, res: Res, id: string, path: string): Promise<void> {
+      const worker = control.getWorker(decodeWorkerId(id));
+      // The client's body streams through to the worker; its answer streams back.
+      await refit.updateTensors(worker.url, (answered) => data.toWorker(req, res, worker, path, (_origin, status, captured) => answered(status, captured)));
+    },
+
+    /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */
+    async weightsChecksum(req: Req, res: Res): Promise<void> {
+      const { raw } = await readJsonObject(req, maxBodyBytes);
+      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
+      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
+      sendJson(res, 200, answersJson(await control.broadcast("/get_weights_checksum", raw.length ? raw : "{}", targets)));
+    },
+  };
+}

@@ -1,0 +1,51 @@
+import type { Broadcast } from "../admin/broadcast.js";
+import { RouterError } from "../errors.js";
+import type { Registry } from "../registry/registry.js";
+import type { Operations } from "./operations.js";
+import type { Reconciler } from "./reconcile.js";
+import type { MemoryCommand, MemoryResult } from "./types.js";
+
+export interface MemoryOptions {
+  registry: Registry;
+  operations: Operations;
+  reconciler: Reconciler;
+  broadcast: Broadcast;
+  drainTimeoutMs: number;
+}
+
+/** Sleep (release GPU memory) and wake of the pool, between training phases. */
+export function createMemory(options: MemoryOptions) {
+  const { registry, operations, reconciler, broadcast } = options;
+
+  /** Drains, then puts every awake worker to sleep (those that answered 200 are asleep now). */
+  async function releaseMemory(command: MemoryCommand): Promise<MemoryResult> {
+    const current = operations.begin("sleep", "sleep");
+    try {
+      await operations.drain(command.drainTimeoutMs ?? options.drainTimeoutMs);
+      current.phase = "sleeping";
+      if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
+      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
+      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool");
+      const results = await broadcast("/release_memory_occupation", command.body, targets);
+      for (const r of results) if (r.status === 200) registry.markSleeping(r.workerUrl);
+      return { results };
+    } finally {
+      operations.end(current);
+    }
+  }
+
+  /** Wakes the sleeping workers (even those marked dead while asleep); held requests then flow. */
+  async function resumeMemory(command: MemoryCommand): Promise<MemoryResult> {
+    const op = operations.current;
+    if (op) throw new RouterError("refit_in_progress", `a ${op.kind} operation is in progress (phase ${op.phase}); retry when it ends`);
+    if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
+    const targets = registry.all().filter((w) => w.sleeping);
+    if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool (none is sleeping)");
+    const results = await broadcast("/resume_memory_occupation", command.body, targets);
+    for (const r of results) if (r.status === 200) registry.markAwake(r.workerUrl);
+    reconciler.sweep();
+    return { results };
+  }
+
+  return { releaseMemory, resumeMemory };
+}
