@@ -88,7 +88,7 @@ describe("refit coordinator (in process)", () => {
     const outcome = await refit.updateTensors(A, async (answered) => answered(200, answer({ success: true })));
     expect(outcome).toEqual({ workerUrl: A, ok: true, status: 200 });
     expect(refit.status().updatedWorkers).toEqual([A]);
-    const c = refit.commit("t1");
+    const c = refit.commit({ weightVersion: "t1" });
     expect(c).toMatchObject({ weightVersion: "t1", updatedWorkers: [A], staleWorkers: [B] });
     expect(worker(A)).toMatchObject({ weightVersion: "t1", sync: "in_sync" });
     expect(worker(B).sync).toBe("stale");
@@ -104,7 +104,7 @@ describe("refit coordinator (in process)", () => {
     }));
     expect(thrown).toBeInstanceOf(Error);
     expect(refit.status().updatedWorkers).toEqual([]);
-    expect((await failure(() => refit.commit("t2"))).code).toBe("invalid_request");
+    expect((await failure(() => refit.commit({ weightVersion: "t2" }))).code).toBe("invalid_request");
     // Neither took new weights (one refused, one never answered): aborting leaves no worker stale.
     expect(refit.abort()).toMatchObject({ reason: "aborted by request", staleWorkers: [] });
   });
@@ -115,7 +115,7 @@ describe("refit coordinator (in process)", () => {
     const e = await failure(refit.updateTensors(A, async () => void (sent = true)));
     expect(e.code).toBe("no_refit_in_progress");
     expect(sent).toBe(false);
-    expect((await failure(() => refit.commit("x"))).code).toBe("no_refit_in_progress");
+    expect((await failure(() => refit.commit({ weightVersion: "x" }))).code).toBe("no_refit_in_progress");
     expect((await failure(() => refit.abort())).code).toBe("no_refit_in_progress");
   });
 

@@ -28,7 +28,7 @@ function fromDiskRefit(r: DiskRefitResult): AuditSummary {
   return summary;
 }
 
-const fromMemory = (r: MemoryResult): AuditSummary => ({ workers: r.results.map(fromAnswer) });
+const fromMemory = (r: MemoryResult): AuditSummary => ({ workers: r.results.map(fromAnswer), ...(r.changed ? {} : { message: "nothing to do: the pool already was so" }) });
 
 /** Scalars of a weight-load body worth a line (model path, version, flags), never tensors or large values. */
 function scalarArgs(body: Buffer): Record<string, unknown> {
@@ -86,8 +86,8 @@ export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordi
         workers: [{ worker: o.workerUrl, ok: o.ok, ...(o.status ? { status: o.status } : { error: "no answer from the worker" }) }],
       }));
     },
-    commit(weightVersion) {
-      return audit.run("refit.commit", { weight_version: weightVersion }, () => refit.commit(weightVersion), (r) => ({
+    commit(command) {
+      return audit.run("refit.commit", { weight_version: command.weightVersion, ...(command.replay ? { replay: true } : {}) }, () => refit.commit(command), (r) => ({
         workers: [...r.updatedWorkers.map((w) => ({ worker: w, ok: true })), ...r.staleWorkers.map((w) => ({ worker: w, ok: false, error: "not updated: left rotation as stale" }))],
       }));
     },

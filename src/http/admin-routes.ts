@@ -33,10 +33,16 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     ...createWorkerRoutes(options),
     ...createRefitRoutes(options),
 
+    /**
+     * 200 while a worker can serve, and while the pool sleeps on purpose
+     * (status "sleeping": a probe must not restart the router at every
+     * training phase); 503 when no worker is up and none was put to sleep.
+     */
     health(res: Res): void {
       const s = control.status();
-      sendJson(res, s.healthy > 0 ? 200 : 503, {
-        status: s.healthy > 0 ? "healthy" : "unhealthy",
+      const status = s.healthy > 0 ? "healthy" : s.sleeping > 0 ? "sleeping" : "unhealthy";
+      sendJson(res, status === "unhealthy" ? 503 : 200, {
+        status,
         healthy_workers: s.healthy,
         total_workers: s.total,
         dead_workers: s.dead,

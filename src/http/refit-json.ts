@@ -1,5 +1,5 @@
 import type { WorkerAnswer } from "../admin/broadcast.js";
-import type { AbortResult, BeginResult, CommitResult, DiskRefitResult, RefitStatus, RefitSummary } from "../refit/types.js";
+import type { AbortResult, BeginResult, CommitResult, DiskRefitResult, MemoryResult, RefitStatus, RefitSummary } from "../refit/types.js";
 
 /*
  * The refit core's typed results in the REST shapes: the original router's
@@ -9,6 +9,9 @@ import type { AbortResult, BeginResult, CommitResult, DiskRefitResult, RefitStat
 export const answerJson = (a: WorkerAnswer) => ({ worker_url: a.workerUrl, status_code: a.status, body: a.body });
 
 export const answersJson = (answers: readonly WorkerAnswer[]) => ({ results: answers.map(answerJson) });
+
+/** A sleep or wake: the original's `{results}`, then whether anything changed (false: the pool already was so). */
+export const memoryJson = (r: MemoryResult) => ({ results: r.results.map(answerJson), changed: r.changed });
 
 function summaryJson(s: RefitSummary) {
   return { targets: s.targets, succeeded: s.succeeded, failed: s.failed, failed_workers: s.failedWorkers.map((f) => ({ worker_url: f.workerUrl, status_code: f.status, message: f.message })) };

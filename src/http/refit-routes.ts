@@ -5,9 +5,10 @@ import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
 import { diskRefitCommand } from "../refit/disk-command.js";
+import { replayOf, weightVersionOf } from "../refit/version-label.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
-import { abortJson, answersJson, beginJson, commitJson, diskRefitJson, refitStatusJson } from "./refit-json.js";
+import { abortJson, answersJson, beginJson, commitJson, diskRefitJson, memoryJson, refitStatusJson } from "./refit-json.js";
 import { sendJson, type Res } from "./respond.js";
 
 export interface RefitRoutesOptions {
@@ -38,12 +39,12 @@ export function createRefitRoutes(options: RefitRoutesOptions) {
     async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const body = await readBody(req, maxBodyBytes);
-      sendJson(res, 200, answersJson((await refit.releaseMemory({ body, drainTimeoutMs: drainMs })).results));
+      sendJson(res, 200, memoryJson(await refit.releaseMemory({ body, drainTimeoutMs: drainMs })));
     },
 
     async resumeMemory(req: Req, res: Res): Promise<void> {
       const body = await readBody(req, maxBodyBytes);
-      sendJson(res, 200, answersJson((await refit.resumeMemory({ body })).results));
+      sendJson(res, 200, memoryJson(await refit.resumeMemory({ body })));
     },
 
     /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */
@@ -55,14 +56,10 @@ export function createRefitRoutes(options: RefitRoutesOptions) {
       sendJson(res, 200, beginJson(r));
     },
 
-    /** `POST /refit/commit {weight_version}`. */
+    /** `POST /refit/commit {weight_version, replay?}`. */
     async refitCommit(req: Req, res: Res): Promise<void> {
       const { json } = await readJsonObject(req, maxBodyBytes);
-      const v = json.weight_version;
-      if (v !== undefined && v !== null && typeof v !== "string" && typeof v !== "number") {
-        throw new RouterError("invalid_request", "weight_version must be a string or a number", { details: { param: "weight_version" } });
-      }
-      sendJson(res, 200, commitJson(refit.commit(v === undefined || v === null || v === "" ? null : String(v))));
+      sendJson(res, 200, commitJson(refit.commit({ weightVersion: weightVersionOf(json.weight_version), replay: replayOf(json.replay) })));
     },
 
     async refitAbort(req: Req, res: Res): Promise<void> {

@@ -14,6 +14,7 @@ import type {
   AbortResult,
   BeginCommand,
   BeginResult,
+  CommitCommand,
   CommitResult,
   DiskRefitCommand,
   DiskRefitResult,
@@ -51,7 +52,7 @@ export interface RefitCoordinator {
   updateWeightsFromDisk(command: DiskRefitCommand): Promise<DiskRefitResult>;
   begin(command?: BeginCommand): Promise<BeginResult>;
   updateTensors(workerUrl: string, send: TensorSend): Promise<TensorUpdateOutcome>;
-  commit(weightVersion: string | null): CommitResult;
+  commit(command: CommitCommand): CommitResult;
   abort(reason?: string): AbortResult;
   releaseMemory(command: MemoryCommand): Promise<MemoryResult>;
   resumeMemory(command: MemoryCommand): Promise<MemoryResult>;

@@ -5,6 +5,7 @@ import type { Operations } from "./operations.js";
 import type { Reconciler } from "./reconcile.js";
 import type { RefitState } from "./state.js";
 import type { DiskRefitCommand, DiskRefitResult, RefitSummary } from "./types.js";
+import { checkNewLabel } from "./version-label.js";
 
 export interface DiskRefitOptions {
   registry: Registry;
@@ -56,6 +57,7 @@ export function createDiskRefit(options: DiskRefitOptions): (command: DiskRefitC
   return async function updateWeightsFromDisk(command) {
     const current = operations.begin("disk", "refit");
     try {
+      checkNewLabel(command.weightVersion, state.version, command.replay);
       const targetVersion = command.weightVersion ?? state.nextVersion();
       const body = command.body.toString("utf8");
       state.persist({ kind: "disk", body, targetVersion, startedAtMs: current.startedAtMs });

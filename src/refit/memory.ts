@@ -17,8 +17,23 @@ export interface MemoryOptions {
 export function createMemory(options: MemoryOptions) {
   const { registry, operations, reconciler, broadcast } = options;
 
-  /** Drains, then puts every awake worker to sleep (those that answered 200 are asleep now). */
+  /**
+   * Every live worker is already `state` (and there is one): the call has
+   * nothing to do. Dead workers do not count; with none alive the pool is
+   * not asleep on purpose, it is down (503 as before).
+   */
+  function alreadyAll(state: "asleep" | "awake"): boolean {
+    const live = registry.all().filter((w) => !w.dead || w.sleeping);
+    return live.length > 0 && live.every((w) => w.sleeping === (state === "asleep"));
+  }
+
+  /**
+   * Drains, then puts every awake worker to sleep (those that answered 200
+   * are asleep now). A pool already asleep is left alone: a training loop
+   * that sleeps twice is not an error.
+   */
   async function releaseMemory(command: MemoryCommand): Promise<MemoryResult> {
+    if (operations.current === null && alreadyAll("asleep")) return { results: [], changed: false };
     const current = operations.begin("sleep", "sleep");
     try {
       await operations.drain(command.drainTimeoutMs ?? options.drainTimeoutMs);
@@ -28,23 +43,24 @@ export function createMemory(options: MemoryOptions) {
       if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool");
       const results = await broadcast("/release_memory_occupation", command.body, targets);
       for (const r of results) if (r.status === 200) registry.markSleeping(r.workerUrl);
-      return { results };
+      return { results, changed: true };
     } finally {
       operations.end(current);
     }
   }
 
-  /** Wakes the sleeping workers (even those marked dead while asleep); held requests then flow. */
+  /** Wakes the sleeping workers (even those marked dead while asleep); held requests then flow. An awake pool is left alone. */
   async function resumeMemory(command: MemoryCommand): Promise<MemoryResult> {
     const op = operations.current;
     if (op) throw new RouterError("refit_in_progress", `a ${op.kind} operation is in progress (phase ${op.phase}); retry when it ends`);
+    if (alreadyAll("awake")) return { results: [], changed: false };
     if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
     const targets = registry.all().filter((w) => w.sleeping);
     if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool (none is sleeping)");
     const results = await broadcast("/resume_memory_occupation", command.body, targets);
     for (const r of results) if (r.status === 200) registry.markAwake(r.workerUrl);
     reconciler.sweep();
-    return { results };
+    return { results, changed: true };
   }
 
   return { releaseMemory, resumeMemory };

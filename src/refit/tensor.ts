@@ -4,7 +4,8 @@ import type { Registry } from "../registry/registry.js";
 import { describeOperation, type Operations } from "./operations.js";
 import type { RefitState } from "./state.js";
 import { createTensorUpdate, openTensorRefit } from "./tensor-update.js";
-import type { AbortResult, BeginCommand, BeginResult, CommitResult } from "./types.js";
+import type { AbortResult, BeginCommand, BeginResult, CommitCommand, CommitResult } from "./types.js";
+import { checkNewLabel } from "./version-label.js";
 
 export interface TensorRefitOptions {
   registry: Registry;
@@ -58,13 +59,14 @@ export function createTensorRefit(options: TensorRefitOptions) {
     return { weightVersion: state.version, timeoutMs, workers: registry.all().filter((w) => !w.dead).map((w) => w.url) };
   }
 
-  /** The updated workers take the new version (`weightVersion`, or the next number); the others leave rotation. */
-  function commit(weightVersion: string | null): CommitResult {
+  /** The updated workers take the new version (the command's, or the next number); the others leave rotation. */
+  function commit(command: CommitCommand): CommitResult {
     const current = openTensorRefit(operations, "no open refit to commit: POST /refit/begin first");
+    checkNewLabel(command.weightVersion, state.version, command.replay ?? false);
     if (current.updated.size === 0) throw new RouterError("invalid_request", "no worker was updated in this refit: POST /workers/{worker_id}/update_weights_from_tensor to each worker before committing (or /refit/abort)");
     const updated = current.updated;
     const previous = state.version;
-    const version = weightVersion ?? state.nextVersion();
+    const version = command.weightVersion ?? state.nextVersion();
     state.advance(version, { kind: "tensor" });
     const stale: string[] = [];
     for (const w of registry.all()) {

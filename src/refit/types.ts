@@ -15,6 +15,8 @@ export interface DiskRefitCommand {
   modelPath: string;
   /** The label the pool takes; null = the next refit number. */
   weightVersion: string | null;
+  /** The caller loads the pool's current `weightVersion` again on purpose (without it, that is refused). */
+  replay: boolean;
   /**
    * The body as the trainer sent it: workers receive these bytes (fields the
    * router does not know included), and a worker that joins later gets them replayed.
@@ -37,6 +39,14 @@ export interface BeginCommand {
   drainTimeoutMs?: number;
   /** Time the refit may stay open before it aborts itself; default: --refit-timeout. */
   timeoutMs?: number;
+}
+
+/** `refit/commit`. */
+export interface CommitCommand {
+  /** The label the updated workers take; null = the next refit number. */
+  weightVersion: string | null;
+  /** The pool's current label again, on purpose. */
+  replay?: boolean;
 }
 
 /** One worker that did not load the weights, and why. */
@@ -70,6 +80,8 @@ export interface DiskRefitResult {
 /** What a sleep or wake did on each worker. */
 export interface MemoryResult {
   results: WorkerAnswer[];
+  /** False when the pool was already asleep (release) or awake (resume): no worker was called. */
+  changed: boolean;
 }
 
 export interface BeginResult {

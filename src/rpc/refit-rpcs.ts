@@ -23,6 +23,7 @@ interface DiskRefitRequest {
   extra?: Record<string, unknown>;
   drainTimeoutS?: number;
   weightVersion: string;
+  replay: boolean;
 }
 
 /** The worker's body, as REST callers send it: extra fields first, the named ones over them. */
@@ -31,6 +32,7 @@ function diskRefitBody(req: DiskRefitRequest): Record<string, unknown> {
   if (req.flushCache !== undefined) json.flush_cache = req.flushCache;
   if (req.targetModules.length) json.target_modules = req.targetModules;
   if (req.weightVersion) json.weight_version = req.weightVersion;
+  if (req.replay) json.replay = true;
   return json;
 }
 
@@ -59,12 +61,12 @@ export function createRefitRpcs({ control, refit }: RefitRpcsOptions) {
       return response;
     },
     async releaseMemoryOccupation(req: { drainTimeoutS?: number }) {
-      const { results } = await refit.releaseMemory({ body: Buffer.from("{}"), drainTimeoutMs: secondsToMs(req.drainTimeoutS, "drain_timeout_s") });
-      return { results: resultsToPb(results) };
+      const { results, changed } = await refit.releaseMemory({ body: Buffer.from("{}"), drainTimeoutMs: secondsToMs(req.drainTimeoutS, "drain_timeout_s") });
+      return { results: resultsToPb(results), changed };
     },
     async resumeMemoryOccupation() {
-      const { results } = await refit.resumeMemory({ body: Buffer.from("{}") });
-      return { results: resultsToPb(results) };
+      const { results, changed } = await refit.resumeMemory({ body: Buffer.from("{}") });
+      return { results: resultsToPb(results), changed };
     },
     async beginRefit(req: { drainTimeoutS?: number; timeoutS?: number }) {
       const r = await refit.begin({ drainTimeoutMs: secondsToMs(req.drainTimeoutS, "drain_timeout_s"), timeoutMs: secondsToMs(req.timeoutS, "timeout_s") });
@@ -79,8 +81,8 @@ export function createRefitRpcs({ control, refit }: RefitRpcsOptions) {
       });
       return { result: resultsToPb([result!])[0] };
     },
-    async commitRefit(req: { weightVersion: string }) {
-      const r = refit.commit(req.weightVersion || null);
+    async commitRefit(req: { weightVersion: string; replay: boolean }) {
+      const r = refit.commit({ weightVersion: req.weightVersion || null, replay: req.replay });
       return { weightVersion: r.weightVersion, previousWeightVersion: r.previousWeightVersion, updatedWorkers: r.updatedWorkers, staleWorkers: r.staleWorkers };
     },
     async abortRefit() {
