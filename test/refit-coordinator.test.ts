@@ -19,10 +19,10 @@ const B = "http://10.0.0.2:30000";
 type Script = (url: string, path: string, body: string) => { status: number; body: unknown };
 const ok: Script = () => ({ status: 200, body: { success: true, message: "ok" } });
 
-function setup(script: Script = ok) {
+function setup(script: Script = ok, models: Record<string, string> = {}) {
   const logger = createLogger({ level: "silent" });
   const registry = new Registry();
-  for (const url of [A, B]) registry.add(url, { capabilities: { instanceFingerprint: null } });
+  for (const url of [A, B]) registry.add(url, { capabilities: { instanceFingerprint: null, models: models[url] ? [models[url]!] : [] } });
   const calls: { url: string; path: string }[] = [];
   const upstream = {
     async requestJson(origin: string, _method: string, path: string, opts: { body?: string | Buffer } = {}) {
@@ -133,6 +133,31 @@ describe("refit coordinator (in process)", () => {
     await late;
     expect(worker(A).sync).toBe("stale");
     expect(refit.version).toBe("0");
+  });
+
+  it("labels: the pool's current version again is refused before anything is sent, unless it is a replay; an empty label is refused", async () => {
+    const { refit, calls } = setup();
+    await refit.updateWeightsFromDisk(disk({ model_path: "/ckpt/9", weight_version: "9" }));
+    const sent = calls.length;
+    expect((await failure(refit.updateWeightsFromDisk(disk({ model_path: "/ckpt/9", weight_version: "9" })))).code).toBe("weight_version_unchanged");
+    expect(calls.length).toBe(sent);
+    expect(refit.status().phase).toBe("idle");
+    expect((await failure(() => disk({ model_path: "/ckpt/9", weight_version: "" }))).code).toBe("invalid_request");
+    expect((await refit.updateWeightsFromDisk(disk({ model_path: "/ckpt/9", weight_version: "9", replay: true }))).summary.succeeded).toBe(2);
+  });
+
+  it("two models: a refit must name one; only its workers load, and it gets its own version", async () => {
+    const { refit, calls, worker } = setup(ok, { [A]: "m/a", [B]: "m/b" });
+    expect((await failure(refit.updateWeightsFromDisk(disk({ model_path: "/ckpt/1" })))).code).toBe("invalid_request");
+    const r = await refit.updateWeightsFromDisk(disk({ model_path: "/ckpt/1", model: "m/a", weight_version: "a1" }));
+    expect(r).toMatchObject({ weightVersion: "a1", previousWeightVersion: "0", summary: { targets: 1 } });
+    expect(calls.map((c) => c.url)).toEqual([A]);
+    expect([worker(A).weightVersion, worker(B).weightVersion]).toEqual(["a1", "0"]);
+    expect([worker(A).sync, worker(B).sync]).toEqual(["in_sync", "in_sync"]);
+    expect(refit.status()).toMatchObject({ weightVersion: "0", modelVersions: { "m/a": "a1" } });
+    const slept = await refit.releaseMemory({ ...empty, model: "m/b" });
+    expect(slept.results.map((x) => x.workerUrl)).toEqual([B]);
+    expect([worker(A).sleeping, worker(B).sleeping]).toEqual([false, true]);
   });
 
   it("sleep and wake: every awake worker sleeps; waking is refused while another operation runs", async () => {

@@ -95,10 +95,10 @@ export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordi
       return audit.run("refit.abort", reason === undefined ? {} : { reason }, () => refit.abort(reason), (r) => ({ workers: r.staleWorkers.map((w) => ({ worker: w, ok: false, error: "holds uncommitted weights: left rotation as stale" })) }));
     },
     releaseMemory(command) {
-      return audit.run("memory.release", { drain_timeout_s: seconds(command.drainTimeoutMs) }, () => refit.releaseMemory(command), fromMemory);
+      return audit.run("memory.release", { drain_timeout_s: seconds(command.drainTimeoutMs), ...(command.model ? { model: command.model } : {}) }, () => refit.releaseMemory(command), fromMemory);
     },
     resumeMemory(command) {
-      return audit.run("memory.resume", {}, () => refit.resumeMemory(command), fromMemory);
+      return audit.run("memory.resume", command.model ? { model: command.model } : {}, () => refit.resumeMemory(command), fromMemory);
     },
   };
 }

@@ -6,6 +6,7 @@ import type { RefitCoordinator } from "../refit/coordinator.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import type { DataPlane } from "./data-plane.js";
+import { modelVersionsJson } from "./refit-json.js";
 import { createRefitRoutes } from "./refit-routes.js";
 import { sendJson, type Res } from "./respond.js";
 import { createWorkerRoutes } from "./worker-routes.js";
@@ -41,6 +42,7 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
     health(res: Res): void {
       const s = control.status();
       const status = s.healthy > 0 ? "healthy" : s.sleeping > 0 ? "sleeping" : "unhealthy";
+      const refitStatus = refit.status();
       sendJson(res, status === "unhealthy" ? 503 : 200, {
         status,
         healthy_workers: s.healthy,
@@ -49,7 +51,8 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
         sleeping_workers: s.sleeping,
         routable_workers: s.routable,
         weight_version: refit.version,
-        refit_phase: refit.status().phase,
+        refit_phase: refitStatus.phase,
+        ...modelVersionsJson(refitStatus),
       });
     },
 

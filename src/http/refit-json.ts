@@ -27,6 +27,11 @@ export const commitJson = (r: CommitResult) => ({ weight_version: r.weightVersio
 
 export const abortJson = (r: AbortResult) => ({ weight_version: r.weightVersion, aborted: true, reason: r.reason, stale_workers: r.staleWorkers });
 
+/** `weight_versions` (model -> version), only once a refit named a model: a single-model pool's answers stay as they were. */
+export function modelVersionsJson(s: RefitStatus): { weight_versions?: Record<string, string> } {
+  return Object.keys(s.modelVersions).length > 0 ? { weight_versions: s.modelVersions } : {};
+}
+
 export function refitStatusJson(s: RefitStatus) {
   return {
     weight_version: s.weightVersion,
@@ -38,5 +43,6 @@ export function refitStatusJson(s: RefitStatus) {
     replayable: s.replayable,
     held_requests: s.heldRequests,
     in_flight: s.inFlight,
+    ...modelVersionsJson(s),
   };
 }

@@ -5,6 +5,7 @@ import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
 import { diskRefitCommand } from "../refit/disk-command.js";
+import { modelFieldOf } from "../refit/targets.js";
 import { replayOf, weightVersionOf } from "../refit/version-label.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
 import type { DataPlane } from "./data-plane.js";
@@ -17,6 +18,21 @@ export interface RefitRoutesOptions {
   refit: RefitCoordinator;
   data: DataPlane;
   maxBodyBytes: number;
+}
+
+/**
+ * A sleep/wake body's `model`: the original sends these bodies on to the
+ * workers unread, and so does the router, so one that is not a JSON object
+ * names no model rather than being refused.
+ */
+function modelInBody(body: Buffer): string | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch {
+    return null;
+  }
+  return json !== null && typeof json === "object" ? modelFieldOf((json as { model?: unknown }).model) : null;
 }
 
 /** Refit, sleep/wake and weight checks over REST: parse into the core's commands, answer with its results in the original's shapes. */
@@ -39,12 +55,12 @@ export function createRefitRoutes(options: RefitRoutesOptions) {
     async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const body = await readBody(req, maxBodyBytes);
-      sendJson(res, 200, memoryJson(await refit.releaseMemory({ body, drainTimeoutMs: drainMs })));
+      sendJson(res, 200, memoryJson(await refit.releaseMemory({ body, drainTimeoutMs: drainMs, model: modelInBody(body) })));
     },
 
     async resumeMemory(req: Req, res: Res): Promise<void> {
       const body = await readBody(req, maxBodyBytes);
-      sendJson(res, 200, memoryJson(await refit.resumeMemory({ body })));
+      sendJson(res, 200, memoryJson(await refit.resumeMemory({ body, model: modelInBody(body) })));
     },
 
     /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */

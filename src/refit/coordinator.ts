@@ -82,6 +82,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
         startedAtMs: op?.startedAtMs ?? null,
         updatedWorkers: op ? [...op.updated] : [],
         replayable: state.last?.kind === "disk",
+        modelVersions: Object.fromEntries([...state.models].map(([model, w]) => [model, w.version])),
         heldRequests: admission.queued,
         inFlight: admission.inFlight,
       };

@@ -1,5 +1,6 @@
 import { RouterError } from "../errors.js";
 import type { DiskRefitCommand } from "./types.js";
+import { modelFieldOf } from "./targets.js";
 import { replayOf, weightVersionOf } from "./version-label.js";
 
 /**
@@ -11,5 +12,5 @@ export function diskRefitCommand(body: Buffer, json: Readonly<Record<string, unk
   if (typeof json.model_path !== "string" || json.model_path === "") {
     throw new RouterError("invalid_request", "model_path is required and must be a non-empty string", { details: { param: "model_path" } });
   }
-  return { modelPath: json.model_path, weightVersion: weightVersionOf(json.weight_version), replay: replayOf(json.replay), body, drainTimeoutMs };
+  return { modelPath: json.model_path, weightVersion: weightVersionOf(json.weight_version), replay: replayOf(json.replay), model: modelFieldOf(json.model), body, drainTimeoutMs };
 }

@@ -5,6 +5,7 @@ import type { Operations } from "./operations.js";
 import type { Reconciler } from "./reconcile.js";
 import type { RefitState } from "./state.js";
 import type { DiskRefitCommand, DiskRefitResult, RefitSummary } from "./types.js";
+import { drainScope, modelOf, targetModel } from "./targets.js";
 import { checkNewLabel } from "./version-label.js";
 
 export interface DiskRefitOptions {
@@ -35,9 +36,9 @@ export function createDiskRefit(options: DiskRefitOptions): (command: DiskRefitC
     return { targets: results.length, succeeded: results.length - failed.length, failed: failed.length, failedWorkers: failed };
   }
 
-  /** The pool moves to `version`; a worker that failed is kept away from traffic (half loaded or rolled back) until a replay. */
-  function advance(version: string, body: string, results: WorkerAnswer[]): void {
-    state.advance(version, { kind: "disk", body });
+  /** The pool (or `model`) moves to `version`; a worker that failed is kept away from traffic (half loaded or rolled back) until a replay. */
+  function advance(version: string, body: string, results: WorkerAnswer[], model: string | null): void {
+    state.advance(version, { kind: "disk", body }, model);
     for (const r of results) {
       if (answerSucceeded(r)) {
         registry.weightsLoaded(r.workerUrl, version);
@@ -48,29 +49,31 @@ export function createDiskRefit(options: DiskRefitOptions): (command: DiskRefitC
     }
   }
 
-  function failureOf(summary: RefitSummary): string | null {
+  function failureOf(summary: RefitSummary, version: string): string | null {
     if (summary.failed === 0) return null;
-    const what = summary.succeeded === 0 ? `no worker loaded the weights; the pool stays on ${state.version}` : `${summary.failed} of ${summary.targets} worker(s) failed and left rotation until they hold ${state.version}`;
+    const what = summary.succeeded === 0 ? `no worker loaded the weights; the pool stays on ${version}` : `${summary.failed} of ${summary.targets} worker(s) failed and left rotation until they hold ${version}`;
     return `update_weights_from_disk: ${what}`;
   }
 
   return async function updateWeightsFromDisk(command) {
-    const current = operations.begin("disk", "refit");
+    const model = targetModel(registry, command.model, true);
+    const current = operations.begin("disk", "refit", model === null);
     try {
-      checkNewLabel(command.weightVersion, state.version, command.replay);
+      const previous = state.weightsOfModel(model).version;
+      checkNewLabel(command.weightVersion, previous, command.replay);
       const targetVersion = command.weightVersion ?? state.nextVersion();
       const body = command.body.toString("utf8");
-      state.persist({ kind: "disk", body, targetVersion, startedAtMs: current.startedAtMs });
-      await operations.drain(command.drainTimeoutMs ?? options.drainTimeoutMs);
+      state.persist({ kind: "disk", body, targetVersion, startedAtMs: current.startedAtMs, ...(model === null ? {} : { model }) });
+      await drainScope(registry, operations, model, command.drainTimeoutMs ?? options.drainTimeoutMs);
       current.phase = "updating";
-      const targets = registry.all().filter((w) => !w.dead);
+      const targets = registry.all().filter((w) => !w.dead && (model === null || modelOf(w) === model));
       if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
       const results = await broadcast("/update_weights_from_disk", command.body, targets);
       const summary = summaryOf(results);
-      const previous = state.version;
-      if (summary.succeeded > 0) advance(targetVersion, body, results);
+      if (summary.succeeded > 0) advance(targetVersion, body, results, model);
       state.persist();
-      return { results, weightVersion: state.version, previousWeightVersion: previous, summary, failure: failureOf(summary) };
+      const version = state.weightsOfModel(model).version;
+      return { results, weightVersion: version, previousWeightVersion: previous, summary, failure: failureOf(summary, version) };
     } catch (err) {
       state.persist();
       throw err;

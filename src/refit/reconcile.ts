@@ -44,7 +44,7 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
   function reconcile(w: Worker): void {
     const op = operations.current;
     if (registry.get(w.url) !== w || w.dead || op?.kind === "disk" || op?.kind === "tensor") return;
-    const { version, last } = state;
+    const { version, last } = state.weightsOf(w);
     if (w.weightVersion === version) {
       if (w.sync !== "in_sync") registry.weightsCurrent(w.url);
       return;
@@ -81,16 +81,18 @@ export function createReconciler(options: ReconcilerOptions): Reconciler {
       return;
     }
     const w = e.worker;
+    const { version, last } = state.weightsOf(w);
     if (e.type === "added") {
-      if (state.last === null) reconcile(w);
+      // Its model is not known yet: any refit at all means it must be checked.
+      if (last === null && state.models.size === 0) reconcile(w);
       else registry.beginSync(w.url);
       return;
     }
     if (!reconcileOn.has(e.reason) || w.dead) return;
-    if (w.weightVersion !== state.version || w.sync !== "in_sync") {
+    if (w.weightVersion !== version || w.sync !== "in_sync") {
       // Out of rotation at once (synchronously, before any request can pick
       // it), then brought up to date.
-      if (w.sync === "in_sync" && state.last !== null) registry.beginSync(w.url);
+      if (w.sync === "in_sync" && last !== null) registry.beginSync(w.url);
       queueMicrotask(() => reconcile(w));
     }
   }

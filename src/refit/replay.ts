@@ -44,13 +44,13 @@ export function createReplayer({ registry, state, broadcast, logger }: ReplayOpt
         return;
       }
       syncing.add(w.url);
-      const target = state.version;
+      const target = state.weightsOf(w).version;
       registry.beginSync(w.url, true);
       logger.info({ worker: w.url, version: target }, "re-syncing worker: replaying the last update_weights_from_disk");
       try {
         const [result] = await broadcast("/update_weights_from_disk", body, [w]);
         if (registry.get(w.url) !== w) return;
-        if (!result || !answerSucceeded(result) || target !== state.version) {
+        if (!result || !answerSucceeded(result) || target !== state.weightsOf(w).version) {
           failed(w, target, result ? answerMessage(result) : "no answer");
           return;
         }

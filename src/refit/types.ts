@@ -17,6 +17,8 @@ export interface DiskRefitCommand {
   weightVersion: string | null;
   /** The caller loads the pool's current `weightVersion` again on purpose (without it, that is refused). */
   replay: boolean;
+  /** Only the workers serving this model load the weights (required when the pool serves several); null = every worker. */
+  model: string | null;
   /**
    * The body as the trainer sent it: workers receive these bytes (fields the
    * router does not know included), and a worker that joins later gets them replayed.
@@ -32,6 +34,8 @@ export interface MemoryCommand {
   body: Buffer;
   /** Release only: time to wait for in-flight generation. */
   drainTimeoutMs?: number;
+  /** Only the workers serving this model sleep or wake; the others keep serving. Null/absent = every worker. */
+  model?: string | null;
 }
 
 /** `refit/begin`. */
@@ -124,6 +128,8 @@ export interface RefitStatus {
   updatedWorkers: string[];
   /** The current weights came from a disk refit, which the router can replay to a joining worker. */
   replayable: boolean;
+  /** Models whose version differs from the pool's (a refit that named a model), by model. */
+  modelVersions: Record<string, string>;
   heldRequests: number;
   inFlight: number;
 }

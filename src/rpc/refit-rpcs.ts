@@ -24,6 +24,7 @@ interface DiskRefitRequest {
   drainTimeoutS?: number;
   weightVersion: string;
   replay: boolean;
+  model: string;
 }
 
 /** The worker's body, as REST callers send it: extra fields first, the named ones over them. */
@@ -33,6 +34,7 @@ function diskRefitBody(req: DiskRefitRequest): Record<string, unknown> {
   if (req.targetModules.length) json.target_modules = req.targetModules;
   if (req.weightVersion) json.weight_version = req.weightVersion;
   if (req.replay) json.replay = true;
+  if (req.model) json.model = req.model;
   return json;
 }
 
@@ -60,12 +62,12 @@ export function createRefitRpcs({ control, refit }: RefitRpcsOptions) {
       }
       return response;
     },
-    async releaseMemoryOccupation(req: { drainTimeoutS?: number }) {
-      const { results, changed } = await refit.releaseMemory({ body: Buffer.from("{}"), drainTimeoutMs: secondsToMs(req.drainTimeoutS, "drain_timeout_s") });
+    async releaseMemoryOccupation(req: { drainTimeoutS?: number; model: string }) {
+      const { results, changed } = await refit.releaseMemory({ body: Buffer.from("{}"), drainTimeoutMs: secondsToMs(req.drainTimeoutS, "drain_timeout_s"), model: req.model || null });
       return { results: resultsToPb(results), changed };
     },
-    async resumeMemoryOccupation() {
-      const { results, changed } = await refit.resumeMemory({ body: Buffer.from("{}") });
+    async resumeMemoryOccupation(req: { model: string }) {
+      const { results, changed } = await refit.resumeMemory({ body: Buffer.from("{}"), model: req.model || null });
       return { results: resultsToPb(results), changed };
     },
     async beginRefit(req: { drainTimeoutS?: number; timeoutS?: number }) {
