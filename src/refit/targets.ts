@@ -16,12 +16,14 @@ export function modelsServed(registry: Registry): string[] {
 /**
  * Which model an operation acts on: null = the whole pool. A pool that
  * serves several models must be told which one to refit (`required`):
- * refitting all of them with one checkpoint is never meant. A model that is
- * the only one the pool serves is the whole pool (the single-model case
- * stays exactly as it was).
+ * refitting all of them with one checkpoint is never meant. In a pool that
+ * serves one model (or none known yet) `model` changes nothing: it is the
+ * whole pool, as before `model` was read (trainers may send a name the
+ * worker's card spells differently).
  */
 export function targetModel(registry: Registry, requested: string | null, required: boolean): string | null {
   const served = modelsServed(registry);
+  if (served.length <= 1) return null;
   if (requested === null) {
     if (required && served.length > 1) {
       throw new RouterError("invalid_request", `the pool serves ${served.length} models (${served.join(", ")}): name the one to refit in model`, { details: { param: "model" } });
@@ -31,7 +33,7 @@ export function targetModel(registry: Registry, requested: string | null, requir
   if (!served.includes(requested)) {
     throw new RouterError("invalid_request", `no worker serves model ${JSON.stringify(requested)} (served: ${served.join(", ") || "none yet"})`, { details: { param: "model" } });
   }
-  return served.length === 1 ? null : requested;
+  return requested;
 }
 
 /** `model` as sent: absent = null. */
