@@ -27,6 +27,7 @@ export const errorCodes = {
   refit_in_progress: 409,
   no_refit_in_progress: 409,
   weight_version_mismatch: 409,
+  weight_version_unchanged: 409,
   // 413
   body_too_large: 413,
   // 500

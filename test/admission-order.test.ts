@@ -4,6 +4,7 @@
  * refit coordinator) and admission handing workers to waiting requests
  * (src/registry/registry.ts: `change`, then `settled`).
  */
+import { diskRefitCommand } from "../src/refit/disk-command.js";
 import { describe, expect, it } from "vitest";
 import { createControl } from "../src/admin/control.js";
 import { createAdmission, type Admission, type Ticket } from "../src/admission/admission.js";
@@ -69,7 +70,8 @@ describe("a worker coming back while requests wait", () => {
     // The router's order: admission made (and subscribed) before the coordinator.
     const admission = admissionOver(registry, "policy", 1);
     const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: 1000, refitTimeoutMs: 60_000, store: null });
-    await refit.updateWeightsFromDisk(Buffer.from(JSON.stringify({ model_path: "/ckpt/1", weight_version: "v1" })), { model_path: "/ckpt/1", weight_version: "v1" });
+    const body = { model_path: "/ckpt/1", weight_version: "v1" };
+    await refit.updateWeightsFromDisk(diskRefitCommand(Buffer.from(JSON.stringify(body)), body, undefined));
 
     // B's process goes away (its weights are unknown now); A is busy; a request waits.
     registry.healthProbeFailed(B, { message: "connection refused", refused: true }, 1);

@@ -7,25 +7,10 @@ import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { normalizeWorkerUrl } from "../registry/worker-url.js";
+import { createBroadcast, type Broadcast } from "./broadcast.js";
+import { poolStatus, type PoolStatus } from "./pool-status.js";
 
-/** One worker's answer to a broadcast, in the original router's shape. */
-export interface BroadcastResult {
-  worker_url: string;
-  status_code: number;
-  body: unknown;
-}
-
-/** Counts over the pool, for /health and GetRouterStatus. */
-export interface PoolStatus {
-  total: number;
-  /** Neither dead nor sleeping (the original's healthy_workers). */
-  healthy: number;
-  dead: number;
-  sleeping: number;
-  /** May take new requests now. */
-  routable: number;
-  inFlight: number;
-}
+export type { PoolStatus } from "./pool-status.js";
 
 export interface WorkerPatch {
   /** Quarantine (true) or recover (false). */
@@ -42,10 +27,7 @@ export interface ControlOptions {
   health: HealthChecker;
   logger: Logger;
   probeTimeoutMs: number;
-  /**
-   * Limit of one broadcast call (a weight load, sleep, wake): a worker that
-   * never answers must not keep a refit, and the requests it holds, open.
-   */
+  /** Limit of one broadcast call (a weight load, sleep, wake); see {@link createBroadcast}. */
   broadcastTimeoutMs: number;
   /** Id-affinity maps to clean when a worker leaves. */
   affinities: readonly AffinityMap[];
@@ -63,11 +45,7 @@ export interface Control {
   status(): PoolStatus;
   updateWorker(rawUrl: string, patch: WorkerPatch): Promise<Worker>;
   /** Posts one body to each target at once; never throws for a worker's failure. */
-  broadcast(path: string, body: Buffer | string, targets: readonly Worker[]): Promise<BroadcastResult[]>;
-  /** Every awake worker's answer to `/release_memory_occupation` (those that answered 200 are asleep now). */
-  releaseMemoryOccupation(body: Buffer): Promise<BroadcastResult[]>;
-  /** Every sleeping worker's answer to `/resume_memory_occupation`. */
-  resumeMemoryOccupation(body: Buffer): Promise<BroadcastResult[]>;
+  broadcast: Broadcast;
 }
 
 export function createControl(options: ControlOptions): Control {
@@ -118,17 +96,7 @@ export function createControl(options: ControlOptions): Control {
       return registry.all();
     },
 
-    status() {
-      const s: PoolStatus = { total: 0, healthy: 0, dead: 0, sleeping: 0, routable: registry.routable().length, inFlight: 0 };
-      for (const w of registry.all()) {
-        s.total++;
-        s.inFlight += w.activeRequests;
-        if (w.dead) s.dead++;
-        else if (w.sleeping) s.sleeping++;
-        else s.healthy++;
-      }
-      return s;
-    },
+    status: () => poolStatus(registry),
 
     async updateWorker(rawUrl, patch) {
       const worker = registry.require(normalizeWorkerUrl(rawUrl));
@@ -145,42 +113,7 @@ export function createControl(options: ControlOptions): Control {
       return worker;
     },
 
-    async broadcast(path, body, targets) {
-      return Promise.all(
-        targets.map(async (w): Promise<BroadcastResult> => {
-          try {
-            const answer = await upstream.requestJson(w.url, "POST", path, { body, timeoutMs: options.broadcastTimeoutMs });
-            return { worker_url: w.url, status_code: answer.status, body: answer.body };
-          } catch (err) {
-            return { worker_url: w.url, status_code: 502, body: { error: `worker request failed: ${describeNetworkError(err)}` } };
-          }
-        }),
-      );
-    },
-
-    async releaseMemoryOccupation(body) {
-      if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
-      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
-      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool");
-      const results = await control.broadcast("/release_memory_occupation", body, targets);
-      for (const r of results) {
-        if (r.status_code === 200) registry.markSleeping(r.worker_url);
-      }
-      return results;
-    },
-
-    async resumeMemoryOccupation(body) {
-      if (registry.size === 0) throw new RouterError("no_healthy_workers", "No workers registered in the pool");
-      // Wake targets the sleeping workers, even those marked dead while asleep.
-      const targets = registry.all().filter((w) => w.sleeping);
-      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool (none is sleeping)");
-      const results = await control.broadcast("/resume_memory_occupation", body, targets);
-      for (const r of results) {
-        if (r.status_code !== 200) continue;
-        registry.markAwake(r.worker_url);
-      }
-      return results;
-    },
+    broadcast: createBroadcast(upstream, options.broadcastTimeoutMs),
   };
   return control;
 }

@@ -1,6 +1,8 @@
-import type { BroadcastResult, Control } from "../admin/control.js";
+import { answerMessage, answerSucceeded, type WorkerAnswer } from "../admin/broadcast.js";
+import type { Control } from "../admin/control.js";
 import type { Launcher, LauncherConfig, LauncherGroups, ManagedWorker } from "../launcher/index.js";
-import type { DiskRefitResult, MemoryResult, RefitCoordinator } from "../refit/coordinator.js";
+import type { RefitCoordinator } from "../refit/coordinator.js";
+import type { DiskRefitCommand, DiskRefitResult, MemoryResult } from "../refit/types.js";
 import type { Audit, AuditSummary, AuditWorkerOutcome } from "./audit.js";
 
 /*
@@ -10,20 +12,15 @@ import type { Audit, AuditSummary, AuditWorkerOutcome } from "./audit.js";
  * through, and the business logic knows nothing of auditing.
  */
 
-/** A worker's broadcast answer as an audit outcome (200 and not success:false). */
-function fromBroadcast(r: BroadcastResult): AuditWorkerOutcome {
-  const body = r.body as Record<string, unknown> | null;
-  const ok = r.status_code === 200 && !(body && typeof body === "object" && body.success === false);
-  const out: AuditWorkerOutcome = { worker: r.worker_url, ok, status: r.status_code };
-  if (!ok) {
-    const m = body?.message ?? body?.detail ?? body?.error ?? body?.raw;
-    out.error = (typeof m === "string" ? m : JSON.stringify(m ?? body) ?? "").slice(0, 300);
-  }
+function fromAnswer(a: WorkerAnswer): AuditWorkerOutcome {
+  const ok = answerSucceeded(a);
+  const out: AuditWorkerOutcome = { worker: a.workerUrl, ok, status: a.status };
+  if (!ok) out.error = answerMessage(a).slice(0, 300);
   return out;
 }
 
 function fromDiskRefit(r: DiskRefitResult): AuditSummary {
-  const summary: AuditSummary = { workers: r.results.map(fromBroadcast) };
+  const summary: AuditSummary = { workers: r.results.map(fromAnswer) };
   if (r.failure !== null) {
     summary.code = "upstream_failed";
     summary.message = r.failure;
@@ -31,11 +28,18 @@ function fromDiskRefit(r: DiskRefitResult): AuditSummary {
   return summary;
 }
 
-const fromMemory = (r: MemoryResult): AuditSummary => ({ workers: r.results.map(fromBroadcast) });
+const fromMemory = (r: MemoryResult): AuditSummary => ({ workers: r.results.map(fromAnswer), ...(r.changed ? {} : { message: "nothing to do: the pool already was so" }) });
 
 /** Scalars of a weight-load body worth a line (model path, version, flags), never tensors or large values. */
-function scalarArgs(json: Record<string, unknown>): Record<string, unknown> {
+function scalarArgs(body: Buffer): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch {
+    return {};
+  }
   const out: Record<string, unknown> = {};
+  if (json === null || typeof json !== "object") return out;
   for (const [k, v] of Object.entries(json)) {
     if (typeof v === "string") out[k] = v.length > 300 ? `${v.slice(0, 300)}...` : v;
     else if (typeof v === "number" || typeof v === "boolean" || v === null) out[k] = v;
@@ -66,35 +70,37 @@ export function auditedControl(control: Control, audit: Audit): Control {
 }
 
 export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordinator {
-  const wrapped: RefitCoordinator = Object.create(refit) as RefitCoordinator;
-  Object.assign(wrapped, {
-    updateWeightsFromDisk(raw: Buffer, json: Record<string, unknown>, drainTimeoutMs?: number) {
-      return audit.run("refit.from_disk", { ...scalarArgs(json), drain_timeout_s: seconds(drainTimeoutMs) }, () => refit.updateWeightsFromDisk(raw, json, drainTimeoutMs), fromDiskRefit);
+  return {
+    get version() {
+      return refit.version;
     },
-    begin(drainTimeoutMs?: number, timeoutMs?: number) {
-      return audit.run("refit.begin", { drain_timeout_s: seconds(drainTimeoutMs), timeout_s: seconds(timeoutMs) }, () => refit.begin(drainTimeoutMs, timeoutMs), (r) => ({ workers: r.workers.map((w) => ({ worker: w, ok: true })) }));
+    status: () => refit.status(),
+    updateWeightsFromDisk(command: DiskRefitCommand) {
+      return audit.run("refit.from_disk", { ...scalarArgs(command.body), drain_timeout_s: seconds(command.drainTimeoutMs) }, () => refit.updateWeightsFromDisk(command), fromDiskRefit);
     },
-    updateTensors(workerUrl: string, send: Parameters<RefitCoordinator["updateTensors"]>[1]) {
+    begin(command = {}) {
+      return audit.run("refit.begin", { drain_timeout_s: seconds(command.drainTimeoutMs), timeout_s: seconds(command.timeoutMs) }, () => refit.begin(command), (r) => ({ workers: r.workers.map((w) => ({ worker: w, ok: true })) }));
+    },
+    updateTensors(workerUrl, send) {
       return audit.run("refit.tensor_update", { worker: workerUrl }, () => refit.updateTensors(workerUrl, send), (o) => ({
-        workers: [{ worker: o.worker_url, ok: o.ok, ...(o.status_code ? { status: o.status_code } : { error: "no answer from the worker" }) }],
+        workers: [{ worker: o.workerUrl, ok: o.ok, ...(o.status ? { status: o.status } : { error: "no answer from the worker" }) }],
       }));
     },
-    commit(weightVersion: unknown) {
-      return audit.run("refit.commit", { weight_version: weightVersion ?? null }, () => refit.commit(weightVersion), (r) => ({
-        workers: [...r.updated_workers.map((w) => ({ worker: w, ok: true })), ...r.stale_workers.map((w) => ({ worker: w, ok: false, error: "not updated: left rotation as stale" }))],
+    commit(command) {
+      return audit.run("refit.commit", { weight_version: command.weightVersion, ...(command.replay ? { replay: true } : {}) }, () => refit.commit(command), (r) => ({
+        workers: [...r.updatedWorkers.map((w) => ({ worker: w, ok: true })), ...r.staleWorkers.map((w) => ({ worker: w, ok: false, error: "not updated: left rotation as stale" }))],
       }));
     },
-    abort(why?: string) {
-      return audit.run("refit.abort", why === undefined ? {} : { reason: why }, () => refit.abort(why), (r) => ({ workers: r.stale_workers.map((w) => ({ worker: w, ok: false, error: "holds uncommitted weights: left rotation as stale" })) }));
+    abort(reason) {
+      return audit.run("refit.abort", reason === undefined ? {} : { reason }, () => refit.abort(reason), (r) => ({ workers: r.staleWorkers.map((w) => ({ worker: w, ok: false, error: "holds uncommitted weights: left rotation as stale" })) }));
     },
-    releaseMemory(raw: Buffer, drainTimeoutMs?: number) {
-      return audit.run("memory.release", { drain_timeout_s: seconds(drainTimeoutMs) }, () => refit.releaseMemory(raw, drainTimeoutMs), fromMemory);
+    releaseMemory(command) {
+      return audit.run("memory.release", { drain_timeout_s: seconds(command.drainTimeoutMs), ...(command.model ? { model: command.model } : {}) }, () => refit.releaseMemory(command), fromMemory);
     },
-    resumeMemory(raw: Buffer) {
-      return audit.run("memory.resume", {}, () => refit.resumeMemory(raw), fromMemory);
+    resumeMemory(command) {
+      return audit.run("memory.resume", command.model ? { model: command.model } : {}, () => refit.resumeMemory(command), fromMemory);
     },
-  });
-  return wrapped;
+  };
 }
 
 function groupArgs(config: LauncherConfig | LauncherGroups): Record<string, unknown> {

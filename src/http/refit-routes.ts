@@ -1,51 +1,68 @@
+import type { Control } from "../admin/control.js";
 import { secondsToMs } from "../config/durations.js";
 import { hookedSpec } from "../dispatch/route-specs.js";
 import { RouterError } from "../errors.js";
+import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
-import type { DiskRefitResult } from "../refit/coordinator.js";
-import type { AdminRoutesOptions } from "./admin-routes.js";
+import type { RefitCoordinator } from "../refit/coordinator.js";
+import { diskRefitCommand } from "../refit/disk-command.js";
+import { modelFieldOf } from "../refit/targets.js";
+import { replayOf, weightVersionOf } from "../refit/version-label.js";
 import { readBody, readJsonObject, type Req } from "./body.js";
+import type { DataPlane } from "./data-plane.js";
+import { abortJson, answersJson, beginJson, commitJson, diskRefitJson, memoryJson, refitStatusJson } from "./refit-json.js";
 import { sendJson, type Res } from "./respond.js";
 import type { RestCall } from "./rest-call.js";
 
-/**
- * A disk refit's REST answer, the original's shape: 200 with the results,
- * or 502 `upstream_failed` with the same results when some worker failed
- * (error code in the body and the header).
- */
-function sendDiskRefit(res: Res, r: DiskRefitResult): void {
-  const body = { results: r.results, weight_version: r.weight_version, previous_weight_version: r.previous_weight_version, summary: r.summary };
-  if (r.failure === null) sendJson(res, 200, body);
-  else sendJson(res, 502, { ...body, error: r.failure, code: "upstream_failed" }, { "x-router-error-code": "upstream_failed" });
+export interface RefitRoutesOptions {
+  control: Control;
+  registry: Registry;
+  refit: RefitCoordinator;
+  data: DataPlane;
+  maxBodyBytes: number;
 }
 
 /**
- * The weight and memory routes of the admin API: the original's disk refit
- * and sleep/wake, our two-phase refit and per-worker tensor updates, and
- * checksums, as thin adapters over the refit coordinator.
+ * A sleep/wake body's `model`: the original sends these bodies on to the
+ * workers unread, and so does the router, so one that is not a JSON object
+ * names no model rather than being refused.
  */
-export function createRefitRoutes(options: AdminRoutesOptions) {
+function modelInBody(body: Buffer): string | null {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch {
+    return null;
+  }
+  return json !== null && typeof json === "object" ? modelFieldOf((json as { model?: unknown }).model) : null;
+}
+
+/** Refit, sleep/wake and weight checks over REST: parse into the core's commands, answer with its results in the original's shapes. */
+export function createRefitRoutes(options: RefitRoutesOptions) {
   const { control, registry, refit, data, maxBodyBytes } = options;
   return {
-    /** `POST /update_weights_from_disk`: the coordinated refit (hold, drain, broadcast, version). */
+    /**
+     * `POST /update_weights_from_disk`: the coordinated refit (hold, drain,
+     * broadcast, version). 200 with the results, or 502 `upstream_failed`
+     * with the same results when some worker failed (code in body and header).
+     */
     async updateWeightsFromDisk(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
       const { raw, json } = await readJsonObject(req, maxBodyBytes);
-      if (typeof json.model_path !== "string" || json.model_path === "") {
-        throw new RouterError("invalid_request", "model_path is required and must be a non-empty string", { details: { param: "model_path" } });
-      }
-      sendDiskRefit(res, await refit.updateWeightsFromDisk(raw, json, drainMs));
+      const r = await refit.updateWeightsFromDisk(diskRefitCommand(raw, json, drainMs));
+      if (r.failure === null) sendJson(res, 200, diskRefitJson(r));
+      else sendJson(res, 502, { ...diskRefitJson(r), error: r.failure, code: "upstream_failed" }, { "x-router-error-code": "upstream_failed" });
     },
 
     async releaseMemory(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const drainMs = secondsToMs(query.get("drain_timeout_s"), "drain_timeout_s");
-      const raw = await readBody(req, maxBodyBytes);
-      sendJson(res, 200, await refit.releaseMemory(raw, drainMs));
+      const body = await readBody(req, maxBodyBytes);
+      sendJson(res, 200, memoryJson(await refit.releaseMemory({ body, drainTimeoutMs: drainMs, model: modelInBody(body) })));
     },
 
     async resumeMemory(req: Req, res: Res): Promise<void> {
-      const raw = await readBody(req, maxBodyBytes);
-      sendJson(res, 200, await refit.resumeMemory(raw));
+      const body = await readBody(req, maxBodyBytes);
+      sendJson(res, 200, memoryJson(await refit.resumeMemory({ body, model: modelInBody(body) })));
     },
 
     /** `POST /refit/begin {drain_timeout_s?, timeout_s?}`: hold and drain; returns once nothing is in flight. */
@@ -53,26 +70,23 @@ export function createRefitRoutes(options: AdminRoutesOptions) {
       const { json } = await readJsonObject(req, maxBodyBytes);
       const unknown = Object.keys(json).filter((k) => k !== "drain_timeout_s" && k !== "timeout_s");
       if (unknown.length) throw new RouterError("unknown_field", `Unsupported fields: ${unknown.join(", ")} (supported: drain_timeout_s, timeout_s)`, { details: { param: unknown[0] } });
-      sendJson(res, 200, await refit.begin(secondsToMs(json.drain_timeout_s, "drain_timeout_s"), secondsToMs(json.timeout_s, "timeout_s")));
+      const r = await refit.begin({ drainTimeoutMs: secondsToMs(json.drain_timeout_s, "drain_timeout_s"), timeoutMs: secondsToMs(json.timeout_s, "timeout_s") });
+      sendJson(res, 200, beginJson(r));
     },
 
-    /** `POST /refit/commit {weight_version}`. */
+    /** `POST /refit/commit {weight_version, replay?}`. */
     async refitCommit(req: Req, res: Res): Promise<void> {
       const { json } = await readJsonObject(req, maxBodyBytes);
-      const v = json.weight_version;
-      if (v !== undefined && v !== null && typeof v !== "string" && typeof v !== "number") {
-        throw new RouterError("invalid_request", "weight_version must be a string or a number", { details: { param: "weight_version" } });
-      }
-      sendJson(res, 200, refit.commit(v));
+      sendJson(res, 200, commitJson(refit.commit({ weightVersion: weightVersionOf(json.weight_version), replay: replayOf(json.replay) })));
     },
 
     async refitAbort(req: Req, res: Res): Promise<void> {
       await readBody(req, maxBodyBytes);
-      sendJson(res, 200, refit.abort());
+      sendJson(res, 200, abortJson(refit.abort()));
     },
 
     refitStatus(res: Res): void {
-      sendJson(res, 200, refit.status());
+      sendJson(res, 200, refitStatusJson(refit.status()));
     },
 
     /** `POST /workers/{id}/update_weights_from_tensor`: this worker's own payload, inside an open refit. */
@@ -87,8 +101,7 @@ export function createRefitRoutes(options: AdminRoutesOptions) {
       const { raw } = await readJsonObject(req, maxBodyBytes);
       const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
       if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
-      const results = await control.broadcast("/get_weights_checksum", raw.length ? raw : "{}", targets);
-      sendJson(res, 200, { results });
+      sendJson(res, 200, answersJson(await control.broadcast("/get_weights_checksum", raw.length ? raw : "{}", targets)));
     },
   };
 }

@@ -7,7 +7,9 @@ export interface PersistedState {
   /** How the current weights were loaded; a disk body can be replayed to joining workers. */
   last: { kind: "disk"; body: string } | { kind: "tensor" } | null;
   /** A refit that had started and not finished when the state was written. */
-  inProgress: { kind: "disk"; body: string; targetVersion: string; startedAtMs: number } | { kind: "tensor"; startedAtMs: number } | null;
+  inProgress: { kind: "disk"; body: string; targetVersion: string; startedAtMs: number; model?: string } | { kind: "tensor"; startedAtMs: number } | null;
+  /** Models refitted on their own (a refit that named a model), each with its version and last refit; absent = none. */
+  models?: Record<string, { version: string; last: PersistedState["last"] }>;
   /** Per worker: the version it held and the process it was (model card `created`). */
   workers: Record<string, { version: string | null; fingerprint: string | null }>;
 }

@@ -1,7 +1,7 @@
 import type { WorkerScheduling } from "../admission/admission.js";
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import type { BroadcastResult } from "../admin/control.js";
+import type { WorkerAnswer } from "../admin/broadcast.js";
 import {
   ManagedWorkerSchema,
   WorkerCapabilitiesSchema,
@@ -53,11 +53,11 @@ export function workerToPb(w: Worker, scheduling?: WorkerScheduling): PbWorker {
   });
 }
 
-export function resultsToPb(results: readonly BroadcastResult[]): WorkerResult[] {
+export function resultsToPb(results: readonly WorkerAnswer[]): WorkerResult[] {
   return results.map((r) =>
     create(WorkerResultSchema, {
-      workerUrl: r.worker_url,
-      statusCode: r.status_code,
+      workerUrl: r.workerUrl,
+      statusCode: r.status,
       body: fromJson(ValueSchema, (r.body ?? null) as JsonValue),
     }),
   );

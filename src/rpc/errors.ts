@@ -8,6 +8,7 @@ function codeFor(err: RouterError): Code {
     case "refit_in_progress":
     case "no_refit_in_progress":
     case "weight_version_mismatch":
+    case "weight_version_unchanged":
       return Code.FailedPrecondition;
     case "body_too_large":
       return Code.ResourceExhausted;

@@ -1,0 +1,104 @@
+import type { Logger } from "../log.js";
+import type { Registry } from "../registry/registry.js";
+import type { Worker } from "../registry/worker.js";
+import type { PersistedState, StateStore } from "./state-store.js";
+import { modelOf } from "./targets.js";
+
+export type LastRefit = PersistedState["last"];
+export type RefitInProgress = PersistedState["inProgress"];
+
+/** The weights a set of workers should hold: a version and how it was loaded (null: the base weights). */
+export interface Weights {
+  version: string;
+  last: LastRefit;
+}
+
+/** The pool's weights: its version, how it got there, and what the state file remembers. */
+export interface RefitState {
+  /** The pool's weight version ("0" before any refit). */
+  version: string;
+  /** Successful refits so far (the default version counter). */
+  refits: number;
+  /** How the current weights were loaded (null: the base weights). */
+  last: LastRefit;
+  /** Models refitted on their own: their weights, which differ from the pool's. */
+  models: Map<string, Weights>;
+  /** Workers the state file says held their version, by process fingerprint. */
+  remembered: PersistedState["workers"];
+  /** The weights `w` should hold: its model's when that model was refitted on its own, else the pool's. */
+  weightsOf(w: Worker): Weights;
+  /** The weights of `model` (null: the pool's). */
+  weightsOfModel(model: string | null): Weights;
+  /** The label of a refit that names none. */
+  nextVersion(): string;
+  /** Moves `model` (null: the whole pool, which then has one version again) to `version`, loaded as `last` says. */
+  advance(version: string, last: LastRefit, model?: string | null): void;
+  /** Writes the state file (when there is one); `inProgress` = a refit that has started and not ended. */
+  persist(inProgress?: RefitInProgress): void;
+}
+
+export interface RefitStateOptions {
+  registry: Registry;
+  store: StateStore | null;
+  logger: Logger;
+}
+
+export function createRefitState({ registry, store, logger }: RefitStateOptions): RefitState {
+  const state: RefitState = {
+    version: "0",
+    refits: 0,
+    last: null,
+    models: new Map(),
+    remembered: {},
+    weightsOf: (w) => state.weightsOfModel(modelOf(w)),
+    weightsOfModel: (model) => (model !== null && state.models.get(model)) || { version: state.version, last: state.last },
+    nextVersion: () => String(state.refits + 1),
+    advance(version, last, model = null) {
+      state.refits++;
+      if (model !== null) {
+        state.models.set(model, { version, last });
+        return;
+      }
+      state.version = version;
+      state.last = last;
+      state.models.clear();
+    },
+    persist(inProgress = null) {
+      if (!store) return;
+      const workers: PersistedState["workers"] = {};
+      for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint };
+      const models = state.models.size > 0 ? { models: Object.fromEntries(state.models) } : {};
+      try {
+        store.save({ version: state.version, refits: state.refits, last: state.last, inProgress, workers, ...models });
+      } catch (err) {
+        // A full disk must not take the router down; the state is one write behind.
+        logger.error({ err, path: store.path }, "could not write the state file");
+      }
+    },
+  };
+  const saved = store?.load() ?? null;
+  if (saved) restore(state, saved, logger);
+  return state;
+}
+
+/**
+ * A router restarted mid-refit cannot know which workers loaded what, so it
+ * trusts none of them and converges them to the target.
+ */
+function restore(state: RefitState, saved: PersistedState, logger: Logger): void {
+  state.version = saved.version;
+  state.refits = saved.refits;
+  state.last = saved.last;
+  state.models = new Map(Object.entries(saved.models ?? {}));
+  state.remembered = saved.workers ?? {};
+  if (saved.inProgress?.kind === "disk") {
+    // refits++ inside advance: the next default version must not repeat this label
+    state.advance(saved.inProgress.targetVersion, { kind: "disk", body: saved.inProgress.body }, saved.inProgress.model ?? null);
+    state.remembered = {};
+    logger.warn({ version: saved.inProgress.targetVersion, model: saved.inProgress.model }, "state file: the router stopped during a disk refit; every worker is re-synced to the refit's weights before it takes traffic");
+  } else if (saved.inProgress?.kind === "tensor") {
+    state.last = { kind: "tensor" };
+    state.remembered = {};
+    logger.warn("state file: the router stopped during a tensor refit; every worker stays out of rotation until a trainer updates it");
+  }
+}

@@ -1,0 +1,36 @@
+import type { WorkerScheduling } from "../admission/admission.js";
+import type { Control } from "../admin/control.js";
+import type { Worker } from "../registry/worker.js";
+import { decodeWorkerId } from "../registry/worker-url.js";
+import { workerToPb } from "./convert.js";
+
+export interface WorkerRpcsOptions {
+  control: Control;
+  /** The scheduler's view of every worker (learned speed, estimated work). */
+  scheduling: () => Map<Worker, WorkerScheduling>;
+}
+
+/** The worker registry RPCs. A worker is named by URL (any accepted spelling) or by its REST worker_id. */
+export function createWorkerRpcs({ control, scheduling }: WorkerRpcsOptions) {
+  return {
+    async listWorkers() {
+      const view = scheduling();
+      return { workers: control.listWorkers().map((w) => workerToPb(w, view.get(w))) };
+    },
+    async getWorker(req: { url: string }) {
+      const worker = control.getWorker(decodeWorkerId(req.url));
+      return { worker: workerToPb(worker, scheduling().get(worker)) };
+    },
+    async addWorker(req: { url: string }) {
+      const { worker, created } = await control.addWorker(req.url);
+      return { worker: workerToPb(worker), created };
+    },
+    async updateWorker(req: { url: string; isDead?: boolean; refreshCapabilities: boolean; draining?: boolean }) {
+      const worker = await control.updateWorker(decodeWorkerId(req.url), { isDead: req.isDead, draining: req.draining, refreshVideoSupport: req.refreshCapabilities });
+      return { worker: workerToPb(worker) };
+    },
+    async removeWorker(req: { url: string }) {
+      return { worker: workerToPb(control.removeWorker(decodeWorkerId(req.url))) };
+    },
+  };
+}
