@@ -130,3 +130,34 @@ describe("health checks", () => {
     expect(makers).toContain(s3.url);
   });
 });
+
+describe("a worker warming up (SGLang holds /v1/models until its pipeline is loaded)", () => {
+  it("is `starting` at registration, never dead, and is routed to once its card arrives; a request sent meanwhile waits and is answered by it", async () => {
+    // 6 s: the router must have registered it (and probed it) well before the card comes, even on a loaded machine.
+    const sim = await startSimProcess(["--warmup-ms", "6000"]);
+    const router = await startRouterProcess(["--health-check-interval", "0.5", "--health-check-timeout", "0.5", "--worker-urls", sim.url]);
+    try {
+      const states = new Set<string>();
+      let polling = true;
+      const poll = (async () => {
+        while (polling) {
+          const w = (await jsonRequest(`${router.url}/workers`)).body.workers?.[0];
+          if (w) states.add(w.state);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      await waitFor(() => states.has("starting"), 5_000, "the worker shown as starting");
+      const answer = await fetch(`${router.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "a cat", size: "64x64", num_inference_steps: 1 }) });
+      await answer.arrayBuffer();
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get("x-sim-worker")).toBe(sim.url);
+      await waitFor(() => states.has("healthy"), 10_000, "the worker healthy after its warm-up");
+      polling = false;
+      await poll;
+      expect([...states]).not.toContain("dead");
+    } finally {
+      await router.stop();
+      await sim.stop();
+    }
+  });
+});

@@ -1,7 +1,7 @@
 import type { AffinityMap } from "../admission/affinity.js";
 import { RouterError } from "../errors.js";
 import type { HealthChecker } from "../health/health-checker.js";
-import { describeNetworkError, probeCapabilities, probeParallelSlots } from "../health/probe.js";
+import { describeNetworkError, probeCapabilities, probeHealth, probeParallelSlots } from "../health/probe.js";
 import type { Logger } from "../log.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
@@ -62,6 +62,21 @@ export function createControl(options: ControlOptions): Control {
     }
   }
 
+  /**
+   * The card did not come: a worker that answers /health is warming up
+   * (SGLang holds /v1/models until its pipeline is loaded) and waits as
+   * `starting`; one that does not answer at all is dead until a probe succeeds.
+   */
+  async function markUnready(url: string, err: unknown): Promise<void> {
+    if ((await probeHealth(upstream, url, options.probeTimeoutMs)) === null) {
+      registry.markStarting(url);
+      logger.info({ worker: url }, "worker warming up at registration (its model card is held): routed once the card arrives");
+      return;
+    }
+    registry.unreachableAtRegistration(url);
+    logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
+  }
+
   const control: Control = {
     async addWorker(rawUrl, opts = {}) {
       const url = normalizeWorkerUrl(rawUrl);
@@ -73,8 +88,7 @@ export function createControl(options: ControlOptions): Control {
       try {
         await refreshCapabilities(worker);
       } catch (err) {
-        registry.unreachableAtRegistration(url);
-        logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
+        await markUnready(url, err);
       }
       return { worker, created };
     },

@@ -78,7 +78,8 @@ export function createHealthChecker(options: HealthCheckerOptions): HealthChecke
       const stored = worker.capabilities.instanceFingerprint;
       const { fingerprint, change } = fingerprints.judge(worker.url, caps.instanceFingerprint, stored, Date.now());
       caps.instanceFingerprint = fingerprint;
-      const cardChanged = change !== null || stored !== fingerprint || worker.capabilities.taskType !== caps.taskType;
+      // A worker warming up is ready once its card answers.
+      const cardChanged = change !== null || stored !== fingerprint || worker.capabilities.taskType !== caps.taskType || worker.starting;
       caps.parallelSlots = await parallelSlotsNow(upstream, worker, cardChanged, options.timeoutMs);
       if (cardChanged || caps.parallelSlots !== worker.capabilities.parallelSlots) registry.setCapabilities(worker.url, caps);
       if (change !== null) options.onProcessChanged?.(worker, change.previous, change.current);

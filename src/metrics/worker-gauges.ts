@@ -4,7 +4,7 @@ import type { Registry } from "../registry/registry.js";
 import { workerState, type WorkerState } from "../registry/worker.js";
 import { VERSION } from "../version.js";
 
-const states: WorkerState[] = ["healthy", "suspect", "dead", "sleeping", "syncing", "draining", "stale"];
+const states: WorkerState[] = ["healthy", "suspect", "starting", "dead", "sleeping", "syncing", "draining", "stale"];
 
 /** The pool's load and each worker's state, read from admission and the registry when /metrics is scraped. */
 export function registerPoolGauges(prom: PromRegistry, registry: Registry, admission: Admission): void {

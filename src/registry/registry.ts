@@ -67,6 +67,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
       deadReason: null,
       lastError: null,
       sleeping: false,
+      starting: false,
       draining: false,
       sync: "in_sync",
       weightVersion: null,
@@ -119,9 +120,17 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
 
   // ---- Probes and registration (health/, admin/control.ts) ----
 
-  /** A `/v1/models` probe read the worker's card. */
+  /** A `/v1/models` probe read the worker's card: a worker warming up is ready now. */
   setCapabilities(url: string, capabilities: WorkerCapabilities): Worker | undefined {
-    return this.#apply(url, "capabilities", (w) => void (w.capabilities = capabilities));
+    return this.#apply(url, "capabilities", (w) => {
+      w.capabilities = capabilities;
+      w.starting = false;
+    });
+  }
+
+  /** Registered while warming up (its /health answers, its card is held): out of rotation, not dead, until the card arrives. */
+  markStarting(url: string): Worker | undefined {
+    return this.#apply(url, "starting", (w) => void (w.starting = true));
   }
 
   capabilitiesUnknown(url: string, lastError: string): Worker | undefined {

@@ -10,6 +10,7 @@ export const transitions = {
   capabilities: "a /v1/models probe read the worker's model, task type and video support",
   capabilities_unknown: "the /v1/models probe failed; the last error says why",
   unreachable_at_registration: "registered, but not reachable: out of rotation until a probe succeeds",
+  starting: "registered while warming up (its /health answers, its model card is held): out of rotation until the card arrives",
   health_probe_ok: "an active health probe succeeded (a dead worker counts toward coming back)",
   health_probe_failed: "an active health probe failed (enough of them: dead)",
   process_changed: "another process answers behind the URL: base weights, awake",

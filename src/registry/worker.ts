@@ -7,7 +7,7 @@
 export type DeadReason = "health_check" | "unreachable" | "manual" | "ejected";
 
 /** One display state, derived from the facts below, most important first. */
-export type WorkerState = "healthy" | "suspect" | "dead" | "sleeping" | "syncing" | "draining" | "stale";
+export type WorkerState = "healthy" | "suspect" | "starting" | "dead" | "sleeping" | "syncing" | "draining" | "stale";
 
 export interface WorkerCapabilities {
   /** `task_type` of the worker's `/v1/models` card (T2I, T2V, ...), null until probed. */
@@ -46,6 +46,12 @@ export interface Worker {
   /** Human-readable detail of the last failure. */
   readonly lastError: string | null;
   readonly sleeping: boolean;
+  /**
+   * Warming up: its /health answers but its model card is held (SGLang holds
+   * /v1/models until the pipeline is loaded). Not routed, not dead: it takes
+   * traffic once the card arrives.
+   */
+  readonly starting: boolean;
   readonly draining: boolean;
   /** "in_sync" takes traffic; "syncing" is being brought to the current weights; "stale" waits for a trainer. */
   readonly sync: "in_sync" | "syncing" | "stale";
@@ -67,6 +73,7 @@ export interface Worker {
 
 export function workerState(w: Worker): WorkerState {
   if (w.dead) return "dead";
+  if (w.starting) return "starting";
   if (w.sleeping) return "sleeping";
   if (w.sync === "syncing") return "syncing";
   if (w.sync === "stale") return "stale";
@@ -77,7 +84,7 @@ export function workerState(w: Worker): WorkerState {
 
 /** Whether the balancer may pick this worker for a new request. */
 export function isRoutable(w: Worker): boolean {
-  return !w.dead && !w.sleeping && !w.draining && w.sync === "in_sync";
+  return !w.dead && !w.starting && !w.sleeping && !w.draining && w.sync === "in_sync";
 }
 
 export { taskTypeSupportsVideo } from "./task-types.js";

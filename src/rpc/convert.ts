@@ -20,6 +20,7 @@ import { workerState, type Worker, type WorkerState } from "../registry/worker.j
 const stateToPb: Record<WorkerState, PbWorkerState> = {
   healthy: PbWorkerState.HEALTHY,
   suspect: PbWorkerState.SUSPECT,
+  starting: PbWorkerState.STARTING,
   dead: PbWorkerState.DEAD,
   sleeping: PbWorkerState.SLEEPING,
   syncing: PbWorkerState.SYNCING,
