@@ -24,7 +24,7 @@ class OriginPool implements ConnectionOwner {
   /** Idle connections, most recently used last (reused first: its socket is warm). */
   readonly idle: Connection[] = [];
   /** Requests waiting for a connection (FIFO; `head` is the next one). */
-  waiting: Call[] = [];
+  waiting: (Call | undefined)[] = [];
   head = 0;
   /** Open connections, idle or busy. */
   open = 0;
@@ -72,13 +72,14 @@ class OriginPool implements ConnectionOwner {
   /** The next waiting request that is still wanted. */
   private nextWaiting(): Call | null {
     while (this.head < this.waiting.length) {
-      const call = this.waiting[this.head]!;
-      this.waiting[this.head++] = undefined as unknown as Call;
+      const call = this.waiting[this.head];
+      // Dropped from the array so a finished request is not kept alive by the queue.
+      this.waiting[this.head++] = undefined;
       if (this.head === this.waiting.length) {
         this.waiting = [];
         this.head = 0;
       }
-      if (!call.done) return call;
+      if (call !== undefined && !call.done) return call;
     }
     return null;
   }
