@@ -113,6 +113,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     route("/release_memory_occupation", "admin", { POST: ({ req, res, query }) => admin.releaseMemory(req, res, query()) }),
     route("/resume_memory_occupation", "admin", { POST: ({ req, res }) => admin.resumeMemory(req, res) }),
     route("/get_weights_checksum", "admin", { POST: ({ req, res }) => admin.weightsChecksum(req, res) }, "openai"),
+    route("/update_weights_from_tensor_checker", "admin", { POST: ({ req, res }) => admin.tensorChecker(req, res) }, "openai"),
     route("/audit", "admin", { GET: ({ res, query }) => admin.auditTrail(res, query()) }),
 
     // Refit (ours).

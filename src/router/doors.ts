@@ -10,6 +10,7 @@ import { createAdminRoutes } from "../http/admin-routes.js";
 import { createAffinityRoutes } from "../http/affinity-routes.js";
 import { createDataPlane } from "../http/data-plane.js";
 import { createFanoutRoutes } from "../http/fanout-routes.js";
+import { createRealtimeProxy } from "../http/realtime-proxy.js";
 import { createRestHandler, type RestHandler } from "../http/rest-handler.js";
 import { createRolloutRoutes } from "../http/rollout-routes.js";
 import type { Logger } from "../log.js";
@@ -52,6 +53,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     affinity,
     fanout,
     rollouts: createRolloutRoutes(rollouts),
+    realtime: createRealtimeProxy({ auth, registry, logger }),
     logger,
     auth,
     audit,
