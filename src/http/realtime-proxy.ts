@@ -45,17 +45,6 @@ export function createRealtimeProxy(options: RealtimeProxyOptions) {
     return video.reduce((best, w) => (load(w) < load(best) ? w : best));
   }
 
-  /** The client's request head, as sent, with the worker's Host. */
-  function requestHead(req: IncomingMessage, worker: Worker): string {
-    const lines = [`${req.method ?? "GET"} ${req.url ?? "/"} HTTP/1.1`];
-    const raw = req.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      if (raw[i]!.toLowerCase() !== "host") lines.push(`${raw[i]}: ${raw[i + 1]}`);
-    }
-    lines.push(`Host: ${new URL(worker.url).host}`);
-    return `${lines.join("\r\n")}\r\n\r\n`;
-  }
-
   /** Pipes the client and the worker until either side ends; `done` once both sockets are closed. */
   function pipeSession(client: Duplex, upstream: net.Socket, worker: Worker, done: () => void): void {
     sessionsOn.set(worker.url, (sessionsOn.get(worker.url) ?? 0) + 1);
@@ -115,6 +104,17 @@ export function createRealtimeProxy(options: RealtimeProxyOptions) {
 }
 
 export type RealtimeProxy = ReturnType<typeof createRealtimeProxy>;
+
+/** The client's request head, as sent, with the worker's Host. */
+function requestHead(req: IncomingMessage, worker: Worker): string {
+  const lines = [`${req.method ?? "GET"} ${req.url ?? "/"} HTTP/1.1`];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() !== "host") lines.push(`${raw[i]}: ${raw[i + 1]}`);
+  }
+  lines.push(`Host: ${new URL(worker.url).host}`);
+  return `${lines.join("\r\n")}\r\n\r\n`;
+}
 
 /** An HTTP error answer on a socket that was never handed to the HTTP server's response machinery; then the socket ends. */
 export function refuse(socket: Duplex, err: RouterError, done: () => void): void {
