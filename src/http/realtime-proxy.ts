@@ -45,31 +45,15 @@ export function createRealtimeProxy(options: RealtimeProxyOptions) {
     return video.reduce((best, w) => (load(w) < load(best) ? w : best));
   }
 
-  /** Pipes the client and the worker until either side ends; `done` once both sockets are closed. */
+  /** A session's pipes, counted on its worker until either side ends. */
   function pipeSession(client: Duplex, upstream: net.Socket, worker: Worker, done: () => void): void {
     sessionsOn.set(worker.url, (sessionsOn.get(worker.url) ?? 0) + 1);
     const startedMs = Date.now();
-    let ended = false;
-    const end = () => {
-      if (ended) return;
-      ended = true;
+    pipeBoth(client, upstream, () => {
       sessionsOn.set(worker.url, (sessionsOn.get(worker.url) ?? 1) - 1);
-      // Either side's end (a close frame was already relayed) ends the other: FIN after what is buffered.
-      client.end();
-      upstream.end();
       logger.info({ worker: worker.url, durationMs: Date.now() - startedMs }, "realtime session ended");
       done();
-    };
-    client.pipe(upstream);
-    upstream.pipe(client);
-    for (const s of [client, upstream]) {
-      s.once("close", end);
-      s.once("end", end);
-      s.on("error", () => {
-        s.destroy();
-        end();
-      });
-    }
+    });
   }
 
   return {
@@ -88,22 +72,55 @@ export function createRealtimeProxy(options: RealtimeProxyOptions) {
         refuse(client, RouterError.from(err), done);
         return;
       }
-      const upstream = net.connect({ host: new URL(worker.url).hostname, port: Number(new URL(worker.url).port || 80), noDelay: true });
+      const { hostname, port } = new URL(worker.url);
+      const upstream = net.connect({ host: hostname.replace(/^\[|\]$/g, ""), port: Number(port || 80), noDelay: true });
       upstream.setTimeout(connectTimeoutMs, () => upstream.destroy(new Error(`connect timeout after ${connectTimeoutMs} ms`)));
-      const failed = (err: Error) => refuse(client, new RouterError("upstream_failed", `realtime session to ${worker.displayId} failed: ${err.message}`), done);
-      upstream.once("error", failed);
+      // Until the pipes are laid, the session ends here: a client that leaves while the worker's connection opens ends it too.
+      let piped = false;
+      let finished = false;
+      const finish = () => {
+        if (!finished) (finished = true), done();
+      };
+      client.once("close", () => piped || upstream.destroy());
+      upstream.once("close", () => piped || finish());
+      upstream.once("error", (err) => refuse(client, new RouterError("upstream_failed", `realtime session to ${worker.displayId} failed: ${err.message}`), finish));
       upstream.once("connect", () => {
         upstream.setTimeout(0);
-        upstream.removeListener("error", failed);
+        upstream.removeAllListeners("error");
+        piped = true;
         upstream.write(requestHead(req, worker));
         if (head.length > 0) upstream.write(head);
-        pipeSession(client, upstream, worker, done);
+        pipeSession(client, upstream, worker, finish);
       });
     },
   };
 }
 
 export type RealtimeProxy = ReturnType<typeof createRealtimeProxy>;
+
+/** Pipes both ways until either side ends or fails; then ends the other (FIN after what is buffered: a close frame already relayed arrives) and calls `onEnd` once. */
+function pipeBoth(client: Duplex, upstream: net.Socket, onEnd: () => void): void {
+  let ended = false;
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    client.end();
+    upstream.end();
+    onEnd();
+  };
+  client.pipe(upstream);
+  upstream.pipe(client);
+  for (const s of [client, upstream]) {
+    s.once("close", end);
+    s.once("end", end);
+    s.on("error", () => {
+      s.destroy();
+      end();
+    });
+  }
+  // The client may have left in the instant the worker's connection opened.
+  if (client.destroyed) end();
+}
 
 /** The client's request head, as sent, with the worker's Host. */
 function requestHead(req: IncomingMessage, worker: Worker): string {
