@@ -122,6 +122,12 @@ describe("ids the router does not know", () => {
     const m = await jsonRequest(`${mesh.url}/v1/meshes`, { method: "POST", json: { input_image: "data:image/png;base64,AAAA" } });
     const { job } = await pollUntilDone(`/v1/meshes/${m.body.id}`);
     expect(job.id).toBe(m.body.id);
+    // The list is the I2M workers' lists merged (the image and video workers have no mesh jobs to show).
+    for (let i = 0; i < 4; i++) {
+      const list = await jsonRequest(`${router.url}/v1/meshes?order=asc`);
+      expect(list.status).toBe(200);
+      expect(list.body.data.map((j: { id: string }) => j.id)).toContain(m.body.id);
+    }
     for (const [path, code] of [
       ["/v1/videos/video_nobody_has", "video_not_found"],
       ["/v1/meshes/mesh_nobody_has", "mesh_not_found"],

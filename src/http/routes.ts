@@ -144,7 +144,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     route("/v1/videos", "data", { POST: ({ call, rawUrl }) => data.createVideo(call, rawUrl), GET: ({ call, query }) => fanout.listVideos(call, query()) }),
     route("/v1/videos/{id}", "data", { GET: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!), DELETE: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!) }),
     route("/v1/videos/{id}/content", "data", { GET: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!) }),
-    route("/v1/meshes", "data", { POST: ({ call, rawUrl }) => data.createMesh(call, rawUrl), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
+    route("/v1/meshes", "data", { POST: ({ call, rawUrl }) => data.createMesh(call, rawUrl), GET: ({ call, query }) => fanout.listMeshes(call, query()) }),
     route("/v1/meshes/{id}", "data", { GET: ({ call, rawUrl, params }) => affinity.meshById(call, rawUrl, params[0]!), DELETE: ({ call, rawUrl, params }) => affinity.meshById(call, rawUrl, params[0]!) }),
     route("/v1/meshes/{id}/content", "data", { GET: ({ call, rawUrl, params }) => affinity.meshById(call, rawUrl, params[0]!) }),
     route("/v1/models", "data", { GET: ({ call }) => fanout.listModels(call) }),

@@ -49,7 +49,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   // An id the router does not know is asked of the pool, each worker within a probe's time limit.
   const lookup = createOwnerLookup({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs });
   const affinity = createAffinityRoutes({ registry, data, specs, images, videos, meshes, lookup });
-  const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
+  const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, meshes, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
   const rest = createRestHandler({
     admin,
     data,
