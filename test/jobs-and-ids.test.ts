@@ -81,6 +81,18 @@ describe("mesh jobs", () => {
     for (const other of [image, ...videos]) expect(await routeCount(other, "GET /v1/meshes/{id}")).toBe(0);
   });
 
+  it("a mesh create during a refit is held until the refit ends, then created on the I2M worker", async () => {
+    const before = await routeCount(mesh, "POST /v1/meshes");
+    expect((await jsonRequest(`${router.url}/refit/begin`, { method: "POST", json: {}, headers: ADMIN })).status).toBe(200);
+    const created = jsonRequest(`${router.url}/v1/meshes`, { method: "POST", json: { input_image: "data:image/png;base64,AAAA" } });
+    await waitFor(async () => (await jsonRequest(`${router.url}/refit`, { headers: ADMIN })).body.held_requests === 1, 5000, "mesh create held");
+    expect(await routeCount(mesh, "POST /v1/meshes")).toBe(before);
+    expect((await jsonRequest(`${router.url}/refit/abort`, { method: "POST", json: {}, headers: ADMIN })).status).toBe(200);
+    const r = await created;
+    expect(r.status).toBe(200);
+    expect(await routeCount(mesh, "POST /v1/meshes")).toBe(before + 1);
+  });
+
   it("a mesh create with no I2M worker in the pool is refused: 400 no_mesh_workers", async () => {
     const onlyImages = await startRouterProcess(["--worker-urls", image.url]);
     try {
