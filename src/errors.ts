@@ -13,6 +13,7 @@ export const errorCodes = {
   invalid_worker_url: 400,
   unknown_field: 400,
   no_video_workers: 400,
+  no_mesh_workers: 400,
   // 401
   unauthenticated: 401,
   // 404
@@ -20,6 +21,7 @@ export const errorCodes = {
   worker_not_found: 404,
   video_not_found: 404,
   image_not_found: 404,
+  mesh_not_found: 404,
   rollout_not_found: 404,
   // 405
   method_not_allowed: 405,

@@ -45,7 +45,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   for (const u of options.workerUrls) normalizeWorkerUrl(u);
   const launcherConfig = options.launcherConfig === null ? null : loadLauncherConfig(options.launcherConfig);
 
-  const listener: Listener = await createListener({ host: options.host, port: options.port, handler, headersTimeoutMs: options.clientHeaderTimeoutMs });
+  const listener: Listener = await createListener({ host: options.host, port: options.port, handler, upgrade: doors.rest.upgrade, headersTimeoutMs: options.clientHeaderTimeoutMs });
   logger.info({ url: listener.url, host: options.host, port: listener.port, policy: options.routingAlgorithm }, "router listening");
   warnIfOpen(options, doors.auth, logger);
 

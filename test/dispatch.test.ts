@@ -128,7 +128,7 @@ function setUp(urls: string[], maxConcurrencyPerWorker = 0): { admission: Admiss
   const admission = createAdmission({ registry, policy: createPolicy("round-robin"), mode: "policy", maxConcurrencyPerWorker, queueSize: 100, queueTimeoutMs: 10_000 });
   const outliers = createOutlierDetector({ registry, logger, consecutiveFailures: 100, baseEjectionMs: 1_000, maxEjectionMs: 1_000, probe: () => undefined });
   const dispatcher = new Dispatcher({ admission, proxy, outliers, logger, maxRetries: 2, retryBudgetMs: 60_000, maxBodyBytes: 1 << 20 });
-  const image = createRouteSpecs(admission, new AffinityMap(), new AffinityMap()).image;
+  const image = createRouteSpecs(admission, new AffinityMap(), new AffinityMap(), new AffinityMap()).image;
   return { admission, dispatcher, image };
 }
 

@@ -3,6 +3,8 @@ import { RouterError } from "../errors.js";
 import type { Registry, RegistryEvent } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { EligibilityCache, type Demand } from "../scheduler/eligibility.js";
+import { workerKind } from "../registry/task-types.js";
+import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { Policy } from "../balancer/index.js";
 import { Candidates } from "./candidates.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
@@ -117,8 +119,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
   const take = (worker: Worker, ticket: Ticket, batch: Batch | null): Worker => {
     registry.requestStarted(worker);
     gate.started();
-    // A forwarded route the router does not know (LoRA, meshes...) is counted, but it holds no GPU slot of the planner.
-    if (ticket.demand.kind !== "other") {
+    // A forwarded route the router does not know (LoRA...) or a mesh create is counted, but it holds no GPU slot of the planner.
+    if (!holdsNoPlanSlot(ticket.demand.kind)) {
       ticket.run = loads.start(worker, ticket, batch);
       keys.stick(ticket.facts.routingKey, worker);
     }
@@ -275,6 +277,11 @@ export function noWorkerError(registry: Registry, demand: Demand): RouterError {
       return new RouterError("no_video_workers", "No video-capable workers available in current worker pool (no worker's /v1/models task_type is T2V, I2V or TI2V).");
     }
     return new RouterError("no_healthy_workers", `No healthy video-capable workers available (${video.length} registered, none routable)`, { details: { retryAfterS: 1 } });
+  }
+  if (demand.kind === "mesh") {
+    const mesh = registry.all().filter((w) => workerKind(w.capabilities.taskType) === "mesh");
+    if (mesh.length === 0) return new RouterError("no_mesh_workers", "No mesh-capable workers available in current worker pool (no worker's /v1/models task_type is I2M).");
+    return new RouterError("no_healthy_workers", `No healthy mesh-capable workers available (${mesh.length} registered, none routable)`, { details: { retryAfterS: 1 } });
   }
   if (registry.size === 0) return new RouterError("no_healthy_workers", "No workers registered in the pool", { details: { retryAfterS: 1 } });
   return new RouterError("no_healthy_workers", "No healthy workers available in the pool", { details: { retryAfterS: 1 } });

@@ -1,5 +1,6 @@
 import type { Worker } from "../registry/worker.js";
 import { occupy, planDispatch, priorityKey, type PlanItem, type PlanWorker } from "../scheduler/plan.js";
+import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import { parallelSlotsOf } from "./loads.js";
 import type { Waiter } from "./queue.js";
@@ -31,9 +32,9 @@ export class PlanDispatch implements DispatchStrategy {
 
   constructor(private readonly ctx: DispatchContext) {}
 
-  /** Only forwarded routes the router does not know (LoRA, meshes...): they hold no GPU slot of the plan. */
+  /** Only forwarded routes the router does not know (LoRA...) and mesh creates: they hold no GPU slot of the plan. */
   answersAtOnce(ticket: Ticket): boolean {
-    return ticket.demand.kind === "other";
+    return holdsNoPlanSlot(ticket.demand.kind);
   }
 
   pick(ticket: Ticket): Worker | null {
@@ -108,7 +109,7 @@ export class PlanDispatch implements DispatchStrategy {
   /** Forwarded routes that were held (a refit) go at once: they use no GPU slot. */
   #sendForwarded(waiters: readonly Waiter[]): void {
     for (const waiter of waiters) {
-      if (waiter.settled || waiter.ticket.demand.kind !== "other") continue;
+      if (waiter.settled || !holdsNoPlanSlot(waiter.ticket.demand.kind)) continue;
       const w = this.pick(waiter.ticket);
       if (w !== null) this.ctx.queue.hand(waiter, this.ctx.take(w, waiter.ticket, null));
     }

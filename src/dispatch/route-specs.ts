@@ -22,6 +22,8 @@ export interface RouteSpecs {
   readonly generation: RouteSpec;
   /** `POST /v1/videos`: created at most once; remembers the job's worker. */
   readonly videoCreate: RouteSpec;
+  /** `POST /v1/meshes`: created at most once, on an I2M worker; remembers the job's worker. */
+  readonly meshCreate: RouteSpec;
   /** Any other path: forwarded to a worker unchanged, never retried. */
   readonly passthrough: RouteSpec;
   /** A request to the worker that owns an id, whose answer teaches nothing. */
@@ -35,17 +37,20 @@ export interface RouteSpecs {
 }
 
 /** The route specs over the router's id-affinity maps and admission (which learns when video jobs end). */
-export function createRouteSpecs(admission: Admission, images: AffinityMap, videos: AffinityMap): RouteSpecs {
+export function createRouteSpecs(admission: Admission, images: AffinityMap, videos: AffinityMap, meshes: AffinityMap): RouteSpecs {
   const rememberImages: AnswerHook = (workerUrl, status, captured) => {
     if (status !== 200) return;
     for (const id of imageIdsIn(captured)) images.remember(id, workerUrl);
   };
-  const rememberVideo: AnswerHook = (workerUrl, status, captured) => {
-    if (status >= 400) return;
-    const id = videoIdIn(captured);
-    if (id) videos.remember(id, workerUrl);
-    return id ?? undefined;
-  };
+  /** A job create's answer names the job: its worker is remembered (and, for videos, the job is counted as its work). */
+  const rememberJob =
+    (jobs: AffinityMap): AnswerHook =>
+    (workerUrl, status, captured) => {
+      if (status >= 400) return;
+      const id = videoIdIn(captured);
+      if (id) jobs.remember(id, workerUrl);
+      return id ?? undefined;
+    };
   // A deleted job is no work of its worker any more (a queued one is cancelled there).
   const endVideoJob: AnswerHook = (_workerUrl, status, captured) => {
     if (status >= 300) return;
@@ -63,7 +68,8 @@ export function createRouteSpecs(admission: Admission, images: AffinityMap, vide
   return {
     image,
     generation,
-    videoCreate: { kind: "video", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberVideo },
+    videoCreate: { kind: "video", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberJob(videos) },
+    meshCreate: { kind: "mesh", retry: "create_once", capture: videoCaptureBytes, onAnswer: rememberJob(meshes) },
     passthrough: { kind: "other", retry: "none", capture: 0 },
     toOwner: { kind: "other", retry: "none", capture: 0 },
     videoPoll: { kind: "other", retry: "none", capture: jobCaptureBytes, onAnswer: watchVideoJob },

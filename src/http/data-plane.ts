@@ -68,6 +68,8 @@ export function createDataPlane(options: DataPlaneOptions) {
     /** Any other path: forwarded to a worker unchanged. */
     passthrough: (call: RestCall, path: string) => dispatch(call, path, specs.passthrough),
     createVideo: (call: RestCall, path: string) => dispatch(call, path, specs.videoCreate),
+    /** `POST /v1/meshes`: to an I2M worker, once. */
+    createMesh: (call: RestCall, path: string) => dispatch(call, path, specs.meshCreate),
 
     /**
      * Streams an exchange to one given worker (id affinity, admin

@@ -4,6 +4,7 @@ import { describeNetworkError } from "../health/probe.js";
 import type { Logger } from "../log.js";
 import type { Upstream } from "../proxy/upstream.js";
 import type { Registry } from "../registry/registry.js";
+import { workerKind } from "../registry/task-types.js";
 import type { Worker } from "../registry/worker.js";
 import type { AffinityRoutes } from "./affinity-routes.js";
 import type { DataPlane } from "./data-plane.js";
@@ -17,6 +18,7 @@ export interface FanoutRoutesOptions {
   data: DataPlane;
   affinity: AffinityRoutes;
   videos: AffinityMap;
+  meshes: AffinityMap;
   /** Time limit of each worker's part of a list. */
   fanoutTimeoutMs: number;
 }
@@ -55,25 +57,56 @@ function listParams(query: URLSearchParams): { limit: number; order: "asc" | "de
 }
 
 /**
+ * Job lists (videos, meshes) live in each worker's memory: the list is the
+ * merge of every capable worker's list; each job's worker is remembered.
+ */
+function createJobLists(options: FanoutRoutesOptions) {
+  const { registry, upstream, logger, fanoutTimeoutMs } = options;
+  const kinds = {
+    videos: { owners: options.videos, holds: (w: Worker) => w.capabilities.videoSupport === true },
+    meshes: { owners: options.meshes, holds: (w: Worker) => workerKind(w.capabilities.taskType) === "mesh" },
+  };
+  type JobKind = keyof typeof kinds;
+
+  /** One worker's jobs, remembered as that worker's; none when it fails. */
+  async function jobsOf(w: Worker, kind: JobKind, order: string): Promise<Job[]> {
+    try {
+      const a = await upstream.requestJson(w.url, "GET", `/v1/${kind}?limit=100&order=${order}`, { timeoutMs: fanoutTimeoutMs });
+      const list = listOf(a.status, a.body);
+      if (list === null) return [];
+      for (const job of list as Job[]) if (job && typeof job.id === "string") kinds[kind].owners.remember(job.id, w.url);
+      return list as Job[];
+    } catch (err) {
+      logger.warn({ worker: w.url, err: describeNetworkError(err) }, `${kind} list from worker failed`);
+      return [];
+    }
+  }
+
+  /** Every capable live worker's jobs merged, newest first (or oldest), then `after` and `limit` applied to the merged list. */
+  async function listJobs(call: RestCall, kind: JobKind, query: URLSearchParams): Promise<void> {
+    const { limit, order, after } = listParams(query);
+    const targets = registry.all().filter((w) => kinds[kind].holds(w) && !w.dead && !w.sleeping);
+    const lists = await Promise.all(targets.map((w) => jobsOf(w, kind, order)));
+    const sign = order === "asc" ? 1 : -1;
+    let jobs = lists.flat().sort((a, b) => sign * (Number(a.created_at ?? 0) - Number(b.created_at ?? 0)));
+    if (after) {
+      const at = jobs.findIndex((j) => j.id === after);
+      jobs = at >= 0 ? jobs.slice(at + 1) : jobs;
+    }
+    const page = jobs.slice(0, limit);
+    sendJson(call.res, 200, { object: "list", data: page, first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: jobs.length > limit });
+  }
+
+  return listJobs;
+}
+
+/**
  * Lists that live in every worker's memory (models, video jobs): asked of
  * each worker at once and merged into one answer.
  */
 export function createFanoutRoutes(options: FanoutRoutesOptions) {
-  const { registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs } = options;
-
-  /** One video worker's jobs, remembered as that worker's; none when it fails. */
-  async function jobsOf(w: Worker, order: string): Promise<Job[]> {
-    try {
-      const a = await upstream.requestJson(w.url, "GET", `/v1/videos?limit=100&order=${order}`, { timeoutMs: fanoutTimeoutMs });
-      const list = listOf(a.status, a.body);
-      if (list === null) return [];
-      for (const job of list as Job[]) if (job && typeof job.id === "string") videos.remember(job.id, w.url);
-      return list as Job[];
-    } catch (err) {
-      logger.warn({ worker: w.url, err: describeNetworkError(err) }, "video list from worker failed");
-      return [];
-    }
-  }
+  const { registry, upstream, data, affinity, fanoutTimeoutMs } = options;
+  const listJobs = createJobLists(options);
 
   return {
     /**
@@ -85,18 +118,11 @@ export function createFanoutRoutes(options: FanoutRoutesOptions) {
     async listVideos(call: RestCall, query: URLSearchParams): Promise<void> {
       const pollId = query.get("video_id") ?? query.get("id") ?? query.get("job_id");
       if (pollId) return affinity.pollVideo(call, pollId);
-      const { limit, order, after } = listParams(query);
-      const targets = registry.all().filter((w) => w.capabilities.videoSupport === true && !w.dead && !w.sleeping);
-      const lists = await Promise.all(targets.map((w) => jobsOf(w, order)));
-      const sign = order === "asc" ? 1 : -1;
-      let jobs = lists.flat().sort((a, b) => sign * (Number(a.created_at ?? 0) - Number(b.created_at ?? 0)));
-      if (after) {
-        const at = jobs.findIndex((j) => j.id === after);
-        jobs = at >= 0 ? jobs.slice(at + 1) : jobs;
-      }
-      const page = jobs.slice(0, limit);
-      sendJson(call.res, 200, { object: "list", data: page, first_id: page[0]?.id ?? null, last_id: page.at(-1)?.id ?? null, has_more: jobs.length > limit });
+      return listJobs(call, "videos", query);
     },
+
+    /** `GET /v1/meshes`: every I2M worker's mesh jobs merged, as the video list. */
+    listMeshes: (call: RestCall, query: URLSearchParams) => listJobs(call, "meshes", query),
 
     /** `GET /v1/models`: every routable worker's cards, de-duplicated by id. */
     async listModels(call: RestCall): Promise<void> {

@@ -40,6 +40,15 @@ function modelInBody(body: Buffer): string | null {
 /** Refit, sleep/wake and weight checks over REST: parse into the core's commands, answer with its results in the original's shapes. */
 export function createRefitRoutes(options: RefitRoutesOptions) {
   const { control, registry, refit, data, maxBodyBytes } = options;
+
+  /** One JSON body to every awake, live worker at once: `{"results": [...]}`, one per worker, failures included. */
+  async function askEveryWorker(req: Req, res: Res, path: string): Promise<void> {
+    const { raw } = await readJsonObject(req, maxBodyBytes);
+    const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
+    if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
+    sendJson(res, 200, answersJson(await control.broadcast(path, raw.length ? raw : "{}", targets)));
+  }
+
   return {
     /**
      * `POST /update_weights_from_disk`: the coordinated refit (hold, drain,
@@ -97,11 +106,13 @@ export function createRefitRoutes(options: RefitRoutesOptions) {
     },
 
     /** `POST /get_weights_checksum`: every worker's checksums, to check they hold the same weights. */
-    async weightsChecksum(req: Req, res: Res): Promise<void> {
-      const { raw } = await readJsonObject(req, maxBodyBytes);
-      const targets = registry.all().filter((w) => !w.dead && !w.sleeping);
-      if (targets.length === 0) throw new RouterError("no_healthy_workers", "No healthy workers available in the pool");
-      sendJson(res, 200, answersJson(await control.broadcast("/get_weights_checksum", raw.length ? raw : "{}", targets)));
-    },
+    weightsChecksum: (req: Req, res: Res) => askEveryWorker(req, res, "/get_weights_checksum"),
+
+    /**
+     * `POST /update_weights_from_tensor_checker`: the trainer's expected
+     * tensor hashes checked on every worker (one random worker would say
+     * nothing of the rest of the pool); each worker's answer, 400s included.
+     */
+    tensorChecker: (req: Req, res: Res) => askEveryWorker(req, res, "/update_weights_from_tensor_checker"),
   };
 }

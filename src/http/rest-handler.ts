@@ -1,4 +1,6 @@
+import type { IncomingMessage } from "node:http";
 import { performance } from "node:perf_hooks";
+import type { Duplex } from "node:stream";
 import { randomUUID } from "node:crypto";
 import type { Auth } from "../auth/api-keys.js";
 import type { Audit } from "../audit/audit.js";
@@ -16,6 +18,7 @@ import type { DataPlane } from "./data-plane.js";
 import type { FanoutRoutes } from "./fanout-routes.js";
 import { sendError, type Res } from "./respond.js";
 import { RestCall } from "./rest-call.js";
+import { REALTIME_PREFIX, refuse, type RealtimeProxy } from "./realtime-proxy.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
 import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
 
@@ -25,6 +28,8 @@ export interface RestHandlerOptions {
   affinity: AffinityRoutes;
   fanout: FanoutRoutes;
   rollouts: RolloutRoutes;
+  /** WebSocket sessions of the realtime video API. */
+  realtime: RealtimeProxy;
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
@@ -141,6 +146,23 @@ class RestHandler {
         ? callContext.run({ requestId: call.requestId, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } }, () => this.#route(call, method, rawUrl, query, match))
         : this.#route(call, method, rawUrl, query, match);
     routed.catch((err: unknown) => this.#failed(call, err));
+  };
+
+  /**
+   * WebSocket upgrades (the listener serves other upgrades as plain
+   * requests). One on the realtime prefix is a session proxied to a video
+   * worker, counted as an open request until it ends: a shutdown waits for
+   * it like for any request, then closes it.
+   */
+  readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const path = (req.url ?? "/").split("?", 1)[0]!;
+    this.#open++;
+    const done = () => {
+      if (--this.#open === 0 && this.#onIdle) this.#onIdle();
+    };
+    if (this.#shuttingDown) refuse(socket, new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }), done);
+    else if (!path.startsWith(REALTIME_PREFIX)) refuse(socket, new RouterError("not_found", `no WebSocket route ${path} (the realtime video API is under ${REALTIME_PREFIX})`), done);
+    else this.#options.realtime.handle(req, socket, head, done);
   };
 
   /** Runs the matched route's handler; a reserved path without a route is the router's 404, any other path goes to a worker. */

@@ -73,11 +73,12 @@ const reservedPrefixes: readonly { prefix: string; auth: AuthClass; shape: Error
   { prefix: "/v1/rollouts", auth: "data", shape: "openai" },
   // A video job's sub-resources are the router's (affinity to the job's worker).
   { prefix: "/v1/videos/", auth: "data", shape: "original" },
+  { prefix: "/v1/meshes/", auth: "data", shape: "original" },
   { prefix: "/sgl.diffusion.router.", auth: "admin", shape: "original" },
   { prefix: "/grpc.reflection.", auth: "open", shape: "original" },
 ];
 
-/** Every other path goes to a worker unchanged (LoRA routes, meshes, newer worker routes). */
+/** Every other path goes to a worker unchanged (LoRA routes, newer worker routes). */
 const workerPath = { auth: "data" as const, label: "other", shape: "original" as const };
 
 /**
@@ -113,6 +114,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     route("/release_memory_occupation", "admin", { POST: ({ req, res, query }) => admin.releaseMemory(req, res, query()) }),
     route("/resume_memory_occupation", "admin", { POST: ({ req, res }) => admin.resumeMemory(req, res) }),
     route("/get_weights_checksum", "admin", { POST: ({ req, res }) => admin.weightsChecksum(req, res) }, "openai"),
+    route("/update_weights_from_tensor_checker", "admin", { POST: ({ req, res }) => admin.tensorChecker(req, res) }, "openai"),
     route("/audit", "admin", { GET: ({ res, query }) => admin.auditTrail(res, query()) }),
 
     // Refit (ours).
@@ -142,6 +144,9 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     route("/v1/videos", "data", { POST: ({ call, rawUrl }) => data.createVideo(call, rawUrl), GET: ({ call, query }) => fanout.listVideos(call, query()) }),
     route("/v1/videos/{id}", "data", { GET: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!), DELETE: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!) }),
     route("/v1/videos/{id}/content", "data", { GET: ({ call, rawUrl, params }) => affinity.videoById(call, rawUrl, params[0]!) }),
+    route("/v1/meshes", "data", { POST: ({ call, rawUrl }) => data.createMesh(call, rawUrl), GET: ({ call, query }) => fanout.listMeshes(call, query()) }),
+    route("/v1/meshes/{id}", "data", { GET: ({ call, rawUrl, params }) => affinity.meshById(call, rawUrl, params[0]!), DELETE: ({ call, rawUrl, params }) => affinity.meshById(call, rawUrl, params[0]!) }),
+    route("/v1/meshes/{id}/content", "data", { GET: ({ call, rawUrl, params }) => affinity.meshById(call, rawUrl, params[0]!) }),
     route("/v1/models", "data", { GET: ({ call }) => fanout.listModels(call) }),
     route("/v1/models/{id*}", "data", { GET: ({ call, rawUrl, params }) => fanout.getModel(call, rawUrl, params[0]!), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),
     route("/v1/rollouts", "data", { POST: ({ call }) => rollouts.submit(call) }, "openai"),

@@ -20,6 +20,7 @@ export interface Core {
   /** Which worker holds each image / video id. */
   readonly images: AffinityMap;
   readonly videos: AffinityMap;
+  readonly meshes: AffinityMap;
   readonly health: HealthChecker;
   readonly outliers: OutlierDetector;
   readonly audit: Audit;
@@ -42,6 +43,7 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
   const upstream = createUpstream({ maxConnections: options.maxConnections, timeoutMs: options.timeoutMs });
   const images = new AffinityMap();
   const videos = new AffinityMap();
+  const meshes = new AffinityMap();
   // Health probes an ejected worker through the outlier detector and vice versa: each reaches the other through a closure.
   let outliers: OutlierDetector | null = null;
   const health = createHealthChecker({
@@ -62,7 +64,7 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
   });
   let metrics: Metrics | null = null;
   const audit = createAudit({ logger, onFinished: (e) => metrics?.controlAction(e) });
-  const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos] });
+  const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos, meshes] });
   const admission = buildAdmission(registry, options);
   // One --state-file: the refit's weights and the pool's workers, each written by its owner.
   const stateFile = options.stateFile === null ? null : openStateFile(options.stateFile);
@@ -78,7 +80,7 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
-  return { registry, upstream, images, videos, health, outliers, audit, control, admission, stateFile, refit, metrics: builtMetrics };
+  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, stateFile, refit, metrics: builtMetrics };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {

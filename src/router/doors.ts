@@ -10,6 +10,8 @@ import { createAdminRoutes } from "../http/admin-routes.js";
 import { createAffinityRoutes } from "../http/affinity-routes.js";
 import { createDataPlane } from "../http/data-plane.js";
 import { createFanoutRoutes } from "../http/fanout-routes.js";
+import { createOwnerLookup } from "../http/owner-lookup.js";
+import { createRealtimeProxy } from "../http/realtime-proxy.js";
 import { createRestHandler, type RestHandler } from "../http/rest-handler.js";
 import { createRolloutRoutes } from "../http/rollout-routes.js";
 import type { Logger } from "../log.js";
@@ -33,9 +35,9 @@ export interface Doors {
  * (rpc-door.ts) calls the same audited actions and the same rollouts.
  */
 export function buildDoors(core: Core, options: RouterOptions, logger: Logger): Doors {
-  const { registry, admission, upstream, images, videos, audit } = core;
+  const { registry, admission, upstream, images, videos, meshes, audit } = core;
   const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers: core.outliers, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes });
-  const specs = createRouteSpecs(admission, images, videos);
+  const specs = createRouteSpecs(admission, images, videos, meshes);
   // Request limits are checked where a ticket reads the body: REST requests and rollout items alike.
   const tickets = ticketReader(requestLimitsOf(options));
   const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
@@ -44,14 +46,17 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version });
   const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  const affinity = createAffinityRoutes({ registry, data, specs, images, videos });
-  const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
+  // An id the router does not know is asked of the pool, each worker within a probe's time limit.
+  const lookup = createOwnerLookup({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs });
+  const affinity = createAffinityRoutes({ registry, data, specs, images, videos, meshes, lookup });
+  const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, meshes, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
   const rest = createRestHandler({
     admin,
     data,
     affinity,
     fanout,
     rollouts: createRolloutRoutes(rollouts),
+    realtime: createRealtimeProxy({ auth, registry, logger }),
     logger,
     auth,
     audit,

@@ -32,6 +32,7 @@ function demandKey(kind: RouteKind, model: string | null): string {
 /**
  * The workers (among `workers`, typically every registered one) that may
  * serve `demand`:
+ * - mesh creates: I2M workers only;
  * - video routes, and native generation routes whose body asks for video
  *   (`num_frames`, ...: see request-facts.ts): video models only;
  * - image routes, and native generation routes whose body asks for no video:
@@ -56,6 +57,7 @@ export function eligibleWorkers<W extends Pick<Worker, "capabilities">>(workers:
   let kindOk: W[];
   if (demand.kind === "video" || demand.kind === "video_generation") kindOk = workers.filter((w) => w.capabilities.videoSupport === true);
   else if (demand.kind === "image" || demand.kind === "generation") kindOk = imageCapable(workers);
+  else if (demand.kind === "mesh") kindOk = workers.filter((w) => workerKind(w.capabilities.taskType) === "mesh");
   else kindOk = [...workers];
   if (model === null) return kindOk;
   const serving = kindOk.filter((w) => w.capabilities.models.includes(model));

@@ -10,9 +10,20 @@
  * (`POST /v1/videos`: answered at once, the work runs on); `generation` a
  * native generation route (`/rollout/generate`, `/v1/diffusion/generate`)
  * answered when done, by an image worker, or by a video worker when its
- * body asks for video (`video_generation`).
+ * body asks for video (`video_generation`). `mesh` is an async 3D job
+ * (`POST /v1/meshes`) for an I2M worker: answered at once, and the router
+ * does not model its GPU time.
  */
-export type RouteKind = "image" | "video" | "generation" | "video_generation" | "other";
+export type RouteKind = "image" | "video" | "generation" | "video_generation" | "mesh" | "other";
+
+/**
+ * Kinds the plan gives no GPU slot: forwarded routes the router does not
+ * know (LoRA calls, newer routes) and mesh creates (held by a refit like
+ * any request, then sent at once to a worker of their kind).
+ */
+export function holdsNoPlanSlot(kind: RouteKind): boolean {
+  return kind === "other" || kind === "mesh";
+}
 
 /** The inputs of the cost model, with the worker's defaults filled where a field is missing. */
 export interface WorkFeatures {

@@ -3,15 +3,20 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import * as http2 from "node:http2";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import * as net from "node:net";
+import type { Duplex } from "node:stream";
 import { firedWithin } from "./fired-within.js";
 
 export type RequestHandler = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void;
+/** A WebSocket upgrade request: the socket is the handler's from then on. */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
 /** Options of {@link createListener}. */
 export interface ListenerOptions {
   host: string;
   port: number;
   handler: RequestHandler;
+  /** WebSocket upgrades; without it they are served as plain requests, like every other upgrade. */
+  upgrade?: UpgradeHandler;
   /** Time a new connection may take to send its first bytes; default 10 s. */
   firstBytesTimeoutMs?: number;
   /** Time a client may take to send request headers (slowloris guard); default 30 s. */
@@ -108,7 +113,46 @@ export async function createListener(options: ListenerOptions): Promise<Listener
   };
 }
 
+/**
+ * The HTTP/1.1 server. Node hands every request with `Upgrade` to an
+ * `upgrade` listener once there is one; only WebSockets are ours to take.
+ * Any other upgrade (curl's `Upgrade: h2c`, which falls back to HTTP/1.1
+ * when refused) is replayed without it, body bytes included, to a second
+ * server with no upgrade listener, which serves the request as it always
+ * did.
+ */
 function createHttp1Server(options: ListenerOptions): http.Server {
+  const h1 = createPlainHttp1Server(options);
+  const upgrade = options.upgrade;
+  if (upgrade === undefined) return h1;
+  const plain = createPlainHttp1Server(options);
+  h1.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (String(req.headers.upgrade).toLowerCase() === "websocket") return upgrade(req, socket, head);
+    socket.unshift(Buffer.concat([Buffer.from(headWithoutUpgrade(req), "latin1"), head]));
+    plain.emit("connection", socket);
+  });
+  h1.once("listening", () => plain.emit("listening"));
+  return h1;
+}
+
+/** A request's head as received, without `Upgrade` and what `Connection` said of it. */
+function headWithoutUpgrade(req: IncomingMessage): string {
+  const lines = [`${req.method ?? "GET"} ${req.url ?? "/"} HTTP/${req.httpVersion}`];
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === "upgrade" || name === "http2-settings") continue;
+    if (name === "connection") {
+      const rest = raw[i + 1]!.split(",").map((t) => t.trim()).filter((t) => !/^(upgrade|http2-settings)$/i.test(t));
+      if (rest.length > 0) lines.push(`${raw[i]}: ${rest.join(", ")}`);
+      continue;
+    }
+    lines.push(`${raw[i]}: ${raw[i + 1]}`);
+  }
+  return `${lines.join("\r\n")}\r\n\r\n`;
+}
+
+function createPlainHttp1Server(options: ListenerOptions): http.Server {
   const headersTimeout = options.headersTimeoutMs ?? 30_000;
   const h1 = http.createServer({
     keepAliveTimeout: options.keepAliveTimeoutMs ?? 65_000,
