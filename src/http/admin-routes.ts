@@ -3,6 +3,7 @@ import type { WorkerScheduling } from "../admission/admission.js";
 import type { Control, WorkerPatch } from "../admin/control.js";
 import { workerJson } from "../admin/worker-json.js";
 import { RouterError } from "../errors.js";
+import { failedWorkerJson, managedWorkerJson, type ManagedView } from "../launcher/managed-view.js";
 import type { Registry } from "../registry/registry.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
@@ -21,6 +22,8 @@ export interface AdminRoutesOptions {
   maxBodyBytes: number;
   /** The scheduler's view of every worker, shown in worker payloads. */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** The launcher's workers: failed ones stay visible in /workers and /health. */
+  managed: ManagedView;
 }
 
 
@@ -72,17 +75,20 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
 
 /** Health, the worker list and its aliases, the audit trail. */
 function createWorkerRoutes(options: AdminRoutesOptions) {
-  const { control, refit, audit, maxBodyBytes, scheduling } = options;
+  const { control, refit, audit, maxBodyBytes, scheduling, managed } = options;
   const workerUrlOf = (req: Req, query: URLSearchParams) => workerUrlFrom(req, query, maxBodyBytes);
 
   return {
     health(res: Res): void {
       const s = control.status();
+      // A managed worker that gave up is out of the registry but not fine: the pool is "degraded" (still 200: it serves).
+      const failed = managed.failed().length;
       sendJson(res, s.healthy > 0 ? 200 : 503, {
-        status: s.healthy > 0 ? "healthy" : "unhealthy",
+        status: s.healthy > 0 ? (failed > 0 ? "degraded" : "healthy") : "unhealthy",
         healthy_workers: s.healthy,
-        total_workers: s.total,
+        total_workers: s.total + failed,
         dead_workers: s.dead,
+        failed_workers: failed,
         sleeping_workers: s.sleeping,
         routable_workers: s.routable,
         weight_version: refit.version,
@@ -97,7 +103,13 @@ function createWorkerRoutes(options: AdminRoutesOptions) {
 
     listWorkers(res: Res): void {
       const view = scheduling();
-      sendJson(res, 200, { workers: control.listWorkers().map((w) => workerJson(w, view.get(w))) });
+      const failed = managed.failed().map(failedWorkerJson);
+      sendJson(res, 200, { workers: [...control.listWorkers().map((w) => workerJson(w, view.get(w))), ...failed] });
+    },
+
+    /** `GET /managed_workers`: ListManagedWorkers over REST, the launcher's own view (failed and restarting ones with their reason). */
+    listManagedWorkers(res: Res): void {
+      sendJson(res, 200, { workers: managed.list().map(managedWorkerJson) });
     },
 
     getWorker(res: Res, id: string): void {

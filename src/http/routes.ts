@@ -123,6 +123,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     }),
     route("/add_worker", "admin", { POST: ({ req, res, query }) => admin.addWorkerAlias(req, res, query()) }),
     route("/remove_worker", "admin", { POST: ({ req, res, query }) => admin.removeWorkerAlias(req, res, query()), DELETE: ({ req, res, query }) => admin.removeWorkerAlias(req, res, query()) }),
+    route("/managed_workers", "admin", { GET: ({ res }) => admin.listManagedWorkers(res) }),
     route("/list_workers", "admin", { GET: ({ res }) => admin.listWorkersAlias(res) }),
     route("/update_weights_from_disk", "admin", { POST: ({ req, res, query }) => admin.updateWeightsFromDisk(req, res, query()) }),
     route("/release_memory_occupation", "admin", { POST: ({ req, res, query }) => admin.releaseMemory(req, res, query()) }),

@@ -85,7 +85,10 @@ function renderWorkers(workers) {
     const tr = document.createElement("tr");
     tr.dataset.url = w.url;
     cell(tr, w.display_id ?? w.url);
-    cell(tr, w.state, `state-${w.state}`).dataset.field = "state";
+    const state = cell(tr, w.state, `state-${w.state}`);
+    state.dataset.field = "state";
+    // A failed managed worker says why (the launcher's reason) where the operator looks.
+    if (w.state === "failed" && w.last_error) state.title = w.last_error;
     cell(tr, (w.models ?? []).join(", ") || w.task_type || "-");
     cell(tr, w.weight_version ?? "unknown").dataset.field = "weight_version";
     cell(tr, String(w.active_requests ?? 0), "num");
