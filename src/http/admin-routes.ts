@@ -73,28 +73,34 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
   return { ...createWorkerRoutes(options), ...createRefitRoutes(options) };
 }
 
+/** `GET /health`: the pool's counts; launcher-managed workers that failed count too (`degraded`). */
+function healthRoute(options: AdminRoutesOptions): (res: Res) => void {
+  const { control, refit, managed } = options;
+  return (res) => {
+    const s = control.status();
+    // A managed worker that gave up is out of the registry but not fine: the pool is "degraded" (still 200: it serves).
+    const failed = managed.failed().length;
+    sendJson(res, s.healthy > 0 ? 200 : 503, {
+      status: s.healthy > 0 ? (failed > 0 ? "degraded" : "healthy") : "unhealthy",
+      healthy_workers: s.healthy,
+      total_workers: s.total + failed,
+      dead_workers: s.dead,
+      failed_workers: failed,
+      sleeping_workers: s.sleeping,
+      routable_workers: s.routable,
+      weight_version: refit.version,
+      refit_phase: refit.status().phase,
+    });
+  };
+}
+
 /** Health, the worker list and its aliases, the audit trail. */
 function createWorkerRoutes(options: AdminRoutesOptions) {
-  const { control, refit, audit, maxBodyBytes, scheduling, managed } = options;
+  const { control, audit, maxBodyBytes, scheduling, managed } = options;
   const workerUrlOf = (req: Req, query: URLSearchParams) => workerUrlFrom(req, query, maxBodyBytes);
 
   return {
-    health(res: Res): void {
-      const s = control.status();
-      // A managed worker that gave up is out of the registry but not fine: the pool is "degraded" (still 200: it serves).
-      const failed = managed.failed().length;
-      sendJson(res, s.healthy > 0 ? 200 : 503, {
-        status: s.healthy > 0 ? (failed > 0 ? "degraded" : "healthy") : "unhealthy",
-        healthy_workers: s.healthy,
-        total_workers: s.total + failed,
-        dead_workers: s.dead,
-        failed_workers: failed,
-        sleeping_workers: s.sleeping,
-        routable_workers: s.routable,
-        weight_version: refit.version,
-        refit_phase: refit.status().phase,
-      });
-    },
+    health: healthRoute(options),
 
     async createWorker(req: Req, res: Res, query: URLSearchParams): Promise<void> {
       const { worker } = await control.addWorker(await workerUrlOf(req, query));
