@@ -3,12 +3,16 @@
  * playwright-core): the page loads from the router, shows the workers, and
  * changes within 2 s when a worker is removed or a refit runs, each action
  * with its arguments; with an admin key and none typed it is read-only from
- * /metrics and asks for the key only when the operator clicks for it. Skipped, naming the package, where chromium
+ * /metrics and asks for the key only when the operator clicks for it; a
+ * launched worker past max_restarts stays on it as failed. Skipped, naming the package, where chromium
  * is not installed (.ci/run installs it).
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 import { binaryTool, needTools } from "./helpers/tools.js";
 
@@ -146,5 +150,32 @@ describe("GET /dashboard in headless chromium", () => {
     expect(await page.locator("#readonly").isVisible()).toBe(false);
     // Worker data is text, never markup: the page has no element the data could have made.
     expect(await page.locator("#workers script, #actions script").count()).toBe(0);
+  }, 60_000);
+
+  it("a launched worker past max_restarts stays on the page as failed, with or without the key", async (ctx) => {
+    needTools(ctx, browserTool);
+    const tmp = mkdtempSync(join(tmpdir(), "sgl-dash-"));
+    cleanup.push(() => rmSync(tmp, { recursive: true, force: true }));
+    const base = 40000 + 2 * Math.floor(Math.random() * 2000);
+    const file = join(tmp, "launcher.yaml");
+    writeFileSync(file, ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  worker_host: 127.0.0.1", `  worker_base_port: ${base}`, "  max_restarts: 0", ""].join("\n"));
+    const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--health-check-interval", "3600", "--launcher-config", file]);
+    cleanup.push(() => r.stop());
+    const admin = { authorization: "Bearer dash-secret" };
+    const w = await waitFor(async () => (await jsonRequest(`${r.url}/managed_workers`, { headers: admin })).body.workers.find((m: any) => m.state === "ready"), 20_000, "worker ready");
+    process.kill(w.pid, "SIGKILL");
+    await waitFor(async () => (await jsonRequest(`${r.url}/health`)).body.failed_workers === 1, 10_000, "worker failed");
+
+    // Read-only (no key): the state from /metrics.
+    const page = await open(r);
+    const host = w.url.replace("http://", "");
+    await expect.poll(() => page.locator(`#workers tbody tr[data-url="${host}"] td[data-field="state"]`).textContent(), { timeout: 5000 }).toBe("failed");
+    // With the key: the admin view, which says why.
+    await page.click("#want-key");
+    await page.fill("#key", "dash-secret");
+    await page.click("#auth button");
+    const state = page.locator(`#workers tbody tr[data-url="${w.url}"] td[data-field="state"]`);
+    await expect.poll(() => state.textContent(), { timeout: 5000 }).toBe("failed");
+    expect(await state.getAttribute("title")).toMatch(/max_restarts 0/);
   }, 60_000);
 });
