@@ -1,13 +1,18 @@
 /**
  * The live dashboard in a real headless browser (Debian's chromium driven by
  * playwright-core): the page loads from the router, shows the workers, and
- * changes within 2 s when a worker is removed or a refit runs; with an admin
- * key it asks for the key first. Skipped, naming the package, where chromium
+ * changes within 2 s when a worker is removed or a refit runs, each action
+ * with its arguments; with an admin key and none typed it is read-only from
+ * /metrics and asks for the key only when the operator clicks for it; a
+ * launched worker past max_restarts stays on it as failed. Skipped, naming the package, where chromium
  * is not installed (.ci/run installs it).
  */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 import { binaryTool, needTools } from "./helpers/tools.js";
 
@@ -78,6 +83,9 @@ describe("GET /dashboard in headless chromium", () => {
     await expect.poll(() => page.locator('#actions tbody tr[data-action="refit.from_disk"]').count(), { timeout: 2000, interval: 50 }).toBe(1);
     const refitMs = Date.now() - t0;
     expect(await page.locator('#actions tbody tr[data-action="refit.from_disk"]').textContent()).toContain("ok");
+    // Each action says what it acted on: which worker, which weights.
+    expect(await page.locator('#actions tbody tr[data-action="worker.remove"] td[data-field="args"]').textContent()).toContain(`url=${sims[1]!.url}`);
+    expect(await page.locator('#actions tbody tr[data-action="refit.from_disk"] td[data-field="args"]').textContent()).toContain("ckpt/step-9");
     console.log(`dashboard: removal shown after ${removalMs} ms, refit after ${refitMs} ms`);
 
     // Re-register it for the next test.
@@ -108,28 +116,66 @@ describe("GET /dashboard in headless chromium", () => {
     console.log(`dashboard: refit begin shown after ${beginMs} ms, abort after ${Date.now() - t0} ms`);
   }, 60_000);
 
-  it("with --admin-api-key the page asks for the key, says when one is refused, then shows the workers live", async (ctx) => {
+  it("with --admin-api-key and no key the page is read-only (workers, requests, refusals), asks for the key only when clicked, says when one is refused", async (ctx) => {
     needTools(ctx, browserTool);
     const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--worker-urls", sims[0]!.url]);
     cleanup.push(() => r.stop());
+    // A script with a stale key: one refusal the operator should see.
+    expect((await jsonRequest(`${r.url}/workers`, { headers: { authorization: "Bearer stale" } })).status).toBe(401);
     const page = await open(r);
-    await expect.poll(() => page.locator("#auth").isVisible(), { timeout: 5000 }).toBe(true);
-    expect(await page.locator("#workers tbody tr").count()).toBe(0);
-    // Nothing was refused yet: the page only asks.
+    await expect.poll(() => page.locator("#readonly").isVisible(), { timeout: 5000 }).toBe(true);
+    const host = sims[0]!.url.replace("http://", "");
+    await expect.poll(() => page.locator("#workers tbody tr").count(), { timeout: 5000 }).toBe(1);
+    expect(await page.locator(`#workers tbody tr[data-url="${host}"] td[data-field="state"]`).textContent()).toBe("healthy");
+    expect(Number(await page.locator("#refusals").textContent())).toBeGreaterThanOrEqual(1);
+    expect(await page.locator("#request-counts").textContent()).toBe("0 / 0");
+    // No form until asked, and the page's own reads were not refused (only /metrics, open).
+    expect(await page.locator("#auth").isVisible()).toBe(false);
+    expect(r.logs.filter((l) => l.audit === "refused" && (l as any).args?.route !== "GET /workers").map((l) => (l as any).args)).toEqual([]);
+    await page.click("#want-key");
+    expect(await page.locator("#auth").isVisible()).toBe(true);
     expect(await page.locator("#key-refused").isVisible()).toBe(false);
 
     await page.fill("#key", "wrong-key");
     await page.click("#auth button");
     await expect.poll(() => page.locator("#key-refused").isVisible(), { timeout: 5000 }).toBe(true);
     expect(await page.locator("#auth").isVisible()).toBe(true);
-    expect(await page.locator("#workers tbody tr").count()).toBe(0);
 
     await page.fill("#key", "dash-secret");
     await page.click("#auth button");
-    await expect.poll(() => page.locator("#workers tbody tr").count(), { timeout: 5000 }).toBe(1);
+    // The full view: the worker by its URL (the admin /workers), live.
+    await expect.poll(() => page.locator(`#workers tbody tr[data-url="${sims[0]!.url}"]`).count(), { timeout: 5000 }).toBe(1);
     await expect.poll(() => page.locator("#live").textContent(), { timeout: 5000 }).toBe("live");
     expect(await page.locator("#auth").isVisible()).toBe(false);
+    expect(await page.locator("#readonly").isVisible()).toBe(false);
     // Worker data is text, never markup: the page has no element the data could have made.
     expect(await page.locator("#workers script, #actions script").count()).toBe(0);
+  }, 60_000);
+
+  it("a launched worker past max_restarts stays on the page as failed, with or without the key", async (ctx) => {
+    needTools(ctx, browserTool);
+    const tmp = mkdtempSync(join(tmpdir(), "sgl-dash-"));
+    cleanup.push(() => rmSync(tmp, { recursive: true, force: true }));
+    const base = 40000 + 2 * Math.floor(Math.random() * 2000);
+    const file = join(tmp, "launcher.yaml");
+    writeFileSync(file, ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  worker_host: 127.0.0.1", `  worker_base_port: ${base}`, "  max_restarts: 0", ""].join("\n"));
+    const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--health-check-interval", "3600", "--launcher-config", file]);
+    cleanup.push(() => r.stop());
+    const admin = { authorization: "Bearer dash-secret" };
+    const w = await waitFor(async () => (await jsonRequest(`${r.url}/managed_workers`, { headers: admin })).body.workers.find((m: any) => m.state === "ready"), 20_000, "worker ready");
+    process.kill(w.pid, "SIGKILL");
+    await waitFor(async () => (await jsonRequest(`${r.url}/health`)).body.failed_workers === 1, 10_000, "worker failed");
+
+    // Read-only (no key): the state from /metrics.
+    const page = await open(r);
+    const host = w.url.replace("http://", "");
+    await expect.poll(() => page.locator(`#workers tbody tr[data-url="${host}"] td[data-field="state"]`).textContent(), { timeout: 5000 }).toBe("failed");
+    // With the key: the admin view, which says why.
+    await page.click("#want-key");
+    await page.fill("#key", "dash-secret");
+    await page.click("#auth button");
+    const state = page.locator(`#workers tbody tr[data-url="${w.url}"] td[data-field="state"]`);
+    await expect.poll(() => state.textContent(), { timeout: 5000 }).toBe("failed");
+    expect(await state.getAttribute("title")).toMatch(/max_restarts 0/);
   }, 60_000);
 });

@@ -26,7 +26,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 async function start(extra: string[]): Promise<{ r: RouterProcess; admin: Client<typeof AdminService> }> {
   const base = 26000 + 2 * Math.floor(Math.random() * 2000);
   const file = join(tmp, `launcher-${base}.yaml`);
-  writeFileSync(file, ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  num_workers: 1", "  worker_host: 127.0.0.1", `  worker_base_port: ${base}`, "  wait_timeout: 30", ...extra.map((l) => `  ${l}`), ""].join("\n"));
+  writeFileSync(file, ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", ...(extra.some((l) => l.startsWith("num_workers")) ? [] : ["  num_workers: 1"]), "  worker_host: 127.0.0.1", `  worker_base_port: ${base}`, "  wait_timeout: 30", ...extra.map((l) => `  ${l}`), ""].join("\n"));
   const r = await startRouterProcess(["--health-check-interval", "3600", "--launcher-config", file]);
   cleanup.push(() => r.stop(5000));
   const sessionManager = new Http2SessionManager(r.url);
@@ -94,8 +94,8 @@ describe("restart policy", () => {
     expect((await managed(admin)).state).toBe("exited");
   }, 30_000);
 
-  it("max_restarts: after the last allowed restart a crash leaves it failed, saying why", async () => {
-    const { admin } = await start(["max_restarts: 1", "restart_backoff: 0.2"]);
+  it("max_restarts: after the last allowed restart a crash leaves it failed, saying why, and it stays visible", async () => {
+    const { r, admin } = await start(["max_restarts: 1", "restart_backoff: 0.2"]);
     process.kill((await managed(admin)).pid, "SIGKILL");
     const again = await waitFor(async () => {
       const m = await managed(admin);
@@ -108,6 +108,36 @@ describe("restart policy", () => {
     }, 10_000, "gave up");
     expect(failed.error).toMatch(/max_restarts 1/);
     expect(failed.exitSignal).toBe("SIGKILL");
+
+    // Not gone from the places an operator looks: /workers, /health, /metrics, /managed_workers.
+    const listed = await routerWorkers(r);
+    expect(listed).toHaveLength(1);
+    expect(listed[0]).toMatchObject({ url: failed.url, state: "failed", is_dead: true, managed: true, name: "Qwen/Qwen-Image/0", restarts: 1 });
+    expect(listed[0].last_error).toMatch(/max_restarts 1/);
+    const health = await jsonRequest(`${r.url}/health`);
+    expect(health.status).toBe(503);
+    expect(health.body).toMatchObject({ status: "unhealthy", healthy_workers: 0, total_workers: 1, failed_workers: 1 });
+    const metrics = await (await fetch(`${r.url}/metrics`)).text();
+    expect(metrics).toMatch(/sgl_router_worker_state\{worker="[^"]+",state="failed"\} 1/);
+    // One restart series per worker, by its stable name (not its URL).
+    expect(metrics).toMatch(/sgl_router_managed_worker_restarts_total\{worker="Qwen\/Qwen-Image\/0"\} 1/);
+    const rest = await jsonRequest(`${r.url}/managed_workers`);
+    expect(rest.body.workers).toMatchObject([{ name: "Qwen/Qwen-Image/0", state: "failed", restarts: 1, exit_signal: "SIGKILL", url: failed.url }]);
+  }, 60_000);
+
+  it("a failed managed worker beside a healthy one: /health says degraded (200) and counts it", async () => {
+    const { r, admin } = await start(["num_workers: 2", "max_restarts: 0"]);
+    await waitFor(async () => (await admin.listManagedWorkers({})).workers.every((w) => w.state === "ready") || undefined, 20_000, "both ready");
+    const victim = (await admin.listManagedWorkers({})).workers[1]!;
+    process.kill(victim.pid, "SIGKILL");
+    const health = await waitFor(async () => {
+      const h = await jsonRequest(`${r.url}/health`);
+      return h.body.failed_workers === 1 ? h : undefined;
+    }, 10_000, "failure counted");
+    expect(health.status).toBe(200);
+    expect(health.body).toMatchObject({ status: "degraded", healthy_workers: 1, total_workers: 2, failed_workers: 1 });
+    const states = (await routerWorkers(r)).map((w) => [w.url, w.state]);
+    expect(states).toContainEqual([victim.url, "failed"]);
   }, 60_000);
 });
 

@@ -8,7 +8,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { errorCodes } from "../src/errors.js";
-import { restRoutes } from "../src/http/routes.js";
+import { effectiveAuth, restRoutes, workerPath } from "../src/http/routes.js";
 
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 
@@ -66,6 +66,12 @@ describe("README route tables", () => {
         expect(matching.some((r) => r.methods.includes(m)), `README row for ${m} ${route.path}`).toBe(true);
       }
     }
+  });
+
+  it("says which key the paths forwarded to workers need (the admin key when one is set)", () => {
+    const row = section("Data plane").find((l) => l.startsWith("| any | any other path |"));
+    expect(row, "README row for any other path").toBeDefined();
+    expect(cells(row!)[2]).toBe(effectiveAuth(workerPath.auth, true));
   });
 
   it("documents no route the router does not serve", () => {

@@ -319,13 +319,20 @@ export interface ModelsList {
 /** What the pool's refit is doing (`refit_phase` of `GET /health`). */
 export type RefitPhase = "idle" | "draining" | "updating" | "open" | "sleeping";
 
-/** `GET /health`, the router's own answer: 200 (healthy) or 503 (unhealthy); both resolve. */
+/** `GET /health`, the router's own answer: 200 (healthy, or degraded) or 503 (unhealthy); both resolve. */
 export interface Health {
-  status: "healthy" | "unhealthy";
+  /**
+   * `degraded`: some worker is healthy, but a launcher-managed worker failed
+   * (see `failed_workers`); `sleeping`: no worker is awake because the pool
+   * was put to sleep on purpose (200, like the others but `unhealthy`).
+   */
+  status: "healthy" | "degraded" | "sleeping" | "unhealthy";
   /** Neither dead nor sleeping. */
   healthy_workers: number;
   total_workers: number;
   dead_workers: number;
+  /** Launcher-managed workers the launcher gave up on (past `max_restarts`, or never healthy); counted in `total_workers`. */
+  failed_workers: number;
   sleeping_workers: number;
   /** Workers a request can be sent to now. */
   routable_workers: number;
@@ -333,4 +340,6 @@ export interface Health {
   weight_version: string;
   /** `idle` unless a refit or sleep is under way. */
   refit_phase: RefitPhase;
+  /** Model -> version, only once a refit named a model (a pool serving several models). */
+  weight_versions?: Record<string, string>;
 }

@@ -48,34 +48,36 @@ export interface Control {
   broadcast: Broadcast;
 }
 
+async function refreshCapabilities(options: ControlOptions, worker: Worker): Promise<void> {
+  const { registry, upstream } = options;
+  try {
+    const [caps, parallelSlots] = await Promise.all([probeCapabilities(upstream, worker.url, options.probeTimeoutMs), probeParallelSlots(upstream, worker.url, options.probeTimeoutMs)]);
+    // A fingerprint is trusted only once health probes saw it stable.
+    registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: worker.capabilities.instanceFingerprint });
+  } catch (err) {
+    registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
+    throw err;
+  }
+}
+
+/**
+ * The card did not come: a worker that answers /health is warming up
+ * (SGLang holds /v1/models until its pipeline is loaded) and waits as
+ * `starting`; one that does not answer at all is dead until a probe succeeds.
+ */
+async function markUnready(options: ControlOptions, url: string, err: unknown): Promise<void> {
+  const { registry, upstream, logger } = options;
+  if ((await probeHealth(upstream, url, options.probeTimeoutMs)) === null) {
+    registry.markStarting(url);
+    logger.info({ worker: url }, "worker warming up at registration (its model card is held): routed once the card arrives");
+    return;
+  }
+  registry.unreachableAtRegistration(url);
+  logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
+}
+
 export function createControl(options: ControlOptions): Control {
   const { registry, upstream, logger } = options;
-
-  async function refreshCapabilities(worker: Worker): Promise<void> {
-    try {
-      const [caps, parallelSlots] = await Promise.all([probeCapabilities(upstream, worker.url, options.probeTimeoutMs), probeParallelSlots(upstream, worker.url, options.probeTimeoutMs)]);
-      // A fingerprint is trusted only once health probes saw it stable.
-      registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: worker.capabilities.instanceFingerprint });
-    } catch (err) {
-      registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
-      throw err;
-    }
-  }
-
-  /**
-   * The card did not come: a worker that answers /health is warming up
-   * (SGLang holds /v1/models until its pipeline is loaded) and waits as
-   * `starting`; one that does not answer at all is dead until a probe succeeds.
-   */
-  async function markUnready(url: string, err: unknown): Promise<void> {
-    if ((await probeHealth(upstream, url, options.probeTimeoutMs)) === null) {
-      registry.markStarting(url);
-      logger.info({ worker: url }, "worker warming up at registration (its model card is held): routed once the card arrives");
-      return;
-    }
-    registry.unreachableAtRegistration(url);
-    logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
-  }
 
   const control: Control = {
     async addWorker(rawUrl, opts = {}) {
@@ -86,9 +88,9 @@ export function createControl(options: ControlOptions): Control {
       // Probe at once: capabilities decide where video goes, and a worker
       // that cannot be reached must not take traffic before a probe says so.
       try {
-        await refreshCapabilities(worker);
+        await refreshCapabilities(options, worker);
       } catch (err) {
-        await markUnready(url, err);
+        await markUnready(options, url, err);
       }
       return { worker, created };
     },
@@ -122,7 +124,7 @@ export function createControl(options: ControlOptions): Control {
       }
       if (patch.refreshVideoSupport) {
         // The original answers with video_support null when the probe fails, not an error.
-        await refreshCapabilities(worker).catch(() => undefined);
+        await refreshCapabilities(options, worker).catch(() => undefined);
       }
       return worker;
     },

@@ -72,6 +72,8 @@ export interface Admission {
   jobStarted(worker: Worker, jobId: string, ticket: Ticket): void;
   /** The job's end, seen in a poll answer, with the worker's own timestamps of the job when it gave them. */
   jobEnded(jobId: string, ok: boolean, times?: JobTimes): void;
+  /** Jobs started and not seen ended, with their worker's URL. */
+  openJobs(): { jobId: string; workerUrl: string }[];
   /** Whether some worker that may serve the ticket is routable now, other than `except`. */
   hasOtherWorker(ticket: Ticket, except: string): boolean;
   /** Holds new generation requests until the returned function is called. */
@@ -229,6 +231,10 @@ class ComposedAdmission implements Admission {
 
   jobEnded(jobId: string, ok: boolean, times?: JobTimes): void {
     this.p.jobs.ended(jobId, ok, times);
+  }
+
+  openJobs(): { jobId: string; workerUrl: string }[] {
+    return this.p.jobs.open();
   }
 
   hasOtherWorker(ticket: Ticket, except: string): boolean {

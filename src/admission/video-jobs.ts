@@ -33,6 +33,11 @@ export class VideoJobs {
     return this.#jobs.size;
   }
 
+  /** The jobs counted now and their workers (shutdown waits for those on workers it stops). */
+  open(): { jobId: string; workerUrl: string }[] {
+    return [...this.#jobs].map(([jobId, job]) => ({ jobId, workerUrl: job.run.worker.url }));
+  }
+
   started(worker: Worker, jobId: string, ticket: Ticket): void {
     const run = this.loads.start(worker, ticket, null);
     const expires = setTimeout(() => this.ended(jobId, false), Math.max(JOB_EXPIRY_MIN_MS, JOB_EXPIRY_FACTOR * run.predictedMs));

@@ -1,5 +1,6 @@
 import type { WorkerScheduling } from "../admission/admission.js";
 import type { Control } from "../admin/control.js";
+import type { ManagedView } from "../launcher/managed-view.js";
 import type { Audit } from "../audit/audit.js";
 import { RouterError } from "../errors.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
@@ -20,6 +21,8 @@ export interface AdminRoutesOptions {
   maxBodyBytes: number;
   /** The scheduler's view of every worker, shown in worker payloads. */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** The launcher's workers: failed ones stay visible in /workers and /health. */
+  managed: ManagedView;
 }
 
 /**
@@ -29,32 +32,12 @@ export interface AdminRoutesOptions {
  * the original exactly; fields this router adds come after.
  */
 export function createAdminRoutes(options: AdminRoutesOptions) {
-  const { control, refit, audit } = options;
+  const { audit } = options;
   return {
     ...createWorkerRoutes(options),
     ...createRefitRoutes(options),
 
-    /**
-     * 200 while a worker can serve, and while the pool sleeps on purpose
-     * (status "sleeping": a probe must not restart the router at every
-     * training phase); 503 when no worker is up and none was put to sleep.
-     */
-    health(res: Res): void {
-      const s = control.status();
-      const status = s.healthy > 0 ? "healthy" : s.sleeping > 0 ? "sleeping" : "unhealthy";
-      const refitStatus = refit.status();
-      sendJson(res, status === "unhealthy" ? 503 : 200, {
-        status,
-        healthy_workers: s.healthy,
-        total_workers: s.total,
-        dead_workers: s.dead,
-        sleeping_workers: s.sleeping,
-        routable_workers: s.routable,
-        weight_version: refit.version,
-        refit_phase: refitStatus.phase,
-        ...modelVersionsJson(refitStatus),
-      });
-    },
+    health: healthRoute(options),
 
     /** `GET /audit?limit=N`: the latest control actions, newest first (default 100, at most 500). */
     auditTrail(res: Res, query: URLSearchParams): void {
@@ -67,3 +50,32 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
 }
 
 export type AdminRoutes = ReturnType<typeof createAdminRoutes>;
+
+/**
+ * `GET /health`: 200 while a worker can serve (`degraded` when a
+ * launcher-managed worker gave up: it serves, but someone should look), and
+ * while the pool sleeps on purpose (`sleeping`: a probe must not restart the
+ * router at every training phase); 503 when no worker is up and none was put
+ * to sleep. Failed managed workers count in `total_workers` and `failed_workers`.
+ */
+function healthRoute(options: AdminRoutesOptions): (res: Res) => void {
+  const { control, refit, managed } = options;
+  return (res) => {
+    const s = control.status();
+    const failed = managed.failed().length;
+    const status = s.healthy > 0 ? (failed > 0 ? "degraded" : "healthy") : s.sleeping > 0 ? "sleeping" : "unhealthy";
+    const refitStatus = refit.status();
+    sendJson(res, status === "unhealthy" ? 503 : 200, {
+      status,
+      healthy_workers: s.healthy,
+      total_workers: s.total + failed,
+      dead_workers: s.dead,
+      failed_workers: failed,
+      sleeping_workers: s.sleeping,
+      routable_workers: s.routable,
+      weight_version: refit.version,
+      refit_phase: refitStatus.phase,
+      ...modelVersionsJson(refitStatus),
+    });
+  };
+}

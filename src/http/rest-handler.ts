@@ -20,7 +20,7 @@ import { sendError, type Res } from "./respond.js";
 import { RestCall } from "./rest-call.js";
 import { REALTIME_PREFIX, refuse, type RealtimeProxy } from "./realtime-proxy.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
-import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
+import { effectiveAuth, handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
 
 export interface RestHandlerOptions {
   admin: AdminRoutes;
@@ -194,10 +194,11 @@ class RestHandler {
       sendError(call, new RouterError("invalid_request", `request target must be a path, got ${JSON.stringify(rawUrl.slice(0, 100))}`));
       return true;
     }
-    if (match.auth !== "open" && !(match.auth === "admin" ? auth.admin(req.headers.authorization) : auth.data(req.headers.authorization))) {
+    const needs = effectiveAuth(match.auth, auth.adminRequired);
+    if (needs !== "open" && !(needs === "admin" ? auth.admin(req.headers.authorization) : auth.data(req.headers.authorization))) {
       req.resume();
-      if (match.auth === "admin") this.#options.audit.refused(`${req.method ?? "GET"} ${call.path}`, { requestId: call.requestId, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } });
-      sendError(call, new RouterError("unauthenticated", match.auth === "admin" ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
+      if (needs === "admin") this.#options.audit.refused(`${req.method ?? "GET"} ${call.path}`, { requestId: call.requestId, caller: { remote: remoteOf(req.socket), key: auth.keyOf(req.headers.authorization), transport: "rest" } });
+      sendError(call, new RouterError("unauthenticated", needs === "admin" ? "admin API key required: send Authorization: Bearer <admin key>" : "API key required: send Authorization: Bearer <key>"), { "www-authenticate": "Bearer" });
       return true;
     }
     return false;

@@ -13,6 +13,15 @@ import type { DashboardFiles } from "../dashboard/static-files.js";
 /** Which key a route needs: none, the admin key, or the data-plane key. */
 export type AuthClass = "open" | "admin" | "data";
 
+/**
+ * The key a forwarded path (one the router does not know) needs: `worker`
+ * means the admin key whenever one is set, else the data key (none without
+ * keys). A worker's own routes (`/sim/config`, LoRA loading, whatever a
+ * newer worker adds) can change it, so a data-plane client must not reach
+ * them behind the operator's back; without an admin key nothing changes.
+ */
+export type MatchAuth = AuthClass | "worker";
+
 /** What a handler gets: the exchange, the path's `{param}` values (decoded), and the query when asked for. */
 export interface RouteContext {
   /** The request as the REST front door keeps it (the answer's sink, the access log's notes). */
@@ -50,7 +59,7 @@ export interface Match {
   kind: "route" | "reserved" | "worker";
   route: Route | null;
   params: string[];
-  auth: AuthClass;
+  auth: MatchAuth;
   label: string;
   shape: ErrorShape;
 }
@@ -79,7 +88,13 @@ const reservedPrefixes: readonly { prefix: string; auth: AuthClass; shape: Error
 ];
 
 /** Every other path goes to a worker unchanged (LoRA routes, newer worker routes). */
-const workerPath = { auth: "data" as const, label: "other", shape: "original" as const };
+export const workerPath = { auth: "worker" as const, label: "other", shape: "original" as const };
+
+/** The key class a match needs under the keys configured: a forwarded path takes the admin key when there is one. */
+export function effectiveAuth(auth: MatchAuth, adminKeySet: boolean): AuthClass {
+  if (auth !== "worker") return auth;
+  return adminKeySet ? "admin" : "data";
+}
 
 /**
  * The REST API as one table. A new route is one row here: its handler, key,
@@ -109,6 +124,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     }),
     route("/add_worker", "admin", { POST: ({ req, res, query }) => admin.addWorkerAlias(req, res, query()) }),
     route("/remove_worker", "admin", { POST: ({ req, res, query }) => admin.removeWorkerAlias(req, res, query()), DELETE: ({ req, res, query }) => admin.removeWorkerAlias(req, res, query()) }),
+    route("/managed_workers", "admin", { GET: ({ res }) => admin.listManagedWorkers(res) }),
     route("/list_workers", "admin", { GET: ({ res }) => admin.listWorkersAlias(res) }),
     route("/update_weights_from_disk", "admin", { POST: ({ req, res, query }) => admin.updateWeightsFromDisk(req, res, query()) }),
     route("/release_memory_occupation", "admin", { POST: ({ req, res, query }) => admin.releaseMemory(req, res, query()) }),

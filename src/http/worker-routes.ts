@@ -1,6 +1,7 @@
 import type { WorkerScheduling } from "../admission/admission.js";
 import type { Control, WorkerPatch } from "../admin/control.js";
 import { workerJson } from "../admin/worker-json.js";
+import { failedWorkerJson, managedWorkerJson, type ManagedView } from "../launcher/managed-view.js";
 import { RouterError } from "../errors.js";
 import type { Worker } from "../registry/worker.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
@@ -12,6 +13,8 @@ export interface WorkerRoutesOptions {
   maxBodyBytes: number;
   /** The scheduler's view of every worker, shown in worker payloads. */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** The launcher's workers: failed ones are listed after the registry's. */
+  managed: ManagedView;
 }
 
 const patchFields: Record<string, keyof WorkerPatch> = {
@@ -40,7 +43,7 @@ function parsePatch(json: Record<string, unknown>): WorkerPatch {
 
 /** The original router's worker registry routes (`/workers...` and the older aliases RL frameworks call). */
 export function createWorkerRoutes(options: WorkerRoutesOptions) {
-  const { control, maxBodyBytes, scheduling } = options;
+  const { control, maxBodyBytes, scheduling, managed } = options;
 
   /** `?url=` / `?worker_url=`, else JSON `url` / `worker_url`, as the original. */
   async function workerUrlFrom(req: Req, query: URLSearchParams): Promise<unknown> {
@@ -62,7 +65,14 @@ export function createWorkerRoutes(options: WorkerRoutesOptions) {
 
     listWorkers(res: Res): void {
       const view = scheduling();
-      sendJson(res, 200, { workers: control.listWorkers().map((w) => workerJson(w, view.get(w))) });
+      // Launcher-managed workers that gave up are not in the registry (nothing routes to them) but stay visible.
+      const failed = managed.failed().map(failedWorkerJson);
+      sendJson(res, 200, { workers: [...control.listWorkers().map((w) => workerJson(w, view.get(w))), ...failed] });
+    },
+
+    /** `GET /managed_workers`: ListManagedWorkers over REST, the launcher's own view (failed and restarting ones with their reason). */
+    listManagedWorkers(res: Res): void {
+      sendJson(res, 200, { workers: managed.list().map(managedWorkerJson) });
     },
 
     getWorker(res: Res, id: string): void {

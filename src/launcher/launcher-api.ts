@@ -14,6 +14,12 @@ export interface ManagedWorker extends BackendFacts {
   readonly backend: LauncherBackend;
   /** The launcher group it belongs to (its `name`, or its model). */
   readonly group: string;
+  /**
+   * Its stable name, `group/index` (the lowest index free in its group when
+   * it was first started): the same across restarts and Slurm resubmissions,
+   * whose URL changes. The restart metric's label.
+   */
+  readonly name: string;
   readonly model: string;
   /** HTTP port; port+1 is reserved for the worker too. */
   readonly port: number;

@@ -75,12 +75,14 @@ export class Supervisor {
 
   /** A new entry for a worker about to start at `placement`; not yet in {@link entries}. */
   newEntry(config: LauncherConfig, backend: Backend, placement: Placement): Entry {
+    const group = groupName(config);
     return {
       info: {
         url: placement.url,
         pid: 0,
         backend: config.backend,
-        group: groupName(config),
+        group,
+        name: `${group}/${this.freeIndex(group)}`,
         model: config.model,
         port: placement.port,
         masterPort: placement.masterPort,
@@ -101,6 +103,14 @@ export class Supervisor {
       registered: false,
       holdsResources: backend.holdsLocalResources,
     };
+  }
+
+  /** The lowest index no worker of `group` the launcher still lists holds (a failed one keeps its name). */
+  private freeIndex(group: string): number {
+    const taken = new Set([...this.entries.values()].filter((e) => e.info.group === group).map((e) => e.info.name));
+    let i = 0;
+    while (taken.has(`${group}/${i}`)) i++;
+    return i;
   }
 
   /** Starts the entry's worker (again) through its backend, and watches for its end. */

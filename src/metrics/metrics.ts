@@ -1,3 +1,4 @@
+import type { ManagedWorker } from "../launcher/launcher-api.js";
 import { collectDefaultMetrics, Registry as PromRegistry } from "prom-client";
 import type { Admission } from "../admission/admission.js";
 import type { Registry } from "../registry/registry.js";
@@ -11,6 +12,8 @@ export interface MetricsOptions {
   registry: Registry;
   admission: Admission;
   weightVersion: () => string;
+  /** Launcher-managed workers that failed (not in the registry): shown as state `failed`. */
+  failedManaged?: () => readonly ManagedWorker[];
 }
 
 /** The router's /metrics: every series, and the text a scrape reads. */
@@ -29,7 +32,7 @@ export interface Metrics extends RequestMetrics, ControlMetrics {
 export function createMetrics(options: MetricsOptions): Metrics {
   const prom = new PromRegistry();
   const requests = createRequestMetrics(prom);
-  registerPoolGauges(prom, options.registry, options.admission);
+  registerPoolGauges(prom, options.registry, options.admission, options.failedManaged ?? (() => []));
   registerSchedulingGauges(prom, options.admission);
   registerVersionGauges(prom, options.registry, options.weightVersion);
   const control = createControlMetrics(prom);

@@ -3,11 +3,13 @@ import type { Admission } from "../admission/admission.js";
 import type { Registry } from "../registry/registry.js";
 import { workerState, type WorkerState } from "../registry/worker.js";
 import { VERSION } from "../version.js";
+import type { ManagedWorker } from "../launcher/launcher-api.js";
+import { displayIdOf } from "../registry/worker-url.js";
 
-const states: WorkerState[] = ["healthy", "suspect", "starting", "dead", "sleeping", "syncing", "draining", "stale"];
+const states: (WorkerState | "failed")[] = ["healthy", "suspect", "starting", "dead", "sleeping", "syncing", "draining", "stale", "failed"];
 
 /** The pool's load and each worker's state, read from admission and the registry when /metrics is scraped. */
-export function registerPoolGauges(prom: PromRegistry, registry: Registry, admission: Admission): void {
+export function registerPoolGauges(prom: PromRegistry, registry: Registry, admission: Admission, failedManaged: () => readonly ManagedWorker[]): void {
   new Gauge({ name: "sgl_router_in_flight_requests", help: "Generation requests dispatched to workers and not finished.", registers: [prom], collect() { this.set(admission.inFlight); } });
   new Gauge({ name: "sgl_router_queued_requests", help: "Requests waiting in the router queue (refit, sleep, concurrency caps).", registers: [prom], collect() { this.set(admission.queued); } });
   new Gauge({
@@ -20,6 +22,11 @@ export function registerPoolGauges(prom: PromRegistry, registry: Registry, admis
       for (const w of registry.all()) {
         const s = workerState(w);
         for (const st of states) this.set({ worker: w.displayId, state: st }, st === s ? 1 : 0);
+      }
+      // A managed worker past max_restarts is in no registry, but still the operator's problem.
+      for (const m of failedManaged()) {
+        const worker = m.url === "" ? m.name : displayIdOf(m.url);
+        for (const st of states) this.set({ worker, state: st }, st === "failed" ? 1 : 0);
       }
     },
   });

@@ -7,6 +7,7 @@ import type { RouterOptions } from "../config/options.js";
 import { createHealthChecker, type HealthChecker } from "../health/health-checker.js";
 import { createOutlierDetector, type OutlierDetector } from "../health/outlier-detector.js";
 import type { Logger } from "../log.js";
+import { ManagedView } from "../launcher/managed-view.js";
 import { createMetrics, type Metrics } from "../metrics/metrics.js";
 import { createUpstream, type Upstream } from "../proxy/upstream.js";
 import { createRefitCoordinator, type RefitCoordinator } from "../refit/coordinator.js";
@@ -30,6 +31,8 @@ export interface Core {
   readonly stateFile: StateFile | null;
   readonly refit: RefitCoordinator;
   readonly metrics: Metrics;
+  /** The launcher's workers as the views show them (failed ones too); attached once the launcher is built. */
+  readonly managed: ManagedView;
 }
 
 /**
@@ -69,7 +72,8 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
   // One --state-file: the refit's weights and the pool's workers, each written by its owner.
   const stateFile = options.stateFile === null ? null : openStateFile(options.stateFile);
   const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: stateFile?.refit ?? null });
-  const builtMetrics = createMetrics({ registry, admission, weightVersion: () => refit.version });
+  const managed = new ManagedView(registry);
+  const builtMetrics = createMetrics({ registry, admission, weightVersion: () => refit.version, failedManaged: () => managed.failed() });
   metrics = builtMetrics;
   outliers = createOutlierDetector({
     registry,
@@ -80,7 +84,7 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
-  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, stateFile, refit, metrics: builtMetrics };
+  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, stateFile, refit, metrics: builtMetrics, managed };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {

@@ -44,7 +44,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const control = auditedControl(core.control, audit);
   const refit = auditedRefit(core.refit, audit);
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version });
-  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
+  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   // An id the router does not know is asked of the pool, each worker within a probe's time limit.
   const lookup = createOwnerLookup({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs });

@@ -11,7 +11,7 @@ import type { Doors } from "./doors.js";
  */
 export function buildLauncher(core: Core, doors: Doors, logger: Logger): Launcher {
   const { registry, metrics, audit } = core;
-  return auditedLauncher(
+  const launcher = auditedLauncher(
     createLauncher({
       logger,
       register: async (url) => {
@@ -21,11 +21,14 @@ export function buildLauncher(core: Core, doors: Doors, logger: Logger): Launche
         if (registry.get(url)) doors.control.removeWorker(url);
       },
       onRestart: (w) => {
-        metrics.workerRestarted(w.url.slice(w.url.indexOf("://") + 3));
-        const span = audit.begin("launcher.restart", { url: w.url, restarts: w.restarts, exit_code: w.exitCode ?? null, exit_signal: w.exitSignal ?? null });
+        // By its stable name: a Slurm resubmission lands on another URL, and is still the same worker.
+        metrics.workerRestarted(w.name);
+        const span = audit.begin("launcher.restart", { url: w.url, name: w.name, restarts: w.restarts, exit_code: w.exitCode ?? null, exit_signal: w.exitSignal ?? null });
         return (o) => span.end({ workers: [{ worker: o.url, ok: o.state === "ready", ...(o.state === "ready" || !o.error ? {} : { error: o.error }) }] });
       },
     }),
     audit,
   );
+  core.managed.attach(() => launcher.list());
+  return launcher;
 }

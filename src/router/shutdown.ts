@@ -5,6 +5,7 @@ import type { Logger } from "../log.js";
 import type { Listener } from "../server/listener.js";
 import type { Core } from "./core.js";
 import type { Doors } from "./doors.js";
+import { drainVideoJobs } from "./video-drain.js";
 
 /** How long idle keep-alive connections stay open at shutdown, answering 503 + Connection: close. */
 const SHUTDOWN_LINGER_MS = 1_000;
@@ -24,6 +25,7 @@ export async function shutDown(parts: { core: Core; doors: Doors; launcher: Laun
   core.admission.rejectAll(new RouterError("shutting_down", "the router is shutting down", { details: { retryAfterS: 1 } }));
   const idle = await doors.rest.whenIdle(options.shutdownTimeoutMs);
   if (!idle) logger.warn({ open: doors.rest.open }, "shutdown timeout: closing requests still in flight");
+  await drainManagedVideos(core, launcher, deadline, logger);
   // Idle keep-alive connections are not closed at once: a client may be
   // sending on one right then, and would see a reset instead of an answer.
   // For a short while, whatever arrives on them gets 503 shutting_down with
@@ -34,4 +36,15 @@ export async function shutDown(parts: { core: Core; doors: Doors; launcher: Laun
   await launcher.stop();
   await stopped;
   await core.upstream.close();
+}
+
+/**
+ * Video jobs on workers the launcher is about to stop: waited for within
+ * the deadline, the rest logged by id and worker. Jobs on workers given by
+ * URL keep running (the router does not stop those workers).
+ */
+async function drainManagedVideos(core: Core, launcher: Launcher, deadline: number, logger: Logger): Promise<void> {
+  const stopping = new Set(launcher.list().filter((m) => m.url !== "" && m.state !== "exited" && m.state !== "failed").map((m) => m.url));
+  const jobs = core.admission.openJobs().filter((j) => stopping.has(j.workerUrl));
+  await drainVideoJobs({ jobs, deadline, logger, onEnded: (id, ok) => core.admission.jobEnded(id, ok) });
 }

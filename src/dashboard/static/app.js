@@ -9,6 +9,10 @@
 //   visible, and at once after a worker event. A refit's begin or abort, a
 //   sleep and the audit trail change no worker, so only this poll shows
 //   them: once a second keeps them within 2 s of happening.
+// Without a key on a router that has one, the page is read-only: it reads
+// only the open /metrics (worker states, failed ones included, requests in
+// flight and queued, refused calls) and asks for the key only when the
+// operator clicks for more (no admin call is made, so none is refused).
 // Data from workers (URLs, model names, errors) is written with
 // textContent only, never as HTML.
 
@@ -23,6 +27,11 @@ let watchAbort = null;
 // One read of the router at a time (see refresh()).
 let refreshing = false;
 let refreshAgain = false;
+// The router refused the admin views and no key was typed: show what /metrics shows.
+let readOnly = false;
+// Until one admin read succeeded, the page tries one call (GET /workers) before the others and the
+// stream: a keyless tab on a router with a key then costs one refusal, not four.
+let admitted = false;
 
 function authHeaders(extra = {}) {
   return key ? { ...extra, authorization: `Bearer ${key}` } : extra;
@@ -60,12 +69,21 @@ function keyAccepted() {
   $("#key-refused").hidden = true;
 }
 
+$("#want-key").addEventListener("click", () => {
+  $("#auth").hidden = false;
+  $("#key").focus();
+});
+
 $("#auth form").addEventListener("submit", (e) => {
   e.preventDefault();
   key = $("#key").value.trim();
+  readOnly = key === "" && readOnly;
+  $("#readonly").hidden = !readOnly;
   sessionStorage.setItem(KEY_STORE, key);
   $("#auth").hidden = true;
-  startWatching();
+  // The stream starts once the new key has been accepted (see readAndRender).
+  admitted = false;
+  watchAbort?.abort();
   refresh();
 });
 
@@ -85,7 +103,10 @@ function renderWorkers(workers) {
     const tr = document.createElement("tr");
     tr.dataset.url = w.url;
     cell(tr, w.display_id ?? w.url);
-    cell(tr, w.state, `state-${w.state}`).dataset.field = "state";
+    const state = cell(tr, w.state, `state-${w.state}`);
+    state.dataset.field = "state";
+    // A failed managed worker says why (the launcher's reason) where the operator looks.
+    if (w.state === "failed" && w.last_error) state.title = w.last_error;
     cell(tr, (w.models ?? []).join(", ") || w.task_type || "-");
     cell(tr, w.weight_version ?? "unknown").dataset.field = "weight_version";
     cell(tr, String(w.active_requests ?? 0), "num");
@@ -126,6 +147,7 @@ function renderActions(events) {
     tr.dataset.action = e.action;
     cell(tr, new Date(e.startedAt).toLocaleTimeString());
     cell(tr, e.action);
+    cell(tr, argsText(e.args)).dataset.field = "args";
     cell(tr, e.outcome + (e.code ? ` (${e.code})` : ""), `outcome-${e.outcome}`);
     cell(tr, `${e.caller.transport}${e.caller.key !== "none" ? ` ${e.caller.key} key` : ""}${e.caller.remote ? ` ${e.caller.remote}` : ""}`);
     cell(tr, e.durationMs === null ? "running" : `${e.durationMs} ms`, "num");
@@ -135,6 +157,31 @@ function renderActions(events) {
     return tr;
   });
   $("#actions tbody").replaceChildren(...rows);
+}
+
+/** An action's arguments as `name=value`, so a row says which worker and what changed. */
+function argsText(args) {
+  return Object.entries(args ?? {})
+    .filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(", ");
+}
+
+/** The workers as /metrics shows them (no key needed): state, failed ones included, and requests in flight. */
+function workersFromMetrics(text) {
+  const byWorker = new Map();
+  for (const m of text.matchAll(/^sgl_router_worker_state\{worker="([^"]*)",state="([^"]*)"\} 1$/gm)) byWorker.set(m[1], { url: m[1], display_id: m[1], state: m[2], models: [] });
+  for (const m of text.matchAll(/^sgl_router_worker_active_requests\{worker="([^"]*)"\} (\S+)$/gm)) {
+    const w = byWorker.get(m[1]);
+    if (w) w.active_requests = Number(m[2]);
+  }
+  return [...byWorker.values()];
+}
+
+function metricSum(text, name, labels) {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, "gm"))) if (m[1].includes(labels)) sum += Number(m[2]);
+  return sum;
 }
 
 function metricValue(text, name) {
@@ -166,26 +213,42 @@ async function refresh() {
 
 async function readAndRender() {
   try {
-    const [workers, refit, audit, metrics] = await Promise.all([
-      getJson("/workers"),
-      getJson("/refit"),
-      getJson("/audit?limit=15"),
-      fetch("/metrics").then((r) => (r.ok ? r.text() : "")),
-    ]);
-    keyAccepted();
-    renderWorkers(workers.workers);
-    renderRefit(refit);
-    renderActions(audit.events);
+    const metricsRead = fetch("/metrics").then((r) => (r.ok ? r.text() : ""));
+    if (readOnly) {
+      renderWorkers(workersFromMetrics(await metricsRead));
+    } else {
+      const first = admitted ? null : await getJson("/workers");
+      const [workers, refit, audit] = await Promise.all([first ?? getJson("/workers"), getJson("/refit"), getJson("/audit?limit=15")]);
+      keyAccepted();
+      if (!admitted) {
+        admitted = true;
+        startWatching();
+      }
+      renderWorkers(workers.workers);
+      renderRefit(refit);
+      renderActions(audit.events);
+    }
+    const metrics = await metricsRead;
+    $("#refusals").textContent = String(metricSum(metrics, "sgl_router_control_actions_total", 'action="auth.refused"'));
     const inFlight = metricValue(metrics, "sgl_router_in_flight_requests");
     const queued = metricValue(metrics, "sgl_router_queued_requests");
     $("#request-counts").textContent = Number.isNaN(inFlight) ? "-" : `${inFlight} / ${queued}`;
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("#error").hidden = true;
   } catch (err) {
+    if (err instanceof Unauthenticated && err.sentKey === "" && key === "") return goReadOnly();
     if (err instanceof Unauthenticated) return askForKey(err);
     $("#error").textContent = String(err.message ?? err);
     $("#error").hidden = false;
   }
+}
+
+/** No key, and the router wants one: read-only from /metrics, no form until the operator asks. */
+function goReadOnly() {
+  if (readOnly) return;
+  readOnly = true;
+  $("#readonly").hidden = false;
+  refreshAgain = true;
 }
 
 /** After a worker event: refresh soon, once for a burst of events. */
@@ -263,8 +326,8 @@ async function startWatching() {
     } catch (err) {
       if (ac.signal.aborted) return;
       if (err instanceof Unauthenticated) {
-        setLive(false, "needs key");
-        return askForKey(err);
+        setLive(false, key === "" ? "read-only" : "needs key");
+        return key === "" ? undefined : askForKey(err);
       }
     }
     setLive(false, "reconnecting");
@@ -273,8 +336,8 @@ async function startWatching() {
   }
 }
 
+// The stream starts once an admin read succeeded (readAndRender).
 refresh();
-startWatching();
 // A hidden tab does not poll (the stream still marks changes); it reads at once when shown again.
 setInterval(() => document.hidden || refresh(), POLL_MS);
 document.addEventListener("visibilitychange", () => document.hidden || refresh());
