@@ -23,8 +23,9 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
       let job: RolloutJob;
       try {
         job = rollouts.submit({
-          requests: req.requests.map((r) => ({ path: r.path, body: r.body ?? null })),
+          requests: req.requests.map((r) => ({ path: r.path, body: r.body ?? null, group: r.group === "" ? undefined : r.group })),
           min_complete: req.minComplete,
+          min_complete_groups: req.minCompleteGroups,
           deadline_s: req.deadlineS,
           routing_key: req.routingKey === "" ? undefined : req.routingKey,
           weight_version: req.weightVersion === "" ? undefined : req.weightVersion,
@@ -44,6 +45,7 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
                 case: "result",
                 value: {
                   index: r.index,
+                  group: r.group ?? "",
                   status: r.status,
                   workerId: r.workerId ?? "",
                   weightVersion: r.weightVersion ?? "",
@@ -57,7 +59,7 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
             });
           } else {
             const s = e.summary;
-            yield create(RunResponseSchema, { event: { case: "summary", value: { id: s.id, completed: s.completed, failed: s.failed, cancelled: s.cancelled, reason: s.reason ?? "" } } });
+            yield create(RunResponseSchema, { event: { case: "summary", value: { id: s.id, completed: s.completed, failed: s.failed, cancelled: s.cancelled, reason: s.reason ?? "", completedGroups: s.completedGroups } } });
           }
         }
       } finally {
@@ -92,7 +94,7 @@ function stateOf(job: RolloutJob): RolloutState {
     id: v.id,
     status: v.status,
     size: v.size,
-    summary: { id: v.id, completed: v.summary.completed, failed: v.summary.failed, cancelled: v.summary.cancelled, reason: v.summary.reason ?? "" },
-    items: v.items.map((i) => ({ index: i.index, state: i.state, status: i.status ?? 0, workerId: i.worker_id ?? "", weightVersion: i.weight_version ?? "" })),
+    summary: { id: v.id, completed: v.summary.completed, failed: v.summary.failed, cancelled: v.summary.cancelled, reason: v.summary.reason ?? "", completedGroups: v.summary.completed_groups },
+    items: v.items.map((i) => ({ index: i.index, group: i.group ?? "", state: i.state, status: i.status ?? 0, workerId: i.worker_id ?? "", weightVersion: i.weight_version ?? "" })),
   });
 }
