@@ -56,6 +56,10 @@ export function createRolloutRoutes(rollouts: Rollouts, logger: Logger) {
       if (!res.destroyed) res.end();
     },
 
+    list(res: Res): void {
+      sendJson(res, 200, { rollouts: rollouts.list().map((job) => job.brief()) });
+    },
+
     get(res: Res, id: string): void {
       sendJson(res, 200, rollouts.get(id).view());
     },

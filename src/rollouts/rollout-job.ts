@@ -76,6 +76,16 @@ export interface SummaryView {
   completed_groups: string[];
 }
 
+/** What GET /rollouts shows of a job (GET /v1/rollouts/{id} adds the items). */
+export interface JobBrief {
+  id: string;
+  status: "running" | "ended";
+  size: number;
+  groups: number;
+  started_at_ms: number;
+  summary: SummaryView;
+}
+
 /** What GET /v1/rollouts/{id} shows of an item. */
 export interface ItemView {
   index: number;
@@ -211,8 +221,8 @@ export class RolloutJob {
     for (const item of this.#items) if (item.state === "queued" || item.state === "running") item.answer.cancel();
   }
 
-  /** The live state of every item. */
-  view(): { id: string; status: "running" | "ended"; size: number; groups: number; started_at_ms: number; summary: SummaryView; items: ItemView[] } {
+  /** The job's state without its items (GET /rollouts, the dashboard). */
+  brief(): JobBrief {
     return {
       id: this.id,
       status: this.#done ? "ended" : "running",
@@ -220,8 +230,12 @@ export class RolloutJob {
       groups: this.#groups.size,
       started_at_ms: this.startedAtMs,
       summary: { completed: this.#succeeded, failed: this.#failed, cancelled: this.#cancelled, reason: this.#reason, completed_groups: this.#groups.completed() },
-      items: this.#items.map((i) => ({ index: i.index, group: i.request.group, state: this.#stateOf(i), status: i.status, worker_id: i.workerId, weight_version: i.weightVersion })),
     };
+  }
+
+  /** The live state of every item. */
+  view(): JobBrief & { items: ItemView[] } {
+    return { ...this.brief(), items: this.#items.map((i) => ({ index: i.index, group: i.request.group, state: this.#stateOf(i), status: i.status, worker_id: i.workerId, weight_version: i.weightVersion })) };
   }
 
   #summary(): Omit<RolloutSummary, "id"> {

@@ -8,6 +8,7 @@ import {
   type RunRequest,
   type RunResponse,
 } from "../gen/sgl/diffusion/router/v1/rollout_pb.js";
+import type { Logger } from "../log.js";
 import type { RolloutJob } from "../rollouts/rollout-job.js";
 import type { Rollouts } from "../rollouts/rollouts.js";
 import { toConnectError } from "./errors.js";
@@ -17,7 +18,7 @@ import { toConnectError } from "./errors.js";
  * results as messages with the body as bytes. Closing the stream (the
  * client's cancel, or its deadline) cancels the job.
  */
-export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof RolloutService> {
+export function createRolloutServiceImpl(rollouts: Rollouts, logger: Logger): ServiceImpl<typeof RolloutService> {
   return {
     async *run(req: RunRequest, ctx: HandlerContext): AsyncGenerator<RunResponse> {
       let job: RolloutJob;
@@ -33,7 +34,15 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
       } catch (err) {
         throw toConnectError(err);
       }
-      const onAbort = () => job.cancel("client_closed");
+      // A trainer that has what it needs hangs up: logged once, at info, as REST does.
+      let told = false;
+      const clientClosed = () => {
+        if (told || job.ended) return;
+        told = true;
+        logger.info({ rollout: job.id, transport: "rpc" }, "client closed the stream");
+        job.cancel("client_closed");
+      };
+      const onAbort = clientClosed;
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         yield create(RunResponseSchema, { event: { case: "started", value: { id: job.id, size: job.size } } });
@@ -65,7 +74,7 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
         // A consumer that stops reading (return/throw) also ends the job, and nobody keeps its results.
-        if (!job.ended) job.cancel("client_closed");
+        clientClosed();
         job.detach();
       }
     },
