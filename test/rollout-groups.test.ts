@@ -141,3 +141,43 @@ describe("rollout prompt groups", () => {
     }
   });
 });
+
+describe("a group's worker fails", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    sims = await Promise.all([0, 1].map(() => startSimProcess(["--speed", "0.02"])));
+    router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url)]);
+  });
+  afterAll(async () => {
+    await router.stop();
+    await Promise.all(sims.map((s) => s.stop()));
+  });
+
+  it("the rest of the group moves to a live worker; the other group stays where it was", async () => {
+    const ids = sims.map((s) => encodeURIComponent(s.url));
+    let killed: string | null = null;
+    const r = await postRollout(router.url, { requests: grouped(2, 6) }, (line) => {
+      // At the first result, the worker that made it dies: its group has items queued and one running.
+      if (killed === null && "index" in line) {
+        killed = line.group;
+        sims[ids.indexOf(line.worker_id)]!.kill("SIGKILL");
+      }
+    });
+    const results = r.lines.slice(1, -1);
+    expect(results).toHaveLength(12);
+    const other = killed === "prompt-0" ? "prompt-1" : "prompt-0";
+    const otherResults = results.filter((x) => x.group === other);
+    expect(otherResults.every((x) => x.status === 200)).toBe(true);
+    const survivor = otherResults[0].worker_id;
+    expect(otherResults.every((x) => x.worker_id === survivor)).toBe(true);
+    // The item running when its worker died failed (a generation cut mid-way is not retried: the
+    // client's own retry decides); every other item of the group was made by the survivor.
+    const moved = results.filter((x) => x.group === killed).slice(1);
+    const cut = moved.filter((x) => x.status !== 200);
+    expect(cut.length).toBeLessThanOrEqual(1);
+    expect(moved.filter((x) => x.status === 200).every((x) => x.worker_id === survivor)).toBe(true);
+    expect(moved.filter((x) => x.status === 200).length).toBeGreaterThanOrEqual(4);
+    expect(r.lines.at(-1).summary.completed_groups).toContain(other);
+  });
+});
