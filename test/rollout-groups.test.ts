@@ -15,7 +15,7 @@ import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 const IMAGE = "/v1/images/generations" as const;
 const auth = { authorization: "Bearer DATA" };
 /**
- * Items whose time is the simulated GPU's (about 6 ms at --speed 20: small answers, many steps), not
+ * Items whose time is the simulated GPU's (about 22 ms at --speed 5: small answers, many steps), not
  * the host's noise: earliest-finish rightly puts two groups on a worker it
  * measured twice as fast, and 2 shared cores make sub-millisecond items
  * measure that way.
@@ -50,7 +50,7 @@ describe("rollout prompt groups", () => {
   let sims: SimProcess[];
   let router: RouterProcess;
   beforeAll(async () => {
-    sims = await Promise.all([0, 1, 2, 3].map(() => startSimProcess(["--speed", "20"])));
+    sims = await Promise.all([0, 1, 2, 3].map(() => startSimProcess(["--speed", "5"])));
     router = await startRouterProcess(["--api-key", "DATA", "--worker-urls", ...sims.map((s) => s.url)]);
   });
   afterAll(async () => {
@@ -91,7 +91,7 @@ describe("rollout prompt groups", () => {
       const state = await jsonRequest(`${router.url}/v1/rollouts/${r.lines[0].id}`, { headers: auth });
       expect(state.body.items.filter((i: any) => i.state === "cancelled").map((i: any) => i.group)).toEqual(Array(8).fill(summary.completed_groups.length === 3 ? ["prompt-0", "prompt-1", "prompt-2", "prompt-3"].find((g) => !summary.completed_groups.includes(g)) : null));
     } finally {
-      await setSpeed(sims[3]!, 20);
+      await setSpeed(sims[3]!, 5);
     }
   });
 
@@ -136,7 +136,7 @@ describe("rollout prompt groups", () => {
       expect(n).toBe(24);
       expect([...got.values()].every((w) => w.size === 1)).toBe(true);
     } finally {
-      await setSpeed(sims[3]!, 20);
+      await setSpeed(sims[3]!, 5);
       await client.close();
     }
   });

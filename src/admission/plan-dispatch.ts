@@ -17,6 +17,8 @@ interface Round {
   readonly live: Waiter[];
   readonly items: PlanItem<Worker>[];
   readonly state: Map<Worker, PlanWorker>;
+  /** Prompt groups not placed when the round began. */
+  readonly units: Map<PromptGroup, Waiter[]>;
 }
 
 /**
@@ -76,7 +78,7 @@ export class PlanDispatch implements DispatchStrategy {
     const sent = plan.length === 0 ? null : this.#send(plan, round);
     queue.keep(sent === null ? round.live : round.live.filter((_, i) => !sent.has(i)));
     // A group placed in this round: the rest of it may fill its worker's free slots now, not at the next event.
-    if (sent !== null && depth < MAX_GROUP_ROUNDS && [...sent].some((i) => round.live[i]!.ticket.group !== undefined)) this.dispatch(depth + 1);
+    if (sent !== null && depth < MAX_GROUP_ROUNDS && [...round.units.keys()].some((g) => g.worker !== null)) this.dispatch(depth + 1);
   }
 
   /**
@@ -145,7 +147,7 @@ export class PlanDispatch implements DispatchStrategy {
       // A held video create is sent as soon as any candidate can take it (video creates never wait for a slot).
       if (waiter.ticket.demand.kind === "video") for (const w of cands) state.get(w)!.freeSlots = Math.max(1, state.get(w)!.freeSlots);
     }
-    return { nowMs, live, items, state };
+    return { nowMs, live, items, state, units };
   }
 
   /**
