@@ -116,6 +116,40 @@ describe("GET /dashboard in headless chromium", () => {
     console.log(`dashboard: refit begin shown after ${beginMs} ms, abort after ${Date.now() - t0} ms`);
   }, 60_000);
 
+  it("the rollout panel shows a running job (items done, groups complete) within 2 s, and drops it within 2 s of its end", async (ctx) => {
+    needTools(ctx, browserTool);
+    const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--worker-urls", sims[0]!.url]);
+    cleanup.push(() => r.stop());
+    const page = await browser!.newPage();
+    cleanup.push(() => page.close());
+    // The key as app.js keeps it once typed (its form is tested below).
+    await page.addInitScript({ content: 'sessionStorage.setItem("sgl-d-router-admin-key", "dash-secret")' });
+    await page.goto(`${r.url}/dashboard`);
+    await expect.poll(() => page.locator("#no-rollouts").isVisible(), { timeout: 5000 }).toBe(true);
+    expect(await page.locator("#rollout-count").textContent()).toBe("0");
+
+    const slow = (speed: number) => jsonRequest(`${sims[0]!.url}/sim/config`, { method: "POST", json: { speed } });
+    await slow(0.005); // ~400 ms per item: the job runs for seconds
+    cleanup.push(() => slow(1));
+    const requests = Array.from({ length: 16 }, (_, i) => ({ path: "/v1/images/generations", group: `prompt-${i % 2}`, body: { model: "Qwen/Qwen-Image", prompt: "a cat", seed: i, size: "64x64", num_inference_steps: 2 } }));
+    const job = fetch(`${r.url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ requests }) }).then((res) => res.text());
+    const listed = await waitFor(async () => (await jsonRequest(`${r.url}/rollouts`, { headers: { authorization: "Bearer dash-secret" } })).body.rollouts[0], 5000, "the job running");
+    const t0 = Date.now();
+    const row = page.locator(`#rollouts tbody tr[data-id="${listed.id}"]`);
+    await expect.poll(() => row.count(), { timeout: 2000, interval: 50 }).toBe(1);
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(await row.locator('td[data-field="groups"]').textContent()).toMatch(/^[0-2] \/ 2$/);
+    expect(await row.locator('td[data-field="items"]').textContent()).toMatch(/^\d+ \/ 16$/);
+    expect(await page.locator("#rollout-count").textContent()).toBe("1");
+
+    await jsonRequest(`${r.url}/v1/rollouts/${listed.id}/cancel`, { method: "POST" });
+    await job;
+    const t1 = Date.now();
+    await expect.poll(() => row.count(), { timeout: 2000, interval: 50 }).toBe(0);
+    expect(Date.now() - t1).toBeLessThan(2000);
+    expect(await page.locator("#no-rollouts").isVisible()).toBe(true);
+  }, 60_000);
+
   it("with --admin-api-key and no key the page is read-only (workers, requests, refusals), asks for the key only when clicked, says when one is refused", async (ctx) => {
     needTools(ctx, browserTool);
     const r = await startRouterProcess(["--admin-api-key", "dash-secret", "--worker-urls", sims[0]!.url]);

@@ -116,8 +116,16 @@ describe("README: Rollout jobs", () => {
     return r.stdout;
   };
 
-  it("the curl example streams the id, results and a min_complete summary; the buf curl example streams the RPC's messages", () => {
-    const [curlBlock, bufBlock] = blocks("Rollout jobs", "bash");
+  it("the curl example streams the id, results and a min_complete summary; the groups example stops at one whole group; the buf curl example streams the RPC's messages", () => {
+    const [curlBlock, groupsBlock, bufBlock] = blocks("Rollout jobs", "bash");
+    const grouped = runBlock(groupsBlock!).trim().split("\n").map((l) => JSON.parse(l));
+    const groupSummary = grouped.at(-1).summary;
+    expect(groupSummary).toMatchObject({ reason: "min_complete_groups" });
+    expect(groupSummary.completed_groups.length).toBeGreaterThanOrEqual(1);
+    // Whole groups only: every result line belongs to a completed group, two per group.
+    const groupResults = grouped.filter((l) => "index" in l);
+    expect(groupResults.every((l) => groupSummary.completed_groups.includes(l.group) && l.status === 200)).toBe(true);
+    expect(groupResults).toHaveLength(2 * groupSummary.completed_groups.length);
     const lines = runBlock(curlBlock!).trim().split("\n").map((l) => JSON.parse(l));
     expect(lines[0].id).toMatch(/^rollout_/);
     const results = lines.filter((l) => "index" in l);

@@ -30,12 +30,12 @@ describe("parseSubmission", () => {
       ["/rollout/generate", generation, '{"prompt":"a"}'],
       ["/v1/images/generations", image, "{}"],
     ]);
-    expect(options).toEqual({ minComplete: 1, deadlineMs: 1500, routingKey: "g", weightVersion: "7" });
+    expect(options).toEqual({ minComplete: 1, minCompleteGroups: null, deadlineMs: 1500, routingKey: "g", weightVersion: "7" });
   });
 
   it("empty strings mean none, as a proto string cannot be absent", () => {
     const { options } = parseSubmission({ requests: [{ path: "/rollout/generate", body: {} }], routing_key: "", weight_version: "" }, limits);
-    expect(options).toEqual({ minComplete: null, deadlineMs: null, routingKey: null, weightVersion: null });
+    expect(options).toEqual({ minComplete: null, minCompleteGroups: null, deadlineMs: null, routingKey: null, weightVersion: null });
   });
 
   it.each<[string, RolloutSubmission, string, string]>([
@@ -49,11 +49,22 @@ describe("parseSubmission", () => {
     ["min_complete above the size", { requests: [{ path: "/rollout/generate", body: {} }], min_complete: 2 }, "invalid_request", "min_complete"],
     ["a negative deadline", { requests: [{ path: "/rollout/generate", body: {} }], deadline_s: -1 }, "invalid_request", "deadline_s"],
     ["a routing key that is no string", { requests: [{ path: "/rollout/generate", body: {} }], routing_key: 5 }, "invalid_request", "routing_key"],
+    ["a group that is no string", { requests: [{ path: "/rollout/generate", body: {}, group: 3 }] }, "invalid_request", "requests[0].group"],
+    ["min_complete_groups without groups", { requests: [{ path: "/rollout/generate", body: {} }], min_complete_groups: 1 }, "invalid_request", "min_complete_groups"],
+    ["min_complete_groups above the groups", { requests: [{ path: "/rollout/generate", body: {}, group: "a" }, { path: "/rollout/generate", body: {}, group: "a" }], min_complete_groups: 2 }, "invalid_request", "min_complete_groups"],
+    ["min_complete_groups with min_complete", { requests: [{ path: "/rollout/generate", body: {}, group: "a" }], min_complete_groups: 1, min_complete: 1 }, "invalid_request", "min_complete_groups"],
     ["another weight version", { requests: [{ path: "/rollout/generate", body: {} }], weight_version: "v6" }, "weight_version_mismatch", "weight_version"],
   ])("%s is refused naming its field", (_name, s, code, param) => {
     const e = refusal(s);
     expect(e).toBeInstanceOf(RouterError);
     expect([e.code, e.details.param]).toEqual([code, param]);
+  });
+
+  it("items name their group (\"\" is none); min_complete_groups counts distinct groups", () => {
+    const g = (group: unknown) => ({ path: "/rollout/generate", body: {}, group });
+    const { requests, options } = parseSubmission({ requests: [g("a"), g("b"), g("a"), g(""), g(null)], min_complete_groups: 2 }, { ...limits, maxItems: 10 });
+    expect(requests.map((r) => r.group)).toEqual(["a", "b", "a", null, null]);
+    expect(options.minCompleteGroups).toBe(2);
   });
 
   it("a bad path's message lists the paths an item may take", () => {

@@ -100,7 +100,7 @@ describe("POST /v1/rollouts", () => {
     }
     // Spread over the fleet.
     expect(new Set(results.map((x) => x.worker_id)).size).toBe(3);
-    expect(rest.at(-1)).toEqual({ summary: { id: first.id, completed: 64, failed: 0, cancelled: 0, reason: null } });
+    expect(rest.at(-1)).toEqual({ summary: { id: first.id, completed: 64, failed: 0, cancelled: 0, reason: null, completed_groups: [] } });
     // The job is still there to ask about.
     const state = await jsonRequest(`${router.url}/v1/rollouts/${first.id}`);
     expect(state.body).toMatchObject({ id: first.id, status: "ended", size: 64, summary: { completed: 64 } });

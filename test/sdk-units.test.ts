@@ -95,7 +95,7 @@ describe("RolloutRun", () => {
   it("asking for the summary reads everything; the results stay iterable", async () => {
     const { state, stream } = scripted([started("j2"), result(0), result(1), summary("j2", 2)]);
     const job = new RolloutRun(stream);
-    expect(await job.summary).toEqual({ id: "j2", completed: 2, failed: 0, cancelled: 0, reason: "" });
+    expect(await job.summary).toEqual({ id: "j2", completed: 2, failed: 0, cancelled: 0, reason: "", completedGroups: [] });
     expect(state.read).toBe(4);
     const seen: unknown[] = [];
     for await (const r of job) seen.push(r.json());

@@ -8,14 +8,22 @@ export interface RolloutJobRequest {
   path: "/v1/images/generations" | "/rollout/generate" | "/v1/diffusion/generate";
   /** The route's JSON body. */
   body: JsonObject;
+  /** The prompt group it belongs to: a group's items all go to one worker (moved only if it fails). */
+  group?: string;
 }
 
 export interface RolloutJobOptions {
   /** End the job once this many items succeeded; the rest are cancelled. */
   minComplete?: number;
+  /**
+   * End the job once this many groups (`group` of the requests) are complete, every item of each
+   * succeeded; the rest are cancelled. Results then arrive a whole group at a time: a group cut
+   * short sends none. Not with `minComplete`.
+   */
+  minCompleteGroups?: number;
   /** Cancel what is not done this many seconds after the start. */
   deadlineS?: number;
-  /** All items on one worker (consistent hashing with bounded load). */
+  /** All items on one worker if it can (consistent hashing with bounded load: best effort; `group` is the guarantee). */
   routingKey?: string;
   /**
    * Run only on workers holding this weight version: refused (code `weight_version_mismatch`) if
@@ -29,6 +37,8 @@ export interface RolloutJobOptions {
 /** One finished item, with where it came from. */
 export interface RolloutJobResult {
   index: number;
+  /** The item's prompt group, or "". */
+  group: string;
   /** HTTP status of the item's answer. */
   status: number;
   /** 2xx. */
@@ -52,8 +62,10 @@ export interface RolloutJobSummary {
   completed: number;
   failed: number;
   cancelled: number;
-  /** Why items were cancelled (min_complete, deadline, cancelled, client_closed, weight_version_mismatch), or "". */
+  /** Why items were cancelled (min_complete, min_complete_groups, deadline, cancelled, client_closed, weight_version_mismatch), or "". */
   reason: string;
+  /** Groups whose every item succeeded, by name. */
+  completedGroups: string[];
 }
 
 /**
@@ -94,8 +106,9 @@ export function createRolloutJobs(transport: Transport): RolloutJobs {
       const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
       const events = client.run(
         {
-          requests: requests.map((r) => ({ path: r.path, body: r.body })),
+          requests: requests.map((r) => ({ path: r.path, body: r.body, group: r.group ?? "" })),
           minComplete: options.minComplete,
+          minCompleteGroups: options.minCompleteGroups,
           deadlineS: options.deadlineS,
           routingKey: options.routingKey ?? "",
           weightVersion: options.weightVersion ?? "",

@@ -21,6 +21,7 @@ function jobResult(r: RolloutResult): RolloutJobResult {
   const body = r.body;
   return {
     index: r.index,
+    group: r.group,
     status: r.status,
     ok: r.status >= 200 && r.status < 300,
     workerId: r.workerId,
@@ -152,7 +153,7 @@ export class RolloutRun implements RolloutJobRun {
       this.#results.push(jobResult(ev.value));
     } else if (ev.case === "summary") {
       const s = ev.value;
-      this.#summary.resolve({ id: s.id, completed: s.completed, failed: s.failed, cancelled: s.cancelled, reason: s.reason });
+      this.#summary.resolve({ id: s.id, completed: s.completed, failed: s.failed, cancelled: s.cancelled, reason: s.reason, completedGroups: [...s.completedGroups] });
     }
   }
 

@@ -108,7 +108,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
   const mode = options.mode ?? "policy";
   const clock = options.clock ?? (() => performance.now());
   const keys = new RoutingKeys();
-  const candidates = new Candidates(new EligibilityCache(registry), keys);
+  const candidates = new Candidates(new EligibilityCache(registry), keys, (url) => registry.get(url));
   const loads = new LoadBook(clock);
   const gate = new Gate(() => pump());
   const queue = new WaitQueue({
@@ -126,6 +126,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
       ticket.run = loads.start(worker, ticket, batch);
       keys.stick(ticket.facts.routingKey, worker);
     }
+    // The group's first item placed (or a retry moved it): the rest of the group follows.
+    if (ticket.group !== undefined) ticket.group.worker = worker;
     registry.notifyLoad(worker);
     return worker;
   };

@@ -1,5 +1,6 @@
 import type { Worker } from "../registry/worker.js";
 import type { EligibilityCache } from "../scheduler/eligibility.js";
+import { groupCandidates } from "./groups.js";
 import type { RoutingKeys } from "./keys.js";
 import type { Ticket } from "./ticket.js";
 
@@ -8,6 +9,8 @@ export class Candidates {
   constructor(
     private readonly eligibility: EligibilityCache,
     private readonly keys: RoutingKeys,
+    /** A registered worker by URL (a prompt group's worker that is gone moves the group). */
+    private readonly lookup: (url: string) => Worker | undefined,
   ) {}
 
   /** Routable workers serving the ticket's demand and weight version, not yet tried; only its key's worker when it has one. */
@@ -16,6 +19,8 @@ export class Candidates {
     const version = ticket.weightVersion;
     if (version !== null) all = all.filter((w) => w.weightVersion === version);
     const ex = ticket.exclude;
+    // A prompt group is hard affinity (its worker, or wait); a routing key is best effort.
+    if (ticket.group !== undefined) return groupCandidates(ticket.group, all, this.lookup, ex);
     const pinned = this.keys.pinned(ticket.facts.routingKey, ticket.demand, all);
     // A key's worker that already failed this request is not waited for: the retry goes elsewhere.
     if (pinned !== null && !ex?.has(pinned.url)) return [pinned];

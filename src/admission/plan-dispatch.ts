@@ -2,12 +2,15 @@ import type { Worker } from "../registry/worker.js";
 import { occupy, planDispatch, priorityKey, type PlanItem, type PlanWorker } from "../scheduler/plan.js";
 import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
+import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
 
 /** Observations of a worker (per model) before the planner packs whole queues on its estimates (see plan.ts). */
 const LEARNED_OBSERVATIONS = 3;
+/** Re-plans in one dispatch after groups were placed (each places at least one group, so few are needed). */
+const MAX_GROUP_ROUNDS = 8;
 
 /** One round's view of the queue and the workers, as scheduler/plan.ts takes it. */
 interface Round {
@@ -15,6 +18,8 @@ interface Round {
   readonly live: Waiter[];
   readonly items: PlanItem<Worker>[];
   readonly state: Map<Worker, PlanWorker>;
+  /** Prompt groups not placed when the round began. */
+  readonly units: Map<PromptGroup, Waiter[]>;
 }
 
 /**
@@ -62,7 +67,7 @@ export class PlanDispatch implements DispatchStrategy {
     });
   }
 
-  dispatch(): void {
+  dispatch(depth = 0): void {
     const { queue } = this.ctx;
     this.#sendForwarded(queue.live());
     const round = this.#round(queue.live().filter((w) => !w.settled));
@@ -73,6 +78,8 @@ export class PlanDispatch implements DispatchStrategy {
     if (this.#rotation > 1e9) this.#rotation = 0;
     const sent = plan.length === 0 ? null : this.#send(plan, round);
     queue.keep(sent === null ? round.live : round.live.filter((_, i) => !sent.has(i)));
+    // A group placed in this round: the rest of it may fill its worker's free slots now, not at the next event.
+    if (sent !== null && depth < MAX_GROUP_ROUNDS && [...round.units.keys()].some((g) => g.worker !== null)) this.dispatch(depth + 1);
   }
 
   /**
@@ -122,8 +129,12 @@ export class PlanDispatch implements DispatchStrategy {
     const state = new Map<Worker, PlanWorker>();
     const slow = new Map<Worker, number>();
     const items: PlanItem<Worker>[] = [];
+    const units = unplacedGroups(live, (t) => candidates.of(t));
     for (const waiter of live) {
-      const cands = candidates.of(waiter.ticket);
+      const group = waiter.ticket.group;
+      const unit = group === undefined ? undefined : units.get(group);
+      // An unplaced group is planned as one unit: its first waiter stands for the whole group, the others wait for its worker.
+      const cands = unit !== undefined && unit[0] !== waiter ? [] : candidates.of(waiter.ticket);
       for (const w of cands) {
         if (state.has(w)) continue;
         const s = loads.slowdown(w, nowMs);
@@ -132,12 +143,12 @@ export class PlanDispatch implements DispatchStrategy {
         const [busyUntilMs, ...otherSlotsMs] = loads.slotsFreeAt(w, nowMs, s);
         state.set(w, { busyUntilMs: busyUntilMs!, otherSlotsMs, freeSlots: this.freeSlots(w), learned: snap.observations >= LEARNED_OBSERVATIONS, noise: snap.noise });
       }
-      const work = waiter.ticket.facts.work;
-      items.push({ candidates: cands, predictMs: (w) => loads.predictMs(work, w) * slow.get(w)! });
+      const works = (unit ?? [waiter]).map((m) => m.ticket.facts.work);
+      items.push({ candidates: cands, predictMs: (w) => works.reduce((sum, work) => sum + loads.predictMs(work, w), 0) * slow.get(w)! });
       // A held video create is sent as soon as any candidate can take it (video creates never wait for a slot).
       if (waiter.ticket.demand.kind === "video") for (const w of cands) state.get(w)!.freeSlots = Math.max(1, state.get(w)!.freeSlots);
     }
-    return { nowMs, live, items, state };
+    return { nowMs, live, items, state, units };
   }
 
   /**
@@ -180,7 +191,8 @@ export class PlanDispatch implements DispatchStrategy {
       const batchKey = first.ticket.facts.batchKey;
       for (let j = 0; room > 0 && batchKey !== null && j < live.length && members.length <= room; j++) {
         const other = live[j]!;
-        if (sent.has(j) || other.ticket.facts.batchKey !== batchKey || !candidates.of(other.ticket).includes(worker)) continue;
+        // Never another group's item: it would be split from its group.
+        if (sent.has(j) || other.ticket.facts.batchKey !== batchKey || other.ticket.group !== first.ticket.group || !candidates.of(other.ticket).includes(worker)) continue;
         members.push(other);
         sent.add(j);
       }
@@ -189,4 +201,24 @@ export class PlanDispatch implements DispatchStrategy {
     }
     return sent;
   }
+}
+
+/**
+ * The queued prompt groups not placed on a worker yet, each with its
+ * waiters in queue order (the first stands for the group in the plan).
+ * `candidates` runs first for every group item: it unplaces a group whose
+ * worker failed.
+ */
+function unplacedGroups(live: readonly Waiter[], candidates: (t: Ticket) => readonly Worker[]): Map<PromptGroup, Waiter[]> {
+  const units = new Map<PromptGroup, Waiter[]>();
+  for (const waiter of live) {
+    const g = waiter.ticket.group;
+    if (g === undefined) continue;
+    if (!units.has(g)) candidates(waiter.ticket);
+    if (g.worker !== null) continue;
+    const unit = units.get(g);
+    if (unit === undefined) units.set(g, [waiter]);
+    else unit.push(waiter);
+  }
+  return units;
 }

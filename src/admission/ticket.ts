@@ -1,4 +1,5 @@
 import type { Worker } from "../registry/worker.js";
+import type { PromptGroup } from "./groups.js";
 import type { Demand } from "../scheduler/eligibility.js";
 import type { RequestFacts } from "../scheduler/request-facts.js";
 
@@ -21,6 +22,8 @@ export interface Ticket {
    * not count against `--queue-size` (a job's size is bounded on its own).
    */
   fromJob?: boolean;
+  /** The prompt group of a rollout item that names one: all its items go to one worker (see groups.ts). */
+  group?: PromptGroup;
 }
 
 /** A dispatched request (or a video job): when it started, what it was predicted to take, and its batch. */

@@ -22,7 +22,7 @@ export function loadDashboardFiles(): DashboardFiles {
   // Copied next to this module by the build (package.json "build").
   const dir = fileURLToPath(new URL("./static/", import.meta.url));
   const files = new Map<string, { body: Buffer; type: string }>();
-  for (const name of ["index.html", "app.js", "app.css"]) {
+  for (const name of ["index.html", "app.js", "app.css", "rollouts.js"]) {
     const ext = name.slice(name.lastIndexOf(".") + 1);
     files.set(name, { body: readFileSync(dir + name), type: types[ext]! });
   }

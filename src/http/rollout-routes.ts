@@ -1,6 +1,7 @@
 import type { RolloutResult, RolloutSummary } from "../rollouts/rollout-job.js";
 import type { RolloutSubmission, Rollouts } from "../rollouts/rollouts.js";
 import type { ServerResponse } from "node:http";
+import type { Logger } from "../log.js";
 import { readJsonObject } from "./body.js";
 import { sendJson, type Res } from "./respond.js";
 import type { RestCall } from "./rest-call.js";
@@ -16,7 +17,7 @@ const ndjsonHeaders = { "content-type": "application/x-ndjson", "cache-control":
  * job id and a last line with the summary; `GET /v1/rollouts/{id}` and
  * `POST /v1/rollouts/{id}/cancel`.
  */
-export function createRolloutRoutes(rollouts: Rollouts) {
+export function createRolloutRoutes(rollouts: Rollouts, logger: Logger) {
   /** Waits until the client took what was written (or left). */
   function drained(res: Res): Promise<void> {
     return new Promise((resolve) => {
@@ -40,7 +41,10 @@ export function createRolloutRoutes(rollouts: Rollouts) {
       // The caller learns the id before the first result, so it can cancel or poll.
       res.write(`${JSON.stringify({ id: job.id, size: job.size })}\n`);
       const onClose = () => {
-        if (!res.writableEnded) job.cancel("client_closed");
+        if (res.writableEnded) return;
+        // A trainer that has what it needs hangs up: not an error of anyone's.
+        logger.info({ requestId: call.requestId, rollout: job.id, transport: "rest" }, "client closed the stream");
+        job.cancel("client_closed");
       };
       res.once("close", onClose);
       for await (const e of job.events()) {
@@ -50,6 +54,10 @@ export function createRolloutRoutes(rollouts: Rollouts) {
       }
       res.removeListener("close", onClose);
       if (!res.destroyed) res.end();
+    },
+
+    list(res: Res): void {
+      sendJson(res, 200, { rollouts: rollouts.list().map((job) => job.brief()) });
     },
 
     get(res: Res, id: string): void {
@@ -81,6 +89,7 @@ function looksLikeJson(contentType: string, body: Buffer): boolean {
 function resultLine(r: RolloutResult): Buffer {
   const head = JSON.stringify({
     index: r.index,
+    group: r.group,
     status: r.status,
     worker_id: r.workerId,
     weight_version: r.weightVersion,
@@ -96,5 +105,6 @@ function resultLine(r: RolloutResult): Buffer {
 }
 
 function summaryLine(s: RolloutSummary): string {
-  return `${JSON.stringify({ summary: s })}\n`;
+  const { completedGroups, ...rest } = s;
+  return `${JSON.stringify({ summary: { ...rest, completed_groups: completedGroups } })}\n`;
 }

@@ -114,6 +114,7 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     route("/dashboard/", "open", { GET: ({ res }) => dashboard.serve(res, "index.html") }),
     route("/dashboard/app.js", "open", { GET: ({ res }) => dashboard.serve(res, "app.js") }),
     route("/dashboard/app.css", "open", { GET: ({ res }) => dashboard.serve(res, "app.css") }),
+    route("/dashboard/rollouts.js", "open", { GET: ({ res }) => dashboard.serve(res, "rollouts.js") }),
 
     // The original admin API and the aliases RL frameworks call.
     route("/workers", "admin", { GET: ({ res }) => admin.listWorkers(res), POST: ({ req, res, query }) => admin.createWorker(req, res, query()) }),
@@ -132,6 +133,8 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
     route("/get_weights_checksum", "admin", { POST: ({ req, res }) => admin.weightsChecksum(req, res) }, "openai"),
     route("/update_weights_from_tensor_checker", "admin", { POST: ({ req, res }) => admin.tensorChecker(req, res) }, "openai"),
     route("/audit", "admin", { GET: ({ res, query }) => admin.auditTrail(res, query()) }),
+    // Every client's running jobs (ids that can cancel them): an operator's list, on the admin key.
+    route("/rollouts", "admin", { GET: ({ res }) => rollouts.list(res) }, "openai"),
 
     // Refit (ours).
     route("/refit", "admin", { GET: ({ res }) => admin.refitStatus(res) }, "openai"),

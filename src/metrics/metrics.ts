@@ -4,6 +4,7 @@ import type { Admission } from "../admission/admission.js";
 import type { Registry } from "../registry/registry.js";
 import { createControlMetrics, type ControlMetrics } from "./control-metrics.js";
 import { createRequestMetrics, type RequestMetrics } from "./request-metrics.js";
+import { createRolloutMetrics, type RolloutMetrics } from "./rollout-metrics.js";
 import { registerSchedulingGauges } from "./scheduling-gauges.js";
 import { registerPoolGauges, registerVersionGauges } from "./worker-gauges.js";
 
@@ -17,7 +18,7 @@ export interface MetricsOptions {
 }
 
 /** The router's /metrics: every series, and the text a scrape reads. */
-export interface Metrics extends RequestMetrics, ControlMetrics {
+export interface Metrics extends RequestMetrics, ControlMetrics, RolloutMetrics {
   readonly contentType: string;
   text(): Promise<string>;
 }
@@ -36,6 +37,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   registerSchedulingGauges(prom, options.admission);
   registerVersionGauges(prom, options.registry, options.weightVersion);
   const control = createControlMetrics(prom);
+  const rollouts = createRolloutMetrics(prom);
   // process_* (CPU, memory, open files, start time) and nodejs_* (event-loop
   // lag, heap, GC): whether the router itself is the bottleneck.
   collectDefaultMetrics({ register: prom });
@@ -46,6 +48,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
     rpc: control.rpc,
     controlAction: control.controlAction,
     workerRestarted: control.workerRestarted,
+    rolloutJobs: rollouts.rolloutJobs,
     text: () => prom.metrics(),
   };
 }

@@ -5,7 +5,9 @@ import type { TicketReader } from "../dispatch/ticket.js";
 import { errorBody } from "../error-body.js";
 import { RouterError } from "../errors.js";
 import { workerIdOf } from "../registry/worker-url.js";
+import { GroupBook } from "./group-book.js";
 import { ItemAnswer } from "./item-answer.js";
+import { noJobObserver, type JobObserver } from "./job-observer.js";
 
 /** One request of a job, as submitted. */
 export interface RolloutRequest {
@@ -15,11 +17,15 @@ export interface RolloutRequest {
   readonly route: RouteSpec;
   /** The JSON body, serialized once at submission. */
   readonly body: Buffer;
+  /** The prompt group it belongs to (all its items go to one worker), or null. */
+  readonly group: string | null;
 }
 
 export interface RolloutOptions {
   /** End the job once this many items succeeded; the rest are cancelled. null = all. */
   readonly minComplete: number | null;
+  /** End the job once this many groups are complete (every item 2xx); the rest are cancelled. null = all. */
+  readonly minCompleteGroups: number | null;
   /** Cancel what is not done this many ms after the start; null = none. */
   readonly deadlineMs: number | null;
   /** Sent as X-Routing-Key with every item: all on one worker (bounded load). */
@@ -31,6 +37,7 @@ export interface RolloutOptions {
 /** One finished item: what made it and the worker's answer. */
 export interface RolloutResult {
   readonly index: number;
+  readonly group: string | null;
   /** HTTP status of the item's answer (the worker's, or the router's error status). */
   readonly status: number;
   /** The worker that answered (URL-encoded URL, as `worker_id` in /workers), or null. */
@@ -48,19 +55,41 @@ export interface RolloutSummary {
   readonly completed: number;
   readonly failed: number;
   readonly cancelled: number;
-  /** Why items were cancelled: min_complete, deadline, cancelled, client_closed, weight_version_mismatch; null when none was. */
+  /** Why items were cancelled: min_complete, min_complete_groups, deadline, cancelled, client_closed, weight_version_mismatch; null when none was. */
   readonly reason: CancelReason | null;
+  /** Groups whose every item succeeded (and was handed out), by name; [] without groups. */
+  readonly completedGroups: string[];
 }
 
-export type CancelReason = "min_complete" | "deadline" | "cancelled" | "client_closed" | "weight_version_mismatch";
+export type CancelReason = "min_complete" | "min_complete_groups" | "deadline" | "cancelled" | "client_closed" | "weight_version_mismatch";
 
 export type RolloutEvent = { type: "result"; result: RolloutResult } | { type: "summary"; summary: RolloutSummary };
 
 export type ItemState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
 
+/** What GET /v1/rollouts/{id} shows of the job's counts. */
+export interface SummaryView {
+  completed: number;
+  failed: number;
+  cancelled: number;
+  reason: CancelReason | null;
+  completed_groups: string[];
+}
+
+/** What GET /rollouts shows of a job (GET /v1/rollouts/{id} adds the items). */
+export interface JobBrief {
+  id: string;
+  status: "running" | "ended";
+  size: number;
+  groups: number;
+  started_at_ms: number;
+  summary: SummaryView;
+}
+
 /** What GET /v1/rollouts/{id} shows of an item. */
 export interface ItemView {
   index: number;
+  group: string | null;
   state: ItemState;
   status: number | null;
   worker_id: string | null;
@@ -119,21 +148,45 @@ export class RolloutJob {
   /** Nobody reads the events any more (an RPC stream that was closed): results are dropped, not kept. */
   #detached = false;
 
-  /**
-   * min_complete is judged as each answer ends, before its worker is
-   * released: the re-plan that release triggers must already see the job
-   * cancelled, or the worker would be sent an item only to have it cut.
-   */
-  readonly #answerEnded = (status: number): void => {
-    if (status >= 200 && status < 300 && ++this.#okAnswers === this.#options.minComplete) this.cancel("min_complete");
-  };
+  readonly #groups: GroupBook;
+  readonly #observer: JobObserver;
 
-  constructor(id: string, requests: readonly RolloutRequest[], options: RolloutOptions, dispatch: Dispatch, tickets: TicketReader) {
+  /**
+   * min_complete (and min_complete_groups) is judged as each answer ends,
+   * before its worker is released: the re-plan that release triggers must
+   * already see the job cancelled, or the worker would be sent an item only
+   * to have it cut.
+   */
+  #answerEnded(group: string | null, status: number): void {
+    const ok = status >= 200 && status < 300;
+    if (ok && ++this.#okAnswers === this.#options.minComplete) {
+      this.#observer.reachedK(Date.now() - this.startedAtMs);
+      this.cancel("min_complete");
+    }
+    if (group === null) return;
+    const complete = this.#groups.answerEnded(group, ok);
+    if (complete === 0) return;
+    this.#observer.groupCompleted();
+    if (complete === this.#options.minCompleteGroups) {
+      this.#observer.reachedK(Date.now() - this.startedAtMs);
+      this.cancel("min_complete_groups");
+    }
+  }
+
+  constructor(id: string, requests: readonly RolloutRequest[], options: RolloutOptions, dispatch: Dispatch, tickets: TicketReader, observer: JobObserver = noJobObserver) {
     this.id = id;
     this.#options = options;
     this.#dispatch = dispatch;
     this.#tickets = tickets;
-    this.#items = requests.map((request, index) => ({ index, request, answer: new ItemAnswer(this.#answerEnded), state: "queued", status: null, workerId: null, weightVersion: null }));
+    this.#observer = observer;
+    // A job that stops at K groups hands out a group's results only once the group is resolved: never part of one.
+    this.#groups = new GroupBook(requests.map((r) => r.group), options.minCompleteGroups !== null);
+    this.#items = requests.map((request, index) => ({ index, request, answer: new ItemAnswer((status) => this.#answerEnded(request.group, status)), state: "queued", status: null, workerId: null, weightVersion: null }));
+  }
+
+  /** Distinct prompt groups. */
+  get groups(): number {
+    return this.#groups.size;
   }
 
   get size(): number {
@@ -153,6 +206,7 @@ export class RolloutJob {
   start(): void {
     if (this.#started) return;
     this.#started = true;
+    this.#observer.started();
     if (this.#options.deadlineMs !== null) {
       this.#deadline = setTimeout(() => this.cancel("deadline"), this.#options.deadlineMs);
       this.#deadline.unref();
@@ -167,15 +221,25 @@ export class RolloutJob {
     for (const item of this.#items) if (item.state === "queued" || item.state === "running") item.answer.cancel();
   }
 
-  /** The live state of every item. */
-  view(): { id: string; status: "running" | "ended"; size: number; summary: Omit<RolloutSummary, "id">; items: ItemView[] } {
+  /** The job's state without its items (GET /rollouts, the dashboard). */
+  brief(): JobBrief {
     return {
       id: this.id,
       status: this.#done ? "ended" : "running",
       size: this.#items.length,
-      summary: { completed: this.#succeeded, failed: this.#failed, cancelled: this.#cancelled, reason: this.#reason },
-      items: this.#items.map((i) => ({ index: i.index, state: this.#stateOf(i), status: i.status, worker_id: i.workerId, weight_version: i.weightVersion })),
+      groups: this.#groups.size,
+      started_at_ms: this.startedAtMs,
+      summary: { completed: this.#succeeded, failed: this.#failed, cancelled: this.#cancelled, reason: this.#reason, completed_groups: this.#groups.completed() },
     };
+  }
+
+  /** The live state of every item. */
+  view(): JobBrief & { items: ItemView[] } {
+    return { ...this.brief(), items: this.#items.map((i) => ({ index: i.index, group: i.request.group, state: this.#stateOf(i), status: i.status, worker_id: i.workerId, weight_version: i.weightVersion })) };
+  }
+
+  #summary(): Omit<RolloutSummary, "id"> {
+    return { completed: this.#succeeded, failed: this.#failed, cancelled: this.#cancelled, reason: this.#reason, completedGroups: this.#groups.completed() };
   }
 
   #stateOf(i: Item): ItemState {
@@ -221,6 +285,7 @@ export class RolloutJob {
     const ticket = this.#tickets(route.kind, body, "application/json", routingKey);
     ticket.weightVersion = weightVersion;
     ticket.fromJob = true;
+    if (item.request.group !== null) ticket.group = this.#groups.pin(item.request.group);
     return { requestId, route, method: "POST", path, headers, bodyBytes: body, bodyStream: null, ticket, sink: item.answer, notes: item.answer, arrivedMs: Date.now(), signal: null };
   }
 
@@ -237,7 +302,9 @@ export class RolloutJob {
       // Cancelled before its answer was complete: it never reached a worker, or its connection was closed.
       item.state = "cancelled";
       this.#cancelled++;
+      this.#observer.itemEnded("cancelled");
       answer.takeBody(); // what arrived of a cut answer is not kept
+      if (item.request.group !== null) this.#groups.resolved(item.request.group, null);
       return;
     }
     const workerUrl = answer.workerUrl ?? null;
@@ -260,13 +327,28 @@ export class RolloutJob {
     item.state = ok ? "succeeded" : "failed";
     if (ok) this.#succeeded++;
     else this.#failed++;
-    this.#emit({ type: "result", result });
+    const emit = () => {
+      this.#observer.itemEnded(ok ? "succeeded" : "failed");
+      this.#emit({ type: "result", result });
+    };
+    if (item.request.group === null) return emit();
+    this.#groups.resolved(item.request.group, { emit, drop: () => this.#dropped(item) });
+  }
+
+  /** A held result of a group that never resolved (the job stopped first): the item counts as cancelled, its answer is not handed out. */
+  #dropped(item: Item): void {
+    if (item.state === "succeeded") this.#succeeded--;
+    else this.#failed--;
+    item.state = "cancelled";
+    this.#cancelled++;
+    this.#observer.itemEnded("cancelled");
   }
 
   #result(item: Item, status: number, contentType: string, body: Buffer, startedMs: number): RolloutResult {
     const a = item.answer;
     return {
       index: item.index,
+      group: item.request.group,
       status,
       workerId: item.workerId,
       weightVersion: item.weightVersion,
@@ -282,6 +364,8 @@ export class RolloutJob {
     if (this.#deadline) clearTimeout(this.#deadline);
     this.#done = true;
     this.endedAtMs = Date.now();
-    this.#emit({ type: "summary", summary: { id: this.id, completed: this.#succeeded, failed: this.#failed, cancelled: this.#cancelled, reason: this.#reason } });
+    this.#groups.dropHeld();
+    this.#observer.ended(this.#reason);
+    this.#emit({ type: "summary", summary: { id: this.id, ...this.#summary() } });
   }
 }

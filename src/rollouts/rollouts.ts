@@ -2,6 +2,7 @@ import type { RouteSpec } from "../dispatch/context.js";
 import type { TicketReader } from "../dispatch/ticket.js";
 import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
+import type { JobObserver } from "./job-observer.js";
 import { newRolloutId, RolloutJob, type Dispatch } from "./rollout-job.js";
 import { parseSubmission, type RolloutSubmission } from "./submission.js";
 
@@ -18,6 +19,8 @@ export interface RolloutsOptions {
   routes: ReadonlyMap<string, RouteSpec>;
   /** The router's current weight version. */
   weightVersion: () => string;
+  /** Told by every job as it runs (the metrics); default none. */
+  observer?: JobObserver;
   /** Most items in one job; default 10,000 (the router queue's default size). */
   maxItems?: number;
   /** Ended jobs answer GET for this long; default 10 min. */
@@ -58,7 +61,7 @@ export function createRollouts(options: RolloutsOptions) {
     submit(s: RolloutSubmission): RolloutJob {
       const { requests, options: o } = parseSubmission(s, { maxItems, routes: options.routes, currentVersion: options.weightVersion() });
       prune();
-      const job = new RolloutJob(newRolloutId(), requests, o, options.dispatch, options.tickets);
+      const job = new RolloutJob(newRolloutId(), requests, o, options.dispatch, options.tickets, options.observer);
       jobs.set(job.id, job);
       job.start();
       return job;
@@ -76,6 +79,12 @@ export function createRollouts(options: RolloutsOptions) {
       const job = this.get(id);
       job.cancel("cancelled");
       return job;
+    },
+
+    /** The jobs not ended, oldest first (the dashboard's panel, GET /v1/rollouts). */
+    list(): RolloutJob[] {
+      prune();
+      return [...jobs.values()].filter((j) => !j.ended);
     },
 
     /** Jobs not ended. */

@@ -43,7 +43,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
   const control = auditedControl(core.control, audit);
   const refit = auditedRefit(core.refit, audit);
-  const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version });
+  const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version, observer: core.metrics.rolloutJobs });
   const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   // An id the router does not know is asked of the pool, each worker within a probe's time limit.
@@ -55,7 +55,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     data,
     affinity,
     fanout,
-    rollouts: createRolloutRoutes(rollouts),
+    rollouts: createRolloutRoutes(rollouts, logger),
     realtime: createRealtimeProxy({ auth, registry, logger }),
     logger,
     auth,

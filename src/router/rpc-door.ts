@@ -48,7 +48,7 @@ export function buildRequestHandler(core: Core, doors: Doors, launcher: Launcher
   const rolloutRpc = connectNodeAdapter({
     ...common,
     // Rollout jobs are the data plane: the data-plane key, like /v1/rollouts.
-    routes: (router) => router.service(RolloutService, createRolloutServiceImpl(doors.rollouts), { interceptors: [callLog, requireDataKey(doors.auth)] }),
+    routes: (router) => router.service(RolloutService, createRolloutServiceImpl(doors.rollouts, logger), { interceptors: [callLog, requireDataKey(doors.auth)] }),
     // As POST /v1/rollouts: a submission carries every item's body.
     readMaxBytes: MAX_SUBMISSION_BYTES,
   }) as RequestHandler;

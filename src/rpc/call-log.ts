@@ -14,6 +14,23 @@ export function codeName(code: Code): string {
   return (Code[code] ?? "unknown").replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
+/** Node's errors for a write to a response the client already closed (HTTP/1.1, HTTP/2). */
+const closedStreamCodes: ReadonlySet<string> = new Set(["ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ERR_HTTP2_INVALID_STREAM", "ERR_HTTP2_STREAM_CANCEL", "ECONNRESET", "EPIPE"]);
+
+/**
+ * Whether a stream's error only says that the client closed it (it hung up,
+ * or aborted the call) while the router was still writing: no error of
+ * anyone's, so it is logged as a cancel, not with Node's write error.
+ */
+export function clientClosed(err: unknown, signal: AbortSignal): boolean {
+  if (signal.aborted) return true;
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === "string" && closedStreamCodes.has(code)) return true;
+  }
+  return false;
+}
+
 function transportOf(contentType: string | undefined): Caller["transport"] {
   if (contentType?.startsWith("application/grpc-web")) return "grpc-web";
   if (contentType?.startsWith("application/grpc")) return "grpc";
@@ -64,7 +81,7 @@ export function callLogInterceptor(options: CallLogOptions): Interceptor {
     const method = req.method.name;
     const path = `/${service}/${method}`;
     let done = false;
-    const finish = (code: string, err?: unknown) => {
+    const finish = (code: string, err?: unknown, message?: string) => {
       if (done) return;
       done = true;
       const seconds = (performance.now() - startedMs) / 1000;
@@ -72,7 +89,7 @@ export function callLogInterceptor(options: CallLogOptions): Interceptor {
       const level = accessLogLevel(code);
       if (!logger.isLevelEnabled(level) || options.excluded(path)) return;
       const line: Record<string, unknown> = { requestId: call.requestId, rpc: path, transport: call.caller.transport, remote: call.caller.remote, key: call.caller.key, code, ms: Math.round(seconds * 1000) };
-      if (err !== undefined) line.message = ConnectError.from(err).rawMessage;
+      if (err !== undefined || message !== undefined) line.message = message ?? ConnectError.from(err).rawMessage;
       logger[level](line, "rpc");
     };
     try {
@@ -90,7 +107,8 @@ export function callLogInterceptor(options: CallLogOptions): Interceptor {
             yield* messages;
             finish("ok");
           } catch (err) {
-            finish(codeName(ConnectError.from(err).code), err);
+            if (clientClosed(err, req.signal)) finish("canceled", undefined, "client closed the stream");
+            else finish(codeName(ConnectError.from(err).code), err);
             throw err;
           } finally {
             // A client that went away ends the stream without an error.

@@ -8,6 +8,7 @@ import {
   type RunRequest,
   type RunResponse,
 } from "../gen/sgl/diffusion/router/v1/rollout_pb.js";
+import type { Logger } from "../log.js";
 import type { RolloutJob } from "../rollouts/rollout-job.js";
 import type { Rollouts } from "../rollouts/rollouts.js";
 import { toConnectError } from "./errors.js";
@@ -17,14 +18,15 @@ import { toConnectError } from "./errors.js";
  * results as messages with the body as bytes. Closing the stream (the
  * client's cancel, or its deadline) cancels the job.
  */
-export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof RolloutService> {
+export function createRolloutServiceImpl(rollouts: Rollouts, logger: Logger): ServiceImpl<typeof RolloutService> {
   return {
     async *run(req: RunRequest, ctx: HandlerContext): AsyncGenerator<RunResponse> {
       let job: RolloutJob;
       try {
         job = rollouts.submit({
-          requests: req.requests.map((r) => ({ path: r.path, body: r.body ?? null })),
+          requests: req.requests.map((r) => ({ path: r.path, body: r.body ?? null, group: r.group === "" ? undefined : r.group })),
           min_complete: req.minComplete,
+          min_complete_groups: req.minCompleteGroups,
           deadline_s: req.deadlineS,
           routing_key: req.routingKey === "" ? undefined : req.routingKey,
           weight_version: req.weightVersion === "" ? undefined : req.weightVersion,
@@ -32,7 +34,15 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
       } catch (err) {
         throw toConnectError(err);
       }
-      const onAbort = () => job.cancel("client_closed");
+      // A trainer that has what it needs hangs up: logged once, at info, as REST does.
+      let told = false;
+      const clientClosed = () => {
+        if (told || job.ended) return;
+        told = true;
+        logger.info({ rollout: job.id, transport: "rpc" }, "client closed the stream");
+        job.cancel("client_closed");
+      };
+      const onAbort = clientClosed;
       ctx.signal.addEventListener("abort", onAbort, { once: true });
       try {
         yield create(RunResponseSchema, { event: { case: "started", value: { id: job.id, size: job.size } } });
@@ -44,6 +54,7 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
                 case: "result",
                 value: {
                   index: r.index,
+                  group: r.group ?? "",
                   status: r.status,
                   workerId: r.workerId ?? "",
                   weightVersion: r.weightVersion ?? "",
@@ -57,13 +68,13 @@ export function createRolloutServiceImpl(rollouts: Rollouts): ServiceImpl<typeof
             });
           } else {
             const s = e.summary;
-            yield create(RunResponseSchema, { event: { case: "summary", value: { id: s.id, completed: s.completed, failed: s.failed, cancelled: s.cancelled, reason: s.reason ?? "" } } });
+            yield create(RunResponseSchema, { event: { case: "summary", value: { id: s.id, completed: s.completed, failed: s.failed, cancelled: s.cancelled, reason: s.reason ?? "", completedGroups: s.completedGroups } } });
           }
         }
       } finally {
         ctx.signal.removeEventListener("abort", onAbort);
         // A consumer that stops reading (return/throw) also ends the job, and nobody keeps its results.
-        if (!job.ended) job.cancel("client_closed");
+        clientClosed();
         job.detach();
       }
     },
@@ -92,7 +103,7 @@ function stateOf(job: RolloutJob): RolloutState {
     id: v.id,
     status: v.status,
     size: v.size,
-    summary: { id: v.id, completed: v.summary.completed, failed: v.summary.failed, cancelled: v.summary.cancelled, reason: v.summary.reason ?? "" },
-    items: v.items.map((i) => ({ index: i.index, state: i.state, status: i.status ?? 0, workerId: i.worker_id ?? "", weightVersion: i.weight_version ?? "" })),
+    summary: { id: v.id, completed: v.summary.completed, failed: v.summary.failed, cancelled: v.summary.cancelled, reason: v.summary.reason ?? "", completedGroups: v.summary.completed_groups },
+    items: v.items.map((i) => ({ index: i.index, group: i.group ?? "", state: i.state, status: i.status ?? 0, workerId: i.worker_id ?? "", weightVersion: i.weight_version ?? "" })),
   });
 }

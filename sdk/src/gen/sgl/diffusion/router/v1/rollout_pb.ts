@@ -11,7 +11,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file sgl/diffusion/router/v1/rollout.proto.
  */
 export const file_sgl_diffusion_router_v1_rollout: GenFile = /*@__PURE__*/
-  fileDesc("CiVzZ2wvZGlmZnVzaW9uL3JvdXRlci92MS9yb2xsb3V0LnByb3RvEhdzZ2wuZGlmZnVzaW9uLnJvdXRlci52MSJCCgtSb2xsb3V0SXRlbRIMCgRwYXRoGAEgASgJEiUKBGJvZHkYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0IsUBCgpSdW5SZXF1ZXN0EjYKCHJlcXVlc3RzGAEgAygLMiQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dEl0ZW0SGQoMbWluX2NvbXBsZXRlGAIgASgNSACIAQESFwoKZGVhZGxpbmVfcxgDIAEoAUgBiAEBEhMKC3JvdXRpbmdfa2V5GAQgASgJEhYKDndlaWdodF92ZXJzaW9uGAUgASgJQg8KDV9taW5fY29tcGxldGVCDQoLX2RlYWRsaW5lX3MiyAEKC1J1blJlc3BvbnNlEjoKB3N0YXJ0ZWQYASABKAsyJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Sb2xsb3V0U3RhcnRlZEgAEjgKBnJlc3VsdBgCIAEoCzImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJvbGxvdXRSZXN1bHRIABI6CgdzdW1tYXJ5GAMgASgLMicuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dFN1bW1hcnlIAEIHCgVldmVudCIqCg5Sb2xsb3V0U3RhcnRlZBIKCgJpZBgBIAEoCRIMCgRzaXplGAIgASgNIrUBCg1Sb2xsb3V0UmVzdWx0Eg0KBWluZGV4GAEgASgNEg4KBnN0YXR1cxgCIAEoDRIRCgl3b3JrZXJfaWQYAyABKAkSFgoOd2VpZ2h0X3ZlcnNpb24YBCABKAkSEAoIcXVldWVfbXMYBSABKAESEgoKc2VydmljZV9tcxgGIAEoARIQCghhdHRlbXB0cxgHIAEoDRIUCgxjb250ZW50X3R5cGUYCCABKAkSDAoEYm9keRgJIAEoDCJiCg5Sb2xsb3V0U3VtbWFyeRIKCgJpZBgBIAEoCRIRCgljb21wbGV0ZWQYAiABKA0SDgoGZmFpbGVkGAMgASgNEhEKCWNhbmNlbGxlZBgEIAEoDRIOCgZyZWFzb24YBSABKAkiGwoNQ2FuY2VsUmVxdWVzdBIKCgJpZBgBIAEoCSJICg5DYW5jZWxSZXNwb25zZRI2Cgdyb2xsb3V0GAEgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dFN0YXRlIh8KEUdldFJvbGxvdXRSZXF1ZXN0EgoKAmlkGAEgASgJIkwKEkdldFJvbGxvdXRSZXNwb25zZRI2Cgdyb2xsb3V0GAEgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dFN0YXRlIqwBCgxSb2xsb3V0U3RhdGUSCgoCaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEgwKBHNpemUYAyABKA0SOAoHc3VtbWFyeRgEIAEoCzInLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJvbGxvdXRTdW1tYXJ5EjgKBWl0ZW1zGAUgAygLMikuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dEl0ZW1TdGF0ZSJrChBSb2xsb3V0SXRlbVN0YXRlEg0KBWluZGV4GAEgASgNEg0KBXN0YXRlGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIRCgl3b3JrZXJfaWQYBCABKAkSFgoOd2VpZ2h0X3ZlcnNpb24YBSABKAkypgIKDlJvbGxvdXRTZXJ2aWNlElIKA1J1bhIjLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJ1blJlcXVlc3QaJC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SdW5SZXNwb25zZTABElkKBkNhbmNlbBImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkNhbmNlbFJlcXVlc3QaJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5DYW5jZWxSZXNwb25zZRJlCgpHZXRSb2xsb3V0Eiouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuR2V0Um9sbG91dFJlcXVlc3QaKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSb2xsb3V0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
+  fileDesc("CiVzZ2wvZGlmZnVzaW9uL3JvdXRlci92MS9yb2xsb3V0LnByb3RvEhdzZ2wuZGlmZnVzaW9uLnJvdXRlci52MSJRCgtSb2xsb3V0SXRlbRIMCgRwYXRoGAEgASgJEiUKBGJvZHkYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg0KBWdyb3VwGAMgASgJIv8BCgpSdW5SZXF1ZXN0EjYKCHJlcXVlc3RzGAEgAygLMiQuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dEl0ZW0SGQoMbWluX2NvbXBsZXRlGAIgASgNSACIAQESFwoKZGVhZGxpbmVfcxgDIAEoAUgBiAEBEhMKC3JvdXRpbmdfa2V5GAQgASgJEhYKDndlaWdodF92ZXJzaW9uGAUgASgJEiAKE21pbl9jb21wbGV0ZV9ncm91cHMYBiABKA1IAogBAUIPCg1fbWluX2NvbXBsZXRlQg0KC19kZWFkbGluZV9zQhYKFF9taW5fY29tcGxldGVfZ3JvdXBzIsgBCgtSdW5SZXNwb25zZRI6CgdzdGFydGVkGAEgASgLMicuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dFN0YXJ0ZWRIABI4CgZyZXN1bHQYAiABKAsyJi5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5Sb2xsb3V0UmVzdWx0SAASOgoHc3VtbWFyeRgDIAEoCzInLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJvbGxvdXRTdW1tYXJ5SABCBwoFZXZlbnQiKgoOUm9sbG91dFN0YXJ0ZWQSCgoCaWQYASABKAkSDAoEc2l6ZRgCIAEoDSLEAQoNUm9sbG91dFJlc3VsdBINCgVpbmRleBgBIAEoDRIOCgZzdGF0dXMYAiABKA0SEQoJd29ya2VyX2lkGAMgASgJEhYKDndlaWdodF92ZXJzaW9uGAQgASgJEhAKCHF1ZXVlX21zGAUgASgBEhIKCnNlcnZpY2VfbXMYBiABKAESEAoIYXR0ZW1wdHMYByABKA0SFAoMY29udGVudF90eXBlGAggASgJEgwKBGJvZHkYCSABKAwSDQoFZ3JvdXAYCiABKAkifAoOUm9sbG91dFN1bW1hcnkSCgoCaWQYASABKAkSEQoJY29tcGxldGVkGAIgASgNEg4KBmZhaWxlZBgDIAEoDRIRCgljYW5jZWxsZWQYBCABKA0SDgoGcmVhc29uGAUgASgJEhgKEGNvbXBsZXRlZF9ncm91cHMYBiADKAkiGwoNQ2FuY2VsUmVxdWVzdBIKCgJpZBgBIAEoCSJICg5DYW5jZWxSZXNwb25zZRI2Cgdyb2xsb3V0GAEgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dFN0YXRlIh8KEUdldFJvbGxvdXRSZXF1ZXN0EgoKAmlkGAEgASgJIkwKEkdldFJvbGxvdXRSZXNwb25zZRI2Cgdyb2xsb3V0GAEgASgLMiUuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dFN0YXRlIqwBCgxSb2xsb3V0U3RhdGUSCgoCaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEgwKBHNpemUYAyABKA0SOAoHc3VtbWFyeRgEIAEoCzInLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJvbGxvdXRTdW1tYXJ5EjgKBWl0ZW1zGAUgAygLMikuc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuUm9sbG91dEl0ZW1TdGF0ZSJ6ChBSb2xsb3V0SXRlbVN0YXRlEg0KBWluZGV4GAEgASgNEg0KBXN0YXRlGAIgASgJEg4KBnN0YXR1cxgDIAEoDRIRCgl3b3JrZXJfaWQYBCABKAkSFgoOd2VpZ2h0X3ZlcnNpb24YBSABKAkSDQoFZ3JvdXAYBiABKAkypgIKDlJvbGxvdXRTZXJ2aWNlElIKA1J1bhIjLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLlJ1blJlcXVlc3QaJC5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5SdW5SZXNwb25zZTABElkKBkNhbmNlbBImLnNnbC5kaWZmdXNpb24ucm91dGVyLnYxLkNhbmNlbFJlcXVlc3QaJy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5DYW5jZWxSZXNwb25zZRJlCgpHZXRSb2xsb3V0Eiouc2dsLmRpZmZ1c2lvbi5yb3V0ZXIudjEuR2V0Um9sbG91dFJlcXVlc3QaKy5zZ2wuZGlmZnVzaW9uLnJvdXRlci52MS5HZXRSb2xsb3V0UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * @generated from message sgl.diffusion.router.v1.RolloutItem
@@ -30,6 +30,15 @@ export type RolloutItem = Message<"sgl.diffusion.router.v1.RolloutItem"> & {
    * @generated from field: google.protobuf.Struct body = 2;
    */
   body?: JsonObject | undefined;
+
+  /**
+   * The prompt group it belongs to (empty: none). A group's items all go to
+   * one worker (hard affinity within the job; moved only when that worker
+   * fails), planned as one unit of work.
+   *
+   * @generated from field: string group = 3;
+   */
+  group: string;
 };
 
 /**
@@ -77,6 +86,15 @@ export type RunRequest = Message<"sgl.diffusion.router.v1.RunRequest"> & {
    * @generated from field: string weight_version = 5;
    */
   weightVersion: string;
+
+  /**
+   * End the job once this many groups are complete (every item succeeded);
+   * the rest are cancelled, and results are sent a whole group at a time
+   * (a group cut short sends none). Not with min_complete.
+   *
+   * @generated from field: optional uint32 min_complete_groups = 6;
+   */
+  minCompleteGroups?: number | undefined;
 };
 
 /**
@@ -199,6 +217,13 @@ export type RolloutResult = Message<"sgl.diffusion.router.v1.RolloutResult"> & {
    * @generated from field: bytes body = 9;
    */
   body: Uint8Array;
+
+  /**
+   * The item's prompt group, empty when none.
+   *
+   * @generated from field: string group = 10;
+   */
+  group: string;
 };
 
 /**
@@ -233,11 +258,18 @@ export type RolloutSummary = Message<"sgl.diffusion.router.v1.RolloutSummary"> &
   cancelled: number;
 
   /**
-   * min_complete, deadline, cancelled, client_closed, weight_version_mismatch; empty when nothing was cancelled.
+   * min_complete, min_complete_groups, deadline, cancelled, client_closed, weight_version_mismatch; empty when nothing was cancelled.
    *
    * @generated from field: string reason = 5;
    */
   reason: string;
+
+  /**
+   * Groups whose every item succeeded, by name.
+   *
+   * @generated from field: repeated string completed_groups = 6;
+   */
+  completedGroups: string[];
 };
 
 /**
@@ -386,6 +418,13 @@ export type RolloutItemState = Message<"sgl.diffusion.router.v1.RolloutItemState
    * @generated from field: string weight_version = 5;
    */
   weightVersion: string;
+
+  /**
+   * The item's prompt group, empty when none.
+   *
+   * @generated from field: string group = 6;
+   */
+  group: string;
 };
 
 /**
