@@ -21,6 +21,8 @@ export interface AdminRoutesOptions {
   maxBodyBytes: number;
   /** The scheduler's view of every worker, shown in worker payloads. */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** The LoRA each worker holds (src/lora), shown in worker payloads. */
+  lora?: (w: Worker) => unknown;
 }
 
 
@@ -97,12 +99,12 @@ function createWorkerRoutes(options: AdminRoutesOptions) {
 
     listWorkers(res: Res): void {
       const view = scheduling();
-      sendJson(res, 200, { workers: control.listWorkers().map((w) => workerJson(w, view.get(w))) });
+      sendJson(res, 200, { workers: control.listWorkers().map((w) => workerJson(w, view.get(w), options.lora)) });
     },
 
     getWorker(res: Res, id: string): void {
       const worker = control.getWorker(decodeWorkerId(id));
-      sendJson(res, 200, { worker: workerJson(worker, scheduling().get(worker)) });
+      sendJson(res, 200, { worker: workerJson(worker, scheduling().get(worker), options.lora) });
     },
 
     async updateWorker(req: Req, res: Res, id: string): Promise<void> {

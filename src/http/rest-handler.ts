@@ -17,6 +17,7 @@ import type { FanoutRoutes } from "./fanout-routes.js";
 import { sendError, type Res } from "./respond.js";
 import { RestCall } from "./rest-call.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
+import type { LoraRoutes } from "./lora-routes.js";
 import { handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
 
 export interface RestHandlerOptions {
@@ -25,6 +26,7 @@ export interface RestHandlerOptions {
   affinity: AffinityRoutes;
   fanout: FanoutRoutes;
   rollouts: RolloutRoutes;
+  lora: LoraRoutes;
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
@@ -90,8 +92,8 @@ class RestHandler {
         (err: unknown) => sendError(call, err),
       );
     };
-    const { admin, data, affinity, fanout, rollouts } = options;
-    this.#table = new RouteTable(restRoutes({ admin, data, affinity, fanout, rollouts, dashboard: loadDashboardFiles(), metrics: sendMetrics }));
+    const { admin, data, affinity, fanout, rollouts, lora } = options;
+    this.#table = new RouteTable(restRoutes({ admin, data, affinity, fanout, rollouts, lora, dashboard: loadDashboardFiles(), metrics: sendMetrics }));
   }
 
   /** Requests whose answer has not ended. */

@@ -12,6 +12,9 @@ import { createDataPlane } from "../http/data-plane.js";
 import { createFanoutRoutes } from "../http/fanout-routes.js";
 import { createRestHandler, type RestHandler } from "../http/rest-handler.js";
 import { createRolloutRoutes } from "../http/rollout-routes.js";
+import { createLoraRoutes } from "../http/lora-routes.js";
+import { auditedLora, refitBesideLora } from "../lora/audited-lora.js";
+import type { LoraPool } from "../lora/lora-action.js";
 import type { Logger } from "../log.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
 import { createRollouts, type Rollouts } from "../rollouts/rollouts.js";
@@ -22,6 +25,8 @@ export interface Doors {
   /** Control and refit as both admin doors call them: every action on the audit trail. */
   readonly control: Control;
   readonly refit: RefitCoordinator;
+  /** The pool's LoRA changes, audited. */
+  readonly lora: LoraPool;
   readonly rollouts: Rollouts;
   readonly auth: Auth;
   readonly rest: RestHandler;
@@ -40,9 +45,11 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const tickets = ticketReader(requestLimitsOf(options));
   const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
   const control = auditedControl(core.control, audit);
-  const refit = auditedRefit(core.refit, audit);
+  const lora = auditedLora(core.lora, audit);
+  // A refit or sleep is refused while a LoRA change runs (and the reverse, in the LoRA action).
+  const refit = auditedRefit(refitBesideLora(core.refit, core.lora), audit);
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version });
-  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
+  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), lora: (w) => core.lora.state.viewOf(w) });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   const affinity = createAffinityRoutes({ registry, data, specs, images, videos });
   const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
@@ -52,6 +59,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     affinity,
     fanout,
     rollouts: createRolloutRoutes(rollouts),
+    lora: createLoraRoutes({ lora, registry, upstream, maxBodyBytes: options.maxAdminBodyBytes, listTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) }),
     logger,
     auth,
     audit,
@@ -59,5 +67,5 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     accessLogExcludePrefixes: options.accessLogExcludePrefixes,
     clientBodyTimeoutMs: options.clientBodyTimeoutMs,
   });
-  return { control, refit, rollouts, auth, rest };
+  return { control, refit, lora, rollouts, auth, rest };
 }
