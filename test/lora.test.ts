@@ -176,4 +176,34 @@ describe("LoRA over the pool", () => {
     expect((await change).status).toBe(200);
     expect((await generate(r.url)).lora).toBe("style");
   });
+  it("a worker whose process restarts behind its URL gets set_lora and the merge replayed before it takes traffic", async () => {
+    const a = await sim();
+    let b = await sim();
+    const port = b.port;
+    const r = await router(["--worker-urls", a.url, b.url, "--health-check-interval", "0.2", "--health-check-failure-threshold", "2"]);
+    expect((await post(r, "/v1/set_lora", { lora_nickname: "style", lora_path: "loras/style", strength: 0.5 })).status).toBe(200);
+    expect((await post(r, "/v1/unmerge_lora_weights", {})).status).toBe(200);
+    expect((await post(r, "/v1/merge_lora_weights", { strength: 0.7 })).status).toBe(200);
+    await b.stop();
+    await waitFor(async () => (await workers(r)).find((w) => w.url === b.url)?.lora === null || undefined, 5000, "the router seeing the process gone");
+    b = await sim(["--port", String(port)]); // a new process: no adapter
+    const answers: Answer[] = [];
+    let running = true;
+    const loops = Array.from({ length: 4 }, async () => {
+      while (running) answers.push(await generate(r.url));
+    });
+    try {
+      await waitFor(async () => (await workers(r)).find((w) => w.url === b.url && w.state === "healthy"), 10_000, "the restarted worker back in rotation");
+      // Only the restarted worker left: the next answers are its own.
+      await jsonRequest(`${r.url}/workers/${encodeURIComponent(a.url)}`, { method: "PUT", headers: auth, json: { is_dead: true } });
+      await waitFor(() => answers.filter((x) => x.worker === b.url).length >= 4, 10_000, "answers from the restarted worker");
+    } finally {
+      running = false;
+      await Promise.all(loops);
+    }
+    expect(answers.filter((x) => x.status !== 200 || x.lora !== "style")).toEqual([]);
+    const active = (await jsonRequest(`${b.url}/v1/list_loras`)).body.active.transformer;
+    expect(active).toEqual([{ nickname: "style", path: "loras/style", merged: true, strength: 0.7 }]);
+    expect((await workers(r)).find((w) => w.url === b.url)).toMatchObject({ state: "healthy", lora: { nickname: "style", merged: true } });
+  });
 });

@@ -42,13 +42,31 @@ export function createLoraResync(options: LoraResyncOptions) {
   const replaying = new Set<string>();
   const nextAtMs = new Map<string, number>();
   const failures = new Map<string, number>();
+  /** Workers this module took out of rotation (and must not be left stale with unknown weights). */
+  const ours = new Set<string>();
+
+  /**
+   * Out of rotation in a state the refit coordinator brings back on its next
+   * look (a health probe): `stale` when the worker holds the pool's weights
+   * (it answers `weights_current`, and the LoRA is checked again), else
+   * `syncing` (its weights first; a stale worker of unknown weights would
+   * wait for a trainer).
+   */
+  function outOfRotation(w: Worker, reason: "stale_weights" | "sync_failed", lastError: string): void {
+    ours.add(w.url);
+    if (w.weightVersion === options.weightVersion()) registry.markStale(w.url, reason, lastError);
+    else if (w.sync !== "syncing") registry.beginSync(w.url);
+  }
 
   function check(w: Worker): void {
+    // Stale with weights the router no longer knows (its process went away meanwhile): the
+    // coordinator leaves such a worker to a trainer, so hand it back as `syncing` (weights first).
+    if (ours.has(w.url) && w.sync === "stale" && !w.dead && w.weightVersion !== options.weightVersion()) registry.beginSync(w.url);
     if (registry.get(w.url) !== w || w.dead || w.sleeping || w.sync !== "in_sync" || state.isCurrent(w)) return;
     // Out of rotation at once, synchronously, before admission settles the change.
     if (replaying.has(w.url) || options.busy() || Date.now() < (nextAtMs.get(w.url) ?? 0)) {
       // Keeps the error that put it here (a failed change or replay) when there is one.
-      registry.markStale(w.url, "stale_weights", w.lastError ?? "does not hold the pool's LoRA adapter: re-synced before it takes traffic");
+      outOfRotation(w, "stale_weights", w.lastError ?? "does not hold the pool's LoRA adapter: re-synced before it takes traffic");
       return;
     }
     const want = state.desiredFor(w)!;
@@ -78,12 +96,13 @@ export function createLoraResync(options: LoraResyncOptions) {
       const n = (failures.get(w.url) ?? 0) + 1;
       failures.set(w.url, n);
       nextAtMs.set(w.url, Date.now() + Math.min(300_000, 5_000 * 2 ** (n - 1)));
-      registry.markStale(w.url, "sync_failed", `replaying the pool's LoRA failed: ${loraMessage(failed)}`);
+      outOfRotation(w, "sync_failed", `replaying the pool's LoRA failed: ${loraMessage(failed)}`);
       logger.warn({ worker: w.url, attempt: n }, "LoRA re-sync failed: worker stays out of rotation");
       return;
     }
     failures.delete(w.url);
     nextAtMs.delete(w.url);
+    ours.delete(w.url);
     state.took(w, epoch, want);
     logger.info({ worker: w.url }, "worker took the pool's LoRA");
     // Back in rotation only on the pool's weights; otherwise the coordinator brings it there (and it is checked again).
@@ -94,6 +113,7 @@ export function createLoraResync(options: LoraResyncOptions) {
   registry.on("change", (e: RegistryEvent) => {
     if (e.type === "removed") {
       state.forget(e.worker.url);
+      ours.delete(e.worker.url);
       failures.delete(e.worker.url);
       nextAtMs.delete(e.worker.url);
       return;
@@ -105,6 +125,7 @@ export function createLoraResync(options: LoraResyncOptions) {
   return {
     /** A failed LoRA change: the worker waits before its first replay (the same call just failed). */
     failedNow(url: string): void {
+      ours.add(url);
       failures.set(url, 1);
       nextAtMs.set(url, Date.now() + 5_000);
     },
