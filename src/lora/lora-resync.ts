@@ -16,6 +16,39 @@ export function loraMessage(r: BroadcastResult): string {
   return typeof m === "string" ? m : JSON.stringify(m ?? b);
 }
 
+/** Sends a scope to one worker: set_lora, then its last merge/unmerge. Returns the failed answer, or null. */
+async function sendScope(control: Control, w: Worker, want: LoraScope): Promise<BroadcastResult | null> {
+  const calls = [{ path: loraCalls.set, body: want.setBody }, ...(want.mergeCall ? [{ path: loraCalls[want.mergeCall.kind], body: want.mergeCall.body }] : [])];
+  for (const call of calls) {
+    const [r] = await control.broadcast(call.path, call.body, [w]);
+    if (!r || !loraOk(r)) return r ?? { worker_url: w.url, status_code: 0, body: { error: "no answer" } };
+  }
+  return null;
+}
+
+/** Retries of a failed replay: 5 s, doubling to 5 min, as weight replays. */
+class Backoff {
+  readonly #failures = new Map<string, number>();
+  readonly #nextAtMs = new Map<string, number>();
+
+  /** Counts a failure; returns how many in a row. */
+  failed(url: string): number {
+    const n = (this.#failures.get(url) ?? 0) + 1;
+    this.#failures.set(url, n);
+    this.#nextAtMs.set(url, Date.now() + Math.min(300_000, 5_000 * 2 ** (n - 1)));
+    return n;
+  }
+
+  waiting(url: string): boolean {
+    return Date.now() < (this.#nextAtMs.get(url) ?? 0);
+  }
+
+  forget(url: string): void {
+    this.#failures.delete(url);
+    this.#nextAtMs.delete(url);
+  }
+}
+
 export interface LoraResyncOptions {
   registry: Registry;
   control: Control;
@@ -40,18 +73,11 @@ export interface LoraResyncOptions {
 export function createLoraResync(options: LoraResyncOptions) {
   const { registry, control, logger, state } = options;
   const replaying = new Set<string>();
-  const nextAtMs = new Map<string, number>();
-  const failures = new Map<string, number>();
+  const backoff = new Backoff();
   /** Workers this module took out of rotation (and must not be left stale with unknown weights). */
   const ours = new Set<string>();
 
-  /**
-   * Out of rotation in a state the refit coordinator brings back on its next
-   * look (a health probe): `stale` when the worker holds the pool's weights
-   * (it answers `weights_current`, and the LoRA is checked again), else
-   * `syncing` (its weights first; a stale worker of unknown weights would
-   * wait for a trainer).
-   */
+  /** Out of rotation as the coordinator brings it back on a probe: `stale` on the pool's weights, else `syncing` (weights first). */
   function outOfRotation(w: Worker, reason: "stale_weights" | "sync_failed", lastError: string): void {
     ours.add(w.url);
     if (w.weightVersion === options.weightVersion()) registry.markStale(w.url, reason, lastError);
@@ -59,12 +85,11 @@ export function createLoraResync(options: LoraResyncOptions) {
   }
 
   function check(w: Worker): void {
-    // Stale with weights the router no longer knows (its process went away meanwhile): the
-    // coordinator leaves such a worker to a trainer, so hand it back as `syncing` (weights first).
+    // Ours, stale, weights unknown (its process went away): the coordinator leaves that to a trainer; make it `syncing`.
     if (ours.has(w.url) && w.sync === "stale" && !w.dead && w.weightVersion !== options.weightVersion()) registry.beginSync(w.url);
     if (registry.get(w.url) !== w || w.dead || w.sleeping || w.sync !== "in_sync" || state.isCurrent(w)) return;
     // Out of rotation at once, synchronously, before admission settles the change.
-    if (replaying.has(w.url) || options.busy() || Date.now() < (nextAtMs.get(w.url) ?? 0)) {
+    if (replaying.has(w.url) || options.busy() || backoff.waiting(w.url)) {
       // Keeps the error that put it here (a failed change or replay) when there is one.
       outOfRotation(w, "stale_weights", w.lastError ?? "does not hold the pool's LoRA adapter: re-synced before it takes traffic");
       return;
@@ -78,30 +103,20 @@ export function createLoraResync(options: LoraResyncOptions) {
     replaying.add(w.url);
     const epoch = w.processEpoch;
     logger.info({ worker: w.url, lora: want.nickname, merged: want.merged }, "re-syncing worker: replaying the pool's LoRA");
-    let failed: BroadcastResult | null = null;
+    let failed: BroadcastResult | null;
     try {
-      const calls = [{ path: loraCalls.set, body: want.setBody }, ...(want.mergeCall ? [{ path: loraCalls[want.mergeCall.kind], body: want.mergeCall.body }] : [])];
-      for (const call of calls) {
-        const [r] = await control.broadcast(call.path, call.body, [w]);
-        if (!r || !loraOk(r)) {
-          failed = r ?? { worker_url: w.url, status_code: 0, body: { error: "no answer" } };
-          break;
-        }
-      }
+      failed = await sendScope(control, w, want);
     } finally {
       replaying.delete(w.url);
     }
     if (registry.get(w.url) !== w || w.processEpoch !== epoch) return;
     if (failed) {
-      const n = (failures.get(w.url) ?? 0) + 1;
-      failures.set(w.url, n);
-      nextAtMs.set(w.url, Date.now() + Math.min(300_000, 5_000 * 2 ** (n - 1)));
+      const n = backoff.failed(w.url);
       outOfRotation(w, "sync_failed", `replaying the pool's LoRA failed: ${loraMessage(failed)}`);
       logger.warn({ worker: w.url, attempt: n }, "LoRA re-sync failed: worker stays out of rotation");
       return;
     }
-    failures.delete(w.url);
-    nextAtMs.delete(w.url);
+    backoff.forget(w.url);
     ours.delete(w.url);
     state.took(w, epoch, want);
     logger.info({ worker: w.url }, "worker took the pool's LoRA");
@@ -111,23 +126,20 @@ export function createLoraResync(options: LoraResyncOptions) {
   }
 
   registry.on("change", (e: RegistryEvent) => {
-    if (e.type === "removed") {
-      state.forget(e.worker.url);
-      ours.delete(e.worker.url);
-      failures.delete(e.worker.url);
-      nextAtMs.delete(e.worker.url);
+    if (e.type !== "removed") {
+      if (e.type === "added" || e.reason !== "load") check(e.worker);
       return;
     }
-    if (e.type === "updated" && e.reason === "load") return;
-    check(e.worker);
+    state.forget(e.worker.url);
+    ours.delete(e.worker.url);
+    backoff.forget(e.worker.url);
   });
 
   return {
     /** A failed LoRA change: the worker waits before its first replay (the same call just failed). */
     failedNow(url: string): void {
       ours.add(url);
-      failures.set(url, 1);
-      nextAtMs.set(url, Date.now() + 5_000);
+      backoff.failed(url);
     },
     /** Re-checks every worker (after a LoRA change). */
     sweep(): void {
