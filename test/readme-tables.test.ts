@@ -43,9 +43,9 @@ describe("README error table", () => {
 
 describe("README route tables", () => {
   // The rows only: no handler runs.
-  const table = restRoutes({ admin: {} as never, data: {} as never, affinity: {} as never, fanout: {} as never, rollouts: {} as never, metrics: () => undefined, dashboard: {} as never });
+  const table = restRoutes({ admin: {} as never, data: {} as never, affinity: {} as never, fanout: {} as never, rollouts: {} as never, lora: {} as never, metrics: () => undefined, dashboard: {} as never });
   const template = (path: string) => path.replace(/\?.*$/, "").replace(/\{[^}]*\}/g, "{}");
-  const sections = ["Data plane", "Admin (the original API)", "Refit (new)"];
+  const sections = ["Data plane", "Admin (the original API)", "Refit (new)", "LoRA (new)"];
   const rows = sections.flatMap((s) =>
     section(s)
       .filter((l) => /^\| [A-Za-z, ]+ \| `\//.test(l))

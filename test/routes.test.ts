@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 // The rows only: no handler runs here.
-const table = restRoutes({ admin: {} as never, data: {} as never, affinity: {} as never, fanout: {} as never, rollouts: {} as never, metrics: () => undefined, dashboard: {} as never });
+const table = restRoutes({ admin: {} as never, data: {} as never, affinity: {} as never, fanout: {} as never, rollouts: {} as never, lora: {} as never, metrics: () => undefined, dashboard: {} as never });
 
 /** A concrete path for a template: parameters become an id that exists nowhere. */
 const concrete = (template: string) => template.replace(/\{[a-z_]+\*?\}/g, "nothing-here");
@@ -100,7 +100,8 @@ describe("REST route table", () => {
     expect(t.match("/workers/http://h:1").params).toEqual(["http://h:1"]);
     expect(t.match("/v1/models/Wan-AI/Wan2.2").params).toEqual(["Wan-AI/Wan2.2"]);
     expect(t.match("/v1/videos/a/b").kind).toBe("reserved");
-    expect(t.match("/v1/list_loras").kind).toBe("worker");
+    expect(t.match("/v1/model_info").kind).toBe("worker");
+    expect(t.match("/v1/list_loras").route?.path).toBe("/v1/list_loras");
     expect(t.match("/v1/rollouts/a/b").kind).toBe("reserved");
     expect(() => t.match("/v1/videos/%E0%A4%A")).toThrow(/percent-encoding/);
     expect(await status("GET", "/v1/videos/%E0%A4%A", DATA)).toBe(400);

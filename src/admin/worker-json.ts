@@ -6,7 +6,7 @@ import { workerState, type Worker } from "../registry/worker.js";
  * display_id, url, active_requests, is_dead, is_sleeping,
  * consecutive_failures, video_support), then what this router adds.
  */
-export function workerJson(w: Worker, scheduling?: WorkerScheduling): Record<string, unknown> {
+export function workerJson(w: Worker, scheduling?: WorkerScheduling, lora?: (w: Worker) => unknown): Record<string, unknown> {
   const json: Record<string, unknown> = {
     worker_id: w.id,
     display_id: w.displayId,
@@ -26,6 +26,8 @@ export function workerJson(w: Worker, scheduling?: WorkerScheduling): Record<str
     managed: w.managed,
     parallel_slots: w.capabilities.parallelSlots ?? 1,
   };
+  // The LoRA the worker holds as far as the router knows ({nickname, merged}, null: none).
+  if (lora !== undefined) json.lora = lora(w);
   if (scheduling !== undefined) {
     json.speed = Math.round(scheduling.speed * 1000) / 1000;
     json.speed_observations = scheduling.observations;

@@ -75,6 +75,7 @@ export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordi
       return refit.version;
     },
     status: () => refit.status(),
+    sweep: () => refit.sweep(),
     updateWeightsFromDisk(command: DiskRefitCommand) {
       return audit.run("refit.from_disk", { ...scalarArgs(command.body), drain_timeout_s: seconds(command.drainTimeoutMs) }, () => refit.updateWeightsFromDisk(command), fromDiskRefit);
     },

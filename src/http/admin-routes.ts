@@ -23,6 +23,8 @@ export interface AdminRoutesOptions {
   scheduling: () => Map<Worker, WorkerScheduling>;
   /** The launcher's workers: failed ones stay visible in /workers and /health. */
   managed: ManagedView;
+  /** The LoRA each worker holds (src/lora), shown in worker payloads. */
+  lora?: (w: Worker) => unknown;
 }
 
 /**

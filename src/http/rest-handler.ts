@@ -21,6 +21,7 @@ import { RestCall } from "./rest-call.js";
 import { REALTIME_PREFIX, refuse, type RealtimeProxy } from "./realtime-proxy.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
 import { effectiveAuth, handlerFor, restRoutes, RouteTable, type Match } from "./routes.js";
+import type { LoraRoutes } from "./lora-routes.js";
 
 export interface RestHandlerOptions {
   admin: AdminRoutes;
@@ -30,6 +31,7 @@ export interface RestHandlerOptions {
   rollouts: RolloutRoutes;
   /** WebSocket sessions of the realtime video API. */
   realtime: RealtimeProxy;
+  lora: LoraRoutes;
   logger: Logger;
   accessLogExcludePrefixes: readonly string[];
   auth: Auth;
@@ -95,8 +97,8 @@ class RestHandler {
         (err: unknown) => sendError(call, err),
       );
     };
-    const { admin, data, affinity, fanout, rollouts } = options;
-    this.#table = new RouteTable(restRoutes({ admin, data, affinity, fanout, rollouts, dashboard: loadDashboardFiles(), metrics: sendMetrics }));
+    const { admin, data, affinity, fanout, rollouts, lora } = options;
+    this.#table = new RouteTable(restRoutes({ admin, data, affinity, fanout, rollouts, lora, dashboard: loadDashboardFiles(), metrics: sendMetrics }));
   }
 
   /** Requests whose answer has not ended. */

@@ -8,6 +8,7 @@ import type { FanoutRoutes } from "./fanout-routes.js";
 import type { Res } from "./respond.js";
 import type { RestCall } from "./rest-call.js";
 import type { RolloutRoutes } from "./rollout-routes.js";
+import type { LoraRoutes } from "./lora-routes.js";
 import type { DashboardFiles } from "../dashboard/static-files.js";
 
 /** Which key a route needs: none, the admin key, or the data-plane key. */
@@ -101,8 +102,8 @@ export function effectiveAuth(auth: MatchAuth, adminKeySet: boolean): AuthClass 
  * metrics label and error shape cannot disagree, because nothing else lists
  * routes.
  */
-export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinity: AffinityRoutes; fanout: FanoutRoutes; rollouts: RolloutRoutes; metrics: (call: RestCall) => void; dashboard: DashboardFiles }): Route[] {
-  const { admin, data, affinity, fanout, rollouts, dashboard } = parts;
+export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinity: AffinityRoutes; fanout: FanoutRoutes; rollouts: RolloutRoutes; lora: LoraRoutes; metrics: (call: RestCall) => void; dashboard: DashboardFiles }): Route[] {
+  const { admin, data, affinity, fanout, rollouts, lora, dashboard } = parts;
   // The label is the template without the `*` of greedy parameters.
   const route = (path: string, auth: AuthClass, methods: Record<string, RouteHandler>, shape: ErrorShape = "original"): Route => ({ path, methods, auth, label: path.replace("*}", "}"), shape, rawParams: path.startsWith("/workers/") });
   return [
@@ -153,6 +154,12 @@ export function restRoutes(parts: { admin: AdminRoutes; data: DataPlane; affinit
       },
       "openai",
     ),
+
+    // LoRA: a control action over the whole pool (hold, drain, every worker), like a refit.
+    route("/v1/set_lora", "admin", { POST: ({ req, res, query }) => lora.setLora(req, res, query()) }),
+    route("/v1/merge_lora_weights", "admin", { POST: ({ req, res, query }) => lora.mergeLora(req, res, query()) }),
+    route("/v1/unmerge_lora_weights", "admin", { POST: ({ req, res, query }) => lora.unmergeLora(req, res, query()) }),
+    route("/v1/list_loras", "data", { GET: ({ res }) => lora.listLoras(res) }),
 
     // The data plane.
     route("/v1/images/generations", "data", { POST: ({ call, rawUrl }) => data.imageGeneration(call, rawUrl), "*": ({ call, rawUrl }) => data.passthrough(call, rawUrl) }),

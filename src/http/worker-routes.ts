@@ -15,6 +15,8 @@ export interface WorkerRoutesOptions {
   scheduling: () => Map<Worker, WorkerScheduling>;
   /** The launcher's workers: failed ones are listed after the registry's. */
   managed: ManagedView;
+  /** The LoRA each worker holds (src/lora), shown in worker payloads. */
+  lora?: (w: Worker) => unknown;
 }
 
 const patchFields: Record<string, keyof WorkerPatch> = {
@@ -67,7 +69,7 @@ export function createWorkerRoutes(options: WorkerRoutesOptions) {
       const view = scheduling();
       // Launcher-managed workers that gave up are not in the registry (nothing routes to them) but stay visible.
       const failed = managed.failed().map(failedWorkerJson);
-      sendJson(res, 200, { workers: [...control.listWorkers().map((w) => workerJson(w, view.get(w))), ...failed] });
+      sendJson(res, 200, { workers: [...control.listWorkers().map((w) => workerJson(w, view.get(w), options.lora)), ...failed] });
     },
 
     /** `GET /managed_workers`: ListManagedWorkers over REST, the launcher's own view (failed and restarting ones with their reason). */
@@ -77,7 +79,7 @@ export function createWorkerRoutes(options: WorkerRoutesOptions) {
 
     getWorker(res: Res, id: string): void {
       const worker = control.getWorker(decodeWorkerId(id));
-      sendJson(res, 200, { worker: workerJson(worker, scheduling().get(worker)) });
+      sendJson(res, 200, { worker: workerJson(worker, scheduling().get(worker), options.lora) });
     },
 
     async updateWorker(req: Req, res: Res, id: string): Promise<void> {

@@ -56,6 +56,8 @@ export interface RefitCoordinator {
   abort(reason?: string): AbortResult;
   releaseMemory(command: MemoryCommand): Promise<MemoryResult>;
   resumeMemory(command: MemoryCommand): Promise<MemoryResult>;
+  /** Re-checks every worker against the pool's weights (the LoRA action calls it after a change). */
+  sweep(): void;
 }
 
 export type { TensorSend } from "./tensor-update.js";
@@ -90,5 +92,6 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
     updateWeightsFromDisk: createDiskRefit({ registry, state, operations, reconciler, broadcast, drainTimeoutMs }),
     ...tensor,
     ...memory,
+    sweep: () => reconciler.sweep(),
   };
 }

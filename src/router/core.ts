@@ -12,6 +12,7 @@ import { createMetrics, type Metrics } from "../metrics/metrics.js";
 import { createUpstream, type Upstream } from "../proxy/upstream.js";
 import { createRefitCoordinator, type RefitCoordinator } from "../refit/coordinator.js";
 import { Registry } from "../registry/registry.js";
+import { createLoraPool, type LoraPool } from "../lora/lora-action.js";
 import { openStateFile, type StateFile } from "../state/state-file.js";
 
 /** The parts every front door shares: one of each, built once. */
@@ -30,6 +31,8 @@ export interface Core {
   readonly admission: Admission;
   readonly stateFile: StateFile | null;
   readonly refit: RefitCoordinator;
+  /** The pool's LoRA: changes as control actions, re-sync of joining workers (unaudited, like control). */
+  readonly lora: LoraPool;
   readonly metrics: Metrics;
   /** The launcher's workers as the views show them (failed ones too); attached once the launcher is built. */
   readonly managed: ManagedView;
@@ -73,6 +76,9 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
   const stateFile = options.stateFile === null ? null : openStateFile(options.stateFile);
   const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: stateFile?.refit ?? null });
   const managed = new ManagedView(registry);
+  const refitKinds: Record<string, string> = { disk: "disk refit", tensor: "tensor refit", sleep: "memory release" };
+  const op = () => refit.status().operation;
+  const lora = createLoraPool({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitOperation: () => (op() === null ? null : (refitKinds[op()!] ?? op())), weightVersion: () => refit.version, sweep: () => refit.sweep() });
   const builtMetrics = createMetrics({ registry, admission, weightVersion: () => refit.version, failedManaged: () => managed.failed() });
   metrics = builtMetrics;
   outliers = createOutlierDetector({
@@ -84,7 +90,7 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
-  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, stateFile, refit, metrics: builtMetrics, managed };
+  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, stateFile, refit, lora, metrics: builtMetrics, managed };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {

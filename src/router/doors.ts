@@ -14,6 +14,9 @@ import { createOwnerLookup } from "../http/owner-lookup.js";
 import { createRealtimeProxy } from "../http/realtime-proxy.js";
 import { createRestHandler, type RestHandler } from "../http/rest-handler.js";
 import { createRolloutRoutes } from "../http/rollout-routes.js";
+import { createLoraRoutes } from "../http/lora-routes.js";
+import { auditedLora, refitBesideLora } from "../lora/audited-lora.js";
+import type { LoraPool } from "../lora/lora-action.js";
 import type { Logger } from "../log.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
 import { createRollouts, type Rollouts } from "../rollouts/rollouts.js";
@@ -24,6 +27,8 @@ export interface Doors {
   /** Control and refit as both admin doors call them: every action on the audit trail. */
   readonly control: Control;
   readonly refit: RefitCoordinator;
+  /** The pool's LoRA changes, audited. */
+  readonly lora: LoraPool;
   readonly rollouts: Rollouts;
   readonly auth: Auth;
   readonly rest: RestHandler;
@@ -42,9 +47,11 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const tickets = ticketReader(requestLimitsOf(options));
   const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
   const control = auditedControl(core.control, audit);
-  const refit = auditedRefit(core.refit, audit);
+  const lora = auditedLora(core.lora, audit);
+  // A refit or sleep is refused while a LoRA change runs (and the reverse, in the LoRA action).
+  const refit = auditedRefit(refitBesideLora(core.refit, core.lora), audit);
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version, observer: core.metrics.rolloutJobs });
-  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed });
+  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed, lora: (w) => core.lora.state.viewOf(w) });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
   // An id the router does not know is asked of the pool, each worker within a probe's time limit.
   const lookup = createOwnerLookup({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs });
@@ -57,6 +64,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     fanout,
     rollouts: createRolloutRoutes(rollouts, logger),
     realtime: createRealtimeProxy({ auth, registry, logger }),
+    lora: createLoraRoutes({ lora, registry, upstream, maxBodyBytes: options.maxAdminBodyBytes, listTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) }),
     logger,
     auth,
     audit,
@@ -64,5 +72,5 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     accessLogExcludePrefixes: options.accessLogExcludePrefixes,
     clientBodyTimeoutMs: options.clientBodyTimeoutMs,
   });
-  return { control, refit, rollouts, auth, rest };
+  return { control, refit, lora, rollouts, auth, rest };
 }

@@ -13,6 +13,8 @@ import { mapErrors } from "./map-errors.js";
 import { createRefitRpcs } from "./refit-rpcs.js";
 import { watchWorkers } from "./watch.js";
 import { createWorkerRpcs } from "./worker-rpcs.js";
+import type { LoraPool } from "../lora/lora-action.js";
+import { loraMethods } from "./lora-methods.js";
 
 export interface AdminServiceOptions {
   control: Control;
@@ -23,6 +25,8 @@ export interface AdminServiceOptions {
   startedAtMs: number;
   /** The scheduler's view of every worker (learned speed, estimated work). */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** The pool's LoRA action (audited), for UpdateLora (rpc/lora-methods.ts). */
+  lora: LoraPool;
 }
 
 /**
@@ -57,6 +61,7 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
   // match the proto is a compile error here, not a cast.
   const impl: ServiceImpl<typeof AdminService> = {
     ...unary,
+    ...loraMethods(options.lora),
     watchWorkers(req, context) {
       return watchWorkers(registry, { excludeLoad: req.excludeLoad, signal: context.signal });
     },
