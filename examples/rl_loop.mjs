@@ -6,6 +6,7 @@
 //   node examples/rl_loop.mjs --router http://127.0.0.1:30081 [--api-key K2] [--admin-api-key K]
 //
 // Works against simulated workers (`npm start`) and real ones. Exits non-zero on any failure.
+import { decode as decodeMsgpack } from "@msgpack/msgpack";
 import { parseArgs } from "node:util";
 import { performance } from "node:perf_hooks";
 import { createRouterClient, Code, RouterClientError, valueToJson } from "@sgl/diffusion-router-sdk";
@@ -52,9 +53,9 @@ async function rollout(step) {
   const weights = new Set();
   for (const a of answers) {
     bytes += a.bytes.length;
-    // These answers are small (64 KiB tensors); a real trainer would decode
-    // msgpack (accept: "application/msgpack") or stream large ones instead.
-    const list = JSON.parse(a.bytes.toString("utf8"));
+    // SGLang's /rollout/generate answers MessagePack (one item per sample),
+    // whatever Accept says; a trainer streams large ones instead.
+    const list = decodeMsgpack(a.bytes);
     if (!Array.isArray(list) || list.length !== groupSize) throw new Error(`expected ${groupSize} samples, got ${Array.isArray(list) ? list.length : typeof list}`);
     samples += list.length;
     // Simulated workers say which weights made the answer.

@@ -77,7 +77,7 @@ const typeKeys = {
   } satisfies KeyList<ModelCard>,
   VideoJob: {
     id: true, object: true, model: true, status: true, progress: true, created_at: true, size: true, seconds: true, quality: true, url: true,
-    remixed_from_video_id: true, completed_at: true, expires_at: true, error: true, file_path: true, peak_memory_mb: true, inference_time_s: true,
+    remixed_from_video_id: true, completed_at: true, expires_at: true, error: true, file_path: true, file_paths: true, num_outputs: true, peak_memory_mb: true, inference_time_s: true,
   } satisfies KeyList<VideoJob>,
   VideoList: { object: true, data: true, first_id: true, last_id: true, has_more: true } satisfies KeyList<VideoList>,
 };

@@ -177,6 +177,10 @@ export interface VideoJob {
   expires_at?: number | null;
   error?: { message: string; code?: string } | null;
   file_path?: string | null;
+  /** One path per output when the job made several (`num_outputs_per_prompt` / `n`). */
+  file_paths?: string[] | null;
+  /** Outputs the job makes. */
+  num_outputs?: number | null;
   peak_memory_mb?: number | null;
   inference_time_s?: number | null;
 }
