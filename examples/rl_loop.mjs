@@ -20,6 +20,8 @@ const { values: args } = parseArgs({
     prompts: { type: "string", default: "3" },
     "group-size": { type: "string", default: "4" },
     "model-path": { type: "string", default: "Qwen/Qwen-Image-step-1" },
+    // The model whose workers train: in a pool serving several models a refit names it.
+    model: { type: "string", default: "Qwen/Qwen-Image" },
     "train-ms": { type: "string", default: "200" },
   },
 });
@@ -97,7 +99,7 @@ async function main() {
   checkResults("resume", (await client.admin.resumeMemoryOccupation({})).results);
 
   log(`refit: update_weights_from_disk ${args["model-path"]}`);
-  checkResults("refit", (await client.admin.updateWeightsFromDisk({ modelPath: args["model-path"] })).results);
+  checkResults("refit", (await client.admin.updateWeightsFromDisk({ modelPath: args["model-path"], model: args.model })).results);
 
   const after = await rollout(2);
   if (after.weights.size > 0 && (after.weights.size !== 1 || !after.weights.has(args["model-path"]))) {
