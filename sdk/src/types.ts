@@ -333,4 +333,8 @@ export interface Health {
   weight_version: string;
   /** `idle` unless a refit or sleep is under way. */
   refit_phase: RefitPhase;
+  /** Where the router keeps its state: `--state-file`, `--state-store etcd://...` (shared with other routers), or nowhere. */
+  state_store: "file" | "etcd" | "none";
+  /** True while this router runs a refit or sleep/wake under the lock shared through etcd. */
+  holds_refit_lock: boolean;
 }

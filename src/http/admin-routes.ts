@@ -10,6 +10,7 @@ import { modelVersionsJson } from "./refit-json.js";
 import { createRefitRoutes } from "./refit-routes.js";
 import { sendJson, type Res } from "./respond.js";
 import { createWorkerRoutes } from "./worker-routes.js";
+import type { StateKind } from "../state/router-state.js";
 
 export interface AdminRoutesOptions {
   control: Control;
@@ -20,6 +21,10 @@ export interface AdminRoutesOptions {
   maxBodyBytes: number;
   /** The scheduler's view of every worker, shown in worker payloads. */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** Where this router keeps its state (routers sharing a pool should all say etcd). */
+  stateStore: StateKind;
+  /** True while this router holds the refit lock shared through etcd. */
+  holdsRefitLock: () => boolean;
 }
 
 /**
@@ -52,6 +57,8 @@ export function createAdminRoutes(options: AdminRoutesOptions) {
         routable_workers: s.routable,
         weight_version: refit.version,
         refit_phase: refitStatus.phase,
+        state_store: options.stateStore,
+        holds_refit_lock: options.holdsRefitLock(),
         ...modelVersionsJson(refitStatus),
       });
     },

@@ -42,13 +42,14 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const tickets = ticketReader(requestLimitsOf(options));
   const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
   const control = auditedControl(core.control, audit);
-  const refit = auditedRefit(core.refit, audit);
+  // With --state-store: under the refit lock every router on the prefix shares.
+  const refit = auditedRefit(core.state.lockRefit(core.refit), audit);
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version });
-  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling() });
+  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), stateStore: core.state.kind, holdsRefitLock: core.state.holdsRefitLock });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  // An id the router does not know is asked of the pool, each worker within a probe's time limit.
+  // An id the router does not know is read from etcd (--state-store), then asked of the pool, each worker within a probe's time limit.
   const lookup = createOwnerLookup({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs });
-  const affinity = createAffinityRoutes({ registry, data, specs, images, videos, meshes, lookup });
+  const affinity = createAffinityRoutes({ registry, data, specs, images, videos, meshes, lookup, resolveOwner: core.state.resolveOwner });
   const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, meshes, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
   const rest = createRestHandler({
     admin,

@@ -13,6 +13,7 @@ import { mapErrors } from "./map-errors.js";
 import { createRefitRpcs } from "./refit-rpcs.js";
 import { watchWorkers } from "./watch.js";
 import { createWorkerRpcs } from "./worker-rpcs.js";
+import type { StateKind } from "../state/router-state.js";
 
 export interface AdminServiceOptions {
   control: Control;
@@ -23,6 +24,10 @@ export interface AdminServiceOptions {
   startedAtMs: number;
   /** The scheduler's view of every worker (learned speed, estimated work). */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** Where this router keeps its state (routers sharing a pool should all say etcd). */
+  stateStore: StateKind;
+  /** True while this router holds the refit lock shared through etcd. */
+  holdsRefitLock: () => boolean;
 }
 
 /**
@@ -50,6 +55,8 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
         inFlightRequests: s.inFlight,
         managedWorkers: launcher.list().length,
         weightVersion: refit.version,
+        stateStore: options.stateStore,
+        holdsRefitLock: options.holdsRefitLock(),
       });
     },
   });
