@@ -51,31 +51,8 @@ export interface Control {
 export function createControl(options: ControlOptions): Control {
   const { registry, upstream, logger } = options;
 
-  async function refreshCapabilities(worker: Worker): Promise<void> {
-    try {
-      const [caps, parallelSlots] = await Promise.all([probeCapabilities(upstream, worker.url, options.probeTimeoutMs), probeParallelSlots(upstream, worker.url, options.probeTimeoutMs)]);
-      // A fingerprint is trusted only once health probes saw it stable.
-      registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: worker.capabilities.instanceFingerprint });
-    } catch (err) {
-      registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
-      throw err;
-    }
-  }
-
-  /**
-   * The card did not come: a worker that answers /health is warming up
-   * (SGLang holds /v1/models until its pipeline is loaded) and waits as
-   * `starting`; one that does not answer at all is dead until a probe succeeds.
-   */
-  async function markUnready(url: string, err: unknown): Promise<void> {
-    if ((await probeHealth(upstream, url, options.probeTimeoutMs)) === null) {
-      registry.markStarting(url);
-      logger.info({ worker: url }, "worker warming up at registration (its model card is held): routed once the card arrives");
-      return;
-    }
-    registry.unreachableAtRegistration(url);
-    logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
-  }
+  const refreshCapabilities = (worker: Worker): Promise<void> => probeCard(options, worker);
+  const markUnready = (url: string, err: unknown): Promise<void> => warmingOrUnreachable(options, url, err);
 
   const control: Control = {
     async addWorker(rawUrl, opts = {}) {
@@ -130,4 +107,33 @@ export function createControl(options: ControlOptions): Control {
     broadcast: createBroadcast(upstream, options.broadcastTimeoutMs),
   };
   return control;
+}
+
+/** Reads a worker's model card and parallel slots into the registry. */
+async function probeCard(options: ControlOptions, worker: Worker): Promise<void> {
+  const { registry, upstream } = options;
+  try {
+    const [caps, parallelSlots] = await Promise.all([probeCapabilities(upstream, worker.url, options.probeTimeoutMs), probeParallelSlots(upstream, worker.url, options.probeTimeoutMs)]);
+    // A fingerprint is trusted only once health probes saw it stable.
+    registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: worker.capabilities.instanceFingerprint });
+  } catch (err) {
+    registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
+    throw err;
+  }
+}
+
+/**
+ * The card did not come: a worker that answers /health is warming up
+ * (SGLang holds /v1/models until its pipeline is loaded) and waits as
+ * `starting`; one that does not answer at all is dead until a probe succeeds.
+ */
+async function warmingOrUnreachable(options: ControlOptions, url: string, err: unknown): Promise<void> {
+  const { registry, upstream, logger } = options;
+  if ((await probeHealth(upstream, url, options.probeTimeoutMs)) === null) {
+    registry.markStarting(url);
+    logger.info({ worker: url }, "worker warming up at registration (its model card is held): routed once the card arrives");
+    return;
+  }
+  registry.unreachableAtRegistration(url);
+  logger.warn({ worker: url, problem: describeNetworkError(err) }, "worker not reachable at registration: kept out of rotation until a health probe succeeds");
 }

@@ -2,19 +2,13 @@ import { EventEmitter } from "node:events";
 import { RouterError } from "../errors.js";
 import { displayIdOf, workerIdOf } from "./worker-url.js";
 import type { RegistryReason, Transition } from "./transitions.js";
-import { isRoutable, type DeadReason, type Worker, type WorkerCapabilities } from "./worker.js";
+import { forgetProcess, kill, revive, type MutableWorker } from "./mutable-worker.js";
+import { isRoutable, type Worker, type WorkerCapabilities } from "./worker.js";
 
 export type RegistryEvent =
   | { type: "added"; worker: Worker }
   | { type: "removed"; worker: Worker }
   | { type: "updated"; worker: Worker; reason: RegistryReason };
-
-/**
- * The registry's own view of a worker: the same record with its fields
- * writable. Everything outside the registry sees {@link Worker}, whose fields
- * are readonly, so the named transitions below are the only writers.
- */
-type MutableWorker = { -readonly [K in keyof Worker]: Worker[K] };
 
 /** A failed health probe: what went wrong, and whether nothing listened at the URL. */
 export interface ProbeFailure {
@@ -139,7 +133,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
 
   /** Registered but not reachable: out of rotation until a probe succeeds. */
   unreachableAtRegistration(url: string): Worker | undefined {
-    return this.#apply(url, "unreachable_at_registration", (w) => this.#kill(w, "unreachable"));
+    return this.#apply(url, "unreachable_at_registration", (w) => kill(w, "unreachable"));
   }
 
   /** When the last active probe ran (shown in /workers; no event: nothing routable changes). */
@@ -160,9 +154,9 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
       w.lastError = problem.message;
       // Nothing listens at the URL: whatever comes back there later is a new
       // process with its base weights, not the one the router knew.
-      if (problem.refused) this.#forgetProcess(w);
+      if (problem.refused) forgetProcess(w);
       if (!w.dead && w.consecutiveFailures >= failureThreshold) {
-        this.#kill(w, "health_check");
+        kill(w, "health_check");
         died = true;
       }
     });
@@ -192,7 +186,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
       w.consecutiveSuccesses++;
       const needed = w.deadReason === "unreachable" || w.deadReason === "ejected" ? 1 : successThreshold;
       if (w.consecutiveSuccesses >= needed) {
-        this.#revive(w);
+        revive(w);
         revived = true;
       }
     });
@@ -202,7 +196,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
   /** Another process answers behind the URL: base weights, awake, learned anew. */
   processChanged(url: string): Worker | undefined {
     return this.#apply(url, "process_changed", (w) => {
-      this.#forgetProcess(w);
+      forgetProcess(w);
       w.sleeping = false;
     });
   }
@@ -224,11 +218,11 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
     this.#apply(url, "request_failed", (w) => {
       w.consecutiveFailures++;
       w.lastError = failure.lastError;
-      if (failure.processGone) this.#forgetProcess(w);
+      if (failure.processGone) forgetProcess(w);
       if (w.dead || w.consecutiveFailures < failure.threshold) return;
       w.ejectionCount++;
       ejectedForMs = ejectionMs(w.ejectionCount);
-      this.#kill(w, "ejected");
+      kill(w, "ejected");
       w.ejectedUntilMs = Date.now() + ejectedForMs;
     });
     return ejectedForMs;
@@ -250,8 +244,8 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
   /** PUT is_dead: true keeps the worker out until an operator lifts it; false lifts any dead state. */
   setQuarantined(url: string, quarantined: boolean): Worker | undefined {
     return this.#apply(url, quarantined ? "quarantined" : "recovered", (w) => {
-      if (quarantined) this.#kill(w, "manual");
-      else this.#revive(w);
+      if (quarantined) kill(w, "manual");
+      else revive(w);
     });
   }
 
@@ -372,25 +366,6 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
     } finally {
       this.#settling = false;
     }
-  }
-
-  #kill(w: MutableWorker, reason: DeadReason): void {
-    w.dead = true;
-    w.deadReason = reason;
-    w.consecutiveSuccesses = 0;
-  }
-
-  #revive(w: MutableWorker): void {
-    w.dead = false;
-    w.deadReason = null;
-    w.consecutiveFailures = 0;
-    w.consecutiveSuccesses = 0;
-  }
-
-  /** Nothing the router knew of the process behind the URL holds any more: its weights and its learned speed. */
-  #forgetProcess(w: MutableWorker): void {
-    w.weightVersion = null;
-    w.processEpoch++;
   }
 
   #rebuild(): void {
