@@ -14,9 +14,9 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts"];
+const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts", "test/state-store.test.ts"];
 // Slurm's daemons live in /usr/sbin, which the PATH below never has; its client commands are in /usr/bin.
-const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*|chromium.*)$/;
+const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*|chromium.*|etcd.*)$/;
 const slurm = ["slurmctld (Debian: apt-get install slurmctld)", "slurmd", "sbatch", "slurm-client", "munged", "munge"];
 const pythonGrpc = [
   "python3 with the grpc, grpc_tools, google.protobuf modules",
@@ -28,7 +28,15 @@ const pythonGrpc = [
 ];
 /** file > full test name -> what its skip reason must mention. */
 const chromiumTool = ["chromium", "apt-get install chromium"];
+const etcdTool = ["etcd", "apt-get install etcd-server"];
 const expectedSkips = new Map([
+  ["test/state-store.test.ts > --state-store etcd, one router a router SIGKILLed and restarted on the same store serves the REST-registered workers at the refit's version within 2 s; retrying clients lose nothing", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, one router refuses to start with both --state-file and --state-store, or when etcd does not answer", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, two routers on one prefix a worker registered through A serves through B; drained and removed through A, B follows within 1 s", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, two routers on one prefix a video created through A is polled and downloaded through B", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, two routers on one prefix refit lock: a refit or sleep through B while A's two-phase refit is open is a 409 refit_in_progress; after A's abort B's refit runs", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, two routers on one prefix B follows A's refits: held while A's refit is open, answered at A's committed version; a disk refit through A moves B's X-Weight-Version within 1 s", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, etcd lost a router that loses etcd holds generation (503 naming etcd, nothing sent to the worker) and serves again once etcd is back", etcdTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium shows every worker with state, model and weight version; a removal and a refit show within 2 s", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium a two-phase refit shows open within 2 s of its begin and idle within 2 s of its abort, with both actions", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium with --admin-api-key the page asks for the key, says when one is refused, then shows the workers live", chromiumTool],
@@ -62,7 +70,7 @@ try {
   delete env.SGLANG_D_ROUTER_REQUIRE_TOOLS;
 
   const report = join(dir, "report.json");
-  console.log(`check-optional-tools: vitest run ${files.join(" ")} with PATH=${bin} (no ffprobe, protoc, grpc_python_plugin, python3, Slurm)`);
+  console.log(`check-optional-tools: vitest run ${files.join(" ")} with PATH=${bin} (no ffprobe, protoc, grpc_python_plugin, python3, Slurm, etcd)`);
   const run = spawnSync(
     process.execPath,
     [join(root, "node_modules", "vitest", "vitest.mjs"), "run", ...files, "--reporter=default", "--reporter=json", `--outputFile.json=${report}`],

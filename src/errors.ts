@@ -42,6 +42,7 @@ export const errorCodes = {
   queue_full: 503,
   queue_timeout: 503,
   shutting_down: 503,
+  state_store_unavailable: 503,
   // 504
   upstream_timeout: 504,
   drain_timeout: 504,

@@ -13,6 +13,7 @@ import { buildRequestHandler } from "./router/rpc-door.js";
 import { shutDown } from "./router/shutdown.js";
 import { registerStartingPool } from "./router/start-pool.js";
 import { createListener, type Listener } from "./server/listener.js";
+import { openRouterState } from "./state/router-state.js";
 
 /** A started router: its address and the parts tests and embedders need. */
 export interface RunningRouter {
@@ -36,7 +37,8 @@ export interface RunningRouter {
  * in src/router/; nothing here runs per request.
  */
 export async function startRouter(options: RouterOptions, logger: Logger): Promise<RunningRouter> {
-  const core = buildCore(options, logger);
+  // --state-file or --state-store: an etcd that does not answer fails the start.
+  const core = buildCore(options, logger, await openRouterState(options, logger));
   const doors = buildDoors(core, options, logger);
   const launcher = buildLauncher(core, doors, logger);
   const handler = buildRequestHandler(core, doors, launcher, options, logger);
@@ -49,7 +51,7 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
   logger.info({ url: listener.url, host: options.host, port: listener.port, policy: options.routingAlgorithm }, "router listening");
   warnIfOpen(options, doors.auth, logger);
 
-  await registerStartingPool(core, doors, options, logger);
+  await registerStartingPool(core, doors, options);
   core.health.start();
   // Launched workers register one by one as they become healthy; the router already serves.
   if (launcherConfig) launcher.launch(launcherConfig).catch((err: unknown) => logger.error({ err }, "launcher failed"));

@@ -67,7 +67,7 @@ type KnownKeys<T> = keyof { [K in keyof T as string extends K ? never : K]: T[K]
  */
 type KeyList<T> = Record<KnownKeys<T>, true>;
 const typeKeys = {
-  Health: { status: true, healthy_workers: true, total_workers: true, dead_workers: true, failed_workers: true, sleeping_workers: true, routable_workers: true, weight_version: true, refit_phase: true, weight_versions: true } satisfies KeyList<Health>,
+  Health: { status: true, healthy_workers: true, total_workers: true, dead_workers: true, failed_workers: true, sleeping_workers: true, routable_workers: true, weight_version: true, refit_phase: true, weight_versions: true, state_store: true, holds_refit_lock: true } satisfies KeyList<Health>,
   ImagesResponse: { id: true, created: true, data: true, peak_memory_mb: true, inference_time_s: true } satisfies KeyList<ImagesResponse>,
   ImageData: { b64_json: true, url: true, revised_prompt: true, file_path: true } satisfies KeyList<ImageData>,
   ModelsList: { object: true, data: true } satisfies KeyList<ModelsList>,

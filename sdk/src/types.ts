@@ -346,4 +346,8 @@ export interface Health {
   refit_phase: RefitPhase;
   /** Model -> version, only once a refit named a model (a pool serving several models). */
   weight_versions?: Record<string, string>;
+  /** Where the router keeps its state: `--state-file`, `--state-store etcd://...` (shared with other routers), or nowhere. */
+  state_store: "file" | "etcd" | "none";
+  /** True while this router runs a refit or sleep/wake under the lock shared through etcd. */
+  holds_refit_lock: boolean;
 }

@@ -101,6 +101,8 @@ export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordi
     resumeMemory(command) {
       return audit.run("memory.resume", command.model ? { model: command.model } : {}, () => refit.resumeMemory(command), fromMemory);
     },
+    // Another router's commit, taken over etcd: no operator action here.
+    adopt: (saved) => refit.adopt(saved),
   };
 }
 

@@ -98,6 +98,16 @@ export const operationFlags: readonly FlagSpec[] = [
     doc: "keeps the weight version, any refit in progress and the registered workers (with quarantine, draining and sleep) across router restarts: a restarted router registers them again at once and brings each to the pool's weights before it takes traffic. Launcher-managed workers are not in it (the launcher starts its own)",
   },
   {
+    flag: "--state-store",
+    arg: "<url>",
+    key: "stateStore",
+    kind: "string",
+    help: "keep the same state as --state-file in etcd, shared by every router with the same URL: etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
+    metavar: "URL",
+    readmeDefault: "none",
+    doc: "keeps what `--state-file` keeps in etcd under PREFIX (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`), so several routers serve one pool: a worker registered, changed or removed through one is in the others within a second, and an image or video id made through one is found through any. Not together with `--state-file`; see [Several routers](#several-routers-one-pool-etcd)",
+  },
+  {
     flag: "--client-header-timeout",
     arg: "<seconds>",
     key: "clientHeaderTimeoutMs",

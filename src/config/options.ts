@@ -4,6 +4,7 @@ import { RouterError } from "../errors.js";
 import { isIntBetween, isNonNegativeNumber, isPort, isPositiveNumber } from "./checks.js";
 import { maxTimerMs } from "./durations.js";
 import { defaultRequestLimits, type RequestLimits } from "../scheduler/request-limits.js";
+import { parseEtcdUrl } from "../state/etcd-url.js";
 
 /** Everything the router process is configured with; see {@link resolveRouterOptions}. */
 export interface RouterOptions {
@@ -70,6 +71,8 @@ export interface RouterOptions {
   readonly refitTimeoutMs: number;
   /** File that keeps the weight version and refit state across restarts; null = none. */
   readonly stateFile: string | null;
+  /** `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`: the same state in etcd, shared by every router given the same prefix; null = none. */
+  readonly stateStore: string | null;
   /** A client that sends no request-body byte for this long is disconnected; default 60 s, 0 = never. */
   readonly clientBodyTimeoutMs: number;
   /** Time a client may take to send its request headers; default 30 s. */
@@ -113,6 +116,7 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   drainTimeoutMs: 300_000,
   refitTimeoutMs: 600_000,
   stateFile: null,
+  stateStore: null,
   clientBodyTimeoutMs: 60_000,
   clientHeaderTimeoutMs: 30_000,
   weightCallTimeoutMs: 600_000,
@@ -169,6 +173,8 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(isNonNegativeNumber(o.shutdownTimeoutMs), "shutdown-timeout", "must be >= 0 seconds");
   check(isPositiveNumber(o.drainTimeoutMs), "drain-timeout", "must be > 0 seconds");
   check(isPositiveNumber(o.refitTimeoutMs), "refit-timeout", "must be > 0 seconds");
+  check(o.stateFile === null || o.stateStore === null, "state-store", "cannot be combined with --state-file: give one place for the router's state");
+  if (o.stateStore !== null) parseEtcdUrl(o.stateStore);
   check(isNonNegativeNumber(o.clientBodyTimeoutMs), "client-body-timeout", "must be >= 0 seconds");
   check(isPositiveNumber(o.clientHeaderTimeoutMs), "client-header-timeout", "must be > 0 seconds");
   check(isPositiveNumber(o.weightCallTimeoutMs), "weight-call-timeout", "must be > 0 seconds");

@@ -11,6 +11,7 @@ import { modelVersionsJson } from "./refit-json.js";
 import { createRefitRoutes } from "./refit-routes.js";
 import { sendJson, type Res } from "./respond.js";
 import { createWorkerRoutes } from "./worker-routes.js";
+import type { StateKind } from "../state/router-state.js";
 
 export interface AdminRoutesOptions {
   control: Control;
@@ -25,6 +26,10 @@ export interface AdminRoutesOptions {
   managed: ManagedView;
   /** The LoRA each worker holds (src/lora), shown in worker payloads. */
   lora?: (w: Worker) => unknown;
+  /** Where this router keeps its state (routers sharing a pool should all say etcd). */
+  stateStore: StateKind;
+  /** True while this router holds the refit lock shared through etcd. */
+  holdsRefitLock: () => boolean;
 }
 
 /**
@@ -77,6 +82,8 @@ function healthRoute(options: AdminRoutesOptions): (res: Res) => void {
       routable_workers: s.routable,
       weight_version: refit.version,
       refit_phase: refitStatus.phase,
+      state_store: options.stateStore,
+      holds_refit_lock: options.holdsRefitLock(),
       ...modelVersionsJson(refitStatus),
     });
   };

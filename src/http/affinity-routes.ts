@@ -17,6 +17,8 @@ export interface AffinityRoutesOptions {
   meshes: AffinityMap;
   /** Asks the pool for an id the maps do not hold. */
   lookup: OwnerLookup;
+  /** The owner of an image or video id another router made, from the shared store (--state-store); tried before the pool is asked. */
+  resolveOwner?: (what: "image" | "video", id: string) => Promise<string | undefined>;
 }
 
 const notFound: Readonly<Record<HeldKind, ErrorCode>> = { video: "video_not_found", mesh: "mesh_not_found", image: "image_not_found" };
@@ -24,7 +26,8 @@ const notFound: Readonly<Record<HeldKind, ErrorCode>> = { video: "video_not_foun
 /**
  * Routes about something one worker holds (an image file, a video or mesh
  * job): they go to the worker that made it, never elsewhere. An id the
- * router does not know is looked for on the pool before it answers 404.
+ * router does not know is read from the shared store (etcd), then looked
+ * for on the pool, before it answers 404.
  */
 export function createAffinityRoutes(options: AffinityRoutesOptions) {
   const { registry, data, specs, lookup } = options;
@@ -35,6 +38,10 @@ export function createAffinityRoutes(options: AffinityRoutesOptions) {
     const known = maps[what].lookup(id);
     const owner = known === undefined ? undefined : registry.get(known);
     if (owner) return owner;
+    // Several routers (--state-store): an id made through another one is in etcd.
+    const shared = what === "mesh" ? undefined : await options.resolveOwner?.(what, id);
+    const sharedOwner = shared === undefined ? undefined : registry.get(shared);
+    if (sharedOwner) return sharedOwner;
     const found = await lookup(what, id);
     if (found === undefined) {
       throw new RouterError(notFound[what], `Unknown ${what}_id: ${id} (no worker in the pool holds it)`, { details: { param: `${what}_id` } });

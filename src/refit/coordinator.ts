@@ -7,7 +7,7 @@ import { createMemory } from "./memory.js";
 import { createOperations } from "./operations.js";
 import { createReconciler } from "./reconcile.js";
 import { createRefitState } from "./state.js";
-import type { StateStore } from "./state-store.js";
+import type { PersistedState, StateStore } from "./state-store.js";
 import { createTensorRefit } from "./tensor.js";
 import type { TensorSend } from "./tensor-update.js";
 import type {
@@ -58,6 +58,8 @@ export interface RefitCoordinator {
   resumeMemory(command: MemoryCommand): Promise<MemoryResult>;
   /** Re-checks every worker against the pool's weights (the LoRA action calls it after a change). */
   sweep(): void;
+  /** Another router on the shared store (etcd) committed weights: take its state; workers it saw load them are trusted, others re-synced. Ignored while an operation runs here. */
+  adopt(saved: PersistedState): void;
 }
 
 export type { TensorSend } from "./tensor-update.js";
@@ -93,5 +95,14 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
     ...tensor,
     ...memory,
     sweep: () => reconciler.sweep(),
+    adopt(saved) {
+      if (operations.current) return;
+      state.version = saved.version;
+      state.refits = saved.refits;
+      state.last = saved.last;
+      state.models = new Map(Object.entries(saved.models ?? {}));
+      state.remembered = saved.workers ?? {};
+      reconciler.sweep();
+    },
   };
 }

@@ -13,7 +13,7 @@ import { createUpstream, type Upstream } from "../proxy/upstream.js";
 import { createRefitCoordinator, type RefitCoordinator } from "../refit/coordinator.js";
 import { Registry } from "../registry/registry.js";
 import { createLoraPool, type LoraPool } from "../lora/lora-action.js";
-import { openStateFile, type StateFile } from "../state/state-file.js";
+import type { RouterState } from "../state/router-state.js";
 
 /** The parts every front door shares: one of each, built once. */
 export interface Core {
@@ -29,7 +29,8 @@ export interface Core {
   /** Unaudited: the refit coordinator and the health checks use it inside actions already audited. */
   readonly control: Control;
   readonly admission: Admission;
-  readonly stateFile: StateFile | null;
+  /** --state-file, --state-store (etcd, shared with other routers) or nothing: opened before the core. */
+  readonly state: RouterState;
   readonly refit: RefitCoordinator;
   /** The pool's LoRA: changes as control actions, re-sync of joining workers (unaudited, like control). */
   readonly lora: LoraPool;
@@ -41,14 +42,14 @@ export interface Core {
 /**
  * The core, in dependency order: the registry; health (active probes) and
  * the outlier detector (passive), which call each other late; control;
- * admission; the refit coordinator (with its part of the state file); the
+ * admission; the refit coordinator (with its part of the state); the
  * metrics that read them all. Nothing here runs per request.
  */
-export function buildCore(options: RouterOptions, logger: Logger): Core {
+export function buildCore(options: RouterOptions, logger: Logger, state: RouterState): Core {
   const registry = new Registry();
   const upstream = createUpstream({ maxConnections: options.maxConnections, timeoutMs: options.timeoutMs });
-  const images = new AffinityMap();
-  const videos = new AffinityMap();
+  // With --state-store the id maps are shared through etcd.
+  const { images, videos } = state;
   const meshes = new AffinityMap();
   // Health probes an ejected worker through the outlier detector and vice versa: each reaches the other through a closure.
   let outliers: OutlierDetector | null = null;
@@ -72,9 +73,8 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
   const audit = createAudit({ logger, onFinished: (e) => metrics?.controlAction(e) });
   const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos, meshes] });
   const admission = buildAdmission(registry, options);
-  // One --state-file: the refit's weights and the pool's workers, each written by its owner.
-  const stateFile = options.stateFile === null ? null : openStateFile(options.stateFile);
-  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: stateFile?.refit ?? null });
+  // The refit's weights and the pool's workers, each written by its owner.
+  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: state.refit });
   const managed = new ManagedView(registry);
   const refitKinds: Record<string, string> = { disk: "disk refit", tensor: "tensor refit", sleep: "memory release" };
   const op = () => refit.status().operation;
@@ -90,7 +90,7 @@ export function buildCore(options: RouterOptions, logger: Logger): Core {
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
-  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, stateFile, refit, lora, metrics: builtMetrics, managed };
+  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, state, refit, lora, metrics: builtMetrics, managed };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {

@@ -48,14 +48,15 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const data = createDataPlane({ dispatcher, specs, tickets, maxRetryBodyBytes: 1 << 20, maxBodyBytes: options.maxBodyBytes });
   const control = auditedControl(core.control, audit);
   const lora = auditedLora(core.lora, audit);
-  // A refit or sleep is refused while a LoRA change runs (and the reverse, in the LoRA action).
-  const refit = auditedRefit(refitBesideLora(core.refit, core.lora), audit);
+  // A refit or sleep is refused while a LoRA change runs (and the reverse, in the LoRA action);
+  // with --state-store, it runs under the refit lock every router on the prefix shares.
+  const refit = auditedRefit(refitBesideLora(core.state.lockRefit(core.refit), core.lora), audit);
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version, observer: core.metrics.rolloutJobs });
-  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed, lora: (w) => core.lora.state.viewOf(w) });
+  const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed, lora: (w) => core.lora.state.viewOf(w), stateStore: core.state.kind, holdsRefitLock: core.state.holdsRefitLock });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });
-  // An id the router does not know is asked of the pool, each worker within a probe's time limit.
+  // An id the router does not know is read from etcd (--state-store), then asked of the pool, each worker within a probe's time limit.
   const lookup = createOwnerLookup({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs });
-  const affinity = createAffinityRoutes({ registry, data, specs, images, videos, meshes, lookup });
+  const affinity = createAffinityRoutes({ registry, data, specs, images, videos, meshes, lookup, resolveOwner: core.state.resolveOwner });
   const fanout = createFanoutRoutes({ registry, upstream, logger, data, affinity, videos, meshes, fanoutTimeoutMs: Math.max(options.healthCheckTimeoutMs, 10_000) });
   const rest = createRestHandler({
     admin,

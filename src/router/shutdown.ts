@@ -13,7 +13,7 @@ const SHUTDOWN_LINGER_MS = 1_000;
 /**
  * Graceful shutdown: refuse new work, let what is in flight finish (within
  * --shutdown-timeout), answer what waits in the queue, then stop launched
- * workers and close the upstream pool.
+ * workers, close the upstream pool and the state store.
  */
 export async function shutDown(parts: { core: Core; doors: Doors; launcher: Launcher; listener: Listener }, options: RouterOptions, logger: Logger): Promise<void> {
   const { core, doors, launcher, listener } = parts;
@@ -36,6 +36,7 @@ export async function shutDown(parts: { core: Core; doors: Doors; launcher: Laun
   await launcher.stop();
   await stopped;
   await core.upstream.close();
+  await core.state.close();
 }
 
 /**

@@ -15,6 +15,7 @@ import { watchWorkers } from "./watch.js";
 import { createWorkerRpcs } from "./worker-rpcs.js";
 import type { LoraPool } from "../lora/lora-action.js";
 import { loraMethods } from "./lora-methods.js";
+import type { StateKind } from "../state/router-state.js";
 
 export interface AdminServiceOptions {
   control: Control;
@@ -27,6 +28,10 @@ export interface AdminServiceOptions {
   scheduling: () => Map<Worker, WorkerScheduling>;
   /** The pool's LoRA action (audited), for UpdateLora (rpc/lora-methods.ts). */
   lora: LoraPool;
+  /** Where this router keeps its state (routers sharing a pool should all say etcd). */
+  stateStore: StateKind;
+  /** True while this router holds the refit lock shared through etcd. */
+  holdsRefitLock: () => boolean;
 }
 
 /**
@@ -54,6 +59,8 @@ export function createAdminServiceImpl(options: AdminServiceOptions): ServiceImp
         inFlightRequests: s.inFlight,
         managedWorkers: launcher.list().length,
         weightVersion: refit.version,
+        stateStore: options.stateStore,
+        holdsRefitLock: options.holdsRefitLock(),
       });
     },
   });

@@ -102,3 +102,8 @@ export function needTools(ctx: TestContext, ...tools: Tool[]): void {
   ctx.task.meta.missingTools = reason;
   ctx.skip(reason);
 }
+
+/** etcd, for the tests of --state-store (Debian's etcd-server; test/helpers/etcd.ts starts it). */
+export function etcdTool(): Tool {
+  return binaryTool("etcd", "etcd-server");
+}

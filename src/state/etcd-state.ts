@@ -1,0 +1,60 @@
+import type { Logger } from "../log.js";
+import { connectEtcd } from "./etcd-connect.js";
+import { loadEtcdPool, shareEtcdPool } from "./etcd-pool.js";
+import { createEtcdRefitStore } from "./etcd-refit-store.js";
+import { parseEtcdUrl } from "./etcd-url.js";
+import { restorePool, type PoolRecord } from "./pool-record.js";
+import { followRefits } from "./refit-follow.js";
+import { lockedRefit, type RefitLockView } from "./refit-lock.js";
+import type { RouterState } from "./router-state.js";
+import { SharedAffinityMap } from "./shared-affinity.js";
+
+/** `--state-store etcd://...`: the router's state in etcd, shared with every router on the same prefix (docs/multi-router.md). */
+export async function openEtcdState(raw: string, logger: Logger): Promise<RouterState> {
+  const location = parseEtcdUrl(raw);
+  const client = await connectEtcd(location, raw);
+  const refitKey = `${location.prefix}/refit`;
+  const current = await client.get(refitKey).exec();
+  const kv = current.kvs[0];
+  const refit = createEtcdRefitStore(client, refitKey, { value: kv ? kv.value.toString("utf8") : null, modRevision: kv?.mod_revision ?? "0" }, logger);
+  const images = new SharedAffinityMap(client, location.prefix, logger);
+  const videos = new SharedAffinityMap(client, location.prefix, logger);
+  let stopSharing: (() => Promise<void>) | null = null;
+  let lock: RefitLockView | null = null;
+  let stopFollowing: (() => Promise<void>) | null = null;
+  logger.info({ endpoints: location.endpoints, prefix: location.prefix }, "state store: etcd");
+  return {
+    kind: "etcd",
+    refit,
+    images,
+    videos,
+    resolveOwner: (what, id) => (what === "image" ? images : videos).resolve(id),
+    async start({ registry, control, restorer, follower }) {
+      stopFollowing = await followRefits(client, refitKey, current.header.revision, refit, follower, logger);
+      const loaded: { record: PoolRecord; revision: string } = await loadEtcdPool(client, location.prefix);
+      await restorePool(loaded.record, restorer, logger);
+      stopSharing = await shareEtcdPool(client, location.prefix, loaded, registry, {
+        get: (url) => registry.get(url),
+        addWorker: (url) => control.addWorker(url),
+        remove: (url) => {
+          if (registry.get(url)?.managed === false) control.removeWorker(url);
+        },
+        setQuarantined: (url, q) => registry.setQuarantined(url, q),
+        setDraining: (url, d) => registry.setDraining(url, d),
+        setSleeping: (url, s) => (s ? registry.markSleeping(url) : registry.markAwake(url)),
+      }, logger);
+    },
+    lockRefit(coordinator) {
+      const wrapped = lockedRefit(coordinator, client, `${location.prefix}/refit/lock`, logger);
+      lock = wrapped;
+      return wrapped;
+    },
+    holdsRefitLock: () => lock?.held() ?? false,
+    async close() {
+      await stopSharing?.();
+      await stopFollowing?.();
+      await refit.flush();
+      client.close();
+    },
+  };
+}
