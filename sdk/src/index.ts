@@ -52,6 +52,7 @@ export {
   WorkerState,
   WorkerEventType,
   UpdateLoraRequest_Action,
+  UpdateLoraRequest_ActionSchema,
   LoraScopeSchema,
   UpdateLoraRequestSchema,
   UpdateLoraResponseSchema,
