@@ -83,6 +83,7 @@ $("#auth form").addEventListener("submit", (e) => {
   $("#auth").hidden = true;
   // The stream starts once the new key has been accepted (see readAndRender).
   admitted = false;
+  delete document.documentElement.dataset.admitted;
   watchAbort?.abort();
   refresh();
 });
@@ -222,6 +223,8 @@ async function readAndRender() {
       keyAccepted();
       if (!admitted) {
         admitted = true;
+        // The rollouts panel (rollouts.js) reads its admin route only from now on: never a refused call of its own.
+        document.documentElement.dataset.admitted = "yes";
         startWatching();
       }
       renderWorkers(workers.workers);

@@ -1,8 +1,8 @@
 // The dashboard's rollout panel, a module of its own beside app.js: the
 // running rollout jobs, read from GET /rollouts (admin key: it lists every
-// client's jobs) every second while the tab is visible. It uses the key
-// app.js keeps in sessionStorage and leaves asking for one to app.js: on a
-// 401 it only says so. Job ids and group names come from clients: written
+// client's jobs) every second while the tab is visible, once app.js's admin
+// reads were accepted. It uses the key app.js keeps in sessionStorage and
+// leaves asking for one to app.js: on a 401 it only says so. Job ids and group names come from clients: written
 // with textContent only, never as HTML.
 
 const POLL_MS = 1000;
@@ -45,7 +45,8 @@ function render(jobs) {
 }
 
 async function read() {
-  if (reading) return;
+  // Only once app.js's admin reads were accepted: a page without a key (read-only) makes no refused call.
+  if (reading || document.documentElement.dataset.admitted !== "yes") return;
   reading = true;
   try {
     const key = sessionStorage.getItem(KEY_STORE) ?? "";
