@@ -5,8 +5,8 @@
  * refit, with the operator's states, while clients that retry like RL
  * frameworks lose no request.
  */
+import { freePort } from "./helpers/ports.js";
 import { mkdtempSync, readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -19,13 +19,6 @@ afterEach(async () => {
   await Promise.all(started.splice(0).map((p) => p.stop()));
 });
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-  const { port } = server.address() as { port: number };
-  await new Promise((res) => server.close(res));
-  return port;
-}
 
 async function router(args: string[]): Promise<RouterProcess> {
   const r = await startRouterProcess(["--access-log-exclude-prefixes", "/", ...args]);

@@ -2,9 +2,9 @@
  * Rollout jobs over real sockets: the built router and simulated workers as
  * processes, REST (NDJSON) and RPC (Connect and gRPC, server streaming).
  */
+import { postRollout } from "./helpers/rollout-stream.js";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RolloutService } from "../src/gen/sgl/diffusion/router/v1/rollout_pb.js";
 import { Code, RouterClientError, createRouterClient, type RolloutJobRequest } from "../sdk/src/index.js";
@@ -20,38 +20,7 @@ function items(n: number, extra: Record<string, unknown> = {}) {
 }
 
 /** POST /v1/rollouts; resolves with every NDJSON line. `onLine` may return "close" to hang up. */
-function rollout(url: string, body: unknown, onLine?: (line: any, all: any[]) => "close" | void): Promise<{ status: number; lines: any[]; contentType: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json" } }, (res) => {
-      const lines: any[] = [];
-      let buf = "";
-      res.setEncoding("utf8");
-      const done = () => resolve({ status: res.statusCode!, lines, contentType: String(res.headers["content-type"]) });
-      res.on("data", (chunk: string) => {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = JSON.parse(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-          lines.push(line);
-          if (onLine?.(line, lines) === "close") {
-            res.destroy();
-            req.destroy();
-            done();
-            return;
-          }
-        }
-      });
-      res.on("end", () => {
-        if (buf.trim() !== "") lines.push(JSON.parse(buf));
-        done();
-      });
-      res.on("error", () => done());
-    });
-    req.on("error", reject);
-    req.end(JSON.stringify(body));
-  });
-}
+const rollout = (url: string, body: unknown, onLine?: (line: any, all: any[]) => "close" | void) => postRollout(url, body, onLine);
 
 /** items() typed for the SDK. */
 function sdkItems(n: number): RolloutJobRequest[] {

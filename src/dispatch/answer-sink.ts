@@ -49,3 +49,16 @@ export interface RequestNotes {
   /** The router error the request ended with. */
   errorCode: string | undefined;
 }
+
+/**
+ * The notes as a receiver starts them: the REST call and a rollout item's
+ * answer both extend it, so the fields the core writes are declared once.
+ */
+export class NotesRecord implements RequestNotes {
+  workerUrl: string | undefined = undefined;
+  retries = 0;
+  queueMs: number | undefined = undefined;
+  serviceMs: number | undefined = undefined;
+  answerBytes = 0;
+  errorCode: string | undefined = undefined;
+}

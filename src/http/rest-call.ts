@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import type { AnswerSink, RequestNotes } from "../dispatch/answer-sink.js";
+import { NotesRecord, type AnswerSink } from "../dispatch/answer-sink.js";
 import type { ErrorShape } from "../error-body.js";
 import type { AnswerHeaders } from "../proxy/h1-connection.js";
 import type { Req } from "./body.js";
@@ -11,13 +11,7 @@ import type { Res } from "./respond.js";
  * access log and metrics. It is also where a worker's answer goes: the
  * {@link AnswerSink} over the client's response.
  */
-export class RestCall implements AnswerSink, RequestNotes {
-  workerUrl: string | undefined = undefined;
-  retries = 0;
-  queueMs: number | undefined = undefined;
-  serviceMs: number | undefined = undefined;
-  answerBytes = 0;
-  errorCode: string | undefined = undefined;
+export class RestCall extends NotesRecord implements AnswerSink {
   /** Which error body the matched route answers with. */
   errorShape: ErrorShape = "original";
   /** The matched route's metrics label. */
@@ -37,6 +31,7 @@ export class RestCall implements AnswerSink, RequestNotes {
     /** performance.now() at arrival. */
     readonly startedMs: number,
   ) {
+    super();
     this.h1 = "shouldKeepAlive" in res;
   }
 

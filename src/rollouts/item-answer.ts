@@ -1,4 +1,4 @@
-import type { AnswerSink, RequestNotes } from "../dispatch/answer-sink.js";
+import { NotesRecord, type AnswerSink } from "../dispatch/answer-sink.js";
 import type { AnswerHeaders } from "../proxy/h1-connection.js";
 
 /**
@@ -8,13 +8,7 @@ import type { AnswerHeaders } from "../proxy/h1-connection.js";
  * `cancel()` is the item's receiver going away: a queued request leaves
  * the queue, a running one has its worker connection closed.
  */
-export class ItemAnswer implements AnswerSink, RequestNotes {
-  workerUrl: string | undefined = undefined;
-  retries = 0;
-  queueMs: number | undefined = undefined;
-  serviceMs: number | undefined = undefined;
-  answerBytes = 0;
-  errorCode: string | undefined = undefined;
+export class ItemAnswer extends NotesRecord implements AnswerSink {
 
   status = 0;
   headers: AnswerHeaders = {};
@@ -30,6 +24,7 @@ export class ItemAnswer implements AnswerSink, RequestNotes {
   readonly #onEnd: (status: number) => void;
 
   constructor(onEnd: (status: number) => void) {
+    super();
     this.#onEnd = onEnd;
   }
 

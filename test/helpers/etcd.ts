@@ -4,10 +4,10 @@
  * stopped with its folder removed. It can be killed and started again on the
  * same ports and data (an etcd outage).
  */
+import { freePort } from "./ports.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Tool } from "./tools.js";
@@ -24,13 +24,6 @@ export interface EtcdServer {
   stop(): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((res) => server.listen(0, "127.0.0.1", res));
-  const { port } = server.address() as { port: number };
-  await new Promise((res) => server.close(res));
-  return port;
-}
 
 let prefixes = 0;
 

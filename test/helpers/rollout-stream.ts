@@ -1,13 +1,13 @@
 import { request as httpRequest } from "node:http";
 
 /** POST /v1/rollouts; resolves with every NDJSON line. `onLine` may return "close" to hang up. */
-export function postRollout(url: string, body: unknown, onLine?: (line: any, all: any[]) => "close" | void, headers: Record<string, string> = {}): Promise<{ status: number; lines: any[] }> {
+export function postRollout(url: string, body: unknown, onLine?: (line: any, all: any[]) => "close" | void, headers: Record<string, string> = {}): Promise<{ status: number; lines: any[]; contentType: string }> {
   return new Promise((resolve, reject) => {
     const req = httpRequest(`${url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json", ...headers } }, (res) => {
       const lines: any[] = [];
       let buf = "";
       res.setEncoding("utf8");
-      const done = () => resolve({ status: res.statusCode!, lines });
+      const done = () => resolve({ status: res.statusCode!, lines, contentType: String(res.headers["content-type"]) });
       res.on("data", (chunk: string) => {
         buf += chunk;
         let nl;
