@@ -39,7 +39,9 @@ const expectedSkips = new Map([
   ["test/state-store.test.ts > --state-store etcd, etcd lost a router that loses etcd holds generation (503 naming etcd, nothing sent to the worker) and serves again once etcd is back", etcdTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium shows every worker with state, model and weight version; a removal and a refit show within 2 s", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium a two-phase refit shows open within 2 s of its begin and idle within 2 s of its abort, with both actions", chromiumTool],
-  ["test/dashboard.test.ts > GET /dashboard in headless chromium with --admin-api-key the page asks for the key, says when one is refused, then shows the workers live", chromiumTool],
+  ["test/dashboard.test.ts > GET /dashboard in headless chromium the rollout panel shows a running job (items done, groups complete) within 2 s, and drops it within 2 s of its end", chromiumTool],
+  ["test/dashboard.test.ts > GET /dashboard in headless chromium with --admin-api-key and no key the page is read-only (workers, requests, refusals), asks for the key only when clicked, says when one is refused", chromiumTool],
+  ["test/dashboard.test.ts > GET /dashboard in headless chromium a launched worker past max_restarts stays on the page as failed, with or without the key", chromiumTool],
   ["test/sim.test.ts > videos writes MP4s that ffprobe decodes, every frame", ["ffprobe", "apt-get install ffmpeg"]],
   ["test/rpc-interop.test.ts > Python grpcio with generated stubs generates stubs from admin.proto", pythonGrpc],
   ["test/rpc-interop.test.ts > Python grpcio with generated stubs ListWorkers from Python, without and with an admin key", pythonGrpc],
@@ -50,6 +52,7 @@ const expectedSkips = new Map([
   ["test/slurm.test.ts > backend slurm killAllSync (the process.on('exit') path) scancels jobs synchronously", slurm],
   ["test/slurm.test.ts > backend slurm a job whose worker dies on the node ends, leaves rotation at once and is resubmitted (restart policy)", slurm],
   ["test/slurm.test.ts > backend slurm a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", slurm],
+  ["test/slurm.test.ts > backend slurm a job gets none of the router's keys (job environment file, worker's /proc environ), binds where the router reaches it, on a port of port_range", slurm],
 ]);
 
 const dir = mkdtempSync(join(tmpdir(), "sglang-d-router-no-tools-"));
