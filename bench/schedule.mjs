@@ -67,6 +67,10 @@ const ALGORITHMS = {
   new: { label: `${newAlgorithm} (new default)`, args: ["--routing-algorithm", newAlgorithm, ...cfg.newAlgorithmArgs] },
   oracle: { label: "oracle (client-side LPT, no router)", args: null },
 };
+// A/B of a change in the same run: `base` is the new algorithm on another build
+// (BENCH_BASE_ROUTER_CLI=/other/checkout/dist/src/cli.js), taking turns with the others.
+const baseCli = process.env.BENCH_BASE_ROUTER_CLI ? path.resolve(process.env.BENCH_BASE_ROUTER_CLI) : null;
+if (baseCli) ALGORITHMS.base = { label: `${newAlgorithm}, base build (${path.relative(repoRoot, baseCli)})`, args: ALGORITHMS.new.args, cli: baseCli };
 for (const a of cfg.algorithms) if (!ALGORITHMS[a]) throw new Error(`unknown algorithm '${a}' (have ${Object.keys(ALGORITHMS).join(", ")})`);
 
 for (const [file, hint] of [[routerCli, "npm run build"], [simCli, "npm run build"]]) {
@@ -121,8 +125,10 @@ async function routerFor(fleetName, algName, urls) {
   const logFile = path.join(dir, `router-${fleetName}-${algName}.log`);
   try {
     // A fleet may give the new algorithm flags it needs (the batching fleet: --worker-batch-size).
-    const extraArgs = algName === "new" ? [...ALGORITHMS[algName].args, ...(FLEETS[fleetName].newAlgorithmArgs ?? [])] : ALGORITHMS[algName].args;
-    const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: urls, logLevel: "warn", logFile, extraArgs });
+    const sameAsNew = algName === "new" || algName === "base";
+    const extraArgs = sameAsNew ? [...ALGORITHMS[algName].args, ...(FLEETS[fleetName].newAlgorithmArgs ?? [])] : ALGORITHMS[algName].args;
+    const cli = ALGORITHMS[algName].cli ?? routerCli;
+    const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: urls, logLevel: "warn", logFile, extraArgs, cli });
     children.add(router.child);
     return { router };
   } catch (error) {
