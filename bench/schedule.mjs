@@ -3,8 +3,8 @@
 // makespan a fleet allows, on bursts of diffusion jobs of mixed cost.
 // See docs/benchmarks.md ("Scheduling") for what each number means.
 //
-//   node bench/schedule.mjs [--quick] [--fleets equal,slow,kinds,video,batching,models]
-//        [--algorithms least-request,least-request-cap,new,oracle] [--new-algorithm earliest-finish]
+//   node bench/schedule.mjs [--quick] [--fleets equal,slow,kinds,video,batching,models,straggler]
+//        [--algorithms least-request,least-request-cap,new,new-hedge-off,oracle] [--new-algorithm earliest-finish]
 //        [--new-algorithm-args "--flag value"] [--measured N] [--keep-logs]
 //
 // Starts simulated workers (dist/src/sim/cli.js) and the built router
@@ -17,10 +17,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { closeClient, getJson, oracleBurst, POLL_MS, routedBurst } from "./lib/burst.mjs";
+import { closeClient, getJson, hedgeCounts, oracleBurst, POLL_MS, postJson, routedBurst } from "./lib/burst.mjs";
 import { cpuDelta, cpuSnapshot, processCpuUs, waitQuiet } from "./lib/cpu.mjs";
 import { repoRoot, routerCli } from "./lib/env.mjs";
-import { cost, FLEETS, lowerBound, lptPlan, rng, simArgs } from "./lib/fleets.mjs";
+import { cost, FLEETS, lowerBound, lptPlan, rng, simArgs, workersOf } from "./lib/fleets.mjs";
 import { freePort } from "./lib/nginx.mjs";
 import { startRouter, stopRouter } from "./lib/router.mjs";
 import { simCli, startSim, stopSim } from "./lib/sims.mjs";
@@ -65,6 +65,8 @@ const ALGORITHMS = {
   "least-request": { label: "least-request", args: ["--routing-algorithm", "least-request"] },
   "least-request-cap": { label: "least-request + --max-concurrency-per-worker 1", args: ["--routing-algorithm", "least-request", "--max-concurrency-per-worker", "1"] },
   new: { label: `${newAlgorithm} (new default)`, args: ["--routing-algorithm", newAlgorithm, ...cfg.newAlgorithmArgs] },
+  // Hedged tails off (they are on by default): `--algorithms new,new-hedge-off` compares the two, taking turns.
+  "new-hedge-off": { label: `${newAlgorithm} --hedge off`, args: ["--routing-algorithm", newAlgorithm, ...cfg.newAlgorithmArgs, "--hedge", "off"] },
   oracle: { label: "oracle (client-side LPT, no router)", args: null },
 };
 // A/B of a change in the same run: `base` is the new algorithm on another build
@@ -125,7 +127,7 @@ async function routerFor(fleetName, algName, urls) {
   const logFile = path.join(dir, `router-${fleetName}-${algName}.log`);
   try {
     // A fleet may give the new algorithm flags it needs (the batching fleet: --worker-batch-size).
-    const sameAsNew = algName === "new" || algName === "base";
+    const sameAsNew = algName === "new" || algName === "base" || algName === "new-hedge-off";
     const extraArgs = sameAsNew ? [...ALGORITHMS[algName].args, ...(FLEETS[fleetName].newAlgorithmArgs ?? [])] : ALGORITHMS[algName].args;
     const cli = ALGORITHMS[algName].cli ?? routerCli;
     const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: urls, logLevel: "warn", logFile, extraArgs, cli });
@@ -150,7 +152,7 @@ function report() {
   for (const [name, fleet] of Object.entries(results.fleets)) {
     for (const run of Object.values(fleet.runs)) {
       if (run.unavailable) {
-        rows.push([`${name}: ${fleet.title}`, run.label, "not available in this build", "", "", "", "", ""]);
+        rows.push([`${name}: ${fleet.title}`, run.label, "not available in this build", "", "", "", "", "", ""]);
         continue;
       }
       const warm = run.bursts.find((b) => b.warmup);
@@ -164,11 +166,12 @@ function report() {
         `${f3(Math.min(...measured))}–${f3(Math.max(...measured))}`,
         String(run.bursts.reduce((s, b) => s + b.wrongModel, 0)),
         String(run.bursts.reduce((s, b) => s + b.errors, 0)),
+        run.bursts.some((b) => b.copies) ? `${run.bursts.reduce((s, b) => s + (b.copies?.started ?? 0), 0)} (${run.bursts.reduce((s, b) => s + (b.copies?.won ?? 0), 0)})` : "",
         `${Math.max(...run.bursts.map((b) => b.foreignCpuPct))}% / ${Math.max(...run.bursts.map((b) => b.stealPct))}%`,
       ]);
     }
   }
-  const head = ["fleet", "algorithm", "warm-up ratio", `median ratio (${cfg.measured})`, "min–max", "wrong-model answers", "errors", "other CPU / steal (max)"];
+  const head = ["fleet", "algorithm", "warm-up ratio", `median ratio (${cfg.measured})`, "min–max", "wrong-model answers", "errors", "hedge copies (won)", "other CPU / steal (max)"];
   const md = [
     `Machine: ${info.cpuModel}, ${info.cores} cores; Node ${info.node}; ${info.date}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}${cfg.quick ? "; --quick" : ""}.`,
     "Ratio = makespan / lower bound (1.000 = the bound; lower is better). Wrong-model answers and errors are summed over all bursts, warm-up included.",
@@ -195,7 +198,7 @@ for (const fleetName of cfg.fleets) {
   const urls = sims.map((s) => s.url);
   const modelOf = new Map(sims.map((s, i) => [s.url, fleet.workers[i].model]));
   const bursts = Array.from({ length: cfg.measured + 1 }, (_, b) => fleet.burst(rng(`${fleetName}/${b}`), cfg.size));
-  const bounds = bursts.map((jobs) => lowerBound(jobs, fleet.workers));
+  const bounds = bursts.map((jobs, b) => lowerBound(jobs, workersOf(fleet, b)));
   log(`   ${fleet.workers.length} workers; bursts of ${bursts[0].length} jobs; lower bounds ${bounds.map((b) => `${round(b / 1000)} s`).join(", ")} (the first is the warm-up)`);
 
   const runs = {};
@@ -215,9 +218,17 @@ for (const fleetName of cfg.fleets) {
     await waitQuiet({ timeoutMs: cfg.quietTimeoutMs });
     const before = cpuSnapshot();
     const routerBefore = run.router ? processCpuUs(run.router.pid) : 0;
+    const hedgesBefore = run.router ? await hedgeCounts(run.router.url) : null;
     const jobs = bursts[b];
-    const r = ALGORITHMS[alg].args === null ? await oracleBurst(urls, lptPlan(jobs, fleet.workers)) : await routedBurst(run.router.url, jobs);
+    const workers = workersOf(fleet, b);
+    // A drifting worker runs this burst at its burst speed (the router is not told).
+    const drift = fleet.drift?.(b) ?? null;
+    if (drift !== null) await postJson(`${urls[drift.index]}/sim/config`, { speed: workers[drift.index].speed });
+    const r = ALGORITHMS[alg].args === null ? await oracleBurst(urls, lptPlan(jobs, workers)) : await routedBurst(run.router.url, jobs);
+    if (drift !== null) await postJson(`${urls[drift.index]}/sim/config`, { speed: fleet.workers[drift.index].speed });
     const cpu = cpuDelta(before, cpuSnapshot());
+    const hedgesAfter = run.router ? await hedgeCounts(run.router.url) : null;
+    const copies = hedgesAfter === null ? null : { started: hedgesAfter.started - hedgesBefore.started, won: hedgesAfter.won - hedgesBefore.won };
     const routerCpuMs = run.router ? round((processCpuUs(run.router.pid) - routerBefore) / 1000, 0) : 0;
     const wrongModel = r.served.filter((s) => s.worker !== null && modelOf.get(s.worker) !== s.model).length;
     const unknownWorker = r.served.filter((s) => s.worker === null || !modelOf.has(s.worker)).length;
@@ -226,11 +237,11 @@ for (const fleetName of cfg.fleets) {
     const planned = new Map();
     for (const s of r.served) {
       const i = urls.indexOf(s.worker);
-      if (i >= 0) planned.set(i, (planned.get(i) ?? 0) + cost(s.job, fleet.workers[i]));
+      if (i >= 0) planned.set(i, (planned.get(i) ?? 0) + cost(s.job, workers[i]));
     }
     const assignmentRatio = round(Math.max(0, ...planned.values()) / bounds[b], 3);
-    const burst = { warmup: b === 0, makespanMs: round(r.makespanMs, 1), boundMs: round(bounds[b], 1), ratio: round(r.makespanMs / bounds[b], 3), assignmentRatio, errors: r.errors.length, wrongModel, unknownWorker, routerCpuMs, foreignCpuPct: cpu.foreignCpuPct, stealPct: cpu.stealPct };
-    log(`   ${b === 0 ? "warm-up " : `burst ${b}  `} ${run.label.padEnd(48)} ${String(round(r.makespanMs / 1000)).padStart(6)} s  ratio ${burst.ratio.toFixed(3)} (plan alone ${assignmentRatio.toFixed(3)})  wrong-model ${wrongModel}  errors ${r.errors.length}${r.errors.length ? ` (${r.errors[0]})` : ""}  router CPU ${routerCpuMs} ms  other processes ${cpu.foreignCpuPct}% steal ${cpu.stealPct}%`);
+    const burst = { warmup: b === 0, makespanMs: round(r.makespanMs, 1), boundMs: round(bounds[b], 1), ratio: round(r.makespanMs / bounds[b], 3), assignmentRatio, errors: r.errors.length, wrongModel, unknownWorker, routerCpuMs, copies, foreignCpuPct: cpu.foreignCpuPct, stealPct: cpu.stealPct };
+    log(`   ${b === 0 ? "warm-up " : `burst ${b}  `} ${run.label.padEnd(48)} ${String(round(r.makespanMs / 1000)).padStart(6)} s  ratio ${burst.ratio.toFixed(3)} (plan alone ${assignmentRatio.toFixed(3)})  wrong-model ${wrongModel}  errors ${r.errors.length}${r.errors.length ? ` (${r.errors[0]})` : ""}${copies && copies.started > 0 ? `  copies ${copies.started} (won ${copies.won})` : ""}  router CPU ${routerCpuMs} ms  other processes ${cpu.foreignCpuPct}% steal ${cpu.stealPct}%`);
     return burst;
   }
 

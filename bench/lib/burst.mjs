@@ -93,3 +93,19 @@ export async function getJson(url) {
   const r = await request(url, { dispatcher: agent });
   return r.body.json();
 }
+
+/** POST JSON (a sim's /sim/config); throws on a non-2xx answer. */
+export async function postJson(url, body) {
+  const r = await request(url, { dispatcher: agent, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const text = await r.body.text();
+  if (r.statusCode >= 300) throw new Error(`POST ${url}: ${r.statusCode} ${text}`);
+  return JSON.parse(text);
+}
+
+/** The router's hedge counters (copies started, won) from /metrics; zeros on a build without them. */
+export async function hedgeCounts(routerUrl) {
+  const r = await request(`${routerUrl}/metrics`, { dispatcher: agent });
+  const text = await r.body.text();
+  const read = (re) => Number(re.exec(text)?.[1] ?? 0);
+  return { started: read(/^sgl_router_hedge_copies_started_total (\d+)$/m), won: read(/^sgl_router_hedge_copies_ended_total\{outcome="won"\} (\d+)$/m) };
+}

@@ -115,6 +115,13 @@ export const FLEETS = {
     workers: times(8, () => w(QWEN, 1, 0, ["--batching-max-size", "4", "--batching-delay-ms", "20"])),
     burst: (r, size) => times(Math.round(160 * size), (_, i) => image(r, i, QWEN, BATCHABLE)),
   },
+  straggler: {
+    title: "8 equal workers; each measured burst one of them (another each burst) runs 4x slower, unknown to the router until it shows",
+    workers: times(8, () => w(QWEN)),
+    burst: (r, size) => times(Math.round(32 * size), (_, i) => image(r, i, QWEN, IMAGES)),
+    // Burst b slows worker b - 1 (the warm-up none): the router learned it fast, and the one slowed before has recovered.
+    drift: (b) => (b === 0 ? null : { index: (b - 1) % 8, factor: 0.25 }),
+  },
   models: {
     title: "mixed pool: 2 Qwen-Image, 1 FLUX.1-dev, 1 Wan T2V; requests name their model",
     check: true,
@@ -127,6 +134,12 @@ export const FLEETS = {
       ]),
   },
 };
+
+/** The fleet's workers as they run burst `b` (a drifting worker at its burst speed): what the bound and the oracle see. */
+export function workersOf(fleet, b) {
+  const d = fleet.drift?.(b) ?? null;
+  return d === null ? fleet.workers : fleet.workers.map((x, i) => (i === d.index ? { ...x, speed: x.speed * d.factor } : x));
+}
 
 /** What a job takes on a worker, by the sim's formula (ms). */
 export function cost(job, worker) {

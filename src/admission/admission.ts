@@ -9,6 +9,7 @@ import type { Policy } from "../balancer/index.js";
 import { Candidates } from "./candidates.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import { Gate } from "./gate.js";
+import { Hedger, type CopyEnd, type HedgeCounts, type HedgeOffer } from "./hedge.js";
 import { RoutingKeys } from "./keys.js";
 import { LoadBook } from "./loads.js";
 import { PlanDispatch } from "./plan-dispatch.js";
@@ -21,6 +22,7 @@ import { VideoJobs, type JobTimes } from "./video-jobs.js";
 export type { JobTimes } from "./video-jobs.js";
 export type { WorkerScheduling } from "./scheduling-view.js";
 export type { RunEnd, Ticket } from "./ticket.js";
+export type { CopyEnd, HedgeCounts, HedgeOffer } from "./hedge.js";
 
 /** How requests wait and are matched to workers: the balancer's policies, or the earliest-finish planner. */
 export type SchedulingMode = "policy" | "earliest-finish";
@@ -42,6 +44,8 @@ export interface AdmissionOptions {
   queueTimeoutMs: number;
   /** Priority a queued request gains per ms waited, in ms of GPU work (see priorityKey). Default 1. */
   ageing?: number;
+  /** Hedged tails (hedge.ts): copies of running requests on idle workers, in `earliest-finish` mode only. Default false. */
+  hedge?: boolean;
   /** Milliseconds clock; default performance.now (tests drive a virtual fleet with their own). */
   clock?: () => number;
 }
@@ -68,6 +72,16 @@ export interface Admission {
   acquireSpecific(worker: Worker): Worker;
   /** Ends a request counted by tryAcquire/wait (with its ticket) or acquireSpecific (null). */
   release(worker: Worker, ticket: Ticket | null, end?: RunEnd): void;
+  /** Ends a request the router cut (a hedged race's loser): nothing learned, its worker counted busy for what is left of it (SGLang has no abort). */
+  cut(worker: Worker, ticket: Ticket): void;
+  /** Whether requests may be copied onto idle workers (--hedge on, earliest-finish). */
+  readonly hedging: boolean;
+  /** Offers a running request for a copy (see hedge.ts); the returned function withdraws it. */
+  offerCopy(offer: HedgeOffer): () => void;
+  /** How a copy started for `offer` ended. */
+  copyEnded(offer: HedgeOffer, end: CopyEnd): void;
+  /** Copies started and how they ended. */
+  hedgeCounts(): HedgeCounts;
   /** An asynchronous job (a video) the worker runs after its request answered: counted as work until {@link jobEnded}. */
   jobStarted(worker: Worker, jobId: string, ticket: Ticket): void;
   /** The job's end, seen in a poll answer, with the worker's own timestamps of the job when it gave them. */
@@ -149,7 +163,10 @@ export function createAdmission(options: AdmissionOptions): Admission {
   registry.on("settled", () => {
     if (queue.queued > 0) pump();
   });
-  return new ComposedAdmission(mode, { registry, candidates, loads, gate, queue, keys, jobs, strategy, take, pump, clock });
+  const hedger = mode === "earliest-finish" && options.hedge === true ? new Hedger({ registry, candidates, loads, queue, gate, clock, take }) : null;
+  // A worker that joined or recovered may be the idle one a copy needs.
+  if (hedger !== null) registry.on("settled", () => hedger.check());
+  return new ComposedAdmission(mode, { registry, candidates, loads, gate, queue, keys, jobs, strategy, hedger, take, pump, clock });
 }
 
 /**
@@ -175,6 +192,7 @@ interface Parts {
   readonly keys: RoutingKeys;
   readonly jobs: VideoJobs;
   readonly strategy: DispatchStrategy;
+  readonly hedger: Hedger | null;
   readonly clock: () => number;
   take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker;
   pump(): void;
@@ -225,6 +243,45 @@ class ComposedAdmission implements Admission {
     }
     registry.notifyLoad(worker);
     if (queue.queued > 0 && strategy.freesSlot(ticket)) this.p.pump();
+    this.p.hedger?.check();
+  }
+
+  cut(worker: Worker, ticket: Ticket): void {
+    const { registry, loads, keys, gate, clock } = this.p;
+    registry.requestEnded(worker);
+    const run = ticket.run;
+    ticket.run = null;
+    const rest = run === null ? null : loads.cut(run, clock());
+    keys.unstick(ticket.facts.routingKey, worker);
+    // Not in flight for a refit's drain: nobody waits for its answer, and the worker's FIFO queue puts a weight update after it.
+    gate.ended();
+    registry.notifyLoad(worker);
+    if (rest === null) return this.#freed();
+    setTimeout(() => {
+      if (loads.drop(rest)) this.#freed();
+    }, rest.predictedMs).unref();
+  }
+
+  /** A worker's GPU is predicted free: a waiter or a copy may take it. */
+  #freed(): void {
+    if (this.p.queue.queued > 0) this.p.pump();
+    this.p.hedger?.check();
+  }
+
+  get hedging(): boolean {
+    return this.p.hedger !== null;
+  }
+
+  offerCopy(offer: HedgeOffer): () => void {
+    return this.p.hedger?.offer(offer) ?? noop;
+  }
+
+  copyEnded(offer: HedgeOffer, end: CopyEnd): void {
+    this.p.hedger?.copyEnded(offer, end);
+  }
+
+  hedgeCounts(): HedgeCounts {
+    return { ...(this.p.hedger?.counts ?? { started: 0, won: 0, cut: 0, failed: 0 }) };
   }
 
   jobStarted(worker: Worker, jobId: string, ticket: Ticket): void {
@@ -250,7 +307,10 @@ class ComposedAdmission implements Admission {
   }
 
   hold(reason: string): () => void {
-    return this.p.gate.hold(reason);
+    const release = this.p.gate.hold(reason);
+    // A copy never runs across a refit or a sleep: its worker may get other weights before it answers.
+    this.p.hedger?.cancelAll();
+    return release;
   }
 
   get held(): boolean {
@@ -274,6 +334,8 @@ class ComposedAdmission implements Admission {
     this.p.queue.rejectAll(err);
   }
 }
+
+const noop = (): void => undefined;
 
 /** The precise reason nothing can take a request, for the client's error. */
 export function noWorkerError(registry: Registry, demand: Demand): RouterError {

@@ -65,6 +65,22 @@ export class LoadBook {
     return this.#loads.get(run.worker)?.runs.delete(run) ?? false;
   }
 
+  /**
+   * A request the router cut (the loser of a hedged race): SGLang has no
+   * abort, so its worker's GPU goes on with it. It teaches the cost model
+   * nothing; in its place the worker keeps a run of what is left of its
+   * prediction (stretched by the worker's slowdown), which the caller drops
+   * at its end ({@link drop}). Null when nothing is left of it.
+   */
+  cut(run: Run, nowMs: number): Run | null {
+    const l = this.#loads.get(run.worker);
+    const left = run.startedMs + run.predictedMs * this.slowdown(run.worker, nowMs) - nowMs;
+    if (!l?.runs.delete(run) || !(left > 0)) return null;
+    const rest: Run = { worker: run.worker, startedMs: nowMs, predictedMs: left, model: run.model, batch: null };
+    l.runs.add(rest);
+    return rest;
+  }
+
   /** Runs (requests and video jobs) counted on a worker. */
   runsOn(w: Worker): number {
     return this.#loads.get(w)?.runs.size ?? 0;

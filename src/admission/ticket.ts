@@ -22,6 +22,12 @@ export interface Ticket {
    * not count against `--queue-size` (a job's size is bounded on its own).
    */
   fromJob?: boolean;
+  /**
+   * The body names its seed (an integer `seed` in a JSON body the router
+   * read): the answer is the same whichever worker runs it, so a copy may
+   * serve it (hedge.ts).
+   */
+  seeded?: boolean;
   /** The prompt group of a rollout item that names one: all its items go to one worker (see groups.ts). */
   group?: PromptGroup;
 }

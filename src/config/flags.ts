@@ -149,6 +149,16 @@ export const routerFlags: readonly FlagSpec[] = [
     doc: "with `earliest-finish`: how many compatible requests (same parameters but prompt and seed) go to one worker together; set it to the `--batching-max-size` your workers run with. Above 1, a worker also gets its next batch while one runs",
   },
   {
+    flag: "--hedge",
+    arg: "<mode>",
+    key: "hedge",
+    kind: "choice",
+    help: "on: with earliest-finish, a running seeded generation may get one copy on an idle worker when the queue is empty, first answer wins; off: never",
+    readmeDefault: "`on`",
+    doc: "`on`: with `earliest-finish`, while no request waits in the router queue, a running image or native generation whose body names its `seed` may get one copy on an idle worker at the same weight version when the copy is predicted to finish 1.5x sooner than the original's remaining time; the first answer is the client's, the other is cut (see [Hedged tails](#hedged-tails)). `off`: never",
+    choices: ["on", "off"],
+  },
+  {
     flag: "--verbose",
     key: "verbose",
     kind: "bool",
@@ -172,7 +182,7 @@ export const routerFlags: readonly FlagSpec[] = [
     kind: "choice",
     help: "log lines as JSON, or pretty (coloured on a terminal); default: pretty when stdout is a terminal, else json",
     readmeDefault: "`pretty` on a terminal, else `json`",
-    doc: "`json`: one JSON object per line (for log collectors); `pretty`: one readable line per event, coloured on a terminal (`NO_COLOR` turns colour off). The access log line (`msg: \"request\"`) carries `requestId`, status, `remote` (the client's address:port), duration, worker, retries and, for a router error, its `code`; refusals (401, 413, `queue_full`) are at warn, the rest at info",
+    doc: "`json`: one JSON object per line (for log collectors); `pretty`: one readable line per event, coloured on a terminal (`NO_COLOR` turns colour off). The access log line (`msg: \"request\"`) carries `requestId`, status, `remote` (the client's address:port), duration, worker, retries, for a hedged request `hedge` (whose answer the client got: `original`, `copy` or `none`) and `hedgeWorker` (the copy's worker), and for a router error its `code`; refusals (401, 413, `queue_full`) are at warn, the rest at info",
     choices: ["json", "pretty"],
   },
   {

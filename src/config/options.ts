@@ -30,6 +30,8 @@ export interface RouterOptions {
   readonly routingAlgorithm: RoutingAlgorithm;
   /** Compatible requests earliest-finish sends together to one worker (the workers' --batching-max-size); default 1. */
   readonly workerBatchSize: number;
+  /** Hedged tails in earliest-finish mode (admission/hedge.ts); default "on". */
+  readonly hedge: "on" | "off";
   readonly logLevel: LevelWithSilent;
   /** Path prefixes left out of the access log. */
   readonly accessLogExcludePrefixes: readonly string[];
@@ -93,6 +95,7 @@ export const defaultRouterOptions: RouterOptions = Object.freeze({
   healthCheckTimeoutMs: 5_000,
   routingAlgorithm: "earliest-finish",
   workerBatchSize: 1,
+  hedge: "on",
   logLevel: "info",
   accessLogExcludePrefixes: [],
   launcherConfig: null,
@@ -155,6 +158,7 @@ export function resolveRouterOptions(input: Partial<RouterOptions>): RouterOptio
   check(isPositiveNumber(o.healthCheckTimeoutMs), "health-check-timeout", "must be > 0 seconds");
   check(routingAlgorithms.includes(o.routingAlgorithm), "routing-algorithm", `must be one of ${routingAlgorithms.join(", ")}, got ${show(o.routingAlgorithm)}`);
   check(isIntBetween(o.workerBatchSize, 1, 64), "worker-batch-size", `must be an integer 1-64, got ${show(o.workerBatchSize)}`);
+  check(o.hedge === "on" || o.hedge === "off", "hedge", `must be on or off, got ${show(o.hedge)}`);
   check(logLevels.has(o.logLevel), "log-level", `must be one of ${[...logLevels].join(", ")}`);
   check(isIntBetween(o.maxAdminBodyBytes, 1), "max-admin-body-bytes", "must be a positive integer");
   check(isIntBetween(o.maxBodyBytes, 1), "max-body-bytes", "must be a positive integer");

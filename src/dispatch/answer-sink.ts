@@ -48,6 +48,16 @@ export interface RequestNotes {
   answerBytes: number;
   /** The router error the request ended with. */
   errorCode: string | undefined;
+  /** Set when a copy of the request ran on another worker (hedged tails, admission/hedge.ts). */
+  hedge: HedgeNote | undefined;
+}
+
+/** A hedged request: the copy's worker, and whose answer the receiver got. */
+export interface HedgeNote {
+  /** The worker the copy ran on. */
+  readonly worker: string;
+  /** `original` or `copy`; `none` when neither answer reached the receiver (it left, or both failed). */
+  winner: "original" | "copy" | "none";
 }
 
 /**
@@ -61,4 +71,5 @@ export class NotesRecord implements RequestNotes {
   serviceMs: number | undefined = undefined;
   answerBytes = 0;
   errorCode: string | undefined = undefined;
+  hedge: HedgeNote | undefined = undefined;
 }

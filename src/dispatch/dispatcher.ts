@@ -1,5 +1,6 @@
 import { performance } from "node:perf_hooks";
 import type { Admission, Ticket } from "../admission/admission.js";
+import { mayCopy } from "../admission/hedge.js";
 import { RouterError } from "../errors.js";
 import type { OutlierDetector } from "../health/outlier-detector.js";
 import { describeNetworkError } from "../health/probe.js";
@@ -11,6 +12,7 @@ import { decideRetry, mayTryAgain, type AttemptFacts } from "../proxy/retry-deci
 import type { Worker } from "../registry/worker.js";
 import type { AnswerSink } from "./answer-sink.js";
 import type { DispatchResult, PlannedContext, RequestContext } from "./context.js";
+import { hedgedAttempt, type LaneExchange } from "./hedged-attempt.js";
 
 /** Options of {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -78,6 +80,8 @@ interface Failure {
  */
 export class Dispatcher {
   readonly #o: DispatcherOptions;
+  /** A hedged race's exchanges, made once. */
+  readonly #lane: LaneExchange = (ctx, sink, ticket, worker, mayRetry, lost) => this.#exchange(ctx, sink, ticket, worker, mayRetry, lost);
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -113,12 +117,20 @@ export class Dispatcher {
         };
         notes.workerUrl = w.url;
         notes.queueMs = Math.round(performance.now() - waitFromMs);
-        const outcome = await this.#exchange(ctx, ticket, w, mayTryAgain(ctx.route.retry, facts));
-        const failure = this.#judge(ctx, w, outcome, facts);
+        const mayRetry = mayTryAgain(ctx.route.retry, facts);
+        let outcome: ForwardOutcome;
+        let worker = w;
+        if (this.#mayHedge(ctx)) {
+          ({ outcome, worker } = await hedgedAttempt(admission, ctx, w, mayRetry, this.#lane));
+          notes.workerUrl = worker.url;
+        } else {
+          outcome = await this.#exchange(ctx, ctx.sink, ticket, w, mayRetry, null);
+        }
+        const failure = this.#judge(ctx, worker, outcome, facts);
         if (failure === null) return resultOf(outcome);
         lastFailure = failure.error;
         if (!failure.retry || ctx.sink.closed) throw failure.error;
-        (ticket.exclude ??= new Set()).add(w.url);
+        (ticket.exclude ??= new Set()).add(worker.url);
         notes.retries = attempt + 1;
       }
     } catch (err) {
@@ -168,13 +180,23 @@ export class Dispatcher {
     }
   }
 
-  /** One attempt on `w`: the exchange streamed both ways, then the worker's slot released with what was learned. */
-  async #exchange(ctx: RequestContext, ticket: Ticket, w: Worker, mayRetry: boolean): Promise<ForwardOutcome> {
+  /**
+   * Whether an attempt may be raced by one copy on an idle worker
+   * (admission/hedge.ts decides when): hedging is on, the request's answer
+   * is the same on any worker (mayCopy: its body names its seed), the router
+   * holds its body (the copy gets the same bytes), and no copy ran yet.
+   */
+  #mayHedge(ctx: PlannedContext): boolean {
+    return this.#o.admission.hedging && ctx.bodyBytes !== null && ctx.route.retry === "generation" && ctx.notes.hedge === undefined && mayCopy(ctx.ticket);
+  }
+
+  /** One exchange into `sink`: streamed both ways, then the worker's slot released with what was learned (nothing, when `lost()`: a hedged race's loser). */
+  async #exchange(ctx: RequestContext, sink: AnswerSink, ticket: Ticket, w: Worker, mayRetry: boolean, lost: (() => boolean) | null): Promise<ForwardOutcome> {
     const admission = this.#o.admission;
     let outcome: ForwardOutcome | null = null;
     const dispatchedMs = performance.now();
     try {
-      outcome = await forward(this.#o.proxy, ctx.sink, this.#forwardRequest(ctx, w, mayRetry && ctx.route.retry === "generation"));
+      outcome = await forward(this.#o.proxy, sink, this.#forwardRequest(ctx, w, mayRetry && ctx.route.retry === "generation"));
       return outcome;
     } finally {
       const completed = outcome?.kind === "completed" ? outcome : null;
@@ -183,7 +205,8 @@ export class Dispatcher {
       if (completed !== null && ctx.route.kind === "video" && completed.status < 300 && completed.learned !== undefined) admission.jobStarted(w, completed.learned, ticket);
       // Only a 2xx answer is a service time worth learning from.
       const ok = completed !== null && completed.status < 300;
-      admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
+      if (lost?.() === true) admission.cut(w, ticket);
+      else admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
       if (completed !== null) ctx.notes.serviceMs = Math.round(completed.headAtMs - dispatchedMs);
     }
   }

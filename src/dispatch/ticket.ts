@@ -18,6 +18,7 @@ export function ticketReader(limits: RequestLimits | null): TicketReader {
  */
 export function ticketOf(kind: RouteKind, body: Buffer | null, contentType: string | undefined, routingKey: string | null, limits: RequestLimits | null = null): Ticket {
   let facts: RequestFacts;
+  let seeded = false;
   if (body === null || kind === "other" || body.length === 0 || !/json/i.test(contentType ?? "application/json")) {
     facts = factsWithoutBody(kind, routingKey);
   } else {
@@ -32,7 +33,8 @@ export function ticketOf(kind: RouteKind, body: Buffer | null, contentType: stri
       if (refused !== null) throw refused;
     }
     facts = readRequestFacts(kind, parsed, routingKey);
+    seeded = typeof parsed === "object" && parsed !== null && Number.isInteger((parsed as { seed?: unknown }).seed);
   }
   // facts.kind, not kind: a native generation whose body asks for video goes to video workers.
-  return { demand: demandOf(facts.kind, facts.model), facts, exclude: null, run: null, weightVersion: null };
+  return { demand: demandOf(facts.kind, facts.model), facts, exclude: null, run: null, weightVersion: null, seeded };
 }

@@ -21,7 +21,7 @@ export function createAccessLog(metrics: Metrics, logger: Logger, excludedPrefix
     if (!logger.isLevelEnabled(level)) return;
     const path = call.path;
     for (const p of excludedPrefixes) if (path.startsWith(p)) return;
-    // retries only when there were some, as the line always had it.
-    logger[level]({ requestId: call.requestId, method: req.method, path, status, code: call.errorCode, remote: remoteOf(req.socket), ms: Math.round(seconds * 1000), queueMs: call.queueMs, worker: call.workerUrl, retries: call.retries === 0 ? undefined : call.retries }, "request");
+    // retries only when there were some, as the line always had it; hedge (which copy's answer the client got) and hedgeWorker only for a hedged request.
+    logger[level]({ requestId: call.requestId, method: req.method, path, status, code: call.errorCode, remote: remoteOf(req.socket), ms: Math.round(seconds * 1000), queueMs: call.queueMs, worker: call.workerUrl, retries: call.retries === 0 ? undefined : call.retries, hedge: call.hedge?.winner, hedgeWorker: call.hedge?.worker }, "request");
   };
 }

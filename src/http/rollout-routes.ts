@@ -96,6 +96,7 @@ function resultLine(r: RolloutResult): Buffer {
     queue_ms: r.queueMs,
     service_ms: r.serviceMs,
     attempts: r.attempts,
+    hedge: r.hedge === null ? null : { worker_id: r.hedge.workerId, winner: r.hedge.winner },
     content_type: r.contentType,
   });
   const inline = looksLikeJson(r.contentType, r.body);

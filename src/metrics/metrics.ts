@@ -5,7 +5,7 @@ import type { Registry } from "../registry/registry.js";
 import { createControlMetrics, type ControlMetrics } from "./control-metrics.js";
 import { createRequestMetrics, type RequestMetrics } from "./request-metrics.js";
 import { createRolloutMetrics, type RolloutMetrics } from "./rollout-metrics.js";
-import { registerSchedulingGauges } from "./scheduling-gauges.js";
+import { registerHedgeCounters, registerSchedulingGauges } from "./scheduling-gauges.js";
 import { registerPoolGauges, registerVersionGauges } from "./worker-gauges.js";
 
 /** Options of {@link createMetrics}. */
@@ -35,6 +35,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const requests = createRequestMetrics(prom);
   registerPoolGauges(prom, options.registry, options.admission, options.failedManaged ?? (() => []));
   registerSchedulingGauges(prom, options.admission);
+  registerHedgeCounters(prom, options.admission);
   registerVersionGauges(prom, options.registry, options.weightVersion);
   const control = createControlMetrics(prom);
   const rollouts = createRolloutMetrics(prom);

@@ -1,4 +1,4 @@
-import { Gauge, type Registry as PromRegistry } from "prom-client";
+import { Counter, Gauge, type Registry as PromRegistry } from "prom-client";
 import type { Admission, WorkerScheduling } from "../admission/admission.js";
 import type { Worker } from "../registry/worker.js";
 
@@ -26,4 +26,30 @@ export function registerSchedulingGauges(prom: PromRegistry, admission: Admissio
   schedulingGauge("sgl_router_worker_speed_noise", "Relative scatter of the worker's service times around the predictions (0.05 = 5%); closer predicted finishes are a tie.", (s) => s.noise);
   schedulingGauge("sgl_router_worker_in_flight_work_seconds", "Predicted GPU seconds of work dispatched to the worker and not finished.", (s) => s.inFlightWorkMs / 1000);
   schedulingGauge("sgl_router_worker_queued_work_seconds", "Predicted GPU seconds of queued requests that may go to the worker (shared among their candidates).", (s) => s.queuedWorkMs / 1000);
+}
+
+/** Hedged tails (admission/hedge.ts): copies started, and how they ended, read from admission at scrape. */
+export function registerHedgeCounters(prom: PromRegistry, admission: Admission): void {
+  new Counter({
+    name: "sgl_router_hedge_copies_started_total",
+    help: "Copies of running requests started on idle workers (hedged tails).",
+    registers: [prom],
+    collect() {
+      this.reset();
+      this.inc(admission.hedgeCounts().started);
+    },
+  });
+  new Counter({
+    name: "sgl_router_hedge_copies_ended_total",
+    help: "Hedge copies ended, by outcome: won (the client got the copy's answer), cut (the original won, a refit or sleep began, or the client left), failed.",
+    labelNames: ["outcome"] as const,
+    registers: [prom],
+    collect() {
+      this.reset();
+      const c = admission.hedgeCounts();
+      this.inc({ outcome: "won" }, c.won);
+      this.inc({ outcome: "cut" }, c.cut);
+      this.inc({ outcome: "failed" }, c.failed);
+    },
+  });
 }

@@ -46,6 +46,8 @@ export interface RolloutResult {
   readonly queueMs: number;
   readonly serviceMs: number;
   readonly attempts: number;
+  /** A copy of the item ran on another worker (hedged tails): that worker's id and whose answer this is; null when none ran. */
+  readonly hedge: { readonly workerId: string; readonly winner: "original" | "copy" | "none" } | null;
   readonly contentType: string;
   readonly body: Buffer;
 }
@@ -355,6 +357,7 @@ export class RolloutJob {
       queueMs: a.queueMs ?? Math.round(performance.now() - startedMs),
       serviceMs: a.serviceMs ?? 0,
       attempts: a.retries + (a.workerUrl === undefined ? 0 : 1),
+      hedge: a.hedge === undefined ? null : { workerId: workerIdOf(a.hedge.worker), winner: a.hedge.winner },
       contentType,
       body,
     };

@@ -101,6 +101,7 @@ function buildAdmission(registry: Registry, options: RouterOptions): Admission {
     policy: createPolicy(planned ? "least-request" : options.routingAlgorithm),
     mode: planned ? "earliest-finish" : "policy",
     workerBatchSize: options.workerBatchSize,
+    hedge: options.hedge === "on",
     maxConcurrencyPerWorker: options.maxConcurrencyPerWorker,
     queueSize: options.queueSize,
     queueTimeoutMs: options.queueTimeoutMs,

@@ -1,0 +1,204 @@
+import type { Registry } from "../registry/registry.js";
+import type { Worker } from "../registry/worker.js";
+import type { Candidates } from "./candidates.js";
+import type { Gate } from "./gate.js";
+import type { LoadBook } from "./loads.js";
+import type { WaitQueue } from "./queue.js";
+import type { Batch, Run, Ticket } from "./ticket.js";
+
+/**
+ * A copy starts only when it is predicted to finish in less than the
+ * original's predicted remaining time divided by this. Predictions scatter
+ * (a few % on a known worker): a copy that would win by a hair costs a GPU
+ * turn for nothing, so only a clear straggler is copied.
+ */
+export const HEDGE_MARGIN = 1.5;
+/** Observations of the idle worker (its model) before its prediction is trusted for a copy. */
+const MIN_COPY_OBSERVATIONS = 1;
+
+/**
+ * A running request that may be copied, offered by the dispatch core while
+ * its answer has not begun. Admission decides when and where (the rules
+ * below); the dispatch core runs the copy and the race.
+ */
+export interface HedgeOffer {
+  /** The original's ticket: its run (start, prediction) and who may serve it. */
+  readonly ticket: Ticket;
+  /** The original's worker. */
+  readonly worker: Worker;
+  /** The original's worker's weight version when it was sent: a copy runs only on the same. */
+  readonly weightVersion: string | null;
+  /** Forwards the copy to `worker`, already counted by admission under `copyTicket`. */
+  startCopy(worker: Worker, copyTicket: Ticket): void;
+  /** Cuts the copy in flight (a refit or sleep hold began). */
+  cancelCopy(): void;
+}
+
+/** How a copy ended: its answer was the client's, it was cut (the original won, a hold, the client left), or it failed. */
+export type CopyEnd = "won" | "cut" | "failed";
+
+/** Copies started, and how they ended, since the router started (/metrics). */
+export interface HedgeCounts {
+  started: number;
+  won: number;
+  cut: number;
+  failed: number;
+}
+
+/** What the hedger reads of admission. */
+export interface HedgeContext {
+  readonly registry: Registry;
+  readonly candidates: Candidates;
+  readonly loads: LoadBook;
+  readonly queue: WaitQueue;
+  readonly gate: Gate;
+  readonly clock: () => number;
+  take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker;
+}
+
+/**
+ * Whether a request's answer is the same whichever worker runs it, so a
+ * copy may serve it: a generation (image or native route, not video) whose
+ * body names its seed, read by the router (a JSON body it holds), not part
+ * of a prompt group (hard affinity to one worker).
+ */
+export function mayCopy(ticket: Ticket): boolean {
+  const kind = ticket.facts.kind;
+  return ticket.seeded === true && (kind === "image" || kind === "generation") && ticket.facts.work !== null && ticket.group === undefined;
+}
+
+/**
+ * The original's predicted remaining time: its prediction stretched by the
+ * worker's current slowdown (loads.ts: 1.5 x elapsed / predicted once past
+ * its prediction), from its start.
+ */
+export function remainingMs(run: Run, nowMs: number, slowdown: number): number {
+  return Math.max(0, run.startedMs + run.predictedMs * slowdown - nowMs);
+}
+
+/**
+ * When a copy predicted to take `copyMs` becomes worth starting: before its
+ * prediction the original's remaining time only shrinks; past it the
+ * slowdown rule makes it half the elapsed time, which grows. Infinity when
+ * never (a run without a prediction).
+ */
+export function copyWorthAtMs(run: Run, copyMs: number): number {
+  if (!(run.predictedMs > 0)) return Infinity;
+  return run.startedMs + Math.max(run.predictedMs, 2 * HEDGE_MARGIN * copyMs) + 1;
+}
+
+/**
+ * Hedged tails: while the queue is empty and a worker is idle, a running
+ * request may get one copy on that worker when the copy is predicted to
+ * finish sooner than the original (by {@link HEDGE_MARGIN}). Never while a
+ * request waits (a loaded fleet pays nothing), never during a hold, only on
+ * a worker at the original's weight version, at most one copy per request.
+ * A copy in flight is cut when a hold begins ({@link cancelAll}).
+ */
+export class Hedger {
+  readonly counts: HedgeCounts = { started: 0, won: 0, cut: 0, failed: 0 };
+  /** Originals running without a copy, whose answer has not begun. */
+  readonly #open = new Set<HedgeOffer>();
+  /** Offers whose copy is in flight. */
+  readonly #copying = new Set<HedgeOffer>();
+  #scheduled = false;
+  #timer: NodeJS.Timeout | null = null;
+  #timerAtMs = Infinity;
+
+  constructor(private readonly ctx: HedgeContext) {}
+
+  /** Offers a running request for a copy; the returned function withdraws it (its answer began, or it ended). */
+  offer(o: HedgeOffer): () => void {
+    this.#open.add(o);
+    this.check();
+    return () => {
+      this.#open.delete(o);
+    };
+  }
+
+  /** The dispatch core reports how a copy ended. */
+  copyEnded(o: HedgeOffer, end: CopyEnd): void {
+    if (!this.#copying.delete(o)) return;
+    this.counts[end]++;
+  }
+
+  /** A hold began: every copy in flight is cut (a copy never runs across a refit). */
+  cancelAll(): void {
+    for (const o of [...this.#copying]) o.cancelCopy();
+  }
+
+  /** Looks for copies to start after the current I/O turn (arrivals of a burst reach the queue first). */
+  check(): void {
+    if (this.#scheduled || this.#open.size === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#look();
+    });
+  }
+
+  #look(): void {
+    const { gate, queue, registry, loads, clock } = this.ctx;
+    if (gate.held || queue.queued > 0 || this.#open.size === 0) return;
+    const idle = new Set<Worker>();
+    for (const w of registry.routable()) if (loads.runsOn(w) === 0) idle.add(w);
+    if (idle.size === 0) return;
+    const nowMs = clock();
+    let nextMs = Infinity;
+    for (const o of [...this.#open]) {
+      const run = o.ticket.run;
+      // The original's worker moved to other weights meanwhile (a drain that timed out): no copy of it.
+      if (run === null || run.batch !== null || o.worker.weightVersion !== o.weightVersion) continue;
+      const best = this.#bestCopy(o, idle);
+      if (best === null) continue;
+      if (best.copyMs * HEDGE_MARGIN < remainingMs(run, nowMs, loads.slowdown(o.worker, nowMs))) {
+        this.#start(o, best.worker);
+        idle.delete(best.worker);
+        if (idle.size === 0) break;
+      } else {
+        const at = copyWorthAtMs(run, best.copyMs);
+        if (at > nowMs) nextMs = Math.min(nextMs, at);
+      }
+    }
+    if (nextMs < Infinity) this.#wakeAt(nextMs, nowMs);
+  }
+
+  /** The idle worker that would finish a copy soonest: a candidate of the request at its weight version, whose speed is known. */
+  #bestCopy(o: HedgeOffer, idle: ReadonlySet<Worker>): { worker: Worker; copyMs: number } | null {
+    const { candidates, loads } = this.ctx;
+    let best: { worker: Worker; copyMs: number } | null = null;
+    for (const w of candidates.of(o.ticket)) {
+      if (w === o.worker || !idle.has(w) || w.weightVersion !== o.weightVersion) continue;
+      if (loads.snapshot(w).observations < MIN_COPY_OBSERVATIONS) continue;
+      const copyMs = loads.predictMs(o.ticket.facts.work, w);
+      if (best === null || copyMs < best.copyMs) best = { worker: w, copyMs };
+    }
+    return best;
+  }
+
+  #start(o: HedgeOffer, worker: Worker): void {
+    this.#open.delete(o);
+    this.#copying.add(o);
+    // The copy's own ticket: its run and its tried workers are its own; the original's are untouched.
+    const copy: Ticket = { ...o.ticket, run: null, exclude: null };
+    this.ctx.take(worker, copy, null);
+    this.counts.started++;
+    o.startCopy(worker, copy);
+  }
+
+  /** One timer for the earliest moment a copy may become worth it. */
+  #wakeAt(atMs: number, nowMs: number): void {
+    if (this.#timer !== null && this.#timerAtMs <= atMs) return;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerAtMs = atMs;
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = null;
+        this.#timerAtMs = Infinity;
+        this.check();
+      },
+      Math.max(1, atMs - nowMs),
+    );
+    this.#timer.unref();
+  }
+}

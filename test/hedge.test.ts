@@ -1,0 +1,286 @@
+/**
+ * Hedged tails over real sockets: the built router and simulated workers as
+ * processes. One worker turns slow behind the router's back (its speed set
+ * on the sim after the router learned it fast); the idle fast worker gets a
+ * copy of the seeded request running there, the client's answer is the
+ * copy's, and the slow worker's connection is cut while its GPU work goes
+ * on (SGLang has no abort). No copy while a request waits in the queue, none
+ * during a refit, a copy in flight is cut when a refit begins, and no copy
+ * of a request without a seed. The access log, /metrics and rollout results
+ * say what happened.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+
+/** About 12 ms of GPU time on a sim at speed 1. */
+const small = { prompt: "a cat", size: "256x256", num_inference_steps: 20, response_format: "url" };
+/** About 100 ms at speed 1: a copy becomes worth it only ~300 ms into a straggler, time enough for a test to act first. */
+const large = { prompt: "a river", size: "512x512", num_inference_steps: 50, response_format: "url" };
+
+interface Answer {
+  status: number;
+  worker: string;
+  requestId: string;
+  version: string | null;
+  body: any;
+}
+
+async function image(router: RouterProcess, body: Record<string, unknown>, requestId: string): Promise<Answer> {
+  const r = await fetch(`${router.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json", "x-request-id": requestId }, body: JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, worker: r.headers.get("x-sim-worker") ?? "", requestId, version: r.headers.get("x-weight-version"), body: text.startsWith("{") ? JSON.parse(text) : text };
+}
+
+async function simStats(sim: SimProcess): Promise<any> {
+  return (await jsonRequest(`${sim.url}/sim/stats`)).body;
+}
+
+const GEN = "POST /v1/images/generations";
+
+/** Image generations the sim received. */
+function generations(stats: any): number {
+  return stats.requests_by_route[GEN] ?? 0;
+}
+
+async function setSpeed(sim: SimProcess, speed: number): Promise<void> {
+  expect((await jsonRequest(`${sim.url}/sim/config`, { method: "POST", json: { speed } })).status).toBe(200);
+}
+
+/** The router's hedge counters: copies started, and ended by outcome. */
+async function hedgeMetrics(router: RouterProcess): Promise<{ started: number; won: number; cut: number; failed: number }> {
+  const text = await (await fetch(`${router.url}/metrics`)).text();
+  const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+  return {
+    started: read(/^sgl_router_hedge_copies_started_total (\d+)$/m),
+    won: read(/^sgl_router_hedge_copies_ended_total\{outcome="won"\} (\d+)$/m),
+    cut: read(/^sgl_router_hedge_copies_ended_total\{outcome="cut"\} (\d+)$/m),
+    failed: read(/^sgl_router_hedge_copies_ended_total\{outcome="failed"\} (\d+)$/m),
+  };
+}
+
+/** Two fast sims and a router that learned both (each worker's first answer is not an observation). */
+async function learnedPair(extraArgs: string[] = []): Promise<{ sims: SimProcess[]; router: RouterProcess }> {
+  const sims = await Promise.all([startSimProcess(), startSimProcess()]);
+  const router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url), ...extraArgs]);
+  await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.task_type !== null), 10_000, "model cards probed");
+  for (let i = 0; i < 40; i++) {
+    await image(router, { ...small, seed: 1000 + i }, `warm-${i}`);
+    const workers = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
+    if (i >= 7 && workers.every((w) => w.speed_observations >= 3)) break;
+  }
+  return { sims, router };
+}
+
+async function stopAll(router: RouterProcess | undefined, sims: SimProcess[] | undefined): Promise<void> {
+  await router?.stop();
+  await Promise.all((sims ?? []).map((s) => s.stop()));
+}
+
+/**
+ * Sends lone `body` requests until one runs on `slow` (the planner's equal
+ * workers take turns), and resolves with that request's answer promise once
+ * the slow sim has it open.
+ */
+async function loneOn(router: RouterProcess, slow: SimProcess, body: Record<string, unknown>, tag: string): Promise<Promise<Answer>> {
+  for (let i = 0; i < 8; i++) {
+    const before = generations(await simStats(slow));
+    const answer = image(router, { ...body, seed: 7000 + i }, `${tag}-${i}`);
+    const onSlow = await waitFor(async () => (generations(await simStats(slow)) > before ? "slow" : undefined) ?? (await Promise.race([answer.then(() => "done"), new Promise((r) => setTimeout(() => r(undefined), 5))])), 20_000, "the request reached a worker");
+    if (onSlow === "slow") return answer;
+    await answer;
+  }
+  throw new Error("no lone request ran on the slow worker in 8 tries");
+}
+
+describe("a slow worker and an idle fast one", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    ({ sims, router } = await learnedPair());
+  });
+  afterAll(() => stopAll(router, sims));
+
+  it("the client gets the fast copy's answer (headers, body and its image), the slow original is cut while its GPU work goes on", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    const before = await hedgeMetrics(router);
+    await setSpeed(slow, 0.005); // ~2.4 s for a small image, unknown to the router
+    const slowBefore = await simStats(slow);
+    // A burst of two: one runs on each worker; the fast one then idles while the slow one still works.
+    const answers = await Promise.all([image(router, { ...small, seed: 1 }, "hedge-a"), image(router, { ...small, seed: 2 }, "hedge-b")]);
+    const slowNow = await simStats(slow);
+
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    // Both answers came from the fast worker: its own, and the copy of the one the slow worker had.
+    expect(answers.map((a) => a.worker)).toEqual([fast.url, fast.url]);
+    expect(generations(slowNow) - generations(slowBefore)).toBe(1);
+    // The slow worker's request was cut: its connection is gone, its GPU still runs it (no abort in SGLang).
+    expect(slowNow.in_flight).toBe(0);
+    expect(slowNow.scheduler_running).toBe(1);
+    expect(slowNow.generations_run).toBe(slowBefore.generations_run);
+
+    // Never mixed: the answer's image is on the worker whose headers came, and the router sends its url there.
+    const hedged = router.logs.find((l) => l.msg === "request" && l.hedge !== undefined) as any;
+    expect(hedged).toMatchObject({ hedge: "copy", hedgeWorker: fast.url, worker: fast.url, status: 200 });
+    const answer = answers.find((a) => a.requestId === hedged.requestId)!;
+    const content = await fetch(`${router.url}${answer.body.data[0].url}`);
+    expect(content.status).toBe(200);
+    expect(content.headers.get("x-sim-worker")).toBe(fast.url);
+    expect(content.headers.get("content-type")).toBe("image/png");
+    await content.arrayBuffer();
+    // Only the hedged request's line says so.
+    expect(router.logs.filter((l) => l.msg === "request" && l.hedge !== undefined)).toHaveLength(1);
+
+    const after = await hedgeMetrics(router);
+    expect(after.started - before.started).toBe(1);
+    expect(after.won - before.won).toBe(1);
+    expect(after.cut - before.cut).toBe(0);
+    // The cut request's GPU work still ends on the slow worker.
+    await waitFor(async () => (await simStats(slow)).generations_run > slowBefore.generations_run, 20_000, "the cut generation ran to its end");
+  });
+
+  it("a rollout item's result says it was hedged and which copy won", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    await waitFor(async () => (await simStats(slow)).scheduler_running === 0, 20_000, "the slow worker idle");
+    const r = await fetch(`${router.url}/v1/rollouts`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ requests: [1, 2].map((seed) => ({ path: "/v1/images/generations", body: { ...small, seed: 100 + seed } })) }),
+    });
+    expect(r.status).toBe(200);
+    const lines = (await r.text())
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const results = lines.filter((l) => l.index !== undefined);
+    expect(results.map((x) => x.status)).toEqual([200, 200]);
+    const hedged = results.filter((x) => x.hedge !== null);
+    expect(hedged).toHaveLength(1);
+    expect(hedged[0].hedge).toEqual({ worker_id: encodeURIComponent(fast.url), winner: "copy" });
+    expect(hedged[0].worker_id).toBe(encodeURIComponent(fast.url));
+    expect(results.find((x) => x.hedge === null).hedge).toBeNull();
+  });
+
+  it("a request without a seed is never copied: its answer comes from the slow worker", async () => {
+    const [slow] = sims as [SimProcess, SimProcess];
+    await waitFor(async () => (await simStats(slow)).scheduler_running === 0, 20_000, "the slow worker idle");
+    await setSpeed(slow, 0.02); // ~600 ms
+    const before = await hedgeMetrics(router);
+    const { seed: _none, ...unseeded } = { ...small, seed: 0 };
+    const answers = await Promise.all([image(router, unseeded, "noseed-a"), image(router, unseeded, "noseed-b")]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect(answers.map((a) => a.worker)).toContain(slow.url);
+    expect((await hedgeMetrics(router)).started).toBe(before.started);
+  });
+});
+
+describe("a loaded fleet pays nothing", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    ({ sims, router } = await learnedPair());
+  });
+  afterAll(() => stopAll(router, sims));
+
+  it("no copy while requests wait in the queue: the straggler's copy starts only after the last queued request left, so it answers last", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    await setSpeed(slow, 0.005);
+    const order: string[] = [];
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        image(router, { ...small, seed: 200 + i }, `loaded-${i}`).then((a) => {
+          order.push(a.requestId);
+          return a;
+        }),
+      ),
+    );
+    expect(answers.every((a) => a.status === 200 && a.worker === fast.url)).toBe(true);
+    const hedged = router.logs.filter((l) => l.msg === "request" && l.hedge !== undefined) as any[];
+    expect(hedged).toHaveLength(1);
+    expect(hedged[0].hedge).toBe("copy");
+    // Seven requests went through the fast worker (one at a time, from the queue) before the copy started.
+    expect(order.at(-1)).toBe(hedged[0].requestId);
+    expect((await hedgeMetrics(router)).started).toBe(1);
+  });
+});
+
+describe("hedging and refits", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    ({ sims, router } = await learnedPair(["--drain-timeout", "60"]));
+  });
+  afterEach(async () => {
+    for (const s of sims) await setSpeed(s, 1);
+    await waitFor(async () => (await Promise.all(sims.map(simStats))).every((s) => s.scheduler_running === 0), 30_000, "the sims idle");
+  });
+  afterAll(() => stopAll(router, sims));
+
+  it("a refit that begins while a request runs: no copy, the original's answer on the old weights", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    await setSpeed(slow, 0.03); // ~3.4 s for the large image
+    const fastBefore = await simStats(fast);
+    const before = await hedgeMetrics(router);
+    const answer = await loneOn(router, slow, large, "refit-hold");
+    const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
+    // The copy would be worth it ~300 ms in; the refit's hold comes first and drains the original.
+    const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/hold" } });
+    const a = await answer;
+    expect(a.status).toBe(200);
+    expect(a.worker).toBe(slow.url);
+    expect(a.version).toBe(version);
+    expect((await refit).status).toBe(200);
+    expect((await hedgeMetrics(router)).started).toBe(before.started);
+    // Fast got requests only from the lone tries that landed on it, never a copy (its answers are in the log).
+    const fastNow = await simStats(fast);
+    const fastAnswers = router.logs.filter((l) => l.msg === "request" && l.worker === fast.url && String(l.requestId).startsWith("refit-hold")).length;
+    expect(generations(fastNow) - generations(fastBefore)).toBe(fastAnswers);
+  });
+
+  it("a copy in flight when a refit begins is cut; the client gets the original's answer", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    await setSpeed(slow, 0.03); // ~3.4 s for the large image
+    const before = await hedgeMetrics(router);
+    const answer = await loneOn(router, slow, large, "refit-cut");
+    // The fast worker turns slow too (unknown to the router): its copy will still run when the refit begins.
+    await setSpeed(fast, 0.02);
+    await waitFor(async () => (await hedgeMetrics(router)).started > before.started, 10_000, "a copy started");
+    await waitFor(async () => (await simStats(fast)).in_flight === 1, 5_000, "the copy reached the fast worker");
+    const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
+    const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/cut" } });
+    // The copy's connection is cut at once; its GPU work goes on.
+    await waitFor(async () => (await hedgeMetrics(router)).cut > before.cut, 5_000, "the copy cut");
+    const fastNow = await simStats(fast);
+    expect(fastNow.in_flight).toBe(0);
+    expect(fastNow.scheduler_running).toBe(1);
+    const a = await answer;
+    expect(a.status).toBe(200);
+    expect(a.worker).toBe(slow.url);
+    expect(a.version).toBe(version);
+    expect((await refit).status).toBe(200);
+    const after = await hedgeMetrics(router);
+    expect(after.started - before.started).toBe(1);
+    expect(after.won - before.won).toBe(0);
+    const line = router.logs.find((l) => l.msg === "request" && l.requestId === a.requestId) as any;
+    expect(line).toMatchObject({ hedge: "original", hedgeWorker: fast.url, worker: slow.url });
+  });
+});
+
+describe("--hedge off", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    ({ sims, router } = await learnedPair(["--hedge", "off"]));
+  });
+  afterAll(() => stopAll(router, sims));
+
+  it("never copies: the straggler's answer comes from the slow worker", async () => {
+    const [slow] = sims as [SimProcess, SimProcess];
+    await setSpeed(slow, 0.02);
+    const answers = await Promise.all([image(router, { ...small, seed: 1 }, "off-a"), image(router, { ...small, seed: 2 }, "off-b")]);
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect(answers.map((a) => a.worker)).toContain(slow.url);
+    expect(await hedgeMetrics(router)).toEqual({ started: 0, won: 0, cut: 0, failed: 0 });
+    expect(router.logs.filter((l) => l.msg === "request" && l.hedge !== undefined)).toEqual([]);
+  });
+});
