@@ -64,10 +64,11 @@ async function learnedPair(extraArgs: string[] = []): Promise<{ sims: SimProcess
   const sims = await Promise.all([startSimProcess(), startSimProcess()]);
   const router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url), ...extraArgs]);
   await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.task_type !== null), 10_000, "model cards probed");
+  // Both sizes the tests use, so each worker's predictions of them are learned, not extrapolated.
   for (let i = 0; i < 40; i++) {
-    await image(router, { ...small, seed: 1000 + i }, `warm-${i}`);
+    await image(router, { ...(i % 2 === 0 ? small : large), seed: 1000 + i }, `warm-${i}`);
     const workers = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
-    if (i >= 7 && workers.every((w) => w.speed_observations >= 3)) break;
+    if (i >= 11 && workers.every((w) => w.speed_observations >= 4)) break;
   }
   return { sims, router };
 }

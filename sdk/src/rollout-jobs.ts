@@ -50,6 +50,10 @@ export interface RolloutJobResult {
   queueMs: number;
   serviceMs: number;
   attempts: number;
+  /** Hedged tails: the worker_id a copy of the item ran on, or "" when none ran. */
+  hedgeWorkerId: string;
+  /** When a copy ran, whose answer this is: "original", "copy" or "none"; "" when none ran. */
+  hedgeWinner: string;
   contentType: string;
   /** The answer as the worker sent it. */
   body: Uint8Array;

@@ -29,6 +29,8 @@ function jobResult(r: RolloutResult): RolloutJobResult {
     queueMs: r.queueMs,
     serviceMs: r.serviceMs,
     attempts: r.attempts,
+    hedgeWorkerId: r.hedgeWorkerId,
+    hedgeWinner: r.hedgeWinner,
     contentType: r.contentType,
     body,
     json: <T>() => JSON.parse(new TextDecoder().decode(body)) as T,

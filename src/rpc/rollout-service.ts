@@ -61,6 +61,8 @@ export function createRolloutServiceImpl(rollouts: Rollouts, logger: Logger): Se
                   queueMs: r.queueMs,
                   serviceMs: r.serviceMs,
                   attempts: r.attempts,
+                  hedgeWorkerId: r.hedge?.workerId ?? "",
+                  hedgeWinner: r.hedge?.winner ?? "",
                   contentType: r.contentType,
                   body: r.body,
                 },
