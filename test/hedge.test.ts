@@ -9,7 +9,7 @@
  * of a request without a seed. The access log, /metrics and rollout results
  * say what happened.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -64,11 +64,13 @@ async function learnedPair(extraArgs: string[] = []): Promise<{ sims: SimProcess
   const sims = await Promise.all([startSimProcess(), startSimProcess()]);
   const router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url), ...extraArgs]);
   await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.task_type !== null), 10_000, "model cards probed");
-  // Both sizes the tests use, so each worker's predictions of them are learned, not extrapolated.
-  for (let i = 0; i < 40; i++) {
-    await image(router, { ...(i % 2 === 0 ? small : large), seed: 1000 + i }, `warm-${i}`);
+  // Both sizes the tests use, so each worker's predictions of them are learned, not extrapolated;
+  // pairs at once, so both workers get work (lone requests all go to the one predicted faster).
+  for (let i = 0; i < 20; i++) {
+    const body = i % 2 === 0 ? small : large;
+    await Promise.all([0, 1].map((k) => image(router, { ...body, seed: 1000 + 2 * i + k }, `warm-${i}-${k}`)));
     const workers = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
-    if (i >= 11 && workers.every((w) => w.speed_observations >= 4)) break;
+    if (i >= 7 && workers.every((w) => w.speed_observations >= 6)) break;
   }
   return { sims, router };
 }
@@ -78,20 +80,9 @@ async function stopAll(router: RouterProcess | undefined, sims: SimProcess[] | u
   await Promise.all((sims ?? []).map((s) => s.stop()));
 }
 
-/**
- * Sends lone `body` requests until one runs on `slow` (the planner's equal
- * workers take turns), and resolves with that request's answer promise once
- * the slow sim has it open.
- */
-async function loneOn(router: RouterProcess, slow: SimProcess, body: Record<string, unknown>, tag: string): Promise<Promise<Answer>> {
-  for (let i = 0; i < 8; i++) {
-    const before = generations(await simStats(slow));
-    const answer = image(router, { ...body, seed: 7000 + i }, `${tag}-${i}`);
-    const onSlow = await waitFor(async () => (generations(await simStats(slow)) > before ? "slow" : undefined) ?? (await Promise.race([answer.then(() => "done"), new Promise((r) => setTimeout(() => r(undefined), 5))])), 20_000, "the request reached a worker");
-    if (onSlow === "slow") return answer;
-    await answer;
-  }
-  throw new Error("no lone request ran on the slow worker in 8 tries");
+/** The access log's lines of requests whose id starts with `tag`. */
+function lines(router: RouterProcess, tag: string): any[] {
+  return router.logs.filter((l) => l.msg === "request" && String(l.requestId).startsWith(tag));
 }
 
 describe("a slow worker and an idle fast one", () => {
@@ -121,16 +112,20 @@ describe("a slow worker and an idle fast one", () => {
     expect(slowNow.generations_run).toBe(slowBefore.generations_run);
 
     // Never mixed: the answer's image is on the worker whose headers came, and the router sends its url there.
-    const hedged = router.logs.find((l) => l.msg === "request" && l.hedge !== undefined) as any;
+    // The access log is written when each answer ended; the lines come through the router's stdout.
+    await waitFor(() => lines(router, "hedge-").length === 2, 5_000, "both access-log lines");
+    const hedged = lines(router, "hedge-").find((l) => l.hedge !== undefined);
     expect(hedged).toMatchObject({ hedge: "copy", hedgeWorker: fast.url, worker: fast.url, status: 200 });
     const answer = answers.find((a) => a.requestId === hedged.requestId)!;
     const content = await fetch(`${router.url}${answer.body.data[0].url}`);
     expect(content.status).toBe(200);
-    expect(content.headers.get("x-sim-worker")).toBe(fast.url);
     expect(content.headers.get("content-type")).toBe("image/png");
     await content.arrayBuffer();
+    // The image exists on the fast worker only (the slow one never finished it).
+    expect((await fetch(`${fast.url}${answer.body.data[0].url}`)).status).toBe(200);
+    expect((await fetch(`${slow.url}${answer.body.data[0].url}`)).status).toBe(404);
     // Only the hedged request's line says so.
-    expect(router.logs.filter((l) => l.msg === "request" && l.hedge !== undefined)).toHaveLength(1);
+    expect(lines(router, "hedge-").filter((l) => l.hedge !== undefined)).toHaveLength(1);
 
     const after = await hedgeMetrics(router);
     expect(after.started - before.started).toBe(1);
@@ -196,7 +191,8 @@ describe("a loaded fleet pays nothing", () => {
       ),
     );
     expect(answers.every((a) => a.status === 200 && a.worker === fast.url)).toBe(true);
-    const hedged = router.logs.filter((l) => l.msg === "request" && l.hedge !== undefined) as any[];
+    await waitFor(() => lines(router, "loaded-").length === 8, 5_000, "every access-log line");
+    const hedged = lines(router, "loaded-").filter((l) => l.hedge !== undefined);
     expect(hedged).toHaveLength(1);
     expect(hedged[0].hedge).toBe("copy");
     // Seven requests went through the fast worker (one at a time, from the queue) before the copy started.
@@ -208,61 +204,59 @@ describe("a loaded fleet pays nothing", () => {
 describe("hedging and refits", () => {
   let sims: SimProcess[];
   let router: RouterProcess;
-  beforeAll(async () => {
+  // A fresh pair each: a slow answer teaches the router that worker's speed.
+  beforeEach(async () => {
     ({ sims, router } = await learnedPair(["--drain-timeout", "60"]));
   });
-  afterEach(async () => {
-    for (const s of sims) await setSpeed(s, 1);
-    await waitFor(async () => (await Promise.all(sims.map(simStats))).every((s) => s.scheduler_running === 0), 30_000, "the sims idle");
-  });
-  afterAll(() => stopAll(router, sims));
+  afterEach(() => stopAll(router, sims));
 
   it("a refit that begins while a request runs: no copy, the original's answer on the old weights", async () => {
     const [slow, fast] = sims as [SimProcess, SimProcess];
     await setSpeed(slow, 0.03); // ~3.4 s for the large image
-    const fastBefore = await simStats(fast);
     const before = await hedgeMetrics(router);
-    const answer = await loneOn(router, slow, large, "refit-hold");
     const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
-    // The copy would be worth it ~300 ms in; the refit's hold comes first and drains the original.
+    // A pair: one on each worker. A copy of the slow one would be worth it some 400 ms in; the refit's hold comes first.
+    const pair = [1, 2].map((k) => image(router, { ...large, seed: 300 + k }, `refit-hold-${k}`));
+    await waitFor(async () => (await simStats(slow)).in_flight === 1, 5_000, "a request on the slow worker");
     const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/hold" } });
-    const a = await answer;
-    expect(a.status).toBe(200);
-    expect(a.worker).toBe(slow.url);
-    expect(a.version).toBe(version);
+    const answers = await Promise.all(pair);
+    expect(answers.map((a) => a.status)).toEqual([200, 200]);
+    expect(answers.map((a) => a.worker).sort()).toEqual([slow.url, fast.url].sort());
+    // Both ran on the weights they were sent with: the refit drained them.
+    expect(answers.map((a) => a.version)).toEqual([version, version]);
     expect((await refit).status).toBe(200);
     expect((await hedgeMetrics(router)).started).toBe(before.started);
-    // Fast got requests only from the lone tries that landed on it, never a copy (its answers are in the log).
-    const fastNow = await simStats(fast);
-    const fastAnswers = router.logs.filter((l) => l.msg === "request" && l.worker === fast.url && String(l.requestId).startsWith("refit-hold")).length;
-    expect(generations(fastNow) - generations(fastBefore)).toBe(fastAnswers);
+    expect(lines(router, "refit-hold-").filter((l) => l.hedge !== undefined)).toEqual([]);
   });
 
   it("a copy in flight when a refit begins is cut; the client gets the original's answer", async () => {
     const [slow, fast] = sims as [SimProcess, SimProcess];
     await setSpeed(slow, 0.03); // ~3.4 s for the large image
     const before = await hedgeMetrics(router);
-    const answer = await loneOn(router, slow, large, "refit-cut");
-    // The fast worker turns slow too (unknown to the router): its copy will still run when the refit begins.
+    const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
+    const pair = [1, 2].map((k) => image(router, { ...large, seed: 400 + k }, `refit-cut-${k}`));
+    const first = await Promise.race(pair);
+    expect(first.worker).toBe(fast.url);
+    // The fast worker turns slow too (unknown to the router): the copy it gets will still run when the refit begins.
     await setSpeed(fast, 0.02);
     await waitFor(async () => (await hedgeMetrics(router)).started > before.started, 10_000, "a copy started");
     await waitFor(async () => (await simStats(fast)).in_flight === 1, 5_000, "the copy reached the fast worker");
-    const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
     const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/cut" } });
     // The copy's connection is cut at once; its GPU work goes on.
     await waitFor(async () => (await hedgeMetrics(router)).cut > before.cut, 5_000, "the copy cut");
     const fastNow = await simStats(fast);
     expect(fastNow.in_flight).toBe(0);
     expect(fastNow.scheduler_running).toBe(1);
-    const a = await answer;
-    expect(a.status).toBe(200);
-    expect(a.worker).toBe(slow.url);
-    expect(a.version).toBe(version);
+    const answers = await Promise.all(pair);
+    const original = answers.find((a) => a !== first)!;
+    expect(original.status).toBe(200);
+    expect(original.worker).toBe(slow.url);
+    expect(original.version).toBe(version);
     expect((await refit).status).toBe(200);
     const after = await hedgeMetrics(router);
     expect(after.started - before.started).toBe(1);
     expect(after.won - before.won).toBe(0);
-    const line = router.logs.find((l) => l.msg === "request" && l.requestId === a.requestId) as any;
+    const line = await router.waitForLog((l) => l.msg === "request" && l.requestId === original.requestId);
     expect(line).toMatchObject({ hedge: "original", hedgeWorker: fast.url, worker: slow.url });
   });
 });

@@ -13,6 +13,12 @@ import type { Batch, Run, Ticket } from "./ticket.js";
  * turn for nothing, so only a clear straggler is copied.
  */
 export const HEDGE_MARGIN = 1.5;
+/**
+ * And it must gain at least this much: a host's own hiccups (a GC pause, a
+ * starved process, HTTP) stretch a short request by tens of ms without its
+ * GPU being slow, and saving less than this is not worth a GPU turn.
+ */
+export const HEDGE_MIN_GAIN_MS = 50;
 /** Observations of the idle worker (its model) before its prediction is trusted for a copy. */
 const MIN_COPY_OBSERVATIONS = 1;
 
@@ -76,6 +82,11 @@ export function remainingMs(run: Run, nowMs: number, slowdown: number): number {
   return Math.max(0, run.startedMs + run.predictedMs * slowdown - nowMs);
 }
 
+/** Whether a copy predicted to take `copyMs` is worth starting against an original with `remainingMs` left. */
+export function copyWorth(copyMs: number, remainingMs: number): boolean {
+  return copyMs * HEDGE_MARGIN + HEDGE_MIN_GAIN_MS < remainingMs;
+}
+
 /**
  * When a copy predicted to take `copyMs` becomes worth starting: before its
  * prediction the original's remaining time only shrinks; past it the
@@ -84,13 +95,14 @@ export function remainingMs(run: Run, nowMs: number, slowdown: number): number {
  */
 export function copyWorthAtMs(run: Run, copyMs: number): number {
   if (!(run.predictedMs > 0)) return Infinity;
-  return run.startedMs + Math.max(run.predictedMs, 2 * HEDGE_MARGIN * copyMs) + 1;
+  return run.startedMs + Math.max(run.predictedMs, 2 * (HEDGE_MARGIN * copyMs + HEDGE_MIN_GAIN_MS)) + 1;
 }
 
 /**
  * Hedged tails: while the queue is empty and a worker is idle, a running
  * request may get one copy on that worker when the copy is predicted to
- * finish sooner than the original (by {@link HEDGE_MARGIN}). Never while a
+ * finish sooner than the original (by {@link HEDGE_MARGIN} and
+ * {@link HEDGE_MIN_GAIN_MS}). Never while a
  * request waits (a loaded fleet pays nothing), never during a hold, only on
  * a worker at the original's weight version, at most one copy per request.
  * A copy in flight is cut when a hold begins ({@link cancelAll}).
@@ -151,7 +163,7 @@ export class Hedger {
       if (run === null || run.batch !== null || o.worker.weightVersion !== o.weightVersion) continue;
       const best = this.#bestCopy(o, idle);
       if (best === null) continue;
-      if (best.copyMs * HEDGE_MARGIN < remainingMs(run, nowMs, loads.slowdown(o.worker, nowMs))) {
+      if (copyWorth(best.copyMs, remainingMs(run, nowMs, loads.slowdown(o.worker, nowMs)))) {
         this.#start(o, best.worker);
         idle.delete(best.worker);
         if (idle.size === 0) break;
