@@ -15,7 +15,7 @@ import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 /** About 12 ms of GPU time on a sim at speed 1. */
 const small = { prompt: "a cat", size: "256x256", num_inference_steps: 20, response_format: "url" };
-/** About 100 ms at speed 1: a copy becomes worth it only ~300 ms into a straggler, time enough for a test to act first. */
+/** About 100 ms at speed 1: a copy of a straggler becomes worth it only ~1.3 s in (1.5 x 100 ms + 0.5 s, doubled), time enough for a test to act first. */
 const large = { prompt: "a river", size: "512x512", num_inference_steps: 50, response_format: "url" };
 
 interface Answer {
@@ -215,7 +215,7 @@ describe("hedging and refits", () => {
     await setSpeed(slow, 0.03); // ~3.4 s for the large image
     const before = await hedgeMetrics(router);
     const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
-    // A pair: one on each worker. A copy of the slow one would be worth it some 400 ms in; the refit's hold comes first.
+    // A pair: one on each worker. A copy of the slow one would be worth it some 1.3 s in; the refit's hold comes first.
     const pair = [1, 2].map((k) => image(router, { ...large, seed: 300 + k }, `refit-hold-${k}`));
     await waitFor(async () => (await simStats(slow)).in_flight === 1, 5_000, "a request on the slow worker");
     const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/hold" } });

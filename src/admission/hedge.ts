@@ -14,11 +14,12 @@ import type { Batch, Run, Ticket } from "./ticket.js";
  */
 export const HEDGE_MARGIN = 1.5;
 /**
- * And it must gain at least this much: a host's own hiccups (a GC pause, a
- * starved process, HTTP) stretch a short request by tens of ms without its
- * GPU being slow, and saving less than this is not worth a GPU turn.
+ * And it must gain at least this much. Diffusion requests take seconds to
+ * minutes of GPU; a busy host's own hiccups (GC pauses, starved processes,
+ * HTTP) stretch a short request by tens to hundreds of ms without its GPU
+ * being slow, and saving less than this is not worth a GPU turn.
  */
-export const HEDGE_MIN_GAIN_MS = 50;
+export const HEDGE_MIN_GAIN_MS = 500;
 /** Observations of the idle worker (its model) before its prediction is trusted for a copy. */
 const MIN_COPY_OBSERVATIONS = 1;
 
