@@ -7,17 +7,12 @@ import type { WaitQueue } from "./queue.js";
 import type { Batch, Run, Ticket } from "./ticket.js";
 
 /**
- * A copy starts only when it is predicted to finish in less than the
- * original's predicted remaining time divided by this. Predictions scatter
- * (a few % on a known worker): a copy that would win by a hair costs a GPU
- * turn for nothing, so only a clear straggler is copied.
- */
-export const HEDGE_MARGIN = 1.5;
-/**
- * And it must gain at least this much. Diffusion requests take seconds to
- * minutes of GPU; a busy host's own hiccups (GC pauses, starved processes,
- * HTTP) stretch a short request by tens to hundreds of ms without its GPU
- * being slow, and saving less than this is not worth a GPU turn.
+ * A copy starts only when it is predicted to finish at least this much
+ * sooner than the original's predicted remaining time. Diffusion requests
+ * take seconds to minutes of GPU; a busy host's own hiccups (GC pauses,
+ * starved processes, HTTP) stretch a short request by tens to hundreds of
+ * ms without its GPU being slow, predictions scatter a few %, and saving
+ * less than this is not worth a GPU turn.
  */
 export const HEDGE_MIN_GAIN_MS = 500;
 /** Observations of the idle worker (its model) before its prediction is trusted for a copy. */
@@ -85,7 +80,7 @@ export function remainingMs(run: Run, nowMs: number, slowdown: number): number {
 
 /** Whether a copy predicted to take `copyMs` is worth starting against an original with `remainingMs` left. */
 export function copyWorth(copyMs: number, remainingMs: number): boolean {
-  return copyMs * HEDGE_MARGIN + HEDGE_MIN_GAIN_MS < remainingMs;
+  return copyMs + HEDGE_MIN_GAIN_MS < remainingMs;
 }
 
 /**
@@ -96,14 +91,13 @@ export function copyWorth(copyMs: number, remainingMs: number): boolean {
  */
 export function copyWorthAtMs(run: Run, copyMs: number): number {
   if (!(run.predictedMs > 0)) return Infinity;
-  return run.startedMs + Math.max(run.predictedMs, 2 * (HEDGE_MARGIN * copyMs + HEDGE_MIN_GAIN_MS)) + 1;
+  return run.startedMs + Math.max(run.predictedMs, 2 * (copyMs + HEDGE_MIN_GAIN_MS)) + 1;
 }
 
 /**
  * Hedged tails: while the queue is empty and a worker is idle, a running
  * request may get one copy on that worker when the copy is predicted to
- * finish sooner than the original (by {@link HEDGE_MARGIN} and
- * {@link HEDGE_MIN_GAIN_MS}). Never while a
+ * finish sooner than the original (by {@link HEDGE_MIN_GAIN_MS}). Never while a
  * request waits (a loaded fleet pays nothing), never during a hold, only on
  * a worker at the original's weight version, at most one copy per request.
  * A copy in flight is cut when a hold begins ({@link cancelAll}).
