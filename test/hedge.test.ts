@@ -194,6 +194,37 @@ describe("a slow worker and an idle fast one", () => {
   });
 });
 
+describe("a copy whose worker fails", () => {
+  let sims: SimProcess[];
+  let router: RouterProcess;
+  beforeAll(async () => {
+    ({ sims, router } = await learnedPair());
+  });
+  afterAll(() => stopAll(router, sims));
+
+  it("is never the client's answer: the copy's 500 is dropped and the original's answer comes from the slow worker", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    await setSpeed(slow, 0.005);
+    const { pair, prefix } = await pairWithSlow(router, slow, small, "failing");
+    // The fast worker answered its own request; from now on it fails every generation (plain-text 500).
+    const first = await Promise.race(pair);
+    expect(first.worker).toBe(fast.url);
+    expect((await jsonRequest(`${fast.url}/sim/config`, { method: "POST", json: { failure_rate: 1 } })).status).toBe(200);
+    const fastBefore = generations(await simStats(fast));
+    const answers = await Promise.all(pair);
+    const original = answers.find((a) => a !== first)!;
+    expect(original.status).toBe(200);
+    expect(original.worker).toBe(slow.url);
+    expect(original.body.data).toHaveLength(1);
+    const line = await router.waitForLog((l) => l.msg === "request" && l.requestId === original.requestId);
+    expect(line).toMatchObject({ status: 200, worker: slow.url, hedge: "original", hedgeWorker: fast.url });
+    expect(await hedgeMetrics(router)).toEqual({ started: 1, won: 0, cut: 0, failed: 1 });
+    // The copy did reach the fast worker (and failed there).
+    expect(generations(await simStats(fast))).toBe(fastBefore + 1);
+    await waitFor(() => lines(router, prefix).length === 2, 5_000, "both access-log lines");
+  });
+});
+
 describe("a loaded fleet pays nothing", () => {
   let sims: SimProcess[];
   let router: RouterProcess;
