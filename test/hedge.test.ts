@@ -12,6 +12,7 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { createRouterClient, type RolloutJobResult } from "../sdk/src/index.js";
 
 /** About 12 ms of GPU time on a sim at speed 1. */
 const small = { prompt: "a cat", size: "256x256", num_inference_steps: 20, response_format: "url" };
@@ -180,6 +181,23 @@ describe("a slow worker and an idle fast one", () => {
     expect(hedged[0].hedge).toEqual({ worker_id: encodeURIComponent(fast.url), winner: "copy" });
     expect(hedged[0].worker_id).toBe(encodeURIComponent(fast.url));
     expect(results.find((x) => x.hedge === null).hedge).toBeNull();
+  });
+
+  it("over RPC too (RolloutService.Run through the SDK): the result names the copy's worker and the winner", async () => {
+    const [slow, fast] = sims as [SimProcess, SimProcess];
+    await waitFor(async () => (await simStats(slow)).scheduler_running === 0, 20_000, "the slow worker idle");
+    const client = createRouterClient({ baseUrl: router.url, transport: "connect" });
+    let results: RolloutJobResult[] = [];
+    for (let i = 0; i < 6; i++) {
+      const before = generations(await simStats(slow));
+      results = [];
+      for await (const r of client.rollouts.run([1, 2].map((seed) => ({ path: "/v1/images/generations", body: { ...small, seed: 500 + 10 * i + seed } })))) results.push(r);
+      if (generations(await simStats(slow)) > before) break;
+    }
+    expect(results.map((r) => r.status)).toEqual([200, 200]);
+    const hedged = results.filter((r) => r.hedgeWinner !== "");
+    expect(hedged.map((r) => [r.hedgeWorkerId, r.hedgeWinner, r.workerId])).toEqual([[encodeURIComponent(fast.url), "copy", encodeURIComponent(fast.url)]]);
+    expect(results.filter((r) => r.hedgeWinner === "").map((r) => r.hedgeWorkerId)).toEqual([""]);
   });
 
   it("a request without a seed is never copied: its answer comes from the slow worker", async () => {
