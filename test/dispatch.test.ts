@@ -79,7 +79,7 @@ class TestSink implements AnswerSink {
 }
 
 function newNotes(): RequestNotes {
-  return { workerUrl: undefined, retries: 0, queueMs: undefined, serviceMs: undefined, answerBytes: 0, errorCode: undefined };
+  return { workerUrl: undefined, retries: 0, queueMs: undefined, serviceMs: undefined, answerBytes: 0, errorCode: undefined, hedge: undefined };
 }
 
 const logger = createLogger({ level: "silent" });

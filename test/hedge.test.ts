@@ -93,7 +93,7 @@ async function pairWithSlow(router: RouterProcess, slow: SimProcess, body: Recor
     const prefix = `${tag}-${i}-`;
     const pair = [1, 2].map((k) => image(router, seeded ? { ...body, seed: 100 * i + k } : body, `${prefix}${k}`));
     const both = Promise.all(pair).then(() => "done" as const);
-    const seen = await waitFor(async () => (generations(await simStats(slow)) > before ? ("slow" as const) : await Promise.race([both, new Promise<undefined>((r) => setTimeout(r, 5))])), 20_000, "the pair reached the workers");
+    const seen = await waitFor(async () => (generations(await simStats(slow)) > before ? ("slow" as const) : await Promise.race([both, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5))])), 20_000, "the pair reached the workers");
     if (seen === "slow") return { pair, prefix };
   }
   throw new Error("no pair of 6 put a request on the slow worker");
