@@ -1,5 +1,6 @@
 import type { Logger } from "../log.js";
 import type { LauncherConfig, LauncherGroups } from "./config.js";
+import type { ManagedRecord } from "./managed-record.js";
 import type { BackendFacts, LauncherBackend } from "./registry.js";
 
 /** Lifecycle of a managed worker. */
@@ -60,6 +61,17 @@ export interface ScaleOptions {
   readonly create?: boolean;
 }
 
+/** Options of {@link Launcher.launch}. */
+export interface LaunchOptions {
+  /**
+   * Restart recovery: the workers an earlier router process recorded. Each
+   * of a group configured with the same settings is adopted if its handle
+   * still runs and answers as the same worker (no second start), or started
+   * again if it is gone; the group is then topped up to `num_workers`.
+   */
+  readonly adopt?: readonly ManagedRecord[];
+}
+
 /** Options of {@link createLauncher}. */
 export interface LauncherOptions {
   logger: Logger;
@@ -81,6 +93,8 @@ export interface LauncherOptions {
    * failed. For the audit trail and metrics.
    */
   onRestart?: (worker: ManagedWorker) => ((outcome: ManagedWorker) => void) | void;
+  /** A worker's handle, URL or membership may have changed: {@link Launcher.records} is worth writing again. */
+  onRunsChanged?: () => void;
 }
 
 /** Starts, tracks and stops worker processes. */
@@ -96,7 +110,9 @@ export interface Launcher {
    * @throws LauncherConfigError / LauncherError, leaving nothing running, if
    *   GPUs or ports are short or a backend's program is missing.
    */
-  launch(config: LauncherConfig | LauncherGroups): Promise<LaunchResult>;
+  launch(config: LauncherConfig | LauncherGroups, options?: LaunchOptions): Promise<LaunchResult>;
+  /** What restart recovery needs of every live worker (starting, ready, restarting), oldest first. */
+  records(): ManagedRecord[];
   /** Snapshots of every managed worker, oldest first (stopped ones are dropped once gone). */
   list(): ManagedWorker[];
   /**

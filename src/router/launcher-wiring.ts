@@ -1,19 +1,24 @@
 import { auditedLauncher } from "../audit/audited.js";
 import { createLauncher, type Launcher } from "../launcher/index.js";
 import type { Logger } from "../log.js";
+import { launcherRecorder } from "../state/launcher-record.js";
 import type { Core } from "./core.js";
 import type { Doors } from "./doors.js";
 
 /**
  * The launcher registers and removes its workers through the audited
  * control actions, like an operator would; a restart it makes is an action
- * of the router's own, on the audit trail and counted.
+ * of the router's own, on the audit trail and counted. With `--state-file`
+ * its workers' handles are recorded as they change, for restart recovery.
  */
 export function buildLauncher(core: Core, doors: Doors, logger: Logger): Launcher {
   const { registry, metrics, audit } = core;
-  const launcher = auditedLauncher(
+  const store = core.state.launcher;
+  const record = store === undefined ? undefined : launcherRecorder(store, logger);
+  const launcher: Launcher = auditedLauncher(
     createLauncher({
       logger,
+      ...(record === undefined ? {} : { onRunsChanged: () => record(launcher.records()) }),
       register: async (url) => {
         await doors.control.addWorker(url, { managed: true });
       },
