@@ -168,7 +168,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     expect(answers.every((a) => a.version === "7")).toBe(true);
   }, 90_000);
 
-  it("a managed worker that died while the router was down is started again (same name and URL, one restart more, re-synced); the live one is adopted; a clean stop leaves none recorded", async () => {
+  it("a managed worker that died while the router was down is started again (same name and URL, one restart more, re-synced); the live one is adopted and restarted by the policy when it dies; a clean stop leaves none recorded", async () => {
     const s = await setup();
     const { r: first, before } = await firstLife(s, "v3");
     await sigkill(first);
@@ -200,6 +200,17 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     expect([res.status, res.headers.get("x-weight-version")]).toEqual([200, "v3"]);
     const recorded = JSON.parse(readFileSync(s.stateFile, "utf8")).launcher.workers as { handle: string }[];
     expect(recorded.map((w) => w.handle)).toEqual([String(kept.pid), String(after[1]!.pid)]);
+
+    // The restart policy holds for the adopted worker (not the router's child: its end is polled).
+    process.kill(-kept.pid, "SIGKILL");
+    const restarted = await waitFor(async () => {
+      const w = (await managed(second))[0]!;
+      return w.state === "ready" && w.restarts === 1 ? w : undefined;
+    }, 20_000, "the adopted worker restarted after it was killed");
+    expect(restarted).toMatchObject({ name: kept.name, url: kept.url });
+    expect(restarted.pid).not.toBe(kept.pid);
+    cleanup.push(() => isAlive(restarted.pid) && process.kill(-restarted.pid, "SIGKILL"));
+    expect(simPids(s)).toEqual([restarted.pid, after[1]!.pid].sort((a, b) => a - b));
 
     // A clean stop ends the workers and records none: the next start launches afresh.
     expect(await second.stop(15_000)).toBe(0);

@@ -3,6 +3,7 @@ import type { Backend } from "./backend.js";
 import type { LauncherConfig } from "./config.js";
 import { placementOf, settingsDigest, type ManagedRecord } from "./managed-record.js";
 import type { LauncherBackend } from "./registry.js";
+import type { WorkerRun } from "./run.js";
 import type { Entry, Supervisor } from "./supervisor.js";
 
 /** What restart recovery found for one launcher group. */
@@ -47,7 +48,7 @@ export async function recoverGroups(
 
 async function adoptOne(config: LauncherConfig, backend: Backend, record: ManagedRecord, parts: { supervisor: Supervisor; logger: Logger }): Promise<Entry | null> {
   const placement = placementOf(record);
-  let run;
+  let run: WorkerRun | null;
   try {
     run = await backend.adopt(config, placement, record.handle);
   } catch (err) {

@@ -61,5 +61,7 @@ function isManagedRecord(v: unknown): v is ManagedRecord {
   const r = v as Record<string, unknown>;
   const strings = ["name", "group", "model", "settings", "url", "handle"].every((k) => typeof r[k] === "string");
   const numbers = ["port", "masterPort", "schedulerPort", "restarts"].every((k) => Number.isInteger(r[k]));
-  return strings && numbers && typeof r["backend"] === "string" && r["backend"] in backendTable && (r["gpus"] === null || typeof r["gpus"] === "string") && r["handle"] !== "";
+  const backend = r["backend"];
+  const gpus = r["gpus"];
+  return strings && numbers && typeof backend === "string" && Object.hasOwn(backendTable, backend) && (gpus === null || typeof gpus === "string") && r["handle"] !== "";
 }
