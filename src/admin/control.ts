@@ -31,8 +31,6 @@ export interface ControlOptions {
   broadcastTimeoutMs: number;
   /** Id-affinity maps to clean when a worker leaves. */
   affinities: readonly AffinityMap[];
-  /** The process fingerprint the state file recorded for a URL (null: none), from before a router restart. */
-  recordedFingerprint?: (url: string) => string | null;
 }
 
 /**
@@ -54,24 +52,12 @@ async function refreshCapabilities(options: ControlOptions, worker: Worker): Pro
   const { registry, upstream } = options;
   try {
     const [caps, parallelSlots] = await Promise.all([probeCapabilities(upstream, worker.url, options.probeTimeoutMs), probeParallelSlots(upstream, worker.url, options.probeTimeoutMs)]);
-    registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: trustedFingerprint(options, worker, caps.instanceFingerprint) });
+    // A fingerprint is trusted only once health probes saw it stable.
+    registry.setCapabilities(worker.url, { ...caps, parallelSlots, instanceFingerprint: worker.capabilities.instanceFingerprint });
   } catch (err) {
     registry.capabilitiesUnknown(worker.url, `GET /v1/models failed: ${describeNetworkError(err)}`);
     throw err;
   }
-}
-
-/**
- * A card's `created` is trusted as the process fingerprint only once health
- * probes saw it stable (SGLang's moves with the clock), or at once when it
- * is exactly the one the state file recorded for this URL: that value was
- * stable when recorded, so this is the same process, back after a router
- * restart, and the refit coordinator may put it in rotation without a replay.
- */
-function trustedFingerprint(options: ControlOptions, worker: Worker, created: string | null): string | null {
-  const stored = worker.capabilities.instanceFingerprint;
-  if (stored !== null || created === null) return stored;
-  return options.recordedFingerprint?.(worker.url) === created ? created : null;
 }
 
 /**

@@ -71,18 +71,7 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   });
   let metrics: Metrics | null = null;
   const audit = createAudit({ logger, onFinished: (e) => metrics?.controlAction(e) });
-  // Which process each worker was when the state was written: a worker registered again (restart recovery) is known at once.
-  const recorded = state.refit?.load()?.workers ?? {};
-  const control = createControl({
-    registry,
-    upstream,
-    health,
-    logger,
-    probeTimeoutMs: options.healthCheckTimeoutMs,
-    broadcastTimeoutMs: options.weightCallTimeoutMs,
-    affinities: [images, videos, meshes],
-    recordedFingerprint: (url) => recorded[url]?.fingerprint ?? null,
-  });
+  const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos, meshes] });
   const admission = buildAdmission(registry, options);
   // The refit's weights and the pool's workers, each written by its owner.
   const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: state.refit });

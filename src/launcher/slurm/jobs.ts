@@ -92,7 +92,7 @@ export function createSlurmJobs(options: SlurmJobsOptions): SlurmJobs {
       return jobRun(tracker, tracker.follow(jobId, options.jobName, submission), options.stopWaitMs ?? 30_000);
     },
     async adopt(job, following) {
-      // squeue failing rejects: whether the job runs is unknown, and restart recovery decides (adoption.ts).
+      // Errors (squeue unreachable) propagate: a job we cannot see must not be submitted a second time.
       const row = (await options.cli.squeue(job.jobName)).find((r) => r.jobId === job.jobId);
       if (row === undefined) return null;
       const running = row.state === "RUNNING";
