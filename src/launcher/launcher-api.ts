@@ -75,8 +75,12 @@ export interface LaunchOptions {
 /** Options of {@link createLauncher}. */
 export interface LauncherOptions {
   logger: Logger;
-  /** Called once per worker when its /health first answers 200 (adds it to the router). */
-  register(url: string): Promise<void>;
+  /**
+   * Called once per worker when its /health first answers 200 (adds it to
+   * the router). `handle` names its process (group) or job: the same for a
+   * worker adopted after a router restart, new for every start.
+   */
+  register(url: string, handle: string): Promise<void>;
   /** Called when a registered worker is stopped through the launcher. Default: nothing. */
   deregister?(url: string): Promise<void>;
   /** Time between SIGTERM and SIGKILL of a worker's process group. Default 10000. */

@@ -286,7 +286,7 @@ export class Supervisor {
   private async register(entry: Entry, stoppedMeanwhile: () => boolean): Promise<ManagedWorker> {
     const { url } = entry.info;
     try {
-      await this.options.register(url);
+      await this.options.register(url, entry.run.describe().handle);
     } catch (error) {
       entry.info.state = "failed";
       entry.info.error = `registration failed: ${error instanceof Error ? error.message : String(error)}`;

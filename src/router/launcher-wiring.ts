@@ -1,6 +1,7 @@
 import { auditedLauncher } from "../audit/audited.js";
 import { createLauncher, type Launcher } from "../launcher/index.js";
 import type { Logger } from "../log.js";
+import { launcherProcessId } from "../health/fingerprint.js";
 import { launcherRecorder } from "../state/launcher-record.js";
 import type { Core } from "./core.js";
 import type { Doors } from "./doors.js";
@@ -19,8 +20,10 @@ export function buildLauncher(core: Core, doors: Doors, logger: Logger): Launche
     createLauncher({
       logger,
       ...(record === undefined ? {} : { onRunsChanged: () => record(launcher.records()) }),
-      register: async (url) => {
-        await doors.control.addWorker(url, { managed: true });
+      register: async (url, handle) => {
+        // The launcher knows which process this is: its identity lets the refit coordinator recognise
+        // a worker adopted after a router restart as the one that held the recorded version.
+        await doors.control.addWorker(url, { managed: true, process: launcherProcessId(handle) });
       },
       deregister: async (url) => {
         if (registry.get(url)) doors.control.removeWorker(url);
