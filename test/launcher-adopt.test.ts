@@ -28,21 +28,22 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
 
 interface Setup {
+  yaml: string;
   args: string[];
   stateFile: string;
   basePort: number;
 }
 
-async function setup(): Promise<Setup> {
+async function setup(extra: string[] = []): Promise<Setup> {
   const basePort = 27000 + 2 * Math.floor(Math.random() * 1500);
   const dir = mkdtempSync(join(tmp, "run-"));
   const yaml = join(dir, "launcher.yaml");
   writeFileSync(
     yaml,
-    ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  num_workers: 2", "  worker_host: 127.0.0.1", `  worker_base_port: ${basePort}`, "  wait_timeout: 30", "  restart_backoff: 1", ""].join("\n"),
+    ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  num_workers: 2", "  worker_host: 127.0.0.1", `  worker_base_port: ${basePort}`, "  wait_timeout: 30", "  restart_backoff: 1", ...extra, ""].join("\n"),
   );
   const stateFile = join(dir, "state.json");
-  return { args: ["--port", String(await freePort()), "--state-file", stateFile, "--launcher-config", yaml, "--access-log-exclude-prefixes", "/"], stateFile, basePort };
+  return { yaml, args: ["--port", String(await freePort()), "--state-file", stateFile, "--launcher-config", yaml, "--access-log-exclude-prefixes", "/"], stateFile, basePort };
 }
 
 async function router(s: Setup): Promise<RouterProcess> {
@@ -214,5 +215,24 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     expect(await second.stop(15_000)).toBe(0);
     expect(JSON.parse(readFileSync(s.stateFile, "utf8")).launcher.workers).toEqual([]);
     expect(simPids(s)).toEqual([]);
+  }, 90_000);
+
+  it("recorded workers of a group whose settings changed are not adopted and not stopped (logged); the new group starts its own", async () => {
+    const s = await setup();
+    const { r: first, before } = await firstLife(s, "v1");
+    await sigkill(first);
+    writeFileSync(s.yaml, readFileSync(s.yaml, "utf8").replace("restart_backoff: 1", "restart_backoff: 2"));
+    const second = await router(s);
+    const now = await waitFor(async () => {
+      const ws = await managed(second);
+      return ws.length === 2 && ws.every((w) => w.state === "ready") ? ws : undefined;
+    }, 30_000, "the new group's two workers ready");
+    for (const w of now) cleanup.push(() => isAlive(w.pid) && process.kill(-w.pid, "SIGKILL"));
+    expect(now.map((w) => w.pid).some((pid) => before.some((b) => b.pid === pid))).toBe(false);
+    // The old workers still run (left to the operator, named in the log); the new ones took other ports.
+    expect(before.every((w) => isAlive(w.pid))).toBe(true);
+    const warned = second.logs.filter((l) => String(l.msg).startsWith("state file: a recorded managed worker belongs to no group"));
+    expect(warned.map((l) => l.worker).sort()).toEqual(before.map((w) => w.url).sort());
+    expect(now.map((w) => w.url).some((u) => before.some((b) => b.url === u))).toBe(false);
   }, 90_000);
 });
