@@ -103,6 +103,8 @@ export function createSlurmJobs(options: SlurmJobsOptions): SlurmJobs {
       if (running) {
         tracked.seenRunning = true;
         tracked.facts.node = row.node;
+        // Its report is on disk already: where it serves is known now, not one poll later.
+        await tracker.readReport(tracked);
       }
       return jobRun(tracker, tracked, options.stopWaitMs ?? 30_000);
     },
@@ -192,7 +194,7 @@ class JobTracker {
     }
   }
 
-  private async readReport(job: Tracked): Promise<void> {
+  async readReport(job: Tracked): Promise<void> {
     let text: string;
     try {
       text = await readFile(reportPath(job.submission.workDir, job.jobName, job.jobId), "utf8");
