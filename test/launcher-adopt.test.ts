@@ -5,12 +5,13 @@
  * running (same processes, no second copy on their ports), serves them at
  * the refit's version within 2 s without replaying the refit to them, loses
  * no request of clients that retry like RL frameworks, and starts again a
- * worker that died while it was down. Backend `sim` runs the same process
- * backend code as `local` (src/launcher/local/process-backend.ts).
+ * worker that died while it was down. Backend `local` (the same process
+ * backend, src/launcher/local/process-backend.ts) is run once through a
+ * stand-in `sglang` that execs the sim; Slurm jobs: test/slurm.test.ts.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { freePort } from "./helpers/ports.js";
@@ -34,20 +35,28 @@ interface Setup {
   basePort: number;
 }
 
-async function setup(extra: string[] = []): Promise<Setup> {
+async function setup(extra: string[] = [], backend = "sim"): Promise<Setup> {
   const basePort = 27000 + 2 * Math.floor(Math.random() * 1500);
   const dir = mkdtempSync(join(tmp, "run-"));
   const yaml = join(dir, "launcher.yaml");
   writeFileSync(
     yaml,
-    ["launcher:", "  backend: sim", "  model: Qwen/Qwen-Image", "  num_workers: 2", "  worker_host: 127.0.0.1", `  worker_base_port: ${basePort}`, "  wait_timeout: 30", "  restart_backoff: 1", ...extra, ""].join("\n"),
+    ["launcher:", `  backend: ${backend}`, "  model: Qwen/Qwen-Image", "  num_workers: 2", "  worker_host: 127.0.0.1", `  worker_base_port: ${basePort}`, "  wait_timeout: 30", "  restart_backoff: 1", ...extra, ""].join("\n"),
   );
   const stateFile = join(dir, "state.json");
   return { yaml, args: ["--port", String(await freePort()), "--state-file", stateFile, "--launcher-config", yaml, "--access-log-exclude-prefixes", "/"], stateFile, basePort };
 }
 
+/** Backend local runs `sglang`: here test/fixtures/launcher/bin/sglang, which execs the built sim with the same arguments. */
+const fakeSglangEnv = (dir: string) => ({
+  PATH: `${fileURLToPath(new URL("./fixtures/launcher/bin", import.meta.url))}${delimiter}${process.env.PATH}`,
+  SGLANG_FAKE_RECORD_DIR: dir,
+  SGLANG_FAKE_NODE: process.execPath,
+  SGLANG_FAKE_WORKER: simCli,
+});
+
 async function router(s: Setup): Promise<RouterProcess> {
-  const r = await startRouterProcess(s.args);
+  const r = await startRouterProcess(s.args, { env: fakeSglangEnv(tmp) });
   cleanup.push(() => r.stop(15_000));
   return r;
 }
@@ -215,6 +224,21 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     expect(await second.stop(15_000)).toBe(0);
     expect(JSON.parse(readFileSync(s.stateFile, "utf8")).launcher.workers).toEqual([]);
     expect(simPids(s)).toEqual([]);
+  }, 90_000);
+
+  it("backend local (the same process backend as sim, running `sglang serve`): a SIGKILLed router adopts its workers, same pids, back at the refit's version without a replay", async () => {
+    const s = await setup([], "local");
+    const { r: first, before } = await firstLife(s, "L1");
+    await sigkill(first);
+    const second = await router(s);
+    await waitFor(async () => {
+      const ws = await pool(second);
+      return ws.length === 2 && ws.every((w) => w.state === "healthy" && w.weight_version === "L1");
+    }, 5_000, "both workers back at L1");
+    expect((await managed(second)).map((w) => [w.name, w.pid, w.state, w.restarts])).toEqual(before.map((w) => [w.name, w.pid, "ready", 0]));
+    expect(simPids(s)).toEqual(before.map((w) => w.pid).sort((a, b) => a - b));
+    expect(second.logs.filter((l) => l.msg === "launched worker")).toEqual([]);
+    for (const w of before) expect(await weightLoads(w.url)).toBe(1);
   }, 90_000);
 
   it("recorded workers of a group whose settings changed are not adopted and not stopped (logged); the new group starts its own", async () => {
