@@ -98,36 +98,65 @@ function batches(answers: Answer[]): Map<string, Answer[]> {
   return by;
 }
 
-describe("refit under the batching sim (--batching-max-size 4, --worker-batch-size 4)", () => {
-  it("generations in flight and arriving during a disk refit: every answer's weights are its version's, no batch mixes versions, none after the refit's answer is old", async () => {
-    const simArgs = ["--batching-max-size", "4", "--batching-delay-ms", "50", "--weight-load-ms", "300", "--speed", "0.1"];
-    const sims = await Promise.all([sim(simArgs), sim(simArgs)]);
-    const r = await router(["--worker-batch-size", "4", "--worker-urls", ...sims.map((s) => s.url)]);
-    const traffic = load(r.url, 16);
-    await waitFor(() => traffic.answers.filter((a) => a.version === "0").length >= 40, 15_000, "traffic answered on the old weights");
-    const refit = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: NEW } });
-    const refitAnsweredMs = Date.now();
-    await waitFor(() => traffic.answers.filter((a) => a.sentAtMs > refitAnsweredMs).length >= 40, 15_000, "traffic sent after the refit answered");
-    await traffic.stop();
+/** What a refit made: the version the router serves under, the weights the sims then hold. */
+type Refit = (r: RouterProcess, sims: SimProcess[]) => Promise<{ version: string; weights: string }>;
 
-    expect(refit.status).toBe(200);
-    expect(refit.body.weight_version).toBe("1");
-    expect(traffic.errors).toEqual([]);
-    expect(traffic.answers.filter((a) => a.status !== 200)).toEqual([]);
-    // The workers did batch, before and after the refit (else nothing here could mix).
-    const batched = (v: string) => traffic.answers.filter((a) => a.version === v && a.batchSize > 1).length;
-    expect(batched("0")).toBeGreaterThan(10);
-    expect(batched("1")).toBeGreaterThan(10);
-    // Each answer came from the weights of the version the router served it under.
-    const wrong = traffic.answers.filter((a) => a.weights !== (a.version === "0" ? BASE : a.version === "1" ? NEW : "?"));
-    expect(wrong).toEqual([]);
-    // No batch the sim ran holds two versions (or two weights).
-    for (const [id, members] of batches(traffic.answers)) {
-      expect({ id, versions: [...new Set(members.map((m) => m.version))] }).toEqual({ id, versions: [members[0]!.version] });
-      expect(new Set(members.map((m) => m.weights)).size).toBe(1);
-    }
-    // A generation sent after the refit's answer never came back on the old weights.
-    const late = traffic.answers.filter((a) => a.sentAtMs > refitAnsweredMs);
-    expect(late.filter((a) => a.weights !== NEW)).toEqual([]);
+/**
+ * Two batching workers behind a `--worker-batch-size 4` router, 16 clients
+ * sending one batchable shape; `refit` runs once 40 answers came on the old
+ * weights; the load goes on until 40 requests sent after the refit's answer
+ * were answered.
+ */
+async function refitUnderBatching(refit: Refit): Promise<void> {
+  const simArgs = ["--batching-max-size", "4", "--batching-delay-ms", "50", "--weight-load-ms", "300", "--speed", "0.1"];
+  const sims = await Promise.all([sim(simArgs), sim(simArgs)]);
+  const r = await router(["--worker-batch-size", "4", "--worker-urls", ...sims.map((s) => s.url)]);
+  const traffic = load(r.url, 16);
+  await waitFor(() => traffic.answers.filter((a) => a.version === "0").length >= 40, 15_000, "traffic answered on the old weights");
+  const done = await refit(r, sims);
+  const refitAnsweredMs = Date.now();
+  await waitFor(() => traffic.answers.filter((a) => a.sentAtMs > refitAnsweredMs).length >= 40, 15_000, "traffic sent after the refit answered");
+  await traffic.stop();
+
+  expect(traffic.errors).toEqual([]);
+  expect(traffic.answers.filter((a) => a.status !== 200)).toEqual([]);
+  // The workers did batch, before and after the refit (else nothing here could mix).
+  const batched = (v: string) => traffic.answers.filter((a) => a.version === v && a.batchSize > 1).length;
+  expect(batched("0")).toBeGreaterThan(10);
+  expect(batched(done.version)).toBeGreaterThan(10);
+  // Each answer came from the weights of the version the router served it under.
+  const weightsOf = (v: string | null) => (v === "0" ? BASE : v === done.version ? done.weights : `? (version ${v})`);
+  expect(traffic.answers.filter((a) => a.weights !== weightsOf(a.version))).toEqual([]);
+  // No batch the sim ran holds two versions (or two weights).
+  for (const [id, members] of batches(traffic.answers)) {
+    expect({ id, versions: [...new Set(members.map((m) => m.version))] }).toEqual({ id, versions: [members[0]!.version] });
+    expect(new Set(members.map((m) => m.weights)).size).toBe(1);
+  }
+  // A generation sent after the refit's answer never came back on the old weights.
+  const late = traffic.answers.filter((a) => a.sentAtMs > refitAnsweredMs);
+  expect(late.filter((a) => a.weights !== done.weights)).toEqual([]);
+}
+
+describe("refit under the batching sim (--batching-max-size 4, --worker-batch-size 4)", () => {
+  it("disk refit: generations in flight and arriving meanwhile; each answer's weights are its version's, no batch mixes versions, none after the refit's answer is old", async () => {
+    await refitUnderBatching(async (r) => {
+      const refit = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: NEW } });
+      expect(refit.status).toBe(200);
+      expect(refit.body.weight_version).toBe("1");
+      return { version: "1", weights: NEW };
+    });
+  }, 60_000);
+
+  it("two-phase tensor refit (begin, a tensor update per worker, commit): the same", async () => {
+    await refitUnderBatching(async (r, sims) => {
+      expect((await jsonRequest(`${r.url}/refit/begin`, { method: "POST", json: { timeout_s: 30 } })).status).toBe(200);
+      for (const s of sims) {
+        const up = await jsonRequest(`${r.url}/workers/${encodeURIComponent(s.url)}/update_weights_from_tensor`, { method: "POST", json: { serialized_named_tensors: ["ipc-handle"], weight_version: "t1" } });
+        expect(up.status).toBe(200);
+      }
+      const commit = await jsonRequest(`${r.url}/refit/commit`, { method: "POST", json: { weight_version: "t1" } });
+      expect(commit.status).toBe(200);
+      return { version: "t1", weights: "tensor:t1" };
+    });
   }, 60_000);
 });
