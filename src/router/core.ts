@@ -6,6 +6,7 @@ import { createPolicy } from "../balancer/index.js";
 import type { RouterOptions } from "../config/options.js";
 import { createHealthChecker, type HealthChecker } from "../health/health-checker.js";
 import { createOutlierDetector, type OutlierDetector } from "../health/outlier-detector.js";
+import { createSleepCheck, type SleepCheck } from "../health/sleep-check.js";
 import type { Logger } from "../log.js";
 import { ManagedView } from "../launcher/managed-view.js";
 import { createMetrics, type Metrics } from "../metrics/metrics.js";
@@ -25,6 +26,8 @@ export interface Core {
   readonly meshes: AffinityMap;
   readonly health: HealthChecker;
   readonly outliers: OutlierDetector;
+  /** Tells a sleeping worker's 500s from faults. */
+  readonly sleepCheck: SleepCheck;
   readonly audit: Audit;
   /** Unaudited: the refit coordinator and the health checks use it inside actions already audited. */
   readonly control: Control;
@@ -90,7 +93,8 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
-  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, state, refit, lora, metrics: builtMetrics, managed };
+  const sleepCheck = createSleepCheck({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs, recheckMs: options.healthCheckIntervalMs });
+  return { registry, upstream, images, videos, meshes, health, outliers, sleepCheck, audit, control, admission, state, refit, lora, metrics: builtMetrics, managed };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {
