@@ -233,9 +233,9 @@ describe("--state-store etcd, two routers on one prefix", () => {
 });
 
 describe("--state-store etcd, etcd lost", () => {
-  it("a router that loses etcd holds generation (503 naming etcd, nothing sent to the worker) and serves again once etcd is back", async (ctx) => {
+  it("a router that loses etcd holds generation, then answers 503 state_store_unavailable with Retry-After after a short wait (not --queue-timeout), nothing sent to the worker, and serves again once etcd is back", async (ctx) => {
     needTools(ctx, tool);
-    const r = await router(["--state-store", etcd!.storeUrl(), "--queue-timeout", "1"]);
+    const r = await router(["--state-store", etcd!.storeUrl()]);
     const w = await sim();
     expect((await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
     expect((await jsonRequest(`${r.url}/v1/images/generations`, { method: "POST", json: smallImage })).status).toBe(200);
@@ -243,10 +243,14 @@ describe("--state-store etcd, etcd lost", () => {
     try {
       await r.waitForLog((l) => String(l.msg).startsWith("state store: etcd unreachable"), 10_000);
       const served = await simCount(w, "POST /v1/images/generations");
+      const sentAt = Date.now();
       const held = await jsonRequest(`${r.url}/v1/images/generations`, { method: "POST", json: smallImage });
+      // Held a bounded while (5 s), far short of the 300 s queue timeout, then a code of its own a retrying client acts on.
+      expect(Date.now() - sentAt).toBeLessThan(15_000);
       expect(held.status).toBe(503);
-      expect(held.body.code).toBe("queue_timeout");
+      expect(held.body.code).toBe("state_store_unavailable");
       expect(held.body.error).toMatch(/state store \(etcd\)/);
+      expect(Number(held.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(await simCount(w, "POST /v1/images/generations")).toBe(served);
     } finally {
       await etcd!.restart();

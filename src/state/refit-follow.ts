@@ -88,7 +88,7 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
   const { client, prefix, store, presence, follower, logger } = parts;
   const key = `${prefix}/refit`;
   let held: { id: string; kind: string; unhold: () => void } | null = null;
-  let checking: NodeJS.Timeout | null = null;
+  const owner = everySecond(() => checkOwner(), (err) => logger.warn({ err }, "state store: could not check whether the router running a refit is alive"));
 
   const ended = (state: PersistedState, why: string): void => {
     const wasTensor = held?.kind === "tensor";
@@ -98,29 +98,15 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     logger.info({ version: state.version }, why);
     held?.unhold();
     held = null;
-    if (checking) clearInterval(checking);
-    checking = null;
+    owner.stop();
   };
   /** The refit's router is gone (its presence lease expired): settle the refit here, unless another router does. */
   const checkOwner = async (): Promise<void> => {
     const h = held;
     if (h === null) return;
-    const owner = h.id.slice(0, h.id.lastIndexOf(":"));
-    if ((await presence.live()).includes(owner)) return;
+    if ((await presence.live()).includes(h.id.slice(0, h.id.lastIndexOf(":")))) return;
     const settled = await settleDeadRefit(client, key, h.id, store, logger);
     if (settled !== null && held === h) ended(settled, "state store: the dead router's refit is settled; generation requests flow");
-  };
-  let busy = false;
-  const startChecking = (): void => {
-    if (checking) return;
-    checking = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      checkOwner()
-        .catch((err: unknown) => logger.warn({ err }, "state store: could not check whether the router running a refit is alive"))
-        .finally(() => (busy = false));
-    }, OWNER_CHECK_MS);
-    checking.unref();
   };
   const onState = (state: Stored): void => {
     if (state.by === store.self) return;
@@ -137,7 +123,7 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     reportDrained(presence, prefix, id, (ms) => follower.whenIdle(ms), () => held?.id ?? null).catch((err: unknown) =>
       logger.error({ err, refit: id }, "state store: could not report this router drained; the refit router will time out and change nothing"),
     );
-    startChecking();
+    owner.start();
   };
 
   const watcher = await client.watch().key(key).startRevision(String(BigInt(parts.startup.revision) + 1n)).create();
@@ -160,9 +146,32 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
   const stopLost = failClosed(watcher, follower, logger);
   return async () => {
     await watcher.cancel();
-    if (checking) clearInterval(checking);
+    owner.stop();
     held?.unhold();
     stopLost();
+  };
+}
+
+/** Runs `check` every {@link OWNER_CHECK_MS} while started, one at a time. */
+function everySecond(check: () => Promise<void>, failed: (err: unknown) => void): { start(): void; stop(): void } {
+  let timer: NodeJS.Timeout | null = null;
+  let busy = false;
+  return {
+    start() {
+      if (timer) return;
+      timer = setInterval(() => {
+        if (busy) return;
+        busy = true;
+        check()
+          .catch(failed)
+          .finally(() => (busy = false));
+      }, OWNER_CHECK_MS);
+      timer.unref();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+    },
   };
 }
 
