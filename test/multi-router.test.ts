@@ -9,38 +9,14 @@
  * with it; mesh ids are shared.
  */
 import { Etcd3 } from "etcd3";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
-import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
-import { startSimProcess, type SimProcess } from "./helpers/sim.js";
-import { etcdTool, needTools } from "./helpers/tools.js";
+import { describe, expect, it } from "vitest";
+import { useEtcdRouters } from "./helpers/etcd-routers.js";
+import { jsonRequest, waitFor, type RouterProcess } from "./helpers/router.js";
+import type { SimProcess } from "./helpers/sim.js";
+import { needTools } from "./helpers/tools.js";
 
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
-const tool = etcdTool();
-let etcd: EtcdServer | null = null;
-const started: { stop(): Promise<unknown> }[] = [];
-
-beforeAll(async () => {
-  if (tool.path !== undefined) etcd = await startEtcd(tool);
-}, 30_000);
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((p) => p.stop()));
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
-
-async function router(args: string[]): Promise<RouterProcess> {
-  const r = await startRouterProcess(["--access-log-exclude-prefixes", "/", ...args]);
-  started.push(r);
-  return r;
-}
-
-async function sim(args: string[] = []): Promise<SimProcess> {
-  const s = await startSimProcess(args);
-  started.push(s);
-  return s;
-}
+const { tool, server, router, sim } = useEtcdRouters();
 
 interface SimStats {
   weights: string;
@@ -52,7 +28,7 @@ const statsOf = async (s: SimProcess): Promise<SimStats> => (await jsonRequest(`
 
 /** Two routers on one fresh prefix (least-request: every request is sent to the worker at once, so B has several in flight), sharing `worker`. */
 async function twoRouters(worker: SimProcess, extra: string[] = []): Promise<[RouterProcess, RouterProcess, string]> {
-  const store = etcd!.storeUrl();
+  const store = server().storeUrl();
   const args = ["--state-store", store, "--routing-algorithm", "least-request", ...extra];
   const [a, b] = await Promise.all([router(args), router(args)]);
   expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: worker.url } })).status).toBe(200);
@@ -84,15 +60,20 @@ async function generateRetrying(base: string): Promise<Answer> {
   }
 }
 
+/** A slow worker (about 1 s per image, one at a time) shared by A and B, and four requests of B's at it (~4 s of work). */
+async function bBusy(): Promise<{ w: SimProcess; a: RouterProcess; b: RouterProcess; base: string; early: Promise<Answer>[] }> {
+  const w = await sim(["--speed", "0.002"]);
+  const [a, b] = await twoRouters(w);
+  const base = (await statsOf(w)).weights;
+  const early = Array.from({ length: 4 }, () => generate(b.url));
+  await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+  return { w, a, b, base, early };
+}
+
 describe("several routers on etcd: distributed drain before a refit", () => {
   it("a refit through A waits for B's requests in flight: they end on the old weights before the load reaches the worker, later ones carry the new version; no answer mixes versions", async (ctx) => {
     needTools(ctx, tool);
-    // About 1 s per image, one at a time: B's four requests keep the worker busy ~4 s.
-    const w = await sim(["--speed", "0.002"]);
-    const [a, b] = await twoRouters(w);
-    const base = (await statsOf(w)).weights;
-    const early = Array.from({ length: 4 }, () => generate(b.url));
-    await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+    const { w, a, b, base, early } = await bBusy();
     const refit = jsonRequest(`${a.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/step-2", weight_version: "2" } });
     await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 5_000);
     const late = Array.from({ length: 2 }, () => generate(b.url));
@@ -109,11 +90,7 @@ describe("several routers on etcd: distributed drain before a refit", () => {
 
   it("when B does not drain within the refit's drain timeout, the refit through A changes nothing (504 drain_timeout naming B's wait) and both routers serve the old weights again", async (ctx) => {
     needTools(ctx, tool);
-    const w = await sim(["--speed", "0.002"]);
-    const [a, b] = await twoRouters(w);
-    const base = (await statsOf(w)).weights;
-    const early = Array.from({ length: 4 }, () => generate(b.url));
-    await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+    const { w, a, b, base, early } = await bBusy();
     const refit = await jsonRequest(`${a.url}/update_weights_from_disk?drain_timeout_s=1`, { method: "POST", json: { model_path: "/ckpt/step-2", weight_version: "2" } });
     expect(refit.status).toBe(504);
     expect(refit.body.code).toBe("drain_timeout");
@@ -172,7 +149,7 @@ describe("several routers on etcd: ids", () => {
     expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: mesh.url } })).status).toBe(200);
     await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { state: string }[]).filter((w) => w.state === "healthy").length === 2, 5_000, "both workers healthy in B");
     const prefix = `/${store.split("/").slice(3).join("/")}`;
-    const client = new Etcd3({ hosts: `http://${etcd!.hostPort}` });
+    const client = new Etcd3({ hosts: `http://${server().hostPort}` });
     try {
       const owner = (id: string) => client.get(`${prefix}/affinity/${id}`).string();
       const smallVideo = { prompt: "a river", size: "64x64", num_inference_steps: 2, seconds: 1, fps: 8 };
