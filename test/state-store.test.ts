@@ -14,6 +14,7 @@ import { needTools } from "./helpers/tools.js";
 
 const VIDEO_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
+const smallVideo = { prompt: "a river", size: "64x64", num_inference_steps: 2, seconds: 1, fps: 8 };
 const { tool, server, router, sim } = useEtcdRouters();
 
 const workerPath = (url: string) => `/workers/${encodeURIComponent(url)}`;
