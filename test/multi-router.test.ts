@@ -140,6 +140,23 @@ describe("several routers on etcd: the refit router dies", () => {
   }, 90_000);
 });
 
+describe("several routers on etcd: the refit router dies before the load", () => {
+  it("A SIGKILLed while it waits for B's drain: B's requests end on the old weights, B rolls the refit forward when A's lease expires, and the one load that reaches the worker finds nothing open; a request held meanwhile gets the new weights", async (ctx) => {
+    needTools(ctx, tool);
+    const { w, a, b, base, early } = await bBusy();
+    const refit = jsonRequest(`${a.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/step-5", weight_version: "5" } }).catch((err: unknown) => err);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 5_000);
+    a.proc.kill("SIGKILL");
+    await refit;
+    const held = generate(b.url);
+    expect((await Promise.all(early)).every((x) => x.status === 200 && x.version === "0" && x.weights === base)).toBe(true);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: the dead router's refit is settled"), 25_000);
+    expect(await held).toEqual({ status: 200, version: "5", weights: "/ckpt/step-5" });
+    // A never sent its load; B's re-sync is the only one, after B's requests ended.
+    expect((await statsOf(w)).weight_updates.map((u) => [u.route, u.generations_open])).toEqual([["POST /update_weights_from_disk", 0]]);
+  }, 60_000);
+});
+
 describe("several routers on etcd: ids", () => {
   it("a worker's ids leave etcd when it is removed, a deleted video's at once; a mesh made through A is found through B from etcd", async (ctx) => {
     needTools(ctx, tool);
