@@ -105,6 +105,8 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     const h = held;
     if (h === null) return;
     if ((await presence.live()).includes(h.id.slice(0, h.id.lastIndexOf(":")))) return;
+    // Its own requests still in flight would overlap the re-sync's load: settle once they are done (checked again each second).
+    if (!(await follower.whenIdle(0))) return;
     const settled = await settleDeadRefit(client, key, h.id, store, logger);
     if (settled !== null && held === h) ended(settled, "state store: the dead router's refit is settled; generation requests flow");
   };
