@@ -118,7 +118,7 @@ describe("several routers on etcd: the refit router dies", () => {
     a.proc.kill("SIGKILL");
     const killedAt = Date.now();
     await refit;
-    await b.waitForLog((l) => String(l.msg).startsWith("state store: the dead router's refit is settled"), 25_000);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: an unfinished refit of another router is settled"), 25_000);
     expect(Date.now() - killedAt).toBeLessThan(20_000);
     const settled = await waitFor(async () => {
       const ws = (await jsonRequest(`${b.url}/workers`)).body.workers as { url: string; state: string; weight_version: string }[];
@@ -150,10 +150,42 @@ describe("several routers on etcd: the refit router dies before the load", () =>
     await refit;
     const held = generate(b.url);
     expect((await Promise.all(early)).every((x) => x.status === 200 && x.version === "0" && x.weights === base)).toBe(true);
-    await b.waitForLog((l) => String(l.msg).startsWith("state store: the dead router's refit is settled"), 25_000);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: an unfinished refit of another router is settled"), 25_000);
     expect(await held).toEqual({ status: 200, version: "5", weights: "/ckpt/step-5" });
     // A never sent its load; B's re-sync is the only one, after B's requests ended.
     expect((await statsOf(w)).weight_updates.map((u) => [u.route, u.generations_open])).toEqual([["POST /update_weights_from_disk", 0]]);
+  }, 60_000);
+});
+
+describe("several routers on etcd: a refit state left in progress", () => {
+  it("a live router's refit left in progress without the lock (its last write lost while etcd was away) is settled by the other within ~3 s: both routers then serve its target, the worker re-synced", async (ctx) => {
+    needTools(ctx, tool);
+    const w = await sim();
+    const [a, b, store] = await twoRouters(w);
+    const prefix = `/${store.split("/").slice(3).join("/")}`;
+    const client = new Etcd3({ hosts: `http://${server().hostPort}` });
+    try {
+      // What A's lost write leaves behind: A alive (its presence key), no lock, the state still in progress by A.
+      const present = Object.values(await client.getAll().prefix(`${prefix}/routers/`).strings()).map((v) => JSON.parse(v) as { id: string; pid: number });
+      const aId = present.find((r) => r.pid === a.proc.pid)!.id;
+      const current = JSON.parse((await client.get(`${prefix}/refit`).string()) ?? "null") as Record<string, unknown> | null;
+      const body = JSON.stringify({ model_path: "/ckpt/step-9", weight_version: "9" });
+      const left = { version: "0", refits: 0, last: null, workers: {}, ...(current ?? {}), inProgress: { kind: "disk", body, targetVersion: "9", startedAtMs: Date.now() }, by: aId };
+      await client.put(`${prefix}/refit`).value(JSON.stringify(left));
+      await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 5_000);
+      const heldAt = Date.now();
+      await b.waitForLog((l) => String(l.msg).startsWith("state store: an unfinished refit of another router is settled"), 10_000);
+      expect(Date.now() - heldAt).toBeGreaterThan(2_000);
+      for (const r of [b, a]) {
+        const x = await waitFor(async () => {
+          const g = await generate(r.url);
+          return g.version === "9" ? g : undefined;
+        }, 10_000, "version 9");
+        expect(x).toEqual({ status: 200, version: "9", weights: "/ckpt/step-9" });
+      }
+    } finally {
+      client.close();
+    }
   }, 60_000);
 });
 

@@ -42,6 +42,8 @@ export interface FollowParts {
 export const STORE_LOST_GIVE_UP_MS = 5_000;
 /** How often a held refit's router is checked for being alive. */
 const OWNER_CHECK_MS = 1_000;
+/** Checks in a row that find a live refit router without the refit lock before its refit is taken as ended without its last write. */
+const UNLOCKED_CHECKS = 3;
 
 type Stored = PersistedState & { by?: string };
 
@@ -87,7 +89,7 @@ function distrustUnlisted(state: PersistedState, follower: RefitFollower): void 
 export async function followRefits(parts: FollowParts): Promise<() => Promise<void>> {
   const { client, prefix, store, presence, follower, logger } = parts;
   const key = `${prefix}/refit`;
-  let held: { id: string; kind: string; unhold: () => void } | null = null;
+  let held: Held | null = null;
   const owner = everySecond(() => checkOwner(), (err) => logger.warn({ err }, "state store: could not check whether the router running a refit is alive"));
 
   const ended = (state: PersistedState, why: string): void => {
@@ -100,16 +102,9 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     held = null;
     owner.stop();
   };
-  /** The refit's router is gone (its presence lease expired): settle the refit here, unless another router does. */
-  const checkOwner = async (): Promise<void> => {
-    const h = held;
-    if (h === null) return;
-    if ((await presence.live()).includes(h.id.slice(0, h.id.lastIndexOf(":")))) return;
-    // Its own requests still in flight would overlap the re-sync's load: settle once they are done (checked again each second).
-    if (!(await follower.whenIdle(0))) return;
-    const settled = await settleDeadRefit(client, key, h.id, store, logger);
-    if (settled !== null && held === h) ended(settled, "state store: the dead router's refit is settled; generation requests flow");
-  };
+  const checkOwner = ownerCheck(parts, () => held, (h, settled) => {
+    if (held === h) ended(settled, "state store: an unfinished refit of another router is settled; generation requests flow");
+  });
   const onState = (state: Stored): void => {
     if (state.by === store.self) return;
     if (state.inProgress === null) {
@@ -151,6 +146,43 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     owner.stop();
     held?.unhold();
     stopLost();
+  };
+}
+
+interface Held {
+  id: string;
+  kind: string;
+  unhold: () => void;
+}
+
+/**
+ * The check, every second while a refit through another router is held,
+ * whether its router is gone (its presence lease expired), or alive but no
+ * longer holding the refit lock for {@link UNLOCKED_CHECKS} checks in a row
+ * (its last write of the refit state was lost, etcd away): then the refit is
+ * settled here (refit-recover.ts), unless another router does it. This
+ * router settles only once nothing of its own is in flight (its re-sync's
+ * load must not overlap its own answers).
+ */
+function ownerCheck(parts: FollowParts, current: () => Held | null, settled: (h: Held, state: PersistedState) => void): () => Promise<void> {
+  const { client, prefix, store, presence, follower, logger } = parts;
+  const key = `${prefix}/refit`;
+  let unlocked = 0;
+  let last: Held | null = null;
+  return async () => {
+    const h = current();
+    if (h === null) return;
+    if (h !== last) unlocked = 0;
+    last = h;
+    const [live, lock] = await Promise.all([presence.live(), client.get(`${key}/lock`).exec()]);
+    if (live.includes(h.id.slice(0, h.id.lastIndexOf(":")))) {
+      // Its final write may trail the lock's release by a few ms: only a lasting gap counts.
+      unlocked = lock.kvs.length > 0 ? 0 : unlocked + 1;
+      if (unlocked < UNLOCKED_CHECKS) return;
+    }
+    if (!(await follower.whenIdle(0))) return;
+    const state = await settleDeadRefit(client, key, h.id, store, logger);
+    if (state !== null) settled(h, state);
   };
 }
 

@@ -11,7 +11,8 @@ const LOCK_TTL_S = 10;
 type Stored = PersistedState & { by?: string };
 
 /**
- * Settles a refit whose router died (its presence lease expired) with the
+ * Settles a refit whose router died (its presence lease expired), or left
+ * it in progress without the lock (its last write lost), with the
  * restart rule a restarted router applies (refit/state.ts
  * afterInterruptedRefit: a disk refit rolled forward to its target, every
  * worker re-synced to it; a tensor refit ends with no worker trusted until
@@ -37,7 +38,7 @@ export async function settleDeadRefit(client: Etcd3, key: string, refitId: strin
     const res = await client.if(key, "Mod", "==", kv.mod_revision).then(client.put(key).value(JSON.stringify({ ...settled, by: store.self }))).commit();
     if (!res.succeeded) return null;
     store.seen(settled, res.header.revision);
-    logger.warn({ refit: refitId, kind: saved.inProgress.kind, version: settled.version }, "state store: the router running a refit died; the refit was settled as after a restart (disk: rolled forward and every worker re-synced; tensor: no worker trusted until a trainer updates it)");
+    logger.warn({ refit: refitId, kind: saved.inProgress.kind, version: settled.version }, "state store: the router running a refit died (or lost its last write of the refit state); the refit was settled as after a restart (disk: rolled forward and every worker re-synced; tensor: no worker trusted until a trainer updates it)");
     return settled;
   } finally {
     await lock.release().catch((err: unknown) => logger.warn({ err }, "state store: could not release the refit lock after settling a dead router's refit; it expires with its lease"));
