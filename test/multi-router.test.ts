@@ -4,9 +4,9 @@
  * simulated workers as processes: a refit through A waits until B's own
  * requests in flight are done (B's answers never overlap the load on the
  * worker), or changes nothing when B does not drain in time; a refit whose
- * router is SIGKILLed mid-load is settled by B within its lease (one
- * version, nothing lost by clients that retry); a worker's ids leave etcd
- * with it; mesh ids are shared.
+ * router is SIGKILLed before or during its load, or whose last write was
+ * lost, is settled by B (one version, nothing lost by clients that retry);
+ * a worker's ids leave etcd with it; mesh ids are shared.
  */
 import { Etcd3 } from "etcd3";
 import { describe, expect, it } from "vitest";
