@@ -57,6 +57,7 @@ const expectedSkips = new Map([
   ["test/slurm.test.ts > backend slurm ScaleManagedWorkers adds and removes jobs; after SIGTERM no job is left in squeue", slurm],
   ["test/slurm.test.ts > backend slurm killAllSync (the process.on('exit') path) scancels jobs synchronously", slurm],
   ["test/slurm.test.ts > backend slurm a job whose worker dies on the node ends, leaves rotation at once and is resubmitted (restart policy)", slurm],
+  ["test/slurm.test.ts > backend slurm a router SIGKILLed and restarted with the same --state-file adopts its running jobs by job id (no second sbatch); a job cancelled while it was down is submitted again", slurm],
   ["test/slurm.test.ts > backend slurm a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", slurm],
   ["test/slurm.test.ts > backend slurm a job gets none of the router's keys (job environment file, worker's /proc environ), binds where the router reaches it, on a port of port_range", slurm],
 ]);

@@ -92,10 +92,10 @@ export const operationFlags: readonly FlagSpec[] = [
     arg: "<path>",
     key: "stateFile",
     kind: "string",
-    help: "keep the weight version, refit state and worker set in this file across restarts",
+    help: "keep the weight version, refit state, worker set and launched workers in this file across restarts",
     metavar: "PATH",
     readmeDefault: "none",
-    doc: "keeps the weight version, any refit in progress and the registered workers (with quarantine, draining and sleep) across router restarts: a restarted router registers them again at once and brings each to the pool's weights before it takes traffic. Launcher-managed workers are not in it (the launcher starts its own)",
+    doc: "keeps the weight version, any refit in progress and the registered workers (with quarantine, draining and sleep) across router restarts: a restarted router registers them again at once and brings each to the pool's weights before it takes traffic. With `--launcher-config` it also keeps each launched worker's handle (process group, Slurm job): a restarted router adopts those still running instead of starting second copies, and starts again those that are gone (see [Restart recovery](#restart-recovery-of-launched-workers))",
   },
   {
     flag: "--state-store",

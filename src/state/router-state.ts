@@ -8,7 +8,7 @@ import type { StateStore } from "../refit/state-store.js";
 import type { Registry } from "../registry/registry.js";
 import type { RefitFollower } from "./refit-follow.js";
 import { recordPool, restorePool, type PoolRestorer } from "./pool-record.js";
-import { openStateFile } from "./state-file.js";
+import { openStateFile, type LauncherStore } from "./state-file.js";
 
 /** Where the router keeps what outlives it: `--state-file`, `--state-store etcd://...`, or nowhere. */
 export type StateKind = "file" | "etcd" | "none";
@@ -18,6 +18,12 @@ export interface RouterState {
   readonly kind: StateKind;
   /** The refit coordinator's store. */
   readonly refit: StateStore | null;
+  /**
+   * The launcher's workers, for restart recovery (`--state-file` only: on
+   * etcd several routers share one prefix, and whose launched workers are
+   * whose needs the launcher leader of docs/multi-router.md step 4).
+   */
+  readonly launcher?: LauncherStore;
   readonly images: AffinityMap;
   readonly videos: AffinityMap;
   readonly meshes: AffinityMap;
@@ -52,6 +58,7 @@ export async function openRouterState(options: RouterOptions, logger: Logger): P
   return {
     kind: file === null ? "none" : "file",
     refit: file?.refit ?? null,
+    ...(file === null ? {} : { launcher: file.launcher }),
     images: new AffinityMap(),
     videos: new AffinityMap(),
     meshes: new AffinityMap(),
