@@ -8,7 +8,8 @@ import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { Policy } from "../balancer/index.js";
 import { Candidates } from "./candidates.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
-import { Gate } from "./gate.js";
+import { Gate, type GiveUp } from "./gate.js";
+import { GiveUpSweep } from "./give-up.js";
 import { RoutingKeys } from "./keys.js";
 import { LoadBook } from "./loads.js";
 import { PlanDispatch } from "./plan-dispatch.js";
@@ -76,8 +77,8 @@ export interface Admission {
   openJobs(): { jobId: string; workerUrl: string }[];
   /** Whether some worker that may serve the ticket is routable now, other than `except`. */
   hasOtherWorker(ticket: Ticket, except: string): boolean;
-  /** Holds new generation requests until the returned function is called. */
-  hold(reason: string): () => void;
+  /** Holds new generation requests until the returned function is called; `giveUp`: each held request ends with its error after a while. */
+  hold(reason: string, giveUp?: GiveUp): () => void;
   readonly held: boolean;
   /** Generation requests dispatched and not finished. */
   readonly inFlight: number;
@@ -116,6 +117,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
     queueTimeoutMs: options.queueTimeoutMs,
     ordered: mode === "earliest-finish",
     whyWaiting: () => (gate.held ? `held by ${gate.reasons()}` : "no worker became free"),
+    heldError: () => gate.failing()?.error() ?? null,
   });
   const batchSize = Math.max(1, options.workerBatchSize ?? 1);
   const take = (worker: Worker, ticket: Ticket, batch: Batch | null): Worker => {
@@ -149,7 +151,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
   registry.on("settled", () => {
     if (queue.queued > 0) pump();
   });
-  return new ComposedAdmission(mode, { registry, candidates, loads, gate, queue, keys, jobs, strategy, take, pump, clock });
+  const giveUp = new GiveUpSweep(gate, queue);
+  return new ComposedAdmission(mode, { registry, candidates, loads, gate, queue, keys, jobs, strategy, giveUp, take, pump, clock });
 }
 
 /**
@@ -175,6 +178,7 @@ interface Parts {
   readonly keys: RoutingKeys;
   readonly jobs: VideoJobs;
   readonly strategy: DispatchStrategy;
+  readonly giveUp: GiveUpSweep;
   readonly clock: () => number;
   take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker;
   pump(): void;
@@ -249,8 +253,10 @@ class ComposedAdmission implements Admission {
     return schedulingView(registry, loads, queue, candidates, clock());
   }
 
-  hold(reason: string): () => void {
-    return this.p.gate.hold(reason);
+  hold(reason: string, giveUp?: GiveUp): () => void {
+    const release = this.p.gate.hold(reason, giveUp);
+    if (giveUp) this.p.giveUp.start();
+    return release;
   }
 
   get held(): boolean {

@@ -105,7 +105,7 @@ export const operationFlags: readonly FlagSpec[] = [
     help: "keep the same state as --state-file in etcd, shared by every router with the same URL: etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
     metavar: "URL",
     readmeDefault: "none",
-    doc: "keeps what `--state-file` keeps in etcd under PREFIX (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`), so several routers serve one pool: a worker registered, changed or removed through one is in the others within a second, and an image or video id made through one is found through any. Not together with `--state-file`; see [Several routers](#several-routers-one-pool-etcd)",
+    doc: "keeps what `--state-file` keeps in etcd under PREFIX (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`), so several routers serve one pool: a worker registered, changed or removed through one is in the others within a second, an image, video or mesh id made through one is found through any, and a refit through one drains them all before weights load. Not together with `--state-file`; see [Several routers](#several-routers-one-pool-etcd)",
   },
   {
     flag: "--client-header-timeout",

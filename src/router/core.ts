@@ -1,6 +1,6 @@
 import { createControl, type Control } from "../admin/control.js";
 import { createAdmission, type Admission } from "../admission/admission.js";
-import { AffinityMap } from "../admission/affinity.js";
+import type { AffinityMap } from "../admission/affinity.js";
 import { createAudit, type Audit } from "../audit/audit.js";
 import { createPolicy } from "../balancer/index.js";
 import type { RouterOptions } from "../config/options.js";
@@ -52,8 +52,7 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   const registry = new Registry();
   const upstream = createUpstream({ maxConnections: options.maxConnections, timeoutMs: options.timeoutMs });
   // With --state-store the id maps are shared through etcd.
-  const { images, videos } = state;
-  const meshes = new AffinityMap();
+  const { images, videos, meshes } = state;
   // Health probes an ejected worker through the outlier detector and vice versa: each reaches the other through a closure.
   let outliers: OutlierDetector | null = null;
   const health = createHealthChecker({
@@ -77,7 +76,7 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos, meshes] });
   const admission = buildAdmission(registry, options);
   // The refit's weights and the pool's workers, each written by its owner.
-  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: state.refit });
+  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: state.refit, drainPeers: state.drainPeers ?? null });
   const managed = new ManagedView(registry);
   const refitKinds: Record<string, string> = { disk: "disk refit", tensor: "tensor refit", sleep: "memory release" };
   const op = () => refit.status().operation;

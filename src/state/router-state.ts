@@ -3,6 +3,7 @@ import { AffinityMap } from "../admission/affinity.js";
 import type { RouterOptions } from "../config/options.js";
 import type { Logger } from "../log.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
+import type { PeerDrain } from "../refit/operations.js";
 import type { StateStore } from "../refit/state-store.js";
 import type { Registry } from "../registry/registry.js";
 import type { RefitFollower } from "./refit-follow.js";
@@ -25,8 +26,11 @@ export interface RouterState {
   readonly launcher?: LauncherStore;
   readonly images: AffinityMap;
   readonly videos: AffinityMap;
+  readonly meshes: AffinityMap;
   /** The owner of an id another router made (etcd only). */
-  readonly resolveOwner?: (what: "image" | "video", id: string) => Promise<string | undefined>;
+  readonly resolveOwner?: (what: "image" | "video" | "mesh", id: string) => Promise<string | undefined>;
+  /** Waits for the other routers' drain before a refit loads weights (etcd only). */
+  readonly drainPeers?: PeerDrain;
   /** Registers the recorded workers again (through `restorer`: audited), then records (file) or shares (etcd) the worker set and follows other routers' refits. */
   start(parts: StartParts): Promise<void>;
   /** The coordinator as admin callers use it: under the cluster-wide refit lock with etcd, as is otherwise. */
@@ -57,6 +61,7 @@ export async function openRouterState(options: RouterOptions, logger: Logger): P
     ...(file === null ? {} : { launcher: file.launcher }),
     images: new AffinityMap(),
     videos: new AffinityMap(),
+    meshes: new AffinityMap(),
     async start({ registry, restorer }) {
       if (file === null) return;
       const recorded = file.pool.load();
