@@ -192,7 +192,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     expect(after[0]).toMatchObject({ name: kept.name, url: kept.url, pid: kept.pid, restarts: 0 });
     expect(after[1]).toMatchObject({ name: died.name, url: died.url, restarts: 1 });
     expect(after[1]!.pid).not.toBe(died.pid);
-    cleanup.push(() => isAlive(after[1]!.pid) && process.kill(-after[1]!.pid, "SIGKILL"));
+    cleanup.push(() => void (isAlive(after[1]!.pid) && process.kill(-after[1]!.pid, "SIGKILL")));
     expect(simPids(s)).toEqual([kept.pid, after[1]!.pid].sort((a, b) => a - b));
     expect(second.logs.filter((l) => l.msg === "launched worker")).toHaveLength(1);
 
@@ -217,7 +217,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     }, 20_000, "the adopted worker restarted after it was killed");
     expect(restarted).toMatchObject({ name: kept.name, url: kept.url });
     expect(restarted.pid).not.toBe(kept.pid);
-    cleanup.push(() => isAlive(restarted.pid) && process.kill(-restarted.pid, "SIGKILL"));
+    cleanup.push(() => void (isAlive(restarted.pid) && process.kill(-restarted.pid, "SIGKILL")));
     expect(simPids(s)).toEqual([restarted.pid, after[1]!.pid].sort((a, b) => a - b));
 
     // A clean stop ends the workers and records none: the next start launches afresh.
@@ -251,7 +251,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
       const ws = await managed(second);
       return ws.length === 2 && ws.every((w) => w.state === "ready") ? ws : undefined;
     }, 30_000, "the new group's two workers ready");
-    for (const w of now) cleanup.push(() => isAlive(w.pid) && process.kill(-w.pid, "SIGKILL"));
+    for (const w of now) cleanup.push(() => void (isAlive(w.pid) && process.kill(-w.pid, "SIGKILL")));
     expect(now.map((w) => w.pid).some((pid) => before.some((b) => b.pid === pid))).toBe(false);
     // The old workers still run (left to the operator, named in the log); the new ones took other ports.
     expect(before.every((w) => isAlive(w.pid))).toBe(true);
