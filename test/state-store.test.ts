@@ -100,6 +100,12 @@ describe("--state-store etcd, two routers on one prefix", () => {
     const viaB = await jsonRequest(`${b.url}/v1/images/generations`, { method: "POST", json: smallImage });
     expect(viaB.status).toBe(200);
     expect(await simCount(w, "POST /v1/images/generations")).toBe(before + 1);
+    // An image id made through A (url mode) is served through B.
+    const made = await jsonRequest(`${a.url}/v1/images/generations`, { method: "POST", json: { ...smallImage, response_format: "url" } });
+    expect(made.status).toBe(200);
+    const png = await fetch(`${b.url}${(made.body.data as { url: string }[])[0]!.url}`);
+    expect(png.status).toBe(200);
+    expect(Buffer.from(await png.arrayBuffer()).subarray(1, 4).toString("latin1")).toBe("PNG");
 
     // Operator states travel too: drained through A is draining in B.
     expect((await jsonRequest(`${a.url}${workerPath(w.url)}`, { method: "PUT", json: { draining: true } })).status).toBe(200);
