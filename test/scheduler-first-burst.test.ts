@@ -15,7 +15,7 @@ const SIZES = ["256x256", "512x512", "768x768", "1024x1024", "1536x1536", "2048x
 /**
  * Per fleet: how many of the 4 seeds' first bursts after the warm-up must be
  * <= 1.15x (every later burst must). With cost ~ pixels^1.4 and 60 ms per
- * output one seed's is 1.38: its 12-request warm-up gave 4 workers one
+ * output one seed's is 1.52: its 12-request warm-up gave 4 workers one
  * learned observation each and 4 none (each worker's first answer is a cold
  * start, not learned from), so no worker had the two observations of
  * different sizes that teach the shape, which was still the cold prior

@@ -57,6 +57,10 @@ class Window<T> {
 interface WorkerModel {
   window: Window<Sample>;
   pace: Pace;
+  /** Whether its pace rests on its own observations (or on another model's, see #speedByWorker); else it is provisional. */
+  paced: boolean;
+  /** ln speed its cold start showed (a cold start is slower than the worker: a lower bound), or NaN. */
+  coldLogSpeed: number;
   /** Its typical observed cost, for requests whose work is unknown. */
   typicalMs: number;
   /** Whether its first request ended: that one is not learned from (see observe). */
@@ -78,6 +82,8 @@ interface FleetModel {
   window: Window<Sample>;
   /** Its workers with observations: their paces are refitted with the shape. */
   members: Set<WorkerModel>;
+  /** The slowest member's ln speed (0 with none): what a worker not measured yet is assumed to be. */
+  slowestLogSpeed: number;
   /** Typical observed cost, for requests whose work is unknown. */
   typicalMs: number;
   refit: RefitClock;
@@ -160,7 +166,7 @@ export class CostModel {
   #fleet(model: string): FleetModel {
     let f = this.#fleets.get(model);
     if (!f) {
-      f = { shape: COLD_SHAPE, window: new Window(FLEET_WINDOW), members: new Set(), typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity } };
+      f = { shape: COLD_SHAPE, window: new Window(FLEET_WINDOW), members: new Set(), slowestLogSpeed: 0, typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity } };
       this.#fleets.set(model, f);
     }
     return f;
@@ -174,22 +180,32 @@ export class CostModel {
     }
     let w = byModel.get(model);
     if (!w) {
-      const speed = this.#speedByWorker.get(workerUrl) ?? 1;
-      w = { window: new Window(WINDOW), pace: { logSpeed: Math.log(speed), tilt: 0 }, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
+      const speed = this.#speedByWorker.get(workerUrl);
+      const pace = { logSpeed: speed === undefined ? 0 : Math.log(speed), tilt: 0 };
+      w = { window: new Window(WINDOW), pace, paced: speed !== undefined, coldLogSpeed: Number.NaN, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
       byModel.set(model, w);
     }
     return w;
   }
 
-  /** Predicted service time in ms of `work` on a worker (unknown work: the model's typical cost on it). */
+  /**
+   * Predicted service time in ms of `work` on a worker (unknown work: the
+   * model's typical cost on it). A worker not measured yet is assumed as
+   * slow as the slowest measured one, or as its cold start showed if that
+   * was faster: a large request is not planned onto a GPU that may be the
+   * slowest (through HTTP a burst arrives over several event-loop turns,
+   * and a fleet of known fast workers with a few unknown ones would
+   * otherwise treat them as equals).
+   */
   predictMs(workerUrl: string, model: string, work: WorkFeatures | null): number {
     const w = this.#worker(workerUrl, model);
     const fleet = this.#fleet(model);
+    const pace = w.paced ? w.pace : { logSpeed: provisionalLogSpeed(w, fleet), tilt: 0 };
     if (work === null) {
       if (w.typicalMs > 0) return w.typicalMs;
-      return fleet.typicalMs > 0 ? fleet.typicalMs / Math.exp(w.pace.logSpeed) : paceMs(fleet.shape, w.pace, defaultPoint);
+      return fleet.typicalMs > 0 ? fleet.typicalMs / Math.exp(pace.logSpeed) : paceMs(fleet.shape, pace, defaultPoint);
     }
-    return Math.max(1, paceMs(fleet.shape, w.pace, pointOf(work)));
+    return Math.max(1, paceMs(fleet.shape, pace, pointOf(work)));
   }
 
   /** Predicted time on the fleet's average worker: the priority of a request in the queue. Creates nothing. */
@@ -213,6 +229,7 @@ export class CostModel {
     // slower, and a worker judged slow by it would never be tried again.
     if (!w.warmedUp) {
       w.warmedUp = true;
+      if (work !== null) w.coldLogSpeed = Math.log(Math.max(1e-3, shapeMs(fleet.shape, pointOf(work))) / serviceMs);
       return;
     }
     fleet.typicalMs = fleet.typicalMs === 0 ? serviceMs : 0.9 * fleet.typicalMs + 0.1 * serviceMs;
@@ -222,6 +239,7 @@ export class CostModel {
     w.window.push(sample);
     fleet.window.push(sample);
     fleet.members.add(w);
+    w.paced = true;
     if (refitDue(fleet.refit, fleet.window.items.length, nowMs)) this.#refitFleet(fleet);
     else if (paceDue(w.refit, nowMs)) w.pace = paceOf(w, fleet.shape);
     else return;
@@ -269,7 +287,11 @@ export class CostModel {
         count += m.window.items.length;
       }
       const g = count > 0 ? sum / count : 0;
-      for (const m of fleet.members) m.pace.logSpeed -= g;
+      fleet.slowestLogSpeed = 0;
+      for (const m of fleet.members) {
+        m.pace.logSpeed -= g;
+        fleet.slowestLogSpeed = Math.min(fleet.slowestLogSpeed, m.pace.logSpeed);
+      }
       fleet.shape = { e: fleet.shape.e, theta: fleet.shape.theta.map((v) => v * Math.exp(-g)) };
     }
   }
@@ -300,6 +322,11 @@ export class CostModel {
       removeFrom(fleet.window, (s) => s.worker === w);
     }
   }
+}
+
+/** ln speed assumed for a worker not measured yet: the slowest measured one's, or its cold start's if that was faster. */
+function provisionalLogSpeed(w: WorkerModel, fleet: FleetModel): number {
+  return Number.isNaN(w.coldLogSpeed) ? fleet.slowestLogSpeed : Math.max(fleet.slowestLogSpeed, Math.min(0, w.coldLogSpeed));
 }
 
 function removeFrom<T>(window: Window<T>, drop: (item: T) => boolean): void {
