@@ -4,7 +4,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CostModel, fitTheta, featureVector } from "../src/scheduler/cost-model.js";
+import { CostModel } from "../src/scheduler/cost-model.js";
+import { COLD_SHAPE, fitShape, pointOf } from "../src/scheduler/cost-shape.js";
 import { eligibleWorkers, workerKind } from "../src/scheduler/eligibility.js";
 import { bestPacking, greedyPack, loadsOf, maxOf, type PackProblem } from "../src/scheduler/pack.js";
 import { planDispatch, priorityKey, type PlanWorker } from "../src/scheduler/plan.js";
@@ -192,10 +193,10 @@ describe("cost model", () => {
     expect(model.predictMs("http://a:1", "m", null)).toBeCloseTo(300, 0);
   });
 
-  it("fitTheta keeps every term non-negative", () => {
+  it("the shape fit keeps every term non-negative", () => {
     // Times that fall with size would need a negative slope.
-    const obs = [1, 2, 3, 4].map((u) => ({ x: featureVector({ megapixels: 1, steps: u * 10, latentFrames: 1, outputs: 1, inputImages: 0 }), t: 100 - u }));
-    for (const v of fitTheta(obs, [20, 8, 0])) expect(v).toBeGreaterThanOrEqual(0);
+    const points = [1, 2, 3, 4].map((u) => pointOf({ megapixels: 1, steps: u * 10, latentFrames: 1, outputs: 1, inputImages: 0 }));
+    for (const v of fitShape(points, [99, 98, 97, 96], COLD_SHAPE).theta) expect(v).toBeGreaterThanOrEqual(0);
   });
 });
 

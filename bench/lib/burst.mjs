@@ -93,3 +93,11 @@ export async function getJson(url) {
   const r = await request(url, { dispatcher: agent });
   return r.body.json();
 }
+
+/** POST JSON (the sims' /sim/config); resolves the answer's JSON, throws on a status other than 200. */
+export async function postJson(url, body) {
+  const r = await request(url, { dispatcher: agent, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const json = await r.body.json();
+  if (r.statusCode !== 200) throw new Error(`POST ${url}: ${r.statusCode} ${JSON.stringify(json)}`);
+  return json;
+}

@@ -103,8 +103,8 @@ export function runGeneration<T>(
       if (state.shouldFail()) throw internalError();
       const started = performance.now();
       const { speed } = state.config;
-      const a = state.options.attentionFactor;
-      await state.delay(batchSize > 1 ? batchMs(work, batchSize, speed, a, state.gainCurve) : generationMs(work, speed, a));
+      const { attentionFactor: a, costShape } = state.options;
+      await state.delay(batchSize > 1 ? batchMs(work, batchSize, speed, a, state.gainCurve, costShape) : generationMs(work, speed, a, costShape));
       state.stats.generationsRun++;
       const result = await make();
       return { result, weights: state.weights, inferenceTimeS: (performance.now() - started) / 1000, batch: { id: dispatch, size: batchSize } };
