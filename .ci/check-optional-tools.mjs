@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts", "test/state-store.test.ts"];
+const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts", "test/state-store.test.ts", "test/multi-router.test.ts"];
 // Slurm's daemons live in /usr/sbin, which the PATH below never has; its client commands are in /usr/bin.
 const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*|chromium.*|etcd.*)$/;
 const slurm = ["slurmctld (Debian: apt-get install slurmctld)", "slurmd", "sbatch", "slurm-client", "munged", "munge"];
@@ -36,7 +36,13 @@ const expectedSkips = new Map([
   ["test/state-store.test.ts > --state-store etcd, two routers on one prefix a video created through A is polled and downloaded through B", etcdTool],
   ["test/state-store.test.ts > --state-store etcd, two routers on one prefix refit lock: a refit or sleep through B while A's two-phase refit is open is a 409 refit_in_progress; after A's abort B's refit runs", etcdTool],
   ["test/state-store.test.ts > --state-store etcd, two routers on one prefix B follows A's refits: held while A's refit is open, answered at A's committed version; a disk refit through A moves B's X-Weight-Version within 1 s", etcdTool],
-  ["test/state-store.test.ts > --state-store etcd, etcd lost a router that loses etcd holds generation (503 naming etcd, nothing sent to the worker) and serves again once etcd is back", etcdTool],
+  ["test/state-store.test.ts > --state-store etcd, etcd lost a router that loses etcd holds generation, then answers 503 state_store_unavailable with Retry-After after a short wait (not --queue-timeout), nothing sent to the worker, and serves again once etcd is back", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: distributed drain before a refit a refit through A waits for B's requests in flight: they end on the old weights before the load reaches the worker, later ones carry the new version; no answer mixes versions", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: distributed drain before a refit when B does not drain within the refit's drain timeout, the refit through A changes nothing (504 drain_timeout naming B's wait) and both routers serve the old weights again", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: the refit router dies A SIGKILLed during a refit's load: B settles it when A's lease expires (rolled forward, the worker re-synced), serves one version, frees the lock; clients retrying through B lose nothing", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: the refit router dies before the load A SIGKILLed while it waits for B's drain: B's requests end on the old weights, B rolls the refit forward when A's lease expires, and the one load that reaches the worker finds nothing open; a request held meanwhile gets the new weights", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: a refit state left in progress a live router's refit left in progress without the lock (its last write lost while etcd was away) is settled by the other within ~3 s: both routers then serve its target, the worker re-synced", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: ids a worker's ids leave etcd when it is removed, a deleted video's at once; a mesh made through A is found through B from etcd", etcdTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium shows every worker with state, model and weight version; a removal and a refit show within 2 s", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium a two-phase refit shows open within 2 s of its begin and idle within 2 s of its abort, with both actions", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium the rollout panel shows a running job (items done, groups complete) within 2 s, and drops it within 2 s of its end", chromiumTool],
@@ -51,6 +57,7 @@ const expectedSkips = new Map([
   ["test/slurm.test.ts > backend slurm ScaleManagedWorkers adds and removes jobs; after SIGTERM no job is left in squeue", slurm],
   ["test/slurm.test.ts > backend slurm killAllSync (the process.on('exit') path) scancels jobs synchronously", slurm],
   ["test/slurm.test.ts > backend slurm a job whose worker dies on the node ends, leaves rotation at once and is resubmitted (restart policy)", slurm],
+  ["test/slurm.test.ts > backend slurm a router SIGKILLed and restarted with the same --state-file adopts its running jobs by job id (no second sbatch); a job cancelled while it was down is submitted again", slurm],
   ["test/slurm.test.ts > backend slurm a job sbatch refuses (unknown partition) fails the launch as a config error naming launcher.slurm; nothing is queued", slurm],
   ["test/slurm.test.ts > backend slurm a job gets none of the router's keys (job environment file, worker's /proc environ), binds where the router reaches it, on a port of port_range", slurm],
 ]);

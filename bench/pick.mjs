@@ -7,6 +7,8 @@
 import { createAdmission } from "../dist/src/admission/admission.js";
 import { createPolicy, policyNames } from "../dist/src/balancer/index.js";
 import { Registry } from "../dist/src/registry/registry.js";
+import { demandOf } from "../dist/src/scheduler/eligibility.js";
+import { readRequestFacts } from "../dist/src/scheduler/request-facts.js";
 
 const sizes = [1, 1000];
 let sink = 0;
@@ -36,6 +38,11 @@ function candidates(n) {
   return Array.from({ length: n }, (_, i) => ({ url: `http://127.0.0.${(i % 250) + 1}:${20000 + Math.floor(i / 250)}`, activeRequests: i % 4 }));
 }
 
+/** One image request's ticket (its facts read once, outside the measured decision, as the data plane reads them before admission). */
+const facts = readRequestFacts("image", { prompt: "p", size: "512x512" }, null);
+const demand = demandOf("image", facts.model);
+const ticket = () => ({ demand, facts, exclude: null, run: null, weightVersion: null });
+
 const result = { unit: "ns per call (median of 7 batches)", pick: {}, admission: {} };
 for (const name of policyNames) {
   result.pick[name] = {};
@@ -52,13 +59,17 @@ for (const n of sizes) {
   for (const c of candidates(n)) registry.add(c.url);
   const admission = createAdmission({ registry, policy: createPolicy("least-request"), maxConcurrencyPerWorker: 0, queueSize: 10_000, queueTimeoutMs: 300_000 });
   // 32 requests in flight, as in the HTTP runs: the decision is taken with some workers busy.
-  const held = Array.from({ length: Math.min(32, n) }, () => admission.tryAcquire("any", null));
+  const held = Array.from({ length: Math.min(32, n) }, () => {
+    const t = ticket();
+    return { w: admission.tryAcquire(t), t };
+  });
   result.admission[n] = measure(() => {
-    const w = admission.tryAcquire("any", null);
-    admission.release(w, true);
+    const t = ticket();
+    const w = admission.tryAcquire(t);
+    admission.release(w, t, { ok: true });
     sink += w.activeRequests;
   });
-  for (const w of held) admission.release(w, true);
+  for (const { w, t } of held) admission.release(w, t, { ok: true });
 }
 if (sink === -1) console.log(sink);
 

@@ -53,8 +53,11 @@ export async function startRouter(options: RouterOptions, logger: Logger): Promi
 
   await registerStartingPool(core, doors, options);
   core.health.start();
-  // Launched workers register one by one as they become healthy; the router already serves.
-  if (launcherConfig) launcher.launch(launcherConfig).catch((err: unknown) => logger.error({ err }, "launcher failed"));
+  // Launched workers register one by one as they become healthy; the router already serves. Those
+  // the state file recorded are adopted if still running (restart recovery), not started twice.
+  const recorded = core.state.launcher?.load() ?? [];
+  if (launcherConfig) launcher.launch(launcherConfig, { adopt: recorded }).catch((err: unknown) => logger.error({ err }, "launcher failed"));
+  else if (recorded.length > 0) logger.warn({ workers: recorded.map((r) => r.url) }, "state file: managed workers were recorded but no --launcher-config was given; they are not adopted (nor stopped)");
 
   let closing: Promise<void> | null = null;
   return {

@@ -7,11 +7,13 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { Gate } from "../src/admission/gate.js";
+import { GiveUpSweep } from "../src/admission/give-up.js";
 import { RoutingKeys } from "../src/admission/keys.js";
 import { LoadBook } from "../src/admission/loads.js";
 import { WaitQueue, type QueueOptions } from "../src/admission/queue.js";
 import type { Ticket } from "../src/admission/ticket.js";
 import { VideoJobs } from "../src/admission/video-jobs.js";
+import { RouterError } from "../src/errors.js";
 import { Registry } from "../src/registry/registry.js";
 import type { Worker } from "../src/registry/worker.js";
 import { readRequestFacts, type RouteKind } from "../src/scheduler/request-facts.js";
@@ -174,6 +176,47 @@ describe("wait queue", () => {
     for (const c of controllers.slice(0, 190)) c.abort();
     expect(q.queued).toBe(10);
     expect(q.live().length).toBe(10);
+  });
+});
+
+describe("a hold that gives up (a router that lost etcd)", () => {
+  const lostEtcd = () => ({ afterMs: 5_000, error: () => new RouterError("state_store_unavailable", "etcd away", { details: { retryAfterS: 2 } }) });
+  function held(queueTimeoutMs: number) {
+    const gate = new Gate(() => undefined);
+    const q = new WaitQueue({ queueSize: 10, queueTimeoutMs, ordered: false, whyWaiting: () => "held", heldError: () => gate.failing()?.error() ?? null });
+    return { gate, q, sweep: new GiveUpSweep(gate, q) };
+  }
+
+  it("each held request ends with the hold's error 5 s after the later of its arrival and the hold; a rollout item keeps waiting; once released nothing more fails", async () => {
+    const { gate, q, sweep } = held(60_000);
+    const early = outcome(q.add(ticket(), 0, null, () => 0));
+    await vi.advanceTimersByTimeAsync(2_000);
+    const release = gate.hold("etcd lost", lostEtcd());
+    sweep.start();
+    await vi.advanceTimersByTimeAsync(3_000);
+    const late = outcome(q.add(ticket({ prompt: "l" }), 0, null, () => 0));
+    const job = outcome(q.add(ticket({ prompt: "j" }, "image", { fromJob: true }), 0, null, () => 0));
+    await vi.advanceTimersByTimeAsync(1_750);
+    expect(early.done).toBe(false);
+    await vi.advanceTimersByTimeAsync(500);
+    expect(early.error?.code).toBe("state_store_unavailable");
+    expect(late.done).toBe(false);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(late.error?.code).toBe("state_store_unavailable");
+    expect(q.queued).toBe(1);
+    release();
+    const after = outcome(q.add(ticket({ prompt: "a" }), 0, null, () => 0));
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect([after.done, job.done]).toEqual([false, false]);
+  });
+
+  it("a queue timeout shorter than the hold's wait answers with the hold's error, not queue_timeout", async () => {
+    const { gate, q, sweep } = held(1_000);
+    gate.hold("etcd lost", lostEtcd());
+    sweep.start();
+    const r = outcome(q.add(ticket(), 0, null, () => 0));
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(r.error?.code).toBe("state_store_unavailable");
   });
 });
 

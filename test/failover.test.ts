@@ -274,9 +274,10 @@ describe("a worker that answers plain-text 500", () => {
     expect(w.is_dead).toBe(true);
     expect(w.dead_reason).toBe("ejected");
     expect(w.last_error).toMatch(/500/);
-    // Exactly the threshold reached the bad worker before it left rotation.
+    // Exactly the threshold reached the bad worker before it left rotation, plus the one
+    // sleep check after its first 500 (a one-step /rollout/generate: is it asleep? no, failing).
     const s = await stats(bad!);
-    expect((s.requests_by_route[`POST ${IMAGE}`] ?? 0) + (s.requests_by_route[`POST ${ROLLOUT}`] ?? 0)).toBe(3);
+    expect((s.requests_by_route[`POST ${IMAGE}`] ?? 0) + (s.requests_by_route[`POST ${ROLLOUT}`] ?? 0)).toBe(3 + 1);
     await r.waitForLog((l) => l.msg === "worker ejected after failed requests" && l.worker === bad!.url, 2000);
   });
 

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { AdminService } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
+import { AdminService, WorkerState } from "../src/gen/sgl/diffusion/router/v1/admin_pb.js";
 import { LauncherConfigError, parseLauncherSection } from "../src/launcher/index.js";
 import { isAlive, jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { holdsFor } from "./helpers/idle.js";
@@ -114,6 +114,12 @@ describe("restart policy", () => {
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({ url: failed.url, state: "failed", is_dead: true, managed: true, name: "Qwen/Qwen-Image/0", restarts: 1 });
     expect(listed[0].last_error).toMatch(/max_restarts 1/);
+    // ListWorkers lists it too, as WORKER_STATE_FAILED, with the same facts.
+    const rpcListed = (await admin.listWorkers({})).workers;
+    expect(rpcListed.map((w) => [w.url, w.workerId, w.state, w.isDead, w.deadReason, w.managed, w.capabilities?.models])).toEqual([
+      [failed.url, listed[0].worker_id, WorkerState.FAILED, true, "launcher_failed", true, ["Qwen/Qwen-Image"]],
+    ]);
+    expect(rpcListed[0]!.lastError).toBe(listed[0].last_error);
     const health = await jsonRequest(`${r.url}/health`);
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ status: "unhealthy", healthy_workers: 0, total_workers: 1, failed_workers: 1 });

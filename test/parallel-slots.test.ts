@@ -2,11 +2,12 @@
  * dp_size-aware concurrency (issue 19): a worker with data-parallel replicas
  * behind one URL (`dp_size` in GET /server_info) is sent that many
  * generations at once in earliest-finish mode, and the plan counts it free
- * when any of its slots is. The probe is read over a real socket; the
- * scheduling runs on the virtual fleet (test/helpers/virtual-fleet.ts: the
- * real admission with a fake clock), since the simulated worker cannot
- * report a dp_size above 1 yet; a small HTTP server stands in for a worker
- * that does, for the probe and the registration path only.
+ * when any of its slots is. Over sockets: a router process in front of a
+ * simulated worker started with `--dp-size 2` (which runs two generations at
+ * once, as the real one does) or with the default dp_size 1. The plan's
+ * arithmetic also runs on the virtual fleet (test/helpers/virtual-fleet.ts:
+ * the real admission with a fake clock); a small HTTP server stands in for
+ * odd `/server_info` answers.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -133,4 +134,47 @@ describe("registration reads dp_size", () => {
       dp.close();
     }
   }, 30_000);
+});
+
+describe("over sockets: a dp_size-2 simulated worker behind the router (default flags: earliest-finish)", () => {
+  /** ~0.7 s per generation at --speed 0.06 (512x512, 20 steps): long enough to see both outstanding. */
+  const body = { size: "512x512", num_inference_steps: 20, response_format: "b64_json" };
+  type Stats = { in_flight: number; peak_in_flight: number; scheduler_running: number; generations_run: number };
+  const simStats = async (url: string): Promise<Stats> => (await jsonRequest(`${url}/sim/stats`)).body as Stats;
+
+  async function twoAtOnce(dpSize: number): Promise<{ peakRunning: number; peakInFlight: number; statuses: number[]; workerIds: (string | null)[] }> {
+    const sim = await startSimProcess(["--dp-size", String(dpSize), "--speed", "0.06"]);
+    const router = await startRouterProcess(["--worker-urls", sim.url]);
+    try {
+      const generate = (prompt: string) => jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: { prompt, ...body } });
+      // Two answers first, so the cost model knows the worker.
+      for (const p of ["learn-1", "learn-2"]) expect((await generate(p)).status).toBe(200);
+      await jsonRequest(`${sim.url}/sim/reset_stats`, { method: "POST" });
+      let peakRunning = 0;
+      let outstanding = true;
+      const pair = Promise.all([generate("a"), generate("b")]).finally(() => (outstanding = false));
+      while (outstanding) {
+        peakRunning = Math.max(peakRunning, (await simStats(sim.url)).scheduler_running);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const answers = await pair;
+      const after = await simStats(sim.url);
+      expect(after.generations_run).toBe(2);
+      return { peakRunning, peakInFlight: after.peak_in_flight, statuses: answers.map((a) => a.status), workerIds: answers.map((a) => a.headers.get("x-sim-worker")) };
+    } finally {
+      await router.stop();
+      await sim.stop();
+    }
+  }
+
+  it("the dp_size-2 worker holds 2 generations at once; a dp_size-1 worker holds 1 (the other waits in the router)", async () => {
+    const dp2 = await twoAtOnce(2);
+    expect(dp2.statuses).toEqual([200, 200]);
+    expect(dp2.peakRunning).toBe(2);
+    expect(dp2.peakInFlight).toBe(2);
+    const dp1 = await twoAtOnce(1);
+    expect(dp1.statuses).toEqual([200, 200]);
+    expect(dp1.peakRunning).toBe(1);
+    expect(dp1.peakInFlight).toBe(1);
+  }, 60_000);
 });

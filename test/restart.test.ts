@@ -91,6 +91,40 @@ describe("a router restarted with the same --state-file", () => {
     expect(answers.every((a) => a.version === "7")).toBe(true);
   });
 
+  it("a video job and a url-mode image made before the crash are answered after it: the restarted router finds their ids on the workers", async () => {
+    const [imageWorker] = await sims(1);
+    const videoWorker = await startSimProcess(["--model-path", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"]);
+    started.push(videoWorker);
+    const stateFile = join(mkdtempSync(join(tmpdir(), "sgl-restart-")), "state.json");
+    const args = ["--port", String(await freePort()), "--state-file", stateFile];
+    const first = await router(args);
+    for (const w of [imageWorker!, videoWorker]) expect((await jsonRequest(`${first.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
+    await waitFor(async () => ((await jsonRequest(`${first.url}/workers`)).body.workers as { state: string }[]).filter((w) => w.state === "healthy").length === 2, 10_000, "both workers healthy");
+    const video = await jsonRequest(`${first.url}/v1/videos`, { method: "POST", json: { prompt: "a river", size: "64x64", num_inference_steps: 2, seconds: 1, fps: 8 } });
+    expect(video.status).toBe(200);
+    const image = await jsonRequest(`${first.url}/v1/images/generations`, { method: "POST", json: { ...smallImage, response_format: "url" } });
+    expect(image.status).toBe(200);
+    const imageUrl = (image.body.data as { url: string }[])[0]!.url;
+    expect(imageUrl).toMatch(/^\/v1\/images\//);
+
+    first.proc.kill("SIGKILL");
+    await new Promise((res) => first.proc.once("exit", res));
+    const second = await router(args);
+    // The id -> worker maps died with the first process: the restarted router asks the workers.
+    const done = await waitFor(async () => {
+      const r = await jsonRequest(`${second.url}/v1/videos/${video.body.id as string}`);
+      expect(r.status).toBe(200);
+      return r.body.status === "completed" ? r.body : undefined;
+    }, 20_000, "the video made before the crash completed, polled through the restarted router");
+    expect(done.id).toBe(video.body.id);
+    const mp4 = await fetch(`${second.url}/v1/videos/${video.body.id as string}/content`);
+    expect(mp4.status).toBe(200);
+    expect(Buffer.from(await mp4.arrayBuffer()).subarray(4, 8).toString("latin1")).toBe("ftyp");
+    const png = await fetch(`${second.url}${imageUrl}`);
+    expect(png.status).toBe(200);
+    expect(Buffer.from(await png.arrayBuffer()).subarray(1, 4).toString("latin1")).toBe("PNG");
+  }, 60_000);
+
   it("a state file from before the worker set (refit state only) still loads, and the pool is recorded from then on", async () => {
     const [w] = await sims(1);
     const stateFile = join(mkdtempSync(join(tmpdir(), "sgl-restart-")), "state.json");

@@ -4,7 +4,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { CostModel, fitTheta, featureVector } from "../src/scheduler/cost-model.js";
+import { CostModel } from "../src/scheduler/cost-model.js";
+import { COLD_SHAPE, fitShape, pointOf } from "../src/scheduler/cost-shape.js";
 import { eligibleWorkers, workerKind } from "../src/scheduler/eligibility.js";
 import { bestPacking, greedyPack, loadsOf, maxOf, type PackProblem } from "../src/scheduler/pack.js";
 import { planDispatch, priorityKey, type PlanWorker } from "../src/scheduler/plan.js";
@@ -16,14 +17,19 @@ describe("request facts", () => {
     ["defaults: 1024x1024, 50 steps, one output", {}, { megapixels: 1, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 }],
     ["size and n", { size: "512x512", n: 4, num_inference_steps: 20 }, { megapixels: 0.25, steps: 20, outputs: 4 }],
     ["width/height override size", { size: "512x512", width: 1024, height: 2048 }, { megapixels: 2 }],
-    ["num_outputs_per_prompt (rollout)", { num_outputs_per_prompt: 8 }, { outputs: 8 }],
+    ["num_outputs_per_prompt is not read by the image routes", { num_outputs_per_prompt: 8 }, { outputs: 1 }],
     ["num_images is ignored, as the worker ignores it", { num_images: 4 }, { outputs: 1 }],
     ["strings that are numbers", { n: "2", num_inference_steps: "10" }, { outputs: 2, steps: 10 }],
     ["nonsense is treated as missing", { n: -3, num_inference_steps: "lots", size: "big" }, { outputs: 1, steps: 50, megapixels: 1 }],
-    ["absurd values are capped", { num_inference_steps: 1e12, n: 1e6 }, { steps: 1000, outputs: 64 }],
+    ["absurd values are capped (n as the image routes clamp it, to 10)", { num_inference_steps: 1e12, n: 1e6 }, { steps: 1000, outputs: 10 }],
     ["an input image", { image_path: "/x.png" }, { inputImages: 1 }],
   ])("%s", (_name, body, expected) => {
     expect(readRequestFacts("image", body, null).work).toMatchObject(expected);
+  });
+
+  it("native routes read num_outputs_per_prompt (up to 64)", () => {
+    expect(readRequestFacts("generation", { num_outputs_per_prompt: 8 }, null).work).toMatchObject({ outputs: 8 });
+    expect(readRequestFacts("generation", { n: 1e6 }, null).work).toMatchObject({ outputs: 64 });
   });
 
   it("videos: num_frames, or seconds x fps, in latent frames; 1280x720 by default", () => {
@@ -187,10 +193,10 @@ describe("cost model", () => {
     expect(model.predictMs("http://a:1", "m", null)).toBeCloseTo(300, 0);
   });
 
-  it("fitTheta keeps every term non-negative", () => {
+  it("the shape fit keeps every term non-negative", () => {
     // Times that fall with size would need a negative slope.
-    const obs = [1, 2, 3, 4].map((u) => ({ x: featureVector({ megapixels: 1, steps: u * 10, latentFrames: 1, outputs: 1, inputImages: 0 }), t: 100 - u }));
-    for (const v of fitTheta(obs, [20, 8, 0])) expect(v).toBeGreaterThanOrEqual(0);
+    const points = [1, 2, 3, 4].map((u) => pointOf({ megapixels: 1, steps: u * 10, latentFrames: 1, outputs: 1, inputImages: 0 }));
+    for (const v of fitShape(points, [99, 98, 97, 96], COLD_SHAPE).theta) expect(v).toBeGreaterThanOrEqual(0);
   });
 });
 

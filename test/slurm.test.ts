@@ -230,6 +230,52 @@ describe("backend slurm", () => {
     expect(events.filter((e) => e.startsWith("register"))).toHaveLength(2);
   }, 90_000);
 
+  it("a router SIGKILLed and restarted with the same --state-file adopts its running jobs by job id (no second sbatch); a job cancelled while it was down is submitted again", async (ctx) => {
+    needTools(ctx, ...tools);
+    const file = join(tmp, `launcher-adopt-${Math.random().toString(16).slice(2)}.yaml`);
+    writeFileSync(file, launcherYaml(2));
+    const args = ["--health-check-interval", "3600", "--launcher-config", file, "--state-file", join(tmp, `state-${Math.random().toString(16).slice(2)}.json`)];
+    const life = async () => {
+      const r = await startRouterProcess(args, { env: cluster!.env });
+      cleanup.push(() => r.stop(20_000));
+      const ready = await waitFor(async () => {
+        const ws = (await jsonRequest(`${r.url}/managed_workers`)).body.workers as any[];
+        return ws.length === 2 && ws.every((w) => w.state === "ready") ? ws.sort((a, b) => a.name.localeCompare(b.name)) : undefined;
+      }, 60_000, "two Slurm workers ready");
+      return { r, ready };
+    };
+    const sigkill = async (r: RouterProcess) => {
+      r.proc.kill("SIGKILL");
+      await new Promise((res) => r.proc.once("exit", res));
+    };
+    const first = await life();
+    const jobIds = first.ready.map((w) => w.slurm.jobId);
+    await sigkill(first.r);
+    // Killed without its exit hook: the jobs run on.
+    expect((await queued()).filter((j) => j.state === "RUNNING").map((j) => j.id).sort()).toEqual([...jobIds].sort());
+
+    const second = await life();
+    expect(second.ready.map((w) => [w.name, w.url, w.slurm.jobId, w.restarts])).toEqual(first.ready.map((w, i) => [w.name, w.url, jobIds[i], 0]));
+    expect(second.r.logs.filter((l) => l.msg === "submitted worker job")).toEqual([]);
+    expect(second.r.logs.filter((l) => l.msg === "adopted running worker job")).toHaveLength(2);
+    expect((await queued()).map((j) => j.id).sort()).toEqual([...jobIds].sort());
+    await waitFor(async () => (await healthyWorkers(second.r)).length === 2, 10_000, "both adopted workers in rotation");
+    expect((await generate(second.r)).status).toBe(200);
+
+    await sigkill(second.r);
+    execFileSync("scancel", [jobIds[1]!], { env: cluster!.env });
+    await waitFor(async () => !(await queued()).some((j) => j.id === jobIds[1]), 15_000, "the cancelled job gone");
+    const third = await life();
+    expect(third.ready[0]).toMatchObject({ name: first.ready[0].name, url: first.ready[0].url, restarts: 0 });
+    expect(third.ready[0].slurm.jobId).toBe(jobIds[0]);
+    expect(third.ready[1]).toMatchObject({ name: first.ready[1].name, restarts: 1 });
+    expect(third.ready[1].slurm.jobId).not.toBe(jobIds[1]);
+    expect(third.r.logs.filter((l) => l.msg === "submitted worker job")).toHaveLength(1);
+    // The adopted job and the new one are both this router's: a clean stop cancels both.
+    expect(await third.r.stop(20_000)).toBe(0);
+    await waitFor(async () => (await queued()).length === 0, 15_000, "an empty squeue after the router stopped");
+  }, 180_000);
+
   it("a job gets none of the router's keys (job environment file, worker's /proc environ), binds where the router reaches it, on a port of port_range", async (ctx) => {
     needTools(ctx, ...tools);
     const keys = { SGLANG_D_ROUTER_ADMIN_API_KEY: `adm-${process.pid}-${Date.now()}`, SGLANG_D_ROUTER_API_KEY: `dat-${process.pid}-${Date.now()}`, SGLANG_D_ROUTER_OTHER_SECRET: `oth-${Date.now()}` };

@@ -6,40 +6,16 @@
  * one is so in the other within a second, and a video made through one is
  * polled and downloaded through the other.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { startEtcd, type EtcdServer } from "./helpers/etcd.js";
-import { jsonRequest, runRouterCli, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
-import { startSimProcess, type SimProcess } from "./helpers/sim.js";
-import { etcdTool, needTools } from "./helpers/tools.js";
+import { describe, expect, it } from "vitest";
+import { useEtcdRouters } from "./helpers/etcd-routers.js";
+import { jsonRequest, runRouterCli, waitFor, type RouterProcess } from "./helpers/router.js";
+import type { SimProcess } from "./helpers/sim.js";
+import { needTools } from "./helpers/tools.js";
 
 const VIDEO_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
 const smallVideo = { prompt: "a river", size: "64x64", num_inference_steps: 2, seconds: 1, fps: 8 };
-const tool = etcdTool();
-let etcd: EtcdServer | null = null;
-const started: { stop(): Promise<unknown> }[] = [];
-
-beforeAll(async () => {
-  if (tool.path !== undefined) etcd = await startEtcd(tool);
-}, 30_000);
-afterEach(async () => {
-  await Promise.all(started.splice(0).map((p) => p.stop()));
-});
-afterAll(async () => {
-  await etcd?.stop();
-});
-
-async function router(args: string[]): Promise<RouterProcess> {
-  const r = await startRouterProcess(["--access-log-exclude-prefixes", "/", ...args]);
-  started.push(r);
-  return r;
-}
-
-async function sim(args: string[] = []): Promise<SimProcess> {
-  const s = await startSimProcess(args);
-  started.push(s);
-  return s;
-}
+const { tool, server, router, sim } = useEtcdRouters();
 
 const workerPath = (url: string) => `/workers/${encodeURIComponent(url)}`;
 async function listed(r: RouterProcess): Promise<{ url: string; state: string; weight_version: string }[]> {
@@ -67,7 +43,7 @@ describe("--state-store etcd, one router", () => {
   it("a router SIGKILLed and restarted on the same store serves the REST-registered workers at the refit's version within 2 s; retrying clients lose nothing", async (ctx) => {
     needTools(ctx, tool);
     const workers = await Promise.all([sim(), sim(), sim()]);
-    const store = etcd!.storeUrl();
+    const store = server().storeUrl();
     const first = await router(["--state-store", store]);
     for (const w of workers) expect((await jsonRequest(`${first.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
     expect((await jsonRequest(`${first.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/step-7", weight_version: "7" } })).status).toBe(200);
@@ -101,7 +77,7 @@ describe("--state-store etcd, one router", () => {
 
   it("refuses to start with both --state-file and --state-store, or when etcd does not answer", async (ctx) => {
     needTools(ctx, tool);
-    const both = await runRouterCli(["--port", "0", "--state-file", "/tmp/x.json", "--state-store", etcd!.storeUrl()]);
+    const both = await runRouterCli(["--port", "0", "--state-file", "/tmp/x.json", "--state-store", server().storeUrl()]);
     expect(both.code).not.toBe(0);
     expect(both.stderr + both.stdout).toMatch(/cannot be combined with --state-file/);
     const away = await runRouterCli(["--port", "0", "--state-store", "etcd://127.0.0.1:1/sgld/none"], 20_000);
@@ -113,7 +89,7 @@ describe("--state-store etcd, one router", () => {
 describe("--state-store etcd, two routers on one prefix", () => {
   it("a worker registered through A serves through B; drained and removed through A, B follows within 1 s", async (ctx) => {
     needTools(ctx, tool);
-    const store = etcd!.storeUrl();
+    const store = server().storeUrl();
     const [a, b] = await Promise.all([router(["--state-store", store]), router(["--state-store", store])]);
     const w = await sim();
     expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
@@ -124,6 +100,12 @@ describe("--state-store etcd, two routers on one prefix", () => {
     const viaB = await jsonRequest(`${b.url}/v1/images/generations`, { method: "POST", json: smallImage });
     expect(viaB.status).toBe(200);
     expect(await simCount(w, "POST /v1/images/generations")).toBe(before + 1);
+    // An image id made through A (url mode) is served through B.
+    const made = await jsonRequest(`${a.url}/v1/images/generations`, { method: "POST", json: { ...smallImage, response_format: "url" } });
+    expect(made.status).toBe(200);
+    const png = await fetch(`${b.url}${(made.body.data as { url: string }[])[0]!.url}`);
+    expect(png.status).toBe(200);
+    expect(Buffer.from(await png.arrayBuffer()).subarray(1, 4).toString("latin1")).toBe("PNG");
 
     // Operator states travel too: drained through A is draining in B.
     expect((await jsonRequest(`${a.url}${workerPath(w.url)}`, { method: "PUT", json: { draining: true } })).status).toBe(200);
@@ -144,7 +126,7 @@ describe("--state-store etcd, two routers on one prefix", () => {
 
   it("a video created through A is polled and downloaded through B", async (ctx) => {
     needTools(ctx, tool);
-    const store = etcd!.storeUrl();
+    const store = server().storeUrl();
     const [a, b] = await Promise.all([router(["--state-store", store]), router(["--state-store", store])]);
     const w = await sim(["--model-path", VIDEO_MODEL]);
     expect((await jsonRequest(`${b.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
@@ -168,7 +150,7 @@ describe("--state-store etcd, two routers on one prefix", () => {
 
   it("refit lock: a refit or sleep through B while A's two-phase refit is open is a 409 refit_in_progress; after A's abort B's refit runs", async (ctx) => {
     needTools(ctx, tool);
-    const store = etcd!.storeUrl();
+    const store = server().storeUrl();
     const [a, b] = await Promise.all([router(["--state-store", store]), router(["--state-store", store])]);
     const w = await sim();
     expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
@@ -196,7 +178,7 @@ describe("--state-store etcd, two routers on one prefix", () => {
 
   it("B follows A's refits: held while A's refit is open, answered at A's committed version; a disk refit through A moves B's X-Weight-Version within 1 s", async (ctx) => {
     needTools(ctx, tool);
-    const store = etcd!.storeUrl();
+    const store = server().storeUrl();
     const [a, b] = await Promise.all([router(["--state-store", store]), router(["--state-store", store])]);
     const w = await sim();
     expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
@@ -233,23 +215,27 @@ describe("--state-store etcd, two routers on one prefix", () => {
 });
 
 describe("--state-store etcd, etcd lost", () => {
-  it("a router that loses etcd holds generation (503 naming etcd, nothing sent to the worker) and serves again once etcd is back", async (ctx) => {
+  it("a router that loses etcd holds generation, then answers 503 state_store_unavailable with Retry-After after a short wait (not --queue-timeout), nothing sent to the worker, and serves again once etcd is back", async (ctx) => {
     needTools(ctx, tool);
-    const r = await router(["--state-store", etcd!.storeUrl(), "--queue-timeout", "1"]);
+    const r = await router(["--state-store", server().storeUrl()]);
     const w = await sim();
     expect((await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
     expect((await jsonRequest(`${r.url}/v1/images/generations`, { method: "POST", json: smallImage })).status).toBe(200);
-    await etcd!.kill();
+    await server().kill();
     try {
       await r.waitForLog((l) => String(l.msg).startsWith("state store: etcd unreachable"), 10_000);
       const served = await simCount(w, "POST /v1/images/generations");
+      const sentAt = Date.now();
       const held = await jsonRequest(`${r.url}/v1/images/generations`, { method: "POST", json: smallImage });
+      // Held a bounded while (5 s), far short of the 300 s queue timeout, then a code of its own a retrying client acts on.
+      expect(Date.now() - sentAt).toBeLessThan(15_000);
       expect(held.status).toBe(503);
-      expect(held.body.code).toBe("queue_timeout");
+      expect(held.body.code).toBe("state_store_unavailable");
       expect(held.body.error).toMatch(/state store \(etcd\)/);
+      expect(Number(held.headers.get("retry-after"))).toBeGreaterThan(0);
       expect(await simCount(w, "POST /v1/images/generations")).toBe(served);
     } finally {
-      await etcd!.restart();
+      await server().restart();
     }
     await r.waitForLog((l) => String(l.msg).startsWith("state store: etcd reachable again"), 30_000);
     expect((await jsonRequest(`${r.url}/v1/images/generations`, { method: "POST", json: smallImage })).status).toBe(200);

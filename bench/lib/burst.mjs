@@ -94,12 +94,12 @@ export async function getJson(url) {
   return r.body.json();
 }
 
-/** POST JSON (a sim's /sim/config); throws on a non-2xx answer. */
+/** POST JSON (the sims' /sim/config); resolves the answer's JSON, throws on a status other than 200. */
 export async function postJson(url, body) {
   const r = await request(url, { dispatcher: agent, method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  const text = await r.body.text();
-  if (r.statusCode >= 300) throw new Error(`POST ${url}: ${r.statusCode} ${text}`);
-  return JSON.parse(text);
+  const json = await r.body.json();
+  if (r.statusCode !== 200) throw new Error(`POST ${url}: ${r.statusCode} ${JSON.stringify(json)}`);
+  return json;
 }
 
 /** The router's hedge counters (copies started, won) from /metrics; zeros on a build without them. */

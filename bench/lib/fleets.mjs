@@ -12,15 +12,23 @@ export const QWEN = "Qwen/Qwen-Image";
 export const FLUX = "black-forest-labs/FLUX.1-dev";
 export const WAN = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
 
-/** A worker of a fleet: the model it serves, its speed and attention factor, more sim flags. */
-function w(model, speed = 1, attention = 0, extra = []) {
-  return { model, speed, attention, video: /wan|video|t2v/i.test(model), extra };
+/**
+ * A worker of a fleet: the model it serves, its speed and attention factor, more sim flags, and
+ * `shape`: the sim-only cost terms (`outputMs`, `pixelExponent`: see src/sim/latency.ts) and
+ * `slots` (its --dp-size: generations it runs at once).
+ */
+function w(model, speed = 1, attention = 0, extra = [], shape = {}) {
+  return { model, speed, attention, video: /wan|video|t2v/i.test(model), extra, outputMs: shape.outputMs ?? 0, pixelExponent: shape.pixelExponent ?? 1, slots: shape.slots ?? 1 };
 }
 const times = (n, f) => Array.from({ length: n }, f);
 
 /** sglang serve + sim flags of a fleet worker. */
 export function simArgs(worker) {
-  return ["--model-path", worker.model, "--speed", String(worker.speed), "--attention-factor", String(worker.attention), ...worker.extra];
+  const shape = [];
+  if (worker.outputMs) shape.push("--output-ms", String(worker.outputMs));
+  if (worker.pixelExponent !== 1) shape.push("--pixel-exponent", String(worker.pixelExponent));
+  if (worker.slots > 1) shape.push("--dp-size", String(worker.slots));
+  return ["--model-path", worker.model, "--speed", String(worker.speed), "--attention-factor", String(worker.attention), ...shape, ...worker.extra];
 }
 
 /** mulberry32 seeded from a string: the same bursts on every run and for every algorithm. */
@@ -74,6 +82,37 @@ const VIDEOS = { sizes: ["832x480", "1280x720"], steps: [10, 20], frames: [17, 3
 /** Two shapes of small pictures (62 and 137 ms alone): batches form, and gain x1.59 (b = 2) to x2.77 (b = 4) at 512x512. */
 const BATCHABLE = { sizes: ["512x512", "512x512", "512x512", "768x768"], steps: [30], n: [1] };
 
+/** Small bursts of very different sizes: 256² to 2048², up to 4 outputs (45 ms to 2.6 s at speed 1). */
+const SPREAD = { sizes: ["256x256", "512x512", "768x768", "1024x1024", "1536x1536", "2048x2048"], steps: [10, 20], n: [1, 2, 3, 4] };
+/** Batching workers with the real signature rule: only equal sizes, steps, n and negative prompts batch. */
+const SIGNATURES = { sizes: ["512x512", "512x512", "768x768"], steps: [20, 30], n: [1, 1, 2] };
+/** Sizes for a fixed cost per output and a steep pixel exponent. */
+const STEEP = { sizes: ["512x512", "768x768", "1024x1024", "1536x1536"], steps: [20, 30], n: [1, 2, 3, 4] };
+
+/** Images with half of them asking for a negative prompt: another batch signature. */
+function signatureImage(r, i, model, mix) {
+  const job = image(r, i, model, mix);
+  if (r() < 0.5) job.body.negative_prompt = "blurry";
+  return job;
+}
+
+/**
+ * The `random` fleet's cost shape, drawn per run (the bench prints it and its seed; `--random-seed`
+ * repeats one): 8 workers in 2-3 speed classes, a pixel exponent, an attention factor and a fixed
+ * cost per output, none chosen by whoever tuned the router.
+ */
+export function randomFleet(seed) {
+  const r = rng(`random-fleet/${seed}`);
+  const classes = 2 + Math.floor(r() * 2);
+  const speeds = times(classes, () => Math.round((0.3 + r() * 0.9) * 100) / 100);
+  speeds[0] = 1;
+  const shape = { pixelExponent: Math.round((1 + r() * 0.5) * 100) / 100, outputMs: Math.round(r() * 150) };
+  const attention = Math.round(r() * 0.8 * 100) / 100;
+  const workers = times(8, (_, i) => w(QWEN, speeds[i % classes], attention, [], shape));
+  const title = `random shape (seed ${seed}): speeds ${speeds.join("/")}, pixels^${shape.pixelExponent}, attention ${attention}, ${shape.outputMs} ms per output`;
+  return { title, workers, burst: (rr, size) => times(Math.round(48 * size), (_, i) => image(rr, i, QWEN, STEEP)) };
+}
+
 /** Shuffles in place with `r` (the arrival order of a burst). */
 function shuffle(r, list) {
   for (let i = list.length - 1; i > 0; i--) {
@@ -115,12 +154,42 @@ export const FLEETS = {
     workers: times(8, () => w(QWEN, 1, 0, ["--batching-max-size", "4", "--batching-delay-ms", "20"])),
     burst: (r, size) => times(Math.round(160 * size), (_, i) => image(r, i, QWEN, BATCHABLE)),
   },
+  drift: {
+    title: "8 equal workers, 60 ms per output, pixels^1.4; 3 of them 3x slower from burst 2, recovered from burst 4",
+    workers: times(8, () => w(QWEN, 1, 0, [], { outputMs: 60, pixelExponent: 1.4 })),
+    // Speed factor of each worker during burst b (the bench sets it through POST /sim/config before the round).
+    speedAt: (b, i) => (i < 3 && (b === 2 || b === 3) ? 1 / 3 : 1),
+    minMeasured: 4,
+    burst: (r, size) => times(Math.round(48 * size), (_, i) => image(r, i, QWEN, STEEP)),
+  },
+  small: {
+    title: "4 fast + 4 half-speed, bursts of 12 from 256² to 2048², up to 4 outputs",
+    workers: [...times(4, () => w(QWEN)), ...times(4, () => w(QWEN, 0.5))],
+    minMeasured: 4,
+    burst: (r) => times(12, (_, i) => image(r, i, QWEN, SPREAD)),
+  },
+  steep: {
+    title: "6 fast + 2 at speed 0.5, 80 ms per output, pixels^1.4",
+    workers: [...times(6, () => w(QWEN, 1, 0, [], { outputMs: 80, pixelExponent: 1.4 })), ...times(2, () => w(QWEN, 0.5, 0, [], { outputMs: 80, pixelExponent: 1.4 }))],
+    burst: (r, size) => times(Math.round(48 * size), (_, i) => image(r, i, QWEN, STEEP)),
+  },
+  dp2: {
+    title: "4 workers with --dp-size 2 + 2 with dp_size 1 at speed 0.7",
+    workers: [...times(4, () => w(QWEN, 1, 0, [], { slots: 2 })), ...times(2, () => w(QWEN, 0.7))],
+    burst: (r, size) => times(Math.round(64 * size), (_, i) => image(r, i, QWEN, IMAGES)),
+  },
+  signatures: {
+    title: "8 workers with --batching-max-size 4 --batching-delay-ms 20, mixed batch signatures (bound ignores the gain)",
+    newAlgorithmArgs: ["--worker-batch-size", "4"],
+    workers: times(8, () => w(QWEN, 1, 0, ["--batching-max-size", "4", "--batching-delay-ms", "20"])),
+    burst: (r, size) => times(Math.round(96 * size), (_, i) => signatureImage(r, i, QWEN, SIGNATURES)),
+  },
   straggler: {
     title: "8 equal workers; each measured burst one of them (another each burst) runs 4x slower, unknown to the router until it shows",
     workers: times(8, () => w(QWEN)),
-    burst: (r, size) => times(Math.round(32 * size), (_, i) => image(r, i, QWEN, IMAGES)),
     // Burst b slows worker b - 1 (the warm-up none): the router learned it fast, and the one slowed before has recovered.
-    drift: (b) => (b === 0 ? null : { index: (b - 1) % 8, factor: 0.25 }),
+    speedAt: (b, i) => (b >= 1 && i === (b - 1) % 8 ? 0.25 : 1),
+    burst: (r, size) => times(Math.round(32 * size), (_, i) => image(r, i, QWEN, IMAGES)),
   },
   models: {
     title: "mixed pool: 2 Qwen-Image, 1 FLUX.1-dev, 1 Wan T2V; requests name their model",
@@ -135,16 +204,13 @@ export const FLEETS = {
   },
 };
 
-/** The fleet's workers as they run burst `b` (a drifting worker at its burst speed): what the bound and the oracle see. */
-export function workersOf(fleet, b) {
-  const d = fleet.drift?.(b) ?? null;
-  return d === null ? fleet.workers : fleet.workers.map((x, i) => (i === d.index ? { ...x, speed: x.speed * d.factor } : x));
-}
-
 /** What a job takes on a worker, by the sim's formula (ms). */
 export function cost(job, worker) {
-  return generationMs(job.work, worker.speed, worker.attention);
+  return generationMs(job.work, worker.speed, worker.attention, { outputMs: worker.outputMs ?? 0, pixelExponent: worker.pixelExponent ?? 1 });
 }
+
+/** A worker's parallel slots (dp_size): the bound and the oracle count each as a worker. */
+export const slotsOf = (worker) => worker.slots ?? 1;
 
 /** Whether a worker may serve a job: it serves the job's model (and so the right pipeline). */
 export function eligible(job, worker) {
@@ -154,9 +220,10 @@ export function eligible(job, worker) {
 /**
  * Lower bound on the makespan of `jobs` on `workers`: per pool of workers
  * that can serve a job (same model), the best fractional split of the pool's
- * jobs over its kinds of worker (kind = speed and attention factor; with one
- * kind that is total work / total speed), and no job faster than on its best
- * worker. With equal attention factors this is the brief's
+ * jobs over its kinds of worker (kind = cost shape: attention factor, cost per
+ * output, pixel exponent; with one kind that is total work / total speed, a
+ * dp_size-N worker counting N times), and no job faster than on its best
+ * worker. It ignores the batching gain. With equal attention factors this is the brief's
  * max(total work / total speed, largest job / fastest worker), per pool.
  */
 export function lowerBound(jobs, workers) {
@@ -166,13 +233,17 @@ export function lowerBound(jobs, workers) {
     const pool = workers.filter((x) => x.model === model);
     const mine = jobs.filter((j) => j.model === model);
     if (mine.length === 0) continue;
-    const kinds = [...new Map(pool.map((x) => [`${x.speed}/${x.attention}`, { ...x, count: pool.filter((y) => y.speed === x.speed && y.attention === x.attention).length }])).values()];
+    // A kind is a cost shape; its capacity is the sum of its workers' speeds x slots, and its
+    // costs are taken at speed 1 (work splits freely in the fractional bound).
+    const kindOf = (x) => `${x.attention}/${x.outputMs ?? 0}/${x.pixelExponent ?? 1}`;
+    const capacity = (x) => pool.filter((y) => kindOf(y) === kindOf(x)).reduce((n, y) => n + y.speed * slotsOf(y), 0);
+    const kinds = [...new Map(pool.map((x) => [kindOf(x), { ...x, speed: 1, count: capacity(x) }])).values()];
     bound = Math.max(bound, fractionalBound(mine, kinds));
   }
   return bound;
 }
 
-/** Exact fractional makespan for one or two kinds; sum of best costs over all workers otherwise (looser, still a bound). */
+/** Exact fractional makespan for one or two kinds; sum of best costs over all slots otherwise (looser, still a bound). */
 function fractionalBound(jobs, kinds) {
   if (kinds.length === 1) return jobs.reduce((s, j) => s + cost(j, kinds[0]), 0) / kinds[0].count;
   if (kinds.length > 2) {

@@ -38,7 +38,12 @@ export interface ControlOptions {
  * adapters that parse their input, call these and shape the output.
  */
 export interface Control {
-  addWorker(rawUrl: unknown, options?: { managed?: boolean }): Promise<{ worker: Worker; created: boolean }>;
+  /**
+   * `process`: the worker's process identity when its launcher knows it
+   * ({@link launcherProcessId}), kept as its fingerprint instead of one
+   * learned from its model card.
+   */
+  addWorker(rawUrl: unknown, options?: { managed?: boolean; process?: string }): Promise<{ worker: Worker; created: boolean }>;
   removeWorker(rawUrl: string): Worker;
   getWorker(rawUrl: string): Worker;
   listWorkers(): Worker[];
@@ -82,7 +87,7 @@ export function createControl(options: ControlOptions): Control {
   const control: Control = {
     async addWorker(rawUrl, opts = {}) {
       const url = normalizeWorkerUrl(rawUrl);
-      const { worker, created } = registry.add(url, { managed: opts.managed ?? false });
+      const { worker, created } = registry.add(url, { managed: opts.managed ?? false, ...(opts.process === undefined ? {} : { capabilities: { instanceFingerprint: opts.process } }) });
       if (!created) return { worker, created };
       logger.info({ worker: url }, "worker registered");
       // Probe at once: capabilities decide where video goes, and a worker

@@ -8,7 +8,8 @@ import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { Policy } from "../balancer/index.js";
 import { Candidates } from "./candidates.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
-import { Gate } from "./gate.js";
+import { Gate, type GiveUp } from "./gate.js";
+import { GiveUpSweep } from "./give-up.js";
 import { Hedger, type CopyEnd, type HedgeCounts, type HedgeOffer } from "./hedge.js";
 import { RoutingKeys } from "./keys.js";
 import { LoadBook } from "./loads.js";
@@ -90,8 +91,8 @@ export interface Admission {
   openJobs(): { jobId: string; workerUrl: string }[];
   /** Whether some worker that may serve the ticket is routable now, other than `except`. */
   hasOtherWorker(ticket: Ticket, except: string): boolean;
-  /** Holds new generation requests until the returned function is called. */
-  hold(reason: string): () => void;
+  /** Holds new generation requests until the returned function is called; `giveUp`: each held request ends with its error after a while. */
+  hold(reason: string, giveUp?: GiveUp): () => void;
   readonly held: boolean;
   /** Generation requests dispatched and not finished. */
   readonly inFlight: number;
@@ -130,6 +131,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
     queueTimeoutMs: options.queueTimeoutMs,
     ordered: mode === "earliest-finish",
     whyWaiting: () => (gate.held ? `held by ${gate.reasons()}` : "no worker became free"),
+    heldError: () => gate.failing()?.error() ?? null,
   });
   const batchSize = Math.max(1, options.workerBatchSize ?? 1);
   const take = (worker: Worker, ticket: Ticket, batch: Batch | null): Worker => {
@@ -163,10 +165,11 @@ export function createAdmission(options: AdmissionOptions): Admission {
   registry.on("settled", () => {
     if (queue.queued > 0) pump();
   });
+  const giveUp = new GiveUpSweep(gate, queue);
   const hedger = mode === "earliest-finish" && options.hedge === true ? new Hedger({ registry, candidates, loads, queue, gate, clock, take }) : null;
   // A worker that joined or recovered may be the idle one a copy needs.
   if (hedger !== null) registry.on("settled", () => hedger.check());
-  return new ComposedAdmission(mode, { registry, candidates, loads, gate, queue, keys, jobs, strategy, hedger, take, pump, clock });
+  return new ComposedAdmission(mode, { registry, candidates, loads, gate, queue, keys, jobs, strategy, giveUp, hedger, take, pump, clock });
 }
 
 /**
@@ -192,6 +195,7 @@ interface Parts {
   readonly keys: RoutingKeys;
   readonly jobs: VideoJobs;
   readonly strategy: DispatchStrategy;
+  readonly giveUp: GiveUpSweep;
   readonly hedger: Hedger | null;
   readonly clock: () => number;
   take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker;
@@ -306,8 +310,9 @@ class ComposedAdmission implements Admission {
     return schedulingView(registry, loads, queue, candidates, clock());
   }
 
-  hold(reason: string): () => void {
-    const release = this.p.gate.hold(reason);
+  hold(reason: string, giveUp?: GiveUp): () => void {
+    const release = this.p.gate.hold(reason, giveUp);
+    if (giveUp) this.p.giveUp.start();
     // A copy never runs across a refit or a sleep: its worker may get other weights before it answers.
     this.p.hedger?.cancelAll();
     return release;

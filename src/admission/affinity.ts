@@ -26,6 +26,13 @@ export class AffinityMap {
     this.#owners.delete(id);
   }
 
+  /**
+   * The id was deleted on its worker. The local entry stays (later
+   * questions about it must still reach that worker, which answers 404);
+   * a shared map (state/shared-affinity.ts) stops sharing it.
+   */
+  deleted(_id: string): void {}
+
   /** Drops every id owned by a worker that left the pool. */
   forgetWorker(workerUrl: string): void {
     for (const [id, url] of this.#owners) if (url === workerUrl) this.#owners.delete(id);

@@ -153,7 +153,8 @@ export class PlanDispatch implements DispatchStrategy {
 
   /**
    * A worker the cost model knows nothing of yet (just registered, or a new
-   * model) first gets the smallest request it may serve: its speed is
+   * model) first gets the smallest request it may serve (not the only one
+   * queued): its speed is
    * learned from a cheap request, instead of a large one landing on a GPU
    * that may turn out several times slower.
    */
@@ -162,7 +163,10 @@ export class PlanDispatch implements DispatchStrategy {
     const probed = new Set<number>();
     for (const [w, st] of state) {
       if (st.freeSlots === 0 || this.ctx.loads.runsOn(w) > 0 || this.ctx.loads.snapshot(w).observations > 0) continue;
-      for (let i = live.length - 1; i >= 0; i--) {
+      // Never the queue's head (its largest request): through HTTP a burst arrives over several
+      // event-loop turns, and a probe with the only request queued put a burst's largest on a
+      // half-speed worker (2.0x; issue 20). The head goes where the plan finishes it earliest.
+      for (let i = live.length - 1; i >= 1; i--) {
         if (probed.has(i) || !items[i]!.candidates.includes(w)) continue;
         probed.add(i);
         plan.push([i, w]);

@@ -8,6 +8,8 @@ export interface Waiter {
   /** Priority (larger first) in an ordered queue; 0 in a first-in first-out one. */
   readonly key: number;
   settled: boolean;
+  /** Date.now() when it was queued (a hold that gives up counts from it). */
+  readonly addedAtMs: number;
   /** Internal to the queue: ends the wait. */
   readonly resolve: (w: Worker) => void;
   readonly reject: (e: Error) => void;
@@ -25,6 +27,8 @@ export interface QueueOptions {
   ordered: boolean;
   /** Why a request is still waiting, for its queue_timeout message. */
   whyWaiting(): string;
+  /** The error of a hold that gives up (gate.ts GiveUp), answered instead of queue_timeout when the queue timeout comes first. */
+  heldError?(): Error | null;
 }
 
 /** The longest Node timer (about 24.8 days): a rollout item waits until its job ends it. */
@@ -71,6 +75,7 @@ export class WaitQueue {
         reject,
         signal,
         settled: false,
+        addedAtMs: Date.now(),
         timer: setTimeout(() => this.#timedOut(waiter), ticket.fromJob === true ? MAX_TIMER_MS : this.options.queueTimeoutMs),
         onAbort: signal ? () => this.#fail(waiter, signal.reason instanceof Error ? signal.reason : new Error("client went away while queued")) : null,
       };
@@ -106,9 +111,16 @@ export class WaitQueue {
     this.#waiters = [];
   }
 
+  /** Answers with `error()` every waiter `which` selects (a hold that gives up, admission/give-up.ts). */
+  failWhere(which: (w: Waiter) => boolean, error: () => Error): void {
+    for (const waiter of this.#waiters) if (!waiter.settled && which(waiter)) this.#fail(waiter, error());
+  }
+
   #timedOut(waiter: Waiter): void {
     const { queueTimeoutMs, whyWaiting } = this.options;
     if (waiter.settled) return;
+    const held = this.options.heldError?.() ?? null;
+    if (held !== null) return this.#fail(waiter, held);
     this.#fail(waiter, new RouterError("queue_timeout", `request waited ${Math.round(queueTimeoutMs / 1000)} s in the router queue (${whyWaiting()})`, { details: { retryAfterS: 5 } }));
   }
 

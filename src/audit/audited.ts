@@ -116,8 +116,10 @@ const fromManaged = (m: ManagedWorker): AuditWorkerOutcome => ({ worker: m.url, 
 export function auditedLauncher(launcher: Launcher, audit: Audit): Launcher {
   return {
     ...launcher,
-    launch(config) {
-      return audit.run("launcher.launch", groupArgs(config), () => launcher.launch(config), (r) => ({ workers: r.workers.map(fromManaged) }));
+    launch(config, options) {
+      // Restart recovery says how many recorded workers it was given to adopt.
+      const args = options?.adopt?.length ? { ...groupArgs(config), recorded: options.adopt.length } : groupArgs(config);
+      return audit.run("launcher.launch", args, () => launcher.launch(config, options), (r) => ({ workers: r.workers.map(fromManaged) }));
     },
     scale(config, count, options) {
       return audit.run("launcher.scale", { ...groupArgs(config), count, ...(options?.create ? { create: true } : {}) }, () => launcher.scale(config, count, options), (r) => ({

@@ -92,10 +92,10 @@ export const operationFlags: readonly FlagSpec[] = [
     arg: "<path>",
     key: "stateFile",
     kind: "string",
-    help: "keep the weight version, refit state and worker set in this file across restarts",
+    help: "keep the weight version, refit state, worker set and launched workers in this file across restarts",
     metavar: "PATH",
     readmeDefault: "none",
-    doc: "keeps the weight version, any refit in progress and the registered workers (with quarantine, draining and sleep) across router restarts: a restarted router registers them again at once and brings each to the pool's weights before it takes traffic. Launcher-managed workers are not in it (the launcher starts its own)",
+    doc: "keeps the weight version, any refit in progress and the registered workers (with quarantine, draining and sleep) across router restarts: a restarted router registers them again at once and brings each to the pool's weights before it takes traffic. With `--launcher-config` it also keeps each launched worker's handle (process group, Slurm job): a restarted router adopts those still running instead of starting second copies, and starts again those that are gone (see [Restart recovery](#restart-recovery-of-launched-workers))",
   },
   {
     flag: "--state-store",
@@ -105,7 +105,7 @@ export const operationFlags: readonly FlagSpec[] = [
     help: "keep the same state as --state-file in etcd, shared by every router with the same URL: etcd://HOST:PORT[,HOST:PORT...]/PREFIX",
     metavar: "URL",
     readmeDefault: "none",
-    doc: "keeps what `--state-file` keeps in etcd under PREFIX (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`), so several routers serve one pool: a worker registered, changed or removed through one is in the others within a second, and an image or video id made through one is found through any. Not together with `--state-file`; see [Several routers](#several-routers-one-pool-etcd)",
+    doc: "keeps what `--state-file` keeps in etcd under PREFIX (`etcd://HOST:PORT[,HOST:PORT...]/PREFIX`), so several routers serve one pool: a worker registered, changed or removed through one is in the others within a second, an image, video or mesh id made through one is found through any, and a refit through one drains them all before weights load. Not together with `--state-file`; see [Several routers](#several-routers-one-pool-etcd)",
   },
   {
     flag: "--client-header-timeout",

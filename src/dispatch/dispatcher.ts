@@ -3,11 +3,12 @@ import type { Admission, Ticket } from "../admission/admission.js";
 import { mayCopy } from "../admission/hedge.js";
 import { RouterError } from "../errors.js";
 import type { OutlierDetector } from "../health/outlier-detector.js";
+import type { SleepCheck } from "../health/sleep-check.js";
 import { describeNetworkError } from "../health/probe.js";
 import type { Logger } from "../log.js";
 import { BodyLimitExceeded, forward, type ForwardOutcome, type ForwardRequest } from "../proxy/forward.js";
 import type { H1Client } from "../proxy/h1-pool.js";
-import { classifyFailure } from "../proxy/network-errors.js";
+import { classifyFailure, WorkerStatusError } from "../proxy/network-errors.js";
 import { decideRetry, mayTryAgain, type AttemptFacts } from "../proxy/retry-decision.js";
 import type { Worker } from "../registry/worker.js";
 import type { AnswerSink } from "./answer-sink.js";
@@ -20,6 +21,8 @@ export interface DispatcherOptions {
   /** The data plane's HTTP/1.1 client to workers. */
   proxy: H1Client;
   outliers: OutlierDetector;
+  /** Tells a 500 of a sleeping worker from a fault (health/sleep-check.ts); without it every 5xx is a fault. */
+  sleepCheck?: SleepCheck;
   logger: Logger;
   /** Further workers tried after a failure before any answer byte (--max-retries). */
   maxRetries: number;
@@ -232,6 +235,18 @@ export class Dispatcher {
   }
 
   /**
+   * A worker's 5xx to a generation: a fault for outlier detection, unless it
+   * is a 500 of a worker found to be asleep (a sleeping SGLang worker fails
+   * generations with a plain 500, like a fault: the sleep check asks).
+   */
+  #serverError(ctx: RequestContext, w: Worker, status: number): void {
+    const { outliers, sleepCheck } = this.#o;
+    const countFailure = () => outliers.onFailure(w, "status_5xx", `answered ${status}`);
+    if (status === 500 && sleepCheck !== undefined && ctx.ticket !== null) sleepCheck.onServerError(w, countFailure);
+    else countFailure();
+  }
+
+  /**
    * What an attempt's outcome means: null when the request is done (answered,
    * or cut off after answer bytes went out), else the error to end with and
    * whether another worker should be tried first. Feeds outlier detection.
@@ -240,7 +255,7 @@ export class Dispatcher {
     const { outliers, logger } = this.#o;
     switch (outcome.kind) {
       case "completed":
-        if (outcome.status >= 500) outliers.onFailure(w, "status_5xx", `answered ${outcome.status}`);
+        if (outcome.status >= 500) this.#serverError(ctx, w, outcome.status);
         else outliers.onSuccess(w);
         return null;
       case "client_aborted":
@@ -254,7 +269,8 @@ export class Dispatcher {
         if (outcome.error instanceof BodyLimitExceeded) return { error: bodyTooLarge("request body", this.#o.maxBodyBytes), retry: false };
         const kind = classifyFailure(outcome.error);
         const detail = describeNetworkError(outcome.error);
-        outliers.onFailure(w, kind, detail);
+        if (outcome.error instanceof WorkerStatusError) this.#serverError(ctx, w, outcome.error.status);
+        else outliers.onFailure(w, kind, detail);
         const retry = decideRetry(kind, ctx.route.retry, facts) === "retry";
         logger.warn({ worker: w.url, requestId: ctx.requestId, kind, err: detail, attempt: facts.attempt, retry }, "worker failed before answering");
         const error =

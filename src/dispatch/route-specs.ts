@@ -32,6 +32,8 @@ export interface RouteSpecs {
   readonly videoPoll: RouteSpec;
   /** A delete of a video job on its owner. */
   readonly videoDelete: RouteSpec;
+  /** A delete of a mesh job on its owner. */
+  readonly meshDelete: RouteSpec;
   /** The generation routes a rollout item may take, by path. */
   readonly byPath: ReadonlyMap<string, RouteSpec>;
 }
@@ -55,7 +57,14 @@ export function createRouteSpecs(admission: Admission, images: AffinityMap, vide
   const endVideoJob: AnswerHook = (_workerUrl, status, captured) => {
     if (status >= 300) return;
     const id = videoIdIn(captured);
-    if (id) admission.jobEnded(id, false);
+    if (!id) return;
+    admission.jobEnded(id, false);
+    videos.deleted(id);
+  };
+  const endMeshJob: AnswerHook = (_workerUrl, status, captured) => {
+    if (status >= 300) return;
+    const id = videoIdIn(captured);
+    if (id) meshes.deleted(id);
   };
   // A poll that shows a job ended tells the scheduler the worker is done with it.
   const watchVideoJob: AnswerHook = (_workerUrl, status, captured) => {
@@ -74,6 +83,7 @@ export function createRouteSpecs(admission: Admission, images: AffinityMap, vide
     toOwner: { kind: "other", retry: "none", capture: 0 },
     videoPoll: { kind: "other", retry: "none", capture: jobCaptureBytes, onAnswer: watchVideoJob },
     videoDelete: { kind: "other", retry: "none", capture: jobCaptureBytes, onAnswer: endVideoJob },
+    meshDelete: { kind: "other", retry: "none", capture: jobCaptureBytes, onAnswer: endMeshJob },
     byPath: new Map([
       ["/v1/images/generations", image],
       ["/rollout/generate", generation],

@@ -17,8 +17,8 @@ export interface AffinityRoutesOptions {
   meshes: AffinityMap;
   /** Asks the pool for an id the maps do not hold. */
   lookup: OwnerLookup;
-  /** The owner of an image or video id another router made, from the shared store (--state-store); tried before the pool is asked. */
-  resolveOwner?: (what: "image" | "video", id: string) => Promise<string | undefined>;
+  /** The owner of an id another router made, from the shared store (--state-store); tried before the pool is asked. */
+  resolveOwner?: (what: HeldKind, id: string) => Promise<string | undefined>;
 }
 
 const notFound: Readonly<Record<HeldKind, ErrorCode>> = { video: "video_not_found", mesh: "mesh_not_found", image: "image_not_found" };
@@ -39,7 +39,7 @@ export function createAffinityRoutes(options: AffinityRoutesOptions) {
     const owner = known === undefined ? undefined : registry.get(known);
     if (owner) return owner;
     // Several routers (--state-store): an id made through another one is in etcd.
-    const shared = what === "mesh" ? undefined : await options.resolveOwner?.(what, id);
+    const shared = await options.resolveOwner?.(what, id);
     const sharedOwner = shared === undefined ? undefined : registry.get(shared);
     if (sharedOwner) return sharedOwner;
     const found = await lookup(what, id);
@@ -78,7 +78,7 @@ export function createAffinityRoutes(options: AffinityRoutesOptions) {
 
     /** Get, delete or download a mesh job on its worker (mesh jobs are not counted as work: nothing to learn from polls). */
     async meshById(call: RestCall, path: string, id: string): Promise<void> {
-      await toOwner(call, path, "mesh", id, specs.toOwner);
+      await toOwner(call, path, "mesh", id, call.req.method === "DELETE" ? specs.meshDelete : specs.toOwner);
     },
 
     /** `GET /v1/videos?video_id=`: a poll of that job on its owner, as the original did. */

@@ -22,12 +22,18 @@ function probePath(kind: HeldKind, id: string): string {
   return kind === "video" ? `/v1/videos/${e}` : kind === "mesh" ? `/v1/meshes/${e}` : `/v1/images/${e}/content`;
 }
 
-/** Live workers that could hold an id of this kind (an image can come from any worker the pool sent images to). */
+/**
+ * Live workers that could hold an id of this kind (an image can come from
+ * any worker the pool sent images to). A worker whose card is not read yet
+ * is asked too: right after a restart every worker is in that state, and a
+ * client polling a job made before the crash must not get a 404 for it.
+ */
 function capable(registry: Registry, kind: HeldKind): Worker[] {
   const live = registry.all().filter((w) => !w.dead && !w.sleeping);
-  if (kind === "video") return live.filter((w) => w.capabilities.videoSupport === true);
-  if (kind === "mesh") return live.filter((w) => workerKind(w.capabilities.taskType) === "mesh");
-  return live.filter((w) => workerKind(w.capabilities.taskType) !== "action");
+  const unknown = (w: Worker) => w.capabilities.taskType === null;
+  if (kind === "video") return live.filter((w) => w.capabilities.videoSupport !== false);
+  if (kind === "mesh") return live.filter((w) => unknown(w) || workerKind(w.capabilities.taskType) === "mesh");
+  return live.filter((w) => unknown(w) || workerKind(w.capabilities.taskType) !== "action");
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { Logger } from "../log.js";
 import type { LauncherConfig, LauncherGroups } from "./config.js";
+import type { ManagedRecord } from "./managed-record.js";
 import type { BackendFacts, LauncherBackend } from "./registry.js";
 
 /** Lifecycle of a managed worker. */
@@ -60,11 +61,26 @@ export interface ScaleOptions {
   readonly create?: boolean;
 }
 
+/** Options of {@link Launcher.launch}. */
+export interface LaunchOptions {
+  /**
+   * Restart recovery: the workers an earlier router process recorded. Each
+   * of a group configured with the same settings is adopted if its handle
+   * still runs and answers as the same worker (no second start), or started
+   * again if it is gone; the group is then topped up to `num_workers`.
+   */
+  readonly adopt?: readonly ManagedRecord[];
+}
+
 /** Options of {@link createLauncher}. */
 export interface LauncherOptions {
   logger: Logger;
-  /** Called once per worker when its /health first answers 200 (adds it to the router). */
-  register(url: string): Promise<void>;
+  /**
+   * Called once per worker when its /health first answers 200 (adds it to
+   * the router). `handle` names its process (group) or job: the same for a
+   * worker adopted after a router restart, new for every start.
+   */
+  register(url: string, handle: string): Promise<void>;
   /** Called when a registered worker is stopped through the launcher. Default: nothing. */
   deregister?(url: string): Promise<void>;
   /** Time between SIGTERM and SIGKILL of a worker's process group. Default 10000. */
@@ -81,6 +97,8 @@ export interface LauncherOptions {
    * failed. For the audit trail and metrics.
    */
   onRestart?: (worker: ManagedWorker) => ((outcome: ManagedWorker) => void) | void;
+  /** A worker's handle, URL or membership may have changed: {@link Launcher.records} is worth writing again. */
+  onRunsChanged?: () => void;
 }
 
 /** Starts, tracks and stops worker processes. */
@@ -96,7 +114,9 @@ export interface Launcher {
    * @throws LauncherConfigError / LauncherError, leaving nothing running, if
    *   GPUs or ports are short or a backend's program is missing.
    */
-  launch(config: LauncherConfig | LauncherGroups): Promise<LaunchResult>;
+  launch(config: LauncherConfig | LauncherGroups, options?: LaunchOptions): Promise<LaunchResult>;
+  /** What restart recovery needs of every live worker (starting, ready, restarting), oldest first. */
+  records(): ManagedRecord[];
   /** Snapshots of every managed worker, oldest first (stopped ones are dropped once gone). */
   list(): ManagedWorker[];
   /**

@@ -2,19 +2,22 @@ import { RouterError } from "../errors.js";
 import type { Backend, BackendContext } from "./backend.js";
 import { groupName, type LauncherConfig, type LauncherGroups } from "./config.js";
 import { LauncherConfigError, LauncherError } from "./errors.js";
-import type { LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleOptions, ScaleResult } from "./launcher-api.js";
+import { recoverGroups, type GroupRecovery } from "./adoption.js";
+import type { LaunchOptions, LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleOptions, ScaleResult } from "./launcher-api.js";
 import { detectGpuCountWithNvidiaSmi } from "./local/gpus.js";
+import { configKey, settingsDigest, type ManagedRecord } from "./managed-record.js";
 import { backendTable, type LauncherBackend } from "./registry.js";
 import { Supervisor, type Entry } from "./supervisor.js";
 
-export type { LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleOptions, ScaleResult, WorkerState } from "./launcher-api.js";
+export type { LaunchOptions, LaunchResult, Launcher, LauncherOptions, ManagedWorker, ScaleOptions, ScaleResult, WorkerState } from "./launcher-api.js";
 
 /** Creates a launcher; it starts nothing until {@link Launcher.launch} or {@link Launcher.scale}. */
 export function createLauncher(options: LauncherOptions): Launcher {
   const core = new LauncherCore(options);
   // A plain object of bound functions: callers wrap it by spreading (audit).
   return {
-    launch: (config) => core.launch(config),
+    launch: (config, launchOptions) => core.launch(config, launchOptions),
+    records: () => core.records(),
     list: () => core.list(),
     stop: (urls) => core.stop(urls),
     scale: (config, count, scaleOptions) => core.scale(config, count, scaleOptions),
@@ -47,24 +50,70 @@ class LauncherCore implements Launcher {
     this.supervisor = new Supervisor(options);
   }
 
-  async launch(config: LauncherConfig | LauncherGroups): Promise<LaunchResult> {
+  async launch(config: LauncherConfig | LauncherGroups, options: LaunchOptions = {}): Promise<LaunchResult> {
     const groups: LauncherGroups = isGroups(config) ? config : [config];
     const batches = await this.withLock(async () => {
       // A missing program fails the launch before any group starts.
       for (const group of groups) this.backendFor(group.backend).check(group);
       for (const group of groups) this.remember(group);
       const started: Entry[][] = [];
+      let recovered: GroupRecovery[] = [];
       try {
-        for (const group of groups) started.push(await this.spawnBatch(group, group.num_workers));
+        recovered = await this.recover(groups, options.adopt ?? []);
+        for (const [i, group] of groups.entries()) started.push(await this.spawnGroup(group, recovered[i]!));
       } catch (error) {
-        // A later group is short of GPUs or ports: the earlier ones do not stay half-launched.
-        await this.dropAll(started.flat());
+        // A later group is short of GPUs or ports: the earlier ones (adopted ones too) do not stay half-launched.
+        await this.dropAll([...new Set([...started.flat(), ...recovered.flatMap((r) => r.adopted)])]);
         throw error;
       }
       return started;
     });
     const settled = await Promise.all(batches.map((batch, i) => this.settleBatch(batch, groups[i]!)));
     return { workers: settled.flat() };
+  }
+
+  records(): ManagedRecord[] {
+    return [...this.supervisor.entries.values()]
+      .filter((e) => this.supervisor.isLive(e) && e.run.describe().handle !== "")
+      .sort((a, b) => a.seq - b.seq)
+      .map((e) => ({
+        name: e.info.name,
+        group: e.info.group,
+        backend: e.config.backend,
+        model: e.config.model,
+        settings: settingsDigest(e.config),
+        url: e.info.url,
+        port: e.placement.port,
+        masterPort: e.placement.masterPort,
+        schedulerPort: e.placement.schedulerPort,
+        gpus: e.placement.gpus,
+        handle: e.run.describe().handle,
+        restarts: e.info.restarts,
+      }));
+  }
+
+  /**
+   * Restart recovery (under the lock): adopts the recorded workers still
+   * running, before anything is placed, so fresh workers never take their
+   * ports or GPUs. Nothing is told until every one is in the entries: a
+   * record written halfway would forget the others.
+   */
+  private async recover(groups: LauncherGroups, saved: readonly ManagedRecord[]): Promise<GroupRecovery[]> {
+    if (saved.length === 0) return groups.map(() => ({ adopted: [], gone: [] }));
+    const recovered = await recoverGroups(groups, saved, { supervisor: this.supervisor, backendFor: (b) => this.backendFor(b), logger: this.context.logger });
+    for (const entry of recovered.flatMap((r) => r.adopted)) {
+      this.supervisor.entries.set(entry.seq, entry);
+      this.context.logger.info({ ...this.supervisor.who(entry), name: entry.info.name }, "adopted a managed worker of the previous router process");
+    }
+    this.supervisor.changed();
+    return recovered;
+  }
+
+  /** A group's workers at start: the adopted ones, the gone ones again (same names, one restart more), then new ones up to num_workers. */
+  private async spawnGroup(group: LauncherConfig, recovery: GroupRecovery): Promise<Entry[]> {
+    const { adopted, gone } = recovery;
+    const fresh = await this.spawnBatch(group, Math.max(group.num_workers, adopted.length + gone.length) - adopted.length, gone);
+    return [...adopted, ...fresh];
   }
 
   list(): ManagedWorker[] {
@@ -165,16 +214,22 @@ class LauncherCore implements Launcher {
     return run;
   }
 
-  /** Places and starts `count` workers of `config`. Call under the lock only. */
-  private async spawnBatch(config: LauncherConfig, count: number): Promise<Entry[]> {
+  /**
+   * Places and starts `count` workers of `config`. Call under the lock only.
+   * The first ones stand for `again` (recorded workers found gone at restart
+   * recovery): they keep those names and count one restart more.
+   */
+  private async spawnBatch(config: LauncherConfig, count: number, again: readonly ManagedRecord[] = []): Promise<Entry[]> {
     if (count <= 0) return [];
     const backend = this.backendFor(config.backend);
     // A missing program fails before any port is reserved.
     backend.check(config);
     const placements = await backend.place(config, count, this.supervisor.heldPlacements());
     const batch: Entry[] = [];
-    for (const placement of placements) {
+    for (const [i, placement] of placements.entries()) {
       const entry = this.supervisor.newEntry(config, backend, placement);
+      const record = again[i];
+      if (record !== undefined) Object.assign(entry.info, { name: record.name, restarts: record.restarts + 1 });
       try {
         await this.supervisor.startRun(entry);
       } catch (error) {
@@ -184,6 +239,8 @@ class LauncherCore implements Launcher {
       }
       if (entry.info.url !== "") this.supervisor.supersede(entry);
       this.supervisor.entries.set(entry.seq, entry);
+      // On disk before the next one starts: a router killed now must find this one.
+      this.supervisor.changed();
       batch.push(entry);
     }
     return batch;
@@ -192,6 +249,7 @@ class LauncherCore implements Launcher {
   private async dropAll(batch: readonly Entry[]): Promise<void> {
     await Promise.all(batch.map((e) => this.supervisor.terminate(e)));
     for (const e of batch) this.supervisor.entries.delete(e.seq);
+    this.supervisor.changed();
   }
 
   private settleBatch(batch: Entry[], config: LauncherConfig): Promise<ManagedWorker[]> {
@@ -201,10 +259,4 @@ class LauncherCore implements Launcher {
 
 function isGroups(config: LauncherConfig | LauncherGroups): config is LauncherGroups {
   return Array.isArray(config);
-}
-
-/** Configs that differ only in num_workers describe the same kind of worker. */
-function configKey(config: LauncherConfig): string {
-  const { num_workers: _ignored, ...rest } = config;
-  return JSON.stringify(Object.entries(rest).sort(([a], [b]) => a.localeCompare(b)));
 }

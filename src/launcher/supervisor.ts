@@ -115,12 +115,22 @@ export class Supervisor {
 
   /** Starts the entry's worker (again) through its backend, and watches for its end. */
   async startRun(entry: Entry): Promise<void> {
-    const run = await entry.backend.start(entry.config, entry.placement);
+    this.adoptRun(entry, await entry.backend.start(entry.config, entry.placement));
+    this.changed();
+  }
+
+  /** Makes `run` (just started, or adopted from an earlier router process) the entry's current one, and watches for its end. */
+  adoptRun(entry: Entry, run: WorkerRun): void {
     entry.info.pid = run.pid;
     entry.run = run;
     entry.terminating = undefined;
     entry.holdsResources = entry.backend.holdsLocalResources;
     void run.exited.then((exit) => this.onExit(entry, run, exit));
+  }
+
+  /** Tells the owner (the state file's recorder) that a worker's handle, URL or membership may have changed. */
+  changed(): void {
+    this.options.onRunsChanged?.();
   }
 
   /** A finished worker that had this URL before is superseded: dropped from the list. */
@@ -178,6 +188,7 @@ export class Supervisor {
       entry.info.state = "failed";
       entry.info.error = `${why}; not restarted again: it was restarted ${entry.info.restarts} time(s) (max_restarts ${max_restarts})`;
       this.logger.error({ ...this.who(entry), restarts: entry.info.restarts }, "managed worker gave up: max_restarts reached");
+      this.changed();
       return;
     }
     const delayMs = Math.min(MAX_BACKOFF_MS, restart_backoff * 1000 * 2 ** entry.consecutiveRestarts);
@@ -236,6 +247,7 @@ export class Supervisor {
         this.logger.error({ ...this.who(entry), err: error }, "worker failed to start");
         // On timeout the process may be alive but stuck (or the job still pending): it must not linger.
         await this.terminate(entry);
+        this.changed();
       }
       return this.snapshot(entry);
     }
@@ -256,6 +268,8 @@ export class Supervisor {
         entry.info.url = location.url;
         this.supersede(entry);
       }
+      // A Slurm job's node and URL are known now: its record can name them.
+      this.changed();
       entry.info.port = location.port;
       entry.info.gpus = location.gpus;
     }
@@ -272,7 +286,7 @@ export class Supervisor {
   private async register(entry: Entry, stoppedMeanwhile: () => boolean): Promise<ManagedWorker> {
     const { url } = entry.info;
     try {
-      await this.options.register(url);
+      await this.options.register(url, entry.run.describe().handle);
     } catch (error) {
       entry.info.state = "failed";
       entry.info.error = `registration failed: ${error instanceof Error ? error.message : String(error)}`;
@@ -325,6 +339,7 @@ export class Supervisor {
       await this.terminate(entry);
       if (entry.info.state === "stopping") entry.info.state = "exited";
       this.entries.delete(entry.seq);
+      this.changed();
     })();
   }
 }

@@ -4,7 +4,7 @@ import type { Logger } from "../log.js";
 import type { Registry } from "../registry/registry.js";
 import { createDiskRefit } from "./disk.js";
 import { createMemory } from "./memory.js";
-import { createOperations } from "./operations.js";
+import { createOperations, type PeerDrain } from "./operations.js";
 import { createReconciler } from "./reconcile.js";
 import { createRefitState } from "./state.js";
 import type { PersistedState, StateStore } from "./state-store.js";
@@ -35,6 +35,8 @@ export interface RefitCoordinatorOptions {
   /** Default time a two-phase refit may stay open. */
   refitTimeoutMs: number;
   store: StateStore | null;
+  /** Other routers' drain before weights move (--state-store etcd); null with one router. */
+  drainPeers?: PeerDrain | null;
 }
 
 /**
@@ -68,7 +70,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
   const { registry, admission, logger, drainTimeoutMs } = options;
   const broadcast = options.control.broadcast;
   const state = createRefitState({ registry, store: options.store, logger });
-  const operations = createOperations(admission, () => reconciler.sweep());
+  const operations = createOperations(admission, () => reconciler.sweep(), options.drainPeers ?? null);
   const reconciler = createReconciler({ registry, state, operations, broadcast, logger });
   const tensor = createTensorRefit({ registry, state, operations, logger, drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs });
   const memory = createMemory({ registry, operations, reconciler, broadcast, drainTimeoutMs });

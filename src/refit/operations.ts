@@ -43,7 +43,14 @@ export function describeOperation(op: Operation): string {
   return op.kind === "sleep" ? "memory release" : `${op.kind} refit`;
 }
 
-export function createOperations(admission: Admission, reconcileAll: () => void): Operations {
+/**
+ * Waits until the other routers on a shared store have drained their own
+ * generation requests for the refit in progress (state/peer-drain.ts);
+ * throws drain_timeout when they do not by `deadlineMs`. Absent: one router.
+ */
+export type PeerDrain = (deadlineMs: number) => Promise<void>;
+
+export function createOperations(admission: Admission, reconcileAll: () => void, drainPeers: PeerDrain | null = null): Operations {
   let op: Operation | null = null;
   return {
     get current() {
@@ -64,10 +71,12 @@ export function createOperations(admission: Admission, reconcileAll: () => void)
       current.unhold();
     },
     async drain(timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
       const ok = await admission.whenIdle(timeoutMs);
       if (!ok) {
         throw new RouterError("drain_timeout", `${admission.inFlight} generation request(s) still in flight after ${Math.round(timeoutMs / 1000)} s: nothing was changed (raise drain_timeout_s or --drain-timeout)`, { details: { in_flight: admission.inFlight } });
       }
+      await drainPeers?.(deadline);
     },
     async drainWorkers(workers, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
@@ -80,6 +89,7 @@ export function createOperations(admission: Admission, reconcileAll: () => void)
         }
         await new Promise((r) => setTimeout(r, 50));
       }
+      await drainPeers?.(deadline);
     },
     forget(workerUrl) {
       op?.updated.delete(workerUrl);

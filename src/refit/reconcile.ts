@@ -28,7 +28,7 @@ export interface Reconciler {
 // restored state) is known only after the capability probe ("capabilities").
 // health_probe_failed / request_failed: a refused connection makes the
 // worker's weights unknown (a restart would bring base weights back).
-const reconcileOn = new Set<RegistryReason>(["capabilities", "health_probe_ok", "health_probe_failed", "request_failed", "recovered", "awake", "process_changed", "request_ok"]);
+const reconcileOn = new Set<RegistryReason>(["capabilities", "health_probe_ok", "health_probe_failed", "request_failed", "recovered", "awake", "found_awake", "process_changed", "request_ok"]);
 
 /**
  * Keeps every worker on the pool's weights: a worker that failed to load,

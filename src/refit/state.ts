@@ -82,23 +82,40 @@ export function createRefitState({ registry, store, logger }: RefitStateOptions)
 }
 
 /**
- * A router restarted mid-refit cannot know which workers loaded what, so it
- * trusts none of them and converges them to the target.
+ * The restart rule, as the state it leaves: a refit that was in progress
+ * when its router stopped cannot tell which workers loaded what, so no
+ * worker is trusted (`workers` empty). A disk refit is rolled forward (the
+ * pool moves to its target; every worker is re-synced to it by replaying
+ * the body, harmless on one that loaded it already); a tensor refit, which
+ * the router cannot replay, leaves the version and trusts no worker until a
+ * trainer updates it. Used by a restarted router (`restore`) and by a
+ * router that finds another one died mid-refit (state/refit-recover.ts).
  */
+export function afterInterruptedRefit(saved: PersistedState): PersistedState {
+  const p = saved.inProgress;
+  if (p === null) return saved;
+  if (p.kind === "tensor") return { ...saved, last: { kind: "tensor" }, inProgress: null, workers: {} };
+  const last = { kind: "disk" as const, body: p.body };
+  // refits + 1, as advance() counts it: the next default version must not repeat this label.
+  const refits = saved.refits + 1;
+  if (p.model !== undefined) return { ...saved, refits, models: { ...(saved.models ?? {}), [p.model]: { version: p.targetVersion, last } }, inProgress: null, workers: {} };
+  // A pool-wide refit gives every model the pool's weights again (as advance() does).
+  const rest: PersistedState = { ...saved };
+  delete rest.models;
+  return { ...rest, version: p.targetVersion, refits, last, inProgress: null, workers: {} };
+}
+
+/** A router restarted mid-refit applies the restart rule ({@link afterInterruptedRefit}). */
 function restore(state: RefitState, saved: PersistedState, logger: Logger): void {
-  state.version = saved.version;
-  state.refits = saved.refits;
-  state.last = saved.last;
-  state.models = new Map(Object.entries(saved.models ?? {}));
-  state.remembered = saved.workers ?? {};
+  const settled = afterInterruptedRefit(saved);
+  state.version = settled.version;
+  state.refits = settled.refits;
+  state.last = settled.last;
+  state.models = new Map(Object.entries(settled.models ?? {}));
+  state.remembered = settled.workers ?? {};
   if (saved.inProgress?.kind === "disk") {
-    // refits++ inside advance: the next default version must not repeat this label
-    state.advance(saved.inProgress.targetVersion, { kind: "disk", body: saved.inProgress.body }, saved.inProgress.model ?? null);
-    state.remembered = {};
     logger.warn({ version: saved.inProgress.targetVersion, model: saved.inProgress.model }, "state file: the router stopped during a disk refit; every worker is re-synced to the refit's weights before it takes traffic");
   } else if (saved.inProgress?.kind === "tensor") {
-    state.last = { kind: "tensor" };
-    state.remembered = {};
     logger.warn("state file: the router stopped during a tensor refit; every worker stays out of rotation until a trainer updates it");
   }
 }

@@ -175,6 +175,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
     return this.#apply(url, "process_changed", (w) => {
       forgetProcess(w);
       w.sleeping = false;
+      w.sleepFound = false;
     });
   }
 
@@ -233,13 +234,40 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
   // ---- Memory (admin/control.ts) ----
 
   markSleeping(url: string): Worker | undefined {
-    return this.#apply(url, "sleeping", (w) => void (w.sleeping = true));
+    return this.#apply(url, "sleeping", (w) => {
+      w.sleeping = true;
+      w.sleepFound = false;
+    });
+  }
+
+  /**
+   * Found asleep (put to sleep behind the router's back): out of rotation as
+   * a worker the router put to sleep, and not failing: the failures its
+   * sleeping answers caused are forgotten, an ejection they caused lifted.
+   */
+  markFoundSleeping(url: string): Worker | undefined {
+    return this.#apply(url, "found_sleeping", (w) => {
+      w.sleeping = true;
+      w.sleepFound = true;
+      w.consecutiveFailures = 0;
+      w.lastError = null;
+      if (w.dead && w.deadReason === "ejected") revive(w);
+    });
+  }
+
+  /** A worker found asleep answers generations again. */
+  markFoundAwake(url: string): Worker | undefined {
+    return this.#apply(url, "found_awake", (w) => {
+      w.sleeping = false;
+      w.sleepFound = false;
+    });
   }
 
   /** Woken: a worker marked dead while asleep (not by an operator) is back too. */
   markAwake(url: string): Worker | undefined {
     return this.#apply(url, "awake", (w) => {
       w.sleeping = false;
+      w.sleepFound = false;
       w.consecutiveFailures = 0;
       if (w.dead && w.deadReason !== "manual") {
         w.dead = false;

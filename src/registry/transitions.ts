@@ -26,6 +26,8 @@ export const transitions = {
   // Memory (admin/control.ts)
   sleeping: "release_memory_occupation succeeded on the worker",
   awake: "resume_memory_occupation succeeded on the worker",
+  found_sleeping: "a generation answered 500 and the sleep check found the worker asleep (put to sleep behind the router's back): out of rotation, not failing",
+  found_awake: "a worker found asleep answers generations again (woken behind the router's back)",
   // Weights (refit/coordinator.ts)
   weights: "the worker loaded the pool's weights (refit, commit or replay)",
   weights_restored: "the worker still holds the version the state file remembers for its process",

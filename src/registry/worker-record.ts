@@ -22,6 +22,7 @@ export function newWorkerRecord(url: string, init: { managed?: boolean; capabili
     deadReason: null,
     lastError: null,
     sleeping: false,
+    sleepFound: false,
     starting: false,
     draining: false,
     sync: "in_sync",

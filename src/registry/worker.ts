@@ -47,6 +47,12 @@ export interface Worker {
   readonly lastError: string | null;
   readonly sleeping: boolean;
   /**
+   * Asleep without the router having put it to sleep (its answers said so:
+   * health/sleep-check.ts). The router checks now and then whether it woke;
+   * a worker the router put to sleep stays asleep until the router wakes it.
+   */
+  readonly sleepFound: boolean;
+  /**
    * Warming up: its /health answers but its model card is held (SGLang holds
    * /v1/models until the pipeline is loaded). Not routed, not dead: it takes
    * traffic once the card arrives.

@@ -1,11 +1,12 @@
 import { createControl, type Control } from "../admin/control.js";
 import { createAdmission, type Admission } from "../admission/admission.js";
-import { AffinityMap } from "../admission/affinity.js";
+import type { AffinityMap } from "../admission/affinity.js";
 import { createAudit, type Audit } from "../audit/audit.js";
 import { createPolicy } from "../balancer/index.js";
 import type { RouterOptions } from "../config/options.js";
 import { createHealthChecker, type HealthChecker } from "../health/health-checker.js";
 import { createOutlierDetector, type OutlierDetector } from "../health/outlier-detector.js";
+import { createSleepCheck, type SleepCheck } from "../health/sleep-check.js";
 import type { Logger } from "../log.js";
 import { ManagedView } from "../launcher/managed-view.js";
 import { createMetrics, type Metrics } from "../metrics/metrics.js";
@@ -25,6 +26,8 @@ export interface Core {
   readonly meshes: AffinityMap;
   readonly health: HealthChecker;
   readonly outliers: OutlierDetector;
+  /** Tells a sleeping worker's 500s from faults. */
+  readonly sleepCheck: SleepCheck;
   readonly audit: Audit;
   /** Unaudited: the refit coordinator and the health checks use it inside actions already audited. */
   readonly control: Control;
@@ -49,8 +52,7 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   const registry = new Registry();
   const upstream = createUpstream({ maxConnections: options.maxConnections, timeoutMs: options.timeoutMs });
   // With --state-store the id maps are shared through etcd.
-  const { images, videos } = state;
-  const meshes = new AffinityMap();
+  const { images, videos, meshes } = state;
   // Health probes an ejected worker through the outlier detector and vice versa: each reaches the other through a closure.
   let outliers: OutlierDetector | null = null;
   const health = createHealthChecker({
@@ -74,7 +76,7 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   const control = createControl({ registry, upstream, health, logger, probeTimeoutMs: options.healthCheckTimeoutMs, broadcastTimeoutMs: options.weightCallTimeoutMs, affinities: [images, videos, meshes] });
   const admission = buildAdmission(registry, options);
   // The refit's weights and the pool's workers, each written by its owner.
-  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: state.refit });
+  const refit = createRefitCoordinator({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs, store: state.refit, drainPeers: state.drainPeers ?? null });
   const managed = new ManagedView(registry);
   const refitKinds: Record<string, string> = { disk: "disk refit", tensor: "tensor refit", sleep: "memory release" };
   const op = () => refit.status().operation;
@@ -90,7 +92,8 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
     probe: (w) => void health.checkOne(w).catch(() => undefined),
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
-  return { registry, upstream, images, videos, meshes, health, outliers, audit, control, admission, state, refit, lora, metrics: builtMetrics, managed };
+  const sleepCheck = createSleepCheck({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs, recheckMs: options.healthCheckIntervalMs });
+  return { registry, upstream, images, videos, meshes, health, outliers, sleepCheck, audit, control, admission, state, refit, lora, metrics: builtMetrics, managed };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {

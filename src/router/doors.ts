@@ -41,7 +41,7 @@ export interface Doors {
  */
 export function buildDoors(core: Core, options: RouterOptions, logger: Logger): Doors {
   const { registry, admission, upstream, images, videos, meshes, audit } = core;
-  const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers: core.outliers, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes });
+  const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers: core.outliers, sleepCheck: core.sleepCheck, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes });
   const specs = createRouteSpecs(admission, images, videos, meshes);
   // Request limits are checked where a ticket reads the body: REST requests and rollout items alike.
   const tickets = ticketReader(requestLimitsOf(options));

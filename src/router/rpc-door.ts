@@ -35,7 +35,7 @@ export function buildRequestHandler(core: Core, doors: Doors, launcher: Launcher
     contextValues: rpcContextValues(doors.auth) as AdapterOptions["contextValues"],
     fallback: doors.rest.handle as AdapterOptions["fallback"],
   };
-  const adminService = createAdminServiceImpl({ control: doors.control, refit: doors.refit, registry, launcher, routingAlgorithm: options.routingAlgorithm, startedAtMs, scheduling: () => admission.scheduling(), lora: doors.lora, stateStore: core.state.kind, holdsRefitLock: core.state.holdsRefitLock });
+  const adminService = createAdminServiceImpl({ control: doors.control, refit: doors.refit, registry, launcher, routingAlgorithm: options.routingAlgorithm, startedAtMs, scheduling: () => admission.scheduling(), failedManaged: () => core.managed.failed(), lora: doors.lora, stateStore: core.state.kind, holdsRefitLock: core.state.holdsRefitLock });
   const adminRpc = connectNodeAdapter({
     ...common,
     routes(router) {

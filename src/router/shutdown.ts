@@ -19,6 +19,7 @@ export async function shutDown(parts: { core: Core; doors: Doors; launcher: Laun
   const { core, doors, launcher, listener } = parts;
   const deadline = Date.now() + options.shutdownTimeoutMs;
   core.health.stop();
+  core.sleepCheck.stop();
   doors.rest.startShutdown();
   const stopped = listener.stopAccepting();
   listener.goAway();

@@ -21,10 +21,13 @@ export async function registerStartingPool(core: Core, doors: Doors, options: Ro
       markSleeping: (url) => registry.markSleeping(url),
     },
     follower: {
-      hold: (reason) => admission.hold(reason),
+      hold: (reason, giveUp) => admission.hold(reason, giveUp),
       adopt: (s) => refit.adopt(s),
       fingerprintOf: (url) => registry.get(url)?.capabilities.instanceFingerprint,
       loaded: (url, version) => registry.weightsLoaded(url, version),
+      whenIdle: (ms) => admission.whenIdle(ms),
+      workers: () => registry.all().map((w) => w.url),
+      distrust: (url, why) => registry.weightsUnknown(url, "stale_weights", why),
     },
   });
   await Promise.all(options.workerUrls.map((u) => doors.control.addWorker(u)));

@@ -3,7 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { WorkerScheduling } from "../admission/admission.js";
 import type { Control } from "../admin/control.js";
 import { AdminService, GetRouterStatusResponseSchema } from "../gen/sgl/diffusion/router/v1/admin_pb.js";
-import type { Launcher } from "../launcher/index.js";
+import type { Launcher, ManagedWorker } from "../launcher/index.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
@@ -26,6 +26,8 @@ export interface AdminServiceOptions {
   startedAtMs: number;
   /** The scheduler's view of every worker (learned speed, estimated work). */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** Launcher-managed workers that failed (ListWorkers lists them, as GET /workers does). */
+  failedManaged: () => ManagedWorker[];
   /** The pool's LoRA action (audited), for UpdateLora (rpc/lora-methods.ts). */
   lora: LoraPool;
   /** Where this router keeps its state (routers sharing a pool should all say etcd). */

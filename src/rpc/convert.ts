@@ -16,6 +16,7 @@ import {
 } from "../gen/sgl/diffusion/router/v1/admin_pb.js";
 import type { ManagedWorker } from "../launcher/index.js";
 import { workerState, type Worker, type WorkerState } from "../registry/worker.js";
+import { displayIdOf, workerIdOf } from "../registry/worker-url.js";
 
 const stateToPb: Record<WorkerState, PbWorkerState> = {
   healthy: PbWorkerState.HEALTHY,
@@ -51,6 +52,27 @@ export function workerToPb(w: Worker, scheduling?: WorkerScheduling): PbWorker {
     managed: w.managed,
     registeredAtUnixMs: BigInt(w.registeredAtMs),
     scheduling: scheduling && { speed: scheduling.speed, observations: scheduling.observations, speedNoise: scheduling.noise, inFlightWorkMs: scheduling.inFlightWorkMs, queuedWorkMs: scheduling.queuedWorkMs },
+  });
+}
+
+/**
+ * A launcher-managed worker that failed, in ListWorkers' shape (as
+ * `failedWorkerJson` is in GET /workers'): no longer in the registry,
+ * listed so that it does not vanish.
+ */
+export function failedManagedToPb(m: ManagedWorker): PbWorker {
+  return create(WorkerSchema, {
+    url: m.url,
+    // A Slurm job that never reported has no URL: its name stands for it.
+    workerId: m.url === "" ? m.name : workerIdOf(m.url),
+    displayId: m.url === "" ? m.name : displayIdOf(m.url),
+    state: PbWorkerState.FAILED,
+    isDead: true,
+    deadReason: "launcher_failed",
+    lastError: m.error ?? "",
+    capabilities: create(WorkerCapabilitiesSchema, { models: [m.model] }),
+    managed: true,
+    registeredAtUnixMs: BigInt(m.startedAtMs),
   });
 }
 

@@ -2,20 +2,24 @@ import type { WorkerScheduling } from "../admission/admission.js";
 import type { Control } from "../admin/control.js";
 import type { Worker } from "../registry/worker.js";
 import { decodeWorkerId } from "../registry/worker-url.js";
-import { workerToPb } from "./convert.js";
+import type { ManagedWorker } from "../launcher/index.js";
+import { failedManagedToPb, workerToPb } from "./convert.js";
 
 export interface WorkerRpcsOptions {
   control: Control;
   /** The scheduler's view of every worker (learned speed, estimated work). */
   scheduling: () => Map<Worker, WorkerScheduling>;
+  /** Launcher-managed workers that failed and stand for no registered worker (launcher/managed-view.ts). */
+  failedManaged: () => ManagedWorker[];
 }
 
 /** The worker registry RPCs. A worker is named by URL (any accepted spelling) or by its REST worker_id. */
-export function createWorkerRpcs({ control, scheduling }: WorkerRpcsOptions) {
+export function createWorkerRpcs({ control, scheduling, failedManaged }: WorkerRpcsOptions) {
   return {
     async listWorkers() {
       const view = scheduling();
-      return { workers: control.listWorkers().map((w) => workerToPb(w, view.get(w))) };
+      // As GET /workers: failed managed workers are in no pool, listed last so that they do not vanish.
+      return { workers: [...control.listWorkers().map((w) => workerToPb(w, view.get(w))), ...failedManaged().map(failedManagedToPb)] };
     },
     async getWorker(req: { url: string }) {
       const worker = control.getWorker(decodeWorkerId(req.url));

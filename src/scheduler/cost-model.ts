@@ -2,206 +2,71 @@
  * Learns how long a request takes on each worker, from the service times the
  * router observes, and predicts it for requests not yet sent.
  *
- * The shape: t = θ0 + θ1·u + θ2·u·mp, where u = megapixels × steps × latent
- * frames × outputs (the denoiser's work if its cost were linear in pixels)
- * and mp = megapixels per frame (attention over the latent tokens makes large
- * pictures cost more than their pixel count says). θ ≥ 0. Each (worker,
- * model) gets its own θ, fitted on its recent observations and pulled toward
- * the fleet's fit for that model scaled by the worker's speed, so that a new
- * worker is predicted from the fleet at once and a GPU of another kind learns
- * its own shape after a few requests. Outliers (a stall, a cold cache) are
- * down-weighted (Huber) so one of them does not move the fit. Pure: the
- * caller passes time in.
+ * Two levels (cost-shape.ts): a model's cost shape, a fixed part plus
+ * pixels^e × steps × outputs × latent frames with e learned per model,
+ * learned from every worker that serves the model, and each worker's pace
+ * against it (a speed factor and a small tilt with pixels), learned from the
+ * worker's own few observations. A new worker is predicted from the fleet at
+ * once; after one observation (its second request: the first is a cold start)
+ * its speed is known; a size no worker has run is predicted from the shape
+ * the fleet learned. Outliers (a stall, a cold cache) are down-weighted
+ * (Huber). Pure: the caller passes time in.
  */
+import { robustSigma } from "./cost-fit.js";
+import { changeStart, COLD_SHAPE, fitPace, fitShape, paceMs, pointOf, shapeMs, type Pace, type Point, type Shape } from "./cost-shape.js";
 import type { WorkFeatures } from "./request-facts.js";
 
 /** Observations kept per (worker, model): old enough ones no longer describe the worker (new weights, a changed GPU clock). */
 const WINDOW = 64;
-/**
- * Weight of the prior (the fleet's shape at the worker's speed), in
- * observations. Small: a GPU of another kind has another shape, and with
- * u and u·mp nearly collinear a prior worth two observations held fits
- * far off (the bench's two GPU kinds, work-weighted prediction error of the
- * next burst after 1, 2, 3 bursts: kind A 56%, 3.5%, 1.4% and kind B 1.9%,
- * 8.6%, 5.9% with weight 2 and shape after 6 observations; A 12%, 1.4%,
- * 1.3% and B 0.5%, 0.2%, 0.3% with 0.05 and shape after 3). Outliers are
- * Huber's job, not the prior's.
- */
-const PRIOR_WEIGHT = 0.05;
-/**
- * Ridge per term toward the prior, in squared units of the largest observed
- * value of the term: keeps the system defined when a term is absent from
- * the data (every request of one size: u and u·mp exactly collinear), and
- * what was never observed near the prior.
- */
-const RIDGE_FLOOR = 0.003;
-/** Per-request overhead assumed before anything is observed, and the ms per unit of u (a 1024², 50-step image ≈ 400 ms on an H100-class GPU). */
-const COLD_THETA: Theta = [20, 8, 0];
-/** A worker's own shape is fitted once it has MIN_FOR_SHAPE observations spanning this ratio of work sizes; before, it is the fleet's shape at the worker's speed. */
-const SPREAD_FOR_SHAPE = 3;
-const MIN_FOR_SHAPE = 3;
+/** Observations kept per model to fit its shape, across its workers. */
+const FLEET_WINDOW = 128;
 /** A worker's scatter (noise) is measured from this many observations on; before, it is taken to be UNKNOWN_NOISE. */
 const MIN_FOR_NOISE = 4;
+/** Scatter is measured over the most recent observations only: a worker that changed speed is not noisy for long. */
+const NOISE_WINDOW = 16;
 const UNKNOWN_NOISE = 0.1;
 /**
  * Scatter is capped here: workers whose predictions differ by more are told
  * apart however noisy their times (a GPU 0.4x as fast is never a tie).
  */
 const MAX_NOISE = 0.5;
-
-type Theta = [number, number, number];
-type Vec = [number, number, number];
+/** Rounds of fitting shape and paces in turn at each fleet refit; more while the fleet has few observations (cheap then, and they matter most). */
+const ALTERNATIONS = 2;
+const LEARNING_ALTERNATIONS = 6;
 
 /** A typical request: the worker's defaults (1024x1024, 50 steps, one image). */
-const defaultWork: WorkFeatures = { megapixels: 1, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 };
+const defaultPoint = pointOf({ megapixels: 1, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 });
 
-interface Observation {
-  x: Vec;
+interface Sample {
+  p: Point;
   t: number;
+  /** Whose observation it is (the fleet's window holds every worker's). */
+  worker: WorkerModel;
 }
 
-class Window {
-  readonly items: Observation[] = [];
-  private next = 0;
-  push(o: Observation): void {
-    if (this.items.length < WINDOW) this.items.push(o);
-    else {
-      this.items[this.next] = o;
-      this.next = (this.next + 1) % WINDOW;
-    }
+/** The last `size` items, in arrival order. */
+class Window<T> {
+  readonly items: T[] = [];
+  constructor(private readonly size: number) {}
+  push(o: T): void {
+    if (this.items.length === this.size) this.items.shift();
+    this.items.push(o);
   }
-}
-
-export function featureVector(w: WorkFeatures): Vec {
-  const u = w.megapixels * w.steps * w.latentFrames * w.outputs + 0.25 * w.inputImages;
-  return [1, u, u * w.megapixels];
-}
-
-const defaultX = featureVector(defaultWork);
-
-function dot(a: Vec, b: Vec): number {
-  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
-}
-
-/**
- * Weighted least squares with a ridge pull toward `prior`, θ ≥ 0 (terms that
- * come out negative are dropped and the rest refitted), then one Huber
- * reweighting round. Returns null when there is nothing to fit.
- */
-export function fitTheta(obs: readonly Observation[], prior: Theta, priorWeight = PRIOR_WEIGHT): Theta {
-  if (obs.length === 0) return prior;
-  let weights = obs.map(() => 1);
-  let meanT = 0;
-  for (const o of obs) meanT += o.t / obs.length;
-  let theta = solveNonNegative(obs, weights, prior, priorWeight);
-  // Iteratively reweighted: residuals beyond k = 2.5 × MAD count linearly
-  // (Huber), so a stalled request does not drag the fit. k has a floor of 5%
-  // of the typical time: residuals of a near-perfect fit are rounding noise.
-  for (let round = 0; round < 4; round++) {
-    const residuals = obs.map((o) => Math.abs(o.t - dot(theta, o.x)));
-    const sorted = [...residuals].sort((a, b) => a - b);
-    const k = Math.max(2.5 * 1.4826 * sorted[Math.floor(sorted.length / 2)]!, 0.05 * meanT);
-    weights = residuals.map((r) => (r <= k ? 1 : k / r));
-    theta = solveNonNegative(obs, weights, prior, priorWeight);
-  }
-  return theta;
-}
-
-function solveNonNegative(obs: readonly Observation[], weights: readonly number[], prior: Theta, priorWeight: number): Theta {
-  let active = [true, true, true];
-  for (let round = 0; round < 3; round++) {
-    const theta = solveRidge(obs, weights, prior, priorWeight, active);
-    const negative = theta.findIndex((v, i) => active[i] && v < 0);
-    if (negative < 0) return theta;
-    active = active.map((a, i) => a && i !== negative);
-  }
-  return [0, 0, 0].map((_, i) => (active[i] ? Math.max(0, prior[i]!) : 0)) as Theta;
-}
-
-/** Normal equations (XᵀWX + λI)θ = XᵀWt + λ·prior over the active terms, scaled per term so the ridge is fair. */
-function solveRidge(obs: readonly Observation[], weights: readonly number[], prior: Theta, priorWeight: number, active: boolean[]): Theta {
-  const idx = [0, 1, 2].filter((i) => active[i]);
-  const n = idx.length;
-  // Each term is measured by what it adds to a default job (1 megapixel, 50
-  // steps) or to the largest observed one: the ridge then says "a few
-  // observations' worth of ms on a typical job", so a handful of small
-  // requests cannot drag the per-pixel term of big ones anywhere.
-  const scale = idx.map((i) => {
-    let s = defaultX[i]!;
-    for (const o of obs) s = Math.max(s, Math.abs(o.x[i]!));
-    return s;
-  });
-  const A: number[][] = Array.from({ length: n }, () => new Array<number>(n).fill(0));
-  const rhs = new Array<number>(n).fill(0);
-  let wsum = 0;
-  obs.forEach((o, k) => {
-    const w = weights[k]!;
-    wsum += w;
-    for (let a = 0; a < n; a++) {
-      const xa = o.x[idx[a]!]! / scale[a]!;
-      rhs[a]! += w * xa * o.t;
-      for (let b = 0; b < n; b++) A[a]![b]! += w * xa * (o.x[idx[b]!]! / scale[b]!);
-    }
-  });
-  // The prior counts as `priorWeight` observations spread over the points
-  // observed, each answered with the prior's prediction there: it pulls the
-  // predictions where the worker has been seen, not each term on its own
-  // (per-term pulls, with u and u·mp nearly collinear, moved the split
-  // between the two and put small and large requests 10-20% off in
-  // opposite directions). A small per-term ridge keeps the system defined
-  // and keeps what was never observed (far larger requests) near the prior.
-  if (wsum > 0 && priorWeight > 0) {
-    const pseudo = priorWeight / wsum;
-    obs.forEach((o, k) => {
-      const w = weights[k]! * pseudo;
-      const target = dot(prior, o.x);
-      for (let a = 0; a < n; a++) {
-        const xa = o.x[idx[a]!]! / scale[a]!;
-        rhs[a]! += w * xa * target;
-        for (let b = 0; b < n; b++) A[a]![b]! += w * xa * (o.x[idx[b]!]! / scale[b]!);
-      }
-    });
-  }
-  for (let a = 0; a < n; a++) {
-    const lambda = RIDGE_FLOOR;
-    A[a]![a]! += lambda;
-    rhs[a]! += lambda * prior[idx[a]!]! * scale[a]!;
-  }
-  const sol = gaussianSolve(A, rhs);
-  const theta: Theta = [0, 0, 0];
-  idx.forEach((i, a) => (theta[i] = sol[a]! / scale[a]!));
-  return theta;
-}
-
-function gaussianSolve(A: number[][], b: number[]): number[] {
-  const n = b.length;
-  const M = A.map((row, i) => [...row, b[i]!]);
-  for (let c = 0; c < n; c++) {
-    let p = c;
-    for (let r = c + 1; r < n; r++) if (Math.abs(M[r]![c]!) > Math.abs(M[p]![c]!)) p = r;
-    [M[c], M[p]] = [M[p]!, M[c]!];
-    const d = M[c]![c]!;
-    if (Math.abs(d) < 1e-12) continue;
-    for (let r = 0; r < n; r++) {
-      if (r === c) continue;
-      const f = M[r]![c]! / d;
-      for (let k = c; k <= n; k++) M[r]![k]! -= f * M[c]![k]!;
-    }
-  }
-  return M.map((row, i) => (Math.abs(row[i]!) < 1e-12 ? 0 : row[n]! / row[i]!));
 }
 
 interface WorkerModel {
-  window: Window;
-  theta: Theta;
-  /** This worker's speed relative to the fleet fit of the model (2 = twice as fast). */
-  speed: number;
+  window: Window<Sample>;
+  pace: Pace;
+  /** Whether its pace rests on its own observations (or on another model's, see #speedByWorker); else it is provisional. */
+  paced: boolean;
+  /** ln speed its cold start showed (a cold start is slower than the worker: a lower bound), or NaN. */
+  coldLogSpeed: number;
   /** Its typical observed cost, for requests whose work is unknown. */
   typicalMs: number;
   /** Whether its first request ended: that one is not learned from (see observe). */
   warmedUp: boolean;
   refit: RefitClock;
-  /** How far its observed times scatter around its fit (relative, robust σ); NaN until MIN_FOR_NOISE observations. */
+  /** How far its observed times scatter around its prediction (relative, robust σ); NaN until MIN_FOR_NOISE observations. */
   noise: number;
 }
 
@@ -212,9 +77,13 @@ interface RefitClock {
 }
 
 interface FleetModel {
-  theta: Theta;
-  /** Observations of every worker, to fit the fleet's shape. */
-  window: Window;
+  shape: Shape;
+  /** Observations of every worker, each with its worker (to bring it to a common speed). */
+  window: Window<Sample>;
+  /** Its workers with observations: their paces are refitted with the shape. */
+  members: Set<WorkerModel>;
+  /** The slowest member's ln speed (0 with none): what a worker not measured yet is assumed to be. */
+  slowestLogSpeed: number;
   /** Typical observed cost, for requests whose work is unknown. */
   typicalMs: number;
   refit: RefitClock;
@@ -228,11 +97,11 @@ const REFIT_EVERY = 4;
 const REFIT_MIN_INTERVAL_MS = 50;
 
 /**
- * Whether to fit again. A fit (robust, non-negative, over the last 64
- * observations) costs tens of µs; doing one per answer took 40% of the
- * router's CPU under small answers (bench/profile.mjs). GPU workers answer a
- * few times a second, where this refits every few answers; nothing a
- * schedule can see is lost.
+ * Whether to fit again. A shape fit (an exponent search over up to 128
+ * observations) costs a few hundred µs; doing one per answer took 40% of
+ * the router's CPU under small answers (bench/profile.mjs). GPU workers
+ * answer a few times a second, where this refits every few answers; nothing
+ * a schedule can see is lost.
  */
 function refitDue(clock: RefitClock, observations: number, nowMs: number | undefined): boolean {
   clock.pending++;
@@ -244,18 +113,42 @@ function refitDue(clock: RefitClock, observations: number, nowMs: number | undef
   return due;
 }
 
+/**
+ * Whether to refit a worker's pace: a pace fit is cheap (a weighted line
+ * through its last 64 log-ratios), so at every answer, at most every 20 ms
+ * (GPU answers of one worker are further apart; thousands of tiny answers a
+ * second are not), and at least every 64 answers.
+ */
+function paceDue(clock: RefitClock, nowMs: number | undefined): boolean {
+  clock.pending++;
+  const due = nowMs === undefined || clock.pending >= 64 || nowMs - clock.lastFitMs >= PACE_MIN_INTERVAL_MS;
+  if (due) {
+    clock.pending = 0;
+    if (nowMs !== undefined) clock.lastFitMs = nowMs;
+  }
+  return due;
+}
+const PACE_MIN_INTERVAL_MS = 20;
+
 export interface CostModelSnapshot {
   /** Speed relative to the fleet average for the worker's model (1 = average; 0.5 = half as fast). */
   speed: number;
-  /** Observations the worker's own fit rests on. */
+  /** Observations the worker's own pace rests on. */
   observations: number;
   /**
    * How far one of its service times may be from the prediction, relative
-   * (0.05 = 5%): the robust σ of its relative residuals (at most MAX_NOISE),
-   * or UNKNOWN_NOISE before MIN_FOR_NOISE observations. Predictions closer
-   * than this are not told apart (see plan.ts).
+   * (0.05 = 5%): the robust σ of its recent relative residuals (at most
+   * MAX_NOISE), or UNKNOWN_NOISE before MIN_FOR_NOISE observations.
+   * Predictions closer than this are not told apart (see plan.ts).
    */
   noise: number;
+}
+
+/** What a model's fleet has learned: its cost shape (for tests and diagnostics). */
+export interface ShapeSnapshot {
+  exponent: number;
+  theta: readonly number[];
+  observations: number;
 }
 
 /**
@@ -273,7 +166,7 @@ export class CostModel {
   #fleet(model: string): FleetModel {
     let f = this.#fleets.get(model);
     if (!f) {
-      f = { theta: [...COLD_THETA], window: new Window(), typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity } };
+      f = { shape: COLD_SHAPE, window: new Window(FLEET_WINDOW), members: new Set(), slowestLogSpeed: 0, typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity } };
       this.#fleets.set(model, f);
     }
     return f;
@@ -287,29 +180,39 @@ export class CostModel {
     }
     let w = byModel.get(model);
     if (!w) {
-      const speed = this.#speedByWorker.get(workerUrl) ?? 1;
-      w = { window: new Window(), theta: scaled(this.#fleet(model).theta, speed), speed, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
+      const speed = this.#speedByWorker.get(workerUrl);
+      const pace = { logSpeed: speed === undefined ? 0 : Math.log(speed), tilt: 0 };
+      w = { window: new Window(WINDOW), pace, paced: speed !== undefined, coldLogSpeed: Number.NaN, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
       byModel.set(model, w);
     }
     return w;
   }
 
-  /** Predicted service time in ms of `work` on a worker (unknown work: the model's typical cost on it). */
+  /**
+   * Predicted service time in ms of `work` on a worker (unknown work: the
+   * model's typical cost on it). A worker not measured yet is assumed as
+   * slow as the slowest measured one, or as its cold start showed if that
+   * was faster: a large request is not planned onto a GPU that may be the
+   * slowest (through HTTP a burst arrives over several event-loop turns,
+   * and a fleet of known fast workers with a few unknown ones would
+   * otherwise treat them as equals).
+   */
   predictMs(workerUrl: string, model: string, work: WorkFeatures | null): number {
     const w = this.#worker(workerUrl, model);
+    const fleet = this.#fleet(model);
+    const pace = w.paced ? w.pace : { logSpeed: provisionalLogSpeed(w, fleet), tilt: 0 };
     if (work === null) {
       if (w.typicalMs > 0) return w.typicalMs;
-      const typical = this.#fleet(model).typicalMs;
-      return typical > 0 ? typical / w.speed : dot(w.theta, featureVector(defaultWork));
+      return fleet.typicalMs > 0 ? fleet.typicalMs / Math.exp(pace.logSpeed) : paceMs(fleet.shape, pace, defaultPoint);
     }
-    return Math.max(1, dot(w.theta, featureVector(work)));
+    return Math.max(1, paceMs(fleet.shape, pace, pointOf(work)));
   }
 
   /** Predicted time on the fleet's average worker: the priority of a request in the queue. Creates nothing. */
   referenceMs(model: string, work: WorkFeatures | null): number {
-    const f = this.#fleets.get(model) ?? { theta: COLD_THETA, typicalMs: 0 };
-    if (work === null) return f.typicalMs > 0 ? f.typicalMs : dot(f.theta, featureVector(defaultWork));
-    return Math.max(1, dot(f.theta, featureVector(work)));
+    const f = this.#fleets.get(model);
+    if (work === null && f !== undefined && f.typicalMs > 0) return f.typicalMs;
+    return Math.max(1, shapeMs(f?.shape ?? COLD_SHAPE, work === null ? defaultPoint : pointOf(work)));
   }
 
   /**
@@ -326,64 +229,124 @@ export class CostModel {
     // slower, and a worker judged slow by it would never be tried again.
     if (!w.warmedUp) {
       w.warmedUp = true;
+      if (work !== null) w.coldLogSpeed = Math.log(Math.max(1e-3, shapeMs(fleet.shape, pointOf(work))) / serviceMs);
       return;
     }
     fleet.typicalMs = fleet.typicalMs === 0 ? serviceMs : 0.9 * fleet.typicalMs + 0.1 * serviceMs;
     w.typicalMs = w.typicalMs === 0 ? serviceMs : 0.9 * w.typicalMs + 0.1 * serviceMs;
     if (work === null) return;
-    const x = featureVector(work);
-    w.window.push({ x, t: serviceMs });
-    // The fleet's fit is on raw observations: an average worker. (Bringing
-    // them to a common speed first would use speeds measured against this
-    // very fit, which then only learns its own predictions back.)
-    fleet.window.push({ x, t: serviceMs });
-    if (refitDue(fleet.refit, fleet.window.items.length, nowMs)) fleet.theta = fitTheta(fleet.window.items, COLD_THETA, 0.5);
-    if (!refitDue(w.refit, w.window.items.length, nowMs)) return;
-    // Speed: how much faster than the fleet's fit this worker was (median, robust).
-    const ratios = w.window.items.map((o) => dot(fleet.theta, o.x) / o.t).filter((r) => Number.isFinite(r) && r > 0);
-    if (ratios.length > 0) w.speed = median(ratios);
-    this.#speedByWorker.set(workerUrl, w.speed);
-    const prior = scaled(fleet.theta, w.speed);
-    w.theta = hasSpread(w.window.items) ? fitTheta(w.window.items, prior) : prior;
-    w.noise = w.window.items.length >= MIN_FOR_NOISE ? Math.min(MAX_NOISE, robustSigma(w.window.items.map((o) => o.t / Math.max(1, dot(w.theta, o.x)) - 1))) : Number.NaN;
+    const sample = { p: pointOf(work), t: serviceMs, worker: w };
+    w.window.push(sample);
+    fleet.window.push(sample);
+    fleet.members.add(w);
+    w.paced = true;
+    if (refitDue(fleet.refit, fleet.window.items.length, nowMs)) this.#refitFleet(fleet);
+    else if (paceDue(w.refit, nowMs)) w.pace = paceOf(w, fleet.shape);
+    else return;
+    // A run of answers far off its pace, all one way: the worker changed; what it did before no longer counts.
+    const items = w.window.items;
+    const change = changeStart(
+      items.map((s) => s.p),
+      items.map((s) => s.t),
+      fleet.shape,
+      w.pace,
+    );
+    if (change > 0) {
+      const before = new Set(items.splice(0, change));
+      removeFrom(fleet.window, (s) => before.has(s));
+      w.pace = paceOf(w, fleet.shape);
+    }
+    w.noise = measureNoise(w, fleet.shape);
+    this.#speedByWorker.set(workerUrl, Math.exp(w.pace.logSpeed));
+  }
+
+  /**
+   * The shape and every member's pace, in turn: the shape from observations
+   * brought to a common speed by the paces, then the paces against the new
+   * shape, their average speed brought back to 1 (the shape absorbs it).
+   */
+  #refitFleet(fleet: FleetModel): void {
+    // A worker with one observation teaches its speed, not the shape: any
+    // shape fits one point once its speed is free. Its shape information
+    // starts with a second observation (a ratio of two sizes).
+    const items = fleet.window.items.filter((s) => s.worker.window.items.length >= 2);
+    const points = items.map((s) => s.p);
+    // A worker whose times scatter (a loaded host) teaches the shape less: weight 1 / σ², σ of 2% or more.
+    const trust = items.map((s) => 1 / Math.max(0.02, Number.isNaN(s.worker.noise) ? UNKNOWN_NOISE : s.worker.noise) ** 2);
+    const rounds = fleet.window.items.length < 2 * LEARNING_OBSERVATIONS ? LEARNING_ALTERNATIONS : ALTERNATIONS;
+    for (let round = 0; round < rounds; round++) {
+      if (items.length > 0) {
+        const common = items.map((s) => s.t * Math.exp(s.worker.pace.logSpeed + s.worker.pace.tilt * s.p.logMp));
+        fleet.shape = fitShape(points, common, fleet.shape, trust);
+      }
+      let sum = 0;
+      let count = 0;
+      for (const m of fleet.members) {
+        m.pace = paceOf(m, fleet.shape);
+        sum += m.pace.logSpeed * m.window.items.length;
+        count += m.window.items.length;
+      }
+      const g = count > 0 ? sum / count : 0;
+      fleet.slowestLogSpeed = 0;
+      for (const m of fleet.members) {
+        m.pace.logSpeed -= g;
+        fleet.slowestLogSpeed = Math.min(fleet.slowestLogSpeed, m.pace.logSpeed);
+      }
+      fleet.shape = { e: fleet.shape.e, theta: fleet.shape.theta.map((v) => v * Math.exp(-g)) };
+    }
   }
 
   snapshot(workerUrl: string, model: string): CostModelSnapshot {
     const w = this.#workers.get(workerUrl)?.get(model);
     const noise = w === undefined || Number.isNaN(w.noise) ? UNKNOWN_NOISE : w.noise;
-    return { speed: w?.speed ?? this.#speedByWorker.get(workerUrl) ?? 1, observations: w?.window.items.length ?? 0, noise };
+    const speed = w !== undefined ? Math.exp(w.pace.logSpeed) : (this.#speedByWorker.get(workerUrl) ?? 1);
+    return { speed, observations: w?.window.items.length ?? 0, noise };
   }
 
-  /** Forgets a worker (removed from the pool). */
+  /** The cost shape learned for a model (the cold prior before any observation). */
+  shape(model: string): ShapeSnapshot {
+    const f = this.#fleets.get(model);
+    const s = f?.shape ?? COLD_SHAPE;
+    return { exponent: s.e, theta: s.theta, observations: f?.window.items.length ?? 0 };
+  }
+
+  /** Forgets a worker (removed from the pool): its observations no longer teach any model's shape. */
   forget(workerUrl: string): void {
+    const byModel = this.#workers.get(workerUrl);
     this.#workers.delete(workerUrl);
     this.#speedByWorker.delete(workerUrl);
+    if (byModel === undefined) return;
+    for (const [model, w] of byModel) {
+      const fleet = this.#fleets.get(model);
+      if (fleet === undefined || !fleet.members.delete(w)) continue;
+      removeFrom(fleet.window, (s) => s.worker === w);
+    }
   }
 }
 
-
-function hasSpread(obs: readonly Observation[]): boolean {
-  if (obs.length < MIN_FOR_SHAPE) return false;
-  let lo = Infinity;
-  let hi = 0;
-  for (const o of obs) {
-    lo = Math.min(lo, o.x[1]);
-    hi = Math.max(hi, o.x[1]);
-  }
-  return lo > 0 && hi / lo >= SPREAD_FOR_SHAPE;
+/** ln speed assumed for a worker not measured yet: the slowest measured one's, or its cold start's if that was faster. */
+function provisionalLogSpeed(w: WorkerModel, fleet: FleetModel): number {
+  return Number.isNaN(w.coldLogSpeed) ? fleet.slowestLogSpeed : Math.max(fleet.slowestLogSpeed, Math.min(0, w.coldLogSpeed));
 }
 
-function scaled(theta: Theta, speed: number): Theta {
-  return [theta[0] / speed, theta[1] / speed, theta[2] / speed];
+function removeFrom<T>(window: Window<T>, drop: (item: T) => boolean): void {
+  const kept = window.items.filter((s) => !drop(s));
+  window.items.length = 0;
+  window.items.push(...kept);
 }
 
-/** 1.4826 × the median absolute value: σ for normal scatter, unmoved by a few stalls. */
-function robustSigma(residuals: number[]): number {
-  return 1.4826 * median(residuals.map(Math.abs));
+function paceOf(w: WorkerModel, shape: Shape): Pace {
+  const items = w.window.items;
+  return fitPace(
+    items.map((s) => s.p),
+    items.map((s) => s.t),
+    shape,
+  );
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+function measureNoise(w: WorkerModel, shape: Shape): number {
+  const items = w.window.items;
+  if (items.length < MIN_FOR_NOISE) return Number.NaN;
+  const recent = items.slice(-NOISE_WINDOW);
+  return Math.min(MAX_NOISE, robustSigma(recent.map((s) => s.t / Math.max(1, paceMs(shape, w.pace, s.p)) - 1)));
 }

@@ -66,11 +66,20 @@ const MAX_FRAMES = 10_000;
 const MAX_OUTPUTS = 64;
 
 /**
- * Fields that do not change how a batch runs: SGLang batches requests whose
- * sampling parameters are equal except prompt, seed, request id and output
- * names. Routing fields are the router's.
+ * Body fields outside a worker's batch signature. SGLang batches requests
+ * whose SamplingParams are equal except the `batch_sig_exclude` ones
+ * (prompt, seed, request id, output names); `response_format` is read by the
+ * route, `output_format` and `background` only name the output file, and
+ * `model`, `user` and the router's `routing_key` are no sampling parameter.
  */
-const notBatchParameters = new Set(["prompt", "seed", "request_id", "user", "routing_key", "output_path", "output_file_name", "response_format", "model"]);
+const notBatchParameters = new Set([
+  "prompt", "seed", "request_id", "rid", "user", "routing_key", "output_path", "output_file_name",
+  "response_format", "output_format", "background", "model",
+]);
+/** The shape: in the key as resolved (size or width/height, defaults filled, n clamped), not as spelt. */
+const shapeFields = new Set(["size", "width", "height", "num_inference_steps", "n", "num_outputs_per_prompt", "num_frames", "seconds", "fps", "num_images"]);
+/** The OpenAI image routes make 1..10 outputs whatever `n` says (SGLang image_api.py). */
+const MAX_IMAGE_OUTPUTS = 10;
 /** Fields that carry an input image: such requests never batch. */
 const inputImageFields = ["image", "image_path", "input_reference", "image_url", "images", "mask", "input_image"];
 
@@ -91,14 +100,16 @@ export function readRequestFacts(kind: RouteKind, body: unknown, routingKeyHeade
   const b = body as Record<string, unknown>;
   const routingKey = routingKeyHeader ?? (typeof b.routing_key === "string" && b.routing_key !== "" ? b.routing_key : null);
   const model = typeof b.model === "string" && b.model !== "" ? b.model : null;
-  const video = kind === "video" || positive(b.num_frames) !== null || (kind === "generation" && positive(b.fps) !== null);
+  // The image routes make one frame whatever the body says (num_frames = 1).
+  const video = kind === "video" || (kind !== "image" && positive(b.num_frames) !== null) || (kind === "generation" && positive(b.fps) !== null);
   const [width, height] = dimensions(b, video);
-  const steps = clamp(positive(b.num_inference_steps) ?? DEFAULT_STEPS, MAX_STEPS);
+  const stepsAsked = positive(b.num_inference_steps) ?? DEFAULT_STEPS;
+  const steps = clamp(stepsAsked, MAX_STEPS);
   const frames = video ? framesOf(b) : 1;
-  const outputs = clamp(positive(b.n) ?? positive(b.num_outputs_per_prompt) ?? 1, MAX_OUTPUTS);
+  const outputs = kind === "image" ? imageOutputs(b.n) : clamp(positive(b.n) ?? positive(b.num_outputs_per_prompt) ?? 1, MAX_OUTPUTS);
   const inputImages = inputImageFields.reduce((n, f) => n + (b[f] !== undefined && b[f] !== null && b[f] !== "" ? 1 : 0), 0);
   const work: WorkFeatures = {
-    megapixels: (width * height) / (1 << 20),
+    megapixels: (clamp(width, MAX_SIDE) * clamp(height, MAX_SIDE)) / (1 << 20),
     steps,
     latentFrames: frames <= 1 ? 1 : Math.floor((frames - 1) / 4) + 1,
     outputs,
@@ -107,12 +118,19 @@ export function readRequestFacts(kind: RouteKind, body: unknown, routingKeyHeade
   // A native generation route serves both kinds: the body says which (video
   // fields), so that it never reaches a worker that cannot make it.
   const resolved: RouteKind = kind === "generation" && video ? "video_generation" : kind;
-  return { kind: resolved, model, work, batchKey: inputImages > 0 || kind === "other" ? null : batchKeyOf(kind, b), routingKey };
+  const batchKey = inputImages > 0 || kind === "other" ? null : batchKeyOf(kind, `${width}x${height}|${stepsAsked}|${frames}|${outputs}`, b);
+  return { kind: resolved, model, work, batchKey, routingKey };
 }
 
 function positive(v: unknown): number | null {
   const n = typeof v === "number" ? v : typeof v === "string" && v.trim() !== "" ? Number(v) : Number.NaN;
   return Number.isFinite(n) && n > 0 ? n : null;
+}
+
+/** SGLang's `max(1, min(int(n or 1), 10))`: 0, negative or missing is 1. */
+function imageOutputs(n: unknown): number {
+  const v = typeof n === "number" ? n : typeof n === "string" && /^\s*[-+]?\d+\s*$/.test(n) ? Number(n) : Number.NaN;
+  return Number.isInteger(v) ? Math.max(1, Math.min(v, MAX_IMAGE_OUTPUTS)) : 1;
 }
 
 function clamp(n: number, max: number): number {
@@ -123,7 +141,8 @@ function dimensions(b: Record<string, unknown>, video: boolean): [number, number
   let width = video ? DEFAULT_VIDEO_WIDTH : DEFAULT_IMAGE_SIZE;
   let height = video ? DEFAULT_VIDEO_HEIGHT : DEFAULT_IMAGE_SIZE;
   if (typeof b.size === "string") {
-    const m = /^\s*(\d+)\s*[x*×]\s*(\d+)\s*$/i.exec(b.size);
+    // The worker's own pattern: "WxH" or "W*H"; anything else is its default size.
+    const m = /^\s*(\d+)\s*[x*]\s*(\d+)\s*$/i.exec(b.size);
     if (m) {
       width = Number(m[1]);
       height = Number(m[2]);
@@ -132,7 +151,7 @@ function dimensions(b: Record<string, unknown>, video: boolean): [number, number
   // width/height override size, as in the worker.
   width = positive(b.width) ?? width;
   height = positive(b.height) ?? height;
-  return [clamp(width, MAX_SIDE), clamp(height, MAX_SIDE)];
+  return [width, height];
 }
 
 function framesOf(b: Record<string, unknown>): number {
@@ -143,12 +162,29 @@ function framesOf(b: Record<string, unknown>): number {
   return clamp(Math.round(seconds * fps), MAX_FRAMES);
 }
 
-/** The route and every batch-relevant field, in a stable order. */
-function batchKeyOf(kind: RouteKind, b: Record<string, unknown>): string {
-  const keys = Object.keys(b)
-    .filter((k) => !notBatchParameters.has(k))
-    .sort();
-  let key = kind;
-  for (const k of keys) key += `\u0000${k}=${JSON.stringify(b[k])}`;
+/** JSON with object keys sorted at every level: the worker compares dicts sorted by key. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const o = value as Record<string, unknown>;
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * The route, the resolved shape and every other sampling field, in a stable
+ * order; a field sent as null is a field not sent (the worker's None).
+ * Fields the router does not know stay in: a model's sampling contract can
+ * declare extra fields (flow_shift, max_sequence_length, ...), and keeping
+ * two requests apart that a worker would batch costs less than planning a
+ * batch the worker splits.
+ */
+function batchKeyOf(kind: RouteKind, shape: string, b: Record<string, unknown>): string {
+  let key = `${kind}|${shape}`;
+  for (const k of Object.keys(b).sort()) {
+    if (notBatchParameters.has(k) || shapeFields.has(k) || b[k] === null || b[k] === undefined) continue;
+    key += `\u0000${k}=${stableJson(b[k])}`;
+  }
   return key;
 }

@@ -41,6 +41,8 @@ sim flags:
   --weight-load-ms <ms>            time of a weight update (default 200)
   --scheduler-concurrency <n>      generations run at once, others wait FIFO (default: --dp-size)
   --attention-factor <a>           cost x (1 + a x megapixels per frame) (default 0)
+  --output-ms <ms>                 sim-only: a fixed cost per output, added before --speed divides (default 0)
+  --pixel-exponent <e>             sim-only: pixel cost grows as (pixels / 1024x1024)^e (default 1)
   --batching-gain <table>          SIZE=b:gain,...;SIZE=... (default ${DEFAULT_GAIN_CURVE_SPEC})
   --rollout-bytes-per-sample <n>   tensor bytes per sample in /rollout/generate (default 65536)
   --fail-updates                   make weight updates fail (400 success:false)
@@ -80,6 +82,8 @@ function parse(argv: string[]): SimWorkerOptions | "help" {
         "batching-delay-ms": { type: "string" },
         "batching-gain": { type: "string" },
         "attention-factor": { type: "string" },
+        "output-ms": { type: "string" },
+        "pixel-exponent": { type: "string" },
         "task-type": { type: "string" },
         speed: { type: "string" },
         "failure-rate": { type: "string" },
@@ -124,12 +128,19 @@ function parse(argv: string[]): SimWorkerOptions | "help" {
     batchingDelayMs: num("batching-delay-ms", v["batching-delay-ms"]),
     batchingGain: v["batching-gain"],
     attentionFactor: num("attention-factor", v["attention-factor"]),
+    costShape: costShapeOf(num("output-ms", v["output-ms"]), num("pixel-exponent", v["pixel-exponent"])),
     rolloutBytesPerSample: num("rollout-bytes-per-sample", v["rollout-bytes-per-sample"]),
     failUpdates: v["fail-updates"],
     logLevel: level as LevelWithSilent,
   };
   // Drop absent flags so the library defaults apply.
   return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as SimWorkerOptions;
+}
+
+/** The sim-only cost terms given, or undefined (the default shape). */
+function costShapeOf(outputMs: number | undefined, pixelExponent: number | undefined): SimWorkerOptions["costShape"] {
+  if (outputMs === undefined && pixelExponent === undefined) return undefined;
+  return { ...(outputMs !== undefined ? { outputMs } : {}), ...(pixelExponent !== undefined ? { pixelExponent } : {}) };
 }
 
 async function main(): Promise<void> {

@@ -47,7 +47,7 @@ export function diffusionRoutes(state: SimState): Route[] {
     const h = height ?? sh;
 
     const work: Work = { width: w, height: h, steps, frames, outputs };
-    const batchKey = batchKeyOf(state, "diffusion", work, body, body["image_path"] != null || body["input_reference"] != null);
+    const batchKey = batchKeyOf(state.options, "diffusion", work, body, body["image_path"] != null || body["input_reference"] != null);
     const made = await runGeneration(
       state,
       work,
@@ -82,7 +82,7 @@ export function diffusionRoutes(state: SimState): Route[] {
         inference_time_s: made.inferenceTimeS,
         trajectory,
       },
-      simHeaders(state, made.weights),
+      simHeaders(state, made.weights, made.batch),
     );
   }
 

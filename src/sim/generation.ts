@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from "node:http";
 import { performance } from "node:perf_hooks";
 import { detailError, internalError } from "./http.js";
 import { batchMs, generationMs, type Work } from "./latency.js";
+import type { ResolvedSimOptions } from "./options.js";
 import type { SimState } from "./state.js";
 
 /** What the scheduler raises for a generation while its memory is released. */
@@ -25,33 +26,61 @@ export interface Generated<T> {
   /** The weights that made it (an update can run between arrival and turn). */
   weights: string;
   inferenceTimeS: number;
+  /** The scheduler dispatch it ran in and how many requests that dispatch held (sim-only: `x-sim-batch`). */
+  batch: { id: number; size: number };
 }
 
 /**
- * Body fields that may differ inside a batch: SGLang batches requests whose
- * sampling parameters are all equal except prompt, seed, request id and
- * output names. The shape fields are left out too: the key carries them
- * resolved (so `size` and `width`/`height` spelling the same size match).
+ * Body fields that stay out of the batch key. SGLang's signature is every
+ * SamplingParams field except those marked `batch_sig_exclude` (prompt,
+ * seed, request id, output names) plus `diffusers_kwargs`
+ * (managers/scheduler.py `_build_dynamic_batch_signature`). Some body fields
+ * never become sampling parameters: `response_format` is read by the route
+ * after the work, `output_format` and `background` only pick the output
+ * file's extension (an output name), `model` and `user` are ignored, and no
+ * SGLang contract declares a router's `routing_key` (pydantic drops it).
+ * The shape fields are left out too: the key carries them resolved (so
+ * `size` and `width`/`height` spelling the same size match).
  */
 const NOT_IN_BATCH_KEY = new Set([
-  "prompt", "seed", "request_id", "rid", "output_file_name", "output_path", "response_format", "model", "user",
+  "prompt", "seed", "request_id", "rid", "output_file_name", "output_path",
+  "response_format", "output_format", "background", "model", "user", "routing_key",
   "size", "width", "height", "num_inference_steps", "n", "num_outputs_per_prompt", "num_frames", "seconds", "fps", "num_images",
 ]);
+
+/** JSON with object keys sorted at every level: SGLang freezes dicts sorted by key before comparing. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.keys(value as Record<string, unknown>)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
 
 /**
  * The batch key of a request, or null when it may not batch: batching off,
  * an input image (edits, image-to-video, rollouts with `image_path`), or a
- * pipeline other than text-to-image / text-to-video.
+ * pipeline other than text-to-image / text-to-video. A field sent as null is
+ * a field not sent (pydantic's None is the default).
  */
-export function batchKeyOf(state: SimState, route: string, work: Work, body: Record<string, unknown>, hasInputImage: boolean): string | null {
-  if (state.options.batchingMaxSize <= 1 || hasInputImage) return null;
-  const task = state.options.taskType;
+export function batchKeyOf(
+  options: Pick<ResolvedSimOptions, "batchingMaxSize" | "taskType">,
+  route: string,
+  work: Work,
+  body: Record<string, unknown>,
+  hasInputImage: boolean,
+): string | null {
+  if (options.batchingMaxSize <= 1 || hasInputImage) return null;
+  const task = options.taskType;
   if (task !== "T2I" && task !== "T2V") return null;
   const rest = Object.keys(body)
-    .filter((k) => !NOT_IN_BATCH_KEY.has(k))
+    .filter((k) => !NOT_IN_BATCH_KEY.has(k) && body[k] !== null && body[k] !== undefined)
     .sort()
-    .map((k) => [k, body[k]]);
-  return `${route}|${work.width}x${work.height}|${work.steps}|${work.frames}|${work.outputs}|${JSON.stringify(rest)}`;
+    .map((k) => `${JSON.stringify(k)}:${stableJson(body[k])}`);
+  return `${route}|${work.width}x${work.height}|${work.steps}|${work.frames}|${work.outputs}|${rest.join(",")}`;
 }
 
 /**
@@ -69,23 +98,31 @@ export function runGeneration<T>(
   sleepingAnswer: "plain" | "detail" = "plain",
 ): Promise<Generated<T>> {
   return state.scheduler.run(
-    async (batchSize) => {
+    async (batchSize, dispatch) => {
       assertAwake(state, sleepingAnswer);
       if (state.shouldFail()) throw internalError();
       const started = performance.now();
       const { speed } = state.config;
-      const a = state.options.attentionFactor;
-      await state.delay(batchSize > 1 ? batchMs(work, batchSize, speed, a, state.gainCurve) : generationMs(work, speed, a));
+      const { attentionFactor: a, costShape } = state.options;
+      await state.delay(batchSize > 1 ? batchMs(work, batchSize, speed, a, state.gainCurve, costShape) : generationMs(work, speed, a, costShape));
       state.stats.generationsRun++;
       const result = await make();
-      return { result, weights: state.weights, inferenceTimeS: (performance.now() - started) / 1000 };
+      return { result, weights: state.weights, inferenceTimeS: (performance.now() - started) / 1000, batch: { id: dispatch, size: batchSize } };
     },
     { batchKey },
   );
 }
 
-/** Headers that let tests prove which worker and which weights made an answer. */
-export function simHeaders(state: SimState, weights = state.weights): OutgoingHttpHeaders {
+/**
+ * Headers that let tests prove which worker and which weights made an answer,
+ * and (for a generation) which scheduler dispatch ran it: `x-sim-batch` is
+ * `<dispatch>/<requests in it>`, so answers with the same dispatch ran in one
+ * batch. No real worker sends these; clients ignore unknown headers.
+ */
+export function simHeaders(state: SimState, weights = state.weights, batch?: { id: number; size: number }): OutgoingHttpHeaders {
+  const headers: OutgoingHttpHeaders = { "x-sim-weights": weights, "x-sim-worker": state.url };
   const lora = state.lora.activeNames();
-  return lora === "" ? { "x-sim-weights": weights, "x-sim-worker": state.url } : { "x-sim-weights": weights, "x-sim-worker": state.url, "x-sim-lora": lora };
+  if (lora !== "") headers["x-sim-lora"] = lora;
+  if (batch !== undefined) headers["x-sim-batch"] = `${batch.id}/${batch.size}`;
+  return headers;
 }

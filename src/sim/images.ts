@@ -6,6 +6,7 @@ import { renderPng } from "./png.js";
 import { DEFAULT_SEED, batchKeyOf, runGeneration, simHeaders } from "./generation.js";
 import type { Route, RouteContext } from "./route.js";
 import { Fields, parseSize } from "./validate.js";
+import type { ResolvedSimOptions } from "./options.js";
 import type { SimState } from "./state.js";
 
 /**
@@ -57,6 +58,19 @@ function readImageRequest(body: Record<string, unknown>): ImageRequest {
   return { prompt, n, responseFormat, width: width ?? sw, height: height ?? sh, steps, seed };
 }
 
+function workOf(request: ImageRequest): Work {
+  return { width: request.width, height: request.height, steps: request.steps, frames: 1, outputs: request.n };
+}
+
+/**
+ * The batch key `/v1/images/generations` gives a JSON body, or the 422 a bad
+ * body gets (it never reaches the queue). Exported for the differential
+ * test of the router's key against this worker's rule.
+ */
+export function imageGenerationBatchKey(options: Pick<ResolvedSimOptions, "batchingMaxSize" | "taskType">, body: Record<string, unknown>): string | null {
+  return batchKeyOf(options, "images", workOf(readImageRequest(body)), body, false);
+}
+
 function outputPath(id: string, n: number, i: number): string {
   return `/sim/outputs/${id}${n > 1 ? `_${i}` : ""}.png`;
 }
@@ -93,8 +107,8 @@ export function imageRoutes(state: SimState): Route[] {
 
   /** `body` is null for edits: a request with an input image never batches. */
   async function generate(ctx: RouteContext, request: ImageRequest, body: Record<string, unknown> | null, extra: Record<string, unknown>): Promise<void> {
-    const work: Work = { width: request.width, height: request.height, steps: request.steps, frames: 1, outputs: request.n };
-    const batchKey = body === null ? null : batchKeyOf(state, "images", work, body, false);
+    const work = workOf(request);
+    const batchKey = body === null ? null : batchKeyOf(state.options, "images", work, body, false);
     const id = randomUUID();
     const made = await runGeneration(state, work, () =>
       Promise.all(Array.from({ length: request.n }, (_, i) => renderPng(request.prompt, request.seed + i, request.width, request.height))),
@@ -102,7 +116,7 @@ export function imageRoutes(state: SimState): Route[] {
     );
     keep(id, { pngs: made.result, weights: made.weights });
     const answer = { id, created: Math.floor(Date.now() / 1000), data: items(id, request, made.result), peak_memory_mb: peakMemoryMb(work), inference_time_s: made.inferenceTimeS };
-    sendJson(ctx.res, 200, { ...answer, ...extra }, simHeaders(state, made.weights));
+    sendJson(ctx.res, 200, { ...answer, ...extra }, simHeaders(state, made.weights, made.batch));
   }
 
   async function generations(ctx: RouteContext): Promise<void> {

@@ -26,6 +26,8 @@ export function introspectionRoutes(state: SimState): Route[] {
       sleeping: state.sleeping,
       bytes_received: s.bytesReceived,
       generations_run: s.generationsRun,
+      generations_open: s.generationsOpen,
+      weight_updates: s.weightUpdates,
       scheduler_running: state.scheduler.active,
       scheduler_waiting: state.scheduler.waiting,
       rss_bytes: process.memoryUsage.rss(),

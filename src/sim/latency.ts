@@ -48,11 +48,34 @@ export function latentFrames(frames: number): number {
   return frames <= 1 ? 1 : Math.floor((frames - 1) / 4) + 1;
 }
 
-/** `attentionFactor` is the `a` of the formula above (default 0 = linear in pixels). */
-export function generationMs(work: Work, speed: number, attentionFactor = 0): number {
-  const units = work.width * work.height * work.steps * latentFrames(work.frames) * work.outputs;
-  const attention = 1 + attentionFactor * ((work.width * work.height) / 1e6);
-  return (OVERHEAD_MS + MS_PER_PIXEL_STEP * Math.max(0, units) * attention) / speed;
+/**
+ * Sim-only cost shapes beyond the attention factor, for scheduling benches
+ * that must hold on shapes the router was not tuned on (issue 20):
+ *
+ *   ms = (OVERHEAD_MS + outputMs × outputs + MS_PER_PIXEL_STEP × pixels' × steps × latentFrames × outputs × (1 + a × megapixels)) / speed
+ *   pixels' = 2^20 × (width × height / 2^20)^pixelExponent
+ *
+ * `outputMs` is a fixed cost per output (decoding and encoding a picture,
+ * whatever its size); `pixelExponent` bends the pixel cost around 1024x1024
+ * (1 = the formula above; 1.4: a 2048x2048 image costs 4^1.4 = 7x a 1024x1024
+ * one instead of 4x). Defaults change nothing.
+ */
+export interface CostShape {
+  outputMs?: number;
+  pixelExponent?: number;
+}
+
+const MP = 1 << 20;
+
+/** `attentionFactor` is the `a` of the formula above (default 0 = linear in pixels); `shape` the sim-only terms of {@link CostShape}. */
+export function generationMs(work: Work, speed: number, attentionFactor = 0, shape: CostShape = {}): number {
+  const e = shape.pixelExponent ?? 1;
+  const pixels = work.width * work.height;
+  const bent = e === 1 ? pixels : MP * Math.pow(pixels / MP, e);
+  const units = bent * work.steps * latentFrames(work.frames) * work.outputs;
+  const attention = 1 + attentionFactor * (pixels / 1e6);
+  const perOutput = (shape.outputMs ?? 0) * Math.max(0, work.outputs);
+  return (OVERHEAD_MS + perOutput + MS_PER_PIXEL_STEP * Math.max(0, units) * attention) / speed;
 }
 
 /** Measured throughput gains of one image size: [batch size, gain] pairs, ascending. */
@@ -117,8 +140,8 @@ export function batchGain(curve: GainCurve, b: number, pixels: number): number {
 }
 
 /** Time of a batch of `b` requests shaped like `work` (all equal: they are compatible). */
-export function batchMs(work: Work, b: number, speed: number, attentionFactor: number, curve: GainCurve): number {
-  return (generationMs(work, speed, attentionFactor) * b) / batchGain(curve, b, work.width * work.height);
+export function batchMs(work: Work, b: number, speed: number, attentionFactor: number, curve: GainCurve, shape: CostShape = {}): number {
+  return (generationMs(work, speed, attentionFactor, shape) * b) / batchGain(curve, b, work.width * work.height);
 }
 
 /** A plausible peak_memory_mb for the answer: weights plus activations. */

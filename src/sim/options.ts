@@ -1,6 +1,6 @@
 import { isIntBetween, isNonNegativeNumber, isPort, isPositiveNumber } from "../config/checks.js";
 import type { LevelWithSilent } from "pino";
-import { DEFAULT_GAIN_CURVE_SPEC, parseGainCurve } from "./latency.js";
+import { DEFAULT_GAIN_CURVE_SPEC, parseGainCurve, type CostShape } from "./latency.js";
 
 /** The task types a real worker reports in `/v1/models` (`task_type`). */
 export const TASK_TYPES = ["T2I", "I2I", "TI2I", "T2V", "I2V", "TI2V", "V2V", "F2V", "I2M", "VLA_ACTION"] as const;
@@ -45,6 +45,12 @@ export interface SimWorkerOptions {
   batchingGain?: string;
   /** Attention share `a` of the cost: ms grows by (1 + a × megapixels per frame). Default 0 (linear in pixels). */
   attentionFactor?: number;
+  /**
+   * Sim-only cost terms (no real worker has such a flag): a fixed ms per
+   * output and the pixel exponent (see latency.ts CostShape). Default {}:
+   * the plain formula.
+   */
+  costShape?: CostShape;
   /** Raw tensor bytes per sample in `/rollout/generate` answers (before base64). Default 65536. */
   rolloutBytesPerSample?: number;
   /** Make every weight update fail with 400 `success:false`. Default false. */
@@ -102,6 +108,7 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
     batchingDelayMs: options.batchingDelayMs ?? 0,
     batchingGain: options.batchingGain ?? DEFAULT_GAIN_CURVE_SPEC,
     attentionFactor: options.attentionFactor ?? 0,
+    costShape: options.costShape ?? {},
     rolloutBytesPerSample: options.rolloutBytesPerSample ?? 64 * 1024,
     failUpdates: options.failUpdates ?? false,
     logLevel: options.logLevel ?? "silent",
@@ -128,6 +135,9 @@ export function resolveOptions(options: SimWorkerOptions = {}): ResolvedSimOptio
   check(isNonNegativeNumber(resolved.batchingDelayMs), `batchingDelayMs must be >= 0, got ${resolved.batchingDelayMs}`);
   parseGainCurve(resolved.batchingGain); // throws a RangeError naming the bad part
   check(isNonNegativeNumber(resolved.attentionFactor), `attentionFactor must be >= 0, got ${resolved.attentionFactor}`);
+  const { outputMs, pixelExponent } = resolved.costShape;
+  check(outputMs === undefined || isNonNegativeNumber(outputMs), `costShape.outputMs must be >= 0, got ${outputMs}`);
+  check(pixelExponent === undefined || (isPositiveNumber(pixelExponent) && pixelExponent <= 3), `costShape.pixelExponent must be > 0 and <= 3, got ${pixelExponent}`);
   check(
     isIntBetween(resolved.rolloutBytesPerSample, 0),
     `rolloutBytesPerSample must be an integer >= 0, got ${resolved.rolloutBytesPerSample}`,

@@ -44,7 +44,7 @@ export function rolloutRoutes(state: SimState): Route[] {
     f.done();
 
     const work: Work = { width, height, steps, frames, outputs };
-    const batchKey = batchKeyOf(state, "rollout", work, body, body["image_path"] != null);
+    const batchKey = batchKeyOf(state.options, "rollout", work, body, body["image_path"] != null);
     const made = await runGeneration(state, work, () => null, batchKey, "detail");
     const requestId = randomUUID();
     const elements = Math.max(1, Math.floor(bytesPerSample / 4));
@@ -78,7 +78,7 @@ export function rolloutRoutes(state: SimState): Route[] {
 
     const parts = planMsgpack(samples);
     ctx.res.writeHead(200, {
-      ...simHeaders(state, made.weights),
+      ...simHeaders(state, made.weights, made.batch),
       "content-type": "application/msgpack",
       "content-length": partsLength(parts),
     });

@@ -16,7 +16,9 @@
  * before it, on the old weights. If fewer than `maxSize` are there, the head
  * waits for partners until `delayMs` after its own arrival, then starts with
  * what it has. Each task's function gets the batch size, so it can take the
- * batch's time; all of a batch start at once and so end together.
+ * batch's time, and the dispatch's number (sim-only introspection: tests
+ * group answers by it to see which requests ran together); all of a batch
+ * start at once and so end together.
  */
 export interface BatchingOptions {
   /** Most tasks in one batch; 1 = no batching. */
@@ -35,7 +37,7 @@ interface Task {
   exclusive: boolean;
   batchKey: string | null;
   arrivedAt: number;
-  start: (batchSize: number, done: () => void) => void;
+  start: (batchSize: number, dispatch: number, done: () => void) => void;
 }
 
 export class Scheduler {
@@ -45,6 +47,8 @@ export class Scheduler {
   private running = 0;
   private exclusiveRunning = false;
   private timer: NodeJS.Timeout | undefined;
+  /** Dispatches started so far: the number of the next one. */
+  private dispatches = 0;
   private readonly batching: BatchingOptions;
 
   constructor(
@@ -64,19 +68,19 @@ export class Scheduler {
     return this.queue.length;
   }
 
-  run<T>(fn: (batchSize: number) => Promise<T>, options: RunOptions = {}): Promise<T> {
+  run<T>(fn: (batchSize: number, dispatch: number) => Promise<T>, options: RunOptions = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const exclusive = options.exclusive ?? false;
       this.queue.push({
         exclusive,
         batchKey: exclusive || this.batching.maxSize <= 1 ? null : (options.batchKey ?? null),
         arrivedAt: performance.now(),
-        start: (batchSize, done) => {
+        start: (batchSize, dispatch, done) => {
           this.running++;
           if (exclusive) this.exclusiveRunning = true;
           // Promise.resolve().then so a synchronous throw in fn is a rejection too.
           Promise.resolve()
-            .then(() => fn(batchSize))
+            .then(() => fn(batchSize, dispatch))
             .then(resolve, reject)
             .finally(() => {
               this.running--;
@@ -110,13 +114,14 @@ export class Scheduler {
       }
       for (const task of batch) this.queue.splice(this.queue.indexOf(task), 1);
       this.slots++;
+      const dispatch = ++this.dispatches;
       let left = batch.length;
       const done = () => {
         if (--left > 0) return;
         this.slots--;
         this.pump();
       };
-      for (const task of batch) task.start(batch.length, done);
+      for (const task of batch) task.start(batch.length, dispatch, done);
     }
   }
 

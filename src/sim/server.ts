@@ -92,6 +92,7 @@ function createHandler(state: SimState, log: Logger): (req: IncomingMessage, res
     // in_flight counts every non-health request until its answer is done or
     // its client has gone ('close' fires in both cases), so nothing leaks.
     if (!introspection && route?.kind !== "health") res.once("close", state.stats.enter());
+    if (route?.kind === "generation") res.once("close", state.stats.enterGeneration());
     if (log.isLevelEnabled("debug")) {
       const started = Date.now();
       res.once("close", () => log.debug({ method, path: url.pathname, status: res.statusCode, ms: Date.now() - started, done: res.writableFinished }, "request"));

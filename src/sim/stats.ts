@@ -11,6 +11,27 @@ export class SimStats {
   bytesReceived = 0;
   /** Generations that ran to the end of their GPU time (a dropped or failed answer still counts). */
   generationsRun = 0;
+  /** Generation requests whose answer is not done yet (a subset of inFlight: probes and control calls are not counted). */
+  generationsOpen = 0;
+  /** Weight updates as they arrived (the last 100): when, and how many generations were still open then, so a test can prove a router drained before it sent the load. */
+  weightUpdates: { route: string; received_at_ms: number; generations_open: number }[] = [];
+
+  /** Marks a generation open; the returned function closes it (idempotent). */
+  enterGeneration(): () => void {
+    this.generationsOpen++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.generationsOpen--;
+    };
+  }
+
+  /** A weight update arrived (before it waits in the scheduler queue). */
+  weightUpdateArrived(route: string): void {
+    this.weightUpdates.push({ route, received_at_ms: Date.now(), generations_open: this.generationsOpen });
+    if (this.weightUpdates.length > 100) this.weightUpdates.shift();
+  }
 
   countRequest(route: string): void {
     this.requestsTotal++;
@@ -36,5 +57,6 @@ export class SimStats {
     this.requestsByRoute = {};
     this.bytesReceived = 0;
     this.generationsRun = 0;
+    this.weightUpdates = [];
   }
 }

@@ -145,7 +145,7 @@ export function videoRoutes(state: SimState): Route[] {
   async function work(request: VideoRequest): Promise<{ bytes: Buffer; weights: string; fields: Record<string, unknown> }> {
     const video = isVideoTask(state.options.taskType);
     const spec: Work = { width: request.width, height: request.height, steps: request.steps, frames: request.numFrames, outputs: request.outputs };
-    const batchKey = video ? batchKeyOf(state, "videos", spec, request.body, request.hasInputImage) : null;
+    const batchKey = video ? batchKeyOf(state.options, "videos", spec, request.body, request.hasInputImage) : null;
     // An image pipeline cannot make frames: the job fails when its turn comes, it is not refused.
     const made = await runGeneration(state, video ? spec : { ...spec, steps: 0 }, () => {
       if (!video) throw new Error(`Task type ${state.options.taskType} of model ${state.options.modelPath} does not support video generation`);

@@ -64,6 +64,7 @@ export function weightRoutes(state: SimState): Route[] {
   const load = (weights: string, modules: string[], source: string) => loadWeights(state, weights, modules, source);
 
   async function fromDisk(ctx: RouteContext): Promise<void> {
+    state.stats.weightUpdateArrived("POST /update_weights_from_disk");
     const body = parseRawJson(await readBody(ctx.req, state.stats));
     const modelPath = body["model_path"];
     if (!modelPath || typeof modelPath !== "string") return send(ctx, { status: 400, body: { success: false, message: "model_path is required" } });
@@ -71,6 +72,7 @@ export function weightRoutes(state: SimState): Route[] {
   }
 
   async function fromTensor(ctx: RouteContext): Promise<void> {
+    state.stats.weightUpdateArrived("POST /update_weights_from_tensor");
     const body = parseRawJson(await readBody(ctx.req, state.stats));
     const tensors = body["serialized_named_tensors"];
     if (!tensors || (Array.isArray(tensors) && tensors.length === 0)) {

@@ -4,8 +4,10 @@ import { loadEtcdPool, shareEtcdPool } from "./etcd-pool.js";
 import { createEtcdRefitStore } from "./etcd-refit-store.js";
 import { parseEtcdUrl } from "./etcd-url.js";
 import { restorePool, type PoolRecord } from "./pool-record.js";
+import { createPeerDrain } from "./peer-drain.js";
 import { followRefits } from "./refit-follow.js";
 import { lockedRefit, type RefitLockView } from "./refit-lock.js";
+import { announceRouter } from "./router-presence.js";
 import type { RouterState } from "./router-state.js";
 import { SharedAffinityMap } from "./shared-affinity.js";
 
@@ -17,8 +19,13 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
   const current = await client.get(refitKey).exec();
   const kv = current.kvs[0];
   const refit = createEtcdRefitStore(client, refitKey, { value: kv ? kv.value.toString("utf8") : null, modRevision: kv?.mod_revision ?? "0" }, logger);
-  const images = new SharedAffinityMap(client, location.prefix, logger);
-  const videos = new SharedAffinityMap(client, location.prefix, logger);
+  // One namespace of ids for the three kinds, as the workers make them (img_, video ids, mesh ids do not collide).
+  const images = new SharedAffinityMap(client, location.prefix, "image", logger);
+  const videos = new SharedAffinityMap(client, location.prefix, "video", logger);
+  const meshes = new SharedAffinityMap(client, location.prefix, "mesh", logger);
+  // Present from now on: a refit through another router waits for this one's drain report.
+  const presence = await announceRouter(client, location.prefix, refit.self, logger);
+  const startup = { value: kv ? kv.value.toString("utf8") : null, revision: current.header.revision };
   let stopSharing: (() => Promise<void>) | null = null;
   let lock: RefitLockView | null = null;
   let stopFollowing: (() => Promise<void>) | null = null;
@@ -28,9 +35,11 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
     refit,
     images,
     videos,
-    resolveOwner: (what, id) => (what === "image" ? images : videos).resolve(id),
+    meshes,
+    resolveOwner: (what, id) => ({ image: images, video: videos, mesh: meshes })[what].resolve(id),
+    drainPeers: createPeerDrain(client, location.prefix, refit, presence),
     async start({ registry, control, restorer, follower }) {
-      stopFollowing = await followRefits(client, refitKey, current.header.revision, refit, follower, logger);
+      stopFollowing = await followRefits({ client, prefix: location.prefix, startup, store: refit, presence, follower, logger });
       const loaded: { record: PoolRecord; revision: string } = await loadEtcdPool(client, location.prefix);
       await restorePool(loaded.record, restorer, logger);
       stopSharing = await shareEtcdPool(client, location.prefix, loaded, registry, {
@@ -54,6 +63,7 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
       await stopSharing?.();
       await stopFollowing?.();
       await refit.flush();
+      await presence.stop();
       client.close();
     },
   };

@@ -3,11 +3,12 @@ import { AffinityMap } from "../admission/affinity.js";
 import type { RouterOptions } from "../config/options.js";
 import type { Logger } from "../log.js";
 import type { RefitCoordinator } from "../refit/coordinator.js";
+import type { PeerDrain } from "../refit/operations.js";
 import type { StateStore } from "../refit/state-store.js";
 import type { Registry } from "../registry/registry.js";
 import type { RefitFollower } from "./refit-follow.js";
 import { recordPool, restorePool, type PoolRestorer } from "./pool-record.js";
-import { openStateFile } from "./state-file.js";
+import { openStateFile, type LauncherStore } from "./state-file.js";
 
 /** Where the router keeps what outlives it: `--state-file`, `--state-store etcd://...`, or nowhere. */
 export type StateKind = "file" | "etcd" | "none";
@@ -17,10 +18,19 @@ export interface RouterState {
   readonly kind: StateKind;
   /** The refit coordinator's store. */
   readonly refit: StateStore | null;
+  /**
+   * The launcher's workers, for restart recovery (`--state-file` only: on
+   * etcd several routers share one prefix, and whose launched workers are
+   * whose needs the launcher leader of docs/multi-router.md step 4).
+   */
+  readonly launcher?: LauncherStore;
   readonly images: AffinityMap;
   readonly videos: AffinityMap;
+  readonly meshes: AffinityMap;
   /** The owner of an id another router made (etcd only). */
-  readonly resolveOwner?: (what: "image" | "video", id: string) => Promise<string | undefined>;
+  readonly resolveOwner?: (what: "image" | "video" | "mesh", id: string) => Promise<string | undefined>;
+  /** Waits for the other routers' drain before a refit loads weights (etcd only). */
+  readonly drainPeers?: PeerDrain;
   /** Registers the recorded workers again (through `restorer`: audited), then records (file) or shares (etcd) the worker set and follows other routers' refits. */
   start(parts: StartParts): Promise<void>;
   /** The coordinator as admin callers use it: under the cluster-wide refit lock with etcd, as is otherwise. */
@@ -48,8 +58,10 @@ export async function openRouterState(options: RouterOptions, logger: Logger): P
   return {
     kind: file === null ? "none" : "file",
     refit: file?.refit ?? null,
+    ...(file === null ? {} : { launcher: file.launcher }),
     images: new AffinityMap(),
     videos: new AffinityMap(),
+    meshes: new AffinityMap(),
     async start({ registry, restorer }) {
       if (file === null) return;
       const recorded = file.pool.load();

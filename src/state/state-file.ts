@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { RouterError } from "../errors.js";
+import { validRecords, type ManagedRecord } from "../launcher/managed-record.js";
 import type { PersistedState, StateStore } from "../refit/state-store.js";
 import type { PoolRecord } from "./pool-record.js";
 
@@ -11,16 +12,26 @@ export interface PoolStore {
   save(pool: PoolRecord): void;
 }
 
-/** One `--state-file`, two writers: the refit coordinator (weights) and the pool recorder (which workers). */
+/** The launcher's part of the state file: its live workers and how to adopt them. */
+export interface LauncherStore {
+  readonly path: string;
+  /** The recorded workers; null when the file has none recorded. */
+  load(): ManagedRecord[] | null;
+  save(records: readonly ManagedRecord[]): void;
+}
+
+/** One `--state-file`, three writers: the refit coordinator (weights), the pool recorder (which workers) and the launcher (its workers' handles). */
 export interface StateFile {
   readonly refit: StateStore;
   readonly pool: PoolStore;
+  readonly launcher: LauncherStore;
 }
 
 /**
  * The router's state file: one JSON document whose top-level fields are the
- * refit state (as before, so older files still load) and whose `pool` field
- * is the worker set. Each writer saves its own part; the other part is kept
+ * refit state (as before, so older files still load), whose `pool` field
+ * is the worker set and whose `launcher` field the launcher's workers. Each
+ * writer saves its own part; the other parts are kept
  * from memory, so the two never overwrite each other. Written atomically
  * (temp file + rename in the same folder): a crash mid-write leaves the
  * previous state, never half of one. Synchronous: writes happen on control
@@ -72,7 +83,8 @@ export function openStateFile(path: string): StateFile {
         };
       },
       save(state) {
-        write({ ...state, pool: read().pool });
+        const { pool, launcher } = read();
+        write({ ...state, pool, launcher });
       },
     },
     pool: {
@@ -83,6 +95,16 @@ export function openStateFile(path: string): StateFile {
       },
       save(pool) {
         write({ ...read(), pool });
+      },
+    },
+    launcher: {
+      path,
+      load() {
+        const part = read().launcher;
+        return typeof part === "object" && part !== null ? validRecords((part as { workers?: unknown }).workers) : null;
+      },
+      save(records) {
+        write({ ...read(), launcher: { workers: records } });
       },
     },
   };

@@ -12,6 +12,7 @@ import { createLeastRequestPolicy } from "../../src/balancer/index.js";
 import { Registry } from "../../src/registry/registry.js";
 import type { Worker } from "../../src/registry/worker.js";
 import { readRequestFacts, type RouteKind } from "../../src/scheduler/request-facts.js";
+import { generationMs } from "../../src/sim/latency.js";
 import { prng } from "../../src/sim/picture.js";
 
 export interface VirtualGpu {
@@ -23,6 +24,9 @@ export interface VirtualGpu {
   taskType?: string;
   /** Data-parallel replicas (the worker's dp_size): generations it runs at once, each at `speed`. Default 1. */
   slots?: number;
+  /** The sim's cost shape (src/sim/latency.ts CostShape): a fixed ms per output, the pixel exponent. */
+  outputMs?: number;
+  pixelExponent?: number;
 }
 
 export interface Job {
@@ -30,14 +34,12 @@ export interface Job {
   kind?: RouteKind;
 }
 
-/** The simulated worker's formula (src/sim/latency.ts) with the attention factor. */
+/** The simulated worker's formula (src/sim/latency.ts), with its attention factor and cost shape. */
 export function serviceMs(gpu: VirtualGpu, body: Record<string, unknown>): number {
   const [w, h] = typeof body.size === "string" ? body.size.split("x").map(Number) : [Number(body.width ?? 1024), Number(body.height ?? 1024)];
   const steps = Number(body.num_inference_steps ?? 50);
   const n = Number(body.n ?? body.num_outputs_per_prompt ?? 1);
-  const mp = (w! * h!) / (1 << 20);
-  const units = w! * h! * steps * n;
-  return (2 + (400 / (1024 * 1024 * 50)) * units * (1 + (gpu.attention ?? 0) * mp)) / gpu.speed;
+  return generationMs({ width: w!, height: h!, steps, frames: 1, outputs: n }, gpu.speed, gpu.attention ?? 0, { outputMs: gpu.outputMs ?? 0, pixelExponent: gpu.pixelExponent ?? 1 });
 }
 
 /**
@@ -49,16 +51,18 @@ export function serviceMs(gpu: VirtualGpu, body: Record<string, unknown>): numbe
  * which is still a bound, only looser.
  */
 export function boundMs(gpus: readonly VirtualGpu[], jobs: readonly Job[]): number {
-  const kinds = new Map<number, { attention: number; speed: number; fastest: number }>();
+  // A kind is a cost shape (attention factor, cost per output, pixel exponent); speeds add up within it.
+  const kinds = new Map<string, { attention: number; outputMs?: number; pixelExponent?: number; speed: number; fastest: number }>();
   for (const g of gpus) {
     const a = g.attention ?? 0;
-    const k = kinds.get(a) ?? { attention: a, speed: 0, fastest: 0 };
+    const key = `${a}/${g.outputMs ?? 0}/${g.pixelExponent ?? 1}`;
+    const k = kinds.get(key) ?? { attention: a, outputMs: g.outputMs, pixelExponent: g.pixelExponent, speed: 0, fastest: 0 };
     k.speed += g.speed;
     k.fastest = Math.max(k.fastest, g.speed);
-    kinds.set(a, k);
+    kinds.set(key, k);
   }
   const ks = [...kinds.values()];
-  const work = (j: Job, k: { attention: number }) => serviceMs({ speed: 1, attention: k.attention }, j.body);
+  const work = (j: Job, k: VirtualGpu) => serviceMs({ ...k, speed: 1 }, j.body);
   const largest = Math.max(...jobs.map((j) => Math.min(...ks.map((k) => work(j, k) / k.fastest))));
   if (ks.length === 1) return Math.max(jobs.reduce((t, j) => t + work(j, ks[0]!), 0) / ks[0]!.speed, largest);
   if (ks.length > 2) {

@@ -1,3 +1,4 @@
+import { existsSync, readFileSync } from "node:fs";
 import type { Backend, BackendContext, Placement } from "../backend.js";
 import { withoutRouterVariables } from "../child-env.js";
 import { groupExists, spawnWorker } from "../process.js";
@@ -39,8 +40,9 @@ export function createProcessBackend(ctx: BackendContext, resolveProgram: (env: 
     async adopt(_config, placement, handle) {
       const pgid = Number(handle);
       if (!Number.isInteger(pgid) || pgid <= 0 || !groupExists(pgid)) return null;
-      // A recycled pid belongs to some other program: only a group whose worker still answers where ours served is ours.
-      if (!(await answersHealth(placement.url))) return null;
+      // A recycled pid belongs to some other program: only a group whose leader was started for this
+      // placement's port, and whose worker still answers there, is ours.
+      if (!startedFor(pgid, placement.port) || !(await answersHealth(placement.url))) return null;
       logger.info({ worker: placement.url, pid: pgid }, "adopted running worker");
       return track(processRun(adoptedProcess(pgid), locationOf(placement), { graceMs, logger: logger.child({ worker: placement.url, pid: pgid }) }));
     },
@@ -60,6 +62,22 @@ function workerEnv(env: NodeJS.ProcessEnv, gpus: string | null): NodeJS.ProcessE
   // Python block-buffers stdout into a pipe; unbuffered, sglang's log reaches ours as it happens.
   childEnv["PYTHONUNBUFFERED"] ??= "1";
   return childEnv;
+}
+
+/**
+ * Whether process `pid` was started with `--port <port>` (both worker programs
+ * take it), read from /proc. Where /proc is missing (not Linux) the health
+ * check alone decides.
+ */
+function startedFor(pid: number, port: number): boolean {
+  if (!existsSync("/proc/self/cmdline")) return true;
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+  } catch {
+    return false;
+  }
+  return argv.some((arg, i) => arg === "--port" && argv[i + 1] === String(port));
 }
 
 async function answersHealth(url: string): Promise<boolean> {

@@ -12,7 +12,7 @@ import { findExecutable, isWildcardHost, workerUrl } from "../worker-command.js"
 import { createSlurmCli, type SlurmCli } from "./cli.js";
 import { parseSlurmSection, type SlurmOptions } from "./config.js";
 import { buildJobScript, sbatchArgs, type JobProgram, type JobReport } from "./job-script.js";
-import { createSlurmJobs, type SlurmJobs } from "./jobs.js";
+import { createSlurmJobs, parseSlurmHandle, type SlurmJobs } from "./jobs.js";
 
 /**
  * Backend `slurm`: one Slurm job per worker start, running `sglang serve` or
@@ -38,9 +38,7 @@ function slurmLauncherBackend(jobs: SlurmSubmitter, env: NodeJS.ProcessEnv): Bac
     // Each job chooses its ports on its node, and Slurm its GPUs.
     place: (_config, count) => Promise.resolve(Array.from({ length: count }, () => unplaced)),
     start: (config) => jobs.start(config),
-    adopt: () =>
-      // Restart recovery needs the earlier router's job name to find its jobs in squeue; not built yet.
-      Promise.reject(new LauncherError("adopting a running Slurm job is not supported yet")),
+    adopt: (config, _placement, handle) => jobs.adopt(config, handle),
     killAllSync: () => jobs.cancelAllSync(),
   };
 }
@@ -49,6 +47,13 @@ function slurmLauncherBackend(jobs: SlurmSubmitter, env: NodeJS.ProcessEnv): Bac
 export interface SlurmSubmitter {
   /** Writes the job script and submits it; resolves once sbatch gave a job id. */
   start(config: LauncherConfig): Promise<WorkerRun>;
+  /**
+   * Follows the job `handle` names (submitted by an earlier router process),
+   * if squeue still lists it pending or running where it ran; null otherwise.
+   * Later submissions keep that router's job name, so one squeue still lists
+   * every job of this router.
+   */
+  adopt(config: LauncherConfig, handle: string): Promise<WorkerRun | null>;
   cancelAllSync(): void;
 }
 
@@ -84,31 +89,43 @@ function jobProgram(slurm: SlurmOptions): JobProgram {
 
 /** Creates the backend; its job name is unique to this launcher, so squeue lists exactly its jobs. */
 export function createSlurmSubmitter(options: { env: NodeJS.ProcessEnv; logger: Logger; cli?: SlurmCli; stopWaitMs?: number }): SlurmSubmitter {
-  const jobName = `sglang-d-router-${randomBytes(4).toString("hex")}`;
+  let jobName = `sglang-d-router-${randomBytes(4).toString("hex")}`;
   // sbatch exports its own environment into the job (--export=ALL): the router's keys must not be in it.
   const cli = options.cli ?? createSlurmCli(withoutRouterVariables(options.env));
   let jobs: SlurmJobs | undefined;
   let submitted = 0;
+  // Created on first use, after an adoption may have taken an earlier router's job name.
+  const tracker = (): SlurmJobs =>
+    (jobs ??= createSlurmJobs({ cli, logger: options.logger, jobName, ...(options.stopWaitMs === undefined ? {} : { stopWaitMs: options.stopWaitMs }) }));
+  const following = (config: LauncherConfig, slurm: SlurmOptions) => ({
+    workDir: resolve(slurm.work_dir),
+    pollMs: slurm.poll_interval * 1000,
+    // The job reports the address the router reaches it at (see job-script.ts), unless worker_host names one.
+    locate: (report: JobReport) => ({
+      url: workerUrl(isWildcardHost(config.worker_host) ? report.host : config.worker_host, report.port),
+      port: report.port,
+      gpus: report.gpus === "" ? null : report.gpus,
+    }),
+  });
   return {
     async start(config) {
       const slurm = config.slurm;
       if (slurm === null) throw new LauncherError(`backend slurm without slurm options (config was not validated)`);
-      jobs ??= createSlurmJobs({ cli, logger: options.logger, jobName, ...(options.stopWaitMs === undefined ? {} : { stopWaitMs: options.stopWaitMs }) });
       const workDir = resolve(slurm.work_dir);
       mkdirSync(workDir, { recursive: true });
       const scriptPath = `${workDir}/${jobName}-${++submitted}.sbatch`;
       writeFileSync(scriptPath, buildJobScript({ config, slurm, program: jobProgram(slurm), workDir, jobName }), { mode: 0o755 });
-      const run = await jobs.submit({
-        sbatchArgs: sbatchArgs({ config, slurm, workDir, jobName }),
-        scriptPath,
-        workDir,
-        pollMs: slurm.poll_interval * 1000,
-        locate: (report: JobReport) => {
-          // The job reports the address the router reaches it at (see job-script.ts), unless worker_host names one.
-          return { url: workerUrl(isWildcardHost(config.worker_host) ? report.host : config.worker_host, report.port), port: report.port, gpus: report.gpus === "" ? null : report.gpus };
-        },
-      });
-      options.logger.info({ slurmJobId: run.describe().handle, model: config.model }, "submitted worker job");
+      const run = await tracker().submit({ sbatchArgs: sbatchArgs({ config, slurm, workDir, jobName }), scriptPath, ...following(config, slurm) });
+      options.logger.info({ slurmJobId: run.describe().alias, model: config.model }, "submitted worker job");
+      return run;
+    },
+    async adopt(config, handle) {
+      const job = parseSlurmHandle(handle);
+      if (job === undefined || config.slurm === null) return null;
+      // The first job adopted names this launcher's jobs from now on (nothing was submitted yet at restart recovery).
+      if (jobs === undefined && submitted === 0) jobName = job.jobName;
+      const run = await tracker().adopt(job, following(config, config.slurm));
+      if (run !== null) options.logger.info({ slurmJobId: job.jobId, node: job.node, model: config.model }, "adopted running worker job");
       return run;
     },
     cancelAllSync() {

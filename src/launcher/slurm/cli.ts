@@ -20,7 +20,7 @@ export interface SqueueRow {
 export interface SlurmCli {
   /** `sbatch --parsable <args> <script>`: the new job's id. */
   sbatch(args: readonly string[], scriptPath: string): Promise<string>;
-  /** Every job named `jobName` that squeue still knows, in any state. */
+  /** Every job named `jobName` (or any of a comma-separated list of names) that squeue still knows, in any state. */
   squeue(jobName: string): Promise<SqueueRow[]>;
   /** `scancel <ids>`; an id Slurm no longer knows is not an error. */
   scancel(jobIds: readonly string[]): Promise<void>;

@@ -19,10 +19,8 @@ export interface SlurmJobsOptions {
   stopWaitMs?: number;
 }
 
-/** One job to submit. */
-export interface JobSubmission {
-  sbatchArgs: readonly string[];
-  scriptPath: string;
+/** How a job of this router is followed, whether it was submitted now or by an earlier router process. */
+export interface JobFollowing {
   /** Absolute folder of the report file. */
   workDir: string;
   /** Seconds between squeue polls while this job lives. */
@@ -31,9 +29,30 @@ export interface JobSubmission {
   locate(report: JobReport): WorkerLocation;
 }
 
+/** One job to submit. */
+export interface JobSubmission extends JobFollowing {
+  sbatchArgs: readonly string[];
+  scriptPath: string;
+}
+
+/** A job an earlier router process submitted, as its record names it. */
+export interface JobToAdopt {
+  readonly jobId: string;
+  /** Its `--job-name` (the earlier router's). */
+  readonly jobName: string;
+  /** The node it ran on when recorded; "" if it was pending. */
+  readonly node: string;
+}
+
 /** Submits jobs and follows them with one `squeue` poll for all of them. */
 export interface SlurmJobs {
   submit(job: JobSubmission): Promise<WorkerRun>;
+  /**
+   * Follows a job an earlier router process submitted, found by its id and
+   * name in squeue: null (nothing cancelled) when squeue no longer lists it
+   * as pending or running, or it runs on another node than recorded.
+   */
+  adopt(job: JobToAdopt, following: JobFollowing): Promise<WorkerRun | null>;
   /** scancel of every job not known to have ended, synchronously. */
   cancelAllSync(): void;
 }
@@ -49,8 +68,10 @@ export interface SlurmJobFacts {
 
 interface Tracked {
   jobId: string;
+  /** Its `--job-name`: this launcher's, or an earlier router's for an adopted job. */
+  jobName: string;
   facts: { -readonly [K in keyof SlurmJobFacts]: SlurmJobFacts[K] };
-  submission: JobSubmission;
+  submission: JobFollowing;
   seenRunning: boolean;
   /** Polls in a row that did not list the job. */
   missing: number;
@@ -68,7 +89,24 @@ export function createSlurmJobs(options: SlurmJobsOptions): SlurmJobs {
   return {
     async submit(submission) {
       const jobId = await options.cli.sbatch(submission.sbatchArgs, submission.scriptPath);
-      return jobRun(tracker, tracker.follow(jobId, submission), options.stopWaitMs ?? 30_000);
+      return jobRun(tracker, tracker.follow(jobId, options.jobName, submission), options.stopWaitMs ?? 30_000);
+    },
+    async adopt(job, following) {
+      // Errors (squeue unreachable) propagate: a job we cannot see must not be submitted a second time.
+      const row = (await options.cli.squeue(job.jobName)).find((r) => r.jobId === job.jobId);
+      if (row === undefined) return null;
+      const running = row.state === "RUNNING";
+      if (!running && !WAITING_STATES.has(row.state)) return null;
+      if (running && job.node !== "" && row.node !== job.node) return null;
+      const tracked = tracker.follow(job.jobId, job.jobName, following);
+      tracked.facts.state = row.state;
+      if (running) {
+        tracked.seenRunning = true;
+        tracked.facts.node = row.node;
+        // Its report is on disk already: where it serves is known now, not one poll later.
+        await tracker.readReport(tracked);
+      }
+      return jobRun(tracker, tracked, options.stopWaitMs ?? 30_000);
     },
     cancelAllSync() {
       options.cli.scancelSync(tracker.liveIds());
@@ -88,11 +126,12 @@ class JobTracker {
     return [...this.live.keys()];
   }
 
-  follow(jobId: string, submission: JobSubmission): Tracked {
+  follow(jobId: string, jobName: string, submission: JobFollowing): Tracked {
     let resolveExit!: (exit: ExitInfo) => void;
     const exited = new Promise<ExitInfo>((r) => (resolveExit = r));
     const job: Tracked = {
       jobId,
+      jobName,
       facts: { jobId, node: "", state: "PENDING" },
       submission,
       seenRunning: false,
@@ -115,14 +154,15 @@ class JobTracker {
     job.exit = { code: state === "COMPLETED" ? 0 : null, signal: null, reason: `as Slurm job ${job.jobId} ${state}${why}` };
     this.live.delete(job.jobId);
     job.resolveExit(job.exit);
-    void rm(reportPath(job.submission.workDir, this.options.jobName, job.jobId), { force: true }).catch(() => undefined);
+    void rm(reportPath(job.submission.workDir, job.jobName, job.jobId), { force: true }).catch(() => undefined);
     this.options.logger.info({ slurmJobId: job.jobId, slurmState: state, node: job.facts.node }, "slurm job ended");
   }
 
   private async poll(): Promise<void> {
     let rows;
     try {
-      rows = await this.options.cli.squeue(this.options.jobName);
+      // Usually one name; an adopted job of an earlier router process may add its own (squeue takes a list).
+      rows = await this.options.cli.squeue([...new Set([...this.live.values()].map((j) => j.jobName))].join(","));
     } catch (err) {
       // A slurmctld restart or a slow controller: keep the jobs, try again next time.
       this.options.logger.warn({ err }, "squeue failed; keeping the last known job states");
@@ -154,10 +194,10 @@ class JobTracker {
     }
   }
 
-  private async readReport(job: Tracked): Promise<void> {
+  async readReport(job: Tracked): Promise<void> {
     let text: string;
     try {
-      text = await readFile(reportPath(job.submission.workDir, this.options.jobName, job.jobId), "utf8");
+      text = await readFile(reportPath(job.submission.workDir, job.jobName, job.jobId), "utf8");
     } catch {
       return; // not written yet
     }
@@ -210,7 +250,7 @@ function jobRun(tracker: JobTracker, job: Tracked, stopWaitMs: number): WorkerRu
     describe: () => ({
       facts: { slurm: Object.freeze({ ...job.facts }) },
       log: { slurmJobId: jobId, node: job.facts.node },
-      handle: jobId,
+      handle: slurmHandle({ jobId, jobName: job.jobName, node: job.facts.node }),
       alias: jobId,
     }),
     async locate(timeoutMs) {
@@ -235,4 +275,23 @@ function jobRun(tracker: JobTracker, job: Tracked, stopWaitMs: number): WorkerRu
       if (job.exit === undefined) cli.scancelSync([jobId]);
     },
   };
+}
+
+/** A job's {@link RunDescription.handle}: what {@link SlurmJobs.adopt} needs, as JSON. */
+export function slurmHandle(job: JobToAdopt): string {
+  return JSON.stringify({ job: job.jobId, name: job.jobName, node: job.node });
+}
+
+/** The job a handle names, or undefined for anything else (a handle of another backend, a damaged file). */
+export function parseSlurmHandle(handle: string): JobToAdopt | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(handle);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== "object" || v === null) return undefined;
+  const { job, name, node } = v as Record<string, unknown>;
+  if (typeof job !== "string" || !/^\d+$/.test(job) || typeof name !== "string" || !/^[\w.-]+$/.test(name) || typeof node !== "string") return undefined;
+  return { jobId: job, jobName: name, node };
 }
