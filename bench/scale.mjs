@@ -3,7 +3,7 @@
 // (issue 25). See docs/benchmarks.md ("Scale") for what each number means.
 //
 //   node bench/scale.mjs [--sizes 8,64,256,1024,4096] [--bursts 3] [--process-workers 96]
-//        [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR]
+//        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR]
 //
 // --profile: each size's child runs under node --cpu-prof; the top functions
 // by self time are printed (bench/results/scale-profiles/). --source DIR:
@@ -41,11 +41,19 @@ const bundle = path.join(resultsDir, "scale-virtual-fleet.mjs");
 const sourceRoot = path.resolve(option("--source", repoRoot));
 const profileDir = path.join(resultsDir, "scale-profiles");
 const bursts = Number(option("--bursts", 3));
+/**
+ * Virtual GPUs run this many times slower than the simulated worker's
+ * formula (1024x1024, 50 steps: 402 ms at speed 1), so a job takes what it
+ * takes on a real GPU (seconds; the issue's fleet finishes a request every
+ * ~5 s per worker). The router's measured CPU is charged as it is, so this
+ * sets how many completions per second the router must keep up with.
+ */
+const gpuScale = Number(option("--gpu-scale", 20));
 
 /** Per-size child: runs the virtual fleet and prints one JSON line. */
 async function virtualChild(size) {
   const { VirtualFleet, boundMs, mixedBurst, rng } = await import(pathToFileURL(bundle).href);
-  const gpus = Array.from({ length: size }, (_, i) => ({ speed: i % 4 === 3 ? 0.5 : 1 }));
+  const gpus = Array.from({ length: size }, (_, i) => ({ speed: (i % 4 === 3 ? 0.5 : 1) / gpuScale }));
   const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64 });
   const random = rng(25);
   const out = [];
@@ -102,7 +110,7 @@ async function virtualRuns(sizes) {
   for (const size of sizes) {
     const t0 = Date.now();
     const prof = flag("--profile") ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=scale-${size}.cpuprofile`] : [];
-    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts)], { encoding: "utf8", maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale)], { encoding: "utf8", maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`size ${size}: ${r.stderr}`);
     const runs = JSON.parse(r.stdout.trim().split("\n").pop());
     const measured = runs.slice(1);
@@ -177,7 +185,7 @@ async function processRun(n, slowdown) {
 }
 
 function markdown(result) {
-  const lines = [`Machine: ${result.machine}; ${result.date}.`, ""];
+  const lines = [`Machine: ${result.machine}; ${result.date}. Virtual GPUs ${result.gpuScale}x slower than the sim's formula (speed 1: ${(402 * result.gpuScale / 1000).toFixed(1)} s for 1024x1024 at 50 steps).`, ""];
   if (result.virtual.length > 0) {
     lines.push("| workers x requests | router CPU / request | per completion p50 / p99 | process CPU / request (harness incl.) | event-loop delay p99 (max) | max RSS / heap | makespan / bound (warm-up; worst) | wall per burst |", "|---|---|---|---|---|---|---|---|");
     for (const r of result.virtual) {
@@ -198,6 +206,7 @@ if (flag("--child")) {
   const cpus = os.cpus();
   const result = {
     date: new Date().toISOString(),
+    gpuScale,
     machine: `${cpus.length} x ${cpus[0]?.model ?? "?"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} at start`,
     virtual: flag("--no-virtual") ? [] : await virtualRuns(sizes),
     process: flag("--no-process") ? null : await processRun(Number(option("--process-workers", 96)), Number(option("--slowdown", 3))),

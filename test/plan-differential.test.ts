@@ -17,6 +17,7 @@ import { describe, expect, it } from "vitest";
 import { chooseWindow } from "../src/admission/plan-window.js";
 import type { Pool } from "../src/admission/plan-board.js";
 import { planBoard, type Board, type BoardItem } from "../src/scheduler/board-plan.js";
+import { FreeTimeIndex } from "../src/scheduler/free-time-index.js";
 import { planDispatch, type PlanItem, type PlanWorker } from "../src/scheduler/plan.js";
 import { prng } from "../src/sim/picture.js";
 import { planDispatch as referencePlan } from "./helpers/reference-plan.js";
@@ -100,7 +101,8 @@ describe("the new planner against the reference (test/helpers/reference-plan.ts)
         const board: Board = { busy: Float64Array.from(busy, (b) => Math.max(b, now)), free, noise: new Float64Array(W), learned: new Uint8Array(W).fill(1), other: new Array(W).fill(null) };
         const window = chooseWindow(queue, queue.length, board, () => pool);
         at = window.at;
-        const items: BoardItem[] = at.map((i) => ({ pool: all, cost: cls(queue[i]!.ms) }));
+        // floor: the class's least cost (speed 1), so pools of 64+ workers are searched by free time, as in the router.
+        const items: BoardItem[] = at.map((i) => ({ pool: all, cost: cls(queue[i]!.ms), floor: queue[i]!.ms }));
         sends = planBoard(items, board, now, rotation++, window.whole);
       }
       for (const [j, k] of sends) {
@@ -129,4 +131,33 @@ describe("the new planner against the reference (test/helpers/reference-plan.ts)
       if (ref.makespan <= ref.bound * 1.05) expect(now.makespan).toBeLessThanOrEqual(now.bound * 1.05);
     }
   }, 120_000);
+});
+
+describe("the free-time index (src/scheduler/free-time-index.ts)", () => {
+  it("200 seeded random boards: the worker it finds finishes as early as the best of a scan over every worker, and it follows reservations", () => {
+    for (let seed = 1; seed <= 200; seed++) {
+      const r = prng(seed);
+      const W = 1 + Math.floor(r() * 300);
+      const now = 100;
+      const busy = Float64Array.from({ length: W }, () => (r() < 0.3 ? 0 : r() * 5000));
+      const free = Int32Array.from(busy, (b) => (b <= now ? 1 : 0));
+      const speed = Float64Array.from({ length: W }, () => [0.5, 1, 1, 1.5][Math.floor(r() * 4)]!);
+      const pool = Int32Array.from({ length: W }, (_, k) => k).filter(() => r() < 0.8);
+      if (pool.length === 0) continue;
+      const index = new FreeTimeIndex(pool, busy, free, now);
+      for (let step = 0; step < 20; step++) {
+        const ms = 50 + r() * 400;
+        const time = (k: number) => ms / speed[k]!;
+        const scan = Math.min(...Array.from(pool, (k) => Math.max(busy[k]!, now) + time(k)));
+        const w = index.earliest(time, ms / 1.5);
+        expect(pool.includes(w), `seed ${seed}`).toBe(true);
+        expect(Math.max(busy[w]!, now) + time(w), `seed ${seed} step ${step}`).toBe(scan);
+        // Reserve it, as the plan does, and look again.
+        busy[w] = Math.max(busy[w]!, now) + time(w);
+        free[w] = 0;
+        index.raised(w, true);
+        expect([...index.freeFrom(0)].every((k) => free[k] === 1)).toBe(true);
+      }
+    }
+  });
 });

@@ -37,6 +37,14 @@ interface ClassCost {
   readonly stamp: Uint32Array;
   checkedRound: number;
   checkedPool: Pool | null;
+  /** The least cost on the checked pool (see BoardItem.floor). */
+  floor: number;
+}
+
+/** A request's (or a class's) predicted ms per worker index, and the least of them on its pool. */
+export interface Costs {
+  readonly cost: Float64Array;
+  readonly floor: number;
 }
 
 /**
@@ -168,32 +176,39 @@ export class PlanBoard {
    * by every request of the same work features. Unknown work (null) depends
    * on the whole fleet's typical cost: computed afresh.
    */
-  classCost(work: WorkFeatures | null, pool: Pool): Float64Array {
+  classCost(work: WorkFeatures | null, pool: Pool): Costs {
     if (work === null) return this.#fresh([work], pool);
     const c = this.#classOf(work);
-    if (c.checkedRound === this.#round && c.checkedPool === pool) return c.cost;
+    if (c.checkedRound === this.#round && c.checkedPool === pool) return c;
     const { idx } = pool;
+    let floor = Infinity;
     for (let j = 0; j < idx.length; j++) {
       const k = idx[j]!;
       if (c.stamp[k] !== this.#stamp[k]) {
         c.cost[k] = this.loads.predictMs(work, this.#workers[k]!);
         c.stamp[k] = this.#stamp[k]!;
       }
+      if (c.cost[k]! < floor) floor = c.cost[k]!;
     }
     c.checkedRound = this.#round;
     c.checkedPool = pool;
-    return c.cost;
+    c.floor = floor;
+    return c;
   }
 
   /** The summed cost of several requests (an unplaced prompt group, planned as one unit). */
-  unitCost(works: readonly (WorkFeatures | null)[], pool: Pool): Float64Array {
+  unitCost(works: readonly (WorkFeatures | null)[], pool: Pool): Costs {
     return this.#fresh(works, pool);
   }
 
-  #fresh(works: readonly (WorkFeatures | null)[], pool: Pool): Float64Array {
+  #fresh(works: readonly (WorkFeatures | null)[], pool: Pool): Costs {
     const cost = new Float64Array(this.#workers.length);
-    for (const k of pool.idx) for (const work of works) cost[k]! += this.loads.predictMs(work, this.#workers[k]!);
-    return cost;
+    let floor = Infinity;
+    for (const k of pool.idx) {
+      for (const work of works) cost[k]! += this.loads.predictMs(work, this.#workers[k]!);
+      if (cost[k]! < floor) floor = cost[k]!;
+    }
+    return { cost, floor };
   }
 
   #classOf(work: WorkFeatures): ClassCost {
@@ -206,7 +221,7 @@ export class PlanBoard {
     if (c === undefined) {
       if (this.#classes.size >= MAX_CLASSES) this.#classes.clear();
       const n = this.#workers.length;
-      c = { cost: new Float64Array(n), stamp: new Uint32Array(n), checkedRound: -1, checkedPool: null };
+      c = { cost: new Float64Array(n), stamp: new Uint32Array(n), checkedRound: -1, checkedPool: null, floor: 0 };
       this.#classes.set(key, c);
     }
     return c;

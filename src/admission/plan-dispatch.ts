@@ -171,8 +171,8 @@ export class PlanDispatch implements DispatchStrategy {
         videos++;
         for (const k of pool.idx) board.free[k] = Math.max(1, board.free[k]!);
       }
-      if (unit === undefined) return { pool: pool.idx, cost: this.#board.classCost(waiter.ticket.facts.work, pool) };
-      return { pool: pool.idx, cost: this.#board.unitCost(unit.map((m) => m.ticket.facts.work), pool) };
+      const { cost, floor } = unit === undefined ? this.#board.classCost(waiter.ticket.facts.work, pool) : this.#board.unitCost(unit.map((m) => m.ticket.facts.work), pool);
+      return { pool: pool.idx, cost, floor };
     });
     if (all) this.#videos = videos;
     return { nowMs, live, board, at: window.at, items, whole: window.whole, units, scanned: window.scanned };
@@ -202,7 +202,7 @@ export class PlanDispatch implements DispatchStrategy {
         probed.add(i);
         plan.push([i, b.worker(k)]);
         board.free[k]!--;
-        occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool)[k]! * board.slow![k]!);
+        occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!);
         break;
       }
     }

@@ -14,6 +14,7 @@
  * interface. Pure: the caller passes times in.
  */
 
+import { FreeTimeIndex } from "./free-time-index.js";
 import { bestPacking, loadsOf, maxOf } from "./pack.js";
 
 /** The workers as the plan sees them, by index. The plan changes `busy`, `free` and `other` (it reserves places): pass a copy. */
@@ -38,7 +39,16 @@ export interface BoardItem {
   readonly pool: Int32Array;
   /** Predicted ms by worker index (read at pool indices only); shared by the items of a class. */
   readonly cost: Float64Array;
+  /**
+   * At most the item's time on any worker of its pool (the least cost; the
+   * slowdown is never below 1). Given, a large pool is searched by free time
+   * (free-time-index.ts) instead of worker by worker.
+   */
+  readonly floor?: number;
 }
+
+/** Pools at least this large are searched by free time (smaller ones are scanned: as cheap, and exact on ties). */
+const INDEXED_POOL = 64;
 
 /** A free worker is preferred over a busy one whose finish is at most this much earlier (relative): starting now is certain, a predicted finish is not. */
 export const PREFER_FREE = 0.03;
@@ -126,11 +136,26 @@ function packTable(items: readonly BoardItem[], board: Board, union: number[], n
 function firstPass(items: readonly BoardItem[], board: Board, nowMs: number, rotation: number, free: number, table: PackTable | null): [number, number][] {
   const out: [number, number][] = [];
   const n = items.length;
+  // One index per large pool, made when first needed (the whole queue, packed, needs every cost: scanned).
+  const indexes = new Map<Int32Array, FreeTimeIndex>();
   for (let i = 0; i < n && (table !== null || free > 0); i++) {
     const item = items[i]!;
-    const best = earliestFinish(item, board, nowMs, table, i);
-    if (best < 0) continue;
-    const w = preferFree(item, board, nowMs, best, (rotation + i) % item.pool.length);
+    const start = item.pool.length === 0 ? 0 : (rotation + i) % item.pool.length;
+    let w: number;
+    if (table === null && item.floor !== undefined && item.pool.length >= INDEXED_POOL) {
+      let index = indexes.get(item.pool);
+      if (index === undefined) {
+        index = new FreeTimeIndex(item.pool, board.busy, board.free, nowMs);
+        indexes.set(item.pool, index);
+      }
+      const best = index.earliest((k) => timeOn(item, board, k), item.floor);
+      if (best < 0) continue;
+      w = preferFree(item, board, nowMs, best, index.freeFrom(start));
+    } else {
+      const best = earliestFinish(item, board, nowMs, table, i);
+      if (best < 0) continue;
+      w = preferFree(item, board, nowMs, best, cyclic(item.pool, start));
+    }
     occupy(board, w, Math.max(board.busy[w]!, nowMs) + timeOn(item, board, w));
     if (table !== null) table.first[i] = table.column[w]!;
     if (board.free[w]! > 0) {
@@ -138,8 +163,14 @@ function firstPass(items: readonly BoardItem[], board: Board, nowMs: number, rot
       free--;
       out.push([i, w]);
     }
+    for (const index of indexes.values()) index.raised(w, board.free[w]! <= 0);
   }
   return out;
+}
+
+/** The pool's workers from position `start` on, cyclically. */
+function* cyclic(pool: Int32Array, start: number): Generator<number> {
+  for (let k = 0; k < pool.length; k++) yield pool[(start + k) % pool.length]!;
 }
 
 function timeOn(item: BoardItem, board: Board, w: number): number {
@@ -170,13 +201,11 @@ function earliestFinish(item: BoardItem, board: Board, nowMs: number, table: Pac
  * their speed estimates fresh) instead of the first one taking them all.
  * "Within" counts the scatter of the two workers' times too (noise).
  */
-function preferFree(item: BoardItem, board: Board, nowMs: number, best: number, start: number): number {
-  const { pool } = item;
+function preferFree(item: BoardItem, board: Board, nowMs: number, best: number, order: Iterable<number>): number {
   const bestTime = timeOn(item, board, best);
   const limit = nowMs + (Math.max(board.busy[best]!, nowMs) + bestTime - nowMs) * (1 + PREFER_FREE) + TIE_MS;
   const bestNoise = board.noise[best]!;
-  for (let k = 0; k < pool.length; k++) {
-    const w = pool[(start + k) % pool.length]!;
+  for (const w of order) {
     if (board.free[w]! <= 0) continue;
     const finish = Math.max(board.busy[w]!, nowMs) + timeOn(item, board, w);
     if (finish <= limit + bestTime * Math.max(bestNoise, board.noise[w]!)) return w;
