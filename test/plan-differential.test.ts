@@ -98,11 +98,11 @@ describe("the new planner against the reference (test/helpers/reference-plan.ts)
         sends = referencePlan(items, state, now, Infinity, rotation++);
         at = queue.map((_, i) => i);
       } else {
-        const board: Board = { busy: Float64Array.from(busy, (b) => Math.max(b, now)), free, noise: new Float64Array(W), learned: new Uint8Array(W).fill(1), other: new Array(W).fill(null) };
+        const board: Board = { busy: Float64Array.from(busy, (b) => Math.max(b, now)), free, group: Int32Array.from(speed, (s) => (s === 1 ? 0 : 1)), noise: new Float64Array(W), learned: new Uint8Array(W).fill(1), other: new Array(W).fill(null) };
         const window = chooseWindow(queue, queue.length, board, () => pool);
         at = window.at;
-        // floor: the class's least cost (speed 1), so pools of 64+ workers are searched by free time, as in the router.
-        const items: BoardItem[] = at.map((i) => ({ pool: all, cost: cls(queue[i]!.ms), floor: queue[i]!.ms }));
+        // floors: the class's least cost per group (speed 1, speed 0.5), so pools of 64+ workers are searched by free time, as in the router.
+        const items: BoardItem[] = at.map((i) => ({ pool: all, cost: cls(queue[i]!.ms), floors: Float64Array.of(queue[i]!.ms, queue[i]!.ms * 2) }));
         sends = planBoard(items, board, now, rotation++, window.whole);
       }
       for (const [j, k] of sends) {
@@ -144,12 +144,15 @@ describe("the free-time index (src/scheduler/free-time-index.ts)", () => {
       const speed = Float64Array.from({ length: W }, () => [0.5, 1, 1, 1.5][Math.floor(r() * 4)]!);
       const pool = Int32Array.from({ length: W }, (_, k) => k).filter(() => r() < 0.8);
       if (pool.length === 0) continue;
-      const index = new FreeTimeIndex(pool, busy, free, now);
+      // Grouped by speed (as the router groups workers of equal costs), or all in one group.
+      const grouped = r() < 0.5;
+      const group = Int32Array.from(speed, (s) => (grouped ? [0.5, 1, 1.5].indexOf(s) : 0));
+      const index = new FreeTimeIndex(pool, busy, free, now, group);
       for (let step = 0; step < 20; step++) {
         const ms = 50 + r() * 400;
         const time = (k: number) => ms / speed[k]!;
         const scan = Math.min(...Array.from(pool, (k) => Math.max(busy[k]!, now) + time(k)));
-        const w = index.earliest(time, ms / 1.5);
+        const w = index.earliest(time, grouped ? Float64Array.of(ms / 0.5, ms, ms / 1.5) : Float64Array.of(ms / 1.5));
         expect(pool.includes(w), `seed ${seed}`).toBe(true);
         expect(Math.max(busy[w]!, now) + time(w), `seed ${seed} step ${step}`).toBe(scan);
         // Reserve it, as the plan does, and look again.

@@ -16,6 +16,17 @@ const LEARNED_OBSERVATIONS = 3;
 const FULL_REFRESH_MS = 100;
 /** Demand classes kept (their work comes from clients: bounded). */
 const MAX_CLASSES = 4096;
+/**
+ * Workers whose predicted times for a small and a large request are equal
+ * to 1% (and that serve the same model) share a group of the free-time
+ * index (scheduler/free-time-index.ts): within a group a request's costs
+ * differ by at most that, so its search stops after a few workers.
+ */
+const GROUP_STEP = Math.log(1.01);
+const SMALL_WORK: WorkFeatures = { megapixels: 0.25, steps: 20, latentFrames: 1, outputs: 1, inputImages: 0 };
+const LARGE_WORK: WorkFeatures = { megapixels: 2, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 };
+/** Group keys kept before they are all made again (speeds drift as they are learned). */
+const MAX_GROUPS = 4096;
 
 /** A candidate list as worker indices, with a membership map (null for a short list: look in `idx`). */
 export interface Pool {
@@ -37,14 +48,14 @@ interface ClassCost {
   readonly stamp: Uint32Array;
   checkedRound: number;
   checkedPool: Pool | null;
-  /** The least cost on the checked pool (see BoardItem.floor). */
-  floor: number;
+  /** The least cost per group on the checked pool (see BoardItem.floors). */
+  floors: Float64Array;
 }
 
-/** A request's (or a class's) predicted ms per worker index, and the least of them on its pool. */
+/** A request's (or a class's) predicted ms per worker index, and the least of them per group on its pool. */
 export interface Costs {
   readonly cost: Float64Array;
-  readonly floor: number;
+  readonly floors: Float64Array;
 }
 
 /**
@@ -75,6 +86,9 @@ export class PlanBoard {
   #other: (number[] | null)[] = [];
   /** Moves when a worker's predictions may have changed: its class costs are read again. */
   #stamp = new Uint32Array(0);
+  /** Each worker's group (see GROUP_STEP), and the groups by key. */
+  #group = new Int32Array(0);
+  #groupKeys = new Map<string, number>();
   #pools = new WeakMap<readonly Worker[], Pool>();
   #singles = new Map<number, Pool>();
   readonly #empty: Pool = { idx: new Int32Array(0), member: null };
@@ -119,6 +133,7 @@ export class PlanBoard {
 
   /** Brings every worker's state up to `nowMs` and returns a copy the plan may change. */
   round(nowMs: number): Board {
+    if (this.#groupKeys.size > MAX_GROUPS) this.#stale = true;
     if (this.#stale) this.#rebuild();
     const changed = this.loads.takeChanged();
     const full = nowMs - this.#lastFullMs >= FULL_REFRESH_MS;
@@ -139,7 +154,7 @@ export class PlanBoard {
     this.#round++;
     this.#roundBusy.set(this.#busy);
     this.#roundFree.set(this.#free);
-    return { busy: this.#roundBusy, free: this.#roundFree, noise: this.#noise, slow: this.#slow, learned: this.#learned, other: this.#other.map((o) => (o === null ? null : [...o])) };
+    return { busy: this.#roundBusy, free: this.#roundFree, noise: this.#noise, slow: this.#slow, group: this.#group, learned: this.#learned, other: this.#other.map((o) => (o === null ? null : [...o])) };
   }
 
   /** A candidate list as indices (cached per list: eligibility's lists live until the registry changes). */
@@ -181,18 +196,19 @@ export class PlanBoard {
     const c = this.#classOf(work);
     if (c.checkedRound === this.#round && c.checkedPool === pool) return c;
     const { idx } = pool;
-    let floor = Infinity;
+    const floors = c.floors.length === this.#groupKeys.size ? c.floors.fill(Infinity) : new Float64Array(this.#groupKeys.size).fill(Infinity);
+    const group = this.#group;
     for (let j = 0; j < idx.length; j++) {
       const k = idx[j]!;
       if (c.stamp[k] !== this.#stamp[k]) {
         c.cost[k] = this.loads.predictMs(work, this.#workers[k]!);
         c.stamp[k] = this.#stamp[k]!;
       }
-      if (c.cost[k]! < floor) floor = c.cost[k]!;
+      if (c.cost[k]! < floors[group[k]!]!) floors[group[k]!] = c.cost[k]!;
     }
     c.checkedRound = this.#round;
     c.checkedPool = pool;
-    c.floor = floor;
+    c.floors = floors;
     return c;
   }
 
@@ -203,12 +219,12 @@ export class PlanBoard {
 
   #fresh(works: readonly (WorkFeatures | null)[], pool: Pool): Costs {
     const cost = new Float64Array(this.#workers.length);
-    let floor = Infinity;
+    const floors = new Float64Array(this.#groupKeys.size).fill(Infinity);
     for (const k of pool.idx) {
       for (const work of works) cost[k]! += this.loads.predictMs(work, this.#workers[k]!);
-      if (cost[k]! < floor) floor = cost[k]!;
+      if (cost[k]! < floors[this.#group[k]!]!) floors[this.#group[k]!] = cost[k]!;
     }
-    return { cost, floor };
+    return { cost, floors };
   }
 
   #classOf(work: WorkFeatures): ClassCost {
@@ -221,7 +237,7 @@ export class PlanBoard {
     if (c === undefined) {
       if (this.#classes.size >= MAX_CLASSES) this.#classes.clear();
       const n = this.#workers.length;
-      c = { cost: new Float64Array(n), stamp: new Uint32Array(n), checkedRound: -1, checkedPool: null, floor: 0 };
+      c = { cost: new Float64Array(n), stamp: new Uint32Array(n), checkedRound: -1, checkedPool: null, floors: new Float64Array(0) };
       this.#classes.set(key, c);
     }
     return c;
@@ -241,6 +257,18 @@ export class PlanBoard {
     this.#learned[k] = snap.observations >= LEARNED_OBSERVATIONS ? 1 : 0;
     this.#runs[k] = loads.runsOn(w);
     this.#due[k] = loads.slowdownChangesAt(w);
+    this.#group[k] = this.#groupOf(w);
+  }
+
+  #groupOf(w: Worker): number {
+    const q = (work: WorkFeatures) => Math.round(Math.log(this.loads.predictMs(work, w)) / GROUP_STEP);
+    const key = `${w.capabilities.models[0] ?? ""}|${q(SMALL_WORK)}|${q(LARGE_WORK)}`;
+    let g = this.#groupKeys.get(key);
+    if (g === undefined) {
+      g = this.#groupKeys.size;
+      this.#groupKeys.set(key, g);
+    }
+    return g;
   }
 
   /** A worker came, went or changed: indices, pools and class costs start over. */
@@ -259,6 +287,8 @@ export class PlanBoard {
     this.#due = new Float64Array(n).fill(-Infinity);
     this.#other = new Array<number[] | null>(n).fill(null);
     this.#stamp = new Uint32Array(n).fill(1);
+    this.#group = new Int32Array(n);
+    this.#groupKeys = new Map();
     this.#roundBusy = new Float64Array(n);
     this.#roundFree = new Int32Array(n);
     this.#pools = new WeakMap();

@@ -171,8 +171,8 @@ export class PlanDispatch implements DispatchStrategy {
         videos++;
         for (const k of pool.idx) board.free[k] = Math.max(1, board.free[k]!);
       }
-      const { cost, floor } = unit === undefined ? this.#board.classCost(waiter.ticket.facts.work, pool) : this.#board.unitCost(unit.map((m) => m.ticket.facts.work), pool);
-      return { pool: pool.idx, cost, floor };
+      const { cost, floors } = unit === undefined ? this.#board.classCost(waiter.ticket.facts.work, pool) : this.#board.unitCost(unit.map((m) => m.ticket.facts.work), pool);
+      return { pool: pool.idx, cost, floors };
     });
     if (all) this.#videos = videos;
     return { nowMs, live, board, at: window.at, items, whole: window.whole, units, scanned: window.scanned };

@@ -25,8 +25,10 @@ export interface Board {
   readonly free: Int32Array;
   /** Relative scatter of its service times (see PlanWorker.noise). */
   readonly noise: Float64Array;
-  /** Factor on every predicted time (its current slowdown); 1 when absent. */
+  /** Factor on every predicted time (its current slowdown, never below 1); 1 when absent. */
   readonly slow?: Float64Array;
+  /** Group of each worker (workers of about equal costs, see free-time-index.ts); all in group 0 when absent. */
+  readonly group?: Int32Array;
   /** Whether its costs are learned (1) well enough to pack on. */
   readonly learned: Uint8Array;
   /** Ends of its other parallel slots, or null (one slot). */
@@ -40,11 +42,12 @@ export interface BoardItem {
   /** Predicted ms by worker index (read at pool indices only); shared by the items of a class. */
   readonly cost: Float64Array;
   /**
-   * At most the item's time on any worker of its pool (the least cost; the
-   * slowdown is never below 1). Given, a large pool is searched by free time
-   * (free-time-index.ts) instead of worker by worker.
+   * By group (Board.group): at most the item's time on any worker of the
+   * group in its pool (the least cost; the slowdown is never below 1). Given,
+   * a large pool is searched by free time (free-time-index.ts) instead of
+   * worker by worker.
    */
-  readonly floor?: number;
+  readonly floors?: Float64Array;
 }
 
 /** Pools at least this large are searched by free time (smaller ones are scanned: as cheap, and exact on ties). */
@@ -142,13 +145,13 @@ function firstPass(items: readonly BoardItem[], board: Board, nowMs: number, rot
     const item = items[i]!;
     const start = item.pool.length === 0 ? 0 : (rotation + i) % item.pool.length;
     let w: number;
-    if (table === null && item.floor !== undefined && item.pool.length >= INDEXED_POOL) {
+    if (table === null && item.floors !== undefined && item.pool.length >= INDEXED_POOL) {
       let index = indexes.get(item.pool);
       if (index === undefined) {
-        index = new FreeTimeIndex(item.pool, board.busy, board.free, nowMs);
+        index = new FreeTimeIndex(item.pool, board.busy, board.free, nowMs, board.group);
         indexes.set(item.pool, index);
       }
-      const best = index.earliest((k) => timeOn(item, board, k), item.floor);
+      const best = index.earliest((k) => timeOn(item, board, k), item.floors);
       if (best < 0) continue;
       w = preferFree(item, board, nowMs, best, index.freeFrom(start));
     } else {

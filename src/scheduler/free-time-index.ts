@@ -3,24 +3,31 @@
  * (board-plan.ts): which worker finishes a request earliest without
  * looking at every worker.
  *
- * A request's finish on worker w is max(busy_w, now) + cost_w, and no
- * cost is below the request's `floor`, so searching workers from the one
- * free first (a binary min-heap on max(busy, now), walked best-first) can
- * stop as soon as a worker's free time + floor passes the best finish found:
- * no later worker can beat it. On a fleet of a few speeds that is a few
- * workers per request instead of all of them. Among equal finishes found, the
+ * A request's finish on worker w is max(busy_w, now) + cost_w. Workers
+ * are grouped by the caller into workers of about equal costs (a GPU kind at
+ * a speed); in each group no cost is below the request's floor for that
+ * group, so searching a group from the worker free first (a binary min-heap
+ * on max(busy, now), walked best-first) can stop as soon as a worker's free
+ * time + floor passes the best finish found: no later worker of the group
+ * can beat it. Groups are searched in order of the best finish they could
+ * give, and those that cannot beat the best are skipped. On a fleet of a few
+ * kinds that is a few workers per request instead of all of them. (One
+ * group for a whole fleet of two speeds would walk every worker free before
+ * the best finish on the slow ones: groups are what makes it small.) Among equal finishes found, the
  * worker first in the pool's order wins, as in a scan of the pool (an equal
  * finish not reached before the walk stops is not looked for). The heap follows the
  * plan's reservations ({@link raised}); free workers are kept apart, in pool
  * order, for the rotating pick among them.
  */
 export class FreeTimeIndex {
-  readonly #heap: Int32Array;
-  /** Heap slot by worker index (-1: not in the pool). */
+  /** One min-heap of worker indices per group (workers of about equal costs). */
+  readonly #heaps: Int32Array[];
+  /** Worker index -> its slot in its group's heap (-1: not in the pool). */
   readonly #slot: Int32Array;
+  /** Worker index -> group. */
+  readonly #group: Int32Array | null;
   /** Position in the pool by worker index (ties; the rotating start). */
   readonly #pos: Int32Array;
-  readonly #n: number;
   /** Best-first walk: heap slots to visit, a small heap on their keys. */
   readonly #walk: Int32Array;
   /** Workers with a free slot, by pool position (the plan removes them as they fill). */
@@ -31,19 +38,28 @@ export class FreeTimeIndex {
     private readonly busy: Float64Array,
     freeSlots: Int32Array,
     private readonly nowMs: number,
+    group?: Int32Array,
   ) {
     const size = busy.length;
-    this.#n = pool.length;
-    this.#heap = Int32Array.from(pool);
+    this.#group = group ?? null;
     this.#slot = new Int32Array(size).fill(-1);
     this.#pos = new Int32Array(size).fill(-1);
-    this.#walk = new Int32Array(this.#n);
+    const members: number[][] = [];
     for (let p = 0; p < pool.length; p++) {
-      this.#pos[pool[p]!] = p;
-      if (freeSlots[pool[p]!]! > 0) this.#free.push(pool[p]!);
+      const w = pool[p]!;
+      this.#pos[w] = p;
+      if (freeSlots[w]! > 0) this.#free.push(w);
+      const g = group === undefined ? 0 : group[w]!;
+      (members[g] ??= []).push(w);
     }
-    for (let s = 0; s < this.#n; s++) this.#slot[this.#heap[s]!] = s;
-    for (let s = (this.#n >> 1) - 1; s >= 0; s--) this.#down(s);
+    this.#heaps = Array.from(members, (m) => Int32Array.from(m ?? []));
+    let largest = 0;
+    this.#heaps.forEach((heap, g) => {
+      largest = Math.max(largest, heap.length);
+      for (let s = 0; s < heap.length; s++) this.#slot[heap[s]!] = s;
+      for (let s = (heap.length >> 1) - 1; s >= 0; s--) this.#down(g, s);
+    });
+    this.#walk = new Int32Array(largest);
   }
 
   #key(w: number): number {
@@ -53,25 +69,40 @@ export class FreeTimeIndex {
 
   /**
    * The worker finishing earliest (first in pool order among equal
-   * finishes), given each worker's time (`time(w)`, never below `floor`);
-   * -1 for an empty pool.
+   * finishes found), given each worker's time (`time(w)`, never below
+   * `floors[its group]`); -1 for an empty pool.
    */
-  earliest(time: (w: number) => number, floor: number): number {
-    if (this.#n === 0) return -1;
+  earliest(time: (w: number) => number, floors: Float64Array): number {
+    // Groups in order of the earliest finish they could give.
+    const order: [number, number][] = [];
+    this.#heaps.forEach((heap, g) => heap.length > 0 && order.push([this.#key(heap[0]!) + (floors[g] ?? 0), g]));
+    order.sort((a, b) => a[0] - b[0]);
+    let best = -1;
+    let bestFinish = Infinity;
+    for (const [bound, g] of order) {
+      if (bound >= bestFinish) break;
+      const found = this.#walkGroup(g, time, floors[g] ?? 0, best, bestFinish);
+      best = found.best;
+      bestFinish = found.finish;
+    }
+    return best;
+  }
+
+  /** Best-first over one group's heap, stopping once free time + the group's floor passes the best finish. */
+  #walkGroup(g: number, time: (w: number) => number, floor: number, best: number, bestFinish: number): { best: number; finish: number } {
+    const heap = this.#heaps[g]!;
     const walk = this.#walk;
     let size = 1;
     walk[0] = 0;
-    let best = -1;
-    let bestFinish = Infinity;
     while (size > 0) {
       const s = walk[0]!;
       walk[0] = walk[--size]!;
-      this.#walkDown(size);
-      const w = this.#heap[s]!;
+      this.#walkDown(heap, size);
+      const w = heap[s]!;
       const key = this.#key(w);
-      // Nothing later can finish sooner (ties with a worker later in the
-      // walk are not looked for: among free workers of one speed that would
-      // visit them all; the rotating pick among free ones follows anyway).
+      // Nothing later in this group can finish sooner (ties with a worker
+      // later in the walk are not looked for: among free workers of one
+      // speed that would visit them all; the rotating pick follows anyway).
       if (key + floor >= bestFinish) break;
       const finish = key + time(w);
       if (finish < bestFinish || (finish === bestFinish && this.#pos[w]! < this.#pos[best]!)) {
@@ -79,16 +110,16 @@ export class FreeTimeIndex {
         bestFinish = finish;
       }
       const c = 2 * s + 1;
-      if (c < this.#n) {
+      if (c < heap.length) {
         walk[size++] = c;
-        this.#walkUp(size - 1);
+        this.#walkUp(heap, size - 1);
       }
-      if (c + 1 < this.#n) {
+      if (c + 1 < heap.length) {
         walk[size++] = c + 1;
-        this.#walkUp(size - 1);
+        this.#walkUp(heap, size - 1);
       }
     }
-    return best;
+    return { best, finish: bestFinish };
   }
 
   /** Free workers from pool position `start` on, cyclically (the rotating pick of board-plan.ts). */
@@ -104,25 +135,25 @@ export class FreeTimeIndex {
     for (let j = 0; j < free.length; j++) yield free[(lo + j) % free.length]!;
   }
 
-  /** Worker `w`'s free time moved (a reservation) and, if `full`, its last free slot was taken. */
+  /** Worker `w`'s free time moved later (a reservation) and, if `full`, its last free slot was taken. */
   raised(w: number, full: boolean): void {
     const s = this.#slot[w]!;
     if (s < 0) return;
-    this.#down(s);
+    this.#down(this.#group === null ? 0 : this.#group[w]!, s);
     if (full) {
       const j = this.#free.indexOf(w);
       if (j >= 0) this.#free.splice(j, 1);
     }
   }
 
-  #down(s: number): void {
-    const heap = this.#heap;
+  #down(g: number, s: number): void {
+    const heap = this.#heaps[g]!;
     for (;;) {
       const l = 2 * s + 1;
-      if (l >= this.#n) return;
+      if (l >= heap.length) return;
       const r = l + 1;
-      const m = r < this.#n && this.#less(heap[r]!, heap[l]!) ? r : l;
-      if (!this.#less(heap[m]!, heap[s]!)) return;
+      const m = r < heap.length && this.#key(heap[r]!) < this.#key(heap[l]!) ? r : l;
+      if (!(this.#key(heap[m]!) < this.#key(heap[s]!))) return;
       const t = heap[m]!;
       heap[m] = heap[s]!;
       heap[s] = t;
@@ -132,20 +163,16 @@ export class FreeTimeIndex {
     }
   }
 
-  #less(a: number, b: number): boolean {
-    return this.#key(a) < this.#key(b);
-  }
-
   /** Walk heap: ordered on the key of the heap slot each entry names. */
-  #walkLess(i: number, j: number): boolean {
-    return this.#key(this.#heap[this.#walk[i]!]!) < this.#key(this.#heap[this.#walk[j]!]!);
+  #walkLess(heap: Int32Array, i: number, j: number): boolean {
+    return this.#key(heap[this.#walk[i]!]!) < this.#key(heap[this.#walk[j]!]!);
   }
 
-  #walkUp(i: number): void {
+  #walkUp(heap: Int32Array, i: number): void {
     const walk = this.#walk;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.#walkLess(i, p)) return;
+      if (!this.#walkLess(heap, i, p)) return;
       const t = walk[p]!;
       walk[p] = walk[i]!;
       walk[i] = t;
@@ -153,14 +180,14 @@ export class FreeTimeIndex {
     }
   }
 
-  #walkDown(size: number): void {
+  #walkDown(heap: Int32Array, size: number): void {
     const walk = this.#walk;
     for (let i = 0; ; ) {
       const l = 2 * i + 1;
       if (l >= size) return;
       const r = l + 1;
-      const m = r < size && this.#walkLess(r, l) ? r : l;
-      if (!this.#walkLess(m, i)) return;
+      const m = r < size && this.#walkLess(heap, r, l) ? r : l;
+      if (!this.#walkLess(heap, m, i)) return;
       const t = walk[m]!;
       walk[m] = walk[i]!;
       walk[i] = t;
