@@ -18,13 +18,20 @@ const FULL_REFRESH_MS = 100;
 const MAX_CLASSES = 4096;
 /**
  * Workers whose predicted times for a small and a large request are equal
- * to 1% (and that serve the same model) share a group of the free-time
+ * to 2% (and that serve the same model) share a group of the free-time
  * index (scheduler/free-time-index.ts): within a group a request's costs
  * differ by at most that, so its search stops after a few workers.
  */
-const GROUP_STEP = Math.log(1.01);
+const GROUP_STEP = Math.log(1.02);
 const SMALL_WORK: WorkFeatures = { megapixels: 0.25, steps: 20, latentFrames: 1, outputs: 1, inputImages: 0 };
 const LARGE_WORK: WorkFeatures = { megapixels: 2, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 };
+/**
+ * A worker running past its prediction has a slowdown that grows with time
+ * (LoadBook.slowdown); its state is read again at most this often (ms), not
+ * at every round: on a large fleet many workers are a little late at any
+ * moment, and a few ms of staleness in a slowdown changes no plan.
+ */
+const OVERDUE_REREAD_MS = 20;
 /** Group keys kept before they are all made again (speeds drift as they are learned). */
 const MAX_GROUPS = 4096;
 
@@ -142,12 +149,12 @@ export class PlanBoard {
       const k = this.#index.get(w);
       if (k === undefined) continue;
       this.#stamp[k]!++;
-      this.#read(k, w, nowMs);
+      this.#read(k, w, nowMs, true);
     }
     let unobserved = 0;
     for (let k = 0; k < this.#workers.length; k++) {
       if (full) this.#stamp[k]!++;
-      if (full || this.#due[k]! <= nowMs) this.#read(k, this.#workers[k]!, nowMs);
+      if (full || this.#due[k]! <= nowMs) this.#read(k, this.#workers[k]!, nowMs, full);
       if (this.#observed[k] === 0) unobserved++;
     }
     this.unobserved = unobserved;
@@ -243,7 +250,8 @@ export class PlanBoard {
     return c;
   }
 
-  #read(k: number, w: Worker, nowMs: number): void {
+  /** Reads a worker's state; `costs`: its predictions may have changed too (its group is found again). */
+  #read(k: number, w: Worker, nowMs: number, costs: boolean): void {
     const { loads } = this;
     const s = loads.slowdown(w, nowMs);
     const [busy, ...other] = loads.slotsFreeAt(w, nowMs, s);
@@ -256,8 +264,9 @@ export class PlanBoard {
     this.#observed[k] = snap.observations;
     this.#learned[k] = snap.observations >= LEARNED_OBSERVATIONS ? 1 : 0;
     this.#runs[k] = loads.runsOn(w);
-    this.#due[k] = loads.slowdownChangesAt(w);
-    this.#group[k] = this.#groupOf(w);
+    const changesAt = loads.slowdownChangesAt(w);
+    this.#due[k] = changesAt > nowMs ? changesAt : nowMs + OVERDUE_REREAD_MS;
+    if (costs) this.#group[k] = this.#groupOf(w);
   }
 
   #groupOf(w: Worker): number {

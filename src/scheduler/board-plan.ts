@@ -52,6 +52,15 @@ export interface BoardItem {
 
 /** Pools at least this large are searched by free time (smaller ones are scanned: as cheap, and exact on ties). */
 const INDEXED_POOL = 64;
+/**
+ * How far (relative to its cost) a request planned on a large pool may
+ * finish after the earliest finish: the free-time search stops once no
+ * worker left can beat the best found by more. Workers of a group differ by
+ * up to ~2% in cost (their learned fits), and looking for the last 2% would
+ * walk most of a group; finishes closer than 3% are already treated as
+ * equal when a free worker is among them (PREFER_FREE).
+ */
+const INDEX_SLACK = 0.02;
 
 /** A free worker is preferred over a busy one whose finish is at most this much earlier (relative): starting now is certain, a predicted finish is not. */
 export const PREFER_FREE = 0.03;
@@ -151,7 +160,7 @@ function firstPass(items: readonly BoardItem[], board: Board, nowMs: number, rot
         index = new FreeTimeIndex(item.pool, board.busy, board.free, nowMs, board.group);
         indexes.set(item.pool, index);
       }
-      const best = index.earliest((k) => timeOn(item, board, k), item.floors);
+      const best = index.earliest((k) => timeOn(item, board, k), item.floors, INDEX_SLACK);
       if (best < 0) continue;
       w = preferFree(item, board, nowMs, best, index.freeFrom(start));
     } else {

@@ -32,6 +32,10 @@ export class FreeTimeIndex {
   readonly #walk: Int32Array;
   /** Workers with a free slot, by pool position (the plan removes them as they fill). */
   readonly #free: number[] = [];
+  /** Per search: each group's earliest possible finish, and the best found so far. */
+  readonly #bounds: Float64Array;
+  #best = -1;
+  #bestFinish = Infinity;
 
   constructor(
     pool: Int32Array,
@@ -60,6 +64,7 @@ export class FreeTimeIndex {
       for (let s = (heap.length >> 1) - 1; s >= 0; s--) this.#down(g, s);
     });
     this.#walk = new Int32Array(largest);
+    this.#bounds = new Float64Array(this.#heaps.length);
   }
 
   #key(w: number): number {
@@ -70,28 +75,32 @@ export class FreeTimeIndex {
   /**
    * The worker finishing earliest (first in pool order among equal
    * finishes found), given each worker's time (`time(w)`, never below
-   * `floors[its group]`); -1 for an empty pool.
+   * `floors[its group]`); -1 for an empty pool. `slack` (relative to a
+   * group's floor): a group's search stops once no worker left in it can
+   * finish more than that much sooner than the best found; 0 is exact.
    */
-  earliest(time: (w: number) => number, floors: Float64Array): number {
-    // Groups in order of the earliest finish they could give.
-    const order: [number, number][] = [];
-    this.#heaps.forEach((heap, g) => heap.length > 0 && order.push([this.#key(heap[0]!) + (floors[g] ?? 0), g]));
-    order.sort((a, b) => a[0] - b[0]);
-    let best = -1;
-    let bestFinish = Infinity;
-    for (const [bound, g] of order) {
-      if (bound >= bestFinish) break;
-      const found = this.#walkGroup(g, time, floors[g] ?? 0, best, bestFinish);
-      best = found.best;
-      bestFinish = found.finish;
+  earliest(time: (w: number) => number, floors: Float64Array, slack = 0): number {
+    // Each group's earliest possible finish; the most promising group is searched first.
+    const heaps = this.#heaps;
+    const bounds = this.#bounds;
+    let first = -1;
+    for (let g = 0; g < heaps.length; g++) {
+      bounds[g] = heaps[g]!.length === 0 ? Infinity : this.#key(heaps[g]![0]!) + (floors[g] ?? 0);
+      if (bounds[g]! < Infinity && (first < 0 || bounds[g]! < bounds[first]!)) first = g;
     }
-    return best;
+    this.#best = -1;
+    this.#bestFinish = Infinity;
+    if (first < 0) return -1;
+    this.#walkGroup(first, time, floors[first] ?? 0, slack);
+    for (let g = 0; g < heaps.length; g++) if (g !== first && bounds[g]! < this.#bestFinish) this.#walkGroup(g, time, floors[g] ?? 0, slack);
+    return this.#best;
   }
 
-  /** Best-first over one group's heap, stopping once free time + the group's floor passes the best finish. */
-  #walkGroup(g: number, time: (w: number) => number, floor: number, best: number, bestFinish: number): { best: number; finish: number } {
+  /** Best-first over one group's heap, stopping once free time + the group's floor passes the best finish (less the slack). */
+  #walkGroup(g: number, time: (w: number) => number, floor: number, slack: number): void {
     const heap = this.#heaps[g]!;
     const walk = this.#walk;
+    const slackMs = floor * slack;
     let size = 1;
     walk[0] = 0;
     while (size > 0) {
@@ -100,14 +109,15 @@ export class FreeTimeIndex {
       this.#walkDown(heap, size);
       const w = heap[s]!;
       const key = this.#key(w);
-      // Nothing later in this group can finish sooner (ties with a worker
-      // later in the walk are not looked for: among free workers of one
-      // speed that would visit them all; the rotating pick follows anyway).
-      if (key + floor >= bestFinish) break;
+      // Nothing later in this group can finish sooner (by more than the
+      // slack; ties with a worker later in the walk are not looked for:
+      // among free workers of one speed that would visit them all, and the
+      // rotating pick among free workers follows anyway).
+      if (key + floor + slackMs >= this.#bestFinish) break;
       const finish = key + time(w);
-      if (finish < bestFinish || (finish === bestFinish && this.#pos[w]! < this.#pos[best]!)) {
-        best = w;
-        bestFinish = finish;
+      if (finish < this.#bestFinish || (finish === this.#bestFinish && this.#pos[w]! < this.#pos[this.#best]!)) {
+        this.#best = w;
+        this.#bestFinish = finish;
       }
       const c = 2 * s + 1;
       if (c < heap.length) {
@@ -119,7 +129,6 @@ export class FreeTimeIndex {
         this.#walkUp(heap, size - 1);
       }
     }
-    return { best, finish: bestFinish };
   }
 
   /** Free workers from pool position `start` on, cyclically (the rotating pick of board-plan.ts). */
