@@ -154,14 +154,15 @@ async function processRun(n, slowdown) {
   const model = "Qwen/Qwen-Image";
   const workers = Array.from({ length: n }, (_, i) => ({ model, speed: (i % 4 === 3 ? 0.5 : 1) / slowdown, attention: 0, video: false, extra: [] }));
   const sims = [];
-  // Started a few at a time: 96 node processes at once on two cores time out.
-  for (let i = 0; i < workers.length; i += 8) sims.push(...(await Promise.all(workers.slice(i, i + 8).map((w) => startSim(["--model-path", w.model, "--speed", String(w.speed), "--attention-factor", "0"], { timeoutMs: 60_000 })))));
-  const logFile = path.join(resultsDir, "scale-router.log");
-  const router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: sims.map((s) => s.url), logLevel: "warn", logFile, readyTimeoutMs: 120_000 });
+  let router = null;
   const r = rng("scale");
   const sizes = ["512x512", "768x768", "1024x1024"];
   const out = [];
   try {
+    // Started a few at a time: 96 node processes at once on two cores time out.
+    for (let i = 0; i < workers.length; i += 8) sims.push(...(await Promise.all(workers.slice(i, i + 8).map((w) => startSim(["--model-path", w.model, "--speed", String(w.speed), "--attention-factor", "0"], { timeoutMs: 60_000 })))));
+    const logFile = path.join(resultsDir, "scale-router.log");
+    router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: sims.map((s) => s.url), logLevel: "warn", logFile, readyTimeoutMs: 120_000 });
     for (let b = 0; b < bursts; b++) {
       const jobs = Array.from({ length: 8 * n }, (_, i) => {
         const size = sizes[Math.floor(r() * sizes.length)];
@@ -177,7 +178,7 @@ async function processRun(n, slowdown) {
       console.log(`process run, burst ${b}: ${jobs.length} requests, makespan ${(res.makespanMs / 1000).toFixed(2)} s, bound ${(bound / 1000).toFixed(2)} s, ratio ${fmt(res.makespanMs / bound)}, errors ${res.errors.length}, router CPU/request ${fmt(cpuUs / 1000 / jobs.length)} ms`);
     }
   } finally {
-    await stopRouter(router);
+    if (router !== null) await stopRouter(router);
     await Promise.all(sims.map(stopSim));
     await closeClient();
   }
