@@ -27,11 +27,14 @@ export class LoadBook {
   readonly #loads = new Map<Worker, WorkerLoad>();
   /** The process epoch the cost model's knowledge of each worker is from. */
   readonly #epochs = new WeakMap<Worker, number>();
+  /** Workers whose runs or learned costs changed since the planner last asked (see {@link takeChanged}). */
+  #changed = new Set<Worker>();
 
   constructor(private readonly clock: () => number) {}
 
   /** A worker that left, or another process behind its URL, is learned anew. */
   onRegistryChange(e: RegistryEvent): void {
+    this.#changed.add(e.worker);
     if (e.type === "removed") {
       this.#loads.delete(e.worker);
       this.costs.forget(e.worker.url);
@@ -57,11 +60,13 @@ export class LoadBook {
   start(worker: Worker, ticket: Ticket, batch: Batch | null): Run {
     const run: Run = { worker, startedMs: this.clock(), predictedMs: this.predictMs(ticket.facts.work, worker), model: modelOf(worker), batch };
     this.#loadOf(worker).runs.add(run);
+    this.#changed.add(worker);
     return run;
   }
 
   /** Stops counting a run (a request that ended, a video job seen done or expired). */
   drop(run: Run): boolean {
+    this.#changed.add(run.worker);
     return this.#loads.get(run.worker)?.runs.delete(run) ?? false;
   }
 
@@ -75,10 +80,22 @@ export class LoadBook {
   cut(run: Run, nowMs: number): Run | null {
     const l = this.#loads.get(run.worker);
     const left = run.startedMs + run.predictedMs * this.slowdown(run.worker, nowMs) - nowMs;
+    this.#changed.add(run.worker);
     if (!l?.runs.delete(run) || !(left > 0)) return null;
     const rest: Run = { worker: run.worker, startedMs: nowMs, predictedMs: left, model: run.model, batch: null };
     l.runs.add(rest);
     return rest;
+  }
+
+  /**
+   * The workers whose runs or learned costs changed since the last call
+   * (and forgets them): the planner keeps each worker's state between
+   * rounds and re-reads only these (admission/plan-board.ts).
+   */
+  takeChanged(): Set<Worker> {
+    const out = this.#changed;
+    this.#changed = new Set();
+    return out;
   }
 
   /** Runs (requests and video jobs) counted on a worker. */
@@ -90,6 +107,7 @@ export class LoadBook {
   end(run: Run, ticket: Ticket, end: RunEnd): void {
     const l = this.#loads.get(run.worker);
     l?.runs.delete(run);
+    this.#changed.add(run.worker);
     // A video create answers at once: it says nothing of the job's time (learned from polls, see VideoJobs).
     if (ticket.demand.kind === "video") return;
     const doneMs = end.doneMs ?? this.clock();
@@ -130,6 +148,25 @@ export class LoadBook {
       prevEnd = began + r.predictedMs;
     }
     return s;
+  }
+
+  /**
+   * The earliest time at which {@link slowdown} may change without a run
+   * starting or ending: when one of its runs passes its prediction
+   * (Infinity with none). Until then the planner may keep its state.
+   */
+  slowdownChangesAt(w: Worker): number {
+    const l = this.#loads.get(w);
+    if (!l) return Infinity;
+    let at = Infinity;
+    let prevEnd = 0;
+    const serial = parallelSlotsOf(w) === 1;
+    for (const r of l.runs) {
+      const began = serial ? Math.max(r.startedMs, prevEnd, l.lastDoneMs) : r.startedMs;
+      if (r.predictedMs > 0) at = Math.min(at, began + r.predictedMs);
+      prevEnd = began + r.predictedMs;
+    }
+    return at;
   }
 
   /**

@@ -1,25 +1,36 @@
 import type { Worker } from "../registry/worker.js";
-import { occupy, planDispatch, priorityKey, type PlanItem, type PlanWorker } from "../scheduler/plan.js";
+import { occupy, planBoard, type Board, type BoardItem } from "../scheduler/board-plan.js";
+import { priorityKey } from "../scheduler/plan.js";
 import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
+import { inPool, PlanBoard, type Pool } from "./plan-board.js";
+import { chooseWindow } from "./plan-window.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
 
-/** Observations of a worker (per model) before the planner packs whole queues on its estimates (see plan.ts). */
-const LEARNED_OBSERVATIONS = 3;
+/** The pool of a request not planned in a round (a group's other items, a probe). */
+const NO_WORKERS: readonly Worker[] = [];
+/** Queued requests (from the smallest) a new worker's probe looks at: one whose requests are all deeper waits for the plan. */
+const PROBE_SCAN = 512;
 /** Re-plans in one dispatch after groups were placed (each places at least one group, so few are needed). */
 const MAX_GROUP_ROUNDS = 8;
 
-/** One round's view of the queue and the workers, as scheduler/plan.ts takes it. */
+/** One round's view of the queue and the workers, as scheduler/board-plan.ts takes it. */
 interface Round {
   readonly nowMs: number;
   readonly live: Waiter[];
-  readonly items: PlanItem<Worker>[];
-  readonly state: Map<Worker, PlanWorker>;
-  /** Prompt groups not placed when the round began. */
+  readonly board: Board;
+  /** Live indices of the plan's items, in queue order. */
+  readonly at: number[];
+  readonly items: BoardItem[];
+  /** Whether the items are the whole queue (then it may be packed). */
+  readonly whole: boolean;
+  /** Prompt groups not placed when the round began (among the items). */
   readonly units: Map<PromptGroup, Waiter[]>;
+  /** Live indices below this were looked at (compacted after the round). */
+  readonly scanned: number;
 }
 
 /**
@@ -34,8 +45,14 @@ export class PlanDispatch implements DispatchStrategy {
   /** Where the plan starts looking among equally good workers; moves every round. */
   #rotation = 0;
   #scheduled = false;
+  readonly #board: PlanBoard;
+  /** Forwarded routes and video creates that may be waiting (counted at arrival, recounted by a full scan): they are not planned like the rest. */
+  #forwarded = 0;
+  #videos = 0;
 
-  constructor(private readonly ctx: DispatchContext) {}
+  constructor(private readonly ctx: DispatchContext) {
+    this.#board = new PlanBoard(ctx.registry, ctx.loads, (w) => this.freeSlots(w));
+  }
 
   /** Only forwarded routes the router does not know (LoRA...) and mesh creates: they hold no GPU slot of the plan. */
   answersAtOnce(ticket: Ticket): boolean {
@@ -49,6 +66,8 @@ export class PlanDispatch implements DispatchStrategy {
 
   /** Largest first with ageing; the request's cost on the fleet's average worker, filed under a model a worker serves (never the client's string: it may name nothing). */
   priority(ticket: Ticket): number {
+    if (holdsNoPlanSlot(ticket.demand.kind)) this.#forwarded++;
+    if (ticket.demand.kind === "video") this.#videos++;
     const model = this.ctx.candidates.registered(ticket)[0]?.capabilities.models[0] ?? "";
     return priorityKey(this.ctx.loads.costs.referenceMs(model, ticket.facts.work), this.ctx.clock(), this.ctx.ageing);
   }
@@ -67,17 +86,22 @@ export class PlanDispatch implements DispatchStrategy {
     });
   }
 
+  /**
+   * One round: the workers' state brought up to date (only what changed,
+   * plan-board.ts), the requests that can matter to the free workers
+   * (plan-window.ts), new workers probed with small requests, the plan
+   * (scheduler/board-plan.ts), then the sends.
+   */
   dispatch(depth = 0): void {
-    const { queue } = this.ctx;
-    this.#sendForwarded(queue.live());
-    const round = this.#round(queue.live().filter((w) => !w.settled));
+    const live = this.ctx.queue.live();
+    if (this.#forwarded > 0) this.#sendForwarded(live);
+    const round = this.#round(live);
     const plan = this.#probeNewWorkers(round);
-    const probed = new Set(plan.map(([i]) => i));
-    const rest = probed.size === 0 ? round.items : round.items.map((it, i) => (probed.has(i) ? { candidates: [], predictMs: it.predictMs } : it));
-    plan.push(...planDispatch(rest, round.state, round.nowMs, Infinity, this.#rotation++));
+    const planned = planBoard(round.items, round.board, round.nowMs, this.#rotation++, round.whole);
     if (this.#rotation > 1e9) this.#rotation = 0;
+    for (const [j, k] of planned) plan.push([round.at[j]!, this.#board.worker(k)]);
     const sent = plan.length === 0 ? null : this.#send(plan, round);
-    queue.keep(sent === null ? round.live : round.live.filter((_, i) => !sent.has(i)));
+    compactPrefix(live, round.scanned);
     // A group placed in this round: the rest of it may fill its worker's free slots now, not at the next event.
     if (sent !== null && depth < MAX_GROUP_ROUNDS && [...round.units.keys()].some((g) => g.worker !== null)) this.dispatch(depth + 1);
   }
@@ -115,40 +139,43 @@ export class PlanDispatch implements DispatchStrategy {
 
   /** Forwarded routes that were held (a refit) go at once: they use no GPU slot. */
   #sendForwarded(waiters: readonly Waiter[]): void {
+    let left = 0;
     for (const waiter of waiters) {
       if (waiter.settled || !holdsNoPlanSlot(waiter.ticket.demand.kind)) continue;
       const w = this.pick(waiter.ticket);
       if (w !== null) this.ctx.queue.hand(waiter, this.ctx.take(w, waiter.ticket, null));
+      else left++;
     }
+    this.#forwarded = left;
   }
 
-  /** The plan's items (queue order) and each candidate's state: when it is free, its slots, how well it is known. */
+  /** The round's items (queue order) with each one's pool and costs, on the board's state at `nowMs`. */
   #round(live: Waiter[]): Round {
-    const { candidates, loads } = this.ctx;
+    const { candidates, queue } = this.ctx;
     const nowMs = this.ctx.clock();
-    const state = new Map<Worker, PlanWorker>();
-    const slow = new Map<Worker, number>();
-    const items: PlanItem<Worker>[] = [];
-    const units = unplacedGroups(live, (t) => candidates.of(t));
-    for (const waiter of live) {
+    const board = this.#board.round(nowMs);
+    const poolOf = (w: Waiter): Pool => this.#board.pool(candidates.of(w.ticket));
+    const all = this.#videos > 0;
+    const window = chooseWindow(live, queue.queued, board, poolOf, all ? isVideo : null);
+    const waiters = window.at.map((i) => live[i]!);
+    const units = unplacedGroups(waiters, (t) => candidates.of(t));
+    const none = this.#board.pool(NO_WORKERS);
+    let videos = 0;
+    const items = waiters.map((waiter): BoardItem => {
       const group = waiter.ticket.group;
       const unit = group === undefined ? undefined : units.get(group);
       // An unplaced group is planned as one unit: its first waiter stands for the whole group, the others wait for its worker.
-      const cands = unit !== undefined && unit[0] !== waiter ? [] : candidates.of(waiter.ticket);
-      for (const w of cands) {
-        if (state.has(w)) continue;
-        const s = loads.slowdown(w, nowMs);
-        slow.set(w, s);
-        const snap = loads.snapshot(w);
-        const [busyUntilMs, ...otherSlotsMs] = loads.slotsFreeAt(w, nowMs, s);
-        state.set(w, { busyUntilMs: busyUntilMs!, otherSlotsMs, freeSlots: this.freeSlots(w), learned: snap.observations >= LEARNED_OBSERVATIONS, noise: snap.noise });
-      }
-      const works = (unit ?? [waiter]).map((m) => m.ticket.facts.work);
-      items.push({ candidates: cands, predictMs: (w) => works.reduce((sum, work) => sum + loads.predictMs(work, w), 0) * slow.get(w)! });
+      const pool = unit !== undefined && unit[0] !== waiter ? none : poolOf(waiter);
       // A held video create is sent as soon as any candidate can take it (video creates never wait for a slot).
-      if (waiter.ticket.demand.kind === "video") for (const w of cands) state.get(w)!.freeSlots = Math.max(1, state.get(w)!.freeSlots);
-    }
-    return { nowMs, live, items, state, units };
+      if (waiter.ticket.demand.kind === "video") {
+        videos++;
+        for (const k of pool.idx) board.free[k] = Math.max(1, board.free[k]!);
+      }
+      const { cost, floors } = unit === undefined ? this.#board.classCost(waiter.ticket.facts.work, pool) : this.#board.unitCost(unit.map((m) => m.ticket.facts.work), pool);
+      return { pool: pool.idx, cost, floors };
+    });
+    if (all) this.#videos = videos;
+    return { nowMs, live, board, at: window.at, items, whole: window.whole, units, scanned: window.scanned };
   }
 
   /**
@@ -156,25 +183,35 @@ export class PlanDispatch implements DispatchStrategy {
    * model) first gets the smallest request it may serve (not the only one
    * queued): its speed is
    * learned from a cheap request, instead of a large one landing on a GPU
-   * that may turn out several times slower.
+   * that may turn out several times slower. (Prompt groups are not used as
+   * probes: they are planned as units.)
    */
-  #probeNewWorkers({ nowMs, live, items, state }: Round): [number, Worker][] {
+  #probeNewWorkers({ nowMs, live, board, at, items }: Round): [number, Worker][] {
     const plan: [number, Worker][] = [];
+    const b = this.#board;
+    if (b.unobserved === 0) return plan;
     const probed = new Set<number>();
-    for (const [w, st] of state) {
-      if (st.freeSlots === 0 || this.ctx.loads.runsOn(w) > 0 || this.ctx.loads.snapshot(w).observations > 0) continue;
+    let tail = live.length - 1;
+    for (let k = 0; k < b.size; k++) {
+      if (board.free[k]! <= 0 || b.runsOn(k) > 0 || b.observed(k) > 0) continue;
+      while (tail >= 0 && (live[tail]!.settled || probed.has(tail))) tail--;
       // Never the queue's head (its largest request): through HTTP a burst arrives over several
       // event-loop turns, and a probe with the only request queued put a burst's largest on a
       // half-speed worker (2.0x; issue 20). The head goes where the plan finishes it earliest.
-      for (let i = live.length - 1; i >= 1; i--) {
-        if (probed.has(i) || !items[i]!.candidates.includes(w)) continue;
+      for (let i = tail; i >= Math.max(1, tail - PROBE_SCAN); i--) {
+        const waiter = live[i]!;
+        if (waiter.settled || probed.has(i) || waiter.ticket.group !== undefined) continue;
+        const pool = b.pool(this.ctx.candidates.of(waiter.ticket));
+        if (!inPool(pool, k)) continue;
         probed.add(i);
-        plan.push([i, w]);
-        st.freeSlots--;
-        occupy(st, Math.max(st.busyUntilMs, nowMs) + items[i]!.predictMs(w));
+        plan.push([i, b.worker(k)]);
+        board.free[k]!--;
+        occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!);
         break;
       }
     }
+    // A probed request is not planned again in this round.
+    if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
     return plan;
   }
 
@@ -196,7 +233,7 @@ export class PlanDispatch implements DispatchStrategy {
       for (let j = 0; room > 0 && batchKey !== null && j < live.length && members.length <= room; j++) {
         const other = live[j]!;
         // Never another group's item: it would be split from its group.
-        if (sent.has(j) || other.ticket.facts.batchKey !== batchKey || other.ticket.group !== first.ticket.group || !candidates.of(other.ticket).includes(worker)) continue;
+        if (sent.has(j) || other.settled || other.ticket.facts.batchKey !== batchKey || other.ticket.group !== first.ticket.group || !candidates.of(other.ticket).includes(worker)) continue;
         members.push(other);
         sent.add(j);
       }
@@ -205,6 +242,11 @@ export class PlanDispatch implements DispatchStrategy {
     }
     return sent;
   }
+}
+
+/** A video create (never waits for a free slot: see #round). */
+function isVideo(w: Waiter): boolean {
+  return w.ticket.demand.kind === "video";
 }
 
 /**
@@ -225,4 +267,12 @@ function unplacedGroups(live: readonly Waiter[], candidates: (t: Ticket) => read
     else unit.push(waiter);
   }
   return units;
+}
+
+/** Drops the answered waiters among the first `end` of the queue's array, in place (the rest go when the queue compacts). */
+function compactPrefix(live: Waiter[], end: number): void {
+  let k = 0;
+  const n = Math.min(end, live.length);
+  for (let i = 0; i < n; i++) if (!live[i]!.settled) live[k++] = live[i]!;
+  if (k < n) live.splice(k, n - k);
 }

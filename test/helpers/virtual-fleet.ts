@@ -3,8 +3,11 @@
  * real admission (scheduler, cost model, planner) with a fake clock: each
  * worker runs what it is sent one request at a time in arrival order (as
  * SGLang's one scheduler does), for a service time from the worker's own
- * cost formula. Deterministic, so scheduling quality can be asserted without
- * wall-clock noise; the process benchmark (bench/schedule.mjs) measures the
+ * cost formula. The router's own work is charged in virtual time as the CPU
+ * it measurably spent (process.cpuUsage around admission's handling of each
+ * event, serially: see VirtualFleetOptions.routerCpu), so quality at a
+ * thousand workers counts the planner's cost; everything else is
+ * deterministic. The process benchmark (bench/schedule.mjs) measures the
  * same thing through real sockets.
  */
 import { createAdmission, type Admission, type SchedulingMode, type Ticket } from "../../src/admission/admission.js";
@@ -88,6 +91,31 @@ export function boundMs(gpus: readonly VirtualGpu[], jobs: readonly Job[]): numb
   return Math.max(onB / B.speed, largest);
 }
 
+export interface VirtualFleetOptions {
+  maxConcurrencyPerWorker?: number;
+  /**
+   * What the router's own work on an event costs in virtual time: "measured"
+   * (default) charges the process CPU time (process.cpuUsage) that admission
+   * and the planner spent on it, serially (one router thread: a completion
+   * the router learns of while it still plans the previous one waits); a
+   * number charges that many ms per event instead (deterministic).
+   */
+  routerCpu?: "measured" | number;
+  /** Arrivals handled per event-loop turn (a burst's requests come over many sockets); default: all in one. */
+  arrivalsPerTurn?: number;
+}
+
+/** Time (ms) between a worker's answer and the router seeing it (network, not the router's CPU: events overlap in it). */
+const NOTIFY_MS = 0.5;
+
+/** A pending completion. */
+interface Completion {
+  at: number;
+  worker: Worker;
+  ticket: Ticket;
+  done: () => void;
+}
+
 export class VirtualFleet {
   nowMs = 0;
   readonly registry = new Registry();
@@ -95,22 +123,33 @@ export class VirtualFleet {
   readonly gpus = new Map<Worker, VirtualGpu & { slotFreeMs: number[] }>();
   /** Most generations each worker was sent and had not answered, at once. */
   readonly peakConcurrency = new Map<Worker, number>();
-  /** Pending completions, in no order. */
-  private readonly running: { at: number; worker: Worker; ticket: Ticket; done: () => void }[] = [];
+  /** Router CPU (µs) spent on each completion (release and the plan it ran), in order. */
+  readonly completionCpuUs: number[] = [];
+  /** Router CPU (µs) spent on arrivals (queueing, the burst's first plans). */
+  arrivalCpuUs = 0;
+  /** Pending completions: a binary min-heap on `at`. */
+  private readonly running: Completion[] = [];
+  private readonly inFlight = new Map<Worker, number>();
+  /** When the router's one thread is done with what it was doing. */
+  private routerFreeMs = 0;
+  private readonly routerCpu: "measured" | number;
+  private readonly arrivalsPerTurn: number;
 
-  constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: { maxConcurrencyPerWorker?: number } = {}) {
+  constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: VirtualFleetOptions = {}) {
     gpus.forEach((g, i) => {
       const model = g.model ?? "Qwen/Qwen-Image";
       const slots = g.slots ?? 1;
-      const { worker } = this.registry.add(`http://10.0.0.${i + 1}:8000`, { capabilities: { taskType: g.taskType ?? "T2I", videoSupport: false, models: [model], ...(slots > 1 ? { parallelSlots: slots } : {}) } });
+      const { worker } = this.registry.add(`http://10.${(i >> 16) & 255}.${(i >> 8) & 255}.${(i & 255) + 1}:8000`, { capabilities: { taskType: g.taskType ?? "T2I", videoSupport: false, models: [model], ...(slots > 1 ? { parallelSlots: slots } : {}) } });
       this.gpus.set(worker, { ...g, slotFreeMs: new Array<number>(slots).fill(0) });
     });
+    this.routerCpu = options.routerCpu ?? "measured";
+    this.arrivalsPerTurn = options.arrivalsPerTurn ?? Infinity;
     this.admission = createAdmission({
       registry: this.registry,
       policy: createLeastRequestPolicy(),
       mode,
       maxConcurrencyPerWorker: options.maxConcurrencyPerWorker ?? 0,
-      queueSize: 100_000,
+      queueSize: 1_000_000,
       queueTimeoutMs: 2 ** 31 - 1,
       clock: () => this.nowMs,
     });
@@ -122,47 +161,101 @@ export class VirtualFleet {
     const served = new Map<Worker, number>();
     let left = jobs.length;
     let lastEnd = start;
+    const done = () => {
+      left--;
+      lastEnd = this.nowMs;
+    };
+    const arrivalCpu = this.#cpuStart();
+    let turn = 0;
     for (const job of jobs) {
       const kind = job.kind ?? "image";
       const facts = readRequestFacts(kind, job.body, null);
       const ticket: Ticket = { demand: { kind, model: facts.model }, facts, exclude: null, run: null, weightVersion: null };
       const onWorker = (w: Worker) => {
         served.set(w, (served.get(w) ?? 0) + 1);
-        const gpu = this.gpus.get(w)!;
-        // Each slot runs its requests one at a time in arrival order; a request takes the slot free first.
-        const lanes = gpu.slotFreeMs;
-        const lane = lanes.indexOf(Math.min(...lanes));
-        const begin = Math.max(this.nowMs, lanes[lane]!);
-        lanes[lane] = begin + serviceMs(gpu, job.body);
-        const inFlight = this.running.filter((r) => r.worker === w).length + 1;
-        this.peakConcurrency.set(w, Math.max(this.peakConcurrency.get(w) ?? 0, inFlight));
-        this.running.push({
-          at: lanes[lane]!,
-          worker: w,
-          ticket,
-          done: () => {
-            left--;
-            lastEnd = this.nowMs;
-          },
-        });
+        this.#start(w, ticket, job, done);
       };
       const w = this.admission.tryAcquire(ticket);
       if (w !== null) onWorker(w);
       else void this.admission.wait(ticket, null).then(onWorker);
+      if (++turn % this.arrivalsPerTurn === 0) await flush();
     }
     await flush();
+    this.arrivalCpuUs += this.#charge(arrivalCpu);
     while (left > 0) {
-      if (this.running.length === 0) throw new Error(`${left} jobs never dispatched`);
-      this.running.sort((a, b) => a.at - b.at);
-      const next = this.running.shift()!;
-      this.nowMs = Math.max(this.nowMs, next.at);
-      // The router learns of the end a little after it (network): 1 ms.
-      this.nowMs += 1;
+      const next = this.#popCompletion();
+      if (next === undefined) throw new Error(`${left} jobs never dispatched`);
+      // The router sees the answer a little after it, and no earlier than it is done with the previous event.
+      this.nowMs = Math.max(this.nowMs, next.at + NOTIFY_MS, this.routerFreeMs);
+      this.inFlight.set(next.worker, this.inFlight.get(next.worker)! - 1);
+      const cpu = this.#cpuStart();
       this.admission.release(next.worker, next.ticket, { ok: true, doneMs: next.at });
+      this.completionCpuUs.push(this.#charge(cpu));
       next.done();
       await flush();
     }
     return { makespanMs: lastEnd - start, served };
+  }
+
+  /** A request starts on its worker: each slot runs its requests one at a time in arrival order; a request takes the slot free first. */
+  #start(w: Worker, ticket: Ticket, job: Job, done: () => void): void {
+    const gpu = this.gpus.get(w)!;
+    const lanes = gpu.slotFreeMs;
+    let lane = 0;
+    for (let i = 1; i < lanes.length; i++) if (lanes[i]! < lanes[lane]!) lane = i;
+    const begin = Math.max(this.nowMs, lanes[lane]!);
+    lanes[lane] = begin + serviceMs(gpu, job.body);
+    const inFlight = (this.inFlight.get(w) ?? 0) + 1;
+    this.inFlight.set(w, inFlight);
+    this.peakConcurrency.set(w, Math.max(this.peakConcurrency.get(w) ?? 0, inFlight));
+    this.#pushCompletion({ at: lanes[lane]!, worker: w, ticket, done });
+  }
+
+  #cpuStart(): NodeJS.CpuUsage | null {
+    return this.routerCpu === "measured" ? process.cpuUsage() : null;
+  }
+
+  /** Charges the router's work since `from` to virtual time (the router is busy for it); returns its CPU µs. */
+  #charge(from: NodeJS.CpuUsage | null): number {
+    let us: number;
+    if (from === null) us = (this.routerCpu as number) * 1000;
+    else {
+      const d = process.cpuUsage(from);
+      us = d.user + d.system;
+    }
+    this.nowMs += us / 1000;
+    this.routerFreeMs = this.nowMs;
+    return us;
+  }
+
+  #pushCompletion(c: Completion): void {
+    const h = this.running;
+    h.push(c);
+    for (let i = h.length - 1; i > 0; ) {
+      const p = (i - 1) >> 1;
+      if (h[p]!.at <= h[i]!.at) break;
+      [h[p], h[i]] = [h[i]!, h[p]!];
+      i = p;
+    }
+  }
+
+  #popCompletion(): Completion | undefined {
+    const h = this.running;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length === 0 || last === undefined) return top;
+    h[0] = last;
+    for (let i = 0; ; ) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && h[l]!.at < h[m]!.at) m = l;
+      if (r < h.length && h[r]!.at < h[m]!.at) m = r;
+      if (m === i) break;
+      [h[m], h[i]] = [h[i]!, h[m]!];
+      i = m;
+    }
+    return top;
   }
 }
 

@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+// `npm run bench:scale`: the planner's cost and quality as the fleet grows
+// (issue 25). See docs/benchmarks.md ("Scale") for what each number means.
+//
+//   node bench/scale.mjs [--sizes 8,64,256,1024,4096] [--bursts 3] [--process-workers 96]
+//        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR]
+//
+// --profile: each size's child runs under node --cpu-prof; the top functions
+// by self time are printed (bench/results/scale-profiles/). --source DIR:
+// bundle the virtual fleet from another checkout's src/ and test/helpers/
+// (e.g. `git archive main src test | tar -x -C /tmp/base`), to profile or
+// compare the planner before a change.
+//
+// Virtual part: for each size, a child process runs the virtual fleet
+// (test/helpers/virtual-fleet.ts, bundled with esbuild: the router's real
+// admission, cost model and planner, a virtual clock; 3/4 of the workers at
+// speed 1, 1/4 at 0.5) through `--bursts` bursts of 8 requests per worker
+// (the first is the warm-up) and reports the router's CPU per request, the
+// event-loop delay, memory and makespan / bound. The router's CPU is
+// process.cpuUsage() around admission's handling of each event; the harness
+// charges it to virtual time, serially.
+// Process part: the built router (dist/src/cli.js) and N simulated workers
+// (dist/src/sim/cli.js) as processes, bursts over real sockets.
+// Writes bench/results/scale-latest.{json,md}.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { repoRoot } from "./lib/env.mjs";
+
+const argv = process.argv.slice(2);
+const option = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : dflt;
+};
+const flag = (name) => argv.includes(name);
+const resultsDir = path.join(repoRoot, "bench", "results");
+const bundle = path.join(resultsDir, "scale-virtual-fleet.mjs");
+const sourceRoot = path.resolve(option("--source", repoRoot));
+const profileDir = path.join(resultsDir, "scale-profiles");
+const bursts = Number(option("--bursts", 3));
+/**
+ * Virtual GPUs run this many times slower than the simulated worker's
+ * formula (1024x1024, 50 steps: 402 ms at speed 1), so a job takes what it
+ * takes on a real GPU (seconds; the issue's fleet finishes a request every
+ * ~5 s per worker). The router's measured CPU is charged as it is, so this
+ * sets how many completions per second the router must keep up with.
+ */
+const gpuScale = Number(option("--gpu-scale", 20));
+
+/** Per-size child: runs the virtual fleet and prints one JSON line. */
+async function virtualChild(size) {
+  const { VirtualFleet, boundMs, mixedBurst, rng } = await import(pathToFileURL(bundle).href);
+  const gpus = Array.from({ length: size }, (_, i) => ({ speed: (i % 4 === 3 ? 0.5 : 1) / gpuScale }));
+  const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64 });
+  const random = rng(25);
+  const out = [];
+  for (let b = 0; b < bursts; b++) {
+    const jobs = mixedBurst(random, 8 * size);
+    // (A harness from before issue 25, --source, measures no router CPU: only the process figures are real then.)
+    const cpuOf = () => fleet.completionCpuUs ?? [];
+    const before = { cpu: cpuOf().length, arrival: fleet.arrivalCpuUs ?? 0, proc: process.cpuUsage() };
+    const eld = monitorEventLoopDelay({ resolution: 1 });
+    eld.enable();
+    const t0 = performance.now();
+    const { makespanMs } = await fleet.burst(jobs);
+    const wallMs = performance.now() - t0;
+    eld.disable();
+    const samples = cpuOf().slice(before.cpu);
+    const routerUs = samples.reduce((a, b) => a + b, 0) + (fleet.arrivalCpuUs ?? 0) - before.arrival;
+    const proc = process.cpuUsage(before.proc);
+    const sorted = [...samples].sort((a, b) => a - b);
+    const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] / 1000;
+    const mem = process.memoryUsage();
+    out.push({
+      burst: b,
+      requests: jobs.length,
+      ratio: makespanMs / boundMs(gpus, jobs),
+      cpuPerRequestMs: routerUs / 1000 / jobs.length,
+      completionP50Ms: q(0.5),
+      completionP99Ms: q(0.99),
+      processCpuPerRequestMs: (proc.user + proc.system) / 1000 / jobs.length,
+      eldP99Ms: eld.percentile(99) / 1e6,
+      eldMaxMs: eld.max / 1e6,
+      wallMs,
+      rssMiB: mem.rss / 2 ** 20,
+      heapMiB: mem.heapUsed / 2 ** 20,
+      maxRssMiB: process.resourceUsage().maxRSS / 1024,
+    });
+    fleet.nowMs += 1000;
+  }
+  console.log(JSON.stringify(out));
+}
+
+function bundleFleet() {
+  mkdirSync(profileDir, { recursive: true });
+  const esbuild = path.join(repoRoot, "node_modules", ".bin", "esbuild");
+  const r = spawnSync(esbuild, [path.join(sourceRoot, "test", "helpers", "virtual-fleet.ts"), "--bundle", "--platform=node", "--format=esm", "--packages=external", `--outfile=${bundle}`, "--log-level=warning"], { stdio: "inherit" });
+  if (r.status !== 0) throw new Error("esbuild failed to bundle the virtual fleet");
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+const fmt = (x, d = 3) => (Number.isFinite(x) ? x.toFixed(d) : "-");
+
+async function virtualRuns(sizes) {
+  bundleFleet();
+  const rows = [];
+  for (const size of sizes) {
+    const t0 = Date.now();
+    const prof = flag("--profile") ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=scale-${size}.cpuprofile`] : [];
+    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale)], { encoding: "utf8", maxBuffer: 1 << 26 });
+    if (r.status !== 0) throw new Error(`size ${size}: ${r.stderr}`);
+    const runs = JSON.parse(r.stdout.trim().split("\n").pop());
+    const measured = runs.slice(1);
+    const row = {
+      size,
+      requests: runs[0].requests,
+      warmupRatio: runs[0].ratio,
+      ratio: median(measured.map((x) => x.ratio)),
+      worstRatio: Math.max(...runs.map((x) => x.ratio)),
+      cpuPerRequestMs: median(measured.map((x) => x.cpuPerRequestMs)),
+      completionP50Ms: median(measured.map((x) => x.completionP50Ms)),
+      completionP99Ms: median(measured.map((x) => x.completionP99Ms)),
+      processCpuPerRequestMs: median(measured.map((x) => x.processCpuPerRequestMs)),
+      eldP99Ms: Math.max(...runs.map((x) => x.eldP99Ms)),
+      eldMaxMs: Math.max(...runs.map((x) => x.eldMaxMs)),
+      wallPerBurstS: median(measured.map((x) => x.wallMs)) / 1000,
+      maxRssMiB: Math.max(...runs.map((x) => x.maxRssMiB)),
+      heapMiB: Math.max(...runs.map((x) => x.heapMiB)),
+      runs,
+    };
+    rows.push(row);
+    if (prof.length > 0) {
+      const { summarise } = await import("./lib/cpuprofile.mjs");
+      const sum = summarise(path.join(profileDir, `scale-${size}.cpuprofile`), { top: 15 });
+      console.log(`profile of ${size} workers: ${sum.busyMs.toFixed(0)} ms busy`);
+      for (const f of sum.topSelf) console.log(`  ${String(f.pctOfBusy).padStart(5)}%  ${f.fn}`);
+    }
+    console.log(`${size} workers x ${row.requests}: ratio ${fmt(row.ratio)} (warm-up ${fmt(row.warmupRatio)}), router CPU/request ${fmt(row.cpuPerRequestMs)} ms (p50 ${fmt(row.completionP50Ms)}, p99 ${fmt(row.completionP99Ms)}), ELD p99 ${fmt(row.eldP99Ms, 1)} ms, RSS ${fmt(row.maxRssMiB, 0)} MiB, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  return rows;
+}
+
+/** The process run: N sims (3/4 at speed 1, 1/4 at 0.5, all `slowdown` times slower) behind the built router. */
+async function processRun(n, slowdown) {
+  const { routedBurst, closeClient } = await import("./lib/burst.mjs");
+  const { lowerBound, rng } = await import("./lib/fleets.mjs");
+  const { startRouter, stopRouter } = await import("./lib/router.mjs");
+  const { startSim, stopSim } = await import("./lib/sims.mjs");
+  const { freePort } = await import("./lib/nginx.mjs");
+  const { processCpuUs } = await import("./lib/cpu.mjs");
+  const model = "Qwen/Qwen-Image";
+  const workers = Array.from({ length: n }, (_, i) => ({ model, speed: (i % 4 === 3 ? 0.5 : 1) / slowdown, attention: 0, video: false, extra: [] }));
+  const sims = [];
+  let router = null;
+  const r = rng("scale");
+  const sizes = ["512x512", "768x768", "1024x1024"];
+  const out = [];
+  try {
+    // Started a few at a time: 96 node processes at once on two cores time out.
+    for (let i = 0; i < workers.length; i += 8) sims.push(...(await Promise.all(workers.slice(i, i + 8).map((w) => startSim(["--model-path", w.model, "--speed", String(w.speed), "--attention-factor", "0"], { timeoutMs: 60_000 })))));
+    const logFile = path.join(resultsDir, "scale-router.log");
+    router = await startRouter({ pinPrefix: [], port: await freePort(), workerUrls: sims.map((s) => s.url), logLevel: "warn", logFile, readyTimeoutMs: 120_000 });
+    for (let b = 0; b < bursts; b++) {
+      const jobs = Array.from({ length: 8 * n }, (_, i) => {
+        const size = sizes[Math.floor(r() * sizes.length)];
+        const steps = [30, 40][Math.floor(r() * 2)];
+        const [width, height] = size.split("x").map(Number);
+        return { kind: "image", model, body: { model, prompt: `scale ${b}.${i}`, size, num_inference_steps: steps, seed: i, response_format: "url" }, work: { width, height, steps, frames: 1, outputs: 1 } };
+      });
+      const cpu0 = processCpuUs(router.pid);
+      const res = await routedBurst(router.url, jobs);
+      const cpuUs = processCpuUs(router.pid) - cpu0;
+      const bound = lowerBound(jobs, workers);
+      out.push({ burst: b, requests: jobs.length, makespanMs: res.makespanMs, boundMs: bound, ratio: res.makespanMs / bound, errors: res.errors.length, routerCpuPerRequestMs: cpuUs / 1000 / jobs.length });
+      console.log(`process run, burst ${b}: ${jobs.length} requests, makespan ${(res.makespanMs / 1000).toFixed(2)} s, bound ${(bound / 1000).toFixed(2)} s, ratio ${fmt(res.makespanMs / bound)}, errors ${res.errors.length}, router CPU/request ${fmt(cpuUs / 1000 / jobs.length)} ms`);
+    }
+  } finally {
+    if (router !== null) await stopRouter(router);
+    await Promise.all(sims.map(stopSim));
+    await closeClient();
+  }
+  return { workers: n, slowdown, runs: out, ratio: median(out.slice(1).map((x) => x.ratio)), warmupRatio: out[0]?.ratio };
+}
+
+function markdown(result) {
+  const lines = [`Machine: ${result.machine}; ${result.date}. Virtual GPUs ${result.gpuScale}x slower than the sim's formula (speed 1: ${(402 * result.gpuScale / 1000).toFixed(1)} s for 1024x1024 at 50 steps).`, ""];
+  if (result.virtual.length > 0) {
+    lines.push("| workers x requests | router CPU / request | per completion p50 / p99 | process CPU / request (harness incl.) | event-loop delay p99 (max) | max RSS / heap | makespan / bound (warm-up; worst) | wall per burst |", "|---|---|---|---|---|---|---|---|");
+    for (const r of result.virtual) {
+      lines.push(`| ${r.size} x ${r.requests} | ${fmt(r.cpuPerRequestMs)} ms | ${fmt(r.completionP50Ms)} / ${fmt(r.completionP99Ms)} ms | ${fmt(r.processCpuPerRequestMs)} ms | ${fmt(r.eldP99Ms, 1)} (${fmt(r.eldMaxMs, 1)}) ms | ${fmt(r.maxRssMiB, 0)} / ${fmt(r.heapMiB, 0)} MiB | ${fmt(r.ratio)} (${fmt(r.warmupRatio)}; ${fmt(r.worstRatio)}) | ${fmt(r.wallPerBurstS, 1)} s |`);
+    }
+  }
+  if (result.process) {
+    const p = result.process;
+    lines.push("", `Process run: ${p.workers} simulated workers (speeds ${fmt(1 / p.slowdown, 2)} and ${fmt(0.5 / p.slowdown, 2)}), bursts of ${8 * p.workers}: makespan / bound ${p.runs.map((x) => fmt(x.ratio)).join(", ")} (first is the warm-up; median of the rest ${fmt(p.ratio)}); errors ${p.runs.map((x) => x.errors).join(", ")}; router CPU per request ${p.runs.map((x) => fmt(x.routerCpuPerRequestMs)).join(", ")} ms.`);
+  }
+  return lines.join("\n");
+}
+
+if (flag("--child")) {
+  await virtualChild(Number(option("--child", 8)));
+} else {
+  const sizes = option("--sizes", "8,64,256,1024,4096").split(",").map(Number);
+  const cpus = os.cpus();
+  const result = {
+    date: new Date().toISOString(),
+    gpuScale,
+    machine: `${cpus.length} x ${cpus[0]?.model ?? "?"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, load average ${os.loadavg().map((x) => x.toFixed(1)).join(" ")} at start`,
+    virtual: flag("--no-virtual") ? [] : await virtualRuns(sizes),
+    process: flag("--no-process") ? null : await processRun(Number(option("--process-workers", 96)), Number(option("--slowdown", 3))),
+  };
+  writeFileSync(path.join(resultsDir, "scale-latest.json"), JSON.stringify(result, null, 2));
+  writeFileSync(path.join(resultsDir, "scale-latest.md"), markdown(result) + "\n");
+  console.log("\n" + markdown(result));
+}
