@@ -54,7 +54,7 @@ const gpuScale = Number(option("--gpu-scale", 20));
 async function virtualChild(size) {
   const { VirtualFleet, boundMs, mixedBurst, rng } = await import(pathToFileURL(bundle).href);
   const gpus = Array.from({ length: size }, (_, i) => ({ speed: (i % 4 === 3 ? 0.5 : 1) / gpuScale }));
-  const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64 });
+  const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64, routerCpu: "measured" });
   const random = rng(25);
   const out = [];
   for (let b = 0; b < bursts; b++) {

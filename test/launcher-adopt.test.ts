@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { freePort } from "./helpers/ports.js";
 import { isAlive, jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
+import { retryLikeRl } from "./helpers/clients.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "sgl-adopt-"));
 const simCli = fileURLToPath(new URL("../dist/src/sim/cli.js", import.meta.url));
@@ -99,18 +100,13 @@ async function weightLoads(url: string): Promise<number> {
   return stats.requests_by_route?.["POST /update_weights_from_disk"] ?? 0;
 }
 
-/** One client request as RL frameworks send it: retried on 503 or a connection error, 1 s apart, up to 60 times. */
-async function generateRetrying(base: string): Promise<{ status: number; version: string | null }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
-      await res.arrayBuffer();
-      if (res.status !== 503 || attempt >= 60) return { status: res.status, version: res.headers.get("x-weight-version") };
-    } catch (err) {
-      if (attempt >= 60) return { status: 0, version: String(err) };
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
+/** One client request as RL frameworks send it (helpers/clients.ts). */
+function generateRetrying(base: string) {
+  return retryLikeRl(async () => {
+    const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
+    await res.arrayBuffer();
+    return { status: res.status, version: res.headers.get("x-weight-version") };
+  }, (err) => ({ status: 0, version: String(err) }));
 }
 
 /** Starts the router, waits for both workers ready, refits to `version`. */

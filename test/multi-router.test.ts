@@ -14,6 +14,7 @@ import { useEtcdRouters } from "./helpers/etcd-routers.js";
 import { jsonRequest, waitFor, type RouterProcess } from "./helpers/router.js";
 import type { SimProcess } from "./helpers/sim.js";
 import { needTools } from "./helpers/tools.js";
+import { retryLikeRl } from "./helpers/clients.js";
 
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
 const { tool, server, router, sim } = useEtcdRouters();
@@ -47,17 +48,9 @@ async function generate(base: string): Promise<Answer> {
   return { status: res.status, version: res.headers.get("x-weight-version"), weights: res.headers.get("x-sim-weights") };
 }
 
-/** One client request as RL frameworks send it: retried on 503 or a connection error, 1 s apart, up to 60 times. */
-async function generateRetrying(base: string): Promise<Answer> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const a = await generate(base);
-      if (a.status !== 503 || attempt >= 60) return a;
-    } catch (err) {
-      if (attempt >= 60) return { status: 0, version: null, weights: String(err) };
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
+/** One client request as RL frameworks send it (helpers/clients.ts). */
+function generateRetrying(base: string): Promise<Answer> {
+  return retryLikeRl(() => generate(base), (err) => ({ status: 0, version: null, weights: String(err) }));
 }
 
 /** A slow worker (about 1 s per image, one at a time) shared by A and B, and four requests of B's at it (~4 s of work). */

@@ -17,6 +17,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { requestLoops } from "./helpers/clients.js";
 
 const BASE = "Qwen/Qwen-Image";
 const NEW = "ckpt/step-1";
@@ -67,28 +68,9 @@ async function generate(base: string): Promise<Answer> {
   return { sentAtMs, status: res.status, version: res.headers.get("x-weight-version"), weights: res.headers.get("x-sim-weights"), worker, batch: `${worker} ${dispatch}`, batchSize: Number(size) };
 }
 
-/** `clients` loops of generations, each sending its next request as soon as the last answered. */
+/** `clients` loops of generations until stop() (helpers/clients.ts). */
 function load(base: string, clients: number) {
-  const answers: Answer[] = [];
-  const errors: unknown[] = [];
-  let running = true;
-  const loops = Array.from({ length: clients }, async () => {
-    while (running) {
-      try {
-        answers.push(await generate(base));
-      } catch (err) {
-        errors.push(err);
-      }
-    }
-  });
-  return {
-    answers,
-    errors,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
+  return requestLoops(() => generate(base), clients);
 }
 
 /** Every answer of each batch, by batch. */

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { holdsFor } from "./helpers/idle.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { requestLoops } from "./helpers/clients.js";
 
 /**
  * The refit protocol, end to end: a router process, simulated workers that
@@ -48,28 +49,9 @@ async function generate(base: string, body: object = smallImage): Promise<Answer
   return { sentAtMs, status: res.status, version: res.headers.get("x-weight-version"), weights: res.headers.get("x-sim-weights"), worker: res.headers.get("x-sim-worker") };
 }
 
-/** `clients` loops of generation requests until stop() is called. */
+/** `clients` loops of generations until stop() (helpers/clients.ts). */
 function load(base: string, clients: number) {
-  const answers: Answer[] = [];
-  const errors: unknown[] = [];
-  let running = true;
-  const loops = Array.from({ length: clients }, async () => {
-    while (running) {
-      try {
-        answers.push(await generate(base));
-      } catch (err) {
-        errors.push(err);
-      }
-    }
-  });
-  return {
-    answers,
-    errors,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-    },
-  };
+  return requestLoops(() => generate(base), clients);
 }
 
 async function simStats(s: SimProcess): Promise<{ weights: string; requests_total: number; requests_by_route: Record<string, number> }> {

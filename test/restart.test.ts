@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { retryLikeRl } from "./helpers/clients.js";
 
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
 const started: { stop(): Promise<unknown> }[] = [];
@@ -32,18 +33,13 @@ async function sims(n: number): Promise<SimProcess[]> {
   return list;
 }
 
-/** One client request as RL frameworks send it: retried on 503 or a connection error, 1 s apart, up to 60 times. */
-async function generateRetrying(base: string): Promise<{ status: number; version: string | null; attempts: number }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
-      await res.arrayBuffer();
-      if (res.status !== 503 || attempt >= 60) return { status: res.status, version: res.headers.get("x-weight-version"), attempts: attempt };
-    } catch (err) {
-      if (attempt >= 60) return { status: 0, version: String(err), attempts: attempt };
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
+/** One client request as RL frameworks send it (helpers/clients.ts). */
+function generateRetrying(base: string) {
+  return retryLikeRl(async () => {
+    const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
+    await res.arrayBuffer();
+    return { status: res.status, version: res.headers.get("x-weight-version") };
+  }, (err) => ({ status: 0, version: String(err) }));
 }
 
 describe("a router restarted with the same --state-file", () => {

@@ -11,6 +11,7 @@ import { useEtcdRouters } from "./helpers/etcd-routers.js";
 import { jsonRequest, runRouterCli, waitFor, type RouterProcess } from "./helpers/router.js";
 import type { SimProcess } from "./helpers/sim.js";
 import { needTools } from "./helpers/tools.js";
+import { retryLikeRl } from "./helpers/clients.js";
 
 const VIDEO_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
@@ -25,18 +26,13 @@ async function simCount(s: SimProcess, route: string): Promise<number> {
   return (await jsonRequest(`${s.url}/sim/stats`)).body.requests_by_route[route] ?? 0;
 }
 
-/** One client request as RL frameworks send it: retried on 503 or a connection error, 1 s apart, up to 60 times. */
-async function generateRetrying(base: string): Promise<{ status: number; version: string | null }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
-      await res.arrayBuffer();
-      if (res.status !== 503 || attempt >= 60) return { status: res.status, version: res.headers.get("x-weight-version") };
-    } catch (err) {
-      if (attempt >= 60) return { status: 0, version: String(err) };
-    }
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
+/** One client request as RL frameworks send it (helpers/clients.ts). */
+function generateRetrying(base: string) {
+  return retryLikeRl(async () => {
+    const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
+    await res.arrayBuffer();
+    return { status: res.status, version: res.headers.get("x-weight-version") };
+  }, (err) => ({ status: 0, version: String(err) }));
 }
 
 describe("--state-store etcd, one router", () => {

@@ -95,10 +95,12 @@ export interface VirtualFleetOptions {
   maxConcurrencyPerWorker?: number;
   /**
    * What the router's own work on an event costs in virtual time: "measured"
-   * (default) charges the process CPU time (process.cpuUsage) that admission
-   * and the planner spent on it, serially (one router thread: a completion
-   * the router learns of while it still plans the previous one waits); a
-   * number charges that many ms per event instead (deterministic).
+   * charges the process CPU time (process.cpuUsage) that admission and the
+   * planner spent on it, serially (one router thread: a completion the
+   * router learns of while it still plans the previous one waits), which is
+   * what bench:scale uses; a number charges that many ms per event instead
+   * (default 1: deterministic, so that tests do not depend on the load of
+   * the machine they run on).
    */
   routerCpu?: "measured" | number;
   /** Arrivals handled per event-loop turn (a burst's requests come over many sockets); default: all in one. */
@@ -142,7 +144,7 @@ export class VirtualFleet {
       const { worker } = this.registry.add(`http://10.${(i >> 16) & 255}.${(i >> 8) & 255}.${(i & 255) + 1}:8000`, { capabilities: { taskType: g.taskType ?? "T2I", videoSupport: false, models: [model], ...(slots > 1 ? { parallelSlots: slots } : {}) } });
       this.gpus.set(worker, { ...g, slotFreeMs: new Array<number>(slots).fill(0) });
     });
-    this.routerCpu = options.routerCpu ?? "measured";
+    this.routerCpu = options.routerCpu ?? 1;
     this.arrivalsPerTurn = options.arrivalsPerTurn ?? Infinity;
     this.admission = createAdmission({
       registry: this.registry,
