@@ -73,7 +73,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
   const operations = createOperations(admission, () => reconciler.sweep(), options.drainPeers ?? null);
   const reconciler = createReconciler({ registry, state, operations, broadcast, logger });
   const tensor = createTensorRefit({ registry, state, operations, logger, drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs });
-  const memory = createMemory({ registry, operations, reconciler, broadcast, drainTimeoutMs });
+  const memory = createMemory({ registry, operations, reconciler, state, broadcast, drainTimeoutMs });
   return {
     get version() {
       return state.version;

@@ -66,7 +66,7 @@ export function createRefitState({ registry, store, logger }: RefitStateOptions)
     persist(inProgress = null) {
       if (!store) return;
       const workers: PersistedState["workers"] = {};
-      for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint };
+      for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint, ...(w.sleeping ? { sleeping: true as const } : {}) };
       const models = state.models.size > 0 ? { models: Object.fromEntries(state.models) } : {};
       try {
         store.save({ version: state.version, refits: state.refits, last: state.last, inProgress, workers, ...models });
@@ -88,12 +88,14 @@ export function createRefitState({ registry, store, logger }: RefitStateOptions)
  * pool moves to its target; every worker is re-synced to it by replaying
  * the body, harmless on one that loaded it already); a tensor refit, which
  * the router cannot replay, leaves the version and trusts no worker until a
- * trainer updates it. Used by a restarted router (`restore`) and by a
+ * trainer updates it. An interrupted sleep just ends. Used by a restarted router (`restore`) and by a
  * router that finds another one died mid-refit (state/refit-recover.ts).
  */
 export function afterInterruptedRefit(saved: PersistedState): PersistedState {
   const p = saved.inProgress;
   if (p === null) return saved;
+  // A sleep changes no weights: the workers keep their versions (one that went to sleep unrecorded is found asleep by its first answer: health/sleep-check.ts).
+  if (p.kind === "sleep") return { ...saved, inProgress: null };
   if (p.kind === "tensor") return { ...saved, last: { kind: "tensor" }, inProgress: null, workers: {} };
   const last = { kind: "disk" as const, body: p.body };
   // refits + 1, as advance() counts it: the next default version must not repeat this label.

@@ -28,6 +28,7 @@ export async function registerStartingPool(core: Core, doors: Doors, options: Ro
       whenIdle: (ms) => admission.whenIdle(ms),
       workers: () => registry.all().map((w) => w.url),
       distrust: (url, why) => registry.weightsUnknown(url, "stale_weights", why),
+      asleep: (url) => registry.markSleeping(url),
     },
   });
   await Promise.all(options.workerUrls.map((u) => doors.control.addWorker(u)));

@@ -24,6 +24,8 @@ export interface RefitFollower {
   workers(): string[];
   /** The worker's weights are unknown (it may hold uncommitted tensors): out of rotation until updated. */
   distrust(url: string, why: string): void;
+  /** The worker was put to sleep through another router: out of rotation here until a wake (registry.markSleeping, not written back to the store). */
+  asleep(url: string): void;
 }
 
 /** What {@link followRefits} works with. */
@@ -75,7 +77,22 @@ function distrustUnlisted(state: PersistedState, follower: RefitFollower): void 
 }
 
 /**
- * Follows refits run through other routers on the same store, from a watch
+ * After a sleep through another router, the workers it put to sleep leave
+ * rotation here before the held requests are released: the worker set's
+ * own record of it (PREFIX/workers/) comes through another watch, which
+ * may deliver it a few ms later, and a request sent meanwhile would fail
+ * with "Server is sleeping".
+ */
+function sleepListed(state: PersistedState, follower: RefitFollower): void {
+  const here = new Set(follower.workers());
+  for (const [url, seen] of Object.entries(state.workers ?? {})) if (seen.sleeping === true && here.has(url)) follower.asleep(url);
+}
+
+/** What a held operation is called in logs and hold reasons. */
+const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : "refit");
+
+/**
+ * Follows refits (and sleeps) run through other routers on the same store, from a watch
  * on `PREFIX/refit` (resumed from the revision read at startup): while the
  * state says a refit is in progress, this router holds new generation
  * requests (so none is sent to a worker loading weights) and reports under
@@ -94,6 +111,7 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
 
   const ended = (state: PersistedState, why: string): void => {
     const wasTensor = held?.kind === "tensor";
+    if (held?.kind === "sleep") sleepListed(state, follower);
     trustCommitted(state, follower);
     if (wasTensor) distrustUnlisted(state, follower);
     follower.adopt(state);
@@ -108,15 +126,16 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
   const onState = (state: Stored): void => {
     if (state.by === store.self) return;
     if (state.inProgress === null) {
-      ended(state, "state store: weights committed through another router");
+      ended(state, held?.kind === "sleep" ? "state store: a memory release (sleep) through another router ended; its workers are asleep here too" : "state store: weights committed through another router");
       return;
     }
     const id = refitIdOf(state.by ?? "unknown", state.inProgress);
     if (held?.id === id) return;
     const previous = held;
-    held = { id, kind: state.inProgress.kind, unhold: follower.hold("a refit through another router") };
+    const what = whatOf(state.inProgress.kind);
+    held = { id, kind: state.inProgress.kind, unhold: follower.hold(`a ${what} through another router`) };
     previous?.unhold();
-    logger.info({ refit: id }, "state store: a refit started through another router; holding new generation requests and draining this router's own");
+    logger.info({ refit: id, kind: state.inProgress.kind }, `state store: a ${what} started through another router; holding new generation requests and draining this router's own`);
     reportDrained(presence, prefix, id, (ms) => follower.whenIdle(ms), () => held?.id ?? null).catch((err: unknown) =>
       logger.error({ err, refit: id }, "state store: could not report this router drained; the refit router will time out and change nothing"),
     );
