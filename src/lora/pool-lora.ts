@@ -1,3 +1,4 @@
+import type { SharedLora } from "../refit/state-store.js";
 import type { Worker } from "../registry/worker.js";
 
 /** The three LoRA calls a worker takes, by the router's action name. */
@@ -109,6 +110,37 @@ export class PoolLora {
   viewOf(w: Worker): LoraView | null {
     const a = this.#applied.get(w.url);
     return a !== undefined && a.epoch === w.processEpoch ? a.view : null;
+  }
+
+  /** The scopes and, per worker, the generation its current process took (for the shared state); null when no LoRA was ever set. */
+  snapshot(workers: readonly Worker[]): SharedLora | null {
+    if (this.#scopes.size === 0) return null;
+    const took: Record<string, number> = {};
+    for (const w of workers) {
+      const a = this.#applied.get(w.url);
+      if (a !== undefined && a.epoch === w.processEpoch) took[w.url] = a.generation;
+    }
+    return { scopes: [...this.#scopes.values()].map((s) => ({ ...s })), workers: took };
+  }
+
+  /**
+   * Takes the pool's LoRA as another router left it: its scopes, and the
+   * workers it saw take them (held by their current process here: the
+   * other router just called them). A worker not listed is not known to
+   * hold them; this router's own record of it is dropped. The generation
+   * counter moves past the other router's, so this router's next change is
+   * newer than every scope it took.
+   */
+  adopt(shared: SharedLora, workers: readonly Worker[]): void {
+    this.#scopes.clear();
+    for (const s of shared.scopes) this.#scopes.set(s.model ?? "", { ...s });
+    for (const s of shared.scopes) this.#generation = Math.max(this.#generation, s.generation);
+    for (const w of workers) {
+      const want = this.desiredFor(w);
+      const g = shared.workers[w.url];
+      if (want !== null && g === want.generation) this.took(w, w.processEpoch, want);
+      else this.#applied.delete(w.url);
+    }
   }
 
   /** The pool's scopes for answers: `{model, nickname, merged}` each. */

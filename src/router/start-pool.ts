@@ -23,6 +23,7 @@ export async function registerStartingPool(core: Core, doors: Doors, options: Ro
     follower: {
       hold: (reason, giveUp) => admission.hold(reason, giveUp),
       adopt: (s) => refit.adopt(s),
+      adoptLora: (shared) => core.lora.adopt(shared),
       fingerprintOf: (url) => registry.get(url)?.capabilities.instanceFingerprint,
       loaded: (url, version) => registry.weightsLoaded(url, version),
       whenIdle: (ms) => admission.whenIdle(ms),

@@ -114,7 +114,7 @@ export function weightRoutes(state: SimState): Route[] {
   function memory(asleep: boolean, already: string, done: string) {
     const name = `POST /${asleep ? "release" : "resume"}_memory_occupation`;
     return async (ctx: RouteContext): Promise<void> => {
-      state.stats.memoryCallArrived(name);
+      state.stats.controlCallArrived(name);
       await discardBody(ctx.req, state.stats);
       const body = await exclusive(async () => {
         if (state.sleeping === asleep) return { success: true, sleeping: asleep, message: already };

@@ -14,6 +14,8 @@ export interface RefitFollower {
   hold(reason: string, giveUp?: GiveUp): () => void;
   /** Takes the committed state (refit coordinator's adopt). */
   adopt(state: PersistedState): void;
+  /** Takes the pool's LoRA as the state carries it (absent: never set; the LoRA pool's adopt). */
+  adoptLora(shared: PersistedState["lora"]): void;
   /** The worker's process as this router identified it (model-card fingerprint), or null when not yet. */
   fingerprintOf(url: string): string | null | undefined;
   /** Records that a worker holds a version (registry.weightsLoaded). */
@@ -89,7 +91,7 @@ function sleepListed(state: PersistedState, follower: RefitFollower): void {
 }
 
 /** What a held operation is called in logs and hold reasons. */
-const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : "refit");
+const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : kind === "lora" ? "LoRA change" : "refit");
 
 /**
  * Follows refits (and sleeps) run through other routers on the same store, from a watch
@@ -115,6 +117,8 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     trustCommitted(state, follower);
     if (wasTensor) distrustUnlisted(state, follower);
     follower.adopt(state);
+    // Before the held requests go: they must carry the adapter the other router just set.
+    follower.adoptLora(state.lora);
     logger.info({ version: state.version }, why);
     held?.unhold();
     held = null;
@@ -126,7 +130,8 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
   const onState = (state: Stored): void => {
     if (state.by === store.self) return;
     if (state.inProgress === null) {
-      ended(state, held?.kind === "sleep" ? "state store: a memory release (sleep) through another router ended; its workers are asleep here too" : "state store: weights committed through another router");
+      const why = { sleep: "state store: a memory release (sleep) through another router ended; its workers are asleep here too", lora: "state store: a LoRA change through another router ended; this router takes the pool's LoRA" }[held?.kind ?? ""];
+      ended(state, why ?? "state store: weights committed through another router");
       return;
     }
     const id = refitIdOf(state.by ?? "unknown", state.inProgress);
