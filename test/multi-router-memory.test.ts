@@ -52,12 +52,13 @@ async function generateLora(base: string): Promise<{ status: number; lora: strin
 }
 
 /** Two routers on one fresh prefix (least-request: every request goes to the worker at once), sharing `worker`, healthy in both. */
-async function twoRouters(worker: SimProcess): Promise<[RouterProcess, RouterProcess]> {
-  const args = ["--state-store", server().storeUrl(), "--routing-algorithm", "least-request"];
+async function twoRouters(worker: SimProcess): Promise<[RouterProcess, RouterProcess, string]> {
+  const store = server().storeUrl();
+  const args = ["--state-store", store, "--routing-algorithm", "least-request"];
   const [a, b] = await Promise.all([router(args), router(args)]);
   expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: worker.url } })).status).toBe(200);
   await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { url: string; state: string }[]).some((w) => w.url === worker.url && w.state === "healthy"), 5_000, "the worker healthy in B");
-  return [a, b];
+  return [a, b, store];
 }
 
 const sleepingIn = async (r: RouterProcess): Promise<boolean[]> => ((await jsonRequest(`${r.url}/workers`)).body.workers as { is_sleeping: boolean }[]).map((w) => w.is_sleeping);
@@ -121,7 +122,7 @@ describe("several routers on etcd: LoRA changes", () => {
   it("a set_lora through A waits for B's requests in flight (they end on no adapter before the call reaches the worker), later ones carry the new adapter, and B answers with the pool's LoRA; an unmerge through A reaches B's view too", async (ctx) => {
     needTools(ctx, tool);
     const w = await sim(["--speed", "0.002"]);
-    const [a, b] = await twoRouters(w);
+    const [a, b, store] = await twoRouters(w);
     const early = Array.from({ length: 4 }, () => generateLora(b.url));
     await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
 
@@ -145,5 +146,12 @@ describe("several routers on etcd: LoRA changes", () => {
     const s = await statsOf(w);
     expect(s.control_calls.map((c) => c.route)).toEqual(["POST /v1/set_lora", "POST /v1/unmerge_lora_weights"]);
     expect(await generateLora(b.url)).toEqual({ status: 200, lora: "style" });
+
+    // A router that starts on the store afterwards answers with the pool's LoRA too, and replays nothing.
+    const c = await router(["--state-store", store, "--routing-algorithm", "least-request"]);
+    await waitFor(async () => ((await jsonRequest(`${c.url}/workers`)).body.workers as { state: string }[]).some((x) => x.state === "healthy"), 5_000, "the worker healthy in C");
+    expect((await jsonRequest(`${c.url}/v1/list_loras`)).body.pool).toEqual([{ model: null, nickname: "style", merged: false }]);
+    expect(await generateLora(c.url)).toEqual({ status: 200, lora: "style" });
+    expect((await statsOf(w)).control_calls).toHaveLength(2);
   }, 60_000);
 });
