@@ -116,10 +116,17 @@ export function createLoraPool(options: LoraPoolOptions) {
       return state.snapshot(registry.all());
     },
 
-    /** Another router changed the pool's LoRA (seen in the shared state): take its scopes and who took them. */
-    adopt(shared: SharedLora | undefined): void {
+    /**
+     * The pool's LoRA from the state: another router changed it (`trustListed`:
+     * the workers it lists took it from that router just now), or this router
+     * restarted on its state file (not trusted: a worker may have restarted
+     * meanwhile unseen, so each is replayed before it takes traffic; no other
+     * router serves it meanwhile).
+     */
+    adopt(shared: SharedLora | undefined, trustListed = true): void {
       if (shared === undefined || running !== null) return;
-      state.adopt(shared, registry.all());
+      state.adopt(trustListed ? shared : { ...shared, workers: {} }, registry.all());
+      if (!trustListed) resync.sweep();
     },
   };
 }

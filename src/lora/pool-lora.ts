@@ -53,6 +53,8 @@ export class PoolLora {
   /** "" = every worker; otherwise a model id. */
   readonly #scopes = new Map<string, LoraScope>();
   readonly #applied = new Map<string, Applied>();
+  /** Workers the adopted state lists as holding a scope generation, not yet seen here (see {@link joined}). */
+  readonly #listed = new Map<string, number>();
   #generation = 0;
 
   /** The scope a worker should hold, or null when the pool never set a LoRA for it. */
@@ -104,6 +106,7 @@ export class PoolLora {
 
   forget(url: string): void {
     this.#applied.delete(url);
+    this.#listed.delete(url);
   }
 
   /** What `/workers` shows: the LoRA the worker holds as far as the router knows (null: none, or its process restarted). */
@@ -135,12 +138,26 @@ export class PoolLora {
     this.#scopes.clear();
     for (const s of shared.scopes) this.#scopes.set(s.model ?? "", { ...s });
     for (const s of shared.scopes) this.#generation = Math.max(this.#generation, s.generation);
+    this.#listed.clear();
+    for (const [url, g] of Object.entries(shared.workers)) this.#listed.set(url, g);
     for (const w of workers) {
-      const want = this.desiredFor(w);
-      const g = shared.workers[w.url];
-      if (want !== null && g === want.generation) this.took(w, w.processEpoch, want);
-      else this.#applied.delete(w.url);
+      this.#applied.delete(w.url);
+      this.joined(w);
     }
+  }
+
+  /**
+   * A worker the adopted state lists, seen here for the first time since (a
+   * router starting on a shared store registers the pool after it read the
+   * state): it holds what the state says, as a worker registered at the
+   * adoption does. Called by the re-sync before it judges a worker.
+   */
+  joined(w: Worker): void {
+    const g = this.#listed.get(w.url);
+    if (g === undefined) return;
+    this.#listed.delete(w.url);
+    const want = this.desiredFor(w);
+    if (want !== null && g === want.generation) this.took(w, w.processEpoch, want);
   }
 
   /** The pool's scopes for answers: `{model, nickname, merged}` each. */

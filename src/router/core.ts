@@ -87,6 +87,8 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   // A LoRA change is the pool's operation "lora" while it runs: not another operation it must wait for.
   const lora = createLoraPool({ registry, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitOperation: () => (op() === null || op() === "lora" ? null : (refitKinds[op()!] ?? op())), operation: (ms, run) => lockedRefit.loraChange(ms, run), weightVersion: () => refit.version, sweep: () => refit.sweep() });
   refit.shareLora(() => lora.snapshot());
+  // The pool's LoRA as the state left it, before any worker registers: on etcd another router set it (the workers it lists are trusted, as the routers serving them do); after a restart on the file each worker is replayed before traffic.
+  lora.adopt(state.refit?.load()?.lora, state.kind === "etcd");
   const builtMetrics = createMetrics({ registry, admission, weightVersion: () => refit.version, failedManaged: () => managed.failed() });
   metrics = builtMetrics;
   outliers = createOutlierDetector({

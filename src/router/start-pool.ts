@@ -32,7 +32,5 @@ export async function registerStartingPool(core: Core, doors: Doors, options: Ro
       asleep: (url) => registry.markSleeping(url),
     },
   });
-  // The pool's LoRA as the state left it (a restart, or another router on the store set it): the workers it lists as holding it are trusted like their weights, until their process changes.
-  core.lora.adopt(core.state.refit?.load()?.lora);
   await Promise.all(options.workerUrls.map((u) => doors.control.addWorker(u)));
 }

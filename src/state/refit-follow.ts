@@ -94,7 +94,7 @@ function sleepListed(state: PersistedState, follower: RefitFollower): void {
 const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : kind === "lora" ? "LoRA change" : "refit");
 
 /**
- * Follows refits (and sleeps) run through other routers on the same store, from a watch
+ * Follows refits (and sleeps, LoRA changes) run through other routers on the same store, from a watch
  * on `PREFIX/refit` (resumed from the revision read at startup): while the
  * state says a refit is in progress, this router holds new generation
  * requests (so none is sent to a worker loading weights) and reports under
