@@ -100,8 +100,8 @@ export function createLoraPool(options: LoraPoolOptions) {
             const failure = settle(kind, model, raw, json, results);
             return { kind, model, results, failure, pool: state.describe() };
           } finally {
-            running = null;
             // Workers that joined meanwhile are brought to the new LoRA before the held requests go (the operation's end releases them).
+            running = null;
             resync.sweep();
             options.sweep();
           }
@@ -112,17 +112,9 @@ export function createLoraPool(options: LoraPoolOptions) {
     },
 
     /** What the refit state carries of the pool's LoRA (null: never set). */
-    snapshot(): SharedLora | null {
-      return state.snapshot(registry.all());
-    },
+    snapshot: (): SharedLora | null => state.snapshot(registry.all()),
 
-    /**
-     * The pool's LoRA from the state: another router changed it (`trustListed`:
-     * the workers it lists took it from that router just now), or this router
-     * restarted on its state file (not trusted: a worker may have restarted
-     * meanwhile unseen, so each is replayed before it takes traffic; no other
-     * router serves it meanwhile).
-     */
+    /** The pool's LoRA from the state; `trustListed` false (a restart on the file, where a worker may have restarted unseen): every worker is replayed. */
     adopt(shared: SharedLora | undefined, trustListed = true): void {
       if (shared === undefined || running !== null) return;
       state.adopt(trustListed ? shared : { ...shared, workers: {} }, registry.all());
