@@ -1,4 +1,8 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { freePort } from "./helpers/ports.js";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
@@ -206,4 +210,27 @@ describe("LoRA over the pool", () => {
     expect(active).toEqual([{ nickname: "style", path: "loras/style", merged: true, strength: 0.7 }]);
     expect((await workers(r)).find((w) => w.url === b.url)).toMatchObject({ state: "healthy", lora: { nickname: "style", merged: true } });
   });
+
+  it("a router SIGKILLed and restarted with the same --state-file answers with the pool's LoRA and replays it (set_lora, then the unmerge) to the worker before its generations", async () => {
+    const w = await sim();
+    const stateFile = join(mkdtempSync(join(tmpdir(), "sgl-lora-restart-")), "state.json");
+    const args = ["--port", String(await freePort()), "--state-file", stateFile, "--worker-urls", w.url];
+    const first = await router(args);
+    expect((await post(first, "/v1/set_lora", { lora_nickname: "style", lora_path: "/loras/style" })).status).toBe(200);
+    expect((await post(first, "/v1/unmerge_lora_weights", {})).status).toBe(200);
+    first.proc.kill("SIGKILL");
+    await new Promise((res) => (first.proc.exitCode !== null || first.proc.signalCode !== null ? res(null) : first.proc.once("exit", res)));
+    const second = await router(args);
+    expect((await jsonRequest(`${second.url}/v1/list_loras`, { headers: auth })).body.pool).toEqual([{ model: null, nickname: "style", merged: false }]);
+    const answer = await waitFor(async () => {
+      const a = await generate(second.url);
+      return a.status === 200 ? a : undefined;
+    }, 10_000, "a generation through the restarted router");
+    expect(answer.lora).toBe("style");
+    // The restarted router could not know the worker kept its adapter: it replayed both calls, in order.
+    const calls = ((await jsonRequest(`${w.url}/sim/stats`)).body.control_calls as { route: string }[]).map((c) => c.route);
+    expect(calls).toEqual(["POST /v1/set_lora", "POST /v1/unmerge_lora_weights", "POST /v1/set_lora", "POST /v1/unmerge_lora_weights"]);
+    expect(await simLora(w)).toEqual([{ nickname: "style", merged: false }]);
+    expect((await workers(second))[0].lora).toEqual({ nickname: "style", merged: false });
+  }, 30_000);
 });

@@ -76,6 +76,9 @@ export function auditedRefit(refit: RefitCoordinator, audit: Audit): RefitCoordi
     },
     status: () => refit.status(),
     sweep: () => refit.sweep(),
+    // The LoRA change is audited as lora.* by lora/audited-lora.ts.
+    loraChange: (ms, run) => refit.loraChange(ms, run),
+    shareLora: (snapshot) => refit.shareLora(snapshot),
     updateWeightsFromDisk(command: DiskRefitCommand) {
       return audit.run("refit.from_disk", { ...scalarArgs(command.body), drain_timeout_s: seconds(command.drainTimeoutMs) }, () => refit.updateWeightsFromDisk(command), fromDiskRefit);
     },

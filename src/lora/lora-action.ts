@@ -1,6 +1,7 @@
 import type { WorkerAnswer } from "../admin/broadcast.js";
 import type { Control } from "../admin/control.js";
-import type { Admission } from "../admission/admission.js";
+import type { LoraOperation } from "../refit/announced.js";
+import type { SharedLora } from "../refit/state-store.js";
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
 import type { Registry } from "../registry/registry.js";
@@ -9,13 +10,14 @@ import { createLoraResync, loraMessage, loraOk } from "./lora-resync.js";
 
 export interface LoraPoolOptions {
   registry: Registry;
-  admission: Admission;
   control: Control;
   logger: Logger;
   /** Default time to wait for in-flight generation before the change (the refit's --drain-timeout). */
   drainTimeoutMs: number;
-  /** The refit or sleep running now (null: none): a LoRA change waits for none, it is refused. */
+  /** The refit or sleep running now (null: none, or this LoRA change): a LoRA change waits for none, it is refused. */
   refitOperation: () => string | null;
+  /** Runs the change as the pool's operation: hold, drain (every router on a shared store), announced (refit/announced.ts), under the refit lock with etcd. */
+  operation: LoraOperation;
   weightVersion: () => string;
   /** The refit coordinator's re-check of every worker. */
   sweep: () => void;
@@ -34,23 +36,24 @@ export interface LoraChangeResult {
 
 /**
  * LoRA as a control action over the pool, like a disk refit: new generation
- * requests are held, the ones in flight drain, every worker (of the named
- * model) gets the call, and only then are requests released, so no answer
- * comes from a pool serving two adapters. A worker that failed leaves
+ * requests are held, the ones in flight drain (on every router of a shared
+ * store), every worker (of the named model) gets the call, and only then
+ * are requests released, so no answer comes from a pool serving two
+ * adapters. Its state goes with the refit state, so another router answers
+ * with it ({@link LoraPool.adopt}). A worker that failed leaves
  * rotation until a replay brings it to the pool's LoRA (lora-resync.ts).
  */
 export function createLoraPool(options: LoraPoolOptions) {
-  const { registry, admission, control, logger } = options;
+  const { registry, control, logger } = options;
   const state = new PoolLora();
   let running: { kind: LoraKind; startedAtMs: number } | null = null;
   const resync = createLoraResync({ registry, control, logger, state, weightVersion: options.weightVersion, sweep: options.sweep, busy: () => running !== null || options.refitOperation() !== null });
 
-  function begin(kind: LoraKind): () => void {
+  function begin(kind: LoraKind): void {
     const other = options.refitOperation();
     if (other !== null) throw new RouterError("refit_in_progress", `a ${other} is in progress; retry the LoRA change when it ends`);
     if (running) throw new RouterError("refit_in_progress", `a LoRA ${running.kind} is in progress (started ${Math.round((Date.now() - running.startedAtMs) / 1000)} s ago); retry when it ends`);
     running = { kind, startedAtMs: Date.now() };
-    return admission.hold("lora");
   }
 
   function targetsOf(model: string | null) {
@@ -89,21 +92,33 @@ export function createLoraPool(options: LoraPoolOptions) {
     /** One LoRA call to the pool: hold, drain, send to every worker (of `model`), record, release. */
     async change(kind: LoraKind, raw: Buffer, json: Record<string, unknown>, drainTimeoutMs = options.drainTimeoutMs): Promise<LoraChangeResult> {
       const model = typeof json.model === "string" && json.model !== "" ? json.model : null;
-      const unhold = begin(kind);
+      begin(kind);
       try {
-        if (!(await admission.whenIdle(drainTimeoutMs))) {
-          throw new RouterError("drain_timeout", `${admission.inFlight} generation request(s) still in flight after ${Math.round(drainTimeoutMs / 1000)} s: nothing was changed (raise drain_timeout_s or --drain-timeout)`, { details: { in_flight: admission.inFlight } });
-        }
-        const results = await control.broadcast(loraCalls[kind], raw, targetsOf(model));
-        const failure = settle(kind, model, raw, json, results);
-        return { kind, model, results, failure, pool: state.describe() };
+        return await options.operation(drainTimeoutMs, async () => {
+          try {
+            const results = await control.broadcast(loraCalls[kind], raw, targetsOf(model));
+            const failure = settle(kind, model, raw, json, results);
+            return { kind, model, results, failure, pool: state.describe() };
+          } finally {
+            // Workers that joined meanwhile are brought to the new LoRA before the held requests go (the operation's end releases them).
+            running = null;
+            resync.sweep();
+            options.sweep();
+          }
+        });
       } finally {
         running = null;
-        // Workers that joined meanwhile are brought to the new LoRA before the held requests go.
-        resync.sweep();
-        options.sweep();
-        unhold();
       }
+    },
+
+    /** What the refit state carries of the pool's LoRA (null: never set). */
+    snapshot: (): SharedLora | null => state.snapshot(registry.all()),
+
+    /** The pool's LoRA from the state; `trustListed` false (a restart on the file, where a worker may have restarted unseen): every worker is replayed. */
+    adopt(shared: SharedLora | undefined, trustListed = true): void {
+      if (shared === undefined || running !== null) return;
+      state.adopt(trustListed ? shared : { ...shared, workers: {} }, registry.all());
+      if (!trustListed) resync.sweep();
     },
   };
 }

@@ -86,6 +86,8 @@ export function createLoraResync(options: LoraResyncOptions) {
   }
 
   function check(w: Worker): void {
+    // First sight of a worker the adopted state lists (its first event may be a transition the coordinator made, before "added" reaches here).
+    state.joined(w);
     // Ours, stale, weights unknown (its process went away): the coordinator leaves that to a trainer; make it `syncing`.
     if (ours.has(w.url) && w.sync === "stale" && !w.dead && w.weightVersion !== options.weightVersion()) registry.beginSync(w.url);
     if (registry.get(w.url) !== w || w.dead || w.sleeping || w.sync !== "in_sync" || state.isCurrent(w)) return;

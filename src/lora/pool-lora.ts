@@ -1,3 +1,4 @@
+import type { SharedLora } from "../refit/state-store.js";
 import type { Worker } from "../registry/worker.js";
 
 /** The three LoRA calls a worker takes, by the router's action name. */
@@ -52,6 +53,8 @@ export class PoolLora {
   /** "" = every worker; otherwise a model id. */
   readonly #scopes = new Map<string, LoraScope>();
   readonly #applied = new Map<string, Applied>();
+  /** Workers the adopted state lists as holding a scope generation, not yet seen here (see {@link joined}). */
+  readonly #listed = new Map<string, number>();
   #generation = 0;
 
   /** The scope a worker should hold, or null when the pool never set a LoRA for it. */
@@ -103,12 +106,58 @@ export class PoolLora {
 
   forget(url: string): void {
     this.#applied.delete(url);
+    this.#listed.delete(url);
   }
 
   /** What `/workers` shows: the LoRA the worker holds as far as the router knows (null: none, or its process restarted). */
   viewOf(w: Worker): LoraView | null {
     const a = this.#applied.get(w.url);
     return a !== undefined && a.epoch === w.processEpoch ? a.view : null;
+  }
+
+  /** The scopes and, per worker, the generation its current process took (for the shared state); null when no LoRA was ever set. */
+  snapshot(workers: readonly Worker[]): SharedLora | null {
+    if (this.#scopes.size === 0) return null;
+    const took: Record<string, number> = {};
+    for (const w of workers) {
+      const a = this.#applied.get(w.url);
+      if (a !== undefined && a.epoch === w.processEpoch) took[w.url] = a.generation;
+    }
+    return { scopes: [...this.#scopes.values()].map((s) => ({ ...s })), workers: took };
+  }
+
+  /**
+   * Takes the pool's LoRA as another router left it: its scopes, and the
+   * workers it saw take them (held by their current process here: the
+   * other router just called them). A worker not listed is not known to
+   * hold them; this router's own record of it is dropped. The generation
+   * counter moves past the other router's, so this router's next change is
+   * newer than every scope it took.
+   */
+  adopt(shared: SharedLora, workers: readonly Worker[]): void {
+    this.#scopes.clear();
+    for (const s of shared.scopes) this.#scopes.set(s.model ?? "", { ...s });
+    for (const s of shared.scopes) this.#generation = Math.max(this.#generation, s.generation);
+    this.#listed.clear();
+    for (const [url, g] of Object.entries(shared.workers)) this.#listed.set(url, g);
+    for (const w of workers) {
+      this.#applied.delete(w.url);
+      this.joined(w);
+    }
+  }
+
+  /**
+   * A worker the adopted state lists, seen here for the first time since (a
+   * router starting on a shared store registers the pool after it read the
+   * state): it holds what the state says, as a worker registered at the
+   * adoption does. Called by the re-sync before it judges a worker.
+   */
+  joined(w: Worker): void {
+    const g = this.#listed.get(w.url);
+    if (g === undefined) return;
+    this.#listed.delete(w.url);
+    const want = this.desiredFor(w);
+    if (want !== null && g === want.generation) this.took(w, w.processEpoch, want);
   }
 
   /** The pool's scopes for answers: `{model, nickname, merged}` each. */

@@ -2,6 +2,7 @@ import type { Control } from "../admin/control.js";
 import type { Admission } from "../admission/admission.js";
 import type { Logger } from "../log.js";
 import type { Registry } from "../registry/registry.js";
+import { createLoraOperation, type LoraOperation, type LoraSnapshot } from "./announced.js";
 import { createDiskRefit } from "./disk.js";
 import { createMemory } from "./memory.js";
 import { createOperations, type PeerDrain } from "./operations.js";
@@ -60,6 +61,10 @@ export interface RefitCoordinator {
   resumeMemory(command: MemoryCommand): Promise<MemoryResult>;
   /** Re-checks every worker against the pool's weights (the LoRA action calls it after a change). */
   sweep(): void;
+  /** Runs a LoRA change as the pool's operation: held, drained here and on every router of a shared store, announced in the state (refit/announced.ts). */
+  loraChange: LoraOperation;
+  /** What the state carries of the pool's LoRA from now on (the LoRA pool, built after the coordinator). */
+  shareLora(snapshot: LoraSnapshot): void;
   /** Another router on the shared store (etcd) committed weights: take its state; workers it saw load them are trusted, others re-synced. Ignored while an operation runs here. */
   adopt(saved: PersistedState): void;
 }
@@ -73,7 +78,7 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
   const operations = createOperations(admission, () => reconciler.sweep(), options.drainPeers ?? null);
   const reconciler = createReconciler({ registry, state, operations, broadcast, logger });
   const tensor = createTensorRefit({ registry, state, operations, logger, drainTimeoutMs, refitTimeoutMs: options.refitTimeoutMs });
-  const memory = createMemory({ registry, operations, reconciler, broadcast, drainTimeoutMs });
+  const memory = createMemory({ registry, operations, reconciler, state, broadcast, drainTimeoutMs });
   return {
     get version() {
       return state.version;
@@ -97,6 +102,10 @@ export function createRefitCoordinator(options: RefitCoordinatorOptions): RefitC
     ...tensor,
     ...memory,
     sweep: () => reconciler.sweep(),
+    loraChange: createLoraOperation(operations, state),
+    shareLora(snapshot) {
+      state.lora = snapshot;
+    },
     adopt(saved) {
       if (operations.current) return;
       state.version = saved.version;

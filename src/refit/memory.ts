@@ -3,6 +3,7 @@ import { RouterError } from "../errors.js";
 import type { Registry } from "../registry/registry.js";
 import type { Operations } from "./operations.js";
 import type { Reconciler } from "./reconcile.js";
+import type { RefitState } from "./state.js";
 import { drainScope, modelOf, targetModel } from "./targets.js";
 import type { MemoryCommand, MemoryResult } from "./types.js";
 
@@ -10,13 +11,15 @@ export interface MemoryOptions {
   registry: Registry;
   operations: Operations;
   reconciler: Reconciler;
+  /** Where a sleep is announced (in progress, then ended with the workers asleep): other routers on a shared store hold and drain for it. */
+  state: RefitState;
   broadcast: Broadcast;
   drainTimeoutMs: number;
 }
 
 /** Sleep (release GPU memory) and wake of the pool, or of one model's workers, between training phases. */
 export function createMemory(options: MemoryOptions) {
-  const { registry, operations, reconciler, broadcast } = options;
+  const { registry, operations, reconciler, broadcast, state } = options;
 
   /**
    * Every live worker is already `state` (and there is one): the call has
@@ -31,12 +34,18 @@ export function createMemory(options: MemoryOptions) {
   /**
    * Drains, then puts every awake worker to sleep (those that answered 200
    * are asleep now). A pool already asleep is left alone: a training loop
-   * that sleeps twice is not an error.
+   * that sleeps twice is not an error. The sleep is written to the state
+   * store as in progress before the drain, like a refit, so that on a shared
+   * store every other router holds new generation and drains its own
+   * requests before the release reaches a worker (operations.drain waits for
+   * their reports); the end is written with the workers now asleep, which
+   * they take out of rotation before releasing what they held.
    */
   async function releaseMemory(command: MemoryCommand): Promise<MemoryResult> {
     const model = targetModel(registry, command.model ?? null, false);
     if (operations.current === null && alreadyAll("asleep", model)) return { results: [], changed: false };
     const current = operations.begin("sleep", "sleep", model === null);
+    state.persist({ kind: "sleep", startedAtMs: current.startedAtMs, ...(model === null ? {} : { model }) });
     try {
       await drainScope(registry, operations, model, command.drainTimeoutMs ?? options.drainTimeoutMs);
       current.phase = "sleeping";
@@ -47,6 +56,7 @@ export function createMemory(options: MemoryOptions) {
       for (const r of results) if (r.status === 200) registry.markSleeping(r.workerUrl);
       return { results, changed: true };
     } finally {
+      state.persist();
       operations.end(current);
     }
   }
@@ -62,6 +72,8 @@ export function createMemory(options: MemoryOptions) {
     if (targets.length === 0) throw new RouterError("no_healthy_workers", "No eligible workers available in the pool (none is sleeping)");
     const results = await broadcast("/resume_memory_occupation", command.body, targets);
     for (const r of results) if (r.status === 200) registry.markAwake(r.workerUrl);
+    // The state's workers no longer say asleep (the other routers learn of the wake from the worker set).
+    state.persist();
     reconciler.sweep();
     return { results, changed: true };
   }

@@ -40,7 +40,7 @@ export interface Operations {
 }
 
 export function describeOperation(op: Operation): string {
-  return op.kind === "sleep" ? "memory release" : `${op.kind} refit`;
+  return op.kind === "sleep" ? "memory release" : op.kind === "lora" ? "LoRA change" : `${op.kind} refit`;
 }
 
 /**

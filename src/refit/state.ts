@@ -1,7 +1,7 @@
 import type { Logger } from "../log.js";
 import type { Registry } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
-import type { PersistedState, StateStore } from "./state-store.js";
+import type { PersistedState, SharedLora, StateStore } from "./state-store.js";
 import { modelOf } from "./targets.js";
 
 export type LastRefit = PersistedState["last"];
@@ -35,6 +35,8 @@ export interface RefitState {
   advance(version: string, last: LastRefit, model?: string | null): void;
   /** Writes the state file (when there is one); `inProgress` = a refit that has started and not ended. */
   persist(inProgress?: RefitInProgress): void;
+  /** What the state also carries of the pool's LoRA (set once the LoRA pool exists; null: nothing). */
+  lora: () => SharedLora | null;
 }
 
 export interface RefitStateOptions {
@@ -50,6 +52,7 @@ export function createRefitState({ registry, store, logger }: RefitStateOptions)
     last: null,
     models: new Map(),
     remembered: {},
+    lora: () => null,
     weightsOf: (w) => state.weightsOfModel(modelOf(w)),
     weightsOfModel: (model) => (model !== null && state.models.get(model)) || { version: state.version, last: state.last },
     nextVersion: () => String(state.refits + 1),
@@ -66,10 +69,11 @@ export function createRefitState({ registry, store, logger }: RefitStateOptions)
     persist(inProgress = null) {
       if (!store) return;
       const workers: PersistedState["workers"] = {};
-      for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint };
+      for (const w of registry.all()) workers[w.url] = { version: w.weightVersion, fingerprint: w.capabilities.instanceFingerprint, ...(w.sleeping ? { sleeping: true as const } : {}) };
       const models = state.models.size > 0 ? { models: Object.fromEntries(state.models) } : {};
+      const lora = state.lora();
       try {
-        store.save({ version: state.version, refits: state.refits, last: state.last, inProgress, workers, ...models });
+        store.save({ version: state.version, refits: state.refits, last: state.last, inProgress, workers, ...models, ...(lora === null ? {} : { lora }) });
       } catch (err) {
         // A full disk must not take the router down; the state is one write behind.
         logger.error({ err, path: store.path }, "could not write the state file");
@@ -88,12 +92,16 @@ export function createRefitState({ registry, store, logger }: RefitStateOptions)
  * pool moves to its target; every worker is re-synced to it by replaying
  * the body, harmless on one that loaded it already); a tensor refit, which
  * the router cannot replay, leaves the version and trusts no worker until a
- * trainer updates it. Used by a restarted router (`restore`) and by a
+ * trainer updates it. An interrupted sleep just ends. Used by a restarted router (`restore`) and by a
  * router that finds another one died mid-refit (state/refit-recover.ts).
  */
 export function afterInterruptedRefit(saved: PersistedState): PersistedState {
   const p = saved.inProgress;
   if (p === null) return saved;
+  // A sleep changes no weights: the workers keep their versions (one that went to sleep unrecorded is found asleep by its first answer: health/sleep-check.ts).
+  if (p.kind === "sleep") return { ...saved, inProgress: null };
+  // A LoRA change the router did not end: the state's LoRA is the one before it; workers that took the new one are replayed to it by their routers' LoRA re-sync.
+  if (p.kind === "lora") return { ...saved, inProgress: null };
   if (p.kind === "tensor") return { ...saved, last: { kind: "tensor" }, inProgress: null, workers: {} };
   const last = { kind: "disk" as const, body: p.body };
   // refits + 1, as advance() counts it: the next default version must not repeat this label.

@@ -7,7 +7,7 @@ import type { WorkerAnswer } from "../admin/broadcast.js";
  */
 
 export type RefitPhase = "idle" | "draining" | "updating" | "open" | "sleeping";
-export type OperationKind = "disk" | "tensor" | "sleep";
+export type OperationKind = "disk" | "tensor" | "sleep" | "lora";
 
 /** `update_weights_from_disk`, parsed. */
 export interface DiskRefitCommand {

@@ -35,6 +35,8 @@ export interface Core {
   /** --state-file, --state-store (etcd, shared with other routers) or nothing: opened before the core. */
   readonly state: RouterState;
   readonly refit: RefitCoordinator;
+  /** `refit` under the cluster-wide refit lock (etcd), as the doors call it; `refit` itself without etcd. */
+  readonly lockedRefit: RefitCoordinator;
   /** The pool's LoRA: changes as control actions, re-sync of joining workers (unaudited, like control). */
   readonly lora: LoraPool;
   readonly metrics: Metrics;
@@ -80,7 +82,13 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
   const managed = new ManagedView(registry);
   const refitKinds: Record<string, string> = { disk: "disk refit", tensor: "tensor refit", sleep: "memory release" };
   const op = () => refit.status().operation;
-  const lora = createLoraPool({ registry, admission, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitOperation: () => (op() === null ? null : (refitKinds[op()!] ?? op())), weightVersion: () => refit.version, sweep: () => refit.sweep() });
+  // The coordinator as admin callers use it: under the cluster-wide refit lock with etcd (the LoRA change too).
+  const lockedRefit = state.lockRefit(refit);
+  // A LoRA change is the pool's operation "lora" while it runs: not another operation it must wait for.
+  const lora = createLoraPool({ registry, control, logger, drainTimeoutMs: options.drainTimeoutMs, refitOperation: () => (op() === null || op() === "lora" ? null : (refitKinds[op()!] ?? op())), operation: (ms, run) => lockedRefit.loraChange(ms, run), weightVersion: () => refit.version, sweep: () => refit.sweep() });
+  refit.shareLora(() => lora.snapshot());
+  // The pool's LoRA as the state left it, before any worker registers: on etcd another router set it (the workers it lists are trusted, as the routers serving them do); after a restart on the file each worker is replayed before traffic.
+  lora.adopt(state.refit?.load()?.lora, state.kind === "etcd");
   const builtMetrics = createMetrics({ registry, admission, weightVersion: () => refit.version, failedManaged: () => managed.failed() });
   metrics = builtMetrics;
   outliers = createOutlierDetector({
@@ -93,7 +101,7 @@ export function buildCore(options: RouterOptions, logger: Logger, state: RouterS
     onEject: (w) => builtMetrics.ejected(w.displayId),
   });
   const sleepCheck = createSleepCheck({ registry, upstream, logger, timeoutMs: options.healthCheckTimeoutMs, recheckMs: options.healthCheckIntervalMs });
-  return { registry, upstream, images, videos, meshes, health, outliers, sleepCheck, audit, control, admission, state, refit, lora, metrics: builtMetrics, managed };
+  return { registry, upstream, images, videos, meshes, health, outliers, sleepCheck, audit, control, admission, state, refit, lockedRefit, lora, metrics: builtMetrics, managed };
 }
 
 function buildAdmission(registry: Registry, options: RouterOptions): Admission {

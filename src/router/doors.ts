@@ -50,7 +50,7 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
   const lora = auditedLora(core.lora, audit);
   // A refit or sleep is refused while a LoRA change runs (and the reverse, in the LoRA action);
   // with --state-store, it runs under the refit lock every router on the prefix shares.
-  const refit = auditedRefit(refitBesideLora(core.state.lockRefit(core.refit), core.lora), audit);
+  const refit = auditedRefit(refitBesideLora(core.lockedRefit, core.lora), audit);
   const rollouts = createRollouts({ registry, dispatch: (ctx) => dispatcher.dispatch(ctx), tickets, routes: specs.byPath, weightVersion: () => core.refit.version, observer: core.metrics.rolloutJobs });
   const admin = createAdminRoutes({ control, registry, refit, audit, data, maxBodyBytes: options.maxAdminBodyBytes, scheduling: () => admission.scheduling(), managed: core.managed, lora: (w) => core.lora.state.viewOf(w), stateStore: core.state.kind, holdsRefitLock: core.state.holdsRefitLock });
   const auth = createAuth({ adminApiKey: options.adminApiKey, apiKey: options.apiKey });

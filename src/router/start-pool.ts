@@ -23,11 +23,13 @@ export async function registerStartingPool(core: Core, doors: Doors, options: Ro
     follower: {
       hold: (reason, giveUp) => admission.hold(reason, giveUp),
       adopt: (s) => refit.adopt(s),
+      adoptLora: (shared) => core.lora.adopt(shared),
       fingerprintOf: (url) => registry.get(url)?.capabilities.instanceFingerprint,
       loaded: (url, version) => registry.weightsLoaded(url, version),
       whenIdle: (ms) => admission.whenIdle(ms),
       workers: () => registry.all().map((w) => w.url),
       distrust: (url, why) => registry.weightsUnknown(url, "stale_weights", why),
+      asleep: (url) => registry.markSleeping(url),
     },
   });
   await Promise.all(options.workerUrls.map((u) => doors.control.addWorker(u)));

@@ -28,6 +28,7 @@ export function introspectionRoutes(state: SimState): Route[] {
       generations_run: s.generationsRun,
       generations_open: s.generationsOpen,
       weight_updates: s.weightUpdates,
+      control_calls: s.controlCalls,
       scheduler_running: state.scheduler.active,
       scheduler_waiting: state.scheduler.waiting,
       rss_bytes: process.memoryUsage.rss(),

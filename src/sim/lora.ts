@@ -117,6 +117,7 @@ export function loraRoutes(state: SimState): Route[] {
   }
 
   async function setLora(ctx: RouteContext): Promise<void> {
+    state.stats.controlCallArrived("POST /v1/set_lora");
     const req = readSetLora(parseModelBody(await readBody(ctx.req, state.stats)));
     await scheduled(ctx, "Failed to set LoRA adapter", () => {
       req.nicknames.forEach((nickname, i) => {
@@ -136,6 +137,7 @@ export function loraRoutes(state: SimState): Route[] {
   }
 
   async function merge(ctx: RouteContext): Promise<void> {
+    state.stats.controlCallArrived("POST /v1/merge_lora_weights");
     const body = parseModelBody(await readBody(ctx.req, state.stats));
     const target = str(body, "target", "all");
     const strength = num(body, "strength", 1);
@@ -148,6 +150,7 @@ export function loraRoutes(state: SimState): Route[] {
   }
 
   async function unmerge(ctx: RouteContext): Promise<void> {
+    state.stats.controlCallArrived("POST /v1/unmerge_lora_weights");
     const body = parseModelBody(await readBody(ctx.req, state.stats));
     const target = str(body, "target", "all");
     await scheduled(ctx, "Failed to unmerge LoRA weights", () => {

@@ -15,6 +15,8 @@ export class SimStats {
   generationsOpen = 0;
   /** Weight updates as they arrived (the last 100): when, and how many generations were still open then, so a test can prove a router drained before it sent the load. */
   weightUpdates: { route: string; received_at_ms: number; generations_open: number }[] = [];
+  /** Sleep, wake and LoRA calls as they arrived (the last 100), the same way: a test proves a router drained before it put the worker to sleep or changed its adapter. */
+  controlCalls: { route: string; received_at_ms: number; generations_open: number }[] = [];
 
   /** Marks a generation open; the returned function closes it (idempotent). */
   enterGeneration(): () => void {
@@ -31,6 +33,12 @@ export class SimStats {
   weightUpdateArrived(route: string): void {
     this.weightUpdates.push({ route, received_at_ms: Date.now(), generations_open: this.generationsOpen });
     if (this.weightUpdates.length > 100) this.weightUpdates.shift();
+  }
+
+  /** A release, resume or LoRA call arrived (before it waits in the scheduler queue). */
+  controlCallArrived(route: string): void {
+    this.controlCalls.push({ route, received_at_ms: Date.now(), generations_open: this.generationsOpen });
+    if (this.controlCalls.length > 100) this.controlCalls.shift();
   }
 
   countRequest(route: string): void {
@@ -58,5 +66,6 @@ export class SimStats {
     this.bytesReceived = 0;
     this.generationsRun = 0;
     this.weightUpdates = [];
+    this.controlCalls = [];
   }
 }

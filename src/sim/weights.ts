@@ -112,7 +112,9 @@ export function weightRoutes(state: SimState): Route[] {
 
   /** Release and resume read no body; the scheduler answers `{success, sleeping, message}`. */
   function memory(asleep: boolean, already: string, done: string) {
+    const name = `POST /${asleep ? "release" : "resume"}_memory_occupation`;
     return async (ctx: RouteContext): Promise<void> => {
+      state.stats.controlCallArrived(name);
       await discardBody(ctx.req, state.stats);
       const body = await exclusive(async () => {
         if (state.sleeping === asleep) return { success: true, sleeping: asleep, message: already };

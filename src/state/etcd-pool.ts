@@ -51,9 +51,12 @@ function parse(kv: IKeyValue): StoredWorker | null {
  * `mirror` is what etcd holds as far as this router knows; a registry change
  * is written only when it differs, so applying another router's change does
  * not write it back. Launcher-managed workers stay local (their launcher
- * owns them).
+ * owns them). `quietly` runs a registry change this router makes because
+ * another router already made it (a sleep's workers, from the refit
+ * state), so it is not written back either: a late echo could undo a wake
+ * made meanwhile.
  */
-export async function shareEtcdPool(client: Etcd3, prefix: string, loaded: { record: PoolRecord; revision: string }, registry: Registry, applier: PoolApplier, logger: Logger): Promise<() => Promise<void>> {
+export async function shareEtcdPool(client: Etcd3, prefix: string, loaded: { record: PoolRecord; revision: string }, registry: Registry, applier: PoolApplier, logger: Logger): Promise<{ stop(): Promise<void>; quietly(run: () => void): void }> {
   const self = randomUUID();
   const mirror = new Map<string, RecordedWorker>();
   /** Keys with a write of ours not yet answered: a delete seen meanwhile is our own older one. */
@@ -121,9 +124,12 @@ export async function shareEtcdPool(client: Etcd3, prefix: string, loaded: { rec
     logger.info({ worker: url }, "state store: worker removed through another router");
   });
   watcher.on("error", (err) => logger.error({ err }, "state store: worker watch failed; the client reconnects and resumes from the last revision"));
-  return async () => {
-    registry.off("change", onChange);
-    await watcher.cancel();
-    await queue;
+  return {
+    async stop() {
+      registry.off("change", onChange);
+      await watcher.cancel();
+      await queue;
+    },
+    quietly: apply,
   };
 }

@@ -26,7 +26,7 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
   // Present from now on: a refit through another router waits for this one's drain report.
   const presence = await announceRouter(client, location.prefix, refit.self, logger);
   const startup = { value: kv ? kv.value.toString("utf8") : null, revision: current.header.revision };
-  let stopSharing: (() => Promise<void>) | null = null;
+  let sharing: { stop(): Promise<void>; quietly(run: () => void): void } | null = null;
   let lock: RefitLockView | null = null;
   let stopFollowing: (() => Promise<void>) | null = null;
   logger.info({ endpoints: location.endpoints, prefix: location.prefix }, "state store: etcd");
@@ -39,10 +39,12 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
     resolveOwner: (what, id) => ({ image: images, video: videos, mesh: meshes })[what].resolve(id),
     drainPeers: createPeerDrain(client, location.prefix, refit, presence),
     async start({ registry, control, restorer, follower }) {
-      stopFollowing = await followRefits({ client, prefix: location.prefix, startup, store: refit, presence, follower, logger });
+      // A sleep's workers taken from the refit state are the other router's change, not this one's: not written back.
+      const quietFollower = { ...follower, asleep: (url: string) => (sharing ? sharing.quietly(() => follower.asleep(url)) : follower.asleep(url)) };
+      stopFollowing = await followRefits({ client, prefix: location.prefix, startup, store: refit, presence, follower: quietFollower, logger });
       const loaded: { record: PoolRecord; revision: string } = await loadEtcdPool(client, location.prefix);
       await restorePool(loaded.record, restorer, logger);
-      stopSharing = await shareEtcdPool(client, location.prefix, loaded, registry, {
+      sharing = await shareEtcdPool(client, location.prefix, loaded, registry, {
         get: (url) => registry.get(url),
         addWorker: (url) => control.addWorker(url),
         remove: (url) => {
@@ -60,7 +62,7 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
     },
     holdsRefitLock: () => lock?.held() ?? false,
     async close() {
-      await stopSharing?.();
+      await sharing?.stop();
       await stopFollowing?.();
       await refit.flush();
       await presence.stop();

@@ -25,8 +25,9 @@ export const drainDir = (prefix: string): string => `${prefix}/refit/drain/`;
  * router that dies meanwhile leaves the list with its lease. Past the
  * deadline the refit ends with drain_timeout and nothing changed (the others
  * see it end and serve the old weights again): never mix weights, rather
- * than load under another router's answers. A sleep or wake writes no
- * refit in progress, so the others are not waited for (not announced).
+ * than load under another router's answers. A sleep (memory release) is
+ * announced and waited for the same way; a wake is not (nothing is routed
+ * to sleeping workers, so there is nothing to drain).
  */
 export function createPeerDrain(client: Etcd3, prefix: string, store: EtcdRefitStore, presence: RouterPresence): PeerDrain {
   return async (deadlineMs) => {

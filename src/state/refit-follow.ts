@@ -14,6 +14,8 @@ export interface RefitFollower {
   hold(reason: string, giveUp?: GiveUp): () => void;
   /** Takes the committed state (refit coordinator's adopt). */
   adopt(state: PersistedState): void;
+  /** Takes the pool's LoRA as the state carries it (absent: never set; the LoRA pool's adopt). */
+  adoptLora(shared: PersistedState["lora"]): void;
   /** The worker's process as this router identified it (model-card fingerprint), or null when not yet. */
   fingerprintOf(url: string): string | null | undefined;
   /** Records that a worker holds a version (registry.weightsLoaded). */
@@ -24,6 +26,8 @@ export interface RefitFollower {
   workers(): string[];
   /** The worker's weights are unknown (it may hold uncommitted tensors): out of rotation until updated. */
   distrust(url: string, why: string): void;
+  /** The worker was put to sleep through another router: out of rotation here until a wake (registry.markSleeping, not written back to the store). */
+  asleep(url: string): void;
 }
 
 /** What {@link followRefits} works with. */
@@ -75,7 +79,22 @@ function distrustUnlisted(state: PersistedState, follower: RefitFollower): void 
 }
 
 /**
- * Follows refits run through other routers on the same store, from a watch
+ * After a sleep through another router, the workers it put to sleep leave
+ * rotation here before the held requests are released: the worker set's
+ * own record of it (PREFIX/workers/) comes through another watch, which
+ * may deliver it a few ms later, and a request sent meanwhile would fail
+ * with "Server is sleeping".
+ */
+function sleepListed(state: PersistedState, follower: RefitFollower): void {
+  const here = new Set(follower.workers());
+  for (const [url, seen] of Object.entries(state.workers ?? {})) if (seen.sleeping === true && here.has(url)) follower.asleep(url);
+}
+
+/** What a held operation is called in logs and hold reasons. */
+const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : kind === "lora" ? "LoRA change" : "refit");
+
+/**
+ * Follows refits (and sleeps, LoRA changes) run through other routers on the same store, from a watch
  * on `PREFIX/refit` (resumed from the revision read at startup): while the
  * state says a refit is in progress, this router holds new generation
  * requests (so none is sent to a worker loading weights) and reports under
@@ -94,9 +113,12 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
 
   const ended = (state: PersistedState, why: string): void => {
     const wasTensor = held?.kind === "tensor";
+    if (held?.kind === "sleep") sleepListed(state, follower);
     trustCommitted(state, follower);
     if (wasTensor) distrustUnlisted(state, follower);
     follower.adopt(state);
+    // Before the held requests go: they must carry the adapter the other router just set.
+    follower.adoptLora(state.lora);
     logger.info({ version: state.version }, why);
     held?.unhold();
     held = null;
@@ -108,15 +130,17 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
   const onState = (state: Stored): void => {
     if (state.by === store.self) return;
     if (state.inProgress === null) {
-      ended(state, "state store: weights committed through another router");
+      const why = { sleep: "state store: a memory release (sleep) through another router ended; its workers are asleep here too", lora: "state store: a LoRA change through another router ended; this router takes the pool's LoRA" }[held?.kind ?? ""];
+      ended(state, why ?? "state store: weights committed through another router");
       return;
     }
     const id = refitIdOf(state.by ?? "unknown", state.inProgress);
     if (held?.id === id) return;
     const previous = held;
-    held = { id, kind: state.inProgress.kind, unhold: follower.hold("a refit through another router") };
+    const what = whatOf(state.inProgress.kind);
+    held = { id, kind: state.inProgress.kind, unhold: follower.hold(`a ${what} through another router`) };
     previous?.unhold();
-    logger.info({ refit: id }, "state store: a refit started through another router; holding new generation requests and draining this router's own");
+    logger.info({ refit: id, kind: state.inProgress.kind }, `state store: a ${what} started through another router; holding new generation requests and draining this router's own`);
     reportDrained(presence, prefix, id, (ms) => follower.whenIdle(ms), () => held?.id ?? null).catch((err: unknown) =>
       logger.error({ err, refit: id }, "state store: could not report this router drained; the refit router will time out and change nothing"),
     );

@@ -2,7 +2,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { RouterError } from "../errors.js";
 import { validRecords, type ManagedRecord } from "../launcher/managed-record.js";
-import type { PersistedState, StateStore } from "../refit/state-store.js";
+import type { PersistedState, SharedLora, StateStore } from "../refit/state-store.js";
 import type { PoolRecord } from "./pool-record.js";
 
 /** The pool's part of the state file. */
@@ -80,6 +80,8 @@ export function openStateFile(path: string): StateFile {
           last: (d.last ?? null) as PersistedState["last"],
           inProgress: (d.inProgress ?? null) as PersistedState["inProgress"],
           workers: d.workers as PersistedState["workers"],
+          // The pool's LoRA (absent in files written before it was kept).
+          ...(isSharedLora(d.lora) ? { lora: d.lora } : {}),
         };
       },
       save(state) {
@@ -108,6 +110,10 @@ export function openStateFile(path: string): StateFile {
       },
     },
   };
+}
+
+function isSharedLora(v: unknown): v is SharedLora {
+  return typeof v === "object" && v !== null && Array.isArray((v as SharedLora).scopes) && typeof (v as SharedLora).workers === "object";
 }
 
 function isPoolRecord(v: unknown): v is PoolRecord {
