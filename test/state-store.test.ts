@@ -155,6 +155,10 @@ describe("--state-store etcd, two routers on one prefix", () => {
     expect((await jsonRequest(`${a.url}/health`)).body).toMatchObject({ state_store: "etcd", holds_refit_lock: true });
     const status = await jsonRequest(`${a.url}/sgl.diffusion.router.v1.AdminService/GetRouterStatus`, { method: "POST", json: {} });
     expect(status.body).toMatchObject({ stateStore: "etcd", holdsRefitLock: true });
+    const listWorkers = (base: string) => jsonRequest(`${base}/sgl.diffusion.router.v1.AdminService/ListWorkers`, { method: "POST", json: {} });
+    expect((await listWorkers(a.url)).body).toMatchObject({ stateStore: "etcd", holdsRefitLock: true });
+    expect((await listWorkers(b.url)).body).toMatchObject({ stateStore: "etcd" });
+    expect((await listWorkers(b.url)).body.holdsRefitLock ?? false).toBe(false);
     const refitViaB = await jsonRequest(`${b.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/b", weight_version: "b" } });
     expect(refitViaB.status).toBe(409);
     expect(refitViaB.body.code).toBe("refit_in_progress");

@@ -11,15 +11,19 @@ export interface WorkerRpcsOptions {
   scheduling: () => Map<Worker, WorkerScheduling>;
   /** Launcher-managed workers that failed and stand for no registered worker (launcher/managed-view.ts). */
   failedManaged: () => ManagedWorker[];
+  /** Where this router keeps its state, and whether it holds the shared refit lock (ListWorkers says both, as GetRouterStatus). */
+  stateStore: string;
+  holdsRefitLock: () => boolean;
 }
 
 /** The worker registry RPCs. A worker is named by URL (any accepted spelling) or by its REST worker_id. */
-export function createWorkerRpcs({ control, scheduling, failedManaged }: WorkerRpcsOptions) {
+export function createWorkerRpcs({ control, scheduling, failedManaged, stateStore, holdsRefitLock }: WorkerRpcsOptions) {
   return {
     async listWorkers() {
       const view = scheduling();
       // As GET /workers: failed managed workers are in no pool, listed last so that they do not vanish.
-      return { workers: [...control.listWorkers().map((w) => workerToPb(w, view.get(w))), ...failedManaged().map(failedManagedToPb)] };
+      const workers = [...control.listWorkers().map((w) => workerToPb(w, view.get(w))), ...failedManaged().map(failedManagedToPb)];
+      return { workers, stateStore, holdsRefitLock: holdsRefitLock() };
     },
     async getWorker(req: { url: string }) {
       const worker = control.getWorker(decodeWorkerId(req.url));
