@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { freePort } from "./helpers/ports.js";
 import { isAlive, jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
-import { retryLikeRl } from "./helpers/clients.js";
+import { imageRetrying } from "./helpers/clients.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "sgl-adopt-"));
 const simCli = fileURLToPath(new URL("../dist/src/sim/cli.js", import.meta.url));
@@ -101,13 +101,7 @@ async function weightLoads(url: string): Promise<number> {
 }
 
 /** One client request as RL frameworks send it (helpers/clients.ts). */
-function generateRetrying(base: string) {
-  return retryLikeRl(async () => {
-    const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
-    await res.arrayBuffer();
-    return { status: res.status, version: res.headers.get("x-weight-version") };
-  }, (err) => ({ status: 0, version: String(err) }));
-}
+const generateRetrying = (base: string) => imageRetrying(base, smallImage);
 
 /** Starts the router, waits for both workers ready, refits to `version`. */
 async function firstLife(s: Setup, version: string): Promise<{ r: RouterProcess; before: Managed[] }> {

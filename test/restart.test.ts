@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
-import { retryLikeRl } from "./helpers/clients.js";
+import { imageRetrying } from "./helpers/clients.js";
 
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
 const started: { stop(): Promise<unknown> }[] = [];
@@ -34,13 +34,7 @@ async function sims(n: number): Promise<SimProcess[]> {
 }
 
 /** One client request as RL frameworks send it (helpers/clients.ts). */
-function generateRetrying(base: string) {
-  return retryLikeRl(async () => {
-    const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
-    await res.arrayBuffer();
-    return { status: res.status, version: res.headers.get("x-weight-version") };
-  }, (err) => ({ status: 0, version: String(err) }));
-}
+const generateRetrying = (base: string) => imageRetrying(base, smallImage);
 
 describe("a router restarted with the same --state-file", () => {
   it("serves the workers registered over REST again, at the refit's version, within 2 s; 16 retrying clients lose no request", async () => {

@@ -11,7 +11,7 @@ import { useEtcdRouters } from "./helpers/etcd-routers.js";
 import { jsonRequest, runRouterCli, waitFor, type RouterProcess } from "./helpers/router.js";
 import type { SimProcess } from "./helpers/sim.js";
 import { needTools } from "./helpers/tools.js";
-import { retryLikeRl } from "./helpers/clients.js";
+import { imageRetrying } from "./helpers/clients.js";
 
 const VIDEO_MODEL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers";
 const smallImage = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
@@ -27,13 +27,7 @@ async function simCount(s: SimProcess, route: string): Promise<number> {
 }
 
 /** One client request as RL frameworks send it (helpers/clients.ts). */
-function generateRetrying(base: string) {
-  return retryLikeRl(async () => {
-    const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(smallImage) });
-    await res.arrayBuffer();
-    return { status: res.status, version: res.headers.get("x-weight-version") };
-  }, (err) => ({ status: 0, version: String(err) }));
-}
+const generateRetrying = (base: string) => imageRetrying(base, smallImage);
 
 describe("--state-store etcd, one router", () => {
   it("a router SIGKILLed and restarted on the same store serves the REST-registered workers at the refit's version within 2 s; retrying clients lose nothing", async (ctx) => {

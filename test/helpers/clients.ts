@@ -44,3 +44,15 @@ export function requestLoops<A>(send: () => Promise<A>, clients: number) {
     },
   };
 }
+
+/** A small image generation (64x64, 2 steps) as an RL client retries it: its status and the X-Weight-Version it was answered at. */
+export function imageRetrying(base: string, body: object = { prompt: "a cat", size: "64x64", num_inference_steps: 2, response_format: "b64_json" }) {
+  return retryLikeRl(
+    async () => {
+      const res = await fetch(`${base}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      await res.arrayBuffer();
+      return { status: res.status, version: res.headers.get("x-weight-version") };
+    },
+    (err) => ({ status: 0, version: String(err) }),
+  );
+}
