@@ -81,7 +81,10 @@ describe("LoRA over the pool", () => {
     await waitFor(() => answers.length >= 6, 5000, "traffic before the change");
     const startedMs = Date.now();
     const set = await post(r, "/v1/set_lora", { lora_nickname: "style", lora_path: "loras/style" });
-    await waitFor(() => answers.filter((a) => a.sentAtMs > startedMs + 20).length >= 12, 5000, "traffic after the change");
+    // Every worker serves again after the change. Waiting for it (not counting the first 12 answers) keeps
+    // the test about rotation, not about how the planner spreads 6 clients on a loaded CI machine.
+    const afterChange = () => answers.filter((a) => a.sentAtMs > startedMs + 20);
+    await waitFor(() => (afterChange().length >= 12 && new Set(afterChange().map((a) => a.worker)).size === 3) || undefined, 15_000, "traffic after the change on all 3 workers");
     running = false;
     await Promise.all(loops);
 
@@ -90,7 +93,7 @@ describe("LoRA over the pool", () => {
     expect(set.body.message).toMatch(/Successfully set LoRA adapter\(s\): style.*3 worker/);
     expect(set.body.results.map((x: { status_code: number }) => x.status_code)).toEqual([200, 200, 200]);
     expect(answers.every((a) => a.status === 200)).toBe(true);
-    const after = answers.filter((a) => a.sentAtMs > startedMs + 20);
+    const after = afterChange();
     expect(after.filter((a) => a.lora !== "style")).toEqual([]);
     expect(new Set(after.map((a) => a.worker)).size).toBe(3);
     for (const s of sims) expect(await simLora(s)).toEqual([{ nickname: "style", merged: true }]);
