@@ -9,6 +9,7 @@
 import { Etcd3 } from "etcd3";
 import { describe, expect, it } from "vitest";
 import { retryLikeRl } from "./helpers/clients.js";
+import { postRollout } from "./helpers/rollout-stream.js";
 import { useEtcdRouters } from "./helpers/etcd-routers.js";
 import { jsonRequest, waitFor } from "./helpers/router.js";
 import type { SimProcess } from "./helpers/sim.js";
@@ -42,7 +43,7 @@ const statsOf = async (s: SimProcess) => (await jsonRequest(`${s.url}/sim/stats`
 const takes = (s: SimProcess, ms: number) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: SMALL_IMAGE_MS / ms } });
 
 describe("a router cut off from etcd while another router refits", () => {
-  it("B severs its request in flight (503 state_store_unavailable, Retry-After) before etcd counts it gone, holds new ones; A's refit loads only after B's lease expired; back on etcd, B serves the new version only, and clients retrying through B lose nothing", async (ctx) => {
+  it("B severs its request and rollout item in flight (503 state_store_unavailable, Retry-After) before etcd counts it gone, holds new ones; A's refit loads only after B's lease expired; back on etcd, B serves the new version only, and clients retrying through B lose nothing", async (ctx) => {
     needTools(ctx, tool);
     const w = await sim();
     await takes(w, 100);
@@ -75,6 +76,9 @@ describe("a router cut off from etcd while another router refits", () => {
       const slow = generate(b.url);
       await waitFor(async () => (await statsOf(w)).generations_open === 1, 5_000, "B's generation running on the worker");
       await takes(w, 100);
+      // And a rollout job's item, sent to the worker at once (least-request), queued there behind it.
+      const job = postRollout(b.url, { requests: [{ path: "/v1/images/generations", body: { ...smallImage, seed: 1 } }] });
+      await waitFor(async () => (await statsOf(w)).generations_open === 2, 5_000, "B's rollout item at the worker");
       const cutAt = Date.now();
       relay.cut();
       const refit = jsonRequest(`${a.url}/update_weights_from_disk?drain_timeout_s=60`, { method: "POST", json: { model_path: "/ckpt/step-2", weight_version: "2" } }).then((r) => ({ ...r, at: Date.now() }));
@@ -86,7 +90,12 @@ describe("a router cut off from etcd while another router refits", () => {
       expect(severed.at - cutAt).toBeLessThan(10_000);
       expect(goneAt === 0 || severed.at < goneAt).toBe(true);
       const line = await b.waitForLog((l) => String(l.msg).startsWith("state store: this router can no longer prove"), 1_000);
-      expect(line.severed).toBe(1);
+      expect(line.severed).toBe(2);
+      // The rollout item in flight fails with the same code (its caller retries it).
+      const { lines } = await job;
+      expect(lines[1]).toMatchObject({ index: 0, status: 503 });
+      expect(JSON.stringify(lines[1].body)).toContain("state_store_unavailable");
+      expect(lines.at(-1).summary).toMatchObject({ completed: 0, failed: 1 });
 
       // A new request to B is held, then answered 503 with the same code; it never reaches the worker.
       const held = await generate(b.url);
