@@ -11,6 +11,7 @@ import { lockedRefit, type RefitLockView } from "./refit-lock.js";
 import { announceRouter } from "./router-presence.js";
 import type { RouterState } from "./router-state.js";
 import { SharedAffinityMap } from "./shared-affinity.js";
+import { AffinityLeases } from "./affinity-lease.js";
 
 /** `--state-store etcd://...`: the router's state in etcd, shared with every router on the same prefix (docs/multi-router.md). */
 export async function openEtcdState(raw: string, logger: Logger): Promise<RouterState> {
@@ -21,9 +22,10 @@ export async function openEtcdState(raw: string, logger: Logger): Promise<Router
   const kv = current.kvs[0];
   const refit = createEtcdRefitStore(client, refitKey, { value: kv ? kv.value.toString("utf8") : null, modRevision: kv?.mod_revision ?? "0" }, logger);
   // One namespace of ids for the three kinds, as the workers make them (img_, video ids, mesh ids do not collide).
-  const images = new SharedAffinityMap(client, location.prefix, "image", logger);
-  const videos = new SharedAffinityMap(client, location.prefix, "video", logger);
-  const meshes = new SharedAffinityMap(client, location.prefix, "mesh", logger);
+  const leases = new AffinityLeases(client, location.affinityTtlS);
+  const images = new SharedAffinityMap(client, location.prefix, "image", leases, logger);
+  const videos = new SharedAffinityMap(client, location.prefix, "video", leases, logger);
+  const meshes = new SharedAffinityMap(client, location.prefix, "mesh", leases, logger);
   // Present from now on: a refit through another router waits for this one's drain report.
   const presence = await announceRouter(client, location.prefix, refit.self, logger);
   const startup = { value: kv ? kv.value.toString("utf8") : null, revision: current.header.revision };
