@@ -111,7 +111,9 @@ describe("a router cut off from etcd while another router refits", () => {
       // B's severed generation was still running there (the router cannot stop it), queued before the load.
       const updates = (await statsOf(w)).weight_updates;
       expect(updates.map((u) => u.route)).toEqual(["POST /update_weights_from_disk"]);
-      expect(updates[0]!.received_at_ms).toBeGreaterThanOrEqual(goneAt - 500);
+      expect(updates[0]!.received_at_ms).toBeGreaterThan(severed.at);
+      // (The test reads etcd every 100 ms; under load a read may take a while: goneAt can be late, never early.)
+      expect(updates[0]!.received_at_ms).toBeGreaterThanOrEqual(goneAt - 2_000);
       expect(await generate(a.url)).toMatchObject({ status: 200, version: "2", weights: "/ckpt/step-2" });
 
       // Clients retrying through B (60 x 1 s, as RL frameworks do) while it is still cut off; then the link comes back.

@@ -93,18 +93,6 @@ function sleepListed(state: PersistedState, follower: RefitFollower): void {
 /** What a held operation is called in logs and hold reasons. */
 const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : kind === "lora" ? "LoRA change" : "refit");
 
-/**
- * Follows refits (and sleeps, LoRA changes) run through other routers on the same store, from a watch
- * on `PREFIX/refit` (resumed from the revision read at startup): while the
- * state says a refit is in progress, this router holds new generation
- * requests (so none is sent to a worker loading weights) and reports under
- * `PREFIX/refit/drain/<router>` once its own requests in flight are done
- * (the refit router waits for that before it loads: peer-drain.ts). When
- * the refit ends it takes the new version and releases them. If the refit's
- * router dies (its presence lease expires), this router settles the refit
- * (refit-recover.ts) rather than hold forever. A router that loses etcd
- * holds generation (fails closed) and answers 503 state_store_unavailable.
- */
 /** Following other routers' refits, as etcd-state.ts holds it. */
 export interface Following {
   /**
@@ -118,6 +106,18 @@ export interface Following {
   stop(): Promise<void>;
 }
 
+/**
+ * Follows refits (and sleeps, LoRA changes) run through other routers on the same store, from a watch
+ * on `PREFIX/refit` (resumed from the revision read at startup): while the
+ * state says a refit is in progress, this router holds new generation
+ * requests (so none is sent to a worker loading weights) and reports under
+ * `PREFIX/refit/drain/<router>` once its own requests in flight are done
+ * (the refit router waits for that before it loads: peer-drain.ts). When
+ * the refit ends it takes the new version and releases them. If the refit's
+ * router dies (its presence lease expires), this router settles the refit
+ * (refit-recover.ts) rather than hold forever. A router that loses etcd
+ * holds generation (fails closed) and answers 503 state_store_unavailable.
+ */
 export async function followRefits(parts: FollowParts): Promise<Following> {
   const { client, prefix, store, presence, follower, logger } = parts;
   const key = `${prefix}/refit`;
