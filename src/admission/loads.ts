@@ -23,11 +23,11 @@ interface WorkerLoad {
   readonly runs: Set<Run>;
   /** End of the last observed answer: a FIFO worker starts the next request no earlier. */
   lastDoneMs: number;
-  /** Its last answer's time over the cost model's prediction after learning from it, when 2x or more off, else 1 (see {@link LoadBook.slowdown}). */
+  /** Its last answer's time over the cost model's prediction after learning from it, when MISS_ALONE or more, else 1 (see {@link LoadBook.slowdown}). */
   lastMiss: number;
 }
 
-/** A last answer this far off its prediction (either way) stretches the worker's predictions until its next answer. */
+/** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
 const MISS_ALONE = 2;
 
 /**
@@ -170,7 +170,7 @@ export class LoadBook {
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
       const now = ticket.facts.work === null || this.snapshot(run.worker).observations === 0 ? 0 : this.predictMs(ticket.facts.work, run.worker);
       const miss = now > 0 ? took / now : 1;
-      if (l) l.lastMiss = miss >= MISS_ALONE || miss <= 1 / MISS_ALONE ? miss : 1;
+      if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
     }
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }
@@ -188,7 +188,7 @@ export class LoadBook {
   slowdown(w: Worker, nowMs: number): number {
     const l = this.#loads.get(w);
     if (!l) return 1;
-    let s = l.lastMiss;
+    let s = Math.max(1, l.lastMiss);
     let prevEnd = 0;
     const serial = parallelSlotsOf(w) === 1;
     for (const r of l.runs) {

@@ -119,6 +119,8 @@ export interface VirtualFleetOptions {
   routerCpu?: "measured" | number;
   /** Arrivals handled per event-loop turn (a burst's requests come over many sockets); default: all in one. */
   arrivalsPerTurn?: number;
+  /** A factor per request on its GPU time (a loaded host's scatter, stalls); default: none. */
+  jitter?: () => number;
 }
 
 /** Time (ms) between a worker's answer and the router seeing it (network, not the router's CPU: events overlap in it). */
@@ -153,6 +155,7 @@ export class VirtualFleet {
   private routerFreeMs = 0;
   private readonly routerCpu: "measured" | number;
   private readonly arrivalsPerTurn: number;
+  private readonly jitter: (() => number) | null;
 
   constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: VirtualFleetOptions = {}) {
     gpus.forEach((g, i) => {
@@ -164,6 +167,7 @@ export class VirtualFleet {
     });
     this.routerCpu = options.routerCpu ?? 1;
     this.arrivalsPerTurn = options.arrivalsPerTurn ?? Infinity;
+    this.jitter = options.jitter ?? null;
     this.admission = createAdmission({
       registry: this.registry,
       policy: createLeastRequestPolicy(),
@@ -224,7 +228,7 @@ export class VirtualFleet {
     let lane = 0;
     for (let i = 1; i < lanes.length; i++) if (lanes[i]! < lanes[lane]!) lane = i;
     const begin = Math.max(this.nowMs, lanes[lane]!);
-    const actualMs = serviceMs(gpu, job.body);
+    const actualMs = serviceMs(gpu, job.body) * (this.jitter?.() ?? 1);
     lanes[lane] = begin + actualMs;
     this.trace.push({ worker: this.#index.get(w)!, body: job.body, sentMs: this.nowMs, startMs: begin, endMs: lanes[lane]!, predictedMs: ticket.run?.predictedMs ?? Number.NaN, actualMs });
     const inFlight = (this.inFlight.get(w) ?? 0) + 1;
