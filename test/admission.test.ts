@@ -99,7 +99,7 @@ describe("--max-concurrency-per-worker", () => {
       pending.push(generate(r, i));
       await new Promise((res) => setTimeout(res, 15));
     }
-    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) > 0, 2000, "requests queued in the router");
+    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) > 0, 10_000, "requests queued in the router");
     const answers = await Promise.all(pending);
 
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
@@ -150,17 +150,18 @@ describe("the router queue", () => {
 
   it("a client that disconnects while queued leaves the queue, and the worker never receives its request", async () => {
     const [sim] = pool;
-    await setSpeed([sim!], 1500);
+    // 3 s: the second request must be queued (and abandoned) while the first runs, however slowly a loaded machine polls.
+    await setSpeed([sim!], 3000);
     const r = await router(["--max-concurrency-per-worker", "1", "--worker-urls", sim!.url]);
 
     const first = generate(r, 1);
-    await waitFor(async () => (await stats(sim!)).in_flight === 1, 2000, "first request on the worker");
+    await waitFor(async () => (await stats(sim!)).in_flight === 1, 10_000, "first request on the worker");
     const ac = new AbortController();
     const abandoned = generate(r, 2, ac.signal).catch((err: unknown) => err);
-    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 1, 2000, "second request queued");
+    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 1, 10_000, "second request queued");
     ac.abort();
     expect(await abandoned).toBeInstanceOf(Error);
-    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 0, 2000, "queue empty after the client left");
+    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 0, 10_000, "queue empty after the client left");
 
     expect((await first).status).toBe(200);
     // The freed slot is not handed to the request whose client left.

@@ -142,7 +142,7 @@ describe("--launcher-config with the sim backend", () => {
     }
 
     expect(await sigint(router)).toBe(0);
-    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
+    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 10_000, "launched workers gone");
     expect((await Promise.all(ports.map(simPidsOnPort))).flat()).toEqual([]);
   }, 30_000);
 
@@ -175,7 +175,7 @@ describe("--launcher-config with the sim backend", () => {
     expect(launched).toHaveLength(5);
     const ports = launched.map((l) => Number(new URL(l.url).port));
     expect(await sigint(router)).toBe(0);
-    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
+    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 10_000, "launched workers gone");
     expect((await Promise.all(ports.map(simPidsOnPort))).flat()).toEqual([]);
   }, 60_000);
 
@@ -206,18 +206,22 @@ describe("--launcher-config with the sim backend", () => {
     expect(workers.filter((w) => w.managed).length).toBe(2);
     expect(workers.find((w) => w.url === external.url)?.managed).toBe(false);
 
+    // Until all 3 served (at most 60 requests): how many sequential requests
+    // that takes depends on speeds measured on a shared machine; a router
+    // that never uses the launched (or the external) workers still fails.
     const makers = new Set<string>();
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; makers.size < 3; i++) {
+      expect(i, `answers only from ${[...makers].join(", ")}`).toBeLessThan(60);
       const r = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: { prompt: `mix ${i}`, size: "64x64", num_inference_steps: 2 } });
       expect(r.status).toBe(200);
       makers.add(r.headers.get("x-sim-worker")!);
     }
-    expect(makers.size).toBe(3);
+    expect(makers).toEqual(new Set(workers.map((w) => w.url)));
 
     const launched = launchedPids(router);
     expect(launched).toHaveLength(2);
     expect(await sigint(router)).toBe(0);
-    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 2000, "launched workers gone");
+    await waitFor(() => launched.every(({ pid }) => !isAlive(pid)), 10_000, "launched workers gone");
     // The external worker is not the router's to stop.
     expect(isAlive(external.pid)).toBe(true);
     expect((await jsonRequest(`${external.url}/health`)).status).toBe(200);

@@ -12,6 +12,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { holdsFor } from "./helpers/idle.js";
 
 const IMAGE = "/v1/images/generations";
 const small = { size: "64x64", num_inference_steps: 2, response_format: "b64_json" };
@@ -75,7 +76,7 @@ describe("a worker put to sleep behind the router's back", () => {
     expect(await imagesOn(a)).toBeGreaterThan(0); // the sleeper was tried
     const seen = await waitFor(async () => ((await workerOf(r, a.url)).state === "sleeping" ? workerOf(r, a.url) : undefined), 5000, "the sleeper seen as sleeping");
     expect(seen).toMatchObject({ is_dead: false, is_sleeping: true, consecutive_failures: 0 });
-    await r.waitForLog((l) => typeof l.msg === "string" && l.msg.startsWith("worker is sleeping") && l.worker === a.url, 2000);
+    await r.waitForLog((l) => typeof l.msg === "string" && l.msg.startsWith("worker is sleeping") && l.worker === a.url);
     expect(r.logs.filter((l) => l.msg === "worker ejected after failed requests")).toEqual([]);
 
     // Asleep in the router's eyes: no generation reaches it, whatever /health says.
@@ -102,13 +103,12 @@ describe("a worker put to sleep behind the router's back", () => {
       await burst(r, 4);
       return (await workerOf(r, a.url)).state === "sleeping";
     }, 10_000, "the sleeper seen as sleeping");
-    // Still asleep after a few checks: it stays out.
-    await new Promise((res) => setTimeout(res, 1500));
-    expect((await workerOf(r, a.url)).state).toBe("sleeping");
+    // Still asleep after a few checks: it stays out (checked throughout, not only at the end).
+    await holdsFor(1500, "a sleeping worker stays sleeping through 3 checks", async () => (await workerOf(r, a.url)).state === "sleeping");
 
     expect((await jsonRequest(`${a.url}/resume_memory_occupation`, { method: "POST" })).body).toMatchObject({ success: true, sleeping: false });
-    await waitFor(async () => (await workerOf(r, a.url)).state === "healthy", 5000, "the router to notice the wake");
-    await r.waitForLog((l) => l.msg === "a worker found asleep answers again: back in rotation" && l.worker === a.url, 1000);
+    await waitFor(async () => (await workerOf(r, a.url)).state === "healthy", 10_000, "the router to notice the wake");
+    await r.waitForLog((l) => l.msg === "a worker found asleep answers again: back in rotation" && l.worker === a.url);
     await waitFor(async () => (await burst(r, 6)).some((x) => x.status === 200 && x.worker === a.url), 10_000, "a generation answered by the woken worker");
     expect(r.logs.filter((l) => l.msg === "worker ejected after failed requests")).toEqual([]);
   }, 60_000);

@@ -3,7 +3,7 @@
  * 24), over sockets: the other model's workers keep serving meanwhile.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { jsonRequest, startRouterProcess, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
 import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 
 const A = "Qwen/Qwen-Image";
@@ -42,7 +42,8 @@ describe("refits and sleep/wake of one model (issue 24)", () => {
 
     // B's traffic flows while A loads for 2 s.
     const refit = jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/a1", model: A, weight_version: "a1" } });
-    await new Promise((res) => setTimeout(res, 300));
+    // A has the update (a fixed 300 ms sleep here let a loaded machine send A's request before the refit reached A).
+    await waitFor(async () => (await stats(a)).weight_updates.length === 1, 10_000, "the update on A");
     const startedAtMs = Date.now();
     const duringB = await generate(r, B);
     const duringA = generate(r, A);

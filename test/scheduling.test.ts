@@ -165,27 +165,35 @@ describe("earliest-finish on a small fleet", () => {
   });
 
   it("sequential requests on an idle fleet of equal workers spread over all of them", async () => {
+    // Until every worker served (at most 60): how many requests that takes
+    // depends on speeds measured on a shared, possibly loaded machine; a
+    // router that keeps all sequential traffic on one worker still fails.
     const seen = new Set<string>();
-    for (let i = 0; i < 12; i++) seen.add((await image(router, { seed: 50 + i })).worker);
-    expect(seen.size).toBe(3);
+    for (let i = 0; seen.size < 3; i++) {
+      expect(i, `sequential requests served only by ${[...seen].join(", ")}`).toBeLessThan(60);
+      const a = await image(router, { seed: 50 + i });
+      expect(a.status).toBe(200);
+      seen.add(a.worker);
+    }
+    expect(seen).toEqual(new Set(sims.map((s) => s.url)));
   });
 
   it("one request per worker at a time: the rest wait in the router, not in the workers' queues", async () => {
     await Promise.all(sims.map((s) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: 0.002 } })));
+    await Promise.all(sims.map((s) => jsonRequest(`${s.url}/sim/reset_stats`, { method: "POST" })));
     try {
       const burst = Promise.all(Array.from({ length: 9 }, (_, i) => image(router, { seed: 200 + i })));
-      let peak = 0;
       let queuedSeen = 0;
       const poll = setInterval(async () => {
-        const stats = await Promise.all(sims.map(async (s) => (await jsonRequest(`${s.url}/sim/stats`)).body));
-        peak = Math.max(peak, ...stats.map((x: any) => x.in_flight));
         const text = await (await fetch(`${router.url}/metrics`)).text();
         queuedSeen = Math.max(queuedSeen, Number(/^sgl_router_queued_requests (\d+)/m.exec(text)?.[1] ?? 0));
       }, 20);
       const answers = await burst;
       clearInterval(poll);
       expect(answers.every((a) => a.status === 200)).toBe(true);
-      expect(peak).toBe(1);
+      // Each worker's own high-water mark (polling its in_flight could miss a moment of 2).
+      const peaks = await Promise.all(sims.map(async (s) => (await jsonRequest(`${s.url}/sim/stats`)).body.peak_in_flight));
+      expect(peaks).toEqual([1, 1, 1]);
       expect(queuedSeen).toBeGreaterThan(0);
     } finally {
       await Promise.all(sims.map((s) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: 1 } })));
@@ -229,16 +237,22 @@ describe("batching workers (--worker-batch-size)", () => {
   /** ~200 ms of work; 512x512 gains x1.59 at batch 2 in the sim's default table. */
   const shape = { size: "512x512", num_inference_steps: 100, response_format: "url" };
 
-  async function pairFinishGapMs(router: RouterProcess): Promise<{ gap: number; total: number; workers: Set<string> }> {
-    const t0 = performance.now();
-    const ends = await Promise.all(
+  /**
+   * Sends a compatible pair at once; for each answer the sim's scheduler
+   * dispatch (`x-sim-batch`: id/size) and its GPU time (`inference_time_s`).
+   * The sim's own record says whether they ran as one batch, however late a
+   * loaded machine delivers the answers (finish-time gaps measured by the
+   * client were the known flake here).
+   */
+  async function pair(router: RouterProcess): Promise<{ batch: string; gpuMs: number }[]> {
+    return Promise.all(
       [1, 2].map(async (seed) => {
-        const a = await image(router, { prompt: `p${seed}`, seed, ...shape });
-        expect(a.status).toBe(200);
-        return { at: performance.now() - t0, worker: a.worker };
+        const r = await fetch(`${router.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: `p${seed}`, seed, ...shape }) });
+        expect(r.status).toBe(200);
+        const body = (await r.json()) as { inference_time_s: number };
+        return { batch: r.headers.get("x-sim-batch") ?? "", gpuMs: body.inference_time_s * 1000 };
       }),
     );
-    return { gap: Math.abs(ends[0]!.at - ends[1]!.at), total: Math.max(ends[0]!.at, ends[1]!.at), workers: new Set(ends.map((e) => e.worker)) };
   }
 
   it("compatible requests go to a batching worker together and come back together; with batch size 1 one after the other", async () => {
@@ -249,11 +263,18 @@ describe("batching workers (--worker-batch-size)", () => {
       // Warm-up (the first request per worker is not learned from).
       await image(batched, { seed: 9, ...shape });
       await image(single, { seed: 9, ...shape });
-      const together = await pairFinishGapMs(batched);
-      const apart = await pairFinishGapMs(single);
-      expect(together.gap, JSON.stringify({ together, apart })).toBeLessThan(60);
-      expect(apart.gap, JSON.stringify({ together, apart })).toBeGreaterThan(120);
-      expect(together.total).toBeLessThan(apart.total);
+      const together = await pair(batched);
+      const apart = await pair(single);
+      const seen = JSON.stringify({ together, apart });
+      // One dispatch of 2 on the worker: they ran and came back together.
+      expect(together[0]!.batch, seen).toMatch(/^\d+\/2$/);
+      expect(together[1]!.batch, seen).toBe(together[0]!.batch);
+      // Batch size 1: the router held the second until the first was done (the
+      // sim would have batched them had both arrived): two dispatches of 1.
+      expect(apart.map((a) => a.batch.split("/")[1]), seen).toEqual(["1", "1"]);
+      expect(apart[0]!.batch, seen).not.toBe(apart[1]!.batch);
+      // The batch's GPU time is below the two single generations' (x1.59 gain at 512x512).
+      expect(Math.max(together[0]!.gpuMs, together[1]!.gpuMs), seen).toBeLessThan(apart[0]!.gpuMs + apart[1]!.gpuMs);
     } finally {
       await batched.stop();
       await single.stop();
@@ -274,9 +295,9 @@ describe("a new process behind a worker's URL", () => {
       expect(await observations()).toBeGreaterThan(0);
       // Nothing listens at the URL: whatever answers there later is another process.
       await moved.stop();
-      await waitFor(async () => (await observations()) === 0, 5000, "the old process's observations forgotten");
+      await waitFor(async () => (await observations()) === 0, 15_000, "the old process's observations forgotten");
       moved = await startSimProcess(["--port", String(port)]);
-      await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.state === "healthy"), 5000, "healthy again");
+      await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.state === "healthy"), 15_000, "healthy again");
       for (let i = 0; i < 4; i++) await Promise.all([1, 2, 3].map((k) => image(router, { seed: 100 + 10 * i + k })));
       expect(await observations()).toBeGreaterThan(0);
     } finally {

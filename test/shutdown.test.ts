@@ -121,16 +121,18 @@ function childrenOf(ppid: number, needle: string): number[] {
 
 describe("SIGTERM under load", () => {
   it("lets in-flight requests finish with 200, refuses new ones, and exits 0 within --shutdown-timeout", async () => {
-    await setSpeed(pool, 1000);
+    // 2.5 s per request: all six are still running when SIGTERM and the late
+    // requests come, however slowly a loaded machine gets them there.
+    await setSpeed(pool, 2500);
     // least-request sends all six to the workers at once (earliest-finish would queue four in the router: see below).
     const r = await router(["--routing-algorithm", "least-request", "--shutdown-timeout", "5", "--worker-urls", ...pool.map((s) => s.url)]);
     await waitHealthy(r, 2);
 
     const inFlight = Array.from({ length: 6 }, (_, i) => freshRequest(r.url, IMAGE, { ...small, seed: i }));
-    await waitFor(async () => (await Promise.all(pool.map(stats))).reduce((n, s) => n + s.in_flight, 0) === 6, 3000, "6 requests on the workers");
+    await waitFor(async () => (await Promise.all(pool.map(stats))).reduce((n, s) => n + s.in_flight, 0) === 6, 10_000, "6 requests on the workers");
 
     const stopping = sigterm(r);
-    await r.waitForLog((l) => l.msg === "shutting down", 2000);
+    await r.waitForLog((l) => l.msg === "shutting down");
     // New work after SIGTERM: refused at connect (or reset, when the connect
     // raced the listening socket's close and sat in its backlog), or a 503
     // shutting_down. Either way the request never reaches a worker.
@@ -164,7 +166,7 @@ describe("SIGTERM under load", () => {
     const r = await router(["--shutdown-timeout", "1", "--worker-urls", ...pool.map((s) => s.url)]);
     await waitHealthy(r, 2);
     const slow = freshRequest(r.url, IMAGE, small);
-    await waitFor(async () => (await Promise.all(pool.map(stats))).some((s) => s.in_flight === 1), 3000, "slow request on a worker");
+    await waitFor(async () => (await Promise.all(pool.map(stats))).some((s) => s.in_flight === 1), 10_000, "slow request on a worker");
     const exit = await sigterm(r);
     expect(exit).toMatchObject({ code: 0, signal: null });
     expect(exit.ms).toBeGreaterThanOrEqual(900);
@@ -179,13 +181,14 @@ describe("SIGTERM under load", () => {
     ["earliest-finish (the default: one request per worker, the rest in the router)", []],
   ])("%s: answers queued requests 503 shutting_down at once, finishes the running one, and exits 0", async (_name, flags) => {
     const [sim] = pool;
-    await setSpeed([sim!], 1500);
+    // 4 s: the three others are queued behind it before it ends, however slowly a loaded machine polls.
+    await setSpeed([sim!], 4000);
     const r = await router([...flags, "--shutdown-timeout", "10", "--worker-urls", sim!.url]);
     await waitHealthy(r, 1);
     const running = freshRequest(r.url, IMAGE, { ...small, seed: 1 });
-    await waitFor(async () => (await stats(sim!)).in_flight === 1, 3000, "first request on the worker");
+    await waitFor(async () => (await stats(sim!)).in_flight === 1, 10_000, "first request on the worker");
     const queued = [2, 3, 4].map((seed) => freshRequest(r.url, IMAGE, { ...small, seed }));
-    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 3, 3000, "3 requests queued");
+    await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 3, 10_000, "3 requests queued");
 
     const stopping = sigterm(r);
     const sentAt = Date.now();

@@ -7,7 +7,7 @@ import { decode as decodeMsgpack, encode as encodeMsgpack } from "@msgpack/msgpa
 import { WebSocket } from "ws";
 import pngjs from "pngjs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_GAIN_CURVE_SPEC, batchGain, generationMs, parseGainCurve, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
+import { DEFAULT_GAIN_CURVE_SPEC, batchGain, batchMs, generationMs, parseGainCurve, startSimWorker, type SimWorker, type SimWorkerOptions } from "../src/sim/index.js";
 import { Scheduler } from "../src/sim/scheduler.js";
 import { startSimProcess, simCliPath } from "./helpers/sim.js";
 import { binaryTool, needTools } from "./helpers/tools.js";
@@ -193,12 +193,14 @@ describe("served name, dp_size and the newer task types", () => {
 
   it("runs dp_size generations at once", async () => {
     const timed = async (dpSize: number) => {
-      const w = await worker({ dpSize, speed: 0.05 });
+      // ~400 ms each: long enough that request overhead on a loaded machine
+      // (tens of ms) cannot make one-at-a-time look like two at once.
+      const w = await worker({ dpSize, speed: 0.005 });
       const started = Date.now();
       await Promise.all([0, 1].map((i) => postJson(w.url, "/v1/images/generations", { prompt: `p${i}`, ...tiny, response_format: "b64_json" })));
       return { ms: Date.now() - started, peak: (await stats(w.url))["peak_in_flight"] as number };
     };
-    // ~40 ms each at speed 0.05: one at a time takes about twice as long as two at once.
+    // One at a time takes about twice as long as two at once.
     const [one, two] = [await timed(1), await timed(2)];
     expect(two.ms).toBeLessThan(one.ms * 0.8);
   });
@@ -943,11 +945,14 @@ describe("scheduler queue and stats", () => {
 
   it("during warm-up answers health, /server_info and /model_info, and holds /v1/models and generations", async () => {
     const started = Date.now();
-    const w = await worker({ warmupMs: 400 });
+    const w = await worker({ warmupMs: 1500 });
+    // Held while warming up: asked first, answered only after the probes below.
+    let modelsAnswered = false;
+    const models = fetch(`${w.url}/v1/models`).then((r) => ((modelsAnswered = true), r));
     for (const p of ["/health", "/health_generate", "/server_info", "/model_info"]) expect((await fetch(w.url + p)).status).toBe(200);
-    expect(Date.now() - started).toBeLessThan(350);
-    expect((await fetch(`${w.url}/v1/models`)).status).toBe(200);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(390);
+    expect(modelsAnswered, "/v1/models answered before the warm-up ended").toBe(false);
+    expect((await models).status).toBe(200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1490);
     expect((await postJson(w.url, "/v1/images/generations", { prompt: "x", ...tiny })).status).toBe(200);
   });
 });
@@ -959,17 +964,30 @@ describe("batching and the attention factor", () => {
   const shape = { size: "512x512", num_inference_steps: 100, response_format: "url" };
   const singleMs = generationMs({ width: 512, height: 512, steps: 100, frames: 1, outputs: 1 }, 1);
 
-  /** Sends all bodies at once; resolves with each answer's finish time (ms after sending). */
-  async function together(base: string, bodies: { path?: string; body: unknown }[]): Promise<number[]> {
+  /**
+   * Sends all bodies at once; resolves with each answer's finish time (ms
+   * after sending), the scheduler dispatch that ran it (`x-sim-batch`,
+   * id/size) and its GPU time (`inference_time_s`). Whether requests shared
+   * a batch is read from the dispatch, not from how close together the
+   * client saw the answers (that scatters on a loaded machine).
+   */
+  async function together(base: string, bodies: { path?: string; body: unknown }[]): Promise<{ ms: number; batch: string; gpuMs: number }[]> {
     const t0 = performance.now();
     return Promise.all(
       bodies.map(async ({ path = "/v1/images/generations", body }) => {
         const res = body instanceof FormData ? await fetch(base + path, { method: "POST", body }) : await postJson(base, path, body);
         expect(res.status).toBe(200);
-        await res.arrayBuffer();
-        return performance.now() - t0;
+        const answer = (await res.json()) as { inference_time_s: number };
+        return { ms: performance.now() - t0, batch: res.headers.get("x-sim-batch") ?? "", gpuMs: answer.inference_time_s * 1000 };
       }),
     );
+  }
+
+  /** Two answers that ran one after the other: two dispatches of one request each. */
+  function apart(answers: { batch: string }[]): void {
+    const seen = JSON.stringify(answers);
+    expect(answers.map((x) => x.batch.split("/")[1]), seen).toEqual(["1", "1"]);
+    expect(answers[0]!.batch, seen).not.toBe(answers[1]!.batch);
   }
 
   function edit(prompt: string): FormData {
@@ -1000,14 +1018,17 @@ describe("batching and the attention factor", () => {
   it("runs two compatible requests sent together as one batch, in less than twice the single time", async () => {
     const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 50 });
     const [alone] = await together(w.url, [{ body: { prompt: "alone", ...shape } }]);
-    expect(alone!).toBeGreaterThanOrEqual(singleMs);
+    expect(alone!.ms).toBeGreaterThanOrEqual(singleMs);
     const [a, b] = await together(w.url, [
       { body: { prompt: "first", seed: 1, ...shape } },
       { body: { prompt: "second", seed: 2, ...shape } },
     ]);
-    expect(Math.abs(a! - b!)).toBeLessThan(40); // one batch: the answers come out together
-    expect(Math.max(a!, b!)).toBeLessThan(2 * alone!);
-    expect(Math.max(a!, b!)).toBeLessThan(50 + 2 * singleMs); // the gain shows: not two generations in a row
+    // One batch: the sim's own dispatch record (client finish times scatter on a loaded machine).
+    expect(a!.batch).toMatch(/^\d+\/2$/);
+    expect(b!.batch).toBe(a!.batch);
+    // The gain shows in the batch's GPU time: the whole batch, less than two generations in a row.
+    expect(a!.gpuMs).toBeGreaterThanOrEqual(batchMs({ width: 512, height: 512, steps: 100, frames: 1, outputs: 1 }, 2, 1, 0, parseGainCurve(DEFAULT_GAIN_CURVE_SPEC)) - 2);
+    expect(a!.gpuMs).toBeLessThan(2 * singleMs);
   });
 
   it("does not batch incompatible requests", async () => {
@@ -1016,18 +1037,17 @@ describe("batching and the attention factor", () => {
       { body: { prompt: "a", ...shape } },
       { body: { prompt: "b", ...shape, guidance_scale: 7 } }, // another sampling parameter
     ]);
-    // one after the other: the second ends a whole generation after the first
-    expect(Math.abs(times[0]! - times[1]!)).toBeGreaterThan(0.8 * singleMs);
+    // one after the other, each a whole generation
+    apart(times);
     const sizes = await together(w.url, [
       { body: { prompt: "a", ...shape } },
       { body: { prompt: "b", ...shape, size: "512x768" } },
     ]);
-    expect(Math.abs(sizes[0]! - sizes[1]!)).toBeGreaterThan(0.8 * singleMs);
+    apart(sizes);
   });
 
   it("lets a generation queued behind a weight update join the batch ahead of it (the scan skips the update)", async () => {
     const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 100, weightLoadMs: 50 });
-    const t0 = performance.now();
     const first = postJson(w.url, "/v1/images/generations", { prompt: "first", ...shape });
     await waitFor(async () => ((await stats(w.url))["scheduler_waiting"] === 1 ? true : undefined));
     const update = postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/new" });
@@ -1038,7 +1058,8 @@ describe("batching and the attention factor", () => {
     expect(a.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
     expect(b.headers.get("x-sim-weights")).toBe("Qwen/Qwen-Image");
     expect(u.status).toBe(200);
-    expect(performance.now() - t0).toBeLessThan(100 + 2 * singleMs + 50 + 500);
+    expect(a.headers.get("x-sim-batch")).toMatch(/^\d+\/2$/);
+    expect(b.headers.get("x-sim-batch")).toBe(a.headers.get("x-sim-batch"));
   });
 
   it("never batches a request with an input image", async () => {
@@ -1047,7 +1068,7 @@ describe("batching and the attention factor", () => {
       { path: "/v1/images/edits", body: edit("one") },
       { path: "/v1/images/edits", body: edit("two") },
     ]);
-    expect(Math.abs(times[0]! - times[1]!)).toBeGreaterThan(0.8 * singleMs);
+    apart(times);
   });
 
   it("batches video jobs of a text-to-video worker", async () => {
@@ -1060,10 +1081,12 @@ describe("batching and the attention factor", () => {
       const all = await Promise.all(ids.map(async (id) => (await (await fetch(`${w.url}/v1/videos/${id}`)).json()) as { status: string; inference_time_s: number }));
       return all.every((j) => j.status === "completed") ? all : undefined;
     });
-    // one batch of 2 at x1.59: each took the batch's time, less than two generations
+    // one batch of 2 at x1.59: each took the batch's time (~1.26x one
+    // generation; alone or one after the other each would take 1x), less than
+    // two generations (no gain)
     for (const j of jobs) {
       expect(j.inference_time_s * 1000).toBeGreaterThan(1.1 * singleMs);
-      expect(j.inference_time_s * 1000).toBeLessThan(1.9 * singleMs);
+      expect(j.inference_time_s * 1000).toBeLessThan(2 * singleMs);
     }
   });
 
@@ -1074,10 +1097,12 @@ describe("batching and the attention factor", () => {
       const body = (await (await postJson(base, "/v1/images/generations", { prompt: "x", size, num_inference_steps: steps })).json()) as { inference_time_s: number };
       return body.inference_time_s * 1000;
     };
-    // 1000x1000 is 1 MP: x3 with a = 2; 250x250 is 0.0625 MP: x1.125
-    const big = await time(attention.url, "1000x1000", 20);
-    expect(big).toBeGreaterThanOrEqual(generationMs({ width: 1000, height: 1000, steps: 20, frames: 1, outputs: 1 }, 1, 2) - 5);
-    expect(big / (await time(linear.url, "1000x1000", 20))).toBeGreaterThan(2.5);
+    // 1000x1000 is 1 MP: x3 with a = 2; 250x250 is 0.0625 MP: x1.125. 60 steps
+    // (~0.46 s linear): inference_time_s also holds drawing the 1 MP picture,
+    // which a loaded machine slows, and that must not eat the x3.
+    const big = await time(attention.url, "1000x1000", 60);
+    expect(big).toBeGreaterThanOrEqual(generationMs({ width: 1000, height: 1000, steps: 60, frames: 1, outputs: 1 }, 1, 2) - 5);
+    expect(big / (await time(linear.url, "1000x1000", 60))).toBeGreaterThan(2.5);
     const small = await time(attention.url, "250x250", 320);
     expect(small / (await time(linear.url, "250x250", 320))).toBeLessThan(1.6);
   });
