@@ -102,12 +102,18 @@ export class PlanBoard {
   #classes = new Map<string, ClassCost>();
   readonly #classKeys = new WeakMap<WorkFeatures, string>();
   #lastFullMs = -Infinity;
+  /** This round's workers whose costs were read again (all of them in a full round): a class checked in the last round re-reads only these. */
+  #changedKs: number[] = [];
+  #fullRound = true;
   #round = 0;
   /** Workers with no observation yet (probed first by plan-dispatch.ts). */
   unobserved = 0;
   /** The round's copies the plan may change. */
   #roundBusy = new Float64Array(0);
   #roundFree = new Int32Array(0);
+  #roundOther: (number[] | null)[] = [];
+  /** The board a round returns (made once per rebuild: its arrays are refilled in place). */
+  #roundBoard!: Board;
 
   constructor(
     private readonly registry: Registry,
@@ -145,10 +151,13 @@ export class PlanBoard {
     const changed = this.loads.takeChanged();
     const full = nowMs - this.#lastFullMs >= FULL_REFRESH_MS;
     if (full) this.#lastFullMs = nowMs;
+    this.#fullRound = full;
+    this.#changedKs.length = 0;
     for (const w of changed) {
       const k = this.#index.get(w);
       if (k === undefined) continue;
       this.#stamp[k]!++;
+      this.#changedKs.push(k);
       this.#read(k, w, nowMs, true);
     }
     let unobserved = 0;
@@ -161,7 +170,13 @@ export class PlanBoard {
     this.#round++;
     this.#roundBusy.set(this.#busy);
     this.#roundFree.set(this.#free);
-    return { busy: this.#roundBusy, free: this.#roundFree, noise: this.#noise, slow: this.#slow, group: this.#group, learned: this.#learned, other: this.#other.map((o) => (o === null ? null : [...o])) };
+    // The plan changes the other slots' ends: copies, made only for workers with several slots.
+    const other = this.#roundOther;
+    for (let k = 0; k < other.length; k++) {
+      const o = this.#other[k]!;
+      other[k] = o === null ? null : [...o];
+    }
+    return this.#roundBoard;
   }
 
   /** A candidate list as indices (cached per list: eligibility's lists live until the registry changes). */
@@ -202,6 +217,7 @@ export class PlanBoard {
     if (work === null) return this.#fresh([work], pool);
     const c = this.#classOf(work);
     if (c.checkedRound === this.#round && c.checkedPool === pool) return c;
+    if (c.checkedRound === this.#round - 1 && c.checkedPool === pool && !this.#fullRound && c.floors.length === this.#groupKeys.size) return this.#update(c, work, pool);
     const { idx } = pool;
     const floors = c.floors.length === this.#groupKeys.size ? c.floors.fill(Infinity) : new Float64Array(this.#groupKeys.size).fill(Infinity);
     const group = this.#group;
@@ -216,6 +232,24 @@ export class PlanBoard {
     c.checkedRound = this.#round;
     c.checkedPool = pool;
     c.floors = floors;
+    return c;
+  }
+
+  /**
+   * A class checked in the last round: only the workers read again since.
+   * Its floors only go down until the next full round (a worker's cost that
+   * rose is not searched for among the others): a floor must stay at most
+   * the group's least cost, and may be low by a few % for 100 ms.
+   */
+  #update(c: ClassCost, work: WorkFeatures, pool: Pool): ClassCost {
+    for (const k of this.#changedKs) {
+      if (!inPool(pool, k)) continue;
+      c.cost[k] = this.loads.predictMs(work, this.#workers[k]!);
+      c.stamp[k] = this.#stamp[k]!;
+      const g = this.#group[k]!;
+      if (c.cost[k]! < c.floors[g]!) c.floors[g] = c.cost[k]!;
+    }
+    c.checkedRound = this.#round;
     return c;
   }
 
@@ -234,12 +268,22 @@ export class PlanBoard {
     return { cost, floors };
   }
 
-  #classOf(work: WorkFeatures): ClassCost {
+  /** The key of a demand class: requests of equal keys are interchangeable for the plan (admission/plan-classes.ts). */
+  classKey(kind: string, model: string | null, work: WorkFeatures | null): string | null {
+    return work === null ? null : `${kind}|${model ?? ""}|${this.#workKey(work)}`;
+  }
+
+  #workKey(work: WorkFeatures): string {
     let key = this.#classKeys.get(work);
     if (key === undefined) {
       key = `${work.megapixels}|${work.steps}|${work.latentFrames}|${work.outputs}|${work.inputImages}`;
       this.#classKeys.set(work, key);
     }
+    return key;
+  }
+
+  #classOf(work: WorkFeatures): ClassCost {
+    const key = this.#workKey(work);
     let c = this.#classes.get(key);
     if (c === undefined) {
       if (this.#classes.size >= MAX_CLASSES) this.#classes.clear();
@@ -300,6 +344,8 @@ export class PlanBoard {
     this.#groupKeys = new Map();
     this.#roundBusy = new Float64Array(n);
     this.#roundFree = new Int32Array(n);
+    this.#roundOther = new Array<number[] | null>(n).fill(null);
+    this.#roundBoard = { busy: this.#roundBusy, free: this.#roundFree, noise: this.#noise, slow: this.#slow, group: this.#group, learned: this.#learned, other: this.#roundOther };
     this.#pools = new WeakMap();
     this.#singles = new Map();
     this.#classes.clear();
