@@ -19,12 +19,14 @@
  * finish is within PREFER_FREE (+ TIE_MS, + its scatter) of that, the same
  * tolerance board-plan.ts gives a free worker.
  *
- * The fluid spreads the requests ahead thinner than whole requests are: the
- * level it finds is at most the one of the request-by-request plan, so a
- * free worker declines a class the full plan might have given it rather
- * than taking one that finishes late (test/plan-differential.test.ts replays
- * bursts against the reference). Pure but for its buffers, reused across
- * rounds: the caller passes times in.
+ * The fluid is an approximation: whole requests leave some workers below
+ * the level and others above it, so with few requests ahead of a class the
+ * others' best finish is at or below the fluid's, and a free worker may take
+ * a class the request-by-request plan would have left to a busy faster
+ * worker; with many (the case the plan is for) the two agree.
+ * test/plan-differential.test.ts replays bursts against the reference
+ * (makespan within 2%). Pure but for its buffers, reused across rounds: the
+ * caller passes times in.
  */
 
 import { PREFER_FREE, TIE_MS, type Board } from "./board-plan.js";
