@@ -60,6 +60,8 @@ export class DirectPlanner {
   /** Per group and class (group-major): the level the work ahead of the class fills the workers other than a free one of the group to; `#filled[g]` whether group g's are current. */
   #levels = new Float64Array(0);
   #filled = new Uint8Array(0);
+  /** Groups whose free workers take nothing in this round (see plan). */
+  #declined = new Uint8Array(0);
 
   /**
    * Gives each free worker of `pool` (all of whose workers have one slot)
@@ -73,16 +75,26 @@ export class DirectPlanner {
     const groups = this.#index(board, pool, nowMs, rotation, classes);
     if (groups === 0) return out;
     if (this.#levels.length < classes.length * groups) this.#levels = new Float64Array(classes.length * groups);
-    if (this.#filled.length < groups) this.#filled = new Uint8Array(groups);
+    if (this.#filled.length < groups) {
+      this.#filled = new Uint8Array(groups);
+      this.#declined = new Uint8Array(groups);
+    }
     this.#filled.fill(0);
+    this.#declined.fill(0);
     // With many free workers the levels are made again every few requests given, not after each: one request moves them little.
     const refillEvery = Math.max(1, this.#free.length >> 5);
     let given = 0;
     for (const f of this.#free) {
       const gf = groupOf(board, f);
+      // A group's free workers cost within 2% of each other: once one declined every class, so do the rest (until a request is given).
+      if (this.#declined[gf] === 1) continue;
       if (this.#filled[gf] === 0) this.#fill(classes, gf, groups, nowMs);
       const c = this.#choose(classes, board, f, gf, groups, nowMs);
-      if (c < 0) continue;
+      if (c < 0) {
+        this.#declined[gf] = 1;
+        continue;
+      }
+      this.#declined.fill(0);
       classes[c]!.count--;
       const until = nowMs + timeOn(classes[c]!, board, f);
       board.busy[f] = until;
