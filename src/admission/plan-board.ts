@@ -7,13 +7,22 @@ import type { LoadBook } from "./loads.js";
 /** Observations of a worker (per model) before the planner packs whole queues on its estimates (see plan.ts). */
 const LEARNED_OBSERVATIONS = 3;
 /**
- * Every this many ms (of the admission clock) every cached cost is read
- * again from the cost model, even of workers that answered nothing: a
+ * Every cached cost is read again from the cost model within this many ms
+ * (of the admission clock), even of workers that answered nothing: a
  * worker's prediction changes when it answers (re-read at once), but the
  * cost model may also move predictions on its own (a shared prior, the
  * fleet's typical cost), and this bounds how long a stale one can last.
+ * The workers are re-read in turn, a few per round, not all in one round:
+ * at a thousand workers all at once was 16,000 predictions, the p99 of a
+ * completion's CPU.
  */
 const FULL_REFRESH_MS = 100;
+/**
+ * ...or this many ms per worker on a large fleet (1,024 workers: 0.5 s):
+ * there every worker answers every few seconds (re-read then), and the
+ * re-reads of the others would cost more per completion than the plan.
+ */
+const REFRESH_MS_PER_WORKER = 0.5;
 /** Demand classes kept (their work comes from clients: bounded). */
 const MAX_CLASSES = 4096;
 /**
@@ -101,8 +110,11 @@ export class PlanBoard {
   readonly #empty: Pool = { idx: new Int32Array(0), member: null };
   #classes = new Map<string, ClassCost>();
   readonly #classKeys = new WeakMap<WorkFeatures, string>();
-  #lastFullMs = -Infinity;
-  /** This round's workers whose costs were read again (all of them in a full round): a class checked in the last round re-reads only these. */
+  #lastRollMs = -Infinity;
+  /** The rolling re-read: the next worker, and the fraction of one owed. */
+  #rollAt = 0;
+  #rollOwed = 0;
+  /** This round's workers whose costs were read again: a class checked in the last round re-reads only these (all, in a full round: when the rolling re-read wrapped). */
   #changedKs: number[] = [];
   #fullRound = true;
   #round = 0;
@@ -149,10 +161,8 @@ export class PlanBoard {
     if (this.#groupKeys.size > MAX_GROUPS) this.#stale = true;
     if (this.#stale) this.#rebuild();
     const changed = this.loads.takeChanged();
-    const full = nowMs - this.#lastFullMs >= FULL_REFRESH_MS;
-    if (full) this.#lastFullMs = nowMs;
-    this.#fullRound = full;
     this.#changedKs.length = 0;
+    this.#fullRound = this.#roll(nowMs);
     for (const w of changed) {
       const k = this.#index.get(w);
       if (k === undefined) continue;
@@ -162,8 +172,7 @@ export class PlanBoard {
     }
     let unobserved = 0;
     for (let k = 0; k < this.#workers.length; k++) {
-      if (full) this.#stamp[k]!++;
-      if (full || this.#due[k]! <= nowMs) this.#read(k, this.#workers[k]!, nowMs, full);
+      if (this.#due[k]! <= nowMs) this.#read(k, this.#workers[k]!, nowMs, false);
       if (this.#observed[k] === 0) unobserved++;
     }
     this.unobserved = unobserved;
@@ -177,6 +186,30 @@ export class PlanBoard {
       other[k] = o === null ? null : [...o];
     }
     return this.#roundBoard;
+  }
+
+  /**
+   * Re-reads the workers whose turn came since the last round (see
+   * FULL_REFRESH_MS). Returns whether the turn wrapped: then the classes'
+   * least costs per group are found again (a full round), as they only go
+   * down between (see #update).
+   */
+  #roll(nowMs: number): boolean {
+    const n = this.#workers.length;
+    if (n === 0) return true;
+    const period = Math.max(FULL_REFRESH_MS, n * REFRESH_MS_PER_WORKER);
+    this.#rollOwed = this.#lastRollMs === -Infinity ? n : Math.min(n, this.#rollOwed + (n * (nowMs - this.#lastRollMs)) / period);
+    this.#lastRollMs = nowMs;
+    let wrapped = false;
+    for (; this.#rollOwed >= 1; this.#rollOwed--) {
+      const k = this.#rollAt;
+      this.#rollAt = (k + 1) % n;
+      if (this.#rollAt === 0) wrapped = true;
+      this.#stamp[k]!++;
+      this.#changedKs.push(k);
+      this.#read(k, this.#workers[k]!, nowMs, true);
+    }
+    return wrapped;
   }
 
   /** A candidate list as indices (cached per list: eligibility's lists live until the registry changes). */
@@ -349,5 +382,7 @@ export class PlanBoard {
     this.#pools = new WeakMap();
     this.#singles = new Map();
     this.#classes.clear();
+    this.#rollAt = 0;
+    this.#lastRollMs = -Infinity;
   }
 }
