@@ -11,7 +11,7 @@ import type { Waiter } from "./queue.js";
  * The direct plan's round (scheduler/direct-plan.ts) when it applies: a long
  * queue (beyond what the request-by-request plan reads whole), a free
  * slot and a busy worker, every waiting request in a class, every class on the same pool of
- * single-slot workers all observed. Returns the sends, or null when the
+ * single-slot workers, no free one unobserved (it gets a probe). Returns the sends, or null when the
  * round must be planned request by request (plan-dispatch.ts).
  */
 export class DirectRound {
@@ -27,7 +27,7 @@ export class DirectRound {
 
   plan(board: Board, nowMs: number, queued: number, rotation: number): [Waiter, Worker][] | null {
     const b = this.board;
-    if (this.queues.others > 0 || b.unobserved > 0 || board.free.length >= MAX_POSITIONS) return null;
+    if (this.queues.others > 0 || board.free.length >= MAX_POSITIONS) return null;
     if (queued * board.free.length <= PACK_CELLS || queued <= LOOK_AHEAD_MARGIN) return null;
     const heads = this.queues.heads();
     if (heads.length === 0) return null;
@@ -38,8 +38,9 @@ export class DirectRound {
     let busy = 0;
     for (const k of pool.idx) {
       if (board.other[k] !== null) return null; // several slots: planned by board-plan.ts
-      if (board.free[k]! > 0) free += board.free[k]!;
-      else busy++;
+      if (board.free[k]! <= 0) busy++;
+      else if (b.observed(k) === 0) return null; // a new worker: probed with a small request (plan-dispatch.ts)
+      else free += board.free[k]!;
     }
     // Nothing running anywhere (a free worker that declines everything would wait for nothing): request by request.
     if (free === 0 || busy === 0) return null;
