@@ -11,7 +11,7 @@ import type { Waiter } from "./queue.js";
  * The direct plan's round (scheduler/direct-plan.ts) when it applies: a long
  * queue (beyond what the request-by-request plan reads whole), a free
  * slot and a busy worker, every waiting request in a class, every class on the same pool of
- * single-slot workers, no free one unobserved (it gets a probe). Returns the sends, or null when the
+ * single-slot workers, each observed at least once. Returns the sends, or null when the
  * round must be planned request by request (plan-dispatch.ts).
  */
 export class DirectRound {
@@ -38,8 +38,9 @@ export class DirectRound {
     let busy = 0;
     for (const k of pool.idx) {
       if (board.other[k] !== null) return null; // several slots: planned by board-plan.ts
+      // A new worker (routable, nothing measured yet): probed with a small request and planned request by request until its speed is known.
+      if (b.observed(k) === 0) return null;
       if (board.free[k]! <= 0) busy++;
-      else if (b.observed(k) === 0) return null; // a new worker: probed with a small request (plan-dispatch.ts)
       else free += board.free[k]!;
     }
     // Nothing running anywhere (a free worker that declines everything would wait for nothing): request by request.
