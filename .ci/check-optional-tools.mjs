@@ -14,7 +14,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = resolve(fileURLToPath(new URL("..", import.meta.url)));
-const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts", "test/state-store.test.ts", "test/multi-router.test.ts", "test/multi-router-memory.test.ts"];
+const files = ["test/sim.test.ts", "test/rpc-interop.test.ts", "test/readme.test.ts", "test/slurm.test.ts", "test/dashboard.test.ts", "test/state-store.test.ts", "test/multi-router.test.ts", "test/multi-router-memory.test.ts", "test/etcd-partition.test.ts"];
 // Slurm's daemons live in /usr/sbin, which the PATH below never has; its client commands are in /usr/bin.
 const hidden = /^(ffprobe|ffmpeg|protoc.*|grpc_python_plugin|python3.*|sbatch|squeue|scancel|sinfo|scontrol|srun|salloc|munge.*|chromium.*|etcd.*)$/;
 const slurm = ["slurmctld (Debian: apt-get install slurmctld)", "slurmd", "sbatch", "slurm-client", "munged", "munge"];
@@ -43,9 +43,11 @@ const expectedSkips = new Map([
   ["test/multi-router.test.ts > several routers on etcd: the refit router dies before the load A SIGKILLed while it waits for B's drain: B's requests end on the old weights, B rolls the refit forward when A's lease expires, and the one load that reaches the worker finds nothing open; a request held meanwhile gets the new weights", etcdTool],
   ["test/multi-router.test.ts > several routers on etcd: a refit state left in progress a live router's refit left in progress without the lock (its last write lost while etcd was away) is settled by the other within ~3 s: both routers then serve its target, the worker re-synced", etcdTool],
   ["test/multi-router.test.ts > several routers on etcd: ids a worker's ids leave etcd when it is removed, a deleted video's at once; a mesh made through A is found through B from etcd", etcdTool],
+  ["test/multi-router.test.ts > several routers on etcd: ids an image id's keys leave etcd by themselves affinity_ttl_s after it was made (a lease nobody keeps alive); B still serves the image by asking the workers; a bad affinity_ttl_s refuses the start", etcdTool],
   ["test/multi-router-memory.test.ts > several routers on etcd: sleep and wake a sleep through A waits for B's requests in flight (all 200 before the release reaches the worker); B sends nothing to the sleeping worker, holds its requests, and serves them after a wake through A", etcdTool],
   ["test/multi-router-memory.test.ts > several routers on etcd: sleep and wake when B does not drain within the sleep's drain timeout, nothing sleeps (504 drain_timeout naming the other router) and both routers serve on", etcdTool],
   ["test/multi-router-memory.test.ts > several routers on etcd: LoRA changes a set_lora through A waits for B's requests in flight (they end on no adapter before the call reaches the worker), later ones carry the new adapter, and B answers with the pool's LoRA; an unmerge through A reaches B's view too", etcdTool],
+  ["test/etcd-partition.test.ts > a router cut off from etcd while another router refits B severs its request and rollout item in flight (503 state_store_unavailable, Retry-After) before etcd counts it gone, holds new ones; A's refit loads only after B's lease expired; back on etcd, B serves the new version only, and clients retrying through B lose nothing", etcdTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium shows every worker with state, model and weight version; a removal and a refit show within 2 s", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium a two-phase refit shows open within 2 s of its begin and idle within 2 s of its abort, with both actions", chromiumTool],
   ["test/dashboard.test.ts > GET /dashboard in headless chromium the rollout panel shows a running job (items done, groups complete) within 2 s, and drops it within 2 s of its end", chromiumTool],

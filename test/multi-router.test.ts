@@ -11,7 +11,7 @@
 import { Etcd3 } from "etcd3";
 import { describe, expect, it } from "vitest";
 import { useEtcdRouters } from "./helpers/etcd-routers.js";
-import { jsonRequest, waitFor, type RouterProcess } from "./helpers/router.js";
+import { jsonRequest, runRouterCli, waitFor, type RouterProcess } from "./helpers/router.js";
 import type { SimProcess } from "./helpers/sim.js";
 import { needTools } from "./helpers/tools.js";
 import { retryLikeRl } from "./helpers/clients.js";
@@ -28,8 +28,8 @@ interface SimStats {
 const statsOf = async (s: SimProcess): Promise<SimStats> => (await jsonRequest(`${s.url}/sim/stats`)).body as SimStats;
 
 /** Two routers on one fresh prefix (least-request: every request is sent to the worker at once, so B has several in flight), sharing `worker`. */
-async function twoRouters(worker: SimProcess, extra: string[] = []): Promise<[RouterProcess, RouterProcess, string]> {
-  const store = server().storeUrl();
+async function twoRouters(worker: SimProcess, extra: string[] = [], query = ""): Promise<[RouterProcess, RouterProcess, string]> {
+  const store = server().storeUrl() + query;
   const args = ["--state-store", store, "--routing-algorithm", "least-request", ...extra];
   const [a, b] = await Promise.all([router(args), router(args)]);
   expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: worker.url } })).status).toBe(200);
@@ -221,5 +221,38 @@ describe("several routers on etcd: ids", () => {
     } finally {
       client.close();
     }
+  }, 60_000);
+
+  it("an image id's keys leave etcd by themselves affinity_ttl_s after it was made (a lease nobody keeps alive); B still serves the image by asking the workers; a bad affinity_ttl_s refuses the start", async (ctx) => {
+    needTools(ctx, tool);
+    const w = await sim();
+    const [a, b, store] = await twoRouters(w, [], "?affinity_ttl_s=2");
+    const prefix = `/${store.split("/").slice(3).join("/").split("?")[0]}`;
+    const client = new Etcd3({ hosts: `http://${server().hostPort}` });
+    try {
+      const made = await jsonRequest(`${a.url}/v1/images/generations`, { method: "POST", json: { ...smallImage, response_format: "url" } });
+      expect(made.status).toBe(200);
+      const url = (made.body.data as { url: string }[])[0]!.url;
+      const id = /\/v1\/images\/([^/]+)\/content/.exec(url)![1]!;
+      const keys = async () => (await client.getAll().prefix(`${prefix}/affinity`).keys()).filter((k) => k.includes(id));
+      await waitFor(async () => (await keys()).length === 2, 2_000, "the id and its index entry in etcd");
+      const leased = await client.get(`${prefix}/affinity/${id}`).exec();
+      expect(leased.kvs[0]!.lease).not.toBe("0");
+      const writtenAt = Date.now();
+      // 2 s, plus at most one bucket (1 s) and etcd's expiry check (every 500 ms).
+      await waitFor(async () => (await keys()).length === 0, 8_000, "the id's keys expired from etcd");
+      expect(Date.now() - writtenAt).toBeGreaterThan(1_000);
+      // B never learnt the id: etcd no longer has it, so B asks the workers, and the one that made it answers.
+      const before = (await statsOf(w)).requests_by_route["GET /v1/images/{id}/content"] ?? 0;
+      const res = await fetch(`${b.url}${url}`);
+      expect(res.status).toBe(200);
+      expect(Buffer.from(await res.arrayBuffer()).subarray(1, 4).toString()).toBe("PNG");
+      expect((await statsOf(w)).requests_by_route["GET /v1/images/{id}/content"]).toBeGreaterThan(before);
+    } finally {
+      client.close();
+    }
+    const bad = await runRouterCli(["--port", "0", "--state-store", `${server().storeUrl()}?affinity_ttl_s=0`]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr + bad.stdout).toMatch(/affinity_ttl_s must be a whole number of seconds >= 1/);
   }, 60_000);
 });

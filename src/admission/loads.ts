@@ -9,13 +9,26 @@ export function parallelSlotsOf(w: Worker): number {
   return w.capabilities.parallelSlots ?? 1;
 }
 
+/**
+ * A worker that answered nothing for this long (ms) before a burst began is
+ * probed with a small request first (plan-dispatch.ts): its speed may have
+ * changed meanwhile (another tenant, a throttled GPU), and the burst's
+ * largest requests go out in its first plan.
+ */
+export const STALE_MS = 1000;
+
 /** Per-worker bookkeeping of what it runs. */
 interface WorkerLoad {
   /** Dispatched requests and asynchronous jobs (videos) not finished, in start order. */
   readonly runs: Set<Run>;
   /** End of the last observed answer: a FIFO worker starts the next request no earlier. */
   lastDoneMs: number;
+  /** Its last answer's time over the cost model's prediction after learning from it, when MISS_ALONE or more, else 1 (see {@link LoadBook.slowdown}). */
+  lastMiss: number;
 }
+
+/** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
+const MISS_ALONE = 2;
 
 /**
  * What each worker runs (requests, batches, video jobs) and what its answers
@@ -30,6 +43,10 @@ export class LoadBook {
   /** Workers whose runs or learned costs changed since the planner last asked (see {@link takeChanged}). */
   #changed = new Set<Worker>();
   #spare = new Set<Worker>();
+  /** Runs counted on all workers: 0 = the fleet is idle, and the next run begins a burst. */
+  #active = 0;
+  /** Workers that were idle and had answered nothing for STALE_MS when the current burst began, not sent anything since. */
+  #stale = new Set<Worker>();
 
   constructor(private readonly clock: () => number) {}
 
@@ -37,6 +54,8 @@ export class LoadBook {
   onRegistryChange(e: RegistryEvent): void {
     this.#changed.add(e.worker);
     if (e.type === "removed") {
+      this.#active -= this.#loads.get(e.worker)?.runs.size ?? 0;
+      this.#stale.delete(e.worker);
       this.#loads.delete(e.worker);
       this.costs.forget(e.worker.url);
     }
@@ -61,6 +80,8 @@ export class LoadBook {
   start(worker: Worker, ticket: Ticket, batch: Batch | null): Run {
     const run: Run = { worker, startedMs: this.clock(), predictedMs: this.predictMs(ticket.facts.work, worker), model: modelOf(worker), batch };
     this.#loadOf(worker).runs.add(run);
+    this.#active++;
+    this.#stale.delete(worker);
     this.#changed.add(worker);
     return run;
   }
@@ -68,7 +89,26 @@ export class LoadBook {
   /** Stops counting a run (a request that ended, a video job seen done or expired). */
   drop(run: Run): boolean {
     this.#changed.add(run.worker);
-    return this.#loads.get(run.worker)?.runs.delete(run) ?? false;
+    return this.#delete(run);
+  }
+
+  #delete(run: Run): boolean {
+    const deleted = this.#loads.get(run.worker)?.runs.delete(run) ?? false;
+    if (deleted) this.#active--;
+    return deleted;
+  }
+
+  /**
+   * The idle workers whose knowledge is stale: they had answered nothing for
+   * {@link STALE_MS} when the current burst began (the first run after the
+   * fleet had none; when it has none, now), and have been sent nothing since.
+   * Computed once per burst: a set the planner reads at every round.
+   */
+  staleIdle(nowMs: number): ReadonlySet<Worker> {
+    if (this.#active > 0) return this.#stale;
+    this.#stale.clear();
+    for (const [w, l] of this.#loads) if (l.runs.size === 0 && l.lastDoneMs > 0 && nowMs - l.lastDoneMs >= STALE_MS) this.#stale.add(w);
+    return this.#stale;
   }
 
   /**
@@ -82,9 +122,10 @@ export class LoadBook {
     const l = this.#loads.get(run.worker);
     const left = run.startedMs + run.predictedMs * this.slowdown(run.worker, nowMs) - nowMs;
     this.#changed.add(run.worker);
-    if (!l?.runs.delete(run) || !(left > 0)) return null;
+    if (!this.#delete(run) || l === undefined || !(left > 0)) return null;
     const rest: Run = { worker: run.worker, startedMs: nowMs, predictedMs: left, model: run.model, batch: null };
     l.runs.add(rest);
+    this.#active++;
     return rest;
   }
 
@@ -110,7 +151,7 @@ export class LoadBook {
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
   end(run: Run, ticket: Ticket, end: RunEnd): void {
     const l = this.#loads.get(run.worker);
-    l?.runs.delete(run);
+    this.#delete(run);
     this.#changed.add(run.worker);
     // A video create answers at once: it says nothing of the job's time (learned from polls, see VideoJobs).
     if (ticket.demand.kind === "video") return;
@@ -128,7 +169,12 @@ export class LoadBook {
       const share = from(b.startedMs) / b.size;
       if (b.items.every((i) => i.ok)) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, share, doneMs);
     } else if (end.ok) {
-      this.costs.observe(run.worker.url, run.model, ticket.facts.work, from(run.startedMs), doneMs);
+      const took = from(run.startedMs);
+      this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);
+      // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
+      const now = ticket.facts.work === null || this.snapshot(run.worker).observations === 0 ? 0 : this.predictMs(ticket.facts.work, run.worker);
+      const miss = now > 0 ? took / now : 1;
+      if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
     }
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }
@@ -138,11 +184,15 @@ export class LoadBook {
    * past its prediction says so before it ends (1.5 × its elapsed/predicted,
    * as it is not done yet). A slow GPU's first request thus shows it slow
    * while it still runs, and no more work is planned onto it as if fast.
+   * Its last answer, if 2x or more off its prediction, counts until the next:
+   * the cost model moves the worker's speed only on a second such answer (one
+   * may be a stall), and a GPU that became 3x slower would otherwise be sent
+   * a large request as if fast right after its first slow answer (issue 20).
    */
   slowdown(w: Worker, nowMs: number): number {
     const l = this.#loads.get(w);
     if (!l) return 1;
-    let s = 1;
+    let s = Math.max(1, l.lastMiss);
     let prevEnd = 0;
     const serial = parallelSlotsOf(w) === 1;
     for (const r of l.runs) {
@@ -220,7 +270,7 @@ export class LoadBook {
   #loadOf(w: Worker): WorkerLoad {
     let l = this.#loads.get(w);
     if (!l) {
-      l = { runs: new Set(), lastDoneMs: 0 };
+      l = { runs: new Set(), lastDoneMs: 0, lastMiss: 1 };
       this.#loads.set(w, l);
     }
     return l;

@@ -16,6 +16,8 @@ import type { Batch, Ticket } from "./ticket.js";
 const NO_WORKERS: readonly Worker[] = [];
 /** Queued requests (from the smallest) a new worker's probe looks at: one whose requests are all deeper waits for the plan. */
 const PROBE_SCAN = 512;
+/** Queued requests per stale worker (LoadBook.staleIdle) from which stale workers are probed (see #probeNewWorkers). */
+const STALE_PROBE_DEPTH = 2;
 /** Re-plans in one dispatch after groups were placed (each places at least one group, so few are needed). */
 const MAX_GROUP_ROUNDS = 8;
 
@@ -120,7 +122,7 @@ export class PlanDispatch implements DispatchStrategy {
     const nowMs = this.ctx.clock();
     const board = this.#board.round(nowMs);
     if (this.#rotation++ > 1e9) this.#rotation = 0;
-    const direct = this.#videos > 0 ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
+    const direct = this.#videos > 0 || this.#probesStale(nowMs) ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
     if (direct !== null) {
       if (direct.length > 0) this.#send(direct, nowMs, live);
       return;
@@ -164,6 +166,14 @@ export class PlanDispatch implements DispatchStrategy {
     const { cap, capPerSlot } = this.ctx;
     if (cap === 0) return Number.MAX_SAFE_INTEGER;
     return Math.max(0, (capPerSlot ? cap * parallelSlotsOf(w) : cap) - this.ctx.loads.runsOn(w));
+  }
+
+  /** Whether this round probes a stale worker (see #probeNewWorkers): then it is planned request by request, not per class. */
+  #probesStale(nowMs: number): boolean {
+    const stale = this.ctx.loads.staleIdle(nowMs);
+    if (stale.size === 0 || this.ctx.queue.queued < STALE_PROBE_DEPTH * stale.size) return false;
+    for (const w of stale) if (this.freeSlots(w) > 0) return true;
+    return false;
   }
 
   /** Forwarded routes that were held (a refit) go at once: they use no GPU slot. */
@@ -210,17 +220,25 @@ export class PlanDispatch implements DispatchStrategy {
    * model) first gets the smallest request it may serve (not the only one
    * queued): its speed is
    * learned from a cheap request, instead of a large one landing on a GPU
-   * that may turn out several times slower. (Prompt groups are not used as
-   * probes: they are planned as units.)
+   * that may turn out several times slower. So does a worker idle for a while
+   * before a burst (LoadBook.staleIdle): one that slowed down meanwhile shows
+   * it on a small request (running past its prediction, then its answer),
+   * not on the burst's largest (issue 20: 1.4-1.7x the offline plan on the
+   * first burst after three of eight workers became 3x slower). (Prompt
+   * groups are not used as probes: they are planned as units.)
    */
   #probeNewWorkers({ nowMs, live, board, at, items }: Round): [Waiter, Worker][] {
     const plan: [Waiter, Worker][] = [];
     const b = this.#board;
-    if (b.unobserved === 0) return plan;
+    // Stale workers are probed only in a burst of at least STALE_PROBE_DEPTH requests each: a probe
+    // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
+    const stale = this.ctx.loads.staleIdle(nowMs);
+    const probeStale = stale.size > 0 && this.ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
+    if (b.unobserved === 0 && !probeStale) return plan;
     const probed = new Set<number>();
     let tail = live.length - 1;
     for (let k = 0; k < b.size; k++) {
-      if (board.free[k]! <= 0 || b.runsOn(k) > 0 || b.observed(k) > 0) continue;
+      if (board.free[k]! <= 0 || b.runsOn(k) > 0 || (b.observed(k) > 0 && !(probeStale && stale.has(b.worker(k))))) continue;
       while (tail >= 0 && (live[tail]!.settled || probed.has(tail))) tail--;
       // Never the queue's head (its largest request): through HTTP a burst arrives over several
       // event-loop turns, and a probe with the only request queued put a burst's largest on a

@@ -14,6 +14,7 @@ import type { Worker } from "../registry/worker.js";
 import type { AnswerSink } from "./answer-sink.js";
 import type { DispatchResult, PlannedContext, RequestContext } from "./context.js";
 import { hedgedAttempt, type LaneExchange } from "./hedged-attempt.js";
+import type { InFlight } from "./in-flight.js";
 
 /** Options of {@link Dispatcher}. */
 export interface DispatcherOptions {
@@ -30,6 +31,8 @@ export interface DispatcherOptions {
   retryBudgetMs: number;
   /** Most bytes of a streamed request body of unknown length (--max-body-bytes). */
   maxBodyBytes: number;
+  /** Where every exchange of a placed request is registered while open, so the router can sever them all (dispatch/in-flight.ts). */
+  inFlight?: InFlight;
 }
 
 class ReceiverGone extends Error {
@@ -60,6 +63,16 @@ function receiverSignal(sink: AnswerSink): AbortSignal {
   if (sink.closed) ac.abort(RECEIVER_GONE);
   else sink.onClose(() => ac.abort(RECEIVER_GONE));
   return ac.signal;
+}
+
+/**
+ * The error an exchange was severed with (InFlight.severAll: the router lost
+ * its place among the routers on etcd), or null. A RouterError is the only
+ * kind no worker or connection produces, so it marks the severing.
+ */
+function severedBy(outcome: ForwardOutcome | null): RouterError | null {
+  if (outcome === null || outcome.kind === "completed" || outcome.kind === "client_aborted") return null;
+  return outcome.error instanceof RouterError ? outcome.error : null;
 }
 
 function resultOf(outcome: ForwardOutcome): DispatchResult {
@@ -208,7 +221,8 @@ export class Dispatcher {
       if (completed !== null && ctx.route.kind === "video" && completed.status < 300 && completed.learned !== undefined) admission.jobStarted(w, completed.learned, ticket);
       // Only a 2xx answer is a service time worth learning from.
       const ok = completed !== null && completed.status < 300;
-      if (lost?.() === true) admission.cut(w, ticket);
+      // A severed exchange still runs on the worker's GPU, like a hedged race's loser: released as cut (the worker counted busy for its rest).
+      if (lost?.() === true || severedBy(outcome) !== null) admission.cut(w, ticket);
       else admission.release(w, ticket, ok ? { ok, doneMs: completed.headAtMs } : { ok: false });
       if (completed !== null) ctx.notes.serviceMs = Math.round(completed.headAtMs - dispatchedMs);
     }
@@ -231,6 +245,8 @@ export class Dispatcher {
       holdBack5xx,
       stats: ctx.notes,
       maxBodyBytes: this.#o.maxBodyBytes,
+      // Only requests admission placed: what a refit's drain waits for is what a severing ends.
+      inFlight: ctx.ticket === null ? undefined : this.#o.inFlight,
     };
   }
 
@@ -253,6 +269,9 @@ export class Dispatcher {
    */
   #judge(ctx: RequestContext, w: Worker, outcome: ForwardOutcome, facts: AttemptFacts): Failure | null {
     const { outliers, logger } = this.#o;
+    // Severed by the router itself: no fault of the worker's, and no other worker is tried (the router holds generation now).
+    const severed = severedBy(outcome);
+    if (severed !== null) return { error: severed, retry: false };
     switch (outcome.kind) {
       case "completed":
         if (outcome.status >= 500) this.#serverError(ctx, w, outcome.status);

@@ -1,6 +1,7 @@
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
 import type { AnswerSink } from "../dispatch/answer-sink.js";
+import type { InFlight, Severable } from "../dispatch/in-flight.js";
 import type { AnswerHeaders, Call, H1Handler } from "./h1-connection.js";
 import type { H1Client } from "./h1-pool.js";
 import { WorkerStatusError } from "./network-errors.js";
@@ -64,6 +65,12 @@ export interface ForwardRequest {
    * declared length is the caller's to check before forwarding.
    */
   maxBodyBytes?: number;
+  /**
+   * The router's open generation exchanges (dispatch/in-flight.ts): this
+   * one is in it until it settles, and can be severed from there (its
+   * outcome then carries the severing error).
+   */
+  inFlight?: InFlight;
 }
 
 /** The client's streamed body went past {@link ForwardRequest.maxBodyBytes}; nothing about the worker. */
@@ -87,7 +94,7 @@ class ClientAbort extends Error {
  * when the receiver is slow, so memory stays flat whatever the size. Methods are
  * on the prototype: no closure per chunk.
  */
-class Exchange implements H1Handler {
+class Exchange implements H1Handler, Severable {
   call: Call | null = null;
   status = 0;
   bytes = 0;
@@ -119,6 +126,13 @@ class Exchange implements H1Handler {
       this.call?.abort(new ClientAbort());
     };
     sink.onClose(this.onClientClose);
+    req.inFlight?.add(this);
+  }
+
+  /** Ends the exchange from outside (InFlight.severAll): the worker's request is aborted; `error` is the outcome's. */
+  sever(error: Error): void {
+    if (this.settled) return;
+    this.call?.abort(error);
   }
 
   onHead(statusCode: number, headers: AnswerHeaders, contentLength: number): void {
@@ -216,6 +230,7 @@ class Exchange implements H1Handler {
     if (this.settled) return;
     this.settled = true;
     this.sink.offClose(this.onClientClose);
+    this.req.inFlight?.delete(this);
     this.settle(outcome);
   }
 }

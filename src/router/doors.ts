@@ -4,6 +4,7 @@ import { auditedControl, auditedRefit } from "../audit/audited.js";
 import type { RouterOptions } from "../config/options.js";
 import { requestLimitsOf } from "../config/options.js";
 import { Dispatcher } from "../dispatch/dispatcher.js";
+import { InFlight } from "../dispatch/in-flight.js";
 import { createRouteSpecs } from "../dispatch/route-specs.js";
 import { ticketReader } from "../dispatch/ticket.js";
 import { createAdminRoutes } from "../http/admin-routes.js";
@@ -32,6 +33,8 @@ export interface Doors {
   readonly rollouts: Rollouts;
   readonly auth: Auth;
   readonly rest: RestHandler;
+  /** The generation exchanges open now (severed when this router loses its place on etcd). */
+  readonly inFlight: InFlight;
 }
 
 /**
@@ -41,7 +44,8 @@ export interface Doors {
  */
 export function buildDoors(core: Core, options: RouterOptions, logger: Logger): Doors {
   const { registry, admission, upstream, images, videos, meshes, audit } = core;
-  const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers: core.outliers, sleepCheck: core.sleepCheck, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes });
+  const inFlight = new InFlight();
+  const dispatcher = new Dispatcher({ admission, proxy: upstream.proxy, outliers: core.outliers, sleepCheck: core.sleepCheck, logger, maxRetries: options.maxRetries, retryBudgetMs: options.retryBudgetMs, maxBodyBytes: options.maxBodyBytes, inFlight });
   const specs = createRouteSpecs(admission, images, videos, meshes);
   // Request limits are checked where a ticket reads the body: REST requests and rollout items alike.
   const tickets = ticketReader(requestLimitsOf(options));
@@ -73,5 +77,5 @@ export function buildDoors(core: Core, options: RouterOptions, logger: Logger): 
     accessLogExcludePrefixes: options.accessLogExcludePrefixes,
     clientBodyTimeoutMs: options.clientBodyTimeoutMs,
   });
-  return { control, refit, lora, rollouts, auth, rest };
+  return { control, refit, lora, rollouts, auth, rest, inFlight };
 }

@@ -31,6 +31,7 @@ export async function registerStartingPool(core: Core, doors: Doors, options: Ro
       distrust: (url, why) => registry.weightsUnknown(url, "stale_weights", why),
       asleep: (url) => registry.markSleeping(url),
     },
+    severInFlight: (error) => doors.inFlight.severAll(error),
   });
   await Promise.all(options.workerUrls.map((u) => doors.control.addWorker(u)));
 }

@@ -226,8 +226,15 @@ function fitTilt(points: readonly Point[], r: readonly number[]): number {
   return Math.max(-MAX_TILT, Math.min(MAX_TILT, slope(hub).c));
 }
 
-/** Answers in a row off the pace, all in one direction, that mean the worker changed (not a stall). */
-const CHANGE_RUN = 3;
+/**
+ * Answers in a row off the pace, all in one direction, that mean the worker
+ * changed (not a stall). Two, not three: a GPU that became 3x slower kept its
+ * old speed through Huber's down-weighting until the run showed, and the
+ * plan meanwhile sent it requests sized for the old speed (issue 20). One
+ * answer alone may be a stall; LoadBook bridges it (its last miss stretches
+ * the worker's predictions until its next answer).
+ */
+const CHANGE_RUN = 2;
 const CHANGE_MIN_OBSERVATIONS = 8;
 /** How far off (ln): 25%. */
 const CHANGE_LOG = Math.log(1.25);
@@ -235,9 +242,9 @@ const CHANGE_LOG = Math.log(1.25);
 /**
  * Where a change of the worker's speed began: the start of the run of its
  * latest answers that are all more than 25% slower (or all faster) than
- * `pace` predicts, when that run is at least 3 long and does not cover every
- * observation, on a worker with at least 8; else -1. Observations before it no longer describe the
- * worker (another tenant, a throttled GPU, and back).
+ * `pace` predicts, when that run is at least 2 long and does not cover every
+ * observation, on a worker with at least 8; else -1. Observations before it
+ * no longer describe the worker (another tenant, a throttled GPU, and back).
  */
 export function changeStart(points: readonly Point[], t: readonly number[], shape: Shape, pace: Pace): number {
   const n = points.length;

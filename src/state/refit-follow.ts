@@ -93,6 +93,19 @@ function sleepListed(state: PersistedState, follower: RefitFollower): void {
 /** What a held operation is called in logs and hold reasons. */
 const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sleep)" : kind === "lora" ? "LoRA change" : "refit");
 
+/** Following other routers' refits, as etcd-state.ts holds it. */
+export interface Following {
+  /**
+   * Reads `PREFIX/refit` and applies it at once when it is newer than what
+   * the watch delivered: a router coming back to etcd must know of a refit
+   * committed (or begun) meanwhile before it lets a request go, and a
+   * resumed watch delivers the missed events only after it reports itself
+   * connected.
+   */
+  catchUp(): Promise<void>;
+  stop(): Promise<void>;
+}
+
 /**
  * Follows refits (and sleeps, LoRA changes) run through other routers on the same store, from a watch
  * on `PREFIX/refit` (resumed from the revision read at startup): while the
@@ -105,7 +118,7 @@ const whatOf = (kind: string): string => (kind === "sleep" ? "memory release (sl
  * (refit-recover.ts) rather than hold forever. A router that loses etcd
  * holds generation (fails closed) and answers 503 state_store_unavailable.
  */
-export async function followRefits(parts: FollowParts): Promise<() => Promise<void>> {
+export async function followRefits(parts: FollowParts): Promise<Following> {
   const { client, prefix, store, presence, follower, logger } = parts;
   const key = `${prefix}/refit`;
   let held: Held | null = null;
@@ -147,8 +160,12 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     owner.start();
   };
 
-  const watcher = await client.watch().key(key).startRevision(String(BigInt(parts.startup.revision) + 1n)).create();
-  watcher.on("put", (kv) => {
+  // The mod_revision of the last state applied: the watch and a catch-up read may bring the same one.
+  let applied = BigInt(parts.startup.revision);
+  const apply = (kv: { value: Buffer; mod_revision: string }): void => {
+    const revision = BigInt(kv.mod_revision);
+    if (revision <= applied) return;
+    applied = revision;
     let state: Stored;
     try {
       state = JSON.parse(kv.value.toString("utf8")) as Stored;
@@ -157,19 +174,28 @@ export async function followRefits(parts: FollowParts): Promise<() => Promise<vo
     }
     if (state.by !== store.self) store.seen(state, kv.mod_revision);
     onState(state);
-  });
+  };
+  const watcher = await client.watch().key(key).startRevision(String(applied + 1n)).create();
+  watcher.on("put", apply);
   watcher.on("error", (err) => logger.error({ err }, "state store: refit watch failed; the client reconnects and resumes from the last revision"));
   // A refit already in progress at startup: hold and report drained (nothing is in flight yet) like any other router.
   if (parts.startup.value !== null) {
     const state = JSON.parse(parts.startup.value) as Stored;
     if (state.inProgress !== null && state.by !== store.self) onState(state);
   }
-  const stopLost = failClosed(watcher, follower, logger);
-  return async () => {
-    await watcher.cancel();
-    owner.stop();
-    held?.unhold();
-    stopLost();
+  const catchUp = async (): Promise<void> => {
+    const kv = (await client.get(key).exec()).kvs[0];
+    if (kv !== undefined) apply(kv);
+  };
+  const stopLost = failClosed(watcher, follower, catchUp, logger);
+  return {
+    catchUp,
+    async stop() {
+      await watcher.cancel();
+      owner.stop();
+      held?.unhold();
+      stopLost();
+    },
   };
 }
 
@@ -235,27 +261,44 @@ function everySecond(check: () => Promise<void>, failed: (err: unknown) => void)
 
 /**
  * Fail closed: without etcd this router cannot see another router's refit,
- * so it holds generation until the watch is back, and each held request
- * ends after {@link STORE_LOST_GIVE_UP_MS} as 503 state_store_unavailable
- * with Retry-After (a clear answer a retrying client acts on, not a
- * queue_timeout minutes later).
+ * so it holds generation until the watch is back and the refit state read
+ * again (catchUp: a commit missed meanwhile is taken before a request
+ * goes), and each held request ends after {@link STORE_LOST_GIVE_UP_MS} as
+ * 503 state_store_unavailable with Retry-After (a clear answer a retrying
+ * client acts on, not a queue_timeout minutes later).
  */
-function failClosed(watcher: Watcher, follower: RefitFollower, logger: Logger): () => void {
+function failClosed(watcher: Watcher, follower: RefitFollower, catchUp: () => Promise<void>, logger: Logger): () => void {
   let lost: (() => void) | null = null;
+  let connected = true;
   let since = 0;
   const error = (): Error =>
     new RouterError("state_store_unavailable", `this router cannot reach its state store (etcd) since ${Math.round((Date.now() - since) / 1000)} s and holds generation requests, since it could not see another router's refit; held ${STORE_LOST_GIVE_UP_MS / 1000} s, retry later or through another router`, { details: { retryAfterS: 2 } });
   watcher.on("disconnected", (err) => {
+    connected = false;
     if (lost !== null) return;
     since = Date.now();
     lost = follower.hold("the state store (etcd) being unreachable", { afterMs: STORE_LOST_GIVE_UP_MS, error });
     logger.error({ err }, "state store: etcd unreachable; holding generation requests until it is back");
   });
+  const release = (): void => {
+    if (lost === null || !connected) return;
+    const held = lost;
+    catchUp().then(
+      () => {
+        if (lost !== held || !connected) return;
+        held();
+        lost = null;
+        logger.info("state store: etcd reachable again; generation requests flow");
+      },
+      (err: unknown) => {
+        logger.warn({ err }, "state store: could not read the refit state again after reconnecting; still holding, retrying in 1 s");
+        setTimeout(release, 1_000).unref();
+      },
+    );
+  };
   watcher.on("connected", () => {
-    if (lost === null) return;
-    lost();
-    lost = null;
-    logger.info("state store: etcd reachable again; generation requests flow");
+    connected = true;
+    release();
   });
   return () => lost?.();
 }

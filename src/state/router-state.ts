@@ -48,6 +48,8 @@ export interface StartParts {
   control: Control;
   restorer: PoolRestorer;
   follower: RefitFollower;
+  /** Ends this router's generation exchanges open now with `error` (dispatch/in-flight.ts); returns how many. */
+  severInFlight(error: Error): number;
 }
 
 /** Opens the store the options name; an etcd that does not answer fails the start (state_store_unavailable). */

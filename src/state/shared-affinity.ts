@@ -2,6 +2,7 @@ import type { Etcd3, IRequestOp } from "etcd3";
 import { AffinityMap } from "../admission/affinity.js";
 import { RouterError } from "../errors.js";
 import type { Logger } from "../log.js";
+import type { AffinityLeases } from "./affinity-lease.js";
 import { workerIdOf } from "../registry/worker-url.js";
 
 /** Wait before the second read of an id etcd does not have yet. */
@@ -9,7 +10,7 @@ const SECOND_LOOK_MS = 250;
 /** Ids deleted from etcd at once when their worker leaves (one transaction each, this many in parallel). */
 const CLEANUP_BATCH = 64;
 
-const put = (key: string, value: string): IRequestOp => ({ request_put: { key: Buffer.from(key), value: Buffer.from(value) } });
+const put = (key: string, value: string, lease: string): IRequestOp => ({ request_put: { key: Buffer.from(key), value: Buffer.from(value), lease } });
 const del = (key: string): IRequestOp => ({ request_delete_range: { key: Buffer.from(key) } });
 
 /**
@@ -22,6 +23,8 @@ const del = (key: string): IRequestOp => ({ request_delete_range: { key: Buffer.
  * listed under its worker (`PREFIX/affinity-of/<worker_id>/<kind>/<id>`, in
  * the same transaction), so a worker that leaves takes its ids with it
  * without a scan of every id; a job deleted on its worker is no longer shared.
+ * Both keys go under a lease that is never kept alive (affinity-lease.ts):
+ * etcd drops them `affinity_ttl_s` after they were written.
  */
 export class SharedAffinityMap extends AffinityMap {
   readonly #client: Etcd3;
@@ -29,10 +32,12 @@ export class SharedAffinityMap extends AffinityMap {
   readonly #ofPrefix: string;
   readonly #kind: string;
   readonly #logger: Logger;
+  readonly #leases: AffinityLeases;
 
-  constructor(client: Etcd3, prefix: string, kind: "image" | "video" | "mesh", logger: Logger) {
+  constructor(client: Etcd3, prefix: string, kind: "image" | "video" | "mesh", leases: AffinityLeases, logger: Logger) {
     super();
     this.#client = client;
+    this.#leases = leases;
     this.#prefix = `${prefix}/affinity/`;
     this.#ofPrefix = `${prefix}/affinity-of/`;
     this.#kind = kind;
@@ -48,7 +53,13 @@ export class SharedAffinityMap extends AffinityMap {
     const known = this.lookup(id) === workerUrl;
     super.remember(id, workerUrl);
     if (known) return;
-    this.#all([put(this.#prefix + id, workerUrl), put(this.#indexKey(workerUrl, id), "")]).catch((err: unknown) => this.#logger.error({ err, id }, "state store: could not share an id's worker; other routers answer 404 for it"));
+    const lease = this.#leases.current();
+    lease
+      .then((l) => this.#all([put(this.#prefix + id, workerUrl, l), put(this.#indexKey(workerUrl, id), "", l)]))
+      .catch((err: unknown) => {
+        this.#leases.failed(lease);
+        this.#logger.error({ err, id }, "state store: could not share an id's worker; other routers ask the workers for it");
+      });
   }
 
   /** Operations applied together (one transaction without conditions), so an id and its index entry exist or go together. */

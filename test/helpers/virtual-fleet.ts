@@ -37,6 +37,20 @@ export interface Job {
   kind?: RouteKind;
 }
 
+/** One request as it ran (VirtualFleet.trace): where, what the router predicted and what it took. */
+export interface TraceEntry {
+  /** The worker's index in the fleet's GPU list. */
+  worker: number;
+  body: Record<string, unknown>;
+  /** Sent (virtual ms), started on its GPU, ended. */
+  sentMs: number;
+  startMs: number;
+  endMs: number;
+  /** The router's prediction when it sent it (admission's run), and the GPU's time. */
+  predictedMs: number;
+  actualMs: number;
+}
+
 /** The simulated worker's formula (src/sim/latency.ts), with its attention factor and cost shape. */
 export function serviceMs(gpu: VirtualGpu, body: Record<string, unknown>): number {
   const [w, h] = typeof body.size === "string" ? body.size.split("x").map(Number) : [Number(body.width ?? 1024), Number(body.height ?? 1024)];
@@ -105,6 +119,8 @@ export interface VirtualFleetOptions {
   routerCpu?: "measured" | number;
   /** Arrivals handled per event-loop turn (a burst's requests come over many sockets); default: all in one. */
   arrivalsPerTurn?: number;
+  /** A factor per request on its GPU time (a loaded host's scatter, stalls); default: none. */
+  jitter?: () => number;
 }
 
 /** Time (ms) between a worker's answer and the router seeing it (network, not the router's CPU: events overlap in it). */
@@ -129,6 +145,9 @@ export class VirtualFleet {
   readonly completionCpuUs: number[] = [];
   /** Router CPU (µs) spent on arrivals (queueing, the burst's first plans). */
   arrivalCpuUs = 0;
+  /** Every request sent, in send order (for diagnosing a burst: predicted vs actual). */
+  readonly trace: TraceEntry[] = [];
+  readonly #index = new Map<Worker, number>();
   /** Pending completions: a binary min-heap on `at`. */
   private readonly running: Completion[] = [];
   private readonly inFlight = new Map<Worker, number>();
@@ -136,6 +155,7 @@ export class VirtualFleet {
   private routerFreeMs = 0;
   private readonly routerCpu: "measured" | number;
   private readonly arrivalsPerTurn: number;
+  private readonly jitter: (() => number) | null;
 
   constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: VirtualFleetOptions = {}) {
     gpus.forEach((g, i) => {
@@ -143,9 +163,11 @@ export class VirtualFleet {
       const slots = g.slots ?? 1;
       const { worker } = this.registry.add(`http://10.${(i >> 16) & 255}.${(i >> 8) & 255}.${(i & 255) + 1}:8000`, { capabilities: { taskType: g.taskType ?? "T2I", videoSupport: false, models: [model], ...(slots > 1 ? { parallelSlots: slots } : {}) } });
       this.gpus.set(worker, { ...g, slotFreeMs: new Array<number>(slots).fill(0) });
+      this.#index.set(worker, i);
     });
     this.routerCpu = options.routerCpu ?? 1;
     this.arrivalsPerTurn = options.arrivalsPerTurn ?? Infinity;
+    this.jitter = options.jitter ?? null;
     this.admission = createAdmission({
       registry: this.registry,
       policy: createLeastRequestPolicy(),
@@ -206,7 +228,9 @@ export class VirtualFleet {
     let lane = 0;
     for (let i = 1; i < lanes.length; i++) if (lanes[i]! < lanes[lane]!) lane = i;
     const begin = Math.max(this.nowMs, lanes[lane]!);
-    lanes[lane] = begin + serviceMs(gpu, job.body);
+    const actualMs = serviceMs(gpu, job.body) * (this.jitter?.() ?? 1);
+    lanes[lane] = begin + actualMs;
+    this.trace.push({ worker: this.#index.get(w)!, body: job.body, sentMs: this.nowMs, startMs: begin, endMs: lanes[lane]!, predictedMs: ticket.run?.predictedMs ?? Number.NaN, actualMs });
     const inFlight = (this.inFlight.get(w) ?? 0) + 1;
     this.inFlight.set(w, inFlight);
     this.peakConcurrency.set(w, Math.max(this.peakConcurrency.get(w) ?? 0, inFlight));
