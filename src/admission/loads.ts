@@ -42,6 +42,7 @@ export class LoadBook {
   readonly #epochs = new WeakMap<Worker, number>();
   /** Workers whose runs or learned costs changed since the planner last asked (see {@link takeChanged}). */
   #changed = new Set<Worker>();
+  #spare = new Set<Worker>();
   /** Runs counted on all workers: 0 = the fleet is idle, and the next run begins a burst. */
   #active = 0;
   /** Workers that were idle and had answered nothing for STALE_MS when the current burst began, not sent anything since. */
@@ -134,8 +135,11 @@ export class LoadBook {
    * rounds and re-reads only these (admission/plan-board.ts).
    */
   takeChanged(): Set<Worker> {
+    // Two sets in turn (one per planner round, on every completion): the one returned is valid until the next call.
     const out = this.#changed;
-    this.#changed = new Set();
+    this.#spare.clear();
+    this.#changed = this.#spare;
+    this.#spare = out;
     return out;
   }
 

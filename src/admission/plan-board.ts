@@ -7,13 +7,22 @@ import type { LoadBook } from "./loads.js";
 /** Observations of a worker (per model) before the planner packs whole queues on its estimates (see plan.ts). */
 const LEARNED_OBSERVATIONS = 3;
 /**
- * Every this many ms (of the admission clock) every cached cost is read
- * again from the cost model, even of workers that answered nothing: a
+ * Every cached cost is read again from the cost model within this many ms
+ * (of the admission clock), even of workers that answered nothing: a
  * worker's prediction changes when it answers (re-read at once), but the
  * cost model may also move predictions on its own (a shared prior, the
  * fleet's typical cost), and this bounds how long a stale one can last.
+ * The workers are re-read in turn, a few per round, not all in one round:
+ * at a thousand workers all at once was 16,000 predictions, the p99 of a
+ * completion's CPU.
  */
 const FULL_REFRESH_MS = 100;
+/**
+ * ...or this many ms per worker on a large fleet (1,024 workers: 0.5 s):
+ * there every worker answers every few seconds (re-read then), and the
+ * re-reads of the others would cost more per completion than the plan.
+ */
+const REFRESH_MS_PER_WORKER = 0.5;
 /** Demand classes kept (their work comes from clients: bounded). */
 const MAX_CLASSES = 4096;
 /**
@@ -101,13 +110,22 @@ export class PlanBoard {
   readonly #empty: Pool = { idx: new Int32Array(0), member: null };
   #classes = new Map<string, ClassCost>();
   readonly #classKeys = new WeakMap<WorkFeatures, string>();
-  #lastFullMs = -Infinity;
+  #lastRollMs = -Infinity;
+  /** The rolling re-read: the next worker, and the fraction of one owed. */
+  #rollAt = 0;
+  #rollOwed = 0;
+  /** This round's workers whose costs were read again: a class checked in the last round re-reads only these (all, in a full round: when the rolling re-read wrapped). */
+  #changedKs: number[] = [];
+  #fullRound = true;
   #round = 0;
   /** Workers with no observation yet (probed first by plan-dispatch.ts). */
   unobserved = 0;
   /** The round's copies the plan may change. */
   #roundBusy = new Float64Array(0);
   #roundFree = new Int32Array(0);
+  #roundOther: (number[] | null)[] = [];
+  /** The board a round returns (made once per rebuild: its arrays are refilled in place). */
+  #roundBoard!: Board;
 
   constructor(
     private readonly registry: Registry,
@@ -143,25 +161,55 @@ export class PlanBoard {
     if (this.#groupKeys.size > MAX_GROUPS) this.#stale = true;
     if (this.#stale) this.#rebuild();
     const changed = this.loads.takeChanged();
-    const full = nowMs - this.#lastFullMs >= FULL_REFRESH_MS;
-    if (full) this.#lastFullMs = nowMs;
+    this.#changedKs.length = 0;
+    this.#fullRound = this.#roll(nowMs);
     for (const w of changed) {
       const k = this.#index.get(w);
       if (k === undefined) continue;
       this.#stamp[k]!++;
+      this.#changedKs.push(k);
       this.#read(k, w, nowMs, true);
     }
     let unobserved = 0;
     for (let k = 0; k < this.#workers.length; k++) {
-      if (full) this.#stamp[k]!++;
-      if (full || this.#due[k]! <= nowMs) this.#read(k, this.#workers[k]!, nowMs, full);
+      if (this.#due[k]! <= nowMs) this.#read(k, this.#workers[k]!, nowMs, false);
       if (this.#observed[k] === 0) unobserved++;
     }
     this.unobserved = unobserved;
     this.#round++;
     this.#roundBusy.set(this.#busy);
     this.#roundFree.set(this.#free);
-    return { busy: this.#roundBusy, free: this.#roundFree, noise: this.#noise, slow: this.#slow, group: this.#group, learned: this.#learned, other: this.#other.map((o) => (o === null ? null : [...o])) };
+    // The plan changes the other slots' ends: copies, made only for workers with several slots.
+    const other = this.#roundOther;
+    for (let k = 0; k < other.length; k++) {
+      const o = this.#other[k]!;
+      other[k] = o === null ? null : [...o];
+    }
+    return this.#roundBoard;
+  }
+
+  /**
+   * Re-reads the workers whose turn came since the last round (see
+   * FULL_REFRESH_MS). Returns whether the turn wrapped: then the classes'
+   * least costs per group are found again (a full round), as they only go
+   * down between (see #update).
+   */
+  #roll(nowMs: number): boolean {
+    const n = this.#workers.length;
+    if (n === 0) return true;
+    const period = Math.max(FULL_REFRESH_MS, n * REFRESH_MS_PER_WORKER);
+    this.#rollOwed = this.#lastRollMs === -Infinity ? n : Math.min(n, this.#rollOwed + (n * (nowMs - this.#lastRollMs)) / period);
+    this.#lastRollMs = nowMs;
+    let wrapped = false;
+    for (; this.#rollOwed >= 1; this.#rollOwed--) {
+      const k = this.#rollAt;
+      this.#rollAt = (k + 1) % n;
+      if (this.#rollAt === 0) wrapped = true;
+      this.#stamp[k]!++;
+      this.#changedKs.push(k);
+      this.#read(k, this.#workers[k]!, nowMs, true);
+    }
+    return wrapped;
   }
 
   /** A candidate list as indices (cached per list: eligibility's lists live until the registry changes). */
@@ -202,6 +250,7 @@ export class PlanBoard {
     if (work === null) return this.#fresh([work], pool);
     const c = this.#classOf(work);
     if (c.checkedRound === this.#round && c.checkedPool === pool) return c;
+    if (c.checkedRound === this.#round - 1 && c.checkedPool === pool && !this.#fullRound && c.floors.length === this.#groupKeys.size) return this.#update(c, work, pool);
     const { idx } = pool;
     const floors = c.floors.length === this.#groupKeys.size ? c.floors.fill(Infinity) : new Float64Array(this.#groupKeys.size).fill(Infinity);
     const group = this.#group;
@@ -216,6 +265,24 @@ export class PlanBoard {
     c.checkedRound = this.#round;
     c.checkedPool = pool;
     c.floors = floors;
+    return c;
+  }
+
+  /**
+   * A class checked in the last round: only the workers read again since.
+   * Its floors only go down until the next full round (a worker's cost that
+   * rose is not searched for among the others): a floor must stay at most
+   * the group's least cost, and may be low by a few % for 100 ms.
+   */
+  #update(c: ClassCost, work: WorkFeatures, pool: Pool): ClassCost {
+    for (const k of this.#changedKs) {
+      if (!inPool(pool, k)) continue;
+      c.cost[k] = this.loads.predictMs(work, this.#workers[k]!);
+      c.stamp[k] = this.#stamp[k]!;
+      const g = this.#group[k]!;
+      if (c.cost[k]! < c.floors[g]!) c.floors[g] = c.cost[k]!;
+    }
+    c.checkedRound = this.#round;
     return c;
   }
 
@@ -234,12 +301,22 @@ export class PlanBoard {
     return { cost, floors };
   }
 
-  #classOf(work: WorkFeatures): ClassCost {
+  /** The key of a demand class: requests of equal keys are interchangeable for the plan (admission/plan-classes.ts). */
+  classKey(kind: string, model: string | null, work: WorkFeatures | null): string | null {
+    return work === null ? null : `${kind}|${model ?? ""}|${this.#workKey(work)}`;
+  }
+
+  #workKey(work: WorkFeatures): string {
     let key = this.#classKeys.get(work);
     if (key === undefined) {
       key = `${work.megapixels}|${work.steps}|${work.latentFrames}|${work.outputs}|${work.inputImages}`;
       this.#classKeys.set(work, key);
     }
+    return key;
+  }
+
+  #classOf(work: WorkFeatures): ClassCost {
+    const key = this.#workKey(work);
     let c = this.#classes.get(key);
     if (c === undefined) {
       if (this.#classes.size >= MAX_CLASSES) this.#classes.clear();
@@ -300,8 +377,12 @@ export class PlanBoard {
     this.#groupKeys = new Map();
     this.#roundBusy = new Float64Array(n);
     this.#roundFree = new Int32Array(n);
+    this.#roundOther = new Array<number[] | null>(n).fill(null);
+    this.#roundBoard = { busy: this.#roundBusy, free: this.#roundFree, noise: this.#noise, slow: this.#slow, group: this.#group, learned: this.#learned, other: this.#roundOther };
     this.#pools = new WeakMap();
     this.#singles = new Map();
     this.#classes.clear();
+    this.#rollAt = 0;
+    this.#lastRollMs = -Infinity;
   }
 }

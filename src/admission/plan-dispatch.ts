@@ -6,6 +6,8 @@ import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
 import { inPool, PlanBoard, type Pool } from "./plan-board.js";
+import { ClassQueues } from "./plan-classes.js";
+import { DirectRound } from "./plan-direct.js";
 import { chooseWindow } from "./plan-window.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
@@ -51,9 +53,14 @@ export class PlanDispatch implements DispatchStrategy {
   /** Forwarded routes and video creates that may be waiting (counted at arrival, recounted by a full scan): they are not planned like the rest. */
   #forwarded = 0;
   #videos = 0;
+  /** The queue by demand class, and the round that plans per free worker from it (a few free slots, a long queue). */
+  readonly #classes: ClassQueues;
+  readonly #direct: DirectRound;
 
   constructor(private readonly ctx: DispatchContext) {
     this.#board = new PlanBoard(ctx.registry, ctx.loads, (w) => this.freeSlots(w));
+    this.#classes = new ClassQueues((t) => this.#classOf(t));
+    this.#direct = new DirectRound(this.#board, this.#classes, ctx.candidates);
   }
 
   /** Only forwarded routes the router does not know (LoRA...) and mesh creates: they hold no GPU slot of the plan. */
@@ -71,7 +78,21 @@ export class PlanDispatch implements DispatchStrategy {
     if (holdsNoPlanSlot(ticket.demand.kind)) this.#forwarded++;
     if (ticket.demand.kind === "video") this.#videos++;
     const model = this.ctx.candidates.registered(ticket)[0]?.capabilities.models[0] ?? "";
-    return priorityKey(this.ctx.loads.costs.referenceMs(model, ticket.facts.work), this.ctx.clock(), this.ctx.ageing);
+    const key = priorityKey(this.ctx.loads.costs.referenceMs(model, ticket.facts.work), this.ctx.clock(), this.ctx.ageing);
+    this.#classes.arrived(ticket, key);
+    return key;
+  }
+
+  /**
+   * A request's demand class for the direct plan (plan-classes.ts), or null
+   * for one planned request by request: prompt groups (planned as units),
+   * videos and forwarded routes, retries (their pool leaves a worker out),
+   * routing keys and weight versions (their pool may be one worker).
+   */
+  #classOf(t: Ticket): string | null {
+    const { demand, facts } = t;
+    if (t.group !== undefined || demand.kind === "video" || holdsNoPlanSlot(demand.kind) || t.exclude !== null || t.weightVersion !== null || facts.routingKey !== null) return null;
+    return this.#board.classKey(demand.kind, demand.model, facts.work);
   }
 
   /**
@@ -97,12 +118,20 @@ export class PlanDispatch implements DispatchStrategy {
   dispatch(depth = 0): void {
     const live = this.ctx.queue.live();
     if (this.#forwarded > 0) this.#sendForwarded(live);
-    const round = this.#round(live);
+    this.#classes.sync(live, this.ctx.queue.queued);
+    const nowMs = this.ctx.clock();
+    const board = this.#board.round(nowMs);
+    if (this.#rotation++ > 1e9) this.#rotation = 0;
+    const direct = this.#videos > 0 || this.#probesStale(nowMs) ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
+    if (direct !== null) {
+      if (direct.length > 0) this.#send(direct, nowMs, live);
+      return;
+    }
+    const round = this.#round(live, nowMs, board);
     const plan = this.#probeNewWorkers(round);
-    const planned = planBoard(round.items, round.board, round.nowMs, this.#rotation++, round.whole);
-    if (this.#rotation > 1e9) this.#rotation = 0;
-    for (const [j, k] of planned) plan.push([round.at[j]!, this.#board.worker(k)]);
-    const sent = plan.length === 0 ? null : this.#send(plan, round);
+    const planned = planBoard(round.items, round.board, round.nowMs, this.#rotation, round.whole);
+    for (const [j, k] of planned) plan.push([live[round.at[j]!]!, this.#board.worker(k)]);
+    const sent = plan.length === 0 ? null : this.#send(plan, nowMs, live);
     compactPrefix(live, round.scanned);
     // A group placed in this round: the rest of it may fill its worker's free slots now, not at the next event.
     if (sent !== null && depth < MAX_GROUP_ROUNDS && [...round.units.keys()].some((g) => g.worker !== null)) this.dispatch(depth + 1);
@@ -139,23 +168,29 @@ export class PlanDispatch implements DispatchStrategy {
     return Math.max(0, (capPerSlot ? cap * parallelSlotsOf(w) : cap) - this.ctx.loads.runsOn(w));
   }
 
+  /** Whether this round probes a stale worker (see #probeNewWorkers): then it is planned request by request, not per class. */
+  #probesStale(nowMs: number): boolean {
+    const stale = this.ctx.loads.staleIdle(nowMs);
+    if (stale.size === 0 || this.ctx.queue.queued < STALE_PROBE_DEPTH * stale.size) return false;
+    for (const w of stale) if (this.freeSlots(w) > 0) return true;
+    return false;
+  }
+
   /** Forwarded routes that were held (a refit) go at once: they use no GPU slot. */
   #sendForwarded(waiters: readonly Waiter[]): void {
     let left = 0;
     for (const waiter of waiters) {
       if (waiter.settled || !holdsNoPlanSlot(waiter.ticket.demand.kind)) continue;
       const w = this.pick(waiter.ticket);
-      if (w !== null) this.ctx.queue.hand(waiter, this.ctx.take(w, waiter.ticket, null));
+      if (w !== null) this.#hand(waiter, w, null);
       else left++;
     }
     this.#forwarded = left;
   }
 
   /** The round's items (queue order) with each one's pool and costs, on the board's state at `nowMs`. */
-  #round(live: Waiter[]): Round {
+  #round(live: Waiter[], nowMs: number, board: Board): Round {
     const { candidates, queue } = this.ctx;
-    const nowMs = this.ctx.clock();
-    const board = this.#board.round(nowMs);
     const poolOf = (w: Waiter): Pool => this.#board.pool(candidates.of(w.ticket));
     const all = this.#videos > 0;
     const window = chooseWindow(live, queue.queued, board, poolOf, all ? isVideo : null);
@@ -192,8 +227,8 @@ export class PlanDispatch implements DispatchStrategy {
    * first burst after three of eight workers became 3x slower). (Prompt
    * groups are not used as probes: they are planned as units.)
    */
-  #probeNewWorkers({ nowMs, live, board, at, items }: Round): [number, Worker][] {
-    const plan: [number, Worker][] = [];
+  #probeNewWorkers({ nowMs, live, board, at, items }: Round): [Waiter, Worker][] {
+    const plan: [Waiter, Worker][] = [];
     const b = this.#board;
     // Stale workers are probed only in a burst of at least STALE_PROBE_DEPTH requests each: a probe
     // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
@@ -214,7 +249,7 @@ export class PlanDispatch implements DispatchStrategy {
         const pool = b.pool(this.ctx.candidates.of(waiter.ticket));
         if (!inPool(pool, k)) continue;
         probed.add(i);
-        plan.push([i, b.worker(k)]);
+        plan.push([waiter, b.worker(k)]);
         board.free[k]!--;
         occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!);
         break;
@@ -225,17 +260,16 @@ export class PlanDispatch implements DispatchStrategy {
     return plan;
   }
 
-  /** Sends the plan's requests, each with the compatible requests a batching worker takes with it. Returns the indexes sent. */
-  #send(plan: [number, Worker][], { nowMs, live }: Round): Set<number> {
-    const { queue, candidates, batchSize } = this.ctx;
-    const sent = new Set<number>();
-    for (const [i, worker] of plan) {
-      if (sent.has(i)) continue; // taken by a batch
-      const first = live[i]!;
+  /** Sends the plan's requests, each with the compatible requests a batching worker takes with it. Returns the requests sent. */
+  #send(plan: [Waiter, Worker][], nowMs: number, live: readonly Waiter[]): Set<Waiter> {
+    const { candidates, batchSize } = this.ctx;
+    const sent = new Set<Waiter>();
+    for (const [first, worker] of plan) {
+      if (sent.has(first) || first.settled) continue; // taken by a batch
       // The worker filled up with a batch meanwhile (video creates never wait for a slot).
       if (first.ticket.demand.kind !== "video" && this.freeSlots(worker) === 0) continue;
       const members = [first];
-      sent.add(i);
+      sent.add(first);
       // A batching worker gets compatible requests with the first one (the
       // planner's slot count already allows them), largest first.
       const room = Math.min(this.freeSlots(worker), batchSize) - 1;
@@ -243,14 +277,20 @@ export class PlanDispatch implements DispatchStrategy {
       for (let j = 0; room > 0 && batchKey !== null && j < live.length && members.length <= room; j++) {
         const other = live[j]!;
         // Never another group's item: it would be split from its group.
-        if (sent.has(j) || other.settled || other.ticket.facts.batchKey !== batchKey || other.ticket.group !== first.ticket.group || !candidates.of(other.ticket).includes(worker)) continue;
+        if (sent.has(other) || other.settled || other.ticket.facts.batchKey !== batchKey || other.ticket.group !== first.ticket.group || !candidates.of(other.ticket).includes(worker)) continue;
         members.push(other);
-        sent.add(j);
+        sent.add(other);
       }
       const batch: Batch | null = members.length > 1 ? { left: members.length, size: members.length, startedMs: nowMs, items: [] } : null;
-      for (const m of members) queue.hand(m, this.ctx.take(worker, m.ticket, batch));
+      for (const m of members) this.#hand(m, worker, batch);
     }
     return sent;
+  }
+
+  /** Answers a waiter with its worker (and takes it off its demand class). */
+  #hand(waiter: Waiter, worker: Worker, batch: Batch | null): void {
+    this.#classes.answered(waiter.ticket);
+    this.ctx.queue.hand(waiter, this.ctx.take(worker, waiter.ticket, batch));
   }
 }
 

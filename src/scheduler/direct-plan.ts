@@ -1,0 +1,263 @@
+/**
+ * The plan of a round in which a few workers came free while a long queue
+ * waits (the common case on a large fleet: one completion, one free worker):
+ * each free worker takes the largest request it finishes no later than the
+ * other workers could, decided per demand class instead of walking the
+ * queue request by request.
+ *
+ * Why: the request-by-request plan (board-plan.ts) reaches a slow free
+ * worker's request only after reserving every larger request ahead of it on
+ * the busy fast workers; on a thousand workers that is hundreds of requests
+ * per completion, and a window cut short of them left the slow worker idle.
+ * Requests of one class (same work on the same pool) are interchangeable,
+ * so the requests ahead of a class are summarised by their work: the plan
+ * reserves them as a fluid on the other workers (each group of equal costs
+ * at its rate), up to the level where the other workers become free for the
+ * class's first request. That request's best finish on the others is then
+ * the level (or a group's first free time, if later) plus its cost there;
+ * the free worker takes the first class, largest first, where its own
+ * finish is within PREFER_FREE (+ TIE_MS, + its scatter) of that, the same
+ * tolerance board-plan.ts gives a free worker.
+ *
+ * The fluid is an approximation: whole requests leave some workers below
+ * the level and others above it, so with few requests ahead of a class the
+ * others' best finish is at or below the fluid's, and a free worker may take
+ * a class the request-by-request plan would have left to a busy faster
+ * worker; with many (the case the plan is for) the two agree.
+ * test/plan-differential.test.ts replays bursts against the reference
+ * (makespan within 2%). Pure but for its buffers, reused across rounds: the
+ * caller passes times in.
+ */
+
+import { PREFER_FREE, TIE_MS, type Board } from "./board-plan.js";
+
+/** Interchangeable queued requests (same work on the same pool), in priority order. */
+export interface DirectClass {
+  /** Predicted ms by worker index (as BoardItem.cost). */
+  readonly cost: Float64Array;
+  /** By group: the least cost of the class in the group (as BoardItem.floors). */
+  readonly floors: Float64Array;
+  /** How many of its requests wait. */
+  count: number;
+}
+
+/**
+ * Reusable per-round buffers (one planner per dispatcher): a round
+ * allocates nothing but its answer.
+ */
+export class DirectPlanner {
+  /** Busy workers' free times in increasing order, and the rate of each (its group's). */
+  #times = new Float64Array(0);
+  #rates = new Float64Array(0);
+  #busy = 0;
+  /** Per group: free workers of the pool, the earliest busy one's free time, the rate. */
+  #freeIn = new Int32Array(0);
+  #firstBusy = new Float64Array(0);
+  #rate = new Float64Array(0);
+  #sortBuf = new Float64Array(0);
+  /** Free workers of the pool (pool order from a rotating start). */
+  #free: number[] = [];
+  /** Per group and class (group-major): the level the work ahead of the class fills the workers other than a free one of the group to; `#filled[g]` whether group g's are current. */
+  #levels = new Float64Array(0);
+  #filled = new Uint8Array(0);
+  /** Groups whose free workers take nothing in this round (see plan). */
+  #declined = new Uint8Array(0);
+
+  /**
+   * Gives each free worker of `pool` (all of whose workers have one slot)
+   * the first class (largest first) it should run; returns [class index,
+   * worker index] pairs and lowers the classes' counts and the board's free
+   * slots, raising the worker's busy time. A free worker that no class
+   * suits is left free.
+   */
+  plan(classes: readonly DirectClass[], board: Board, pool: Int32Array, nowMs: number, rotation = 0): [number, number][] {
+    const out: [number, number][] = [];
+    const groups = this.#index(board, pool, nowMs, rotation, classes);
+    if (groups === 0) return out;
+    if (this.#levels.length < classes.length * groups) this.#levels = new Float64Array(classes.length * groups);
+    if (this.#filled.length < groups) {
+      this.#filled = new Uint8Array(groups);
+      this.#declined = new Uint8Array(groups);
+    }
+    this.#filled.fill(0);
+    this.#declined.fill(0);
+    // With many free workers the levels are made again every few requests given, not after each: one request moves them little.
+    const refillEvery = Math.max(1, this.#free.length >> 5);
+    let given = 0;
+    for (const f of this.#free) {
+      const gf = groupOf(board, f);
+      // A group's free workers cost within 2% of each other: once one declined every class, so do the rest (until a request is given).
+      if (this.#declined[gf] === 1) continue;
+      if (this.#filled[gf] === 0) this.#fill(classes, gf, groups, nowMs);
+      const c = this.#choose(classes, board, f, gf, groups, nowMs);
+      if (c < 0) {
+        this.#declined[gf] = 1;
+        continue;
+      }
+      this.#declined.fill(0);
+      classes[c]!.count--;
+      const until = nowMs + timeOn(classes[c]!, board, f);
+      board.busy[f] = until;
+      board.free[f]!--;
+      this.#freeIn[gf]!--;
+      this.#insertBusy(until, this.#rate[gf]!, gf);
+      if (++given % refillEvery === 0) this.#filled.fill(0);
+      out.push([c, f]);
+    }
+    return out;
+  }
+
+  /** The busy workers' free times sorted (with their groups' rates), the free workers, each group's rate. Returns the number of groups (0: nothing to plan). */
+  #index(board: Board, pool: Int32Array, nowMs: number, rotation: number, classes: readonly DirectClass[]): number {
+    let groups = 0;
+    for (let j = 0; j < pool.length; j++) groups = Math.max(groups, groupOf(board, pool[j]!) + 1);
+    const head = classes.find((c) => c.count > 0);
+    if (head === undefined || groups === 0) return 0;
+    if (this.#times.length < pool.length + DIRECT_TAKES) {
+      this.#times = new Float64Array(pool.length + DIRECT_TAKES);
+      this.#rates = new Float64Array(pool.length + DIRECT_TAKES);
+      this.#sortBuf = new Float64Array(pool.length);
+    }
+    if (this.#freeIn.length < groups) {
+      this.#freeIn = new Int32Array(groups);
+      this.#firstBusy = new Float64Array(groups);
+      this.#rate = new Float64Array(groups);
+    }
+    this.#freeIn.fill(0, 0, groups);
+    this.#free.length = 0;
+    for (let j = 0; j < pool.length; j++) {
+      const w = pool[(rotation + j) % pool.length]!;
+      if (board.free[w]! > 0) {
+        this.#freeIn[groupOf(board, w)]!++;
+        this.#free.push(w);
+      }
+    }
+    if (this.#free.length === 0) return 0;
+    // A group's rate: how much of the fastest group's work it does per ms (from the head class's costs; a fleet's classes cost about proportionally).
+    let fastest = Infinity;
+    for (let g = 0; g < groups; g++) fastest = Math.min(fastest, head.floors[g] ?? Infinity);
+    for (let g = 0; g < groups; g++) {
+      const floor = head.floors[g] ?? Infinity;
+      this.#rate[g] = Number.isFinite(floor) && floor > 0 ? fastest / floor : 0;
+    }
+    this.#sortBusy(board, pool, nowMs, groups);
+    return groups;
+  }
+
+  /**
+   * The busy workers' free times in increasing order with their groups'
+   * rates, and each group's earliest. One native sort of numbers: each key
+   * is the time from now (to 1/16 ms) and the worker's position in the pool.
+   */
+  #sortBusy(board: Board, pool: Int32Array, nowMs: number, groups: number): void {
+    const keys = this.#sortBuf;
+    let n = 0;
+    for (let j = 0; j < pool.length; j++) {
+      const w = pool[j]!;
+      if (board.free[w]! > 0) continue;
+      const ahead = Math.min(Math.floor(Math.max(0, board.busy[w]! - nowMs) * 16), MAX_AHEAD);
+      keys[n++] = ahead * POSITIONS + j;
+    }
+    const sorted = keys.subarray(0, n).sort();
+    this.#firstBusy.fill(Infinity, 0, groups);
+    for (let i = 0; i < n; i++) {
+      const w = pool[sorted[i]! % POSITIONS]!;
+      const g = groupOf(board, w);
+      const t = Math.max(board.busy[w]!, nowMs);
+      this.#times[i] = t;
+      this.#rates[i] = this.#rate[g]!;
+      if (t < this.#firstBusy[g]!) this.#firstBusy[g] = t;
+    }
+    this.#busy = n;
+  }
+
+  /** A worker given a request in this round is busy until `until`: into the sorted list (and its group's first busy time). */
+  #insertBusy(until: number, rate: number, g: number): void {
+    if (this.#busy >= this.#times.length) return; // more takes than room: the level only comes out lower
+    let i = this.#busy;
+    while (i > 0 && this.#times[i - 1]! > until) {
+      this.#times[i] = this.#times[i - 1]!;
+      this.#rates[i] = this.#rates[i - 1]!;
+      i--;
+    }
+    this.#times[i] = until;
+    this.#rates[i] = rate;
+    this.#busy++;
+    if (until < this.#firstBusy[g]!) this.#firstBusy[g] = until;
+  }
+
+  /**
+   * Per class (in order), the level to which the work ahead of it fills the
+   * workers other than a free one of group `gf`: the free workers from now,
+   * each busy one from its free time, at its group's rate.
+   */
+  #fill(classes: readonly DirectClass[], gf: number, groups: number, nowMs: number): void {
+    let level = nowMs;
+    let slope = 0;
+    for (let g = 0; g < groups; g++) slope += this.#rate[g]! * (this.#freeIn[g]! - (g === gf ? 1 : 0));
+    let filled = 0;
+    let ahead = 0;
+    let i = 0;
+    for (let c = 0; c < classes.length; c++) {
+      const cls = classes[c]!;
+      for (;;) {
+        const next = i < this.#busy ? this.#times[i]! : Infinity;
+        if (slope > 0 && filled + slope * (next - level) >= ahead) {
+          level += (ahead - filled) / slope;
+          filled = ahead;
+          break;
+        }
+        if (next === Infinity) break; // nobody else
+        filled += slope * (next - level);
+        level = next;
+        slope += this.#rates[i++]!;
+      }
+      this.#levels[gf * classes.length + c] = level;
+      if (cls.count > 0) ahead += cls.count * minOf(cls.floors, groups);
+    }
+    this.#filled[gf] = 1;
+  }
+
+  /** The first class (largest first) free worker `f` finishes within the tolerance of the others' best finish for it; -1 if none. */
+  #choose(classes: readonly DirectClass[], board: Board, f: number, gf: number, groups: number, nowMs: number): number {
+    for (let c = 0; c < classes.length; c++) {
+      const cls = classes[c]!;
+      if (cls.count <= 0) continue;
+      const level = this.#levels[gf * classes.length + c]!;
+      // The others' best finish for the class's first request: each group from the level, or from its first free time if later.
+      let best = Infinity;
+      for (let g = 0; g < groups; g++) {
+        const floor = cls.floors[g] ?? Infinity;
+        const first = this.#freeIn[g]! - (g === gf ? 1 : 0) > 0 ? nowMs : this.#firstBusy[g]!;
+        const finish = (first > level ? first : level) + floor;
+        if (finish < best) best = finish;
+      }
+      const mine = timeOn(cls, board, f);
+      if (!Number.isFinite(best) || mine <= (best - nowMs) * (1 + PREFER_FREE) + TIE_MS + mine * board.noise[f]!) return c;
+    }
+    return -1;
+  }
+}
+
+/** Sort keys: the position in the pool below this, the time from now (1/16 ms) above, capped (2^35 / 16 ms: about 25 days). */
+const POSITIONS = 65536;
+/** Pools up to this size only (the sort keys' room). */
+export const MAX_POSITIONS = POSITIONS;
+const MAX_AHEAD = 2 ** 35;
+
+/** Room kept for the workers a round gives requests to (beyond, the level is computed without them: lower, so a free worker declines more). */
+const DIRECT_TAKES = 64;
+
+function groupOf(board: Board, w: number): number {
+  return board.group === undefined ? 0 : board.group[w]!;
+}
+
+function timeOn(cls: DirectClass, board: Board, w: number): number {
+  return board.slow === undefined ? cls.cost[w]! : cls.cost[w]! * board.slow[w]!;
+}
+
+function minOf(xs: Float64Array, n: number): number {
+  let m = Infinity;
+  for (let i = 0; i < n && i < xs.length; i++) if (xs[i]! < m) m = xs[i]!;
+  return Number.isFinite(m) ? m : 0;
+}
