@@ -101,11 +101,18 @@ const REFIT_MIN_INTERVAL_MS = 50;
  * observations) costs a few hundred µs; doing one per answer took 40% of
  * the router's CPU under small answers (bench/profile.mjs). GPU workers
  * answer a few times a second, where this refits every few answers; nothing
- * a schedule can see is lost.
+ * a schedule can see is lost. A fleet refit also re-paces every member, so
+ * on large fleets the spacing grows with the members (every members / 16
+ * answers, at least every members / 4): the refit's cost per answer stays
+ * flat instead of growing with the fleet (at 4,096 workers it was most of
+ * the router's CPU: docs/benchmarks.md, Scale). Fleets up to 64 workers
+ * refit as before; each answer still re-paces its own worker (paceDue).
  */
-function refitDue(clock: RefitClock, observations: number, nowMs: number | undefined): boolean {
+function refitDue(clock: RefitClock, observations: number, members: number, nowMs: number | undefined): boolean {
   clock.pending++;
-  const due = observations < LEARNING_OBSERVATIONS || clock.pending >= 16 * REFIT_EVERY || (clock.pending >= REFIT_EVERY && (nowMs === undefined || nowMs - clock.lastFitMs >= REFIT_MIN_INTERVAL_MS));
+  const every = Math.max(REFIT_EVERY, Math.floor(members / 16));
+  const atLeast = Math.max(16 * REFIT_EVERY, Math.floor(members / 4));
+  const due = observations < LEARNING_OBSERVATIONS || clock.pending >= atLeast || (clock.pending >= every && (nowMs === undefined || nowMs - clock.lastFitMs >= REFIT_MIN_INTERVAL_MS));
   if (due) {
     clock.pending = 0;
     if (nowMs !== undefined) clock.lastFitMs = nowMs;
@@ -240,7 +247,7 @@ export class CostModel {
     fleet.window.push(sample);
     fleet.members.add(w);
     w.paced = true;
-    if (refitDue(fleet.refit, fleet.window.items.length, nowMs)) this.#refitFleet(fleet);
+    if (refitDue(fleet.refit, fleet.window.items.length, fleet.members.size, nowMs)) this.#refitFleet(fleet);
     else if (paceDue(w.refit, nowMs)) w.pace = paceOf(w, fleet.shape);
     else return;
     // A run of answers far off its pace, all one way: the worker changed; what it did before no longer counts.
