@@ -95,6 +95,18 @@ describe("the new planner against the reference (test/helpers/reference-plan.ts)
     const costOf = new Map<number, Float64Array>();
     const cls = (ms: number) => costOf.get(ms) ?? costOf.set(ms, Float64Array.from(speed, (s) => ms / s)).get(ms)!;
     let rotation = 0;
+    const send = (q: { ms: number; settled: boolean }, k: number) => {
+      q.settled = true;
+      busy[k] = Math.max(busy[k]!, now) + q.ms / speed[k]!;
+      ends.push(busy[k]!);
+    };
+    // The next completion at or after now (a worker that was sent nothing stays idle).
+    const advance = () => {
+      queue = queue.filter((q) => !q.settled);
+      const next = Math.min(...Array.from(busy).filter((b) => b > now));
+      if (queue.length > 0 && !Number.isFinite(next)) throw new Error("stuck");
+      now = next;
+    };
     while (queue.length > 0) {
       const free = Int32Array.from({ length: W }, (_, k) => (busy[k]! <= now ? 1 : 0));
       let sends: [number, number][];
@@ -116,15 +128,9 @@ describe("the new planner against the reference (test/helpers/reference-plan.ts)
           directRounds += sends.length;
           for (const [c, k] of sends) {
             // The class's first request (the queue is in class order: any of them is the same work).
-            const q = queue.find((x) => !x.settled && x.ms === sizesNow[c])!;
-            q.settled = true;
-            busy[k] = Math.max(busy[k]!, now) + q.ms / speed[k]!;
-            ends.push(busy[k]!);
+            send(queue.find((x) => !x.settled && x.ms === sizesNow[c])!, k);
           }
-          queue = queue.filter((q) => !q.settled);
-          const next = Math.min(...Array.from(busy).filter((b) => b > now));
-          if (queue.length > 0 && !Number.isFinite(next)) throw new Error("stuck");
-          now = next;
+          advance();
           continue;
         }
         const window = chooseWindow(queue, queue.length, board, () => pool);
@@ -133,17 +139,8 @@ describe("the new planner against the reference (test/helpers/reference-plan.ts)
         const items: BoardItem[] = at.map((i) => ({ pool: all, cost: cls(queue[i]!.ms), floors: Float64Array.of(queue[i]!.ms, queue[i]!.ms * 2) }));
         sends = planBoard(items, board, now, rotation++, window.whole);
       }
-      for (const [j, k] of sends) {
-        const q = queue[at[j]!]!;
-        q.settled = true;
-        busy[k] = Math.max(busy[k]!, now) + q.ms / speed[k]!;
-        ends.push(busy[k]!);
-      }
-      queue = queue.filter((q) => !q.settled);
-      // The next completion at or after now (a worker that was sent nothing stays idle).
-      const next = Math.min(...Array.from(busy).filter((b) => b > now));
-      if (queue.length > 0 && !Number.isFinite(next)) throw new Error("stuck");
-      now = next;
+      for (const [j, k] of sends) send(queue[at[j]!]!, k);
+      advance();
     }
     const totalSpeed = speed.reduce((a, b) => a + b, 0);
     const bound = Math.max(sizes.reduce((a, b) => a + b, 0) / totalSpeed, Math.max(...sizes));

@@ -1047,7 +1047,9 @@ describe("batching and the attention factor", () => {
   });
 
   it("lets a generation queued behind a weight update join the batch ahead of it (the scan skips the update)", async () => {
-    const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 100, weightLoadMs: 50 });
+    // A 1.5 s batching delay: the update and the second request must reach the worker while the first
+    // waits for partners, and on a loaded machine two stats polls can be further apart than 100 ms.
+    const w = await worker({ batchingMaxSize: 2, batchingDelayMs: 1500, weightLoadMs: 50 });
     const first = postJson(w.url, "/v1/images/generations", { prompt: "first", ...shape });
     await waitFor(async () => ((await stats(w.url))["scheduler_waiting"] === 1 ? true : undefined));
     const update = postJson(w.url, "/update_weights_from_disk", { model_path: "ckpt/new" });

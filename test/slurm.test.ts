@@ -174,7 +174,8 @@ describe("backend slurm", () => {
     const up = await admin.scaleManagedWorkers({ source: { case: "config", value: config }, count: 3 });
     expect(up.started).toHaveLength(2);
     expect(up.started.every((w) => w.state === "ready" && /^\d+$/.test(w.slurmJobId))).toBe(true);
-    expect(await healthyWorkers(r)).toHaveLength(3);
+    // "ready" is the launcher's health check; the router's rotation also reads the worker's card (a moment later under load).
+    await waitFor(async () => (await healthyWorkers(r)).length === 3, 10_000, "three healthy workers");
     expect((await queued()).filter((j) => j.state === "RUNNING")).toHaveLength(3);
 
     const down = await admin.scaleManagedWorkers({ source: { case: "yaml", value: yaml }, count: 1 });
