@@ -68,6 +68,8 @@ export class DirectPlanner {
   #freeIn = new Int32Array(0);
   #firstBusy = new Float64Array(0);
   #rate = new Float64Array(0);
+  /** Groups seen by the last round (the per-group arrays are reset up to it). */
+  #groups = 0;
   /** Free workers of the pool (pool order from a rotating start), as pool positions. */
   #free: number[] = [];
   /** Per group and class (group-major): the level the work ahead of the class fills the workers other than a free one of the group to; `#filled[g]` whether group g's walk is current. */
@@ -126,31 +128,33 @@ export class DirectPlanner {
 
   /** The busy workers' free times in a heap (with their groups' rates), the free workers, each group's rate. Returns the number of groups (0: nothing to plan). */
   #index(board: Board, pool: Int32Array, nowMs: number, rotation: number, classes: readonly DirectClass[]): number {
-    let groups = 0;
-    for (let j = 0; j < pool.length; j++) groups = Math.max(groups, groupOf(board, pool[j]!) + 1);
     const head = classes.find((c) => c.count > 0);
-    if (head === undefined || groups === 0) return 0;
+    if (head === undefined || pool.length === 0) return 0;
     if (this.#times.length < pool.length) {
       this.#times = new Float64Array(pool.length);
       this.#rates = new Float64Array(pool.length);
       this.#heap = new Float64Array(pool.length);
     }
-    if (this.#freeIn.length < groups) {
-      this.#freeIn = new Int32Array(groups);
-      this.#firstBusy = new Float64Array(groups);
-      this.#rate = new Float64Array(groups);
+    // Per-group arrays sized by the board (a group index is below its worker count and its classes' floors), reset over the groups the last round saw: no pass over the pool just to count its groups.
+    const room = Math.max(board.busy.length, head.floors.length);
+    if (this.#freeIn.length < room) {
+      this.#freeIn = new Int32Array(room);
+      this.#firstBusy = new Float64Array(room).fill(Infinity);
+      this.#rate = new Float64Array(room);
     }
-    this.#freeIn.fill(0, 0, groups);
-    this.#firstBusy.fill(Infinity, 0, groups);
+    this.#freeIn.fill(0, 0, this.#groups);
+    this.#firstBusy.fill(Infinity, 0, this.#groups);
     this.#free.length = 0;
     this.#busy = 0;
     this.#heapN = 0;
-    // One pass from the rotating start: the free workers in that order, the busy ones' sort keys.
-    const start = pool.length === 0 ? 0 : rotation % pool.length;
+    let groups = 0;
+    // One pass from the rotating start: the groups, the free workers in that order, the busy ones' sort keys.
+    const start = rotation % pool.length;
     for (let j = 0; j < pool.length; j++) {
       const p = j + start < pool.length ? j + start : j + start - pool.length;
       const w = pool[p]!;
       const g = groupOf(board, w);
+      if (g >= groups) groups = g + 1;
       if (board.free[w]! > 0) {
         this.#freeIn[g]!++;
         this.#free.push(p);
@@ -160,6 +164,7 @@ export class DirectPlanner {
       if (t < this.#firstBusy[g]!) this.#firstBusy[g] = t;
       this.#heap[this.#heapN++] = keyOf(t, nowMs, p);
     }
+    this.#groups = groups;
     if (this.#free.length === 0) return 0;
     // A group's rate: how much of the fastest group's work it does per ms (from the head class's costs; a fleet's classes cost about proportionally).
     let fastest = Infinity;
