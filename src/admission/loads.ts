@@ -29,6 +29,15 @@ interface WorkerLoad {
 
 /** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
 const MISS_ALONE = 2;
+/**
+ * ...once the worker has this many observations (the cost model's change
+ * detection needs as many, cost-shape.ts): before, its pace and the fleet's
+ * shape are still being learned, and a miss is the model learning, not the
+ * worker changing. Counting those stretched a thousand new workers'
+ * predictions in their first burst (1,024 workers: 1.16-1.17 of the bound
+ * instead of 1.05; docs/benchmarks.md, Scale part 4).
+ */
+const MISS_MIN_OBSERVATIONS = 8;
 
 /**
  * What each worker runs (requests, batches, video jobs) and what its answers
@@ -172,7 +181,7 @@ export class LoadBook {
       const took = from(run.startedMs);
       this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
-      const now = ticket.facts.work === null || this.snapshot(run.worker).observations === 0 ? 0 : this.predictMs(ticket.facts.work, run.worker);
+      const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
       const miss = now > 0 ? took / now : 1;
       if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
     }

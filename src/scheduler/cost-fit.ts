@@ -32,17 +32,24 @@ export function nonNegativeRidge(rows: readonly Row[], prior: readonly number[],
   return prior.map((p, i) => (active[i] ? Math.max(0, p) : 0));
 }
 
+/** A row's scaled features (ridgeSolve), reused. */
+const SCALED = new Float64Array(8);
+
 /** Normal equations (XᵀWX + λI)θ = XᵀWt + λ·prior over the active terms, in scaled units. */
 function ridgeSolve(rows: readonly Row[], prior: readonly number[], scale: readonly number[], ridge: number, active: readonly boolean[]): number[] {
   const idx = prior.map((_, i) => i).filter((i) => active[i]);
   const n = idx.length;
   const A: number[][] = Array.from({ length: n }, () => new Array<number>(n).fill(0));
   const rhs = new Array<number>(n).fill(0);
+  // Each row's scaled features once (not once per pair: this loop is most of a shape fit, and a
+  // fleet refit runs dozens of fits); the same divisions, so the same sums.
+  const xs = n <= SCALED.length ? SCALED : new Float64Array(n);
   for (const r of rows) {
+    for (let a = 0; a < n; a++) xs[a] = r.x[idx[a]!]! / scale[idx[a]!]!;
     for (let a = 0; a < n; a++) {
-      const xa = r.x[idx[a]!]! / scale[idx[a]!]!;
+      const xa = xs[a]!;
       rhs[a]! += r.w * xa * r.t;
-      for (let b = 0; b < n; b++) A[a]![b]! += r.w * xa * (r.x[idx[b]!]! / scale[idx[b]!]!);
+      for (let b = 0; b < n; b++) A[a]![b]! += r.w * xa * xs[b]!;
     }
   }
   for (let a = 0; a < n; a++) {

@@ -174,56 +174,95 @@ const MAX_TILT = 0.5;
 export function fitPace(points: readonly Point[], t: readonly number[], shape: Shape): Pace {
   const n = points.length;
   if (n === 0) return { logSpeed: 0, tilt: 0 };
-  const r = points.map((p, i) => Math.log(Math.max(1e-3, shapeMs(shape, p)) / t[i]!));
-  const tilt = n >= TILT_MIN_OBSERVATIONS ? fitTilt(points, r) : 0;
-  const level = r.map((ri, i) => ri - tilt * points[i]!.logMp);
-  const recency = points.map((_, i) => Math.pow(0.5, (n - 1 - i) / PACE_HALF_LIFE));
-  let logSpeed = weightedMean(level, recency);
+  // Allocation-free (module buffers): a fleet refit re-paces every member, a thousand fits on a
+  // thousand workers, and their per-fit arrays were the refit's time and much of the GC.
+  const { r, level, w, res } = paceBuffers(n);
+  for (let i = 0; i < n; i++) r[i] = Math.log(Math.max(1e-3, shapeMs(shape, points[i]!)) / t[i]!);
+  const tilt = n >= TILT_MIN_OBSERVATIONS ? fitTilt(points, r, n) : 0;
+  for (let i = 0; i < n; i++) level[i] = r[i]! - tilt * points[i]!.logMp;
+  // Recency weights (0.5 per PACE_HALF_LIFE answers back), computed once.
+  const recency = RECENCY;
+  const back = n - 1;
+  let logSpeed = weightedMean(level, n, (i) => recencyOf(recency, back - i));
   for (let round = 0; round < 2; round++) {
-    const hub = huberWeights(
-      level.map((x) => x - logSpeed),
-      0.05,
-    );
-    logSpeed = weightedMean(
-      level,
-      recency.map((x, i) => x * hub[i]!),
-    );
+    for (let i = 0; i < n; i++) res[i] = level[i]! - logSpeed;
+    const k = huberK(res, n, 0.05);
+    for (let i = 0; i < n; i++) w[i] = recencyOf(recency, back - i) * huberWeight(res[i]!, k);
+    logSpeed = weightedMean(level, n, (i) => w[i]!);
   }
   return { logSpeed, tilt };
 }
 
-function weightedMean(xs: readonly number[], w: readonly number[]): number {
+/** ln-speed fit buffers, grown to the longest window seen. */
+let PACE_BUFFERS = { r: new Float64Array(64), level: new Float64Array(64), w: new Float64Array(64), res: new Float64Array(64), abs: new Float64Array(64) };
+function paceBuffers(n: number): typeof PACE_BUFFERS {
+  if (PACE_BUFFERS.r.length < n) {
+    const m = Math.max(n, 2 * PACE_BUFFERS.r.length);
+    PACE_BUFFERS = { r: new Float64Array(m), level: new Float64Array(m), w: new Float64Array(m), res: new Float64Array(m), abs: new Float64Array(m) };
+  }
+  return PACE_BUFFERS;
+}
+
+/** 0.5^(k / PACE_HALF_LIFE) for k answers back (the same values Math.pow gives each time). */
+const RECENCY = Array.from({ length: 256 }, (_, k) => Math.pow(0.5, k / PACE_HALF_LIFE));
+function recencyOf(table: readonly number[], k: number): number {
+  return k < table.length ? table[k]! : Math.pow(0.5, k / PACE_HALF_LIFE);
+}
+
+/** Σ w·x / Σ w over the first n (0 when the weights sum to 0), summed in index order. */
+function weightedMean(xs: ArrayLike<number>, n: number, w: (i: number) => number): number {
   let s = 0;
   let sw = 0;
-  xs.forEach((x, i) => {
-    s += w[i]! * x;
-    sw += w[i]!;
-  });
+  for (let i = 0; i < n; i++) {
+    const wi = w(i);
+    s += wi * xs[i]!;
+    sw += wi;
+  }
   return sw > 0 ? s / sw : 0;
 }
 
+/** Huber's threshold for the first n residuals: 2.5 robust σ (cost-fit.ts's huberWeights), at least `floor`. */
+function huberK(res: Float64Array, n: number, floor: number): number {
+  const abs = PACE_BUFFERS.abs.length >= n ? PACE_BUFFERS.abs : new Float64Array(n);
+  for (let i = 0; i < n; i++) abs[i] = Math.abs(res[i]!);
+  const s = abs.subarray(0, n).sort();
+  const m = n >> 1;
+  const med = n % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  return Math.max(2.5 * (1.4826 * med), floor);
+}
+
+function huberWeight(r: number, k: number): number {
+  return Math.abs(r) <= k ? 1 : k / Math.abs(r);
+}
+
 /** Slope of r over ln mp (centred), ridge-shrunk toward 0, capped at ±MAX_TILT; Huber-weighted once. */
-function fitTilt(points: readonly Point[], r: readonly number[]): number {
-  const slope = (w: readonly number[]) => {
-    const l = weightedMean(
-      points.map((p) => p.logMp),
-      w,
-    );
-    const rm = weightedMean(r, w);
+function fitTilt(points: readonly Point[], r: Float64Array, n: number): number {
+  const w = PACE_BUFFERS.w;
+  const res = PACE_BUFFERS.res;
+  const slope = (weight: (i: number) => number) => {
+    let sl = 0;
+    let sw = 0;
+    for (let i = 0; i < n; i++) {
+      const wi = weight(i);
+      sl += wi * points[i]!.logMp;
+      sw += wi;
+    }
+    const l = sw > 0 ? sl / sw : 0;
+    const rm = weightedMean(r, n, weight);
     let sxy = 0;
     let sxx = 0;
-    points.forEach((p, i) => {
-      sxy += w[i]! * (p.logMp - l) * (r[i]! - rm);
-      sxx += w[i]! * (p.logMp - l) ** 2;
-    });
+    for (let i = 0; i < n; i++) {
+      const p = points[i]!;
+      sxy += weight(i) * (p.logMp - l) * (r[i]! - rm);
+      sxx += weight(i) * (p.logMp - l) ** 2;
+    }
     return { c: sxy / (sxx + TILT_RIDGE), l, rm };
   };
-  const first = slope(points.map(() => 1));
-  const hub = huberWeights(
-    r.map((ri, i) => ri - first.rm - first.c * (points[i]!.logMp - first.l)),
-    0.05,
-  );
-  return Math.max(-MAX_TILT, Math.min(MAX_TILT, slope(hub).c));
+  const first = slope(() => 1);
+  for (let i = 0; i < n; i++) res[i] = r[i]! - first.rm - first.c * (points[i]!.logMp - first.l);
+  const k = huberK(res, n, 0.05);
+  for (let i = 0; i < n; i++) w[i] = huberWeight(res[i]!, k);
+  return Math.max(-MAX_TILT, Math.min(MAX_TILT, slope((i) => w[i]!).c));
 }
 
 /**

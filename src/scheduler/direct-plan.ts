@@ -46,20 +46,37 @@ export interface DirectClass {
  * allocates nothing but its answer.
  */
 export class DirectPlanner {
-  /** Busy workers' free times in increasing order, and the rate of each (its group's). */
+  /**
+   * The busy workers' free times in increasing order, and the rate of each
+   * (its group's): sorted lazily, as the levels reach them. The first
+   * `#busy` are in `#times`; the rest wait in `#heap` (a binary min-heap of
+   * sort keys, see {@link POSITIONS}). A round usually needs the first few
+   * (a fast free worker takes the head class), so a full sort per round
+   * (16.6% of the router's CPU at 4,096 workers) is replaced by a heapify,
+   * O(workers), and a pop per time reached.
+   */
   #times = new Float64Array(0);
   #rates = new Float64Array(0);
   #busy = 0;
+  #heap = new Float64Array(0);
+  #heapN = 0;
+  /** The round's pool and board (to read a popped key's worker). */
+  #pool: Int32Array = new Int32Array(0);
+  #board: Board | null = null;
+  #nowMs = 0;
   /** Per group: free workers of the pool, the earliest busy one's free time, the rate. */
   #freeIn = new Int32Array(0);
   #firstBusy = new Float64Array(0);
   #rate = new Float64Array(0);
-  #sortBuf = new Float64Array(0);
-  /** Free workers of the pool (pool order from a rotating start). */
+  /** Groups seen by the last round (the per-group arrays are reset up to it). */
+  #groups = 0;
+  /** Free workers of the pool (pool order from a rotating start), as pool positions. */
   #free: number[] = [];
-  /** Per group and class (group-major): the level the work ahead of the class fills the workers other than a free one of the group to; `#filled[g]` whether group g's are current. */
+  /** Per group and class (group-major): the level the work ahead of the class fills the workers other than a free one of the group to; `#filled[g]` whether group g's walk is current. */
   #levels = new Float64Array(0);
   #filled = new Uint8Array(0);
+  /** Per group, the walk that makes its levels, class by class as they are asked for (see #level). */
+  #walk: GroupWalk[] = [];
   /** Groups whose free workers take nothing in this round (see plan). */
   #declined = new Uint8Array(0);
 
@@ -79,16 +96,17 @@ export class DirectPlanner {
       this.#filled = new Uint8Array(groups);
       this.#declined = new Uint8Array(groups);
     }
+    while (this.#walk.length < groups) this.#walk.push({ level: 0, slope: 0, filled: 0, ahead: 0, i: 0, next: 0 });
     this.#filled.fill(0);
     this.#declined.fill(0);
     // With many free workers the levels are made again every few requests given, not after each: one request moves them little.
     const refillEvery = Math.max(1, this.#free.length >> 5);
     let given = 0;
-    for (const f of this.#free) {
+    for (const p of this.#free) {
+      const f = pool[p]!;
       const gf = groupOf(board, f);
       // A group's free workers cost within 2% of each other: once one declined every class, so do the rest (until a request is given).
       if (this.#declined[gf] === 1) continue;
-      if (this.#filled[gf] === 0) this.#fill(classes, gf, groups, nowMs);
       const c = this.#choose(classes, board, f, gf, groups, nowMs);
       if (c < 0) {
         this.#declined[gf] = 1;
@@ -100,38 +118,53 @@ export class DirectPlanner {
       board.busy[f] = until;
       board.free[f]!--;
       this.#freeIn[gf]!--;
-      this.#insertBusy(until, this.#rate[gf]!, gf);
+      this.#insertBusy(p, gf);
       if (++given % refillEvery === 0) this.#filled.fill(0);
       out.push([c, f]);
     }
+    this.#board = null;
     return out;
   }
 
-  /** The busy workers' free times sorted (with their groups' rates), the free workers, each group's rate. Returns the number of groups (0: nothing to plan). */
+  /** The busy workers' free times in a heap (with their groups' rates), the free workers, each group's rate. Returns the number of groups (0: nothing to plan). */
   #index(board: Board, pool: Int32Array, nowMs: number, rotation: number, classes: readonly DirectClass[]): number {
-    let groups = 0;
-    for (let j = 0; j < pool.length; j++) groups = Math.max(groups, groupOf(board, pool[j]!) + 1);
     const head = classes.find((c) => c.count > 0);
-    if (head === undefined || groups === 0) return 0;
-    if (this.#times.length < pool.length + DIRECT_TAKES) {
-      this.#times = new Float64Array(pool.length + DIRECT_TAKES);
-      this.#rates = new Float64Array(pool.length + DIRECT_TAKES);
-      this.#sortBuf = new Float64Array(pool.length);
+    if (head === undefined || pool.length === 0) return 0;
+    if (this.#times.length < pool.length) {
+      this.#times = new Float64Array(pool.length);
+      this.#rates = new Float64Array(pool.length);
+      this.#heap = new Float64Array(pool.length);
     }
-    if (this.#freeIn.length < groups) {
-      this.#freeIn = new Int32Array(groups);
-      this.#firstBusy = new Float64Array(groups);
-      this.#rate = new Float64Array(groups);
+    // Per-group arrays sized by the board (a group index is below its worker count and its classes' floors), reset over the groups the last round saw: no pass over the pool just to count its groups.
+    const room = Math.max(board.busy.length, head.floors.length);
+    if (this.#freeIn.length < room) {
+      this.#freeIn = new Int32Array(room);
+      this.#firstBusy = new Float64Array(room).fill(Infinity);
+      this.#rate = new Float64Array(room);
     }
-    this.#freeIn.fill(0, 0, groups);
+    this.#freeIn.fill(0, 0, this.#groups);
+    this.#firstBusy.fill(Infinity, 0, this.#groups);
     this.#free.length = 0;
+    this.#busy = 0;
+    this.#heapN = 0;
+    let groups = 0;
+    // One pass from the rotating start: the groups, the free workers in that order, the busy ones' sort keys.
+    const start = rotation % pool.length;
     for (let j = 0; j < pool.length; j++) {
-      const w = pool[(rotation + j) % pool.length]!;
+      const p = j + start < pool.length ? j + start : j + start - pool.length;
+      const w = pool[p]!;
+      const g = groupOf(board, w);
+      if (g >= groups) groups = g + 1;
       if (board.free[w]! > 0) {
-        this.#freeIn[groupOf(board, w)]!++;
-        this.#free.push(w);
+        this.#freeIn[g]!++;
+        this.#free.push(p);
+        continue;
       }
+      const t = Math.max(board.busy[w]!, nowMs);
+      if (t < this.#firstBusy[g]!) this.#firstBusy[g] = t;
+      this.#heap[this.#heapN++] = keyOf(t, nowMs, p);
     }
+    this.#groups = groups;
     if (this.#free.length === 0) return 0;
     // A group's rate: how much of the fastest group's work it does per ms (from the head class's costs; a fleet's classes cost about proportionally).
     let fastest = Infinity;
@@ -140,40 +173,50 @@ export class DirectPlanner {
       const floor = head.floors[g] ?? Infinity;
       this.#rate[g] = Number.isFinite(floor) && floor > 0 ? fastest / floor : 0;
     }
-    this.#sortBusy(board, pool, nowMs, groups);
+    for (let s = (this.#heapN >> 1) - 1; s >= 0; s--) siftDown(this.#heap, this.#heapN, s);
+    this.#pool = pool;
+    this.#board = board;
+    this.#nowMs = nowMs;
     return groups;
   }
 
-  /**
-   * The busy workers' free times in increasing order with their groups'
-   * rates, and each group's earliest. One native sort of numbers: each key
-   * is the time from now (to 1/16 ms) and the worker's position in the pool.
-   */
-  #sortBusy(board: Board, pool: Int32Array, nowMs: number, groups: number): void {
-    const keys = this.#sortBuf;
-    let n = 0;
-    for (let j = 0; j < pool.length; j++) {
-      const w = pool[j]!;
-      if (board.free[w]! > 0) continue;
-      const ahead = Math.min(Math.floor(Math.max(0, board.busy[w]! - nowMs) * 16), MAX_AHEAD);
-      keys[n++] = ahead * POSITIONS + j;
+  /** The i-th busy free time in increasing order (Infinity past the last), sorting from the heap as far as needed. */
+  #timeAt(i: number): number {
+    while (i >= this.#busy) {
+      if (this.#heapN === 0) return Infinity;
+      const key = this.#heap[0]!;
+      this.#heap[0] = this.#heap[--this.#heapN]!;
+      siftDown(this.#heap, this.#heapN, 0);
+      const w = this.#pool[key % POSITIONS]!;
+      this.#times[this.#busy] = Math.max(this.#board!.busy[w]!, this.#nowMs);
+      this.#rates[this.#busy++] = this.#rate[groupOf(this.#board!, w)]!;
     }
-    const sorted = keys.subarray(0, n).sort();
-    this.#firstBusy.fill(Infinity, 0, groups);
-    for (let i = 0; i < n; i++) {
-      const w = pool[sorted[i]! % POSITIONS]!;
-      const g = groupOf(board, w);
-      const t = Math.max(board.busy[w]!, nowMs);
-      this.#times[i] = t;
-      this.#rates[i] = this.#rate[g]!;
-      if (t < this.#firstBusy[g]!) this.#firstBusy[g] = t;
-    }
-    this.#busy = n;
+    return this.#times[i]!;
   }
 
-  /** A worker given a request in this round is busy until `until`: into the sorted list (and its group's first busy time). */
-  #insertBusy(until: number, rate: number, g: number): void {
-    if (this.#busy >= this.#times.length) return; // more takes than room: the level only comes out lower
+  /**
+   * The worker at pool position `p` was given a request in this round and is
+   * busy until board.busy: among the sorted times if it is before every one
+   * still in the heap (a walk past its place counts it from its next
+   * refill, as before), else into the heap; and its group's first busy time.
+   */
+  #insertBusy(p: number, g: number): void {
+    const board = this.#board!;
+    const until = Math.max(board.busy[this.#pool[p]!]!, this.#nowMs);
+    if (until < this.#firstBusy[g]!) this.#firstBusy[g] = until;
+    const key = keyOf(until, this.#nowMs, p);
+    if (this.#heapN > 0 && key > this.#heap[0]!) {
+      let s = this.#heapN++;
+      this.#heap[s] = key;
+      while (s > 0) {
+        const up = (s - 1) >> 1;
+        if (this.#heap[up]! <= key) break;
+        this.#heap[s] = this.#heap[up]!;
+        this.#heap[s = up] = key;
+      }
+      return;
+    }
+    if (this.#busy >= this.#times.length) return; // no room (cannot happen: each worker once): the level only comes out lower
     let i = this.#busy;
     while (i > 0 && this.#times[i - 1]! > until) {
       this.#times[i] = this.#times[i - 1]!;
@@ -181,41 +224,50 @@ export class DirectPlanner {
       i--;
     }
     this.#times[i] = until;
-    this.#rates[i] = rate;
+    this.#rates[i] = this.#rate[g]!;
     this.#busy++;
-    if (until < this.#firstBusy[g]!) this.#firstBusy[g] = until;
+    for (const walk of this.#walk) if (walk.i > i) walk.i++;
   }
 
   /**
-   * Per class (in order), the level to which the work ahead of it fills the
-   * workers other than a free one of group `gf`: the free workers from now,
-   * each busy one from its free time, at its group's rate.
+   * The level to which the work ahead of class `c` fills the workers other
+   * than a free one of group `gf`: the free workers from now, each busy one
+   * from its free time, at its group's rate. Levels are made class by class
+   * as they are asked for (a free worker usually settles on one of the first
+   * classes), from a walk kept per group until the next refill.
    */
-  #fill(classes: readonly DirectClass[], gf: number, groups: number, nowMs: number): void {
-    let level = nowMs;
-    let slope = 0;
-    for (let g = 0; g < groups; g++) slope += this.#rate[g]! * (this.#freeIn[g]! - (g === gf ? 1 : 0));
-    let filled = 0;
-    let ahead = 0;
-    let i = 0;
-    for (let c = 0; c < classes.length; c++) {
-      const cls = classes[c]!;
+  #level(classes: readonly DirectClass[], gf: number, c: number, groups: number, nowMs: number): number {
+    const walk = this.#walk[gf]!;
+    if (this.#filled[gf] === 0) {
+      let slope = 0;
+      for (let g = 0; g < groups; g++) slope += this.#rate[g]! * (this.#freeIn[g]! - (g === gf ? 1 : 0));
+      walk.level = nowMs;
+      walk.slope = slope;
+      walk.filled = 0;
+      walk.ahead = 0;
+      walk.i = 0;
+      walk.next = 0;
+      this.#filled[gf] = 1;
+    }
+    while (walk.next <= c) {
+      const cls = classes[walk.next]!;
       for (;;) {
-        const next = i < this.#busy ? this.#times[i]! : Infinity;
-        if (slope > 0 && filled + slope * (next - level) >= ahead) {
-          level += (ahead - filled) / slope;
-          filled = ahead;
+        const next = this.#timeAt(walk.i);
+        if (walk.slope > 0 && walk.filled + walk.slope * (next - walk.level) >= walk.ahead) {
+          walk.level += (walk.ahead - walk.filled) / walk.slope;
+          walk.filled = walk.ahead;
           break;
         }
         if (next === Infinity) break; // nobody else
-        filled += slope * (next - level);
-        level = next;
-        slope += this.#rates[i++]!;
+        walk.filled += walk.slope * (next - walk.level);
+        walk.level = next;
+        walk.slope += this.#rates[walk.i++]!;
       }
-      this.#levels[gf * classes.length + c] = level;
-      if (cls.count > 0) ahead += cls.count * minOf(cls.floors, groups);
+      this.#levels[gf * classes.length + walk.next] = walk.level;
+      if (cls.count > 0) walk.ahead += cls.count * minOf(cls.floors, groups);
+      walk.next++;
     }
-    this.#filled[gf] = 1;
+    return this.#levels[gf * classes.length + c]!;
   }
 
   /** The first class (largest first) free worker `f` finishes within the tolerance of the others' best finish for it; -1 if none. */
@@ -223,7 +275,7 @@ export class DirectPlanner {
     for (let c = 0; c < classes.length; c++) {
       const cls = classes[c]!;
       if (cls.count <= 0) continue;
-      const level = this.#levels[gf * classes.length + c]!;
+      const level = this.#level(classes, gf, c, groups, nowMs);
       // The others' best finish for the class's first request: each group from the level, or from its first free time if later.
       let best = Infinity;
       for (let g = 0; g < groups; g++) {
@@ -239,14 +291,42 @@ export class DirectPlanner {
   }
 }
 
+/** A group's walk through the busy workers' free times (see DirectPlanner.#level). */
+interface GroupWalk {
+  level: number;
+  slope: number;
+  filled: number;
+  ahead: number;
+  /** Sorted busy times passed. */
+  i: number;
+  /** The first class whose level is not made yet. */
+  next: number;
+}
+
+/** A busy worker's sort key: its free time from now (1/16 ms, capped) above, its pool position below. */
+function keyOf(t: number, nowMs: number, p: number): number {
+  return Math.min(Math.floor((t - nowMs) * 16), MAX_AHEAD) * POSITIONS + p;
+}
+
+/** Restores the min-heap property of `heap[0..n)` below slot `s`. */
+function siftDown(heap: Float64Array, n: number, s: number): void {
+  const key = heap[s]!;
+  for (;;) {
+    let c = 2 * s + 1;
+    if (c >= n) break;
+    if (c + 1 < n && heap[c + 1]! < heap[c]!) c++;
+    if (heap[c]! >= key) break;
+    heap[s] = heap[c]!;
+    s = c;
+  }
+  heap[s] = key;
+}
+
 /** Sort keys: the position in the pool below this, the time from now (1/16 ms) above, capped (2^35 / 16 ms: about 25 days). */
 const POSITIONS = 65536;
 /** Pools up to this size only (the sort keys' room). */
 export const MAX_POSITIONS = POSITIONS;
 const MAX_AHEAD = 2 ** 35;
-
-/** Room kept for the workers a round gives requests to (beyond, the level is computed without them: lower, so a free worker declines more). */
-const DIRECT_TAKES = 64;
 
 function groupOf(board: Board, w: number): number {
   return board.group === undefined ? 0 : board.group[w]!;
