@@ -178,7 +178,8 @@ export class LoadBook {
    * of one more member (batch-gains.ts), not a whole request's time.
    */
   marginalMs(w: Worker, ticket: Ticket, size: number): number {
-    return this.predictMs(ticket.facts.work, w) * this.gains.marginal(modelOf(w), size);
+    const work = ticket.facts.work;
+    return this.predictMs(work, w) * this.gains.marginal(BatchGains.classOf(modelOf(w), work), size);
   }
 
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
@@ -197,15 +198,16 @@ export class LoadBook {
       const b = run.batch;
       b.items.push({ facts: ticket.facts, ok: end.ok });
       if (--b.left > 0) return;
-      // A batch is observed once, when its last member ends: each member is
-      // charged its share, which is what the worker's throughput was.
-      const share = from(b.startedMs) / b.size;
+      // A batch is observed once, when its last member ends. A batch of one
+      // is a request alone; a larger one teaches its gain (batch-gains.ts)
+      // and each member's time alone: its time over F(size) as learned so far.
+      const took = from(b.startedMs);
       if (b.items.every((i) => i.ok)) {
-        // The batch's share against the prediction before learning from it: the gain of its size (batch-gains.ts).
-        let predicted = 0;
-        for (const i of b.items) predicted += this.costs.predictMs(run.worker.url, run.model, i.facts.work);
-        if (predicted > 0 && this.snapshot(run.worker).observations > 0) this.gains.observe(run.model, b.size, (share * b.size) / predicted);
-        for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, share, doneMs);
+        const work = b.items[0]!.facts.work;
+        const cls = BatchGains.classOf(run.model, work);
+        const alone = b.size > 1 ? took / this.gains.time(cls, b.size) : took;
+        if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / this.predictMs(work, run.worker));
+        for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
       }
     } else if (end.ok) {
       const took = from(run.startedMs);

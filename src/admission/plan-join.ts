@@ -59,7 +59,8 @@ export function fillBatch(r: JoinRound, batch: Batch, k: number, endMs: number, 
     if (waiter.settled || taken.has(waiter) || t.group !== undefined || t.facts.batchKey !== batch.key || r.items[j]!.pool.length === 0) continue;
     if (!r.candidates.of(t).includes(worker)) continue;
     const cost = r.loads.marginalMs(worker, t, batch.size);
-    if (end + cost * slow > elsewhere(r, r.items[j]!, k) * (1 + PREFER_FREE) + TIE_MS) continue;
+    // The plan's tolerance, relative to the request's own time (not to the clock).
+    if (end + cost * slow > elsewhere(r, r.items[j]!, k) + PREFER_FREE * r.items[j]!.cost[k]! + TIE_MS) continue;
     end += cost * slow;
     joins.push({ waiter, worker, batch, predictedMs: cost });
     batch.size++;
