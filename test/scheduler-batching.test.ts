@@ -16,7 +16,7 @@ const fleets: Record<string, VirtualGpu[]> = {
 };
 
 /** Makespan / bound per burst (the first is the warm-up), and the largest batch seen. */
-async function run(gpus: VirtualGpu[], workerBatchSize: number, seed: number, bursts = 5): Promise<{ ratios: number[]; largest: number }> {
+async function run(gpus: VirtualGpu[], workerBatchSize: number, seed: number, bursts = 5): Promise<{ ratios: number[]; largest: number; behind: number }> {
   const fleet = new VirtualFleet(gpus, "earliest-finish", { workerBatchSize });
   const random = rng(seed);
   const ratios: number[] = [];
@@ -26,7 +26,18 @@ async function run(gpus: VirtualGpu[], workerBatchSize: number, seed: number, bu
     ratios.push(makespanMs / batchingBoundMs(gpus, jobs.map((j) => j.body)));
     fleet.nowMs += 2000;
   }
-  return { ratios, largest: Math.max(...fleet.trace.map((t) => t.batch ?? 1)) };
+  return { ratios, largest: Math.max(...fleet.trace.map((t) => t.batch ?? 1)), behind: waitedBehindQueued(fleet) };
+}
+
+/**
+ * Requests that waited in a worker's queue behind a batch that had not
+ * started when they were sent (another batch started on that worker between
+ * their send and their start): the router could no longer move them.
+ */
+function waitedBehindQueued(fleet: VirtualFleet): number {
+  const starts = new Map<number, Set<number>>();
+  for (const t of fleet.trace) starts.set(t.worker, (starts.get(t.worker) ?? new Set()).add(t.startMs));
+  return fleet.trace.filter((t) => [...starts.get(t.worker)!].some((s) => s > t.sentMs && s < t.startMs)).length;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -40,7 +51,7 @@ describe("batching workers in the plan", () => {
       for (let seed = 1; seed <= 4; seed++) {
         const b = await run(gpus, 4, seed);
         const s = await run(gpus, 1, seed);
-        console.log(name, `seed ${seed}`, "batch 4:", b.ratios.map((r) => r.toFixed(3)).join(" "), `(largest batch ${b.largest})`, "| batch 1:", s.ratios.map((r) => r.toFixed(3)).join(" "));
+        console.log(name, `seed ${seed}`, "batch 4:", b.ratios.map((r) => r.toFixed(3)).join(" "), `(largest batch ${b.largest}, ${b.behind} of ${48 * 5} waited behind a queued batch)`, "| batch 1:", s.ratios.map((r) => r.toFixed(3)).join(" "));
         expect(b.largest).toBe(4);
         warm.push(b.ratios[0]!);
         batched.push(...b.ratios.slice(1));

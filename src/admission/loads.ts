@@ -166,10 +166,13 @@ export class LoadBook {
     let first: Run | null = null;
     let last: Run | null = null;
     for (const r of l.runs) {
+      // A batch one of whose members answered is done on the GPU (a batch's answers come out
+      // together; the router reads them one by one): the worker has started the next one.
+      if (first === null && r.batch !== null && r.batch.items.length > 0) continue;
       first ??= r;
       last = r;
     }
-    return last!.batch !== null && last!.batch !== first!.batch ? last!.batch : null;
+    return last !== null && last.batch !== null && last.batch !== first!.batch ? last.batch : null;
   }
 
   /**
