@@ -292,7 +292,7 @@ describe("load book", () => {
     const loads = new LoadBook(() => now.ms);
     const [w] = workers(1);
     warm(loads, w!, now);
-    const batch = { left: 3, size: 3, startedMs: now.ms, items: [] };
+    const batch = { left: 3, size: 3, key: null, startedMs: now.ms, items: [] };
     const ts = [ticket({ prompt: "a" }), ticket({ prompt: "b" }), ticket({ prompt: "c" })];
     const runs = ts.map((t) => loads.start(w!, t, batch));
     now.ms += 300;

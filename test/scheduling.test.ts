@@ -281,6 +281,29 @@ describe("batching workers (--worker-batch-size)", () => {
       await sim.stop();
     }
   });
+
+  it("two compatible 1024² requests (no gain from a batch in the sim's table) on two idle batching workers run one on each, not as one batch", async () => {
+    const sims = await Promise.all([0, 1].map(() => startSimProcess(["--batching-max-size", "2", "--batching-delay-ms", "50"])));
+    const router = await startRouterProcess(["--worker-batch-size", "2", "--worker-urls", ...sims.map((s) => s.url)]);
+    const big = { size: "1024x1024", num_inference_steps: 40, response_format: "url" };
+    const generations = async () => Promise.all(sims.map(async (s) => ((await jsonRequest(`${s.url}/sim/stats`)).body as { requests_by_route: Record<string, number> }).requests_by_route["POST /v1/images/generations"] ?? 0));
+    try {
+      // Warm-up: both workers' costs learned (sequential requests spread over an idle fleet).
+      for (let i = 0; i < 4; i++) expect((await image(router, { seed: i, ...big })).status).toBe(200);
+      const before = await generations();
+      // One rollout job: both items are queued in the same plan round (the router grouped every compatible pair before).
+      const r = await fetch(`${router.url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ requests: [11, 12].map((seed) => ({ path: "/v1/images/generations", body: { prompt: "p", seed, ...big } })) }) });
+      expect(r.status).toBe(200);
+      const lines = (await r.text()).trim().split("\n").map((l) => JSON.parse(l) as { index?: number; status?: number });
+      expect(lines.filter((l) => l.index !== undefined).length).toBe(2);
+      const after = await generations();
+      // Together on one worker they would take twice as long (x1.0 gain at 1024x1024): one on each finishes in one request's time.
+      expect(after.map((n, i) => n - before[i]!), JSON.stringify({ before, after })).toEqual([1, 1]);
+    } finally {
+      await router.stop();
+      await Promise.all(sims.map((s) => s.stop()));
+    }
+  });
 });
 
 describe("a new process behind a worker's URL", () => {

@@ -134,12 +134,12 @@ export function createAdmission(options: AdmissionOptions): Admission {
     heldError: () => gate.failing()?.error() ?? null,
   });
   const batchSize = Math.max(1, options.workerBatchSize ?? 1);
-  const take = (worker: Worker, ticket: Ticket, batch: Batch | null): Worker => {
+  const take = (worker: Worker, ticket: Ticket, batch: Batch | null, predictedMs?: number): Worker => {
     registry.requestStarted(worker);
     gate.started();
     // A forwarded route the router does not know (LoRA...) or a mesh create is counted, but it holds no GPU slot of the planner.
     if (!holdsNoPlanSlot(ticket.demand.kind)) {
-      ticket.run = loads.start(worker, ticket, batch);
+      ticket.run = loads.start(worker, ticket, batch, predictedMs);
       keys.stick(ticket.facts.routingKey, worker);
     }
     // The group's first item placed (or a retry moved it): the rest of the group follows.

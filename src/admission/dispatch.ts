@@ -50,8 +50,8 @@ export interface DispatchContext {
   readonly batchSize: number;
   /** Priority a queued request gains per ms waited (see priorityKey). */
   readonly ageing: number;
-  /** Counts a request on a worker and returns the worker. */
-  take(worker: Worker, ticket: Ticket, batch: Batch | null): Worker;
+  /** Counts a request on a worker and returns the worker (predicted to take `predictedMs`: a batch's joiner, see LoadBook.joinCost; default the cost model's). */
+  take(worker: Worker, ticket: Ticket, batch: Batch | null, predictedMs?: number): Worker;
   /** Runs {@link DispatchStrategy.dispatch} if the gate is open and someone waits. */
   pump(): void;
 }

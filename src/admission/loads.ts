@@ -2,6 +2,7 @@ import type { RegistryEvent } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
+import { BatchGains } from "./batch-gains.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -46,6 +47,8 @@ const MISS_MIN_OBSERVATIONS = 8;
  */
 export class LoadBook {
   readonly costs = new CostModel();
+  /** What one more member of a batch costs, learned per model and size (batch-gains.ts). */
+  readonly gains = new BatchGains();
   readonly #loads = new Map<Worker, WorkerLoad>();
   /** The process epoch the cost model's knowledge of each worker is from. */
   readonly #epochs = new WeakMap<Worker, number>();
@@ -85,9 +88,9 @@ export class LoadBook {
     return this.costs.snapshot(w.url, modelOf(w));
   }
 
-  /** Counts a run of `ticket` on `worker` from now. */
-  start(worker: Worker, ticket: Ticket, batch: Batch | null): Run {
-    const run: Run = { worker, startedMs: this.clock(), predictedMs: this.predictMs(ticket.facts.work, worker), model: modelOf(worker), batch };
+  /** Counts a run of `ticket` on `worker` from now (predicted to take `predictedMs`, default the cost model's). */
+  start(worker: Worker, ticket: Ticket, batch: Batch | null, predictedMs?: number): Run {
+    const run: Run = { worker, startedMs: this.clock(), predictedMs: predictedMs ?? this.predictMs(ticket.facts.work, worker), model: modelOf(worker), batch };
     this.#loadOf(worker).runs.add(run);
     this.#active++;
     this.#stale.delete(worker);
@@ -157,6 +160,40 @@ export class LoadBook {
     return this.#loads.get(w)?.runs.size ?? 0;
   }
 
+  /**
+   * The batch a one-slot worker has queued behind the one it runs (the
+   * router sends a batching worker its next batch early: admission.ts
+   * capOf), or null: its last run's batch when a run of another batch (or
+   * none) is ahead of it. The worker has not started it yet (as far as the
+   * router knows: its predecessor has not answered), so a compatible request
+   * sent now still joins it in the worker's queue (the head scans the whole
+   * queue for partners).
+   */
+  queuedBatch(w: Worker): Batch | null {
+    const l = this.#loads.get(w);
+    if (!l || l.runs.size < 2 || parallelSlotsOf(w) !== 1) return null;
+    let first: Run | null = null;
+    let last: Run | null = null;
+    for (const r of l.runs) {
+      // A batch one of whose members answered is done on the GPU (a batch's answers come out
+      // together; the router reads them one by one): the worker has started the next one.
+      if (first === null && r.batch !== null && r.batch.items.length > 0) continue;
+      first ??= r;
+      last = r;
+    }
+    return last !== null && last.batch !== null && last.batch !== first!.batch ? last.batch : null;
+  }
+
+  /**
+   * What `ticket` adds to a batch of `size` members of its kind on `w` if it
+   * joins it (ms, before the worker's slowdown): the learned marginal cost
+   * of one more member (batch-gains.ts), not a whole request's time.
+   */
+  marginalMs(w: Worker, ticket: Ticket, size: number): number {
+    const work = ticket.facts.work;
+    return this.predictMs(work, w) * this.gains.marginal(BatchGains.classOf(modelOf(w), work), size);
+  }
+
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
   end(run: Run, ticket: Ticket, end: RunEnd): void {
     const l = this.#loads.get(run.worker);
@@ -173,10 +210,17 @@ export class LoadBook {
       const b = run.batch;
       b.items.push({ facts: ticket.facts, ok: end.ok });
       if (--b.left > 0) return;
-      // A batch is observed once, when its last member ends: each member is
-      // charged its share, which is what the worker's throughput was.
-      const share = from(b.startedMs) / b.size;
-      if (b.items.every((i) => i.ok)) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, share, doneMs);
+      // A batch is observed once, when its last member ends. A batch of one
+      // is a request alone; a larger one teaches its gain (batch-gains.ts)
+      // and each member's time alone: its time over F(size) as learned so far.
+      const took = from(b.startedMs);
+      if (b.items.every((i) => i.ok)) {
+        const work = b.items[0]!.facts.work;
+        const cls = BatchGains.classOf(run.model, work);
+        const alone = b.size > 1 ? took / this.gains.time(cls, b.size) : took;
+        if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / this.predictMs(work, run.worker));
+        for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
+      }
     } else if (end.ok) {
       const took = from(run.startedMs);
       this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);

@@ -148,6 +148,11 @@ export class PlanBoard {
     return this.#workers[k]!;
   }
 
+  /** A worker's index on the board (-1: not on it). */
+  indexOf(w: Worker): number {
+    return this.#index.get(w) ?? -1;
+  }
+
   runsOn(k: number): number {
     return this.#runs[k]!;
   }

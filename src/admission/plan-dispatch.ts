@@ -8,6 +8,7 @@ import { parallelSlotsOf } from "./loads.js";
 import { inPool, PlanBoard, type Pool } from "./plan-board.js";
 import { ClassQueues } from "./plan-classes.js";
 import { DirectRound } from "./plan-direct.js";
+import { fillBatch, planJoins, type Join, type JoinRound } from "./plan-join.js";
 import { chooseWindow } from "./plan-window.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
@@ -129,9 +130,12 @@ export class PlanDispatch implements DispatchStrategy {
     }
     const round = this.#round(live, nowMs, board);
     const plan = this.#probeNewWorkers(round);
+    const joins = this.ctx.batchSize > 1 ? this.#joinRound(round) : null;
+    const taken = new Set<Waiter>();
+    if (joins !== null) for (const j of planJoins(joins, taken)) this.#handJoin(j);
     const planned = planBoard(round.items, round.board, round.nowMs, this.#rotation, round.whole);
     for (const [j, k] of planned) plan.push([live[round.at[j]!]!, this.#board.worker(k)]);
-    const sent = plan.length === 0 ? null : this.#send(plan, nowMs, live);
+    const sent = plan.length === 0 ? (taken.size > 0 ? taken : null) : this.#send(plan, nowMs, live, joins, taken);
     compactPrefix(live, round.scanned);
     // A group placed in this round: the rest of it may fill its worker's free slots now, not at the next event.
     if (sent !== null && depth < MAX_GROUP_ROUNDS && [...round.units.keys()].some((g) => g.worker !== null)) this.dispatch(depth + 1);
@@ -163,9 +167,23 @@ export class PlanDispatch implements DispatchStrategy {
    * --max-concurrency-per-worker is the operator's number for the worker).
    */
   freeSlots(w: Worker): number {
-    const { cap, capPerSlot } = this.ctx;
+    const { cap, capPerSlot, batchSize, loads } = this.ctx;
     if (cap === 0) return Number.MAX_SAFE_INTEGER;
-    return Math.max(0, (capPerSlot ? cap * parallelSlotsOf(w) : cap) - this.ctx.loads.runsOn(w));
+    // A batching worker with a batch queued takes only requests that join it (plan-join.ts):
+    // anything else would wait in its queue behind a batch of another signature.
+    if (batchSize > 1 && loads.queuedBatch(w) !== null) return 0;
+    return Math.max(0, (capPerSlot ? cap * parallelSlotsOf(w) : cap) - loads.runsOn(w));
+  }
+
+  /** A round's view for batching workers (plan-join.ts): the free times before the plan places anything. */
+  #joinRound({ live, at, items, board, nowMs }: Round): JoinRound {
+    const { loads, candidates, batchSize } = this.ctx;
+    return { board: this.#board, loads, candidates, maxSize: batchSize, nowMs, live, at, items, view: board, busy: board.busy.slice(), none: this.#board.pool(NO_WORKERS).idx };
+  }
+
+  #handJoin(j: Join): void {
+    this.#classes.answered(j.waiter.ticket);
+    this.ctx.queue.hand(j.waiter, this.ctx.take(j.worker, j.waiter.ticket, j.batch, j.predictedMs));
   }
 
   /** Whether this round probes a stale worker (see #probeNewWorkers): then it is planned request by request, not per class. */
@@ -260,20 +278,34 @@ export class PlanDispatch implements DispatchStrategy {
     return plan;
   }
 
-  /** Sends the plan's requests, each with the compatible requests a batching worker takes with it. Returns the requests sent. */
-  #send(plan: [Waiter, Worker][], nowMs: number, live: readonly Waiter[]): Set<Waiter> {
+  /**
+   * Sends the plan's requests, each with the compatible requests a batching
+   * worker takes with it: with a round's view (`joins`), those that finish
+   * sooner in its batch than anywhere else (plan-join.ts); without (the
+   * per-class round, prompt groups), up to the batch size. Returns the
+   * requests sent (joins of the round included).
+   */
+  #send(plan: [Waiter, Worker][], nowMs: number, live: readonly Waiter[], joins: JoinRound | null = null, sent = new Set<Waiter>()): Set<Waiter> {
     const { candidates, batchSize } = this.ctx;
-    const sent = new Set<Waiter>();
     for (const [first, worker] of plan) {
       if (sent.has(first) || first.settled) continue; // taken by a batch
       // The worker filled up with a batch meanwhile (video creates never wait for a slot).
       if (first.ticket.demand.kind !== "video" && this.freeSlots(worker) === 0) continue;
       const members = [first];
       sent.add(first);
+      const batchKey = first.ticket.facts.batchKey;
+      const k = joins === null || first.ticket.group !== undefined ? -1 : this.#board.indexOf(worker);
+      if (batchSize > 1 && batchKey !== null && k >= 0) {
+        // With batching workers every batchable send is a Batch (even of one): a later compatible request may join it while it is queued.
+        const batch: Batch = { left: 1, size: 1, key: batchKey, startedMs: nowMs, items: [] };
+        this.#hand(first, worker, batch);
+        const endMs = Math.max(joins!.busy[k]!, nowMs) + this.ctx.loads.predictMs(first.ticket.facts.work, worker) * (joins!.view.slow?.[k] ?? 1);
+        for (const j of fillBatch(joins!, batch, k, endMs, sent)) this.#handJoin(j);
+        continue;
+      }
       // A batching worker gets compatible requests with the first one (the
       // planner's slot count already allows them), largest first.
       const room = Math.min(this.freeSlots(worker), batchSize) - 1;
-      const batchKey = first.ticket.facts.batchKey;
       for (let j = 0; room > 0 && batchKey !== null && j < live.length && members.length <= room; j++) {
         const other = live[j]!;
         // Never another group's item: it would be split from its group.
@@ -281,7 +313,7 @@ export class PlanDispatch implements DispatchStrategy {
         members.push(other);
         sent.add(other);
       }
-      const batch: Batch | null = members.length > 1 ? { left: members.length, size: members.length, startedMs: nowMs, items: [] } : null;
+      const batch: Batch | null = members.length > 1 || (batchSize > 1 && batchKey !== null) ? { left: members.length, size: members.length, key: batchKey, startedMs: nowMs, items: [] } : null;
       for (const m of members) this.#hand(m, worker, batch);
     }
     return sent;

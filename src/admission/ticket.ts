@@ -41,10 +41,16 @@ export interface Run {
   readonly batch: Batch | null;
 }
 
-/** Requests sent together to a batching worker: observed as one when the last member ends. */
+/**
+ * Requests sent together to a batching worker: observed as one when the last
+ * member ends. A batch still queued behind the one its worker runs may take
+ * more members (LoadBook.joinCost): `size` and `left` grow.
+ */
 export interface Batch {
   left: number;
-  readonly size: number;
+  size: number;
+  /** The members' batch key (request-facts.ts): a request with the same key may join it; null: none may. */
+  readonly key: string | null;
   readonly startedMs: number;
   readonly items: { facts: RequestFacts; ok: boolean }[];
 }

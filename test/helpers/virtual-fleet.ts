@@ -17,6 +17,7 @@ import type { Worker } from "../../src/registry/worker.js";
 import { readRequestFacts, type RouteKind } from "../../src/scheduler/request-facts.js";
 import { generationMs } from "../../src/sim/latency.js";
 import { prng } from "../../src/sim/picture.js";
+import { BatchingQueue, simBatchKey, workOfBody, type QueuedTask } from "./virtual-batching.js";
 
 export interface VirtualGpu {
   /** Latency divider (2 = twice as fast). */
@@ -30,6 +31,8 @@ export interface VirtualGpu {
   /** The sim's cost shape (src/sim/latency.ts CostShape): a fixed ms per output, the pixel exponent. */
   outputMs?: number;
   pixelExponent?: number;
+  /** The worker's --batching-max-size (> 1: it batches like the sim, virtual-batching.ts). Default 1. */
+  batching?: number;
 }
 
 export interface Job {
@@ -49,6 +52,8 @@ export interface TraceEntry {
   /** The router's prediction when it sent it (admission's run), and the GPU's time. */
   predictedMs: number;
   actualMs: number;
+  /** Its batch's size on a batching GPU (actualMs is then its share). */
+  batch?: number;
 }
 
 /** The simulated worker's formula (src/sim/latency.ts), with its attention factor and cost shape. */
@@ -121,6 +126,16 @@ export interface VirtualFleetOptions {
   arrivalsPerTurn?: number;
   /** A factor per request on its GPU time (a loaded host's scatter, stalls); default: none. */
   jitter?: () => number;
+  /** The router's --worker-batch-size. Default 1. */
+  workerBatchSize?: number;
+}
+
+/** A request in a batching GPU's queue. */
+interface Pending {
+  ticket: Ticket;
+  job: Job;
+  done: () => void;
+  sentMs: number;
 }
 
 /** Time (ms) between a worker's answer and the router seeing it (network, not the router's CPU: events overlap in it). */
@@ -156,6 +171,8 @@ export class VirtualFleet {
   private readonly routerCpu: "measured" | number;
   private readonly arrivalsPerTurn: number;
   private readonly jitter: (() => number) | null;
+  /** The queues of batching GPUs. */
+  readonly #batching = new Map<Worker, BatchingQueue<Pending>>();
 
   constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: VirtualFleetOptions = {}) {
     gpus.forEach((g, i) => {
@@ -168,11 +185,13 @@ export class VirtualFleet {
     this.routerCpu = options.routerCpu ?? 1;
     this.arrivalsPerTurn = options.arrivalsPerTurn ?? Infinity;
     this.jitter = options.jitter ?? null;
+    for (const [w, g] of this.gpus) if ((g.batching ?? 1) > 1) this.#batching.set(w, new BatchingQueue<Pending>(g, () => this.jitter?.() ?? 1));
     this.admission = createAdmission({
       registry: this.registry,
       policy: createLeastRequestPolicy(),
       mode,
       maxConcurrencyPerWorker: options.maxConcurrencyPerWorker ?? 0,
+      workerBatchSize: options.workerBatchSize ?? 1,
       queueSize: 1_000_000,
       queueTimeoutMs: 2 ** 31 - 1,
       clock: () => this.nowMs,
@@ -202,14 +221,20 @@ export class VirtualFleet {
       const w = this.admission.tryAcquire(ticket);
       if (w !== null) onWorker(w);
       else void this.admission.wait(ticket, null).then(onWorker);
-      if (++turn % this.arrivalsPerTurn === 0) await flush();
+      if (++turn % this.arrivalsPerTurn === 0) {
+        await flush();
+        this.#startBatches(null, this.nowMs);
+      }
     }
     await flush();
+    this.#startBatches(null, this.nowMs);
     this.arrivalCpuUs += this.#charge(arrivalCpu);
     while (left > 0) {
       const next = this.#popCompletion();
       if (next === undefined) throw new Error(`${left} jobs never dispatched`);
       // The router sees the answer a little after it, and no earlier than it is done with the previous event.
+      // A batching GPU starts its next batch the moment it is free, with what was queued by then.
+      this.#startBatches(next.worker, next.at);
       this.nowMs = Math.max(this.nowMs, next.at + NOTIFY_MS, this.routerFreeMs);
       this.inFlight.set(next.worker, this.inFlight.get(next.worker)! - 1);
       const cpu = this.#cpuStart();
@@ -217,13 +242,35 @@ export class VirtualFleet {
       this.completionCpuUs.push(this.#charge(cpu));
       next.done();
       await flush();
+      this.#startBatches(null, this.nowMs);
     }
     return { makespanMs: lastEnd - start, served };
+  }
+
+  /** Starts what batching GPUs (one, or all with null) begin up to `limitMs`, and schedules their completions. */
+  #startBatches(only: Worker | null, limitMs: number): void {
+    for (const [w, q] of this.#batching) {
+      if (only !== null && w !== only) continue;
+      for (const batch of q.startUpTo(limitMs)) {
+        for (const t of batch.tasks) {
+          const p = t.item;
+          this.trace.push({ worker: this.#index.get(w)!, body: p.job.body, sentMs: p.sentMs, startMs: batch.beginMs, endMs: batch.endMs, predictedMs: p.ticket.run?.predictedMs ?? Number.NaN, actualMs: (batch.endMs - batch.beginMs) / batch.tasks.length, batch: batch.tasks.length });
+          this.#pushCompletion({ at: batch.endMs, worker: w, ticket: p.ticket, done: p.done });
+        }
+      }
+    }
   }
 
   /** A request starts on its worker: each slot runs its requests one at a time in arrival order; a request takes the slot free first. */
   #start(w: Worker, ticket: Ticket, job: Job, done: () => void): void {
     const gpu = this.gpus.get(w)!;
+    const q = this.#batching.get(w);
+    if (q !== undefined) {
+      const task: QueuedTask<Pending> = { key: simBatchKey(job.body, gpu.batching!), work: workOfBody(job.body), arrivedMs: this.nowMs, item: { ticket, job, done, sentMs: this.nowMs } };
+      q.push(task);
+      this.#countSent(w);
+      return;
+    }
     const lanes = gpu.slotFreeMs;
     let lane = 0;
     for (let i = 1; i < lanes.length; i++) if (lanes[i]! < lanes[lane]!) lane = i;
@@ -231,10 +278,14 @@ export class VirtualFleet {
     const actualMs = serviceMs(gpu, job.body) * (this.jitter?.() ?? 1);
     lanes[lane] = begin + actualMs;
     this.trace.push({ worker: this.#index.get(w)!, body: job.body, sentMs: this.nowMs, startMs: begin, endMs: lanes[lane]!, predictedMs: ticket.run?.predictedMs ?? Number.NaN, actualMs });
+    this.#countSent(w);
+    this.#pushCompletion({ at: lanes[lane]!, worker: w, ticket, done });
+  }
+
+  #countSent(w: Worker): void {
     const inFlight = (this.inFlight.get(w) ?? 0) + 1;
     this.inFlight.set(w, inFlight);
     this.peakConcurrency.set(w, Math.max(this.peakConcurrency.get(w) ?? 0, inFlight));
-    this.#pushCompletion({ at: lanes[lane]!, worker: w, ticket, done });
   }
 
   #cpuStart(): NodeJS.CpuUsage | null {

@@ -1,0 +1,135 @@
+/**
+ * A batching GPU of the virtual fleet: the simulated worker's dynamic
+ * batching (src/sim/scheduler.ts) in virtual time. One FIFO queue; when the
+ * GPU is free its head, if batchable, takes every task with the same
+ * signature anywhere behind it (the sim's own key, src/sim/images.ts), up to
+ * the max size, and the batch runs for the sim's batch time
+ * (src/sim/latency.ts batchMs, default gain table). No batching delay (the
+ * sim's default, 0): the head starts with the partners already queued.
+ */
+import { imageGenerationBatchKey } from "../../src/sim/images.js";
+import { batchMs, DEFAULT_GAIN_CURVE_SPEC, parseGainCurve, type Work } from "../../src/sim/latency.js";
+
+const CURVE = parseGainCurve(DEFAULT_GAIN_CURVE_SPEC);
+
+export interface BatchingGpu {
+  speed: number;
+  attention?: number;
+  outputMs?: number;
+  pixelExponent?: number;
+  /** The worker's --batching-max-size. */
+  batching?: number;
+}
+
+/** A task waiting in a batching GPU's queue. */
+export interface QueuedTask<T> {
+  readonly key: string | null;
+  readonly work: Work;
+  readonly arrivedMs: number;
+  readonly item: T;
+}
+
+/** One started batch: when it began and ends, and its tasks. */
+export interface StartedBatch<T> {
+  readonly beginMs: number;
+  readonly endMs: number;
+  readonly tasks: QueuedTask<T>[];
+}
+
+/** The sim's work of an image body (as virtual-fleet.ts serviceMs reads it). */
+export function workOfBody(body: Record<string, unknown>): Work {
+  const [w, h] = typeof body.size === "string" ? body.size.split("x").map(Number) : [Number(body.width ?? 1024), Number(body.height ?? 1024)];
+  const n = Number(body.n ?? body.num_outputs_per_prompt ?? 1);
+  return { width: w!, height: h!, steps: Number(body.num_inference_steps ?? 50), frames: 1, outputs: n };
+}
+
+/** The sim's batch key of an image body on a T2I worker batching up to `maxSize`. */
+export function simBatchKey(body: Record<string, unknown>, maxSize: number): string | null {
+  return imageGenerationBatchKey({ batchingMaxSize: maxSize, taskType: "T2I" }, body);
+}
+
+/** The sim's time (ms) for a batch of `b` of `work` on `gpu`. */
+export function simBatchMs(gpu: BatchingGpu, work: Work, b: number): number {
+  return batchMs(work, b, gpu.speed, gpu.attention ?? 0, CURVE, { outputMs: gpu.outputMs ?? 0, pixelExponent: gpu.pixelExponent ?? 1 });
+}
+
+export class BatchingQueue<T> {
+  readonly #queue: QueuedTask<T>[] = [];
+  /** When the GPU finishes its current batch. */
+  freeAtMs = 0;
+
+  constructor(
+    private readonly gpu: BatchingGpu,
+    private readonly jitter: () => number,
+  ) {}
+
+  push(task: QueuedTask<T>): void {
+    this.#queue.push(task);
+  }
+
+  /** Starts the batches the GPU begins up to `limitMs` (each with the partners queued by its start). */
+  startUpTo(limitMs: number): StartedBatch<T>[] {
+    const started: StartedBatch<T>[] = [];
+    const max = this.gpu.batching ?? 1;
+    while (this.#queue.length > 0) {
+      const head = this.#queue[0]!;
+      const beginMs = Math.max(this.freeAtMs, head.arrivedMs);
+      if (beginMs > limitMs) break;
+      const tasks = [head];
+      for (let i = 1; head.key !== null && i < this.#queue.length && tasks.length < max; i++) {
+        const t = this.#queue[i]!;
+        if (t.key === head.key && t.arrivedMs <= beginMs) tasks.push(t);
+      }
+      for (const t of tasks) this.#queue.splice(this.#queue.indexOf(t), 1);
+      this.freeAtMs = beginMs + simBatchMs(this.gpu, head.work, tasks.length) * this.jitter();
+      started.push({ beginMs, endMs: this.freeAtMs, tasks });
+    }
+    return started;
+  }
+}
+
+/**
+ * A lower bound on a burst's makespan on batching GPUs of one cost shape:
+ * the least GPU time each signature's jobs can take (the best split of its
+ * n jobs into batches of at most the max size: a signature of 3 cannot fill
+ * a batch of 4), spread over the fleet's total speed; and no job ends
+ * before its time alone on the fastest GPU (a batch is never faster than its
+ * one request).
+ */
+export function batchingBoundMs(gpus: readonly BatchingGpu[], bodies: readonly Record<string, unknown>[]): number {
+  const max = Math.max(...gpus.map((g) => g.batching ?? 1));
+  const unit = { ...gpus[0]!, speed: 1 };
+  const total = gpus.reduce((t, g) => t + g.speed, 0);
+  const fastest = Math.max(...gpus.map((g) => g.speed));
+  const groups = new Map<string, { work: Work; n: number }>();
+  let largest = 0;
+  bodies.forEach((body, i) => {
+    const work = workOfBody(body);
+    const key = simBatchKey(body, max) ?? `alone ${i}`;
+    const g = groups.get(key) ?? { work, n: 0 };
+    g.n++;
+    groups.set(key, g);
+    largest = Math.max(largest, simBatchMs(unit, work, 1) / fastest);
+  });
+  let work = 0;
+  for (const { work: w, n } of groups.values()) {
+    const best = [0];
+    for (let m = 1; m <= n; m++) {
+      let t = Infinity;
+      for (let b = 1; b <= Math.min(max, m); b++) t = Math.min(t, best[m - b]! + simBatchMs(unit, w, b));
+      best.push(t);
+    }
+    work += best[n]!;
+  }
+  return Math.max(work / total, largest);
+}
+
+/** A burst of mixed signatures: 6 shapes (size × steps), prompts and seeds all different (not in the key). */
+export function signatureBurst(random: () => number, count: number): { body: Record<string, unknown> }[] {
+  const sizes = ["512x512", "768x768", "1024x1024"];
+  const steps = [20, 50];
+  return Array.from({ length: count }, (_, i) => ({
+    body: { prompt: `p${i}`, seed: Math.floor(random() * 1e6), size: sizes[Math.floor(random() * sizes.length)]!, num_inference_steps: steps[Math.floor(random() * steps.length)]! },
+  }));
+}
+
