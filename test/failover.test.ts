@@ -307,10 +307,16 @@ describe("a worker that answers plain-text 500", () => {
     expect(w.is_dead).toBe(true);
     expect(w.dead_reason).toBe("ejected");
     expect(w.last_error).toMatch(/500/);
-    // Exactly the threshold reached the bad worker before it left rotation, plus the one
-    // sleep check after its first 500 (a one-step /rollout/generate: is it asleep? no, failing).
+    // The threshold reached the bad worker before it left rotation, plus the one sleep check after
+    // its first 500 (a one-step /rollout/generate: is it asleep? no, failing). A 500 that comes
+    // back while that check is out is counted when it answers, so on a loaded machine (a slow
+    // check) one or two more requests can reach the worker first (5 seen in CI); each was
+    // retried elsewhere (no failure above). A router that kept a failing worker would send it
+    // far more.
     const s = await stats(bad!);
-    expect((s.requests_by_route[`POST ${IMAGE}`] ?? 0) + (s.requests_by_route[`POST ${ROLLOUT}`] ?? 0)).toBe(3 + 1);
+    const reached = (s.requests_by_route[`POST ${IMAGE}`] ?? 0) + (s.requests_by_route[`POST ${ROLLOUT}`] ?? 0);
+    expect(reached).toBeGreaterThanOrEqual(3 + 1);
+    expect(reached).toBeLessThanOrEqual(3 + 1 + 3);
     await r.waitForLog((l) => l.msg === "worker ejected after failed requests" && l.worker === bad!.url);
   });
 
