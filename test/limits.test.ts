@@ -30,8 +30,12 @@ afterAll(async () => {
 
 const generation = (pad: number) => JSON.stringify({ prompt: `a cat ${"x".repeat(pad)}`, size: "64x64", num_inference_steps: 1, response_format: "b64_json" });
 
+/** Requests that could carry a body to the worker: every POST. The router's own health and capability probes (GET) may arrive at any time and are not what these tests count. */
 async function simRequests(): Promise<number> {
-  return (await jsonRequest(`${sim.url}/sim/stats`)).body.requests_total;
+  const byRoute: Record<string, number> = (await jsonRequest(`${sim.url}/sim/stats`)).body.requests_by_route;
+  return Object.entries(byRoute)
+    .filter(([route]) => route.startsWith("POST "))
+    .reduce((sum, [, n]) => sum + n, 0);
 }
 
 /** POST with a chunked body (no content-length), read the whole answer. */
