@@ -61,7 +61,7 @@ async function virtualChild(size) {
     const jobs = mixedBurst(random, 8 * size);
     // (A harness from before issue 25, --source, measures no router CPU: only the process figures are real then.)
     const cpuOf = () => fleet.completionCpuUs ?? [];
-    const before = { cpu: cpuOf().length, arrival: fleet.arrivalCpuUs ?? 0, proc: process.cpuUsage() };
+    const before = { turns: fleet.turnCpuUs?.length ?? 0, cpu: cpuOf().length, arrival: fleet.arrivalCpuUs ?? 0, proc: process.cpuUsage(), trace: fleet.trace.length, late: fleet.seenLateMs?.length ?? 0, startMs: fleet.nowMs };
     const eld = monitorEventLoopDelay({ resolution: 1 });
     eld.enable();
     const t0 = performance.now();
@@ -74,8 +74,12 @@ async function virtualChild(size) {
     const sorted = [...samples].sort((a, b) => a - b);
     const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] / 1000;
     const mem = process.memoryUsage();
+    // The router's own synchronous turns (a harness from before part 5 has none: its per-completion figures instead).
+    const turns = (fleet.turnCpuUs ?? cpuOf()).slice(fleet.turnCpuUs ? before.turns : before.cpu).sort((a, b) => a - b);
+    const diag = flag("--diagnose") ? diagnose(fleet, before, makespanMs) : undefined;
     out.push({
       burst: b,
+      diag,
       requests: jobs.length,
       ratio: makespanMs / boundMs(gpus, jobs),
       cpuPerRequestMs: routerUs / 1000 / jobs.length,
@@ -83,6 +87,8 @@ async function virtualChild(size) {
       completionP99Ms: q(0.99),
       processCpuPerRequestMs: (proc.user + proc.system) / 1000 / jobs.length,
       eldP99Ms: eld.percentile(99) / 1e6,
+      turnP99Ms: turns[Math.floor(0.99 * turns.length)] / 1000,
+      turnMaxMs: turns.at(-1) / 1000,
       eldMaxMs: eld.max / 1e6,
       wallMs,
       rssMiB: mem.rss / 2 ** 20,
@@ -92,6 +98,59 @@ async function virtualChild(size) {
     fleet.nowMs += 1000;
   }
   console.log(JSON.stringify(out));
+}
+
+/**
+ * --diagnose: where a burst's GPU time went idle. Per worker, from the
+ * harness's trace: idle before its first request (the burst's arrival
+ * plans), between requests (the router seeing an answer late, or choosing
+ * not to use the worker), after its last one (the tail); idle GPU time per
+ * tenth of the makespan; how late the router saw each answer.
+ */
+function diagnose(fleet, before, makespanMs) {
+  const start = before.startMs;
+  const end = start + makespanMs;
+  const byWorker = new Map();
+  for (const e of fleet.trace.slice(before.trace)) {
+    const list = byWorker.get(e.worker) ?? [];
+    list.push(e);
+    byWorker.set(e.worker, list);
+  }
+  let head = 0, gaps = 0, tail = 0, busy = 0;
+  const tenths = new Array(10).fill(0);
+  const idleIn = (a, b) => {
+    for (let t = 0; t < 10; t++) {
+      const lo = start + (t * makespanMs) / 10, hi = start + ((t + 1) * makespanMs) / 10;
+      tenths[t] += Math.max(0, Math.min(b, hi) - Math.max(a, lo));
+    }
+  };
+  const workers = fleet.gpus.size;
+  for (const list of byWorker.values()) {
+    list.sort((x, y) => x.startMs - y.startMs);
+    head += list[0].startMs - start;
+    idleIn(start, list[0].startMs);
+    for (let i = 0; i < list.length; i++) {
+      busy += list[i].endMs - list[i].startMs;
+      if (i > 0) {
+        gaps += Math.max(0, list[i].startMs - list[i - 1].endMs);
+        idleIn(list[i - 1].endMs, list[i].startMs);
+      }
+    }
+    tail += end - list.at(-1).endMs;
+    idleIn(list.at(-1).endMs, end);
+  }
+  const gpuMs = workers * makespanMs;
+  const late = (fleet.seenLateMs ?? []).slice(before.late).sort((a, b) => a - b);
+  const lq = (p) => late[Math.min(late.length - 1, Math.floor(p * late.length))];
+  const pct = (x) => Number(((100 * x) / gpuMs).toFixed(2));
+  const lastEnds = fleet.trace.slice(before.trace).sort((a, b) => b.endMs - a.endMs).slice(0, 3).map((e) => ({ speed: fleet.gpus.size && [...fleet.gpus.values()][e.worker].speed * gpuScale, sentS: (e.sentMs - start) / 1000, startS: (e.startMs - start) / 1000, endS: (e.endMs - start) / 1000, predictedS: e.predictedMs / 1000, actualS: e.actualMs / 1000, size: e.body.size, steps: e.body.num_inference_steps }));
+  return {
+    lastEnds,
+    arrivalBlockMs: ((fleet.arrivalCpuUs ?? 0) - before.arrival) / 1000,
+    seenLateMs: { p50: lq(0.5), p90: lq(0.9), p99: lq(0.99), max: late.at(-1), mean: late.reduce((a, b) => a + b, 0) / late.length },
+    idlePct: { head: pct(head), gaps: pct(gaps), tail: pct(tail), total: pct(gpuMs - busy), unusedWorkers: workers - byWorker.size },
+    idlePctByTenth: tenths.map((x) => Number(((100 * x) / (workers * makespanMs / 10)).toFixed(1))),
+  };
 }
 
 function bundleFleet() {
@@ -110,9 +169,10 @@ async function virtualRuns(sizes) {
   for (const size of sizes) {
     const t0 = Date.now();
     const prof = flag("--profile") ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=scale-${size}.cpuprofile`] : [];
-    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale)], { encoding: "utf8", maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale), ...(flag("--diagnose") ? ["--diagnose"] : [])], { encoding: "utf8", maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`size ${size}: ${r.stderr}`);
     const runs = JSON.parse(r.stdout.trim().split("\n").pop());
+    for (const x of runs) if (x.diag) console.log(`${size} workers, burst ${x.burst}: ratio ${fmt(x.ratio)}, ${JSON.stringify(x.diag)}`);
     const measured = runs.slice(1);
     const row = {
       size,
@@ -126,6 +186,8 @@ async function virtualRuns(sizes) {
       processCpuPerRequestMs: median(measured.map((x) => x.processCpuPerRequestMs)),
       eldP99Ms: Math.max(...runs.map((x) => x.eldP99Ms)),
       eldMaxMs: Math.max(...runs.map((x) => x.eldMaxMs)),
+      turnP99Ms: Math.max(...runs.map((x) => x.turnP99Ms)),
+      turnMaxMs: Math.max(...runs.map((x) => x.turnMaxMs)),
       wallPerBurstS: median(measured.map((x) => x.wallMs)) / 1000,
       maxRssMiB: Math.max(...runs.map((x) => x.maxRssMiB)),
       heapMiB: Math.max(...runs.map((x) => x.heapMiB)),
@@ -138,7 +200,7 @@ async function virtualRuns(sizes) {
       console.log(`profile of ${size} workers: ${sum.busyMs.toFixed(0)} ms busy`);
       for (const f of sum.topSelf) console.log(`  ${String(f.pctOfBusy).padStart(5)}%  ${f.fn}`);
     }
-    console.log(`${size} workers x ${row.requests}: ratio ${fmt(row.ratio)} (warm-up ${fmt(row.warmupRatio)}), router CPU/request ${fmt(row.cpuPerRequestMs)} ms (p50 ${fmt(row.completionP50Ms)}, p99 ${fmt(row.completionP99Ms)}), ELD p99 ${fmt(row.eldP99Ms, 1)} ms, RSS ${fmt(row.maxRssMiB, 0)} MiB, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(`${size} workers x ${row.requests}: ratio ${fmt(row.ratio)} (warm-up ${fmt(row.warmupRatio)}), router CPU/request ${fmt(row.cpuPerRequestMs)} ms (p50 ${fmt(row.completionP50Ms)}, p99 ${fmt(row.completionP99Ms)}), ELD p99 ${fmt(row.eldP99Ms, 1)} ms (max ${fmt(row.eldMaxMs, 1)}), router turns p99 ${fmt(row.turnP99Ms, 1)} max ${fmt(row.turnMaxMs, 1)} ms, RSS ${fmt(row.maxRssMiB, 0)} MiB, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
   return rows;
 }

@@ -111,6 +111,17 @@ export class PlanDispatch implements DispatchStrategy {
   }
 
   /**
+   * Answers are planned like arrivals: once after the current I/O turn, so
+   * the answers of one turn (a busy router on a large fleet sees hundreds
+   * at once) make one round with all their free workers, not one round
+   * each (a round costs O(workers) on large pools: the board, the sort of
+   * free times).
+   */
+  freed(): void {
+    this.arrived();
+  }
+
+  /**
    * One round: the workers' state brought up to date (only what changed,
    * plan-board.ts), the requests that can matter to the free workers
    * (plan-window.ts), new workers probed with small requests, the plan
