@@ -117,6 +117,15 @@ function diagnose(fleet, before, makespanMs) {
     byWorker.set(e.worker, list);
   }
   let head = 0, gaps = 0, tail = 0, busy = 0;
+  // Idle GPU time while requests still waited in the router (before the burst's last send), by worker speed.
+  let lastSent = start;
+  for (const e of fleet.trace.slice(before.trace)) lastSent = Math.max(lastSent, e.sentMs);
+  const speeds = [...fleet.gpus.values()].map((g) => g.speed * gpuScale);
+  const idleWaiting = {};
+  const waitingIdle = (w, a, b) => {
+    const x = Math.max(0, Math.min(b, lastSent) - a);
+    idleWaiting[speeds[w]] = (idleWaiting[speeds[w]] ?? 0) + x;
+  };
   const tenths = new Array(10).fill(0);
   const idleIn = (a, b) => {
     for (let t = 0; t < 10; t++) {
@@ -129,14 +138,17 @@ function diagnose(fleet, before, makespanMs) {
     list.sort((x, y) => x.startMs - y.startMs);
     head += list[0].startMs - start;
     idleIn(start, list[0].startMs);
+    waitingIdle(list[0].worker, start, list[0].startMs);
     for (let i = 0; i < list.length; i++) {
       busy += list[i].endMs - list[i].startMs;
       if (i > 0) {
         gaps += Math.max(0, list[i].startMs - list[i - 1].endMs);
         idleIn(list[i - 1].endMs, list[i].startMs);
+        waitingIdle(list[i].worker, list[i - 1].endMs, list[i].startMs);
       }
     }
     tail += end - list.at(-1).endMs;
+    waitingIdle(list[0].worker, list.at(-1).endMs, end);
     idleIn(list.at(-1).endMs, end);
   }
   const gpuMs = workers * makespanMs;
@@ -144,8 +156,32 @@ function diagnose(fleet, before, makespanMs) {
   const lq = (p) => late[Math.min(late.length - 1, Math.floor(p * late.length))];
   const pct = (x) => Number(((100 * x) / gpuMs).toFixed(2));
   const lastEnds = fleet.trace.slice(before.trace).sort((a, b) => b.endMs - a.endMs).slice(0, 3).map((e) => ({ speed: fleet.gpus.size && [...fleet.gpus.values()][e.worker].speed * gpuScale, sentS: (e.sentMs - start) / 1000, startS: (e.startMs - start) / 1000, endS: (e.endMs - start) / 1000, predictedS: e.predictedMs / 1000, actualS: e.actualMs / 1000, size: e.body.size, steps: e.body.num_inference_steps }));
+  // The router's turns over 10 ms: with arrivals, or how many answers they handled.
+  const long = { arrivals: 0, answers: [] };
+  (fleet.turnCpuUs ?? []).slice(before.turns).forEach((us, i) => {
+    if (us <= 10_000) return;
+    const e = fleet.turnEvents[before.turns + i];
+    if (e.arrivals) long.arrivals++;
+    else long.answers.push(e.answers);
+  });
+  long.answers.sort((a, b) => a - b);
+  // The cost model's error: actual / predicted per worker speed and size, over the burst and over its last sends.
+  const miss = {};
+  const entries = fleet.trace.slice(before.trace);
+  entries.forEach((e, i) => {
+    const k = `${speeds[e.worker]}/${e.body.size}${i >= entries.length * 0.9 ? "/last10%" : ""}`;
+    const m = (miss[k] ??= { n: 0, sum: 0, max: 0 });
+    m.n++;
+    m.sum += e.actualMs / e.predictedMs;
+    m.max = Math.max(m.max, e.actualMs / e.predictedMs);
+  });
+  for (const k of Object.keys(miss)) miss[k] = `${miss[k].n}: mean ${(miss[k].sum / miss[k].n).toFixed(2)} max ${miss[k].max.toFixed(2)}`;
   return {
+    miss,
+    longTurns: { withArrivals: long.arrivals, answerTurns: long.answers.length, answersP50: long.answers[long.answers.length >> 1], answersMax: long.answers.at(-1) },
     lastEnds,
+    lastSentS: (lastSent - start) / 1000,
+    idleWhileWaitingPct: Object.fromEntries(Object.entries(idleWaiting).map(([k, v]) => [k, pct(v)])),
     arrivalBlockMs: ((fleet.arrivalCpuUs ?? 0) - before.arrival) / 1000,
     seenLateMs: { p50: lq(0.5), p90: lq(0.9), p99: lq(0.99), max: late.at(-1), mean: late.reduce((a, b) => a + b, 0) / late.length },
     idlePct: { head: pct(head), gaps: pct(gaps), tail: pct(tail), total: pct(gpuMs - busy), unusedWorkers: workers - byWorker.size },

@@ -164,6 +164,8 @@ export class VirtualFleet {
   readonly seenLateMs: number[] = [];
   /** Router CPU (µs) of each event-loop turn, in order: the router's synchronous turns (arrivals, answers, the plan they run). */
   readonly turnCpuUs: number[] = [];
+  /** Per turn, in the same order: the answers it handled, and whether it took arrivals. */
+  readonly turnEvents: Array<{ answers: number; arrivals: boolean }> = [];
   /** Every request sent, in send order (for diagnosing a burst: predicted vs actual). */
   readonly trace: TraceEntry[] = [];
   readonly #index = new Map<Worker, number>();
@@ -239,6 +241,7 @@ export class VirtualFleet {
       this.#startBatches(null, this.nowMs);
       const us = this.#charge(cpu, dones.length + (arrivals > 0 ? 1 : 0));
       this.turnCpuUs.push(us);
+      this.turnEvents.push({ answers: dones.length, arrivals: arrivals > 0 });
       if (arrivals > 0) this.arrivalCpuUs += us;
       else for (let i = 0; i < dones.length; i++) this.completionCpuUs.push(us / dones.length);
       for (const d of dones) d();
