@@ -57,6 +57,7 @@ async function virtualChild(size) {
   const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64, routerCpu: "measured" });
   const random = rng(25);
   const out = [];
+  const entry = flag("--diagnose") ? timeEntryPoints(fleet) : null;
   for (let b = 0; b < bursts; b++) {
     const jobs = mixedBurst(random, 8 * size);
     // (A harness from before issue 25, --source, measures no router CPU: only the process figures are real then.)
@@ -76,7 +77,7 @@ async function virtualChild(size) {
     const mem = process.memoryUsage();
     // The router's own synchronous turns (a harness from before part 5 has none: its per-completion figures instead).
     const turns = (fleet.turnCpuUs ?? cpuOf()).slice(fleet.turnCpuUs ? before.turns : before.cpu).sort((a, b) => a - b);
-    const diag = flag("--diagnose") ? diagnose(fleet, before, makespanMs) : undefined;
+    const diag = flag("--diagnose") ? { ...diagnose(fleet, before, makespanMs), entryPoints: entry.take() } : undefined;
     out.push({
       burst: b,
       diag,
@@ -98,6 +99,42 @@ async function virtualChild(size) {
     fleet.nowMs += 1000;
   }
   console.log(JSON.stringify(out));
+}
+
+/**
+ * --diagnose: the router's own synchronous work at its two heavy entry
+ * points, wall time per call (the cost model's observe, which runs the fleet
+ * refits; the plan's dispatch round): p99 and max per burst, and how many
+ * calls took over 10 ms. Reaches into admission's private parts (a
+ * diagnostic, not an API).
+ */
+function timeEntryPoints(fleet) {
+  const parts = fleet.admission.p;
+  const timed = {};
+  const wrap = (obj, name, label) => {
+    const f = obj[name].bind(obj);
+    timed[label] = [];
+    obj[name] = (...args) => {
+      const t0 = performance.now();
+      try {
+        return f(...args);
+      } finally {
+        timed[label].push(performance.now() - t0);
+      }
+    };
+  };
+  wrap(parts.loads.costs, "observe", "observe");
+  wrap(parts.strategy, "dispatch", "dispatch");
+  return {
+    take() {
+      const r = {};
+      for (const [k, xs] of Object.entries(timed)) {
+        const s = xs.splice(0).sort((a, b) => a - b);
+        r[k] = { calls: s.length, p99: Number((s[Math.floor(0.99 * s.length)] ?? 0).toFixed(2)), max: Number((s.at(-1) ?? 0).toFixed(1)), over10ms: s.filter((x) => x > 10).length };
+      }
+      return r;
+    },
+  };
 }
 
 /**
