@@ -278,10 +278,31 @@ async function virtualRuns(sizes) {
   return rows;
 }
 
+/**
+ * What the sims' GPUs did in a burst, from each answer's inference_time_s
+ * (the sim's own wall time for the generation, timers and drawing included):
+ * that time over the formula's at the serving sim's speed (> 1: the sims run
+ * slow, e.g. late timers and drawing on a loaded host) and the share of
+ * worker-time no generation ran. The bound times that stretch is what the
+ * sims could have done at the speed they actually ran (an estimate: the
+ * stretch is a mean over the burst).
+ */
+function simGpuTime(served, sims, workers, cost, makespanMs) {
+  const byUrl = new Map(sims.map((s, i) => [s.url.replace(/\/$/, ""), workers[i]]));
+  let actual = 0, formula = 0;
+  for (const s of served) {
+    const w = byUrl.get(String(s.worker ?? "").replace(/\/$/, ""));
+    if (s.inferenceS === null || w === undefined) continue;
+    actual += s.inferenceS * 1000;
+    formula += cost(s.job, w);
+  }
+  return { stretch: actual / formula, idlePct: 100 * (1 - actual / (workers.length * makespanMs)) };
+}
+
 /** The process run: N sims (3/4 at speed 1, 1/4 at 0.5, all `slowdown` times slower) behind the built router. */
 async function processRun(n, slowdown) {
   const { routedBurst, closeClient } = await import("./lib/burst.mjs");
-  const { lowerBound, rng } = await import("./lib/fleets.mjs");
+  const { lowerBound, rng, cost } = await import("./lib/fleets.mjs");
   const { startRouter, stopRouter } = await import("./lib/router.mjs");
   const { startSim, stopSim } = await import("./lib/sims.mjs");
   const { freePort } = await import("./lib/nginx.mjs");
@@ -309,8 +330,9 @@ async function processRun(n, slowdown) {
       const res = await routedBurst(router.url, jobs);
       const cpuUs = processCpuUs(router.pid) - cpu0;
       const bound = lowerBound(jobs, workers);
-      out.push({ burst: b, requests: jobs.length, makespanMs: res.makespanMs, boundMs: bound, ratio: res.makespanMs / bound, errors: res.errors.length, routerCpuPerRequestMs: cpuUs / 1000 / jobs.length });
-      console.log(`process run, burst ${b}: ${jobs.length} requests, makespan ${(res.makespanMs / 1000).toFixed(2)} s, bound ${(bound / 1000).toFixed(2)} s, ratio ${fmt(res.makespanMs / bound)}, errors ${res.errors.length}, router CPU/request ${fmt(cpuUs / 1000 / jobs.length)} ms`);
+      const gpu = simGpuTime(res.served, sims, workers, cost, res.makespanMs);
+      out.push({ burst: b, requests: jobs.length, makespanMs: res.makespanMs, boundMs: bound, ratio: res.makespanMs / bound, errors: res.errors.length, routerCpuPerRequestMs: cpuUs / 1000 / jobs.length, ...gpu });
+      console.log(`process run, burst ${b}: ${jobs.length} requests, makespan ${(res.makespanMs / 1000).toFixed(2)} s, bound ${(bound / 1000).toFixed(2)} s, ratio ${fmt(res.makespanMs / bound)}, errors ${res.errors.length}, router CPU/request ${fmt(cpuUs / 1000 / jobs.length)} ms; sims' GPU time / formula ${fmt(gpu.stretch)}, sims idle ${fmt(gpu.idlePct, 1)}% of worker-time, makespan / (bound x that) ${fmt(res.makespanMs / (bound * gpu.stretch))}`);
     }
   } finally {
     if (router !== null) await stopRouter(router);
