@@ -204,16 +204,13 @@ export class VirtualFleet {
 
   /**
    * Sends a burst at the current time; resolves with the makespan (ms from
-   * now until the router has handled the last answer).
-   *
-   * The router's one thread works in event-loop turns, as Node's does: a
-   * turn takes the next `arrivalsPerTurn` arrivals (while any are left) and
-   * every answer that reached the router by the time the turn starts (the
-   * poll phase hands over every readable socket at once), then the deferred
-   * plan runs (admission's setImmediate), and the turn's CPU is charged to
-   * virtual time. Answers that come in while the router is busy wait for the
-   * next turn. Requests start on their GPUs at the virtual time of the turn
-   * that sent them.
+   * now until the router has handled the last answer). The router's thread
+   * works in event-loop turns, as Node's does: a turn takes the next
+   * `arrivalsPerTurn` arrivals (while any are left) and every answer that
+   * reached the router by its start (the poll phase hands over every
+   * readable socket at once), runs the deferred plan (setImmediate), and is
+   * charged to virtual time; answers that come meanwhile wait for the next
+   * turn. Requests start on their GPUs at the time of the turn that sent them.
    */
   async burst(jobs: readonly Job[]): Promise<{ makespanMs: number; served: Map<Worker, number> }> {
     const start = this.nowMs;
