@@ -3,7 +3,7 @@
 // (issue 25). See docs/benchmarks.md ("Scale") for what each number means.
 //
 //   node bench/scale.mjs [--sizes 8,64,256,1024,4096] [--bursts 3] [--process-workers 96]
-//        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR]
+//        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR] [--diagnose]
 //
 // --profile: each size's child runs under node --cpu-prof; the top functions
 // by self time are printed (bench/results/scale-profiles/). --source DIR:
