@@ -194,6 +194,11 @@ export class LoadBook {
     return this.predictMs(work, w) * this.gains.marginal(BatchGains.classOf(modelOf(w), work), size);
   }
 
+  /** F(size) of `work` on `w`'s model: a batch's time in units of one member alone (batch-gains.ts; `size` when nothing is learned). */
+  batchFactor(w: Worker, work: WorkFeatures | null, size: number): number {
+    return this.gains.time(BatchGains.classOf(modelOf(w), work), size);
+  }
+
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
   end(run: Run, ticket: Ticket, end: RunEnd): void {
     const l = this.#loads.get(run.worker);
