@@ -71,12 +71,13 @@ interface Piece {
 
 /**
  * The units to send now, or null when no key gains from batching (then the
- * round is planned request by request, as without batching). Only for a
- * round whose items are the whole queue and hold no prompt group (the caller checks).
+ * round is planned request by request, as without batching), or when a
+ * prompt group's item or a video is among them. Only for a round whose
+ * items are the whole queue (the caller checks).
  */
 export function planUnits(r: UnitRound): Unit[] | null {
   const keys = keysOf(r);
-  if (!keys.some((k) => k.js.length > 1 && gains(k, 2))) return null;
+  if (keys === null || !keys.some((k) => k.js.length > 1 && gains(k, 2))) return null;
   let pieces = keys.flatMap(leastWork);
   let best = makespan(r, pieces, null);
   for (let s = 0; s < MAX_SPLITS; s++) {
@@ -102,14 +103,15 @@ export function planUnits(r: UnitRound): Unit[] | null {
   return out;
 }
 
-/** The round's plannable items grouped by (pool, batch key); unbatchable items are keys of one. */
-function keysOf(r: UnitRound): Key[] {
+/** The round's plannable items grouped by (pool, batch key); unbatchable items are keys of one. Null: a prompt group's item is among them (groups are planned as units of their own). */
+function keysOf(r: UnitRound): Key[] | null {
   const byPool = new Map<Int32Array, Map<string, Key>>();
   const keys: Key[] = [];
   for (let j = 0; j < r.items.length; j++) {
     const item = r.items[j]!;
     if (item.pool.length === 0) continue;
     const ticket = r.live[r.at[j]!]!.ticket;
+    if (ticket.group !== undefined || ticket.demand.kind === "video") return null;
     const key = ticket.facts.batchKey;
     if (key === null) {
       keys.push({ key, item, js: [j], F: Float64Array.of(0, 1) });
@@ -180,8 +182,8 @@ function bestSplit(r: UnitRound, pieces: Piece[], now: Makespan): { pieces: Piec
     if (p.size < 2) return;
     let seen = tried.get(p.k);
     if (seen === undefined) tried.set(p.k, (seen = new Set()));
-    // Peel one member off, or halve.
-    for (const a of new Set([1, Math.floor(p.size / 2)])) {
+    // Every way to cut it in two (a batch has at most --worker-batch-size members).
+    for (let a = 1; a <= p.size / 2; a++) {
       if (seen.has(p.size * 1000 + a)) continue;
       seen.add(p.size * 1000 + a);
       const next = [...pieces.slice(0, i), { k: p.k, size: p.size - a }, { k: p.k, size: a }, ...pieces.slice(i + 1)];
