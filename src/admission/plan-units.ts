@@ -54,6 +54,14 @@ const MIN_SAVING = 0.1;
 const MIN_SPLIT_GAIN = 0.002;
 /** Rounds of splitting at most (each splits one unit; a burst has a few dozen requests per key at most here). */
 const MAX_SPLITS = 256;
+/**
+ * Unit-worker placements the split search may cost per round (each tried
+ * split plans every unit again): a few ms. 48 requests of 6 keys on 8
+ * workers need ~30,000; a 512-request queue of many keys would otherwise
+ * cost hundreds of millions at every completion. Past it, the best plan
+ * found so far is sent.
+ */
+const SPLIT_BUDGET = 2_000_000;
 
 /** Requests of one key on one pool: `F[b]` is a batch of b's time over one member's (index 0 unused). */
 interface Key {
@@ -80,8 +88,9 @@ export function planUnits(r: UnitRound): Unit[] | null {
   if (keys === null || !keys.some((k) => k.js.length > 1 && gains(k, 2))) return null;
   let pieces = keys.flatMap(leastWork);
   let best = makespan(r, pieces, null);
-  for (let s = 0; s < MAX_SPLITS; s++) {
-    const next = bestSplit(r, pieces, best);
+  const budget = { left: SPLIT_BUDGET };
+  for (let s = 0; s < MAX_SPLITS && budget.left > 0; s++) {
+    const next = bestSplit(r, pieces, best, budget);
     if (next === null) break;
     pieces = next.pieces;
     best = next.plan;
@@ -172,7 +181,7 @@ function leastWork(k: Key): Piece[] {
  * of them alone cannot lower it (the search stopped there, with four
  * 1024² requests in one batch).
  */
-function bestSplit(r: UnitRound, pieces: Piece[], now: Makespan): { pieces: Piece[]; plan: Makespan } | null {
+function bestSplit(r: UnitRound, pieces: Piece[], now: Makespan, budget: { left: number }): { pieces: Piece[]; plan: Makespan } | null {
   let best: { pieces: Piece[]; plan: Makespan } | null = null;
   const limit = now.end - TIE_MS - MIN_SPLIT_GAIN * (now.end - r.nowMs);
   const better = (m: Makespan, than: Makespan) => m.end < than.end - 1e-6 || (m.end <= than.end + 1e-6 && m.top < than.top);
@@ -184,10 +193,11 @@ function bestSplit(r: UnitRound, pieces: Piece[], now: Makespan): { pieces: Piec
     if (seen === undefined) tried.set(p.k, (seen = new Set()));
     // Every way to cut it in two (a batch has at most --worker-batch-size members).
     for (let a = 1; a <= p.size / 2; a++) {
-      if (seen.has(p.size * 1000 + a)) continue;
+      if (seen.has(p.size * 1000 + a) || budget.left <= 0) continue;
       seen.add(p.size * 1000 + a);
       const next = [...pieces.slice(0, i), { k: p.k, size: p.size - a }, { k: p.k, size: a }, ...pieces.slice(i + 1)];
       const m = makespan(r, next, null);
+      budget.left -= next.length * p.k.item.pool.length;
       if ((m.end < limit || (m.end <= now.end + 1e-6 && m.top < now.top)) && (best === null || better(m, best.plan))) best = { pieces: next, plan: m };
     }
   });
