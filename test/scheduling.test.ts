@@ -220,7 +220,7 @@ describe("--routing-algorithm least-request (the original's)", () => {
       await jsonRequest(`${b.url}/sim/config`, { method: "POST", json: { speed: 0.001 } });
       // One long request occupies a worker; every request while it runs goes to the other one.
       const long = image(router, { seed: 1 });
-      await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.some((w: any) => w.active_requests === 1), 5000, "long request in flight");
+      await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.some((w: any) => w.active_requests === 1), 15_000, "long request in flight");
       const busy = (await jsonRequest(`${router.url}/workers`)).body.workers.find((w: any) => w.active_requests === 1).url;
       await Promise.all([a, b].map((s) => jsonRequest(`${s.url}/sim/config`, { method: "POST", json: { speed: 1 } })));
       for (let i = 0; i < 4; i++) expect((await image(router, { seed: 10 + i })).worker).not.toBe(busy);

@@ -222,7 +222,7 @@ describe("SIGTERM with a launcher config", () => {
 
     const exit = await sigterm(r);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    await waitFor(() => pids.every((p) => !isAlive(p)), 5000, "launched workers gone");
+    await waitFor(() => pids.every((p) => !isAlive(p)), 15_000, "launched workers gone");
     // Their ports are free again.
     for (const w of ws) {
       const res = await fetch(`${w.url}/health`).catch((err: Error) => err);
