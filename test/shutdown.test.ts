@@ -191,7 +191,6 @@ describe("SIGTERM under load", () => {
     await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 3, 10_000, "3 requests queued");
 
     const stopping = sigterm(r);
-    const sentAt = Date.now();
     const answers = await Promise.all(queued);
     const ran = await running;
     for (const a of answers) {

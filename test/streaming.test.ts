@@ -283,7 +283,6 @@ describe("clients that leave release the worker and the load counter", () => {
     }).catch((err: unknown) => err);
     await waitFor(async () => (await activeRequests()) === 1, 15_000, "request counted");
     await waitFor(async () => (await simStats()).in_flight === 1, 15_000, "the worker generating");
-    const abortedAt = Date.now();
     controller.abort();
     expect(await pending).toBeInstanceOf(Error);
     await waitFor(async () => (await activeRequests()) === 0, 15_000, "router active_requests back to 0");

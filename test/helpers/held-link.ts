@@ -42,17 +42,18 @@ export async function startHeldLink(target: string, hold: (body: string) => bool
   server.listen(0, "127.0.0.1");
   await once(server, "listening");
   const { port } = server.address() as { port: number };
+  const release = (): void => {
+    released = true;
+    for (const go of waiting.splice(0)) go();
+  };
   return {
     url: `http://127.0.0.1:${port}`,
     get held() {
       return waiting.length;
     },
-    release() {
-      released = true;
-      for (const go of waiting.splice(0)) go();
-    },
+    release,
     async close() {
-      this.release();
+      release();
       server.closeAllConnections();
       agent.destroy();
       await new Promise((res) => server.close(res));
