@@ -201,8 +201,10 @@ describe("earliest-finish on a small fleet", () => {
       const answers = await burst;
       clearInterval(poll);
       expect(answers.every((a) => a.status === 200)).toBe(true);
-      // Each worker's own high-water mark (polling its in_flight could miss a moment of 2).
-      const peaks = await Promise.all(sims.map(async (s) => (await jsonRequest(`${s.url}/sim/stats`)).body.peak_in_flight));
+      // Each worker's own high-water mark of generations (polling could miss a moment of 2; its
+      // peak_in_flight also counts the router's /v1/models and /server_info probes, and one during
+      // a 1 s generation showed 2 on every worker under two busy loops).
+      const peaks = await Promise.all(sims.map(async (s) => (await jsonRequest(`${s.url}/sim/stats`)).body.peak_generations_open));
       expect(peaks).toEqual([1, 1, 1]);
       expect(queuedSeen).toBeGreaterThan(0);
     } finally {
@@ -266,7 +268,9 @@ describe("batching workers (--worker-batch-size)", () => {
   }
 
   it("compatible requests go to a batching worker together and come back together; with batch size 1 one after the other", async () => {
-    const sim = await startSimProcess(["--batching-max-size", "2", "--batching-delay-ms", "50"]);
+    // The sim waits up to 1 s for a partner (50 ms let a second request slowed by two busy loops
+    // arrive after the first had started alone); a full batch of 2 starts at once.
+    const sim = await startSimProcess(["--batching-max-size", "2", "--batching-delay-ms", "1000"]);
     const batched = await startRouterProcess(["--worker-batch-size", "2", "--worker-urls", sim.url]);
     const single = await startRouterProcess(["--worker-urls", sim.url]);
     try {
