@@ -106,7 +106,7 @@ describe("REST access log", () => {
     await jsonRequest(`${sim.url}/sim/config`, { method: "POST", json: { speed: 2.06 / 1500 } });
     const gen = (seed: number) => request(IMAGE, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "q", size: "64x64", num_inference_steps: 2, seed }) });
     const first = gen(1);
-    await waitFor(async () => (await jsonRequest(`${sim.url}/sim/stats`)).body.in_flight === 1, 5_000, "first request on the worker");
+    await waitFor(async () => (await jsonRequest(`${sim.url}/sim/stats`)).body.in_flight === 1, 15_000, "first request on the worker");
     const second = await gen(2);
     expect(second.status).toBe(503);
     const refused = await requestLine(IMAGE, 503);
@@ -119,7 +119,7 @@ describe("REST access log", () => {
 describe("REST access log, a client gone", () => {
   it("a client that hangs up before the answer (499) is still named by its address", async () => {
     await jsonRequest(`${sim.url}/sim/config`, { method: "POST", json: { speed: 2.06 / 1500 } });
-    await waitFor(async () => (await jsonRequest(`${sim.url}/sim/stats`)).body.in_flight === 0, 5_000, "worker idle");
+    await waitFor(async () => (await jsonRequest(`${sim.url}/sim/stats`)).body.in_flight === 0, 15_000, "worker idle");
     const body = JSON.stringify({ prompt: "gone", size: "64x64", num_inference_steps: 2 });
     const localPort = await new Promise<number>((resolve) => {
       const req = http.request(`${router.url}${IMAGE}`, { method: "POST", headers: { "content-type": "application/json" }, agent: false });
@@ -128,7 +128,7 @@ describe("REST access log, a client gone", () => {
         s.once("connect", () => {
           const port = s.localPort!;
           // Hang up once the worker has the request.
-          void waitFor(async () => (await jsonRequest(`${sim.url}/sim/stats`)).body.in_flight === 1, 5_000, "request on the worker").then(() => {
+          void waitFor(async () => (await jsonRequest(`${sim.url}/sim/stats`)).body.in_flight === 1, 15_000, "request on the worker").then(() => {
             req.destroy();
             resolve(port);
           });
@@ -158,7 +158,7 @@ describe("--log-level warning", () => {
       await waitFor(async () => (await fetch(`${url}/workers`, { headers: { authorization: `Bearer ${ADMIN_KEY}` } }).catch(() => null))?.status === 200, 10_000, "router answering");
       expect((await jsonRequest(`${url}/workers`)).status).toBe(401);
       // One pipe, in order: once the 401's line is here, the 200s' would have been too.
-      await waitFor(() => lines().some((l) => l.msg === "request" && l.status === 401), 5_000, "the 401's access line");
+      await waitFor(() => lines().some((l) => l.msg === "request" && l.status === 401), 15_000, "the 401's access line");
       expect(lines().filter((l) => l.msg === "request").map((l) => [l.path, l.status, l.level])).toEqual([["/workers", 401, WARN]]);
     } finally {
       proc.kill("SIGTERM");

@@ -105,18 +105,20 @@ describe("--max-concurrency-per-worker", () => {
     expect(answers.map((a) => a.status)).toEqual(Array(20).fill(200));
     const after = await Promise.all(pool.map(stats));
     for (const s of after) {
-      expect(s.peak_in_flight).toBeLessThanOrEqual(2);
-      expect(s.peak_in_flight).toBe(2); // the cap was used, not just respected
+      // Generations only: peak_in_flight also counts the router's probes.
+      expect(s.peak_generations_open).toBeLessThanOrEqual(2);
+      expect(s.peak_generations_open).toBe(2); // the cap was used, not just respected
     }
     expect(after.reduce((n, s) => n + (s.requests_by_route[`POST ${IMAGE}`] ?? 0), 0)).toBe(20);
     // FIFO-ish: the first arrivals all finish before the last ones do.
     const firstDone = Math.max(...answers.slice(0, 6).map((a) => a.endedMs));
     const lastDone = Math.min(...answers.slice(-6).map((a) => a.endedMs));
     expect(firstDone).toBeLessThan(lastDone);
-    // 4 slots of ~300 ms for 20 requests: about 5 rounds, not 1 (uncapped) or 10+ (serialised).
+    // 4 slots of ~300 ms for 20 requests: about 5 rounds, not 1 (uncapped): the span is at least
+    // 4 rounds. Not serialised either: that each worker ran 2 at once (peaks above) proves it, where
+    // an upper bound on the span (6 s) was a speed assertion a loaded machine could fail.
     const span = Math.max(...answers.map((a) => a.endedMs)) - Math.min(...answers.map((a) => a.startedMs));
     expect(span).toBeGreaterThan(1200);
-    expect(span).toBeLessThan(6000);
     expect(await gauge(r, "sgl_router_queued_requests")).toBe(0);
     expect(await gauge(r, "sgl_router_in_flight_requests")).toBe(0);
   });
@@ -137,11 +139,15 @@ describe("the router queue", () => {
       expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
       expect(typeof a.body.error, "the original's shape: error is a string").toBe("string");
     }
-    // queue_full is immediate; queue_timeout after the 1 s wait, before the running ones end.
-    for (const a of full) expect(a.endedMs - a.startedMs).toBeLessThan(800);
+    // queue_full is immediate (before any queued request's 1 s ran out); queue_timeout after the
+    // 1 s wait, before the running ones end (1.6 s each). Read against the other answers rather
+    // than fixed bounds (800 ms, 1.5 s) that a loaded machine's slow answers can miss.
+    const firstTimeout = Math.min(...timedOut.map((a) => a.endedMs));
+    const firstOk = Math.min(...ok.map((a) => a.endedMs));
+    for (const a of full) expect(a.endedMs).toBeLessThan(firstTimeout);
     for (const a of timedOut) {
       expect(a.endedMs - a.startedMs).toBeGreaterThanOrEqual(900);
-      expect(a.endedMs - a.startedMs).toBeLessThan(1500);
+      expect(a.endedMs).toBeLessThan(firstOk);
     }
     // Requests answered by the router never reached a worker.
     const reached = (await Promise.all(pool.map(stats))).reduce((n, s) => n + (s.requests_by_route[`POST ${IMAGE}`] ?? 0), 0);

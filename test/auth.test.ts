@@ -229,7 +229,7 @@ describe("open admin API warning", () => {
    */
   async function settled(r: CapturedRouter): Promise<void> {
     await jsonRequest(`${r.url}/health`);
-    await waitFor(() => r.lines().some((l) => l.msg === "request" && l.path === "/health"), 5000, "the access-log line of GET /health");
+    await waitFor(() => r.lines().some((l) => l.msg === "request" && l.path === "/health"), 15_000, "the access-log line of GET /health");
   }
 
   it("without keys on 0.0.0.0 the router warns", async () => {

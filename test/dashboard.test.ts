@@ -133,7 +133,7 @@ describe("GET /dashboard in headless chromium", () => {
     cleanup.push(() => slow(1));
     const requests = Array.from({ length: 16 }, (_, i) => ({ path: "/v1/images/generations", group: `prompt-${i % 2}`, body: { model: "Qwen/Qwen-Image", prompt: "a cat", seed: i, size: "64x64", num_inference_steps: 2 } }));
     const job = fetch(`${r.url}/v1/rollouts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ requests }) }).then((res) => res.text());
-    const listed = await waitFor(async () => (await jsonRequest(`${r.url}/rollouts`, { headers: { authorization: "Bearer dash-secret" } })).body.rollouts[0], 5000, "the job running");
+    const listed = await waitFor(async () => (await jsonRequest(`${r.url}/rollouts`, { headers: { authorization: "Bearer dash-secret" } })).body.rollouts[0], 15_000, "the job running");
     const t0 = Date.now();
     const row = page.locator(`#rollouts tbody tr[data-id="${listed.id}"]`);
     await expect.poll(() => row.count(), { timeout: 2000, interval: 50 }).toBe(1);

@@ -146,7 +146,7 @@ describe("videos", () => {
   it("with only image workers, POST /v1/videos is a 400 no_video_workers", async () => {
     const imageOnly = await startRouterProcess(["--worker-urls", ...images.map((s) => s.url)]);
     try {
-      await waitFor(async () => ((await jsonRequest(`${imageOnly.url}/workers`)).body.workers as any[]).filter((w) => w.video_support === false).length === 3, 5000, "3 image workers");
+      await waitFor(async () => ((await jsonRequest(`${imageOnly.url}/workers`)).body.workers as any[]).filter((w) => w.video_support === false).length === 3, 15_000, "3 image workers");
       const before = await routeCounts(images, "POST /v1/videos");
       const r = await jsonRequest(`${imageOnly.url}/v1/videos`, { method: "POST", json: { model: IMAGE_MODEL, prompt: "a flowing river" } });
       expect(r.status).toBe(400);
@@ -405,7 +405,7 @@ describe("headers", () => {
     const [line] = (await once(echo.stdout!.setEncoding("utf8"), "data")) as [string];
     const url = /ECHO_LISTENING (\S+)/.exec(line)![1]!;
     echoRouter = await startRouterProcess(["--worker-urls", url]);
-    await waitFor(async () => ((await jsonRequest(`${echoRouter.url}/workers`)).body.workers as any[])[0]?.video_support === false, 5000, "echo worker probed");
+    await waitFor(async () => ((await jsonRequest(`${echoRouter.url}/workers`)).body.workers as any[])[0]?.video_support === false, 15_000, "echo worker probed");
   }, 20_000);
 
   afterAll(async () => {

@@ -55,7 +55,7 @@ describe("a router cut off from etcd while another router refits", () => {
       const args = ["--routing-algorithm", "least-request"];
       const [a, b] = await Promise.all([router(["--state-store", store, ...args]), router(["--state-store", store.replace(server().hostPort, relay.hostPort), ...args])]);
       expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
-      await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { state: string }[]).some((x) => x.state === "healthy"), 5_000, "the worker healthy in B");
+      await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { state: string }[]).some((x) => x.state === "healthy"), 15_000, "the worker healthy in B");
       const base = (await statsOf(w)).weights;
       expect(await generate(b.url)).toMatchObject({ status: 200, version: "0", weights: base });
 
@@ -74,11 +74,11 @@ describe("a router cut off from etcd while another router refits", () => {
       // One slow generation of B's in flight (20 s on the worker); everything after it is fast again.
       await takes(w, 20_000);
       const slow = generate(b.url);
-      await waitFor(async () => (await statsOf(w)).generations_open === 1, 5_000, "B's generation running on the worker");
+      await waitFor(async () => (await statsOf(w)).generations_open === 1, 15_000, "B's generation running on the worker");
       await takes(w, 100);
       // And a rollout job's item, sent to the worker at once (least-request), queued there behind it.
       const job = postRollout(b.url, { requests: [{ path: "/v1/images/generations", body: { ...smallImage, seed: 1 } }] });
-      await waitFor(async () => (await statsOf(w)).generations_open === 2, 5_000, "B's rollout item at the worker");
+      await waitFor(async () => (await statsOf(w)).generations_open === 2, 15_000, "B's rollout item at the worker");
       const cutAt = Date.now();
       relay.cut();
       const refit = jsonRequest(`${a.url}/update_weights_from_disk?drain_timeout_s=60`, { method: "POST", json: { model_path: "/ckpt/step-2", weight_version: "2" } }).then((r) => ({ ...r, at: Date.now() }));

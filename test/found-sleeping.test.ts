@@ -74,7 +74,7 @@ describe("a worker put to sleep behind the router's back", () => {
     expect(first.map((x) => x.status)).toEqual(Array(6).fill(200));
     expect(first.every((x) => x.worker === b.url)).toBe(true);
     expect(await imagesOn(a)).toBeGreaterThan(0); // the sleeper was tried
-    const seen = await waitFor(async () => ((await workerOf(r, a.url)).state === "sleeping" ? workerOf(r, a.url) : undefined), 5000, "the sleeper seen as sleeping");
+    const seen = await waitFor(async () => ((await workerOf(r, a.url)).state === "sleeping" ? workerOf(r, a.url) : undefined), 15_000, "the sleeper seen as sleeping");
     expect(seen).toMatchObject({ is_dead: false, is_sleeping: true, consecutive_failures: 0 });
     await r.waitForLog((l) => typeof l.msg === "string" && l.msg.startsWith("worker is sleeping") && l.worker === a.url);
     expect(r.logs.filter((l) => l.msg === "worker ejected after failed requests")).toEqual([]);

@@ -50,7 +50,7 @@ function freePort(): Promise<number> {
 beforeAll(async () => {
   [s1, s2, s3] = await Promise.all([startSimProcess([]), startSimProcess([]), startSimProcess([])]);
   router = await startRouterProcess(["--health-check-interval", "0.2", "--health-check-failure-threshold", "2", "--worker-urls", s1.url, s2.url, s3.url]);
-  await waitFor(async () => ((await jsonRequest(`${router.url}/workers`)).body.workers as any[]).filter((w) => w.video_support === false && !w.is_dead).length === 3, 5000, "3 healthy workers");
+  await waitFor(async () => ((await jsonRequest(`${router.url}/workers`)).body.workers as any[]).filter((w) => w.video_support === false && !w.is_dead).length === 3, 15_000, "3 healthy workers");
 }, 20_000);
 
 afterAll(async () => {
@@ -64,7 +64,7 @@ describe("health checks", () => {
     const dead = await waitFor(async () => {
       const w = await worker(s3.url);
       return w.is_dead ? w : undefined;
-    }, 5000, "killed worker marked dead");
+    }, 15_000, "killed worker marked dead");
     expect(dead.consecutive_failures).toBeGreaterThanOrEqual(2);
     const health = await jsonRequest(`${router.url}/health`);
     expect(health.status).toBe(200);
@@ -85,7 +85,7 @@ describe("health checks", () => {
     // means 3 finished, more than the --health-check-success-threshold (2)
     // that brings any other dead worker back.
     const probed = await healthProbes(s2);
-    await waitFor(async () => (await healthProbes(s2)) >= probed + 4, 5000, "4 more health probes of the quarantined worker");
+    await waitFor(async () => (await healthProbes(s2)) >= probed + 4, 15_000, "4 more health probes of the quarantined worker");
     expect((await worker(s2.url)).is_dead).toBe(true);
 
     const back = await jsonRequest(`${router.url}/workers/${encodeURIComponent(s2.url)}`, { method: "PUT", json: { is_dead: false } });
@@ -127,7 +127,7 @@ describe("health checks", () => {
     const alive = await waitFor(async () => {
       const w = await worker(url);
       return w.is_dead ? undefined : w;
-    }, 5000, "late worker back in rotation");
+    }, 15_000, "late worker back in rotation");
     expect(alive.video_support).toBe(false);
     expect(await makersUntil(url)).toContain(url);
   });
@@ -135,7 +135,7 @@ describe("health checks", () => {
   it("a worker that died and restarts on its port comes back by itself", async () => {
     const restarted = await startSimProcess(["--port", String(s3.port)]);
     extra.push(restarted);
-    await waitFor(async () => !(await worker(s3.url)).is_dead, 5000, "restarted worker back in rotation");
+    await waitFor(async () => !(await worker(s3.url)).is_dead, 15_000, "restarted worker back in rotation");
     expect((await worker(s3.url)).consecutive_failures).toBe(0);
     expect(await makersUntil(s3.url)).toContain(s3.url);
   });
@@ -156,7 +156,7 @@ describe("a worker warming up (SGLang holds /v1/models until its pipeline is loa
           await new Promise((r) => setTimeout(r, 100));
         }
       })();
-      await waitFor(() => states.has("starting"), 5_000, "the worker shown as starting");
+      await waitFor(() => states.has("starting"), 15_000, "the worker shown as starting");
       const answer = await fetch(`${router.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "a cat", size: "64x64", num_inference_steps: 1 }) });
       await answer.arrayBuffer();
       expect(answer.status).toBe(200);

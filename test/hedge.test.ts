@@ -133,7 +133,7 @@ describe("a slow worker and an idle fast one", () => {
 
     // Never mixed: the answer's image is on the worker whose headers came, and the router sends its url there.
     // The access log is written when each answer ended; the lines come through the router's stdout.
-    await waitFor(() => lines(router, prefix).length === 2, 5_000, "both access-log lines");
+    await waitFor(() => lines(router, prefix).length === 2, 15_000, "both access-log lines");
     const hedged = lines(router, prefix).find((l) => l.hedge !== undefined);
     expect(hedged).toMatchObject({ hedge: "copy", hedgeWorker: fast.url, worker: fast.url, status: 200 });
     const answer = answers.find((a) => a.requestId === hedged.requestId)!;
@@ -239,7 +239,7 @@ describe("a copy whose worker fails", () => {
     expect(await hedgeMetrics(router)).toEqual({ started: 1, won: 0, cut: 0, failed: 1 });
     // The copy did reach the fast worker (and failed there).
     expect(generations(await simStats(fast))).toBe(fastBefore + 1);
-    await waitFor(() => lines(router, prefix).length === 2, 5_000, "both access-log lines");
+    await waitFor(() => lines(router, prefix).length === 2, 15_000, "both access-log lines");
   });
 });
 
@@ -264,7 +264,7 @@ describe("a loaded fleet pays nothing", () => {
       ),
     );
     expect(answers.every((a) => a.status === 200 && a.worker === fast.url)).toBe(true);
-    await waitFor(() => lines(router, "loaded-").length === 8, 5_000, "every access-log line");
+    await waitFor(() => lines(router, "loaded-").length === 8, 15_000, "every access-log line");
     const hedged = lines(router, "loaded-").filter((l) => l.hedge !== undefined);
     expect(hedged).toHaveLength(1);
     expect(hedged[0].hedge).toBe("copy");
@@ -312,10 +312,10 @@ describe("hedging and refits", () => {
     // The fast worker turns slow too (unknown to the router): the copy it gets will still run when the refit begins.
     await setSpeed(fast, 0.02);
     await waitFor(async () => (await hedgeMetrics(router)).started > before.started, 10_000, "a copy started");
-    await waitFor(async () => (await simStats(fast)).in_flight === 1, 5_000, "the copy reached the fast worker");
+    await waitFor(async () => (await simStats(fast)).in_flight === 1, 15_000, "the copy reached the fast worker");
     const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/cut" } });
     // The copy's connection is cut at once; its GPU work goes on.
-    await waitFor(async () => (await hedgeMetrics(router)).cut > before.cut, 5_000, "the copy cut");
+    await waitFor(async () => (await hedgeMetrics(router)).cut > before.cut, 15_000, "the copy cut");
     const fastNow = await simStats(fast);
     expect(fastNow.in_flight).toBe(0);
     expect(fastNow.scheduler_running).toBe(1);

@@ -85,7 +85,7 @@ describe("mesh jobs", () => {
     const before = await routeCount(mesh, "POST /v1/meshes");
     expect((await jsonRequest(`${router.url}/refit/begin`, { method: "POST", json: {}, headers: ADMIN })).status).toBe(200);
     const created = jsonRequest(`${router.url}/v1/meshes`, { method: "POST", json: { input_image: "data:image/png;base64,AAAA" } });
-    await waitFor(async () => (await jsonRequest(`${router.url}/refit`, { headers: ADMIN })).body.held_requests === 1, 5000, "mesh create held");
+    await waitFor(async () => (await jsonRequest(`${router.url}/refit`, { headers: ADMIN })).body.held_requests === 1, 15_000, "mesh create held");
     expect(await routeCount(mesh, "POST /v1/meshes")).toBe(before);
     expect((await jsonRequest(`${router.url}/refit/abort`, { method: "POST", json: {}, headers: ADMIN })).status).toBe(200);
     const r = await created;

@@ -145,7 +145,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     const served = await waitFor(async () => {
       const ws = await pool(second);
       return ws.length === 2 && ws.every((w) => w.state === "healthy" && w.weight_version === "7") ? ws : undefined;
-    }, 5_000, "both workers back at version 7");
+    }, 15_000, "both workers back at version 7");
     expect(Date.now() - restartedAt).toBeLessThan(2_000);
     expect(served.map((w) => w.url).sort()).toEqual(before.map((w) => w.url).sort());
 
@@ -172,7 +172,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     await sigkill(first);
     const [kept, died] = before as [Managed, Managed];
     process.kill(-died.pid, "SIGKILL");
-    await waitFor(() => !isAlive(died.pid), 5_000, "the worker's process gone");
+    await waitFor(() => !isAlive(died.pid), 15_000, "the worker's process gone");
 
     const second = await router(s);
     const after = await waitFor(async () => {
@@ -224,7 +224,7 @@ describe("restart recovery of launcher-managed workers (--launcher-config + --st
     await waitFor(async () => {
       const ws = await pool(second);
       return ws.length === 2 && ws.every((w) => w.state === "healthy" && w.weight_version === "L1");
-    }, 5_000, "both workers back at L1");
+    }, 15_000, "both workers back at L1");
     expect((await managed(second)).map((w) => [w.name, w.pid, w.state, w.restarts])).toEqual(before.map((w) => [w.name, w.pid, "ready", 0]));
     expect(simPids(s)).toEqual(before.map((w) => w.pid).sort((a, b) => a - b));
     expect(second.logs.filter((l) => l.msg === "launched worker")).toEqual([]);

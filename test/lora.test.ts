@@ -78,7 +78,7 @@ describe("LoRA over the pool", () => {
     const loops = Array.from({ length: 6 }, async () => {
       while (running) answers.push(await generate(r.url));
     });
-    await waitFor(() => answers.length >= 6, 5000, "traffic before the change");
+    await waitFor(() => answers.length >= 6, 15_000, "traffic before the change");
     const startedMs = Date.now();
     const set = await post(r, "/v1/set_lora", { lora_nickname: "style", lora_path: "loras/style" });
     // Every worker serves again after the change. Waiting for it (not counting the first 12 answers) keeps
@@ -168,7 +168,7 @@ describe("LoRA over the pool", () => {
     const s = await sim(["--weight-load-ms", "3000", "--speed", "0.05"]);
     const r = await router(["--worker-urls", s.url]);
     const refit = post(r, "/update_weights_from_disk", { model_path: "ckpt/a" });
-    await waitFor(async () => (await jsonRequest(`${r.url}/refit`, { headers: auth })).body.phase !== "idle", 5000, "refit to start");
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`, { headers: auth })).body.phase !== "idle", 15_000, "refit to start");
     const during = await post(r, "/v1/set_lora", { lora_nickname: "style", lora_path: "loras/style" });
     expect(during.status).toBe(409);
     expect(during.body.code ?? during.headers.get("x-router-error-code")).toBe("refit_in_progress");
@@ -177,9 +177,9 @@ describe("LoRA over the pool", () => {
     // A slow generation in flight: the LoRA change drains it, and meanwhile refits and changes are refused.
     // ~4 s at speed 0.05 (a small image took 41 ms: the drain could end before the refusals were asked).
     const slow = generate(r.url, { ...smallImage, size: "512x512", num_inference_steps: 100 });
-    await waitFor(async () => (await workers(r))[0].active_requests === 1 || undefined, 5000, "the generation in flight");
+    await waitFor(async () => (await workers(r))[0].active_requests === 1 || undefined, 15_000, "the generation in flight");
     const change = post(r, "/v1/set_lora", { lora_nickname: "style", lora_path: "loras/style" });
-    await waitFor(() => r.logs.find((l) => l.action === "lora.set" && l.audit === "start"), 5000, "the LoRA change to start");
+    await waitFor(() => r.logs.find((l) => l.action === "lora.set" && l.audit === "start"), 15_000, "the LoRA change to start");
     const refitDuring = await post(r, "/update_weights_from_disk", { model_path: "ckpt/b" });
     expect(refitDuring.status).toBe(409);
     expect(refitDuring.headers.get("x-router-error-code")).toBe("refit_in_progress");
@@ -200,7 +200,7 @@ describe("LoRA over the pool", () => {
     expect((await post(r, "/v1/unmerge_lora_weights", {})).status).toBe(200);
     expect((await post(r, "/v1/merge_lora_weights", { strength: 0.7 })).status).toBe(200);
     await b.stop();
-    await waitFor(async () => (await workers(r)).find((w) => w.url === b.url)?.lora === null || undefined, 5000, "the router seeing the process gone");
+    await waitFor(async () => (await workers(r)).find((w) => w.url === b.url)?.lora === null || undefined, 15_000, "the router seeing the process gone");
     b = await sim(["--port", String(port)]); // a new process: no adapter
     const answers: Answer[] = [];
     let running = true;

@@ -158,7 +158,7 @@ describe("/metrics", () => {
     const all = await waitFor(async () => {
       const s = samples((await scrape()).text);
       return total(pick(s, "sgl_router_requests_total", { route: IMAGE, status: "200" })) === N ? s : undefined;
-    }, 3000, `${N} image requests counted`);
+    }, 15_000, `${N} image requests counted`);
 
     // Counters through the parser agree with the test's own reading.
     const families = parsePrometheusTextFormat((await scrape()).text);

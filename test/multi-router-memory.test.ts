@@ -57,7 +57,7 @@ async function twoRouters(worker: SimProcess): Promise<[RouterProcess, RouterPro
   const args = ["--state-store", store, "--routing-algorithm", "least-request"];
   const [a, b] = await Promise.all([router(args), router(args)]);
   expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: worker.url } })).status).toBe(200);
-  await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { url: string; state: string }[]).some((w) => w.url === worker.url && w.state === "healthy"), 5_000, "the worker healthy in B");
+  await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { url: string; state: string }[]).some((w) => w.url === worker.url && w.state === "healthy"), 15_000, "the worker healthy in B");
   return [a, b, store];
 }
 
@@ -71,10 +71,10 @@ describe("several routers on etcd: sleep and wake", () => {
     const [a, b] = await twoRouters(w);
     const base = (await statsOf(w)).weights;
     const early = Array.from({ length: 4 }, () => generate(b.url));
-    await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+    await waitFor(async () => (await statsOf(w)).generations_open === 4, 15_000, "B's four requests at the worker");
 
     const sleep = jsonRequest(`${a.url}/release_memory_occupation`, { method: "POST", json: {} });
-    await b.waitForLog((l) => String(l.msg).startsWith("state store: a memory release (sleep) started through another router"), 5_000);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: a memory release (sleep) started through another router"), 15_000);
     // Sent while B holds for the sleep: they must never reach the worker while it sleeps.
     const late = Array.from({ length: 2 }, () => generate(b.url));
     const slept = await sleep;
@@ -106,7 +106,7 @@ describe("several routers on etcd: sleep and wake", () => {
     const w = await sim(["--speed", "0.002"]);
     const [a, b] = await twoRouters(w);
     const early = Array.from({ length: 4 }, () => generate(b.url));
-    await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+    await waitFor(async () => (await statsOf(w)).generations_open === 4, 15_000, "B's four requests at the worker");
     const sleep = await jsonRequest(`${a.url}/release_memory_occupation?drain_timeout_s=1`, { method: "POST", json: {} });
     expect(sleep.status).toBe(504);
     expect(sleep.body.code).toBe("drain_timeout");
@@ -124,10 +124,10 @@ describe("several routers on etcd: LoRA changes", () => {
     const w = await sim(["--speed", "0.002"]);
     const [a, b, store] = await twoRouters(w);
     const early = Array.from({ length: 4 }, () => generateLora(b.url));
-    await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+    await waitFor(async () => (await statsOf(w)).generations_open === 4, 15_000, "B's four requests at the worker");
 
     const set = jsonRequest(`${a.url}/v1/set_lora`, { method: "POST", json: { lora_nickname: "style", lora_path: "/loras/style" } });
-    await b.waitForLog((l) => String(l.msg).startsWith("state store: a LoRA change started through another router"), 5_000);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: a LoRA change started through another router"), 15_000);
     const late = Array.from({ length: 2 }, () => generateLora(b.url));
     const done = await set;
     expect(done.status, JSON.stringify(done.body)).toBe(200);
@@ -149,7 +149,7 @@ describe("several routers on etcd: LoRA changes", () => {
 
     // A router that starts on the store afterwards answers with the pool's LoRA too, and replays nothing.
     const c = await router(["--state-store", store, "--routing-algorithm", "least-request"]);
-    await waitFor(async () => ((await jsonRequest(`${c.url}/workers`)).body.workers as { state: string }[]).some((x) => x.state === "healthy"), 5_000, "the worker healthy in C");
+    await waitFor(async () => ((await jsonRequest(`${c.url}/workers`)).body.workers as { state: string }[]).some((x) => x.state === "healthy"), 15_000, "the worker healthy in C");
     expect((await jsonRequest(`${c.url}/v1/list_loras`)).body.pool).toEqual([{ model: null, nickname: "style", merged: false }]);
     expect(await generateLora(c.url)).toEqual({ status: 200, lora: "style" });
     expect((await statsOf(w)).control_calls).toHaveLength(2);

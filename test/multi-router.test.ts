@@ -33,7 +33,7 @@ async function twoRouters(worker: SimProcess, extra: string[] = [], query = ""):
   const args = ["--state-store", store, "--routing-algorithm", "least-request", ...extra];
   const [a, b] = await Promise.all([router(args), router(args)]);
   expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: worker.url } })).status).toBe(200);
-  await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { url: string; state: string }[]).some((w) => w.url === worker.url && w.state === "healthy"), 5_000, "the worker healthy in B");
+  await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { url: string; state: string }[]).some((w) => w.url === worker.url && w.state === "healthy"), 15_000, "the worker healthy in B");
   return [a, b, store];
 }
 
@@ -59,7 +59,7 @@ async function bBusy(): Promise<{ w: SimProcess; a: RouterProcess; b: RouterProc
   const [a, b] = await twoRouters(w);
   const base = (await statsOf(w)).weights;
   const early = Array.from({ length: 4 }, () => generate(b.url));
-  await waitFor(async () => (await statsOf(w)).generations_open === 4, 5_000, "B's four requests at the worker");
+  await waitFor(async () => (await statsOf(w)).generations_open === 4, 15_000, "B's four requests at the worker");
   return { w, a, b, base, early };
 }
 
@@ -68,7 +68,7 @@ describe("several routers on etcd: distributed drain before a refit", () => {
     needTools(ctx, tool);
     const { w, a, b, base, early } = await bBusy();
     const refit = jsonRequest(`${a.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/step-2", weight_version: "2" } });
-    await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 5_000);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 15_000);
     const late = Array.from({ length: 2 }, () => generate(b.url));
     const done = await refit;
     expect(done.status, JSON.stringify(done.body)).toBe(200);
@@ -138,7 +138,7 @@ describe("several routers on etcd: the refit router dies before the load", () =>
     needTools(ctx, tool);
     const { w, a, b, base, early } = await bBusy();
     const refit = jsonRequest(`${a.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "/ckpt/step-5", weight_version: "5" } }).catch((err: unknown) => err);
-    await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 5_000);
+    await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 15_000);
     a.proc.kill("SIGKILL");
     await refit;
     const held = generate(b.url);
@@ -165,7 +165,7 @@ describe("several routers on etcd: a refit state left in progress", () => {
       const body = JSON.stringify({ model_path: "/ckpt/step-9", weight_version: "9" });
       const left = { version: "0", refits: 0, last: null, workers: {}, ...(current ?? {}), inProgress: { kind: "disk", body, targetVersion: "9", startedAtMs: Date.now() }, by: aId };
       await client.put(`${prefix}/refit`).value(JSON.stringify(left));
-      await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 5_000);
+      await b.waitForLog((l) => String(l.msg).startsWith("state store: a refit started through another router"), 15_000);
       const heldAt = Date.now();
       await b.waitForLog((l) => String(l.msg).startsWith("state store: an unfinished refit of another router is settled"), 10_000);
       expect(Date.now() - heldAt).toBeGreaterThan(2_000);
@@ -189,7 +189,7 @@ describe("several routers on etcd: ids", () => {
     const mesh = await sim(["--model-path", "tencent/Hunyuan3D-2", "--task-type", "I2M"]);
     const [a, b, store] = await twoRouters(video);
     expect((await jsonRequest(`${a.url}/workers`, { method: "POST", json: { url: mesh.url } })).status).toBe(200);
-    await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { state: string }[]).filter((w) => w.state === "healthy").length === 2, 5_000, "both workers healthy in B");
+    await waitFor(async () => ((await jsonRequest(`${b.url}/workers`)).body.workers as { state: string }[]).filter((w) => w.state === "healthy").length === 2, 15_000, "both workers healthy in B");
     const prefix = `/${store.split("/").slice(3).join("/")}`;
     const client = new Etcd3({ hosts: `http://${server().hostPort}` });
     try {

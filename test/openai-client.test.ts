@@ -18,7 +18,7 @@ beforeAll(async () => {
   // --speed makes the default-sized video (720x1280, 4 s at 24 fps, 50 steps) take ~0.1 s.
   [image, video] = await Promise.all([startSimProcess([]), startSimProcess(["--model-path", VIDEO_MODEL, "--speed", "100"])]);
   router = await startRouterProcess(["--worker-urls", image.url, video.url]);
-  await waitFor(async () => ((await jsonRequest(`${router.url}/workers`)).body.workers as any[]).filter((w) => w.video_support !== null).length === 2, 5000, "2 probed workers");
+  await waitFor(async () => ((await jsonRequest(`${router.url}/workers`)).body.workers as any[]).filter((w) => w.video_support !== null).length === 2, 15_000, "2 probed workers");
   client = new OpenAI({ baseURL: `${router.url}/v1`, apiKey: "x", maxRetries: 0 });
 }, 20_000);
 

@@ -67,10 +67,10 @@ describe("coordinated refit from disk", () => {
     const sims = await Promise.all([sim(["--weight-load-ms", "400"]), sim(["--weight-load-ms", "400"]), sim(["--weight-load-ms", "400"])]);
     const r = await router(["--worker-urls", ...sims.map((s) => s.url)]);
     const traffic = load(r.url, 8);
-    await waitFor(() => traffic.answers.filter((a) => a.version === "0").length >= 10, 5000, "traffic answered on the old weights");
+    await waitFor(() => traffic.answers.filter((a) => a.version === "0").length >= 10, 15_000, "traffic answered on the old weights");
     const refitStartedMs = Date.now();
     const refit = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-1" } });
-    await waitFor(() => traffic.answers.filter((a) => a.sentAtMs > refitStartedMs + 20).length >= 10, 5000, "traffic sent after the refit began answered");
+    await waitFor(() => traffic.answers.filter((a) => a.sentAtMs > refitStartedMs + 20).length >= 10, 15_000, "traffic sent after the refit began answered");
     await traffic.stop();
 
     expect(refit.status).toBe(200);
@@ -140,7 +140,7 @@ describe("coordinated refit from disk", () => {
     const a = await sim(["--weight-load-ms", "1500"]);
     const r = await router(["--worker-urls", a.url]);
     const first = jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/a" } });
-    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.phase !== "idle", 5000, "refit to start");
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.phase !== "idle", 15_000, "refit to start");
     const second = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/b" } });
     expect(second.status).toBe(409);
     expect(second.body.code).toBe("refit_in_progress");
@@ -154,7 +154,7 @@ describe("coordinated refit from disk", () => {
     const named = await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/a", weight_version: "step-7" } });
     expect(named.body.weight_version).toBe("step-7");
     const slow = generate(r.url);
-    await waitFor(async () => (await simStats(a)).requests_total > 0 && (await jsonRequest(`${r.url}/workers`)).body.workers[0].active_requests === 1, 5000, "request in flight");
+    await waitFor(async () => (await simStats(a)).requests_total > 0 && (await jsonRequest(`${r.url}/workers`)).body.workers[0].active_requests === 1, 15_000, "request in flight");
     const timedOut = await jsonRequest(`${r.url}/update_weights_from_disk?drain_timeout_s=0.2`, { method: "POST", json: { model_path: "ckpt/b" } });
     expect(timedOut.status).toBe(504);
     expect(timedOut.body.code).toBe("drain_timeout");
@@ -173,7 +173,7 @@ describe("joining and returning workers", () => {
     const traffic = load(r.url, 6);
     expect((await jsonRequest(`${r.url}/workers`, { method: "POST", json: { url: late.url } })).status).toBe(200);
     await waitFor(async () => (await workers(r)).find((w) => w.url === late.url)?.weight_version === "1", 10_000, "late worker re-synced");
-    await waitFor(() => traffic.answers.some((x) => x.worker === late.url), 5000, "an answer from the late worker");
+    await waitFor(() => traffic.answers.some((x) => x.worker === late.url), 15_000, "an answer from the late worker");
     await traffic.stop();
     expect(traffic.answers.filter((x) => x.status !== 200)).toEqual([]);
     expect(traffic.answers.filter((x) => x.weights !== "ckpt/step-1")).toEqual([]);
@@ -190,11 +190,11 @@ describe("joining and returning workers", () => {
     expect((await jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-1" } })).status).toBe(200);
     await b.stop();
     // A probe found nothing listening, so the router knows a new process may come back there.
-    await waitFor(async () => (await workers(r)).find((w) => w.url === b.url)?.weight_version === null, 5000, "the router seeing the process gone");
+    await waitFor(async () => (await workers(r)).find((w) => w.url === b.url)?.weight_version === null, 15_000, "the router seeing the process gone");
     b = await sim(["--port", String(port), "--weight-load-ms", "300"]); // a new process: base weights
     const traffic = load(r.url, 4);
     await waitFor(async () => (await simStats(b)).weights === "ckpt/step-1" && (await workers(r)).find((w) => w.url === b.url)?.state === "healthy", 10_000, "restarted worker re-synced");
-    await waitFor(() => traffic.answers.some((x) => x.worker === b.url), 5000, "an answer from the restarted worker");
+    await waitFor(() => traffic.answers.some((x) => x.worker === b.url), 15_000, "an answer from the restarted worker");
     await traffic.stop();
     expect(traffic.answers.filter((x) => x.status !== 200)).toEqual([]);
     expect(traffic.answers.filter((x) => x.weights !== "ckpt/step-1")).toEqual([]);
@@ -240,7 +240,7 @@ describe("two-phase refit for tensor updates", () => {
     const a = await sim(["--weight-load-ms", "1000"]);
     const r = await router(["--worker-urls", a.url]);
     const refit = jsonRequest(`${r.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/a" } });
-    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.phase !== "idle", 5000, "refit started");
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.phase !== "idle", 15_000, "refit started");
     const abort = await jsonRequest(`${r.url}/refit/abort`, { method: "POST", json: {} });
     expect(abort.status).toBe(409);
     expect((await refit).status).toBe(200);
@@ -259,7 +259,7 @@ describe("two-phase refit for tensor updates", () => {
     expect(begin.status).toBe(200);
     expect(begin.body.workers.sort()).toEqual([a.url, b.url].sort());
     const held = Array.from({ length: 4 }, () => generate(r.url));
-    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.held_requests === 4, 5000, "requests held");
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.held_requests === 4, 15_000, "requests held");
     for (const s of [a, b]) {
       const up = await jsonRequest(`${r.url}/workers/${encodeURIComponent(s.url)}/update_weights_from_tensor`, { method: "POST", json: { serialized_named_tensors: ["ipc-handle"], load_format: "flattened_bucket", weight_version: "t1" } });
       expect(up.status).toBe(200);
@@ -307,7 +307,7 @@ describe("sleep and wake", () => {
     const sims = await Promise.all([sim(), sim()]);
     const r = await router(["--worker-urls", ...sims.map((s) => s.url)]);
     const traffic = load(r.url, 6);
-    await waitFor(() => traffic.answers.length >= 6, 5000, "traffic flowing before the sleep");
+    await waitFor(() => traffic.answers.length >= 6, 15_000, "traffic flowing before the sleep");
     const release = await jsonRequest(`${r.url}/release_memory_occupation`, { method: "POST", json: {} });
     expect(release.status).toBe(200);
     expect(release.body.results.map((x: any) => x.status_code)).toEqual([200, 200]);
@@ -315,7 +315,7 @@ describe("sleep and wake", () => {
     const during = await Promise.all(sims.map(simStats));
     const generations = (s: { requests_by_route: Record<string, number> }) => s.requests_by_route["POST /v1/images/generations"];
     // The clients' requests are held by the router meanwhile.
-    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.held_requests === 6, 5000, "all 6 clients' requests held");
+    await waitFor(async () => (await jsonRequest(`${r.url}/refit`)).body.held_requests === 6, 15_000, "all 6 clients' requests held");
     await holdsFor(500, "nothing reaches a sleeping worker", async () => (await Promise.all(sims.map(simStats))).every((s, i) => generations(s) === generations(during[i]!)));
     const after = await Promise.all(sims.map(simStats));
     // Nothing reached the sleeping workers (their request counters did not move).
@@ -326,7 +326,7 @@ describe("sleep and wake", () => {
     const answeredBeforeWake = traffic.answers.length;
     const resume = await jsonRequest(`${r.url}/resume_memory_occupation`, { method: "POST", json: {} });
     expect(resume.status).toBe(200);
-    await waitFor(() => traffic.answers.length >= answeredBeforeWake + 6, 5000, "the 6 held requests answered after wake");
+    await waitFor(() => traffic.answers.length >= answeredBeforeWake + 6, 15_000, "the 6 held requests answered after wake");
     await traffic.stop();
     // No SLEEPING 400 ever reached a client; every request succeeded.
     expect(traffic.errors).toEqual([]);
@@ -368,7 +368,7 @@ describe("state file", () => {
     const sims = await Promise.all([sim(["--weight-load-ms", "2500"]), sim(["--weight-load-ms", "2500"])]);
     const first = await startRouterProcess(["--access-log-exclude-prefixes", "/", "--state-file", stateFile, "--worker-urls", ...sims.map((s) => s.url)]);
     void jsonRequest(`${first.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/step-9" } }).catch(() => undefined);
-    await waitFor(async () => (await jsonRequest(`${first.url}/refit`)).body.phase === "updating", 5000, "refit to reach the workers");
+    await waitFor(async () => (await jsonRequest(`${first.url}/refit`)).body.phase === "updating", 15_000, "refit to reach the workers");
     first.proc.kill("SIGKILL");
     await new Promise((res) => first.proc.once("exit", res));
 
@@ -391,7 +391,7 @@ describe("state file", () => {
     await new Promise((res) => first.proc.once("exit", res));
 
     const second = await router(["--state-file", stateFile, "--worker-urls", a.url, "--queue-timeout", "0.5"]);
-    await waitFor(async () => (await workers(second))[0]?.state === "stale", 5000, "worker marked stale");
+    await waitFor(async () => (await workers(second))[0]?.state === "stale", 15_000, "worker marked stale");
     const held = await generate(second.url);
     expect(held.status).toBe(503);
     expect((await simStats(a)).requests_by_route["POST /v1/images/generations"] ?? 0).toBe(0);

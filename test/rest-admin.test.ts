@@ -26,11 +26,11 @@ async function simStats(sim: SimProcess): Promise<any> {
   return (await jsonRequest(`${sim.url}/sim/stats`)).body;
 }
 
-/** Requests a worker received, not counting the router's health and capability probes. */
+/** Requests a worker received, not counting the router's health and capability probes (`/server_info` is read on every health round too). */
 async function trafficOf(sim: SimProcess): Promise<number> {
   const st = await simStats(sim);
   const by = st.requests_by_route as Record<string, number>;
-  return st.requests_total - (by["GET /health"] ?? 0) - (by["GET /v1/models"] ?? 0);
+  return st.requests_total - (by["GET /health"] ?? 0) - (by["GET /v1/models"] ?? 0) - (by["GET /server_info"] ?? 0);
 }
 
 async function generate(): Promise<{ status: number; headers: Headers; body: any }> {
@@ -297,7 +297,7 @@ describe("weights and memory broadcasts", () => {
     const before = await Promise.all([a, b, v].map(trafficOf));
     let answered = false;
     const during = generate().finally(() => (answered = true));
-    await waitFor(async () => answered || (await jsonRequest(`${router.url}/refit`)).body.held_requests === 1, 5000, "the request refused or held");
+    await waitFor(async () => answered || (await jsonRequest(`${router.url}/refit`)).body.held_requests === 1, 15_000, "the request refused or held");
     if (!answered) await holdsFor(500, "a held request reaches no sleeping worker", async () => (await Promise.all([a, b, v].map(trafficOf))).every((n, i) => n === before[i]));
     const after = await Promise.all([a, b, v].map(trafficOf));
     expect(after).toEqual(before);
@@ -428,8 +428,8 @@ describe("load counters", () => {
       method: "POST",
       json: { prompt: "slow", size: "256x256", num_inference_steps: 400, response_format: "b64_json" },
     });
-    await waitFor(async () => (await workers()).some((w) => w.active_requests === 1), 5000, "a worker with active_requests 1");
+    await waitFor(async () => (await workers()).some((w) => w.active_requests === 1), 15_000, "a worker with active_requests 1");
     expect((await slow).status).toBe(200);
-    await waitFor(async () => (await workers()).every((w) => w.active_requests === 0), 5000, "active_requests back to 0");
+    await waitFor(async () => (await workers()).every((w) => w.active_requests === 0), 15_000, "active_requests back to 0");
   });
 });

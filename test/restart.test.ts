@@ -126,7 +126,7 @@ describe("a router restarted with the same --state-file", () => {
     const ws = await waitFor(async () => {
       const list = (await jsonRequest(`${second.url}/workers`)).body.workers as { weight_version: string }[];
       return list.length === 1 && list[0]!.weight_version === "a" ? list : undefined;
-    }, 5_000, "the worker back at version a");
+    }, 15_000, "the worker back at version a");
     expect(ws).toHaveLength(1);
   });
 });

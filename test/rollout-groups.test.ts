@@ -15,12 +15,14 @@ import { startSimProcess, type SimProcess } from "./helpers/sim.js";
 const IMAGE = "/v1/images/generations" as const;
 const auth = { authorization: "Bearer DATA" };
 /**
- * Items whose time is the simulated GPU's (about 22 ms at --speed 5: small answers, many steps), not
+ * Items whose time is the simulated GPU's (about 90 ms at --speed 5: 256², many steps), not
  * the host's noise: earliest-finish rightly puts two groups on a worker it
  * measured twice as fast, and 2 shared cores make sub-millisecond items
- * measure that way.
+ * measure that way. 22 ms items (128²) still did under two busy loops
+ * (trial 8 of 20 put two groups on one worker). 900 steps: the router's
+ * --max-inference-steps is 1000.
  */
-const PLACED = { side: 128, steps: 900 };
+const PLACED = { side: 256, steps: 900 };
 
 /** `groups` prompts x `size` seeds, each item naming its group. */
 function grouped(groups: number, size: number, { side = 64, steps = 2 } = {}): RolloutJobRequest[] {

@@ -66,7 +66,7 @@ describe("rollout jobs, as operators see them", () => {
       const listed = await waitFor(async () => {
         const l = (await jsonRequest(`${router.url}/rollouts`, { headers: admin })).body.rollouts;
         return l.length === 1 ? l[0] : undefined;
-      }, 5000, "the job listed");
+      }, 15_000, "the job listed");
       expect(listed).toMatchObject({ status: "running", size: 8, groups: 2 });
       expect(listed.items).toBeUndefined();
       await jsonRequest(`${router.url}/v1/rollouts/${listed.id}/cancel`, { method: "POST" });
@@ -90,12 +90,12 @@ describe("rollout jobs, as operators see them", () => {
         }).rejects.toThrow(/abort|cancel/i);
       }
       const closed = () => router.logs.slice(from).filter((l) => l.msg === "client closed the stream");
-      await waitFor(() => closed().length === 3 || undefined, 5000, "three 'client closed the stream' lines");
+      await waitFor(() => closed().length === 3 || undefined, 15_000, "three 'client closed the stream' lines");
       expect(closed().map((l) => [l.level, l.transport])).toEqual([[30, "rest"], [30, "rpc"], [30, "rpc"]]);
       const rpcLines = await waitFor(() => {
         const lines = router.logs.slice(from).filter((l) => l.msg === "rpc" && l.rpc === "/sgl.diffusion.router.v1.RolloutService/Run");
         return lines.length === 2 ? lines : undefined;
-      }, 5000, "two Run access lines");
+      }, 15_000, "two Run access lines");
       for (const l of rpcLines) expect([l.level, l.code, l.message]).toEqual([30, "canceled", "client closed the stream"]);
       expect(router.logs.slice(from).filter((l) => /destroyed/.test(JSON.stringify(l)))).toEqual([]);
     } finally {

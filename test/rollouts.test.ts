@@ -104,7 +104,7 @@ describe("POST /v1/rollouts", () => {
       expect(r.lines.filter((l) => "index" in l)).toHaveLength(1);
       // Once the router has seen the close, nothing more is sent: the count stops moving.
       const id = r.lines[0].id;
-      await waitFor(async () => (await jsonRequest(`${router.url}/v1/rollouts/${id}`)).body.status === "ended", 5000, "the router ending the job on the close");
+      await waitFor(async () => (await jsonRequest(`${router.url}/v1/rollouts/${id}`)).body.status === "ended", 15_000, "the router ending the job on the close");
       const atClose = (await generations(sims)) - before;
       await holdsFor(800, "no item sent after the job ended", async () => (await generations(sims)) - before === atClose);
       const sent = (await generations(sims)) - before;
@@ -266,7 +266,7 @@ describe("RolloutService over Connect and gRPC", () => {
       const state = await waitFor(async () => {
         const s = await client.getRollout({ id }, { headers });
         return s.rollout?.status === "ended" ? s.rollout : undefined;
-      }, 5000, "job ended");
+      }, 15_000, "job ended");
       expect(state.summary?.reason).toBe("client_closed");
       const atEnd = (await generations(sims)) - before;
       await holdsFor(500, "no item sent after the job ended", async () => (await generations(sims)) - before === atEnd);

@@ -51,7 +51,7 @@ async function waitHealthy(client: Client<typeof AdminService>, urls: string[]):
   await waitFor(async () => {
     const { workers } = await client.listWorkers({});
     return urls.every((u) => workers.find((w) => w.url === u)?.state === WorkerState.HEALTHY);
-  }, 5000, `${urls.join(", ")} healthy`);
+  }, 15_000, `${urls.join(", ")} healthy`);
 }
 
 /** Random 4-aligned base port in 21000..28996, so runs and transports don't collide. */
@@ -434,13 +434,13 @@ describe("WatchWorkers sends changes only", () => {
     try {
       const client = createClient(AdminService, createGrpcTransport({ baseUrl: r.url }));
       // The start-up registration is over (model card read, weights known): from now on, nothing changes.
-      await waitFor(async () => (await jsonRequest(`${r.url}/workers`)).body.workers.every((w: any) => w.task_type === "T2I" && w.state === "healthy" && w.weight_version === "0"), 5000, "worker probed");
+      await waitFor(async () => (await jsonRequest(`${r.url}/workers`)).body.workers.every((w: any) => w.task_type === "T2I" && w.state === "healthy" && w.weight_version === "0"), 15_000, "worker probed");
       const events = streamReader(client.watchWorkers({ excludeLoad: true }, { signal: abort.signal }));
       await events.next((e) => e.type === WorkerEventType.SYNCED);
       // Ten probes of the first worker run meanwhile (one at a time: the eleventh started means ten finished).
       const probes = async () => (await simStats(sims[0]!)).requests_by_route["GET /health"] ?? 0;
       const probed = await probes();
-      await waitFor(async () => (await probes()) >= probed + 11, 5000, "ten more probes of the first worker");
+      await waitFor(async () => (await probes()) >= probed + 11, 15_000, "ten more probes of the first worker");
       await client.addWorker({ url: sims[1]!.url });
       const first = await events.next((e) => e.worker?.url === sims[1]!.url);
       expect(first.msg.type).toBe(WorkerEventType.ADDED);

@@ -315,7 +315,7 @@ describe("answer metadata: withResponse()", () => {
     // Awaited directly: the answer itself, no meta mixed in.
     const plain = await c.generateImages({ prompt: "a fox", ...small, response_format: "b64_json" });
     expect(Object.keys(plain).sort()).toEqual(Object.keys(data).sort());
-    await waitFor(() => accessLogCount(metaRouter, path) === before + 2, 2000, "two access log lines");
+    await waitFor(() => accessLogCount(metaRouter, path) === before + 2, 15_000, "two access log lines");
     expect(metaRouter.logs.filter((l) => l.msg === "request" && l.path === path && l.requestId === "trace-sdk-1")).toHaveLength(1);
   });
 
@@ -624,7 +624,7 @@ describe("retry", () => {
     const before = accessLogCount(r3, path);
     const err = await caught(client({ baseUrl: r3.url }).generateImages({ prompt: "x", ...small }));
     expect(err).toMatchObject({ status: 503, code: "no_healthy_workers" });
-    await waitFor(() => accessLogCount(r3, path) === before + 1, 2000, "the access log line");
+    await waitFor(() => accessLogCount(r3, path) === before + 1, 15_000, "the access log line");
     await holdsFor(100, "no second attempt arrives", () => accessLogCount(r3, path) === before + 1);
     expect(accessLogCount(r3, path)).toBe(before + 1);
   });
@@ -636,7 +636,7 @@ describe("retry", () => {
     const err = await caught(c.generateImages({ prompt: "x", ...small }));
     const elapsed = performance.now() - started;
     expect(err).toMatchObject({ status: 503, code: "no_healthy_workers" });
-    await waitFor(() => accessLogCount(r3, path) === before + 3, 2000, "3 access log lines");
+    await waitFor(() => accessLogCount(r3, path) === before + 3, 15_000, "3 access log lines");
     await holdsFor(100, "no fourth attempt arrives", () => accessLogCount(r3, path) === before + 3);
     expect(accessLogCount(r3, path)).toBe(before + 3);
     // The router says Retry-After: 1, which wins over the 20-50 ms backoff: 2 waits.
@@ -648,13 +648,13 @@ describe("retry", () => {
     const c = client({ baseUrl: r3.url, retry: { attempts: 10, baseDelayMs: 100, maxDelayMs: 200 } });
     const before = accessLogCount(r3, path);
     const call = c.generateImages({ prompt: "back", ...small, response_format: "b64_json" });
-    await waitFor(() => accessLogCount(r3, path) > before, 5000, "the first failed attempt");
+    await waitFor(() => accessLogCount(r3, path) > before, 15_000, "the first failed attempt");
     spare = await startSimProcess([]);
     await client({ baseUrl: r3.url }).admin.addWorker({ url: spare.url });
     const r = await call;
     expect(Buffer.from(r.data[0]!.b64_json!, "base64").subarray(0, 8).equals(PNG)).toBe(true);
     // The success is logged when the router's answer finishes, maybe after we got it.
-    await waitFor(() => r3.logs.some((l) => l.msg === "request" && l.path === path && l.status === 200), 2000, "the successful attempt's log line");
+    await waitFor(() => r3.logs.some((l) => l.msg === "request" && l.path === path && l.status === 200), 15_000, "the successful attempt's log line");
     const attempts = accessLogCount(r3, path) - before;
     expect(attempts).toBeGreaterThanOrEqual(2);
     expect(attempts).toBeLessThanOrEqual(10);

@@ -59,7 +59,7 @@ describe("SIGTERM with a video job in flight on a launched worker", () => {
     expect(await exit).toBe(0);
     expect(r.logs.some((l) => l.msg === "shutdown: video job finished before its worker stopped" && l.videoId === id && l.worker === worker)).toBe(true);
     // The router still stopped the worker it launched.
-    await waitFor(() => !isAlive(pid), 5_000, "video worker stopped");
+    await waitFor(() => !isAlive(pid), 15_000, "video worker stopped");
   }, 60_000);
 
   it("names every job it could not wait for, by id and worker, at warn", async () => {
@@ -69,6 +69,6 @@ describe("SIGTERM with a video job in flight on a launched worker", () => {
     expect(await r.stop(30_000)).toBe(0);
     const lost = r.logs.find((l) => l.level === 40 && l.videoId === id);
     expect(lost).toMatchObject({ worker, msg: expect.stringMatching(/lost/) });
-    await waitFor(() => !isAlive(pid), 5_000, "video worker stopped");
+    await waitFor(() => !isAlive(pid), 15_000, "video worker stopped");
   }, 60_000);
 });

@@ -191,14 +191,16 @@ describe("SIGTERM under load", () => {
     await waitFor(async () => (await gauge(r, "sgl_router_queued_requests")) === 3, 10_000, "3 requests queued");
 
     const stopping = sigterm(r);
-    const sentAt = Date.now();
     const answers = await Promise.all(queued);
+    const ran = await running;
     for (const a of answers) {
       expect(a.status, a.error).toBe(503);
       expect(a.body.code).toBe("shutting_down");
-      expect(a.endedMs - sentAt).toBeLessThan(1000);
+      // At once: before the running request (4 s) ended, read against that
+      // answer rather than a 1 s bound a loaded machine can miss.
+      expect(a.endedMs).toBeLessThan(ran.endedMs);
     }
-    expect((await running).status).toBe(200);
+    expect(ran.status).toBe(200);
     expect(await stopping).toMatchObject({ code: 0, signal: null });
     // The queued requests never reached the worker.
     expect((await stats(sim!)).requests_by_route[`POST ${IMAGE}`]).toBe(1);
@@ -222,7 +224,7 @@ describe("SIGTERM with a launcher config", () => {
 
     const exit = await sigterm(r);
     expect(exit).toMatchObject({ code: 0, signal: null });
-    await waitFor(() => pids.every((p) => !isAlive(p)), 5000, "launched workers gone");
+    await waitFor(() => pids.every((p) => !isAlive(p)), 15_000, "launched workers gone");
     // Their ports are free again.
     for (const w of ws) {
       const res = await fetch(`${w.url}/health`).catch((err: Error) => err);

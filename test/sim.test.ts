@@ -916,7 +916,7 @@ describe("scheduler queue and stats", () => {
     expect(r2.headers.get("x-sim-weights")).toBe("ckpt/next");
   });
 
-  it("counts in_flight / peak_in_flight and per-route requests", async () => {
+  it("counts in_flight / peak_in_flight / peak_generations_open and per-route requests", async () => {
     const w = await worker();
     await postJson(w.url, "/sim/reset_stats", {});
     const started = Date.now();
@@ -924,12 +924,15 @@ describe("scheduler queue and stats", () => {
     // concurrency 1: four ~42 ms generations run one after another
     expect(Date.now() - started).toBeGreaterThanOrEqual(4 * 40);
     await fetch(`${w.url}/health`);
+    // A probe-like call beside nothing: in peak_in_flight's count, never in peak_generations_open's.
+    await fetch(`${w.url}/v1/models`);
     const s = await stats(w.url);
     expect(s["peak_in_flight"]).toBe(4);
+    expect(s["peak_generations_open"]).toBe(4);
     expect(s["in_flight"]).toBe(0);
     expect(s["requests_by_route"]["POST /v1/images/generations"]).toBe(4);
     expect(s["requests_by_route"]["GET /health"]).toBe(1);
-    expect(s["requests_total"]).toBe(5);
+    expect(s["requests_total"]).toBe(6);
   });
 
   it("survives a client that disconnects mid-request without leaking in_flight", async () => {

@@ -52,11 +52,11 @@ describe("client body timeout", () => {
 
   it("cuts off a client that stalls mid-body while the body streams to a worker, and frees the worker", async () => {
     const { closed } = stalledUpload(8 << 20); // above the 1 MiB retry buffer: streamed
-    await waitFor(async () => (await activeRequests()) === 1, 3000, "upload dispatched to the worker");
+    await waitFor(async () => (await activeRequests()) === 1, 15_000, "upload dispatched to the worker");
     const ms = await closed;
     expect(ms).toBeLessThan(5000);
-    await waitFor(async () => (await activeRequests()) === 0, 3000, "router load counter released");
-    await waitFor(async () => (await jsonRequest(`${worker.url}/sim/stats`)).body.in_flight === 0, 3000, "worker request ended");
+    await waitFor(async () => (await activeRequests()) === 0, 15_000, "router load counter released");
+    await waitFor(async () => (await jsonRequest(`${worker.url}/sim/stats`)).body.in_flight === 0, 15_000, "worker request ended");
     // The router keeps serving.
     const ok = await jsonRequest(`${router.url}/v1/images/generations`, { method: "POST", json: { prompt: "ok", size: "64x64", num_inference_steps: 2 } });
     expect(ok.status).toBe(200);

@@ -14,7 +14,8 @@ import type { Worker } from "../registry/worker.js";
  * log), exactly like a generation that failed for any other reason. Only
  * `/rollout/generate` wraps the scheduler's error, as 500
  * `{"detail": "Server is sleeping. ..."}`. So after a generation's 500 the
- * router asks once: a one-step 64×64 `/rollout/generate`. An answer naming
+ * router asks once: a one-step 64×64 `/rollout/generate`, the worker out of
+ * rotation (suspect, `sleep_check`) until it answers. An answer naming
  * the sleep marks the worker asleep (registry `found_sleeping`: out of
  * rotation, its failures forgotten); anything else, and the 500 counts as
  * the failure it was (outlier detection). On a worker that is awake and
@@ -95,18 +96,22 @@ export function createSleepCheck(options: SleepCheckOptions): SleepCheck {
   }
 
   async function check(worker: Worker): Promise<void> {
+    // Suspect until the answer: a new request sent now would most likely fail
+    // too, and on a loaded machine a slow check let one or two through.
+    registry.setSleepCheck(worker.url, true);
     const asleep = await probeSleeping(upstream, worker.url, options.timeoutMs);
     const waiting = pending.get(worker.url) ?? [];
     pending.delete(worker.url);
-    if (asleep === true && registry.get(worker.url) === worker) {
-      if (!worker.sleeping) {
-        registry.markFoundSleeping(worker.url);
-        logger.warn({ worker: worker.url, failed: waiting.length }, "worker is sleeping (put to sleep behind the router's back): out of rotation until woken, not counted as failing");
-        recheck(worker);
-      }
+    const current = registry.get(worker.url) === worker;
+    if (asleep === true && current && !worker.sleeping) {
+      registry.markFoundSleeping(worker.url);
+      logger.warn({ worker: worker.url, failed: waiting.length }, "worker is sleeping (put to sleep behind the router's back): out of rotation until woken, not counted as failing");
+      recheck(worker);
       return;
     }
-    for (const countFailure of waiting) countFailure();
+    if (asleep !== true) for (const countFailure of waiting) countFailure();
+    // After the failures are counted, so that a worker they eject is never back in rotation in between.
+    if (current) registry.setSleepCheck(worker.url, false);
   }
 
   return {

@@ -240,6 +240,11 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
     });
   }
 
+  /** A sleep check after a 500 is out (`sleep_check`: out of rotation) or answered without finding the sleep (`sleep_check_done`). */
+  setSleepCheck(url: string, out: boolean): Worker | undefined {
+    return this.#apply(url, out ? "sleep_check" : "sleep_check_done", (w) => void (w.sleepCheckOut = out));
+  }
+
   /**
    * Found asleep (put to sleep behind the router's back): out of rotation as
    * a worker the router put to sleep, and not failing: the failures its
@@ -249,6 +254,7 @@ export class Registry extends EventEmitter<{ change: [RegistryEvent]; settled: [
     return this.#apply(url, "found_sleeping", (w) => {
       w.sleeping = true;
       w.sleepFound = true;
+      w.sleepCheckOut = false;
       w.consecutiveFailures = 0;
       w.lastError = null;
       if (w.dead && w.deadReason === "ejected") revive(w);

@@ -27,6 +27,8 @@ export const transitions = {
   sleeping: "release_memory_occupation succeeded on the worker",
   awake: "resume_memory_occupation succeeded on the worker",
   found_sleeping: "a generation answered 500 and the sleep check found the worker asleep (put to sleep behind the router's back): out of rotation, not failing",
+  sleep_check: "a generation answered 500: out of rotation (suspect) while the router asks the worker once whether it sleeps",
+  sleep_check_done: "the sleep check after a 500 answered: not asleep, so the 500 counted as a failure and the worker is back in rotation unless that ejected it",
   found_awake: "a worker found asleep answers generations again (woken behind the router's back)",
   // Weights (refit/coordinator.ts)
   weights: "the worker loaded the pool's weights (refit, commit or replay)",

@@ -24,6 +24,7 @@ export function newWorkerRecord(url: string, init: { managed?: boolean; capabili
     sleeping: false,
     sleepFound: false,
     starting: false,
+    sleepCheckOut: false,
     draining: false,
     sync: "in_sync",
     weightVersion: null,

@@ -58,6 +58,12 @@ export interface Worker {
    * traffic once the card arrives.
    */
   readonly starting: boolean;
+  /**
+   * A generation answered 500 and the router is asking once whether the
+   * worker sleeps (health/sleep-check.ts): suspect, so no new request until
+   * the answer, which either finds it asleep or counts the 500 as a failure.
+   */
+  readonly sleepCheckOut: boolean;
   readonly draining: boolean;
   /** "in_sync" takes traffic; "syncing" is being brought to the current weights; "stale" waits for a trainer. */
   readonly sync: "in_sync" | "syncing" | "stale";
@@ -84,13 +90,13 @@ export function workerState(w: Worker): WorkerState {
   if (w.sync === "syncing") return "syncing";
   if (w.sync === "stale") return "stale";
   if (w.draining) return "draining";
-  if (w.consecutiveFailures > 0) return "suspect";
+  if (w.consecutiveFailures > 0 || w.sleepCheckOut) return "suspect";
   return "healthy";
 }
 
 /** Whether the balancer may pick this worker for a new request. */
 export function isRoutable(w: Worker): boolean {
-  return !w.dead && !w.starting && !w.sleeping && !w.draining && w.sync === "in_sync";
+  return !w.dead && !w.starting && !w.sleeping && !w.sleepCheckOut && !w.draining && w.sync === "in_sync";
 }
 
 export { taskTypeSupportsVideo } from "./task-types.js";

@@ -27,6 +27,7 @@ export function introspectionRoutes(state: SimState): Route[] {
       bytes_received: s.bytesReceived,
       generations_run: s.generationsRun,
       generations_open: s.generationsOpen,
+      peak_generations_open: s.peakGenerationsOpen,
       weight_updates: s.weightUpdates,
       control_calls: s.controlCalls,
       scheduler_running: state.scheduler.active,

@@ -13,6 +13,8 @@ export class SimStats {
   generationsRun = 0;
   /** Generation requests whose answer is not done yet (a subset of inFlight: probes and control calls are not counted). */
   generationsOpen = 0;
+  /** Most generations open at once: a router's concurrency per worker, without the probes and control calls `peakInFlight` also counts. */
+  peakGenerationsOpen = 0;
   /** Weight updates as they arrived (the last 100): when, and how many generations were still open then, so a test can prove a router drained before it sent the load. */
   weightUpdates: { route: string; received_at_ms: number; generations_open: number }[] = [];
   /** Sleep, wake and LoRA calls as they arrived (the last 100), the same way: a test proves a router drained before it put the worker to sleep or changed its adapter. */
@@ -21,6 +23,7 @@ export class SimStats {
   /** Marks a generation open; the returned function closes it (idempotent). */
   enterGeneration(): () => void {
     this.generationsOpen++;
+    if (this.generationsOpen > this.peakGenerationsOpen) this.peakGenerationsOpen = this.generationsOpen;
     let done = false;
     return () => {
       if (done) return;
@@ -61,6 +64,7 @@ export class SimStats {
   reset(): void {
     // in_flight is live state, not a statistic: keep it, restart the peak from it.
     this.peakInFlight = this.inFlight;
+    this.peakGenerationsOpen = this.generationsOpen;
     this.requestsTotal = 0;
     this.requestsByRoute = {};
     this.bytesReceived = 0;
