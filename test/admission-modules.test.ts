@@ -287,20 +287,29 @@ describe("load book", () => {
     expect(loads.predictMs(t.facts.work, w!)).toBeGreaterThan(100);
   });
 
-  it("a batch is observed once, when its last member ends, each charged its share", () => {
+  it("a batch is observed once, when its last member ends; a size never seen teaches the gain only, a known size teaches each member's time", () => {
     const now = { ms: 0 };
     const loads = new LoadBook(() => now.ms);
     const [w] = workers(1);
-    warm(loads, w!, now);
-    const batch = { left: 3, size: 3, key: null, startedMs: now.ms, items: [] };
-    const ts = [ticket({ prompt: "a" }), ticket({ prompt: "b" }), ticket({ prompt: "c" })];
-    const runs = ts.map((t) => loads.start(w!, t, batch));
-    now.ms += 300;
-    loads.end(runs[0]!, ts[0]!, { ok: true });
-    loads.end(runs[1]!, ts[1]!, { ok: true });
-    expect(loads.snapshot(w!).observations).toBe(0);
-    loads.end(runs[2]!, ts[2]!, { ok: true });
-    expect(loads.snapshot(w!).observations).toBe(3);
+    // Gains are learned against the worker's own prediction, so only once it has been measured alone.
+    while (loads.snapshot(w!).observations === 0) warm(loads, w!, now);
+    const before = loads.snapshot(w!).observations;
+    const runBatch = () => {
+      const batch = { left: 3, size: 3, key: null, startedMs: now.ms, items: [] };
+      const ts = [ticket({ prompt: "a" }), ticket({ prompt: "b" }), ticket({ prompt: "c" })];
+      const runs = ts.map((t) => loads.start(w!, t, batch));
+      now.ms += 120; // 2.4x one member alone (50 ms): a gain
+      loads.end(runs[0]!, ts[0]!, { ok: true });
+      loads.end(runs[1]!, ts[1]!, { ok: true });
+      expect(loads.snapshot(w!).observations).toBe(before);
+      loads.end(runs[2]!, ts[2]!, { ok: true });
+    };
+    runBatch();
+    // The first batch of 3: its members' time alone would be its time / a guessed F(3); only F(3) is learned.
+    expect(loads.snapshot(w!).observations).toBe(before);
+    expect(loads.batchFactor(w!, ticket({ prompt: "a" }).facts.work, 3)).toBeCloseTo(2.4, 1);
+    runBatch();
+    expect(loads.snapshot(w!).observations).toBe(before + 3);
   });
 
   it("busyUntil chains runs in start order; a run past its prediction slows the worker's estimate", () => {
