@@ -3,6 +3,7 @@ import type { Worker } from "../registry/worker.js";
 import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { BatchGains } from "./batch-gains.js";
+import { SendAges } from "./explore.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -49,6 +50,8 @@ export class LoadBook {
   readonly costs = new CostModel();
   /** What one more member of a batch costs, learned per model and size (batch-gains.ts). */
   readonly gains = new BatchGains();
+  /** How long each worker was sent nothing, for exploration (explore.ts). */
+  readonly ages = new SendAges();
   readonly #loads = new Map<Worker, WorkerLoad>();
   /** The process epoch the cost model's knowledge of each worker is from. */
   readonly #epochs = new WeakMap<Worker, number>();
@@ -70,6 +73,7 @@ export class LoadBook {
       this.#stale.delete(e.worker);
       this.#loads.delete(e.worker);
       this.costs.forget(e.worker.url);
+      this.ages.forget(e.worker);
     }
     // Another process behind the URL (Worker.processEpoch) is a new worker,
     // maybe on another GPU: what the old one taught the cost model no longer
@@ -77,6 +81,7 @@ export class LoadBook {
     if (e.type === "updated" && e.worker.processEpoch !== (this.#epochs.get(e.worker) ?? 0)) {
       this.#epochs.set(e.worker, e.worker.processEpoch);
       this.costs.forget(e.worker.url);
+      this.ages.forget(e.worker);
     }
   }
 
@@ -95,6 +100,7 @@ export class LoadBook {
     this.#active++;
     this.#stale.delete(worker);
     this.#changed.add(worker);
+    this.ages.sent(worker, run.model);
     return run;
   }
 
@@ -228,6 +234,8 @@ export class LoadBook {
       const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
       const miss = now > 0 ? took / now : 1;
       if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
+      // Faster than it was predicted at the send: it may have recovered (explore.ts).
+      if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
     }
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }
