@@ -98,6 +98,13 @@ export interface ExploreRound {
   readonly board: Board;
   readonly planBoard: PlanBoard;
   readonly candidates: Candidates;
+  /**
+   * Whether traffic is light: runs and queued requests together at most half
+   * the workers. Under load every free worker gets work from the plan anyway,
+   * and at a burst's end the plan may keep a worker free on purpose (packing,
+   * a batch to join): exploring there cost the batching fleet a batch of 4.
+   */
+  readonly light: boolean;
   /** Live indices already given a worker in this round (probes); explored ones are added. */
   readonly taken: Set<number>;
 }
@@ -112,7 +119,7 @@ const EXPLORE_SCAN = 64;
  * now). Pushes the sends onto `plan`.
  */
 export function exploreAged(ages: SendAges, r: ExploreRound, plan: [Waiter, Worker][]): void {
-  if (!ages.any()) return;
+  if (!r.light || !ages.any()) return;
   const { nowMs, live, board, planBoard: b, taken } = r;
   const slow = (k: number) => board.slow?.[k] ?? 1;
   ages.eachAged((w, allowance) => {

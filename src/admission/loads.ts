@@ -161,6 +161,11 @@ export class LoadBook {
     return out;
   }
 
+  /** Runs (requests, video jobs, cut requests still on their GPU) counted on all workers. */
+  get active(): number {
+    return this.#active;
+  }
+
   /** Runs (requests and video jobs) counted on a worker. */
   runsOn(w: Worker): number {
     return this.#loads.get(w)?.runs.size ?? 0;

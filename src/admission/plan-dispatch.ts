@@ -275,7 +275,8 @@ export class PlanDispatch implements DispatchStrategy {
       }
     }
     // Workers sent nothing for a while (light traffic) may take a request within an allowance (explore.ts).
-    exploreAged(this.ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: this.ctx.candidates, taken: probed }, plan);
+    const light = 2 * (this.ctx.loads.active + this.ctx.queue.queued) <= b.size;
+    exploreAged(this.ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: this.ctx.candidates, light, taken: probed }, plan);
     // A probed request is not planned again in this round.
     if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
     return plan;
