@@ -32,14 +32,19 @@ interface WorkerLoad {
 /** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
 const MISS_ALONE = 2;
 /**
- * ...once the worker has this many observations (the cost model's change
- * detection needs as many, cost-shape.ts): before, its pace and the fleet's
- * shape are still being learned, and a miss is the model learning, not the
- * worker changing. Counting those stretched a thousand new workers'
- * predictions in their first burst (1,024 workers: 1.16-1.17 of the bound
- * instead of 1.05; docs/benchmarks.md, Scale part 4).
+ * ...once the worker has this many observations: before, its pace and the
+ * fleet's shape are still being learned, and a miss is the model learning,
+ * not the worker changing. Counting those from the first stretched a
+ * thousand new workers' predictions in their first burst (1,024 workers:
+ * 1.16-1.17 of the bound instead of 1.05; docs/benchmarks.md, Scale part 4).
+ * Not the 8 the cost model's change detection needs (cost-shape.ts): with
+ * bursts of 3 requests per worker (bench --quick) a worker slowed 3x had 6-7
+ * observations at the second burst after its change, so neither the change
+ * nor this bridge saw it and it was sent a large request as if fast (the
+ * second slowed burst 1.17x offline LPT, median of 10 seeds; 1.08 with 4;
+ * 1,024 workers in bench:scale 1.011, warm-up 1.050).
  */
-const MISS_MIN_OBSERVATIONS = 8;
+const MISS_MIN_OBSERVATIONS = 4;
 
 /**
  * What each worker runs (requests, batches, video jobs) and what its answers
