@@ -45,6 +45,14 @@ const MISS_ALONE = 2;
  * 1,024 workers in bench:scale 1.011, warm-up 1.050).
  */
 const MISS_MIN_OBSERVATIONS = 4;
+/**
+ * ...and only a miss of at least this many ms beyond the prediction: on a
+ * busy host (the test suite on 2 cores) requests of a few ms took over 100 ms
+ * with no slow GPU, and a stretch that keeps a worker from its next request
+ * lasts until that request's answer (a hedge test's pairs then all went to
+ * the other worker). A GPU request takes seconds; a 2x miss of one is more.
+ */
+const MISS_MIN_MS = 250;
 
 /**
  * What each worker runs (requests, batches, video jobs) and what its answers
@@ -242,7 +250,7 @@ export class LoadBook {
       this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
       const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
-      const miss = now > 0 ? took / now : 1;
+      const miss = now > 0 && took - now >= MISS_MIN_MS ? took / now : 1;
       if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
