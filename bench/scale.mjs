@@ -3,7 +3,7 @@
 // (issue 25). See docs/benchmarks.md ("Scale") for what each number means.
 //
 //   node bench/scale.mjs [--sizes 8,64,256,1024,4096] [--bursts 3] [--process-workers 96]
-//        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR]
+//        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR] [--diagnose]
 //
 // --profile: each size's child runs under node --cpu-prof; the top functions
 // by self time are printed (bench/results/scale-profiles/). --source DIR:
@@ -57,11 +57,12 @@ async function virtualChild(size) {
   const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64, routerCpu: "measured" });
   const random = rng(25);
   const out = [];
+  const entry = flag("--diagnose") ? timeEntryPoints(fleet) : null;
   for (let b = 0; b < bursts; b++) {
     const jobs = mixedBurst(random, 8 * size);
     // (A harness from before issue 25, --source, measures no router CPU: only the process figures are real then.)
     const cpuOf = () => fleet.completionCpuUs ?? [];
-    const before = { cpu: cpuOf().length, arrival: fleet.arrivalCpuUs ?? 0, proc: process.cpuUsage() };
+    const before = { turns: fleet.turnCpuUs?.length ?? 0, cpu: cpuOf().length, arrival: fleet.arrivalCpuUs ?? 0, proc: process.cpuUsage(), trace: fleet.trace.length, late: fleet.seenLateMs?.length ?? 0, startMs: fleet.nowMs };
     const eld = monitorEventLoopDelay({ resolution: 1 });
     eld.enable();
     const t0 = performance.now();
@@ -74,8 +75,12 @@ async function virtualChild(size) {
     const sorted = [...samples].sort((a, b) => a - b);
     const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] / 1000;
     const mem = process.memoryUsage();
+    // The router's own synchronous turns (a harness from before part 5 has none: its per-completion figures instead).
+    const turns = (fleet.turnCpuUs ?? cpuOf()).slice(fleet.turnCpuUs ? before.turns : before.cpu).sort((a, b) => a - b);
+    const diag = flag("--diagnose") ? { ...diagnose(fleet, before, makespanMs), entryPoints: entry.take() } : undefined;
     out.push({
       burst: b,
+      diag,
       requests: jobs.length,
       ratio: makespanMs / boundMs(gpus, jobs),
       cpuPerRequestMs: routerUs / 1000 / jobs.length,
@@ -83,6 +88,8 @@ async function virtualChild(size) {
       completionP99Ms: q(0.99),
       processCpuPerRequestMs: (proc.user + proc.system) / 1000 / jobs.length,
       eldP99Ms: eld.percentile(99) / 1e6,
+      turnP99Ms: turns[Math.floor(0.99 * turns.length)] / 1000,
+      turnMaxMs: turns.at(-1) / 1000,
       eldMaxMs: eld.max / 1e6,
       wallMs,
       rssMiB: mem.rss / 2 ** 20,
@@ -92,6 +99,131 @@ async function virtualChild(size) {
     fleet.nowMs += 1000;
   }
   console.log(JSON.stringify(out));
+}
+
+/**
+ * --diagnose: the router's own synchronous work at its two heavy entry
+ * points, wall time per call (the cost model's observe, which runs the fleet
+ * refits; the plan's dispatch round): p99 and max per burst, and how many
+ * calls took over 10 ms. Reaches into admission's private parts (a
+ * diagnostic, not an API).
+ */
+function timeEntryPoints(fleet) {
+  const parts = fleet.admission.p;
+  const timed = {};
+  const wrap = (obj, name, label) => {
+    const f = obj[name].bind(obj);
+    timed[label] = [];
+    obj[name] = (...args) => {
+      const t0 = performance.now();
+      try {
+        return f(...args);
+      } finally {
+        timed[label].push(performance.now() - t0);
+      }
+    };
+  };
+  wrap(parts.loads.costs, "observe", "observe");
+  wrap(parts.strategy, "dispatch", "dispatch");
+  return {
+    take() {
+      const r = {};
+      for (const [k, xs] of Object.entries(timed)) {
+        const s = xs.splice(0).sort((a, b) => a - b);
+        r[k] = { calls: s.length, p99: Number((s[Math.floor(0.99 * s.length)] ?? 0).toFixed(2)), max: Number((s.at(-1) ?? 0).toFixed(1)), over10ms: s.filter((x) => x > 10).length };
+      }
+      return r;
+    },
+  };
+}
+
+/**
+ * --diagnose: where a burst's GPU time went idle. Per worker, from the
+ * harness's trace: idle before its first request (the burst's arrival
+ * plans), between requests (the router seeing an answer late, or choosing
+ * not to use the worker), after its last one (the tail); idle GPU time per
+ * tenth of the makespan; how late the router saw each answer.
+ */
+function diagnose(fleet, before, makespanMs) {
+  const start = before.startMs;
+  const end = start + makespanMs;
+  const byWorker = new Map();
+  for (const e of fleet.trace.slice(before.trace)) {
+    const list = byWorker.get(e.worker) ?? [];
+    list.push(e);
+    byWorker.set(e.worker, list);
+  }
+  let head = 0, gaps = 0, tail = 0, busy = 0;
+  // Idle GPU time while requests still waited in the router (before the burst's last send), by worker speed.
+  let lastSent = start;
+  for (const e of fleet.trace.slice(before.trace)) lastSent = Math.max(lastSent, e.sentMs);
+  const speeds = [...fleet.gpus.values()].map((g) => g.speed * gpuScale);
+  const idleWaiting = {};
+  const waitingIdle = (w, a, b) => {
+    const x = Math.max(0, Math.min(b, lastSent) - a);
+    idleWaiting[speeds[w]] = (idleWaiting[speeds[w]] ?? 0) + x;
+  };
+  const tenths = new Array(10).fill(0);
+  const idleIn = (a, b) => {
+    for (let t = 0; t < 10; t++) {
+      const lo = start + (t * makespanMs) / 10, hi = start + ((t + 1) * makespanMs) / 10;
+      tenths[t] += Math.max(0, Math.min(b, hi) - Math.max(a, lo));
+    }
+  };
+  const workers = fleet.gpus.size;
+  for (const list of byWorker.values()) {
+    list.sort((x, y) => x.startMs - y.startMs);
+    head += list[0].startMs - start;
+    idleIn(start, list[0].startMs);
+    waitingIdle(list[0].worker, start, list[0].startMs);
+    for (let i = 0; i < list.length; i++) {
+      busy += list[i].endMs - list[i].startMs;
+      if (i > 0) {
+        gaps += Math.max(0, list[i].startMs - list[i - 1].endMs);
+        idleIn(list[i - 1].endMs, list[i].startMs);
+        waitingIdle(list[i].worker, list[i - 1].endMs, list[i].startMs);
+      }
+    }
+    tail += end - list.at(-1).endMs;
+    waitingIdle(list[0].worker, list.at(-1).endMs, end);
+    idleIn(list.at(-1).endMs, end);
+  }
+  const gpuMs = workers * makespanMs;
+  const late = (fleet.seenLateMs ?? []).slice(before.late).sort((a, b) => a - b);
+  const lq = (p) => late[Math.min(late.length - 1, Math.floor(p * late.length))];
+  const pct = (x) => Number(((100 * x) / gpuMs).toFixed(2));
+  const lastEnds = fleet.trace.slice(before.trace).sort((a, b) => b.endMs - a.endMs).slice(0, 3).map((e) => ({ speed: fleet.gpus.size && [...fleet.gpus.values()][e.worker].speed * gpuScale, sentS: (e.sentMs - start) / 1000, startS: (e.startMs - start) / 1000, endS: (e.endMs - start) / 1000, predictedS: e.predictedMs / 1000, actualS: e.actualMs / 1000, size: e.body.size, steps: e.body.num_inference_steps }));
+  // The router's turns over 10 ms: with arrivals, or how many answers they handled.
+  const long = { arrivals: 0, answers: [] };
+  (fleet.turnCpuUs ?? []).slice(before.turns).forEach((us, i) => {
+    if (us <= 10_000) return;
+    const e = fleet.turnEvents[before.turns + i];
+    if (e.arrivals) long.arrivals++;
+    else long.answers.push(e.answers);
+  });
+  long.answers.sort((a, b) => a - b);
+  // The cost model's error: actual / predicted per worker speed and size, over the burst and over its last sends.
+  const miss = {};
+  const entries = fleet.trace.slice(before.trace);
+  entries.forEach((e, i) => {
+    const k = `${speeds[e.worker]}/${e.body.size}${i >= entries.length * 0.9 ? "/last10%" : ""}`;
+    const m = (miss[k] ??= { n: 0, sum: 0, max: 0 });
+    m.n++;
+    m.sum += e.actualMs / e.predictedMs;
+    m.max = Math.max(m.max, e.actualMs / e.predictedMs);
+  });
+  for (const k of Object.keys(miss)) miss[k] = `${miss[k].n}: mean ${(miss[k].sum / miss[k].n).toFixed(2)} max ${miss[k].max.toFixed(2)}`;
+  return {
+    miss,
+    longTurns: { withArrivals: long.arrivals, answerTurns: long.answers.length, answersP50: long.answers[long.answers.length >> 1], answersMax: long.answers.at(-1) },
+    lastEnds,
+    lastSentS: (lastSent - start) / 1000,
+    idleWhileWaitingPct: Object.fromEntries(Object.entries(idleWaiting).map(([k, v]) => [k, pct(v)])),
+    arrivalBlockMs: ((fleet.arrivalCpuUs ?? 0) - before.arrival) / 1000,
+    seenLateMs: { p50: lq(0.5), p90: lq(0.9), p99: lq(0.99), max: late.at(-1), mean: late.reduce((a, b) => a + b, 0) / late.length },
+    idlePct: { head: pct(head), gaps: pct(gaps), tail: pct(tail), total: pct(gpuMs - busy), unusedWorkers: workers - byWorker.size },
+    idlePctByTenth: tenths.map((x) => Number(((100 * x) / (workers * makespanMs / 10)).toFixed(1))),
+  };
 }
 
 function bundleFleet() {
@@ -110,9 +242,10 @@ async function virtualRuns(sizes) {
   for (const size of sizes) {
     const t0 = Date.now();
     const prof = flag("--profile") ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=scale-${size}.cpuprofile`] : [];
-    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale)], { encoding: "utf8", maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale), ...(flag("--diagnose") ? ["--diagnose"] : [])], { encoding: "utf8", maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`size ${size}: ${r.stderr}`);
     const runs = JSON.parse(r.stdout.trim().split("\n").pop());
+    for (const x of runs) if (x.diag) console.log(`${size} workers, burst ${x.burst}: ratio ${fmt(x.ratio)}, ${JSON.stringify(x.diag)}`);
     const measured = runs.slice(1);
     const row = {
       size,
@@ -126,6 +259,8 @@ async function virtualRuns(sizes) {
       processCpuPerRequestMs: median(measured.map((x) => x.processCpuPerRequestMs)),
       eldP99Ms: Math.max(...runs.map((x) => x.eldP99Ms)),
       eldMaxMs: Math.max(...runs.map((x) => x.eldMaxMs)),
+      turnP99Ms: Math.max(...runs.map((x) => x.turnP99Ms)),
+      turnMaxMs: Math.max(...runs.map((x) => x.turnMaxMs)),
       wallPerBurstS: median(measured.map((x) => x.wallMs)) / 1000,
       maxRssMiB: Math.max(...runs.map((x) => x.maxRssMiB)),
       heapMiB: Math.max(...runs.map((x) => x.heapMiB)),
@@ -138,15 +273,36 @@ async function virtualRuns(sizes) {
       console.log(`profile of ${size} workers: ${sum.busyMs.toFixed(0)} ms busy`);
       for (const f of sum.topSelf) console.log(`  ${String(f.pctOfBusy).padStart(5)}%  ${f.fn}`);
     }
-    console.log(`${size} workers x ${row.requests}: ratio ${fmt(row.ratio)} (warm-up ${fmt(row.warmupRatio)}), router CPU/request ${fmt(row.cpuPerRequestMs)} ms (p50 ${fmt(row.completionP50Ms)}, p99 ${fmt(row.completionP99Ms)}), ELD p99 ${fmt(row.eldP99Ms, 1)} ms, RSS ${fmt(row.maxRssMiB, 0)} MiB, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(`${size} workers x ${row.requests}: ratio ${fmt(row.ratio)} (warm-up ${fmt(row.warmupRatio)}), router CPU/request ${fmt(row.cpuPerRequestMs)} ms (p50 ${fmt(row.completionP50Ms)}, p99 ${fmt(row.completionP99Ms)}), ELD p99 ${fmt(row.eldP99Ms, 1)} ms (max ${fmt(row.eldMaxMs, 1)}), router turns p99 ${fmt(row.turnP99Ms, 1)} max ${fmt(row.turnMaxMs, 1)} ms, RSS ${fmt(row.maxRssMiB, 0)} MiB, ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   }
   return rows;
+}
+
+/**
+ * What the sims' GPUs did in a burst, from each answer's inference_time_s
+ * (the sim's own wall time for the generation, timers and drawing included):
+ * that time over the formula's at the serving sim's speed (> 1: the sims run
+ * slow, e.g. late timers and drawing on a loaded host) and the share of
+ * worker-time no generation ran. The bound times that stretch is what the
+ * sims could have done at the speed they actually ran (an estimate: the
+ * stretch is a mean over the burst).
+ */
+function simGpuTime(served, sims, workers, cost, makespanMs) {
+  const byUrl = new Map(sims.map((s, i) => [s.url.replace(/\/$/, ""), workers[i]]));
+  let actual = 0, formula = 0;
+  for (const s of served) {
+    const w = byUrl.get(String(s.worker ?? "").replace(/\/$/, ""));
+    if (s.inferenceS === null || w === undefined) continue;
+    actual += s.inferenceS * 1000;
+    formula += cost(s.job, w);
+  }
+  return { stretch: actual / formula, idlePct: 100 * (1 - actual / (workers.length * makespanMs)) };
 }
 
 /** The process run: N sims (3/4 at speed 1, 1/4 at 0.5, all `slowdown` times slower) behind the built router. */
 async function processRun(n, slowdown) {
   const { routedBurst, closeClient } = await import("./lib/burst.mjs");
-  const { lowerBound, rng } = await import("./lib/fleets.mjs");
+  const { lowerBound, rng, cost } = await import("./lib/fleets.mjs");
   const { startRouter, stopRouter } = await import("./lib/router.mjs");
   const { startSim, stopSim } = await import("./lib/sims.mjs");
   const { freePort } = await import("./lib/nginx.mjs");
@@ -174,8 +330,9 @@ async function processRun(n, slowdown) {
       const res = await routedBurst(router.url, jobs);
       const cpuUs = processCpuUs(router.pid) - cpu0;
       const bound = lowerBound(jobs, workers);
-      out.push({ burst: b, requests: jobs.length, makespanMs: res.makespanMs, boundMs: bound, ratio: res.makespanMs / bound, errors: res.errors.length, routerCpuPerRequestMs: cpuUs / 1000 / jobs.length });
-      console.log(`process run, burst ${b}: ${jobs.length} requests, makespan ${(res.makespanMs / 1000).toFixed(2)} s, bound ${(bound / 1000).toFixed(2)} s, ratio ${fmt(res.makespanMs / bound)}, errors ${res.errors.length}, router CPU/request ${fmt(cpuUs / 1000 / jobs.length)} ms`);
+      const gpu = simGpuTime(res.served, sims, workers, cost, res.makespanMs);
+      out.push({ burst: b, requests: jobs.length, makespanMs: res.makespanMs, boundMs: bound, ratio: res.makespanMs / bound, errors: res.errors.length, routerCpuPerRequestMs: cpuUs / 1000 / jobs.length, ...gpu });
+      console.log(`process run, burst ${b}: ${jobs.length} requests, makespan ${(res.makespanMs / 1000).toFixed(2)} s, bound ${(bound / 1000).toFixed(2)} s, ratio ${fmt(res.makespanMs / bound)}, errors ${res.errors.length}, router CPU/request ${fmt(cpuUs / 1000 / jobs.length)} ms; sims' GPU time / formula ${fmt(gpu.stretch)}, sims idle ${fmt(gpu.idlePct, 1)}% of worker-time, makespan / (bound x that) ${fmt(res.makespanMs / (bound * gpu.stretch))}`);
     }
   } finally {
     if (router !== null) await stopRouter(router);

@@ -44,23 +44,26 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 describe("batching workers in the plan", () => {
   for (const [name, gpus] of Object.entries(fleets)) {
-    it(`${name}, max size 4, 48 requests of 6 signatures: later bursts <= 1.4x the batching bound and no worse than sending one at a time (main grouped every compatible request: 2.6x)`, async () => {
+    it(`${name}, max size 4, 48 requests of 6 signatures: later bursts <= 1.2x the batching bound (median) and well below sending one at a time (grouping every compatible request: 2.6x; the myopic join alone: 1.32 and 1.27 against 1.34 and 1.30)`, async () => {
       const batched: number[] = [];
       const single: number[] = [];
       const warm: number[] = [];
+      const firstAfter: number[] = [];
       for (let seed = 1; seed <= 4; seed++) {
         const b = await run(gpus, 4, seed);
         const s = await run(gpus, 1, seed);
         console.log(name, `seed ${seed}`, "batch 4:", b.ratios.map((r) => r.toFixed(3)).join(" "), `(largest batch ${b.largest}, ${b.behind} of ${48 * 5} waited behind a queued batch)`, "| batch 1:", s.ratios.map((r) => r.toFixed(3)).join(" "));
         expect(b.largest).toBe(4);
         warm.push(b.ratios[0]!);
+        firstAfter.push(b.ratios[1]!);
         batched.push(...b.ratios.slice(1));
         single.push(...s.ratios.slice(1));
       }
-      console.log(name, "median later bursts: batch 4", median(batched).toFixed(3), "max", Math.max(...batched).toFixed(3), "| batch 1", median(single).toFixed(3), "| warm-up max", Math.max(...warm).toFixed(3));
+      console.log(name, "median later bursts: batch 4", median(batched).toFixed(3), "max", Math.max(...batched).toFixed(3), "| batch 1", median(single).toFixed(3), "| warm-up max", Math.max(...warm).toFixed(3), "| first after warm-up: median", median(firstAfter).toFixed(3), "max", Math.max(...firstAfter).toFixed(3));
       // Grouping always up to 4 ran four 1024² requests (no gain in the sim's table) on one GPU at a burst's end: 2.6-2.7x.
-      expect(median(batched)).toBeLessThanOrEqual(1.4);
-      expect(median(batched)).toBeLessThanOrEqual(median(single) * 1.05);
+      // Batch units (plan-units.ts): 1.14 and 1.12 (one at a time 1.34 and 1.30).
+      expect(median(batched)).toBeLessThanOrEqual(1.2);
+      expect(median(batched)).toBeLessThanOrEqual(median(single) * 0.92);
     });
   }
 });

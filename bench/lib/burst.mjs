@@ -35,7 +35,7 @@ export async function runJob(base, job) {
   try {
     if (job.kind === "image") {
       const r = await call(base, "POST", "/v1/images/generations", job.body);
-      return { ok: r.status === 200, worker: r.worker, doneAt: performance.now(), error: r.status === 200 ? undefined : `${r.status} ${r.text.slice(0, 200)}` };
+      return { ok: r.status === 200, worker: r.worker, doneAt: performance.now(), inferenceS: r.json?.inference_time_s ?? null, error: r.status === 200 ? undefined : `${r.status} ${r.text.slice(0, 200)}` };
     }
     const created = await call(base, "POST", "/v1/videos", job.body);
     if (created.status !== 200 || !created.json?.id) return { ok: false, worker: created.worker, doneAt: performance.now(), error: `create ${created.status} ${created.text.slice(0, 200)}` };
@@ -80,7 +80,7 @@ function summarise(t0, jobs, results) {
   return {
     makespanMs: Math.max(...results.map((r) => r.doneAt)) - t0,
     errors: results.filter((r) => !r.ok).map((r) => r.error),
-    served: results.map((r, i) => ({ model: jobs[i].model, worker: r.worker, job: jobs[i] })),
+    served: results.map((r, i) => ({ model: jobs[i].model, worker: r.worker, job: jobs[i], inferenceS: r.inferenceS ?? null })),
   };
 }
 

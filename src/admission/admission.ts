@@ -246,7 +246,7 @@ class ComposedAdmission implements Admission {
       gate.ended();
     }
     registry.notifyLoad(worker);
-    if (queue.queued > 0 && strategy.freesSlot(ticket)) this.p.pump();
+    if (queue.queued > 0 && strategy.freesSlot(ticket)) strategy.freed();
     this.p.hedger?.check();
   }
 
@@ -268,7 +268,7 @@ class ComposedAdmission implements Admission {
 
   /** A worker's GPU is predicted free: a waiter or a copy may take it. */
   #freed(): void {
-    if (this.p.queue.queued > 0) this.p.pump();
+    if (this.p.queue.queued > 0) this.p.strategy.freed();
     this.p.hedger?.check();
   }
 

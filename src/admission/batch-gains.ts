@@ -49,6 +49,12 @@ export class BatchGains {
     q[size] = Number.isNaN(old) ? ratio / size : old + ALPHA * (ratio / size - old);
   }
 
+  /** Whether a batch of `size` was observed in this class (F(size) is learned, not interpolated). */
+  known(cls: string, size: number): boolean {
+    const q = this.#q.get(cls);
+    return size === 1 || (q !== undefined && size <= MAX_SIZE && !Number.isNaN(q[size]!));
+  }
+
   /** F(size): a batch's time in units of one member alone. */
   time(cls: string, size: number): number {
     const q = this.#q.get(cls);

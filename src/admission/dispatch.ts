@@ -23,6 +23,8 @@ export interface DispatchStrategy {
   readonly ordered: boolean;
   /** A waiter joined the queue. */
   arrived(): void;
+  /** A request ended (or its GPU time is predicted over) and someone waits: its slot may go to a waiter. */
+  freed(): void;
   /** Sends what can go now among the waiters (called with the gate open and someone waiting). */
   dispatch(): void;
   /** Waiters the next dispatch will send at once: they do not count against --queue-size. */

@@ -218,6 +218,11 @@ export class LoadBook {
     return this.predictMs(work, w) * this.gains.marginal(BatchGains.classOf(modelOf(w), work), size);
   }
 
+  /** F(size) of `work` on `w`'s model: a batch's time in units of one member alone (batch-gains.ts; `size` when nothing is learned). */
+  batchFactor(w: Worker, work: WorkFeatures | null, size: number): number {
+    return this.gains.time(BatchGains.classOf(modelOf(w), work), size);
+  }
+
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
   end(run: Run, ticket: Ticket, end: RunEnd): void {
     const l = this.#loads.get(run.worker);
@@ -241,9 +246,14 @@ export class LoadBook {
       if (b.items.every((i) => i.ok)) {
         const work = b.items[0]!.facts.work;
         const cls = BatchGains.classOf(run.model, work);
+        // A batch of a size never seen in its class teaches the gain only: its members' time alone
+        // would be its time / a guessed F (b when nothing is known: the share), and a first batch
+        // of four 512² taught a worker it was 2-3x faster than it is (the plan then sent it the
+        // burst's large requests as to a fast worker).
+        const known = this.gains.known(cls, b.size);
         const alone = b.size > 1 ? took / this.gains.time(cls, b.size) : took;
         if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / this.predictMs(work, run.worker));
-        for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
+        if (known) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
       }
     } else if (end.ok) {
       const took = from(run.startedMs);

@@ -10,6 +10,7 @@ import { inPool, PlanBoard, type Pool } from "./plan-board.js";
 import { ClassQueues } from "./plan-classes.js";
 import { DirectRound } from "./plan-direct.js";
 import { fillBatch, planJoins, type Join, type JoinRound } from "./plan-join.js";
+import { planUnits } from "./plan-units.js";
 import { chooseWindow } from "./plan-window.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
@@ -112,6 +113,17 @@ export class PlanDispatch implements DispatchStrategy {
   }
 
   /**
+   * Answers are planned like arrivals: once after the current I/O turn, so
+   * the answers of one turn (a busy router on a large fleet sees hundreds
+   * at once) make one round with all their free workers, not one round
+   * each (a round costs O(workers) on large pools: the board, the sort of
+   * free times).
+   */
+  freed(): void {
+    this.arrived();
+  }
+
+  /**
    * One round: the workers' state brought up to date (only what changed,
    * plan-board.ts), the requests that can matter to the free workers
    * (plan-window.ts), new workers probed with small requests, the plan
@@ -124,7 +136,9 @@ export class PlanDispatch implements DispatchStrategy {
     const nowMs = this.ctx.clock();
     const board = this.#board.round(nowMs);
     if (this.#rotation++ > 1e9) this.#rotation = 0;
-    const direct = this.#videos > 0 || this.#probesStale(nowMs) ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
+    // Batching workers are planned request by request (plan-units.ts, plan-join.ts): the per-class
+    // round's fluid levels know no batch, and grouped every compatible request up to the batch size.
+    const direct = this.#videos > 0 || this.ctx.batchSize > 1 || this.#probesStale(nowMs) ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
     if (direct !== null) {
       if (direct.length > 0) this.#send(direct, nowMs, live);
       return;
@@ -134,6 +148,7 @@ export class PlanDispatch implements DispatchStrategy {
     const joins = this.ctx.batchSize > 1 ? this.#joinRound(round) : null;
     const taken = new Set<Waiter>();
     if (joins !== null) for (const j of planJoins(joins, taken)) this.#handJoin(j);
+    if (joins !== null && round.whole && round.units.size === 0 && this.#batchUnits(round, plan, taken)) return;
     const planned = planBoard(round.items, round.board, round.nowMs, this.#rotation, round.whole);
     for (const [j, k] of planned) plan.push([live[round.at[j]!]!, this.#board.worker(k)]);
     const sent = plan.length === 0 ? (taken.size > 0 ? taken : null) : this.#send(plan, nowMs, live, joins, taken);
@@ -180,6 +195,29 @@ export class PlanDispatch implements DispatchStrategy {
   #joinRound({ live, at, items, board, nowMs }: Round): JoinRound {
     const { loads, candidates, batchSize } = this.ctx;
     return { board: this.#board, loads, candidates, maxSize: batchSize, nowMs, live, at, items, view: board, busy: board.busy.slice(), none: this.#board.pool(NO_WORKERS).idx };
+  }
+
+  /**
+   * The queue planned as batches (plan-units.ts) when some key gains from
+   * batching: the probes go first, then each worker's first unit as one
+   * Batch. False: no key gains, the round is planned request by request.
+   */
+  #batchUnits(round: Round, probes: [Waiter, Worker][], taken: Set<Waiter>): boolean {
+    const { loads, batchSize } = this.ctx;
+    const { nowMs, live, at, items, board } = round;
+    const units = planUnits({ board: this.#board, loads, maxSize: batchSize, nowMs, live, at, items, view: board });
+    if (units === null) return false;
+    for (const [waiter, worker] of probes) this.#hand(waiter, worker, waiter.ticket.facts.batchKey === null ? null : { left: 1, size: 1, key: waiter.ticket.facts.batchKey, startedMs: nowMs, items: [] });
+    for (const u of units) {
+      if (this.freeSlots(u.worker) < u.members.length || u.members.some((m) => m.settled || taken.has(m))) continue;
+      const batch: Batch | null = u.key === null ? null : { left: u.members.length, size: u.members.length, key: u.key, startedMs: nowMs, items: [] };
+      u.members.forEach((m, i) => {
+        this.#classes.answered(m.ticket);
+        this.ctx.queue.hand(m, this.ctx.take(u.worker, m.ticket, batch, u.predictedMs[i]));
+      });
+    }
+    compactPrefix(live, round.scanned);
+    return true;
   }
 
   #handJoin(j: Join): void {

@@ -34,6 +34,10 @@ export class PolicyDispatch implements DispatchStrategy {
     this.ctx.pump();
   }
 
+  freed(): void {
+    this.ctx.pump();
+  }
+
   dispatch(): void {
     const { queue } = this.ctx;
     const waiters = queue.live();

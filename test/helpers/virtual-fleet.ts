@@ -156,18 +156,22 @@ export class VirtualFleet {
   readonly gpus = new Map<Worker, VirtualGpu & { slotFreeMs: number[] }>();
   /** Most generations each worker was sent and had not answered, at once. */
   readonly peakConcurrency = new Map<Worker, number>();
-  /** Router CPU (µs) spent on each completion (release and the plan it ran), in order. */
+  /** Router CPU (µs) per completion (its turn's CPU shared among the answers it handled: releases and the plan they ran), in order. */
   readonly completionCpuUs: number[] = [];
   /** Router CPU (µs) spent on arrivals (queueing, the burst's first plans). */
   arrivalCpuUs = 0;
+  /** Per completion, in order: ms from its GPU's end to the router handling it (notification + waiting for the router's thread). */
+  readonly seenLateMs: number[] = [];
+  /** Router CPU (µs) of each event-loop turn, in order: the router's synchronous turns (arrivals, answers, the plan they run). */
+  readonly turnCpuUs: number[] = [];
+  /** Per turn, in the same order: the answers it handled, and whether it took arrivals. */
+  readonly turnEvents: Array<{ answers: number; arrivals: boolean }> = [];
   /** Every request sent, in send order (for diagnosing a burst: predicted vs actual). */
   readonly trace: TraceEntry[] = [];
   readonly #index = new Map<Worker, number>();
   /** Pending completions: a binary min-heap on `at`. */
   private readonly running: Completion[] = [];
   private readonly inFlight = new Map<Worker, number>();
-  /** When the router's one thread is done with what it was doing. */
-  private routerFreeMs = 0;
   private readonly routerCpu: "measured" | number;
   private readonly arrivalsPerTurn: number;
   private readonly jitter: (() => number) | null;
@@ -198,7 +202,16 @@ export class VirtualFleet {
     });
   }
 
-  /** Sends a burst at the current time; resolves with the makespan (ms from now until the last answer). */
+  /**
+   * Sends a burst at the current time; resolves with the makespan (ms from
+   * now until the router has handled the last answer). The router's thread
+   * works in event-loop turns, as Node's does: a turn takes the next
+   * `arrivalsPerTurn` arrivals (while any are left) and every answer that
+   * reached the router by its start (the poll phase hands over every
+   * readable socket at once), runs the deferred plan (setImmediate), and is
+   * charged to virtual time; answers that come meanwhile wait for the next
+   * turn. Requests start on their GPUs at the time of the turn that sent them.
+   */
   async burst(jobs: readonly Job[]): Promise<{ makespanMs: number; served: Map<Worker, number> }> {
     const start = this.nowMs;
     const served = new Map<Worker, number>();
@@ -208,43 +221,58 @@ export class VirtualFleet {
       left--;
       lastEnd = this.nowMs;
     };
-    const arrivalCpu = this.#cpuStart();
-    let turn = 0;
-    for (const job of jobs) {
-      const kind = job.kind ?? "image";
-      const facts = readRequestFacts(kind, job.body, null);
-      const ticket: Ticket = { demand: { kind, model: facts.model }, facts, exclude: null, run: null, weightVersion: null };
-      const onWorker = (w: Worker) => {
-        served.set(w, (served.get(w) ?? 0) + 1);
-        this.#start(w, ticket, job, done);
-      };
-      const w = this.admission.tryAcquire(ticket);
-      if (w !== null) onWorker(w);
-      else void this.admission.wait(ticket, null).then(onWorker);
-      if (++turn % this.arrivalsPerTurn === 0) {
-        await flush();
-        this.#startBatches(null, this.nowMs);
-      }
-    }
-    await flush();
-    this.#startBatches(null, this.nowMs);
-    this.arrivalCpuUs += this.#charge(arrivalCpu);
+    let next = 0;
     while (left > 0) {
-      const next = this.#popCompletion();
-      if (next === undefined) throw new Error(`${left} jobs never dispatched`);
-      // The router sees the answer a little after it, and no earlier than it is done with the previous event.
-      // A batching GPU starts its next batch the moment it is free, with what was queued by then.
-      this.#startBatches(next.worker, next.at);
-      this.nowMs = Math.max(this.nowMs, next.at + NOTIFY_MS, this.routerFreeMs);
-      this.inFlight.set(next.worker, this.inFlight.get(next.worker)! - 1);
+      if (next >= jobs.length) {
+        const first = this.running[0];
+        if (first === undefined) throw new Error(`${left} jobs never dispatched`);
+        // Nothing to do until the next answer reaches the router.
+        this.nowMs = Math.max(this.nowMs, first.at + NOTIFY_MS);
+      }
       const cpu = this.#cpuStart();
-      this.admission.release(next.worker, next.ticket, { ok: true, doneMs: next.at });
-      this.completionCpuUs.push(this.#charge(cpu));
-      next.done();
+      const arrivals = Math.min(jobs.length - next, this.arrivalsPerTurn);
+      for (const job of jobs.slice(next, next + arrivals)) this.#arrive(job, served, done);
+      next += arrivals;
+      const dones = this.#answersDue();
       await flush();
       this.#startBatches(null, this.nowMs);
+      const us = this.#charge(cpu, dones.length + (arrivals > 0 ? 1 : 0));
+      this.turnCpuUs.push(us);
+      this.turnEvents.push({ answers: dones.length, arrivals: arrivals > 0 });
+      if (arrivals > 0) this.arrivalCpuUs += us;
+      else for (let i = 0; i < dones.length; i++) this.completionCpuUs.push(us / dones.length);
+      for (const d of dones) d();
     }
     return { makespanMs: lastEnd - start, served };
+  }
+
+  /** A request reaches admission: a worker at once (a forwarded route) or a place in the queue. */
+  #arrive(job: Job, served: Map<Worker, number>, done: () => void): void {
+    const kind = job.kind ?? "image";
+    const facts = readRequestFacts(kind, job.body, null);
+    const ticket: Ticket = { demand: { kind, model: facts.model }, facts, exclude: null, run: null, weightVersion: null };
+    const onWorker = (w: Worker) => {
+      served.set(w, (served.get(w) ?? 0) + 1);
+      this.#start(w, ticket, job, done);
+    };
+    const w = this.admission.tryAcquire(ticket);
+    if (w !== null) onWorker(w);
+    else void this.admission.wait(ticket, null).then(onWorker);
+  }
+
+  /** Releases every answer that reached the router by now (one turn's poll phase); returns their clients' callbacks. */
+  #answersDue(): Array<() => void> {
+    const dones: Array<() => void> = [];
+    while (this.running.length > 0 && this.running[0]!.at + NOTIFY_MS <= this.nowMs) {
+      const c = this.#popCompletion()!;
+      // A batching GPU starts its next batch the moment it is free, with what was queued by then.
+      this.#startBatches(c.worker, c.at);
+      this.seenLateMs.push(this.nowMs - c.at);
+      this.inFlight.set(c.worker, this.inFlight.get(c.worker)! - 1);
+      this.admission.release(c.worker, c.ticket, { ok: true, doneMs: c.at });
+      dones.push(c.done);
+    }
+    return dones;
   }
 
   /** Starts what batching GPUs (one, or all with null) begin up to `limitMs`, and schedules their completions. */
@@ -292,16 +320,15 @@ export class VirtualFleet {
     return this.routerCpu === "measured" ? process.cpuUsage() : null;
   }
 
-  /** Charges the router's work since `from` to virtual time (the router is busy for it); returns its CPU µs. */
-  #charge(from: NodeJS.CpuUsage | null): number {
+  /** Charges the router's work since `from` (or the fixed cost of `events`) to virtual time (the router is busy for it); returns its CPU µs. */
+  #charge(from: NodeJS.CpuUsage | null, events: number): number {
     let us: number;
-    if (from === null) us = (this.routerCpu as number) * 1000;
+    if (from === null) us = (this.routerCpu as number) * 1000 * events;
     else {
       const d = process.cpuUsage(from);
       us = d.user + d.system;
     }
     this.nowMs += us / 1000;
-    this.routerFreeMs = this.nowMs;
     return us;
   }
 
