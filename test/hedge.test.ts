@@ -10,99 +10,10 @@
  * say what happened.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { jsonRequest, startRouterProcess, waitFor, type RouterProcess } from "./helpers/router.js";
-import { startSimProcess, type SimProcess } from "./helpers/sim.js";
+import { generations, hedgeMetrics, image, large, learnedPair, lines, pairWithSlow, setSpeed, simStats, small, stopAll } from "./helpers/hedge.js";
+import { jsonRequest, waitFor, type RouterProcess } from "./helpers/router.js";
+import type { SimProcess } from "./helpers/sim.js";
 import { createRouterClient, type RolloutJobResult } from "../sdk/src/index.js";
-
-/** About 12 ms of GPU time on a sim at speed 1. */
-const small = { prompt: "a cat", size: "256x256", num_inference_steps: 20, response_format: "url" };
-/** About 100 ms at speed 1: a copy of a straggler becomes worth it only ~1.2 s in ((100 ms + 0.5 s) x 2), time enough for a test to act first. */
-const large = { prompt: "a river", size: "512x512", num_inference_steps: 50, response_format: "url" };
-
-interface Answer {
-  status: number;
-  worker: string;
-  requestId: string;
-  version: string | null;
-  body: any;
-}
-
-async function image(router: RouterProcess, body: Record<string, unknown>, requestId: string): Promise<Answer> {
-  const r = await fetch(`${router.url}/v1/images/generations`, { method: "POST", headers: { "content-type": "application/json", "x-request-id": requestId }, body: JSON.stringify(body) });
-  const text = await r.text();
-  return { status: r.status, worker: r.headers.get("x-sim-worker") ?? "", requestId, version: r.headers.get("x-weight-version"), body: text.startsWith("{") ? JSON.parse(text) : text };
-}
-
-async function simStats(sim: SimProcess): Promise<any> {
-  return (await jsonRequest(`${sim.url}/sim/stats`)).body;
-}
-
-const GEN = "POST /v1/images/generations";
-
-/** Image generations the sim received. */
-function generations(stats: any): number {
-  return stats.requests_by_route[GEN] ?? 0;
-}
-
-async function setSpeed(sim: SimProcess, speed: number): Promise<void> {
-  expect((await jsonRequest(`${sim.url}/sim/config`, { method: "POST", json: { speed } })).status).toBe(200);
-}
-
-/** The router's hedge counters: copies started, and ended by outcome. */
-async function hedgeMetrics(router: RouterProcess): Promise<{ started: number; won: number; cut: number; failed: number }> {
-  const text = await (await fetch(`${router.url}/metrics`)).text();
-  const read = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
-  return {
-    started: read(/^sgl_router_hedge_copies_started_total (\d+)$/m),
-    won: read(/^sgl_router_hedge_copies_ended_total\{outcome="won"\} (\d+)$/m),
-    cut: read(/^sgl_router_hedge_copies_ended_total\{outcome="cut"\} (\d+)$/m),
-    failed: read(/^sgl_router_hedge_copies_ended_total\{outcome="failed"\} (\d+)$/m),
-  };
-}
-
-/** Two fast sims and a router that learned both (each worker's first answer is not an observation). */
-async function learnedPair(extraArgs: string[] = []): Promise<{ sims: SimProcess[]; router: RouterProcess }> {
-  const sims = await Promise.all([startSimProcess(), startSimProcess()]);
-  const router = await startRouterProcess(["--worker-urls", ...sims.map((s) => s.url), ...extraArgs]);
-  await waitFor(async () => (await jsonRequest(`${router.url}/workers`)).body.workers.every((w: any) => w.task_type !== null), 10_000, "model cards probed");
-  // Both sizes the tests use, so each worker's predictions of them are learned, not extrapolated;
-  // pairs at once, so both workers get work (lone requests all go to the one predicted faster).
-  for (let i = 0; i < 20; i++) {
-    const body = i % 2 === 0 ? small : large;
-    await Promise.all([0, 1].map((k) => image(router, { ...body, seed: 1000 + 2 * i + k }, `warm-${i}-${k}`)));
-    const workers = (await jsonRequest(`${router.url}/workers`)).body.workers as any[];
-    if (i >= 7 && workers.every((w) => w.speed_observations >= 6)) break;
-  }
-  return { sims, router };
-}
-
-async function stopAll(router: RouterProcess | undefined, sims: SimProcess[] | undefined): Promise<void> {
-  await router?.stop();
-  await Promise.all((sims ?? []).map((s) => s.stop()));
-}
-
-/**
- * Sends a pair of `body` requests at once (one per idle worker, as a rule)
- * until one of a pair runs on `slow`: learned speeds scatter on a busy host,
- * and a pair may both go to the other worker. Resolves, once the slow worker
- * has its request, with that pair's pending answers and its request-id prefix.
- */
-async function pairWithSlow(router: RouterProcess, slow: SimProcess, body: Record<string, unknown>, tag: string, seeded = true): Promise<{ pair: Promise<Answer>[]; prefix: string }> {
-  for (let i = 0; i < 6; i++) {
-    const before = generations(await simStats(slow));
-    const prefix = `${tag}-${i}-`;
-    const pair = [1, 2].map((k) => image(router, seeded ? { ...body, seed: 100 * i + k } : body, `${prefix}${k}`));
-    const both = Promise.all(pair).then(() => "done" as const);
-    const seen = await waitFor(async () => (generations(await simStats(slow)) > before ? ("slow" as const) : await Promise.race([both, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5))])), 20_000, "the pair reached the workers");
-    if (seen === "slow") return { pair, prefix };
-  }
-  throw new Error("no pair of 6 put a request on the slow worker");
-}
-
-/** The access log's lines of requests whose id starts with `tag`. */
-function lines(router: RouterProcess, tag: string): any[] {
-  return router.logs.filter((l) => l.msg === "request" && String(l.requestId).startsWith(tag));
-}
 
 describe("a slow worker and an idle fast one", () => {
   let sims: SimProcess[];

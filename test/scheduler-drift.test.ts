@@ -24,10 +24,10 @@ import { oracleMakespanMs, rng, serviceMs, VirtualFleet, type Job, type VirtualG
 
 const MIX = { sizes: ["512x512", "768x768", "1024x1024", "1536x1536"], steps: [20, 30], n: [1, 2, 3, 4] };
 
-/** 48 images as the bench's drift fleet draws them (512² to 1536², 20/30 steps, 1-4 outputs, seeded). */
-function burst(random: () => number): Job[] {
+/** `count` images (48 as the bench's drift fleet draws them, 24 with --quick: 512² to 1536², 20/30 steps, 1-4 outputs, seeded). */
+function burst(random: () => number, count = 48): Job[] {
   const pick = <T>(list: readonly T[]) => list[Math.floor(random() * list.length)]!;
-  return Array.from({ length: 48 }, (_, i) => ({ body: { prompt: `p${i}`, size: pick(MIX.sizes), num_inference_steps: pick(MIX.steps), n: pick(MIX.n), seed: i } }));
+  return Array.from({ length: count }, (_, i) => ({ body: { prompt: `p${i}`, size: pick(MIX.sizes), num_inference_steps: pick(MIX.steps), n: pick(MIX.n), seed: i } }));
 }
 
 /** The bench's drift workers, 3x slower overall (its --slowdown 3): jobs of 0.3-10 s. */
@@ -36,7 +36,7 @@ const BASE: VirtualGpu = { speed: 1 / 3, outputMs: 60, pixelExponent: 1.4 };
 const factor = (b: number, i: number) => (i < 3 && (b === 2 || b === 3) ? 1 / 3 : 1);
 
 /** Makespan / offline LPT (which knows each burst's speeds) of bursts 0-5, burst 0 the warm-up. */
-async function drift(seed: number, arrivalsPerTurn: number): Promise<number[]> {
+async function drift(seed: number, arrivalsPerTurn: number, count = 48): Promise<number[]> {
   const fleet = new VirtualFleet(Array.from({ length: 8 }, () => BASE), "earliest-finish", { arrivalsPerTurn });
   const workers = [...fleet.gpus.keys()];
   const random = rng(seed);
@@ -47,7 +47,7 @@ async function drift(seed: number, arrivalsPerTurn: number): Promise<number[]> {
       gpu.speed = BASE.speed * factor(b, i);
       return { ...BASE, speed: gpu.speed };
     });
-    const jobs = burst(random);
+    const jobs = burst(random, count);
     const { makespanMs } = await fleet.burst(jobs);
     ratios.push(makespanMs / oracleMakespanMs(gpus, jobs));
     fleet.nowMs += 2000;
@@ -71,6 +71,23 @@ describe("drift: three of eight workers 3x slower, then recovered", () => {
       }
     });
   }
+});
+
+describe("drift with bursts of 24 (bench --quick: 3 requests per worker)", () => {
+  // A slowed worker has 6-7 observations at the second burst after its change: the cost model's
+  // change detection (8) does not see it yet, so only the 2x-miss bridge (from 4 observations,
+  // was 8) keeps a large request off it. Before: 1.172. (At 4 arrivals per event-loop turn the
+  // median went from 1.156 to 1.124, and to 1.154 after main's batch units were merged: not asserted.)
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
+  };
+  it("a burst that arrives at once: the second burst after the slowdown <= 1.15x offline LPT (median of 10 seeds)", async () => {
+    const second: number[] = [];
+    for (let seed = 1; seed <= 10; seed++) second.push((await drift(seed, Infinity, 24))[3]!);
+    console.log(`24 a burst, at once: second burst after the slowdown ${second.map((x) => x.toFixed(3)).join(" ")}`);
+    expect(median(second)).toBeLessThanOrEqual(1.15);
+  });
 });
 
 describe("a worker's first slow answer (LoadBook)", () => {

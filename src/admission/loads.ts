@@ -3,6 +3,7 @@ import type { Worker } from "../registry/worker.js";
 import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { BatchGains } from "./batch-gains.js";
+import { SendAges } from "./explore.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -31,14 +32,27 @@ interface WorkerLoad {
 /** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
 const MISS_ALONE = 2;
 /**
- * ...once the worker has this many observations (the cost model's change
- * detection needs as many, cost-shape.ts): before, its pace and the fleet's
- * shape are still being learned, and a miss is the model learning, not the
- * worker changing. Counting those stretched a thousand new workers'
- * predictions in their first burst (1,024 workers: 1.16-1.17 of the bound
- * instead of 1.05; docs/benchmarks.md, Scale part 4).
+ * ...once the worker has this many observations: before, its pace and the
+ * fleet's shape are still being learned, and a miss is the model learning,
+ * not the worker changing. Counting those from the first stretched a
+ * thousand new workers' predictions in their first burst (1,024 workers:
+ * 1.16-1.17 of the bound instead of 1.05; docs/benchmarks.md, Scale part 4).
+ * Not the 8 the cost model's change detection needs (cost-shape.ts): with
+ * bursts of 3 requests per worker (bench --quick) a worker slowed 3x had 6-7
+ * observations at the second burst after its change, so neither the change
+ * nor this bridge saw it and it was sent a large request as if fast (the
+ * second slowed burst 1.17x offline LPT, median of 10 seeds; 1.08 with 4;
+ * 1,024 workers in bench:scale 1.011, warm-up 1.050).
  */
-const MISS_MIN_OBSERVATIONS = 8;
+const MISS_MIN_OBSERVATIONS = 4;
+/**
+ * ...and only a miss of at least this many ms beyond the prediction: on a
+ * busy host (the test suite on 2 cores) requests of a few ms took over 100 ms
+ * with no slow GPU, and a stretch that keeps a worker from its next request
+ * lasts until that request's answer (a hedge test's pairs then all went to
+ * the other worker). A GPU request takes seconds; a 2x miss of one is more.
+ */
+const MISS_MIN_MS = 250;
 
 /**
  * What each worker runs (requests, batches, video jobs) and what its answers
@@ -49,6 +63,8 @@ export class LoadBook {
   readonly costs = new CostModel();
   /** What one more member of a batch costs, learned per model and size (batch-gains.ts). */
   readonly gains = new BatchGains();
+  /** How long each worker was sent nothing, for exploration (explore.ts). */
+  readonly ages = new SendAges();
   readonly #loads = new Map<Worker, WorkerLoad>();
   /** The process epoch the cost model's knowledge of each worker is from. */
   readonly #epochs = new WeakMap<Worker, number>();
@@ -70,6 +86,7 @@ export class LoadBook {
       this.#stale.delete(e.worker);
       this.#loads.delete(e.worker);
       this.costs.forget(e.worker.url);
+      this.ages.forget(e.worker);
     }
     // Another process behind the URL (Worker.processEpoch) is a new worker,
     // maybe on another GPU: what the old one taught the cost model no longer
@@ -77,6 +94,7 @@ export class LoadBook {
     if (e.type === "updated" && e.worker.processEpoch !== (this.#epochs.get(e.worker) ?? 0)) {
       this.#epochs.set(e.worker, e.worker.processEpoch);
       this.costs.forget(e.worker.url);
+      this.ages.forget(e.worker);
     }
   }
 
@@ -95,6 +113,7 @@ export class LoadBook {
     this.#active++;
     this.#stale.delete(worker);
     this.#changed.add(worker);
+    this.ages.sent(worker, run.model);
     return run;
   }
 
@@ -153,6 +172,11 @@ export class LoadBook {
     this.#changed = this.#spare;
     this.#spare = out;
     return out;
+  }
+
+  /** Runs (requests, video jobs, cut requests still on their GPU) counted on all workers. */
+  get active(): number {
+    return this.#active;
   }
 
   /** Runs (requests and video jobs) counted on a worker. */
@@ -236,8 +260,10 @@ export class LoadBook {
       this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
       const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
-      const miss = now > 0 ? took / now : 1;
+      const miss = now > 0 && took - now >= MISS_MIN_MS ? took / now : 1;
       if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
+      // Faster than it was predicted at the send: it may have recovered (explore.ts).
+      if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
     }
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }

@@ -3,6 +3,7 @@ import { occupy, planBoard, type Board, type BoardItem } from "../scheduler/boar
 import { priorityKey } from "../scheduler/plan.js";
 import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
+import { exploreAged } from "./explore.js";
 import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
 import { inPool, PlanBoard, type Pool } from "./plan-board.js";
@@ -281,7 +282,8 @@ export class PlanDispatch implements DispatchStrategy {
    * it on a small request (running past its prediction, then its answer),
    * not on the burst's largest (issue 20: 1.4-1.7x the offline plan on the
    * first burst after three of eight workers became 3x slower). (Prompt
-   * groups are not used as probes: they are planned as units.)
+   * groups are not used as probes: they are planned as units.) Then workers
+   * the plan has left out for a while are explored (explore.ts).
    */
   #probeNewWorkers({ nowMs, live, board, at, items }: Round): [Waiter, Worker][] {
     const plan: [Waiter, Worker][] = [];
@@ -290,10 +292,9 @@ export class PlanDispatch implements DispatchStrategy {
     // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
     const stale = this.ctx.loads.staleIdle(nowMs);
     const probeStale = stale.size > 0 && this.ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
-    if (b.unobserved === 0 && !probeStale) return plan;
     const probed = new Set<number>();
     let tail = live.length - 1;
-    for (let k = 0; k < b.size; k++) {
+    for (let k = 0; k < (b.unobserved > 0 || probeStale ? b.size : 0); k++) {
       if (board.free[k]! <= 0 || b.runsOn(k) > 0 || (b.observed(k) > 0 && !(probeStale && stale.has(b.worker(k))))) continue;
       while (tail >= 0 && (live[tail]!.settled || probed.has(tail))) tail--;
       // Never the queue's head (its largest request): through HTTP a burst arrives over several
@@ -311,6 +312,9 @@ export class PlanDispatch implements DispatchStrategy {
         break;
       }
     }
+    // Workers sent nothing for a while (light traffic) may take a request within an allowance (explore.ts).
+    const light = 2 * (this.ctx.loads.active + this.ctx.queue.queued) <= b.size;
+    exploreAged(this.ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: this.ctx.candidates, light, taken: probed }, plan);
     // A probed request is not planned again in this round.
     if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
     return plan;
