@@ -120,7 +120,8 @@ describe("--state-store etcd, two routers on one prefix", () => {
     const [a, b] = await Promise.all([router(["--state-store", store]), router(["--state-store", store])]);
     const w = await sim(["--model-path", VIDEO_MODEL]);
     expect((await jsonRequest(`${b.url}/workers`, { method: "POST", json: { url: w.url } })).status).toBe(200);
-    await waitFor(async () => (await listed(a)).some((x) => x.url === w.url && x.state === "healthy"), 1_000, "the video worker in A");
+    // A learns the worker from etcd, then probes it itself: until then it cannot know the worker serves videos.
+    await waitFor(async () => (await listed(a)).some((x) => x.url === w.url && x.state === "healthy" && (x as { video_support?: boolean }).video_support === true), 15_000, "the video worker in A, probed");
     const created = await jsonRequest(`${a.url}/v1/videos`, { method: "POST", json: smallVideo });
     expect(created.status).toBe(200);
     const id = created.body.id as string;
