@@ -312,6 +312,31 @@ describe("load book", () => {
     expect(loads.snapshot(w!).observations).toBe(before + 3);
   });
 
+  it("a gain class with no batch of 2 observed is untried until one runs; one that ends unobserved leaves it untried, one observed ends it", () => {
+    const now = { ms: 0 };
+    const loads = new LoadBook(() => now.ms);
+    const [w] = workers(1);
+    const small = ticket({ prompt: "a", size: "512x512" }).facts.work;
+    const large = ticket({ prompt: "a", size: "1024x1024" }).facts.work;
+    const runPair = (ms: number) => {
+      const batch = { left: 2, size: 2, key: null, startedMs: now.ms, items: [] };
+      const ts = [ticket({ prompt: "a", size: "512x512" }), ticket({ prompt: "b", size: "512x512" })];
+      const runs = ts.map((t) => loads.start(w!, t, batch));
+      expect(loads.batchUntried(w!, small)).toBe(false); // one exploring batch at a time
+      expect(loads.batchUntried(w!, large)).toBe(true); // another class
+      now.ms += ms;
+      runs.forEach((r, i) => loads.end(r, ts[i]!, { ok: true }));
+    };
+    expect(loads.batchUntried(w!, small)).toBe(true);
+    // A cold worker's batch teaches no gain (nothing to measure it against): still untried after it.
+    runPair(80);
+    expect(loads.batchUntried(w!, small)).toBe(true);
+    while (loads.snapshot(w!).observations === 0) warm(loads, w!, now);
+    runPair(80);
+    expect(loads.batchUntried(w!, small)).toBe(false);
+    expect(loads.batchUntried(w!, large)).toBe(true);
+  });
+
   it("busyUntil chains runs in start order; a run past its prediction slows the worker's estimate", () => {
     let now = 0;
     const loads = new LoadBook(() => now);

@@ -63,6 +63,9 @@ export class LoadBook {
   readonly costs = new CostModel();
   /** What one more member of a batch costs, learned per model and size (batch-gains.ts). */
   readonly gains = new BatchGains();
+  /** Batches of 2 or more sent and not ended, by their gain class (a class is explored by one batch at a time: batchUntried). */
+  readonly #batchesRunning = new Map<string, number>();
+  readonly #batchClass = new Map<Batch, string>();
   /** How long each worker was sent nothing, for exploration (explore.ts). */
   readonly ages = new SendAges();
   readonly #loads = new Map<Worker, WorkerLoad>();
@@ -114,6 +117,11 @@ export class LoadBook {
     this.#stale.delete(worker);
     this.#changed.add(worker);
     this.ages.sent(worker, run.model);
+    if (batch !== null && batch.size >= 2 && !this.#batchClass.has(batch)) {
+      const cls = BatchGains.classOf(run.model, ticket.facts.work);
+      this.#batchClass.set(batch, cls);
+      this.#batchesRunning.set(cls, (this.#batchesRunning.get(cls) ?? 0) + 1);
+    }
     return run;
   }
 
@@ -218,6 +226,25 @@ export class LoadBook {
     return this.predictMs(work, w) * this.gains.marginal(BatchGains.classOf(modelOf(w), work), size);
   }
 
+  /**
+   * Whether no batch of 2 of `work`'s class on `w`'s model was ever observed
+   * and none runs now: its gain is unknown, and the unit plan, which batches
+   * only where a gain is known, would never teach it (plan-units.ts explores it).
+   */
+  batchUntried(w: Worker, work: WorkFeatures | null): boolean {
+    const cls = BatchGains.classOf(modelOf(w), work);
+    return !this.gains.known(cls, 2) && !this.#batchesRunning.has(cls);
+  }
+
+  #batchEnded(b: Batch): void {
+    const cls = this.#batchClass.get(b);
+    if (cls === undefined) return;
+    this.#batchClass.delete(b);
+    const n = this.#batchesRunning.get(cls)! - 1;
+    if (n > 0) this.#batchesRunning.set(cls, n);
+    else this.#batchesRunning.delete(cls);
+  }
+
   /** F(size) of `work` on `w`'s model: a batch's time in units of one member alone (batch-gains.ts; `size` when nothing is learned). */
   batchFactor(w: Worker, work: WorkFeatures | null, size: number): number {
     return this.gains.time(BatchGains.classOf(modelOf(w), work), size);
@@ -239,6 +266,7 @@ export class LoadBook {
       const b = run.batch;
       b.items.push({ facts: ticket.facts, ok: end.ok });
       if (--b.left > 0) return;
+      this.#batchEnded(b);
       // A batch is observed once, when its last member ends. A batch of one
       // is a request alone; a larger one teaches its gain (batch-gains.ts)
       // and each member's time alone: its time over F(size) as learned so far.

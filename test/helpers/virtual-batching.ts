@@ -4,8 +4,10 @@
  * GPU is free its head, if batchable, takes every task with the same
  * signature anywhere behind it (the sim's own key, src/sim/images.ts), up to
  * the max size, and the batch runs for the sim's batch time
- * (src/sim/latency.ts batchMs, default gain table). No batching delay (the
- * sim's default, 0): the head starts with the partners already queued.
+ * (src/sim/latency.ts batchMs, default gain table). With a batching delay
+ * (`batchingDelayMs`, the sim's --batching-delay-ms; default 0, as the
+ * sim's and SGLang's) the head, unless its batch is full, waits for
+ * partners until that long after its own arrival, as the sim does.
  */
 import { imageGenerationBatchKey } from "../../src/sim/images.js";
 import { batchMs, DEFAULT_GAIN_CURVE_SPEC, parseGainCurve, type Work } from "../../src/sim/latency.js";
@@ -19,6 +21,8 @@ export interface BatchingGpu {
   pixelExponent?: number;
   /** The worker's --batching-max-size. */
   batching?: number;
+  /** The worker's --batching-delay-ms. Default 0. */
+  batchingDelayMs?: number;
 }
 
 /** A task waiting in a batching GPU's queue. */
@@ -73,13 +77,13 @@ export class BatchingQueue<T> {
     const max = this.gpu.batching ?? 1;
     while (this.#queue.length > 0) {
       const head = this.#queue[0]!;
-      const beginMs = Math.max(this.freeAtMs, head.arrivedMs);
+      const partners = head.key === null ? [] : this.#queue.filter((t, i) => i > 0 && t.key === head.key).slice(0, max - 1);
+      // The sim's head waits (from its own arrival) for partners until its delay is out or the batch is full.
+      const filledMs = partners.length >= max - 1 ? (partners[max - 2]?.arrivedMs ?? head.arrivedMs) : Infinity;
+      const waitsMs = head.key === null ? head.arrivedMs : Math.min(filledMs, head.arrivedMs + (this.gpu.batchingDelayMs ?? 0));
+      const beginMs = Math.max(this.freeAtMs, head.arrivedMs, waitsMs);
       if (beginMs > limitMs) break;
-      const tasks = [head];
-      for (let i = 1; head.key !== null && i < this.#queue.length && tasks.length < max; i++) {
-        const t = this.#queue[i]!;
-        if (t.key === head.key && t.arrivedMs <= beginMs) tasks.push(t);
-      }
+      const tasks = [head, ...partners.filter((t) => t.arrivedMs <= beginMs)];
       for (const t of tasks) this.#queue.splice(this.#queue.indexOf(t), 1);
       this.freeAtMs = beginMs + simBatchMs(this.gpu, head.work, tasks.length) * this.jitter();
       started.push({ beginMs, endMs: this.freeAtMs, tasks });

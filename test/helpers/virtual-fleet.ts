@@ -26,13 +26,13 @@ export interface VirtualGpu {
   attention?: number;
   model?: string;
   taskType?: string;
-  /** Data-parallel replicas (the worker's dp_size): generations it runs at once, each at `speed`. Default 1. */
-  slots?: number;
+  slots?: number; // data-parallel replicas (dp_size): generations it runs at once, each at `speed` (default 1)
   /** The sim's cost shape (src/sim/latency.ts CostShape): a fixed ms per output, the pixel exponent. */
   outputMs?: number;
   pixelExponent?: number;
-  /** The worker's --batching-max-size (> 1: it batches like the sim, virtual-batching.ts). Default 1. */
+  /** The worker's --batching-max-size (> 1: it batches like the sim, virtual-batching.ts; default 1) and --batching-delay-ms (default 0). */
   batching?: number;
+  batchingDelayMs?: number;
 }
 
 export interface Job {
@@ -42,8 +42,7 @@ export interface Job {
 
 /** One request as it ran (VirtualFleet.trace): where, what the router predicted and what it took. */
 export interface TraceEntry {
-  /** The worker's index in the fleet's GPU list. */
-  worker: number;
+  worker: number; // its index in the fleet's GPU list
   body: Record<string, unknown>;
   /** Sent (virtual ms), started on its GPU, ended. */
   sentMs: number;
@@ -52,8 +51,7 @@ export interface TraceEntry {
   /** The router's prediction when it sent it (admission's run), and the GPU's time. */
   predictedMs: number;
   actualMs: number;
-  /** Its batch's size on a batching GPU (actualMs is then its share). */
-  batch?: number;
+  batch?: number; // its batch's size on a batching GPU (actualMs is then its share)
 }
 
 /** The simulated worker's formula (src/sim/latency.ts), with its attention factor and cost shape. */
@@ -126,8 +124,7 @@ export interface VirtualFleetOptions {
   arrivalsPerTurn?: number;
   /** A factor per request on its GPU time (a loaded host's scatter, stalls); default: none. */
   jitter?: () => number;
-  /** The router's --worker-batch-size. Default 1. */
-  workerBatchSize?: number;
+  workerBatchSize?: number; // the router's --worker-batch-size (default 1)
 }
 
 /** A request in a batching GPU's queue. */
@@ -166,17 +163,15 @@ export class VirtualFleet {
   readonly turnCpuUs: number[] = [];
   /** Per turn, in the same order: the answers it handled, and whether it took arrivals. */
   readonly turnEvents: Array<{ answers: number; arrivals: boolean }> = [];
-  /** Every request sent, in send order (for diagnosing a burst: predicted vs actual). */
-  readonly trace: TraceEntry[] = [];
+  readonly trace: TraceEntry[] = []; // every request sent, in send order (for diagnosing a burst: predicted vs actual)
   readonly #index = new Map<Worker, number>();
-  /** Pending completions: a binary min-heap on `at`. */
-  private readonly running: Completion[] = [];
+  private readonly running: Completion[] = []; // pending completions: a binary min-heap on `at`
   private readonly inFlight = new Map<Worker, number>();
   private readonly routerCpu: "measured" | number;
   private readonly arrivalsPerTurn: number;
   private readonly jitter: (() => number) | null;
-  /** The queues of batching GPUs. */
-  readonly #batching = new Map<Worker, BatchingQueue<Pending>>();
+  readonly #batching = new Map<Worker, BatchingQueue<Pending>>(); // the queues of batching GPUs
+  readonly #batchingDelay: boolean;
 
   constructor(gpus: readonly VirtualGpu[], mode: SchedulingMode = "earliest-finish", options: VirtualFleetOptions = {}) {
     gpus.forEach((g, i) => {
@@ -189,6 +184,7 @@ export class VirtualFleet {
     this.routerCpu = options.routerCpu ?? 1;
     this.arrivalsPerTurn = options.arrivalsPerTurn ?? Infinity;
     this.jitter = options.jitter ?? null;
+    this.#batchingDelay = gpus.some((g) => (g.batchingDelayMs ?? 0) > 0);
     for (const [w, g] of this.gpus) if ((g.batching ?? 1) > 1) this.#batching.set(w, new BatchingQueue<Pending>(g, () => this.jitter?.() ?? 1));
     this.admission = createAdmission({
       registry: this.registry,
@@ -224,6 +220,12 @@ export class VirtualFleet {
     let next = 0;
     while (left > 0) {
       if (next >= jobs.length) {
+        // Heads waiting out a batching delay start before the next answer (or at the delay's end). Only with a delay:
+        // it changes the pop order of answers due at the same time (delay-0 figures moved by up to 0.1 per burst).
+        for (let was = this.#batchingDelay ? -1 : this.running.length; was !== this.running.length; ) {
+          was = this.running.length;
+          this.#startBatches(null, this.running[0]?.at ?? Infinity);
+        }
         const first = this.running[0];
         if (first === undefined) throw new Error(`${left} jobs never dispatched`);
         // Nothing to do until the next answer reaches the router.
@@ -316,9 +318,7 @@ export class VirtualFleet {
     this.peakConcurrency.set(w, Math.max(this.peakConcurrency.get(w) ?? 0, inFlight));
   }
 
-  #cpuStart(): NodeJS.CpuUsage | null {
-    return this.routerCpu === "measured" ? process.cpuUsage() : null;
-  }
+  #cpuStart = (): NodeJS.CpuUsage | null => (this.routerCpu === "measured" ? process.cpuUsage() : null);
 
   /** Charges the router's work since `from` (or the fixed cost of `events`) to virtual time (the router is busy for it); returns its CPU µs. */
   #charge(from: NodeJS.CpuUsage | null, events: number): number {
