@@ -219,6 +219,9 @@ export class CostModel {
       // (A worker forgotten before a sliced refit ended is not brought back.)
       const settle = () => fleet.members.has(w) && this.#settle(workerUrl, w, fleet);
       if (this.#refitFleet(fleet, settle)) settle();
+      // Refitting in slices: meanwhile the answering worker is paced against the old shape (a worker's first
+      // learned answer otherwise left it at the fleet's average speed for the refit's turns); the new fit re-paces it.
+      else w.pace = paceOf(w, fleet.shape);
     } else if (paceDue(w.refit, nowMs)) {
       w.pace = paceOf(w, fleet.shape);
       this.#settle(workerUrl, w, fleet);
@@ -249,8 +252,9 @@ export class CostModel {
    * (returns true), or on a fleet of more than SLICED_FROM members with a
    * `defer` given, in slices of SLICE_MEMBERS paces, one per deferred turn
    * (returns false and calls `done` when the new fit is in place); predictions keep the old fit
-   * until then. The answering worker's own pace waits for the new fit too,
-   * so that a refit in slices ends as the same refit at once would have.
+   * until then. The answering worker's change detection and scatter wait
+   * for the new fit, so that a refit in slices ends as the same refit at
+   * once would have.
    */
   #refitFleet(fleet: FleetModel, done: () => void): boolean {
     const refit = new FleetRefit(fleet);

@@ -100,6 +100,8 @@ export class FleetRefit {
   readonly #paces = new Map<WorkerModel, Pace>();
   readonly #pacedAt = new Map<WorkerModel, number>();
   #shape: Shape;
+  /** The first round's common times, taken when the refit began; null after. */
+  #common: number[] | null;
   #round = 0;
   /** The next member to re-pace in this round; -1: the round's shape fit is next. */
   #next = -1;
@@ -118,6 +120,8 @@ export class FleetRefit {
     // A worker whose times scatter (a loaded host) teaches the shape less: weight 1 / σ², σ of 2% or more.
     this.#trust = this.#items.map((s) => 1 / Math.max(0.02, Number.isNaN(s.worker.noise) ? UNKNOWN_NOISE : s.worker.noise) ** 2);
     this.#rounds = fleet.window.items.length < LEARNING_WINDOW ? LEARNING_ALTERNATIONS : ALTERNATIONS;
+    // The first shape fit's common times from the paces as they are now (the answering worker may be re-paced before it runs).
+    this.#common = this.#commonTimes();
   }
 
   step(budget: number): boolean {
@@ -148,12 +152,16 @@ export class FleetRefit {
 
   /** The shape from observations brought to a common speed by the paces (this refit's, once it made them). */
   #fitShape(): void {
-    if (this.#items.length === 0) return;
-    const common = this.#items.map((s) => {
+    const common = this.#common ?? this.#commonTimes();
+    this.#common = null;
+    if (this.#items.length > 0) this.#shape = fitShape(this.#points, common, this.#shape, this.#trust);
+  }
+
+  #commonTimes(): number[] {
+    return this.#items.map((s) => {
       const pace = this.#paces.get(s.worker) ?? s.worker.pace;
       return s.t * Math.exp(pace.logSpeed + pace.tilt * s.p.logMp);
     });
-    this.#shape = fitShape(this.#points, common, this.#shape, this.#trust);
   }
 
   /** The paces' average speed brought back to 1: the shape absorbs it. */
