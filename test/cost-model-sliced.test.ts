@@ -24,7 +24,7 @@ const STEPS = [10, 20, 30, 50];
 const work = (px: number, steps: number): WorkFeatures => ({ megapixels: (px * px) / (1 << 20), steps, latentFrames: 1, outputs: 1, inputImages: 0 });
 const PROBES = [work(256, 10), work(768, 30), work(1024, 50)];
 
-/** 300 workers (3/4 at speed 1, 1/4 at 0.5): more than the 64 members from which refits are sliced. */
+/** 300 workers (3/4 at speed 1, 1/4 at 0.5): more than the 256 members above which refits are sliced. */
 const WORKERS = Array.from({ length: 300 }, (_, i) => ({ url: `http://10.0.${i >> 8}.${i & 255}:8000`, speed: i % 4 === 3 ? 0.5 : 1 }));
 
 interface Answer {

@@ -117,8 +117,13 @@ export interface CostModelOptions {
   defer?: (slice: () => void) => void;
 }
 
-/** Fleets of more members than this refit in slices (when given a defer): at 1,024 a whole refit is ~5 ms of CPU; up to 64 it is well under one. */
-const SLICED_FROM = 64;
+/**
+ * Fleets of more members than this refit in slices (when given a defer): at
+ * 1,024 a whole refit is ~5 ms of CPU; up to 256 it is one slice's worth
+ * (~1 ms), and 256-worker warm-ups measured worse with slices (median 1.15
+ * against 1.08 of the bound, 6 runs each: docs/benchmarks.md, Scale part 6).
+ */
+const SLICED_FROM = 256;
 /** Members re-paced per slice: a pace fit of 64 observations is a few µs, so a slice is well under a millisecond. */
 const SLICE_MEMBERS = 256;
 
