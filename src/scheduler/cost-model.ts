@@ -115,6 +115,8 @@ export interface CostModelOptions {
    * every refit runs at once, within observe (pure: as tests use it).
    */
   defer?: (slice: () => void) => void;
+  /** Members re-paced per slice (default SLICE_MEMBERS). */
+  sliceMembers?: number;
 }
 
 /**
@@ -124,11 +126,17 @@ export interface CostModelOptions {
  * against 1.08 of the bound, 6 runs each: docs/benchmarks.md, Scale part 6).
  */
 const SLICED_FROM = 256;
-/** Members re-paced per slice: a pace fit of 64 observations is a few µs, so a slice is well under a millisecond. */
-const SLICE_MEMBERS = 256;
+/**
+ * Members re-paced per slice: a pace fit of 64 observations is ~2.5 µs, so
+ * a slice is ~2.5 ms of CPU, far under a long turn. Fewer per slice would
+ * spread a refit over more turns (34 at 4,096 workers with 256), during
+ * which predictions use the old fit.
+ */
+const SLICE_MEMBERS = 1024;
 
 export class CostModel {
   readonly #defer: ((slice: () => void) => void) | undefined;
+  readonly #sliceMembers: number;
   /** By worker URL, then model: two lookups of strings the caller holds, no key built per prediction. */
   readonly #workers = new Map<string, Map<string, WorkerModel>>();
   readonly #fleets = new Map<string, FleetModel>();
@@ -137,6 +145,7 @@ export class CostModel {
 
   constructor(options: CostModelOptions = {}) {
     this.#defer = options.defer;
+    this.#sliceMembers = options.sliceMembers ?? SLICE_MEMBERS;
   }
 
   #fleet(model: string): FleetModel {
@@ -255,7 +264,7 @@ export class CostModel {
   /**
    * The shape and every member's pace, in turn (cost-refit.ts): at once
    * (returns true), or on a fleet of more than SLICED_FROM members with a
-   * `defer` given, in slices of SLICE_MEMBERS paces, one per deferred turn
+   * `defer` given, in slices of `sliceMembers` paces, one per deferred turn
    * (returns false and calls `done` when the new fit is in place); predictions keep the old fit
    * until then. The answering worker's change detection and scatter wait
    * for the new fit, so that a refit in slices ends as the same refit at
@@ -267,7 +276,7 @@ export class CostModel {
     if (defer === undefined || fleet.members.size <= SLICED_FROM) return refit.step(Infinity);
     fleet.refitting = refit;
     const slice = () => {
-      if (!refit.step(SLICE_MEMBERS)) return defer(slice);
+      if (!refit.step(this.#sliceMembers)) return defer(slice);
       fleet.refitting = null;
       done();
     };
