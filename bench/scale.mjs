@@ -4,6 +4,7 @@
 //
 //   node bench/scale.mjs [--sizes 8,64,256,1024,4096] [--bursts 3] [--process-workers 96]
 //        [--gpu-scale 20] [--slowdown 3] [--no-process] [--no-virtual] [--profile] [--source DIR] [--diagnose]
+//        [--arrivals-per-turn 64|all]
 //
 // --profile: each size's child runs under node --cpu-prof; the top functions
 // by self time are printed (bench/results/scale-profiles/). --source DIR:
@@ -49,12 +50,18 @@ const bursts = Number(option("--bursts", 3));
  * sets how many completions per second the router must keep up with.
  */
 const gpuScale = Number(option("--gpu-scale", 20));
+/**
+ * Arrivals the router takes per event-loop turn (a burst comes over many
+ * sockets); "all": the whole burst in one turn, as the harness before part 5
+ * queued it (to tell the arrival model's effect on the warm-up from the router's).
+ */
+const arrivalsPerTurn = option("--arrivals-per-turn", "64") === "all" ? Infinity : Number(option("--arrivals-per-turn", "64"));
 
 /** Per-size child: runs the virtual fleet and prints one JSON line. */
 async function virtualChild(size) {
   const { VirtualFleet, boundMs, mixedBurst, rng } = await import(pathToFileURL(bundle).href);
   const gpus = Array.from({ length: size }, (_, i) => ({ speed: (i % 4 === 3 ? 0.5 : 1) / gpuScale }));
-  const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn: 64, routerCpu: "measured" });
+  const fleet = new VirtualFleet(gpus, "earliest-finish", { arrivalsPerTurn, routerCpu: "measured" });
   const random = rng(25);
   const out = [];
   const entry = flag("--diagnose") ? timeEntryPoints(fleet) : null;
@@ -242,7 +249,7 @@ async function virtualRuns(sizes) {
   for (const size of sizes) {
     const t0 = Date.now();
     const prof = flag("--profile") ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=scale-${size}.cpuprofile`] : [];
-    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale), ...(flag("--diagnose") ? ["--diagnose"] : [])], { encoding: "utf8", maxBuffer: 1 << 26 });
+    const r = spawnSync(process.execPath, [...prof, "--max-old-space-size=8192", path.join(repoRoot, "bench", "scale.mjs"), "--child", String(size), "--bursts", String(bursts), "--gpu-scale", String(gpuScale), "--arrivals-per-turn", String(option("--arrivals-per-turn", "64")), ...(flag("--diagnose") ? ["--diagnose"] : [])], { encoding: "utf8", maxBuffer: 1 << 26 });
     if (r.status !== 0) throw new Error(`size ${size}: ${r.stderr}`);
     const runs = JSON.parse(r.stdout.trim().split("\n").pop());
     for (const x of runs) if (x.diag) console.log(`${size} workers, burst ${x.burst}: ratio ${fmt(x.ratio)}, ${JSON.stringify(x.diag)}`);

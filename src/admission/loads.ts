@@ -60,7 +60,8 @@ const MISS_MIN_MS = 250;
  * is predicted to be free, and how much slower than predicted it runs now.
  */
 export class LoadBook {
-  readonly costs = new CostModel();
+  /** A large fleet's refit runs a slice per turn (cost-refit.ts): no turn of the router carries a whole one. */
+  readonly costs = new CostModel({ defer: (slice) => setImmediate(slice) });
   /** What one more member of a batch costs, learned per model and size (batch-gains.ts). */
   readonly gains = new BatchGains();
   /** Batches of 2 or more sent and not ended, by their gain class (a class is explored by one batch at a time: batchUntried). */

@@ -13,7 +13,8 @@
  * (Huber). Pure: the caller passes time in.
  */
 import { robustSigma } from "./cost-fit.js";
-import { changeStart, COLD_SHAPE, fitPace, fitShape, paceMs, pointOf, shapeMs, type Pace, type Point, type Shape } from "./cost-shape.js";
+import { FleetRefit, paceOf, UNKNOWN_NOISE, Window, type FleetModel, type RefitClock, type WorkerModel } from "./cost-refit.js";
+import { changeStart, COLD_SHAPE, paceMs, pointOf, shapeMs, type Shape } from "./cost-shape.js";
 import type { WorkFeatures } from "./request-facts.js";
 
 /** Observations kept per (worker, model): old enough ones no longer describe the worker (new weights, a changed GPU clock). */
@@ -24,70 +25,14 @@ const FLEET_WINDOW = 128;
 const MIN_FOR_NOISE = 4;
 /** Scatter is measured over the most recent observations only: a worker that changed speed is not noisy for long. */
 const NOISE_WINDOW = 16;
-const UNKNOWN_NOISE = 0.1;
 /**
  * Scatter is capped here: workers whose predictions differ by more are told
  * apart however noisy their times (a GPU 0.4x as fast is never a tie).
  */
 const MAX_NOISE = 0.5;
-/** Rounds of fitting shape and paces in turn at each fleet refit; more while the fleet has few observations (cheap then, and they matter most). */
-const ALTERNATIONS = 2;
-const LEARNING_ALTERNATIONS = 6;
 
 /** A typical request: the worker's defaults (1024x1024, 50 steps, one image). */
 const defaultPoint = pointOf({ megapixels: 1, steps: 50, latentFrames: 1, outputs: 1, inputImages: 0 });
-
-interface Sample {
-  p: Point;
-  t: number;
-  /** Whose observation it is (the fleet's window holds every worker's). */
-  worker: WorkerModel;
-}
-
-/** The last `size` items, in arrival order. */
-class Window<T> {
-  readonly items: T[] = [];
-  constructor(private readonly size: number) {}
-  push(o: T): void {
-    if (this.items.length === this.size) this.items.shift();
-    this.items.push(o);
-  }
-}
-
-interface WorkerModel {
-  window: Window<Sample>;
-  pace: Pace;
-  /** Whether its pace rests on its own observations (or on another model's, see #speedByWorker); else it is provisional. */
-  paced: boolean;
-  /** ln speed its cold start showed (a cold start is slower than the worker: a lower bound), or NaN. */
-  coldLogSpeed: number;
-  /** Its typical observed cost, for requests whose work is unknown. */
-  typicalMs: number;
-  /** Whether its first request ended: that one is not learned from (see observe). */
-  warmedUp: boolean;
-  refit: RefitClock;
-  /** How far its observed times scatter around its prediction (relative, robust σ); NaN until MIN_FOR_NOISE observations. */
-  noise: number;
-}
-
-/** When a fit was last made, and how many observations came since (see {@link refitDue}). */
-interface RefitClock {
-  pending: number;
-  lastFitMs: number;
-}
-
-interface FleetModel {
-  shape: Shape;
-  /** Observations of every worker, each with its worker (to bring it to a common speed). */
-  window: Window<Sample>;
-  /** Its workers with observations: their paces are refitted with the shape. */
-  members: Set<WorkerModel>;
-  /** The slowest member's ln speed (0 with none): what a worker not measured yet is assumed to be. */
-  slowestLogSpeed: number;
-  /** Typical observed cost, for requests whose work is unknown. */
-  typicalMs: number;
-  refit: RefitClock;
-}
 
 /** Below this many observations a fit is redone at every one: the first requests teach the most. */
 const LEARNING_OBSERVATIONS = 16;
@@ -163,17 +108,50 @@ export interface ShapeSnapshot {
  * the worker serves (its `/v1/models` id), so that a FLUX worker's speed
  * never mixes with a Qwen-Image worker's.
  */
+export interface CostModelOptions {
+  /**
+   * Runs a slice of a large fleet's refit later (the router: setImmediate,
+   * so that no turn of its event loop carries a whole refit). Without it
+   * every refit runs at once, within observe (pure: as tests use it).
+   */
+  defer?: (slice: () => void) => void;
+  /** Members re-paced per slice (default SLICE_MEMBERS). */
+  sliceMembers?: number;
+}
+
+/**
+ * Fleets of more members than this refit in slices (when given a defer): at
+ * 1,024 a whole refit is ~5 ms of CPU; up to 256 it is one slice's worth
+ * (~1 ms), and 256-worker warm-ups measured worse with slices (median 1.15
+ * against 1.08 of the bound, 6 runs each: docs/benchmarks.md, Scale part 6).
+ */
+const SLICED_FROM = 256;
+/**
+ * Members re-paced per slice: a pace fit of 64 observations is ~2.5 µs, so
+ * a slice is ~2.5 ms of CPU, far under a long turn. Fewer per slice would
+ * spread a refit over more turns (34 at 4,096 workers with 256), during
+ * which predictions use the old fit.
+ */
+const SLICE_MEMBERS = 1024;
+
 export class CostModel {
+  readonly #defer: ((slice: () => void) => void) | undefined;
+  readonly #sliceMembers: number;
   /** By worker URL, then model: two lookups of strings the caller holds, no key built per prediction. */
   readonly #workers = new Map<string, Map<string, WorkerModel>>();
   readonly #fleets = new Map<string, FleetModel>();
   /** A worker's speed across models, for a model it has not served yet. */
   readonly #speedByWorker = new Map<string, number>();
 
+  constructor(options: CostModelOptions = {}) {
+    this.#defer = options.defer;
+    this.#sliceMembers = options.sliceMembers ?? SLICE_MEMBERS;
+  }
+
   #fleet(model: string): FleetModel {
     let f = this.#fleets.get(model);
     if (!f) {
-      f = { shape: COLD_SHAPE, window: new Window(FLEET_WINDOW), members: new Set(), slowestLogSpeed: 0, typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity } };
+      f = { shape: COLD_SHAPE, window: new Window(FLEET_WINDOW), members: new Set(), slowestLogSpeed: 0, typicalMs: 0, refit: { pending: 0, lastFitMs: -Infinity }, refitting: null };
       this.#fleets.set(model, f);
     }
     return f;
@@ -189,7 +167,7 @@ export class CostModel {
     if (!w) {
       const speed = this.#speedByWorker.get(workerUrl);
       const pace = { logSpeed: speed === undefined ? 0 : Math.log(speed), tilt: 0 };
-      w = { window: new Window(WINDOW), pace, paced: speed !== undefined, coldLogSpeed: Number.NaN, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
+      w = { window: new Window(WINDOW), added: 0, pace, paced: speed !== undefined, coldLogSpeed: Number.NaN, typicalMs: 0, warmedUp: false, refit: { pending: 0, lastFitMs: -Infinity }, noise: Number.NaN };
       byModel.set(model, w);
     }
     return w;
@@ -244,12 +222,28 @@ export class CostModel {
     if (work === null) return;
     const sample = { p: pointOf(work), t: serviceMs, worker: w };
     w.window.push(sample);
+    w.added++;
     fleet.window.push(sample);
     fleet.members.add(w);
     w.paced = true;
-    if (refitDue(fleet.refit, fleet.window.items.length, fleet.members.size, nowMs)) this.#refitFleet(fleet);
-    else if (paceDue(w.refit, nowMs)) w.pace = paceOf(w, fleet.shape);
-    else return;
+    // While a sliced refit is under way, the next one waits for it (this answer is in its members'
+    // windows by its end); its answers still count toward the next, so refits come as often as before.
+    if (fleet.refitting !== null) fleet.refit.pending++;
+    if (fleet.refitting === null && refitDue(fleet.refit, fleet.window.items.length, fleet.members.size, nowMs)) {
+      // (A worker forgotten before a sliced refit ended is not brought back.)
+      const settle = () => fleet.members.has(w) && this.#settle(workerUrl, w, fleet);
+      if (this.#refitFleet(fleet, settle)) settle();
+      // Refitting in slices: meanwhile the answering worker is paced against the old shape (a worker's first
+      // learned answer otherwise left it at the fleet's average speed for the refit's turns); the new fit re-paces it.
+      else w.pace = paceOf(w, fleet.shape);
+    } else if (paceDue(w.refit, nowMs)) {
+      w.pace = paceOf(w, fleet.shape);
+      this.#settle(workerUrl, w, fleet);
+    }
+  }
+
+  /** After a worker's pace was fitted (alone or with its fleet): its change detection, scatter and cross-model speed. */
+  #settle(workerUrl: string, w: WorkerModel, fleet: FleetModel): void {
     // A run of answers far off its pace, all one way: the worker changed; what it did before no longer counts.
     const items = w.window.items;
     const change = changeStart(
@@ -268,39 +262,26 @@ export class CostModel {
   }
 
   /**
-   * The shape and every member's pace, in turn: the shape from observations
-   * brought to a common speed by the paces, then the paces against the new
-   * shape, their average speed brought back to 1 (the shape absorbs it).
+   * The shape and every member's pace, in turn (cost-refit.ts): at once
+   * (returns true), or on a fleet of more than SLICED_FROM members with a
+   * `defer` given, in slices of `sliceMembers` paces, one per deferred turn
+   * (returns false and calls `done` when the new fit is in place); predictions keep the old fit
+   * until then. The answering worker's change detection and scatter wait
+   * for the new fit, so that a refit in slices ends as the same refit at
+   * once would have.
    */
-  #refitFleet(fleet: FleetModel): void {
-    // A worker with one observation teaches its speed, not the shape: any
-    // shape fits one point once its speed is free. Its shape information
-    // starts with a second observation (a ratio of two sizes).
-    const items = fleet.window.items.filter((s) => s.worker.window.items.length >= 2);
-    const points = items.map((s) => s.p);
-    // A worker whose times scatter (a loaded host) teaches the shape less: weight 1 / σ², σ of 2% or more.
-    const trust = items.map((s) => 1 / Math.max(0.02, Number.isNaN(s.worker.noise) ? UNKNOWN_NOISE : s.worker.noise) ** 2);
-    const rounds = fleet.window.items.length < 2 * LEARNING_OBSERVATIONS ? LEARNING_ALTERNATIONS : ALTERNATIONS;
-    for (let round = 0; round < rounds; round++) {
-      if (items.length > 0) {
-        const common = items.map((s) => s.t * Math.exp(s.worker.pace.logSpeed + s.worker.pace.tilt * s.p.logMp));
-        fleet.shape = fitShape(points, common, fleet.shape, trust);
-      }
-      let sum = 0;
-      let count = 0;
-      for (const m of fleet.members) {
-        m.pace = paceOf(m, fleet.shape);
-        sum += m.pace.logSpeed * m.window.items.length;
-        count += m.window.items.length;
-      }
-      const g = count > 0 ? sum / count : 0;
-      fleet.slowestLogSpeed = 0;
-      for (const m of fleet.members) {
-        m.pace.logSpeed -= g;
-        fleet.slowestLogSpeed = Math.min(fleet.slowestLogSpeed, m.pace.logSpeed);
-      }
-      fleet.shape = { e: fleet.shape.e, theta: fleet.shape.theta.map((v) => v * Math.exp(-g)) };
-    }
+  #refitFleet(fleet: FleetModel, done: () => void): boolean {
+    const refit = new FleetRefit(fleet);
+    const defer = this.#defer;
+    if (defer === undefined || fleet.members.size <= SLICED_FROM) return refit.step(Infinity);
+    fleet.refitting = refit;
+    const slice = () => {
+      if (!refit.step(this.#sliceMembers)) return defer(slice);
+      fleet.refitting = null;
+      done();
+    };
+    defer(slice);
+    return false;
   }
 
   snapshot(workerUrl: string, model: string): CostModelSnapshot {
@@ -340,15 +321,6 @@ function removeFrom<T>(window: Window<T>, drop: (item: T) => boolean): void {
   const kept = window.items.filter((s) => !drop(s));
   window.items.length = 0;
   window.items.push(...kept);
-}
-
-function paceOf(w: WorkerModel, shape: Shape): Pace {
-  const items = w.window.items;
-  return fitPace(
-    items.map((s) => s.p),
-    items.map((s) => s.t),
-    shape,
-  );
 }
 
 function measureNoise(w: WorkerModel, shape: Shape): number {
