@@ -1,12 +1,12 @@
 import type { Worker } from "../registry/worker.js";
-import { occupy, planBoard, type Board, type BoardItem } from "../scheduler/board-plan.js";
+import { planBoard, type Board, type BoardItem } from "../scheduler/board-plan.js";
 import { priorityKey } from "../scheduler/plan.js";
 import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
-import { exploreAged } from "./explore.js";
 import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
-import { inPool, PlanBoard, type Pool } from "./plan-board.js";
+import { PlanBoard, type Pool } from "./plan-board.js";
+import { probesStale, probeWorkers } from "./plan-probes.js";
 import { ClassQueues } from "./plan-classes.js";
 import { DirectRound } from "./plan-direct.js";
 import { fillBatch, planJoins, type Join, type JoinRound } from "./plan-join.js";
@@ -17,10 +17,6 @@ import type { Batch, Ticket } from "./ticket.js";
 
 /** The pool of a request not planned in a round (a group's other items, a probe). */
 const NO_WORKERS: readonly Worker[] = [];
-/** Queued requests (from the smallest) a new worker's probe looks at: one whose requests are all deeper waits for the plan. */
-const PROBE_SCAN = 512;
-/** Queued requests per stale worker (LoadBook.staleIdle) from which stale workers are probed (see #probeNewWorkers). */
-const STALE_PROBE_DEPTH = 2;
 /** Re-plans in one dispatch after groups were placed (each places at least one group, so few are needed). */
 const MAX_GROUP_ROUNDS = 8;
 
@@ -138,13 +134,13 @@ export class PlanDispatch implements DispatchStrategy {
     if (this.#rotation++ > 1e9) this.#rotation = 0;
     // Batching workers are planned request by request (plan-units.ts, plan-join.ts): the per-class
     // round's fluid levels know no batch, and grouped every compatible request up to the batch size.
-    const direct = this.#videos > 0 || this.ctx.batchSize > 1 || this.#probesStale(nowMs) ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
+    const direct = this.#videos > 0 || this.ctx.batchSize > 1 || probesStale(this.ctx, nowMs, (w) => this.freeSlots(w)) ? null : this.#direct.plan(board, nowMs, this.ctx.queue.queued, this.#rotation);
     if (direct !== null) {
       if (direct.length > 0) this.#send(direct, nowMs, live);
       return;
     }
     const round = this.#round(live, nowMs, board);
-    const plan = this.#probeNewWorkers(round);
+    const plan = probeWorkers(this.ctx, this.#board, round);
     const joins = this.ctx.batchSize > 1 ? this.#joinRound(round) : null;
     const taken = new Set<Waiter>();
     if (joins !== null) for (const j of planJoins(joins, taken)) this.#handJoin(j);
@@ -225,14 +221,6 @@ export class PlanDispatch implements DispatchStrategy {
     this.ctx.queue.hand(j.waiter, this.ctx.take(j.worker, j.waiter.ticket, j.batch, j.predictedMs));
   }
 
-  /** Whether this round probes a stale worker (see #probeNewWorkers): then it is planned request by request, not per class. */
-  #probesStale(nowMs: number): boolean {
-    const stale = this.ctx.loads.staleIdle(nowMs);
-    if (stale.size === 0 || this.ctx.queue.queued < STALE_PROBE_DEPTH * stale.size) return false;
-    for (const w of stale) if (this.freeSlots(w) > 0) return true;
-    return false;
-  }
-
   /** Forwarded routes that were held (a refit) go at once: they use no GPU slot. */
   #sendForwarded(waiters: readonly Waiter[]): void {
     let left = 0;
@@ -270,54 +258,6 @@ export class PlanDispatch implements DispatchStrategy {
     });
     if (all) this.#videos = videos;
     return { nowMs, live, board, at: window.at, items, whole: window.whole, units, scanned: window.scanned };
-  }
-
-  /**
-   * A worker the cost model knows nothing of yet (just registered, or a new
-   * model) first gets the smallest request it may serve (not the only one
-   * queued): its speed is
-   * learned from a cheap request, instead of a large one landing on a GPU
-   * that may turn out several times slower. So does a worker idle for a while
-   * before a burst (LoadBook.staleIdle): one that slowed down meanwhile shows
-   * it on a small request (running past its prediction, then its answer),
-   * not on the burst's largest (issue 20: 1.4-1.7x the offline plan on the
-   * first burst after three of eight workers became 3x slower). (Prompt
-   * groups are not used as probes: they are planned as units.) Then workers
-   * the plan has left out for a while are explored (explore.ts).
-   */
-  #probeNewWorkers({ nowMs, live, board, at, items }: Round): [Waiter, Worker][] {
-    const plan: [Waiter, Worker][] = [];
-    const b = this.#board;
-    // Stale workers are probed only in a burst of at least STALE_PROBE_DEPTH requests each: a probe
-    // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
-    const stale = this.ctx.loads.staleIdle(nowMs);
-    const probeStale = stale.size > 0 && this.ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
-    const probed = new Set<number>();
-    let tail = live.length - 1;
-    for (let k = 0; k < (b.unobserved > 0 || probeStale ? b.size : 0); k++) {
-      if (board.free[k]! <= 0 || b.runsOn(k) > 0 || (b.observed(k) > 0 && !(probeStale && stale.has(b.worker(k))))) continue;
-      while (tail >= 0 && (live[tail]!.settled || probed.has(tail))) tail--;
-      // Never the queue's head (its largest request): through HTTP a burst arrives over several
-      // event-loop turns, and a probe with the only request queued put a burst's largest on a
-      // half-speed worker (2.0x; issue 20). The head goes where the plan finishes it earliest.
-      for (let i = tail; i >= Math.max(1, tail - PROBE_SCAN); i--) {
-        const waiter = live[i]!;
-        if (waiter.settled || probed.has(i) || waiter.ticket.group !== undefined) continue;
-        const pool = b.pool(this.ctx.candidates.of(waiter.ticket));
-        if (!inPool(pool, k)) continue;
-        probed.add(i);
-        plan.push([waiter, b.worker(k)]);
-        board.free[k]!--;
-        occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!);
-        break;
-      }
-    }
-    // Workers sent nothing for a while (light traffic) may take a request within an allowance (explore.ts).
-    const light = 2 * (this.ctx.loads.active + this.ctx.queue.queued) <= b.size;
-    exploreAged(this.ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: this.ctx.candidates, light, taken: probed }, plan);
-    // A probed request is not planned again in this round.
-    if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
-    return plan;
   }
 
   /**

@@ -1,0 +1,83 @@
+import type { Worker } from "../registry/worker.js";
+import { occupy, type Board, type BoardItem } from "../scheduler/board-plan.js";
+import type { DispatchContext } from "./dispatch.js";
+import { exploreAged } from "./explore.js";
+import { inPool, type PlanBoard } from "./plan-board.js";
+import type { Waiter } from "./queue.js";
+
+/**
+ * Probes of the plan driver (plan-dispatch.ts): workers the cost model knows
+ * nothing of, or that were idle and silent before a burst, first get a small
+ * request; then workers the plan left out for a while are explored.
+ */
+
+/** Queued requests (from the smallest) a new worker's probe looks at: one whose requests are all deeper waits for the plan. */
+const PROBE_SCAN = 512;
+/** Queued requests per stale worker (LoadBook.staleIdle) from which stale workers are probed. */
+const STALE_PROBE_DEPTH = 2;
+const NO_WORKERS: readonly Worker[] = [];
+
+/** What a probe looks at in a plan round. */
+export interface ProbeRound {
+  readonly nowMs: number;
+  readonly live: Waiter[];
+  readonly board: Board;
+  /** Live indices of the plan's items, in queue order. */
+  readonly at: number[];
+  readonly items: BoardItem[];
+}
+
+/** Whether this round probes a stale worker (see probeWorkers): then it is planned request by request, not per class. */
+export function probesStale(ctx: DispatchContext, nowMs: number, freeSlots: (w: Worker) => number): boolean {
+  const stale = ctx.loads.staleIdle(nowMs);
+  if (stale.size === 0 || ctx.queue.queued < STALE_PROBE_DEPTH * stale.size) return false;
+  for (const w of stale) if (freeSlots(w) > 0) return true;
+  return false;
+}
+
+/**
+ * A worker the cost model knows nothing of yet (just registered, or a new
+ * model) first gets the smallest request it may serve (not the only one
+ * queued): its speed is
+ * learned from a cheap request, instead of a large one landing on a GPU
+ * that may turn out several times slower. So does a worker idle for a while
+ * before a burst (LoadBook.staleIdle): one that slowed down meanwhile shows
+ * it on a small request (running past its prediction, then its answer),
+ * not on the burst's largest (issue 20: 1.4-1.7x the offline plan on the
+ * first burst after three of eight workers became 3x slower). (Prompt
+ * groups are not used as probes: they are planned as units.) Then workers
+ * the plan has left out for a while are explored (explore.ts).
+ */
+export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, board, at, items }: ProbeRound): [Waiter, Worker][] {
+  const plan: [Waiter, Worker][] = [];
+  // Stale workers are probed only in a burst of at least STALE_PROBE_DEPTH requests each: a probe
+  // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
+  const stale = ctx.loads.staleIdle(nowMs);
+  const probeStale = stale.size > 0 && ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
+  const probed = new Set<number>();
+  let tail = live.length - 1;
+  for (let k = 0; k < (b.unobserved > 0 || probeStale ? b.size : 0); k++) {
+    if (board.free[k]! <= 0 || b.runsOn(k) > 0 || (b.observed(k) > 0 && !(probeStale && stale.has(b.worker(k))))) continue;
+    while (tail >= 0 && (live[tail]!.settled || probed.has(tail))) tail--;
+    // Never the queue's head (its largest request): through HTTP a burst arrives over several
+    // event-loop turns, and a probe with the only request queued put a burst's largest on a
+    // half-speed worker (2.0x; issue 20). The head goes where the plan finishes it earliest.
+    for (let i = tail; i >= Math.max(1, tail - PROBE_SCAN); i--) {
+      const waiter = live[i]!;
+      if (waiter.settled || probed.has(i) || waiter.ticket.group !== undefined) continue;
+      const pool = b.pool(ctx.candidates.of(waiter.ticket));
+      if (!inPool(pool, k)) continue;
+      probed.add(i);
+      plan.push([waiter, b.worker(k)]);
+      board.free[k]!--;
+      occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!);
+      break;
+    }
+  }
+  // Workers sent nothing for a while (light traffic) may take a request within an allowance (explore.ts).
+  const light = 2 * (ctx.loads.active + ctx.queue.queued) <= b.size;
+  exploreAged(ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: ctx.candidates, light, taken: probed }, plan);
+  // A probed request is not planned again in this round.
+  if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
+  return plan;
+}
