@@ -346,21 +346,17 @@ const noop = (): void => undefined;
 export function noWorkerError(registry: Registry, demand: Demand): RouterError {
   // A video request that no registered worker could ever serve is the
   // client's mistake (400, as the original), even in an empty pool.
-  // A worker not probed yet (capabilities null: just registered, or learned
-  // from another router through the state store) may turn out to serve it:
-  // that is a 503 to retry, not the client's mistake.
-  const unprobed = registry.all().some((w) => w.capabilities.taskType === null);
   if (demand.kind === "video") {
     const video = registry.all().filter((w) => w.capabilities.videoSupport === true);
-    if (video.length === 0 && !unprobed) {
+    if (video.length === 0) {
       return new RouterError("no_video_workers", "No video-capable workers available in current worker pool (no worker's /v1/models task_type is T2V, I2V or TI2V).");
     }
-    return new RouterError("no_healthy_workers", `No healthy video-capable workers available (${video.length} registered, none routable${unprobed ? "; some workers not probed yet" : ""})`, { details: { retryAfterS: 1 } });
+    return new RouterError("no_healthy_workers", `No healthy video-capable workers available (${video.length} registered, none routable)`, { details: { retryAfterS: 1 } });
   }
   if (demand.kind === "mesh") {
     const mesh = registry.all().filter((w) => workerKind(w.capabilities.taskType) === "mesh");
-    if (mesh.length === 0 && !unprobed) return new RouterError("no_mesh_workers", "No mesh-capable workers available in current worker pool (no worker's /v1/models task_type is I2M).");
-    return new RouterError("no_healthy_workers", `No healthy mesh-capable workers available (${mesh.length} registered, none routable${unprobed ? "; some workers not probed yet" : ""})`, { details: { retryAfterS: 1 } });
+    if (mesh.length === 0) return new RouterError("no_mesh_workers", "No mesh-capable workers available in current worker pool (no worker's /v1/models task_type is I2M).");
+    return new RouterError("no_healthy_workers", `No healthy mesh-capable workers available (${mesh.length} registered, none routable)`, { details: { retryAfterS: 1 } });
   }
   if (registry.size === 0) return new RouterError("no_healthy_workers", "No workers registered in the pool", { details: { retryAfterS: 1 } });
   return new RouterError("no_healthy_workers", "No healthy workers available in the pool", { details: { retryAfterS: 1 } });
