@@ -1,7 +1,6 @@
 import type { Worker } from "../registry/worker.js";
-import { TIE_MS, type Board, type BoardItem } from "../scheduler/board-plan.js";
-import type { LoadBook } from "./loads.js";
-import type { PlanBoard } from "./plan-board.js";
+import { TIE_MS, type BoardItem } from "../scheduler/board-plan.js";
+import type { JoinRound } from "./plan-join.js";
 import type { Waiter } from "./queue.js";
 
 /**
@@ -30,17 +29,8 @@ export interface Unit {
   readonly key: string | null;
 }
 
-/** One round's view (plan-dispatch.ts). */
-export interface UnitRound {
-  readonly board: PlanBoard;
-  readonly loads: LoadBook;
-  readonly maxSize: number;
-  readonly nowMs: number;
-  readonly live: readonly Waiter[];
-  readonly at: readonly number[];
-  readonly items: readonly BoardItem[];
-  readonly view: Board;
-}
+/** One round's view (plan-dispatch.ts): the join round's, without its candidates. */
+export type UnitRound = Pick<JoinRound, "board" | "loads" | "maxSize" | "nowMs" | "live" | "at" | "items" | "view">;
 
 /**
  * A batch is formed only where it saves at least this much of its members'
