@@ -202,8 +202,12 @@ describe("/metrics", () => {
       // earliest-finish may keep choosing a worker it measured as faster),
       // and until the bad worker is out of rotation: on a loaded machine the
       // first 9 did not always reach it twice. Every answer is still a 200.
+      // Up to 150 (~1 s of these tiny requests): while the bad worker's sleep
+      // check is out it is suspect and skipped, so under load whole rounds
+      // pass it by; a CI run under load needed more than 60. A router that
+      // never ejects it still fails.
       for (let i = 0; i < 9 || !(await isDead(bad)); i += 3) {
-        expect(i, "requests sent before the failing worker was ejected").toBeLessThan(60);
+        expect(i, "requests sent before the failing worker was ejected").toBeLessThan(150);
         const answers = await Promise.all([0, 1, 2].map((k) => generate(100 + i + k)));
         for (const a of answers) expect(a.status).toBe(200);
       }
