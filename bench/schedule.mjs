@@ -5,7 +5,7 @@
 //
 //   node bench/schedule.mjs [--quick] [--fleets equal,slow,kinds,video,batching,models,drift,small,steep,dp2,signatures,straggler,random]
 //        [--algorithms least-request,least-request-cap,new,new-hedge-off,oracle] [--new-algorithm earliest-finish]
-//        [--new-algorithm-args "--flag value"] [--measured N] [--random-seed N] [--keep-logs]
+//        [--new-algorithm-args "--flag value"] [--measured N] [--random-seed N] [--keep-logs] [--trace]
 //
 // Starts simulated workers (dist/src/sim/cli.js) and the built router
 // (dist/src/cli.js; BENCH_ROUTER_CLI for another build) as processes. Every
@@ -48,6 +48,8 @@ const cfg = {
   newAlgorithm,
   newAlgorithmArgs: option("--new-algorithm-args", "").split(/\s+/).filter(Boolean),
   keepLogs: flag("--keep-logs"),
+  /** Print every measured job: worker, size, its exact cost there, when it ended (which requests end late, where). */
+  trace: flag("--trace"),
   /** A measured burst during which other processes used more than this (% of a CPU) is run once more; the cleaner one counts. */
   maxForeignPct: Number(option("--max-foreign", 30)),
   /** Longest wait for an idle machine before each burst. */
@@ -148,6 +150,25 @@ async function routerFor(fleetName, algName, urls) {
     const text = existsSync(logFile) ? readFileSync(logFile, "utf8") : "";
     if (algName === "new" && text.includes(cfg.newAlgorithm)) return { unavailable: text.split("\n").find((l) => l.includes(cfg.newAlgorithm))?.trim() ?? "refused" };
     throw error;
+  }
+}
+
+/**
+ * `--trace`: per worker, its jobs in the order they ended (size x steps x n, exact cost on it, the
+ * sim's inference time, end from the burst's start), and its sum of exact costs against the bound.
+ */
+function traceBurst(served, urls, workers, boundMs) {
+  const byWorker = new Map();
+  for (const s of served) {
+    const i = urls.indexOf(s.worker);
+    if (!byWorker.has(i)) byWorker.set(i, []);
+    byWorker.get(i).push(s);
+  }
+  for (const i of [...byWorker.keys()].sort((a, b) => a - b)) {
+    const jobs = byWorker.get(i).sort((a, b) => a.endMs - b.endMs);
+    const sum = i >= 0 ? jobs.reduce((t, s) => t + cost(s.job, workers[i]), 0) : 0;
+    const items = jobs.map((s) => `${s.job.body.size ?? "?"}x${s.job.work.steps}x${s.job.work.outputs} ${i >= 0 ? Math.round(cost(s.job, workers[i])) : "?"}ms(${s.inferenceS === null ? "?" : Math.round(s.inferenceS * 1000)})@${Math.round(s.endMs)}`);
+    log(`      w${i} speed ${i >= 0 ? round(workers[i].speed, 3) : "?"} work ${Math.round(sum)} ms (${round(sum / boundMs, 3)} of the bound): ${items.join("  ")}`);
   }
 }
 
@@ -256,6 +277,7 @@ for (const fleetName of cfg.fleets) {
     }
     const assignmentRatio = round(Math.max(0, ...planned.values()) / bounds[b], 3);
     const burst = { warmup: b === 0, afterChange: changedAt(fleet, b), makespanMs: round(r.makespanMs, 1), boundMs: round(bounds[b], 1), ratio: round(r.makespanMs / bounds[b], 3), assignmentRatio, errors: r.errors.length, wrongModel, unknownWorker, routerCpuMs, copies, foreignCpuPct: cpu.foreignCpuPct, stealPct: cpu.stealPct };
+    if (cfg.trace) traceBurst(r.served, urls, workersAt(fleet, b), bounds[b]);
     log(`   ${b === 0 ? "warm-up " : `burst ${b}  `} ${run.label.padEnd(48)} ${String(round(r.makespanMs / 1000)).padStart(6)} s  ratio ${burst.ratio.toFixed(3)} (plan alone ${assignmentRatio.toFixed(3)})  wrong-model ${wrongModel}  errors ${r.errors.length}${r.errors.length ? ` (${r.errors[0]})` : ""}${copies && copies.started > 0 ? `  copies ${copies.started} (won ${copies.won})` : ""}  router CPU ${routerCpuMs} ms  other processes ${cpu.foreignCpuPct}% steal ${cpu.stealPct}%`);
     return burst;
   }

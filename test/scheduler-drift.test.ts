@@ -88,6 +88,17 @@ describe("drift with bursts of 24 (bench --quick: 3 requests per worker)", () =>
     console.log(`24 a burst, at once: second burst after the slowdown ${second.map((x) => x.toFixed(3)).join(" ")}`);
     expect(median(second)).toBeLessThanOrEqual(1.15);
   });
+
+  it("a burst that arrives 4 requests per event-loop turn (HTTP): the second burst after the slowdown <= 1.10x offline LPT (median of 10 seeds)", async () => {
+    // The bench's case through the router: a slowed worker's stale probe answered 2.1x slow, and the
+    // cost model, which had learned half of it, predicted its next request 1.8x fast; the 2x-miss
+    // bridge ended there and a 6 s request was planned at 3.3 s. A run of misses now keeps the
+    // stretch (MISS_AGAIN). Before: median 1.154 (1.007-1.323); now 1.014 (1.000-1.057).
+    const second: number[] = [];
+    for (let seed = 1; seed <= 10; seed++) second.push((await drift(seed, 4, 24))[3]!);
+    console.log(`24 a burst, 4 per turn: second burst after the slowdown ${second.map((x) => x.toFixed(3)).join(" ")}`);
+    expect(median(second)).toBeLessThanOrEqual(1.1);
+  });
 });
 
 describe("a worker's first slow answer (LoadBook)", () => {
@@ -132,6 +143,18 @@ describe("a worker's first slow answer (LoadBook)", () => {
     }
     for (const x of over) expect(x).toBeGreaterThan(0.9);
     expect(Math.abs(over[4]! - 1)).toBeLessThan(0.25);
+  });
+
+  it("a worker with few observations (5, as a bench --quick worker has): after two answers 3x slower its next request is planned within 25% of its 3x time", () => {
+    // The cost model's change detection needs 8 observations, and after two slow answers of seven it
+    // predicted the worker ~1.8x slower; the 2x-miss stretch ended at the second answer (1.8x off
+    // what the model predicted then), so a large request went to it planned at half its time.
+    const { answer, planned, trueMs } = setup();
+    for (let k = 0; k < 6; k++) answer(1);
+    answer(1 / 3);
+    expect(Math.abs(planned() / trueMs(1 / 3) - 1)).toBeLessThan(0.25);
+    answer(1 / 3);
+    expect(Math.abs(planned() / trueMs(1 / 3) - 1)).toBeLessThan(0.25);
   });
 
   it("one stall (one answer 3x slow between fast ones) counts for that worker's next request only", () => {

@@ -80,7 +80,7 @@ function summarise(t0, jobs, results) {
   return {
     makespanMs: Math.max(...results.map((r) => r.doneAt)) - t0,
     errors: results.filter((r) => !r.ok).map((r) => r.error),
-    served: results.map((r, i) => ({ model: jobs[i].model, worker: r.worker, job: jobs[i], inferenceS: r.inferenceS ?? null })),
+    served: results.map((r, i) => ({ model: jobs[i].model, worker: r.worker, job: jobs[i], inferenceS: r.inferenceS ?? null, endMs: r.doneAt - t0 })),
   };
 }
 

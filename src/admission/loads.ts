@@ -32,6 +32,16 @@ interface WorkerLoad {
 /** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
 const MISS_ALONE = 2;
 /**
+ * A miss right after a miss (the worker still stretched) counts from this
+ * much: the cost model learned part of the change from the two answers (one
+ * slow answer is a stall to its Huber weights), so the second answer is
+ * only 1.5-1.8x off what it predicts now, and without this the stretch
+ * ended there while the model still planned the worker 1.7x faster than it
+ * was. Bench drift's second slowed burst (--quick) gave a 3x-slowed worker
+ * a 6 s request planned at 3.3 s (1.28-1.36x offline LPT).
+ */
+const MISS_AGAIN = 1.25;
+/**
  * ...once the worker has this many observations: before, its pace and the
  * fleet's shape are still being learned, and a miss is the model learning,
  * not the worker changing. Counting those from the first stretched a
@@ -290,7 +300,8 @@ export class LoadBook {
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
       const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
       const miss = now > 0 && took - now >= MISS_MIN_MS ? took / now : 1;
-      if (l) l.lastMiss = miss >= MISS_ALONE ? miss : 1;
+      // A run of misses keeps the worker stretched by what the model has not learned yet (MISS_AGAIN).
+      if (l) l.lastMiss = miss >= MISS_ALONE || (l.lastMiss > 1 && miss >= MISS_AGAIN) ? miss : 1;
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
     }
