@@ -211,7 +211,8 @@ function earliestFinish(item: BoardItem, board: Board, nowMs: number, table: Pac
  * Among free workers within PREFER_FREE of the best finish, the first from a
  * rotating start: equal workers share an idle fleet's requests (and keep
  * their speed estimates fresh) instead of the first one taking them all.
- * "Within" counts the scatter of the two workers' times too (noise).
+ * "Within" counts the scatter of the two workers' times too (noise), for a
+ * worker about as fast for the request as the best.
  */
 function preferFree(item: BoardItem, board: Board, nowMs: number, best: number, order: Iterable<number>): number {
   const bestTime = timeOn(item, board, best);
@@ -219,8 +220,14 @@ function preferFree(item: BoardItem, board: Board, nowMs: number, best: number, 
   const bestNoise = board.noise[best]!;
   for (const w of order) {
     if (board.free[w]! <= 0) continue;
-    const finish = Math.max(board.busy[w]!, nowMs) + timeOn(item, board, w);
-    if (finish <= limit + bestTime * Math.max(bestNoise, board.noise[w]!)) return w;
+    const time = timeOn(item, board, w);
+    const noise = Math.max(bestNoise, board.noise[w]!);
+    // The scatter makes a tie only of workers about as fast for this request: a free worker that
+    // takes it markedly longer (a half-speed GPU) is chosen on PREFER_FREE alone. With a young
+    // worker's 10% noise a 1536² request went to a half-speed worker finishing 7% after the fast
+    // one that was busy (bench steep: 1.146x offline LPT; docs/decisions.md).
+    const tie = time <= bestTime * (1 + noise) ? bestTime * noise : 0;
+    if (Math.max(board.busy[w]!, nowMs) + time <= limit + tie) return w;
   }
   return best;
 }

@@ -199,7 +199,8 @@ function earliestFinish<W>(item: PlanItem<W>, state: Map<W, PlanWorker>, nowMs: 
  * Among free workers within PREFER_FREE of the best finish, the first from a
  * rotating start: equal workers share an idle fleet's requests (and keep
  * their speed estimates fresh) instead of the first one taking them all.
- * "Within" counts the scatter of the two workers' times too (noise).
+ * "Within" counts the scatter of the two workers' times too (noise), for a
+ * worker about as fast for the request as the best.
  */
 function preferFree<W>(cands: readonly W[], state: Map<W, PlanWorker>, nowMs: number, finishes: number[], times: number[], best: number, start: number): number {
   const limit = nowMs + (finishes[best]! - nowMs) * (1 + PREFER_FREE) + TIE_MS;
@@ -207,7 +208,10 @@ function preferFree<W>(cands: readonly W[], state: Map<W, PlanWorker>, nowMs: nu
   for (let k = 0; k < cands.length; k++) {
     const c = (start + k) % cands.length;
     const s = state.get(cands[c]!);
-    if (s !== undefined && s.freeSlots > 0 && finishes[c]! <= limit + times[best]! * Math.max(bestNoise, s.noise ?? 0)) return c;
+    if (s === undefined || s.freeSlots <= 0) continue;
+    // The scatter makes a tie only of workers about as fast for this request (board-plan.ts).
+    const noise = Math.max(bestNoise, s.noise ?? 0);
+    if (finishes[c]! <= limit + (times[c]! <= times[best]! * (1 + noise) ? times[best]! * noise : 0)) return c;
   }
   return best;
 }
