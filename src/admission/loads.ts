@@ -4,6 +4,7 @@ import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { BatchGains } from "./batch-gains.js";
 import { SendAges } from "./explore.js";
+import { MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -28,41 +29,6 @@ interface WorkerLoad {
   /** Its last answer's time over the cost model's prediction after learning from it, when MISS_ALONE or more, else 1 (see {@link LoadBook.slowdown}). */
   lastMiss: number;
 }
-
-/** A last answer this much slower than predicted stretches the worker's predictions until its next answer (see {@link LoadBook.slowdown}). */
-const MISS_ALONE = 2;
-/**
- * A miss right after a miss (the worker still stretched) counts from this
- * much: the cost model learned part of the change from the two answers (one
- * slow answer is a stall to its Huber weights), so the second answer is
- * only 1.5-1.8x off what it predicts now, and without this the stretch
- * ended there while the model still planned the worker 1.7x faster than it
- * was. Bench drift's second slowed burst (--quick) gave a 3x-slowed worker
- * a 6 s request planned at 3.3 s (1.28-1.36x offline LPT).
- */
-const MISS_AGAIN = 1.25;
-/**
- * ...once the worker has this many observations: before, its pace and the
- * fleet's shape are still being learned, and a miss is the model learning,
- * not the worker changing. Counting those from the first stretched a
- * thousand new workers' predictions in their first burst (1,024 workers:
- * 1.16-1.17 of the bound instead of 1.05; docs/benchmarks.md, Scale part 4).
- * Not the 8 the cost model's change detection needs (cost-shape.ts): with
- * bursts of 3 requests per worker (bench --quick) a worker slowed 3x had 6-7
- * observations at the second burst after its change, so neither the change
- * nor this bridge saw it and it was sent a large request as if fast (the
- * second slowed burst 1.17x offline LPT, median of 10 seeds; 1.08 with 4;
- * 1,024 workers in bench:scale 1.011, warm-up 1.050).
- */
-const MISS_MIN_OBSERVATIONS = 4;
-/**
- * ...and only a miss of at least this many ms beyond the prediction: on a
- * busy host (the test suite on 2 cores) requests of a few ms took over 100 ms
- * with no slow GPU, and a stretch that keeps a worker from its next request
- * lasts until that request's answer (a hedge test's pairs then all went to
- * the other worker). A GPU request takes seconds; a 2x miss of one is more.
- */
-const MISS_MIN_MS = 250;
 
 /**
  * What each worker runs (requests, batches, video jobs) and what its answers
@@ -299,9 +265,7 @@ export class LoadBook {
       this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
       const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
-      const miss = now > 0 && took - now >= MISS_MIN_MS ? took / now : 1;
-      // A run of misses keeps the worker stretched by what the model has not learned yet (MISS_AGAIN).
-      if (l) l.lastMiss = miss >= MISS_ALONE || (l.lastMiss > 1 && miss >= MISS_AGAIN) ? miss : 1;
+      if (l) l.lastMiss = missAfter(took, now, l.lastMiss);
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
     }
