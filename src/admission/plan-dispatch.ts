@@ -10,7 +10,7 @@ import { probesStale, probeWorkers } from "./plan-probes.js";
 import { ClassQueues } from "./plan-classes.js";
 import { DirectRound } from "./plan-direct.js";
 import { fillBatch, planJoins, type Join, type JoinRound } from "./plan-join.js";
-import { planUnits } from "./plan-units.js";
+import { planUnits, unitsGain, type UnitRound } from "./plan-units.js";
 import { chooseWindow } from "./plan-window.js";
 import type { Waiter } from "./queue.js";
 import type { Batch, Ticket } from "./ticket.js";
@@ -140,7 +140,8 @@ export class PlanDispatch implements DispatchStrategy {
       return;
     }
     const round = this.#round(live, nowMs, board);
-    const plan = probeWorkers(this.ctx, this.#board, round);
+    // A round planned as batch units probes no stale worker (plan-units.ts unitsGain).
+    const plan = probeWorkers(this.ctx, this.#board, round, !(this.ctx.batchSize > 1 && round.whole && round.units.size === 0 && unitsGain(this.#unitRound(round))));
     const joins = this.ctx.batchSize > 1 ? this.#joinRound(round) : null;
     const taken = new Set<Waiter>();
     if (joins !== null) for (const j of planJoins(joins, taken)) this.#handJoin(j);
@@ -199,9 +200,8 @@ export class PlanDispatch implements DispatchStrategy {
    * Batch. False: no key gains, the round is planned request by request.
    */
   #batchUnits(round: Round, probes: [Waiter, Worker][], taken: Set<Waiter>): boolean {
-    const { loads, batchSize } = this.ctx;
-    const { nowMs, live, at, items, board } = round;
-    const units = planUnits({ board: this.#board, loads, maxSize: batchSize, nowMs, live, at, items, view: board });
+    const { nowMs, live } = round;
+    const units = planUnits(this.#unitRound(round));
     if (units === null) return false;
     for (const [waiter, worker] of probes) this.#hand(waiter, worker, waiter.ticket.facts.batchKey === null ? null : { left: 1, size: 1, key: waiter.ticket.facts.batchKey, startedMs: nowMs, items: [] });
     for (const u of units) {
@@ -214,6 +214,10 @@ export class PlanDispatch implements DispatchStrategy {
     }
     compactPrefix(live, round.scanned);
     return true;
+  }
+
+  #unitRound({ live, at, items, board, nowMs }: Round): UnitRound {
+    return { board: this.#board, loads: this.ctx.loads, maxSize: this.ctx.batchSize, nowMs, live, at, items, view: board };
   }
 
   #handJoin(j: Join): void {
