@@ -19,6 +19,8 @@ import type { Batch, Ticket } from "./ticket.js";
 const NO_WORKERS: readonly Worker[] = [];
 /** Re-plans in one dispatch after groups were placed (each places at least one group, so few are needed). */
 const MAX_GROUP_ROUNDS = 8;
+/** Longest a burst's first plan waits for the rest of the burst on an idle batching fleet (ms; see #plan). */
+const GATHER_MS = 10;
 
 /** One round's view of the queue and the workers, as scheduler/board-plan.ts takes it. */
 interface Round {
@@ -48,6 +50,9 @@ export class PlanDispatch implements DispatchStrategy {
   /** Where the plan starts looking among equally good workers; moves every round. */
   #rotation = 0;
   #scheduled = false;
+  /** Arrivals so far, and the clock when the pending plan was first scheduled (the burst gather, see #plan). */
+  #arrivals = 0;
+  #gatherFromMs = 0;
   readonly #board: PlanBoard;
   /** Forwarded routes and video creates that may be waiting (counted at arrival, recounted by a full scan): they are not planned like the rest. */
   #forwarded = 0;
@@ -100,9 +105,33 @@ export class PlanDispatch implements DispatchStrategy {
    * before the first is sent (a lone request waits one event-loop turn).
    */
   arrived(): void {
+    this.#arrivals++;
+    this.#schedule();
+  }
+
+  #schedule(): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
+    this.#gatherFromMs = this.ctx.clock();
+    this.#plan(this.#arrivals);
+  }
+
+  /**
+   * The deferred plan. A burst that finds a fleet of batching workers idle
+   * is gathered first: while each turn brings more arrivals (at most
+   * GATHER_MS), the plan waits one more turn. Through HTTP a burst reaches
+   * the router over several turns, and a plan of its first few requests
+   * sends them one per idle worker, alone, where the whole burst would have
+   * been planned as batches (virtual fleet, 4 arrivals per turn: 1.41 of the
+   * bound against 1.18 at once). Only when nothing runs, so never under load;
+   * a lone request waits one more turn.
+   */
+  #plan(seen: number): void {
     setImmediate(() => {
+      if (this.ctx.batchSize > 1 && this.#arrivals !== seen && this.ctx.loads.active === 0 && this.ctx.clock() - this.#gatherFromMs < GATHER_MS) {
+        this.#plan(this.#arrivals);
+        return;
+      }
       this.#scheduled = false;
       this.ctx.pump();
     });
@@ -116,7 +145,7 @@ export class PlanDispatch implements DispatchStrategy {
    * free times).
    */
   freed(): void {
-    this.arrived();
+    this.#schedule();
   }
 
   /**

@@ -220,6 +220,11 @@ export class VirtualFleet {
     let next = 0;
     while (left > 0) {
       if (next >= jobs.length) {
+        // A plan deferred by another turn (a burst gathered on an idle batching fleet) runs before the next answer.
+        if (this.running.length === 0) {
+          await flush();
+          this.#startBatches(null, this.nowMs);
+        }
         // Heads waiting out a batching delay start before the next answer (or at the delay's end). Only with a delay:
         // it changes the pop order of answers due at the same time (delay-0 figures moved by up to 0.1 per burst).
         for (let was = this.#batchingDelay ? -1 : this.running.length; was !== this.running.length; ) {
