@@ -60,13 +60,8 @@ function queueEnd(worker, queue, max, delay) {
   return t;
 }
 
-/**
- * The plan: `{ ms, queues }`, queues[i] the jobs for worker i in the order
- * to send them (all at once), ms the makespan the sims' queues give it.
- */
-export function batchPlan(jobs, workers) {
-  const max = Math.min(...workers.map((x) => simFlag(x, "--batching-max-size", 1)));
-  const delay = Math.max(...workers.map((x) => simFlag(x, "--batching-delay-ms", 0)));
+/** Jobs by sim batch signature (unbatchable jobs alone): { key, work, jobs }. */
+function signatures(jobs, max) {
   const groups = new Map();
   jobs.forEach((job, i) => {
     const key = imageGenerationBatchKey({ batchingMaxSize: max, taskType: "T2I" }, job.body) ?? `alone ${i}`;
@@ -74,10 +69,13 @@ export function batchPlan(jobs, workers) {
     g.jobs.push(job);
     groups.set(key, g);
   });
-  // A unit: `size` jobs of one signature. Start from each signature's least GPU time (speed-1 worker).
-  const unitTime = (u) => batchTime({ ...workers[0], speed: 1 }, u.g.work, u.size);
-  let units = [];
-  for (const g of groups.values()) {
+  return [...groups.values()];
+}
+
+/** Each signature split into the batches of least GPU time on `unit` (a speed-1 worker): units { g, size }. */
+function leastWork(groups, unit, max) {
+  const units = [];
+  for (const g of groups) {
     const n = g.jobs.length;
     const best = [0];
     const size = [0];
@@ -85,7 +83,7 @@ export function batchPlan(jobs, workers) {
       let t = Infinity;
       let s = 1;
       for (let b = 1; b <= Math.min(max, m); b++) {
-        const c = best[m - b] + batchTime({ ...workers[0], speed: 1 }, g.work, b);
+        const c = best[m - b] + batchTime(unit, g.work, b);
         if (c < t - 1e-9) {
           t = c;
           s = b;
@@ -96,74 +94,101 @@ export function batchPlan(jobs, workers) {
     }
     for (let m = n; m > 0; m -= size[m]) units.push({ g, size: size[m] });
   }
+  return units;
+}
 
-  // LPT placement of the units; each worker's queue is its units in placement order.
-  const evaluate = (assign) => {
-    const ends = assign.map((list, i) => queueEnd(workers[i], list.flatMap((u) => Array.from({ length: u.size }, () => ({ key: u.g.key, work: u.g.work }))), max, delay));
-    return { ends, ms: Math.max(...ends), top: ends.filter((e) => e >= Math.max(...ends) - 1e-6).length };
+/** The fleet a plan is judged on: its workers, max batch size, batching delay, and a speed-1 worker to rank units by. */
+function fleetOf(workers) {
+  return {
+    workers,
+    max: Math.min(...workers.map((x) => simFlag(x, "--batching-max-size", 1))),
+    delay: Math.max(...workers.map((x) => simFlag(x, "--batching-delay-ms", 0))),
+    unit: { ...workers[0], speed: 1 },
   };
-  const lpt = (list) => {
-    const assign = workers.map(() => []);
-    const free = workers.map(() => 0);
-    for (const u of [...list].sort((a, b) => unitTime(b) - unitTime(a))) {
-      let at = 0;
-      let atEnd = Infinity;
-      for (let i = 0; i < workers.length; i++) {
-        const e = (free[i] === 0 && u.size < max ? delay : 0) + free[i] + batchTime(workers[i], u.g.work, u.size);
-        if (e < atEnd) {
-          atEnd = e;
-          at = i;
+}
+
+/** Each worker's end with its queue of units (the sims' queues), the makespan, and how many workers end at it. */
+function evaluate(f, assign) {
+  const ends = assign.map((list, i) => queueEnd(f.workers[i], list.flatMap((u) => Array.from({ length: u.size }, () => ({ key: u.g.key, work: u.g.work }))), f.max, f.delay));
+  const ms = Math.max(...ends);
+  return { ends, ms, top: ends.filter((e) => e >= ms - 1e-6).length };
+}
+
+/** Units largest first, each to the worker that ends it earliest; a worker's queue is its units in that order. */
+function lpt(f, list) {
+  const assign = f.workers.map(() => []);
+  const free = f.workers.map(() => 0);
+  for (const u of [...list].sort((a, b) => batchTime(f.unit, b.g.work, b.size) - batchTime(f.unit, a.g.work, a.size))) {
+    let at = 0;
+    let atEnd = Infinity;
+    for (let i = 0; i < f.workers.length; i++) {
+      const e = (free[i] === 0 && u.size < f.max ? f.delay : 0) + free[i] + batchTime(f.workers[i], u.g.work, u.size);
+      if (e < atEnd) {
+        atEnd = e;
+        at = i;
+      }
+    }
+    free[at] = atEnd;
+    assign[at].push(u);
+  }
+  return assign;
+}
+
+/** The neighbours of a plan: every split of a unit (re-placed by LPT), every move and swap off a worker that ends at the makespan. */
+function* neighbours(f, units, assign, plan) {
+  for (let i = 0; i < units.length; i++) {
+    const u = units[i];
+    for (let a = 1; a <= u.size / 2; a++) yield lpt(f, [...units.slice(0, i), { g: u.g, size: u.size - a }, { g: u.g, size: a }, ...units.slice(i + 1)]);
+  }
+  for (let i = 0; i < f.workers.length; i++) {
+    if (plan.ends[i] < plan.ms - 1e-6) continue;
+    for (let k = 0; k < assign[i].length; k++) {
+      const u = assign[i][k];
+      for (let j = 0; j < f.workers.length; j++) {
+        if (j === i) continue;
+        const moved = assign.map((l) => [...l]);
+        moved[i].splice(k, 1);
+        moved[j].push(u);
+        yield moved;
+        for (let m = 0; m < assign[j].length; m++) {
+          const swapped = assign.map((l) => [...l]);
+          swapped[i][k] = assign[j][m];
+          swapped[j][m] = u;
+          yield swapped;
         }
       }
-      free[at] = atEnd;
-      assign[at].push(u);
     }
-    return assign;
-  };
-  const better = (a, b) => a.ms < b.ms - 1e-6 || (a.ms <= b.ms + 1e-6 && a.top < b.top);
+  }
+}
 
-  let assign = lpt(units);
-  let plan = evaluate(assign);
+/**
+ * The plan: `{ ms, queues }`, queues[i] the jobs for worker i in the order
+ * to send them (all at once), ms the makespan the sims' queues give it.
+ */
+export function batchPlan(jobs, workers) {
+  const f = fleetOf(workers);
+  const groups = signatures(jobs, f.max);
+  let units = leastWork(groups, f.unit, f.max);
+  let assign = lpt(f, units);
+  let plan = evaluate(f, assign);
+  const better = (a, b) => a.ms < b.ms - 1e-6 || (a.ms <= b.ms + 1e-6 && a.top < b.top);
+  // Steepest descent: the best neighbour while it is better.
   for (let round = 0; round < 500; round++) {
     let next = null;
     let nextPlan = plan;
-    const consider = (cand) => {
-      const p = evaluate(cand);
+    for (const cand of neighbours(f, units, assign, plan)) {
+      const p = evaluate(f, cand);
       if (better(p, nextPlan)) {
         next = cand;
         nextPlan = p;
       }
-    };
-    // Splits, re-placed by LPT.
-    units.forEach((u, i) => {
-      for (let a = 1; a <= u.size / 2; a++) consider(lpt([...units.slice(0, i), { g: u.g, size: u.size - a }, { g: u.g, size: a }, ...units.slice(i + 1)]));
-    });
-    // Moves and swaps off the workers that end at the makespan (keeping the other queues' order).
-    plan.ends.forEach((end, i) => {
-      if (end < plan.ms - 1e-6) return;
-      assign[i].forEach((u, k) => {
-        for (let j = 0; j < workers.length; j++) {
-          if (j === i) continue;
-          const moved = assign.map((l) => [...l]);
-          moved[i].splice(k, 1);
-          moved[j].push(u);
-          consider(moved);
-          assign[j].forEach((v, m) => {
-            const swapped = assign.map((l) => [...l]);
-            swapped[i][k] = v;
-            swapped[j][m] = u;
-            consider(swapped);
-          });
-        }
-      });
-    });
+    }
     if (next === null) break;
     assign = next;
     plan = nextPlan;
     units = assign.flat();
   }
   // Jobs of each signature handed out to its units in turn.
-  const left = new Map([...groups.values()].map((g) => [g.key, [...g.jobs]]));
-  const queues = assign.map((list) => list.flatMap((u) => left.get(u.g.key).splice(0, u.size)));
-  return { ms: plan.ms, queues };
+  const left = new Map(groups.map((g) => [g.key, [...g.jobs]]));
+  return { ms: plan.ms, queues: assign.map((list) => list.flatMap((u) => left.get(u.g.key).splice(0, u.size))) };
 }
