@@ -126,8 +126,7 @@ export class PlanDispatch implements DispatchStrategy {
    * bound against 1.18 at once). Only when nothing runs, so never under load;
    * a lone request waits one more turn. Only once some batch was measured: a
    * fleet's first burst (no gain known) is planned request by request
-   * anyway, and gathered it took longer through the router (warm-up 2.03-2.48
-   * of the bound against 1.81-2.03 in five runs).
+   * anyway, and gathering it moved the virtual fleet's warm-ups either way.
    */
   #plan(seen: number): void {
     setImmediate(() => {
