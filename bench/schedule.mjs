@@ -4,7 +4,7 @@
 // See docs/benchmarks.md ("Scheduling") for what each number means.
 //
 //   node bench/schedule.mjs [--quick] [--fleets equal,slow,kinds,video,batching,models,drift,small,steep,dp2,signatures,straggler,random]
-//        [--algorithms least-request,least-request-cap,new,new-hedge-off,oracle] [--new-algorithm earliest-finish]
+//        [--algorithms least-request,least-request-cap,new,new-hedge-off,oracle,oracle-batch] [--new-algorithm earliest-finish]
 //        [--new-algorithm-args "--flag value"] [--measured N] [--random-seed N] [--keep-logs] [--trace]
 //
 // Starts simulated workers (dist/src/sim/cli.js) and the built router
@@ -17,7 +17,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { closeClient, getJson, hedgeCounts, oracleBurst, POLL_MS, postJson, routedBurst } from "./lib/burst.mjs";
+import { batchPlan, batchPlanApplies } from "./lib/batch-plan.mjs";
+import { batchOracleBurst, closeClient, getJson, hedgeCounts, oracleBurst, POLL_MS, postJson, routedBurst } from "./lib/burst.mjs";
 import { cpuDelta, cpuSnapshot, processCpuUs, waitQuiet } from "./lib/cpu.mjs";
 import { repoRoot, routerCli } from "./lib/env.mjs";
 import { cost, FLEETS, lowerBound, lptPlan, randomFleet, rng, simArgs, slotsOf } from "./lib/fleets.mjs";
@@ -80,6 +81,8 @@ const ALGORITHMS = {
   // Hedged tails off (they are on by default): `--algorithms new,new-hedge-off` compares the two, taking turns.
   "new-hedge-off": { label: `${newAlgorithm} --hedge off`, args: ["--routing-algorithm", newAlgorithm, ...cfg.newAlgorithmArgs, "--hedge", "off"] },
   oracle: { label: "oracle (client-side LPT, no router)", args: null },
+  // Batching fleets only: the offline batch plan (bench/lib/batch-plan.mjs), each worker sent its planned jobs at once.
+  "oracle-batch": { label: "oracle-batch (client-side batch plan, no router)", args: null, batch: true },
 };
 // A/B of a change in the same run: `base` is the new algorithm on another build
 // (BENCH_BASE_ROUTER_CLI=/other/checkout/dist/src/cli.js), taking turns with the others.
@@ -184,7 +187,7 @@ function report() {
   for (const [name, fleet] of Object.entries(results.fleets)) {
     for (const run of Object.values(fleet.runs)) {
       if (run.unavailable) {
-        rows.push([`${name}: ${fleet.title}`, run.label, "not available in this build", "", "", "", "", "", "", "", ""]);
+        rows.push([`${name}: ${fleet.title}`, run.label, `not available (${run.unavailable})`, "", "", "", "", "", "", "", "", ""]);
         continue;
       }
       const warm = run.bursts.find((b) => b.warmup);
@@ -201,6 +204,8 @@ function report() {
         changed.length > 0 ? changed.join(", ") : "",
         `${f3(run.medianRatio)} (${measured.length})`,
         `${f3(Math.min(...measured))}–${f3(Math.max(...measured))}`,
+        // Batching fleets: the same bursts against the offline batch plan (first after the warm-up; median of the measured).
+        first.refRatio == null ? "" : `${f3(first.refRatio)}; ${f3(median(run.bursts.filter((b) => !b.warmup).map((b) => b.refRatio)))}`,
         String(run.bursts.reduce((s, b) => s + b.wrongModel, 0)),
         String(run.bursts.reduce((s, b) => s + b.errors, 0)),
         run.bursts.some((b) => b.copies) ? `${run.bursts.reduce((s, b) => s + (b.copies?.started ?? 0), 0)} (${run.bursts.reduce((s, b) => s + (b.copies?.won ?? 0), 0)})` : "",
@@ -208,7 +213,7 @@ function report() {
       ]);
     }
   }
-  const head = ["fleet", "algorithm", "warm-up ratio", "first after warm-up", "first after a change", "median ratio (bursts)", "min–max", "wrong-model answers", "errors", "hedge copies (won)", "other CPU / steal (max)"];
+  const head = ["fleet", "algorithm", "warm-up ratio", "first after warm-up", "first after a change", "median ratio (bursts)", "min–max", "vs offline batch plan: first; median", "wrong-model answers", "errors", "hedge copies (won)", "other CPU / steal (max)"];
   const md = [
     `Machine: ${info.cpuModel}, ${info.cores} cores; Node ${info.node}; ${info.date}; commit ${info.commit}${info.uncommittedSrc ? ` + ${info.uncommittedSrc} uncommitted src file(s)` : ""}${cfg.quick ? "; --quick" : ""}.`,
     "Ratio = makespan / lower bound (1.000 = the bound; lower is better). Wrong-model answers and errors are summed over all bursts, warm-up included.",
@@ -239,10 +244,15 @@ for (const fleetName of cfg.fleets) {
   const bursts = Array.from({ length: measured + 1 }, (_, b) => fleet.burst(rng(`${fleetName}/${b}`), cfg.size));
   const bounds = bursts.map((jobs, b) => lowerBound(jobs, workersAt(fleet, b)));
   log(`   ${fleet.workers.length} workers; bursts of ${bursts[0].length} jobs; lower bounds ${bounds.map((b) => `${round(b / 1000)} s`).join(", ")} (the first is the warm-up)`);
+  // Batching fleets: the offline batch plan (true costs and gains, the sims' queues and delay), the reference the
+  // bound may be loose against (bursts of ~3 requests per signature, indivisible batches); null elsewhere.
+  const refs = bursts.map((jobs, b) => (batchPlanApplies(jobs, workersAt(fleet, b)) ? batchPlan(jobs, workersAt(fleet, b)) : null));
+  if (refs[0] !== null) log(`   offline batch plans ${refs.map((p, b) => `${round(p.ms / 1000)} s (${round(p.ms / bounds[b], 3)} of the bound)`).join(", ")}`);
 
   const runs = {};
   for (const alg of cfg.algorithms) {
     runs[alg] = { label: ALGORITHMS[alg].label, bursts: [] };
+    if (ALGORITHMS[alg].batch && refs[0] === null) runs[alg].unavailable = "not a batching fleet";
     if (ALGORITHMS[alg].args === null) continue;
     const started = await routerFor(fleetName, alg, urls);
     if (started.unavailable) {
@@ -260,7 +270,7 @@ for (const fleetName of cfg.fleets) {
     const hedgesBefore = run.router ? await hedgeCounts(run.router.url) : null;
     const jobs = bursts[b];
     const lanes = lanesOf(workersAt(fleet, b), urls);
-    const r = ALGORITHMS[alg].args === null ? await oracleBurst(lanes.map((l) => l.url), lptPlan(jobs, lanes.map((l) => l.worker))) : await routedBurst(run.router.url, jobs);
+    const r = ALGORITHMS[alg].batch ? await batchOracleBurst(urls, refs[b].queues) : ALGORITHMS[alg].args === null ? await oracleBurst(lanes.map((l) => l.url), lptPlan(jobs, lanes.map((l) => l.worker))) : await routedBurst(run.router.url, jobs);
     const cpu = cpuDelta(before, cpuSnapshot());
     const hedgesAfter = run.router ? await hedgeCounts(run.router.url) : null;
     const copies = hedgesAfter === null ? null : { started: hedgesAfter.started - hedgesBefore.started, won: hedgesAfter.won - hedgesBefore.won };
@@ -276,9 +286,11 @@ for (const fleetName of cfg.fleets) {
       if (i >= 0) planned.set(i, (planned.get(i) ?? 0) + cost(s.job, workersAt(fleet, b)[i]) / slotsOf(fleet.workers[i]));
     }
     const assignmentRatio = round(Math.max(0, ...planned.values()) / bounds[b], 3);
-    const burst = { warmup: b === 0, afterChange: changedAt(fleet, b), makespanMs: round(r.makespanMs, 1), boundMs: round(bounds[b], 1), ratio: round(r.makespanMs / bounds[b], 3), assignmentRatio, errors: r.errors.length, wrongModel, unknownWorker, routerCpuMs, copies, foreignCpuPct: cpu.foreignCpuPct, stealPct: cpu.stealPct };
+    const refMs = refs[b] === null ? null : round(refs[b].ms, 1);
+    const refRatio = refMs === null ? null : round(r.makespanMs / refMs, 3);
+    const burst = { warmup: b === 0, afterChange: changedAt(fleet, b), makespanMs: round(r.makespanMs, 1), boundMs: round(bounds[b], 1), ratio: round(r.makespanMs / bounds[b], 3), refMs, refRatio, assignmentRatio, errors: r.errors.length, wrongModel, unknownWorker, routerCpuMs, copies, foreignCpuPct: cpu.foreignCpuPct, stealPct: cpu.stealPct };
     if (cfg.trace) traceBurst(r.served, urls, workersAt(fleet, b), bounds[b]);
-    log(`   ${b === 0 ? "warm-up " : `burst ${b}  `} ${run.label.padEnd(48)} ${String(round(r.makespanMs / 1000)).padStart(6)} s  ratio ${burst.ratio.toFixed(3)} (plan alone ${assignmentRatio.toFixed(3)})  wrong-model ${wrongModel}  errors ${r.errors.length}${r.errors.length ? ` (${r.errors[0]})` : ""}${copies && copies.started > 0 ? `  copies ${copies.started} (won ${copies.won})` : ""}  router CPU ${routerCpuMs} ms  other processes ${cpu.foreignCpuPct}% steal ${cpu.stealPct}%`);
+    log(`   ${b === 0 ? "warm-up " : `burst ${b}  `} ${run.label.padEnd(48)} ${String(round(r.makespanMs / 1000)).padStart(6)} s  ratio ${burst.ratio.toFixed(3)}${refRatio === null ? "" : ` (offline batch plan ${refRatio.toFixed(3)})`} (plan alone ${assignmentRatio.toFixed(3)})  wrong-model ${wrongModel}  errors ${r.errors.length}${r.errors.length ? ` (${r.errors[0]})` : ""}${copies && copies.started > 0 ? `  copies ${copies.started} (won ${copies.won})` : ""}  router CPU ${routerCpuMs} ms  other processes ${cpu.foreignCpuPct}% steal ${cpu.stealPct}%`);
     return burst;
   }
 

@@ -76,6 +76,17 @@ export async function oracleBurst(workerUrls, plan) {
   return summarise(t0, jobs, results);
 }
 
+/**
+ * The batching oracle: each worker gets all its planned jobs at once, in plan
+ * order (bench/lib/batch-plan.mjs): the sim's queue batches them by its rule.
+ */
+export async function batchOracleBurst(workerUrls, plan) {
+  const t0 = performance.now();
+  const jobs = plan.flat();
+  const results = await Promise.all(plan.flatMap((queue, i) => queue.map((job) => runJob(workerUrls[i], job))));
+  return summarise(t0, jobs, results);
+}
+
 function summarise(t0, jobs, results) {
   return {
     makespanMs: Math.max(...results.map((r) => r.doneAt)) - t0,

@@ -49,6 +49,11 @@ export class BatchGains {
     q[size] = Number.isNaN(old) ? ratio / size : old + ALPHA * (ratio / size - old);
   }
 
+  /** Whether any batch was observed (a fleet's first burst knows no gain). */
+  get learned(): boolean {
+    return this.#q.size > 0;
+  }
+
   /** Whether a batch of `size` was observed in this class (F(size) is learned, not interpolated). */
   known(cls: string, size: number): boolean {
     const q = this.#q.get(cls);

@@ -48,12 +48,12 @@ export function probesStale(ctx: DispatchContext, nowMs: number, freeSlots: (w: 
  * groups are not used as probes: they are planned as units.) Then workers
  * the plan has left out for a while are explored (explore.ts).
  */
-export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, board, at, items }: ProbeRound): [Waiter, Worker][] {
+export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, board, at, items }: ProbeRound, staleOk = true): [Waiter, Worker][] {
   const plan: [Waiter, Worker][] = [];
   // Stale workers are probed only in a burst of at least STALE_PROBE_DEPTH requests each: a probe
   // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
   const stale = ctx.loads.staleIdle(nowMs);
-  const probeStale = stale.size > 0 && ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
+  const probeStale = staleOk && stale.size > 0 && ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
   const probed = new Set<number>();
   let tail = live.length - 1;
   for (let k = 0; k < (b.unobserved > 0 || probeStale ? b.size : 0); k++) {

@@ -108,6 +108,18 @@ export function planUnits(r: UnitRound): Unit[] | null {
   return out;
 }
 
+/**
+ * Whether the round would be planned as units (some key of more than one
+ * request gains from a batch): plan-dispatch.ts then probes no stale worker,
+ * since a probe takes a small request alone, and the small requests are the
+ * ones that batch best (a burst's 8 smallest, one per worker, were whole
+ * signatures of 512² run singly: about 7% of the bench's `signatures` bound).
+ */
+export function unitsGain(r: UnitRound): boolean {
+  const keys = keysOf(r);
+  return keys !== null && keys.some((k) => k.js.length > 1 && gains(k, 2));
+}
+
 /** The round's plannable items grouped by (pool, batch key); unbatchable items are keys of one. Null: a prompt group's item is among them (groups are planned as units of their own). */
 function keysOf(r: UnitRound): Key[] | null {
   const byPool = new Map<Int32Array, Map<string, Key>>();

@@ -137,3 +137,17 @@ export function signatureBurst(random: () => number, count: number): { body: Rec
   }));
 }
 
+
+/**
+ * A burst like bench:schedule's `signatures` fleet (bench/lib/fleets.mjs): 512² twice as often as
+ * 768², 20 or 30 steps, n of 1, 1 or 2, half of them with a negative prompt: 16 signatures, so a
+ * burst of 48 has about 3 requests per signature (a batch of 4 rarely fills).
+ */
+export function benchSignatureBurst(random: () => number, count: number): { body: Record<string, unknown> }[] {
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+  return Array.from({ length: count }, (_, i) => {
+    const body: Record<string, unknown> = { prompt: `bench image ${i}`, seed: i, size: pick(["512x512", "512x512", "768x768"]), num_inference_steps: pick([20, 30]), n: pick([1, 1, 2]) };
+    if (random() < 0.5) body.negative_prompt = "blurry";
+    return body;
+  }).map((body) => ({ body }));
+}

@@ -220,6 +220,7 @@ export class VirtualFleet {
     let next = 0;
     while (left > 0) {
       if (next >= jobs.length) {
+        if (this.running.length === 0) await flush().then(() => this.#startBatches(null, this.nowMs)); // a plan deferred by a burst gather (plan-dispatch.ts) runs first
         // Heads waiting out a batching delay start before the next answer (or at the delay's end). Only with a delay:
         // it changes the pop order of answers due at the same time (delay-0 figures moved by up to 0.1 per burst).
         for (let was = this.#batchingDelay ? -1 : this.running.length; was !== this.running.length; ) {
@@ -319,7 +320,6 @@ export class VirtualFleet {
   }
 
   #cpuStart = (): NodeJS.CpuUsage | null => (this.routerCpu === "measured" ? process.cpuUsage() : null);
-
   /** Charges the router's work since `from` (or the fixed cost of `events`) to virtual time (the router is busy for it); returns its CPU µs. */
   #charge(from: NodeJS.CpuUsage | null, events: number): number {
     let us: number;
