@@ -1,11 +1,28 @@
 import type { CostModel } from "../scheduler/cost-model.js";
 import { priorityKey } from "../scheduler/plan.js";
+import type { WorkFeatures } from "../scheduler/request-facts.js";
 import type { Waiter } from "./queue.js";
 import type { Ticket } from "./ticket.js";
 
 /** What a queued request's key was made from: the model it is filed under and the fleet-average prediction the key holds. */
 interface Basis {
   readonly model: string;
+  refMs: number;
+}
+
+/**
+ * Relative change of a prediction below which the queue is not re-keyed. A
+ * re-key of 30,000 queued requests is 10-35 ms at 4,096 workers, and after
+ * the warm-up refits move the shape by a few % (docs/benchmarks.md, Scale
+ * part 7): re-keying then reordered near-ties at every refit for nothing.
+ */
+const TOLERANCE = 0.05;
+/** Distinct request works (per model) whose predictions are watched; requests of further works still get keys, and are re-keyed with the rest. */
+const MAX_PROBES = 64;
+
+/** A work requests asked for, and its prediction at the last re-key. */
+interface Probe {
+  readonly work: WorkFeatures;
   refMs: number;
 }
 
@@ -26,14 +43,23 @@ interface Basis {
  * of its own prediction, and the queue is re-sorted if that changed its
  * order. The ageing part of a key (its arrival time) is kept as it was: a
  * waiting request still gains ageing ms per ms, and two requests of one
- * demand class keep their order. Cost: one prediction per waiting request
- * per refit put in place (refits are spaced by fleet size, cost-model.ts
- * refitDue), and a sort only when the order changed.
+ * demand class keep their order. Cost: at each refit put in place, one
+ * prediction per distinct work requests asked for (at most MAX_PROBES per
+ * model); when one moved by more than TOLERANCE, one prediction per waiting
+ * request and a sort if the order changed.
  */
 export class QueueKeys {
   readonly #basis = new WeakMap<Ticket, Basis>();
-  /** CostModel.shapesReplaced when the queue was last keyed. */
+  /** CostModel.shapesReplaced when the queue was last looked at. */
   #seen: number;
+  /**
+   * Per model, the works its requests asked for (the first MAX_PROBES) by
+   * signature, with their predictions at the last re-key: what decides
+   * whether a new shape moved any key far enough to re-key. Works no request
+   * asked for are not watched (a shape extrapolated to 2048² may swing
+   * without moving any key).
+   */
+  readonly #probes = new Map<string, Map<string, Probe>>();
 
   constructor(
     private readonly costs: CostModel,
@@ -47,6 +73,7 @@ export class QueueKeys {
   key(ticket: Ticket, model: string): number {
     const refMs = this.costs.referenceMs(model, ticket.facts.work);
     this.#basis.set(ticket, { model, refMs });
+    this.#watch(model, ticket.facts.work, refMs);
     return priorityKey(refMs, this.clock(), this.ageing);
   }
 
@@ -58,10 +85,14 @@ export class QueueKeys {
   /**
    * Moves every waiting request's key by the change of its prediction under
    * the shape now in place, and sorts `live` (the queue's own array, largest
-   * key first) again if the order changed. Returns whether it did.
+   * key first) again if the order changed. Returns whether it did. Nothing
+   * is done while no model's predictions moved by more than TOLERANCE since
+   * the last re-key: the change is compared with that re-key's shape, so
+   * small moves that add up still re-key.
    */
   refresh(live: Waiter[]): boolean {
     this.#seen = this.costs.shapesReplaced;
+    if (!this.#moved()) return false;
     let sorted = true;
     let kept = 0;
     for (const waiter of live) {
@@ -80,6 +111,27 @@ export class QueueKeys {
     if (sorted) return false;
     // Stable: ties keep the order they had (arrival order within a demand class).
     live.sort((a, b) => b.key - a.key);
+    return true;
+  }
+
+  /** Watches a request's work, if new and there is room (its prediction now is its first reference). */
+  #watch(model: string, work: WorkFeatures | null, refMs: number): void {
+    if (work === null) return;
+    let probes = this.#probes.get(model);
+    if (probes === undefined) this.#probes.set(model, (probes = new Map()));
+    if (probes.size >= MAX_PROBES) return;
+    const sig = `${work.megapixels}/${work.steps}/${work.latentFrames}/${work.outputs}/${work.inputImages}`;
+    if (!probes.has(sig)) probes.set(sig, { work, refMs });
+  }
+
+  /** Whether some watched work's prediction moved by more than TOLERANCE since the last re-key; if so, the new ones become the references. */
+  #moved(): boolean {
+    let moved = false;
+    for (const [model, probes] of this.#probes) {
+      for (const p of probes.values()) if (Math.abs(this.costs.referenceMs(model, p.work) / p.refMs - 1) > TOLERANCE) moved = true;
+    }
+    if (!moved) return false;
+    for (const [model, probes] of this.#probes) for (const p of probes.values()) p.refMs = this.costs.referenceMs(model, p.work);
     return true;
   }
 }
