@@ -1,6 +1,5 @@
 import type { Worker } from "../registry/worker.js";
 import { planBoard, type Board, type BoardItem } from "../scheduler/board-plan.js";
-import { priorityKey } from "../scheduler/plan.js";
 import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import type { PromptGroup } from "./groups.js";
@@ -13,6 +12,7 @@ import { fillBatch, planJoins, type Join, type JoinRound } from "./plan-join.js"
 import { planUnits, unitsGain, type UnitRound } from "./plan-units.js";
 import { chooseWindow } from "./plan-window.js";
 import type { Waiter } from "./queue.js";
+import { QueueKeys } from "./queue-keys.js";
 import type { Batch, Ticket } from "./ticket.js";
 
 /** The pool of a request not planned in a round (a group's other items, a probe). */
@@ -60,8 +60,11 @@ export class PlanDispatch implements DispatchStrategy {
   /** The queue by demand class, and the round that plans per free worker from it (a few free slots, a long queue). */
   readonly #classes: ClassQueues;
   readonly #direct: DirectRound;
+  /** The queue's keys, moved when the fleet's learned shape is replaced (a warm-up's wrong shape must not fix the order). */
+  readonly #keys: QueueKeys;
 
   constructor(private readonly ctx: DispatchContext) {
+    this.#keys = new QueueKeys(ctx.loads.costs, ctx.clock, ctx.ageing);
     this.#board = new PlanBoard(ctx.registry, ctx.loads, (w) => this.freeSlots(w));
     this.#classes = new ClassQueues((t) => this.#classOf(t));
     this.#direct = new DirectRound(this.#board, this.#classes, ctx.candidates);
@@ -82,7 +85,7 @@ export class PlanDispatch implements DispatchStrategy {
     if (holdsNoPlanSlot(ticket.demand.kind)) this.#forwarded++;
     if (ticket.demand.kind === "video") this.#videos++;
     const model = this.ctx.candidates.registered(ticket)[0]?.capabilities.models[0] ?? "";
-    const key = priorityKey(this.ctx.loads.costs.referenceMs(model, ticket.facts.work), this.ctx.clock(), this.ctx.ageing);
+    const key = this.#keys.key(ticket, model);
     this.#classes.arrived(ticket, key);
     return key;
   }
@@ -161,6 +164,8 @@ export class PlanDispatch implements DispatchStrategy {
     const live = this.ctx.queue.live();
     if (this.#forwarded > 0) this.#sendForwarded(live);
     this.#classes.sync(live, this.ctx.queue.queued);
+    // After the sync: it finds the requests that arrived since the last round by the keys they were queued with.
+    if (this.#keys.stale) this.#keys.refresh(live);
     const nowMs = this.ctx.clock();
     const board = this.#board.round(nowMs);
     if (this.#rotation++ > 1e9) this.#rotation = 0;

@@ -5,8 +5,8 @@ import type { Ticket } from "./ticket.js";
 /** A request waiting in the router for a worker. */
 export interface Waiter {
   readonly ticket: Ticket;
-  /** Priority (larger first) in an ordered queue; 0 in a first-in first-out one. */
-  readonly key: number;
+  /** Priority (larger first) in an ordered queue; 0 in a first-in first-out one. Moved only by a re-keying that re-sorts the queue (queue-keys.ts). */
+  key: number;
   settled: boolean;
   /** Date.now() when it was queued (a hold that gives up counts from it). */
   readonly addedAtMs: number;

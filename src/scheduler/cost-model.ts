@@ -142,10 +142,22 @@ export class CostModel {
   readonly #fleets = new Map<string, FleetModel>();
   /** A worker's speed across models, for a model it has not served yet. */
   readonly #speedByWorker = new Map<string, number>();
+  /** Fleet refits put in place so far (any model): the queue re-keys its requests when this moves (admission/queue-keys.ts). */
+  #shapesReplaced = 0;
 
   constructor(options: CostModelOptions = {}) {
     this.#defer = options.defer;
     this.#sliceMembers = options.sliceMembers ?? SLICE_MEMBERS;
+  }
+
+  /**
+   * How many times a fleet's shape (and its members' paces) was replaced:
+   * a count that moves at each refit put in place, at once or at a sliced
+   * refit's end. Reading it is free; what depends on the shape (the queue's
+   * keys) is recomputed only when it moved.
+   */
+  get shapesReplaced(): number {
+    return this.#shapesReplaced;
   }
 
   #fleet(model: string): FleetModel {
@@ -273,11 +285,16 @@ export class CostModel {
   #refitFleet(fleet: FleetModel, done: () => void): boolean {
     const refit = new FleetRefit(fleet);
     const defer = this.#defer;
-    if (defer === undefined || fleet.members.size <= SLICED_FROM) return refit.step(Infinity);
+    if (defer === undefined || fleet.members.size <= SLICED_FROM) {
+      refit.step(Infinity);
+      this.#shapesReplaced++;
+      return true;
+    }
     fleet.refitting = refit;
     const slice = () => {
       if (!refit.step(this.#sliceMembers)) return defer(slice);
       fleet.refitting = null;
+      this.#shapesReplaced++;
       done();
     };
     defer(slice);

@@ -127,7 +127,10 @@ export function planDispatch<W>(items: readonly PlanItem<W>[], state: Map<W, Pla
  * between two requests never changes while they wait, so the key is fixed at
  * arrival and the queue stays sorted without re-sorting: key = work − ageing ×
  * arrival time. With ageing 1, a request that arrived 10 s earlier goes before
- * one that is up to 10 s of GPU time larger.
+ * one that is up to 10 s of GPU time larger. `work` is the fleet's prediction,
+ * which a learning fleet revises: when its shape is replaced the keys move by
+ * the change of their prediction and the queue is re-sorted once
+ * (admission/queue-keys.ts); the arrival part stays.
  */
 export function priorityKey(referenceMs: number, arrivedMs: number, ageing: number): number {
   return referenceMs - ageing * arrivedMs;
