@@ -21,6 +21,8 @@ const NO_WORKERS: readonly Worker[] = [];
 const MAX_GROUP_ROUNDS = 8;
 /** Longest a burst's first plan waits for the rest of the burst on an idle batching fleet (ms; see #plan). */
 const GATHER_MS = 10;
+/** Longest a burst's first plan waits for the rest of the burst on an idle fleet with stale workers (ms; see #plan): a GPU request takes seconds. */
+const STALE_GATHER_MS = 25;
 
 /** One round's view of the queue and the workers, as scheduler/board-plan.ts takes it. */
 interface Round {
@@ -130,12 +132,25 @@ export class PlanDispatch implements DispatchStrategy {
    * a lone request waits one more turn. Only once some batch was measured: a
    * fleet's first burst (no gain known) is planned request by request
    * anyway, and gathering it moved the virtual fleet's warm-ups either way.
+   *
+   * So is a burst that finds stale workers (LoadBook.staleIdle: idle and
+   * silent since before the gap), for at most STALE_GATHER_MS, and always
+   * for one more turn (a burst arriving one request per turn is otherwise
+   * never seen as one): planned as its requests come, each stale worker's
+   * first request was whatever arrived first, and one of them large on a
+   * worker that slowed during the gap made the burst 1.5-2.4x offline LPT
+   * (issue 20, drift; docs/decisions.md). Gathered, the stale probes
+   * (plan-probes.ts) give each stale worker a small request first.
    */
-  #plan(seen: number): void {
+  #plan(seen: number, turns = 0): void {
     setImmediate(() => {
       const { batchSize, loads } = this.ctx;
-      if (batchSize > 1 && this.#arrivals !== seen && loads.active === 0 && loads.gains.learned && this.ctx.clock() - this.#gatherFromMs < GATHER_MS) {
-        this.#plan(this.#arrivals);
+      const waited = this.ctx.clock() - this.#gatherFromMs;
+      const more = loads.active === 0 && this.#arrivals !== seen;
+      const batching = more && batchSize > 1 && loads.gains.learned && waited < GATHER_MS;
+      const stale = loads.active === 0 && (more || turns === 0) && waited < STALE_GATHER_MS && loads.staleIdle(this.ctx.clock()).size > 0;
+      if (batching || stale) {
+        this.#plan(this.#arrivals, turns + 1);
         return;
       }
       this.#scheduled = false;
