@@ -4,7 +4,7 @@ import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { BatchGains } from "./batch-gains.js";
 import { SendAges } from "./explore.js";
-import { MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
+import { MISS_AGAIN, MISS_GAP_OBSERVATIONS, MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -28,6 +28,8 @@ interface WorkerLoad {
   lastDoneMs: number;
   /** Its last answer's time over the cost model's prediction after learning from it, when MISS_ALONE or more, else 1 (see {@link LoadBook.slowdown}). */
   lastMiss: number;
+  /** Sent a request as a stale worker (see {@link LoadBook.staleIdle}) and not answered since: its speed since the gap is not confirmed. */
+  unconfirmed: boolean;
 }
 
 /**
@@ -89,9 +91,10 @@ export class LoadBook {
   /** Counts a run of `ticket` on `worker` from now (predicted to take `predictedMs`, default the cost model's). */
   start(worker: Worker, ticket: Ticket, batch: Batch | null, predictedMs?: number): Run {
     const run: Run = { worker, startedMs: this.clock(), predictedMs: predictedMs ?? this.predictMs(ticket.facts.work, worker), model: modelOf(worker), batch };
-    this.#loadOf(worker).runs.add(run);
+    const l = this.#loadOf(worker);
+    l.runs.add(run);
     this.#active++;
-    this.#stale.delete(worker);
+    if (this.#stale.delete(worker)) l.unconfirmed = true;
     this.#changed.add(worker);
     this.ages.sent(worker, run.model);
     if (batch !== null && batch.size >= 2 && !this.#batchClass.has(batch)) {
@@ -264,11 +267,19 @@ export class LoadBook {
       const took = from(run.startedMs);
       this.costs.observe(run.worker.url, run.model, ticket.facts.work, took, doneMs);
       // Against what the cost model predicts now: a miss it has learned (a second slow answer) is not counted twice.
-      const now = ticket.facts.work === null || this.snapshot(run.worker).observations < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
-      if (l) l.lastMiss = missAfter(took, now, l.lastMiss);
+      const obs = ticket.facts.work === null ? 0 : this.snapshot(run.worker).observations;
+      const now = obs < MISS_MIN_OBSERVATIONS ? 0 : this.predictMs(ticket.facts.work, run.worker);
+      // The first answer after a gap (unconfirmed) counts a miss from MISS_AGAIN, as a miss after a
+      // miss does, and from MISS_GAP_OBSERVATIONS: the model learns part of a slowdown from it (the
+      // drift fleet's 3x-slow probe was 1.9x off, under MISS_ALONE), and a worker whose history the
+      // change detection had cut to 3 answers was planned at 1.6x its speed (issue 20, drift7).
+      const gap = l?.unconfirmed === true;
+      const missNow = gap && now === 0 && obs >= MISS_GAP_OBSERVATIONS ? this.predictMs(ticket.facts.work, run.worker) : now;
+      if (l) l.lastMiss = missAfter(took, missNow, gap ? Math.max(l.lastMiss, MISS_AGAIN) : l.lastMiss);
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
     }
+    if (l && end.ok) l.unconfirmed = false;
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }
 
@@ -363,7 +374,7 @@ export class LoadBook {
   #loadOf(w: Worker): WorkerLoad {
     let l = this.#loads.get(w);
     if (!l) {
-      l = { runs: new Set(), lastDoneMs: 0, lastMiss: 1 };
+      l = { runs: new Set(), lastDoneMs: 0, lastMiss: 1, unconfirmed: false };
       this.#loads.set(w, l);
     }
     return l;

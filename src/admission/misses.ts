@@ -23,6 +23,15 @@ const MISS_ALONE = 2;
  */
 export const MISS_MIN_OBSERVATIONS = 4;
 /**
+ * ...but a worker's first answer after an idle gap (a stale worker's probe,
+ * LoadBook.staleIdle) counts from this many: the worker was known before the
+ * gap (its first-burst learning is over), and what may have changed is its
+ * speed, which the probe exists to find (issue 20: a slowed worker whose
+ * history the cost model's change detection had cut to 3 answers was sent a
+ * large request planned at 1.6x its speed right after its 3x-slow probe).
+ */
+export const MISS_GAP_OBSERVATIONS = 2;
+/**
  * ...and only a miss of at least this many ms beyond the prediction: on a
  * busy host (the test suite on 2 cores) requests of a few ms took over 100 ms
  * with no slow GPU, and a stretch that keeps a worker from its next request
@@ -39,7 +48,7 @@ const MISS_MIN_MS = 250;
  * was. Bench drift's second slowed burst (--quick) gave a 3x-slowed worker
  * a 6 s request planned at 3.3 s (1.28-1.36x offline LPT).
  */
-const MISS_AGAIN = 1.25;
+export const MISS_AGAIN = 1.25;
 
 /**
  * The stretch after an answer that took `took` ms where the cost model, having
