@@ -55,6 +55,11 @@ async function drift(seed: number, arrivalsPerTurn: number, count = 48): Promise
   return ratios;
 }
 
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
+};
+
 describe("drift: three of eight workers 3x slower, then recovered", () => {
   for (const [name, perTurn] of [
     ["a burst that arrives at once (a rollout job)", Infinity],
@@ -78,10 +83,6 @@ describe("drift with bursts of 24 (bench --quick: 3 requests per worker)", () =>
   // change detection (8) does not see it yet, so only the 2x-miss bridge (from 4 observations,
   // was 8) keeps a large request off it. Before: 1.172. (At 4 arrivals per event-loop turn the
   // median went from 1.156 to 1.124, and to 1.154 after main's batch units were merged: not asserted.)
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return (s[(s.length - 1) >> 1]! + s[s.length >> 1]!) / 2;
-  };
   it("a burst that arrives at once: the second burst after the slowdown <= 1.15x offline LPT (median of 10 seeds)", async () => {
     const second: number[] = [];
     for (let seed = 1; seed <= 10; seed++) second.push((await drift(seed, Infinity, 24))[3]!);
@@ -99,6 +100,32 @@ describe("drift with bursts of 24 (bench --quick: 3 requests per worker)", () =>
     console.log(`24 a burst, 4 per turn: second burst after the slowdown ${second.map((x) => x.toFixed(3)).join(" ")}`);
     expect(median(second)).toBeLessThanOrEqual(1.1);
   });
+});
+
+describe("drift's first slowed burst, whatever the arrival order (bursts of 24, bench --quick)", () => {
+  // The burst after the slowdown arriving 1, 4 or 16 requests per event-loop turn (HTTP): planned as
+  // its requests came, each stale worker's first request was whatever arrived first, and a large one
+  // on a worker that slowed during the gap ended 2-3x late (bench's own bursts at 4 per turn: 2.21;
+  // seeds here up to 2.37). Now a burst that finds stale workers is gathered before its first plan
+  // (one more turn, then while arrivals come, at most 25 ms), so each stale worker first gets a small
+  // probe, and a stale worker's first answer counts as a miss from 1.25x (not 2x) and from 2
+  // observations, so its slowdown holds in the next plan. Before (main, 8a9a1d0), first slowed at 1 per turn 1.086 1.252 1.072 0.985 1.586 1.934, at 4 1.086 1.251
+  // 1.041 0.980 1.454 1.933, at 16 1.135 1.016 1.033 1.026 0.987 1.045; now at most 1.089. Cost: every burst after a
+  // gap is probed, as one arriving at once was: the second slowed burst at 4 per turn median 1.013 -> 1.046.
+  for (const perTurn of [1, 4, 16]) {
+    it(`${perTurn} arrival(s) per turn: the first burst after the slowdown <= 1.15x offline LPT on each of 6 seeds, the second <= 1.15x (median)`, async () => {
+      const first: number[] = [];
+      const second: number[] = [];
+      for (let seed = 1; seed <= 6; seed++) {
+        const r = await drift(seed, perTurn, 24);
+        first.push(r[2]!);
+        second.push(r[3]!);
+      }
+      console.log(`24 a burst, ${perTurn} per turn: first slowed ${first.map((x) => x.toFixed(3)).join(" ")}; second ${second.map((x) => x.toFixed(3)).join(" ")}`);
+      first.forEach((x, i) => expect(x, `seed ${i + 1}, first burst after the slowdown`).toBeLessThanOrEqual(1.15));
+      expect(median(second)).toBeLessThanOrEqual(1.15);
+    });
+  }
 });
 
 describe("a worker's first slow answer (LoadBook)", () => {
