@@ -106,7 +106,7 @@ describe("drift's first slowed burst, whatever the arrival order (bursts of 24, 
   // The burst after the slowdown arriving 1, 4 or 16 requests per event-loop turn (HTTP): planned as
   // its requests came, each stale worker's first request was whatever arrived first, and a large one
   // on a worker that slowed during the gap ended 2-3x late (bench's own bursts at 4 per turn: 2.21;
-  // seeds here up to 2.37). Now a burst that finds stale workers is gathered before its first plan
+  // these seeds on main up to 1.93). Now a burst that finds stale workers is gathered before its first plan
   // (one more turn, then while arrivals come, at most 25 ms), so each stale worker first gets a small
   // probe, and a stale worker's first answer counts as a miss from 1.25x (not 2x) and from 2
   // observations, so its slowdown holds in the next plan. Before (main, 8a9a1d0), first slowed at 1 per turn 1.086 1.252 1.072 0.985 1.586 1.934, at 4 1.086 1.251
