@@ -148,7 +148,7 @@ export class PlanDispatch implements DispatchStrategy {
       const waited = this.ctx.clock() - this.#gatherFromMs;
       const more = loads.active === 0 && this.#arrivals !== seen;
       const batching = more && batchSize > 1 && loads.gains.learned && waited < GATHER_MS;
-      const stale = loads.active === 0 && (more || turns === 0) && waited < STALE_GATHER_MS && loads.staleIdle(this.ctx.clock()).size > 0;
+      const stale = loads.active === 0 && this.ctx.queue.queued > 0 && (more || turns === 0) && waited < STALE_GATHER_MS && loads.staleIdle(this.ctx.clock()).size > 0;
       if (batching || stale) {
         this.#plan(this.#arrivals, turns + 1);
         return;
