@@ -101,7 +101,7 @@ export interface ExploreRound {
   readonly planBoard: PlanBoard;
   readonly candidates: Candidates;
   /**
-   * Whether traffic is light (plan-dispatch.ts #light): sequential traffic,
+   * Whether traffic is light (plan-probes.ts lightTraffic): sequential traffic,
    * runs and queued requests together at most half the workers, every queued
    * request arrived since the last round and few did. Under load every free
    * worker gets work from the plan anyway; at a burst's end the plan may keep

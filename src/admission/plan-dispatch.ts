@@ -182,7 +182,7 @@ export class PlanDispatch implements DispatchStrategy {
       if (direct.length > 0) this.#send(direct, nowMs, live);
       return;
     }
-    const round = this.#round(live, nowMs, board, lightTraffic(this.ctx, this.#board.size, arrived));
+    const round = this.#round(live, nowMs, board, lightTraffic(this.#board.size, this.ctx.loads.active, this.ctx.queue.queued, arrived));
     // A round planned as batch units probes no stale worker (plan-units.ts unitsGain).
     const plan = probeWorkers(this.ctx, this.#board, round, !(this.ctx.batchSize > 1 && round.whole && round.units.size === 0 && unitsGain(this.#unitRound(round))));
     const joins = this.ctx.batchSize > 1 ? this.#joinRound(round) : null;

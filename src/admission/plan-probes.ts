@@ -36,15 +36,14 @@ export interface ProbeRound {
  * Light traffic, where exploration (explore.ts) may send a request to a
  * worker the plan left out: sequential traffic on a mostly idle fleet. Runs
  * and queued requests together at most half the workers, and every queued
- * request arrived since the last round (`arrived`, at most
+ * request arrived since the last round (`arrived` of them, at most
  * SEQUENTIAL_ARRIVALS of them): a request that waited a round waits on
  * purpose (a busy fast worker, a batch to join), and a burst's arrival turns
  * (64 requests a turn on 4,096 workers was "light" by the counts alone) are
  * planned largest-first, not as explorations.
  */
-export function lightTraffic(ctx: DispatchContext, workers: number, arrived: number): boolean {
-  const queued = ctx.queue.queued;
-  return arrived <= SEQUENTIAL_ARRIVALS && queued <= arrived && 2 * (ctx.loads.active + queued) <= workers;
+export function lightTraffic(workers: number, runs: number, queued: number, arrived: number): boolean {
+  return arrived <= SEQUENTIAL_ARRIVALS && queued <= arrived && 2 * (runs + queued) <= workers;
 }
 
 /** Whether this round probes a stale worker (see probeWorkers): then it is planned request by request, not per class. */
