@@ -83,6 +83,7 @@ describe("the exploration step on 4,096 idle workers, a quarter of them 4x slowe
     const [[sent]] = plan as [[Waiter, Worker]];
     expect(sent.ticket.facts.work).toEqual(ticket(512, 20).facts.work);
     expect(sent).toBe(live[live.length - 1]);
+    queue.rejectAll(new Error("test over"));
   });
 });
 
