@@ -1,7 +1,7 @@
 import type { Worker } from "../registry/worker.js";
 import { occupy, TIE_MS, type Board } from "../scheduler/board-plan.js";
 import type { Candidates } from "./candidates.js";
-import { inPool, type PlanBoard } from "./plan-board.js";
+import { inPool, type PlanBoard, type Pool } from "./plan-board.js";
 import type { Waiter } from "./queue.js";
 
 /**
@@ -64,20 +64,22 @@ export class SendAges {
 
   /**
    * Calls `visit` with every worker whose allowance is positive and that
-   * allowance (extra finish relative to the earliest elsewhere), oldest
-   * send first. O(models + such workers): the oldest come first, so the
-   * walk stops at the first worker sent within the last rounds.
+   * allowance (extra finish relative to the earliest elsewhere): surprised
+   * workers, then the others oldest send first, until `visit` returns true.
+   * O(models + such workers): the oldest come first, so the walk stops at
+   * the first worker sent within the last rounds.
    */
-  eachAged(visit: (w: Worker, allowance: number) => void): void {
+  eachAged(visit: (w: Worker, allowance: number) => boolean): void {
+    // Surprised workers first: few, and the likeliest to have recovered (a bounded step may stop before the aged ones end).
+    for (const [w, ratio] of this.#surprised) if (visit(w, ratio - 1)) return;
     for (const m of this.#models.values()) {
       const pool = m.last.size;
       for (const [w, at] of m.last) {
         const rounds = (m.seq - at) / pool - EXPLORE_AFTER_ROUNDS;
         if (rounds <= 0) break;
-        if (!this.#surprised.has(w)) visit(w, rounds / EXPLORE_ROUNDS_PER_UNIT);
+        if (!this.#surprised.has(w) && visit(w, rounds / EXPLORE_ROUNDS_PER_UNIT)) return;
       }
     }
-    for (const [w, ratio] of this.#surprised) visit(w, ratio - 1);
   }
 
   /** Whether any worker may be explored now (cheap: the plan calls it every round). */
@@ -99,48 +101,170 @@ export interface ExploreRound {
   readonly planBoard: PlanBoard;
   readonly candidates: Candidates;
   /**
-   * Whether traffic is light: runs and queued requests together at most half
-   * the workers. Under load every free worker gets work from the plan anyway,
-   * and at a burst's end the plan may keep a worker free on purpose (packing,
-   * a batch to join): exploring there cost the batching fleet a batch of 4.
+   * Whether traffic is light (plan-probes.ts lightTraffic): sequential traffic,
+   * runs and queued requests together at most half the workers, every queued
+   * request arrived since the last round and few did. Under load every free
+   * worker gets work from the plan anyway; at a burst's end the plan may keep
+   * a worker free on purpose (packing, a batch to join): exploring there cost
+   * the batching fleet a batch of 4; and a burst's arrival turns are not
+   * light even on a fleet many times larger than the burst.
    */
   readonly light: boolean;
   /** Live indices already given a worker in this round (probes); explored ones are added. */
   readonly taken: Set<number>;
 }
 
-/** Queued requests (from the smallest) an explored worker looks at. */
+/** What one exploration step did: how much work it was bounded to (test/explore-bound.test.ts). */
+export interface ExploreWork {
+  /** Aged or surprised workers looked at. */
+  visited: number;
+  /** Worker x demand class checks (at most EXPLORE_CHECKS + 1: the one that stops the step). */
+  checks: number;
+  /** Workers read to find the classes' earliest finishes (each class's pool once, again only after one of its two best workers was explored). */
+  scanned: number;
+  /** Requests given to explored workers. */
+  explored: number;
+}
+
+/** Queued requests (from the smallest) the step looks at. */
 const EXPLORE_SCAN = 64;
+/**
+ * Most worker x class checks in one round. At 4,096 workers an unbounded
+ * step made rounds of 0.9 s of CPU (scale part 7). The walk goes surprised
+ * workers first, then oldest first: the workers it leaves for a later round
+ * are the least aged, whose allowance is the smallest.
+ */
+export const EXPLORE_CHECKS = 4096;
+/** A class whose earliest finishes must be found (again). */
+const UNKNOWN = -2;
+
+/** The queued requests of one demand class and pool, and its earliest finishes on the board (ms from now). */
+interface ClassEntry {
+  readonly pool: Pool;
+  readonly cost: Float64Array;
+  /** Live indices, smallest request first; `next` is the first not taken. */
+  readonly members: number[];
+  next: number;
+  best: number;
+  bestK: number;
+  second: number;
+  secondK: number;
+}
 
 /**
- * Gives each free, idle worker with an allowance (SendAges.eachAged) the
- * smallest queued request it is predicted to finish within that allowance
- * of the earliest finish on the request's other workers (both counted from
- * now). Pushes the sends onto `plan`.
+ * One round's exploration: the queued requests by demand class (and pool),
+ * each class's earliest finish found once (not once per worker and request:
+ * that was explored workers x 64 requests x the whole pool), a bounded
+ * number of checks.
  */
-export function exploreAged(ages: SendAges, r: ExploreRound, plan: [Waiter, Worker][]): void {
-  if (!r.light || !ages.any()) return;
-  const { nowMs, live, board, planBoard: b, taken } = r;
-  const slow = (k: number) => board.slow?.[k] ?? 1;
-  ages.eachAged((w, allowance) => {
-    const k = b.indexOf(w);
-    if (k < 0 || board.free[k]! <= 0 || b.runsOn(k) > 0 || b.observed(k) === 0) return;
+class ExploreStep {
+  readonly work: ExploreWork = { visited: 0, checks: 0, scanned: 0, explored: 0 };
+  readonly #classes: ClassEntry[] = [];
+  #left = 0;
+
+  constructor(
+    private readonly r: ExploreRound,
+    private readonly plan: [Waiter, Worker][],
+  ) {
+    this.#gather();
+  }
+
+  get empty(): boolean {
+    return this.#left === 0;
+  }
+
+  /** The smallest EXPLORE_SCAN queued requests not taken, by class (prompt groups are planned as units, never explored). */
+  #gather(): void {
+    const { live, taken, planBoard: b, candidates } = this.r;
+    const byCost = new Map<Float64Array, ClassEntry[]>();
     for (let i = live.length - 1, seen = 0; i >= 0 && seen < EXPLORE_SCAN; i--) {
       const waiter = live[i]!;
       if (waiter.settled || taken.has(i) || waiter.ticket.group !== undefined) continue;
       seen++;
-      const pool = b.pool(r.candidates.of(waiter.ticket));
-      if (pool.idx.length < 2 || !inPool(pool, k)) continue;
+      const pool = b.pool(candidates.of(waiter.ticket));
+      if (pool.idx.length < 2) continue;
       const { cost } = b.classCost(waiter.ticket.facts.work, pool);
-      const mine = cost[k]! * slow(k);
-      let best = Infinity;
-      for (const j of pool.idx) if (j !== k) best = Math.min(best, Math.max(board.busy[j]!, nowMs) - nowMs + cost[j]! * slow(j));
-      if (!(mine <= best * (1 + allowance) + TIE_MS)) continue;
-      taken.add(i);
-      plan.push([waiter, w]);
-      board.free[k]!--;
-      occupy(board, k, nowMs + mine);
-      return;
+      let list = byCost.get(cost);
+      if (list === undefined) byCost.set(cost, (list = []));
+      let c = list.find((e) => e.pool === pool);
+      if (c === undefined) {
+        c = { pool, cost, members: [], next: 0, best: Infinity, bestK: UNKNOWN, second: Infinity, secondK: UNKNOWN };
+        list.push(c);
+        this.#classes.push(c);
+      }
+      c.members.push(i);
+      this.#left++;
     }
-  });
+  }
+
+  /**
+   * Gives worker `w` the smallest queued request it is predicted to finish
+   * within `allowance` of the earliest finish on the request's other
+   * workers (both from now). Returns true when the step must stop: nothing
+   * left to give, or its checks are spent.
+   */
+  visit(w: Worker, allowance: number): boolean {
+    const { planBoard: b, board } = this.r;
+    this.work.visited++;
+    const k = b.indexOf(w);
+    if (k < 0 || board.free[k]! <= 0 || b.runsOn(k) > 0 || b.observed(k) === 0) return false;
+    const mineSlow = board.slow?.[k] ?? 1;
+    let pick: ClassEntry | null = null;
+    for (const c of this.#classes) {
+      if (c.next >= c.members.length) continue;
+      // Only a smaller request (a later live index) than the one picked can win.
+      if (pick !== null && c.members[c.next]! < pick.members[pick.next]!) continue;
+      if (++this.work.checks > EXPLORE_CHECKS) return true;
+      if (!inPool(c.pool, k)) continue;
+      if (c.cost[k]! * mineSlow <= this.#elsewhere(c, k) * (1 + allowance) + TIE_MS) pick = c;
+    }
+    if (pick !== null) this.#take(pick, w, k, pick.cost[k]! * mineSlow);
+    return this.#left === 0;
+  }
+
+  #take(c: ClassEntry, w: Worker, k: number, mine: number): void {
+    const { live, board, nowMs, taken } = this.r;
+    const i = c.members[c.next++]!;
+    this.#left--;
+    taken.add(i);
+    this.plan.push([live[i]!, w]);
+    this.work.explored++;
+    board.free[k]!--;
+    occupy(board, k, nowMs + mine);
+    // Its finish moved later: a class that counted it among its two earliest finds them again.
+    for (const o of this.#classes) if (o.bestK === k || o.secondK === k) o.bestK = UNKNOWN;
+  }
+
+  /** The earliest finish of class `c` on its pool's workers other than `k` (ms from now). */
+  #elsewhere(c: ClassEntry, k: number): number {
+    if (c.bestK === UNKNOWN) this.#earliest(c);
+    return k === c.bestK ? c.second : c.best;
+  }
+
+  #earliest(c: ClassEntry): void {
+    const { board, nowMs } = this.r;
+    c.best = c.second = Infinity;
+    c.bestK = c.secondK = -1;
+    for (const j of c.pool.idx) {
+      const t = Math.max(board.busy[j]!, nowMs) - nowMs + c.cost[j]! * (board.slow?.[j] ?? 1);
+      if (t < c.best) {
+        [c.second, c.secondK] = [c.best, c.bestK];
+        [c.best, c.bestK] = [t, j];
+      } else if (t < c.second) [c.second, c.secondK] = [t, j];
+    }
+    this.work.scanned += c.pool.idx.length;
+  }
+}
+
+/**
+ * Gives free, idle workers with an allowance (SendAges.eachAged: surprised
+ * ones first, then oldest first) the smallest queued request each is
+ * predicted to finish within that allowance of the earliest finish on the
+ * request's other workers. Pushes the sends onto `plan`; returns the work done.
+ */
+export function exploreAged(ages: SendAges, r: ExploreRound, plan: [Waiter, Worker][]): ExploreWork {
+  if (!r.light || !ages.any()) return { visited: 0, checks: 0, scanned: 0, explored: 0 };
+  const step = new ExploreStep(r, plan);
+  if (!step.empty) ages.eachAged((w, allowance) => step.visit(w, allowance));
+  return step.work;
 }

@@ -5,7 +5,7 @@ import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
 import { PlanBoard, type Pool } from "./plan-board.js";
-import { probesStale, probeWorkers } from "./plan-probes.js";
+import { lightTraffic, probesStale, probeWorkers } from "./plan-probes.js";
 import { ClassQueues } from "./plan-classes.js";
 import { DirectRound } from "./plan-direct.js";
 import { fillBatch, planJoins, type Join, type JoinRound } from "./plan-join.js";
@@ -38,6 +38,8 @@ interface Round {
   readonly units: Map<PromptGroup, Waiter[]>;
   /** Live indices below this were looked at (compacted after the round). */
   readonly scanned: number;
+  /** Whether traffic is light (plan-probes.ts lightTraffic). */
+  readonly light: boolean;
 }
 
 /**
@@ -55,6 +57,8 @@ export class PlanDispatch implements DispatchStrategy {
   /** Arrivals so far, and the clock when the pending plan was first scheduled (the burst gather, see #plan). */
   #arrivals = 0;
   #gatherFromMs = 0;
+  /** Arrivals counted by the last round: the difference is what arrived since (lightTraffic). */
+  #arrivalsSeen = 0;
   readonly #board: PlanBoard;
   /** Forwarded routes and video creates that may be waiting (counted at arrival, recounted by a full scan): they are not planned like the rest. */
   #forwarded = 0;
@@ -177,6 +181,8 @@ export class PlanDispatch implements DispatchStrategy {
    */
   dispatch(depth = 0): void {
     const live = this.ctx.queue.live();
+    const arrived = this.#arrivals - this.#arrivalsSeen;
+    this.#arrivalsSeen = this.#arrivals;
     if (this.#forwarded > 0) this.#sendForwarded(live);
     this.#classes.sync(live, this.ctx.queue.queued);
     // After the sync: it finds the requests that arrived since the last round by the keys they were queued with.
@@ -191,7 +197,7 @@ export class PlanDispatch implements DispatchStrategy {
       if (direct.length > 0) this.#send(direct, nowMs, live);
       return;
     }
-    const round = this.#round(live, nowMs, board);
+    const round = this.#round(live, nowMs, board, lightTraffic(this.#board.size, this.ctx.loads.active, this.ctx.queue.queued, arrived));
     // A round planned as batch units probes no stale worker (plan-units.ts unitsGain).
     const plan = probeWorkers(this.ctx, this.#board, round, !(this.ctx.batchSize > 1 && round.whole && round.units.size === 0 && unitsGain(this.#unitRound(round))));
     const joins = this.ctx.batchSize > 1 ? this.#joinRound(round) : null;
@@ -290,7 +296,7 @@ export class PlanDispatch implements DispatchStrategy {
   }
 
   /** The round's items (queue order) with each one's pool and costs, on the board's state at `nowMs`. */
-  #round(live: Waiter[], nowMs: number, board: Board): Round {
+  #round(live: Waiter[], nowMs: number, board: Board, light: boolean): Round {
     const { candidates, queue } = this.ctx;
     const poolOf = (w: Waiter): Pool => this.#board.pool(candidates.of(w.ticket));
     const all = this.#videos > 0;
@@ -313,7 +319,7 @@ export class PlanDispatch implements DispatchStrategy {
       return { pool: pool.idx, cost, floors };
     });
     if (all) this.#videos = videos;
-    return { nowMs, live, board, at: window.at, items, whole: window.whole, units, scanned: window.scanned };
+    return { nowMs, live, board, at: window.at, items, whole: window.whole, units, scanned: window.scanned, light };
   }
 
   /**

@@ -17,6 +17,9 @@ const PROBE_SCAN = 512;
 const STALE_PROBE_DEPTH = 2;
 const NO_WORKERS: readonly Worker[] = [];
 
+/** Most requests arriving between two rounds that still count as sequential traffic (see lightTraffic). */
+const SEQUENTIAL_ARRIVALS = 2;
+
 /** What a probe looks at in a plan round. */
 export interface ProbeRound {
   readonly nowMs: number;
@@ -25,6 +28,22 @@ export interface ProbeRound {
   /** Live indices of the plan's items, in queue order. */
   readonly at: number[];
   readonly items: BoardItem[];
+  /** Whether traffic is light (lightTraffic): workers left out may be explored. */
+  readonly light: boolean;
+}
+
+/**
+ * Light traffic, where exploration (explore.ts) may send a request to a
+ * worker the plan left out: sequential traffic on a mostly idle fleet. Runs
+ * and queued requests together at most half the workers, and every queued
+ * request arrived since the last round (`arrived` of them, at most
+ * SEQUENTIAL_ARRIVALS of them): a request that waited a round waits on
+ * purpose (a busy fast worker, a batch to join), and a burst's arrival turns
+ * (64 requests a turn on 4,096 workers was "light" by the counts alone) are
+ * planned largest-first, not as explorations.
+ */
+export function lightTraffic(workers: number, runs: number, queued: number, arrived: number): boolean {
+  return arrived <= SEQUENTIAL_ARRIVALS && queued <= arrived && 2 * (runs + queued) <= workers;
 }
 
 /** Whether this round probes a stale worker (see probeWorkers): then it is planned request by request, not per class. */
@@ -48,7 +67,7 @@ export function probesStale(ctx: DispatchContext, nowMs: number, freeSlots: (w: 
  * groups are not used as probes: they are planned as units.) Then workers
  * the plan has left out for a while are explored (explore.ts).
  */
-export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, board, at, items }: ProbeRound, staleOk = true): [Waiter, Worker][] {
+export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, board, at, items, light }: ProbeRound, staleOk = true): [Waiter, Worker][] {
   const plan: [Waiter, Worker][] = [];
   // Stale workers are probed only in a burst of at least STALE_PROBE_DEPTH requests each: a probe
   // takes a small request the burst's end would have used to fill a gap, which a short burst misses.
@@ -75,7 +94,6 @@ export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, 
     }
   }
   // Workers sent nothing for a while (light traffic) may take a request within an allowance (explore.ts).
-  const light = 2 * (ctx.loads.active + ctx.queue.queued) <= b.size;
   exploreAged(ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: ctx.candidates, light, taken: probed }, plan);
   // A probed request is not planned again in this round.
   if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
