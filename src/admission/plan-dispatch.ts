@@ -1,6 +1,7 @@
 import type { Worker } from "../registry/worker.js";
 import { planBoard, type Board, type BoardItem } from "../scheduler/board-plan.js";
 import { holdsNoPlanSlot } from "../scheduler/request-facts.js";
+import { keepGathering } from "./burst-gather.js";
 import type { DispatchContext, DispatchStrategy } from "./dispatch.js";
 import type { PromptGroup } from "./groups.js";
 import { parallelSlotsOf } from "./loads.js";
@@ -19,10 +20,6 @@ import type { Batch, Ticket } from "./ticket.js";
 const NO_WORKERS: readonly Worker[] = [];
 /** Re-plans in one dispatch after groups were placed (each places at least one group, so few are needed). */
 const MAX_GROUP_ROUNDS = 8;
-/** Longest a burst's first plan waits for the rest of the burst on an idle batching fleet (ms; see #plan). */
-const GATHER_MS = 10;
-/** Longest a burst's first plan waits for the rest of the burst on an idle fleet with stale workers (ms; see #plan): a GPU request takes seconds. */
-const STALE_GATHER_MS = 25;
 
 /** One round's view of the queue and the workers, as scheduler/board-plan.ts takes it. */
 interface Round {
@@ -125,35 +122,21 @@ export class PlanDispatch implements DispatchStrategy {
     this.#plan(this.#arrivals);
   }
 
-  /**
-   * The deferred plan. A burst that finds a fleet of batching workers idle
-   * is gathered first: while each turn brings more arrivals (at most
-   * GATHER_MS), the plan waits one more turn. Through HTTP a burst reaches
-   * the router over several turns, and a plan of its first few requests
-   * sends them one per idle worker, alone, where the whole burst would have
-   * been planned as batches (virtual fleet, 4 arrivals per turn: 1.41 of the
-   * bound against 1.18 at once). Only when nothing runs, so never under load;
-   * a lone request waits one more turn. Only once some batch was measured: a
-   * fleet's first burst (no gain known) is planned request by request
-   * anyway, and gathering it moved the virtual fleet's warm-ups either way.
-   *
-   * So is a burst that finds stale workers (LoadBook.staleIdle: idle and
-   * silent since before the gap), for at most STALE_GATHER_MS, and always
-   * for one more turn (a burst arriving one request per turn is otherwise
-   * never seen as one): planned as its requests come, each stale worker's
-   * first request was whatever arrived first, and one of them large on a
-   * worker that slowed during the gap made the burst 1.5-2.4x offline LPT
-   * (issue 20, drift; docs/decisions.md). Gathered, the stale probes
-   * (plan-probes.ts) give each stale worker a small request first.
-   */
+  /** The deferred plan: after this turn, or later while a burst is gathered (burst-gather.ts). */
   #plan(seen: number, turns = 0): void {
     setImmediate(() => {
-      const { batchSize, loads } = this.ctx;
-      const waited = this.ctx.clock() - this.#gatherFromMs;
-      const more = loads.active === 0 && this.#arrivals !== seen;
-      const batching = more && batchSize > 1 && loads.gains.learned && waited < GATHER_MS;
-      const stale = loads.active === 0 && this.ctx.queue.queued > 0 && (more || turns === 0) && waited < STALE_GATHER_MS && loads.staleIdle(this.ctx.clock()).size > 0;
-      if (batching || stale) {
+      const { batchSize, loads, queue, clock } = this.ctx;
+      const now = clock();
+      const gather = keepGathering({
+        active: loads.active,
+        queued: queue.queued,
+        arrivedSince: this.#arrivals !== seen,
+        turns,
+        waitedMs: now - this.#gatherFromMs,
+        batchingLearned: batchSize > 1 && loads.gains.learned,
+        anyStale: () => loads.staleIdle(now).size > 0,
+      });
+      if (gather) {
         this.#plan(this.#arrivals, turns + 1);
         return;
       }
