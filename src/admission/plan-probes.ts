@@ -16,13 +16,6 @@ const PROBE_SCAN = 512;
 /** Queued requests per stale worker (LoadBook.staleIdle) from which stale workers are probed. */
 const STALE_PROBE_DEPTH = 2;
 const NO_WORKERS: readonly Worker[] = [];
-/**
- * The slowdown a stale worker's first request is sized to absorb: its
- * predicted time times this ends within the burst's fluid bound (fluidMs).
- * The bench's drift fleet slows 3x; a worker slowed more shows it on this
- * request while it runs (LoadBook.slowdown), before its answer.
- */
-const SUSPECTED_SLOWDOWN = 3;
 
 /** Most requests arriving between two rounds that still count as sequential traffic (see lightTraffic). */
 const SEQUENTIAL_ARRIVALS = 2;
@@ -81,8 +74,6 @@ export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, 
   const stale = ctx.loads.staleIdle(nowMs);
   const probeStale = staleOk && stale.size > 0 && ctx.queue.queued >= STALE_PROBE_DEPTH * stale.size;
   const probed = new Set<number>();
-  // A stale worker's first request may be as large as the burst can absorb (absorbable): known workers keep their share of the large requests.
-  const limitMs = probeStale ? nowMs + fluidMs(items) / SUSPECTED_SLOWDOWN : 0;
   let tail = live.length - 1;
   for (let k = 0; k < (b.unobserved > 0 || probeStale ? b.size : 0); k++) {
     if (board.free[k]! <= 0 || b.runsOn(k) > 0 || (b.observed(k) > 0 && !(probeStale && stale.has(b.worker(k))))) continue;
@@ -90,53 +81,21 @@ export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, 
     // Never the queue's head (its largest request): through HTTP a burst arrives over several
     // event-loop turns, and a probe with the only request queued put a burst's largest on a
     // half-speed worker (2.0x; issue 20). The head goes where the plan finishes it earliest.
-    const known = b.observed(k) > 0;
-    let pick = -1;
-    let pickCost = 0;
     for (let i = tail; i >= Math.max(1, tail - PROBE_SCAN); i--) {
       const waiter = live[i]!;
       if (waiter.settled || probed.has(i) || waiter.ticket.group !== undefined) continue;
       const pool = b.pool(ctx.candidates.of(waiter.ticket));
       if (!inPool(pool, k)) continue;
-      const cost = b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!;
-      // A new worker takes the smallest; a stale one the largest that ends within the limit even if it slowed.
-      if (pick >= 0 && (!known || Math.max(board.busy[k]!, nowMs) + cost > limitMs || cost <= pickCost)) continue;
-      pick = i;
-      pickCost = cost;
-      if (!known) break;
+      probed.add(i);
+      plan.push([waiter, b.worker(k)]);
+      board.free[k]!--;
+      occupy(board, k, Math.max(board.busy[k]!, nowMs) + b.classCost(waiter.ticket.facts.work, pool).cost[k]! * board.slow![k]!);
+      break;
     }
-    if (pick < 0) continue;
-    probed.add(pick);
-    plan.push([live[pick]!, b.worker(k)]);
-    board.free[k]!--;
-    occupy(board, k, Math.max(board.busy[k]!, nowMs) + pickCost);
   }
   // Workers sent nothing for a while (light traffic) may take a request within an allowance (explore.ts).
   exploreAged(ctx.loads.ages, { nowMs, live, board, planBoard: b, candidates: ctx.candidates, light, taken: probed }, plan);
   // A probed request is not planned again in this round.
   if (probed.size > 0) at.forEach((i, j) => probed.has(i) && (items[j] = { pool: b.pool(NO_WORKERS).idx, cost: items[j]!.cost }));
   return plan;
-}
-
-/**
- * The burst's fluid bound (ms from now): every item spread over its pool in
- * proportion to speed, Σ 1 / Σ_k 1/cost_k. Below any plan's makespan on the
- * known speeds, so a request within it / SUSPECTED_SLOWDOWN on a worker that
- * slowed that much still ends before the burst would have.
- */
-function fluidMs(items: readonly BoardItem[]): number {
-  let total = 0;
-  let last: BoardItem | null = null;
-  let share = 0;
-  for (const item of items) {
-    // Items of a class share their cost array and pool: the rate is summed once per run of them.
-    if (last === null || item.cost !== last.cost || item.pool !== last.pool) {
-      let rate = 0;
-      for (let j = 0; j < item.pool.length; j++) rate += 1 / item.cost[item.pool[j]!]!;
-      share = rate > 0 ? 1 / rate : 0;
-      last = item;
-    }
-    total += share;
-  }
-  return total;
 }
