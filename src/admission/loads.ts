@@ -207,14 +207,13 @@ export class LoadBook {
   }
 
   /**
-   * Whether no batch of `size` (2 unless said) of `work`'s class on `w`'s
-   * model was ever observed and none of the class runs now: that gain is
-   * unknown, and the unit plan, which batches only where a gain is known,
-   * would never teach it (plan-units.ts explores it).
+   * Whether no batch of 2 of `work`'s class on `w`'s model was ever observed
+   * and none runs now: its gain is unknown, and the unit plan, which batches
+   * only where a gain is known, would never teach it (plan-units.ts explores it).
    */
-  batchUntried(w: Worker, work: WorkFeatures | null, size = 2): boolean {
+  batchUntried(w: Worker, work: WorkFeatures | null): boolean {
     const cls = BatchGains.classOf(modelOf(w), work);
-    return !this.gains.known(cls, size) && !this.#batchesRunning.has(cls);
+    return !this.gains.known(cls, 2) && !this.#batchesRunning.has(cls);
   }
 
   #batchEnded(b: Batch): void {

@@ -2,7 +2,6 @@ import type { Worker } from "../registry/worker.js";
 import { TIE_MS, type BoardItem } from "../scheduler/board-plan.js";
 import type { JoinRound } from "./plan-join.js";
 import type { Waiter } from "./queue.js";
-import type { WorkFeatures } from "../scheduler/request-facts.js";
 
 /**
  * Plan-level grouping for batching workers (issue 20: "compatible requests
@@ -60,8 +59,8 @@ interface Key {
   readonly item: BoardItem;
   readonly js: number[];
   readonly F: Float64Array;
-  /** A batch size of its class never observed while none of the class runs (2, or the largest): one such batch is planned (see leastWork); 0: none. */
-  readonly explore: number;
+  /** No batch of 2 of its class was ever observed, and none runs: one is planned (see leastWork). */
+  readonly explore: boolean;
 }
 
 /** A planned batch: its key and size; fixed: the exploring batch, never split. */
@@ -132,7 +131,7 @@ function keysOf(r: UnitRound): Key[] | null {
     if (ticket.group !== undefined || ticket.demand.kind === "video") return null;
     const key = ticket.facts.batchKey;
     if (key === null) {
-      keys.push({ key, item, js: [j], F: Float64Array.of(0, 1), explore: 0 });
+      keys.push({ key, item, js: [j], F: Float64Array.of(0, 1), explore: false });
       continue;
     }
     let m = byPool.get(item.pool);
@@ -143,30 +142,13 @@ function keysOf(r: UnitRound): Key[] | null {
       const w = r.board.worker(item.pool[0]!);
       const F = new Float64Array(r.maxSize + 1);
       for (let b = 1; b <= r.maxSize; b++) F[b] = r.loads.batchFactor(w, ticket.facts.work, b);
-      k = { key, item, js: [], F, explore: exploreSize(r, w, ticket.facts.work, F) };
+      k = { key, item, js: [], F, explore: r.maxSize >= 2 && r.loads.batchUntried(w, ticket.facts.work) };
       m.set(key, k);
       keys.push(k);
     }
     k.js.push(j);
   }
   return keys;
-}
-
-/**
- * The batch size a key's class explores this round (0: none): 2 while no
- * batch of 2 was observed; else the largest size (--worker-batch-size) while
- * it was never observed, once a smaller batch showed a gain. Beyond its
- * largest observed size F is extrapolated at that size's cost per member
- * (batch-gains.ts timeAt), so with only F(2) known a batch of 4 is planned as
- * two of 2, the tie goes to the 2s, and 4 is never tried: the bench's
- * `batching` fleet would run 512² in pairs (the sim's gain x1.59) instead of
- * fours (x2.77), each pair also waiting out the sim's --batching-delay-ms
- * (not full). The sizes between are then interpolated.
- */
-function exploreSize(r: UnitRound, w: Worker, work: WorkFeatures | null, F: Float64Array): number {
-  if (r.maxSize < 2) return 0;
-  if (r.loads.batchUntried(w, work)) return 2;
-  return r.maxSize > 2 && F[2]! <= (1 - MIN_SAVING) * 2 && r.loads.batchUntried(w, work, r.maxSize) ? r.maxSize : 0;
 }
 
 /** Whether a batch of `b` of the key saves enough to be formed (see MIN_SAVING). */
@@ -187,14 +169,8 @@ function gains(k: Key, b: number): boolean {
  * warm-up batch ran on a worker not yet measured alone, so it taught nothing).
  */
 function leastWork(k: Key): Piece[] {
-  if (k.explore === 2 && k.js.length >= 2 && !gains(k, 2)) return [{ k, size: 2, fixed: true }, ...k.js.slice(2).map(() => ({ k, size: 1 }))];
-  // The largest size explored (exploreSize): charged as extrapolated (no more gain per member than the largest size seen).
-  if (k.explore > 2 && k.js.length >= k.explore) return [{ k, size: k.explore, fixed: true }, ...split(k, k.js.length - k.explore)];
-  return split(k, k.js.length);
-}
-
-/** `n` of a key's requests in batches of the least total time (by F as learned). */
-function split(k: Key, n: number): Piece[] {
+  if (k.explore && k.js.length >= 2 && !gains(k, 2)) return [{ k, size: 2, fixed: true }, ...k.js.slice(2).map(() => ({ k, size: 1 }))];
+  const n = k.js.length;
   const max = k.F.length - 1;
   const best = [0];
   const size = [0];
