@@ -158,7 +158,8 @@ async function routerFor(fleetName, algName, urls) {
 
 /**
  * `--trace`: per worker, its jobs in the order they ended (size x steps x n, exact cost on it, the
- * sim's inference time, end from the burst's start), and its sum of exact costs against the bound.
+ * sim's inference time, end from the burst's start, and on batching sims the batch that ran it),
+ * and its sum of exact costs against the bound.
  */
 function traceBurst(served, urls, workers, boundMs) {
   const byWorker = new Map();
@@ -170,7 +171,8 @@ function traceBurst(served, urls, workers, boundMs) {
   for (const i of [...byWorker.keys()].sort((a, b) => a - b)) {
     const jobs = byWorker.get(i).sort((a, b) => a.endMs - b.endMs);
     const sum = i >= 0 ? jobs.reduce((t, s) => t + cost(s.job, workers[i]), 0) : 0;
-    const items = jobs.map((s) => `${s.job.body.size ?? "?"}x${s.job.work.steps}x${s.job.work.outputs} ${i >= 0 ? Math.round(cost(s.job, workers[i])) : "?"}ms(${s.inferenceS === null ? "?" : Math.round(s.inferenceS * 1000)})@${Math.round(s.endMs)}`);
+    // A batching sim's answers carry x-sim-batch "<dispatch>/<size>": " b<dispatch>/<size>" says which jobs ran together.
+    const items = jobs.map((s) => `${s.job.body.size ?? "?"}x${s.job.work.steps}x${s.job.work.outputs} ${i >= 0 ? Math.round(cost(s.job, workers[i])) : "?"}ms(${s.inferenceS === null ? "?" : Math.round(s.inferenceS * 1000)})@${Math.round(s.endMs)}${s.batch ? ` b${s.batch}` : ""}`);
     log(`      w${i} speed ${i >= 0 ? round(workers[i].speed, 3) : "?"} work ${Math.round(sum)} ms (${round(sum / boundMs, 3)} of the bound): ${items.join("  ")}`);
   }
 }

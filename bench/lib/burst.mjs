@@ -24,7 +24,8 @@ async function call(base, method, path, body) {
   } catch {
     // a plain-text error
   }
-  return { status: res.statusCode, worker: res.headers["x-sim-worker"] ?? null, json, text };
+  // x-sim-batch (sim-only): "<dispatch>/<size>", which of the sim's batches ran it (--trace).
+  return { status: res.statusCode, worker: res.headers["x-sim-worker"] ?? null, batch: res.headers["x-sim-batch"] ?? null, json, text };
 }
 
 /**
@@ -35,7 +36,7 @@ export async function runJob(base, job) {
   try {
     if (job.kind === "image") {
       const r = await call(base, "POST", "/v1/images/generations", job.body);
-      return { ok: r.status === 200, worker: r.worker, doneAt: performance.now(), inferenceS: r.json?.inference_time_s ?? null, error: r.status === 200 ? undefined : `${r.status} ${r.text.slice(0, 200)}` };
+      return { ok: r.status === 200, worker: r.worker, batch: r.batch, doneAt: performance.now(), inferenceS: r.json?.inference_time_s ?? null, error: r.status === 200 ? undefined : `${r.status} ${r.text.slice(0, 200)}` };
     }
     const created = await call(base, "POST", "/v1/videos", job.body);
     if (created.status !== 200 || !created.json?.id) return { ok: false, worker: created.worker, doneAt: performance.now(), error: `create ${created.status} ${created.text.slice(0, 200)}` };
@@ -91,7 +92,7 @@ function summarise(t0, jobs, results) {
   return {
     makespanMs: Math.max(...results.map((r) => r.doneAt)) - t0,
     errors: results.filter((r) => !r.ok).map((r) => r.error),
-    served: results.map((r, i) => ({ model: jobs[i].model, worker: r.worker, job: jobs[i], inferenceS: r.inferenceS ?? null, endMs: r.doneAt - t0 })),
+    served: results.map((r, i) => ({ model: jobs[i].model, worker: r.worker, job: jobs[i], inferenceS: r.inferenceS ?? null, batch: r.batch ?? null, endMs: r.doneAt - t0 })),
   };
 }
 
