@@ -4,7 +4,7 @@ import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { BatchGains } from "./batch-gains.js";
 import { SendAges } from "./explore.js";
-import { MISS_AGAIN, MISS_GAP_OBSERVATIONS, MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
+import { MISS_AGAIN, MISS_GAP_MIN_MS, MISS_GAP_OBSERVATIONS, MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -275,7 +275,7 @@ export class LoadBook {
       // change detection had cut to 3 answers was planned at 1.6x its speed (issue 20, drift7).
       const gap = l?.unconfirmed === true;
       const missNow = gap && now === 0 && obs >= MISS_GAP_OBSERVATIONS ? this.predictMs(ticket.facts.work, run.worker) : now;
-      if (l) l.lastMiss = missAfter(took, missNow, gap ? Math.max(l.lastMiss, MISS_AGAIN) : l.lastMiss);
+      if (l) l.lastMiss = gap ? missAfter(took, missNow, Math.max(l.lastMiss, MISS_AGAIN), MISS_GAP_MIN_MS) : missAfter(took, missNow, l.lastMiss);
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
     }

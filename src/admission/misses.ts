@@ -40,6 +40,18 @@ export const MISS_GAP_OBSERVATIONS = 2;
  */
 const MISS_MIN_MS = 250;
 /**
+ * ...except for a stale worker's first answer (its probe, the burst's
+ * smallest request), from this many ms: the probe exists to find a speed
+ * that changed during the gap, and it is small. The `straggler` fleet
+ * (--quick: 62 ms for the smallest image) had a worker 4x slower answer its
+ * probe in ~250 ms, ~170 ms beyond what the model then predicted: under 250,
+ * so no miss; the worker looked fast again and was sent a 1.3 s request that
+ * took 5 s (bursts 2.9-3.3x the bound, issue 20). Once per worker per idle
+ * gap, so the host noise the 250 guards against (tests on 2 busy cores) can
+ * stretch a worker only until its next answer.
+ */
+export const MISS_GAP_MIN_MS = 100;
+/**
  * A miss right after a miss (the worker still stretched) counts from this
  * much: the cost model learned part of the change from the two answers (one
  * slow answer is a stall to its Huber weights), so the second answer is
@@ -54,10 +66,11 @@ export const MISS_AGAIN = 1.25;
  * The stretch after an answer that took `took` ms where the cost model, having
  * learned from it, predicts `now` (0: not trusted yet, see
  * MISS_MIN_OBSERVATIONS); `last` is the stretch after the worker's previous
- * answer (1: none). 1 when the answer is no miss.
+ * answer (1: none); `floorMs` the least miss in ms that counts. 1 when the
+ * answer is no miss.
  */
-export function missAfter(took: number, now: number, last: number): number {
-  const miss = now > 0 && took - now >= MISS_MIN_MS ? took / now : 1;
+export function missAfter(took: number, now: number, last: number, floorMs = MISS_MIN_MS): number {
+  const miss = now > 0 && took - now >= floorMs ? took / now : 1;
   // A run of misses keeps the worker stretched by what the model has not learned yet.
   return miss >= MISS_ALONE || (last > 1 && miss >= MISS_AGAIN) ? miss : 1;
 }
