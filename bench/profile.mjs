@@ -17,8 +17,10 @@ import { BIG_BYTES, freePort, prepareUpstream, SMALL_BYTES, startNginx, stopNgin
 import { startRouter, stopRouter } from "./lib/router.mjs";
 import { waitQuiet } from "./lib/cpu.mjs";
 import { running as wrkRunning, wrk } from "./lib/wrk.mjs";
+import { checkArgs } from "./lib/args.mjs";
 
 const argv = process.argv.slice(2);
+checkArgs(import.meta.url, argv, { options: ["--answer", "--duration", "--log-level", "--out", "--routing-algorithm", "--workers"], flags: [] });
 const opt = (name, dflt) => {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : dflt;

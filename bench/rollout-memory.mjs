@@ -19,8 +19,10 @@ import path from "node:path";
 import { repoRoot } from "./lib/env.mjs";
 import { startRouter, stopRouter } from "./lib/router.mjs";
 import { startSim } from "./lib/sims.mjs";
+import { checkArgs } from "./lib/args.mjs";
 
 const argv = process.argv.slice(2);
+checkArgs(import.meta.url, argv, { options: ["--answer-mb", "--items", "--workers"], flags: [] });
 const option = (name, dflt) => {
   const i = argv.indexOf(name);
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : dflt;

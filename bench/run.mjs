@@ -19,9 +19,11 @@ import { BIG_BYTES, HUGE_BYTES, SMALL_BYTES, freePort, prepareUpstream, startNgi
 import { memoryMiB, sampleRss, startRouter, stopRouter } from "./lib/router.mjs";
 const undiciProxyCli = path.join(repoRoot, "bench", "lib", "undici-proxy.mjs");
 import { round, running as wrkRunning, wrk } from "./lib/wrk.mjs";
+import { checkArgs } from "./lib/args.mjs";
 
 // ---- options -----------------------------------------------------------------
 const argv = process.argv.slice(2);
+checkArgs(import.meta.url, argv, { options: ["--duration", "--pairs", "--warmup", "--only"], flags: ["--keep-temp", "--quick"] });
 const flag = (name) => argv.includes(name);
 const value = (name, dflt) => {
   const i = argv.indexOf(name);

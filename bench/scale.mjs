@@ -30,8 +30,10 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
 import { repoRoot } from "./lib/env.mjs";
+import { checkArgs } from "./lib/args.mjs";
 
 const argv = process.argv.slice(2);
+checkArgs(import.meta.url, argv, { options: ["--arrivals-per-turn", "--bursts", "--child", "--gpu-scale", "--process-workers", "--sizes", "--slowdown", "--source"], flags: ["--diagnose", "--no-process", "--no-virtual", "--profile"] });
 const option = (name, dflt) => {
   const i = argv.indexOf(name);
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : dflt;

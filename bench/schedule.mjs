@@ -6,6 +6,7 @@
 //   node bench/schedule.mjs [--quick] [--fleets equal,slow,kinds,video,batching,models,drift,small,steep,dp2,signatures,straggler,random]
 //        [--algorithms least-request,least-request-cap,new,new-hedge-off,oracle,oracle-batch] [--new-algorithm earliest-finish]
 //        [--new-algorithm-args "--flag value"] [--measured N] [--random-seed N] [--keep-logs] [--trace]
+//        [--slowdown N] [--max-foreign PCT] [--quiet-timeout-s S]
 //
 // Starts simulated workers (dist/src/sim/cli.js) and the built router
 // (dist/src/cli.js; BENCH_ROUTER_CLI for another build) as processes. Every
@@ -25,9 +26,11 @@ import { cost, FLEETS, lowerBound, lptPlan, randomFleet, rng, simArgs, slotsOf }
 import { freePort } from "./lib/nginx.mjs";
 import { startRouter, stopRouter } from "./lib/router.mjs";
 import { simCli, startSim, stopSim } from "./lib/sims.mjs";
+import { checkArgs } from "./lib/args.mjs";
 
 // ---- options -----------------------------------------------------------------
 const argv = process.argv.slice(2);
+checkArgs(import.meta.url, argv, { options: ["--algorithms", "--fleets", "--max-foreign", "--measured", "--new-algorithm", "--new-algorithm-args", "--quiet-timeout-s", "--random-seed", "--slowdown"], flags: ["--keep-logs", "--quick", "--trace"] });
 const flag = (name) => argv.includes(name);
 const option = (name, dflt) => {
   const i = argv.indexOf(name);
