@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import path from "node:path";
+import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 
 // The bench scripts run for minutes and start dozens of processes: `--help`
