@@ -116,6 +116,16 @@ export class FreeTimeIndex {
     const heap = this.#heaps[g]!;
     const walk = this.#walk;
     const slackMs = floor * slack;
+    // The least time seen in this group so far. With a slack, the group's
+    // workers are taken to be within the slack of each other (that is how
+    // the caller groups them: plan-board.ts GROUP_STEP), so none left can
+    // beat the best by more than the slack once free time + this least
+    // time passes it, even when the floor is low: a floor only goes down
+    // between full rounds (plan-board.ts), and a floor a few % low made
+    // each search walk every free worker of the group (all keyed now): at
+    // a 4,096-worker burst's end ~320 of them per queued request, a round
+    // of 100-460 ms of CPU (docs/benchmarks.md Scale part 9).
+    let seenMs = Infinity;
     let size = 1;
     walk[0] = 0;
     while (size > 0) {
@@ -128,8 +138,10 @@ export class FreeTimeIndex {
       // slack; ties with a worker later in the walk are not looked for:
       // among free workers of one speed that would visit them all, and the
       // rotating pick among free workers follows anyway).
-      if (key + floor + slackMs >= this.#bestFinish) break;
-      const finish = key + time(w);
+      if (key + floor + slackMs >= this.#bestFinish || (slack > 0 && seenMs < Infinity && key + seenMs >= this.#bestFinish)) break;
+      const t = time(w);
+      if (t < seenMs) seenMs = t;
+      const finish = key + t;
       if (finish < this.#bestFinish || (finish === this.#bestFinish && this.#pos[w]! < this.#pos[this.#best]!)) {
         this.#best = w;
         this.#bestFinish = finish;
