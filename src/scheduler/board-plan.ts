@@ -157,12 +157,12 @@ function firstPass(items: readonly BoardItem[], board: Board, nowMs: number, rot
     if (table === null && item.floors !== undefined && item.pool.length >= INDEXED_POOL) {
       let index = indexes.get(item.pool);
       if (index === undefined) {
-        index = new FreeTimeIndex(item.pool, board.busy, board.free, nowMs, board.group);
+        index = new FreeTimeIndex(item.pool, board.busy, board.free, nowMs, board.group, board.noise);
         indexes.set(item.pool, index);
       }
       const best = index.earliest((k) => timeOn(item, board, k), item.floors, INDEX_SLACK);
       if (best < 0) continue;
-      w = preferFree(item, board, nowMs, best, index.freeFrom(start));
+      w = preferFreeIndexed(item, board, nowMs, best, index, start);
     } else {
       const best = earliestFinish(item, board, nowMs, table, i);
       if (best < 0) continue;
@@ -216,20 +216,47 @@ function earliestFinish(item: BoardItem, board: Board, nowMs: number, table: Pac
  */
 function preferFree(item: BoardItem, board: Board, nowMs: number, best: number, order: Iterable<number>): number {
   const bestTime = timeOn(item, board, best);
-  const limit = nowMs + (Math.max(board.busy[best]!, nowMs) + bestTime - nowMs) * (1 + PREFER_FREE) + TIE_MS;
-  const bestNoise = board.noise[best]!;
-  for (const w of order) {
-    if (board.free[w]! <= 0) continue;
-    const time = timeOn(item, board, w);
-    const noise = Math.max(bestNoise, board.noise[w]!);
-    // The scatter makes a tie only of workers about as fast for this request: a free worker that
-    // takes it markedly longer (a half-speed GPU) is chosen on PREFER_FREE alone. With a young
-    // worker's 10% noise a 1536² request went to a half-speed worker finishing 7% after the fast
-    // one that was busy (bench steep: 1.146x offline LPT; docs/decisions.md).
-    const tie = time <= bestTime * (1 + noise) ? bestTime * noise : 0;
-    if (Math.max(board.busy[w]!, nowMs) + time <= limit + tie) return w;
-  }
+  const limit = freeLimit(board, nowMs, best, bestTime);
+  for (const w of order) if (board.free[w]! > 0 && closeEnough(item, board, nowMs, w, best, bestTime, limit)) return w;
   return best;
+}
+
+/**
+ * preferFree on a large pool: the same pick (the first acceptable free
+ * worker from the rotating start), but a group of workers is skipped whole
+ * when even its least time for the item (its floor) with the largest tie
+ * its scatter allows is past the limit: the idle half-speed quarter of a
+ * fleet is one check per request instead of a walk over each of its idle
+ * workers (free-time-index.ts firstFree).
+ */
+function preferFreeIndexed(item: BoardItem, board: Board, nowMs: number, best: number, index: FreeTimeIndex, start: number): number {
+  const bestTime = timeOn(item, board, best);
+  const limit = freeLimit(board, nowMs, best, bestTime);
+  const bestNoise = board.noise[best]!;
+  const floors = item.floors!;
+  const w = index.firstFree(
+    start,
+    (g, noise) => nowMs + (floors[g] ?? 0) <= limit + bestTime * Math.max(bestNoise, noise),
+    (k) => board.free[k]! > 0 && closeEnough(item, board, nowMs, k, best, bestTime, limit),
+  );
+  return w < 0 ? best : w;
+}
+
+/** The latest finish a free worker may have to be preferred over `best` (before ties). */
+function freeLimit(board: Board, nowMs: number, best: number, bestTime: number): number {
+  return nowMs + (Math.max(board.busy[best]!, nowMs) + bestTime - nowMs) * (1 + PREFER_FREE) + TIE_MS;
+}
+
+/** Whether worker `w` finishes the item close enough to the best finish to be preferred (when free). */
+function closeEnough(item: BoardItem, board: Board, nowMs: number, w: number, best: number, bestTime: number, limit: number): boolean {
+  const time = timeOn(item, board, w);
+  const noise = Math.max(board.noise[best]!, board.noise[w]!);
+  // The scatter makes a tie only of workers about as fast for this request: a free worker that
+  // takes it markedly longer (a half-speed GPU) is chosen on PREFER_FREE alone. With a young
+  // worker's 10% noise a 1536² request went to a half-speed worker finishing 7% after the fast
+  // one that was busy (bench steep: 1.146x offline LPT; docs/decisions.md).
+  const tie = time <= bestTime * (1 + noise) ? bestTime * noise : 0;
+  return Math.max(board.busy[w]!, nowMs) + time <= limit + tie;
 }
 
 /** Plans a request finishing at `finishMs` on worker `w`'s earliest free slot (see plan.ts `occupy`). */

@@ -30,8 +30,15 @@ export class FreeTimeIndex {
   readonly #pos: Int32Array;
   /** Best-first walk: heap slots to visit, a small heap on their keys. */
   readonly #walk: Int32Array;
-  /** Workers with a free slot, by pool position (the plan removes them as they fill). */
-  readonly #free: number[] = [];
+  /**
+   * Workers with a free slot, per group, by pool position (the plan removes
+   * them as they fill). Per group so that a group none of whose workers may
+   * take a request is skipped whole ({@link firstFree}).
+   */
+  readonly #free: number[][] = [];
+  /** Per group: the largest service-time scatter of its workers (board-plan.ts's ties). */
+  readonly #noise: Float64Array;
+  readonly #poolLength: number;
   /** Per search: each group's earliest possible finish, and the best found so far. */
   readonly #bounds: Float64Array;
   #best = -1;
@@ -43,20 +50,24 @@ export class FreeTimeIndex {
     freeSlots: Int32Array,
     private readonly nowMs: number,
     group?: Int32Array,
+    noise?: Float64Array,
   ) {
     const size = busy.length;
     this.#group = group ?? null;
+    this.#poolLength = pool.length;
     this.#slot = new Int32Array(size).fill(-1);
     this.#pos = new Int32Array(size).fill(-1);
     const members: number[][] = [];
     for (let p = 0; p < pool.length; p++) {
       const w = pool[p]!;
       this.#pos[w] = p;
-      if (freeSlots[w]! > 0) this.#free.push(w);
       const g = group === undefined ? 0 : group[w]!;
       (members[g] ??= []).push(w);
+      if (freeSlots[w]! > 0) (this.#free[g] ??= []).push(w);
     }
     this.#heaps = Array.from(members, (m) => Int32Array.from(m ?? []));
+    this.#noise = new Float64Array(this.#heaps.length);
+    if (noise !== undefined) for (const w of pool) this.#noise[this.#groupOf(w)] = Math.max(this.#noise[this.#groupOf(w)]!, noise[w]!);
     let largest = 0;
     this.#heaps.forEach((heap, g) => {
       largest = Math.max(largest, heap.length);
@@ -65,6 +76,10 @@ export class FreeTimeIndex {
     });
     this.#walk = new Int32Array(largest);
     this.#bounds = new Float64Array(this.#heaps.length);
+  }
+
+  #groupOf(w: number): number {
+    return this.#group === null ? 0 : this.#group[w]!;
   }
 
   #key(w: number): number {
@@ -101,6 +116,16 @@ export class FreeTimeIndex {
     const heap = this.#heaps[g]!;
     const walk = this.#walk;
     const slackMs = floor * slack;
+    // The least time seen in this group so far. With a slack, the group's
+    // workers are taken to be within the slack of each other (that is how
+    // the caller groups them: plan-board.ts GROUP_STEP), so none left can
+    // beat the best by more than the slack once free time + this least
+    // time passes it, even when the floor is low: a floor only goes down
+    // between full rounds (plan-board.ts), and a floor a few % low made
+    // each search walk every free worker of the group (all keyed now): at
+    // a 4,096-worker burst's end ~320 of them per queued request, a round
+    // of 100-460 ms of CPU (docs/benchmarks.md Scale part 9).
+    let seenMs = Infinity;
     let size = 1;
     walk[0] = 0;
     while (size > 0) {
@@ -113,8 +138,10 @@ export class FreeTimeIndex {
       // slack; ties with a worker later in the walk are not looked for:
       // among free workers of one speed that would visit them all, and the
       // rotating pick among free workers follows anyway).
-      if (key + floor + slackMs >= this.#bestFinish) break;
-      const finish = key + time(w);
+      if (key + floor + slackMs >= this.#bestFinish || (slack > 0 && seenMs < Infinity && key + seenMs >= this.#bestFinish)) break;
+      const t = time(w);
+      if (t < seenMs) seenMs = t;
+      const finish = key + t;
       if (finish < this.#bestFinish || (finish === this.#bestFinish && this.#pos[w]! < this.#pos[this.#best]!)) {
         this.#best = w;
         this.#bestFinish = finish;
@@ -131,27 +158,67 @@ export class FreeTimeIndex {
     }
   }
 
-  /** Free workers from pool position `start` on, cyclically (the rotating pick of board-plan.ts). */
+  /** Free workers from pool position `start` on, cyclically (the order {@link firstFree} searches in). */
   *freeFrom(start: number): Generator<number> {
-    const free = this.#free;
+    const all = this.#free.flatMap((list) => list ?? []).sort((a, b) => this.#pos[a]! - this.#pos[b]!);
+    const lo = this.#firstAt(all, start);
+    for (let j = 0; j < all.length; j++) yield all[(lo + j) % all.length]!;
+  }
+
+  /**
+   * The first free worker from pool position `start` on, cyclically, that
+   * `accept`s (the rotating pick of board-plan.ts), searching only the groups
+   * `open(group, its largest scatter)` allows; -1 if none. The same worker a
+   * walk over {@link freeFrom} would find when `open` only closes groups
+   * where `accept` holds for no worker. Why: at a burst's end a thousand
+   * idle slow workers that no queued request should go to were walked once
+   * per queued request (a round of ~460 ms of CPU at 4,096 workers with
+   * ~1,600 queued); a closed group now costs one check.
+   */
+  firstFree(start: number, open: (g: number, noise: number) => boolean, accept: (w: number) => boolean): number {
+    const len = this.#poolLength;
+    let best = -1;
+    let bestDist = Infinity;
+    for (let g = 0; g < this.#free.length; g++) {
+      const list = this.#free[g];
+      if (list === undefined || list.length === 0 || !open(g, this.#noise[g] ?? 0)) continue;
+      const lo = this.#firstAt(list, start);
+      for (let j = 0; j < list.length; j++) {
+        const w = list[(lo + j) % list.length]!;
+        // Cyclic distance from `start` grows along this walk: nothing further can come first.
+        const dist = (this.#pos[w]! - start + len) % len;
+        if (dist >= bestDist) break;
+        if (accept(w)) {
+          best = w;
+          bestDist = dist;
+          break;
+        }
+      }
+    }
+    return best;
+  }
+
+  /** The first index in `list` (by pool position) at position `start` or later (list.length if none). */
+  #firstAt(list: readonly number[], start: number): number {
     let lo = 0;
-    let hi = free.length;
+    let hi = list.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.#pos[free[mid]!]! < start) lo = mid + 1;
+      if (this.#pos[list[mid]!]! < start) lo = mid + 1;
       else hi = mid;
     }
-    for (let j = 0; j < free.length; j++) yield free[(lo + j) % free.length]!;
+    return lo;
   }
 
   /** Worker `w`'s free time moved later (a reservation) and, if `full`, its last free slot was taken. */
   raised(w: number, full: boolean): void {
     const s = this.#slot[w]!;
     if (s < 0) return;
-    this.#down(this.#group === null ? 0 : this.#group[w]!, s);
+    this.#down(this.#groupOf(w), s);
     if (full) {
-      const j = this.#free.indexOf(w);
-      if (j >= 0) this.#free.splice(j, 1);
+      const list = this.#free[this.#groupOf(w)];
+      const j = list === undefined ? -1 : list.indexOf(w);
+      if (j >= 0) list!.splice(j, 1);
     }
   }
 
