@@ -238,6 +238,11 @@ export class LoadBook {
     return this.gains.time(BatchGains.classOf(modelOf(w), work), size);
   }
 
+  /** Whether the worker has answered anything (a batch too: a batch of a size whose gain is unknown teaches the cost model nothing). */
+  answered(w: Worker): boolean {
+    return (this.#loads.get(w)?.lastDoneMs ?? 0) > 0;
+  }
+
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
   end(run: Run, ticket: Ticket, end: RunEnd): void {
     const l = this.#loads.get(run.worker);
