@@ -38,9 +38,14 @@ const MAX_SIZE = 64;
  */
 export const REANCHOR_RATIO = 1.2;
 
-/** The prediction of one member alone that a class's gain was last measured against, on the worker that ran that batch. */
+/**
+ * The prediction of one member alone that a class's gain was last measured
+ * against: on the worker that ran that batch, for that member's work (a
+ * class mixes steps, which the prediction counts).
+ */
 export interface GainAnchor<W> {
   readonly worker: W;
+  readonly work: WorkFeatures;
   readonly ms: number;
 }
 

@@ -213,14 +213,14 @@ export class LoadBook {
    */
   batchUntried(w: Worker, work: WorkFeatures | null): boolean {
     const cls = BatchGains.classOf(modelOf(w), work);
-    return (!this.gains.known(cls, 2) || this.#gainAdrift(cls, work)) && !this.#batchesRunning.has(cls);
+    return (!this.gains.known(cls, 2) || this.#gainAdrift(cls)) && !this.#batchesRunning.has(cls);
   }
 
   /** Whether the prediction a class's gain was measured against has since moved past REANCHOR_RATIO (batch-gains.ts). */
-  #gainAdrift(cls: string, work: WorkFeatures | null): boolean {
+  #gainAdrift(cls: string): boolean {
     const a = this.gains.anchor(cls);
-    if (a === undefined || work === null || !this.#loads.has(a.worker)) return false;
-    const r = this.predictMs(work, a.worker) / a.ms;
+    if (a === undefined || !this.#loads.has(a.worker)) return false;
+    const r = this.predictMs(a.work, a.worker) / a.ms;
     return r > REANCHOR_RATIO || r < 1 / REANCHOR_RATIO;
   }
 
@@ -268,7 +268,7 @@ export class LoadBook {
         const work = b.items[0]!.facts.work;
         const cls = BatchGains.classOf(run.model, work);
         // Measured against a prediction that has moved since: F is measured anew from this batch.
-        if (b.size > 1 && this.#gainAdrift(cls, work)) this.gains.forget(cls);
+        if (b.size > 1 && this.#gainAdrift(cls)) this.gains.forget(cls);
         // A batch of a size never seen in its class teaches the gain only: its members' time alone
         // would be its time / a guessed F (b when nothing is known: the share), and a first batch
         // of four 512² taught a worker it was 2-3x faster than it is (the plan then sent it the
@@ -276,7 +276,7 @@ export class LoadBook {
         const known = this.gains.known(cls, b.size);
         const alone = b.size > 1 ? took / this.gains.time(cls, b.size) : took;
         const p = this.predictMs(work, run.worker);
-        if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / p, { worker: run.worker, ms: p });
+        if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / p, work === null ? undefined : { worker: run.worker, work, ms: p });
         if (known) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
       }
     } else if (end.ok) {
