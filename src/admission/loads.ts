@@ -275,8 +275,10 @@ export class LoadBook {
         // burst's large requests as to a fast worker).
         const known = this.gains.known(cls, b.size);
         const alone = b.size > 1 ? took / this.gains.time(cls, b.size) : took;
-        const p = this.predictMs(work, run.worker);
-        if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / p, work === null ? undefined : { worker: run.worker, work, ms: p });
+        if (b.size > 1 && this.snapshot(run.worker).observations > 0) {
+          const p = this.predictMs(work, run.worker);
+          this.gains.observe(cls, b.size, took / p, work === null ? undefined : { worker: run.worker, work, ms: p });
+        }
         if (known) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
       }
     } else if (end.ok) {
