@@ -26,9 +26,33 @@ const ALPHA = 0.25;
 /** Sizes tracked (the --worker-batch-size limit). */
 const MAX_SIZE = 64;
 
-export class BatchGains {
+/**
+ * How far (as a ratio either way) the cost model's prediction of one member
+ * alone may move from the one a class's gain was last measured against
+ * before that gain is measured anew. F is a batch's time over that
+ * prediction, so a prediction learned wrong then (a worker's first answers,
+ * or singles the worker merged into one batch, teach junk) leaves F wrong
+ * for good: the batching fleet learned 768² at F(2) = 1.96 against a
+ * prediction of 345 ms where one alone takes 431 ms (true F(2) ~1.6), so no
+ * 768² was batched again (issue 20; docs/decisions.md).
+ */
+export const REANCHOR_RATIO = 1.2;
+
+/**
+ * The prediction of one member alone that a class's gain was last measured
+ * against: on the worker that ran that batch, for that member's work (a
+ * class mixes steps, which the prediction counts).
+ */
+export interface GainAnchor<W> {
+  readonly worker: W;
+  readonly work: WorkFeatures;
+  readonly ms: number;
+}
+
+export class BatchGains<W = unknown> {
   /** Per class: F(b) / b by batch size (index = size; NaN = never seen; [1] = 1). */
   readonly #q = new Map<string, Float64Array>();
+  readonly #anchors = new Map<string, GainAnchor<W>>();
 
   /** The class a request's batches are learned under. */
   static classOf(model: string, work: WorkFeatures | null): string {
@@ -36,9 +60,13 @@ export class BatchGains {
     return `${model}|${Math.round(4 * Math.log2(Math.max(1e-6, work.megapixels * work.latentFrames * work.outputs)))}`;
   }
 
-  /** One observed batch of `size` (>= 2) that took `ratio` times one member's predicted time alone. */
-  observe(cls: string, size: number, ratio: number): void {
+  /**
+   * One observed batch of `size` (>= 2) that took `ratio` times one member's
+   * predicted time alone; `anchor`: that prediction, and where.
+   */
+  observe(cls: string, size: number, ratio: number, anchor?: GainAnchor<W>): void {
     if (!(ratio > 0) || !Number.isFinite(ratio) || size < 2 || size > MAX_SIZE) return;
+    if (anchor !== undefined) this.#anchors.set(cls, anchor);
     let q = this.#q.get(cls);
     if (q === undefined) {
       q = new Float64Array(MAX_SIZE + 1).fill(Number.NaN);
@@ -47,6 +75,17 @@ export class BatchGains {
     }
     const old = q[size]!;
     q[size] = Number.isNaN(old) ? ratio / size : old + ALPHA * (ratio / size - old);
+  }
+
+  /** The prediction the class's gain was last measured against (undefined: none measured, or measured without one). */
+  anchor(cls: string): GainAnchor<W> | undefined {
+    return this.#anchors.get(cls);
+  }
+
+  /** Forgets what a class's batches taught (its gain is measured anew: see REANCHOR_RATIO). */
+  forget(cls: string): void {
+    this.#q.delete(cls);
+    this.#anchors.delete(cls);
   }
 
   /** Whether any batch was observed (a fleet's first burst knows no gain). */

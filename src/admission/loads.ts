@@ -2,7 +2,7 @@ import type { RegistryEvent } from "../registry/registry.js";
 import type { Worker } from "../registry/worker.js";
 import { CostModel, type CostModelSnapshot } from "../scheduler/cost-model.js";
 import type { WorkFeatures } from "../scheduler/request-facts.js";
-import { BatchGains } from "./batch-gains.js";
+import { BatchGains, REANCHOR_RATIO } from "./batch-gains.js";
 import { SendAges } from "./explore.js";
 import { MISS_AGAIN, MISS_GAP_MIN_MS, MISS_GAP_OBSERVATIONS, MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
@@ -41,7 +41,7 @@ export class LoadBook {
   /** A large fleet's refit runs a slice per turn (cost-refit.ts): no turn of the router carries a whole one. */
   readonly costs = new CostModel({ defer: (slice) => setImmediate(slice) });
   /** What one more member of a batch costs, learned per model and size (batch-gains.ts). */
-  readonly gains = new BatchGains();
+  readonly gains = new BatchGains<Worker>();
   /** Batches of 2 or more sent and not ended, by their gain class (a class is explored by one batch at a time: batchUntried). */
   readonly #batchesRunning = new Map<string, number>();
   readonly #batchClass = new Map<Batch, string>();
@@ -213,7 +213,15 @@ export class LoadBook {
    */
   batchUntried(w: Worker, work: WorkFeatures | null): boolean {
     const cls = BatchGains.classOf(modelOf(w), work);
-    return !this.gains.known(cls, 2) && !this.#batchesRunning.has(cls);
+    return (!this.gains.known(cls, 2) || this.#gainAdrift(cls)) && !this.#batchesRunning.has(cls);
+  }
+
+  /** Whether the prediction a class's gain was measured against has since moved past REANCHOR_RATIO (batch-gains.ts). */
+  #gainAdrift(cls: string): boolean {
+    const a = this.gains.anchor(cls);
+    if (a === undefined || !this.#loads.has(a.worker)) return false;
+    const r = this.predictMs(a.work, a.worker) / a.ms;
+    return r > REANCHOR_RATIO || r < 1 / REANCHOR_RATIO;
   }
 
   #batchEnded(b: Batch): void {
@@ -228,6 +236,11 @@ export class LoadBook {
   /** F(size) of `work` on `w`'s model: a batch's time in units of one member alone (batch-gains.ts; `size` when nothing is learned). */
   batchFactor(w: Worker, work: WorkFeatures | null, size: number): number {
     return this.gains.time(BatchGains.classOf(modelOf(w), work), size);
+  }
+
+  /** Whether the worker has answered anything (a batch too: a batch of a size whose gain is unknown teaches the cost model nothing). */
+  answered(w: Worker): boolean {
+    return (this.#loads.get(w)?.lastDoneMs ?? 0) > 0;
   }
 
   /** Ends a request's run and feeds its service time to the cost model: from the later of its start and the worker's previous answer. */
@@ -254,13 +267,18 @@ export class LoadBook {
       if (b.items.every((i) => i.ok)) {
         const work = b.items[0]!.facts.work;
         const cls = BatchGains.classOf(run.model, work);
+        // Measured against a prediction that has moved since: F is measured anew from this batch.
+        if (b.size > 1 && this.#gainAdrift(cls)) this.gains.forget(cls);
         // A batch of a size never seen in its class teaches the gain only: its members' time alone
         // would be its time / a guessed F (b when nothing is known: the share), and a first batch
         // of four 512² taught a worker it was 2-3x faster than it is (the plan then sent it the
         // burst's large requests as to a fast worker).
         const known = this.gains.known(cls, b.size);
         const alone = b.size > 1 ? took / this.gains.time(cls, b.size) : took;
-        if (b.size > 1 && this.snapshot(run.worker).observations > 0) this.gains.observe(cls, b.size, took / this.predictMs(work, run.worker));
+        if (b.size > 1 && this.snapshot(run.worker).observations > 0) {
+          const p = this.predictMs(work, run.worker);
+          this.gains.observe(cls, b.size, took / p, work === null ? undefined : { worker: run.worker, work, ms: p });
+        }
         if (known) for (const i of b.items) this.costs.observe(run.worker.url, run.model, i.facts.work, alone, doneMs);
       }
     } else if (end.ok) {

@@ -63,7 +63,9 @@ export function probesStale(ctx: DispatchContext, nowMs: number, freeSlots: (w: 
  * before a burst (LoadBook.staleIdle): one that slowed down meanwhile shows
  * it on a small request (running past its prediction, then its answer),
  * not on the burst's largest (issue 20: 1.4-1.7x the offline plan on the
- * first burst after three of eight workers became 3x slower). (Prompt
+ * first burst after three of eight workers became 3x slower). In a round
+ * planned as batch units (`staleOk` false) neither probe goes to a worker
+ * that has answered before. (Prompt
  * groups are not used as probes: they are planned as units.) Then workers
  * the plan has left out for a while are explored (explore.ts).
  */
@@ -77,6 +79,11 @@ export function probeWorkers(ctx: DispatchContext, b: PlanBoard, { nowMs, live, 
   let tail = live.length - 1;
   for (let k = 0; k < (b.unobserved > 0 || probeStale ? b.size : 0); k++) {
     if (board.free[k]! <= 0 || b.runsOn(k) > 0 || (b.observed(k) > 0 && !(probeStale && stale.has(b.worker(k))))) continue;
+    // A round planned as batch units (staleOk false) probes only workers that never answered: one
+    // that ran only batches of unknown gain is still unobserved by the cost model (its first answer is
+    // taken as cold), and probing it sent each such GPU a single 512² first in the batching fleet's
+    // first burst after the warm-up, ahead of the unit the plan had for it (issue 20).
+    if (!staleOk && b.observed(k) === 0 && ctx.loads.answered(b.worker(k))) continue;
     while (tail >= 0 && (live[tail]!.settled || probed.has(tail))) tail--;
     // Never the queue's head (its largest request): through HTTP a burst arrives over several
     // event-loop turns, and a probe with the only request queued put a burst's largest on a

@@ -71,14 +71,18 @@ interface Piece {
 }
 
 /**
- * The units to send now, or null when no key gains from batching (then the
- * round is planned request by request, as without batching), or when a
+ * The units to send now, or null when no key gains from batching and none
+ * is explored (then the round is planned request by request, as without
+ * batching), or when a
  * prompt group's item or a video is among them. Only for a round whose
  * items are the whole queue (the caller checks).
  */
 export function planUnits(r: UnitRound): Unit[] | null {
   const keys = keysOf(r);
-  if (keys === null || !keys.some((k) => k.js.length > 1 && gains(k, 2))) return null;
+  // A key being explored is planned as units too: a class whose gain was learned wrong (no gain,
+  // F(2) = 2.73 for 512² against a wrong prediction) made every key gainless, the round went request
+  // by request, and the exploring batch that would re-measure it was never formed (issue 20, batch6).
+  if (keys === null || !keys.some((k) => k.js.length > 1 && (gains(k, 2) || k.explore))) return null;
   let pieces = keys.flatMap(leastWork);
   let best = makespan(r, pieces, null);
   const budget = { left: SPLIT_BUDGET };
