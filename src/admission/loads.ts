@@ -13,10 +13,9 @@ export function parallelSlotsOf(w: Worker): number {
 }
 
 /**
- * A worker that answered nothing for this long (ms) before a burst began is
- * probed with a small request first (plan-dispatch.ts): its speed may have
- * changed meanwhile (another tenant, a throttled GPU), and the burst's
- * largest requests go out in its first plan.
+ * A worker that answered nothing for this long (ms) before a burst began is probed with a small
+ * request first (plan-dispatch.ts): its speed may have changed meanwhile (another tenant, a
+ * throttled GPU), and the burst's largest requests go out in its first plan.
  */
 export const STALE_MS = 1000;
 
