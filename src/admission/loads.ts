@@ -309,6 +309,23 @@ export class LoadBook {
   }
 
   /**
+   * When a run began on its worker's GPU (a one-slot worker's queue runs in
+   * order, as in {@link slowdown}): hedging judges a run overdue from this,
+   * as a request queued behind a straggler's probe did not run while it waited.
+   */
+  beganMs(run: Run): number {
+    const l = this.#loads.get(run.worker);
+    if (!l || parallelSlotsOf(run.worker) !== 1) return run.startedMs;
+    let prevEnd = 0;
+    for (const r of l.runs) {
+      const began = Math.max(r.startedMs, prevEnd, l.lastDoneMs);
+      if (r === run) return began;
+      prevEnd = began + r.predictedMs;
+    }
+    return run.startedMs;
+  }
+
+  /**
    * The earliest time at which {@link slowdown} may change without a run
    * starting or ending: when one of its runs passes its prediction
    * (Infinity with none). Until then the planner may keep its state.
