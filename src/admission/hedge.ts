@@ -75,11 +75,12 @@ export function mayCopy(ticket: Ticket): boolean {
  */
 export const OVERDUE_RATIO = 1.25;
 /**
- * ...and at least this many ms beyond it: the miss floor (misses.ts
- * MISS_MIN_MS), below which a busy host's own hiccups (requests of a few ms
- * taking 100+ ms on 2 busy cores) look like a slow GPU.
+ * ...and at least this many ms beyond it ({@link HEDGE_MIN_GAIN_MS}): a busy
+ * host's own hiccups (requests of a few ms taking 100+ ms on 2 busy cores)
+ * must not look like a slow GPU; a GPU request of seconds is judged by the
+ * ratio.
  */
-export const OVERDUE_MIN_MS = 250;
+export const OVERDUE_MIN_MS = 500;
 /**
  * How much slower than predicted an overdue original's worker is presumed:
  * the slow GPUs the router meets are a few times slower (another tenant, a
@@ -141,7 +142,9 @@ export function copyWorthAtMs(run: Run, beganMs: number, copyMs: number, nowMs: 
 /**
  * Hedged tails: while the queue is empty and a worker is idle, a running
  * request may get one copy on that worker when the copy is predicted to
- * finish sooner than the original (by {@link HEDGE_MIN_GAIN_MS}). Never while a
+ * finish sooner than the original (by {@link HEDGE_MIN_GAIN_MS}), or, once
+ * the original is overdue, sooner than it would on a GPU
+ * {@link OVERDUE_SLOWDOWN}x slow. Never while a
  * request waits (a loaded fleet pays nothing), never during a hold, only on
  * a worker at the original's weight version, at most one copy per request.
  * A copy in flight is cut when a hold begins ({@link cancelAll}).
