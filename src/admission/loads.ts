@@ -274,7 +274,8 @@ export class LoadBook {
       // drift fleet's 3x-slow probe was 1.9x off, under MISS_ALONE), and a worker whose history the
       // change detection had cut to 3 answers was planned at 1.6x its speed (issue 20, drift7).
       const gap = l?.unconfirmed === true;
-      const missNow = gap && now === 0 && obs >= MISS_GAP_OBSERVATIONS ? this.predictMs(ticket.facts.work, run.worker) : now;
+      // ...and against the lesser of that and its send-time prediction: a 4x probe's slowness is absorbed at its size (1.3x off after learning) while larger sizes stay fast (issue 20, straggler9).
+      const missNow = gap && obs >= MISS_GAP_OBSERVATIONS ? Math.min(run.predictedMs, now > 0 ? now : this.predictMs(ticket.facts.work, run.worker)) : now;
       if (l) l.lastMiss = gap ? missAfter(took, missNow, Math.max(l.lastMiss, MISS_AGAIN), MISS_GAP_MIN_MS) : missAfter(took, missNow, l.lastMiss);
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
