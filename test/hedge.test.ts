@@ -199,7 +199,7 @@ describe("hedging and refits", () => {
     await setSpeed(slow, 0.03); // ~3.4 s for the large image
     const before = await hedgeMetrics(router);
     const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
-    // A pair: one on each worker. A copy of the slow one would be worth it some 1.2 s in; the refit's hold comes first.
+    // A pair: one on each worker. A copy of the slow one would be worth it some 0.6 s in (overdue); the refit's hold comes first.
     const { pair, prefix } = await pairWithSlow(router, slow, large, "refit-hold");
     const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/hold" } });
     const answers = await Promise.all(pair);
@@ -218,10 +218,12 @@ describe("hedging and refits", () => {
     const before = await hedgeMetrics(router);
     const version = (await jsonRequest(`${router.url}/workers`)).body.workers[0].weight_version;
     const { pair } = await pairWithSlow(router, slow, large, "refit-cut");
+    // The fast worker turns slow too (unknown to the router) once its own request runs (the sim reads its
+    // speed when a request starts), before the copy can start (~0.6 s in): the copy will still run when the refit begins.
+    await waitFor(async () => (await simStats(fast)).in_flight === 1 || (await Promise.race([Promise.race(pair).then(() => true), Promise.resolve(false)])), 10_000, "the fast worker's own request started");
+    await setSpeed(fast, 0.02);
     const first = await Promise.race(pair);
     expect(first.worker).toBe(fast.url);
-    // The fast worker turns slow too (unknown to the router): the copy it gets will still run when the refit begins.
-    await setSpeed(fast, 0.02);
     await waitFor(async () => (await hedgeMetrics(router)).started > before.started, 10_000, "a copy started");
     await waitFor(async () => (await simStats(fast)).in_flight === 1, 15_000, "the copy reached the fast worker");
     const refit = jsonRequest(`${router.url}/update_weights_from_disk`, { method: "POST", json: { model_path: "ckpt/cut" } });

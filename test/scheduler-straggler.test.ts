@@ -11,7 +11,9 @@
  * ~250 ms, ~170 ms beyond its prediction: under the 250 ms floor of a miss,
  * so the worker looked fast again and was sent a 1.3 s request that took 5 s
  * (through the router 2.9-3.3x the bound). A stale worker's first answer now
- * counts as a miss from 100 ms (misses.ts MISS_GAP_MIN_MS).
+ * counts as a miss from 100 ms (misses.ts MISS_GAP_MIN_MS), against the lesser of
+ * its prediction at the send and after learning from it (straggler9: with two
+ * observations the model had absorbed a 4x probe at its own size, 1.3x off).
  */
 import { describe, expect, it } from "vitest";
 import { oracleMakespanMs, rng, VirtualFleet, type Job, type VirtualGpu } from "./helpers/virtual-fleet.js";
@@ -52,14 +54,15 @@ async function straggler(seed: number, count: number, arrivalsPerTurn: number, b
 
 describe("straggler: another of eight workers 4x slower each burst, unknown to the router", () => {
   // [burst size, arrivals per event-loop turn, the measured bursts checked (1 = first after the warm-up), the bound each must meet].
-  // Main before (cced566), same seeds: 32 at 4 per turn 1.006-2.106 (median 1.392), now 0.996-1.084;
+  // Main before (cced566), same seeds: 32 at 4 per turn 1.006-2.106 (median 1.392), now 0.991-1.065;
   // 16 at 4 per turn up to 2.209 (four bursts over 1.6), now up to 1.321; 16 at once bursts 2-4 up
-  // to 2.206, now up to 1.247. The first burst of 16 arriving at once is still 2.1-2.3 on 3 of 6
-  // seeds, as on main (not this cause; not asserted, see docs/decisions.md).
+  // to 2.206, now up to 1.319. The first burst of 16 arriving at once was 2.1-2.3 on 3 of 6 seeds
+  // until straggler9 (da30f7f: 2.202, 2.115, 2.305 on seeds 2, 4, 5), now 1.098-1.319: the probe's
+  // miss is judged against its send-time prediction too (loads.ts, docs/decisions.md).
   for (const [count, perTurn, from, bound] of [
     [32, 4, 1, 1.15],
     [16, 4, 1, 1.35],
-    [16, Infinity, 2, 1.3],
+    [16, Infinity, 1, 1.35],
   ] as const) {
     it(`bursts of ${count}, ${perTurn} arrival(s) per turn: every burst from the ${from === 1 ? "first" : "second"} after the warm-up <= ${bound}x offline LPT, on 6 seeds`, async () => {
       for (let seed = 1; seed <= 6; seed++) {

@@ -70,12 +70,53 @@ export function mayCopy(ticket: Ticket): boolean {
 }
 
 /**
- * The original's predicted remaining time: its prediction stretched by the
- * worker's current slowdown (loads.ts: 1.5 x elapsed / predicted once past
- * its prediction), from its start.
+ * An original is overdue once it has run this many times its prediction on
+ * its worker's GPU (LoadBook.beganMs)...
  */
-export function remainingMs(run: Run, nowMs: number, slowdown: number): number {
-  return Math.max(0, run.startedMs + run.predictedMs * slowdown - nowMs);
+export const OVERDUE_RATIO = 1.25;
+/**
+ * ...and at least this many ms beyond it ({@link HEDGE_MIN_GAIN_MS}): a busy
+ * host's own hiccups (requests of a few ms taking 100+ ms on 2 busy cores)
+ * must not look like a slow GPU; a GPU request of seconds is judged by the
+ * ratio.
+ */
+export const OVERDUE_MIN_MS = 500;
+/**
+ * How much slower than predicted an overdue original's worker is presumed:
+ * the slow GPUs the router meets are a few times slower (another tenant, a
+ * throttled GPU; issue 20's stragglers 3x and 4x), and the elapsed-time
+ * estimate alone (1.5 x elapsed, i.e. half the time run so far remains) only
+ * lets an equal-speed copy pay off at 2 x (its time + 500 ms): a 4x straggler's
+ * 722 ms request was copied 2.4 s into its 2.9 s, and the copy lost (the
+ * straggler fleet's 3.4x burst, docs/benchmarks.md).
+ */
+export const OVERDUE_SLOWDOWN = 3;
+
+/** When a run that began at `beganMs` with a prediction of `predictedMs` becomes overdue (see {@link OVERDUE_RATIO}). */
+export function overdueAtMs(beganMs: number, predictedMs: number): number {
+  return beganMs + Math.max(predictedMs * OVERDUE_RATIO, predictedMs + OVERDUE_MIN_MS);
+}
+
+/**
+ * The original's predicted remaining time: its prediction stretched by the
+ * worker's current slowdown (loads.ts: its last answer's miss, or 1.5 x
+ * elapsed / predicted once past its prediction), from when it began on the
+ * worker's GPU.
+ */
+export function remainingMs(run: Run, beganMs: number, nowMs: number, slowdown: number): number {
+  return Math.max(0, beganMs + run.predictedMs * slowdown - nowMs);
+}
+
+/**
+ * Whether a copy predicted to take `copyMs` is worth starting against an
+ * overdue original: predicted to finish before the original would on a GPU
+ * {@link OVERDUE_SLOWDOWN} x slower than predicted. No gain floor: being
+ * overdue by {@link OVERDUE_MIN_MS} is the evidence, and the copy takes an
+ * idle GPU (the queue is empty) while the first answer wins, so a copy that
+ * loses delays no one's answer.
+ */
+export function overdueCopyWorth(run: Run, beganMs: number, nowMs: number, copyMs: number): boolean {
+  return run.predictedMs > 0 && nowMs >= overdueAtMs(beganMs, run.predictedMs) && nowMs + copyMs < beganMs + run.predictedMs * OVERDUE_SLOWDOWN;
 }
 
 /** Whether a copy predicted to take `copyMs` is worth starting against an original with `remainingMs` left. */
@@ -84,20 +125,26 @@ export function copyWorth(copyMs: number, remainingMs: number): boolean {
 }
 
 /**
- * When a copy predicted to take `copyMs` becomes worth starting: before its
- * prediction the original's remaining time only shrinks; past it the
- * slowdown rule makes it half the elapsed time, which grows. Infinity when
- * never (a run without a prediction).
+ * When a copy predicted to take `copyMs` becomes worth starting, after
+ * `nowMs`: before its prediction the original's remaining time only shrinks;
+ * past it the slowdown rule makes it half the elapsed time, which grows; and
+ * once overdue it is presumed {@link OVERDUE_SLOWDOWN}x slow while a copy
+ * started then would still finish first. Infinity when never (a run without
+ * a prediction).
  */
-export function copyWorthAtMs(run: Run, copyMs: number): number {
+export function copyWorthAtMs(run: Run, beganMs: number, copyMs: number, nowMs: number): number {
   if (!(run.predictedMs > 0)) return Infinity;
-  return run.startedMs + Math.max(run.predictedMs, 2 * (copyMs + HEDGE_MIN_GAIN_MS)) + 1;
+  const byElapsed = beganMs + Math.max(run.predictedMs, 2 * (copyMs + HEDGE_MIN_GAIN_MS)) + 1;
+  const overdue = Math.max(overdueAtMs(beganMs, run.predictedMs) + 1, nowMs + 1);
+  return overdue + copyMs < beganMs + run.predictedMs * OVERDUE_SLOWDOWN ? Math.min(overdue, byElapsed) : byElapsed;
 }
 
 /**
  * Hedged tails: while the queue is empty and a worker is idle, a running
  * request may get one copy on that worker when the copy is predicted to
- * finish sooner than the original (by {@link HEDGE_MIN_GAIN_MS}). Never while a
+ * finish sooner than the original (by {@link HEDGE_MIN_GAIN_MS}), or, once
+ * the original is overdue, sooner than it would on a GPU
+ * {@link OVERDUE_SLOWDOWN}x slow. Never while a
  * request waits (a loaded fleet pays nothing), never during a hold, only on
  * a worker at the original's weight version, at most one copy per request.
  * A copy in flight is cut when a hold begins ({@link cancelAll}).
@@ -158,12 +205,13 @@ export class Hedger {
       if (run === null || run.batch !== null || o.worker.weightVersion !== o.weightVersion) continue;
       const best = this.#bestCopy(o, idle);
       if (best === null) continue;
-      if (copyWorth(best.copyMs, remainingMs(run, nowMs, loads.slowdown(o.worker, nowMs)))) {
+      const began = loads.beganMs(run);
+      if (copyWorth(best.copyMs, remainingMs(run, began, nowMs, loads.slowdown(o.worker, nowMs))) || overdueCopyWorth(run, began, nowMs, best.copyMs)) {
         this.#start(o, best.worker);
         idle.delete(best.worker);
         if (idle.size === 0) break;
       } else {
-        const at = copyWorthAtMs(run, best.copyMs);
+        const at = copyWorthAtMs(run, began, best.copyMs, nowMs);
         if (at > nowMs) nextMs = Math.min(nextMs, at);
       }
     }

@@ -291,7 +291,8 @@ export class LoadBook {
       // drift fleet's 3x-slow probe was 1.9x off, under MISS_ALONE), and a worker whose history the
       // change detection had cut to 3 answers was planned at 1.6x its speed (issue 20, drift7).
       const gap = l?.unconfirmed === true;
-      const missNow = gap && now === 0 && obs >= MISS_GAP_OBSERVATIONS ? this.predictMs(ticket.facts.work, run.worker) : now;
+      // ...and against the lesser of that and its send-time prediction: a 4x probe's slowness is absorbed at its size (1.3x off after learning) while larger sizes stay fast (issue 20, straggler9).
+      const missNow = gap && obs >= MISS_GAP_OBSERVATIONS ? Math.min(run.predictedMs, now > 0 ? now : this.predictMs(ticket.facts.work, run.worker)) : now;
       if (l) l.lastMiss = gap ? missAfter(took, missNow, Math.max(l.lastMiss, MISS_AGAIN), MISS_GAP_MIN_MS) : missAfter(took, missNow, l.lastMiss);
       // Faster than it was predicted at the send: it may have recovered (explore.ts).
       if (now > 0 && took > 0) this.ages.answered(run.worker, run.predictedMs / took);
@@ -323,6 +324,23 @@ export class LoadBook {
       prevEnd = began + r.predictedMs;
     }
     return s;
+  }
+
+  /**
+   * When a run began on its worker's GPU (a one-slot worker's queue runs in
+   * order, as in {@link slowdown}): hedging judges a run overdue from this,
+   * as a request queued behind a straggler's probe did not run while it waited.
+   */
+  beganMs(run: Run): number {
+    const l = this.#loads.get(run.worker);
+    if (!l || parallelSlotsOf(run.worker) !== 1) return run.startedMs;
+    let prevEnd = 0;
+    for (const r of l.runs) {
+      const began = Math.max(r.startedMs, prevEnd, l.lastDoneMs);
+      if (r === run) return began;
+      prevEnd = began + r.predictedMs;
+    }
+    return run.startedMs;
   }
 
   /**

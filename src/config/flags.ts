@@ -155,7 +155,7 @@ export const routerFlags: readonly FlagSpec[] = [
     kind: "choice",
     help: "on: with earliest-finish, a running seeded generation may get one copy on an idle worker when the queue is empty, first answer wins; off: never",
     readmeDefault: "`on`",
-    doc: "`on`: with `earliest-finish`, while no request waits in the router queue, a running image or native generation whose body names its `seed` may get one copy on an idle worker at the same weight version when the copy is predicted to finish at least 0.5 s sooner than the original's predicted remaining time; the first answer is the client's, the other is cut (see [Hedged tails](#hedged-tails)). `off`: never",
+    doc: "`on`: with `earliest-finish`, while no request waits in the router queue, a running image or native generation whose body names its `seed` may get one copy on an idle worker at the same weight version when the copy is predicted to finish at least 0.5 s sooner than the original's predicted remaining time, or once the original is overdue (1.25x its prediction and 0.5 s past it) when the copy is predicted to finish before the original would on a GPU 3x slower than predicted; the first answer is the client's, the other is cut (see [Hedged tails](#hedged-tails)). `off`: never",
     choices: ["on", "off"],
   },
   {

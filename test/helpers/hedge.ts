@@ -10,7 +10,7 @@ import { startSimProcess, type SimProcess } from "./sim.js";
 
 /** About 12 ms of GPU time on a sim at speed 1. */
 export const small = { prompt: "a cat", size: "256x256", num_inference_steps: 20, response_format: "url" };
-/** About 100 ms at speed 1: a copy of a straggler becomes worth it only ~1.2 s in ((100 ms + 0.5 s) x 2), time enough for a test to act first. */
+/** About 100 ms at speed 1: a copy of a straggler becomes worth it only ~0.6 s in (overdue from its prediction + 0.5 s, hedge.ts), time enough for a test to act first. */
 export const large = { prompt: "a river", size: "512x512", num_inference_steps: 50, response_format: "url" };
 
 export interface Answer {
