@@ -5,6 +5,7 @@ import type { WorkFeatures } from "../scheduler/request-facts.js";
 import { BatchGains, REANCHOR_RATIO } from "./batch-gains.js";
 import { SendAges } from "./explore.js";
 import { MISS_AGAIN, MISS_GAP_MIN_MS, MISS_GAP_OBSERVATIONS, MISS_MIN_OBSERVATIONS, missAfter } from "./misses.js";
+import { queueEndMs, runBeganMs, runningSlowdown, slotEndsMs, slowdownChangeMs, workLeftMs } from "./run-timeline.js";
 import { modelOf, type Batch, type Run, type RunEnd, type Ticket } from "./ticket.js";
 
 /** Generations a worker runs at once (its dp_size; see WorkerCapabilities.parallelSlots). */
@@ -301,109 +302,41 @@ export class LoadBook {
     if (l && doneMs > l.lastDoneMs) l.lastDoneMs = doneMs;
   }
 
-  /**
-   * How much slower than predicted a worker is running right now: a request
-   * past its prediction says so before it ends (1.5 × its elapsed/predicted,
-   * as it is not done yet). A slow GPU's first request thus shows it slow
-   * while it still runs, and no more work is planned onto it as if fast.
-   * Its last answer, if 2x or more off its prediction, counts until the next:
-   * the cost model moves the worker's speed only on a second such answer (one
-   * may be a stall), and a GPU that became 3x slower would otherwise be sent
-   * a large request as if fast right after its first slow answer (issue 20).
-   */
+  /** How much slower than predicted a worker runs right now (see {@link runningSlowdown}). */
   slowdown(w: Worker, nowMs: number): number {
     const l = this.#loads.get(w);
-    if (!l) return 1;
-    let s = Math.max(1, l.lastMiss);
-    let prevEnd = 0;
-    const serial = parallelSlotsOf(w) === 1;
-    for (const r of l.runs) {
-      const began = serial ? Math.max(r.startedMs, prevEnd, l.lastDoneMs) : r.startedMs;
-      const elapsed = nowMs - began;
-      if (elapsed > r.predictedMs && r.predictedMs > 0) s = Math.max(s, (1.5 * elapsed) / r.predictedMs);
-      prevEnd = began + r.predictedMs;
-    }
-    return s;
+    return l ? runningSlowdown(l.runs, l.lastDoneMs, parallelSlotsOf(w) === 1, l.lastMiss, nowMs) : 1;
   }
 
-  /**
-   * When a run began on its worker's GPU (a one-slot worker's queue runs in
-   * order, as in {@link slowdown}): hedging judges a run overdue from this,
-   * as a request queued behind a straggler's probe did not run while it waited.
-   */
+  /** When a run began on its worker's GPU: hedging judges a run overdue from this (see {@link runBeganMs}). */
   beganMs(run: Run): number {
     const l = this.#loads.get(run.worker);
-    if (!l || parallelSlotsOf(run.worker) !== 1) return run.startedMs;
-    let prevEnd = 0;
-    for (const r of l.runs) {
-      const began = Math.max(r.startedMs, prevEnd, l.lastDoneMs);
-      if (r === run) return began;
-      prevEnd = began + r.predictedMs;
-    }
-    return run.startedMs;
+    return l && parallelSlotsOf(run.worker) === 1 ? runBeganMs(l.runs, l.lastDoneMs, run) : run.startedMs;
   }
 
-  /**
-   * The earliest time at which {@link slowdown} may change without a run
-   * starting or ending: when one of its runs passes its prediction
-   * (Infinity with none). Until then the planner may keep its state.
-   */
+  /** The earliest time {@link slowdown} may change without a run starting or ending (see {@link slowdownChangeMs}). */
   slowdownChangesAt(w: Worker): number {
     const l = this.#loads.get(w);
-    if (!l) return Infinity;
-    let at = Infinity;
-    let prevEnd = 0;
-    const serial = parallelSlotsOf(w) === 1;
-    for (const r of l.runs) {
-      const began = serial ? Math.max(r.startedMs, prevEnd, l.lastDoneMs) : r.startedMs;
-      if (r.predictedMs > 0) at = Math.min(at, began + r.predictedMs);
-      prevEnd = began + r.predictedMs;
-    }
-    return at;
+    return l ? slowdownChangeMs(l.runs, l.lastDoneMs, parallelSlotsOf(w) === 1) : Infinity;
   }
 
-  /**
-   * When a worker is predicted to finish what it has: its runs one after
-   * another in start order (a worker's scheduler queue is FIFO), each from
-   * the later of its start and the previous one's end, stretched by the
-   * worker's current slowdown.
-   */
+  /** When a one-slot worker is predicted to finish what it has (see {@link queueEndMs}). */
   busyUntil(w: Worker, nowMs: number, slow: number): number {
     const l = this.#loads.get(w);
-    if (!l || l.runs.size === 0) return nowMs;
-    let t = 0;
-    for (const r of l.runs) t = Math.max(t, r.startedMs, l.lastDoneMs) + r.predictedMs * slow;
-    return Math.max(t, nowMs);
+    return l ? queueEndMs(l.runs, l.lastDoneMs, nowMs, slow) : nowMs;
   }
 
-  /**
-   * When each of a worker's parallel slots is predicted free, earliest
-   * first: its runs in start order, each on the slot that frees first.
-   * One slot: [{@link busyUntil}].
-   */
+  /** When each of a worker's parallel slots is predicted free, earliest first (one slot: [{@link busyUntil}]). */
   slotsFreeAt(w: Worker, nowMs: number, slow: number): number[] {
     const k = parallelSlotsOf(w);
     if (k === 1) return [this.busyUntil(w, nowMs, slow)];
-    const ends = new Array<number>(k).fill(0);
-    for (const r of this.#loads.get(w)?.runs ?? []) {
-      let i = 0;
-      for (let j = 1; j < k; j++) if (ends[j]! < ends[i]!) i = j;
-      ends[i] = Math.max(ends[i]!, r.startedMs) + r.predictedMs * slow;
-    }
-    return ends.map((e) => Math.max(e, nowMs)).sort((a, b) => a - b);
+    return slotEndsMs(this.#loads.get(w)?.runs ?? [], k, nowMs, slow);
   }
 
   /** Predicted ms of work dispatched to a worker and not finished. */
   inFlightWorkMs(w: Worker, nowMs: number): number {
     const l = this.#loads.get(w);
-    if (!l) return 0;
-    let t = 0;
-    let left = 0;
-    for (const r of l.runs) {
-      t = Math.max(t, r.startedMs) + r.predictedMs;
-      left = Math.max(0, t - nowMs);
-    }
-    return left;
+    return l ? workLeftMs(l.runs, nowMs) : 0;
   }
 
   #loadOf(w: Worker): WorkerLoad {
