@@ -20,7 +20,8 @@ import { LoadBook } from "../src/admission/loads.js";
 import type { Ticket } from "../src/admission/ticket.js";
 import { Registry } from "../src/registry/registry.js";
 import { readRequestFacts } from "../src/scheduler/request-facts.js";
-import { oracleMakespanMs, rng, serviceMs, VirtualFleet, type Job, type VirtualGpu } from "./helpers/virtual-fleet.js";
+import { speedChangeRatios } from "./helpers/speed-changes.js";
+import { rng, serviceMs, type Job, type VirtualGpu } from "./helpers/virtual-fleet.js";
 
 const MIX = { sizes: ["512x512", "768x768", "1024x1024", "1536x1536"], steps: [20, 30], n: [1, 2, 3, 4] };
 
@@ -37,22 +38,8 @@ const factor = (b: number, i: number) => (i < 3 && (b === 2 || b === 3) ? 1 / 3 
 
 /** Makespan / offline LPT (which knows each burst's speeds) of bursts 0-5, burst 0 the warm-up. */
 async function drift(seed: number, arrivalsPerTurn: number, count = 48): Promise<number[]> {
-  const fleet = new VirtualFleet(Array.from({ length: 8 }, () => BASE), "earliest-finish", { arrivalsPerTurn });
-  const workers = [...fleet.gpus.keys()];
   const random = rng(seed);
-  const ratios: number[] = [];
-  for (let b = 0; b < 6; b++) {
-    const gpus = workers.map((w, i) => {
-      const gpu = fleet.gpus.get(w)!;
-      gpu.speed = BASE.speed * factor(b, i);
-      return { ...BASE, speed: gpu.speed };
-    });
-    const jobs = burst(random, count);
-    const { makespanMs } = await fleet.burst(jobs);
-    ratios.push(makespanMs / oracleMakespanMs(gpus, jobs));
-    fleet.nowMs += 2000;
-  }
-  return ratios;
+  return speedChangeRatios({ base: BASE, workers: 8, factor, bursts: 6, gapMs: 2000, arrivalsPerTurn, burst: () => burst(random, count) });
 }
 
 const median = (xs: number[]) => {

@@ -16,7 +16,8 @@
  * observations the model had absorbed a 4x probe at its own size, 1.3x off).
  */
 import { describe, expect, it } from "vitest";
-import { oracleMakespanMs, rng, VirtualFleet, type Job, type VirtualGpu } from "./helpers/virtual-fleet.js";
+import { speedChangeRatios } from "./helpers/speed-changes.js";
+import { rng, type Job, type VirtualGpu } from "./helpers/virtual-fleet.js";
 
 /** bench/lib/fleets.mjs IMAGES: 512² to 1024², 30/40 steps, 1-4 outputs, seeded. */
 const IMAGES = { sizes: ["512x512", "768x768", "1024x1024"], steps: [30, 40], n: [1, 2, 3, 4] };
@@ -33,23 +34,9 @@ const factor = (b: number, i: number) => (b >= 1 && i === (b - 1) % 8 ? 0.25 : 1
 
 /** Makespan / offline LPT (knowing that burst's speeds) of bursts 0..bursts-1, burst 0 the warm-up. */
 async function straggler(seed: number, count: number, arrivalsPerTurn: number, bursts = 5): Promise<number[]> {
-  const fleet = new VirtualFleet(Array.from({ length: 8 }, () => BASE), "earliest-finish", { arrivalsPerTurn });
-  const workers = [...fleet.gpus.keys()];
   const random = rng(seed);
-  const ratios: number[] = [];
-  for (let b = 0; b < bursts; b++) {
-    const gpus = workers.map((w, i) => {
-      const gpu = fleet.gpus.get(w)!;
-      gpu.speed = BASE.speed * factor(b, i);
-      return { ...BASE, speed: gpu.speed };
-    });
-    const jobs = burst(random, count);
-    const { makespanMs } = await fleet.burst(jobs);
-    ratios.push(makespanMs / oracleMakespanMs(gpus, jobs));
-    // The bench runs the other algorithms' bursts in between: every worker is stale at the next.
-    fleet.nowMs += 5000;
-  }
-  return ratios;
+  // The bench runs the other algorithms' bursts in between: every worker is stale at the next.
+  return speedChangeRatios({ base: BASE, workers: 8, factor, bursts, gapMs: 5000, arrivalsPerTurn, burst: () => burst(random, count) });
 }
 
 describe("straggler: another of eight workers 4x slower each burst, unknown to the router", () => {
